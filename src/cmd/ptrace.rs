@@ -1,0 +1,102 @@
+//! `bt ptrace`: snapshot a live process or a core file; print it as text or JSON, or
+//! write the binary snapshot.
+
+use crate::snapshot::{render, Snapshot};
+use crate::trace::{self, TraceOptions};
+use anyhow::{bail, Context};
+use argh::FromArgs;
+use std::path::PathBuf;
+
+/// Snapshot a live process (PID) or a core file (--core CORE [EXE]) and print all threads.
+#[derive(FromArgs, Debug)]
+struct Args {
+    /// read this ELF core file instead of a live process
+    #[argh(option)]
+    core: Option<PathBuf>,
+    /// print a saved snapshot file again (no target needed)
+    #[argh(option)]
+    snapshot: Option<PathBuf>,
+    /// write the binary snapshot to this file (nothing is printed unless --json or --text)
+    #[argh(option, short = 'o')]
+    output: Option<PathBuf>,
+    /// print the snapshot as JSON
+    #[argh(switch)]
+    json: bool,
+    /// print the text backtrace even when -o is given
+    #[argh(switch)]
+    text: bool,
+    /// add attributes: key:value[,key:value...] (repeatable)
+    #[argh(option)]
+    kv: Vec<String>,
+    /// only this thread (repeatable)
+    #[argh(option)]
+    thread: Vec<i32>,
+    /// treat this thread as the faulting thread
+    #[argh(option)]
+    fault_thread: Option<i32>,
+    /// extra directory searched for separate debug files (repeatable)
+    #[argh(option)]
+    debug_dir: Vec<PathBuf>,
+    /// maximum frames per thread (default 1024)
+    #[argh(option, default = "1024")]
+    max_frames: usize,
+    /// print registers of each thread in text output
+    #[argh(switch)]
+    registers: bool,
+    /// print the problems met while tracing in text output
+    #[argh(switch)]
+    problems: bool,
+    /// PID of a live process, or (with --core) the executable
+    #[argh(positional)]
+    target: Vec<String>,
+}
+
+pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
+    let args: Args = match super::parse_args(name, raw) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let mut opts = TraceOptions::default();
+    opts.walk.max_frames = args.max_frames.max(1);
+    opts.threads = args.thread.clone();
+    opts.fault_thread = args.fault_thread;
+    opts.symbols.debug_dirs = args.debug_dir.clone();
+    if let Ok(defaults) = std::env::var("BACKTRACE_DEFAULTS") {
+        opts.attributes.extend(trace::parse_defaults(&defaults));
+    }
+    for spec in &args.kv {
+        opts.attributes.extend(trace::parse_kv(spec).map_err(anyhow::Error::msg)?);
+    }
+
+    let snap = if let Some(path) = &args.snapshot {
+        if args.core.is_some() || !args.target.is_empty() {
+            bail!("--snapshot prints a saved snapshot; it takes no pid, core or executable");
+        }
+        Snapshot::read_file(path).with_context(|| format!("reading snapshot {}", path.display()))?
+    } else if let Some(core) = &args.core {
+        if args.target.len() > 1 {
+            bail!("expected at most one executable after --core, got {}", args.target.len());
+        }
+        let exe = args.target.first().map(PathBuf::from);
+        trace::trace_core(core, exe.as_deref(), &opts).with_context(|| format!("tracing core {}", core.display()))?
+    } else {
+        let [pid] = args.target.as_slice() else {
+            bail!("expected a PID, or --core CORE [EXE] (see --help)");
+        };
+        let pid: i32 = pid.parse().ok().filter(|p| *p > 0).with_context(|| format!("not a pid: {pid:?}"))?;
+        trace::trace_pid(pid, &opts)?
+    };
+
+    if let Some(out) = &args.output {
+        snap.write_file(out).with_context(|| format!("writing snapshot {}", out.display()))?;
+        eprintln!("{name}: wrote snapshot {} ({} threads) to {}", snap.uuid, snap.threads.len(), out.display());
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&snap).context("rendering JSON")?;
+        println!("{text}");
+    } else if args.output.is_none() || args.text {
+        let opts = render::TextOptions { registers: args.registers, problems: args.problems };
+        print!("{}", render::text(&snap, &opts));
+    }
+    Ok(super::exit::OK)
+}

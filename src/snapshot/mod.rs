@@ -1,0 +1,195 @@
+//! The snapshot: the one contract between producers (the tracer) and consumers
+//! (dedup, store, query, viewer). Data model in [`model`], encoding here.
+//!
+#![doc = include_str!("FORMAT.md")]
+
+mod model;
+pub mod render;
+
+pub use model::*;
+
+use std::io::{Read, Write};
+
+/// First bytes of every snapshot file.
+pub const MAGIC: [u8; 6] = *b"BTSNAP";
+/// The version this build writes. Every version ever written keeps decoding.
+pub const FORMAT_VERSION: u16 = 1;
+/// Header: magic (6) + version (2) + compression (1) + reserved (3) + payload length (8).
+pub const HEADER_LEN: usize = 20;
+/// Refuse to decode payloads that would expand beyond this (garbage protection).
+pub const MAX_DECODED: u64 = 1 << 31;
+
+const COMPRESSION_NONE: u8 = 0;
+const COMPRESSION_ZSTD: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not a bt snapshot (bad magic)")]
+    BadMagic,
+    #[error("snapshot format version {0} is newer than this bt understands (max {FORMAT_VERSION})")]
+    UnsupportedVersion(u16),
+    #[error("snapshot is truncated: header says {expected} payload bytes, found {found}")]
+    Truncated { expected: u64, found: u64 },
+    #[error("unknown snapshot compression {0}")]
+    UnknownCompression(u8),
+    #[error("corrupt snapshot payload: {0}")]
+    Corrupt(String),
+    #[error("encoding snapshot: {0}")]
+    Encode(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ MAX_DECODED as usize }>()
+}
+
+impl Snapshot {
+    /// Encodes into the versioned, compressed file format.
+    pub fn encode(&self) -> Result<Vec<u8>, SnapshotError> {
+        let raw = bincode::serde::encode_to_vec(self, bincode_config())
+            .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+        let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(raw.len() / 3 + 64), 3)?;
+        enc.include_checksum(true)?;
+        enc.write_all(&raw)?;
+        let payload = enc.finish()?;
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.push(COMPRESSION_ZSTD);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Decodes any format version this build knows.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        if bytes.len() < HEADER_LEN || bytes[..6] != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let version = u16::from_le_bytes([bytes[6], bytes[7]]);
+        let compression = bytes[8];
+        let expected = u64::from_le_bytes(bytes[12..20].try_into().expect("8-byte slice"));
+        let payload = &bytes[HEADER_LEN..];
+        if payload.len() as u64 != expected {
+            return Err(SnapshotError::Truncated { expected, found: payload.len() as u64 });
+        }
+        let raw = match compression {
+            COMPRESSION_NONE => payload.to_vec(),
+            COMPRESSION_ZSTD => {
+                let dec = zstd::stream::Decoder::new(payload)?;
+                let mut raw = Vec::new();
+                dec.take(MAX_DECODED)
+                    .read_to_end(&mut raw)
+                    .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+                raw
+            }
+            other => return Err(SnapshotError::UnknownCompression(other)),
+        };
+        match version {
+            1 => decode_body::<Snapshot>(&raw),
+            v => Err(SnapshotError::UnsupportedVersion(v)),
+        }
+    }
+
+    /// Reads and decodes a snapshot file.
+    pub fn read_file(path: &std::path::Path) -> Result<Snapshot, SnapshotError> {
+        Snapshot::decode(&std::fs::read(path)?)
+    }
+
+    /// Writes atomically: a temporary file in the same directory, then rename,
+    /// so a reader never sees half a snapshot.
+    pub fn write_file(&self, path: &std::path::Path) -> Result<(), SnapshotError> {
+        let bytes = self.encode()?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(result?)
+    }
+
+    /// The faulting thread, if the snapshot has one.
+    pub fn faulting_thread(&self) -> Option<&Thread> {
+        self.threads.iter().find(|t| t.faulted)
+    }
+
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().find(|a| a.key == key).map(|a| a.value.as_str())
+    }
+
+    /// Sets an attribute, replacing an earlier value of the same key.
+    pub fn set_attribute(&mut self, key: &str, value: &str) {
+        match self.attributes.iter_mut().find(|a| a.key == key) {
+            Some(a) => a.value = value.to_string(),
+            None => self.attributes.push(Attribute { key: key.to_string(), value: value.to_string() }),
+        }
+    }
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, SnapshotError> {
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(raw, bincode_config())
+        .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+    if used != raw.len() {
+        return Err(SnapshotError::Corrupt(format!("{} trailing bytes after the snapshot", raw.len() - used)));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            uuid: "00000000-0000-4000-8000-000000000000".into(),
+            timestamp: 1,
+            threads: vec![Thread {
+                tid: 7,
+                faulted: true,
+                frames: vec![Frame { pc: 0x401000, function: Some("main".into()), ..Default::default() }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sample();
+        assert_eq!(Snapshot::decode(&s.encode().unwrap()).unwrap(), s);
+    }
+
+    #[test]
+    fn truncated_is_an_error_not_a_panic() {
+        let bytes = sample().encode().unwrap();
+        for cut in [0, 5, HEADER_LEN, bytes.len() - 1] {
+            assert!(Snapshot::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut bytes = sample().encode().unwrap();
+        for b in bytes[HEADER_LEN..].iter_mut() {
+            *b = b.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(Snapshot::decode(&bytes).is_err());
+        assert!(matches!(Snapshot::decode(b"hello world, not a snapshot"), Err(SnapshotError::BadMagic)));
+    }
+
+    #[test]
+    fn newer_version_is_refused_clearly() {
+        let mut bytes = sample().encode().unwrap();
+        bytes[6] = 99;
+        assert!(matches!(Snapshot::decode(&bytes), Err(SnapshotError::UnsupportedVersion(99))));
+    }
+}

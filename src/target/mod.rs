@@ -1,0 +1,149 @@
+//! Where process state comes from: a live process frozen with ptrace ([`live`]) or an
+//! ELF core file ([`core`]). Both produce a [`Capture`]; the unwinder and symbolizer
+//! read memory through the one [`Memory`] trait and never know which it was.
+
+pub mod core;
+pub mod live;
+pub mod procfs;
+
+use crate::snapshot::{Environment, Mapping, Problem, Process, Registers, Signal, Source};
+
+/// Read access to the target's address space.
+pub trait Memory: Send + Sync {
+    /// Copies bytes starting at `addr` into `buf`; returns how many leading bytes
+    /// were readable (0 when `addr` itself is unreadable). Never panics.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize;
+
+    fn read_exact(&self, addr: u64, buf: &mut [u8]) -> bool {
+        self.read(addr, buf) == buf.len()
+    }
+
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read_exact(addr, &mut b).then(|| u64::from_le_bytes(b))
+    }
+}
+
+/// One thread as captured, before unwinding.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadState {
+    pub tid: i32,
+    pub name: String,
+    pub state: String,
+    pub registers: Registers,
+    /// The thread the fatal signal was delivered to.
+    pub faulted: bool,
+}
+
+/// Everything a producer captured from the target, before unwinding and symbolization.
+pub struct Capture {
+    pub source: Source,
+    pub process: Process,
+    pub signal: Option<Signal>,
+    /// All threads, faulting thread first.
+    pub threads: Vec<ThreadState>,
+    /// Memory map, sorted by start address. For cores: PT_LOAD segments with
+    /// file names from NT_FILE.
+    pub maps: Vec<Mapping>,
+    /// The auxiliary vector (AT_* key, value).
+    pub auxv: Vec<(u64, u64)>,
+    /// The target's memory: stack copies for a live process, segments for a core.
+    pub memory: Box<dyn Memory>,
+    pub environment: Environment,
+    pub problems: Vec<Problem>,
+}
+
+impl Capture {
+    pub fn auxv_value(&self, key: u64) -> Option<u64> {
+        self.auxv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+/// Memory made of copied regions (live stacks, the vDSO), sorted and non-overlapping.
+#[derive(Debug, Default, Clone)]
+pub struct CopiedMemory {
+    regions: Vec<(u64, Vec<u8>)>,
+}
+
+impl CopiedMemory {
+    /// Adds a region; later regions win where they overlap earlier ones is NOT
+    /// supported: callers add disjoint regions.
+    pub fn add(&mut self, addr: u64, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let idx = self.regions.partition_point(|(a, _)| *a < addr);
+        self.regions.insert(idx, (addr, bytes));
+    }
+
+    pub fn regions(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.regions.iter().map(|(a, b)| (*a, b.as_slice()))
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.regions.iter().map(|(_, b)| b.len()).sum()
+    }
+}
+
+impl Memory for CopiedMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr.wrapping_add(done as u64);
+            // Last region starting at or before `at`.
+            let idx = self.regions.partition_point(|(a, _)| *a <= at);
+            if idx == 0 {
+                break;
+            }
+            let (start, bytes) = &self.regions[idx - 1];
+            let off = (at - start) as usize;
+            if off >= bytes.len() {
+                break;
+            }
+            let n = (bytes.len() - off).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&bytes[off..off + n]);
+            done += n;
+        }
+        done
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no such process: {pid}")]
+    NoSuchProcess { pid: i32 },
+    #[error("attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)")]
+    PermissionDenied { pid: i32 },
+    #[error("attaching to pid {pid}: {source}")]
+    Attach { pid: i32, source: nix::Error },
+    #[error("pid {pid} is bt itself")]
+    SelfAttach { pid: i32 },
+    #[error("reading {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not an ELF core file: {reason}")]
+    NotACore { path: String, reason: String },
+    #[error("{path}: truncated core: {reason}")]
+    TruncatedCore { path: String, reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copied_memory_reads_across_and_stops_at_gaps() {
+        let mut m = CopiedMemory::default();
+        m.add(0x1000, vec![1; 16]);
+        m.add(0x1010, vec![2; 16]);
+        m.add(0x2000, vec![3; 4]);
+        let mut buf = [0u8; 24];
+        assert_eq!(m.read(0x1008, &mut buf), 24);
+        assert_eq!(&buf[..8], &[1; 8]);
+        assert_eq!(&buf[8..], &[2; 16]);
+        assert_eq!(m.read(0x1018, &mut buf), 8);
+        assert_eq!(m.read(0xfff, &mut buf), 0);
+        assert_eq!(m.read(0x2002, &mut buf), 2);
+        assert_eq!(m.read_u64(0x1000), Some(0x0101010101010101));
+        assert_eq!(m.read_u64(0x2000), None);
+    }
+}

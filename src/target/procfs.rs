@@ -1,0 +1,1 @@
+//! Reading /proc: maps, status, limits, meminfo, loadavg, and the host's identity.

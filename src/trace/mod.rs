@@ -1,0 +1,223 @@
+//! The tracer pipeline: capture (live or core) → modules → unwind → symbolize →
+//! [`Snapshot`]. Live targets are detached inside the capture step, before any of
+//! the slow work here begins.
+
+use crate::snapshot::{Attribute, Problem, Scope, Snapshot, Thread};
+use crate::symbols::{ModuleSet, SymbolOptions};
+use crate::target::{self, live::LiveOptions, Capture, TargetError};
+use crate::unwind::{self, WalkOptions};
+use std::path::Path;
+
+/// Everything that shapes one trace.
+#[derive(Debug, Clone, Default)]
+pub struct TraceOptions {
+    pub live: LiveOptions,
+    pub symbols: SymbolOptions,
+    pub walk: WalkOptions,
+    /// User attributes (`--kv`, `BACKTRACE_DEFAULTS`), applied after the automatic ones.
+    pub attributes: Vec<(String, String)>,
+    /// Only these threads (all when empty).
+    pub threads: Vec<i32>,
+    /// Treat this thread as the faulting one (overrides the signal's).
+    pub fault_thread: Option<i32>,
+}
+
+/// Snapshots a running process. The process is running again when this returns.
+pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, TargetError> {
+    let mut sym = opts.symbols.clone();
+    if sym.sysroot.is_none() {
+        // Folklore: the target may live in another mount namespace (a container);
+        // its files are reachable through /proc/PID/root whatever our namespace is.
+        sym.sysroot = Some(format!("/proc/{pid}/root").into());
+    }
+    let cap = target::live::capture(pid, &opts.live)?;
+    Ok(build(cap, &TraceOptions { symbols: sym, ..opts.clone() }))
+}
+
+/// Snapshots an ELF core file, with the executable given explicitly or found via the core.
+pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Result<Snapshot, TargetError> {
+    let cap = target::core::open(core, exe)?;
+    let mut sym = opts.symbols.clone();
+    if let Some(exe) = exe {
+        sym.exe = Some(exe.to_path_buf());
+    }
+    Ok(build(cap, &TraceOptions { symbols: sym, ..opts.clone() }))
+}
+
+/// Turns a capture into a snapshot. Never fails: what cannot be done becomes a problem.
+pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
+    let Capture { source, process, signal, mut threads, maps, auxv, memory, environment, mut problems } = cap;
+    let (modules, module_problems) = ModuleSet::load(&maps, &auxv, memory.as_ref(), &opts.symbols);
+    problems.extend(module_problems);
+
+    if let Some(tid) = opts.fault_thread {
+        for t in threads.iter_mut() {
+            t.faulted = t.tid == tid;
+        }
+    }
+    if !opts.threads.is_empty() {
+        threads.retain(|t| opts.threads.contains(&t.tid));
+    }
+    // Faulting thread first, then by tid, so output is stable.
+    threads.sort_by_key(|t| (!t.faulted, t.tid));
+
+    let walk_one = |t: &target::ThreadState| -> (Thread, Vec<Problem>) {
+        let (raw, mut probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
+        let frames = raw.into_iter().flat_map(|f| modules.symbolize(f)).collect();
+        for p in probs.iter_mut() {
+            if p.scope == Scope::Snapshot {
+                p.scope = Scope::Thread(t.tid);
+            }
+        }
+        let thread = Thread {
+            tid: t.tid,
+            name: t.name.clone(),
+            state: t.state.clone(),
+            faulted: t.faulted,
+            registers: t.registers,
+            frames,
+        };
+        (thread, probs)
+    };
+
+    // Unwinding is independent per thread: spread it over the cores.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(threads.len().max(1));
+    let results: Vec<(Thread, Vec<Problem>)> = if workers > 1 && threads.len() >= 16 {
+        let chunk = threads.len().div_ceil(workers);
+        std::thread::scope(|s| {
+            let handles: Vec<_> =
+                threads.chunks(chunk).map(|c| s.spawn(|| c.iter().map(walk_one).collect::<Vec<_>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().expect("unwinder thread panicked")).collect()
+        })
+    } else {
+        threads.iter().map(walk_one).collect()
+    };
+    let mut out_threads = Vec::with_capacity(results.len());
+    for (t, p) in results {
+        out_threads.push(t);
+        problems.extend(p);
+    }
+
+    let mut snap = Snapshot {
+        uuid: new_uuid(),
+        timestamp: now(),
+        source,
+        process,
+        signal,
+        threads: out_threads,
+        modules: modules.modules(),
+        maps,
+        environment,
+        problems,
+        ..Default::default()
+    };
+    add_automatic_attributes(&mut snap);
+    for (k, v) in &opts.attributes {
+        snap.set_attribute(k, v);
+    }
+    snap
+}
+
+fn add_automatic_attributes(snap: &mut Snapshot) {
+    let env = snap.environment.clone();
+    let application = Path::new(&snap.process.exe)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| snap.process.comm.clone());
+    let auto = [
+        ("hostname", env.hostname.as_str()),
+        ("application", application.as_str()),
+        ("uname.sysname", env.uname.sysname.as_str()),
+        ("uname.release", env.uname.release.as_str()),
+        ("uname.version", env.uname.version.as_str()),
+        ("uname.machine", env.uname.machine.as_str()),
+    ];
+    for (k, v) in auto {
+        if !v.is_empty() {
+            snap.attributes.push(Attribute { key: k.into(), value: v.into() });
+        }
+    }
+    snap.set_attribute("pid", &snap.process.pid.to_string());
+    if let Some(sig) = snap.signal.clone() {
+        snap.set_attribute("signal", &sig.name);
+    }
+}
+
+/// Parses `key:value[,key:value…]` (the `--kv` syntax).
+pub fn parse_kv(spec: &str) -> Result<Vec<(String, String)>, String> {
+    spec.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(format!("bad --kv pair {pair:?}: expected key:value")),
+        })
+        .collect()
+}
+
+/// Parses `BACKTRACE_DEFAULTS`: lines of `key=value`; blank lines and `#` comments ignored.
+pub fn parse_defaults(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A random UUID (version 4 layout) from the kernel's random source.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Extremely unlikely; fall back to time and pid, still unique enough per host.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_parsing() {
+        let cases: &[(&str, Result<Vec<(&str, &str)>, ()>)] = &[
+            ("a:1", Ok(vec![("a", "1")])),
+            ("a:1,b:two", Ok(vec![("a", "1"), ("b", "two")])),
+            ("url:http://x", Ok(vec![("url", "http://x")])),
+            ("", Ok(vec![])),
+            ("novalue", Err(())),
+            (":v", Err(())),
+        ];
+        for (input, want) in cases {
+            let got = parse_kv(input).map_err(|_| ());
+            let want = want.clone().map(|v| v.into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect());
+            assert_eq!(got, want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_parsing() {
+        let got = parse_defaults("# comment\nversion=1.2\n\n team = core \nbroken line\n");
+        assert_eq!(got, vec![("version".into(), "1.2".into()), ("team".into(), "core".into())]);
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uuid());
+    }
+}
