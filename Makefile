@@ -44,7 +44,7 @@ deps:
 # The tests are built with the same profile, target and flags as `bt`, so the
 # dependencies compile once (CI has two cores). BT_BIN is the static release build.
 test: deps bt
-	BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --target $(TARGET) -- --test-threads=2
+	BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --no-fail-fast --target $(TARGET) -- --test-threads=2
 
 examples:
 	$(MAKE) -C examples OUT=$(EXAMPLES_OUT)

@@ -103,16 +103,27 @@ fn trace_core_args<'a>(core: &'a str, exe: Option<&'a str>) -> Vec<&'a str> {
     v
 }
 
-/// Guards bad cores: the first 4 KiB of a core, random bytes, an empty file and a
-/// missing file are each a one-line error, never a panic.
+/// A truncated core done right: a one-line error, or a partial snapshot whose
+/// problems say the core is truncated. Never a panic, never a silent success.
+fn assert_truncation_reported(out: &Output, what: &str) {
+    let stderr = stderr_of(out);
+    assert!(!stderr.contains("panicked"), "{what}: bt panicked:\n{stderr}");
+    if out.status.success() {
+        let snap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let problems = snap["problems"].to_string().to_lowercase();
+        assert!(problems.contains("truncat"), "{what}: a partial snapshot must record the truncation; problems: {problems}");
+    } else {
+        assert_clean_failure(out, what);
+    }
+}
+
+/// Guards bad cores that hold nothing usable: random bytes, an empty file, a missing
+/// file, an executable given as the core. Each is a one-line error, never a panic.
 #[test]
-fn unreadable_cores_are_one_line_errors() {
+fn unusable_cores_are_one_line_errors() {
     let dir = scratch_dir("bt-badcores");
     let c = crash("c_threads");
-    let bytes = fs::read(&c.core).unwrap();
     let exe = c.exe.to_str().unwrap();
-    let head = dir.join("head4k.core");
-    fs::write(&head, &bytes[..4096]).unwrap();
     let random = dir.join("random.core");
     let mut noise = vec![0u8; 256 * 1024];
     let mut f = fs::File::open("/dev/urandom").unwrap();
@@ -123,7 +134,6 @@ fn unreadable_cores_are_one_line_errors() {
     let missing = dir.join("missing.core");
     let not_a_core = c.exe.clone(); // an ELF file, but an executable, not a core
     for (what, path) in [
-        ("first 4 KiB of a core", &head),
         ("random bytes", &random),
         ("empty file", &empty),
         ("missing file", &missing),
@@ -136,24 +146,21 @@ fn unreadable_cores_are_one_line_errors() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Guards a core cut in the middle: either a one-line error, or a partial snapshot
-/// whose problems say what is missing — never a panic, never a silent success.
+/// Guards truncated cores: the first 4 KiB of a core, and a core cut in the middle.
+/// Either a one-line error or a partial snapshot that records the truncation.
 #[test]
-fn core_cut_in_the_middle_fails_cleanly_or_reports_problems() {
+fn truncated_cores_fail_cleanly_or_record_the_truncation() {
     let dir = scratch_dir("bt-cutcore");
     let c = crash("c_threads");
     let bytes = fs::read(&c.core).unwrap();
-    let cut = dir.join("half.core");
-    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = bt(&trace_core_args(cut.to_str().unwrap(), Some(c.exe.to_str().unwrap())));
-    let stderr = stderr_of(&out);
-    assert!(!stderr.contains("panicked"), "half a core: bt panicked:\n{stderr}");
-    if out.status.success() {
-        let snap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        let problems = snap["problems"].as_array().cloned().unwrap_or_default();
-        assert!(!problems.is_empty(), "half a core gave a snapshot that records no problem");
-    } else {
-        assert_clean_failure(&out, "half a core");
+    let head = dir.join("head4k.core");
+    fs::write(&head, &bytes[..4096]).unwrap();
+    let half = dir.join("half.core");
+    fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
+    for (what, path) in [("first 4 KiB of a core", &head), ("half a core", &half)] {
+        let p = path.to_str().unwrap();
+        assert_truncation_reported(&bt(&trace_core_args(p, Some(c.exe.to_str().unwrap()))), what);
+        assert_truncation_reported(&bt(&trace_core_args(p, None)), &format!("{what}, no executable"));
     }
     let _ = fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -31,7 +30,19 @@ pub fn repo_root() -> PathBuf {
 
 /// A fresh directory under cargo's scratch space, emptied first.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    // Leftovers of earlier runs (their process is gone) go first: cores are large.
+    if let Ok(entries) = fs::read_dir(&base) {
+        for e in entries.flatten() {
+            let file_name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = file_name.strip_prefix(&format!("{name}-")).and_then(|p| p.parse::<u32>().ok()) {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let dir = base.join(format!("{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     // The kernel writes cores as root, but keep it usable for anyone.
@@ -311,6 +322,8 @@ fn test_binary_name() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        // `ptrace_core-f5baf3e27ba5a8d7` → `ptrace_core`
+        .map(|s| s.split('-').next().unwrap_or(&s).to_string())
         .unwrap_or_else(|| "tests".into())
 }
 
@@ -587,7 +600,8 @@ pub fn normalize_function(name: &str) -> String {
         }
         i += 1;
     }
-    let mut out = out.trim().to_string();
+    // Rust turbofish leftovers: `do_call::<…>` became `do_call::`.
+    let mut out = out.trim().trim_end_matches("::").to_string();
     for suffix in [" const", " volatile", " &&", " &"] {
         while let Some(stripped) = out.strip_suffix(suffix) {
             out = stripped.trim_end().to_string();
@@ -712,46 +726,110 @@ fn render_bt_frame(i: usize, f: &BtFrame) -> String {
     )
 }
 
-/// Compares one thread's stacks; the error shows both stacks, mismatches marked.
+/// Compares one thread's stacks frame by frame. On a mismatch the error shows both
+/// stacks aligned (a longest-common-subsequence diff), so a missing or extra frame
+/// reads as one line instead of shifting everything after it.
 pub fn compare_thread(g: &GdbThread, b: &BtThread) -> Result<(), String> {
-    let n = g.frames.len().max(b.frames.len());
-    let mut bad = vec![];
-    for i in 0..n {
-        match (g.frames.get(i), b.frames.get(i)) {
-            (Some(gf), Some(bf)) => {
-                if let Some(why) = frame_mismatch(gf, bf) {
-                    bad.push((i, why));
-                }
-            }
-            (Some(_), None) => bad.push((i, "bt has no frame here".into())),
-            (None, Some(_)) => bad.push((i, "gdb has no frame here".into())),
-            (None, None) => unreachable!(),
-        }
-    }
-    if bad.is_empty() {
+    let positional: Vec<(usize, String)> = (0..g.frames.len().max(b.frames.len()))
+        .filter_map(|i| match (g.frames.get(i), b.frames.get(i)) {
+            (Some(gf), Some(bf)) => frame_mismatch(gf, bf).map(|why| (i, why)),
+            (Some(_), None) => Some((i, "bt has no frame here".into())),
+            (None, Some(_)) => Some((i, "gdb has no frame here".into())),
+            (None, None) => None,
+        })
+        .collect();
+    if positional.is_empty() {
         return Ok(());
     }
     let mut msg = format!(
-        "thread {} ({} gdb frames, {} bt frames): {} mismatching frames, first at #{}: {}\n",
+        "thread {} ({} gdb frames, {} bt frames): first mismatch at #{}: {}\n",
         g.tid,
         g.frames.len(),
         b.frames.len(),
-        bad.len(),
-        bad[0].0,
-        bad[0].1
+        positional[0].0,
+        positional[0].1
     );
-    let shown = |i: usize| i < 40 || i + 10 >= n || bad.iter().any(|(j, _)| j.abs_diff(i) <= 2);
-    msg.push_str("  gdb:\n");
-    for (i, f) in g.frames.iter().enumerate().filter(|(i, _)| shown(*i)) {
-        let mark = if bad.iter().any(|(j, _)| *j == i) { "!!" } else { "  " };
-        let _ = writeln!(msg, "  {mark} {}", f.raw);
-    }
-    msg.push_str("  bt:\n");
-    for (i, f) in b.frames.iter().enumerate().filter(|(i, _)| shown(*i)) {
-        let mark = if bad.iter().any(|(j, _)| *j == i) { "!!" } else { "  " };
-        let _ = writeln!(msg, "  {mark} {}", render_bt_frame(i, f));
+    msg.push_str("  aligned (= same, - gdb only, + bt only, ~ differs):\n");
+    for line in aligned_diff(&g.frames, &b.frames) {
+        msg.push_str("  ");
+        msg.push_str(&line);
+        msg.push('\n');
     }
     Err(msg)
+}
+
+/// Lines of an aligned view of two stacks. Long identical runs are elided.
+fn aligned_diff(g: &[GdbFrame], b: &[BtFrame]) -> Vec<String> {
+    let (n, m) = (g.len(), b.len());
+    // Ops: (kind, gdb index, bt index).
+    let mut ops: Vec<(char, Option<usize>, Option<usize>)> = vec![];
+    if n * m <= 4_000_000 {
+        let same = |i: usize, j: usize| frame_mismatch(&g[i], &b[j]).is_none();
+        let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+        for i in (0..n).rev() {
+            for j in (0..m).rev() {
+                lcs[i][j] = if same(i, j) { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < n || j < m {
+            if i < n && j < m && same(i, j) {
+                ops.push(('=', Some(i), Some(j)));
+                i += 1;
+                j += 1;
+            } else if i < n && j < m && lcs[i + 1][j + 1] == lcs[i][j] {
+                ops.push(('~', Some(i), Some(j)));
+                i += 1;
+                j += 1;
+            } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+                ops.push(('+', None, Some(j)));
+                j += 1;
+            } else {
+                ops.push(('-', Some(i), None));
+                i += 1;
+            }
+        }
+    } else {
+        for k in 0..n.max(m) {
+            let (gi, bj) = ((k < n).then_some(k), (k < m).then_some(k));
+            let kind = match (gi, bj) {
+                (Some(i), Some(j)) if frame_mismatch(&g[i], &b[j]).is_none() => '=',
+                (Some(_), Some(_)) => '~',
+                (Some(_), None) => '-',
+                _ => '+',
+            };
+            ops.push((kind, gi, bj));
+        }
+    }
+    let near_change = |k: usize| ops[k.saturating_sub(2)..(k + 3).min(ops.len())].iter().any(|o| o.0 != '=');
+    let mut lines = vec![];
+    let mut elided = 0;
+    for (k, (kind, gi, bj)) in ops.iter().enumerate() {
+        if *kind == '=' && !near_change(k) && k >= 6 && k + 4 < ops.len() {
+            elided += 1;
+            continue;
+        }
+        if elided > 0 {
+            lines.push(format!("   … {elided} matching frames …"));
+            elided = 0;
+        }
+        let gtext = gi.map(|i| g[i].raw.clone()).unwrap_or_default();
+        let btext = bj.map(|j| render_bt_frame(j, &b[j])).unwrap_or_default();
+        match kind {
+            '=' => lines.push(format!("= {gtext}")),
+            '-' => lines.push(format!("- gdb: {gtext}")),
+            '+' => lines.push(format!("+ bt:  {btext}")),
+            _ => {
+                let why = frame_mismatch(&g[gi.unwrap()], &b[bj.unwrap()]).unwrap_or_default();
+                lines.push(format!("~ gdb: {gtext}"));
+                lines.push(format!("~ bt:  {btext}    <- {why}"));
+            }
+        }
+    }
+    if elided > 0 {
+        lines.push(format!("   … {elided} matching frames …"));
+    }
+    lines
 }
 
 /// Compares whole processes: the same threads, and per thread the same frames.
