@@ -115,6 +115,8 @@ pub enum TargetError {
     NoSuchProcess { pid: i32 },
     #[error("attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)")]
     PermissionDenied { pid: i32 },
+    #[error("attaching to pid {pid}: already traced by pid {tracer} (a debugger or strace?); detach it first")]
+    AlreadyTraced { pid: i32, tracer: i32 },
     #[error("attaching to pid {pid}: {source}")]
     Attach { pid: i32, source: nix::Error },
     #[error("pid {pid} is bt itself")]
