@@ -192,8 +192,21 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         }
     }
 
-    // 2) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
-    if let Some(rbp) = cur[RBP] {
+    // 2) A function known (from its first bytes) not to set up a frame pointer: a
+    // leaf written in assembly, usually. Where it faulted nothing is pushed in the
+    // common case, so try [rsp] before trusting an rbp that belongs to the caller.
+    let prologue = module.map_or(Prologue::Unknown, |_| prologue_of(pc, modules));
+    if prologue == Prologue::Frameless {
+        if let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory)) {
+            let mut regs = keep_callee_saved(cur);
+            regs[RSP] = Some(sp + 8);
+            regs[RIP] = Some(ret);
+            return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
+        }
+    }
+
+    // 3) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
+    if let Some(rbp) = cur[RBP].filter(|_| prologue != Prologue::Frameless) {
         if rbp >= sp && rbp - sp < (64 << 20) && rbp % 8 == 0 {
             if let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp + 8)) {
                 if looks_like_return(ret, modules, memory) {
@@ -212,7 +225,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         }
     }
 
-    // 3) Stack scan: the first word above sp that is a plausible return address.
+    // 4) Stack scan: the first word above sp that is a plausible return address.
     let mut buf = vec![0u8; (SCAN_WORDS * 8) as usize];
     let n = memory.read(sp, &mut buf) / 8;
     for i in 0..n {
@@ -236,6 +249,26 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         None if n == 0 => format!("walk stopped: stack at {sp:#x} is unreadable"),
         None => format!("walk stopped: pc {pc:#x} is not in any module"),
     })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prologue {
+    Unknown,
+    /// Starts with `push %rbp; mov %rsp,%rbp` (after an optional `endbr64`).
+    FramePointer,
+    /// Starts with something else: it does not keep a frame pointer.
+    Frameless,
+}
+
+/// Classifies the function containing `pc` by its first instructions (from the file).
+fn prologue_of(pc: u64, modules: &ModuleSet) -> Prologue {
+    let Some(start) = modules.symbol_start(pc) else { return Prologue::Unknown };
+    let mut code = [0u8; 8];
+    if modules.read_code(start, &mut code) < 8 {
+        return Prologue::Unknown;
+    }
+    let body = if code[..4] == [0xf3, 0x0f, 0x1e, 0xfa] { &code[4..] } else { &code[..] };
+    if body[..4] == [0x55, 0x48, 0x89, 0xe5] { Prologue::FramePointer } else { Prologue::Frameless }
 }
 
 fn keep_callee_saved(cur: &Regs) -> Regs {
