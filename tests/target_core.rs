@@ -53,7 +53,21 @@ struct Fixture {
     crash_tid: i32,
 }
 
+/// Removes the temp dirs `bt-{tag}-PID` left by earlier test runs whose PID is gone.
+fn remove_stale(tag: &str) {
+    let prefix = format!("bt-{tag}-");
+    for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
+    remove_stale(tag);
     let dir = std::env::temp_dir().join(format!("bt-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
@@ -107,11 +121,27 @@ fn find_core(dir: &Path, pid: i32) -> PathBuf {
     panic!("no core file for pid {pid} in {} (core_pattern {pattern:?})", search.display());
 }
 
+/// The shared test fixtures (tests/common) change core_pattern while holding an
+/// flock on this file; holding it while we crash keeps the pattern still.
+fn core_pattern_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/bt-tests-core_pattern.lock")
+        .expect("open core_pattern lock");
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock core_pattern lock");
+    f
+}
+
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = temp_dir("target-core");
         let exe = gcc(&dir, "crashy", CRASHY, &[]);
+        let _lock = core_pattern_lock();
         let out = Command::new("sh")
             .arg("-c")
             .arg("ulimit -c unlimited && exec ./crashy")

@@ -76,9 +76,23 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Removes the temp dirs `bt-{tag}-PID` left by earlier test runs whose PID is gone.
+fn remove_stale(tag: &str) {
+    let prefix = format!("bt-{tag}-");
+    for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 fn program() -> &'static PathBuf {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
     EXE.get_or_init(|| {
+        remove_stale("target-live");
         let dir = std::env::temp_dir().join(format!("bt-target-live-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let src = dir.join("live.c");

@@ -306,7 +306,7 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
         for tid in new {
             // State and name BEFORE interrupting, so we see S/R/D rather than 't'.
             // Folklore: /proc/PID/task/TID/stat carries comm too, so one read gives both.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok();
+            let stat = procfs::read_small(&format!("/proc/{pid}/task/{tid}/stat")).ok();
             let Some((name, state)) = stat.as_deref().and_then(procfs::parse_task_stat) else {
                 problems.push(Problem::new(Scope::Thread(tid), format!("thread {tid} exited during attach")));
                 continue;

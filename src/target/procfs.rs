@@ -165,6 +165,16 @@ pub fn parse_task_stat(text: &str) -> Option<(String, String)> {
     Some((comm, state))
 }
 
+/// Reads a small /proc file (a stat line) with one open and one read: no size
+/// probe, no second read to see EOF. Capture reads one per thread, so it counts.
+/// Folklore: procfs hands a stat line out whole in the first read.
+pub fn read_small(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 1024];
+    let n = std::fs::File::open(path)?.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
 /// The thread ids of a process (entries of /proc/PID/task), unsorted.
 pub fn task_ids(pid: i32) -> io::Result<Vec<i32>> {
     let mut out = Vec::new();
