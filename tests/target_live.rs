@@ -322,6 +322,36 @@ fn many_threads() {
 }
 
 #[test]
+fn a_stopped_process_stays_stopped() {
+    let mut child = Command::new("sleep").arg("100").spawn().expect("spawn sleep");
+    let pid = child.id() as i32;
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        stat[stat.rfind(')').expect(")") + 2..].chars().next().expect("state")
+    };
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state() != 'T' {
+        assert!(Instant::now() < deadline, "sleep did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cap = live::capture(pid, &live::LiveOptions::default()).expect("capture a stopped process");
+    assert_eq!((cap.threads.len(), cap.threads[0].state.as_str()), (1, "T"));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(state(), 'T', "a job-control stop survives our attach/detach");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state() != 'S' {
+        assert!(Instant::now() < deadline, "sleep did not resume after SIGCONT");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn errors() {
     // A pid that does not exist (pid_max is at most 2^22).
     assert!(matches!(

@@ -652,6 +652,58 @@ mod tests {
         assert!(matches!(capture(i32::MAX, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
     }
 
+    fn spawn_sleep() -> std::process::Child {
+        let child = std::process::Command::new("sleep").arg("100").spawn().expect("spawn sleep");
+        // Let it reach its nanosleep.
+        std::thread::sleep(Duration::from_millis(50));
+        child
+    }
+
+    #[test]
+    fn signal_delivery_stop_is_reinjected_on_detach() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = spawn_sleep();
+        let pid = child.id() as i32;
+        let mut att = Attachment::default();
+        ptrace(libc::PTRACE_SEIZE as _, pid, 0, 0).expect("seize");
+        att.threads.push(Tracee { tid: pid, name: "sleep".into(), state: "S".into(), attached: true, stopped: false, inject: 0 });
+        // A signal to a seized (not yet interrupted) thread: a signal-delivery-stop.
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+        let mut problems = Vec::new();
+        wait_for_stops(&mut att.threads, Instant::now() + Duration::from_secs(5), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(att.threads[0].stopped);
+        assert_eq!(att.threads[0].inject, libc::SIGUSR1);
+        assert_eq!(pending_signal(pid).map(|s| (s.signo, s.code_name)), Some((libc::SIGUSR1, "SI_USER".to_string())));
+        assert!(att.detach_all().is_empty());
+        // Re-injected: SIGUSR1's default action kills sleep.
+        let status = child.wait().expect("wait");
+        assert_eq!(status.signal(), Some(libc::SIGUSR1), "the signal was lost: {status:?}");
+    }
+
+    #[test]
+    fn guard_detaches_on_panic() {
+        let mut child = spawn_sleep();
+        let pid = child.id() as i32;
+        let r = std::panic::catch_unwind(|| {
+            let mut att = Attachment::default();
+            ptrace(libc::PTRACE_SEIZE as _, pid, 0, 0).expect("seize");
+            att.threads.push(Tracee { tid: pid, name: String::new(), state: String::new(), attached: true, stopped: false, inject: 0 });
+            ptrace(libc::PTRACE_INTERRUPT as _, pid, 0, 0).expect("interrupt");
+            wait_for_stops(&mut att.threads, Instant::now() + Duration::from_secs(5), &mut Vec::new());
+            assert!(att.threads[0].stopped);
+            panic!("boom while attached");
+        });
+        assert!(r.is_err());
+        let stat = procfs::read_small(&format!("/proc/{pid}/stat")).expect("stat");
+        let (_, state) = procfs::parse_task_stat(&stat).expect("parse");
+        assert_eq!(state, "S", "sleep runs on (sleeping), not traced-stopped");
+        assert_eq!(procfs::parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status"), &["TracerPid"])[0].1, "0");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     #[test]
     fn copies_across_a_prot_none_page() {
         // Our own child, with a PROT_NONE page in the middle of a mapping we read:
