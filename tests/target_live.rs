@@ -351,6 +351,50 @@ fn a_stopped_process_stays_stopped() {
     let _ = child.wait();
 }
 
+/// Set in the child copy of this test binary that runs as nobody.
+const AS_NOBODY: &str = "BT_TARGET_LIVE_CAPTURE_AS_NOBODY";
+
+#[test]
+fn permission_denied_without_privileges() {
+    if let Ok(pid) = std::env::var(AS_NOBODY) {
+        // The unprivileged child: attaching to root's process must fail with EPERM.
+        let pid: i32 = pid.parse().expect("pid");
+        match live::capture(pid, &live::LiveOptions::default()) {
+            Err(e @ TargetError::PermissionDenied { .. }) => {
+                println!("child got: {e}");
+                std::process::exit(0)
+            }
+            Err(e) => {
+                println!("child got the wrong error: {e}");
+                std::process::exit(2)
+            }
+            Ok(_) => std::process::exit(3),
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test drops root to get EPERM; run as root");
+    let target = Target::spawn(&["threads", "1"]);
+    let _ = target.tids(3);
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", "permission_denied_without_privileges", "--nocapture", "--test-threads=1"])
+        .env(AS_NOBODY, target.pid().to_string());
+    // SAFETY: setgid/setuid are async-signal-safe; nothing else runs before exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the test binary as nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child: {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("permission denied") && stdout.contains("CAP_SYS_PTRACE"), "{stdout}");
+    assert_running(target.pid());
+}
+
 #[test]
 fn errors() {
     // A pid that does not exist (pid_max is at most 2^22).

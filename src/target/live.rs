@@ -43,6 +43,8 @@ const RED_ZONE: u64 = 128;
 const IOV_MAX: usize = 1024;
 /// Keep one process_vm_readv under the kernel's per-call byte limit (MAX_RW_COUNT, ~2 GiB).
 const MAX_BATCH_BYTES: usize = 1 << 30;
+/// `task_struct::flags` bit of kernel threads (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
 /// Rounds of "list threads, attach the new ones"; once every known thread is
 /// stopped no new one can appear, so more rounds mean a thread storm.
 const MAX_ROUNDS: usize = 64;
@@ -259,6 +261,11 @@ fn resolve_pid(pid: i32, problems: &mut Vec<Problem>) -> Result<i32, TargetError
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TargetError::NoSuchProcess { pid }),
         Err(e) => return Err(TargetError::Io { path: format!("/proc/{pid}/status"), source: e }),
     };
+    if procfs::read_small(&format!("/proc/{pid}/stat")).ok().as_deref().and_then(procfs::parse_stat_flags).is_some_and(
+        |flags| flags & PF_KTHREAD != 0,
+    ) {
+        return Err(TargetError::KernelThread { pid });
+    }
     let tgid = procfs::parse_status(&status, &["Tgid"])
         .first()
         .and_then(|(_, v)| v.parse::<i32>().ok())
@@ -650,6 +657,10 @@ mod tests {
         h.join().expect("join");
         assert!(matches!(capture(0, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
         assert!(matches!(capture(i32::MAX, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
+        // kthreadd is pid 2 when we see the host's pid namespace.
+        if procfs::read_small("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+            assert!(matches!(capture(2, &LiveOptions::default()), Err(TargetError::KernelThread { pid: 2 })));
+        }
     }
 
     fn spawn_sleep() -> std::process::Child {

@@ -119,6 +119,8 @@ pub enum TargetError {
     AlreadyTraced { pid: i32, tracer: i32 },
     #[error("attaching to pid {pid}: {source}")]
     Attach { pid: i32, source: nix::Error },
+    #[error("pid {pid} is a kernel thread: it has no user space to trace")]
+    KernelThread { pid: i32 },
     #[error("pid {pid} is bt itself")]
     SelfAttach { pid: i32 },
     #[error("reading {path}: {source}")]

@@ -175,6 +175,11 @@ pub fn read_small(path: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// The `flags` field (the 9th) of a /proc/PID/stat line.
+pub fn parse_stat_flags(text: &str) -> Option<u64> {
+    text.get(text.rfind(')')? + 1..)?.split_whitespace().nth(6)?.parse().ok()
+}
+
 /// The thread ids of a process (entries of /proc/PID/task), unsorted.
 pub fn task_ids(pid: i32) -> io::Result<Vec<i32>> {
     let mut out = Vec::new();
@@ -398,6 +403,13 @@ mod tests {
             let want = want.map(|(a, b)| (a.to_string(), b.to_string()));
             assert_eq!(parse_task_stat(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn stat_flags() {
+        assert_eq!(parse_stat_flags("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0"), Some(2129984));
+        assert_eq!(parse_stat_flags("9 (a) b) S 1 9 9 0 -1 4194560 1"), Some(4194560));
+        assert_eq!(parse_stat_flags("9 (x) S 1"), None);
     }
 
     #[test]
