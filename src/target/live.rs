@@ -610,7 +610,8 @@ mod tests {
 
     #[test]
     fn merging() {
-        let cases: &[(&[(u64, u64)], &[(u64, u64)])] = &[
+        type Ranges = &'static [(u64, u64)];
+        let cases: &[(Ranges, Ranges)] = &[
             (&[], &[]),
             (&[(5, 5)], &[]),
             (&[(10, 20), (0, 5)], &[(0, 5), (10, 20)]),
