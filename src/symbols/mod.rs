@@ -52,7 +52,7 @@ pub(crate) struct Entry {
     headers: Option<Headers>,
     image: OnceLock<Option<Image>>,
     debug_file: OnceLock<Option<Image>>,
-    dwarf: OnceLock<Option<Mutex<dwarf::Context>>>,
+    dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
     symbols: OnceLock<names::SymbolIndex>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
@@ -398,14 +398,14 @@ impl ModuleSet {
             .as_ref()
     }
 
-    fn dwarf(&self, idx: usize) -> Option<&Mutex<dwarf::Context>> {
+    fn dwarf(&self, idx: usize) -> Option<&Mutex<(dwarf::Context, dwarf::NameCache)>> {
         self.entries[idx]
             .dwarf
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
                 match dwarf::context(src) {
-                    Ok(ctx) => Some(Mutex::new(ctx)),
+                    Ok(ctx) => Some(Mutex::new((ctx, dwarf::NameCache::default()))),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
                         None
@@ -439,8 +439,9 @@ impl ModuleSet {
         }
         let mut res = Resolved::default();
         if let Some(ctx) = self.dwarf(idx) {
-            if let Ok(ctx) = ctx.lock() {
-                res.frames = dwarf::frames(&ctx, probe);
+            if let Ok(mut guard) = ctx.lock() {
+                let (ctx, names) = &mut *guard;
+                res.frames = dwarf::frames(ctx, names, probe);
             }
         }
         let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
