@@ -228,9 +228,12 @@ impl ModuleSet {
                 return vec![frame];
             }
         }
-        let n = res.frames.len();
+        // A tail-call frame (reconstructed by the unwinder: a caller frame with no
+        // recovered registers) shows only its innermost function, as gdb does.
+        let tail_call = frame.trust != Trust::Context && frame.registers.is_empty() && !frame.inlined;
+        let n = if tail_call { res.frames.len().min(1) } else { res.frames.len() };
         let mut out = Vec::with_capacity(n.max(1));
-        for (i, sf) in res.frames.iter().enumerate() {
+        for (i, sf) in res.frames.iter().take(n).enumerate() {
             let mut f = if i + 1 == n {
                 std::mem::take(&mut frame)
             } else {
@@ -323,6 +326,23 @@ impl ModuleSet {
         let Some(idx) = self.find(addr) else { return 0 };
         let Some(img) = self.image(idx) else { return 0 };
         img.read_vaddr(addr.wrapping_sub(self.entries[idx].record.load_bias), buf)
+    }
+
+    /// Runtime [start, end) of the symbol-table function containing `addr`.
+    pub(crate) fn symbol_range(&self, addr: u64) -> Option<(u64, u64)> {
+        let idx = self.find(addr)?;
+        let bias = self.entries[idx].record.load_bias;
+        let images = self.symbol_images(idx);
+        let (start, size) = self.symbols(idx, &images).range_of(addr.wrapping_sub(bias))?;
+        Some((start.wrapping_add(bias), start.wrapping_add(bias).wrapping_add(size)))
+    }
+
+    /// True when `addr` is inside a PLT section of its module.
+    pub(crate) fn in_plt(&self, addr: u64) -> bool {
+        self.find(addr).is_some_and(|idx| {
+            let bias = self.entries[idx].record.load_bias;
+            self.image(idx).is_some_and(|img| img.in_plt(addr.wrapping_sub(bias)))
+        })
     }
 
     /// Runtime start address of the symbol-table function containing `addr`.

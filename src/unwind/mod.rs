@@ -8,6 +8,7 @@
 //! - `signal_frame` is set on the `__restore_rt` trampoline frame AND on the frame the
 //!   signal interrupted: both pcs are exact (not return addresses), so the symbolizer
 //!   and the CFI lookup use `pc`, not `pc - 1`, for them;
+//! - a caller frame with no `registers` is a tail-call frame (see `insert_tail_calls`);
 //! - `registers` holds what was recovered for caller frames, DWARF numbered: always
 //!   rsp (7) and rip (16), callee-saved registers (rbx, rbp, r12–r15) when known, and
 //!   caller-saved ones only when a rule recovered them.
@@ -133,7 +134,63 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
         exact = step.interrupted;
         let _ = pc;
     }
+    insert_tail_calls(&mut frames, modules);
+    frames.truncate(max);
     (frames, problems)
+}
+
+/// Folklore: `raise` calls `pthread_kill`, which *jumps* to
+/// `__pthread_kill_implementation`; the return address on the stack leads straight back
+/// to `raise`, so the physical walk never sees `pthread_kill`. gdb shows such tail-call
+/// frames (from DWARF call-site info), and so do we when the code says so unambiguously:
+/// the caller's `call rel32` targets a function T other than the callee, and T holds
+/// exactly one `jmp rel32` to the callee's start. The inserted frame's pc is the
+/// address after that jmp; it has no recovered registers (that is how it is told apart).
+fn insert_tail_calls(frames: &mut Vec<Frame>, modules: &ModuleSet) {
+    let mut i = 1;
+    while i < frames.len() {
+        if let Some(tail) = tail_call_between(&frames[i - 1], &frames[i], modules) {
+            frames.insert(i, tail);
+            i += 1;
+        }
+        i += 1;
+    }
+}
+
+fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Option<Frame> {
+    if caller.signal_frame || caller.trust != Trust::Cfi || caller.pc < 5 {
+        return None;
+    }
+    let mut call = [0u8; 5];
+    if modules.read_code(caller.pc - 5, &mut call) != 5 || call[0] != 0xe8 {
+        return None;
+    }
+    let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
+    let target = caller.pc.wrapping_add_signed(rel as i64);
+    let callee_pc = if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc - 1 };
+    let callee_start = modules.symbol_start(callee_pc)?;
+    if target == callee_start || modules.in_plt(target) {
+        return None;
+    }
+    let (start, end) = modules.symbol_range(target)?;
+    if start != target || end - start > 4096 || modules.find(target) != modules.find(callee_start) {
+        return None;
+    }
+    let mut code = vec![0u8; (end - start) as usize];
+    if modules.read_code(start, &mut code) != code.len() {
+        return None;
+    }
+    let mut hits = (0..code.len().saturating_sub(4)).filter(|&o| {
+        code[o] == 0xe9 && {
+            let rel = i32::from_le_bytes([code[o + 1], code[o + 2], code[o + 3], code[o + 4]]);
+            (start + o as u64 + 5).wrapping_add_signed(rel as i64) == callee_start
+        }
+    });
+    let at = hits.next()?;
+    if hits.next().is_some() {
+        return None;
+    }
+    Some(Frame { pc: start + at as u64 + 5, sp: callee.sp, trust: Trust::Cfi, ..Default::default() })
 }
 
 /// One unwind step from the frame whose registers are `cur`.
