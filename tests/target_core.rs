@@ -160,7 +160,14 @@ fn fixture() -> &'static Fixture {
                 .unwrap_or_else(|| panic!("no {key:?} in output {stdout:?}"))
         };
         let (pid, crash_tid) = (field("pid "), field("crash "));
-        let core = find_core(&dir, pid);
+        let mut core = find_core(&dir, pid);
+        if core.parent() != Some(dir.as_path()) {
+            // core_pattern points elsewhere (another fixture's directory): take our core home.
+            let home = dir.join(format!("core.{pid}"));
+            if std::fs::rename(&core, &home).is_ok() {
+                core = home;
+            }
+        }
         Fixture { dir, exe, core, pid, crash_tid }
     })
 }
@@ -313,6 +320,9 @@ fn garbage_files_are_errors() {
         let p = dir.join(format!("garbage{i}"));
         std::fs::write(&p, &bytes).expect("write");
         assert!(core::open(&p, None).is_err(), "garbage of {len} bytes parsed as a core");
+    }
+    for special in ["/dev/null", "/proc/self/stat", "/"] {
+        assert!(matches!(core::open(Path::new(special), None), Err(TargetError::NotACore { .. })), "{special}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
