@@ -80,7 +80,22 @@ pub(crate) fn frames(ctx: &Context, names: &mut NameCache, probe: u64) -> Vec<So
             Some(l) => (l.file.map(str::to_string), l.line, l.column.filter(|c| *c > 0)),
             None => (None, None, None),
         };
-        out.push(SourceFrame { function, file, line, column });
+        let mut sf = SourceFrame { function, file, line, column };
+        if out.is_empty() {
+            // The innermost location comes from the line table: use gdb's choice of row.
+            if let Some(u) = unit {
+                let key = u.unit.header.offset().0;
+                let lines = names.lines.entry(key).or_insert_with(|| super::lines::UnitLines::build(u));
+                if let Some((file, line)) = lines.lookup(probe) {
+                    if sf.file.as_deref() != Some(file) || sf.line != Some(line) {
+                        sf.column = None;
+                    }
+                    sf.file = Some(file.to_string());
+                    sf.line = Some(line);
+                }
+            }
+        }
+        out.push(sf);
         // A corrupt DIE tree must not make us loop: the inline depth is tiny in practice.
         if out.len() >= 256 {
             break;
@@ -95,6 +110,8 @@ pub(crate) fn frames(ctx: &Context, names: &mut NameCache, probe: u64) -> Vec<So
 pub(crate) struct NameCache {
     names: HashMap<(usize, usize), Option<String>>,
     scopes: ScopeCache,
+    /// gdb-style line tables of the units looked up so far.
+    lines: HashMap<usize, super::lines::UnitLines>,
 }
 
 type ScopeCache = HashMap<usize, ScopeIndex>;
@@ -190,4 +207,44 @@ fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
     }
     out.sort_by_key(|r| r.0);
     Ok(out)
+}
+
+/// True when DWARF describes a tail call whose return pc would be `after` (the address
+/// right after a `jmp`): a `DW_TAG_call_site` (or GNU's pre-DWARF-5 tag) with the
+/// tail-call flag, inside the function containing `after - 1`. gdb builds tail-call
+/// frames only from this information, so the unwinder asks before adding one.
+pub(crate) fn is_tail_call_site(ctx: &Context, after: u64) -> bool {
+    let probe = after.wrapping_sub(1);
+    let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return false };
+    let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return false };
+    let mut function = None;
+    while let Ok(Some(f)) = iter.next() {
+        function = f.dw_die_offset.or(function);
+    }
+    let Some(function) = function else { return false };
+    let Ok(mut cursor) = unit.entries_at_offset(function) else { return false };
+    let mut seen = 0usize;
+    let mut base = None;
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        // Depths are relative to the cursor's start; leaving the function's subtree ends it.
+        let depth = e.depth();
+        let base = *base.get_or_insert(depth);
+        seen += 1;
+        if (depth <= base && seen > 1) || seen > 200_000 {
+            break;
+        }
+        let tag = e.tag();
+        if tag != gimli::DW_TAG_call_site && tag != gimli::DW_TAG_GNU_call_site {
+            continue;
+        }
+        let pc = e
+            .attr_value(gimli::DW_AT_call_return_pc)
+            .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
+            .and_then(|v| unit.attr_address(v).ok().flatten());
+        let tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
+        if pc == Some(after) && matches!(tail, Some(gimli::AttributeValue::Flag(true))) {
+            return true;
+        }
+    }
+    false
 }

@@ -9,6 +9,7 @@
 mod debugfile;
 mod dwarf;
 pub(crate) mod elf;
+mod lines;
 mod names;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
@@ -335,6 +336,15 @@ impl ModuleSet {
         let images = self.symbol_images(idx);
         let (start, size) = self.symbols(idx, &images).range_of(addr.wrapping_sub(bias))?;
         Some((start.wrapping_add(bias), start.wrapping_add(bias).wrapping_add(size)))
+    }
+
+    /// True when the module's DWARF records a tail call returning to `after` (see
+    /// `dwarf::is_tail_call_site`).
+    pub(crate) fn is_tail_call_site(&self, after: u64) -> bool {
+        let Some(idx) = self.find(after.wrapping_sub(1)) else { return false };
+        let vaddr = after.wrapping_sub(self.entries[idx].record.load_bias);
+        let Some(ctx) = self.dwarf(idx) else { return false };
+        ctx.lock().is_ok_and(|g| dwarf::is_tail_call_site(&g.0, vaddr))
     }
 
     /// True when `addr` is inside a PLT section of its module.

@@ -143,9 +143,10 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
 /// `__pthread_kill_implementation`; the return address on the stack leads straight back
 /// to `raise`, so the physical walk never sees `pthread_kill`. gdb shows such tail-call
 /// frames (from DWARF call-site info), and so do we when the code says so unambiguously:
-/// the caller's `call rel32` targets a function T other than the callee, and T holds
-/// exactly one `jmp rel32` to the callee's start. The inserted frame's pc is the
-/// address after that jmp; it has no recovered registers (that is how it is told apart).
+/// the caller's `call rel32` targets a function T other than the callee, T holds
+/// exactly one `jmp rel32` to the callee's start, and T's DWARF has a tail-call site
+/// there. The inserted frame's pc is the address after that jmp; it has no recovered
+/// registers (that is how it is told apart).
 fn insert_tail_calls(frames: &mut Vec<Frame>, modules: &ModuleSet) {
     let mut i = 1;
     while i < frames.len() {
@@ -190,7 +191,12 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
     if hits.next().is_some() {
         return None;
     }
-    Some(Frame { pc: start + at as u64 + 5, sp: callee.sp, trust: Trust::Cfi, ..Default::default() })
+    let pc = start + at as u64 + 5;
+    // Only where DWARF confirms the tail call, as gdb requires.
+    if !modules.is_tail_call_site(pc) {
+        return None;
+    }
+    Some(Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() })
 }
 
 /// One unwind step from the frame whose registers are `cur`.
