@@ -220,7 +220,13 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
         }
     };
     let ranges = copy_plan(&threads, &maps, opts.max_stack_bytes, &mut problems);
-    let memory = copy_ranges(pid, &ranges, &mut problems);
+    let mut memory = copy_ranges(pid, &ranges, &mut problems);
+    let more = subtract_ranges(&interrupted_stacks(&threads, &maps, &memory, opts.max_stack_bytes), &ranges);
+    if !more.is_empty() {
+        for (addr, bytes) in copy_ranges(pid, &more, &mut problems).into_regions() {
+            memory.add(addr, bytes);
+        }
+    }
 
     problems.extend(att.detach_all());
     drop(att);
@@ -440,6 +446,24 @@ fn registers_from_libc(r: &libc::user_regs_struct) -> Registers {
     }
 }
 
+/// The stack range to copy for a stack pointer: `sp - 128` to the end of its
+/// mapping, capped at `max_stack` bytes. None when `sp` is in no mapping.
+fn stack_range(sp: u64, maps: &[Mapping], max_stack: usize) -> Option<(u64, u64)> {
+    let idx = maps.partition_point(|m| m.start <= sp);
+    match idx.checked_sub(1).map(|i| &maps[i]).filter(|m| sp < m.end) {
+        Some(m) => {
+            let lo = sp.saturating_sub(RED_ZONE).max(m.start);
+            Some((lo, m.end.min(lo.saturating_add(max_stack as u64))))
+        }
+        None if maps.is_empty() => {
+            // No map to bound it: read up to the cap; the copy stops at the first hole.
+            let lo = sp.saturating_sub(RED_ZONE);
+            Some((lo, lo.saturating_add(max_stack as u64)))
+        }
+        None => None,
+    }
+}
+
 /// The address ranges to copy: each thread's stack from `rsp - 128` to the end of
 /// its mapping (capped), and the whole vDSO; sorted, overlapping and touching
 /// ranges merged (threads can share a mapping, e.g. on a sigaltstack).
@@ -447,32 +471,84 @@ fn copy_plan(threads: &[ThreadState], maps: &[Mapping], max_stack: usize, proble
     let mut ranges = Vec::with_capacity(threads.len() + 1);
     for t in threads {
         let sp = t.registers.rsp;
-        let idx = maps.partition_point(|m| m.start <= sp);
-        let mapping = idx.checked_sub(1).map(|i| &maps[i]).filter(|m| sp < m.end);
-        let (lo, hi) = match mapping {
-            Some(m) => {
-                let lo = sp.saturating_sub(RED_ZONE).max(m.start);
-                (lo, m.end.min(lo.saturating_add(max_stack as u64)))
-            }
-            None if maps.is_empty() => {
-                // No map to bound it: read up to the cap; the copy stops at the first hole.
-                let lo = sp.saturating_sub(RED_ZONE);
-                (lo, lo.saturating_add(max_stack as u64))
-            }
-            None => {
-                problems.push(Problem::new(
-                    Scope::Thread(t.tid),
-                    format!("stack pointer {sp:#x} of thread {} is in no mapping; stack not copied", t.tid),
-                ));
-                continue;
-            }
-        };
-        if lo < hi {
-            ranges.push((lo, hi));
+        match stack_range(sp, maps, max_stack) {
+            Some(r) => ranges.push(r),
+            None => problems.push(Problem::new(
+                Scope::Thread(t.tid),
+                format!("stack pointer {sp:#x} of thread {} is in no mapping; stack not copied", t.tid),
+            )),
         }
     }
     ranges.extend(maps.iter().filter(|m| m.path == "[vdso]").map(|m| (m.start, m.end)));
     merge_ranges(ranges)
+}
+
+/// How far above rsp to look for a signal frame.
+const SIGFRAME_SCAN_BYTES: usize = 256 << 10;
+
+/// Stacks of code interrupted by a signal whose handler runs on an alternate stack.
+///
+/// Folklore: a handler installed with SA_ONSTACK (crash handlers are) runs on the
+/// sigaltstack, so the thread's rsp is there and the interrupted code's stack —
+/// which the unwinder reaches through `__restore_rt` — is elsewhere and was not in
+/// the first copy. The kernel's rt_sigframe on the altstack holds
+/// `pretcode; ucontext { uc_flags; uc_link; uc_stack { ss_sp; ss_flags; ss_size };
+/// uc_mcontext { r8 … rsp (+120), rip (+128) … } }`, where uc_stack describes the
+/// altstack itself. We look for that shape above rsp: uc_stack containing rsp,
+/// ss_flags 0 or SS_ONSTACK, pretcode in executable memory; the saved rsp then
+/// names the stack to copy too.
+fn interrupted_stacks(threads: &[ThreadState], maps: &[Mapping], copied: &CopiedMemory, max_stack: usize) -> Vec<(u64, u64)> {
+    let executable = |addr: u64| {
+        let idx = maps.partition_point(|m| m.start <= addr);
+        idx.checked_sub(1).map(|i| &maps[i]).is_some_and(|m| addr < m.end && m.perms.as_bytes().get(2) == Some(&b'x'))
+    };
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; SIGFRAME_SCAN_BYTES];
+    for t in threads {
+        let sp = t.registers.rsp & !7;
+        let n = crate::target::Memory::read(copied, sp, &mut buf);
+        let word = |o: usize| buf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        // `o` is the offset of uc_stack; pretcode is 24 bytes before it.
+        for o in (24..n.saturating_sub(160)).step_by(8) {
+            let (Some(ss_sp), Some(flags), Some(ss_size)) = (word(o), word(o + 8), word(o + 16)) else { break };
+            let ss_flags = flags as u32;
+            if ss_flags > 1 || !(2048..=1 << 28).contains(&ss_size) || !(ss_sp <= sp && sp - ss_sp < ss_size) {
+                continue;
+            }
+            let (Some(pretcode), Some(saved_sp)) = (word(o - 24), word(o + 144)) else { continue };
+            if !executable(pretcode) || (ss_sp <= saved_sp && saved_sp - ss_sp < ss_size) {
+                continue;
+            }
+            if let Some(r) = stack_range(saved_sp, maps, max_stack) {
+                out.push(r);
+            }
+        }
+    }
+    merge_ranges(out)
+}
+
+/// The parts of `wanted` not covered by `have` (both sorted and merged).
+fn subtract_ranges(wanted: &[(u64, u64)], have: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(mut a, b) in wanted {
+        let first = have.partition_point(|h| h.1 <= a);
+        for &(ha, hb) in &have[first..] {
+            if ha >= b {
+                break;
+            }
+            if ha > a {
+                out.push((a, ha));
+            }
+            a = a.max(hb);
+            if a >= b {
+                break;
+            }
+        }
+        if a < b {
+            out.push((a, b));
+        }
+    }
+    out
 }
 
 /// Sorts and merges overlapping or touching half-open ranges.
@@ -625,6 +701,22 @@ mod tests {
     }
 
     #[test]
+    fn subtracting() {
+        type Ranges = &'static [(u64, u64)];
+        let cases: &[(Ranges, Ranges, Ranges)] = &[
+            (&[(0, 10)], &[], &[(0, 10)]),
+            (&[(0, 10)], &[(0, 10)], &[]),
+            (&[(0, 10)], &[(2, 4), (6, 8)], &[(0, 2), (4, 6), (8, 10)]),
+            (&[(5, 15)], &[(0, 7), (12, 20)], &[(7, 12)]),
+            (&[(0, 5), (20, 30)], &[(5, 20)], &[(0, 5), (20, 30)]),
+            (&[(10, 20)], &[(0, 5), (30, 40)], &[(10, 20)]),
+        ];
+        for (wanted, have, want) in cases {
+            assert_eq!(subtract_ranges(wanted, have), want.to_vec(), "{wanted:?} - {have:?}");
+        }
+    }
+
+    #[test]
     fn plan_stacks_and_vdso() {
         let map = |s: u64, e: u64, path: &str| Mapping { start: s, end: e, perms: "rw-p".into(), offset: 0, path: path.into() };
         let maps = vec![map(0x1000, 0x9000, ""), map(0x10000, 0x20000, "[stack]"), map(0x30000, 0x32000, "[vdso]")];
@@ -710,7 +802,7 @@ mod tests {
         assert!(r.is_err());
         let stat = procfs::read_small(&format!("/proc/{pid}/stat")).expect("stat");
         let (_, state) = procfs::parse_task_stat(&stat).expect("parse");
-        assert_eq!(state, "S", "sleep runs on (sleeping), not traced-stopped");
+        assert!(state == "S" || state == "R", "sleep runs on, not traced-stopped: {state}");
         assert_eq!(procfs::parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status"), &["TracerPid"])[0].1, "0");
         let _ = child.kill();
         let _ = child.wait();

@@ -81,6 +81,11 @@ impl CopiedMemory {
         self.regions.iter().map(|(a, b)| (*a, b.as_slice()))
     }
 
+    /// The regions, by value (to move them into another `CopiedMemory`).
+    pub fn into_regions(self) -> Vec<(u64, Vec<u8>)> {
+        self.regions
+    }
+
     pub fn total_bytes(&self) -> usize {
         self.regions.iter().map(|(_, b)| b.len()).sum()
     }
