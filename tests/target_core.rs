@@ -291,6 +291,28 @@ fn truncated_real_core_never_panics() {
             Err(e) => panic!("cut {cut}: unexpected error {e}"),
         }
     }
+    // Random mutations of the headers and notes (a corrupt core, not only a short one).
+    let head = full[..notes_end].to_vec();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut b = head.clone();
+        for _ in 0..1 + next() % 8 {
+            let i = (next() % b.len() as u64) as usize;
+            b[i] = next() as u8;
+        }
+        if let Ok(cap) = core::from_bytes("mutated", Box::new(b), None) {
+            for t in &cap.threads {
+                let mut buf = [0u8; 64];
+                cap.memory.read(t.registers.rsp, &mut buf);
+            }
+        }
+    }
     // Truncated on disk, opened through the file path.
     let cut_path = f.dir.join("core.cut");
     std::fs::write(&cut_path, &full[..notes_end + (full.len() - notes_end) / 2]).expect("write");

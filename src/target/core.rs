@@ -985,6 +985,20 @@ mod tests {
     }
 
     #[test]
+    fn pn_xnum_count_from_section_header() {
+        let mut b = sample().build();
+        let phnum = u16_at(&b, 56).expect("e_phnum");
+        let shoff = b.len() as u64;
+        let mut sh = vec![0u8; SHDR_SIZE];
+        sh[44..48].copy_from_slice(&u32::from(phnum).to_le_bytes());
+        b.extend_from_slice(&sh);
+        b[40..48].copy_from_slice(&shoff.to_le_bytes());
+        b[56..58].copy_from_slice(&PN_XNUM.to_le_bytes());
+        let cap = parse(b).expect("PN_XNUM core parses");
+        assert_eq!((cap.threads.len(), cap.maps.len()), (2, 4));
+    }
+
+    #[test]
     fn nt_file_parsing() {
         let d = nt_file(&[(0x1000, 0x2000, 3, "/a b"), (0x3000, 0x4000, 0, "/c")]);
         let f = parse_nt_file(&d).expect("parses");
