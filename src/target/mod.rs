@@ -1,6 +1,18 @@
 //! Where process state comes from: a live process frozen with ptrace ([`live`]) or an
 //! ELF core file ([`core`]). Both produce a [`Capture`]; the unwinder and symbolizer
 //! read memory through the one [`Memory`] trait and never know which it was.
+//!
+//! What the two sources hold differs, and consumers should know it:
+//! - a core's memory is every PT_LOAD segment the kernel dumped (anonymous memory,
+//!   the first page of each ELF mapping, the vDSO); file-backed text is usually not
+//!   dumped, so code bytes come from the files, not from [`Memory`];
+//! - a live capture's memory is only what was copied while the threads were
+//!   stopped: each thread's stack from `rsp - 128` to the end of its mapping
+//!   (capped), the stack interrupted by a handler running on a sigaltstack, and
+//!   the vDSO. Anything else reads short.
+//!
+//! A [`Capture`] is never all-or-nothing: what could not be read is a [`Problem`];
+//! errors ([`TargetError`]) are for "there is no target to speak of".
 
 pub mod core;
 pub mod live;
