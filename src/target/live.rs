@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - Every thread we seize is detached before [`capture`] returns, on every path
-//!   (errors and panics included): the [`Attachment`] guard detaches in `Drop`.
+//!   (errors and panics included): the `Attachment` guard detaches in `Drop`.
 //! - We never group-stop the process (no SIGSTOP), so detaching — or the kernel
 //!   detaching for us when bt dies (folklore: exit_ptrace() releases every tracee
 //!   of a dying tracer) — always lets the target run on.
