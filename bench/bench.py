@@ -12,6 +12,7 @@ BENCH_GDB_RUNS (3; gdb takes most of the time), BENCH_ONLY (threads|dwarf),
 BENCH_REUSE=1 (development only: keep an existing build instead of rebuilding).
 Needs root: cores are written through a temporary core_pattern, restored on exit.
 """
+import fcntl
 import json
 import os
 import re
@@ -115,14 +116,20 @@ def task_states(pid):
 
 
 class CorePattern:
-    """Points core_pattern at a directory; restores the old value on exit and on signals."""
+    """Points core_pattern at a directory for a short while; restores the old value on
+    exit and on signals. Takes the lock the integration tests take (tests/common), so
+    the two never fight over the pattern."""
+
+    LOCK = "/tmp/bt-tests-core_pattern.lock"
 
     def __init__(self, directory):
         self.dir = directory
-        with open(CORE_PATTERN) as f:
-            self.previous = f.read().rstrip("\n")
 
     def __enter__(self):
+        self.lock = open(self.LOCK, "a")
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        with open(CORE_PATTERN) as f:
+            self.previous = f.read().rstrip("\n")
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, self._on_signal)
         with open(CORE_PATTERN, "w") as f:
@@ -139,14 +146,18 @@ class CorePattern:
 
     def __exit__(self, *exc):
         self.restore()
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_DFL)
+        self.lock.close()
 
 
 def make_core(exe, cores_dir):
     def unlimited():
         resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    p = subprocess.Popen([exe, "crash"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         cwd=os.path.dirname(exe), preexec_fn=unlimited)
-    rc = p.wait(timeout=300)
+    with CorePattern(cores_dir):
+        p = subprocess.Popen([exe, "crash"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             cwd=os.path.dirname(exe), preexec_fn=unlimited)
+        rc = p.wait(timeout=300)
     core = os.path.join(cores_dir, f"core.{p.pid}")
     if rc >= 0 or not os.path.exists(core):
         sys.exit(f"{exe} crash: exit {rc}, no core at {core}")
@@ -256,40 +267,39 @@ def main():
     os.chmod(cores, 0o777)
     rows = []
     info = []
-    with CorePattern(cores):
-        if ONLY in ("", "threads"):
-            exe = build_threads()
-            log("threads1000: live")
-            p = start_forever(exe, 1001)
-            try:
-                rows += bench_one("threads1000", "live", None, pid=p.pid)
-            finally:
-                p.kill()
-                p.wait()
-            log("threads1000: core")
-            core = make_core(exe, cores)
-            rows += bench_one("threads1000", "core", (core, exe))
-            info.append(f"threads1000: 1000 blocked threads + main; core {os.path.getsize(core) >> 20} MB")
-        if ONLY in ("", "dwarf"):
-            exe, size, n_libs = build_big()
-            name = f"big_dwarf {size / 1e9:.2f}GB"
-            info.append(f"big_dwarf: {n_libs} shared libraries + executable, {size / 2**20:.0f} MiB of DWARF in all")
-            # Warm the page cache so that every tool reads the same cached files.
-            for f in os.listdir(os.path.dirname(exe)):
-                if f.endswith(".so") or f == "big_dwarf":
-                    with open(os.path.join(os.path.dirname(exe), f), "rb") as fh:
-                        while fh.read(1 << 24):
-                            pass
-            log(f"{name}: live")
-            p = start_forever(exe, 5)
-            try:
-                rows += bench_one(name, "live", None, pid=p.pid)
-            finally:
-                p.kill()
-                p.wait()
-            log(f"{name}: core")
-            core = make_core(exe, cores)
-            rows += bench_one(name, "core", (core, exe))
+    if ONLY in ("", "threads"):
+        exe = build_threads()
+        log("threads1000: live")
+        p = start_forever(exe, 1001)
+        try:
+            rows += bench_one("threads1000", "live", None, pid=p.pid)
+        finally:
+            p.kill()
+            p.wait()
+        log("threads1000: core")
+        core = make_core(exe, cores)
+        rows += bench_one("threads1000", "core", (core, exe))
+        info.append(f"threads1000: 1000 blocked threads + main; core {os.path.getsize(core) >> 20} MB")
+    if ONLY in ("", "dwarf"):
+        exe, size, n_libs = build_big()
+        name = f"big_dwarf {size / 1e9:.2f}GB"
+        info.append(f"big_dwarf: {n_libs} shared libraries + executable, {size / 2**20:.0f} MiB of DWARF in all")
+        # Warm the page cache so that every tool reads the same cached files.
+        for f in os.listdir(os.path.dirname(exe)):
+            if f.endswith(".so") or f == "big_dwarf":
+                with open(os.path.join(os.path.dirname(exe), f), "rb") as fh:
+                    while fh.read(1 << 24):
+                        pass
+        log(f"{name}: live")
+        p = start_forever(exe, 5)
+        try:
+            rows += bench_one(name, "live", None, pid=p.pid)
+        finally:
+            p.kill()
+            p.wait()
+        log(f"{name}: core")
+        core = make_core(exe, cores)
+        rows += bench_one(name, "core", (core, exe))
     print()
     print(f"bt bench — {time.strftime('%Y-%m-%d %H:%M:%S')}, {os.cpu_count()} CPUs; "
           f"median of {RUNS} runs ({GDB_RUNS} for gdb); wall time and peak RSS from /usr/bin/time")
