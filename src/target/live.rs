@@ -56,7 +56,7 @@ struct Tracee {
     name: String,
     /// The state letter read before we interrupted it.
     state: String,
-    /// Still traced by us (false once it exited or was detached).
+    /// Possibly still traced by us (false once detached).
     attached: bool,
     /// In a ptrace-stop (registers readable, detachable).
     stopped: bool,
@@ -378,7 +378,9 @@ fn wait_for_stops(threads: &mut [Tracee], deadline: Instant, problems: &mut Vec<
                     false
                 }
                 WaitResult::Gone => {
-                    t.attached = false;
+                    // Left `attached`: detach_all tries it anyway. Folklore: when another
+                    // thread execs, the exec'ing thread takes over the leader's tid, and
+                    // a tid we saw die may be a live tracee again.
                     problems.push(Problem::new(Scope::Thread(t.tid), format!("thread {} exited during attach", t.tid)));
                     false
                 }
