@@ -45,7 +45,9 @@ pub(crate) fn context(image: &Image) -> Result<Context, String> {
         let bytes = if needed(id) { image.section_data(id.name()) } else { None };
         Ok(Reader::new(bytes.unwrap_or_else(|| empty.clone()), gimli::LittleEndian))
     };
-    let dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;
+    let mut dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;
+    // Units that share an abbreviation table (common with dwz and some linkers) parse it once.
+    dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
     Context::from_dwarf(dwarf).map_err(|e| e.to_string())
 }
 
@@ -147,10 +149,10 @@ fn qualified_name(unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize
     }
     let name = name?;
     let key = unit.unit.header.offset().0;
-    if !scopes.contains_key(&key) {
-        let index = scope_index(unit).unwrap_or_default();
-        scopes.insert(key, index);
-    }
+    scopes.entry(key).or_insert_with(|| {
+        
+        scope_index(unit).unwrap_or_default()
+    });
     let index = scopes.get(&key)?;
     // Ranges are sorted by start and nested, so the enclosing ones come outermost first.
     let mut parts: Vec<&str> =

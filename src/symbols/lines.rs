@@ -44,29 +44,33 @@ fn record(rows: &mut Vec<Row>, row: Row) {
     rows.push(row);
 }
 
+/// Appends `part` to `path` the way file paths compose: an absolute part replaces.
+fn path_push(path: &mut String, part: &str) {
+    if part.starts_with('/') || path.is_empty() {
+        *path = part.to_string();
+    } else {
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(part);
+    }
+}
+
+/// The file's path as addr2line renders it: comp_dir, then the file's directory
+/// (index 0 is the compilation directory itself), then its name.
 fn file_path(unit: gimli::UnitRef<'_, Reader>, header: &gimli::LineProgramHeader<Reader>, index: u64) -> Option<String> {
     let file = header.file(index)?;
-    let name = unit.attr_string(file.path_name()).ok()?.to_string_lossy().ok()?.into_owned();
-    if name.starts_with('/') {
-        return Some(name);
-    }
     let mut path = String::new();
-    if let Some(dir) = file.directory(header).and_then(|d| unit.attr_string(d).ok()) {
-        let dir = dir.to_string_lossy().ok()?.into_owned();
-        if !dir.starts_with('/') {
-            if let Some(comp) = unit.comp_dir.as_ref().and_then(|c| c.to_string_lossy().ok()) {
-                path.push_str(&comp);
-                path.push('/');
-            }
-        }
-        path.push_str(&dir);
-    } else if let Some(comp) = unit.comp_dir.as_ref().and_then(|c| c.to_string_lossy().ok()) {
-        path.push_str(&comp);
+    if let Some(comp) = unit.comp_dir.as_ref().and_then(|c| c.to_string_lossy().ok()) {
+        path_push(&mut path, &comp);
     }
-    if !path.is_empty() && !path.ends_with('/') {
-        path.push('/');
+    if file.directory_index() != 0
+        && let Some(dir) = file.directory(header).and_then(|d| unit.attr_string(d).ok())
+    {
+        path_push(&mut path, &dir.to_string_lossy().ok()?);
     }
-    path.push_str(&name);
+    let name = unit.attr_string(file.path_name()).ok()?.to_string_lossy().ok()?.into_owned();
+    path_push(&mut path, &name);
     Some(path)
 }
 
@@ -121,11 +125,10 @@ impl UnitLines {
             let line_has_disc = if line == last_line && Some(file) == last_file { last_disc || disc } else { disc };
             let file_changed = last_file != Some(file);
             let ignore = (file_changed && last_addr == Some(addr) && !row.is_stmt()) || line == 0;
-            if file_changed && !ignore {
-                if let Some(f) = last_file {
+            if file_changed && !ignore
+                && let Some(f) = last_file {
                     record(&mut out.files[f].1, Row { addr, line: 0, is_stmt: true });
                 }
-            }
             if !ignore {
                 // dwarf_record_line_p: same file and line is recorded again unless the
                 // line ever had a non-zero discriminator.

@@ -387,8 +387,8 @@ impl ModuleSet {
                         return None;
                     }
                 };
-                if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id) {
-                    if want != have {
+                if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id)
+                    && want != have {
                         self.problem(
                             idx,
                             format!(
@@ -400,7 +400,6 @@ impl ModuleSet {
                         );
                         return None;
                     }
-                }
                 Some(img)
             })
             .as_ref()
@@ -468,12 +467,11 @@ impl ModuleSet {
             return r;
         }
         let mut res = Resolved::default();
-        if let Some(ctx) = self.dwarf(idx) {
-            if let Ok(mut guard) = ctx.lock() {
+        if let Some(ctx) = self.dwarf(idx)
+            && let Ok(mut guard) = ctx.lock() {
                 let (ctx, names) = &mut *guard;
                 res.frames = dwarf::frames(ctx, names, probe);
             }
-        }
         let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
         if !has_name {
             let images = self.symbol_images(idx);

@@ -9,18 +9,15 @@ pub(crate) fn demangle(name: &str) -> String {
     // Folklore: symbol versions may be glued on (`memcpy@GLIBC_2.14`, `foo@@V2`); keep them
     // out of the demangler and drop them, as gdb prints the plain name.
     let base = name.split('@').next().unwrap_or(name);
-    if base.starts_with("_R") || (base.starts_with("_ZN") && is_rust_legacy(base)) {
-        if let Ok(d) = rustc_demangle::try_demangle(base) {
+    if (base.starts_with("_R") || (base.starts_with("_ZN") && is_rust_legacy(base)))
+        && let Ok(d) = rustc_demangle::try_demangle(base) {
             return format!("{d:#}");
         }
-    }
-    if base.starts_with("_Z") {
-        if let Ok(sym) = cpp_demangle::Symbol::new(base) {
-            if let Ok(d) = sym.demangle() {
+    if base.starts_with("_Z")
+        && let Ok(sym) = cpp_demangle::Symbol::new(base)
+            && let Ok(d) = sym.demangle() {
                 return d;
             }
-        }
-    }
     base.to_string()
 }
 
