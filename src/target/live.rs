@@ -315,12 +315,13 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
             break;
         }
         new.sort_unstable();
+        // State and name BEFORE interrupting, so we see S/R/D rather than 't'; all
+        // read before the first interrupt, so this reading does not lengthen the
+        // time the threads stay stopped.
+        let stats = read_task_stats(pid, &new);
         let first_new = att.threads.len();
-        for tid in new {
-            // State and name BEFORE interrupting, so we see S/R/D rather than 't'.
-            // Folklore: /proc/PID/task/TID/stat carries comm too, so one read gives both.
-            let stat = procfs::read_small(&format!("/proc/{pid}/task/{tid}/stat")).ok();
-            let Some((name, state)) = stat.as_deref().and_then(procfs::parse_task_stat) else {
+        for (tid, stat) in new.into_iter().zip(stats) {
+            let Some((name, state)) = stat else {
                 problems.push(Problem::new(Scope::Thread(tid), format!("thread {tid} exited during attach")));
                 continue;
             };
@@ -361,6 +362,31 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
         return Err(TargetError::NoSuchProcess { pid });
     }
     Ok(())
+}
+
+/// (comm, state letter) of each thread, None for those gone. Spread over a few
+/// threads when there are many (reading /proc needs no ptrace rights, so any of
+/// our threads may do it).
+/// Folklore: /proc/PID/task/TID/stat carries comm too, so one read gives both.
+fn read_task_stats(pid: i32, tids: &[i32]) -> Vec<Option<(String, String)>> {
+    let one = |tid: &i32| {
+        let stat = procfs::read_small(&format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+        procfs::parse_task_stat(&stat)
+    };
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    if tids.len() < 128 || workers < 2 {
+        return tids.iter().map(one).collect();
+    }
+    let chunk = tids.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = tids.chunks(chunk).map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>())).collect();
+        // A worker only reads files; if one panicked anyway, its threads read as gone.
+        handles
+            .into_iter()
+            .zip(tids.chunks(chunk))
+            .flat_map(|(h, c)| h.join().unwrap_or_else(|_| vec![None; c.len()]))
+            .collect()
+    })
 }
 
 /// Polls the threads until each is stopped or gone, or the deadline passes.
