@@ -375,6 +375,17 @@ pub fn from_bytes(
         });
     }
 
+    for t in &threads {
+        if memory.read_u64(t.registers.rsp).is_none() {
+            problems.push(Problem::new(
+                Scope::Thread(t.tid),
+                format!(
+                    "stack of thread {} at {:#x} is not in the core (truncated, or left out by coredump_filter)",
+                    t.tid, t.registers.rsp
+                ),
+            ));
+        }
+    }
     let main_rsp = notes.threads.iter().find(|t| t.tid == psinfo.pid).map(|t| t.registers.rsp);
     let maps = build_maps(&loads, &notes.files, &auxv, main_rsp);
 
@@ -851,7 +862,7 @@ mod tests {
             .note(b"CORE", NT_AUXV, &auxv)
             .note(b"CORE", NT_FILE, &nt_file(&[(0x40_0000, 0x40_1000, 0, "/bin/crashy"), (0x40_1000, 0x40_2000, 1, "/bin/crashy")]))
             .note(b"LINUX", 0x202, &[0; 64])
-            .prstatus(101, 11, 0x40_1200, 0x7ffe_8000)
+            .prstatus(101, 11, 0x40_1200, 0x7ffe_0180)
             .load(0x40_0000, PF_R, &[0x7f; 16], 0x1000)
             .load(0x40_1000, PF_R | PF_X, &[], 0x1000)
             .load(0x7ffe_0000, PF_R | PF_W, &[0xaa; 0x200], 0x200)
@@ -917,6 +928,7 @@ mod tests {
         // No signal anywhere: nobody is marked.
         let cap = parse(Builder::new().prstatus(10, 0, 1, 2).prstatus(11, 0, 3, 4).build()).expect("core parses");
         assert!(cap.signal.is_none() && cap.threads.iter().all(|t| !t.faulted));
+        assert_eq!(cap.problems.iter().filter(|p| p.message.contains("not in the core")).count(), 2, "no stack memory");
     }
 
     #[test]
