@@ -359,7 +359,11 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
         wait_for_stops(&mut att.threads[first_new..], deadline, problems);
     }
     if !att.threads.iter().any(|t| t.stopped) {
-        return Err(TargetError::NoSuchProcess { pid });
+        let zombie = procfs::read_small(&format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| procfs::parse_task_stat(&s))
+            .is_some_and(|(_, state)| state == "Z");
+        return Err(if zombie { TargetError::Exited { pid } } else { TargetError::NoSuchProcess { pid } });
     }
     Ok(())
 }
@@ -778,6 +782,19 @@ mod tests {
         h.join().expect("join");
         assert!(matches!(capture(0, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
         assert!(matches!(capture(i32::MAX, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
+        // A child that exited and was not reaped yet.
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while procfs::read_small(&format!("/proc/{pid}/stat")).ok().and_then(|s| procfs::parse_task_stat(&s)).map(|x| x.1)
+            != Some("Z".into())
+        {
+            assert!(Instant::now() < deadline, "true did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let err = capture(pid, &LiveOptions::default()).err().expect("a zombie cannot be captured");
+        assert!(matches!(err, TargetError::Exited { .. }), "{err}");
+        child.wait().expect("reap");
         // kthreadd is pid 2 when we see the host's pid namespace.
         if procfs::read_small("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
             assert!(matches!(capture(2, &LiveOptions::default()), Err(TargetError::KernelThread { pid: 2 })));

@@ -136,6 +136,8 @@ pub enum TargetError {
     AlreadyTraced { pid: i32, tracer: i32 },
     #[error("attaching to pid {pid}: {source}")]
     Attach { pid: i32, source: nix::Error },
+    #[error("process {pid} has exited (a zombie waiting for its parent to reap it)")]
+    Exited { pid: i32 },
     #[error("pid {pid} is a kernel thread: it has no user space to trace")]
     KernelThread { pid: i32 },
     #[error("pid {pid} is bt itself")]
