@@ -292,7 +292,7 @@ pub fn from_bytes(
         }
     }
     let declared: u64 = loads.iter().map(|s| s.filesz).fold(0, u64::saturating_add);
-    let present: u64 = loads.iter().map(|s| s.present).sum();
+    let present: u64 = loads.iter().map(|s| s.present).fold(0, u64::saturating_add);
     if present < declared {
         truncated = true;
         problems.push(Problem::new(
