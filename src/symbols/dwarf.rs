@@ -40,9 +40,33 @@ fn needed(id: gimli::SectionId) -> bool {
 /// Builds the addr2line context for `image` (the module or its debug file). This
 /// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
 pub(crate) fn context(image: &Image) -> Result<Context, String> {
+    use gimli::SectionId::*;
+    let ids = [
+        DebugAbbrev, DebugAddr, DebugAranges, DebugInfo, DebugLine, DebugLineStr, DebugRanges, DebugRngLists, DebugStr,
+        DebugStrOffsets,
+    ];
+    debug_assert!(ids.iter().all(|id| needed(*id)));
+    // Compressed sections (distribution debug files are zlib-compressed) are inflated in
+    // parallel: inflating .debug_info dominates the cost of a first lookup in libc.
+    let names: Vec<&str> = ids.iter().map(|id| id.name()).collect();
+    let compressed = image.compressed(&names);
+    let loaded: Vec<(gimli::SectionId, Option<SharedBytes>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .filter(|id| compressed.contains(&id.name()))
+            .map(|&id| (id, s.spawn(move || image.section_data(id.name()))))
+            .collect();
+        let mut out: Vec<_> = ids
+            .iter()
+            .filter(|id| !compressed.contains(&id.name()))
+            .map(|&id| (id, image.section_data(id.name())))
+            .collect();
+        out.extend(handles.into_iter().map(|(id, h)| (id, h.join().ok().flatten())));
+        out
+    });
     let empty = SharedBytes::owned(Vec::new());
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let bytes = if needed(id) { image.section_data(id.name()) } else { None };
+        let bytes = loaded.iter().find(|(i, _)| *i == id).and_then(|(_, b)| b.clone());
         Ok(Reader::new(bytes.unwrap_or_else(|| empty.clone()), gimli::LittleEndian))
     };
     let mut dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;

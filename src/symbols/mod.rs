@@ -17,6 +17,7 @@ use crate::target::Memory;
 use elf::{Headers, Image, SharedBytes};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Demangles a C++ or Rust (legacy and v0) linkage name; other names come back unchanged.
@@ -57,6 +58,8 @@ pub(crate) struct Entry {
     symbols: OnceLock<names::SymbolIndex>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
+    /// The "no debug info" problem is reported once.
+    no_debug_reported: AtomicBool,
 }
 
 /// What one lookup pc resolves to (cached; shared by every thread with that pc).
@@ -275,6 +278,15 @@ impl ModuleSet {
                 }
                 let dbg = self.debug_file(i);
                 let dwarf_from = if img.has_debug_info { Some(img) } else { dbg.filter(|d| d.has_debug_info) };
+                if m.is_executable && dwarf_from.is_none() && !e.no_debug_reported.swap(true, Ordering::Relaxed) {
+                    self.problem(
+                        i,
+                        format!(
+                            "no debug info for the executable {} (nor a separate debug file): functions come from the symbol table, without files and lines",
+                            e.record.path
+                        ),
+                    );
+                }
                 m.debug = DebugInfo {
                     found: dwarf_from.is_some(),
                     path: dwarf_from.map(|d| d.path.display().to_string()),
@@ -508,6 +520,7 @@ impl Entry {
             dwarf: OnceLock::new(),
             symbols: OnceLock::new(),
             unwind: Default::default(),
+            no_debug_reported: AtomicBool::new(false),
         }
     }
 }

@@ -169,7 +169,7 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
     }
     let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
     let target = caller.pc.wrapping_add_signed(rel as i64);
-    let callee_pc = if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc - 1 };
+    let callee_pc = if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
     // Cheap check first: the callee's FDE (cached by the walk) starts at the call target.
     let idx = modules.find(callee_pc)?;
     let bias = modules.entry(idx).record.load_bias;
@@ -254,7 +254,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         && let Some(ret) = memory.read_u64(sp)
             && looks_like_return(ret, modules, memory) {
                 let mut regs = keep_callee_saved(cur);
-                regs[RSP] = Some(sp + 8);
+                regs[RSP] = Some(sp.wrapping_add(8));
                 regs[RIP] = Some(ret);
                 let trust = if at_entry { Trust::Cfi } else { Trust::Scan };
                 return Outcome::Caller(Step { regs, trust, interrupted: false, callee_is_trampoline: false });
@@ -267,7 +267,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
     if prologue == Prologue::Frameless
         && let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory)) {
             let mut regs = keep_callee_saved(cur);
-            regs[RSP] = Some(sp + 8);
+            regs[RSP] = Some(sp.wrapping_add(8));
             regs[RIP] = Some(ret);
             return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
         }
@@ -275,11 +275,11 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
     // 3) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
     if let Some(rbp) = cur[RBP].filter(|_| prologue != Prologue::Frameless)
         && rbp >= sp && rbp - sp < (64 << 20) && rbp % 8 == 0
-            && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp + 8))
+            && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8)))
                 && looks_like_return(ret, modules, memory) {
                     let mut regs: Regs = [None; N_REGS];
                     regs[RBP] = Some(next_rbp);
-                    regs[RSP] = Some(rbp + 16);
+                    regs[RSP] = Some(rbp.wrapping_add(16));
                     regs[RIP] = Some(ret);
                     return Outcome::Caller(Step {
                         regs,
@@ -299,7 +299,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         if v != pc && looks_like_return(v, modules, memory) {
             let mut regs: Regs = [None; N_REGS];
             regs[RBP] = cur[RBP];
-            regs[RSP] = Some(sp + (i as u64 + 1) * 8);
+            regs[RSP] = Some(sp.wrapping_add((i as u64 + 1) * 8));
             regs[RIP] = Some(v);
             return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
         }
@@ -362,7 +362,7 @@ fn looks_like_return(addr: u64, modules: &ModuleSet, memory: &dyn Memory) -> boo
 /// the interrupted code, whose pc is exact (it did not call anything).
 fn restore_from_ucontext(sp: u64, memory: &dyn Memory) -> Outcome {
     let mut b = [0u8; sigframe::GREGS_BYTES];
-    if !memory.read_exact(sp + sigframe::GREGS_OFFSET, &mut b) {
+    if !memory.read_exact(sp.wrapping_add(sigframe::GREGS_OFFSET), &mut b) {
         return Outcome::Stuck(format!("walk stopped: signal frame context at {sp:#x} is unreadable"));
     }
     let mut regs: Regs = [None; N_REGS];
