@@ -61,9 +61,10 @@ static void on_usr2(int s) {
 }
 /* Handles SIGUSR2 on a sigaltstack and stays in the handler, as crash handlers do. */
 static void *alt(void *a) {
-    (void)a;
     pthread_setname_np(pthread_self(), "alt");
-    stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = 0};
+    /* "autodisarm": SS_AUTODISARM (1 << 31), as crash handlers use. */
+    int autodisarm = a != 0;
+    stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = autodisarm ? (int)(1u << 31) : 0};
     sigaltstack(&ss, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -93,7 +94,7 @@ int main(int argc, char **argv) {
     pthread_t t;
     for (long i = 0; i < n; i++) pthread_create(&t, 0, i % 2 ? waiter : sleeper, (void *)i);
     pthread_create(&t, 0, spinner, 0);
-    if (!strcmp(mode, "altstack")) pthread_create(&t, 0, alt, 0);
+    if (!strcmp(mode, "altstack")) pthread_create(&t, 0, alt, argc > 3 ? (void *)1 : 0);
     if (!strcmp(mode, "zombie")) pthread_exit(0);
     if (!strcmp(mode, "churn"))
         for (;;) { if (pthread_create(&t, 0, quick, 0) == 0) pthread_detach(t); }
@@ -308,7 +309,12 @@ fn captures_every_thread_and_leaves_the_process_running() {
 
 #[test]
 fn handler_on_a_sigaltstack_keeps_the_interrupted_stack() {
-    let target = Target::spawn(&["altstack", "2"]);
+    altstack(&["altstack", "2"]);
+    altstack(&["altstack", "2", "autodisarm"]);
+}
+
+fn altstack(args: &[&str]) {
+    let target = Target::spawn(args);
     let tids = target.tids(5);
     let hex = |v: String| u64::from_str_radix(v.trim_start_matches("0x"), 16).expect("hex address");
     let normal = hex(target.value("normal "));

@@ -527,8 +527,8 @@ const SIGFRAME_SCAN_BYTES: usize = 256 << 10;
 /// `pretcode; ucontext { uc_flags; uc_link; uc_stack { ss_sp; ss_flags; ss_size };
 /// uc_mcontext { r8 … rsp (+120), rip (+128) … } }`, where uc_stack describes the
 /// altstack itself. We look for that shape above rsp: uc_stack containing rsp,
-/// ss_flags 0 or SS_ONSTACK, pretcode in executable memory; the saved rsp then
-/// names the stack to copy too.
+/// ss_flags 0 or SS_ONSTACK (maybe with SS_AUTODISARM), pretcode in executable
+/// memory; the saved rsp then names the stack to copy too.
 fn interrupted_stacks(threads: &[ThreadState], maps: &[Mapping], copied: &CopiedMemory, max_stack: usize) -> Vec<(u64, u64)> {
     let executable = |addr: u64| {
         let idx = maps.partition_point(|m| m.start <= addr);
@@ -544,7 +544,8 @@ fn interrupted_stacks(threads: &[ThreadState], maps: &[Mapping], copied: &Copied
         for o in (24..n.saturating_sub(160)).step_by(8) {
             let (Some(ss_sp), Some(flags), Some(ss_size)) = (word(o), word(o + 8), word(o + 16)) else { break };
             let ss_flags = flags as u32;
-            if ss_flags > 1 || !(2048..=1 << 28).contains(&ss_size) || !(ss_sp <= sp && sp - ss_sp < ss_size) {
+            // ss_flags: 0 or SS_ONSTACK, possibly with SS_AUTODISARM (1 << 31).
+            if ss_flags & !(1 | 1 << 31) != 0 || !(2048..=1 << 28).contains(&ss_size) || !(ss_sp <= sp && sp - ss_sp < ss_size) {
                 continue;
             }
             let (Some(pretcode), Some(saved_sp)) = (word(o - 24), word(o + 144)) else { continue };
