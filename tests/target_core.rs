@@ -1,7 +1,7 @@
 //! `bt::target::core` against real cores: a small multithreaded C program is built
 //! with gcc and crashed in a worker thread, so the kernel writes the core.
 
-use bt::target::{core, TargetError};
+use bt::target::{TargetError, core};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,7 +111,11 @@ fn find_core(dir: &Path, pid: i32) -> PathBuf {
         if let Ok(rd) = std::fs::read_dir(&search) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let ok = if search == dir { name == "core" || name == format!("core.{pid}") } else { name.starts_with(&prefix) && name.contains(&pid_s) };
+                let ok = if search == dir {
+                    name == "core" || name == format!("core.{pid}")
+                } else {
+                    name.starts_with(&prefix) && name.contains(&pid_s)
+                };
                 if ok {
                     return e.path();
                 }

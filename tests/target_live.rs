@@ -2,12 +2,12 @@
 //! at test time is captured; every thread must be there with its stack copied, and
 //! the process must run on, unstopped, with no signal lost.
 
-use bt::target::{live, Capture, TargetError};
+use bt::target::{Capture, TargetError, live};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 const PROG: &str = r#"

@@ -6,7 +6,7 @@
 //! garbage) and every outcome is a value, never a panic. A core whose segments run
 //! past the end of the file is served as far as it goes, with a [`Problem`].
 
-use super::{procfs, signals, Capture, Memory, TargetError, ThreadState};
+use super::{Capture, Memory, TargetError, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Process, Registers, Scope, Signal, Source};
 use std::path::Path;
 
@@ -253,10 +253,8 @@ pub fn from_bytes(
     let fit = ((bytes.len() - phoff) / PHDR_SIZE) as u64;
     if fit < phnum {
         truncated = true;
-        problems.push(Problem::new(
-            Scope::Snapshot,
-            format!("core truncated: {fit} of {phnum} program headers present"),
-        ));
+        problems
+            .push(Problem::new(Scope::Snapshot, format!("core truncated: {fit} of {phnum} program headers present")));
     }
     let phnum = phnum.min(fit) as usize;
 
@@ -352,7 +350,10 @@ pub fn from_bytes(
 
     let psinfo = notes.psinfo.take();
     if psinfo.is_none() {
-        problems.push(Problem::new(Scope::Snapshot, "core has no NT_PRPSINFO: pid guessed as the lowest tid, no command line"));
+        problems.push(Problem::new(
+            Scope::Snapshot,
+            "core has no NT_PRPSINFO: pid guessed as the lowest tid, no command line",
+        ));
     }
     let psinfo = psinfo.unwrap_or_else(|| PsInfo {
         // The main thread's tid is the pid, and is normally the lowest.
@@ -395,7 +396,8 @@ pub fn from_bytes(
     });
     let core_exe = exe_entry.map(|f| f.path.clone());
     if core_exe.is_none() {
-        problems.push(Problem::new(Scope::Snapshot, "executable not found in the core (no NT_FILE entry holds AT_ENTRY)"));
+        problems
+            .push(Problem::new(Scope::Snapshot, "executable not found in the core (no NT_FILE entry holds AT_ENTRY)"));
     }
 
     let mut process = Process {
@@ -693,11 +695,8 @@ fn check_exe(
     fname: &str,
     problems: &mut Vec<Problem>,
 ) -> Result<(), TargetError> {
-    let mismatch = |reason: String| TargetError::ExeMismatch {
-        core: core.to_string(),
-        exe: exe.display().to_string(),
-        reason,
-    };
+    let mismatch =
+        |reason: String| TargetError::ExeMismatch { core: core.to_string(), exe: exe.display().to_string(), reason };
     let io = |source| TargetError::Io { path: exe.display().to_string(), source };
     let file = std::fs::File::open(exe).map_err(io)?;
     // SAFETY: read-only map of a file we only parse; see `open` about truncation.
@@ -705,11 +704,7 @@ fn check_exe(
     let obj = object::File::parse(&*map).map_err(|e| mismatch(format!("not an ELF file ({e})")))?;
     let file_build_id = object::Object::build_id(&obj).ok().flatten();
     if let (Some(f), Some(c)) = (file_build_id, core_build_id) {
-        return if f == c {
-            Ok(())
-        } else {
-            Err(mismatch(format!("build id {}, core has {}", hex(f), hex(c))))
-        };
+        return if f == c { Ok(()) } else { Err(mismatch(format!("build id {}, core has {}", hex(f), hex(c)))) };
     }
     // No build id on one side: fall back to names. pr_fname is the first 15 bytes
     // of the executable's file name (unless the program renamed itself).
@@ -719,7 +714,10 @@ fn check_exe(
     let by_path = core_name.as_deref() == Some(exe_name.as_str());
     let by_fname = !fname.is_empty() && fname == short;
     if core_name.is_none() && fname.is_empty() {
-        problems.push(Problem::new(Scope::Snapshot, format!("cannot check that {} dumped this core: no build id, no name", exe.display())));
+        problems.push(Problem::new(
+            Scope::Snapshot,
+            format!("cannot check that {} dumped this core: no build id, no name", exe.display()),
+        ));
         return Ok(());
     }
     if by_path || by_fname {
@@ -860,7 +858,11 @@ mod tests {
             .note(b"CORE", NT_PRPSINFO, &psinfo(100, "crashy", "./crashy a b"))
             .note(b"CORE", NT_SIGINFO, &siginfo(11, 1, 0x10))
             .note(b"CORE", NT_AUXV, &auxv)
-            .note(b"CORE", NT_FILE, &nt_file(&[(0x40_0000, 0x40_1000, 0, "/bin/crashy"), (0x40_1000, 0x40_2000, 1, "/bin/crashy")]))
+            .note(
+                b"CORE",
+                NT_FILE,
+                &nt_file(&[(0x40_0000, 0x40_1000, 0, "/bin/crashy"), (0x40_1000, 0x40_2000, 1, "/bin/crashy")]),
+            )
             .note(b"LINUX", 0x202, &[0; 64])
             .prstatus(101, 11, 0x40_1200, 0x7ffe_0180)
             .load(0x40_0000, PF_R, &[0x7f; 16], 0x1000)
@@ -878,7 +880,10 @@ mod tests {
         assert_eq!(cap.threads[0].registers.rip, 0x40_1100);
         assert_eq!(cap.threads[1].name, "crashy");
         let sig = cap.signal.expect("signal");
-        assert_eq!((sig.name.as_str(), sig.code_name.as_str(), sig.fault_address, sig.tid), ("SIGSEGV", "SEGV_MAPERR", Some(0x10), 100));
+        assert_eq!(
+            (sig.name.as_str(), sig.code_name.as_str(), sig.fault_address, sig.tid),
+            ("SIGSEGV", "SEGV_MAPERR", Some(0x10), 100)
+        );
         assert_eq!(cap.process.pid, 100);
         assert_eq!(cap.process.exe, "/bin/crashy");
         assert_eq!(cap.process.cmdline, ["./crashy", "a", "b"]);

@@ -13,7 +13,7 @@
 //! - A signal that arrives while we hold a thread (a signal-delivery-stop) is
 //!   handed back with PTRACE_DETACH, so the target loses no signal.
 
-use super::{procfs, signals, Capture, CopiedMemory, TargetError, ThreadState};
+use super::{Capture, CopiedMemory, TargetError, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Registers, Scope, Signal, Source};
 use nix::errno::Errno;
 use std::collections::HashSet;
@@ -102,7 +102,8 @@ impl Attachment {
             std::thread::sleep(Duration::from_millis(1));
         }
         for tid in late {
-            problems.push(Problem::new(Scope::Thread(tid), format!("thread {tid} could not be detached (never stopped)")));
+            problems
+                .push(Problem::new(Scope::Thread(tid), format!("thread {tid} could not be detached (never stopped)")));
         }
         for t in self.threads.iter_mut() {
             t.attached = false;
@@ -267,22 +268,23 @@ fn resolve_pid(pid: i32, problems: &mut Vec<Problem>) -> Result<i32, TargetError
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TargetError::NoSuchProcess { pid }),
         Err(e) => return Err(TargetError::Io { path: format!("/proc/{pid}/status"), source: e }),
     };
-    if procfs::read_small(&format!("/proc/{pid}/stat")).ok().as_deref().and_then(procfs::parse_stat_flags).is_some_and(
-        |flags| flags & PF_KTHREAD != 0,
-    ) {
+    if procfs::read_small(&format!("/proc/{pid}/stat"))
+        .ok()
+        .as_deref()
+        .and_then(procfs::parse_stat_flags)
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
+    {
         return Err(TargetError::KernelThread { pid });
     }
-    let tgid = procfs::parse_status(&status, &["Tgid"])
-        .first()
-        .and_then(|(_, v)| v.parse::<i32>().ok())
-        .unwrap_or(pid);
+    let tgid = procfs::parse_status(&status, &["Tgid"]).first().and_then(|(_, v)| v.parse::<i32>().ok()).unwrap_or(pid);
     if tgid != pid {
         // Folklore: /proc/TID exists (hidden from readdir) for every thread, so a
         // thread id "works" as a pid; we capture its whole process.
         if is_self(tgid) {
             return Err(TargetError::SelfAttach { pid });
         }
-        problems.push(Problem::new(Scope::Snapshot, format!("{pid} is a thread of process {tgid}; capturing the process")));
+        problems
+            .push(Problem::new(Scope::Snapshot, format!("{pid} is a thread of process {tgid}; capturing the process")));
     }
     Ok(tgid)
 }
@@ -329,7 +331,8 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
                 // Folklore: a main thread that called pthread_exit stays a zombie while
                 // the others run; PTRACE_SEIZE on it fails with EPERM and it has no
                 // user state left to show.
-                problems.push(Problem::new(Scope::Thread(tid), format!("thread {tid} has exited (zombie); not captured")));
+                problems
+                    .push(Problem::new(Scope::Thread(tid), format!("thread {tid} has exited (zombie); not captured")));
                 continue;
             }
             match ptrace(libc::PTRACE_SEIZE as _, tid, 0, 0) {
@@ -383,7 +386,8 @@ fn read_task_stats(pid: i32, tids: &[i32]) -> Vec<Option<(String, String)>> {
     }
     let chunk = tids.len().div_ceil(workers);
     std::thread::scope(|s| {
-        let handles: Vec<_> = tids.chunks(chunk).map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> =
+            tids.chunks(chunk).map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>())).collect();
         // A worker only reads files; if one panicked anyway, its threads read as gone.
         handles
             .into_iter()
@@ -499,7 +503,12 @@ fn stack_range(sp: u64, maps: &[Mapping], max_stack: usize) -> Option<(u64, u64)
 /// The address ranges to copy: each thread's stack from `rsp - 128` to the end of
 /// its mapping (capped), and the whole vDSO; sorted, overlapping and touching
 /// ranges merged (threads can share a mapping, e.g. on a sigaltstack).
-fn copy_plan(threads: &[ThreadState], maps: &[Mapping], max_stack: usize, problems: &mut Vec<Problem>) -> Vec<(u64, u64)> {
+fn copy_plan(
+    threads: &[ThreadState],
+    maps: &[Mapping],
+    max_stack: usize,
+    problems: &mut Vec<Problem>,
+) -> Vec<(u64, u64)> {
     let mut ranges = Vec::with_capacity(threads.len() + 1);
     for t in threads {
         let sp = t.registers.rsp;
@@ -529,7 +538,12 @@ const SIGFRAME_SCAN_BYTES: usize = 256 << 10;
 /// altstack itself. We look for that shape above rsp: uc_stack containing rsp,
 /// ss_flags 0 or SS_ONSTACK (maybe with SS_AUTODISARM), pretcode in executable
 /// memory; the saved rsp then names the stack to copy too.
-fn interrupted_stacks(threads: &[ThreadState], maps: &[Mapping], copied: &CopiedMemory, max_stack: usize) -> Vec<(u64, u64)> {
+fn interrupted_stacks(
+    threads: &[ThreadState],
+    maps: &[Mapping],
+    copied: &CopiedMemory,
+    max_stack: usize,
+) -> Vec<(u64, u64)> {
     let executable = |addr: u64| {
         let idx = maps.partition_point(|m| m.start <= addr);
         idx.checked_sub(1).map(|i| &maps[i]).is_some_and(|m| addr < m.end && m.perms.as_bytes().get(2) == Some(&b'x'))
@@ -545,7 +559,10 @@ fn interrupted_stacks(threads: &[ThreadState], maps: &[Mapping], copied: &Copied
             let (Some(ss_sp), Some(flags), Some(ss_size)) = (word(o), word(o + 8), word(o + 16)) else { break };
             let ss_flags = flags as u32;
             // ss_flags: 0 or SS_ONSTACK, possibly with SS_AUTODISARM (1 << 31).
-            if ss_flags & !(1 | 1 << 31) != 0 || !(2048..=1 << 28).contains(&ss_size) || !(ss_sp <= sp && sp - ss_sp < ss_size) {
+            if ss_flags & !(1 | 1 << 31) != 0
+                || !(2048..=1 << 28).contains(&ss_size)
+                || !(ss_sp <= sp && sp - ss_sp < ss_size)
+            {
                 continue;
             }
             let (Some(pretcode), Some(saved_sp)) = (word(o - 24), word(o + 144)) else { continue };
@@ -683,7 +700,13 @@ fn copy_ranges(pid: i32, ranges: &[(u64, u64)], problems: &mut Vec<Problem>) -> 
 }
 
 /// One process_vm_readv over the remaining part of each range in `batch`.
-fn vm_readv(pid: i32, batch: &[usize], ranges: &[(u64, u64)], bufs: &mut [Vec<u8>], done: &[usize]) -> Result<usize, Errno> {
+fn vm_readv(
+    pid: i32,
+    batch: &[usize],
+    ranges: &[(u64, u64)],
+    bufs: &mut [Vec<u8>],
+    done: &[usize],
+) -> Result<usize, Errno> {
     let mut local = Vec::with_capacity(batch.len());
     let mut remote = Vec::with_capacity(batch.len());
     for &i in batch {
@@ -693,9 +716,8 @@ fn vm_readv(pid: i32, batch: &[usize], ranges: &[(u64, u64)], bufs: &mut [Vec<u8
     }
     // SAFETY: each local iovec points into a distinct live buffer of exactly
     // iov_len bytes; remote iovecs are only addresses in the target.
-    let n = unsafe {
-        libc::process_vm_readv(pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0)
-    };
+    let n =
+        unsafe { libc::process_vm_readv(pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0) };
     if n < 0 { Err(Errno::last()) } else { Ok(n as usize) }
 }
 
@@ -751,7 +773,13 @@ mod tests {
 
     #[test]
     fn plan_stacks_and_vdso() {
-        let map = |s: u64, e: u64, path: &str| Mapping { start: s, end: e, perms: "rw-p".into(), offset: 0, path: path.into() };
+        let map = |s: u64, e: u64, path: &str| Mapping {
+            start: s,
+            end: e,
+            perms: "rw-p".into(),
+            offset: 0,
+            path: path.into(),
+        };
         let maps = vec![map(0x1000, 0x9000, ""), map(0x10000, 0x20000, "[stack]"), map(0x30000, 0x32000, "[vdso]")];
         let th = |tid: i32, rsp: u64| ThreadState {
             tid,
@@ -787,7 +815,10 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().expect("spawn true");
         let pid = child.id() as i32;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while procfs::read_small(&format!("/proc/{pid}/stat")).ok().and_then(|s| procfs::parse_task_stat(&s)).map(|x| x.1)
+        while procfs::read_small(&format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| procfs::parse_task_stat(&s))
+            .map(|x| x.1)
             != Some("Z".into())
         {
             assert!(Instant::now() < deadline, "true did not exit");
@@ -816,7 +847,14 @@ mod tests {
         let pid = child.id() as i32;
         let mut att = Attachment::default();
         ptrace(libc::PTRACE_SEIZE as _, pid, 0, 0).expect("seize");
-        att.threads.push(Tracee { tid: pid, name: "sleep".into(), state: "S".into(), attached: true, stopped: false, inject: 0 });
+        att.threads.push(Tracee {
+            tid: pid,
+            name: "sleep".into(),
+            state: "S".into(),
+            attached: true,
+            stopped: false,
+            inject: 0,
+        });
         // A signal to a seized (not yet interrupted) thread: a signal-delivery-stop.
         // SAFETY: kill has no memory-safety preconditions.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
@@ -839,7 +877,14 @@ mod tests {
         let r = std::panic::catch_unwind(|| {
             let mut att = Attachment::default();
             ptrace(libc::PTRACE_SEIZE as _, pid, 0, 0).expect("seize");
-            att.threads.push(Tracee { tid: pid, name: String::new(), state: String::new(), attached: true, stopped: false, inject: 0 });
+            att.threads.push(Tracee {
+                tid: pid,
+                name: String::new(),
+                state: String::new(),
+                attached: true,
+                stopped: false,
+                inject: 0,
+            });
             ptrace(libc::PTRACE_INTERRUPT as _, pid, 0, 0).expect("interrupt");
             wait_for_stops(&mut att.threads, Instant::now() + Duration::from_secs(5), &mut Vec::new());
             assert!(att.threads[0].stopped);
@@ -849,7 +894,14 @@ mod tests {
         let stat = procfs::read_small(&format!("/proc/{pid}/stat")).expect("stat");
         let (_, state) = procfs::parse_task_stat(&stat).expect("parse");
         assert!(state == "S" || state == "R", "sleep runs on, not traced-stopped: {state}");
-        assert_eq!(procfs::parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status"), &["TracerPid"])[0].1, "0");
+        assert_eq!(
+            procfs::parse_status(
+                &std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status"),
+                &["TracerPid"]
+            )[0]
+            .1,
+            "0"
+        );
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -861,8 +913,14 @@ mod tests {
         let page = 4096usize;
         // SAFETY: a fresh anonymous mapping, written then protected.
         let base = unsafe {
-            let p = libc::mmap(std::ptr::null_mut(), 3 * page, libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                3 * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
             assert_ne!(p, libc::MAP_FAILED);
             std::ptr::write_bytes(p.cast::<u8>(), 0xab, 3 * page);
             libc::mprotect(p.cast::<u8>().add(page).cast(), page, libc::PROT_NONE);

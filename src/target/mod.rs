@@ -130,7 +130,9 @@ impl Memory for CopiedMemory {
 pub enum TargetError {
     #[error("no such process: {pid}")]
     NoSuchProcess { pid: i32 },
-    #[error("attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)")]
+    #[error(
+        "attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)"
+    )]
     PermissionDenied { pid: i32 },
     #[error("attaching to pid {pid}: already traced by pid {tracer} (a debugger or strace?); detach it first")]
     AlreadyTraced { pid: i32, tracer: i32 },
