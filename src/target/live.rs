@@ -43,6 +43,8 @@ const RED_ZONE: u64 = 128;
 const IOV_MAX: usize = 1024;
 /// Keep one process_vm_readv under the kernel's per-call byte limit (MAX_RW_COUNT, ~2 GiB).
 const MAX_BATCH_BYTES: usize = 1 << 30;
+/// The code segment selector of 32-bit (compat) user code; 64-bit code runs with 0x33.
+const USER32_CS: u64 = 0x23;
 /// `task_struct::flags` bit of kernel threads (include/linux/sched.h).
 const PF_KTHREAD: u64 = 0x0020_0000;
 /// Rounds of "list threads, attach the new ones"; once every known thread is
@@ -191,6 +193,12 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
                 faulted = true;
                 signal = Some(s);
             }
+        }
+        if regs.cs == USER32_CS {
+            problems.push(Problem::new(
+                Scope::Thread(t.tid),
+                format!("thread {} runs 32-bit code (cs {:#x}); only x86-64 is unwound", t.tid, regs.cs),
+            ));
         }
         threads.push(ThreadState {
             tid: t.tid,
