@@ -39,7 +39,16 @@ fn needed(id: gimli::SectionId) -> bool {
 
 /// Builds the addr2line context for `image` (the module or its debug file). This
 /// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
-pub(crate) fn context(image: &Image) -> Result<Context, String> {
+pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<Context, String> {
+    let mut dwarf = load_dwarf(image)?;
+    if let Some(sup) = sup {
+        // dwz: DIEs and strings shared between binaries live in a supplementary file.
+        dwarf.set_sup(load_dwarf(sup)?);
+    }
+    Context::from_dwarf(dwarf).map_err(|e| e.to_string())
+}
+
+fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
     use gimli::SectionId::*;
     let ids = [
         DebugAbbrev, DebugAddr, DebugAranges, DebugInfo, DebugLine, DebugLineStr, DebugRanges, DebugRngLists, DebugStr,
@@ -72,7 +81,7 @@ pub(crate) fn context(image: &Image) -> Result<Context, String> {
     let mut dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;
     // Units that share an abbreviation table (common with dwz and some linkers) parse it once.
     dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
-    Context::from_dwarf(dwarf).map_err(|e| e.to_string())
+    Ok(dwarf)
 }
 
 /// The source frames at link-time address `probe`; empty when DWARF has nothing.

@@ -204,6 +204,8 @@ pub(crate) struct Image {
     pub headers: Headers,
     pub build_id: Option<Vec<u8>>,
     pub debuglink: Option<(String, u32)>,
+    /// `.gnu_debugaltlink`: the dwz supplementary file's path and build id.
+    pub altlink: Option<(String, Vec<u8>)>,
     /// `.debug_info` present with contents (not NOBITS as in a stripped file).
     pub has_debug_info: bool,
     pub has_symtab: bool,
@@ -248,6 +250,11 @@ impl Image {
             .ok()
             .flatten()
             .map(|(name, crc)| (String::from_utf8_lossy(name).into_owned(), crc));
+        let altlink = file
+            .gnu_debugaltlink()
+            .ok()
+            .flatten()
+            .map(|(path, id)| (String::from_utf8_lossy(path).into_owned(), id.to_vec()));
         let plt = [".plt", ".plt.sec", ".plt.got"]
             .iter()
             .filter_map(|n| file.section_by_name(n))
@@ -258,6 +265,7 @@ impl Image {
             path: path.clone(),
             build_id: file.build_id().ok().flatten().map(<[u8]>::to_vec),
             debuglink,
+            altlink,
             has_debug_info: has(".debug_info"),
             has_symtab: has(".symtab"),
             has_dynsym: has(".dynsym"),

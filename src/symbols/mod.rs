@@ -445,7 +445,17 @@ impl ModuleSet {
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
-                match dwarf::context(src) {
+                let sup = match &src.altlink {
+                    Some((path, _)) => {
+                        let found = debugfile::find_alt(src, &self.roots);
+                        if found.is_none() {
+                            self.problem(idx, format!("dwz supplementary file {path} of {} not found: some names may be missing", src.path.display()));
+                        }
+                        found
+                    }
+                    None => None,
+                };
+                match dwarf::context(src, sup.as_ref()) {
                     Ok(ctx) => Some(Mutex::new((ctx, dwarf::NameCache::default()))),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
