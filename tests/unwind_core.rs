@@ -249,3 +249,23 @@ fn call_through_null_pointer() {
     assert_eq!(frames[1].function.as_deref(), Some("call_it"), "{frames:?}");
     assert!(frames.iter().any(|f| f.function.as_deref() == Some("main")));
 }
+
+#[test]
+fn executable_with_another_build_id_is_refused() {
+    let Some((exe, core)) = crash("wrongexe", RECURSION, &["-g", "-O0", "-Wl,--build-id"], &["3"]) else { return };
+    // Same source, different code: another build id.
+    let other = exe.with_file_name("other");
+    run(Command::new("gcc").args(["-g", "-O1", "-Wl,--build-id", "-o"]).arg(&other).arg(exe.with_file_name("prog.c")));
+    // The core reader refuses such a pair up front; the module layer must too, on its own.
+    let cap = bt::target::core::open(&core, None).expect("open core");
+    let opts = bt::symbols::SymbolOptions { exe: Some(other.clone()), ..Default::default() };
+    let (modules, _) = bt::symbols::ModuleSet::load(&cap.maps, &cap.auxv, cap.memory.as_ref(), &opts);
+    let list = modules.modules();
+    let problems = modules.take_problems();
+    assert!(problems.iter().any(|p| p.message.contains("build id") && p.message.contains("not used")), "{problems:?}");
+    let m = list.iter().find(|m| m.is_executable).expect("executable module");
+    assert!(!m.debug.found);
+    let main_pc = cap.threads[0].registers.rip;
+    let frames = modules.symbolize(bt::snapshot::Frame { pc: main_pc, ..Default::default() });
+    assert!(frames.iter().all(|f| f.function.as_deref() != Some("down")), "names came from the wrong file: {frames:?}");
+}
