@@ -30,6 +30,9 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBu
     std::fs::write(&c, src).expect("write source");
     let exe = dir.join("prog");
     run(Command::new("gcc").args(flags).arg("-o").arg(&exe).arg(&c));
+    // Other suites point core_pattern elsewhere for a while under this lock; crash while
+    // holding it so the pattern cannot change between the crash and the lookup.
+    let _lock = PatternLock::acquire();
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("echo $$; ulimit -c unlimited; exec ./prog {}", args.join(" ")))
@@ -42,6 +45,21 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBu
         eprintln!("no core found for {} (core_pattern {:?}); skipping", dir.display(), std::fs::read_to_string("/proc/sys/kernel/core_pattern"));
     }
     Some((exe, core?))
+}
+
+/// An exclusive flock on the lock file the core_pattern-changing tests share.
+struct PatternLock(Option<std::fs::File>);
+
+impl PatternLock {
+    fn acquire() -> PatternLock {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/bt-tests-core_pattern.lock").ok();
+        if let Some(f) = &f {
+            // SAFETY: flock on a descriptor we own; released when the file closes.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        }
+        PatternLock(f)
+    }
 }
 
 /// The core of `pid`: `core`/`core.PID` in `dir` (core_pattern `core`), or the file an
