@@ -287,3 +287,26 @@ fn executable_with_another_build_id_is_refused() {
     let frames = modules.symbolize(bt::snapshot::Frame { pc: main_pc, ..Default::default() });
     assert!(frames.iter().all(|f| f.function.as_deref() != Some("down")), "names came from the wrong file: {frames:?}");
 }
+
+/// A fault at a function's first instruction, caught by a handler that then aborts:
+/// below `__restore_rt` the interrupted frame's pc is the function's entry, exact (no
+/// pc - 1, which would land in the previous function), and its CFI row is the entry row.
+const FAULT_AT_ENTRY: &str = r#"
+#include <signal.h>
+#include <stdlib.h>
+__asm__(".text\n.globl entry_fault\n.type entry_fault,@function\nentry_fault:\n.cfi_startproc\n movl $1, 0\n ret\n.cfi_endproc\n.size entry_fault, .-entry_fault\n");
+void entry_fault(void);
+void on_segv(int s) { (void)s; abort(); }
+__attribute__((noinline)) void before(void) { entry_fault(); __asm__ volatile(""); }
+int main(void) { signal(SIGSEGV, on_segv); before(); return 0; }
+"#;
+
+#[test]
+fn fault_at_function_entry_inside_signal_frame() {
+    let Some((exe, core)) = crash("entryfault", FAULT_AT_ENTRY, &["-g", "-O0"], &[]) else { return };
+    let snap = compare_with_gdb(&exe, &core);
+    let frames = &snap.threads[0].frames;
+    let i = frames.iter().position(|f| f.function.as_deref() == Some("entry_fault")).expect("entry_fault frame");
+    assert!(frames[i].signal_frame, "interrupted frame not marked exact");
+    assert_eq!(frames[i + 1].function.as_deref(), Some("before"));
+}
