@@ -47,8 +47,9 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBu
     Some((exe, core?))
 }
 
-/// An exclusive flock on the lock file the core_pattern-changing tests share.
-struct PatternLock(Option<std::fs::File>);
+/// An exclusive flock on the lock file the core_pattern-changing tests share; held
+/// while the file stays open.
+struct PatternLock(#[allow(dead_code)] Option<std::fs::File>);
 
 impl PatternLock {
     fn acquire() -> PatternLock {
