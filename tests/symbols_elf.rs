@@ -19,7 +19,8 @@ int main(int argc, char **argv) { (void)argv; printf("%d\n", outer(argc)); retur
 "#;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bt-symbols-{}-{name}", std::process::id()));
+    // One directory per test, replaced by the next run (kept after a failure to look at).
+    let d = std::env::temp_dir().join(format!("bt-symbols-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bt-unwind-{}-{name}", std::process::id()));
+    // One directory per test, replaced by the next run (kept after a failure to look at).
+    let d = std::env::temp_dir().join(format!("bt-unwind-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
