@@ -10,7 +10,7 @@ STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
 # Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers):
 # command-or-path:debian-package.
 TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
-           objcopy:binutils strip:binutils make:make python3:python3 /usr/bin/time:time
+           objcopy:binutils strip:binutils dwz:dwz make:make python3:python3 /usr/bin/time:time
 # Scratch directory for the example programs of `make demo` (never the source tree).
 EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
 # Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
