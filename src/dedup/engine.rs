@@ -366,6 +366,7 @@ pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frame
                 }
             }
             let more = if names.len() > shown.len() { ", …" } else { "" };
+            let what = if names.len() == 1 { what.replacen("frames", "frame", 1) } else { what.to_string() };
             pretty.push(format!("[{} {what}: {}{more}]", names.len(), shown.join(", ")));
         }
     };
