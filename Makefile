@@ -1,19 +1,31 @@
 # bt — build, install, test, bench, demo. `make demo` and `make test` work on a fresh machine.
 PREFIX  ?= /usr/local
 TARGET  := x86_64-unknown-linux-gnu
-BIN     := target/$(TARGET)/release/bt
+# Honour CARGO_TARGET_DIR so that BIN is where cargo really put the binary.
+CARGO_TARGET_DIR ?= target
+export CARGO_TARGET_DIR
+BIN     := $(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/bt
 APPLETS := ptrace coresnap coroner morgue hydra
-# Tools the tests and benchmarks drive (the oracles and peers): command:debian-package.
-TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file
+STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
+# Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers):
+# command-or-path:debian-package.
+TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
+           objcopy:binutils strip:binutils make:make python3:python3 /usr/bin/time:time
+# Scratch directory for the example programs of `make demo` (never the source tree).
+EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
+# Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
+BENCH_DWARF_MB ?= 1200
+BENCH_RUNS     ?= 5
+BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: all bt install deps test bench demo clean FORCE
+.PHONY: all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
 # One statically linked executable (glibc static). --target keeps the static
 # flag away from build scripts and proc-macros, which must stay dynamic.
 bt:
-	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target $(TARGET)
+	$(STATIC) cargo build --release --locked --target $(TARGET)
 
 install: bt
 	install -d $(DESTDIR)$(PREFIX)/bin
@@ -29,8 +41,21 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# The tests are built with the same profile, target and flags as `bt`, so the
+# dependencies compile once (CI has two cores). BT_BIN is the static release build.
 test: deps bt
-	BT_BIN=$(CURDIR)/$(BIN) cargo test --locked -- --test-threads=2
+	BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --no-fail-fast --target $(TARGET) -- --test-threads=2
+
+examples:
+	$(MAKE) -C examples OUT=$(EXAMPLES_OUT)
+
+# Build bt and the examples, crash a few for real, print what bt sees in their cores.
+demo: deps bt examples
+	BT=$(BIN) OUT=$(EXAMPLES_OUT) examples/demo.sh
+
+# Benchmarks (not tests): generators are rebuilt from scratch every time.
+bench: deps bt
+	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_RUNS=$(BENCH_RUNS) bench/run.sh
 
 clean:
 	cargo clean

@@ -1,10 +1,31 @@
 //! Modules, build ids, debug-file lookup and symbolization (functions, inlined
-//! frames, file:line, demangling). Lazy: a module's ELF and DWARF are opened only
-//! when an address inside it is looked up. (Being written; see issue 2.)
+//! frames, file:line, demangling). Lazy: a module's ELF is opened, its debug file
+//! searched and its DWARF indexed only when an address inside it is looked up (or
+//! when the module list is reported); compile units are parsed only for looked-up PCs.
+//!
+//! Address spaces: everything inside a module (CFI, DWARF, symbols) is in link-time
+//! addresses; `vaddr = pc - load_bias` converts at the boundary.
 
-use crate::snapshot::{Frame, Mapping, Module, Problem};
+mod debugfile;
+mod dwarf;
+pub(crate) mod elf;
+mod names;
+
+use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::target::Memory;
-use std::path::PathBuf;
+use elf::{Headers, Image, SharedBytes};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Demangles a C++ or Rust (legacy and v0) linkage name; other names come back unchanged.
+pub fn demangle(name: &str) -> String {
+    names::demangle(name)
+}
+
+const AT_ENTRY: u64 = 9;
+const AT_SYSINFO_EHDR: u64 = 33;
+const CACHE_SHARDS: usize = 16;
 
 /// Where to look for separate debug files, besides the defaults.
 #[derive(Debug, Clone, Default)]
@@ -17,31 +38,486 @@ pub struct SymbolOptions {
     pub exe: Option<PathBuf>,
 }
 
+/// One module and its lazily opened files. Invariant: `record.start..record.end`
+/// covers all mappings of the module; entries in a set do not share a start.
+pub(crate) struct Entry {
+    pub(crate) record: Module,
+    /// The file to open (sysroot and `--exe` applied); None for the vDSO.
+    open_path: Option<PathBuf>,
+    /// The vDSO image copied from target memory.
+    vdso: Option<SharedBytes>,
+    /// Build id as the target had it in memory (from the mapped ELF headers).
+    target_build_id: Option<Vec<u8>>,
+    /// Program headers (from memory or the file), when they could be read at load.
+    headers: Option<Headers>,
+    image: OnceLock<Option<Image>>,
+    debug_file: OnceLock<Option<Image>>,
+    dwarf: OnceLock<Option<Mutex<dwarf::Context>>>,
+    symbols: OnceLock<names::SymbolIndex>,
+    /// Unwind caches of this module, owned by the unwinder.
+    pub(crate) unwind: crate::unwind::ModuleCache,
+}
+
+/// What one lookup pc resolves to (cached; shared by every thread with that pc).
+#[derive(Debug, Default)]
+struct Resolved {
+    frames: Vec<dwarf::SourceFrame>,
+    /// Symbol-table name and start (link-time) when DWARF gave no function name.
+    symbol: Option<(String, u64)>,
+}
+
+type Cache = Mutex<HashMap<(u32, u64), Arc<Resolved>>>;
+
 /// The modules of one target.
 pub struct ModuleSet {
-    modules: Vec<Module>,
+    entries: Vec<Entry>,
+    /// Debug roots: /usr/lib/debug, then `SymbolOptions::debug_dirs`.
+    roots: Vec<PathBuf>,
+    /// Problems found lazily (opening files, debug lookup); see [`ModuleSet::take_problems`].
+    problems: Mutex<Vec<Problem>>,
+    cache: Vec<Cache>,
+}
+
+fn is_file_mapping(path: &str) -> bool {
+    path.starts_with('/') && !path.starts_with("/dev/") && !path.starts_with("/memfd:") && !path.starts_with("/SYSV")
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.to_string())
+}
+
+/// Reads up to `len` bytes from the start of a file without mapping it.
+fn read_file_head(path: &Path, len: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::with_capacity(len);
+    f.take(len as u64).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+fn read_memory(memory: &dyn Memory, addr: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    let n = memory.read(addr, &mut buf);
+    buf.truncate(n);
+    buf
+}
+
+/// The target's build id, read from its mapped PT_NOTE segments.
+fn build_id_in_memory(memory: &dyn Memory, headers: &Headers, bias: u64) -> Option<Vec<u8>> {
+    headers.notes.iter().find_map(|&(vaddr, _, size)| {
+        let bytes = read_memory(memory, bias.wrapping_add(vaddr), size.min(4096) as usize);
+        elf::build_id_from_notes(&bytes)
+    })
 }
 
 impl ModuleSet {
     /// Builds the module list from the memory map; the vDSO comes from memory
-    /// (`AT_SYSINFO_EHDR`). Files are not opened until needed.
+    /// (`AT_SYSINFO_EHDR`). Only ELF headers are read here (from target memory when
+    /// it has them, else the first page of the file); files are mapped on first use.
     pub fn load(
-        _maps: &[Mapping],
-        _auxv: &[(u64, u64)],
-        _memory: &dyn Memory,
-        _opts: &SymbolOptions,
+        maps: &[Mapping],
+        auxv: &[(u64, u64)],
+        memory: &dyn Memory,
+        opts: &SymbolOptions,
     ) -> (ModuleSet, Vec<Problem>) {
-        (ModuleSet { modules: Vec::new() }, Vec::new())
+        let mut problems = Vec::new();
+        let entry_point = auxv.iter().find(|(k, _)| *k == AT_ENTRY).map(|(_, v)| *v);
+        let vdso_base = auxv.iter().find(|(k, _)| *k == AT_SYSINFO_EHDR).map(|(_, v)| *v).filter(|v| *v != 0);
+
+        // Group mappings by path, keeping first-seen order.
+        let mut groups: Vec<(&str, Vec<&Mapping>)> = Vec::new();
+        let mut by_path: HashMap<&str, usize> = HashMap::new();
+        for m in maps.iter().filter(|m| is_file_mapping(&m.path)) {
+            let i = *by_path.entry(m.path.as_str()).or_insert_with(|| {
+                groups.push((m.path.as_str(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(m);
+        }
+
+        let mut entries = Vec::new();
+        for (path, group) in groups {
+            let start = group.iter().map(|m| m.start).min().unwrap_or(0);
+            let end = group.iter().map(|m| m.end).max().unwrap_or(0);
+            let any_exec = group.iter().any(|m| m.perms.contains('x'));
+            let is_exe = entry_point.is_some_and(|e| e >= start && e < end);
+            // The mapping whose file offset is lowest anchors the bias (usually offset 0).
+            let Some(anchor) = group.iter().min_by_key(|m| (m.offset, m.start)) else { continue };
+
+            let (clean, deleted) = match path.strip_suffix(" (deleted)") {
+                Some(p) => (p, true),
+                None => (path, false),
+            };
+            let scope = Scope::Module(path.to_string());
+            if deleted {
+                problems.push(Problem::new(
+                    scope.clone(),
+                    format!("{clean} was deleted or replaced after the process mapped it; symbols come from the file now at that path, if its build id matches"),
+                ));
+            }
+            let open_path = match (&opts.exe, is_exe) {
+                (Some(exe), true) => exe.clone(),
+                _ => resolve_under(opts.sysroot.as_deref(), clean),
+            };
+
+            let mem_head = read_memory(memory, anchor.start, 4096);
+            let mem_headers = if anchor.offset == 0 { elf::parse_headers(&mem_head) } else { None };
+            let headers = mem_headers.clone().or_else(|| read_file_head(&open_path, 16384).and_then(|h| elf::parse_headers(&h)));
+            let Some(headers) = headers else {
+                // Not an ELF (locale archives, fonts, data files) unless code runs from it.
+                if any_exec {
+                    problems.push(Problem::new(scope, format!("cannot read the ELF headers of {clean} (from memory or {})", open_path.display())));
+                    entries.push(Entry::new(Module { path: path.to_string(), start, end, is_executable: is_exe, ..Default::default() }, Some(open_path), None, None, None));
+                }
+                continue;
+            };
+            let bias = headers.bias(anchor.start, anchor.offset).unwrap_or(0);
+            let target_build_id = build_id_in_memory(memory, &headers, bias);
+            let record = Module {
+                path: path.to_string(),
+                build_id: target_build_id.as_deref().map(elf::hex),
+                load_bias: bias,
+                start,
+                end,
+                is_executable: is_exe,
+                debug: DebugInfo::default(),
+            };
+            entries.push(Entry::new(record, Some(open_path), None, target_build_id, Some(headers)));
+        }
+
+        if let Some(base) = vdso_base {
+            match load_vdso(maps, memory, base) {
+                Ok(e) => entries.push(e),
+                Err(msg) => problems.push(Problem::new(Scope::Module("[vdso]".into()), msg)),
+            }
+        }
+
+        entries.sort_by_key(|e| e.record.start);
+        entries.dedup_by_key(|e| e.record.start);
+        let mut roots = vec![PathBuf::from(debugfile::DEFAULT_DEBUG_ROOT)];
+        roots.extend(opts.debug_dirs.iter().cloned());
+        let set = ModuleSet {
+            entries,
+            roots,
+            problems: Mutex::new(Vec::new()),
+            cache: (0..CACHE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        };
+        (set, problems)
     }
 
     /// Fills `module`, `module_offset`, `function`, `file`, `line` of a physical
     /// frame and returns it preceded by its inlined frames (innermost first).
-    pub fn symbolize(&self, frame: Frame) -> Vec<Frame> {
-        vec![frame]
+    ///
+    /// The lookup address is `pc - 1` for return addresses, and `pc` itself for
+    /// frame 0 (`Trust::Context`) and for signal frames (`signal_frame`: the
+    /// trampoline and the frame a signal interrupted), whose pcs are exact.
+    pub fn symbolize(&self, mut frame: Frame) -> Vec<Frame> {
+        let Some(idx) = self.find(frame.pc) else { return vec![frame] };
+        let e = &self.entries[idx];
+        let vaddr = frame.pc.wrapping_sub(e.record.load_bias);
+        frame.module = Some(if e.vdso.is_some() { "[vdso]".to_string() } else { file_name(&e.record.path) });
+        frame.module_offset = vaddr;
+        let exact = frame.trust == Trust::Context || frame.signal_frame;
+        let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
+        let res = self.resolve(idx, probe);
+
+        if let Some((name, start)) = &res.symbol {
+            frame.function_offset = Some(vaddr.wrapping_sub(*start));
+            if res.frames.is_empty() {
+                frame.function = Some(name.clone());
+                return vec![frame];
+            }
+        }
+        let n = res.frames.len();
+        let mut out = Vec::with_capacity(n.max(1));
+        for (i, sf) in res.frames.iter().enumerate() {
+            let mut f = if i + 1 == n {
+                std::mem::take(&mut frame)
+            } else {
+                Frame {
+                    pc: frame.pc,
+                    sp: frame.sp,
+                    module: frame.module.clone(),
+                    module_offset: frame.module_offset,
+                    trust: frame.trust,
+                    signal_frame: frame.signal_frame,
+                    inlined: true,
+                    ..Default::default()
+                }
+            };
+            f.function = sf.function.clone().or_else(|| res.symbol.as_ref().filter(|_| i + 1 == n).map(|s| s.0.clone()));
+            f.file = sf.file.clone();
+            f.line = sf.line;
+            f.column = sf.column;
+            out.push(f);
+        }
+        if out.is_empty() {
+            out.push(frame);
+        }
+        out
     }
 
-    /// The modules as recorded in the snapshot (with debug-info status).
+    /// The modules as recorded in the snapshot (with debug-info status). Opens each
+    /// module's file and looks for its debug file (cheap: headers and a few stats),
+    /// but does not index any DWARF.
     pub fn modules(&self) -> Vec<Module> {
-        self.modules.clone()
+        (0..self.entries.len())
+            .map(|i| {
+                let e = &self.entries[i];
+                let mut m = e.record.clone();
+                let Some(img) = self.image(i) else { return m };
+                if m.build_id.is_none() {
+                    m.build_id = img.build_id.as_deref().map(elf::hex);
+                }
+                let dbg = self.debug_file(i);
+                let dwarf_from = if img.has_debug_info { Some(img) } else { dbg.filter(|d| d.has_debug_info) };
+                m.debug = DebugInfo {
+                    found: dwarf_from.is_some(),
+                    path: dwarf_from.map(|d| d.path.display().to_string()),
+                    symbols: img.has_symtab || img.has_dynsym || dbg.is_some_and(|d| d.has_symtab),
+                    unwind: img.eh_frame.is_some() || img.debug_frame.is_some() || dbg.is_some_and(|d| d.debug_frame.is_some()),
+                };
+                m
+            })
+            .collect()
     }
+
+    /// Problems met lazily since [`ModuleSet::load`] (files that could not be opened,
+    /// build-id mismatches, rejected debug files). Drains the list.
+    pub fn take_problems(&self) -> Vec<Problem> {
+        self.problems.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default()
+    }
+
+    fn problem(&self, idx: usize, msg: String) {
+        if let Ok(mut p) = self.problems.lock() {
+            p.push(Problem::new(Scope::Module(self.entries[idx].record.path.clone()), msg));
+        }
+    }
+
+    // ---- accessors for the unwinder (and the symbolizer itself) ----
+
+    /// Index of the module whose mapped range holds `addr`.
+    pub(crate) fn find(&self, addr: u64) -> Option<usize> {
+        let idx = self.entries.partition_point(|e| e.record.start <= addr).checked_sub(1)?;
+        (addr < self.entries[idx].record.end).then_some(idx)
+    }
+
+    pub(crate) fn entry(&self, idx: usize) -> &Entry {
+        &self.entries[idx]
+    }
+
+    /// True when `addr` lies in an executable PT_LOAD segment of some module.
+    pub(crate) fn is_code(&self, addr: u64) -> bool {
+        let Some(idx) = self.find(addr) else { return false };
+        let e = &self.entries[idx];
+        let vaddr = addr.wrapping_sub(e.record.load_bias);
+        match &e.headers {
+            Some(h) => h.segment_for(vaddr).is_some_and(|s| s.executable),
+            None => false,
+        }
+    }
+
+    /// Copies code bytes at runtime address `addr` from the module's file (the target's
+    /// memory often lacks file-backed text: cores omit it, live captures copy stacks only).
+    pub(crate) fn read_code(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let Some(idx) = self.find(addr) else { return 0 };
+        let Some(img) = self.image(idx) else { return 0 };
+        img.read_vaddr(addr.wrapping_sub(self.entries[idx].record.load_bias), buf)
+    }
+
+    /// Runtime start address of the symbol-table function containing `addr`.
+    pub(crate) fn symbol_start(&self, addr: u64) -> Option<u64> {
+        let idx = self.find(addr)?;
+        let bias = self.entries[idx].record.load_bias;
+        let images = self.symbol_images(idx);
+        let start = self.symbols(idx, &images).start_of(addr.wrapping_sub(bias))?;
+        Some(start.wrapping_add(bias))
+    }
+
+    /// The module's own ELF image, opened (mmap) on first use. A file whose build id
+    /// differs from the one the target had loaded is refused with a problem.
+    pub(crate) fn image(&self, idx: usize) -> Option<&Image> {
+        let e = &self.entries[idx];
+        e.image
+            .get_or_init(|| {
+                if let Some(bytes) = &e.vdso {
+                    return match Image::parse(bytes.clone(), PathBuf::from("[vdso]")) {
+                        Ok(i) => Some(i),
+                        Err(err) => {
+                            self.problem(idx, format!("vDSO image from memory: {err}"));
+                            None
+                        }
+                    };
+                }
+                let path = e.open_path.as_ref()?;
+                let img = match Image::open(path) {
+                    Ok(i) => i,
+                    Err(err) => {
+                        self.problem(idx, format!("cannot open module: {err}"));
+                        return None;
+                    }
+                };
+                if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id) {
+                    if want != have {
+                        self.problem(
+                            idx,
+                            format!(
+                                "{} has build id {} but the process had {} loaded: wrong file, not used",
+                                path.display(),
+                                elf::hex(have),
+                                elf::hex(want)
+                            ),
+                        );
+                        return None;
+                    }
+                }
+                Some(img)
+            })
+            .as_ref()
+    }
+
+    /// The separate debug file, when the module itself has no DWARF.
+    pub(crate) fn debug_file(&self, idx: usize) -> Option<&Image> {
+        self.entries[idx]
+            .debug_file
+            .get_or_init(|| {
+                let img = self.image(idx)?;
+                if img.has_debug_info || self.entries[idx].vdso.is_some() {
+                    return None;
+                }
+                let (found, rejected) = debugfile::find(img, &self.roots);
+                for r in rejected {
+                    let msg = match r {
+                        debugfile::Rejected::BuildId(p) => format!("debug file {} has another build id; ignored", p.display()),
+                        debugfile::Rejected::Crc(p) => format!("debug file {} fails the .gnu_debuglink CRC; ignored", p.display()),
+                    };
+                    self.problem(idx, msg);
+                }
+                found
+            })
+            .as_ref()
+    }
+
+    fn dwarf(&self, idx: usize) -> Option<&Mutex<dwarf::Context>> {
+        self.entries[idx]
+            .dwarf
+            .get_or_init(|| {
+                let img = self.image(idx)?;
+                let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
+                match dwarf::context(src) {
+                    Ok(ctx) => Some(Mutex::new(ctx)),
+                    Err(err) => {
+                        self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    fn symbol_images(&self, idx: usize) -> Vec<&Image> {
+        let mut v = Vec::with_capacity(2);
+        if let Some(img) = self.image(idx) {
+            v.push(img);
+            if let Some(d) = self.debug_file(idx) {
+                v.push(d);
+            }
+        }
+        v
+    }
+
+    fn symbols(&self, idx: usize, images: &[&Image]) -> &names::SymbolIndex {
+        self.entries[idx].symbols.get_or_init(|| names::SymbolIndex::build(images))
+    }
+
+    /// Resolves a link-time probe address of module `idx`, through the shared cache.
+    fn resolve(&self, idx: usize, probe: u64) -> Arc<Resolved> {
+        let key = (idx as u32, probe);
+        let shard = &self.cache[(probe as usize ^ (probe as usize >> 12) ^ idx) % CACHE_SHARDS];
+        if let Some(r) = shard.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return r;
+        }
+        let mut res = Resolved::default();
+        if let Some(ctx) = self.dwarf(idx) {
+            if let Ok(ctx) = ctx.lock() {
+                res.frames = dwarf::frames(&ctx, probe);
+            }
+        }
+        let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
+        if !has_name {
+            let images = self.symbol_images(idx);
+            let index = self.symbols(idx, &images);
+            if let Some(hit) = index.lookup(probe, &images) {
+                // Offsets are reported from the frame's pc, so keep the symbol start.
+                res.symbol = Some((hit.name, probe - hit.offset));
+            }
+        }
+        let res = Arc::new(res);
+        if let Ok(mut c) = shard.lock() {
+            c.insert(key, res.clone());
+        }
+        res
+    }
+}
+
+impl Entry {
+    fn new(
+        record: Module,
+        open_path: Option<PathBuf>,
+        vdso: Option<SharedBytes>,
+        target_build_id: Option<Vec<u8>>,
+        headers: Option<Headers>,
+    ) -> Entry {
+        Entry {
+            record,
+            open_path,
+            vdso,
+            target_build_id,
+            headers,
+            image: OnceLock::new(),
+            debug_file: OnceLock::new(),
+            dwarf: OnceLock::new(),
+            symbols: OnceLock::new(),
+            unwind: Default::default(),
+        }
+    }
+}
+
+/// `path` under `sysroot` when that file exists there, else `path` itself.
+fn resolve_under(sysroot: Option<&Path>, path: &str) -> PathBuf {
+    if let Some(root) = sysroot {
+        let p = root.join(path.trim_start_matches('/'));
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from(path)
+}
+
+/// Copies the vDSO image out of target memory and records it as a module.
+/// Folklore: the vDSO has no file on disk; the kernel maps one ELF image (about two
+/// pages, headers included) at AT_SYSINFO_EHDR, linked at 0, so bias = its base.
+fn load_vdso(maps: &[Mapping], memory: &dyn Memory, base: u64) -> Result<Entry, String> {
+    let head = read_memory(memory, base, 4096);
+    let headers = elf::parse_headers(&head).ok_or_else(|| format!("vDSO at {base:#x} is not readable in the target's memory"))?;
+    let end = match maps.iter().find(|m| m.start <= base && base < m.end) {
+        Some(m) => m.end,
+        None => {
+            let size = headers.loads.iter().map(|s| s.offset + s.filesz).max().unwrap_or(4096);
+            base + size.div_ceil(elf::PAGE) * elf::PAGE
+        }
+    };
+    let bytes = read_memory(memory, base, (end - base).min(1 << 20) as usize);
+    let bias = headers.bias(base, 0).unwrap_or(base);
+    let build_id = build_id_in_memory(memory, &headers, bias);
+    let record = Module {
+        path: "[vdso]".into(),
+        build_id: build_id.as_deref().map(elf::hex),
+        load_bias: bias,
+        start: base,
+        end,
+        is_executable: false,
+        debug: DebugInfo::default(),
+    };
+    Ok(Entry::new(record, None, Some(SharedBytes::owned(bytes)), build_id, Some(headers)))
 }

@@ -5,6 +5,7 @@
 pub mod core;
 pub mod live;
 pub mod procfs;
+pub mod signals;
 
 use crate::snapshot::{Environment, Mapping, Problem, Process, Registers, Signal, Source};
 
@@ -124,6 +125,8 @@ pub enum TargetError {
     NotACore { path: String, reason: String },
     #[error("{path}: truncated core: {reason}")]
     TruncatedCore { path: String, reason: String },
+    #[error("core {core} was not dumped by {exe}: {reason}")]
+    ExeMismatch { core: String, exe: String, reason: String },
 }
 
 #[cfg(test)]

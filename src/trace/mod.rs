@@ -97,6 +97,9 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         out_threads.push(t);
         problems.extend(p);
     }
+    let module_list = modules.modules();
+    // Problems the module set met lazily (files opened, debug files searched on demand).
+    problems.extend(modules.take_problems());
 
     let mut snap = Snapshot {
         uuid: new_uuid(),
@@ -105,7 +108,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         process,
         signal,
         threads: out_threads,
-        modules: modules.modules(),
+        modules: module_list,
         maps,
         environment,
         problems,

@@ -1,10 +1,27 @@
 //! Stack walking: DWARF CFI (.eh_frame via .eh_frame_hdr, .debug_frame), signal
-//! frames, frame pointers, and stack scanning as a last resort. Every walk terminates.
-//! (Being written; see issue 2.)
+//! frames, frame pointers, and stack scanning as a last resort. Every walk terminates:
+//! it is capped at `max_frames`, and every step must move the stack pointer up
+//! (except across a signal frame, whose interrupted stack may be anywhere).
+//!
+//! Conventions for the frames produced:
+//! - frame 0 is `Trust::Context`; callers are `Cfi`, `FramePointer` or `Scan`;
+//! - `signal_frame` is set on the `__restore_rt` trampoline frame AND on the frame the
+//!   signal interrupted: both pcs are exact (not return addresses), so the symbolizer
+//!   and the CFI lookup use `pc`, not `pc - 1`, for them;
+//! - `registers` holds what was recovered for caller frames, DWARF numbered: always
+//!   rsp (7) and rip (16), callee-saved registers (rbx, rbp, r12–r15) when known, and
+//!   caller-saved ones only when a rule recovered them.
 
-use crate::snapshot::{Frame, Problem, Registers, Trust};
+mod cfi;
+mod heuristics;
+mod sigframe;
+
+pub(crate) use cfi::ModuleCache;
+
+use crate::snapshot::{Frame, Problem, Registers, Scope, Trust};
 use crate::symbols::ModuleSet;
 use crate::target::Memory;
+use cfi::{N_REGS, RIP, RSP, Regs};
 
 #[derive(Debug, Clone)]
 pub struct WalkOptions {
@@ -17,9 +34,243 @@ impl Default for WalkOptions {
     }
 }
 
+/// How far the stack scan looks above sp for a return address, in words.
+const SCAN_WORDS: u64 = 1024;
+const RBP: usize = 6;
+
+/// The next (caller) frame found by one step.
+struct Step {
+    regs: Regs,
+    trust: Trust,
+    /// The caller's pc is exact (it was interrupted by a signal).
+    interrupted: bool,
+    /// The current frame is a signal trampoline.
+    callee_is_trampoline: bool,
+}
+
+enum Outcome {
+    Caller(Step),
+    /// The walk reached the outermost frame (return address undefined by CFI).
+    End,
+    /// The walk cannot go on; the message says why.
+    Stuck(String),
+}
+
+fn regs_from(r: &Registers) -> Regs {
+    let mut out: Regs = [None; N_REGS];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = r.by_dwarf(i as u16);
+    }
+    out
+}
+
+fn frame_registers(regs: &Regs) -> Vec<(u16, u64)> {
+    regs.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as u16, v))).collect()
+}
+
 /// Walks one thread's stack from its registers. Returns physical frames
 /// (pc, sp, trust, signal_frame, registers filled; names not yet) and problems met.
-pub fn walk(regs: &Registers, _memory: &dyn Memory, _modules: &ModuleSet, _opts: &WalkOptions) -> (Vec<Frame>, Vec<Problem>) {
-    let frame0 = Frame { pc: regs.rip, sp: regs.rsp, trust: Trust::Context, ..Default::default() };
-    (vec![frame0], Vec::new())
+pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &WalkOptions) -> (Vec<Frame>, Vec<Problem>) {
+    let mut frames = vec![Frame { pc: regs.rip, sp: regs.rsp, trust: Trust::Context, ..Default::default() }];
+    let mut problems = Vec::new();
+    let mut cur = regs_from(regs);
+    let mut exact = true;
+    let max = opts.max_frames.max(1);
+
+    loop {
+        let pc = cur[RIP].unwrap_or(0);
+        let sp = cur[RSP].unwrap_or(0);
+        if frames.len() >= max {
+            problems.push(Problem::new(Scope::Snapshot, format!("stack truncated at {max} frames (deeper frames not walked)")));
+            break;
+        }
+        let step = match step(&cur, exact, frames.len() == 1, memory, modules) {
+            Outcome::Caller(s) => s,
+            Outcome::End => break,
+            Outcome::Stuck(msg) => {
+                problems.push(Problem::new(Scope::Snapshot, msg));
+                break;
+            }
+        };
+        let new_pc = step.regs[RIP].unwrap_or(0);
+        let new_sp = step.regs[RSP].unwrap_or(0);
+        if step.callee_is_trampoline {
+            if let Some(f) = frames.last_mut() {
+                f.signal_frame = true;
+            }
+        }
+        if new_pc == 0 {
+            // Some thread entry points (and corrupted stacks) end in a zero return
+            // address; treat it as the end of the stack unless nothing sensible came before.
+            break;
+        }
+        // Termination: the stack must grow up, except across a signal frame (the handler
+        // may run on an alternate stack anywhere in memory).
+        if !step.callee_is_trampoline && new_sp <= sp {
+            problems.push(Problem::new(
+                Scope::Snapshot,
+                format!("walk stopped at frame {}: stack pointer did not increase ({sp:#x} -> {new_sp:#x})", frames.len()),
+            ));
+            break;
+        }
+        let in_module = modules.find(new_pc).is_some();
+        frames.push(Frame {
+            pc: new_pc,
+            sp: new_sp,
+            trust: step.trust,
+            signal_frame: step.interrupted,
+            registers: frame_registers(&step.regs),
+            ..Default::default()
+        });
+        if !in_module {
+            problems.push(Problem::new(
+                Scope::Snapshot,
+                format!("walk stopped at frame {}: pc {new_pc:#x} is not in any module", frames.len() - 1),
+            ));
+            break;
+        }
+        cur = step.regs;
+        exact = step.interrupted;
+        let _ = pc;
+    }
+    (frames, problems)
+}
+
+/// One unwind step from the frame whose registers are `cur`.
+fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &ModuleSet) -> Outcome {
+    let pc = cur[RIP].unwrap_or(0);
+    let sp = cur[RSP].unwrap_or(0);
+    let module = modules.find(pc);
+
+    if let Some(idx) = module {
+        // Signal trampoline, recognised by its bytes (from the module file, or memory).
+        let mut code = [0u8; sigframe::RESTORE_RT.len()];
+        let have = modules.read_code(pc, &mut code) == code.len() || memory.read_exact(pc, &mut code);
+        if have && sigframe::is_restore_rt(&code) {
+            return restore_from_ucontext(sp, memory);
+        }
+
+        let bias = modules.entry(idx).record.load_bias;
+        let vaddr = pc.wrapping_sub(bias);
+        let lookup = if exact { vaddr } else { vaddr.wrapping_sub(1) };
+        if let Some(rule) = cfi::rule(modules, idx, lookup) {
+            match cfi::apply(modules, idx, &rule, cur, memory) {
+                Some(a) if a.outermost => return Outcome::End,
+                Some(a) => {
+                    return Outcome::Caller(Step {
+                        regs: a.regs,
+                        trust: Trust::Cfi,
+                        interrupted: rule.signal,
+                        callee_is_trampoline: rule.signal,
+                    });
+                }
+                None => {
+                    // Fall through to the heuristics: the rule needed memory or a
+                    // register we do not have.
+                }
+            }
+        }
+    }
+
+    // No usable CFI. 1) At a function's first instruction or in a PLT stub nothing has
+    // been pushed yet: the return address is at [rsp]. Also used for frame 0 when pc
+    // is outside every module (a call through a bad function pointer).
+    let at_entry = module.is_some_and(|idx| {
+        let e = modules.entry(idx);
+        let in_plt = modules.image(idx).is_some_and(|img| img.in_plt(pc.wrapping_sub(e.record.load_bias)));
+        in_plt || (exact && modules.symbol_start(pc) == Some(pc))
+    });
+    if at_entry || (first && module.is_none()) {
+        if let Some(ret) = memory.read_u64(sp) {
+            if looks_like_return(ret, modules, memory) {
+                let mut regs = keep_callee_saved(cur);
+                regs[RSP] = Some(sp + 8);
+                regs[RIP] = Some(ret);
+                let trust = if at_entry { Trust::Cfi } else { Trust::Scan };
+                return Outcome::Caller(Step { regs, trust, interrupted: false, callee_is_trampoline: false });
+            }
+        }
+    }
+
+    // 2) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
+    if let Some(rbp) = cur[RBP] {
+        if rbp >= sp && rbp - sp < (64 << 20) && rbp % 8 == 0 {
+            if let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp + 8)) {
+                if looks_like_return(ret, modules, memory) {
+                    let mut regs: Regs = [None; N_REGS];
+                    regs[RBP] = Some(next_rbp);
+                    regs[RSP] = Some(rbp + 16);
+                    regs[RIP] = Some(ret);
+                    return Outcome::Caller(Step {
+                        regs,
+                        trust: Trust::FramePointer,
+                        interrupted: false,
+                        callee_is_trampoline: false,
+                    });
+                }
+            }
+        }
+    }
+
+    // 3) Stack scan: the first word above sp that is a plausible return address.
+    let mut buf = vec![0u8; (SCAN_WORDS * 8) as usize];
+    let n = memory.read(sp, &mut buf) / 8;
+    for i in 0..n {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&buf[i * 8..i * 8 + 8]);
+        let v = u64::from_le_bytes(w);
+        if v != pc && looks_like_return(v, modules, memory) {
+            let mut regs: Regs = [None; N_REGS];
+            regs[RBP] = cur[RBP];
+            regs[RSP] = Some(sp + (i as u64 + 1) * 8);
+            regs[RIP] = Some(v);
+            return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
+        }
+    }
+
+    Outcome::Stuck(match module {
+        Some(idx) => format!(
+            "walk stopped: no unwind info for pc {pc:#x} in {} and no frame pointer or return address found",
+            modules.entry(idx).record.path
+        ),
+        None if n == 0 => format!("walk stopped: stack at {sp:#x} is unreadable"),
+        None => format!("walk stopped: pc {pc:#x} is not in any module"),
+    })
+}
+
+fn keep_callee_saved(cur: &Regs) -> Regs {
+    let mut regs: Regs = [None; N_REGS];
+    for r in [3usize, 6, 12, 13, 14, 15] {
+        regs[r] = cur[r];
+    }
+    regs
+}
+
+/// A plausible return address: inside executable code of a module and, when the code
+/// is readable, right after a `call` instruction.
+fn looks_like_return(addr: u64, modules: &ModuleSet, memory: &dyn Memory) -> bool {
+    if addr < 8 || !modules.is_code(addr) {
+        return false;
+    }
+    let mut before = [0u8; 8];
+    if modules.read_code(addr - 8, &mut before) == 8 || memory.read_exact(addr - 8, &mut before) {
+        heuristics::ends_with_call(&before)
+    } else {
+        true
+    }
+}
+
+/// Folklore: at `__restore_rt`, %rsp points at the `ucontext_t` the kernel saved
+/// (the handler's `ret` popped `pretcode`); `uc_mcontext.gregs` holds every register of
+/// the interrupted code, whose pc is exact (it did not call anything).
+fn restore_from_ucontext(sp: u64, memory: &dyn Memory) -> Outcome {
+    let mut b = [0u8; sigframe::GREGS_BYTES];
+    if !memory.read_exact(sp + sigframe::GREGS_OFFSET, &mut b) {
+        return Outcome::Stuck(format!("walk stopped: signal frame context at {sp:#x} is unreadable"));
+    }
+    let mut regs: Regs = [None; N_REGS];
+    for (r, v) in sigframe::decode_gregs(&b) {
+        regs[r as usize] = Some(v);
+    }
+    Outcome::Caller(Step { regs, trust: Trust::Cfi, interrupted: true, callee_is_trampoline: true })
 }

@@ -1,0 +1,92 @@
+//! `bt ptrace --core` against gdb on every example crash: same threads, same frames
+//! (functions, inlined frames, files, lines), the faulting thread first, the signal.
+
+mod common;
+
+use common::*;
+
+/// One test per example, so a failure names the case it guards.
+macro_rules! oracle_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                check_core_against_gdb($name);
+            }
+        )*
+        const COVERED: &[&str] = &[$($name),*];
+    };
+}
+
+oracle_tests! {
+    null_read_three_calls_deep_matches_gdb => "c_null",
+    non_pie_executable_matches_gdb => "c_null_nopie",
+    separate_debug_file_via_debuglink_matches_gdb => "c_split_debug",
+    seven_threads_with_faulting_thread_first_match_gdb => "c_threads",
+    fault_inside_signal_handler_unwinds_through_trampoline => "c_sighandler",
+    ten_thousand_recursive_frames_match_gdb => "c_recursion",
+    omitted_frame_pointers_unwind_by_cfi => "c_omitfp",
+    cpp_inlined_templates_lambdas_std_function_match_gdb => "cpp_templates",
+    cpp_uncaught_exception_abort_matches_gdb => "cpp_exception",
+    rust_panic_abort_matches_gdb => "rust_panic",
+    rust_null_write_matches_gdb => "rust_null",
+}
+
+/// Guards the coverage promise: every crash listed in examples/crashes.tsv has an
+/// oracle test above.
+#[test]
+fn every_example_crash_has_an_oracle_test() {
+    let mut listed: Vec<String> = crash_specs().into_iter().map(|s| s.name).collect();
+    let mut covered: Vec<String> = COVERED.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    covered.sort();
+    assert_eq!(listed, covered, "examples/crashes.tsv and the oracle tests disagree");
+}
+
+/// Guards the frame cap: with the default cap a 10000-frame stack is cut, the frames
+/// kept still match gdb's innermost ones, and the cut is recorded as a problem.
+#[test]
+fn default_frame_cap_truncates_deep_recursion_and_says_so() {
+    let crash = crash("c_recursion");
+    let gdb = gdb_core(&crash.exe, &crash.core);
+    let snap = bt_json(&["ptrace", "--core", crash.core.to_str().unwrap(), crash.exe.to_str().unwrap()]);
+    let threads = bt_threads(&snap);
+    let g = &gdb.threads[0];
+    let b = threads.iter().find(|t| t.tid == g.tid).expect("bt lists the crashing thread");
+    assert!(g.frames.len() > 1024, "the example should recurse past the default cap; gdb has {} frames", g.frames.len());
+    assert!(
+        !b.frames.is_empty() && b.frames.len() <= 1024,
+        "default cap is 1024 frames, bt gave {}",
+        b.frames.len()
+    );
+    let prefix = GdbThread { frames: g.frames[..b.frames.len()].to_vec(), ..g.clone() };
+    if let Err(e) = compare_thread(&prefix, b) {
+        panic!("the frames kept under the cap differ from gdb's innermost ones:\n{e}");
+    }
+    let problems = snap["problems"].as_array().map(|p| p.len()).unwrap_or(0);
+    assert!(problems > 0, "a truncated stack must be recorded in problems; got {}", snap["problems"]);
+}
+
+/// Guards the trust levels: frame 0 comes from the registers (context); the others
+/// were found by CFI on these binaries, which all carry .eh_frame; none by scanning.
+#[test]
+fn frames_state_how_they_were_found() {
+    for name in ["c_null", "c_omitfp", "cpp_templates"] {
+        let crash = crash(name);
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().unwrap(), crash.exe.to_str().unwrap()]);
+        let t = &bt_threads(&snap)[0];
+        assert!(!t.frames.is_empty(), "{name}: no frames");
+        assert_eq!(t.frames[0].trust, "context", "{name}: frame 0 trust");
+        for (i, f) in t.frames.iter().enumerate().skip(1) {
+            if f.inlined {
+                continue;
+            }
+            assert!(
+                f.trust == "cfi" || f.trust == "context",
+                "{name}: frame #{i} {:?} has trust {:?}, expected cfi",
+                f.function,
+                f.trust
+            );
+        }
+    }
+}
