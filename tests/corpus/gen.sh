@@ -5,8 +5,10 @@
 #
 # usage: gen.sh OUT_DIR        env: BT (the bt binary), CC/CXX/CLANG/CLANGXX/RUSTC
 # Output: OUT_DIR/corpus.jsonl. Needs gcc, g++, rustc, jq; clang/clang++ when present.
-# Cores are written to a per-crash directory (core_pattern `core`, the default);
-# with a piped core_pattern the script says so and stops: it never changes it.
+# Cores are found where the current core_pattern puts them (a file name relative to
+# the crash's directory, or an absolute path with %p and friends) and moved next to
+# the crash; with a piped core_pattern the script says so and stops: it never
+# changes the pattern.
 set -u
 OUT=${1:?usage: gen.sh OUT_DIR}
 BT=${BT:-bt}
@@ -20,6 +22,16 @@ case "$(cat /proc/sys/kernel/core_pattern)" in
   \|*) echo "gen.sh: core_pattern is a pipe ($(cat /proc/sys/kernel/core_pattern)); set it to 'core' to generate the corpus" >&2; exit 1 ;;
 esac
 command -v jq >/dev/null || { echo "gen.sh: jq is needed (apt-get install jq)" >&2; exit 1; }
+
+# The core file of process $1 that crashed in directory $2, as a glob.
+core_glob() {
+  local pat pid=$1 dir=$2
+  pat=$(cat /proc/sys/kernel/core_pattern)
+  case $pat in /*) ;; *) pat="$dir/$pat" ;; esac
+  if [[ $pat != *%p* && $pat != *%P* && $(cat /proc/sys/kernel/core_uses_pid 2>/dev/null) = 1 ]]; then pat="$pat.$pid"; fi
+  pat=${pat//%p/$pid}; pat=${pat//%P/$pid}; pat=${pat//%i/$pid}; pat=${pat//%I/$pid}
+  printf '%s\n' "$pat" | sed 's/%[a-zA-Z%]/*/g'
+}
 
 builds=()
 build() { # name, command...
@@ -64,9 +76,11 @@ for b in "${builds[@]}"; do
       depth=$(( (n % 4) + 1 ))
       dir="$OUT/run/$n"
       rm -rf "$dir"; mkdir -p "$dir"
-      # No exec: the subshell reaps the crash, so its "Segmentation fault" notice goes to /dev/null too.
-      ( cd "$dir" && ulimit -c unlimited && "$exe" "$bug" "$path" "$depth"; true ) >/dev/null 2>&1
-      core=$(ls "$dir"/core* 2>/dev/null | head -1)
+      # The subshell reaps the crash, so its "Segmentation fault" notice goes to /dev/null too.
+      ( cd "$dir" && ulimit -c unlimited && { "$exe" "$bug" "$path" "$depth" & echo $! > "$dir/pid"; wait; } ) >/dev/null 2>&1
+      core=""
+      for c in $(core_glob "$(cat "$dir/pid")" "$dir"); do [ -f "$c" ] && core=$c; done
+      if [ -n "$core" ] && [ "$(dirname "$core")" != "$dir" ]; then mv "$core" "$dir/core" && core="$dir/core"; fi
       if [ -z "$core" ]; then echo "gen.sh: no core for $b $bug $path" >&2; bad=$((bad + 1)); continue; fi
       if "$BT" ptrace --core "$core" "$exe" --json > "$dir/snapshot.json" 2>"$dir/trace.log"; then
         jq -c --arg lab "$label" --arg var "$b/$bug/$path/$depth" '
