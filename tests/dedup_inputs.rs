@@ -160,10 +160,10 @@ fn defaults_check_clean() {
 #[test]
 fn project_rules_extend_and_replace() {
     let dir = scratch("dedup-project");
-    std::fs::write(dir.join("app.rules"), "function:fatal app => skip-through\n").unwrap();
-    let input = b"{\"frames\":[\"raise\",\"abort\",\"fatal\",\"load_config\",\"main\"]}\n";
+    std::fs::write(dir.join("app.rules"), "function:report_and_quit app => skip-through\n").unwrap();
+    let input = b"{\"frames\":[\"raise\",\"abort\",\"report_and_quit\",\"load_config\",\"main\"]}\n";
     let (_, out, _) = bt(&["rules", "fingerprint"], input);
-    assert!(out.contains("\"signature\":[\"fatal\"]"), "{out}");
+    assert!(out.contains("\"signature\":[\"report_and_quit\"]"), "{out}");
     let (code, out, err) = bt(&["rules", "fingerprint", "--rules", dir.to_str().unwrap()], input);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"signature\":[\"load_config\"]"), "{out}");
@@ -176,10 +176,10 @@ fn project_rules_extend_and_replace() {
 
 #[test]
 fn explain_names_the_rule_that_fired() {
-    let input = b"{\"frames\":[{\"function\":\"raise\",\"module\":\"libc.so.6\"},{\"function\":\"abort\",\"module\":\"libc.so.6\"},{\"function\":\"die_now\",\"module\":\"app\"}]}\n";
+    let input = b"{\"frames\":[{\"function\":\"raise\",\"module\":\"libc.so.6\"},{\"function\":\"abort\",\"module\":\"libc.so.6\"},{\"function\":\"shutdown_now\",\"module\":\"app\"}]}\n";
     let (code, out, _) = bt(&["rules", "explain"], input);
     assert_eq!(code, 0);
-    assert!(out.contains("signature: die_now"), "{out}");
+    assert!(out.contains("signature: shutdown_now"), "{out}");
     assert!(out.contains("10-glibc.rules:"), "{out}");
     assert!(out.contains("skip-through: this frame and all above it are error handling"), "{out}");
 }

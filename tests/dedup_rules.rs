@@ -83,6 +83,9 @@ fn glibc_rules() {
     ];
     run(&[
         ("assert prologue", assert_stack, &["validate_order"]),
+        ("fatal() wrapper", &["raise @libc.so.6", "__GI_abort @libc.so.6", "fatal @app", "load_config @app", "main @app"], &["load_config"]),
+        ("namespaced die wrapper", &["abort @libc.so.6", "util::die_with_message(char const*) @app", "Db::open() @app"], &["Db::open"]),
+        ("ordinary function calling abort keeps the blame", &["abort @libc.so.6", "validate @app", "main @app"], &["validate"]),
         ("abort called by app", &["raise @libc.so.6", "abort @libc.so.6", "shutdown_now @app", "main @app"], &["shutdown_now"]),
         (
             "stack protector",

@@ -3,7 +3,7 @@
 //! that yields the signature and the pretty callstack in one pass.
 
 use super::lang::{Action, Cmp, Cond, Disposition, Rule, Settings, Strip, Unsymbolized};
-use super::names::{guess_lang, module_name, strip_balanced, Lang};
+use super::names::{guess_lang, module_name, strip_balanced, strip_turbofish, Lang};
 use super::sha256::{hex, sha256};
 use crate::snapshot::{Frame, Trust};
 use std::collections::{BTreeMap, HashMap};
@@ -158,6 +158,7 @@ fn run_rules(rules: &[Rule], f: &Facts, classifiers: &[String]) -> Outcome {
                         *s = match what {
                             Strip::Templates => strip_balanced(s, '<', '>'),
                             Strip::Params => strip_balanced(s, '(', ')'),
+                            Strip::Turbofish => strip_turbofish(s),
                         };
                     }
                 }
@@ -306,8 +307,14 @@ pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frame
     let mut attributes = BTreeMap::new();
     let mut collapsed = vec![false; n];
     let mut stop_reason: Vec<Option<&'static str>> = vec![None; n];
+    let mut past_entry = false;
     for (idx, (frame, o)) in frames.iter().zip(&outcomes).enumerate() {
-        if o.disposition == Disposition::SkipThrough {
+        if o.disposition == Disposition::Stop {
+            past_entry = true;
+        }
+        // An entry frame (`stop`) is a barrier: nothing beyond the thread's or the
+        // process's entry can be the error handling of this crash.
+        if o.disposition == Disposition::SkipThrough && !past_entry {
             kept.clear();
             stopped_at = None;
             prologue_end = idx + 1;

@@ -12,4 +12,3 @@ corpus: bt
 
 corpus-eval:
 	$(BIN) rules eval $(CORPUS_OUT)/corpus.jsonl
-	$(BIN) rules eval --rules tests/corpus/rules $(CORPUS_OUT)/corpus.jsonl
