@@ -111,6 +111,35 @@ fn c_heap_and_stack_checks_at_o0() {
 }
 
 #[test]
+fn fingerprint_reads_binary_and_json_snapshots() {
+    let dir = scratch_dir("bt-cores-dedup-snap");
+    let src = common::repo_root().join("tests/corpus/c/bugs.c");
+    let exe = build(&["gcc", "-O0", "-g", "-pthread"], &src, &dir.join("gcc-O0"));
+    let core_dir = dir.join("cores");
+    std::fs::create_dir_all(&core_dir).expect("core dir");
+    let crash = {
+        let _guard = CorePatternGuard::set(&core_dir);
+        let spec = CrashSpec { name: "assert".into(), program: String::new(), args: vec!["assert_qty".into(), "thread".into()], signal: "SIGABRT".into(), what: String::new() };
+        crash_one(&spec, &exe, &core_dir)
+    };
+    let snap_path = dir.join("assert.btsnap");
+    let out = common::bt(&["ptrace", "--core", crash.core.to_str().unwrap(), exe.to_str().unwrap(), "-o", snap_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = bt_json(&["ptrace", "--snapshot", snap_path.to_str().unwrap()]);
+    let json_path = dir.join("assert.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    // One binary snapshot and one pretty-printed JSON snapshot: two output lines.
+    let out = common::bt(&["rules", "fingerprint", snap_path.to_str().unwrap(), json_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["fingerprint"], lines[1]["fingerprint"]);
+    assert_eq!(lines[0]["signature"], serde_json::json!(["validate_order"]));
+    assert_eq!(lines[0]["attributes"]["crash"], "assert");
+    assert!(lines[0]["pretty"][0].as_str().unwrap().contains("frames of error handling"), "{}", lines[0]);
+}
+
+#[test]
 fn cxx_bugs_across_levels_and_paths() {
     let dir = scratch_dir("bt-cores-dedup-cxx");
     let src = common::repo_root().join("tests/corpus/cxx/bugs.cpp");

@@ -126,7 +126,7 @@ fn malformed_json_lines_name_the_line_and_the_rest_goes_on() {
     let (code, out, err) = bt(&["rules", "fingerprint"], input);
     assert_eq!(code, 1, "a bad line makes the exit code 1");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
-    let errors: Vec<i64> = lines.iter().filter_map(|l| l["error"].is_string().then(|| l["line"].as_i64().unwrap())).collect();
+    let errors: Vec<i64> = lines.iter().filter(|l| l["error"].is_string()).map(|l| l["line"].as_i64().unwrap()).collect();
     assert_eq!(errors, vec![2, 4, 5], "{out}");
     assert!(err.contains("stdin:2:") && err.contains("stdin:4:") && err.contains("stdin:5:"), "{err}");
     let good: Vec<&str> = lines.iter().filter_map(|l| l["signature"][0].as_str()).collect();

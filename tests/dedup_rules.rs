@@ -54,8 +54,6 @@ fn run(cases: &[Case]) {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
-const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
-
 #[test]
 fn names_rules() {
     run(&[

@@ -267,8 +267,7 @@ fn eval(rules: &RuleSet, a: &EvalArgs) -> anyhow::Result<i32> {
         for (l, groups) in &by_label {
             println!("  {l}:");
             for (g, c) in groups {
-                let mixed = by_fp.get(&g[..8]).map(|_| "").unwrap_or("");
-                println!("    {c:>4}  {g}{mixed}");
+                println!("    {c:>4}  {g}");
             }
         }
         println!("\nbt groups holding more than one true bug:");

@@ -117,10 +117,10 @@ fn cond_holds(cond: &Cond, f: &Facts, o: &Outcome, classifiers: &[String]) -> bo
 }
 
 fn rename(name: &mut Option<String>, re: &fancy_regex::Regex, with: &str) {
-    if let Some(n) = name {
-        if let Ok(std::borrow::Cow::Owned(new)) = re.try_replacen(n, 0, with) {
-            *n = new;
-        }
+    if let Some(n) = name
+        && let Ok(std::borrow::Cow::Owned(new)) = re.try_replacen(n, 0, with)
+    {
+        *n = new;
     }
 }
 
@@ -211,10 +211,10 @@ fn sig_text(frame: &Frame, o: &Outcome, settings: &Settings) -> String {
         return module;
     }
     let mut s = o.sig.clone().unwrap_or_default();
-    if o.lines.unwrap_or(settings.lines) {
-        if let Some(line) = frame.line {
-            s.push_str(&format!(":{line}"));
-        }
+    if o.lines.unwrap_or(settings.lines)
+        && let Some(line) = frame.line
+    {
+        s.push_str(&format!(":{line}"));
     }
     s
 }
@@ -254,10 +254,14 @@ fn collapse_tail(kept: &mut Vec<Kept>) -> Vec<usize> {
     Vec::new()
 }
 
+/// What the rules can see of a frame: raw name, module, file, inlined, trust,
+/// clamped index, caller and callee. Frames with equal keys get equal outcomes.
+type MemoKey<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool, Trust, usize, Option<&'a str>, Option<&'a str>);
+
 /// Evaluates the rules over `frames` (crash site first).
 pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frames: &[Frame], classifiers: &[String]) -> Signature {
     let n = frames.len();
-    let mut memo: HashMap<(Option<&str>, Option<&str>, Option<&str>, bool, Trust, usize, Option<&str>, Option<&str>), Rc<Outcome>> = HashMap::new();
+    let mut memo: HashMap<MemoKey, Rc<Outcome>> = HashMap::new();
     let mut outcomes: Vec<Rc<Outcome>> = Vec::with_capacity(n);
     let mut langs = Vec::with_capacity(n);
     for (idx, frame) in frames.iter().enumerate() {
