@@ -55,7 +55,7 @@ demo: deps bt examples
 
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
 bench: deps bt
-	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_RUNS=$(BENCH_RUNS) bench/run.sh
+	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
 
 clean:
 	cargo clean

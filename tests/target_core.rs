@@ -53,7 +53,22 @@ struct Fixture {
     crash_tid: i32,
 }
 
+/// Removes the temp dirs `bt-{tag}-PID` left by earlier test runs whose PID is gone.
+fn remove_stale(tag: &str) {
+    let prefix = format!("bt-{tag}-");
+    for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok())
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
+    remove_stale(tag);
     let dir = std::env::temp_dir().join(format!("bt-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
@@ -107,11 +122,27 @@ fn find_core(dir: &Path, pid: i32) -> PathBuf {
     panic!("no core file for pid {pid} in {} (core_pattern {pattern:?})", search.display());
 }
 
+/// The shared test fixtures (tests/common) change core_pattern while holding an
+/// flock on this file; holding it while we crash keeps the pattern still.
+fn core_pattern_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/bt-tests-core_pattern.lock")
+        .expect("open core_pattern lock");
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0, "flock core_pattern lock");
+    f
+}
+
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = temp_dir("target-core");
         let exe = gcc(&dir, "crashy", CRASHY, &[]);
+        let _lock = core_pattern_lock();
         let out = Command::new("sh")
             .arg("-c")
             .arg("ulimit -c unlimited && exec ./crashy")
@@ -129,7 +160,14 @@ fn fixture() -> &'static Fixture {
                 .unwrap_or_else(|| panic!("no {key:?} in output {stdout:?}"))
         };
         let (pid, crash_tid) = (field("pid "), field("crash "));
-        let core = find_core(&dir, pid);
+        let mut core = find_core(&dir, pid);
+        if core.parent() != Some(dir.as_path()) {
+            // core_pattern points elsewhere (another fixture's directory): take our core home.
+            let home = dir.join(format!("core.{pid}"));
+            if std::fs::rename(&core, &home).is_ok() {
+                core = home;
+            }
+        }
         Fixture { dir, exe, core, pid, crash_tid }
     })
 }
@@ -253,6 +291,28 @@ fn truncated_real_core_never_panics() {
             Err(e) => panic!("cut {cut}: unexpected error {e}"),
         }
     }
+    // Random mutations of the headers and notes (a corrupt core, not only a short one).
+    let head = full[..notes_end].to_vec();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut b = head.clone();
+        for _ in 0..1 + next() % 8 {
+            let i = (next() % b.len() as u64) as usize;
+            b[i] = next() as u8;
+        }
+        if let Ok(cap) = core::from_bytes("mutated", Box::new(b), None) {
+            for t in &cap.threads {
+                let mut buf = [0u8; 64];
+                cap.memory.read(t.registers.rsp, &mut buf);
+            }
+        }
+    }
     // Truncated on disk, opened through the file path.
     let cut_path = f.dir.join("core.cut");
     std::fs::write(&cut_path, &full[..notes_end + (full.len() - notes_end) / 2]).expect("write");
@@ -282,6 +342,9 @@ fn garbage_files_are_errors() {
         let p = dir.join(format!("garbage{i}"));
         std::fs::write(&p, &bytes).expect("write");
         assert!(core::open(&p, None).is_err(), "garbage of {len} bytes parsed as a core");
+    }
+    for special in ["/dev/null", "/proc/self/stat", "/"] {
+        assert!(matches!(core::open(Path::new(special), None), Err(TargetError::NotACore { .. })), "{special}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

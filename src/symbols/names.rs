@@ -127,6 +127,13 @@ impl SymbolIndex {
         Some(SymbolHit { name: demangle(&String::from_utf8_lossy(raw)), offset: vaddr - s.addr })
     }
 
+    /// Start and size of the sized symbol containing `vaddr`.
+    pub(crate) fn range_of(&self, vaddr: u64) -> Option<(u64, u64)> {
+        let idx = self.syms.partition_point(|s| s.addr <= vaddr).checked_sub(1)?;
+        let s = self.syms[idx];
+        (s.size > 0 && vaddr - s.addr < s.size).then_some((s.addr, s.size))
+    }
+
     /// Start address of the symbol containing `vaddr`, if any.
     pub(crate) fn start_of(&self, vaddr: u64) -> Option<u64> {
         let idx = self.syms.partition_point(|s| s.addr <= vaddr).checked_sub(1)?;

@@ -152,7 +152,10 @@ struct RawThread {
 struct Notes {
     threads: Vec<RawThread>,
     psinfo: Option<PsInfo>,
-    siginfo: Option<Vec<u8>>,
+    /// NT_SIGINFO notes with the index of the NT_PRSTATUS thread they follow.
+    /// Folklore: the kernel writes one, after the dumping thread's NT_PRSTATUS;
+    /// gdb's gcore writes one after every thread's.
+    siginfos: Vec<(Option<usize>, Vec<u8>)>,
     auxv: Vec<(u64, u64)>,
     files: Vec<FileEntry>,
 }
@@ -163,6 +166,10 @@ struct Notes {
 pub fn open(path: &Path, exe: Option<&Path>) -> Result<Capture, TargetError> {
     let name = path.display().to_string();
     let io = |source| TargetError::Io { path: name.clone(), source };
+    // Checked before open(): opening a FIFO would block.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(TargetError::NotACore { path: name, reason: "not a regular file".into() });
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len < EHDR_SIZE as u64 {
@@ -310,10 +317,16 @@ pub fn from_bytes(
     let auxv = std::mem::take(&mut notes.auxv);
     let memory = CoreMemory::new(data, &loads);
     let faulted_idx = faulting_thread(&notes.threads);
-    let any_signal = notes.siginfo.is_some() || notes.threads.iter().any(|t| t.cursig != 0);
+    let siginfo = notes
+        .siginfos
+        .iter()
+        .find(|(t, _)| *t == Some(faulted_idx))
+        .or(notes.siginfos.first())
+        .map(|(_, raw)| raw.as_slice());
+    let any_signal = siginfo.is_some() || notes.threads.iter().any(|t| t.cursig != 0);
     let faulted_tid = notes.threads[faulted_idx].tid;
 
-    let signal = match &notes.siginfo {
+    let signal = match siginfo {
         Some(raw) => signals::from_siginfo(raw, faulted_tid),
         None => {
             let cursig = notes.threads[faulted_idx].cursig;
@@ -478,7 +491,7 @@ fn parse_notes(seg: &[u8], notes: &mut Notes, problems: &mut Vec<Problem>) {
                     psargs: cstr(&desc[56..56 + PRARGSZ]).trim_end().to_string(),
                 })
             }
-            NT_SIGINFO => notes.siginfo = Some(desc.to_vec()),
+            NT_SIGINFO => notes.siginfos.push((notes.threads.len().checked_sub(1), desc.to_vec())),
             NT_AUXV => notes.auxv = procfs::parse_auxv(desc),
             NT_FILE => match parse_nt_file(desc) {
                 Ok(files) => notes.files = files,
@@ -730,11 +743,11 @@ mod tests {
             n.extend_from_slice(&ntype.to_le_bytes());
             n.extend_from_slice(name);
             n.push(0);
-            while n.len() % 4 != 0 {
+            while !n.len().is_multiple_of(4) {
                 n.push(0);
             }
             n.extend_from_slice(desc);
-            while n.len() % 4 != 0 {
+            while !n.len().is_multiple_of(4) {
                 n.push(0);
             }
             self
@@ -877,6 +890,23 @@ mod tests {
     }
 
     #[test]
+    fn siginfo_belongs_to_the_thread_it_follows() {
+        // gcore style: one NT_SIGINFO after each thread's NT_PRSTATUS.
+        let core = Builder::new()
+            .prstatus(10, 0, 1, 2)
+            .note(b"CORE", NT_SIGINFO, &siginfo(0, 0, 0))
+            .prstatus(11, 11, 3, 4)
+            .note(b"CORE", NT_SIGINFO, &siginfo(11, 2, 0x20))
+            .prstatus(12, 0, 5, 6)
+            .note(b"CORE", NT_SIGINFO, &siginfo(0, 0, 0))
+            .build();
+        let cap = parse(core).expect("core parses");
+        let sig = cap.signal.expect("signal");
+        assert_eq!((sig.tid, sig.code_name.as_str(), sig.fault_address), (11, "SEGV_ACCERR", Some(0x20)));
+        assert_eq!((cap.threads[0].tid, cap.threads[0].faulted), (11, true));
+    }
+
+    #[test]
     fn faulting_thread_from_cursig_when_unique() {
         let core = Builder::new().prstatus(10, 0, 1, 2).prstatus(11, 6, 3, 4).prstatus(12, 0, 5, 6).build();
         let cap = parse(core).expect("core parses");
@@ -952,6 +982,20 @@ mod tests {
         let huge = Builder::new().prstatus(1, 0, 0, 0).note(b"CORE", NT_FILE, &[0xff; 40]).build();
         let cap = parse(huge).expect("bad NT_FILE is a problem");
         assert!(cap.problems.iter().any(|p| p.message.contains("NT_FILE")));
+    }
+
+    #[test]
+    fn pn_xnum_count_from_section_header() {
+        let mut b = sample().build();
+        let phnum = u16_at(&b, 56).expect("e_phnum");
+        let shoff = b.len() as u64;
+        let mut sh = vec![0u8; SHDR_SIZE];
+        sh[44..48].copy_from_slice(&u32::from(phnum).to_le_bytes());
+        b.extend_from_slice(&sh);
+        b[40..48].copy_from_slice(&shoff.to_le_bytes());
+        b[56..58].copy_from_slice(&PN_XNUM.to_le_bytes());
+        let cap = parse(b).expect("PN_XNUM core parses");
+        assert_eq!((cap.threads.len(), cap.maps.len()), (2, 4));
     }
 
     #[test]

@@ -165,6 +165,21 @@ pub fn parse_task_stat(text: &str) -> Option<(String, String)> {
     Some((comm, state))
 }
 
+/// Reads a small /proc file (a stat line) with one open and one read: no size
+/// probe, no second read to see EOF. Capture reads one per thread, so it counts.
+/// Folklore: procfs hands a stat line out whole in the first read.
+pub fn read_small(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 1024];
+    let n = std::fs::File::open(path)?.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The `flags` field (the 9th) of a /proc/PID/stat line.
+pub fn parse_stat_flags(text: &str) -> Option<u64> {
+    text.get(text.rfind(')')? + 1..)?.split_whitespace().nth(6)?.parse().ok()
+}
+
 /// The thread ids of a process (entries of /proc/PID/task), unsorted.
 pub fn task_ids(pid: i32) -> io::Result<Vec<i32>> {
     let mut out = Vec::new();
@@ -388,6 +403,13 @@ mod tests {
             let want = want.map(|(a, b)| (a.to_string(), b.to_string()));
             assert_eq!(parse_task_stat(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn stat_flags() {
+        assert_eq!(parse_stat_flags("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0"), Some(2129984));
+        assert_eq!(parse_stat_flags("9 (a) b) S 1 9 9 0 -1 4194560 1"), Some(4194560));
+        assert_eq!(parse_stat_flags("9 (x) S 1"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - `signal_frame` is set on the `__restore_rt` trampoline frame AND on the frame the
 //!   signal interrupted: both pcs are exact (not return addresses), so the symbolizer
 //!   and the CFI lookup use `pc`, not `pc - 1`, for them;
+//! - a caller frame with no `registers` is a tail-call frame (see `insert_tail_calls`);
 //! - `registers` holds what was recovered for caller frames, DWARF numbered: always
 //!   rsp (7) and rip (16), callee-saved registers (rbx, rbp, r12–r15) when known, and
 //!   caller-saved ones only when a rule recovered them.
@@ -133,7 +134,69 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
         exact = step.interrupted;
         let _ = pc;
     }
+    insert_tail_calls(&mut frames, modules);
+    frames.truncate(max);
     (frames, problems)
+}
+
+/// Folklore: `raise` calls `pthread_kill`, which *jumps* to
+/// `__pthread_kill_implementation`; the return address on the stack leads straight back
+/// to `raise`, so the physical walk never sees `pthread_kill`. gdb shows such tail-call
+/// frames (from DWARF call-site info), and so do we when the code says so unambiguously:
+/// the caller's `call rel32` targets a function T other than the callee, T holds
+/// exactly one `jmp rel32` to the callee's start, and T's DWARF has a tail-call site
+/// there. The inserted frame's pc is the address after that jmp; it has no recovered
+/// registers (that is how it is told apart).
+fn insert_tail_calls(frames: &mut Vec<Frame>, modules: &ModuleSet) {
+    let mut i = 1;
+    while i < frames.len() {
+        if let Some(tail) = tail_call_between(&frames[i - 1], &frames[i], modules) {
+            frames.insert(i, tail);
+            i += 1;
+        }
+        i += 1;
+    }
+}
+
+fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Option<Frame> {
+    if caller.signal_frame || caller.trust != Trust::Cfi || caller.pc < 5 {
+        return None;
+    }
+    let mut call = [0u8; 5];
+    if modules.read_code(caller.pc - 5, &mut call) != 5 || call[0] != 0xe8 {
+        return None;
+    }
+    let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
+    let target = caller.pc.wrapping_add_signed(rel as i64);
+    let callee_pc = if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc - 1 };
+    let callee_start = modules.symbol_start(callee_pc)?;
+    if target == callee_start || modules.in_plt(target) {
+        return None;
+    }
+    let (start, end) = modules.symbol_range(target)?;
+    if start != target || end - start > 4096 || modules.find(target) != modules.find(callee_start) {
+        return None;
+    }
+    let mut code = vec![0u8; (end - start) as usize];
+    if modules.read_code(start, &mut code) != code.len() {
+        return None;
+    }
+    let mut hits = (0..code.len().saturating_sub(4)).filter(|&o| {
+        code[o] == 0xe9 && {
+            let rel = i32::from_le_bytes([code[o + 1], code[o + 2], code[o + 3], code[o + 4]]);
+            (start + o as u64 + 5).wrapping_add_signed(rel as i64) == callee_start
+        }
+    });
+    let at = hits.next()?;
+    if hits.next().is_some() {
+        return None;
+    }
+    let pc = start + at as u64 + 5;
+    // Only where DWARF confirms the tail call, as gdb requires.
+    if !modules.is_tail_call_site(pc) {
+        return None;
+    }
+    Some(Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() })
 }
 
 /// One unwind step from the frame whose registers are `cur`.
@@ -192,8 +255,21 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         }
     }
 
-    // 2) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
-    if let Some(rbp) = cur[RBP] {
+    // 2) A function known (from its first bytes) not to set up a frame pointer: a
+    // leaf written in assembly, usually. Where it faulted nothing is pushed in the
+    // common case, so try [rsp] before trusting an rbp that belongs to the caller.
+    let prologue = module.map_or(Prologue::Unknown, |_| prologue_of(pc, modules));
+    if prologue == Prologue::Frameless {
+        if let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory)) {
+            let mut regs = keep_callee_saved(cur);
+            regs[RSP] = Some(sp + 8);
+            regs[RIP] = Some(ret);
+            return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
+        }
+    }
+
+    // 3) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
+    if let Some(rbp) = cur[RBP].filter(|_| prologue != Prologue::Frameless) {
         if rbp >= sp && rbp - sp < (64 << 20) && rbp % 8 == 0 {
             if let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp + 8)) {
                 if looks_like_return(ret, modules, memory) {
@@ -212,7 +288,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         }
     }
 
-    // 3) Stack scan: the first word above sp that is a plausible return address.
+    // 4) Stack scan: the first word above sp that is a plausible return address.
     let mut buf = vec![0u8; (SCAN_WORDS * 8) as usize];
     let n = memory.read(sp, &mut buf) / 8;
     for i in 0..n {
@@ -236,6 +312,26 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         None if n == 0 => format!("walk stopped: stack at {sp:#x} is unreadable"),
         None => format!("walk stopped: pc {pc:#x} is not in any module"),
     })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prologue {
+    Unknown,
+    /// Starts with `push %rbp; mov %rsp,%rbp` (after an optional `endbr64`).
+    FramePointer,
+    /// Starts with something else: it does not keep a frame pointer.
+    Frameless,
+}
+
+/// Classifies the function containing `pc` by its first instructions (from the file).
+fn prologue_of(pc: u64, modules: &ModuleSet) -> Prologue {
+    let Some(start) = modules.symbol_start(pc) else { return Prologue::Unknown };
+    let mut code = [0u8; 8];
+    if modules.read_code(start, &mut code) < 8 {
+        return Prologue::Unknown;
+    }
+    let body = if code[..4] == [0xf3, 0x0f, 0x1e, 0xfa] { &code[4..] } else { &code[..] };
+    if body[..4] == [0x55, 0x48, 0x89, 0xe5] { Prologue::FramePointer } else { Prologue::Frameless }
 }
 
 fn keep_callee_saved(cur: &Regs) -> Regs {

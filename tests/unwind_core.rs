@@ -1,0 +1,251 @@
+//! Stack walking on real cores: small C programs built at test time, crashed for real
+//! (the kernel writes `core` in the program's directory: core_pattern is left alone),
+//! unwound with `bt::trace::trace_core` and compared with `gdb -batch` frame by frame
+//! (function and line), plus walks gdb cannot be compared with (caps, missing CFI).
+
+use bt::snapshot::{Snapshot, Trust};
+use bt::trace::{trace_core, TraceOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bt-unwind-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds `src` (C, or assembly appended with `asm`) with `flags` and crashes it in
+/// `dir`. Returns (exe, core), or None when the kernel wrote no core here (a
+/// core_pattern piping elsewhere): the test then has nothing to check.
+fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBuf, PathBuf)> {
+    let dir = scratch(name);
+    let c = dir.join("prog.c");
+    std::fs::write(&c, src).expect("write source");
+    let exe = dir.join("prog");
+    run(Command::new("gcc").args(flags).arg("-o").arg(&exe).arg(&c));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$; ulimit -c unlimited; exec ./prog {}", args.join(" ")))
+        .current_dir(&dir)
+        .output()
+        .expect("run the crasher");
+    let pid = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
+    let core = find_core(&dir, &pid);
+    if core.is_none() {
+        eprintln!("no core found for {} (core_pattern {:?}); skipping", dir.display(), std::fs::read_to_string("/proc/sys/kernel/core_pattern"));
+    }
+    Some((exe, core?))
+}
+
+/// The core of `pid`: `core`/`core.PID` in `dir` (core_pattern `core`), or the file an
+/// absolute `.../core.%p`-style pattern names (set by other test suites for a while),
+/// moved into `dir`. Never changes core_pattern.
+fn find_core(dir: &Path, pid: &str) -> Option<PathBuf> {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    let pattern = pattern.trim();
+    let elsewhere = (pattern.starts_with('/') && !pattern.contains('%') || pattern.starts_with('/') && pattern.matches('%').count() == pattern.matches("%p").count())
+        .then(|| PathBuf::from(pattern.replace("%p", pid)));
+    for _ in 0..50 {
+        let here = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n == "core" || n == format!("core.{pid}"))
+        });
+        if here.is_some() {
+            return here;
+        }
+        if let Some(p) = elsewhere.as_ref().filter(|p| p.exists()) {
+            // Let the kernel finish writing before taking it.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let dest = dir.join("core");
+            std::fs::rename(p, &dest).or_else(|_| std::fs::copy(p, &dest).map(|_| ())).ok()?;
+            return Some(dest);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    None
+}
+
+fn snapshot(exe: &Path, core: &Path, max_frames: usize) -> Snapshot {
+    let mut opts = TraceOptions::default();
+    opts.walk.max_frames = max_frames;
+    trace_core(core, Some(exe), &opts).expect("trace_core")
+}
+
+/// Last name component without template/parameter lists (what gdb and we agree on).
+fn norm(f: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in f.chars() {
+        match c {
+            '<' | '(' => depth += 1,
+            '>' | ')' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    let out = out.trim().to_string();
+    let last = out.rsplit("::").next().unwrap_or(&out).trim();
+    last.strip_prefix("__GI_").unwrap_or(last).to_string()
+}
+
+/// gdb's frames of the crashing thread: (function, line).
+fn gdb_frames(exe: &Path, core: &Path) -> Vec<(String, Option<u32>)> {
+    let out = run(Command::new("gdb").args(["-batch", "-nx", "-ex", "bt"]).arg(exe).arg(core));
+    let mut frames: Vec<(String, Option<u32>)> = Vec::new();
+    for l in out.lines().filter(|l| l.starts_with('#')) {
+        let rest = l.split_once(' ').map(|x| x.1).unwrap_or("").trim_start();
+        let rest = match rest.split_once(" in ") {
+            Some((addr, r)) if addr.starts_with("0x") => r,
+            _ => rest,
+        };
+        let func = if rest.starts_with("<signal handler called>") {
+            "__restore_rt".to_string()
+        } else {
+            norm(rest.split(" (").next().unwrap_or(rest))
+        };
+        let line = rest.rsplit_once(" at ").and_then(|(_, loc)| loc.rsplit(':').next()?.trim().parse().ok());
+        let idx: usize = l[1..].split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+        if idx < frames.len() {
+            continue; // gdb repeats frame 0 when it prints the crash location
+        }
+        frames.push((func, line));
+    }
+    frames
+}
+
+fn bt_frames(snap: &Snapshot) -> Vec<(String, Option<u32>)> {
+    snap.threads[0].frames.iter().map(|f| (norm(f.function.as_deref().unwrap_or("??")), f.line)).collect()
+}
+
+/// gdb stops at main (backtrace past-main is off), so only its frames are compared.
+fn compare_with_gdb(exe: &Path, core: &Path) -> Snapshot {
+    compare_with_gdb_max(exe, core, 1024)
+}
+
+fn compare_with_gdb_max(exe: &Path, core: &Path, max_frames: usize) -> Snapshot {
+    let snap = snapshot(exe, core, max_frames);
+    let ours = bt_frames(&snap);
+    let gdb = gdb_frames(exe, core);
+    assert!(!gdb.is_empty(), "gdb printed no frames");
+    let n = gdb.len();
+    assert!(ours.len() >= n, "bt has fewer frames than gdb:\nbt  {ours:?}\ngdb {gdb:?}");
+    assert_eq!(&ours[..n], &gdb[..], "\nbt  {ours:?}\ngdb {gdb:?}");
+    snap
+}
+
+const SIGHANDLER: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+static volatile int *bad;
+__attribute__((noinline)) void in_handler(int s) { *bad = s; }
+void handler(int s) { in_handler(s); }
+__attribute__((noinline)) int work(int n) { if (n == 0) { raise(SIGUSR1); return 1; } return work(n - 1) + 1; }
+int main(void) { signal(SIGUSR1, handler); printf("%d\n", work(3)); return 0; }
+"#;
+
+#[test]
+fn crash_in_signal_handler_unwinds_through_restore_rt() {
+    let Some((exe, core)) = crash("sighandler", SIGHANDLER, &["-g", "-O0"], &[]) else { return };
+    let snap = compare_with_gdb(&exe, &core);
+    let frames = &snap.threads[0].frames;
+    let tramp = frames.iter().position(|f| f.function.as_deref() == Some("__restore_rt")).expect("trampoline frame");
+    assert!(frames[tramp].signal_frame);
+    // The interrupted frame's pc is exact: it is the instruction after the syscall.
+    assert!(frames[tramp + 1].signal_frame, "interrupted frame not marked");
+    assert!(frames[1..].iter().all(|f| f.trust == Trust::Cfi), "{frames:?}");
+    // Callee-saved registers recovered for caller frames.
+    assert!(frames[1].registers.iter().any(|(r, _)| *r == 3), "rbx missing: {:?}", frames[1].registers);
+}
+
+const OMITFP: &str = r#"
+#include <stdlib.h>
+__attribute__((noinline)) long mix(long *p, long k) { long s = 0; for (long i = 0; i < k; i++) s += p[i] * (i + 3); return s; }
+__attribute__((noinline)) long block(long *p, long k) { long r = mix(p, k) ^ 0x55; return r + mix(p + 1, k - 1); }
+__attribute__((noinline)) long file(long k) { long *p = k > 3 ? NULL : malloc(64); return block(p, k) * 7; }
+int main(int argc, char **argv) { (void)argv; return (int)file(argc + 4); }
+"#;
+
+#[test]
+fn omit_frame_pointer_o2_unwinds_by_cfi() {
+    let Some((exe, core)) = crash("omitfp", OMITFP, &["-g", "-O2", "-fomit-frame-pointer"], &[]) else { return };
+    let snap = compare_with_gdb(&exe, &core);
+    assert!(snap.threads[0].frames[1..].iter().all(|f| f.trust == Trust::Cfi));
+}
+
+#[test]
+fn non_pie_executable() {
+    let Some((exe, core)) = crash("nopie", OMITFP, &["-g", "-O0", "-fno-pie", "-no-pie"], &[]) else { return };
+    let snap = compare_with_gdb(&exe, &core);
+    let m = snap.modules.iter().find(|m| m.is_executable).expect("executable module");
+    assert_eq!(m.load_bias, 0);
+}
+
+const RECURSION: &str = r#"
+#include <stdlib.h>
+__attribute__((noinline)) int down(int n) { if (n == 0) abort(); return down(n - 1) + 1; }
+int main(int argc, char **argv) { return down(argc > 1 ? atoi(argv[1]) : 10); }
+"#;
+
+#[test]
+fn deep_recursion_is_capped_and_fast() {
+    let Some((exe, core)) = crash("recursion", RECURSION, &["-g", "-O0"], &["10000"]) else { return };
+    compare_with_gdb_max(&exe, &core, 20000);
+    let t = std::time::Instant::now();
+    let snap = snapshot(&exe, &core, 512);
+    let took = t.elapsed();
+    let frames = &snap.threads[0].frames;
+    assert_eq!(frames.len(), 512, "walk not capped at max_frames");
+    assert!(snap.problems.iter().any(|p| p.message.contains("truncated at 512")), "{:?}", snap.problems);
+    assert!(frames.iter().filter(|f| f.function.as_deref() == Some("down")).count() > 500);
+    assert!(took.as_secs_f64() < 2.0, "walking 512 frames took {took:?}");
+    // Uncapped: the whole 10000-deep stack down to _start, no problem recorded.
+    let snap = snapshot(&exe, &core, 20000);
+    let frames = &snap.threads[0].frames;
+    assert!(frames.len() > 10000, "{} frames", frames.len());
+    assert_eq!(frames.last().and_then(|f| f.function.as_deref()), Some("_start"));
+    assert!(snap.problems.iter().all(|p| !p.message.contains("walk")), "{:?}", snap.problems);
+}
+
+/// A hand-written assembly function without CFI (and without a frame of its own)
+/// crashing: the walker must fall back and still reach main.
+const NO_CFI: &str = r#"
+__asm__(".text\n.globl nocfi\n.type nocfi,@function\nnocfi:\n movq $0, %rax\n movq (%rax), %rax\n ret\n.size nocfi, .-nocfi\n");
+void nocfi(void);
+__attribute__((noinline)) void caller_fp(void) { nocfi(); __asm__ volatile(""); }
+int main(void) { caller_fp(); return 0; }
+"#;
+
+#[test]
+fn function_without_cfi_falls_back() {
+    let Some((exe, core)) = crash("nocfi", NO_CFI, &["-g", "-O0", "-fno-asynchronous-unwind-tables"], &[]) else { return };
+    let snap = snapshot(&exe, &core, 64);
+    let names: Vec<_> = snap.threads[0].frames.iter().map(|f| (f.function.clone().unwrap_or_default(), f.trust)).collect();
+    assert_eq!(names[0].0, "nocfi", "{names:?}");
+    let caller = names.iter().position(|(n, _)| n == "caller_fp").expect("caller_fp found");
+    assert!(names.iter().any(|(n, _)| n == "main"), "{names:?}");
+    assert_ne!(names[caller].1, Trust::Context);
+}
+
+/// A call through a NULL function pointer: pc 0 is in no module; the return address
+/// is at [rsp].
+const NULL_CALL: &str = r#"
+void (*volatile fp)(void);
+__attribute__((noinline)) void call_it(void) { fp(); __asm__ volatile(""); }
+int main(void) { call_it(); return 0; }
+"#;
+
+#[test]
+fn call_through_null_pointer() {
+    let Some((exe, core)) = crash("nullcall", NULL_CALL, &["-g", "-O0"], &[]) else { return };
+    let snap = snapshot(&exe, &core, 64);
+    let frames = &snap.threads[0].frames;
+    assert_eq!(frames[0].pc, 0);
+    assert_eq!(frames[1].function.as_deref(), Some("call_it"), "{frames:?}");
+    assert!(frames.iter().any(|f| f.function.as_deref() == Some("main")));
+}
