@@ -8,6 +8,10 @@ use bt::dedup::RuleSet;
 use bt::snapshot::Frame;
 
 fn frame(spec: &str) -> Frame {
+    let (inlined, spec) = match spec.strip_prefix('~') {
+        Some(rest) => (true, rest),
+        None => (false, spec),
+    };
     let (rest, file) = match spec.split_once(" #") {
         Some((r, f)) => (r, Some(f)),
         None => (spec, None),
@@ -30,6 +34,7 @@ fn frame(spec: &str) -> Frame {
         module_offset: offset,
         file,
         line,
+        inlined,
         ..Default::default()
     }
 }
@@ -101,7 +106,9 @@ fn glibc_rules() {
         ("thread start is not app", &["worker @app", "start_thread @libc.so.6", "clone3 @libc.so.6"], &["worker"]),
         ("crash in main", &["main @app", "__libc_start_call_main @libc.so.6", "__libc_start_main_impl @libc.so.6", "_start @app"], &["main"]),
         ("system only stack stops at entry", &["poll @libc.so.6", "start_thread @libc.so.6", "clone3 @libc.so.6"], &["poll"]),
-        ("header code inlined into app", &["std::vector<int>::operator[] @app #/usr/include/c++/12/bits/stl_vector.h:1123", "sum @app #a.cc:3"], &["sum"]),
+        ("header code inlined into app", &["~std::vector<int>::operator[] @app #/usr/include/c++/12/bits/stl_vector.h:1123", "sum @app #a.cc:3"], &["sum"]),
+        ("C static inline from a header", &["~__bswap_32 @app #/usr/include/x86_64-linux-gnu/bits/byteswap.h:52", "decode @app #d.c:9"], &["decode"]),
+        ("physical frame whose line is in a header keeps its blame", &["Config::load @app #/usr/include/c++/12/bits/new_allocator.h:90", "run_bug @app"], &["Config::load"]),
         ("signal handler frames", &["raise @libc.so.6", "abort @libc.so.6", "on_segv @app", "__restore_rt @libc.so.6", "crash_here @app", "main @app"], &["crash_here"]),
         ("vdso", &["__vdso_clock_gettime @[vdso]", "clock_gettime @libc.so.6", "tick @app"], &["clock_gettime", "tick"]),
         ("system path by directory", &["do_thing @/usr/lib/x86_64-linux-gnu/libfoo.so.3", "caller @/opt/app"], &["do_thing", "caller"]),
@@ -151,6 +158,8 @@ fn cxx_rules() {
         ),
         ("lambda numbering", &["f()::{lambda()#3}::operator()() const @app"], &["f::{lambda}::operator()"]),
         ("templates fold", &["Matrix<double>::get(unsigned long, unsigned long) const @app"], &["Matrix::get"]),
+        ("gcc debug-info lambda name", &["Server::install_handler()::<lambda(int)>::operator() @app"], &["Server::install_handler::{lambda}::operator()"]),
+        ("clang debug-info lambda name", &["Server::install_handler()::(lambda at /src/bugs.cpp:41:16)::operator() @app"], &["Server::install_handler::{lambda}::operator()"]),
         ("anonymous namespace", &["(anonymous namespace)::decode_packet(unsigned char const*) @app"], &["decode_packet"]),
         ("operator< survives", &["Key::operator<(Key const&) const @app"], &["Key::operator<"]),
         ("pure virtual", &["raise @libc.so.6", "abort @libc.so.6", "__cxa_pure_virtual @libstdc++.so.6", "Shape::draw_all() @app"], &["Shape::draw_all"]),
@@ -191,7 +200,7 @@ fn rust_rules() {
             "bounds check through inlined std frames",
             &[
                 "core::panicking::panic_bounds_check::h1111111111111111 @app",
-                "<usize as core::slice::index::SliceIndex<[T]>>::index @app #/rustc/abc/library/core/src/slice/index.rs:255",
+                "~<usize as core::slice::index::SliceIndex<[T]>>::index @app #/rustc/abc/library/core/src/slice/index.rs:255",
                 "bugs::lookup_user::h2222222222222222 @app #bugs.rs:20",
             ],
             &["bugs::lookup_user"],
@@ -207,6 +216,9 @@ fn rust_rules() {
             &["core::panicking::panic_fmt @app", "core::cell::panic_already_borrowed @app", "core::cell::RefCell<T>::borrow_mut @app", "bugs::update_cache @app"],
             &["bugs::update_cache"],
         ),
+        ("debug-info names: generics and impl blocks", &["bugs::Table<u32>::get<u32> @app", "bugs::{impl#3}::run @app"], &["bugs::Table::get"]),
+        ("app type implementing a std trait stays app", &["<bugs::Id as core::fmt::Display>::fmt @app"], &["<bugs::Id as core::fmt::Display>::fmt"]),
+        ("closure numbering", &["bugs::main::{closure#2} @app"], &["bugs::main::{{closure}}"]),
         (
             "closure",
             &["bugs::main::{{closure}} @app", "<alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call @app"],

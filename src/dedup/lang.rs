@@ -332,7 +332,7 @@ fn parse_actions(toks: &[Token], origin: &Origin) -> Result<Vec<Action>, RuleErr
     Ok(out)
 }
 
-/// Checks a `set` line; returns the value normalized.
+/// Checks the name and value of a `set` line.
 fn check_setting(name: &str, value: &str, origin: &Origin) -> Result<(), RuleError> {
     let ok = match name {
         "max-frames" | "max-app-frames" | "max-pretty" => value.parse::<usize>().is_ok_and(|n| n > 0),
