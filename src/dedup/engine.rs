@@ -442,12 +442,12 @@ pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frame
                     Some(r) => format!("signature: {text} ({r})"),
                     None => format!("signature: {text}"),
                 }
-            } else if collapsed[idx] {
-                "collapsed: repeats the frames above (recursion)".to_string()
             } else if idx + 1 == prologue_end {
                 "skip-through: this frame and all above it are error handling".to_string()
             } else if idx < prologue_end {
                 "dropped: above a later skip-through frame".to_string()
+            } else if collapsed[idx] {
+                "collapsed: repeats the frames above (recursion)".to_string()
             } else if let Some(r) = stop_reason[idx] {
                 r.to_string()
             } else if idx > last_sig {
