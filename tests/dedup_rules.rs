@@ -278,3 +278,34 @@ fn signature_settings() {
         ("system frames cap", &["a @libc.so.6", "b @libc.so.6", "c @libc.so.6", "d @libc.so.6", "e @libc.so.6", "f @libc.so.6", "g @libc.so.6"], &["a", "b", "c", "d", "e"]),
     ]);
 }
+
+#[test]
+fn pretty_names_are_clean_but_recognizable() {
+    let rules = RuleSet::default_rules();
+    let frames: Vec<Frame> = [
+        "__pthread_kill_implementation @libc.so.6",
+        "__GI_raise @libc.so.6",
+        "__GI_abort @libc.so.6",
+        "__assert_fail @libc.so.6",
+        "__memcpy_avx_unaligned_erms @libc.so.6",
+        "Config::load(std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&) [clone .cold] @app #/src/config.cc:22",
+        "main::{lambda(int)#2}::operator()(int) const @app",
+        "walk @app",
+        "walk @app",
+        "walk @app",
+    ]
+    .iter()
+    .map(|s| frame(s))
+    .collect();
+    let pretty = rules.evaluate(&frames, &[]).pretty;
+    assert_eq!(
+        pretty,
+        vec![
+            "[4 frames of error handling: __pthread_kill_implementation, raise, abort, __assert_fail]",
+            "[1 frame skipped: memcpy]",
+            "Config::load(std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&) (config.cc:22)",
+            "main::{lambda(int)#2}::operator()(int) const",
+            "walk (×3)",
+        ]
+    );
+}
