@@ -247,7 +247,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<i32> {
     for w in &warnings {
         println!("{w}");
     }
-    println!("{} files, {} rules: {} error(s), {} warning(s)", set.files().len(), set.n_rules(), errors.len(), warnings.len());
+    println!("{} files, {} rules (version {}): {} error(s), {} warning(s)", set.files().len(), set.n_rules(), set.version(), errors.len(), warnings.len());
     let bad = !errors.is_empty() || (a.strict && !warnings.is_empty());
     Ok(if bad { super::exit::FAILURE } else { super::exit::OK })
 }

@@ -65,6 +65,8 @@ pub struct RuleSet {
     shape: engine::Shape,
     /// File names in evaluation order, with where each came from.
     files: Vec<(String, String)>,
+    /// Hash of every file's name and text, in order.
+    version: String,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -123,7 +125,13 @@ impl RuleSet {
                 .unwrap_or(0),
             uses_neighbours: rules.iter().flat_map(|r| r.matchers.iter()).any(|m| matches!(m.cond, Cond::Caller(_) | Cond::Callee(_))),
         };
-        (RuleSet { rules, settings, shape, files }, errors, warnings)
+        let mut canon = String::from("bt-rules-v1\n");
+        for (name, _, text) in sources {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            canon.push_str(&format!("{} {}\n{}\n", base, text.len(), text));
+        }
+        let version = sha256::hex(&sha256::sha256(canon.as_bytes())[..8]);
+        (RuleSet { rules, settings, shape, files, version }, errors, warnings)
     }
 
     /// Evaluates the rules over the frames of a faulting thread (crash site first)
@@ -139,6 +147,12 @@ impl RuleSet {
     /// Rule file names in evaluation order, with their provenance (`default` or a path).
     pub fn files(&self) -> &[(String, String)] {
         &self.files
+    }
+
+    /// 16 hex digits identifying the rule texts (file names and contents, in
+    /// order): store it next to fingerprints to know which rules made them.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     pub fn n_rules(&self) -> usize {
@@ -224,6 +238,16 @@ mod tests {
         let (_, errors, warnings) = RuleSet::build(&sources);
         assert!(errors.is_empty(), "{errors:#?}");
         assert!(warnings.is_empty(), "{warnings:#?}");
+    }
+
+    #[test]
+    fn version_follows_the_texts() {
+        let a = RuleSet::build(&[("a.rules".into(), "x".into(), "function:a => skip\n".into())]).0;
+        let b = RuleSet::build(&[("/some/dir/a.rules".into(), "y".into(), "function:a => skip\n".into())]).0;
+        let c = RuleSet::build(&[("a.rules".into(), "x".into(), "function:b => skip\n".into())]).0;
+        assert_eq!(a.version(), b.version(), "where a file came from does not matter");
+        assert_ne!(a.version(), c.version());
+        assert_eq!(RuleSet::default_rules().version().len(), 16);
     }
 
     #[test]
