@@ -65,8 +65,14 @@ pub fn guess_lang(function: Option<&str>, file: Option<&str>) -> Lang {
         }
     }
     let Some(f) = function else { return Lang::Unknown };
-    let rust_shape = f.contains("{{closure}}") || f.contains("{closure#") || f.contains("{impl#") || f.contains("{shim:");
-    if has_rust_hash(f) || rust_shape || (f.starts_with('<') && f.contains(" as ")) || f.starts_with("<core::") || f.starts_with("<alloc::") {
+    let rust_shape =
+        f.contains("{{closure}}") || f.contains("{closure#") || f.contains("{impl#") || f.contains("{shim:");
+    if has_rust_hash(f)
+        || rust_shape
+        || (f.starts_with('<') && f.contains(" as "))
+        || f.starts_with("<core::")
+        || f.starts_with("<alloc::")
+    {
         return Lang::Rust;
     }
     if f.starts_with("runtime.") || f.starts_with("main.") || f == "runtime.goexit" {
