@@ -7,7 +7,8 @@ Workloads (rebuilt from scratch every run, into $OUT):
   big_dwarf    a C++ program over dozens of shared libraries with ~$BENCH_DWARF_MB MB
                of DWARF (gen_dwarf.py), a few threads parked deep in inlined code
 
-Environment: BT (bt binary), OUT (scratch dir), BENCH_DWARF_MB (1200), BENCH_RUNS (5),
+Environment: BT (bt binary), OUT (scratch dir), BENCH_DWARF_MB (1200),
+BENCH_DWARF_UNITS (1: compile units per library; more units = smaller CUs), BENCH_RUNS (5),
 BENCH_GDB_RUNS (3; gdb takes most of the time), BENCH_ONLY (threads|dwarf),
 BENCH_REUSE=1 (development only: keep an existing build instead of rebuilding).
 Needs root: cores are written through a temporary core_pattern, restored on exit.
@@ -29,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BT = os.environ.get("BT") or sys.exit("BT must point at the bt binary")
 OUT = os.path.abspath(os.environ.get("OUT", os.path.join(HERE, "..", "target", "bench")))
 DWARF_MB = int(os.environ.get("BENCH_DWARF_MB", "1200"))
+DWARF_UNITS = int(os.environ.get("BENCH_DWARF_UNITS", "1"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 GDB_RUNS = int(os.environ.get("BENCH_GDB_RUNS", "3"))
 ONLY = os.environ.get("BENCH_ONLY", "")
@@ -71,7 +73,7 @@ def build_big():
     exe = os.path.join(d, "big_dwarf")
     if not (REUSE and os.path.exists(exe)):
         shutil.rmtree(d, ignore_errors=True)
-        run([sys.executable, os.path.join(HERE, "gen_dwarf.py"), "--mb", str(DWARF_MB), "--out", d])
+        run([sys.executable, os.path.join(HERE, "gen_dwarf.py"), "--mb", str(DWARF_MB), "--units", str(DWARF_UNITS), "--out", d])
         t0 = time.time()
         # Niced: the build must not starve whatever else runs on the machine.
         run(["nice", "-n", "19", "make", "-s", "-C", d, "-j2"])
@@ -283,7 +285,8 @@ def main():
     if ONLY in ("", "dwarf"):
         exe, size, n_libs = build_big()
         name = f"big_dwarf {size / 1e9:.2f}GB"
-        info.append(f"big_dwarf: {n_libs} shared libraries + executable, {size / 2**20:.0f} MiB of DWARF in all")
+        info.append(f"big_dwarf: {n_libs} shared libraries + executable, {size / 2**20:.0f} MiB of DWARF in all, "
+                    f"{DWARF_UNITS} template CU(s) per library")
         # Warm the page cache so that every tool reads the same cached files.
         for f in os.listdir(os.path.dirname(exe)):
             if f.endswith(".so") or f == "big_dwarf":

@@ -171,11 +171,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, required=True, help="target DWARF size in MB")
     ap.add_argument("--out", required=True)
+    # One unit per library by default: ~20 MB of DWARF in one CU, as in unity/jumbo
+    # builds. The threads park inside these big CUs, which is where a debugger that
+    # expands whole CUs loses its time (small CUs make every lazy reader look alike).
+    ap.add_argument("--units", type=int, default=1,
+                    help="template units (compile units) per library; more means smaller CUs")
     a = ap.parse_args()
     n_libs = max(4, min(60, a.mb // 20))
     per_lib_inst = max(8, a.mb * 1024 * 1024 // n_libs // BYTES_PER_INSTANCE)
-    # Units of about 700 instantiations keep each g++ process small and the build parallel.
-    units = max(1, per_lib_inst // 700)
+    units = max(1, a.units)
     per_unit = max(2, per_lib_inst // units)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "bench_park.h"), "w") as f:

@@ -2,12 +2,12 @@
 //! at test time is captured; every thread must be there with its stack copied, and
 //! the process must run on, unstopped, with no signal lost.
 
-use bt::target::{live, Capture, TargetError};
+use bt::target::{Capture, TargetError, live};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 const PROG: &str = r#"
@@ -61,9 +61,10 @@ static void on_usr2(int s) {
 }
 /* Handles SIGUSR2 on a sigaltstack and stays in the handler, as crash handlers do. */
 static void *alt(void *a) {
-    (void)a;
     pthread_setname_np(pthread_self(), "alt");
-    stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = 0};
+    /* "autodisarm": SS_AUTODISARM (1 << 31), as crash handlers use. */
+    int autodisarm = a != 0;
+    stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = autodisarm ? (int)(1u << 31) : 0};
     sigaltstack(&ss, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -93,7 +94,7 @@ int main(int argc, char **argv) {
     pthread_t t;
     for (long i = 0; i < n; i++) pthread_create(&t, 0, i % 2 ? waiter : sleeper, (void *)i);
     pthread_create(&t, 0, spinner, 0);
-    if (!strcmp(mode, "altstack")) pthread_create(&t, 0, alt, 0);
+    if (!strcmp(mode, "altstack")) pthread_create(&t, 0, alt, argc > 3 ? (void *)1 : 0);
     if (!strcmp(mode, "zombie")) pthread_exit(0);
     if (!strcmp(mode, "churn"))
         for (;;) { if (pthread_create(&t, 0, quick, 0) == 0) pthread_detach(t); }
@@ -308,7 +309,12 @@ fn captures_every_thread_and_leaves_the_process_running() {
 
 #[test]
 fn handler_on_a_sigaltstack_keeps_the_interrupted_stack() {
-    let target = Target::spawn(&["altstack", "2"]);
+    altstack(&["altstack", "2"]);
+    altstack(&["altstack", "2", "autodisarm"]);
+}
+
+fn altstack(args: &[&str]) {
+    let target = Target::spawn(args);
     let tids = target.tids(5);
     let hex = |v: String| u64::from_str_radix(v.trim_start_matches("0x"), 16).expect("hex address");
     let normal = hex(target.value("normal "));
@@ -452,6 +458,34 @@ fn permission_denied_without_privileges() {
     assert!(out.status.success(), "child: {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("permission denied") && stdout.contains("CAP_SYS_PTRACE"), "{stdout}");
     assert_running(target.pid());
+}
+
+#[test]
+fn a_32_bit_process_is_captured_and_flagged() {
+    // A static i386 program without libc: loops in pause() (syscall 29 through int 0x80).
+    let dir = program().parent().expect("dir").join("p32");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("p32.c"),
+        "void _start(void) { for (;;) __asm__ volatile(\"movl $29, %%eax; int $0x80\" ::: \"eax\"); }\n",
+    )
+    .expect("write");
+    let out = Command::new("gcc")
+        .args(["-m32", "-nostdlib", "-static", "-fno-pie", "-no-pie", "-o", "p32", "p32.c"])
+        .current_dir(&dir)
+        .output()
+        .expect("gcc");
+    assert!(out.status.success(), "gcc -m32 failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut child = Command::new(dir.join("p32")).spawn().expect("spawn p32");
+    let pid = child.id() as i32;
+    std::thread::sleep(Duration::from_millis(100));
+    let cap = live::capture(pid, &live::LiveOptions::default());
+    let _ = child.kill();
+    let _ = child.wait();
+    let cap = cap.expect("capture a 32-bit process");
+    assert_eq!(cap.threads.len(), 1);
+    assert_eq!(cap.threads[0].registers.cs, 0x23);
+    assert!(cap.problems.iter().any(|p| p.message.contains("32-bit")), "{:?}", cap.problems);
 }
 
 #[test]

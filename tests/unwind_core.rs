@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bt-unwind-{}-{name}", std::process::id()));
+    // One directory per test, replaced by the next run (kept after a failure to look at).
+    let d = std::env::temp_dir().join(format!("bt-unwind-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
@@ -30,6 +31,9 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBu
     std::fs::write(&c, src).expect("write source");
     let exe = dir.join("prog");
     run(Command::new("gcc").args(flags).arg("-o").arg(&exe).arg(&c));
+    // Other suites point core_pattern elsewhere for a while under this lock; crash while
+    // holding it so the pattern cannot change between the crash and the lookup.
+    let _lock = PatternLock::acquire();
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("echo $$; ulimit -c unlimited; exec ./prog {}", args.join(" ")))
@@ -42,6 +46,22 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBu
         eprintln!("no core found for {} (core_pattern {:?}); skipping", dir.display(), std::fs::read_to_string("/proc/sys/kernel/core_pattern"));
     }
     Some((exe, core?))
+}
+
+/// An exclusive flock on the lock file the core_pattern-changing tests share; held
+/// while the file stays open.
+struct PatternLock(#[allow(dead_code)] Option<std::fs::File>);
+
+impl PatternLock {
+    fn acquire() -> PatternLock {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/bt-tests-core_pattern.lock").ok();
+        if let Some(f) = &f {
+            // SAFETY: flock on a descriptor we own; released when the file closes.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        }
+        PatternLock(f)
+    }
 }
 
 /// The core of `pid`: `core`/`core.PID` in `dir` (core_pattern `core`), or the file an
@@ -248,4 +268,47 @@ fn call_through_null_pointer() {
     assert_eq!(frames[0].pc, 0);
     assert_eq!(frames[1].function.as_deref(), Some("call_it"), "{frames:?}");
     assert!(frames.iter().any(|f| f.function.as_deref() == Some("main")));
+}
+
+#[test]
+fn executable_with_another_build_id_is_refused() {
+    let Some((exe, core)) = crash("wrongexe", RECURSION, &["-g", "-O0", "-Wl,--build-id"], &["3"]) else { return };
+    // Same source, different code: another build id.
+    let other = exe.with_file_name("other");
+    run(Command::new("gcc").args(["-g", "-O1", "-Wl,--build-id", "-o"]).arg(&other).arg(exe.with_file_name("prog.c")));
+    // The core reader refuses such a pair up front; the module layer must too, on its own.
+    let cap = bt::target::core::open(&core, None).expect("open core");
+    let opts = bt::symbols::SymbolOptions { exe: Some(other.clone()), ..Default::default() };
+    let (modules, _) = bt::symbols::ModuleSet::load(&cap.maps, &cap.auxv, cap.memory.as_ref(), &opts);
+    let list = modules.modules();
+    let problems = modules.take_problems();
+    assert!(problems.iter().any(|p| p.message.contains("build id") && p.message.contains("not used")), "{problems:?}");
+    let m = list.iter().find(|m| m.is_executable).expect("executable module");
+    assert!(!m.debug.found);
+    let main_pc = cap.threads[0].registers.rip;
+    let frames = modules.symbolize(bt::snapshot::Frame { pc: main_pc, ..Default::default() });
+    assert!(frames.iter().all(|f| f.function.as_deref() != Some("down")), "names came from the wrong file: {frames:?}");
+}
+
+/// A fault at a function's first instruction, caught by a handler that then aborts:
+/// below `__restore_rt` the interrupted frame's pc is the function's entry, exact (no
+/// pc - 1, which would land in the previous function), and its CFI row is the entry row.
+const FAULT_AT_ENTRY: &str = r#"
+#include <signal.h>
+#include <stdlib.h>
+__asm__(".text\n.globl entry_fault\n.type entry_fault,@function\nentry_fault:\n.cfi_startproc\n movl $1, 0\n ret\n.cfi_endproc\n.size entry_fault, .-entry_fault\n");
+void entry_fault(void);
+void on_segv(int s) { (void)s; abort(); }
+__attribute__((noinline)) void before(void) { entry_fault(); __asm__ volatile(""); }
+int main(void) { signal(SIGSEGV, on_segv); before(); return 0; }
+"#;
+
+#[test]
+fn fault_at_function_entry_inside_signal_frame() {
+    let Some((exe, core)) = crash("entryfault", FAULT_AT_ENTRY, &["-g", "-O0"], &[]) else { return };
+    let snap = compare_with_gdb(&exe, &core);
+    let frames = &snap.threads[0].frames;
+    let i = frames.iter().position(|f| f.function.as_deref() == Some("entry_fault")).expect("entry_fault frame");
+    assert!(frames[i].signal_frame, "interrupted frame not marked exact");
+    assert_eq!(frames[i + 1].function.as_deref(), Some("before"));
 }

@@ -39,14 +39,49 @@ fn needed(id: gimli::SectionId) -> bool {
 
 /// Builds the addr2line context for `image` (the module or its debug file). This
 /// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
-pub(crate) fn context(image: &Image) -> Result<Context, String> {
+pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<Context, String> {
+    let mut dwarf = load_dwarf(image)?;
+    if let Some(sup) = sup {
+        // dwz: DIEs and strings shared between binaries live in a supplementary file.
+        dwarf.set_sup(load_dwarf(sup)?);
+    }
+    Context::from_dwarf(dwarf).map_err(|e| e.to_string())
+}
+
+fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
+    use gimli::SectionId::*;
+    let ids = [
+        DebugAbbrev, DebugAddr, DebugAranges, DebugInfo, DebugLine, DebugLineStr, DebugRanges, DebugRngLists, DebugStr,
+        DebugStrOffsets,
+    ];
+    debug_assert!(ids.iter().all(|id| needed(*id)));
+    // Compressed sections (distribution debug files are zlib-compressed) are inflated in
+    // parallel: inflating .debug_info dominates the cost of a first lookup in libc.
+    let names: Vec<&str> = ids.iter().map(|id| id.name()).collect();
+    let compressed = image.compressed(&names);
+    let loaded: Vec<(gimli::SectionId, Option<SharedBytes>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .filter(|id| compressed.contains(&id.name()))
+            .map(|&id| (id, s.spawn(move || image.section_data(id.name()))))
+            .collect();
+        let mut out: Vec<_> = ids
+            .iter()
+            .filter(|id| !compressed.contains(&id.name()))
+            .map(|&id| (id, image.section_data(id.name())))
+            .collect();
+        out.extend(handles.into_iter().map(|(id, h)| (id, h.join().ok().flatten())));
+        out
+    });
     let empty = SharedBytes::owned(Vec::new());
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let bytes = if needed(id) { image.section_data(id.name()) } else { None };
+        let bytes = loaded.iter().find(|(i, _)| *i == id).and_then(|(_, b)| b.clone());
         Ok(Reader::new(bytes.unwrap_or_else(|| empty.clone()), gimli::LittleEndian))
     };
-    let dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;
-    Context::from_dwarf(dwarf).map_err(|e| e.to_string())
+    let mut dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;
+    // Units that share an abbreviation table (common with dwz and some linkers) parse it once.
+    dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
+    Ok(dwarf)
 }
 
 /// The source frames at link-time address `probe`; empty when DWARF has nothing.
@@ -147,10 +182,10 @@ fn qualified_name(unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize
     }
     let name = name?;
     let key = unit.unit.header.offset().0;
-    if !scopes.contains_key(&key) {
-        let index = scope_index(unit).unwrap_or_default();
-        scopes.insert(key, index);
-    }
+    scopes.entry(key).or_insert_with(|| {
+        
+        scope_index(unit).unwrap_or_default()
+    });
     let index = scopes.get(&key)?;
     // Ranges are sorted by start and nested, so the enclosing ones come outermost first.
     let mut parts: Vec<&str> =

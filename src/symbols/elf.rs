@@ -204,6 +204,8 @@ pub(crate) struct Image {
     pub headers: Headers,
     pub build_id: Option<Vec<u8>>,
     pub debuglink: Option<(String, u32)>,
+    /// `.gnu_debugaltlink`: the dwz supplementary file's path and build id.
+    pub altlink: Option<(String, Vec<u8>)>,
     /// `.debug_info` present with contents (not NOBITS as in a stripped file).
     pub has_debug_info: bool,
     pub has_symtab: bool,
@@ -248,6 +250,11 @@ impl Image {
             .ok()
             .flatten()
             .map(|(name, crc)| (String::from_utf8_lossy(name).into_owned(), crc));
+        let altlink = file
+            .gnu_debugaltlink()
+            .ok()
+            .flatten()
+            .map(|(path, id)| (String::from_utf8_lossy(path).into_owned(), id.to_vec()));
         let plt = [".plt", ".plt.sec", ".plt.got"]
             .iter()
             .filter_map(|n| file.section_by_name(n))
@@ -258,6 +265,7 @@ impl Image {
             path: path.clone(),
             build_id: file.build_id().ok().flatten().map(<[u8]>::to_vec),
             debuglink,
+            altlink,
             has_debug_info: has(".debug_info"),
             has_symtab: has(".symtab"),
             has_dynsym: has(".dynsym"),
@@ -300,16 +308,30 @@ impl Image {
         Some(SharedBytes::owned(data.into_owned()))
     }
 
+    /// Names of the SHF_COMPRESSED sections among `names`.
+    pub(crate) fn compressed<'n>(&self, names: &[&'n str]) -> Vec<&'n str> {
+        let Ok(file) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes) else { return Vec::new() };
+        names
+            .iter()
+            .copied()
+            .filter(|n| {
+                file.section_by_name(n)
+                    .and_then(|s| s.compressed_file_range().ok())
+                    .is_some_and(|c| c.format != object::CompressionFormat::None)
+            })
+            .collect()
+    }
+
     /// Copies code/data bytes at link-time address `vaddr` from the file image.
     /// Returns how many leading bytes were available.
     pub(crate) fn read_vaddr(&self, vaddr: u64, buf: &mut [u8]) -> usize {
         let Some(seg) = self.headers.loads.iter().find(|s| vaddr >= s.vaddr && vaddr - s.vaddr < s.filesz) else {
             return 0;
         };
-        let off = (seg.offset + (vaddr - seg.vaddr)) as usize;
+        let Some(off) = seg.offset.checked_add(vaddr - seg.vaddr).map(|o| o as usize) else { return 0 };
         let avail = (seg.filesz - (vaddr - seg.vaddr)) as usize;
         let n = buf.len().min(avail);
-        match self.bytes.get(off..off + n) {
+        match self.bytes.get(off..off.saturating_add(n)) {
             Some(src) => {
                 buf[..n].copy_from_slice(src);
                 n

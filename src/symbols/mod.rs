@@ -17,6 +17,7 @@ use crate::target::Memory;
 use elf::{Headers, Image, SharedBytes};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Demangles a C++ or Rust (legacy and v0) linkage name; other names come back unchanged.
@@ -57,6 +58,8 @@ pub(crate) struct Entry {
     symbols: OnceLock<names::SymbolIndex>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
+    /// The "no debug info" problem is reported once.
+    no_debug_reported: AtomicBool,
 }
 
 /// What one lookup pc resolves to (cached; shared by every thread with that pc).
@@ -196,6 +199,13 @@ impl ModuleSet {
         entries.sort_by_key(|e| e.record.start);
         entries.dedup_by_key(|e| e.record.start);
         let mut roots = vec![PathBuf::from(debugfile::DEFAULT_DEBUG_ROOT)];
+        // A target in another mount namespace (a container) may carry its own debug files.
+        if let Some(root) = &opts.sysroot {
+            let inner = root.join(debugfile::DEFAULT_DEBUG_ROOT.trim_start_matches('/'));
+            if inner.is_dir() && std::fs::canonicalize(&inner).ok() != std::fs::canonicalize(&roots[0]).ok() {
+                roots.push(inner);
+            }
+        }
         roots.extend(opts.debug_dirs.iter().cloned());
         let set = ModuleSet {
             entries,
@@ -275,6 +285,15 @@ impl ModuleSet {
                 }
                 let dbg = self.debug_file(i);
                 let dwarf_from = if img.has_debug_info { Some(img) } else { dbg.filter(|d| d.has_debug_info) };
+                if m.is_executable && dwarf_from.is_none() && !e.no_debug_reported.swap(true, Ordering::Relaxed) {
+                    self.problem(
+                        i,
+                        format!(
+                            "no debug info for the executable {} (nor a separate debug file): functions come from the symbol table, without files and lines",
+                            e.record.path
+                        ),
+                    );
+                }
                 m.debug = DebugInfo {
                     found: dwarf_from.is_some(),
                     path: dwarf_from.map(|d| d.path.display().to_string()),
@@ -387,8 +406,8 @@ impl ModuleSet {
                         return None;
                     }
                 };
-                if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id) {
-                    if want != have {
+                if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id)
+                    && want != have {
                         self.problem(
                             idx,
                             format!(
@@ -400,7 +419,6 @@ impl ModuleSet {
                         );
                         return None;
                     }
-                }
                 Some(img)
             })
             .as_ref()
@@ -434,7 +452,17 @@ impl ModuleSet {
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
-                match dwarf::context(src) {
+                let sup = match &src.altlink {
+                    Some((path, _)) => {
+                        let found = debugfile::find_alt(src, &self.roots);
+                        if found.is_none() {
+                            self.problem(idx, format!("dwz supplementary file {path} of {} not found: some names may be missing", src.path.display()));
+                        }
+                        found
+                    }
+                    None => None,
+                };
+                match dwarf::context(src, sup.as_ref()) {
                     Ok(ctx) => Some(Mutex::new((ctx, dwarf::NameCache::default()))),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
@@ -468,12 +496,11 @@ impl ModuleSet {
             return r;
         }
         let mut res = Resolved::default();
-        if let Some(ctx) = self.dwarf(idx) {
-            if let Ok(mut guard) = ctx.lock() {
+        if let Some(ctx) = self.dwarf(idx)
+            && let Ok(mut guard) = ctx.lock() {
                 let (ctx, names) = &mut *guard;
                 res.frames = dwarf::frames(ctx, names, probe);
             }
-        }
         let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
         if !has_name {
             let images = self.symbol_images(idx);
@@ -510,6 +537,7 @@ impl Entry {
             dwarf: OnceLock::new(),
             symbols: OnceLock::new(),
             unwind: Default::default(),
+            no_debug_reported: AtomicBool::new(false),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! garbage) and every outcome is a value, never a panic. A core whose segments run
 //! past the end of the file is served as far as it goes, with a [`Problem`].
 
-use super::{procfs, signals, Capture, Memory, TargetError, ThreadState};
+use super::{Capture, Memory, TargetError, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Process, Registers, Scope, Signal, Source};
 use std::path::Path;
 
@@ -253,10 +253,8 @@ pub fn from_bytes(
     let fit = ((bytes.len() - phoff) / PHDR_SIZE) as u64;
     if fit < phnum {
         truncated = true;
-        problems.push(Problem::new(
-            Scope::Snapshot,
-            format!("core truncated: {fit} of {phnum} program headers present"),
-        ));
+        problems
+            .push(Problem::new(Scope::Snapshot, format!("core truncated: {fit} of {phnum} program headers present")));
     }
     let phnum = phnum.min(fit) as usize;
 
@@ -292,7 +290,7 @@ pub fn from_bytes(
         }
     }
     let declared: u64 = loads.iter().map(|s| s.filesz).fold(0, u64::saturating_add);
-    let present: u64 = loads.iter().map(|s| s.present).sum();
+    let present: u64 = loads.iter().map(|s| s.present).fold(0, u64::saturating_add);
     if present < declared {
         truncated = true;
         problems.push(Problem::new(
@@ -352,7 +350,10 @@ pub fn from_bytes(
 
     let psinfo = notes.psinfo.take();
     if psinfo.is_none() {
-        problems.push(Problem::new(Scope::Snapshot, "core has no NT_PRPSINFO: pid guessed as the lowest tid, no command line"));
+        problems.push(Problem::new(
+            Scope::Snapshot,
+            "core has no NT_PRPSINFO: pid guessed as the lowest tid, no command line",
+        ));
     }
     let psinfo = psinfo.unwrap_or_else(|| PsInfo {
         // The main thread's tid is the pid, and is normally the lowest.
@@ -375,6 +376,17 @@ pub fn from_bytes(
         });
     }
 
+    for t in &threads {
+        if memory.read_u64(t.registers.rsp).is_none() {
+            problems.push(Problem::new(
+                Scope::Thread(t.tid),
+                format!(
+                    "stack of thread {} at {:#x} is not in the core (truncated, or left out by coredump_filter)",
+                    t.tid, t.registers.rsp
+                ),
+            ));
+        }
+    }
     let main_rsp = notes.threads.iter().find(|t| t.tid == psinfo.pid).map(|t| t.registers.rsp);
     let maps = build_maps(&loads, &notes.files, &auxv, main_rsp);
 
@@ -384,7 +396,8 @@ pub fn from_bytes(
     });
     let core_exe = exe_entry.map(|f| f.path.clone());
     if core_exe.is_none() {
-        problems.push(Problem::new(Scope::Snapshot, "executable not found in the core (no NT_FILE entry holds AT_ENTRY)"));
+        problems
+            .push(Problem::new(Scope::Snapshot, "executable not found in the core (no NT_FILE entry holds AT_ENTRY)"));
     }
 
     let mut process = Process {
@@ -682,11 +695,8 @@ fn check_exe(
     fname: &str,
     problems: &mut Vec<Problem>,
 ) -> Result<(), TargetError> {
-    let mismatch = |reason: String| TargetError::ExeMismatch {
-        core: core.to_string(),
-        exe: exe.display().to_string(),
-        reason,
-    };
+    let mismatch =
+        |reason: String| TargetError::ExeMismatch { core: core.to_string(), exe: exe.display().to_string(), reason };
     let io = |source| TargetError::Io { path: exe.display().to_string(), source };
     let file = std::fs::File::open(exe).map_err(io)?;
     // SAFETY: read-only map of a file we only parse; see `open` about truncation.
@@ -694,11 +704,7 @@ fn check_exe(
     let obj = object::File::parse(&*map).map_err(|e| mismatch(format!("not an ELF file ({e})")))?;
     let file_build_id = object::Object::build_id(&obj).ok().flatten();
     if let (Some(f), Some(c)) = (file_build_id, core_build_id) {
-        return if f == c {
-            Ok(())
-        } else {
-            Err(mismatch(format!("build id {}, core has {}", hex(f), hex(c))))
-        };
+        return if f == c { Ok(()) } else { Err(mismatch(format!("build id {}, core has {}", hex(f), hex(c)))) };
     }
     // No build id on one side: fall back to names. pr_fname is the first 15 bytes
     // of the executable's file name (unless the program renamed itself).
@@ -708,7 +714,10 @@ fn check_exe(
     let by_path = core_name.as_deref() == Some(exe_name.as_str());
     let by_fname = !fname.is_empty() && fname == short;
     if core_name.is_none() && fname.is_empty() {
-        problems.push(Problem::new(Scope::Snapshot, format!("cannot check that {} dumped this core: no build id, no name", exe.display())));
+        problems.push(Problem::new(
+            Scope::Snapshot,
+            format!("cannot check that {} dumped this core: no build id, no name", exe.display()),
+        ));
         return Ok(());
     }
     if by_path || by_fname {
@@ -849,9 +858,13 @@ mod tests {
             .note(b"CORE", NT_PRPSINFO, &psinfo(100, "crashy", "./crashy a b"))
             .note(b"CORE", NT_SIGINFO, &siginfo(11, 1, 0x10))
             .note(b"CORE", NT_AUXV, &auxv)
-            .note(b"CORE", NT_FILE, &nt_file(&[(0x40_0000, 0x40_1000, 0, "/bin/crashy"), (0x40_1000, 0x40_2000, 1, "/bin/crashy")]))
+            .note(
+                b"CORE",
+                NT_FILE,
+                &nt_file(&[(0x40_0000, 0x40_1000, 0, "/bin/crashy"), (0x40_1000, 0x40_2000, 1, "/bin/crashy")]),
+            )
             .note(b"LINUX", 0x202, &[0; 64])
-            .prstatus(101, 11, 0x40_1200, 0x7ffe_8000)
+            .prstatus(101, 11, 0x40_1200, 0x7ffe_0180)
             .load(0x40_0000, PF_R, &[0x7f; 16], 0x1000)
             .load(0x40_1000, PF_R | PF_X, &[], 0x1000)
             .load(0x7ffe_0000, PF_R | PF_W, &[0xaa; 0x200], 0x200)
@@ -867,7 +880,10 @@ mod tests {
         assert_eq!(cap.threads[0].registers.rip, 0x40_1100);
         assert_eq!(cap.threads[1].name, "crashy");
         let sig = cap.signal.expect("signal");
-        assert_eq!((sig.name.as_str(), sig.code_name.as_str(), sig.fault_address, sig.tid), ("SIGSEGV", "SEGV_MAPERR", Some(0x10), 100));
+        assert_eq!(
+            (sig.name.as_str(), sig.code_name.as_str(), sig.fault_address, sig.tid),
+            ("SIGSEGV", "SEGV_MAPERR", Some(0x10), 100)
+        );
         assert_eq!(cap.process.pid, 100);
         assert_eq!(cap.process.exe, "/bin/crashy");
         assert_eq!(cap.process.cmdline, ["./crashy", "a", "b"]);
@@ -917,6 +933,7 @@ mod tests {
         // No signal anywhere: nobody is marked.
         let cap = parse(Builder::new().prstatus(10, 0, 1, 2).prstatus(11, 0, 3, 4).build()).expect("core parses");
         assert!(cap.signal.is_none() && cap.threads.iter().all(|t| !t.faulted));
+        assert_eq!(cap.problems.iter().filter(|p| p.message.contains("not in the core")).count(), 2, "no stack memory");
     }
 
     #[test]

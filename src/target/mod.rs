@@ -130,12 +130,16 @@ impl Memory for CopiedMemory {
 pub enum TargetError {
     #[error("no such process: {pid}")]
     NoSuchProcess { pid: i32 },
-    #[error("attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)")]
+    #[error(
+        "attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)"
+    )]
     PermissionDenied { pid: i32 },
     #[error("attaching to pid {pid}: already traced by pid {tracer} (a debugger or strace?); detach it first")]
     AlreadyTraced { pid: i32, tracer: i32 },
     #[error("attaching to pid {pid}: {source}")]
     Attach { pid: i32, source: nix::Error },
+    #[error("process {pid} has exited (a zombie waiting for its parent to reap it)")]
+    Exited { pid: i32 },
     #[error("pid {pid} is a kernel thread: it has no user space to trace")]
     KernelThread { pid: i32 },
     #[error("pid {pid} is bt itself")]
