@@ -100,7 +100,8 @@ fn c_bugs_across_compilers_levels_and_paths() {
         build(&[&["gcc", "-O0", "-fpie", "-pie"], &flags[..]].concat(), &src, &dir.join("gcc-O0-pie")),
         build(&[&["gcc", "-O2", "-fno-pie", "-no-pie"], &flags[..]].concat(), &src, &dir.join("gcc-O2-nopie")),
     ];
-    if have("clang") {
+    {
+        assert!(have("clang"), "clang is not installed (make deps installs it)");
         builds.push(build(&[&["clang", "-O2", "-fpie", "-pie"], &flags[..]].concat(), &src, &dir.join("clang-O2-pie")));
     }
     let bugs = [
@@ -126,7 +127,8 @@ fn c_heap_and_stack_checks_at_o0() {
         &src,
         &dir.join("gcc-O0"),
     )];
-    if have("clang") {
+    {
+        assert!(have("clang"), "clang is not installed (make deps installs it)");
         builds.push(build(
             &["clang", "-O0", "-g", "-fstack-protector-strong", "-pthread"],
             &src,
