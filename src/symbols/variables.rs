@@ -691,6 +691,7 @@ fn find_global(unit: UnitRef<'_, Reader>, short: &str, qual: Option<&str>) -> Op
         path.resize(d, None);
         path.push(scope_name);
     }
-    // Variables defined elsewhere by specification (C++ static members) point back.
-    None
+    // A variable with neither location nor constant (and not a mere declaration) was
+    // optimized out; it is reported as such, like gdb does.
+    decl_hit.filter(|o| unit.entry(*o).is_ok_and(|e| !matches!(e.attr_value(gimli::DW_AT_declaration), Some(AttributeValue::Flag(true)))))
 }
