@@ -22,8 +22,9 @@ fn build_bad(dir: &Path) -> PathBuf {
     exe
 }
 
-fn crashed_bad() -> (PathBuf, PathBuf, PathBuf) {
-    let dir = scratch_dir("bt-cores-variables-bad");
+/// Each test crashes its own copy (tests run in parallel: one directory each).
+fn crashed_bad(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = scratch_dir(&format!("bt-cores-variables-bad-{tag}"));
     let exe = build_bad(&dir);
     let spec = CrashSpec { name: "bad".into(), program: "bad".into(), args: vec![], signal: "SIGSEGV".into(), what: String::new() };
     let _guard = CorePatternGuard::set(&dir);
@@ -44,7 +45,7 @@ fn var<'a>(snap: &'a serde_json::Value, func: &str, name: &str) -> &'a serde_jso
 
 #[test]
 fn hostile_values_are_bounded_and_said() {
-    let (_dir, exe, core) = crashed_bad();
+    let (_dir, exe, core) = crashed_bad("hostile");
     let started = Instant::now();
     let snap = bt_json(&["ptrace", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
@@ -97,7 +98,7 @@ fn corrupt(src: &Path, dst: &Path, seed: u64) {
 
 #[test]
 fn corrupted_dwarf_never_hangs_or_panics() {
-    let (dir, exe, core) = crashed_bad();
+    let (dir, exe, core) = crashed_bad("corrupt");
     let bad = dir.join("bad-corrupt");
     for seed in 0..25 {
         corrupt(&exe, &bad, seed);
