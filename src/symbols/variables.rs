@@ -472,6 +472,30 @@ pub(crate) fn variable(
     var
 }
 
+/// The DW_TAG_call_site (or GNU_call_site) under function `func` whose return pc is `ret`.
+fn find_call_site(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, ret: u64) -> Option<gimli::UnitOffset> {
+    let mut cursor = unit.entries_at_offset(func).ok()?;
+    let (mut seen, mut base) = (0usize, None);
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        let depth = e.depth();
+        let b = *base.get_or_insert(depth);
+        seen += 1;
+        if (depth <= b && seen > 1) || seen > 200_000 {
+            break;
+        }
+        if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
+            let pc = e
+                .attr_value(gimli::DW_AT_call_return_pc)
+                .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
+                .and_then(|v| unit.attr_address(v).ok().flatten());
+            if pc == Some(ret) {
+                return Some(e.offset());
+            }
+        }
+    }
+    None
+}
+
 /// DW_AT_frame_base of the physical function `func`, evaluated in its frame.
 fn frame_base(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, env: &FrameEnv<'_>) -> Option<u64> {
     let fe = unit.entry(func).ok()?;
@@ -545,8 +569,8 @@ impl ModuleSet {
         let probe = ret.wrapping_sub(1);
         let Some(ctx) = self.dwarf(idx) else { return out };
         let tls_block = self.tls_block(idx, thread.fs_base);
-        let Ok(guard) = ctx.lock() else { return out };
-        let ctx = &guard.0;
+        let Ok(mut guard) = ctx.lock() else { return out };
+        let (ctx, names) = &mut *guard;
         let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
         let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
         let mut func = None;
@@ -556,52 +580,41 @@ impl ModuleSet {
         let Some(func) = func else { return out };
         let mut env = FrameEnv { regs: frame_regs(thread, caller), innermost: false, cfa, frame_base: None, bias, tls_block, memory, entry: Vec::new() };
         env.frame_base = frame_base(unit, func, &env);
-        let Ok(mut cursor) = unit.entries_at_offset(func) else { return out };
-        let (mut seen, mut base, mut inside) = (0usize, None, None);
-        while let Ok(Some(e)) = cursor.next_dfs() {
-            let depth = e.depth();
-            let b = *base.get_or_insert(depth);
-            seen += 1;
-            if (depth <= b && seen > 1) || seen > 200_000 {
+        // The call site at this return address (cached: threads share return addresses).
+        let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
+        let Some(site) = site else { return out };
+        let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
+        let Ok(root) = tree.root() else { return out };
+        let mut children = root.children();
+        let mut n = 0;
+        while let Ok(Some(child)) = children.next() {
+            n += 1;
+            if n > 1024 {
                 break;
             }
-            if let Some(d) = inside {
-                if depth <= d {
-                    break; // left the matching call site
-                }
-                if e.tag() != gimli::DW_TAG_call_site_parameter && e.tag() != gimli::DW_TAG_GNU_call_site_parameter {
-                    continue;
-                }
-                let value = e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
-                let Some(AttributeValue::Exprloc(expr)) = value else { continue };
-                let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
-                let v = match pieces.first().map(|p| &p.location) {
-                    Some(gimli::Location::Address { address }) => *address,
-                    Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
-                    Some(gimli::Location::Register { register }) => match env.regs.get(register.0 as usize).copied().flatten() {
-                        Some(v) => v,
-                        None => continue,
-                    },
-                    _ => continue,
-                };
-                if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
-                    && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
-                {
-                    out.push((EntryKey::Register(r), v));
-                }
-                if let Some(AttributeValue::UnitRef(p)) = e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin)) {
-                    out.push((EntryKey::Parameter(p.0), v));
-                }
+            let e = child.entry();
+            if e.tag() != gimli::DW_TAG_call_site_parameter && e.tag() != gimli::DW_TAG_GNU_call_site_parameter {
                 continue;
             }
-            if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
-                let pc = e
-                    .attr_value(gimli::DW_AT_call_return_pc)
-                    .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
-                    .and_then(|v| unit.attr_address(v).ok().flatten());
-                if pc == Some(ret) {
-                    inside = Some(depth);
-                }
+            let value = e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
+            let Some(AttributeValue::Exprloc(expr)) = value else { continue };
+            let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
+            let v = match pieces.first().map(|p| &p.location) {
+                Some(gimli::Location::Address { address }) => *address,
+                Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
+                Some(gimli::Location::Register { register }) => match env.regs.get(register.0 as usize).copied().flatten() {
+                    Some(v) => v,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
+                && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
+            {
+                out.push((EntryKey::Register(r), v));
+            }
+            if let Some(AttributeValue::UnitRef(p)) = e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin)) {
+                out.push((EntryKey::Parameter(p.0), v));
             }
         }
         out
@@ -641,17 +654,24 @@ impl ModuleSet {
         env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| self.function_name(a);
+        // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
+        let mut lists = std::collections::HashMap::new();
+        for die in dies.iter().flatten() {
+            let key = (probe, die.0);
+            let v = names.scope_vars.entry(key).or_insert_with(|| std::sync::Arc::new(scope_variables(unit, *die, probe))).clone();
+            lists.insert(die.0, v);
+        }
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_key).or_default();
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
         let mut r = Renderer { unit, types, memory, opts, symbol: &symbolize, scoped: &mut scoped, budget: FRAME_READ_BUDGET };
         for (frame, die) in group.iter_mut().zip(dies.iter()) {
             let Some(die) = die else { continue };
-            let vars = scope_variables(unit, *die, probe);
+            let Some(vars) = lists.get(&die.0) else { continue };
             // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
             frame.variables = vars
-                .into_iter()
-                .map(|(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
+                .iter()
+                .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
                 .filter(|v| v.name != "<anonymous>")
                 .collect();
         }
