@@ -11,3 +11,4 @@ pub mod symbols;
 pub mod target;
 pub mod trace;
 pub mod unwind;
+pub mod store;
