@@ -12,3 +12,4 @@ pub mod target;
 pub mod trace;
 pub mod unwind;
 pub mod store;
+pub mod server;
