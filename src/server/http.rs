@@ -191,7 +191,7 @@ fn read_line(conn: &mut BufReader<TcpStream>, max: usize, deadline: Instant) -> 
         line.extend_from_slice(&buf[..take]);
         conn.consume(take);
         if line.len() > max + 2 {
-            return Err(BodyError::Bad("line too long".into()));
+            return Err(BodyError::TooLarge { limit: max as u64 });
         }
         if done {
             while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -368,6 +368,7 @@ fn read_head(conn: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Head, (
         let line = match read_line(conn, limits.max_head, deadline) {
             Ok(l) => l,
             Err(BodyError::Timeout) => return Err((408, "request head did not arrive in time".into())),
+            Err(BodyError::TooLarge { .. }) => return Err((431, format!("request head larger than {} bytes", limits.max_head))),
             Err(e) => return Err((400, format!("reading request head: {e}"))),
         };
         total += line.len() + 2;
@@ -474,11 +475,32 @@ fn connection<H: Handler>(stream: TcpStream, remote: SocketAddr, handler: &H, li
             resp.close = true;
         }
         let head_only = req.method == "HEAD";
+        let req_body_done = req.body_done;
         let ok = write_response(&mut out, &resp, head_only).is_ok();
         handler.log(&req, &resp, started);
         if !ok || resp.close {
             let _ = out.shutdown(std::net::Shutdown::Write);
+            if !req_body_done {
+                linger(&mut conn);
+            }
             return;
+        }
+    }
+}
+
+/// Folklore: closing a socket with unread input makes the kernel send a reset,
+/// which can destroy the response (a 413) before the client reads it. Like other
+/// servers' "lingering close", read and discard a bounded amount for a short
+/// while after shutting down our side, so the client sees the answer.
+fn linger(conn: &mut BufReader<TcpStream>) {
+    let _ = conn.get_ref().set_read_timeout(Some(Duration::from_millis(100)));
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut buf = [0u8; 64 * 1024];
+    let mut total = 0usize;
+    while Instant::now() < deadline && total < (4 << 20) {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
         }
     }
 }

@@ -189,7 +189,8 @@ pub fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    // A server may answer (413) and stop reading before the body is sent: read the answer anyway.
+    let _ = s.write_all(body);
     read_response(&mut BufReader::new(s))
 }
 
