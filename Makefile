@@ -16,6 +16,7 @@ EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
 # Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
 BENCH_DWARF_MB ?= 1200
 BENCH_RUNS     ?= 5
+BENCH_DWARF_UNITS ?= 1
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
 .PHONY: all bt install deps test bench bench-build demo examples clean FORCE
@@ -55,7 +56,7 @@ demo: deps bt examples
 
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
 bench: deps bt
-	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_RUNS=$(BENCH_RUNS) bench/run.sh
+	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
 
 clean:
 	cargo clean

@@ -28,8 +28,8 @@ for name in c_null c_sighandler cpp_templates rust_panic c_threads; do
   banner "$name: $what"
   echo "\$ $OUT/$prog $args"
   set +e
-  (cd "$OUT" && exec "./$prog" $args >/dev/null 2>&1)
-  status=$?
+  # The group's 2>/dev/null keeps the shell's own "Segmentation fault" line out.
+  { (cd "$OUT" && exec "./$prog" $args >/dev/null 2>&1); status=$?; } 2>/dev/null
   set -e
   core=$(ls -t "$CORES"/core.* 2>/dev/null | head -1 || true)
   if [ -z "$core" ]; then echo "(no core written, exit status $status)"; continue; fi

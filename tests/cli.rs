@@ -59,6 +59,35 @@ fn applet_symlinks_dispatch_to_the_tracer() {
     }
 }
 
+/// Guards `make install`: the real recipe (run with `-o bt` so it installs the binary
+/// under test instead of building) puts `bt` and every applet link under PREFIX/bin,
+/// and the installed links work.
+#[test]
+fn make_install_puts_bt_and_applet_links_under_prefix() {
+    let prefix = scratch_dir("bt-install");
+    let out = std::process::Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(repo_root())
+        .args(["-o", "bt", "install"])
+        .arg(format!("BIN={}", bt_bin().display()))
+        .arg(format!("PREFIX={}", prefix.display()))
+        .output()
+        .expect("running make install");
+    assert!(out.status.success(), "make install failed:\n{}{}", String::from_utf8_lossy(&out.stdout), stderr_of(&out));
+    let bin = prefix.join("bin");
+    assert!(bin.join("bt").is_file(), "no bt under {}", bin.display());
+    for a in ["ptrace", "coresnap", "coroner", "morgue", "hydra"] {
+        let link = fs::read_link(bin.join(a)).unwrap_or_else(|e| panic!("{a} is not a symlink: {e}"));
+        assert_eq!(link, Path::new("bt"), "{a} should link to bt");
+    }
+    let out = run_with_timeout(30, &bin.join("ptrace"), &["--help"], &[]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--core"), "installed ptrace --help");
+    let out = run_with_timeout(30, &bin.join("morgue"), &[], &[]);
+    assert_clean_failure(&out, "installed morgue (not built yet)");
+    let _ = fs::remove_dir_all(&prefix);
+}
+
 /// Guards `bt --list`: every applet of the design is listed, unbuilt ones say so.
 #[test]
 fn list_shows_every_applet() {

@@ -1,7 +1,7 @@
 //! `bt::target::core` against real cores: a small multithreaded C program is built
 //! with gcc and crashed in a worker thread, so the kernel writes the core.
 
-use bt::target::{core, TargetError};
+use bt::target::{TargetError, core};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,7 +111,11 @@ fn find_core(dir: &Path, pid: i32) -> PathBuf {
         if let Ok(rd) = std::fs::read_dir(&search) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let ok = if search == dir { name == "core" || name == format!("core.{pid}") } else { name.starts_with(&prefix) && name.contains(&pid_s) };
+                let ok = if search == dir {
+                    name == "core" || name == format!("core.{pid}")
+                } else {
+                    name.starts_with(&prefix) && name.contains(&pid_s)
+                };
                 if ok {
                     return e.path();
                 }
@@ -137,32 +141,63 @@ fn core_pattern_lock() -> std::fs::File {
     f
 }
 
+/// Runs `script` (a shell line that ends by exec'ing ./crashy) in `dir` with
+/// RLIMIT_CORE unlimited; returns (pid, crashing tid, core path).
+fn crash(dir: &Path, script: &str) -> (i32, i32, PathBuf) {
+    let _lock = core_pattern_lock();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -c unlimited && {script}"))
+        .current_dir(dir)
+        .output()
+        .expect("run sh");
+    assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "crashy should die of SIGSEGV: {:?}", out.status);
+    assert!(out.status.core_dumped(), "the kernel did not dump a core (RLIMIT_CORE? core_pattern?)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let field = |key: &str| -> i32 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key:?} in output {stdout:?}"))
+    };
+    let (pid, crash_tid) = (field("pid "), field("crash "));
+    let mut core = find_core(dir, pid);
+    if core.parent() != Some(dir) {
+        // core_pattern points elsewhere (another fixture's directory): take our core home.
+        let home = dir.join(format!("core.{pid}"));
+        if std::fs::rename(&core, &home).is_ok() {
+            core = home;
+        }
+    }
+    (pid, crash_tid, core)
+}
+
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = temp_dir("target-core");
         let exe = gcc(&dir, "crashy", CRASHY, &[]);
-        let _lock = core_pattern_lock();
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -c unlimited && exec ./crashy")
-            .current_dir(&dir)
-            .output()
-            .expect("run sh");
-        assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "crashy should die of SIGSEGV: {:?}", out.status);
-        assert!(out.status.core_dumped(), "the kernel did not dump a core (RLIMIT_CORE? core_pattern?)");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let field = |key: &str| -> i32 {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {key:?} in output {stdout:?}"))
-        };
-        let (pid, crash_tid) = (field("pid "), field("crash "));
-        let core = find_core(&dir, pid);
+        let (pid, crash_tid, core) = crash(&dir, "exec ./crashy");
         Fixture { dir, exe, core, pid, crash_tid }
     })
+}
+
+#[test]
+fn core_without_memory_still_has_threads() {
+    // coredump_filter 0: no anonymous memory, no ELF headers; only notes (and the vDSO).
+    let f = fixture();
+    let dir = f.dir.join("nomem");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(&f.exe, dir.join("crashy")).expect("copy exe");
+    let (pid, crash_tid, core) = crash(&dir, "echo 0 > /proc/self/coredump_filter && exec ./crashy");
+    let cap = core::open(&core, None).expect("open core");
+    assert_eq!((cap.process.pid, cap.threads.len(), cap.threads[0].tid), (pid, 5, crash_tid));
+    let missing = cap.problems.iter().filter(|p| p.message.contains("is not in the core")).count();
+    assert_eq!(missing, 5, "every stack is reported missing: {:?}", cap.problems);
+    // No ELF header in memory, so no build id: the executable is matched by name.
+    let cap = core::open(&core, Some(&dir.join("crashy"))).expect("matched by name");
+    assert!(cap.problems.iter().any(|p| p.message.contains("file name only")), "{:?}", cap.problems);
 }
 
 #[test]
@@ -284,6 +319,28 @@ fn truncated_real_core_never_panics() {
             Err(e) => panic!("cut {cut}: unexpected error {e}"),
         }
     }
+    // Random mutations of the headers and notes (a corrupt core, not only a short one).
+    let head = full[..notes_end].to_vec();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut b = head.clone();
+        for _ in 0..1 + next() % 8 {
+            let i = (next() % b.len() as u64) as usize;
+            b[i] = next() as u8;
+        }
+        if let Ok(cap) = core::from_bytes("mutated", Box::new(b), None) {
+            for t in &cap.threads {
+                let mut buf = [0u8; 64];
+                cap.memory.read(t.registers.rsp, &mut buf);
+            }
+        }
+    }
     // Truncated on disk, opened through the file path.
     let cut_path = f.dir.join("core.cut");
     std::fs::write(&cut_path, &full[..notes_end + (full.len() - notes_end) / 2]).expect("write");
@@ -313,6 +370,9 @@ fn garbage_files_are_errors() {
         let p = dir.join(format!("garbage{i}"));
         std::fs::write(&p, &bytes).expect("write");
         assert!(core::open(&p, None).is_err(), "garbage of {len} bytes parsed as a core");
+    }
+    for special in ["/dev/null", "/proc/self/stat", "/"] {
+        assert!(matches!(core::open(Path::new(special), None), Err(TargetError::NotACore { .. })), "{special}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

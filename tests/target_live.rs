@@ -2,12 +2,12 @@
 //! at test time is captured; every thread must be there with its stack copied, and
 //! the process must run on, unstopped, with no signal lost.
 
-use bt::target::{live, Capture, TargetError};
+use bt::target::{Capture, TargetError, live};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 const PROG: &str = r#"
@@ -52,6 +52,31 @@ static void *spinner(void *a) {
     for (;;) spins++;
 }
 static void *quick(void *a) { return a; }
+static void on_usr2(int s) {
+    (void)s;
+    volatile int here = 0;
+    printf("handler %p\n", (void *)&here);
+    fflush(stdout);
+    for (;;) { struct timespec ts = {10, 0}; nanosleep(&ts, 0); }
+}
+/* Handles SIGUSR2 on a sigaltstack and stays in the handler, as crash handlers do. */
+static void *alt(void *a) {
+    pthread_setname_np(pthread_self(), "alt");
+    /* "autodisarm": SS_AUTODISARM (1 << 31), as crash handlers use. */
+    int autodisarm = a != 0;
+    stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = autodisarm ? (int)(1u << 31) : 0};
+    sigaltstack(&ss, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr2;
+    sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGUSR2, &sa, 0);
+    volatile int local = 0;
+    printf("normal %p\n", (void *)&local);
+    report();
+    pthread_kill(pthread_self(), SIGUSR2);
+    return 0;
+}
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "threads";
@@ -69,6 +94,7 @@ int main(int argc, char **argv) {
     pthread_t t;
     for (long i = 0; i < n; i++) pthread_create(&t, 0, i % 2 ? waiter : sleeper, (void *)i);
     pthread_create(&t, 0, spinner, 0);
+    if (!strcmp(mode, "altstack")) pthread_create(&t, 0, alt, argc > 3 ? (void *)1 : 0);
     if (!strcmp(mode, "zombie")) pthread_exit(0);
     if (!strcmp(mode, "churn"))
         for (;;) { if (pthread_create(&t, 0, quick, 0) == 0) pthread_detach(t); }
@@ -114,6 +140,8 @@ fn program() -> &'static PathBuf {
 struct Target {
     child: Child,
     lines: Receiver<String>,
+    /// Lines read while looking for others.
+    stash: std::cell::RefCell<Vec<String>>,
     extra_pids: Vec<i32>,
 }
 
@@ -140,7 +168,7 @@ impl Target {
                 }
             }
         });
-        Target { child, lines, extra_pids: Vec::new() }
+        Target { child, lines, stash: Default::default(), extra_pids: Vec::new() }
     }
 
     fn pid(&self) -> i32 {
@@ -153,12 +181,27 @@ impl Target {
             .unwrap_or_else(|_| panic!("target printed no {what} within 10 s"))
     }
 
+    /// The next line starting with `prefix` (without it); other lines are stashed.
+    fn value(&self, prefix: &str) -> String {
+        let mut stash = self.stash.borrow_mut();
+        if let Some(i) = stash.iter().position(|l| l.starts_with(prefix)) {
+            return stash.remove(i)[prefix.len()..].to_string();
+        }
+        loop {
+            let l = self.line(prefix);
+            match l.strip_prefix(prefix) {
+                Some(v) => return v.to_string(),
+                None => stash.push(l),
+            }
+        }
+    }
+
     /// Waits for the `n` "tid N" lines the threads print once running.
     fn tids(&self, n: usize) -> Vec<i32> {
         (0..n)
             .map(|_| {
-                let l = self.line("tid line");
-                l.strip_prefix("tid ").and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("odd line {l:?}"))
+                let v = self.value("tid ");
+                v.parse().unwrap_or_else(|_| panic!("odd tid {v:?}"))
             })
             .collect()
     }
@@ -171,12 +214,7 @@ impl Target {
     }
 
     fn expect_pong(&self) {
-        loop {
-            let l = self.line("pong (the process did not run on, or lost the signal)");
-            if l == "pong" {
-                return;
-            }
-        }
+        self.value("pong");
     }
 }
 
@@ -267,6 +305,32 @@ fn captures_every_thread_and_leaves_the_process_running() {
         target.expect_pong();
         assert_running(target.pid());
     }
+}
+
+#[test]
+fn handler_on_a_sigaltstack_keeps_the_interrupted_stack() {
+    altstack(&["altstack", "2"]);
+    altstack(&["altstack", "2", "autodisarm"]);
+}
+
+fn altstack(args: &[&str]) {
+    let target = Target::spawn(args);
+    let tids = target.tids(5);
+    let hex = |v: String| u64::from_str_radix(v.trim_start_matches("0x"), 16).expect("hex address");
+    let normal = hex(target.value("normal "));
+    let handler = hex(target.value("handler "));
+    let cap = live::capture(target.pid(), &live::LiveOptions::default()).expect("capture");
+    assert_eq!(cap.threads.len(), tids.len());
+    let alt = cap.threads.iter().find(|t| t.name == "alt").expect("alt thread");
+    let rsp = alt.registers.rsp;
+    assert!(rsp <= handler && handler - rsp < 65536, "rsp {rsp:#x} is on the altstack near {handler:#x}");
+    assert!(
+        cap.memory.read_u64(normal).is_some(),
+        "the interrupted code's stack at {normal:#x} was copied too; problems {:?}",
+        cap.problems
+    );
+    assert_running(target.pid());
+    target.ping();
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! name indexes are never touched, so never decompressed.
 
 use super::elf::{Image, Reader, SharedBytes};
+use gimli::Reader as _;
+use std::collections::HashMap;
 
 /// One source-level frame for an address: innermost inlined call first, the
 /// physical function last.
@@ -16,6 +18,7 @@ pub(crate) struct SourceFrame {
 }
 
 pub(crate) type Context = addr2line::Context<Reader>;
+
 
 fn needed(id: gimli::SectionId) -> bool {
     use gimli::SectionId::*;
@@ -37,34 +40,237 @@ fn needed(id: gimli::SectionId) -> bool {
 /// Builds the addr2line context for `image` (the module or its debug file). This
 /// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
 pub(crate) fn context(image: &Image) -> Result<Context, String> {
+    use gimli::SectionId::*;
+    let ids = [
+        DebugAbbrev, DebugAddr, DebugAranges, DebugInfo, DebugLine, DebugLineStr, DebugRanges, DebugRngLists, DebugStr,
+        DebugStrOffsets,
+    ];
+    debug_assert!(ids.iter().all(|id| needed(*id)));
+    // Compressed sections (distribution debug files are zlib-compressed) are inflated in
+    // parallel: inflating .debug_info dominates the cost of a first lookup in libc.
+    let names: Vec<&str> = ids.iter().map(|id| id.name()).collect();
+    let compressed = image.compressed(&names);
+    let loaded: Vec<(gimli::SectionId, Option<SharedBytes>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .filter(|id| compressed.contains(&id.name()))
+            .map(|&id| (id, s.spawn(move || image.section_data(id.name()))))
+            .collect();
+        let mut out: Vec<_> = ids
+            .iter()
+            .filter(|id| !compressed.contains(&id.name()))
+            .map(|&id| (id, image.section_data(id.name())))
+            .collect();
+        out.extend(handles.into_iter().map(|(id, h)| (id, h.join().ok().flatten())));
+        out
+    });
     let empty = SharedBytes::owned(Vec::new());
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let bytes = if needed(id) { image.section_data(id.name()) } else { None };
+        let bytes = loaded.iter().find(|(i, _)| *i == id).and_then(|(_, b)| b.clone());
         Ok(Reader::new(bytes.unwrap_or_else(|| empty.clone()), gimli::LittleEndian))
     };
-    let dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;
+    let mut dwarf = gimli::Dwarf::load(load).map_err(|e| e.to_string())?;
+    // Units that share an abbreviation table (common with dwz and some linkers) parse it once.
+    dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
     Context::from_dwarf(dwarf).map_err(|e| e.to_string())
 }
 
 /// The source frames at link-time address `probe`; empty when DWARF has nothing.
-pub(crate) fn frames(ctx: &Context, probe: u64) -> Vec<SourceFrame> {
+///
+/// Function names are gdb's: the DIE's `DW_AT_name` qualified by its enclosing
+/// namespaces and classes (`pipeline::reduce<long int, …>`, `std::panicking::panic_handler`),
+/// not the demangled linkage name (which adds return types and parameter lists, and
+/// for Rust may name an export alias such as `rust_begin_unwind`). The linkage name
+/// (demangled) is the fallback when the DIE tree cannot be followed.
+pub(crate) fn frames(ctx: &Context, names: &mut NameCache, probe: u64) -> Vec<SourceFrame> {
     let mut out = Vec::new();
+    let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads();
     let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
-    // A corrupt DIE tree must not make us loop: the inline depth is tiny in practice.
     while let Ok(Some(f)) = iter.next() {
-        let function = f
-            .function
-            .as_ref()
-            .and_then(|n| n.demangle().ok())
-            .map(|n| n.into_owned());
+        let qualified = match (unit, f.dw_die_offset) {
+            (Some(u), Some(off)) => {
+                let key = (u.unit.header.offset().0, off.0);
+                match names.names.get(&key) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = qualified_name(u, off, &mut names.scopes);
+                        names.names.insert(key, n.clone());
+                        n
+                    }
+                }
+            }
+            _ => None,
+        };
+        let function = qualified.or_else(|| f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned()));
         let (file, line, column) = match &f.location {
             Some(l) => (l.file.map(str::to_string), l.line, l.column.filter(|c| *c > 0)),
             None => (None, None, None),
         };
-        out.push(SourceFrame { function, file, line, column });
+        let mut sf = SourceFrame { function, file, line, column };
+        if out.is_empty() {
+            // The innermost location comes from the line table: use gdb's choice of row.
+            if let Some(u) = unit {
+                let key = u.unit.header.offset().0;
+                let lines = names.lines.entry(key).or_insert_with(|| super::lines::UnitLines::build(u));
+                if let Some((file, line)) = lines.lookup(probe) {
+                    if sf.file.as_deref() != Some(file) || sf.line != Some(line) {
+                        sf.column = None;
+                    }
+                    sf.file = Some(file.to_string());
+                    sf.line = Some(line);
+                }
+            }
+        }
+        out.push(sf);
+        // A corrupt DIE tree must not make us loop: the inline depth is tiny in practice.
         if out.len() >= 256 {
             break;
         }
     }
     out
+}
+
+/// Qualified names already computed, by (unit offset, DIE offset), and the scope
+/// index of each unit that needed one.
+#[derive(Default)]
+pub(crate) struct NameCache {
+    names: HashMap<(usize, usize), Option<String>>,
+    scopes: ScopeCache,
+    /// gdb-style line tables of the units looked up so far.
+    lines: HashMap<usize, super::lines::UnitLines>,
+}
+
+type ScopeCache = HashMap<usize, ScopeIndex>;
+
+fn die_name(unit: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<String> {
+    let v = e.attr_value(gimli::DW_AT_name)?;
+    Some(unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned())
+}
+
+/// `DW_AT_name` of the function DIE at `off` (following abstract origin and
+/// specification links within the unit), prefixed with its scopes.
+fn qualified_name(unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize>, scopes: &mut ScopeCache) -> Option<String> {
+    let mut target = off;
+    let mut name = None;
+    for _ in 0..8 {
+        let e = unit.entry(target).ok()?;
+        // An unmangled linkage name (a C asm label such as `__GI_raise`) is what gdb shows.
+        if let Some(v) = e.attr_value(gimli::DW_AT_linkage_name).or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name)) {
+            let l = unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned();
+            if !l.starts_with("_Z") && !l.starts_with("_R") {
+                return Some(l);
+            }
+        }
+        if name.is_none() {
+            name = die_name(unit, &e);
+        }
+        let link = e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification));
+        match link {
+            Some(gimli::AttributeValue::UnitRef(o)) => target = o,
+            Some(_) => return None, // another unit: leave it to the linkage name
+            None => break,
+        }
+    }
+    let name = name?;
+    let key = unit.unit.header.offset().0;
+    scopes.entry(key).or_insert_with(|| {
+        
+        scope_index(unit).unwrap_or_default()
+    });
+    let index = scopes.get(&key)?;
+    // Ranges are sorted by start and nested, so the enclosing ones come outermost first.
+    let mut parts: Vec<&str> =
+        index.iter().take_while(|r| r.0 <= target.0).filter(|r| target.0 < r.1).map(|r| r.2.as_str()).collect();
+    parts.push(&name);
+    Some(parts.join("::"))
+}
+
+/// The scope DIEs (namespaces, classes, structs, unions) of one unit as offset
+/// ranges `[start, end)` covering their subtrees, with their names.
+type ScopeIndex = Vec<(usize, usize, String)>;
+
+/// One raw pass over a unit's DIEs (attributes skipped except scope names). Producers
+/// like LLVM emit no DW_AT_sibling, so per-function tree searches would re-read the
+/// unit each time; this reads it once per unit.
+fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
+    let mut raw = unit.entries_raw(None)?;
+    let mut open: Vec<(isize, usize, Option<String>)> = Vec::new();
+    let mut out = Vec::new();
+    while !raw.is_empty() {
+        let depth = raw.next_depth();
+        let off = raw.next_offset().0;
+        while open.last().is_some_and(|top| top.0 >= depth) {
+            if let Some((_, start, Some(name))) = open.pop() {
+                out.push((start, off, name));
+            }
+        }
+        let Some(abbrev) = raw.read_abbreviation()? else { continue };
+        let tag = abbrev.tag();
+        let is_scope = matches!(
+            tag,
+            gimli::DW_TAG_namespace | gimli::DW_TAG_class_type | gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+        );
+        if is_scope && abbrev.has_children() {
+            let mut name = None;
+            for spec in abbrev.attributes() {
+                let attr = raw.read_attribute(*spec)?;
+                if attr.name() == gimli::DW_AT_name {
+                    name = unit.attr_string(attr.value()).ok().and_then(|r| r.to_string_lossy().ok().map(|c| c.into_owned()));
+                }
+            }
+            if name.is_none() && tag == gimli::DW_TAG_namespace {
+                name = Some("(anonymous namespace)".into());
+            }
+            open.push((depth, off, name));
+        } else {
+            raw.skip_attributes(abbrev.attributes())?;
+        }
+    }
+    for (_, start, name) in open {
+        if let Some(name) = name {
+            out.push((start, usize::MAX, name));
+        }
+    }
+    out.sort_by_key(|r| r.0);
+    Ok(out)
+}
+
+/// True when DWARF describes a tail call whose return pc would be `after` (the address
+/// right after a `jmp`): a `DW_TAG_call_site` (or GNU's pre-DWARF-5 tag) with the
+/// tail-call flag, inside the function containing `after - 1`. gdb builds tail-call
+/// frames only from this information, so the unwinder asks before adding one.
+pub(crate) fn is_tail_call_site(ctx: &Context, after: u64) -> bool {
+    let probe = after.wrapping_sub(1);
+    let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return false };
+    let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return false };
+    let mut function = None;
+    while let Ok(Some(f)) = iter.next() {
+        function = f.dw_die_offset.or(function);
+    }
+    let Some(function) = function else { return false };
+    let Ok(mut cursor) = unit.entries_at_offset(function) else { return false };
+    let mut seen = 0usize;
+    let mut base = None;
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        // Depths are relative to the cursor's start; leaving the function's subtree ends it.
+        let depth = e.depth();
+        let base = *base.get_or_insert(depth);
+        seen += 1;
+        if (depth <= base && seen > 1) || seen > 200_000 {
+            break;
+        }
+        let tag = e.tag();
+        if tag != gimli::DW_TAG_call_site && tag != gimli::DW_TAG_GNU_call_site {
+            continue;
+        }
+        let pc = e
+            .attr_value(gimli::DW_AT_call_return_pc)
+            .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
+            .and_then(|v| unit.attr_address(v).ok().flatten());
+        let tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
+        if pc == Some(after) && matches!(tail, Some(gimli::AttributeValue::Flag(true))) {
+            return true;
+        }
+    }
+    false
 }

@@ -300,16 +300,30 @@ impl Image {
         Some(SharedBytes::owned(data.into_owned()))
     }
 
+    /// Names of the SHF_COMPRESSED sections among `names`.
+    pub(crate) fn compressed<'n>(&self, names: &[&'n str]) -> Vec<&'n str> {
+        let Ok(file) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes) else { return Vec::new() };
+        names
+            .iter()
+            .copied()
+            .filter(|n| {
+                file.section_by_name(n)
+                    .and_then(|s| s.compressed_file_range().ok())
+                    .is_some_and(|c| c.format != object::CompressionFormat::None)
+            })
+            .collect()
+    }
+
     /// Copies code/data bytes at link-time address `vaddr` from the file image.
     /// Returns how many leading bytes were available.
     pub(crate) fn read_vaddr(&self, vaddr: u64, buf: &mut [u8]) -> usize {
         let Some(seg) = self.headers.loads.iter().find(|s| vaddr >= s.vaddr && vaddr - s.vaddr < s.filesz) else {
             return 0;
         };
-        let off = (seg.offset + (vaddr - seg.vaddr)) as usize;
+        let Some(off) = seg.offset.checked_add(vaddr - seg.vaddr).map(|o| o as usize) else { return 0 };
         let avail = (seg.filesz - (vaddr - seg.vaddr)) as usize;
         let n = buf.len().min(avail);
-        match self.bytes.get(off..off + n) {
+        match self.bytes.get(off..off.saturating_add(n)) {
             Some(src) => {
                 buf[..n].copy_from_slice(src);
                 n

@@ -9,6 +9,7 @@
 mod debugfile;
 mod dwarf;
 pub(crate) mod elf;
+mod lines;
 mod names;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
@@ -16,6 +17,7 @@ use crate::target::Memory;
 use elf::{Headers, Image, SharedBytes};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Demangles a C++ or Rust (legacy and v0) linkage name; other names come back unchanged.
@@ -52,10 +54,12 @@ pub(crate) struct Entry {
     headers: Option<Headers>,
     image: OnceLock<Option<Image>>,
     debug_file: OnceLock<Option<Image>>,
-    dwarf: OnceLock<Option<Mutex<dwarf::Context>>>,
+    dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
     symbols: OnceLock<names::SymbolIndex>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
+    /// The "no debug info" problem is reported once.
+    no_debug_reported: AtomicBool,
 }
 
 /// What one lookup pc resolves to (cached; shared by every thread with that pc).
@@ -228,9 +232,12 @@ impl ModuleSet {
                 return vec![frame];
             }
         }
-        let n = res.frames.len();
+        // A tail-call frame (reconstructed by the unwinder: a caller frame with no
+        // recovered registers) shows only its innermost function, as gdb does.
+        let tail_call = frame.trust != Trust::Context && frame.registers.is_empty() && !frame.inlined;
+        let n = if tail_call { res.frames.len().min(1) } else { res.frames.len() };
         let mut out = Vec::with_capacity(n.max(1));
-        for (i, sf) in res.frames.iter().enumerate() {
+        for (i, sf) in res.frames.iter().take(n).enumerate() {
             let mut f = if i + 1 == n {
                 std::mem::take(&mut frame)
             } else {
@@ -271,6 +278,15 @@ impl ModuleSet {
                 }
                 let dbg = self.debug_file(i);
                 let dwarf_from = if img.has_debug_info { Some(img) } else { dbg.filter(|d| d.has_debug_info) };
+                if m.is_executable && dwarf_from.is_none() && !e.no_debug_reported.swap(true, Ordering::Relaxed) {
+                    self.problem(
+                        i,
+                        format!(
+                            "no debug info for the executable {} (nor a separate debug file): functions come from the symbol table, without files and lines",
+                            e.record.path
+                        ),
+                    );
+                }
                 m.debug = DebugInfo {
                     found: dwarf_from.is_some(),
                     path: dwarf_from.map(|d| d.path.display().to_string()),
@@ -325,6 +341,32 @@ impl ModuleSet {
         img.read_vaddr(addr.wrapping_sub(self.entries[idx].record.load_bias), buf)
     }
 
+    /// Runtime [start, end) of the symbol-table function containing `addr`.
+    pub(crate) fn symbol_range(&self, addr: u64) -> Option<(u64, u64)> {
+        let idx = self.find(addr)?;
+        let bias = self.entries[idx].record.load_bias;
+        let images = self.symbol_images(idx);
+        let (start, size) = self.symbols(idx, &images).range_of(addr.wrapping_sub(bias))?;
+        Some((start.wrapping_add(bias), start.wrapping_add(bias).wrapping_add(size)))
+    }
+
+    /// True when the module's DWARF records a tail call returning to `after` (see
+    /// `dwarf::is_tail_call_site`).
+    pub(crate) fn is_tail_call_site(&self, after: u64) -> bool {
+        let Some(idx) = self.find(after.wrapping_sub(1)) else { return false };
+        let vaddr = after.wrapping_sub(self.entries[idx].record.load_bias);
+        let Some(ctx) = self.dwarf(idx) else { return false };
+        ctx.lock().is_ok_and(|g| dwarf::is_tail_call_site(&g.0, vaddr))
+    }
+
+    /// True when `addr` is inside a PLT section of its module.
+    pub(crate) fn in_plt(&self, addr: u64) -> bool {
+        self.find(addr).is_some_and(|idx| {
+            let bias = self.entries[idx].record.load_bias;
+            self.image(idx).is_some_and(|img| img.in_plt(addr.wrapping_sub(bias)))
+        })
+    }
+
     /// Runtime start address of the symbol-table function containing `addr`.
     pub(crate) fn symbol_start(&self, addr: u64) -> Option<u64> {
         let idx = self.find(addr)?;
@@ -357,8 +399,8 @@ impl ModuleSet {
                         return None;
                     }
                 };
-                if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id) {
-                    if want != have {
+                if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id)
+                    && want != have {
                         self.problem(
                             idx,
                             format!(
@@ -370,7 +412,6 @@ impl ModuleSet {
                         );
                         return None;
                     }
-                }
                 Some(img)
             })
             .as_ref()
@@ -398,14 +439,14 @@ impl ModuleSet {
             .as_ref()
     }
 
-    fn dwarf(&self, idx: usize) -> Option<&Mutex<dwarf::Context>> {
+    fn dwarf(&self, idx: usize) -> Option<&Mutex<(dwarf::Context, dwarf::NameCache)>> {
         self.entries[idx]
             .dwarf
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
                 match dwarf::context(src) {
-                    Ok(ctx) => Some(Mutex::new(ctx)),
+                    Ok(ctx) => Some(Mutex::new((ctx, dwarf::NameCache::default()))),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
                         None
@@ -438,11 +479,11 @@ impl ModuleSet {
             return r;
         }
         let mut res = Resolved::default();
-        if let Some(ctx) = self.dwarf(idx) {
-            if let Ok(ctx) = ctx.lock() {
-                res.frames = dwarf::frames(&ctx, probe);
+        if let Some(ctx) = self.dwarf(idx)
+            && let Ok(mut guard) = ctx.lock() {
+                let (ctx, names) = &mut *guard;
+                res.frames = dwarf::frames(ctx, names, probe);
             }
-        }
         let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
         if !has_name {
             let images = self.symbol_images(idx);
@@ -479,6 +520,7 @@ impl Entry {
             dwarf: OnceLock::new(),
             symbols: OnceLock::new(),
             unwind: Default::default(),
+            no_debug_reported: AtomicBool::new(false),
         }
     }
 }

@@ -9,18 +9,15 @@ pub(crate) fn demangle(name: &str) -> String {
     // Folklore: symbol versions may be glued on (`memcpy@GLIBC_2.14`, `foo@@V2`); keep them
     // out of the demangler and drop them, as gdb prints the plain name.
     let base = name.split('@').next().unwrap_or(name);
-    if base.starts_with("_R") || (base.starts_with("_ZN") && is_rust_legacy(base)) {
-        if let Ok(d) = rustc_demangle::try_demangle(base) {
+    if (base.starts_with("_R") || (base.starts_with("_ZN") && is_rust_legacy(base)))
+        && let Ok(d) = rustc_demangle::try_demangle(base) {
             return format!("{d:#}");
         }
-    }
-    if base.starts_with("_Z") {
-        if let Ok(sym) = cpp_demangle::Symbol::new(base) {
-            if let Ok(d) = sym.demangle() {
+    if base.starts_with("_Z")
+        && let Ok(sym) = cpp_demangle::Symbol::new(base)
+            && let Ok(d) = sym.demangle() {
                 return d;
             }
-        }
-    }
     base.to_string()
 }
 
@@ -42,7 +39,7 @@ struct Sym {
     source: u8,
     global: bool,
     /// Byte range of the name inside that image's mapped bytes.
-    name_off: u32,
+    name_off: usize,
     name_len: u32,
 }
 
@@ -93,8 +90,8 @@ impl SymbolIndex {
                     size: s.size(),
                     source: source as u8,
                     global: s.is_global(),
-                    name_off: off as u32,
-                    name_len: name.len() as u32,
+                    name_off: off,
+                    name_len: name.len().min(u32::MAX as usize) as u32,
                 });
             };
             for s in file.symbols() {
@@ -123,8 +120,15 @@ impl SymbolIndex {
             return None;
         }
         let img = images.get(s.source as usize)?;
-        let raw = img.bytes.get(s.name_off as usize..(s.name_off + s.name_len) as usize)?;
+        let raw = img.bytes.get(s.name_off..s.name_off.saturating_add(s.name_len as usize))?;
         Some(SymbolHit { name: demangle(&String::from_utf8_lossy(raw)), offset: vaddr - s.addr })
+    }
+
+    /// Start and size of the sized symbol containing `vaddr`.
+    pub(crate) fn range_of(&self, vaddr: u64) -> Option<(u64, u64)> {
+        let idx = self.syms.partition_point(|s| s.addr <= vaddr).checked_sub(1)?;
+        let s = self.syms[idx];
+        (s.size > 0 && vaddr - s.addr < s.size).then_some((s.addr, s.size))
     }
 
     /// Start address of the symbol containing `vaddr`, if any.

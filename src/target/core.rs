@@ -6,7 +6,7 @@
 //! garbage) and every outcome is a value, never a panic. A core whose segments run
 //! past the end of the file is served as far as it goes, with a [`Problem`].
 
-use super::{procfs, signals, Capture, Memory, TargetError, ThreadState};
+use super::{Capture, Memory, TargetError, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Process, Registers, Scope, Signal, Source};
 use std::path::Path;
 
@@ -152,7 +152,10 @@ struct RawThread {
 struct Notes {
     threads: Vec<RawThread>,
     psinfo: Option<PsInfo>,
-    siginfo: Option<Vec<u8>>,
+    /// NT_SIGINFO notes with the index of the NT_PRSTATUS thread they follow.
+    /// Folklore: the kernel writes one, after the dumping thread's NT_PRSTATUS;
+    /// gdb's gcore writes one after every thread's.
+    siginfos: Vec<(Option<usize>, Vec<u8>)>,
     auxv: Vec<(u64, u64)>,
     files: Vec<FileEntry>,
 }
@@ -163,6 +166,10 @@ struct Notes {
 pub fn open(path: &Path, exe: Option<&Path>) -> Result<Capture, TargetError> {
     let name = path.display().to_string();
     let io = |source| TargetError::Io { path: name.clone(), source };
+    // Checked before open(): opening a FIFO would block.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(TargetError::NotACore { path: name, reason: "not a regular file".into() });
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len < EHDR_SIZE as u64 {
@@ -246,10 +253,8 @@ pub fn from_bytes(
     let fit = ((bytes.len() - phoff) / PHDR_SIZE) as u64;
     if fit < phnum {
         truncated = true;
-        problems.push(Problem::new(
-            Scope::Snapshot,
-            format!("core truncated: {fit} of {phnum} program headers present"),
-        ));
+        problems
+            .push(Problem::new(Scope::Snapshot, format!("core truncated: {fit} of {phnum} program headers present")));
     }
     let phnum = phnum.min(fit) as usize;
 
@@ -285,7 +290,7 @@ pub fn from_bytes(
         }
     }
     let declared: u64 = loads.iter().map(|s| s.filesz).fold(0, u64::saturating_add);
-    let present: u64 = loads.iter().map(|s| s.present).sum();
+    let present: u64 = loads.iter().map(|s| s.present).fold(0, u64::saturating_add);
     if present < declared {
         truncated = true;
         problems.push(Problem::new(
@@ -310,10 +315,16 @@ pub fn from_bytes(
     let auxv = std::mem::take(&mut notes.auxv);
     let memory = CoreMemory::new(data, &loads);
     let faulted_idx = faulting_thread(&notes.threads);
-    let any_signal = notes.siginfo.is_some() || notes.threads.iter().any(|t| t.cursig != 0);
+    let siginfo = notes
+        .siginfos
+        .iter()
+        .find(|(t, _)| *t == Some(faulted_idx))
+        .or(notes.siginfos.first())
+        .map(|(_, raw)| raw.as_slice());
+    let any_signal = siginfo.is_some() || notes.threads.iter().any(|t| t.cursig != 0);
     let faulted_tid = notes.threads[faulted_idx].tid;
 
-    let signal = match &notes.siginfo {
+    let signal = match siginfo {
         Some(raw) => signals::from_siginfo(raw, faulted_tid),
         None => {
             let cursig = notes.threads[faulted_idx].cursig;
@@ -339,7 +350,10 @@ pub fn from_bytes(
 
     let psinfo = notes.psinfo.take();
     if psinfo.is_none() {
-        problems.push(Problem::new(Scope::Snapshot, "core has no NT_PRPSINFO: pid guessed as the lowest tid, no command line"));
+        problems.push(Problem::new(
+            Scope::Snapshot,
+            "core has no NT_PRPSINFO: pid guessed as the lowest tid, no command line",
+        ));
     }
     let psinfo = psinfo.unwrap_or_else(|| PsInfo {
         // The main thread's tid is the pid, and is normally the lowest.
@@ -362,6 +376,17 @@ pub fn from_bytes(
         });
     }
 
+    for t in &threads {
+        if memory.read_u64(t.registers.rsp).is_none() {
+            problems.push(Problem::new(
+                Scope::Thread(t.tid),
+                format!(
+                    "stack of thread {} at {:#x} is not in the core (truncated, or left out by coredump_filter)",
+                    t.tid, t.registers.rsp
+                ),
+            ));
+        }
+    }
     let main_rsp = notes.threads.iter().find(|t| t.tid == psinfo.pid).map(|t| t.registers.rsp);
     let maps = build_maps(&loads, &notes.files, &auxv, main_rsp);
 
@@ -371,7 +396,8 @@ pub fn from_bytes(
     });
     let core_exe = exe_entry.map(|f| f.path.clone());
     if core_exe.is_none() {
-        problems.push(Problem::new(Scope::Snapshot, "executable not found in the core (no NT_FILE entry holds AT_ENTRY)"));
+        problems
+            .push(Problem::new(Scope::Snapshot, "executable not found in the core (no NT_FILE entry holds AT_ENTRY)"));
     }
 
     let mut process = Process {
@@ -478,7 +504,7 @@ fn parse_notes(seg: &[u8], notes: &mut Notes, problems: &mut Vec<Problem>) {
                     psargs: cstr(&desc[56..56 + PRARGSZ]).trim_end().to_string(),
                 })
             }
-            NT_SIGINFO => notes.siginfo = Some(desc.to_vec()),
+            NT_SIGINFO => notes.siginfos.push((notes.threads.len().checked_sub(1), desc.to_vec())),
             NT_AUXV => notes.auxv = procfs::parse_auxv(desc),
             NT_FILE => match parse_nt_file(desc) {
                 Ok(files) => notes.files = files,
@@ -669,11 +695,8 @@ fn check_exe(
     fname: &str,
     problems: &mut Vec<Problem>,
 ) -> Result<(), TargetError> {
-    let mismatch = |reason: String| TargetError::ExeMismatch {
-        core: core.to_string(),
-        exe: exe.display().to_string(),
-        reason,
-    };
+    let mismatch =
+        |reason: String| TargetError::ExeMismatch { core: core.to_string(), exe: exe.display().to_string(), reason };
     let io = |source| TargetError::Io { path: exe.display().to_string(), source };
     let file = std::fs::File::open(exe).map_err(io)?;
     // SAFETY: read-only map of a file we only parse; see `open` about truncation.
@@ -681,11 +704,7 @@ fn check_exe(
     let obj = object::File::parse(&*map).map_err(|e| mismatch(format!("not an ELF file ({e})")))?;
     let file_build_id = object::Object::build_id(&obj).ok().flatten();
     if let (Some(f), Some(c)) = (file_build_id, core_build_id) {
-        return if f == c {
-            Ok(())
-        } else {
-            Err(mismatch(format!("build id {}, core has {}", hex(f), hex(c))))
-        };
+        return if f == c { Ok(()) } else { Err(mismatch(format!("build id {}, core has {}", hex(f), hex(c)))) };
     }
     // No build id on one side: fall back to names. pr_fname is the first 15 bytes
     // of the executable's file name (unless the program renamed itself).
@@ -695,7 +714,10 @@ fn check_exe(
     let by_path = core_name.as_deref() == Some(exe_name.as_str());
     let by_fname = !fname.is_empty() && fname == short;
     if core_name.is_none() && fname.is_empty() {
-        problems.push(Problem::new(Scope::Snapshot, format!("cannot check that {} dumped this core: no build id, no name", exe.display())));
+        problems.push(Problem::new(
+            Scope::Snapshot,
+            format!("cannot check that {} dumped this core: no build id, no name", exe.display()),
+        ));
         return Ok(());
     }
     if by_path || by_fname {
@@ -836,9 +858,13 @@ mod tests {
             .note(b"CORE", NT_PRPSINFO, &psinfo(100, "crashy", "./crashy a b"))
             .note(b"CORE", NT_SIGINFO, &siginfo(11, 1, 0x10))
             .note(b"CORE", NT_AUXV, &auxv)
-            .note(b"CORE", NT_FILE, &nt_file(&[(0x40_0000, 0x40_1000, 0, "/bin/crashy"), (0x40_1000, 0x40_2000, 1, "/bin/crashy")]))
+            .note(
+                b"CORE",
+                NT_FILE,
+                &nt_file(&[(0x40_0000, 0x40_1000, 0, "/bin/crashy"), (0x40_1000, 0x40_2000, 1, "/bin/crashy")]),
+            )
             .note(b"LINUX", 0x202, &[0; 64])
-            .prstatus(101, 11, 0x40_1200, 0x7ffe_8000)
+            .prstatus(101, 11, 0x40_1200, 0x7ffe_0180)
             .load(0x40_0000, PF_R, &[0x7f; 16], 0x1000)
             .load(0x40_1000, PF_R | PF_X, &[], 0x1000)
             .load(0x7ffe_0000, PF_R | PF_W, &[0xaa; 0x200], 0x200)
@@ -854,7 +880,10 @@ mod tests {
         assert_eq!(cap.threads[0].registers.rip, 0x40_1100);
         assert_eq!(cap.threads[1].name, "crashy");
         let sig = cap.signal.expect("signal");
-        assert_eq!((sig.name.as_str(), sig.code_name.as_str(), sig.fault_address, sig.tid), ("SIGSEGV", "SEGV_MAPERR", Some(0x10), 100));
+        assert_eq!(
+            (sig.name.as_str(), sig.code_name.as_str(), sig.fault_address, sig.tid),
+            ("SIGSEGV", "SEGV_MAPERR", Some(0x10), 100)
+        );
         assert_eq!(cap.process.pid, 100);
         assert_eq!(cap.process.exe, "/bin/crashy");
         assert_eq!(cap.process.cmdline, ["./crashy", "a", "b"]);
@@ -877,6 +906,23 @@ mod tests {
     }
 
     #[test]
+    fn siginfo_belongs_to_the_thread_it_follows() {
+        // gcore style: one NT_SIGINFO after each thread's NT_PRSTATUS.
+        let core = Builder::new()
+            .prstatus(10, 0, 1, 2)
+            .note(b"CORE", NT_SIGINFO, &siginfo(0, 0, 0))
+            .prstatus(11, 11, 3, 4)
+            .note(b"CORE", NT_SIGINFO, &siginfo(11, 2, 0x20))
+            .prstatus(12, 0, 5, 6)
+            .note(b"CORE", NT_SIGINFO, &siginfo(0, 0, 0))
+            .build();
+        let cap = parse(core).expect("core parses");
+        let sig = cap.signal.expect("signal");
+        assert_eq!((sig.tid, sig.code_name.as_str(), sig.fault_address), (11, "SEGV_ACCERR", Some(0x20)));
+        assert_eq!((cap.threads[0].tid, cap.threads[0].faulted), (11, true));
+    }
+
+    #[test]
     fn faulting_thread_from_cursig_when_unique() {
         let core = Builder::new().prstatus(10, 0, 1, 2).prstatus(11, 6, 3, 4).prstatus(12, 0, 5, 6).build();
         let cap = parse(core).expect("core parses");
@@ -887,6 +933,7 @@ mod tests {
         // No signal anywhere: nobody is marked.
         let cap = parse(Builder::new().prstatus(10, 0, 1, 2).prstatus(11, 0, 3, 4).build()).expect("core parses");
         assert!(cap.signal.is_none() && cap.threads.iter().all(|t| !t.faulted));
+        assert_eq!(cap.problems.iter().filter(|p| p.message.contains("not in the core")).count(), 2, "no stack memory");
     }
 
     #[test]
@@ -952,6 +999,20 @@ mod tests {
         let huge = Builder::new().prstatus(1, 0, 0, 0).note(b"CORE", NT_FILE, &[0xff; 40]).build();
         let cap = parse(huge).expect("bad NT_FILE is a problem");
         assert!(cap.problems.iter().any(|p| p.message.contains("NT_FILE")));
+    }
+
+    #[test]
+    fn pn_xnum_count_from_section_header() {
+        let mut b = sample().build();
+        let phnum = u16_at(&b, 56).expect("e_phnum");
+        let shoff = b.len() as u64;
+        let mut sh = vec![0u8; SHDR_SIZE];
+        sh[44..48].copy_from_slice(&u32::from(phnum).to_le_bytes());
+        b.extend_from_slice(&sh);
+        b[40..48].copy_from_slice(&shoff.to_le_bytes());
+        b[56..58].copy_from_slice(&PN_XNUM.to_le_bytes());
+        let cap = parse(b).expect("PN_XNUM core parses");
+        assert_eq!((cap.threads.len(), cap.maps.len()), (2, 4));
     }
 
     #[test]

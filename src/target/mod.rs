@@ -1,6 +1,18 @@
 //! Where process state comes from: a live process frozen with ptrace ([`live`]) or an
 //! ELF core file ([`core`]). Both produce a [`Capture`]; the unwinder and symbolizer
 //! read memory through the one [`Memory`] trait and never know which it was.
+//!
+//! What the two sources hold differs, and consumers should know it:
+//! - a core's memory is every PT_LOAD segment the kernel dumped (anonymous memory,
+//!   the first page of each ELF mapping, the vDSO); file-backed text is usually not
+//!   dumped, so code bytes come from the files, not from [`Memory`];
+//! - a live capture's memory is only what was copied while the threads were
+//!   stopped: each thread's stack from `rsp - 128` to the end of its mapping
+//!   (capped), the stack interrupted by a handler running on a sigaltstack, and
+//!   the vDSO. Anything else reads short.
+//!
+//! A [`Capture`] is never all-or-nothing: what could not be read is a [`Problem`];
+//! errors ([`TargetError`]) are for "there is no target to speak of".
 
 pub mod core;
 pub mod live;
@@ -81,6 +93,11 @@ impl CopiedMemory {
         self.regions.iter().map(|(a, b)| (*a, b.as_slice()))
     }
 
+    /// The regions, by value (to move them into another `CopiedMemory`).
+    pub fn into_regions(self) -> Vec<(u64, Vec<u8>)> {
+        self.regions
+    }
+
     pub fn total_bytes(&self) -> usize {
         self.regions.iter().map(|(_, b)| b.len()).sum()
     }
@@ -113,12 +130,16 @@ impl Memory for CopiedMemory {
 pub enum TargetError {
     #[error("no such process: {pid}")]
     NoSuchProcess { pid: i32 },
-    #[error("attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)")]
+    #[error(
+        "attaching to pid {pid}: permission denied (need root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)"
+    )]
     PermissionDenied { pid: i32 },
     #[error("attaching to pid {pid}: already traced by pid {tracer} (a debugger or strace?); detach it first")]
     AlreadyTraced { pid: i32, tracer: i32 },
     #[error("attaching to pid {pid}: {source}")]
     Attach { pid: i32, source: nix::Error },
+    #[error("process {pid} has exited (a zombie waiting for its parent to reap it)")]
+    Exited { pid: i32 },
     #[error("pid {pid} is a kernel thread: it has no user space to trace")]
     KernelThread { pid: i32 },
     #[error("pid {pid} is bt itself")]

@@ -352,7 +352,8 @@ mod tests {
 
     #[test]
     fn status_limits_meminfo_loadavg() {
-        let status = "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t1000\t1000\t1000\nVmRSS:\t    1024 kB\n";
+        let status =
+            "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t1000\t1000\t1000\nVmRSS:\t    1024 kB\n";
         assert_eq!(
             parse_status(status, STATUS_KEYS),
             [
@@ -368,7 +369,12 @@ mod tests {
                       Max core file size        0                    unlimited            bytes     \n\
                       Max nice priority         0                    0                    \n";
         let got = parse_limits(limits);
-        let l = |n: &str, s: &str, h: &str, u: &str| Limit { name: n.into(), soft: s.into(), hard: h.into(), units: u.into() };
+        let l = |n: &str, s: &str, h: &str, u: &str| Limit {
+            name: n.into(),
+            soft: s.into(),
+            hard: h.into(),
+            units: u.into(),
+        };
         assert_eq!(
             got,
             [

@@ -64,6 +64,8 @@ pub(crate) struct Rule {
     pub ra_register: u16,
     /// CIE augmentation 'S': this frame is a signal trampoline.
     pub signal: bool,
+    /// Link-time start of the FDE (usually the function's entry).
+    pub fde_start: u64,
 }
 
 const RULE_SHARDS: usize = 8;
@@ -93,9 +95,11 @@ fn to_reg(r: &RegisterRule<usize>) -> Option<Reg> {
 fn row_to_rule<S: gimli::UnwindContextStorage<usize>>(
     row: &gimli::UnwindTableRow<usize, S>,
     section: Section,
-    ra_register: u16,
-    signal: bool,
+    fde: &gimli::FrameDescriptionEntry<Slice<'_>>,
 ) -> Rule {
+    let ra_register = fde.cie().return_address_register().0;
+    let signal = fde.is_signal_trampoline();
+    let fde_start = fde.initial_address();
     let cfa = match row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => Cfa::RegOffset(register.0, *offset),
         CfaRule::Expression(e) => Cfa::Expr(Expr { offset: e.offset, length: e.length }),
@@ -105,7 +109,7 @@ fn row_to_rule<S: gimli::UnwindContextStorage<usize>>(
         .filter(|(r, _)| (r.0 as usize) < N_REGS)
         .filter_map(|(r, rule)| Some((r.0, to_reg(rule)?)))
         .collect();
-    Rule { section, cfa, regs, ra_register, signal }
+    Rule { section, cfa, regs, ra_register, signal, fde_start }
 }
 
 fn eh_bases(img: &crate::symbols::elf::Image) -> BaseAddresses {
@@ -152,21 +156,19 @@ fn compute_rule(modules: &ModuleSet, idx: usize, vaddr: u64) -> Option<Rule> {
                 .and_then(|p| p.table().and_then(|t| t.fde_for_address(&eh, &bases, vaddr, EhFrame::cie_from_offset).ok())),
             None => eh.fde_for_address(&bases, vaddr, EhFrame::cie_from_offset).ok(),
         };
-        if let Some(fde) = fde {
-            if let Ok(row) = fde.unwind_info_for_address(&eh, &bases, &mut ctx, vaddr) {
-                let cie = fde.cie();
-                return Some(row_to_rule(row, Section::EhFrame, cie.return_address_register().0, fde.is_signal_trampoline()));
-            }
+        if let Some(fde) = fde
+            && let Ok(row) = fde.unwind_info_for_address(&eh, &bases, &mut ctx, vaddr)
+        {
+            return Some(row_to_rule(row, Section::EhFrame, &fde));
         }
     }
     let df = debug_frame(modules, idx)?;
-    let mut section = gimli::DebugFrame::new(&df, LittleEndian);
+    let mut section = gimli::DebugFrame::new(df, LittleEndian);
     section.set_address_size(8);
     let bases = BaseAddresses::default();
     let fde = section.fde_for_address(&bases, vaddr, gimli::DebugFrame::cie_from_offset).ok()?;
     let row = fde.unwind_info_for_address(&section, &bases, &mut ctx, vaddr).ok()?;
-    let cie = fde.cie();
-    Some(row_to_rule(row, Section::DebugFrame, cie.return_address_register().0, fde.is_signal_trampoline()))
+    Some(row_to_rule(row, Section::DebugFrame, &fde))
 }
 
 /// .debug_frame of the module or of its separate debug file (decompressed if needed).
@@ -187,7 +189,7 @@ fn debug_frame(modules: &ModuleSet, idx: usize) -> Option<&SharedBytes> {
         .as_ref()
 }
 
-fn section_bytes<'a>(modules: &'a ModuleSet, idx: usize, section: Section) -> Option<&'a [u8]> {
+fn section_bytes(modules: &ModuleSet, idx: usize, section: Section) -> Option<&[u8]> {
     match section {
         Section::EhFrame => {
             let img = modules.image(idx)?;

@@ -8,6 +8,7 @@
 //! - `signal_frame` is set on the `__restore_rt` trampoline frame AND on the frame the
 //!   signal interrupted: both pcs are exact (not return addresses), so the symbolizer
 //!   and the CFI lookup use `pc`, not `pc - 1`, for them;
+//! - a caller frame with no `registers` is a tail-call frame (see `insert_tail_calls`);
 //! - `registers` holds what was recovered for caller frames, DWARF numbered: always
 //!   rsp (7) and rip (16), callee-saved registers (rbx, rbp, r12–r15) when known, and
 //!   caller-saved ones only when a rule recovered them.
@@ -48,6 +49,8 @@ struct Step {
     callee_is_trampoline: bool,
 }
 
+// A step's registers are moved once per frame; boxing them would cost more than it saves.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Caller(Step),
     /// The walk reached the outermost frame (return address undefined by CFI).
@@ -94,11 +97,10 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
         };
         let new_pc = step.regs[RIP].unwrap_or(0);
         let new_sp = step.regs[RSP].unwrap_or(0);
-        if step.callee_is_trampoline {
-            if let Some(f) = frames.last_mut() {
+        if step.callee_is_trampoline
+            && let Some(f) = frames.last_mut() {
                 f.signal_frame = true;
             }
-        }
         if new_pc == 0 {
             // Some thread entry points (and corrupted stacks) end in a zero return
             // address; treat it as the end of the stack unless nothing sensible came before.
@@ -133,7 +135,75 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
         exact = step.interrupted;
         let _ = pc;
     }
+    insert_tail_calls(&mut frames, modules);
+    frames.truncate(max);
     (frames, problems)
+}
+
+/// Folklore: `raise` calls `pthread_kill`, which *jumps* to
+/// `__pthread_kill_implementation`; the return address on the stack leads straight back
+/// to `raise`, so the physical walk never sees `pthread_kill`. gdb shows such tail-call
+/// frames (from DWARF call-site info), and so do we when the code says so unambiguously:
+/// the caller's `call rel32` targets a function T other than the callee, T holds
+/// exactly one `jmp rel32` to the callee's start, and T's DWARF has a tail-call site
+/// there. The inserted frame's pc is the address after that jmp; it has no recovered
+/// registers (that is how it is told apart).
+fn insert_tail_calls(frames: &mut Vec<Frame>, modules: &ModuleSet) {
+    let mut i = 1;
+    while i < frames.len() {
+        if let Some(tail) = tail_call_between(&frames[i - 1], &frames[i], modules) {
+            frames.insert(i, tail);
+            i += 1;
+        }
+        i += 1;
+    }
+}
+
+fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Option<Frame> {
+    if caller.signal_frame || caller.trust != Trust::Cfi || caller.pc < 5 {
+        return None;
+    }
+    let mut call = [0u8; 5];
+    if modules.read_code(caller.pc - 5, &mut call) != 5 || call[0] != 0xe8 {
+        return None;
+    }
+    let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
+    let target = caller.pc.wrapping_add_signed(rel as i64);
+    let callee_pc = if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
+    // Cheap check first: the callee's FDE (cached by the walk) starts at the call target.
+    let idx = modules.find(callee_pc)?;
+    let bias = modules.entry(idx).record.load_bias;
+    if cfi::rule(modules, idx, callee_pc.wrapping_sub(bias)).is_some_and(|r| r.fde_start.wrapping_add(bias) == target) {
+        return None;
+    }
+    let callee_start = modules.symbol_start(callee_pc)?;
+    if target == callee_start || modules.in_plt(target) {
+        return None;
+    }
+    let (start, end) = modules.symbol_range(target)?;
+    if start != target || end - start > 4096 || modules.find(target) != modules.find(callee_start) {
+        return None;
+    }
+    let mut code = vec![0u8; (end - start) as usize];
+    if modules.read_code(start, &mut code) != code.len() {
+        return None;
+    }
+    let mut hits = (0..code.len().saturating_sub(4)).filter(|&o| {
+        code[o] == 0xe9 && {
+            let rel = i32::from_le_bytes([code[o + 1], code[o + 2], code[o + 3], code[o + 4]]);
+            (start + o as u64 + 5).wrapping_add_signed(rel as i64) == callee_start
+        }
+    });
+    let at = hits.next()?;
+    if hits.next().is_some() {
+        return None;
+    }
+    let pc = start + at as u64 + 5;
+    // Only where DWARF confirms the tail call, as gdb requires.
+    if !modules.is_tail_call_site(pc) {
+        return None;
+    }
+    Some(Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() })
 }
 
 /// One unwind step from the frame whose registers are `cur`.
@@ -180,39 +250,36 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         let in_plt = modules.image(idx).is_some_and(|img| img.in_plt(pc.wrapping_sub(e.record.load_bias)));
         in_plt || (exact && modules.symbol_start(pc) == Some(pc))
     });
-    if at_entry || (first && module.is_none()) {
-        if let Some(ret) = memory.read_u64(sp) {
-            if looks_like_return(ret, modules, memory) {
+    if (at_entry || (first && module.is_none()))
+        && let Some(ret) = memory.read_u64(sp)
+            && looks_like_return(ret, modules, memory) {
                 let mut regs = keep_callee_saved(cur);
-                regs[RSP] = Some(sp + 8);
+                regs[RSP] = Some(sp.wrapping_add(8));
                 regs[RIP] = Some(ret);
                 let trust = if at_entry { Trust::Cfi } else { Trust::Scan };
                 return Outcome::Caller(Step { regs, trust, interrupted: false, callee_is_trampoline: false });
             }
-        }
-    }
 
     // 2) A function known (from its first bytes) not to set up a frame pointer: a
     // leaf written in assembly, usually. Where it faulted nothing is pushed in the
     // common case, so try [rsp] before trusting an rbp that belongs to the caller.
     let prologue = module.map_or(Prologue::Unknown, |_| prologue_of(pc, modules));
-    if prologue == Prologue::Frameless {
-        if let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory)) {
+    if prologue == Prologue::Frameless
+        && let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory)) {
             let mut regs = keep_callee_saved(cur);
-            regs[RSP] = Some(sp + 8);
+            regs[RSP] = Some(sp.wrapping_add(8));
             regs[RIP] = Some(ret);
             return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
         }
-    }
 
     // 3) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
-    if let Some(rbp) = cur[RBP].filter(|_| prologue != Prologue::Frameless) {
-        if rbp >= sp && rbp - sp < (64 << 20) && rbp % 8 == 0 {
-            if let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp + 8)) {
-                if looks_like_return(ret, modules, memory) {
+    if let Some(rbp) = cur[RBP].filter(|_| prologue != Prologue::Frameless)
+        && rbp >= sp && rbp - sp < (64 << 20) && rbp % 8 == 0
+            && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8)))
+                && looks_like_return(ret, modules, memory) {
                     let mut regs: Regs = [None; N_REGS];
                     regs[RBP] = Some(next_rbp);
-                    regs[RSP] = Some(rbp + 16);
+                    regs[RSP] = Some(rbp.wrapping_add(16));
                     regs[RIP] = Some(ret);
                     return Outcome::Caller(Step {
                         regs,
@@ -221,9 +288,6 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
                         callee_is_trampoline: false,
                     });
                 }
-            }
-        }
-    }
 
     // 4) Stack scan: the first word above sp that is a plausible return address.
     let mut buf = vec![0u8; (SCAN_WORDS * 8) as usize];
@@ -235,7 +299,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         if v != pc && looks_like_return(v, modules, memory) {
             let mut regs: Regs = [None; N_REGS];
             regs[RBP] = cur[RBP];
-            regs[RSP] = Some(sp + (i as u64 + 1) * 8);
+            regs[RSP] = Some(sp.wrapping_add((i as u64 + 1) * 8));
             regs[RIP] = Some(v);
             return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
         }
@@ -298,7 +362,7 @@ fn looks_like_return(addr: u64, modules: &ModuleSet, memory: &dyn Memory) -> boo
 /// the interrupted code, whose pc is exact (it did not call anything).
 fn restore_from_ucontext(sp: u64, memory: &dyn Memory) -> Outcome {
     let mut b = [0u8; sigframe::GREGS_BYTES];
-    if !memory.read_exact(sp + sigframe::GREGS_OFFSET, &mut b) {
+    if !memory.read_exact(sp.wrapping_add(sigframe::GREGS_OFFSET), &mut b) {
         return Outcome::Stuck(format!("walk stopped: signal frame context at {sp:#x} is unreadable"));
     }
     let mut regs: Regs = [None; N_REGS];

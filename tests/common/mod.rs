@@ -870,6 +870,15 @@ pub fn bt_core_json(crash: &Crash, gdb: &GdbReport) -> Value {
 pub fn check_core_against_gdb(name: &str) {
     let crash = crash(name);
     let gdb = gdb_core(&crash.exe, &crash.core);
+    // The oracle itself must have said something, or every comparison passes vacuously.
+    for t in &gdb.threads {
+        assert!(
+            t.frames.iter().any(|f| f.function.is_some()),
+            "{name}: gdb printed no named frame for thread {} (parser or gdb problem):\n{}",
+            t.tid,
+            gdb.raw
+        );
+    }
     let snap = bt_core_json(crash, &gdb);
     let mut errors = vec![];
     if let Err(e) = compare_report(&gdb, &snap) {
