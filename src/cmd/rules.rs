@@ -25,6 +25,17 @@ enum Sub {
     Explain(ExplainArgs),
     Check(CheckArgs),
     Eval(EvalArgs),
+    Show(ShowArgs),
+}
+
+/// Print the embedded default rule files (all, or the one named), to copy into a
+/// project rules directory and edit.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+struct ShowArgs {
+    /// a default rule file name (e.g. 20-cxx.rules); without it, all of them
+    #[argh(positional)]
+    name: Option<String>,
 }
 
 /// Fingerprint callstacks: JSON lines on stdin (or files: JSON, snapshot JSON or
@@ -97,6 +108,7 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Sub::Explain(a) => explain(&ruleset(a.rules.as_deref())?, &a.inputs),
         Sub::Check(a) => check(&a),
         Sub::Eval(a) => eval(&ruleset(a.rules.as_deref())?, &a),
+        Sub::Show(a) => show(a.name.as_deref()),
     }
 }
 
@@ -200,6 +212,25 @@ fn explain(rules: &RuleSet, inputs: &[PathBuf]) -> anyhow::Result<i32> {
     Ok(if failed { super::exit::FAILURE } else { super::exit::OK })
 }
 
+fn show(name: Option<&str>) -> anyhow::Result<i32> {
+    let mut out = std::io::stdout().lock();
+    match name {
+        None => {
+            for (n, text) in DEFAULT_RULES {
+                writeln!(out, "### {n}\n{text}")?;
+            }
+        }
+        Some(want) => match DEFAULT_RULES.iter().find(|(n, _)| *n == want) {
+            Some((_, text)) => write!(out, "{text}")?,
+            None => {
+                let names: Vec<&str> = DEFAULT_RULES.iter().map(|(n, _)| *n).collect();
+                bail!("no default rule file {want:?} (there are: {})", names.join(", "));
+            }
+        },
+    }
+    Ok(super::exit::OK)
+}
+
 fn check(a: &CheckArgs) -> anyhow::Result<i32> {
     let mut sources = match &a.rules {
         Some(d) => sources_with(d)?,
@@ -267,8 +298,7 @@ fn eval(rules: &RuleSet, a: &EvalArgs) -> anyhow::Result<i32> {
         for (l, groups) in &by_label {
             println!("  {l}:");
             for (g, c) in groups {
-                let mixed = by_fp.get(&g[..8]).map(|_| "").unwrap_or("");
-                println!("    {c:>4}  {g}{mixed}");
+                println!("    {c:>4}  {g}");
             }
         }
         println!("\nbt groups holding more than one true bug:");

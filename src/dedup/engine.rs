@@ -3,7 +3,7 @@
 //! that yields the signature and the pretty callstack in one pass.
 
 use super::lang::{Action, Cmp, Cond, Disposition, Rule, Settings, Strip, Unsymbolized};
-use super::names::{guess_lang, module_name, strip_balanced, Lang};
+use super::names::{guess_lang, module_name, strip_balanced, strip_turbofish, Lang};
 use super::sha256::{hex, sha256};
 use crate::snapshot::{Frame, Trust};
 use std::collections::{BTreeMap, HashMap};
@@ -117,10 +117,10 @@ fn cond_holds(cond: &Cond, f: &Facts, o: &Outcome, classifiers: &[String]) -> bo
 }
 
 fn rename(name: &mut Option<String>, re: &fancy_regex::Regex, with: &str) {
-    if let Some(n) = name {
-        if let Ok(std::borrow::Cow::Owned(new)) = re.try_replacen(n, 0, with) {
-            *n = new;
-        }
+    if let Some(n) = name
+        && let Ok(std::borrow::Cow::Owned(new)) = re.try_replacen(n, 0, with)
+    {
+        *n = new;
     }
 }
 
@@ -158,6 +158,7 @@ fn run_rules(rules: &[Rule], f: &Facts, classifiers: &[String]) -> Outcome {
                         *s = match what {
                             Strip::Templates => strip_balanced(s, '<', '>'),
                             Strip::Params => strip_balanced(s, '(', ')'),
+                            Strip::Turbofish => strip_turbofish(s),
                         };
                     }
                 }
@@ -210,10 +211,10 @@ fn sig_text(frame: &Frame, o: &Outcome, settings: &Settings) -> String {
         return module;
     }
     let mut s = o.sig.clone().unwrap_or_default();
-    if o.lines.unwrap_or(settings.lines) {
-        if let Some(line) = frame.line {
-            s.push_str(&format!(":{line}"));
-        }
+    if o.lines.unwrap_or(settings.lines)
+        && let Some(line) = frame.line
+    {
+        s.push_str(&format!(":{line}"));
     }
     s
 }
@@ -253,10 +254,14 @@ fn collapse_tail(kept: &mut Vec<Kept>) -> Vec<usize> {
     Vec::new()
 }
 
+/// What the rules can see of a frame: raw name, module, file, inlined, trust,
+/// clamped index, caller and callee. Frames with equal keys get equal outcomes.
+type MemoKey<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool, Trust, usize, Option<&'a str>, Option<&'a str>);
+
 /// Evaluates the rules over `frames` (crash site first).
 pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frames: &[Frame], classifiers: &[String]) -> Signature {
     let n = frames.len();
-    let mut memo: HashMap<(Option<&str>, Option<&str>, Option<&str>, bool, Trust, usize, Option<&str>, Option<&str>), Rc<Outcome>> = HashMap::new();
+    let mut memo: HashMap<MemoKey, Rc<Outcome>> = HashMap::new();
     let mut outcomes: Vec<Rc<Outcome>> = Vec::with_capacity(n);
     let mut langs = Vec::with_capacity(n);
     for (idx, frame) in frames.iter().enumerate() {
@@ -306,8 +311,14 @@ pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frame
     let mut attributes = BTreeMap::new();
     let mut collapsed = vec![false; n];
     let mut stop_reason: Vec<Option<&'static str>> = vec![None; n];
+    let mut past_entry = false;
     for (idx, (frame, o)) in frames.iter().zip(&outcomes).enumerate() {
-        if o.disposition == Disposition::SkipThrough {
+        if o.disposition == Disposition::Stop {
+            past_entry = true;
+        }
+        // An entry frame (`stop`) is a barrier: nothing beyond the thread's or the
+        // process's entry can be the error handling of this crash.
+        if o.disposition == Disposition::SkipThrough && !past_entry {
             kept.clear();
             stopped_at = None;
             prologue_end = idx + 1;

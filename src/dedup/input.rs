@@ -140,9 +140,11 @@ pub fn read_records(bytes: &[u8], source_name: &str) -> Vec<Result<Record, Input
                 let line = line_of(start);
                 let message = if e.is_eof() { format!("truncated JSON object: {e}") } else { format!("invalid JSON: {e}") };
                 out.push(Err(err(line, message)));
-                // Resynchronize at the line after the one where the error was found.
+                // Resynchronize: at the line where the error was found when that is a
+                // later line (it may start the next object), else at the next line.
                 let bad_line = line + e.line().saturating_sub(1);
-                pos = line_starts.get(bad_line).copied().unwrap_or(text.len()).max(start + 1);
+                let resume = if bad_line > line { bad_line - 1 } else { line };
+                pos = line_starts.get(resume).copied().unwrap_or(text.len()).max(start + 1);
                 while pos < text.len() && !text.is_char_boundary(pos) {
                     pos += 1;
                 }

@@ -105,6 +105,8 @@ impl Disposition {
 pub enum Strip {
     Templates,
     Params,
+    /// Rust generic arguments written `::<…>`.
+    Turbofish,
 }
 
 #[derive(Debug, Clone)]
@@ -306,7 +308,8 @@ fn parse_actions(toks: &[Token], origin: &Origin) -> Result<Vec<Action>, RuleErr
             "sig-strip" => match it.next().map(|t| t.text.as_str()) {
                 Some("templates") => Action::SigStrip(Strip::Templates),
                 Some("params") => Action::SigStrip(Strip::Params),
-                _ => return Err(RuleError::new(origin, "sig-strip takes templates or params")),
+                Some("turbofish") => Action::SigStrip(Strip::Turbofish),
+                _ => return Err(RuleError::new(origin, "sig-strip takes templates, params or turbofish")),
             },
             "attr" => {
                 let kv = it.next().map(|t| t.text.as_str()).unwrap_or("");

@@ -200,14 +200,15 @@ fn lint(rules: &[Rule]) -> Vec<Warning> {
         };
         let sets_disposition = |rule: &Rule| rule.actions.iter().any(|a| matches!(a, lang::Action::Set(_)));
         let only_disposition = r.actions.iter().all(|a| matches!(a, lang::Action::Set(_)));
-        if only_disposition && sets_disposition(r) {
-            if let Some(later) = rules[i + 1..].iter().find(|l| {
-                let mut k: Vec<&str> = l.matchers.iter().map(|m| m.text.as_str()).collect();
-                k.sort_unstable();
-                k == key && sets_disposition(l)
-            }) {
-                out.push(Warning { origin: r.origin.clone(), message: format!("unreachable rule: {} has the same conditions and always overrides it", later.origin) });
-            }
+        if !(only_disposition && sets_disposition(r)) {
+            continue;
+        }
+        if let Some(later) = rules[i + 1..].iter().find(|l| {
+            let mut k: Vec<&str> = l.matchers.iter().map(|m| m.text.as_str()).collect();
+            k.sort_unstable();
+            k == key && sets_disposition(l)
+        }) {
+            out.push(Warning { origin: r.origin.clone(), message: format!("unreachable rule: {} has the same conditions and always overrides it", later.origin) });
         }
     }
     out

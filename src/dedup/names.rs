@@ -114,6 +114,40 @@ pub fn strip_balanced(name: &str, open: char, close: char) -> String {
     if depth > 0 { name.to_string() } else { out }
 }
 
+/// Removes Rust turbofish groups: `parse::<u32>` → `parse`, `a::<T>::b` → `a::b`.
+pub fn strip_turbofish(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find("::<") {
+        out.push_str(&rest[..i]);
+        let mut depth = 0usize;
+        let mut end = None;
+        for (j, c) in rest[i + 2..].char_indices() {
+            match c {
+                '<' => depth += 1,
+                '>' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + 2 + j + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(e) => rest = &rest[e..],
+            // Unbalanced: keep the rest as it is.
+            None => {
+                out.push_str(&rest[i..]);
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `libfoo.so.1.2.3` → `libfoo.so`; `/usr/lib/libfoo.so.1` → `libfoo.so`; `[vdso]` stays.
 pub fn module_name(module: &str) -> String {
     let base = module.rsplit('/').next().unwrap_or(module);
@@ -159,6 +193,14 @@ mod tests {
         for (input, open, close, want) in cases {
             assert_eq!(strip_balanced(input, open, close), want, "{input}");
         }
+    }
+
+    #[test]
+    fn turbofish() {
+        assert_eq!(strip_turbofish("a::parse::<u32>"), "a::parse");
+        assert_eq!(strip_turbofish("a::f::<Vec<u8>>::{closure#0}"), "a::f::{closure#0}");
+        assert_eq!(strip_turbofish("<a::B as c::D>::f"), "<a::B as c::D>::f");
+        assert_eq!(strip_turbofish("a::f::<u8"), "a::f::<u8");
     }
 
     #[test]
