@@ -65,7 +65,11 @@ fn ingest_query_get_delete_round_trip() {
 
     // A real tracer snapshot (the format sample is a real crash), raw.
     let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/snapshot-v1.bt")).expect("sample");
-    let r = server.post(&format!("/api/post?token={token}&format=snapshot&build=77&branch=main"), "application/octet-stream", &sample);
+    let r = server.post(
+        &format!("/api/post?token={token}&format=snapshot&build=77&branch=main"),
+        "application/octet-stream",
+        &sample,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let ack = r.json();
     assert_eq!(ack["response"], "ok");
@@ -82,7 +86,11 @@ fn ingest_query_get_delete_round_trip() {
     assert_eq!(r.status, 200, "{}", r.text());
 
     // JSON reports, raw and multipart with an attachment and form attributes.
-    let r = server.post(&format!("/api/post?token={token}&format=json"), "application/json", &json_report("parse_header", "web-1", 1_700_000_100));
+    let r = server.post(
+        &format!("/api/post?token={token}&format=json"),
+        "application/json",
+        &json_report("parse_header", "web-1", 1_700_000_100),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let json_id = r.json()["_rxid"].as_str().expect("rxid").to_string();
     let report = json_report("parse_header", "web-2", 1_700_000_200);
@@ -99,7 +107,11 @@ fn ingest_query_get_delete_round_trip() {
     // Snapshots built from the model, several groups and hosts.
     for i in 0..20u64 {
         let s = snapshot((i % 4) as usize, &format!("host-{}", i % 3), i);
-        let r = server.post(&format!("/api/post?token={token}&format=snapshot"), "application/octet-stream", &s.encode().expect("encode"));
+        let r = server.post(
+            &format!("/api/post?token={token}&format=snapshot"),
+            "application/octet-stream",
+            &s.encode().expect("encode"),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
     }
 
@@ -115,15 +127,20 @@ fn ingest_query_get_delete_round_trip() {
     assert_eq!(sample_group[2], 3);
 
     // Filters on built-in and submitted attributes.
-    let out = server.query(&token, json!({"filter": [{"classifiers": [["contains", "invalid-write"]]}], "group": ["*"]}));
+    let out =
+        server.query(&token, json!({"filter": [{"classifiers": [["contains", "invalid-write"]]}], "group": ["*"]}));
     assert_eq!(out["rows"][0][2], 10, "{out}");
-    let out = server.query(&token, json!({"filter": [{"build": [["equal", "77"]]}], "select": ["build", "branch", "application", "callstack"]}));
+    let out = server.query(
+        &token,
+        json!({"filter": [{"build": [["equal", "77"]]}], "select": ["build", "branch", "application", "callstack"]}),
+    );
     assert_eq!(out["rows"].as_array().expect("rows").len(), 1, "{out}");
     assert_eq!(out["rows"][0][1][0], 77);
     assert_eq!(out["rows"][0][1][1], "main");
     assert_eq!(out["rows"][0][1][2], "a");
     assert!(out["rows"][0][1][3].as_str().expect("callstack").starts_with("inner"), "{out}");
-    let out = server.query(&token, json!({"filter": [{"release": [["equal", "2.0"]]}], "select": ["hostname", "uuid"]}));
+    let out =
+        server.query(&token, json!({"filter": [{"release": [["equal", "2.0"]]}], "select": ["hostname", "uuid"]}));
     assert_eq!(out["rows"][0][0], mp_id.as_str());
     assert_eq!(out["rows"][0][1][0], "web-2");
     let out = server.query(&token, json!({"filter": [{"timestamp": [["at-least", "1700000005."], ["less-than", 1700000010]]}], "select": ["timestamp"], "order": [{"name": "timestamp", "ordering": "ascending"}]}));
@@ -212,7 +229,11 @@ fn auth_scopes_projects_and_login() {
     let r = server.get(&format!("/api/get?token={session}&project=a&object={id}"));
     assert_eq!(r.status, 200);
     // A non-admin user may not delete.
-    let r = server.post(&format!("/api/delete?token={session}&project=a"), "application/json", br#"{"filter":[{"timestamp":[["is-set"]]}]}"#);
+    let r = server.post(
+        &format!("/api/delete?token={session}&project=a"),
+        "application/json",
+        br#"{"filter":[{"timestamp":[["is-set"]]}]}"#,
+    );
     assert_eq!(r.status, 403);
     let log = server.log_text();
     assert!(!log.contains(&submit_only) && !log.contains(&session), "the request log never shows tokens");

@@ -30,7 +30,11 @@ fn bad_submissions_are_refused_and_store_nothing() {
     expect(&post("&format=json", "application/json", b"\xff\xfe not json"), 400, "malformed JSON");
     expect(&post("&format=json", "application/json", b"[]"), 400, "must be an object");
     expect(&post("&format=json", "application/json", br#"{"timestamp": 1}"#), 400, "missing field threads");
-    expect(&post("&format=json", "application/json", br#"{"timestamp": 1, "threads": {"1": {"stack": 7}}}"#), 400, "stack must be an array");
+    expect(
+        &post("&format=json", "application/json", br#"{"timestamp": 1, "threads": {"1": {"stack": 7}}}"#),
+        400,
+        "stack must be an array",
+    );
     for cut in [3, 20, good.len() / 2, good.len() - 1] {
         expect(&post("&format=snapshot", "application/octet-stream", &good[..cut]), 400, "invalid snapshot");
     }
@@ -67,7 +71,8 @@ fn bad_submissions_are_refused_and_store_nothing() {
     expect(&post("&format=json", "application/json", report.to_string().as_bytes()), 400, "bytes long");
     expect(&post("&format=snapshot&fingerprint=abc", "application/octet-stream", &good), 400, "computed by the store");
     expect(&post("&format=snapshot&bad%20name=1", "application/octet-stream", &good), 400, "bad attribute name");
-    let (ct, body) = multipart(&[("upload_file", Some("s.bt"), &good), ("attachment_../../etc/passwd", Some("x"), b"x")]);
+    let (ct, body) =
+        multipart(&[("upload_file", Some("s.bt"), &good), ("attachment_../../etc/passwd", Some("x"), b"x")]);
     expect(&post("&format=snapshot", &ct, &body), 400, "bad attachment name");
 
     // Wrong tokens.
@@ -88,7 +93,11 @@ fn bad_submissions_are_refused_and_store_nothing() {
         expect(&server.get(&format!("/api/get?token={token}&object={obj}")), 400, "object id");
     }
     for att in ["../store.redb", ".hidden", "a%2Fb"] {
-        expect(&server.get(&format!("/api/get?token={token}&object={id}&attachment={att}")), 400, "bad attachment name");
+        expect(
+            &server.get(&format!("/api/get?token={token}&object={id}&attachment={att}")),
+            400,
+            "bad attachment name",
+        );
     }
     assert_eq!(server.get(&format!("/api/../api/get?token={token}&object={id}")).status, 404);
     assert_eq!(server.get(&format!("/api/get?token={token}&object={id}")).status, 200);
@@ -130,11 +139,21 @@ fn oversize_bodies_are_refused_before_they_are_read() {
     // Chunked bodies are counted as they come.
     let mut s = TcpStream::connect(&server.addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    s.write_all(format!("POST /api/post?token={token}&format=snapshot HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes()).expect("write");
+    s.write_all(
+        format!(
+            "POST /api/post?token={token}&format=snapshot HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("write");
     let chunk = vec![b'a'; 256 * 1024];
     let mut status = None;
     for _ in 0..8 {
-        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).and_then(|_| s.write_all(&chunk)).and_then(|_| s.write_all(b"\r\n")).is_err() {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|_| s.write_all(&chunk))
+            .and_then(|_| s.write_all(b"\r\n"))
+            .is_err()
+        {
             break;
         }
     }
@@ -168,7 +187,14 @@ fn a_slow_client_does_not_block_others() {
     let mut stalled = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(&server.addr).expect("connect");
-        s.write_all(format!("POST /api/post?token={token}&format=snapshot HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", good.len()).as_bytes()).expect("head");
+        s.write_all(
+            format!(
+                "POST /api/post?token={token}&format=snapshot HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                good.len()
+            )
+            .as_bytes(),
+        )
+        .expect("head");
         s.write_all(&good[..good.len() / 2]).expect("half");
         stalled.push(s);
     }

@@ -31,7 +31,13 @@ fn rounds(name: &str, n_rounds: usize, seed: u64) {
     // A pool of distinct snapshots and JSON reports; each submission sends one of them.
     let pool: Arc<Vec<(Vec<u8>, &str)>> = Arc::new(
         (0..40u64)
-            .map(|i| if i % 4 == 3 { (json_report(&format!("f{}", i % 5), "jhost", 1_700_000_000 + i), "json") } else { (snapshot((i % 6) as usize, &format!("h{}", i % 3), i).encode().expect("encode"), "snapshot") })
+            .map(|i| {
+                if i % 4 == 3 {
+                    (json_report(&format!("f{}", i % 5), "jhost", 1_700_000_000 + i), "json")
+                } else {
+                    (snapshot((i % 6) as usize, &format!("h{}", i % 3), i).encode().expect("encode"), "snapshot")
+                }
+            })
             .collect(),
     );
     let mut acked_total: Vec<(String, usize)> = Vec::new();
@@ -43,7 +49,8 @@ fn rounds(name: &str, n_rounds: usize, seed: u64) {
         let acked: Arc<Mutex<Vec<(String, usize)>>> = Arc::new(Mutex::new(Vec::new()));
         let mut clients = Vec::new();
         for c in 0..4usize {
-            let (addr, stop, acked, pool, token) = (addr.clone(), stop.clone(), acked.clone(), pool.clone(), token.clone());
+            let (addr, stop, acked, pool, token) =
+                (addr.clone(), stop.clone(), acked.clone(), pool.clone(), token.clone());
             clients.push(std::thread::spawn(move || {
                 let mut k = c * 7 + round;
                 let deadline = Instant::now() + Duration::from_secs(20);
@@ -51,7 +58,13 @@ fn rounds(name: &str, n_rounds: usize, seed: u64) {
                     k = (k + 1) % pool.len();
                     let (body, format) = &pool[k];
                     let ct = if *format == "json" { "application/json" } else { "application/octet-stream" };
-                    match try_request(&addr, "POST", &format!("/api/post?token={token}&format={format}&client={c}"), &[("Content-Type", ct)], body) {
+                    match try_request(
+                        &addr,
+                        "POST",
+                        &format!("/api/post?token={token}&format={format}&client={c}"),
+                        &[("Content-Type", ct)],
+                        body,
+                    ) {
                         Ok(r) if r.status == 200 => {
                             let id = r.json()["_rxid"].as_str().expect("rxid").to_string();
                             acked.lock().expect("lock").push((id, k));
@@ -77,7 +90,11 @@ fn rounds(name: &str, n_rounds: usize, seed: u64) {
             c.join().expect("client thread");
         }
         let acked_now = acked.lock().expect("lock").clone();
-        assert!(!acked_now.is_empty(), "round {round}: nothing was acknowledged before the kill; log:\n{}", server.log_text());
+        assert!(
+            !acked_now.is_empty(),
+            "round {round}: nothing was acknowledged before the kill; log:\n{}",
+            server.log_text()
+        );
         eprintln!("round {round}: {} acknowledged before the kill", acked_now.len());
         acked_total.extend(acked_now);
         drop(server);
@@ -92,10 +109,18 @@ fn rounds(name: &str, n_rounds: usize, seed: u64) {
         // Everything visible is whole: listed objects download and decode, groups add up.
         let out = server.query(&token, json!({"select": ["fingerprint", "timestamp"], "limit": 100000}));
         let rows = out["rows"].as_array().expect("rows");
-        assert!(rows.len() >= acked_total.len(), "round {round}: {} listed < {} acknowledged", rows.len(), acked_total.len());
+        assert!(
+            rows.len() >= acked_total.len(),
+            "round {round}: {} listed < {} acknowledged",
+            rows.len(),
+            acked_total.len()
+        );
         for row in rows {
             let id = row[0].as_str().expect("id");
-            assert!(row[1][0].is_string() && row[1][1].is_i64(), "round {round}: object {id} lacks its built-in attributes: {row}");
+            assert!(
+                row[1][0].is_string() && row[1][1].is_i64(),
+                "round {round}: object {id} lacks its built-in attributes: {row}"
+            );
             let r = server.get(&format!("/api/get?token={token}&object={id}"));
             assert_eq!(r.status, 200, "round {round}: listed object {id} cannot be downloaded");
             if r.header("content-type") == Some("application/json") {
@@ -120,5 +145,9 @@ fn kill_9_during_submissions_loses_nothing_acknowledged_a() {
 
 #[test]
 fn kill_9_during_submissions_loses_nothing_acknowledged_b() {
-    rounds("crash-b", 3, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7));
+    rounds(
+        "crash-b",
+        3,
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7),
+    );
 }

@@ -10,14 +10,21 @@ use bt::store::{Format, Store, StoreError, Submission};
 use serde_json::json;
 
 fn dir(name: &str) -> std::path::PathBuf {
-    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("storelib-{name}-{}", std::process::id()));
+    let d =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("storelib-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
 fn report(func: &str, attrs: serde_json::Value, ts: u64) -> Submission {
     let body = json!({"timestamp": ts, "threads": {"1": {"fault": true, "stack": [{"funcName": func}, {"funcName": "main"}]}}, "attributes": attrs});
-    Submission { project: "p".into(), format: Format::Json, body: body.to_string().into_bytes(), attributes: vec![], attachments: vec![] }
+    Submission {
+        project: "p".into(),
+        format: Format::Json,
+        body: body.to_string().into_bytes(),
+        attributes: vec![],
+        attachments: vec![],
+    }
 }
 
 fn q(store: &Store, v: serde_json::Value) -> serde_json::Value {
@@ -32,7 +39,15 @@ fn concurrent_submissions_get_distinct_ids_and_exact_groups() {
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let store = store.clone();
-            std::thread::spawn(move || (0..100).map(|i| store.submit(report(&format!("f{}", (t + i) % 5), json!({"host": format!("h{t}")}), 1000 + i)).expect("submit")).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|i| {
+                        store
+                            .submit(report(&format!("f{}", (t + i) % 5), json!({"host": format!("h{t}")}), 1000 + i))
+                            .expect("submit")
+                    })
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
     let acks: Vec<_> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
@@ -62,7 +77,10 @@ fn attributes_widen_from_integers_to_strings_and_survive_reload() {
         store.submit(report("b", json!({"build": "beta"}), 3)).expect("submit");
         let out = q(&store, json!({"select": ["build"], "order": [{"name": "object", "ordering": "ascending"}]}));
         assert_eq!(out["columns"][0], json!(["build", "string"]));
-        assert_eq!(out["rows"].as_array().expect("rows").iter().map(|r| r[1][0].clone()).collect::<Vec<_>>(), vec![json!("41"), json!("42"), json!("beta")]);
+        assert_eq!(
+            out["rows"].as_array().expect("rows").iter().map(|r| r[1][0].clone()).collect::<Vec<_>>(),
+            vec![json!("41"), json!("42"), json!("beta")]
+        );
         store.submit(report("b", json!({"build": 7}), 4)).expect("submit");
         before = q(&store, json!({"select": ["build", "fingerprint", "timestamp", "callstack"], "limit": 100}));
         assert_eq!(store.check().expect("check"), Vec::<String>::new());
@@ -85,8 +103,15 @@ fn deletions_update_groups_and_keep_ids_unique() {
     let b = store.submit(report("b", json!({}), 30)).expect("submit");
     assert!(a1.unique && !a2.unique && b.unique);
     assert_eq!(store.delete("p", vec![a1.rxid, 999]).expect("delete"), 1);
-    let out = q(&store, json!({"fold": {"timestamp": [["min"]]}, "order": [{"name": ";group", "ordering": "ascending"}]}));
-    let row = out["rows"].as_array().expect("rows").iter().find(|r| r[0] == a2.fingerprint.as_str()).expect("group a").clone();
+    let out =
+        q(&store, json!({"fold": {"timestamp": [["min"]]}, "order": [{"name": ";group", "ordering": "ascending"}]}));
+    let row = out["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r[0] == a2.fingerprint.as_str())
+        .expect("group a")
+        .clone();
     assert_eq!(row[2], 1);
     assert_eq!(row[1][0], 20);
     assert_eq!(store.delete("p", vec![b.rxid]).expect("delete"), 1);
@@ -111,7 +136,16 @@ fn deletions_update_groups_and_keep_ids_unique() {
 fn a_second_process_cannot_open_a_busy_store() {
     let d = dir("busy");
     let _store = Store::open(&d).expect("open");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bt")).args(["coroner", "--data"]).arg(&d).args(["project", "list"]).output().expect("bt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bt"))
+        .args(["coroner", "--data"])
+        .arg(&d)
+        .args(["project", "list"])
+        .output()
+        .expect("bt");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another bt process"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another bt process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bt::snapshot::{Attribute, Environment, Frame, Process, Signal, Snapshot, Thread, Trust, Uname};
@@ -49,30 +49,65 @@ fn snapshot(i: u64) -> Snapshot {
         trust: if k == 0 { Trust::Context } else { Trust::Cfi },
         ..Default::default()
     };
-    let mut crash = vec![frame(format!("Parser::crash_site_{group}(Token const&)"), "app", 0), frame(format!("handler_{}", group % 7), "app", 1)];
+    let mut crash = vec![
+        frame(format!("Parser::crash_site_{group}(Token const&)"), "app", 0),
+        frame(format!("handler_{}", group % 7), "app", 1),
+    ];
     for k in 2..14 {
         crash.push(frame(format!("ns::Layer{k}::run()"), if k % 3 == 0 { "libcore.so" } else { "app" }, k));
     }
     crash.push(frame("main".into(), "app", 14));
-    let idle: Vec<Frame> = (0..10).map(|k| frame(if k == 0 { "futex_wait".into() } else { "worker_loop".into() }, "libc.so.6", k)).collect();
+    let idle: Vec<Frame> = (0..10)
+        .map(|k| frame(if k == 0 { "futex_wait".into() } else { "worker_loop".into() }, "libc.so.6", k))
+        .collect();
     let host = format!("host-{:02}", i % 50);
     Snapshot {
         uuid: format!("00000000-0000-4000-8000-{i:012x}"),
         timestamp: 1_700_000_000 + i,
-        process: Process { pid: 1000 + (i % 30000) as i32, exe: format!("/usr/bin/app{}", i % 5), comm: "app".into(), cmdline: vec!["app".into()], ..Default::default() },
-        signal: Some(Signal { signo: 11, name: "SIGSEGV".into(), code: 1, code_name: "SEGV_MAPERR".into(), fault_address: Some(0), tid: 1, sender_pid: None }),
+        process: Process {
+            pid: 1000 + (i % 30000) as i32,
+            exe: format!("/usr/bin/app{}", i % 5),
+            comm: "app".into(),
+            cmdline: vec!["app".into()],
+            ..Default::default()
+        },
+        signal: Some(Signal {
+            signo: 11,
+            name: "SIGSEGV".into(),
+            code: 1,
+            code_name: "SEGV_MAPERR".into(),
+            fault_address: Some(0),
+            tid: 1,
+            sender_pid: None,
+        }),
         threads: vec![
-            Thread { tid: 1, name: "app".into(), state: "R".into(), faulted: true, frames: crash, ..Default::default() },
+            Thread {
+                tid: 1,
+                name: "app".into(),
+                state: "R".into(),
+                faulted: true,
+                frames: crash,
+                ..Default::default()
+            },
             Thread { tid: 2, name: "worker".into(), state: "S".into(), frames: idle.clone(), ..Default::default() },
             Thread { tid: 3, name: "worker".into(), state: "S".into(), frames: idle, ..Default::default() },
         ],
         environment: Environment {
             hostname: host.clone(),
-            uname: Uname { sysname: "Linux".into(), nodename: host, release: "6.1.0".into(), version: "#1 SMP".into(), machine: "x86_64".into() },
+            uname: Uname {
+                sysname: "Linux".into(),
+                nodename: host,
+                release: "6.1.0".into(),
+                version: "#1 SMP".into(),
+                machine: "x86_64".into(),
+            },
             cpu_count: 2,
             ..Default::default()
         },
-        attributes: vec![Attribute { key: "version".into(), value: format!("1.{}", i % 9) }, Attribute { key: "build".into(), value: format!("{}", 100 + i % 20) }],
+        attributes: vec![
+            Attribute { key: "version".into(), value: format!("1.{}", i % 9) },
+            Attribute { key: "build".into(), value: format!("{}", 100 + i % 20) },
+        ],
         classifiers: if group % 3 == 0 { vec!["null-dereference".into()] } else { vec!["invalid-write".into()] },
         ..Default::default()
     }
@@ -99,7 +134,11 @@ impl Server {
             .expect("bt serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
-        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("bt serve said {line:?}")).to_string();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("bt serve said {line:?}"))
+            .to_string();
         Server(child, addr)
     }
 }
@@ -127,7 +166,10 @@ impl Client {
                 self.conn = Some((s, r));
             }
             let (s, r) = self.conn.as_mut().expect("connection");
-            let head = format!("POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n", body.len());
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
             if s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).is_err() {
                 self.conn = None;
                 continue;
@@ -191,7 +233,10 @@ fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
                     if i >= n {
                         break;
                     }
-                    let (status, body) = c.post(&format!("/api/post?token={token}&format=snapshot"), &pool[(i % pool.len() as u64) as usize]);
+                    let (status, body) = c.post(
+                        &format!("/api/post?token={token}&format=snapshot"),
+                        &pool[(i % pool.len() as u64) as usize],
+                    );
                     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
                 }
             })
@@ -201,7 +246,11 @@ fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
         t.join().expect("client");
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("ingest: {n} snapshots ({avg} bytes each), {clients} keep-alive clients: {:.2} s, {:.0} submissions/s (goal >= 2000/s)", secs, n as f64 / secs);
+    println!(
+        "ingest: {n} snapshots ({avg} bytes each), {clients} keep-alive clients: {:.2} s, {:.0} submissions/s (goal >= 2000/s)",
+        secs,
+        n as f64 / secs
+    );
 }
 
 fn load(dir: &Path, n: u64) {
@@ -216,23 +265,28 @@ fn load(dir: &Path, n: u64) {
     let threads: Vec<_> = (0..64)
         .map(|_| {
             let (store, pool, next) = (store.clone(), pool.clone(), next.clone());
-            std::thread::spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                // Spread over the last 60 days, deterministic.
-                let age = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % (60 * 86400);
-                let sub = Submission {
-                    project: "bench".into(),
-                    format: Format::Snapshot,
-                    body: pool[(i % 1000) as usize].clone(),
-                    attributes: vec![("timestamp".into(), (now - age as i64).to_string()), ("seq".into(), i.to_string())],
-                    attachments: vec![],
-                };
-                store.submit(sub).expect("submit");
-                if i > 0 && i % 100_000 == 0 {
-                    eprintln!("load: {i} objects");
+            std::thread::spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    // Spread over the last 60 days, deterministic.
+                    let age = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % (60 * 86400);
+                    let sub = Submission {
+                        project: "bench".into(),
+                        format: Format::Snapshot,
+                        body: pool[(i % 1000) as usize].clone(),
+                        attributes: vec![
+                            ("timestamp".into(), (now - age as i64).to_string()),
+                            ("seq".into(), i.to_string()),
+                        ],
+                        attachments: vec![],
+                    };
+                    store.submit(sub).expect("submit");
+                    if i > 0 && i % 100_000 == 0 {
+                        eprintln!("load: {i} objects");
+                    }
                 }
             })
         })
@@ -277,7 +331,11 @@ fn query(bt: &Path, dir: &Path, runs: usize) {
             serde_json::json!({"filter": [{"classifiers": [["contains", "null-dereference"]]}], "group": ["fingerprint"]}),
             50.0,
         ),
-        ("filter: application equal app3", serde_json::json!({"filter": [{"application": [["equal", "app3"]]}], "group": ["fingerprint"]}), 50.0),
+        (
+            "filter: application equal app3",
+            serde_json::json!({"filter": [{"application": [["equal", "app3"]]}], "group": ["fingerprint"]}),
+            50.0,
+        ),
         (
             "filter: both, selecting 50 objects",
             serde_json::json!({"filter": [{"classifiers": [["contains", "null-dereference"]], "application": [["equal", "app3"]]}], "select": ["hostname", "timestamp"], "limit": 50}),
@@ -298,6 +356,10 @@ fn query(bt: &Path, dir: &Path, runs: usize) {
             engine.push(v["time_us"].as_f64().unwrap_or(0.0) / 1000.0);
             objects = v["objects"].as_u64().unwrap_or(0);
         }
-        println!("query: {name}: median {:.1} ms over HTTP ({:.1} ms in the engine), {objects} objects matched, goal < {goal} ms", median(wall), median(engine));
+        println!(
+            "query: {name}: median {:.1} ms over HTTP ({:.1} ms in the engine), {objects} objects matched, goal < {goal} ms",
+            median(wall),
+            median(engine)
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use argh::FromArgs;
 
 use crate::server::{self, http::Limits};
@@ -129,7 +129,9 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     server::serve(Arc::new(store), &args.listen, opts, |addr| {
         println!("listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        server::log_line(serde_json::json!({"ts": crate::store::now(), "listening": addr.to_string(), "data": data_shown}));
+        server::log_line(
+            serde_json::json!({"ts": crate::store::now(), "listening": addr.to_string(), "data": data_shown}),
+        );
     })?;
     Ok(super::exit::OK)
 }
@@ -216,7 +218,10 @@ fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
     let open = || Store::open_admin(&data).with_context(|| format!("opening the store in {}", data.display()));
     let retention = || -> anyhow::Result<Retention> {
-        Ok(Retention { max_age: args.max_age.as_deref().map(parse_duration).transpose()?, max_bytes: args.max_size.as_deref().map(parse_size).transpose()? })
+        Ok(Retention {
+            max_age: args.max_age.as_deref().map(parse_duration).transpose()?,
+            max_bytes: args.max_size.as_deref().map(parse_size).transpose()?,
+        })
     };
     match words.as_slice() {
         ["project", "create", project] => {
@@ -232,7 +237,14 @@ fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             let store = open()?;
             println!("{:<24} {:>10} {:>12} {:>14} created", "project", "objects", "max-age(s)", "max-bytes");
             for p in store.list_projects()? {
-                println!("{:<24} {:>10} {:>12} {:>14} {}", p.name, p.objects, p.record.max_age, p.record.max_bytes, when(p.record.created));
+                println!(
+                    "{:<24} {:>10} {:>12} {:>14} {}",
+                    p.name,
+                    p.objects,
+                    p.record.max_age,
+                    p.record.max_bytes,
+                    when(p.record.created)
+                );
             }
         }
         ["project", "remove", project] => {
@@ -251,10 +263,14 @@ fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             let mut scopes = Vec::new();
             for s in if args.scope.is_empty() { vec!["submit".to_string()] } else { args.scope.clone() } {
                 for one in s.split(',') {
-                    scopes.push(Scope::parse(one.trim()).with_context(|| format!("unknown scope {one:?} (submit, query, object, admin)"))?);
+                    scopes.push(
+                        Scope::parse(one.trim())
+                            .with_context(|| format!("unknown scope {one:?} (submit, query, object, admin)"))?,
+                    );
                 }
             }
-            let token = open()?.create_token(project, &scopes).with_context(|| format!("creating a token for {project}"))?;
+            let token =
+                open()?.create_token(project, &scopes).with_context(|| format!("creating a token for {project}"))?;
             println!("{token}");
         }
         ["token", "list"] => {

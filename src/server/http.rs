@@ -12,8 +12,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Limits of the HTTP layer.
@@ -121,7 +121,8 @@ impl Request<'_> {
             BodyKind::Chunked => loop {
                 let line = read_line(self.conn, 1024, deadline)?;
                 let size_text = line.split(';').next().unwrap_or("").trim();
-                let size = u64::from_str_radix(size_text, 16).map_err(|_| BodyError::Bad(format!("bad chunk size {size_text:?}")))?;
+                let size = u64::from_str_radix(size_text, 16)
+                    .map_err(|_| BodyError::Bad(format!("bad chunk size {size_text:?}")))?;
                 if out.len() as u64 + size > limit {
                     return Err(BodyError::TooLarge { limit });
                 }
@@ -146,7 +147,12 @@ fn timed_out(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
-fn read_exactly(conn: &mut BufReader<TcpStream>, out: &mut Vec<u8>, n: u64, deadline: Instant) -> Result<(), BodyError> {
+fn read_exactly(
+    conn: &mut BufReader<TcpStream>,
+    out: &mut Vec<u8>,
+    n: u64,
+    deadline: Instant,
+) -> Result<(), BodyError> {
     let mut left = n;
     let mut buf = [0u8; 64 * 1024];
     while left > 0 {
@@ -248,7 +254,13 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", r.status, reason(r.status), r.content_type, r.body.len());
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len()
+    );
     for (k, v) in &r.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -326,7 +338,8 @@ pub fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, limits: Limits)
         let remote = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         if active.load(Ordering::SeqCst) >= limits.max_connections {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let mut r = Response::json(503, &serde_json::json!({"error": {"message": "too many connections", "code": 503}}));
+            let mut r =
+                Response::json(503, &serde_json::json!({"error": {"message": "too many connections", "code": 503}}));
             r.close = true;
             let _ = write_response(&mut stream, &r, false);
             handler.log_error(remote, 503, "too many connections");
@@ -368,7 +381,9 @@ fn read_head(conn: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Head, (
         let line = match read_line(conn, limits.max_head, deadline) {
             Ok(l) => l,
             Err(BodyError::Timeout) => return Err((408, "request head did not arrive in time".into())),
-            Err(BodyError::TooLarge { .. }) => return Err((431, format!("request head larger than {} bytes", limits.max_head))),
+            Err(BodyError::TooLarge { .. }) => {
+                return Err((431, format!("request head larger than {} bytes", limits.max_head)));
+            }
             Err(e) => return Err((400, format!("reading request head: {e}"))),
         };
         total += line.len() + 2;
@@ -386,7 +401,9 @@ fn read_head(conn: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Head, (
     let request_line = lines.remove(0);
     let mut headers = Vec::with_capacity(lines.len());
     for l in lines {
-        let Some((k, v)) = l.split_once(':') else { return Err((400, format!("malformed header line {:?}", l.chars().take(40).collect::<String>()))) };
+        let Some((k, v)) = l.split_once(':') else {
+            return Err((400, format!("malformed header line {:?}", l.chars().take(40).collect::<String>())));
+        };
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
     Ok(Head::Request(request_line, headers))
@@ -431,7 +448,9 @@ fn connection<H: Handler>(stream: TcpStream, remote: SocketAddr, handler: &H, li
                 return;
             }
         };
-        let get = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase());
+        let get = |name: &str| {
+            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase())
+        };
         let body_kind = match (get("transfer-encoding"), get("content-length")) {
             (Some(te), _) if te == "chunked" => BodyKind::Chunked,
             (Some(_), _) => {
@@ -511,13 +530,16 @@ mod tests {
 
     #[test]
     fn query_strings_decode() {
-        assert_eq!(parse_query("a=1&b=x%20y+z&c&d=%zz&e=%4"), vec![
-            ("a".to_string(), "1".to_string()),
-            ("b".to_string(), "x y z".to_string()),
-            ("c".to_string(), String::new()),
-            ("d".to_string(), "%zz".to_string()),
-            ("e".to_string(), "%4".to_string()),
-        ]);
+        assert_eq!(
+            parse_query("a=1&b=x%20y+z&c&d=%zz&e=%4"),
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "x y z".to_string()),
+                ("c".to_string(), String::new()),
+                ("d".to_string(), "%zz".to_string()),
+                ("e".to_string(), "%4".to_string()),
+            ]
+        );
         assert_eq!(percent_decode("..%2F..%2Fetc"), "../../etc");
     }
 }

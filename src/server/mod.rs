@@ -17,12 +17,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 use crate::store::auth::Principal;
 use crate::store::query::Query;
 use crate::store::schema::BlobKind;
-use crate::store::{format_object_id, now, parse_object_id, Format, Scope, Store, StoreError, Submission};
+use crate::store::{Format, Scope, Store, StoreError, Submission, format_object_id, now, parse_object_id};
 use http::{BodyError, Limits, Request, Response};
 
 /// Options of `bt serve`.
@@ -39,7 +39,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { limits: Limits::default(), max_submission: 32 << 20, max_query: 1 << 20, retention_every: Duration::from_secs(60) }
+        Options {
+            limits: Limits::default(),
+            max_submission: 32 << 20,
+            max_query: 1 << 20,
+            retention_every: Duration::from_secs(60),
+        }
     }
 }
 
@@ -66,7 +71,10 @@ struct Outcome {
 }
 
 fn err(status: u16, message: &str) -> Outcome {
-    Outcome { resp: Response::json(status, &json!({"error": {"message": message, "code": status}})), note: Some(message.to_string()) }
+    Outcome {
+        resp: Response::json(status, &json!({"error": {"message": message, "code": status}})),
+        note: Some(message.to_string()),
+    }
 }
 
 fn ok(v: Json) -> Outcome {
@@ -109,7 +117,9 @@ fn body_error(e: BodyError) -> Outcome {
 fn credential<'a>(req: &'a Request<'_>) -> Option<&'a str> {
     req.param("token")
         .or_else(|| req.header("x-coroner-token"))
-        .or_else(|| req.header("authorization").and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))))
+        .or_else(|| {
+            req.header("authorization").and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
@@ -143,7 +153,9 @@ impl Api {
             ("POST", "/api/query") => self.query(req),
             ("GET" | "HEAD", "/api/get") => self.get(req),
             ("POST" | "DELETE", "/api/delete") => self.delete(req),
-            (_, "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete") => err(405, "method not allowed"),
+            (_, "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete") => {
+                err(405, "method not allowed")
+            }
             _ => err(404, "no such endpoint"),
         }
     }
@@ -156,8 +168,14 @@ impl Api {
         let content_type = req.header("content-type").unwrap_or("").to_ascii_lowercase();
         let mime = content_type.split(';').next().unwrap_or("").trim().to_string();
         let multipart = mime == "multipart/form-data";
-        if !multipart && !["", "application/octet-stream", "application/json", "application/x-bt-snapshot", "text/plain"].contains(&mime.as_str()) {
-            return err(415, &format!("unsupported content type {mime:?}: send the report raw or as multipart/form-data"));
+        if !multipart
+            && !["", "application/octet-stream", "application/json", "application/x-bt-snapshot", "text/plain"]
+                .contains(&mime.as_str())
+        {
+            return err(
+                415,
+                &format!("unsupported content type {mime:?}: send the report raw or as multipart/form-data"),
+            );
         }
         let body = match req.body(self.opts.max_submission) {
             Ok(b) => b,
@@ -213,7 +231,9 @@ impl Api {
         let sub = Submission { project, format, body: report, attributes, attachments };
         match self.store.submit(sub) {
             Ok(ack) => {
-                let mut o = ok(json!({"response": "ok", "_rxid": format_object_id(ack.rxid), "fingerprint": ack.fingerprint, "unique": ack.unique}));
+                let mut o = ok(
+                    json!({"response": "ok", "_rxid": format_object_id(ack.rxid), "fingerprint": ack.fingerprint, "unique": ack.unique}),
+                );
                 o.note = Some(format!("object {}", format_object_id(ack.rxid)));
                 o
             }
@@ -233,11 +253,16 @@ impl Api {
             (get("username"), get("password"))
         } else {
             match serde_json::from_slice::<Json>(&body) {
-                Ok(v) => (v.get("username").and_then(Json::as_str).map(str::to_string), v.get("password").and_then(Json::as_str).map(str::to_string)),
+                Ok(v) => (
+                    v.get("username").and_then(Json::as_str).map(str::to_string),
+                    v.get("password").and_then(Json::as_str).map(str::to_string),
+                ),
                 Err(_) => return err(400, "login takes {\"username\": …, \"password\": …}"),
             }
         };
-        let (Some(user), Some(password)) = (user, password) else { return err(400, "login takes a username and a password") };
+        let (Some(user), Some(password)) = (user, password) else {
+            return err(400, "login takes a username and a password");
+        };
         match self.store.login(&user, &password) {
             Ok(Some(token)) => ok(json!({"response": "ok", "token": token, "user": user})),
             Ok(None) => unauthorized(),
@@ -322,7 +347,10 @@ impl Api {
                 Err(e) => return store_error(e),
             };
             if q.filter.is_empty() {
-                return err(400, "refusing to delete without a filter (use a filter that selects everything, e.g. timestamp is-set)");
+                return err(
+                    400,
+                    "refusing to delete without a filter (use a filter that selects everything, e.g. timestamp is-set)",
+                );
             }
             ids = match self.store.select_ids(&project, &q) {
                 Ok(ids) => ids,
@@ -376,18 +404,26 @@ impl http::Handler for Handler {
 
 /// Binds `listen`, reports the bound address through `ready`, starts the retention
 /// task and serves until the process ends.
-pub fn serve(store: Arc<Store>, listen: &str, opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(listen).map_err(|e| ServerError::Listen { addr: listen.to_string(), source: e })?;
+pub fn serve(
+    store: Arc<Store>,
+    listen: &str,
+    opts: Options,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    let listener =
+        TcpListener::bind(listen).map_err(|e| ServerError::Listen { addr: listen.to_string(), source: e })?;
     let addr = listener.local_addr().map_err(|e| ServerError::Listen { addr: listen.to_string(), source: e })?;
     ready(addr);
     let retention_store = store.clone();
     let every = opts.retention_every;
-    let _ = std::thread::Builder::new().name("retention".into()).spawn(move || loop {
-        std::thread::sleep(every);
-        match retention_store.enforce_retention() {
-            Ok(0) => {}
-            Ok(n) => log_line(json!({"ts": now(), "retention": {"removed": n}})),
-            Err(e) => log_line(json!({"ts": now(), "retention": {"error": e.to_string()}})),
+    let _ = std::thread::Builder::new().name("retention".into()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            match retention_store.enforce_retention() {
+                Ok(0) => {}
+                Ok(n) => log_line(json!({"ts": now(), "retention": {"removed": n}})),
+                Err(e) => log_line(json!({"ts": now(), "retention": {"error": e.to_string()}})),
+            }
         }
     });
     let limits = opts.limits.clone();

@@ -14,10 +14,13 @@ pub fn boundary(content_type: &str) -> Option<String> {
     if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
         return None;
     }
-    params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k.trim().eq_ignore_ascii_case("boundary")).then(|| v.trim().trim_matches('"').to_string())
-    }).filter(|b| !b.is_empty() && b.len() <= 200)
+    params
+        .split(';')
+        .find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            (k.trim().eq_ignore_ascii_case("boundary")).then(|| v.trim().trim_matches('"').to_string())
+        })
+        .filter(|b| !b.is_empty() && b.len() <= 200)
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -105,7 +108,12 @@ mod tests {
 
     #[test]
     fn broken_bodies_are_errors() {
-        for body in [&b"no boundary"[..], b"--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated", b"--XX\r\nno headers end", b"--XXjunk"] {
+        for body in [
+            &b"no boundary"[..],
+            b"--XX\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
+            b"--XX\r\nno headers end",
+            b"--XXjunk",
+        ] {
             assert!(parse(body, "XX").is_err(), "{}", String::from_utf8_lossy(body));
         }
     }

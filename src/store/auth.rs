@@ -1,13 +1,13 @@
 //! Credentials: project tokens with scopes, users with Argon2id password hashes,
 //! and login sessions. Tokens and session ids are stored only as BLAKE2s hashes.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use blake2::{Blake2s256, Digest};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::schema::*;
-use super::{now, Store, StoreError};
+use super::{Store, StoreError, now};
 
 /// How long a login session lasts.
 pub const SESSION_SECS: i64 = 7 * 24 * 3600;
@@ -101,7 +101,9 @@ impl Store {
                 1 => {
                     t.remove(matches[0].as_str())?;
                 }
-                n => return Err(StoreError::BadInput(format!("{n} tokens start with {id_or_token}; give more digits"))),
+                n => {
+                    return Err(StoreError::BadInput(format!("{n} tokens start with {id_or_token}; give more digits")));
+                }
             }
         }
         txn.commit()?;
@@ -116,9 +118,13 @@ impl Store {
             return Err(StoreError::BadInput("a password needs at least 8 characters".into()));
         }
         let salt_hex = random_hex(16)?;
-        let salt_bytes: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&salt_hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
+        let salt_bytes: Vec<u8> =
+            (0..16).map(|i| u8::from_str_radix(&salt_hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| StoreError::Io(format!("salt: {e}")))?;
-        let hash = Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| StoreError::Io(format!("hashing password: {e}")))?.to_string();
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| StoreError::Io(format!("hashing password: {e}")))?
+            .to_string();
         let txn = self.db().begin_write()?;
         {
             let mut t = txn.open_table(USERS)?;
@@ -150,7 +156,8 @@ impl Store {
             if t.remove(name)?.is_none() {
                 return Err(StoreError::NotFound(format!("user {name}")));
             }
-            txn.open_table(SESSIONS)?.retain(|_, v| decode::<SessionRecord>(v, "session").map(|s| s.user != name).unwrap_or(false))?;
+            txn.open_table(SESSIONS)?
+                .retain(|_, v| decode::<SessionRecord>(v, "session").map(|s| s.user != name).unwrap_or(false))?;
         }
         txn.commit()?;
         Ok(())
@@ -169,9 +176,12 @@ impl Store {
         };
         // Hash even for an unknown user, so timing does not tell which names exist.
         let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| {
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0o3R0fNmTtv0T4Q9KDvXvKvTH3Ak1Xa2mGP3qFpNaKc".to_string()
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0o3R0fNmTtv0T4Q9KDvXvKvTH3Ak1Xa2mGP3qFpNaKc"
+                .to_string()
         });
-        let ok = PasswordHash::new(&stored).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false);
+        let ok = PasswordHash::new(&stored)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false);
         if !ok || user.is_none() {
             return Ok(None);
         }
@@ -181,7 +191,10 @@ impl Store {
             let mut t = txn.open_table(SESSIONS)?;
             let now = now();
             t.retain(|_, v| decode::<SessionRecord>(v, "session").map(|s| s.expires > now).unwrap_or(false))?;
-            t.insert(token_key(&token).as_str(), encode(&SessionRecord { user: name.to_string(), expires: now + SESSION_SECS })?.as_slice())?;
+            t.insert(
+                token_key(&token).as_str(),
+                encode(&SessionRecord { user: name.to_string(), expires: now + SESSION_SECS })?.as_slice(),
+            )?;
         }
         txn.commit()?;
         Ok(Some(token))

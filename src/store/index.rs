@@ -192,7 +192,14 @@ impl ProjectIndex {
         let ts_attr = self.attr("timestamp");
         let Column::Str(fps) = &fp_attr.column else { return None };
         let sid = *self.string_ids.get(fingerprint)? + 1;
-        let mut g = GroupRecord { count: 0, first_seen: i64::MAX, last_seen: i64::MIN, first_object: u64::MAX, last_object: 0, ..old.clone() };
+        let mut g = GroupRecord {
+            count: 0,
+            first_seen: i64::MAX,
+            last_seen: i64::MIN,
+            first_object: u64::MAX,
+            last_object: 0,
+            ..old.clone()
+        };
         for (row, &f) in fps.iter().enumerate() {
             if f != sid || !self.alive[row] {
                 continue;

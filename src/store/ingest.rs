@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 use crate::dedup::RuleSet;
 use crate::snapshot::{Frame, Snapshot};
 
-use super::schema::BlobKind;
 use super::StoreError;
+use super::schema::BlobKind;
 
 /// Longest attribute value accepted from a client, in bytes.
 pub const MAX_ATTR_VALUE: usize = 8 * 1024;
@@ -112,12 +112,20 @@ pub fn prepare(sub: Submission, rules: &RuleSet, received: i64) -> Result<Prepar
                 attrs.insert("hostname".into(), snap.environment.hostname.clone());
             }
             let u = &snap.environment.uname;
-            for (k, v) in [("uname.sysname", &u.sysname), ("uname.release", &u.release), ("uname.version", &u.version), ("uname.machine", &u.machine)] {
+            for (k, v) in [
+                ("uname.sysname", &u.sysname),
+                ("uname.release", &u.release),
+                ("uname.version", &u.version),
+                ("uname.machine", &u.machine),
+            ] {
                 if !v.is_empty() {
                     attrs.insert(k.into(), v.clone());
                 }
             }
-            let app = std::path::Path::new(&snap.process.exe).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| snap.process.comm.clone());
+            let app = std::path::Path::new(&snap.process.exe)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| snap.process.comm.clone());
             if !app.is_empty() {
                 attrs.insert("application".into(), app);
             }
@@ -145,7 +153,8 @@ pub fn prepare(sub: Submission, rules: &RuleSet, received: i64) -> Result<Prepar
             let report = parse_json_report(&sub.body)?;
             timestamp = Some(report.timestamp);
             attrs.extend(report.attributes);
-            let payload = zstd::bulk::compress(&sub.body, 3).map_err(|e| StoreError::Io(format!("compressing report: {e}")))?;
+            let payload =
+                zstd::bulk::compress(&sub.body, 3).map_err(|e| StoreError::Io(format!("compressing report: {e}")))?;
             let mut blob = Vec::with_capacity(payload.len() + 1);
             blob.push(BlobKind::JsonZstd as u8);
             blob.extend_from_slice(&payload);
@@ -156,7 +165,10 @@ pub fn prepare(sub: Submission, rules: &RuleSet, received: i64) -> Result<Prepar
         attrs.insert(k, v);
     }
     if let Some(ts) = attrs.remove("timestamp") {
-        timestamp = Some(parse_int(&ts).ok_or_else(|| bad(format!("attribute timestamp is not a number of seconds: {:?}", clip(&ts))))?);
+        timestamp = Some(
+            parse_int(&ts)
+                .ok_or_else(|| bad(format!("attribute timestamp is not a number of seconds: {:?}", clip(&ts))))?,
+        );
     }
     let timestamp = timestamp.unwrap_or(received);
     if attrs.len() > MAX_ATTRS {
@@ -164,7 +176,10 @@ pub fn prepare(sub: Submission, rules: &RuleSet, received: i64) -> Result<Prepar
     }
     for (k, v) in &attrs {
         if !valid_attr_name(k) {
-            return Err(bad(format!("bad attribute name {:?}: letters, digits, '.', '_', '-', at most {MAX_ATTR_NAME} bytes", clip(k))));
+            return Err(bad(format!(
+                "bad attribute name {:?}: letters, digits, '.', '_', '-', at most {MAX_ATTR_NAME} bytes",
+                clip(k)
+            )));
         }
         if RESERVED.contains(&k.as_str()) {
             return Err(bad(format!("attribute {k} is computed by the store and cannot be set")));
@@ -239,11 +254,15 @@ fn parse_json_report(body: &[u8]) -> Result<JsonReport, StoreError> {
     let v: Json = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON report: {e}")))?;
     let Json::Object(obj) = &v else { return Err(bad("a JSON report must be an object")) };
     let timestamp = match obj.get("timestamp") {
-        Some(Json::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).ok_or_else(|| bad("timestamp out of range"))?,
+        Some(Json::Number(n)) => {
+            n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).ok_or_else(|| bad("timestamp out of range"))?
+        }
         Some(_) => return Err(bad("timestamp must be a number of seconds")),
         None => return Err(bad("missing field timestamp")),
     };
-    let Some(Json::Object(threads)) = obj.get("threads") else { return Err(bad("missing field threads (an object of thread id → thread)")) };
+    let Some(Json::Object(threads)) = obj.get("threads") else {
+        return Err(bad("missing field threads (an object of thread id → thread)"));
+    };
     let mut attributes = BTreeMap::new();
     if let Some(a) = obj.get("attributes") {
         let Json::Object(a) = a else { return Err(bad("attributes must be an object")) };
@@ -255,18 +274,28 @@ fn parse_json_report(body: &[u8]) -> Result<JsonReport, StoreError> {
             attributes.insert(k.clone(), s);
         }
     }
-    for (field, attr) in [("uuid", "uuid"), ("lang", "lang"), ("langVersion", "lang.version"), ("agent", "agent"), ("agentVersion", "agent.version")] {
+    for (field, attr) in [
+        ("uuid", "uuid"),
+        ("lang", "lang"),
+        ("langVersion", "lang.version"),
+        ("agent", "agent"),
+        ("agentVersion", "agent.version"),
+    ] {
         if let Some(s) = obj.get(field).and_then(scalar) {
             attributes.entry(attr.to_string()).or_insert(s);
         }
     }
     let classifiers = match obj.get("classifiers") {
         None | Some(Json::Null) => Vec::new(),
-        Some(Json::Array(a)) => a.iter().map(|c| c.as_str().map(str::to_string).ok_or_else(|| bad("classifiers must be strings"))).collect::<Result<_, _>>()?,
+        Some(Json::Array(a)) => a
+            .iter()
+            .map(|c| c.as_str().map(str::to_string).ok_or_else(|| bad("classifiers must be strings")))
+            .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad("classifiers must be an array of strings")),
     };
     let main = obj.get("mainThread").and_then(scalar);
-    let faulting = threads.iter().find(|(_, t)| t.get("fault").and_then(Json::as_bool) == Some(true)).map(|(k, _)| k.clone());
+    let faulting =
+        threads.iter().find(|(_, t)| t.get("fault").and_then(Json::as_bool) == Some(true)).map(|(k, _)| k.clone());
     let key = faulting.or(main).or_else(|| threads.keys().next().cloned());
     let mut frames = Vec::new();
     if let Some(t) = key.as_ref().and_then(|k| threads.get(k)) {

@@ -190,10 +190,17 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             let found = meta.get("schema")?.map(|v| {
                 let b = v.value();
-                u32::from_le_bytes([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0), b.get(2).copied().unwrap_or(0), b.get(3).copied().unwrap_or(0)])
+                u32::from_le_bytes([
+                    b.first().copied().unwrap_or(0),
+                    b.get(1).copied().unwrap_or(0),
+                    b.get(2).copied().unwrap_or(0),
+                    b.get(3).copied().unwrap_or(0),
+                ])
             });
             match found {
-                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: v }),
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: v });
+                }
                 Some(_) => {}
                 None => {
                     meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
@@ -234,14 +241,22 @@ impl Store {
                 let a: AttrRecord = decode(v.value(), "attribute")?;
                 let id = p.add_attr(&a.name, a.ty);
                 if id != k.value().1 {
-                    return Err(StoreError::Corrupt(format!("project {}: attribute ids are not dense at {}", p.name, k.value().1)));
+                    return Err(StoreError::Corrupt(format!(
+                        "project {}: attribute ids are not dense at {}",
+                        p.name,
+                        k.value().1
+                    )));
                 }
             }
             for e in strings.range((pid, 0)..=(pid, u32::MAX))? {
                 let (k, v) = e?;
                 let id = p.add_string(v.value());
                 if id != k.value().1 {
-                    return Err(StoreError::Corrupt(format!("project {}: string ids are not dense at {}", p.name, k.value().1)));
+                    return Err(StoreError::Corrupt(format!(
+                        "project {}: string ids are not dense at {}",
+                        p.name,
+                        k.value().1
+                    )));
                 }
             }
             for e in objects.range((pid, 0)..=(pid, u64::MAX))? {
@@ -283,7 +298,15 @@ impl Store {
                 let (_, v) = e?;
                 max_id = max_id.max(decode::<ProjectRecord>(v.value(), "project")?.id);
             }
-            rec = ProjectRecord { id: max_id + 1, created: now(), max_age: 0, max_bytes: 0, next_object: 1, next_string: 0, next_attr: 0 };
+            rec = ProjectRecord {
+                id: max_id + 1,
+                created: now(),
+                max_age: 0,
+                max_bytes: 0,
+                next_object: 1,
+                next_string: 0,
+                next_attr: 0,
+            };
             t.insert(name, encode(&rec)?.as_slice())?;
         }
         txn.commit()?;
@@ -416,12 +439,18 @@ impl Store {
         let pid = self.project_id(project)?;
         let txn = self.db.begin_read()?;
         let blobs = txn.open_table(BLOBS)?;
-        let v = blobs.get((pid, id))?.ok_or_else(|| StoreError::NotFound(format!("object {}", format_object_id(id))))?;
+        let v =
+            blobs.get((pid, id))?.ok_or_else(|| StoreError::NotFound(format!("object {}", format_object_id(id))))?;
         let raw = v.value();
-        let kind = raw.first().and_then(|&b| BlobKind::from_byte(b)).ok_or_else(|| StoreError::Corrupt(format!("object {id:x}: unknown blob kind")))?;
+        let kind = raw
+            .first()
+            .and_then(|&b| BlobKind::from_byte(b))
+            .ok_or_else(|| StoreError::Corrupt(format!("object {id:x}: unknown blob kind")))?;
         let bytes = match kind {
             BlobKind::Snapshot => raw[1..].to_vec(),
-            BlobKind::JsonZstd => zstd::stream::decode_all(&raw[1..]).map_err(|e| StoreError::Corrupt(format!("object {id:x}: {e}")))?,
+            BlobKind::JsonZstd => {
+                zstd::stream::decode_all(&raw[1..]).map_err(|e| StoreError::Corrupt(format!("object {id:x}: {e}")))?
+            }
         };
         Ok(Object { kind, bytes })
     }
@@ -431,8 +460,11 @@ impl Store {
         let pid = self.project_id(project)?;
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ATTACHMENTS)?;
-        let v = t.get((pid, id, name))?.ok_or_else(|| StoreError::NotFound(format!("attachment {name} of object {id:x}")))?;
-        zstd::stream::decode_all(v.value()).map_err(|e| StoreError::Corrupt(format!("attachment {name} of object {id:x}: {e}")))
+        let v = t
+            .get((pid, id, name))?
+            .ok_or_else(|| StoreError::NotFound(format!("attachment {name} of object {id:x}")))?;
+        zstd::stream::decode_all(v.value())
+            .map_err(|e| StoreError::Corrupt(format!("attachment {name} of object {id:x}: {e}")))
     }
 
     fn project_id(&self, project: &str) -> Result<u32, StoreError> {
@@ -522,7 +554,10 @@ impl Store {
             let n_attrs = attrs.range((pid, 0)..=(pid, u32::MAX))?.count() as u32;
             let n_strings = strings.range((pid, 0)..=(pid, u32::MAX))?.count() as u32;
             if n_attrs != rec.next_attr || n_strings != rec.next_string {
-                problems.push(format!("{name}: {n_attrs} attributes / {n_strings} strings, record says {} / {}", rec.next_attr, rec.next_string));
+                problems.push(format!(
+                    "{name}: {n_attrs} attributes / {n_strings} strings, record says {} / {}",
+                    rec.next_attr, rec.next_string
+                ));
             }
             let mut fp_attr = None;
             for e in attrs.range((pid, 0)..=(pid, u32::MAX))? {
@@ -549,7 +584,11 @@ impl Store {
                 };
                 match blobs.get((pid, id))? {
                     Some(b) if b.value().len() as u64 == row.blob_len + 1 => {}
-                    Some(b) => problems.push(format!("{name}: object {id:x}: blob is {} bytes, row says {}", b.value().len(), row.blob_len + 1)),
+                    Some(b) => problems.push(format!(
+                        "{name}: object {id:x}: blob is {} bytes, row says {}",
+                        b.value().len(),
+                        row.blob_len + 1
+                    )),
                     None => problems.push(format!("{name}: object {id:x} has no blob")),
                 }
                 for a in &row.attachments {

@@ -15,12 +15,12 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 use super::index::{Attr, Column, ProjectIndex, UNSET_INT};
 use super::ingest::parse_int;
 use super::schema::AttrType;
-use super::{format_object_id, StoreError};
+use super::{StoreError, format_object_id};
 
 /// Rows returned when the query names no limit.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -175,7 +175,11 @@ fn text_of(v: &Json) -> Option<String> {
 impl Query {
     /// Parses the JSON a client sends. An empty body is the default list query.
     pub fn parse(body: &[u8]) -> Result<Query, StoreError> {
-        let v: Json = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { serde_json::from_slice(body).map_err(|e| bad(format!("malformed query: {e}")))? };
+        let v: Json = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| bad(format!("malformed query: {e}")))?
+        };
         Query::from_json(&v)
     }
 
@@ -196,18 +200,25 @@ impl Query {
         for f in filters {
             let Json::Object(f) = f else { return Err(bad("filter must be an object or an array of objects")) };
             for (attr, conds) in f {
-                let Json::Array(conds) = conds else { return Err(bad(format!("filter on {attr}: expected [[op, value], …]"))) };
+                let Json::Array(conds) = conds else {
+                    return Err(bad(format!("filter on {attr}: expected [[op, value], …]")));
+                };
                 for c in conds {
                     let c = c.as_array().ok_or_else(|| bad(format!("filter on {attr}: expected [op, value]")))?;
-                    let op_name = c.first().and_then(Json::as_str).ok_or_else(|| bad(format!("filter on {attr}: missing operator")))?;
+                    let op_name = c
+                        .first()
+                        .and_then(Json::as_str)
+                        .ok_or_else(|| bad(format!("filter on {attr}: missing operator")))?;
                     let op = Op::parse(op_name).ok_or_else(|| bad(format!("unknown filter operator {op_name:?}")))?;
                     let value = match (op, c.get(1)) {
                         (Op::IsSet | Op::IsNotSet, _) => String::new(),
-                        (_, Some(v)) => text_of(v).ok_or_else(|| bad(format!("filter on {attr}: value must be a string or a number")))?,
+                        (_, Some(v)) => text_of(v)
+                            .ok_or_else(|| bad(format!("filter on {attr}: value must be a string or a number")))?,
                         (_, None) => return Err(bad(format!("filter on {attr}: {op_name} needs a value"))),
                     };
                     if matches!(op, Op::Regex | Op::InverseRegex) {
-                        fancy_regex::Regex::new(&value).map_err(|e| bad(format!("filter on {attr}: bad regular expression: {e}")))?;
+                        fancy_regex::Regex::new(&value)
+                            .map_err(|e| bad(format!("filter on {attr}: bad regular expression: {e}")))?;
                     }
                     q.filter.push(Condition { attr: attr.clone(), op, value });
                 }
@@ -215,14 +226,21 @@ impl Query {
         }
         if let Some(s) = o.get("select") {
             let a = s.as_array().ok_or_else(|| bad("select must be an array of attribute names"))?;
-            q.select = a.iter().map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad("select must be an array of attribute names"))).collect::<Result<_, _>>()?;
+            q.select = a
+                .iter()
+                .map(|x| {
+                    x.as_str().map(str::to_string).ok_or_else(|| bad("select must be an array of attribute names"))
+                })
+                .collect::<Result<_, _>>()?;
             q.group = None;
         }
         match o.get("group") {
             None => {}
             Some(Json::Null) => q.group = None,
             Some(Json::Array(a)) if a.is_empty() => q.group = None,
-            Some(Json::Array(a)) if a.len() == 1 => q.group = Some(a[0].as_str().ok_or_else(|| bad("group names one attribute"))?.to_string()),
+            Some(Json::Array(a)) if a.len() == 1 => {
+                q.group = Some(a[0].as_str().ok_or_else(|| bad("group names one attribute"))?.to_string())
+            }
             Some(Json::String(s)) => q.group = Some(s.clone()),
             Some(_) => return Err(bad("group names one attribute: [\"fingerprint\"]")),
         }
@@ -251,7 +269,10 @@ impl Query {
         let num = |k: &str| -> Result<Option<usize>, StoreError> {
             match o.get(k) {
                 None | Some(Json::Null) => Ok(None),
-                Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| bad(format!("{k} must be a non-negative integer"))),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| Some(n as usize))
+                    .ok_or_else(|| bad(format!("{k} must be a non-negative integer"))),
             }
         };
         if let Some(l) = num("limit")? {
@@ -324,17 +345,38 @@ fn str_test(op: Op, cell: &str, value: &str, re: Option<&fancy_regex::Regex>) ->
 enum Pred<'a> {
     Const(bool),
     /// Memo over dictionary ids: 0 = not evaluated yet, 1 = false, 2 = true.
-    Str { cells: &'a [u32], memo: Vec<u8>, op: Op, value: String, re: Option<fancy_regex::Regex> },
-    Int { cells: &'a [i64], op: Op, value: i64 },
+    Str {
+        cells: &'a [u32],
+        memo: Vec<u8>,
+        op: Op,
+        value: String,
+        re: Option<fancy_regex::Regex>,
+    },
+    Int {
+        cells: &'a [i64],
+        op: Op,
+        value: i64,
+    },
     /// String operators on an integer column test the decimal text.
-    IntText { cells: &'a [i64], op: Op, value: String, re: Option<fancy_regex::Regex> },
-    Object { op: Op, value: u64, text: String },
+    IntText {
+        cells: &'a [i64],
+        op: Op,
+        value: String,
+        re: Option<fancy_regex::Regex>,
+    },
+    Object {
+        op: Op,
+        value: u64,
+        text: String,
+    },
 }
 
 impl<'a> Pred<'a> {
     fn compile(p: &'a ProjectIndex, c: &Condition) -> Result<Pred<'a>, StoreError> {
         let re = match c.op {
-            Op::Regex | Op::InverseRegex => Some(fancy_regex::Regex::new(&c.value).map_err(|e| bad(format!("bad regular expression: {e}")))?),
+            Op::Regex | Op::InverseRegex => {
+                Some(fancy_regex::Regex::new(&c.value).map_err(|e| bad(format!("bad regular expression: {e}")))?)
+            }
             _ => None,
         };
         if c.attr == "object" || c.attr == "_rxid" {
@@ -343,11 +385,20 @@ impl<'a> Pred<'a> {
         }
         let Some(attr) = p.attr(&c.attr) else { return Ok(Pred::Const(c.op.on_unset())) };
         Ok(match &attr.column {
-            Column::Str(cells) => Pred::Str { cells, memo: vec![0; p.strings.len() + 1], op: c.op, value: c.value.clone(), re },
+            Column::Str(cells) => {
+                Pred::Str { cells, memo: vec![0; p.strings.len() + 1], op: c.op, value: c.value.clone(), re }
+            }
             Column::Int(cells) => match (c.op, parse_int(&c.value)) {
-                (Op::Equal | Op::NotEqual | Op::AtLeast | Op::GreaterThan | Op::AtMost | Op::LessThan, Some(v)) => Pred::Int { cells, op: c.op, value: v },
+                (Op::Equal | Op::NotEqual | Op::AtLeast | Op::GreaterThan | Op::AtMost | Op::LessThan, Some(v)) => {
+                    Pred::Int { cells, op: c.op, value: v }
+                }
                 (Op::AtLeast | Op::GreaterThan | Op::AtMost | Op::LessThan, None) => {
-                    return Err(bad(format!("{} is an {} attribute: {:?} is not a number", c.attr, attr.ty.as_str(), c.value)));
+                    return Err(bad(format!(
+                        "{} is an {} attribute: {:?} is not a number",
+                        c.attr,
+                        attr.ty.as_str(),
+                        c.value
+                    )));
                 }
                 (Op::IsSet | Op::IsNotSet, _) => Pred::Int { cells, op: c.op, value: 0 },
                 _ => Pred::IntText { cells, op: c.op, value: c.value.clone(), re },
@@ -365,7 +416,11 @@ impl<'a> Pred<'a> {
                     1 => false,
                     2 => true,
                     _ => {
-                        let r = if cell == 0 { op.on_unset() } else { str_test(*op, &p.strings[cell - 1], value, re.as_ref()) };
+                        let r = if cell == 0 {
+                            op.on_unset()
+                        } else {
+                            str_test(*op, &p.strings[cell - 1], value, re.as_ref())
+                        };
                         memo[cell] = if r { 2 } else { 1 };
                         r
                     }
@@ -568,11 +623,16 @@ impl Fold<'_> {
             Acc::Hist(h) => {
                 let mut v: Vec<(u64, u64)> = h.iter().map(|(k, c)| (*k, *c)).collect();
                 v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| cmp_keys(p, attr, a.0, b.0)));
-                let top = |v: &[(u64, u64)]| -> Json { Json::Array(v.iter().map(|(k, c)| json!([key_json(p, attr, *k), c])).collect()) };
+                let top = |v: &[(u64, u64)]| -> Json {
+                    Json::Array(v.iter().map(|(k, c)| json!([key_json(p, attr, *k), c])).collect())
+                };
                 match self.op {
                     FoldOp::Distribution(n) => {
                         let tail: u64 = v.iter().skip(n).map(|x| x.1).sum();
-                        (json!({"keys": v.len(), "tail": tail, "vals": top(&v[..n.min(v.len())])}), Some(v.len() as f64))
+                        (
+                            json!({"keys": v.len(), "tail": tail, "vals": top(&v[..n.min(v.len())])}),
+                            Some(v.len() as f64),
+                        )
                     }
                     _ => (top(&v), Some(v.len() as f64)),
                 }
@@ -603,7 +663,9 @@ fn cmp_json(a: &Json, b: &Json) -> std::cmp::Ordering {
         (Json::Null, Json::Null) => Equal,
         (Json::Null, _) => Less,
         (_, Json::Null) => Greater,
-        (Json::Number(x), Json::Number(y)) => x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Equal),
+        (Json::Number(x), Json::Number(y)) => {
+            x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Equal)
+        }
         (Json::String(x), Json::String(y)) => x.cmp(y),
         (Json::Array(x), Json::Array(y)) => x.last().zip(y.last()).map(|(x, y)| cmp_json(x, y)).unwrap_or(Equal),
         _ => a.to_string().cmp(&b.to_string()),
@@ -692,7 +754,8 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
         })
         .collect();
     // Ordering: by count (default, descending), by the factor, or by a fold.
-    let order = if q.order.is_empty() { vec![OrderBy { name: ";count".into(), descending: true }] } else { q.order.clone() };
+    let order =
+        if q.order.is_empty() { vec![OrderBy { name: ";count".into(), descending: true }] } else { q.order.clone() };
     let mut keys_of: Vec<Box<dyn Fn(&(Json, Vec<(Json, Option<f64>)>, u64)) -> Json>> = Vec::new();
     for o in &order {
         let name = o.name.as_str();
@@ -706,7 +769,9 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
                 (v, None) => v.clone(),
             }));
         } else {
-            return Err(bad(format!("cannot order by {name:?}: use ;count, ;group or ATTRIBUTE;FOLD of a requested fold")));
+            return Err(bad(format!(
+                "cannot order by {name:?}: use ;count, ;group or ATTRIBUTE;FOLD of a requested fold"
+            )));
         }
     }
     rows.sort_by(|a, b| {
@@ -737,13 +802,16 @@ fn run_select(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
     let attrs: Vec<(String, Option<&Attr>)> = q.select.iter().map(|a| (a.clone(), p.attr(a))).collect();
     let mut rows: Vec<usize> = filtered_rows(p, q)?.collect();
     let n_objects = rows.len();
-    let order = if q.order.is_empty() { vec![OrderBy { name: "object".into(), descending: true }] } else { q.order.clone() };
+    let order =
+        if q.order.is_empty() { vec![OrderBy { name: "object".into(), descending: true }] } else { q.order.clone() };
     let mut sort_attrs = Vec::new();
     for o in &order {
         if o.name == "object" || o.name == "_rxid" {
             sort_attrs.push(None);
         } else {
-            sort_attrs.push(Some(p.attr(&o.name).ok_or_else(|| bad(format!("cannot order by unknown attribute {:?}", o.name)))?));
+            sort_attrs.push(Some(
+                p.attr(&o.name).ok_or_else(|| bad(format!("cannot order by unknown attribute {:?}", o.name)))?,
+            ));
         }
     }
     rows.sort_by(|&a, &b| {
@@ -789,7 +857,11 @@ fn run_select(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
             json!([format_object_id(p.ids[r]), vals])
         })
         .collect();
-    Ok(Output { json: json!({"columns": columns, "rows": json_rows, "total": n_objects, "objects": n_objects}), groups: 0, objects: n_objects })
+    Ok(Output {
+        json: json!({"columns": columns, "rows": json_rows, "total": n_objects, "objects": n_objects}),
+        groups: 0,
+        objects: n_objects,
+    })
 }
 
 #[cfg(test)]
@@ -799,7 +871,8 @@ mod tests {
 
     /// A small project: (timestamp, hostname, fingerprint, pid) per object.
     fn project(rows: &[(i64, &str, &str, i64)]) -> ProjectIndex {
-        let rec = ProjectRecord { id: 1, created: 0, max_age: 0, max_bytes: 0, next_object: 1, next_string: 0, next_attr: 0 };
+        let rec =
+            ProjectRecord { id: 1, created: 0, max_age: 0, max_bytes: 0, next_object: 1, next_string: 0, next_attr: 0 };
         let mut p = ProjectIndex::new("p", rec);
         let ts = p.add_attr("timestamp", AttrType::Timestamp);
         let host = p.add_attr("hostname", AttrType::Str);
@@ -881,7 +954,10 @@ mod tests {
         let out = run(&p, &q(json!({"select": ["hostname", "timestamp", "object"], "order": [{"name": "timestamp", "ordering": "ascending"}], "limit": 2, "offset": 1}))).unwrap();
         assert_eq!(out.json["rows"], json!([["2", ["b", 200, "2"]], ["3", ["a", 300, "3"]]]));
         assert_eq!(out.json["total"], json!(4));
-        assert_eq!(out.json["columns"], json!([["hostname", "string"], ["timestamp", "timestamp"], ["object", "object"]]));
+        assert_eq!(
+            out.json["columns"],
+            json!([["hostname", "string"], ["timestamp", "timestamp"], ["object", "object"]])
+        );
     }
 
     #[test]
@@ -890,7 +966,8 @@ mod tests {
         let out = run(&p, &q(json!({"group": ["hostname"], "fold": {"timestamp": [["max"]]}, "order": [{"name": "timestamp;max", "ordering": "descending"}]}))).unwrap();
         let factors: Vec<&Json> = out.json["rows"].as_array().unwrap().iter().map(|r| &r[0]).collect();
         assert_eq!(factors, vec!["c", "a", "b"]);
-        let out = run(&p, &q(json!({"group": ["pid"], "order": [{"name": ";group", "ordering": "ascending"}]}))).unwrap();
+        let out =
+            run(&p, &q(json!({"group": ["pid"], "order": [{"name": ";group", "ordering": "ascending"}]}))).unwrap();
         assert_eq!(out.json["rows"][0][0], json!(1));
     }
 
@@ -907,7 +984,9 @@ mod tests {
             let e = Query::from_json(&v).unwrap_err().to_string();
             assert!(e.contains(want), "{v}: {e}");
         }
-        let e = run(&sample(), &q(json!({"filter": [{"timestamp": [["at-least", "yesterday"]]}]}))).unwrap_err().to_string();
+        let e = run(&sample(), &q(json!({"filter": [{"timestamp": [["at-least", "yesterday"]]}]})))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a number"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! byte-level layout). Only this file names table definitions.
 
 use redb::TableDefinition;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::StoreError;
 
@@ -172,7 +172,8 @@ impl BlobKind {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| StoreError::Corrupt(format!("encoding record: {e}")))
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| StoreError::Corrupt(format!("encoding record: {e}")))
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {

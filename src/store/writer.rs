@@ -4,13 +4,13 @@
 //! commit returned.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 
 use super::index::{Column, ProjectIndex, UNSET_INT};
-use super::ingest::{parse_int, Prepared, Value};
+use super::ingest::{Prepared, Value, parse_int};
 use super::schema::*;
 use super::{Ack, SharedIndex, StoreError};
 
@@ -25,7 +25,18 @@ pub enum Job {
 }
 
 /// Attributes that are strings whatever their values look like.
-const STRING_ATTRS: &[&str] = &["fingerprint", "callstack", "classifiers", "hostname", "application", "uuid", "signal", "version", "lang", "agent"];
+const STRING_ATTRS: &[&str] = &[
+    "fingerprint",
+    "callstack",
+    "classifiers",
+    "hostname",
+    "application",
+    "uuid",
+    "signal",
+    "version",
+    "lang",
+    "agent",
+];
 
 fn builtin_type(name: &str) -> Option<AttrType> {
     match name {
@@ -106,7 +117,10 @@ impl Overlay {
             None => return Err(StoreError::NoProject(p.name.clone())),
         };
         if record.next_attr as usize != p.attrs.len() || record.next_string as usize != p.strings.len() {
-            return Err(StoreError::Corrupt(format!("project {}: index and database disagree on dictionary sizes", p.name)));
+            return Err(StoreError::Corrupt(format!(
+                "project {}: index and database disagree on dictionary sizes",
+                p.name
+            )));
         }
         Ok(Overlay {
             name: p.name.clone(),
@@ -133,7 +147,13 @@ impl Overlay {
         Ok(id)
     }
 
-    fn attr(&mut self, p: &ProjectIndex, t: &mut Tables, name: &str, value: &Value) -> Result<(u32, AttrType), StoreError> {
+    fn attr(
+        &mut self,
+        p: &ProjectIndex,
+        t: &mut Tables,
+        name: &str,
+        value: &Value,
+    ) -> Result<(u32, AttrType), StoreError> {
         if let Some(&a) = self.attr_types.get(name) {
             return Ok(a);
         }
@@ -171,7 +191,10 @@ impl Overlay {
         for i in ints {
             self.string(p, t, &i.to_string())?;
         }
-        t.attrs.insert((self.record.id, id), encode(&AttrRecord { name: name.to_string(), ty: AttrType::Str })?.as_slice())?;
+        t.attrs.insert(
+            (self.record.id, id),
+            encode(&AttrRecord { name: name.to_string(), ty: AttrType::Str })?.as_slice(),
+        )?;
         self.attr_types.insert(name.to_string(), (id, AttrType::Str));
         match self.new_attrs.iter_mut().find(|a| a.0 == id) {
             Some(a) => a.2 = AttrType::Str,
@@ -203,7 +226,11 @@ impl Overlay {
         let id = self.record.next_object;
         self.record.next_object += 1;
         let blob_len = obj.blob.len() as u64 - 1;
-        let row = ObjectRow { blob_len, attachments: obj.attachments.iter().map(|a| a.0.clone()).collect(), values: vals.clone() };
+        let row = ObjectRow {
+            blob_len,
+            attachments: obj.attachments.iter().map(|a| a.0.clone()).collect(),
+            values: vals.clone(),
+        };
         t.objects.insert((pid, id), encode(&row)?.as_slice())?;
         t.blobs.insert((pid, id), obj.blob.as_slice())?;
         for (name, bytes) in &obj.attachments {

@@ -31,13 +31,19 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn admin(data: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(bt_bin());
     cmd.arg("coroner").arg("--data").arg(data).args(args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawning bt coroner");
     if let Some(s) = stdin {
         child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("writing stdin");
     }
     let out = child.wait_with_output().expect("bt coroner");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Creates a project and a token with the given scopes; returns the token.
@@ -64,7 +70,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        let log = data.with_extension(format!("log{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)));
+        let log = data.with_extension(format!(
+            "log{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        ));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(bt_bin())
             .arg("serve")
@@ -156,7 +165,11 @@ impl Resp {
 pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Resp> {
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -169,7 +182,11 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Resp> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
     Ok(Resp { status, headers, body })
@@ -180,10 +197,17 @@ pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], b
     try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
-pub fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -224,25 +248,54 @@ pub fn snapshot(group: usize, host: &str, seq: u64) -> Snapshot {
         trust: if i == 0 { Trust::Context } else { Trust::Cfi },
         ..Default::default()
     };
-    let mut crash: Vec<Frame> = vec![frame(&format!("crash_site_{group}"), "app", 0), frame(&format!("handler_{}", group % 7), "app", 1)];
+    let mut crash: Vec<Frame> =
+        vec![frame(&format!("crash_site_{group}"), "app", 0), frame(&format!("handler_{}", group % 7), "app", 1)];
     for i in 2..14 {
         crash.push(frame(&format!("layer_{i}"), if i % 3 == 0 { "libcore.so" } else { "app" }, i));
     }
     crash.push(frame("main", "app", 14));
-    let idle: Vec<Frame> = (0..10).map(|i| frame(if i == 0 { "futex_wait" } else { "worker_loop" }, "libc.so.6", i)).collect();
+    let idle: Vec<Frame> =
+        (0..10).map(|i| frame(if i == 0 { "futex_wait" } else { "worker_loop" }, "libc.so.6", i)).collect();
     Snapshot {
         uuid: format!("00000000-0000-4000-8000-{seq:012x}"),
         timestamp: 1_700_000_000 + seq,
-        process: Process { pid: 1000 + (seq % 30000) as i32, exe: "/usr/bin/app".into(), comm: "app".into(), cmdline: vec!["app".into()], ..Default::default() },
-        signal: Some(Signal { signo: 11, name: "SIGSEGV".into(), code: 1, code_name: "SEGV_MAPERR".into(), fault_address: Some(0), tid: 1, sender_pid: None }),
+        process: Process {
+            pid: 1000 + (seq % 30000) as i32,
+            exe: "/usr/bin/app".into(),
+            comm: "app".into(),
+            cmdline: vec!["app".into()],
+            ..Default::default()
+        },
+        signal: Some(Signal {
+            signo: 11,
+            name: "SIGSEGV".into(),
+            code: 1,
+            code_name: "SEGV_MAPERR".into(),
+            fault_address: Some(0),
+            tid: 1,
+            sender_pid: None,
+        }),
         threads: vec![
-            Thread { tid: 1, name: "app".into(), state: "R".into(), faulted: true, frames: crash, ..Default::default() },
+            Thread {
+                tid: 1,
+                name: "app".into(),
+                state: "R".into(),
+                faulted: true,
+                frames: crash,
+                ..Default::default()
+            },
             Thread { tid: 2, name: "worker".into(), state: "S".into(), frames: idle.clone(), ..Default::default() },
             Thread { tid: 3, name: "worker".into(), state: "S".into(), frames: idle, ..Default::default() },
         ],
         environment: Environment {
             hostname: host.to_string(),
-            uname: Uname { sysname: "Linux".into(), nodename: host.into(), release: "6.1.0".into(), version: "#1 SMP".into(), machine: "x86_64".into() },
+            uname: Uname {
+                sysname: "Linux".into(),
+                nodename: host.into(),
+                release: "6.1.0".into(),
+                version: "#1 SMP".into(),
+                machine: "x86_64".into(),
+            },
             cpu_count: 2,
             ..Default::default()
         },
