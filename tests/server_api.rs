@@ -317,3 +317,26 @@ fn a_snapshot_from_a_real_trace_is_ingested() {
     assert_eq!(out["rows"][0][1][1], "store");
     assert!(!out["rows"][0][1][3].as_str().unwrap_or("").is_empty(), "{out}");
 }
+
+#[test]
+fn the_applet_answers_by_its_symlinked_names() {
+    let data = scratch("symlink");
+    let link_dir = data.with_extension("bin");
+    let _ = std::fs::remove_dir_all(&link_dir);
+    std::fs::create_dir_all(&link_dir).expect("dir");
+    for name in ["coroner", "serve"] {
+        std::os::unix::fs::symlink(bt_bin(), link_dir.join(name)).expect("symlink");
+    }
+    let out = std::process::Command::new(link_dir.join("coroner"))
+        .arg("--data")
+        .arg(&data)
+        .args(["project", "create", "viaLink"])
+        .output()
+        .expect("coroner");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(link_dir.join("serve")).arg("--help").output().expect("serve --help");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--listen"));
+    let (_, list, _) = admin(&data, &["project", "list"], None);
+    assert!(list.contains("viaLink"), "{list}");
+}

@@ -141,6 +141,7 @@ impl Api {
         if !principal.allows(&project, scope) {
             return Err(forbidden());
         }
+        PROJECT.with(|p| *p.borrow_mut() = Some(project.clone()));
         Ok(project)
     }
 
@@ -374,6 +375,8 @@ struct Handler {
 
 thread_local! {
     static NOTE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The project the current request acts on, once authorized (for the log).
+    static PROJECT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 impl http::Handler for Handler {
@@ -385,10 +388,11 @@ impl http::Handler for Handler {
 
     fn log(&self, req: &Request<'_>, resp: &Response, started: Instant) {
         let note = NOTE.with(|n| n.borrow_mut().take());
+        let project = PROJECT.with(|p| p.borrow_mut().take());
         // Never the query string: it carries tokens.
         let mut v = json!({
             "ts": now(), "remote": req.remote.to_string(), "method": req.method, "path": req.path,
-            "project": req.param("project"), "status": resp.status, "in": req.body_bytes, "out": resp.body.len(),
+            "project": project, "status": resp.status, "in": req.body_bytes, "out": resp.body.len(),
             "us": started.elapsed().as_micros() as u64,
         });
         if let (Some(n), Json::Object(o)) = (note, &mut v) {
