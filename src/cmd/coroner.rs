@@ -33,10 +33,10 @@ struct ServeArgs {
     /// seconds between retention passes (default 60)
     #[argh(option, default = "60")]
     retention_every: u64,
-    /// TLS certificate (PEM); TLS is not built in yet
+    /// TLS certificate chain (PEM; needs a bt built with the tls feature)
     #[argh(option)]
     tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM); TLS is not built in yet
+    /// TLS private key (PEM)
     #[argh(option)]
     tls_key: Option<PathBuf>,
 }
@@ -108,8 +108,13 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    if args.tls_cert.is_some() || args.tls_key.is_some() {
-        bail!("TLS is not built into this bt yet; terminate TLS in a reverse proxy in front of bt serve");
+    let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    if tls.is_some() && !server::TLS_BUILT {
+        bail!("this bt was built without TLS (cargo feature tls); rebuild with --features tls or use a TLS proxy");
     }
     let data = args.data.unwrap_or_else(default_data_dir);
     let store = Store::open(&data).with_context(|| format!("opening the store in {}", data.display()))?;
@@ -126,8 +131,9 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         ..server::Options::default()
     };
     let data_shown = data.display().to_string();
-    server::serve(Arc::new(store), &args.listen, opts, |addr| {
-        println!("listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    server::serve(Arc::new(store), &args.listen, opts, tls, |addr| {
+        println!("listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         server::log_line(
             serde_json::json!({"ts": crate::store::now(), "listening": addr.to_string(), "data": data_shown}),

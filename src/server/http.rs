@@ -16,6 +16,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// A connection's byte stream: plain TCP, or TLS over it.
+pub trait Stream: Read + Write + Send {
+    /// Ends the stream politely before the socket is shut down (TLS: close_notify).
+    fn finish(&mut self) {}
+}
+
+impl Stream for TcpStream {}
+
+/// The buffered connection a request is read from (and its response written to).
+pub type Conn = BufReader<Box<dyn Stream>>;
+
+/// Wraps an accepted socket (TLS handshakes happen on first use, under the
+/// socket's timeouts).
+pub type Wrap = dyn Fn(TcpStream) -> std::io::Result<Box<dyn Stream>> + Send + Sync;
+
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -71,7 +86,7 @@ pub struct Request<'c> {
     body_kind: BodyKind,
     expects_continue: bool,
     body_done: bool,
-    conn: &'c mut BufReader<TcpStream>,
+    conn: &'c mut Conn,
     limits: &'c Limits,
     /// Bytes of body read so far.
     pub body_bytes: u64,
@@ -108,7 +123,10 @@ impl Request<'_> {
         if self.expects_continue {
             self.expects_continue = false;
             let stream = self.conn.get_mut();
-            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(|e| BodyError::Bad(e.to_string()))?;
+            stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .and_then(|_| stream.flush())
+                .map_err(|e| BodyError::Bad(e.to_string()))?;
         }
         let deadline = Instant::now() + self.limits.request_deadline;
         let mut out = Vec::new();
@@ -147,12 +165,7 @@ fn timed_out(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
-fn read_exactly(
-    conn: &mut BufReader<TcpStream>,
-    out: &mut Vec<u8>,
-    n: u64,
-    deadline: Instant,
-) -> Result<(), BodyError> {
+fn read_exactly(conn: &mut Conn, out: &mut Vec<u8>, n: u64, deadline: Instant) -> Result<(), BodyError> {
     let mut left = n;
     let mut buf = [0u8; 64 * 1024];
     while left > 0 {
@@ -175,7 +188,7 @@ fn read_exactly(
 }
 
 /// One CRLF-terminated line (without the CRLF), at most `max` bytes.
-fn read_line(conn: &mut BufReader<TcpStream>, max: usize, deadline: Instant) -> Result<String, BodyError> {
+fn read_line(conn: &mut Conn, max: usize, deadline: Instant) -> Result<String, BodyError> {
     let mut line = Vec::new();
     loop {
         if Instant::now() > deadline {
@@ -253,7 +266,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std::io::Result<()> {
+fn write_response(stream: &mut dyn Write, r: &Response, head_only: bool) -> std::io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         r.status,
@@ -322,7 +335,12 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Serves connections from `listener` until the process ends.
-pub fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, limits: Limits) -> std::io::Result<()> {
+pub fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Limits,
+    wrap: Option<Arc<Wrap>>,
+) -> std::io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
     let limits = Arc::new(limits);
     for conn in listener.incoming() {
@@ -346,9 +364,9 @@ pub fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, limits: Limits)
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
-        let (h, l, a) = (handler.clone(), limits.clone(), active.clone());
+        let (h, l, a, w) = (handler.clone(), limits.clone(), active.clone(), wrap.clone());
         let spawned = std::thread::Builder::new().name("http".into()).stack_size(1 << 20).spawn(move || {
-            connection(stream, remote, &*h, &l);
+            connection(stream, remote, &*h, &l, w.as_deref());
             a.fetch_sub(1, Ordering::SeqCst);
         });
         if spawned.is_err() {
@@ -364,7 +382,7 @@ enum Head {
     Request(String, Vec<(String, String)>),
 }
 
-fn read_head(conn: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Head, (u16, String)> {
+fn read_head(conn: &mut Conn, limits: &Limits) -> Result<Head, (u16, String)> {
     let deadline = Instant::now() + limits.request_deadline;
     let mut lines: Vec<String> = Vec::new();
     let mut total = 0;
@@ -409,42 +427,50 @@ fn read_head(conn: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Head, (
     Ok(Head::Request(request_line, headers))
 }
 
-fn connection<H: Handler>(stream: TcpStream, remote: SocketAddr, handler: &H, limits: &Limits) {
-    let _ = stream.set_read_timeout(Some(limits.io_timeout));
-    let _ = stream.set_write_timeout(Some(limits.io_timeout));
-    let _ = stream.set_nodelay(true);
-    let Ok(read_half) = stream.try_clone() else { return };
-    let mut conn = BufReader::with_capacity(64 * 1024, read_half);
-    let mut out = stream;
+fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limits: &Limits, wrap: Option<&Wrap>) {
+    let _ = tcp.set_read_timeout(Some(limits.io_timeout));
+    let _ = tcp.set_write_timeout(Some(limits.io_timeout));
+    let _ = tcp.set_nodelay(true);
+    let Ok(raw) = tcp.try_clone() else { return };
+    let stream: Box<dyn Stream> = match wrap {
+        None => Box::new(tcp),
+        Some(w) => match w(tcp) {
+            Ok(s) => s,
+            Err(e) => {
+                handler.log_error(remote, 0, &format!("TLS: {e}"));
+                return;
+            }
+        },
+    };
+    let mut conn: Conn = BufReader::with_capacity(64 * 1024, stream);
+    let fail = |conn: &mut Conn, status: u16, msg: &str| {
+        let mut r = Response::json(status, &serde_json::json!({"error": {"message": msg, "code": status}}));
+        r.close = true;
+        let _ = write_response(conn.get_mut(), &r, false);
+        conn.get_mut().finish();
+        let _ = raw.shutdown(std::net::Shutdown::Write);
+        handler.log_error(remote, status, msg);
+    };
     loop {
         let (request_line, headers) = match read_head(&mut conn, limits) {
             Ok(Head::Eof) => return,
             Ok(Head::Request(l, h)) => (l, h),
             Err((status, msg)) => {
-                let mut r = Response::json(status, &serde_json::json!({"error": {"message": msg, "code": status}}));
-                r.close = true;
-                let _ = write_response(&mut out, &r, false);
-                handler.log_error(remote, status, &msg);
+                fail(&mut conn, status, &msg);
                 return;
             }
         };
         let started = Instant::now();
         let parts: Vec<&str> = request_line.split(' ').collect();
-        let fail = |out: &mut TcpStream, status: u16, msg: &str| {
-            let mut r = Response::json(status, &serde_json::json!({"error": {"message": msg, "code": status}}));
-            r.close = true;
-            let _ = write_response(out, &r, false);
-            handler.log_error(remote, status, msg);
-        };
         let [method, target, version] = parts.as_slice() else {
-            fail(&mut out, 400, "malformed request line");
+            fail(&mut conn, 400, "malformed request line");
             return;
         };
         let http10 = match *version {
             "HTTP/1.1" => false,
             "HTTP/1.0" => true,
             _ => {
-                fail(&mut out, 505, "only HTTP/1.0 and HTTP/1.1 are served");
+                fail(&mut conn, 505, "only HTTP/1.0 and HTTP/1.1 are served");
                 return;
             }
         };
@@ -454,14 +480,14 @@ fn connection<H: Handler>(stream: TcpStream, remote: SocketAddr, handler: &H, li
         let body_kind = match (get("transfer-encoding"), get("content-length")) {
             (Some(te), _) if te == "chunked" => BodyKind::Chunked,
             (Some(_), _) => {
-                fail(&mut out, 501, "only the chunked transfer encoding is supported");
+                fail(&mut conn, 501, "only the chunked transfer encoding is supported");
                 return;
             }
             (None, Some(n)) => match n.parse::<u64>() {
                 Ok(0) => BodyKind::Empty,
                 Ok(n) => BodyKind::Length(n),
                 Err(_) => {
-                    fail(&mut out, 400, "bad Content-Length");
+                    fail(&mut conn, 400, "bad Content-Length");
                     return;
                 }
             },
@@ -494,13 +520,14 @@ fn connection<H: Handler>(stream: TcpStream, remote: SocketAddr, handler: &H, li
             resp.close = true;
         }
         let head_only = req.method == "HEAD";
-        let req_body_done = req.body_done;
-        let ok = write_response(&mut out, &resp, head_only).is_ok();
+        let body_done = req.body_done;
+        let ok = write_response(req.conn.get_mut(), &resp, head_only).is_ok();
         handler.log(&req, &resp, started);
         if !ok || resp.close {
-            let _ = out.shutdown(std::net::Shutdown::Write);
-            if !req_body_done {
-                linger(&mut conn);
+            conn.get_mut().finish();
+            let _ = raw.shutdown(std::net::Shutdown::Write);
+            if !body_done {
+                linger(&mut conn, &raw);
             }
             return;
         }
@@ -511,8 +538,8 @@ fn connection<H: Handler>(stream: TcpStream, remote: SocketAddr, handler: &H, li
 /// which can destroy the response (a 413) before the client reads it. Like other
 /// servers' "lingering close", read and discard a bounded amount for a short
 /// while after shutting down our side, so the client sees the answer.
-fn linger(conn: &mut BufReader<TcpStream>) {
-    let _ = conn.get_ref().set_read_timeout(Some(Duration::from_millis(100)));
+fn linger(conn: &mut Conn, raw: &TcpStream) {
+    let _ = raw.set_read_timeout(Some(Duration::from_millis(100)));
     let deadline = Instant::now() + Duration::from_millis(500);
     let mut buf = [0u8; 64 * 1024];
     let mut total = 0usize;

@@ -12,8 +12,11 @@
 
 pub mod http;
 pub mod multipart;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +55,19 @@ impl Default for Options {
 pub enum ServerError {
     #[error("listening on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
+
+/// Certificate chain and private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Whether this build can serve TLS (cargo feature `tls`).
+pub const TLS_BUILT: bool = cfg!(feature = "tls");
 
 /// One line of the request log, on stderr, as JSON.
 pub fn log_line(v: Json) {
@@ -412,8 +427,16 @@ pub fn serve(
     store: Arc<Store>,
     listen: &str,
     opts: Options,
+    tls: Option<TlsFiles>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
+    let wrap: Option<Arc<http::Wrap>> = match tls {
+        None => None,
+        #[cfg(feature = "tls")]
+        Some(t) => Some(tls::wrapper(&t.cert, &t.key)?),
+        #[cfg(not(feature = "tls"))]
+        Some(_) => return Err(ServerError::Tls("this bt was built without TLS (cargo feature tls)".into())),
+    };
     let listener =
         TcpListener::bind(listen).map_err(|e| ServerError::Listen { addr: listen.to_string(), source: e })?;
     let addr = listener.local_addr().map_err(|e| ServerError::Listen { addr: listen.to_string(), source: e })?;
@@ -432,5 +455,5 @@ pub fn serve(
     });
     let limits = opts.limits.clone();
     let handler = Arc::new(Handler { api: Api { store, opts } });
-    http::serve(listener, handler, limits).map_err(|e| ServerError::Listen { addr: addr.to_string(), source: e })
+    http::serve(listener, handler, limits, wrap).map_err(|e| ServerError::Listen { addr: addr.to_string(), source: e })
 }

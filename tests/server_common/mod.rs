@@ -100,7 +100,11 @@ impl Server {
                 panic!("bt serve did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
         };
-        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+        let Some(addr) = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .or_else(|| line.trim().strip_prefix("listening on https://"))
+        else {
             let _ = child.kill();
             let _ = child.wait();
             panic!("bt serve said {line:?}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
