@@ -327,6 +327,11 @@ fn query(bt: &Path, dir: &Path, runs: usize) {
             100.0,
         ),
         (
+            "groups: count, first and last seen (from the per-group aggregates, no scan)",
+            serde_json::json!({"group": ["fingerprint"], "fold": {"timestamp": [["range"]]}}),
+            100.0,
+        ),
+        (
             "filter: classifiers contains null-dereference",
             serde_json::json!({"filter": [{"classifiers": [["contains", "null-dereference"]]}], "group": ["fingerprint"]}),
             50.0,

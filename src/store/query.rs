@@ -685,8 +685,47 @@ pub fn run(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
     Ok(out)
 }
 
-fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, StoreError> {
-    let folds: Vec<Fold> = q.fold.iter().map(|(a, op)| Fold { attr: p.attr(a), name: a.clone(), op: *op }).collect();
+/// One group of a grouped answer: factor, fold results (value, number to order by), count.
+type GroupRow = (Json, Vec<(Json, Option<f64>)>, u64);
+
+/// Answers from the per-group aggregates maintained on ingest, without a scan,
+/// when the query asks only what they hold: grouped by fingerprint, no filter,
+/// folds among range/min/max of `timestamp`.
+fn groups_from_aggregates(p: &ProjectIndex, q: &Query, group: &str, folds: &[Fold]) -> Option<(Vec<GroupRow>, usize)> {
+    let fits = group == "fingerprint"
+        && q.filter.is_empty()
+        && folds.iter().all(|f| f.name == "timestamp" && matches!(f.op, FoldOp::Range | FoldOp::Min | FoldOp::Max));
+    if !fits {
+        return None;
+    }
+    let mut n_objects = 0;
+    let rows = p
+        .groups
+        .iter()
+        .filter(|(_, g)| g.count > 0)
+        .map(|(fp, g)| {
+            n_objects += g.count as usize;
+            let results = folds
+                .iter()
+                .map(|f| match f.op {
+                    FoldOp::Range => (json!([g.first_seen, g.last_seen]), Some(g.last_seen as f64)),
+                    FoldOp::Min => (json!(g.first_seen), Some(g.first_seen as f64)),
+                    _ => (json!(g.last_seen), Some(g.last_seen as f64)),
+                })
+                .collect();
+            (json!(fp), results, g.count)
+        })
+        .collect();
+    Some((rows, n_objects))
+}
+
+/// Groups by one pass over the rows.
+fn groups_by_scan(
+    p: &ProjectIndex,
+    q: &Query,
+    group: &str,
+    folds: &[Fold],
+) -> Result<(Vec<GroupRow>, usize), StoreError> {
     let gattr = if group == "*" { None } else { p.attr(group) };
     // Group slots: dense over dictionary ids for string factors, hashed otherwise.
     let mut dense: Vec<u32> = match gattr.map(|a| &a.column) {
@@ -741,8 +780,7 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
             }
         }
     }
-    let columns: Vec<Json> = folds.iter().map(|f| json!([f.name, f.op.name()])).collect();
-    let mut rows: Vec<(Json, Vec<(Json, Option<f64>)>, u64)> = (0..keys.len())
+    let rows: Vec<GroupRow> = (0..keys.len())
         .map(|slot| {
             let factor = match (gattr, keys[slot]) {
                 (Some(a), Some(k)) => key_json(p, a, k),
@@ -753,10 +791,20 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
             (factor, results, counts[slot])
         })
         .collect();
+    Ok((rows, n_objects))
+}
+
+fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, StoreError> {
+    let folds: Vec<Fold> = q.fold.iter().map(|(a, op)| Fold { attr: p.attr(a), name: a.clone(), op: *op }).collect();
+    let columns: Vec<Json> = folds.iter().map(|f| json!([f.name, f.op.name()])).collect();
+    let (mut rows, n_objects) = match groups_from_aggregates(p, q, group, &folds) {
+        Some(r) => r,
+        None => groups_by_scan(p, q, group, &folds)?,
+    };
     // Ordering: by count (default, descending), by the factor, or by a fold.
     let order =
         if q.order.is_empty() { vec![OrderBy { name: ";count".into(), descending: true }] } else { q.order.clone() };
-    let mut keys_of: Vec<Box<dyn Fn(&(Json, Vec<(Json, Option<f64>)>, u64)) -> Json>> = Vec::new();
+    let mut keys_of: Vec<Box<dyn Fn(&GroupRow) -> Json>> = Vec::new();
     for o in &order {
         let name = o.name.as_str();
         if name == ";count" || name == "count" {
@@ -867,7 +915,7 @@ fn run_select(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::schema::{ProjectRecord, Val};
+    use crate::store::schema::{GroupRecord, ProjectRecord, Val};
 
     /// A small project: (timestamp, hostname, fingerprint, pid) per object.
     fn project(rows: &[(i64, &str, &str, i64)]) -> ProjectIndex {
@@ -882,6 +930,22 @@ mod tests {
             let hs = p.string_ids.get(*h).copied().unwrap_or_else(|| p.add_string(h));
             let fs = p.string_ids.get(*f).copied().unwrap_or_else(|| p.add_string(f));
             p.push_row(i as u64 + 1, 10, &[(ts, Val::I(*t)), (host, Val::S(hs)), (fp, Val::S(fs)), (pid, Val::I(*n))]);
+        }
+        // The group aggregates, as ingest maintains them.
+        let fps: Vec<String> = rows.iter().map(|r| r.2.to_string()).collect();
+        for f in fps {
+            let blank = GroupRecord {
+                count: 0,
+                first_seen: 0,
+                last_seen: 0,
+                first_object: 0,
+                last_object: 0,
+                callstack: String::new(),
+                classifiers: String::new(),
+            };
+            if let Some(g) = p.recompute_group(&f, &blank) {
+                p.groups.insert(f, g);
+            }
         }
         p
     }
@@ -919,6 +983,21 @@ mod tests {
         assert_eq!(r[8], json!([100, 400]));
         assert_eq!(r[9], json!(100));
         assert_eq!(r[10], json!([[100, 200, 1], [200, 300, 1], [300, 400, 1]]));
+    }
+
+    #[test]
+    fn the_aggregates_answer_like_a_scan() {
+        let p = sample();
+        let fast = q(json!({"fold": {"timestamp": [["range"], ["min"], ["max"]]}}));
+        assert!(groups_from_aggregates(&p, &fast, "fingerprint", &[]).is_some());
+        // A filter that keeps everything forces the scan.
+        let scan =
+            q(json!({"fold": {"timestamp": [["range"], ["min"], ["max"]]}, "filter": [{"timestamp": [["is-set"]]}]}));
+        let (mut a, mut b) = (run(&p, &fast).unwrap().json, run(&p, &scan).unwrap().json);
+        a["time_us"] = json!(0);
+        b["time_us"] = json!(0);
+        assert_eq!(a, b);
+        assert_eq!(a["rows"][0], json!(["f1", [[100, 400], 100, 400], 3]));
     }
 
     #[test]
