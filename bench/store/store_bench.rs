@@ -108,7 +108,11 @@ fn snapshot(i: u64) -> Snapshot {
             Attribute { key: "version".into(), value: format!("1.{}", i % 9) },
             Attribute { key: "build".into(), value: format!("{}", 100 + i % 20) },
         ],
-        classifiers: if group % 3 == 0 { vec!["null-dereference".into()] } else { vec!["invalid-write".into()] },
+        classifiers: if group.is_multiple_of(3) {
+            vec!["null-dereference".into()]
+        } else {
+            vec!["invalid-write".into()]
+        },
         ..Default::default()
     }
 }

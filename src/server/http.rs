@@ -115,10 +115,10 @@ impl Request<'_> {
     /// (and than the server's limit).
     pub fn body(&mut self, limit: u64) -> Result<Vec<u8>, BodyError> {
         let limit = limit.min(self.limits.max_body);
-        if let BodyKind::Length(n) = self.body_kind {
-            if n > limit {
-                return Err(BodyError::TooLarge { limit });
-            }
+        if let BodyKind::Length(n) = self.body_kind
+            && n > limit
+        {
+            return Err(BodyError::TooLarge { limit });
         }
         if self.expects_continue {
             self.expects_continue = false;

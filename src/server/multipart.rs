@@ -71,11 +71,11 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
         let mut name = None;
         let mut filename = None;
         for line in head.split("\r\n") {
-            if let Some((k, v)) = line.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("content-disposition") {
-                    name = disposition_param(v, "name");
-                    filename = disposition_param(v, "filename");
-                }
+            if let Some((k, v)) = line.split_once(':')
+                && k.trim().eq_ignore_ascii_case("content-disposition")
+            {
+                name = disposition_param(v, "name");
+                filename = disposition_param(v, "filename");
             }
         }
         let data_start = head_end + 4;

@@ -603,10 +603,10 @@ impl Store {
                     if let Val::S(s) = val {
                         if s >= rec.next_string {
                             problems.push(format!("{name}: object {id:x}: unknown string {s}"));
-                        } else if Some(attr) == fp_attr {
-                            if let Some(fp) = strings.get((pid, s))? {
-                                *counts.entry(fp.value().to_string()).or_default() += 1;
-                            }
+                        } else if Some(attr) == fp_attr
+                            && let Some(fp) = strings.get((pid, s))?
+                        {
+                            *counts.entry(fp.value().to_string()).or_default() += 1;
                         }
                     }
                 }
@@ -636,10 +636,10 @@ impl Store {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take();
         }
-        if let Ok(mut w) = self.writer.lock() {
-            if let Some(h) = w.take() {
-                let _ = h.join();
-            }
+        if let Ok(mut w) = self.writer.lock()
+            && let Some(h) = w.take()
+        {
+            let _ = h.join();
         }
     }
 

@@ -771,11 +771,11 @@ fn groups_by_scan(
         }
         if has_bins {
             for (i, f) in folds.iter().enumerate() {
-                if let (FoldOp::Bin(_), Some(a)) = (f.op, f.attr) {
-                    if let Some(k) = cell_key(a, row) {
-                        let v = k as i64;
-                        bin_range[i] = Some(bin_range[i].map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
-                    }
+                if let (FoldOp::Bin(_), Some(a)) = (f.op, f.attr)
+                    && let Some(k) = cell_key(a, row)
+                {
+                    let v = k as i64;
+                    bin_range[i] = Some(bin_range[i].map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
                 }
             }
         }
@@ -804,7 +804,8 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
     // Ordering: by count (default, descending), by the factor, or by a fold.
     let order =
         if q.order.is_empty() { vec![OrderBy { name: ";count".into(), descending: true }] } else { q.order.clone() };
-    let mut keys_of: Vec<Box<dyn Fn(&GroupRow) -> Json>> = Vec::new();
+    type SortKey<'a> = Box<dyn Fn(&GroupRow) -> Json + 'a>;
+    let mut keys_of: Vec<SortKey> = Vec::new();
     for o in &order {
         let name = o.name.as_str();
         if name == ";count" || name == "count" {

@@ -107,8 +107,11 @@ struct Overlay {
     new_strings: Vec<(u32, String)>,
     string_ids: HashMap<String, u32>,
     groups: HashMap<String, GroupRecord>,
-    rows: Vec<(u64, u64, Vec<(u32, Val)>)>,
+    /// (object id, blob length, values) of each object added.
+    rows: Vec<NewRow>,
 }
+
+type NewRow = (u64, u64, Vec<(u32, Val)>);
 
 impl Overlay {
     fn new(p: &ProjectIndex, t: &Tables) -> Result<Overlay, StoreError> {
@@ -176,10 +179,10 @@ impl Overlay {
     /// Widens an integer attribute to strings, interning the text of every integer it holds.
     fn widen(&mut self, p: &ProjectIndex, t: &mut Tables, id: u32, name: &str) -> Result<(), StoreError> {
         let mut ints: HashSet<i64> = HashSet::new();
-        if let Some(a) = p.attrs.get(id as usize) {
-            if let Column::Int(c) = &a.column {
-                ints.extend(c.iter().copied().filter(|&v| v != UNSET_INT));
-            }
+        if let Some(a) = p.attrs.get(id as usize)
+            && let Column::Int(c) = &a.column
+        {
+            ints.extend(c.iter().copied().filter(|&v| v != UNSET_INT));
         }
         for (_, _, vals) in &self.rows {
             for &(a, v) in vals {
@@ -352,10 +355,10 @@ fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Res
     let fp_col = p.attr("fingerprint").map(|a| a.column.clone());
     let mut fps: HashSet<String> = HashSet::new();
     for &r in &rows {
-        if let Some(Column::Str(c)) = &fp_col {
-            if c[r] > 0 {
-                fps.insert(p.strings[c[r] as usize - 1].clone());
-            }
+        if let Some(Column::Str(c)) = &fp_col
+            && c[r] > 0
+        {
+            fps.insert(p.strings[c[r] as usize - 1].clone());
         }
         p.kill_row(r);
     }

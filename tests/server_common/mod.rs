@@ -304,7 +304,11 @@ pub fn snapshot(group: usize, host: &str, seq: u64) -> Snapshot {
             ..Default::default()
         },
         attributes: vec![Attribute { key: "version".into(), value: format!("1.{}", seq % 3) }],
-        classifiers: if group % 2 == 0 { vec!["null-dereference".into()] } else { vec!["invalid-write".into()] },
+        classifiers: if group.is_multiple_of(2) {
+            vec!["null-dereference".into()]
+        } else {
+            vec!["invalid-write".into()]
+        },
         ..Default::default()
     }
 }
