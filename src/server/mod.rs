@@ -212,7 +212,9 @@ impl Api {
             };
             let mut report = None;
             for part in parts {
-                if part.name == "upload_file" {
+                if part.name == "upload_file_minidump" {
+                    return err(400, "minidump submissions are not supported yet");
+                } else if part.name == "upload_file" {
                     report = Some(part.data);
                 } else if let Some(name) = part.name.strip_prefix("attachment_") {
                     attachments.push((name.to_string(), part.data));

@@ -154,7 +154,12 @@ impl Store {
 
     /// Opens the database for administration only: no index, no writer.
     pub fn open_admin(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("creating {}: {e}", dir.display())))?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("creating {}: {e}", dir.display())))?;
+            // Crash data can be sensitive: a new data directory is private to its owner.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
         let path = dir.join(DB_FILE);
         let db = match Database::builder().create(&path) {
             Ok(db) => db,
