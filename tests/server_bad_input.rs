@@ -181,7 +181,8 @@ fn oversize_bodies_are_refused_before_they_are_read() {
 fn a_slow_client_does_not_block_others() {
     let data = scratch("slow");
     let token = project_with_token(&data, "p", &["submit", "query"]);
-    let server = Server::start(&data, &["--io-timeout", "1"]);
+    // Stalled clients are cut after 4 s; had they blocked the others, those would wait that long.
+    let server = Server::start(&data, &["--io-timeout", "4"]);
     let good = snapshot(2, "h", 2).encode().expect("encode");
     // Several clients send half a body and stall.
     let mut stalled = Vec::new();
@@ -207,7 +208,7 @@ fn a_slow_client_does_not_block_others() {
         let r = server.post(&format!("/api/post?token={token}&format=snapshot"), "application/octet-stream", &good);
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    assert!(started.elapsed() < Duration::from_millis(900), "others waited {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3), "others waited {:?}", started.elapsed());
     // The stalled ones are answered 408 and dropped, and stored nothing.
     for s in stalled {
         s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");

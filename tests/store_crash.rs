@@ -82,7 +82,7 @@ fn rounds(name: &str, n_rounds: usize, seed: u64) {
             }));
         }
         // Let it work, then pull the plug at a random moment.
-        std::thread::sleep(Duration::from_millis(300 + rng.next() % 900));
+        std::thread::sleep(Duration::from_millis(400 + rng.next() % 900));
         let mut server = server;
         server.kill9();
         stop.store(true, Ordering::SeqCst);
