@@ -6,10 +6,10 @@
 
 pub mod cmd;
 pub mod dedup;
+pub mod server;
 pub mod snapshot;
+pub mod store;
 pub mod symbols;
 pub mod target;
 pub mod trace;
 pub mod unwind;
-pub mod store;
-pub mod server;
