@@ -149,3 +149,28 @@ fn a_second_process_cannot_open_a_busy_store() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn project_rules_override_the_defaults() {
+    let d = dir("rules");
+    std::fs::create_dir_all(d.join("rules/p")).expect("rules dir");
+    std::fs::write(
+        d.join("rules/p/50-ours.rules"),
+        "# our crash handlers are not the cause\nfunction:'(boom|bang)' => skip\n",
+    )
+    .expect("rules");
+    let store = Store::open(&d).expect("open");
+    store.create_project("p").expect("project");
+    store.create_project("q").expect("project");
+    let sub = |project: &str, func: &str| {
+        let mut s = report(func, json!({}), 1);
+        s.project = project.to_string();
+        store.submit(s).expect("submit")
+    };
+    let (p1, p2) = (sub("p", "boom"), sub("p", "bang"));
+    assert_eq!(p1.fingerprint, p2.fingerprint, "the project rule skips both crash sites");
+    assert!(!p2.unique);
+    let (q1, q2) = (sub("q", "boom"), sub("q", "bang"));
+    assert_ne!(q1.fingerprint, q2.fingerprint, "the defaults keep them apart");
+    assert_ne!(p1.fingerprint, q1.fingerprint);
+}

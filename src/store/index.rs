@@ -185,35 +185,55 @@ impl ProjectIndex {
         }
     }
 
-    /// Recomputes the aggregates of one group from the live rows (after deletions).
-    /// Returns None when the group has no live object left.
-    pub fn recompute_group(&self, fingerprint: &str, old: &GroupRecord) -> Option<GroupRecord> {
-        let fp_attr = self.attr("fingerprint")?;
-        let ts_attr = self.attr("timestamp");
-        let Column::Str(fps) = &fp_attr.column else { return None };
-        let sid = *self.string_ids.get(fingerprint)? + 1;
-        let mut g = GroupRecord {
-            count: 0,
-            first_seen: i64::MAX,
-            last_seen: i64::MIN,
-            first_object: u64::MAX,
-            last_object: 0,
-            ..old.clone()
+    /// Recomputes, in one pass over the live rows, the aggregates of the named groups
+    /// (after deletions). A group left without objects maps to None.
+    pub fn recompute_groups(&self, fingerprints: &[String]) -> HashMap<String, Option<GroupRecord>> {
+        let mut out: HashMap<String, Option<GroupRecord>> = fingerprints.iter().map(|f| (f.clone(), None)).collect();
+        let Some(Column::Str(fps)) = self.attr("fingerprint").map(|a| &a.column) else { return out };
+        let ts = match self.attr("timestamp").map(|a| &a.column) {
+            Some(Column::Int(t)) => Some(t),
+            _ => None,
         };
+        // Dictionary id + 1 of each wanted fingerprint → its slot.
+        let mut slot_of: HashMap<u32, usize> = HashMap::new();
+        let mut acc: Vec<(String, GroupRecord)> = Vec::new();
+        for f in fingerprints {
+            let (Some(&sid), Some(old)) = (self.string_ids.get(f), self.groups.get(f)) else { continue };
+            slot_of.insert(sid + 1, acc.len());
+            let blank = GroupRecord {
+                count: 0,
+                first_seen: i64::MAX,
+                last_seen: i64::MIN,
+                first_object: u64::MAX,
+                last_object: 0,
+                ..old.clone()
+            };
+            acc.push((f.clone(), blank));
+        }
+        if acc.is_empty() {
+            return out;
+        }
         for (row, &f) in fps.iter().enumerate() {
-            if f != sid || !self.alive[row] {
+            if !self.alive[row] {
                 continue;
             }
+            let Some(&slot) = slot_of.get(&f) else { continue };
+            let g = &mut acc[slot].1;
+            let t = ts.map(|t| t[row]).unwrap_or(0);
             g.count += 1;
-            let ts = match ts_attr.map(|a| &a.column) {
-                Some(Column::Int(t)) => t[row],
-                _ => 0,
-            };
-            g.first_seen = g.first_seen.min(ts);
-            g.last_seen = g.last_seen.max(ts);
+            g.first_seen = g.first_seen.min(t);
+            g.last_seen = g.last_seen.max(t);
             g.first_object = g.first_object.min(self.ids[row]);
             g.last_object = g.last_object.max(self.ids[row]);
         }
-        (g.count > 0).then_some(g)
+        for (f, g) in acc {
+            out.insert(f, (g.count > 0).then_some(g));
+        }
+        out
+    }
+
+    /// Recomputes the aggregates of one group (see [`ProjectIndex::recompute_groups`]).
+    pub fn recompute_group(&self, fingerprint: &str) -> Option<GroupRecord> {
+        self.recompute_groups(&[fingerprint.to_string()]).remove(fingerprint).flatten()
     }
 }

@@ -933,18 +933,23 @@ mod tests {
             p.push_row(i as u64 + 1, 10, &[(ts, Val::I(*t)), (host, Val::S(hs)), (fp, Val::S(fs)), (pid, Val::I(*n))]);
         }
         // The group aggregates, as ingest maintains them.
-        let fps: Vec<String> = rows.iter().map(|r| r.2.to_string()).collect();
-        for f in fps {
-            let blank = GroupRecord {
-                count: 0,
-                first_seen: 0,
-                last_seen: 0,
-                first_object: 0,
-                last_object: 0,
-                callstack: String::new(),
-                classifiers: String::new(),
-            };
-            if let Some(g) = p.recompute_group(&f, &blank) {
+        let mut fps: Vec<String> = rows.iter().map(|r| r.2.to_string()).collect();
+        fps.sort();
+        fps.dedup();
+        let blank = GroupRecord {
+            count: 1,
+            first_seen: 0,
+            last_seen: 0,
+            first_object: 0,
+            last_object: 0,
+            callstack: String::new(),
+            classifiers: String::new(),
+        };
+        for f in &fps {
+            p.groups.insert(f.clone(), blank.clone());
+        }
+        for (f, g) in p.recompute_groups(&fps) {
+            if let Some(g) = g {
                 p.groups.insert(f, g);
             }
         }

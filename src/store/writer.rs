@@ -295,6 +295,9 @@ type Reply = mpsc::Sender<Result<Ack, StoreError>>;
 
 fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Reply)>) {
     let mut acks: Vec<(Reply, Ack)> = Vec::with_capacity(jobs.len());
+    // Every submission of a failed batch hears why, not only those written before the failure.
+    let all: Vec<Reply> = jobs.iter().map(|(_, r)| r.clone()).collect();
+    let mut refused = vec![false; jobs.len()];
     let result = (|| -> Result<HashMap<String, Overlay>, StoreError> {
         let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
         let mut txn = db.begin_write()?;
@@ -302,9 +305,10 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
         let mut overlays: HashMap<String, Overlay> = HashMap::new();
         {
             let mut t = Tables::open(&txn)?;
-            for (obj, reply) in jobs {
+            for (i, (obj, reply)) in jobs.into_iter().enumerate() {
                 let Some(p) = idx.get(&obj.project) else {
                     let _ = reply.send(Err(StoreError::NoProject(obj.project.clone())));
+                    refused[i] = true;
                     continue;
                 };
                 if !overlays.contains_key(&obj.project) {
@@ -335,9 +339,9 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
             }
         }
         Err(e) => {
-            eprintln!("coroner: store: batch of {} submissions failed, none stored: {e}", acks.len());
+            eprintln!("coroner: store: batch of {} submissions failed, none stored: {e}", all.len());
             let msg = e.to_string();
-            for (reply, _) in acks {
+            for (reply, _) in all.iter().zip(&refused).filter(|(_, r)| !**r) {
                 let _ = reply.send(Err(StoreError::Io(format!("storing failed: {msg}"))));
             }
         }
@@ -352,22 +356,19 @@ fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Res
         return Ok(0);
     }
     let pid = p.record.id;
-    let fp_col = p.attr("fingerprint").map(|a| a.column.clone());
     let mut fps: HashSet<String> = HashSet::new();
-    for &r in &rows {
-        if let Some(Column::Str(c)) = &fp_col
-            && c[r] > 0
-        {
-            fps.insert(p.strings[c[r] as usize - 1].clone());
+    if let Some(Column::Str(c)) = p.attr("fingerprint").map(|a| &a.column) {
+        for &r in &rows {
+            if c[r] > 0 {
+                fps.insert(p.strings[c[r] as usize - 1].clone());
+            }
         }
+    }
+    for &r in &rows {
         p.kill_row(r);
     }
-    let mut new_groups: Vec<(String, Option<GroupRecord>)> = Vec::new();
-    for fp in fps {
-        let old = p.groups.get(&fp).cloned();
-        let updated = old.as_ref().and_then(|g| p.recompute_group(&fp, g));
-        new_groups.push((fp, updated));
-    }
+    let fps: Vec<String> = fps.into_iter().collect();
+    let new_groups: Vec<(String, Option<GroupRecord>)> = p.recompute_groups(&fps).into_iter().collect();
     let result = (|| -> Result<(), StoreError> {
         let mut txn = db.begin_write()?;
         txn.set_quick_repair(true);
