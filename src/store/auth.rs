@@ -65,7 +65,7 @@ impl Store {
         scopes.sort_by_key(|s| *s as u8);
         scopes.dedup();
         let rec = TokenRecord { project: project.to_string(), scopes, created: now() };
-        let txn = self.db().begin_write()?;
+        let txn = self.begin_write()?;
         txn.open_table(TOKENS)?.insert(token_key(&token).as_str(), encode(&rec)?.as_slice())?;
         txn.commit()?;
         Ok(token)
@@ -84,7 +84,7 @@ impl Store {
 
     /// Removes the token whose id (a prefix of its hash, as listed) or value is given.
     pub fn remove_token(&self, id_or_token: &str) -> Result<(), StoreError> {
-        let txn = self.db().begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(TOKENS)?;
             let by_value = token_key(id_or_token);
@@ -125,7 +125,7 @@ impl Store {
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| StoreError::Io(format!("hashing password: {e}")))?
             .to_string();
-        let txn = self.db().begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(USERS)?;
             if t.get(name)?.is_some() {
@@ -150,7 +150,7 @@ impl Store {
 
     /// Removes a user and their sessions.
     pub fn remove_user(&self, name: &str) -> Result<(), StoreError> {
-        let txn = self.db().begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(USERS)?;
             if t.remove(name)?.is_none() {
@@ -190,7 +190,7 @@ impl Store {
             return Ok(None);
         }
         let token = format!("s{}", random_hex(24)?);
-        let txn = self.db().begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(SESSIONS)?;
             let now = now();
