@@ -3,9 +3,9 @@
 //! against regressions in BCubed F1 and in the margin over the naive baselines.
 //! Regenerate the corpus with `make corpus` when the programs or the tracer change.
 
-use bt::dedup::eval::{score, Baseline};
-use bt::dedup::input::read_records;
 use bt::dedup::RuleSet;
+use bt::dedup::eval::{Baseline, score};
+use bt::dedup::input::read_records;
 
 #[test]
 fn default_rules_beat_every_baseline_on_the_corpus() {
@@ -21,6 +21,12 @@ fn default_rules_beat_every_baseline_on_the_corpus() {
     for b in Baseline::ALL {
         let keys: Vec<String> = records.iter().map(|r| b.key(&r.frames)).collect();
         let s = score(&labels, &keys);
-        assert!(bt.bcubed_f1 >= s.bcubed_f1 + 0.05, "bt {:.3} is not clearly above {} {:.3}", bt.bcubed_f1, b.name(), s.bcubed_f1);
+        assert!(
+            bt.bcubed_f1 >= s.bcubed_f1 + 0.05,
+            "bt {:.3} is not clearly above {} {:.3}",
+            bt.bcubed_f1,
+            b.name(),
+            s.bcubed_f1
+        );
     }
 }

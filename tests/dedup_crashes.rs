@@ -6,9 +6,9 @@
 
 mod common;
 
-use bt::dedup::input::record_from;
 use bt::dedup::RuleSet;
-use common::{bt_json, crash_one, scratch_dir, CorePatternGuard, CrashSpec};
+use bt::dedup::input::record_from;
+use common::{CorePatternGuard, CrashSpec, bt_json, crash_one, scratch_dir};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,14 +19,25 @@ fn have(tool: &str) -> bool {
 
 /// Compiles `src` with `cmd` into `out`; panics with the compiler's output.
 fn build(cmd: &[&str], src: &Path, out: &Path) -> PathBuf {
-    let res = Command::new(cmd[0]).args(&cmd[1..]).arg(src).arg("-o").arg(out).output().unwrap_or_else(|e| panic!("running {}: {e}", cmd[0]));
+    let res = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", cmd[0]));
     assert!(res.status.success(), "{} failed:\n{}", cmd.join(" "), String::from_utf8_lossy(&res.stderr));
     out.to_path_buf()
 }
 
 /// (bug, signal, expected label) → crashes every (build, path) and returns the
 /// fingerprints per label, with the signature seen for each.
-fn fingerprints(dir: &Path, builds: &[PathBuf], bugs: &[(&str, &str, &str)], paths: &[&[&str]]) -> BTreeMap<String, BTreeSet<(String, String)>> {
+fn fingerprints(
+    dir: &Path,
+    builds: &[PathBuf],
+    bugs: &[(&str, &str, &str)],
+    paths: &[&[&str]],
+) -> BTreeMap<String, BTreeSet<(String, String)>> {
     let rules = RuleSet::default_rules();
     let core_dir = dir.join("cores");
     std::fs::create_dir_all(&core_dir).expect("core dir");
@@ -38,13 +49,21 @@ fn fingerprints(dir: &Path, builds: &[PathBuf], bugs: &[(&str, &str, &str)], pat
                 let mut args = vec![bug.to_string()];
                 args.extend(path.iter().map(|s| s.to_string()));
                 let name = format!("{}-{}-{}", exe.file_name().unwrap().to_string_lossy(), bug, path.join("-"));
-                let spec = CrashSpec { name: name.clone(), program: String::new(), args, signal: signal.to_string(), what: String::new() };
+                let spec = CrashSpec {
+                    name: name.clone(),
+                    program: String::new(),
+                    args,
+                    signal: signal.to_string(),
+                    what: String::new(),
+                };
                 let crash = crash_one(&spec, exe, &core_dir);
                 let snap = bt_json(&["ptrace", "--core", crash.core.to_str().unwrap(), exe.to_str().unwrap()]);
                 let _ = std::fs::remove_file(&crash.core);
                 let rec = record_from(&snap, 1).unwrap_or_else(|e| panic!("{name}: {e}"));
                 let sig = rules.evaluate(&rec.frames, &rec.classifiers);
-                out.entry(label.to_string()).or_default().insert((sig.fingerprint.clone(), format!("{} <- {name}", sig.signature.join(" | "))));
+                out.entry(label.to_string())
+                    .or_default()
+                    .insert((sig.fingerprint.clone(), format!("{} <- {name}", sig.signature.join(" | "))));
             }
         }
     }
@@ -81,7 +100,8 @@ fn c_bugs_across_compilers_levels_and_paths() {
         build(&[&["gcc", "-O0", "-fpie", "-pie"], &flags[..]].concat(), &src, &dir.join("gcc-O0-pie")),
         build(&[&["gcc", "-O2", "-fno-pie", "-no-pie"], &flags[..]].concat(), &src, &dir.join("gcc-O2-nopie")),
     ];
-    if have("clang") {
+    {
+        assert!(have("clang"), "clang is not installed (make deps installs it)");
         builds.push(build(&[&["clang", "-O2", "-fpie", "-pie"], &flags[..]].concat(), &src, &dir.join("clang-O2-pie")));
     }
     let bugs = [
@@ -102,9 +122,18 @@ fn c_heap_and_stack_checks_at_o0() {
     // caller, which then runs the canary check: no stack-based rule can join those.
     let dir = scratch_dir("bt-cores-dedup-c0");
     let src = common::repo_root().join("tests/corpus/c/bugs.c");
-    let mut builds = vec![build(&["gcc", "-O0", "-g", "-fstack-protector-strong", "-pthread", "-no-pie"], &src, &dir.join("gcc-O0"))];
-    if have("clang") {
-        builds.push(build(&["clang", "-O0", "-g", "-fstack-protector-strong", "-pthread"], &src, &dir.join("clang-O0")));
+    let mut builds = vec![build(
+        &["gcc", "-O0", "-g", "-fstack-protector-strong", "-pthread", "-no-pie"],
+        &src,
+        &dir.join("gcc-O0"),
+    )];
+    {
+        assert!(have("clang"), "clang is not installed (make deps installs it)");
+        builds.push(build(
+            &["clang", "-O0", "-g", "-fstack-protector-strong", "-pthread"],
+            &src,
+            &dir.join("clang-O0"),
+        ));
     }
     let bugs = [("double_free", "SIGABRT", "double_free"), ("stack_smash", "SIGABRT", "stack_smash")];
     check(&fingerprints(&dir, &builds, &bugs, &[&["direct"], &["thread"], &["recurse", "3"]]));
@@ -119,11 +148,24 @@ fn fingerprint_reads_binary_and_json_snapshots() {
     std::fs::create_dir_all(&core_dir).expect("core dir");
     let crash = {
         let _guard = CorePatternGuard::set(&core_dir);
-        let spec = CrashSpec { name: "assert".into(), program: String::new(), args: vec!["assert_qty".into(), "thread".into()], signal: "SIGABRT".into(), what: String::new() };
+        let spec = CrashSpec {
+            name: "assert".into(),
+            program: String::new(),
+            args: vec!["assert_qty".into(), "thread".into()],
+            signal: "SIGABRT".into(),
+            what: String::new(),
+        };
         crash_one(&spec, &exe, &core_dir)
     };
     let snap_path = dir.join("assert.btsnap");
-    let out = common::bt(&["ptrace", "--core", crash.core.to_str().unwrap(), exe.to_str().unwrap(), "-o", snap_path.to_str().unwrap()]);
+    let out = common::bt(&[
+        "ptrace",
+        "--core",
+        crash.core.to_str().unwrap(),
+        exe.to_str().unwrap(),
+        "-o",
+        snap_path.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json = bt_json(&["ptrace", "--snapshot", snap_path.to_str().unwrap()]);
     let json_path = dir.join("assert.json");
@@ -131,7 +173,8 @@ fn fingerprint_reads_binary_and_json_snapshots() {
     // One binary snapshot and one pretty-printed JSON snapshot: two output lines.
     let out = common::bt(&["rules", "fingerprint", snap_path.to_str().unwrap(), json_path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["fingerprint"], lines[1]["fingerprint"]);
     assert_eq!(lines[0]["signature"], serde_json::json!(["validate_order"]));
@@ -145,11 +188,21 @@ fn cxx_bugs_across_levels_and_paths() {
     let src = common::repo_root().join("tests/corpus/cxx/bugs.cpp");
     let o0 = build(&["g++", "-O0", "-g", "-std=c++17", "-pthread"], &src, &dir.join("gxx-O0"));
     let o2 = build(&["g++", "-O2", "-g", "-std=c++17", "-pthread"], &src, &dir.join("gxx-O2"));
-    let bugs = [("cfg_throw", "SIGABRT", "cfg_throw"), ("vec_at", "SIGABRT", "vec_at"), ("lambda_null", "SIGSEGV", "lambda_null")];
-    let mut groups = fingerprints(&dir, &[o0.clone(), o2], &bugs, &[&["direct"], &["loop"], &["thread"], &["recurse", "2"]]);
+    let bugs = [
+        ("cfg_throw", "SIGABRT", "cfg_throw"),
+        ("vec_at", "SIGABRT", "vec_at"),
+        ("lambda_null", "SIGSEGV", "lambda_null"),
+    ];
+    let mut groups =
+        fingerprints(&dir, &[o0.clone(), o2], &bugs, &[&["direct"], &["loop"], &["thread"], &["recurse", "2"]]);
     // Two template instantiations of one bug (at -O0: at -O2 the inlined
     // Matrix<T>::get has no inline record at the faulting instruction).
-    let matrix = fingerprints(&dir, &[o0], &[("matrix_get", "SIGSEGV", "matrix_get"), ("matrix_get_d", "SIGSEGV", "matrix_get")], &[&["direct"], &["thread"]]);
+    let matrix = fingerprints(
+        &dir,
+        &[o0],
+        &[("matrix_get", "SIGSEGV", "matrix_get"), ("matrix_get_d", "SIGSEGV", "matrix_get")],
+        &[&["direct"], &["thread"]],
+    );
     groups.extend(matrix);
     check(&groups);
 }

@@ -1,7 +1,7 @@
 //! Bad and extreme inputs: the engine and `bt rules` never panic, stay bounded in
 //! time, and name the line of what is wrong.
 
-use bt::dedup::{RuleSet, DEFAULT_RULES};
+use bt::dedup::{DEFAULT_RULES, RuleSet};
 use bt::snapshot::Frame;
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,7 +26,11 @@ fn bt(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
         .expect("starting bt");
     child.stdin.take().expect("stdin").write_all(stdin).expect("writing stdin");
     let out = child.wait_with_output().expect("waiting for bt");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn named(n: &str) -> Frame {
@@ -52,7 +56,14 @@ fn empty_stack() {
 #[test]
 fn frames_without_symbols() {
     let rules = RuleSet::default_rules();
-    let frames: Vec<Frame> = (0..5).map(|i| Frame { pc: 0x1000 + i, module_offset: 0x1000 + i, module: Some("/opt/x/libplug.so.3".into()), ..Default::default() }).collect();
+    let frames: Vec<Frame> = (0..5)
+        .map(|i| Frame {
+            pc: 0x1000 + i,
+            module_offset: 0x1000 + i,
+            module: Some("/opt/x/libplug.so.3".into()),
+            ..Default::default()
+        })
+        .collect();
     let s = rules.evaluate(&frames, &[]);
     assert_eq!(s.signature, vec!["libplug.so".to_string()], "unsymbolized frames collapse to their module");
     assert!(s.pretty[0].starts_with("libplug.so+0x1000"), "{:?}", s.pretty);
@@ -60,7 +71,8 @@ fn frames_without_symbols() {
     let bare = rules.evaluate(&[Frame { pc: 0xdead, ..Default::default() }], &[]);
     assert_eq!(bare.signature, vec!["?".to_string()]);
     // A different build moves the offsets: same fingerprint.
-    let moved: Vec<Frame> = frames.iter().map(|f| Frame { module_offset: f.module_offset + 0x40, ..f.clone() }).collect();
+    let moved: Vec<Frame> =
+        frames.iter().map(|f| Frame { module_offset: f.module_offset + 0x40, ..f.clone() }).collect();
     assert_eq!(rules.evaluate(&moved, &[]).fingerprint, s.fingerprint);
 }
 
@@ -69,7 +81,9 @@ fn hundred_thousand_frames_in_bounded_time() {
     let rules = RuleSet::default_rules();
     // Deep recursion (one name) and a stack of all-different names.
     let deep: Vec<Frame> = std::iter::once(named("leaf")).chain((0..100_000).map(|_| named("recurse"))).collect();
-    let distinct: Vec<Frame> = (0..100_000).map(|i| Frame { function: Some(format!("std::f{i}")), module: Some("libc.so.6".into()), ..Default::default() }).collect();
+    let distinct: Vec<Frame> = (0..100_000)
+        .map(|i| Frame { function: Some(format!("std::f{i}")), module: Some("libc.so.6".into()), ..Default::default() })
+        .collect();
     for frames in [&deep, &distinct] {
         let start = Instant::now();
         let s = rules.evaluate(frames, &[]);
@@ -87,7 +101,11 @@ fn hundred_thousand_frames_in_bounded_time() {
 fn recursion_depth_does_not_change_the_fingerprint() {
     let rules = RuleSet::default_rules();
     let mk = |depth: usize| -> Vec<Frame> {
-        let mut v = vec![Frame { function: Some("lib_internal".into()), module: Some("libfoo.so.1".into()), ..Default::default() }];
+        let mut v = vec![Frame {
+            function: Some("lib_internal".into()),
+            module: Some("libfoo.so.1".into()),
+            ..Default::default()
+        }];
         v.extend((0..depth).map(|_| named("walk")));
         v.push(named("main"));
         v
@@ -126,7 +144,8 @@ fn malformed_json_lines_name_the_line_and_the_rest_goes_on() {
     let (code, out, err) = bt(&["rules", "fingerprint"], input);
     assert_eq!(code, 1, "a bad line makes the exit code 1");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
-    let errors: Vec<i64> = lines.iter().filter(|l| l["error"].is_string()).map(|l| l["line"].as_i64().unwrap()).collect();
+    let errors: Vec<i64> =
+        lines.iter().filter(|l| l["error"].is_string()).map(|l| l["line"].as_i64().unwrap()).collect();
     assert_eq!(errors, vec![2, 4, 5], "{out}");
     assert!(err.contains("stdin:2:") && err.contains("stdin:4:") && err.contains("stdin:5:"), "{err}");
     let good: Vec<&str> = lines.iter().filter_map(|l| l["signature"][0].as_str()).collect();
@@ -136,7 +155,11 @@ fn malformed_json_lines_name_the_line_and_the_rest_goes_on() {
 #[test]
 fn invalid_regex_is_a_file_line_error_from_check() {
     let dir = scratch("dedup-badrules");
-    std::fs::write(dir.join("mine.rules"), "# fine\nfunction:ok => skip\nfunction:'(unclosed' => skip\nfunction:x => frobnicate\napp system => skip\n").unwrap();
+    std::fs::write(
+        dir.join("mine.rules"),
+        "# fine\nfunction:ok => skip\nfunction:'(unclosed' => skip\nfunction:x => frobnicate\napp system => skip\n",
+    )
+    .unwrap();
     let (code, out, _) = bt(&["rules", "check", "--rules", dir.to_str().unwrap()], b"");
     assert_eq!(code, 1, "{out}");
     let path = dir.join("mine.rules");
@@ -170,7 +193,8 @@ fn project_rules_extend_and_replace() {
     // A file named like a default replaces it: an empty 90-signature.rules drops
     // `max-app-frames 1` back to the built-in default (also 1) but also the scan rule.
     std::fs::write(dir.join("00-names.rules"), "# no renames\n").unwrap();
-    let (_, out, _) = bt(&["rules", "fingerprint", "--rules", dir.to_str().unwrap()], b"{\"frames\":[\"parse.isra.0\"]}\n");
+    let (_, out, _) =
+        bt(&["rules", "fingerprint", "--rules", dir.to_str().unwrap()], b"{\"frames\":[\"parse.isra.0\"]}\n");
     assert!(out.contains("\"signature\":[\"parse.isra.0\"]"), "{out}");
 }
 

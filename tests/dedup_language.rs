@@ -5,7 +5,8 @@ use bt::dedup::RuleSet;
 use bt::snapshot::{Frame, Trust};
 
 fn rules(text: &str) -> RuleSet {
-    RuleSet::from_sources(&[("t.rules".to_string(), "test".to_string(), text.to_string())]).unwrap_or_else(|e| panic!("{e:?}"))
+    RuleSet::from_sources(&[("t.rules".to_string(), "test".to_string(), text.to_string())])
+        .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn f(name: &str) -> Frame {
@@ -43,7 +44,11 @@ const CASES: &[(&str, &[&str], &[&str])] = &[
     ("set max-app-frames 9\n!function:'b|c' => skip", &["a", "b", "c", "d"], &["b", "c"]),
     ("set max-app-frames 9\nset collapse-recursion off", &["a", "a", "b"], &["a", "a", "b"]),
     ("set max-app-frames 9", &["a", "a", "b"], &["a", "b"]),
-    ("lang:c++ => sig-strip templates sig-strip params", &["ns::V<int>::at(unsigned long) const"], &["ns::V::at const"]),
+    (
+        "lang:c++ => sig-strip templates sig-strip params",
+        &["ns::V<int>::at(unsigned long) const"],
+        &["ns::V::at const"],
+    ),
 ];
 
 #[test]
@@ -75,14 +80,26 @@ fn lines_attributes_and_classifiers() {
 
 #[test]
 fn conditions_on_module_path_file_trust_inlined_nosymbol() {
-    let r = rules("set max-app-frames 9\nmodule:libx.so => skip\npath:'/opt/.*' file:'.*\\.c' => skip\ntrust:scan => skip\ninlined => skip\nnosymbol => skip\n");
+    let r = rules(
+        "set max-app-frames 9\nmodule:libx.so => skip\npath:'/opt/.*' file:'.*\\.c' => skip\ntrust:scan => skip\ninlined => skip\nnosymbol => skip\n",
+    );
     let mut v = vec![
         Frame { function: Some("x".into()), module: Some("/usr/lib/libx.so.1".into()), ..Default::default() },
-        Frame { function: Some("in_c".into()), module: Some("/opt/app".into()), file: Some("/src/a.c".into()), ..Default::default() },
+        Frame {
+            function: Some("in_c".into()),
+            module: Some("/opt/app".into()),
+            file: Some("/src/a.c".into()),
+            ..Default::default()
+        },
         Frame { function: Some("scanned".into()), trust: Trust::Scan, ..Default::default() },
         Frame { function: Some("inl".into()), inlined: true, ..Default::default() },
         Frame { module: Some("/opt/app".into()), module_offset: 5, ..Default::default() },
-        Frame { function: Some("kept".into()), module: Some("/opt/app".into()), file: Some("/src/a.rs".into()), ..Default::default() },
+        Frame {
+            function: Some("kept".into()),
+            module: Some("/opt/app".into()),
+            file: Some("/src/a.rs".into()),
+            ..Default::default()
+        },
     ];
     assert_eq!(sig(&r, &v), vec!["kept"]);
     v.truncate(5);
@@ -91,7 +108,8 @@ fn conditions_on_module_path_file_trust_inlined_nosymbol() {
 
 #[test]
 fn unsymbolized_offset_setting() {
-    let frames = vec![Frame { module: Some("/opt/libp.so.2".into()), module_offset: 0x1a, ..Default::default() }, f("host")];
+    let frames =
+        vec![Frame { module: Some("/opt/libp.so.2".into()), module_offset: 0x1a, ..Default::default() }, f("host")];
     assert_eq!(sig(&rules(""), &frames), vec!["libp.so", "host"]);
     assert_eq!(sig(&rules("set unsymbolized offset"), &frames), vec!["libp.so+0x1a", "host"]);
 }

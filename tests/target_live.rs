@@ -461,6 +461,34 @@ fn permission_denied_without_privileges() {
 }
 
 #[test]
+fn a_32_bit_process_is_captured_and_flagged() {
+    // A static i386 program without libc: loops in pause() (syscall 29 through int 0x80).
+    let dir = program().parent().expect("dir").join("p32");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("p32.c"),
+        "void _start(void) { for (;;) __asm__ volatile(\"movl $29, %%eax; int $0x80\" ::: \"eax\"); }\n",
+    )
+    .expect("write");
+    let out = Command::new("gcc")
+        .args(["-m32", "-nostdlib", "-static", "-fno-pie", "-no-pie", "-o", "p32", "p32.c"])
+        .current_dir(&dir)
+        .output()
+        .expect("gcc");
+    assert!(out.status.success(), "gcc -m32 failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut child = Command::new(dir.join("p32")).spawn().expect("spawn p32");
+    let pid = child.id() as i32;
+    std::thread::sleep(Duration::from_millis(100));
+    let cap = live::capture(pid, &live::LiveOptions::default());
+    let _ = child.kill();
+    let _ = child.wait();
+    let cap = cap.expect("capture a 32-bit process");
+    assert_eq!(cap.threads.len(), 1);
+    assert_eq!(cap.threads[0].registers.cs, 0x23);
+    assert!(cap.problems.iter().any(|p| p.message.contains("32-bit")), "{:?}", cap.problems);
+}
+
+#[test]
 fn errors() {
     // A pid that does not exist (pid_max is at most 2^22).
     assert!(matches!(

@@ -1,11 +1,11 @@
 //! `bt rules`: fingerprint callstacks, explain a signature, lint rule files, and
 //! measure grouping quality on a labeled corpus.
 
-use crate::dedup::eval::{score, Baseline, Scores};
-use crate::dedup::input::{read_records, record_from_snapshot, InputError, Record};
-use crate::dedup::{sources_with, RuleSet, DEFAULT_RULES};
-use crate::snapshot::{Snapshot, MAGIC};
-use anyhow::{bail, Context};
+use crate::dedup::eval::{Baseline, Scores, score};
+use crate::dedup::input::{InputError, Record, read_records, record_from_snapshot};
+use crate::dedup::{DEFAULT_RULES, RuleSet, sources_with};
+use crate::snapshot::{MAGIC, Snapshot};
+use anyhow::{Context, bail};
 use argh::FromArgs;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -121,7 +121,11 @@ fn ruleset(dir: Option<&Path>) -> anyhow::Result<RuleSet> {
                 for e in &errors {
                     eprintln!("{e}");
                 }
-                bail!("{} error(s) in rule files (first: {first}); `bt rules check --rules {}` lists them", errors.len(), d.display());
+                bail!(
+                    "{} error(s) in rule files (first: {first}); `bt rules check --rules {}` lists them",
+                    errors.len(),
+                    d.display()
+                );
             }
             Ok(set)
         }
@@ -190,8 +194,19 @@ fn explain(rules: &RuleSet, inputs: &[PathBuf]) -> anyhow::Result<i32> {
             }
         };
         let sig = rules.evaluate(&r.frames, &r.classifiers);
-        writeln!(out, "callstack {} (line {}): {} frames, fingerprint {}", n + 1, r.line, r.frames.len(), sig.fingerprint)?;
-        writeln!(out, "  signature: {}", if sig.signature.is_empty() { "(empty)".to_string() } else { sig.signature.join(" | ") })?;
+        writeln!(
+            out,
+            "callstack {} (line {}): {} frames, fingerprint {}",
+            n + 1,
+            r.line,
+            r.frames.len(),
+            sig.fingerprint
+        )?;
+        writeln!(
+            out,
+            "  signature: {}",
+            if sig.signature.is_empty() { "(empty)".to_string() } else { sig.signature.join(" | ") }
+        )?;
         for (k, v) in &sig.attributes {
             writeln!(out, "  attribute: {k}={v}")?;
         }
@@ -247,7 +262,14 @@ fn check(a: &CheckArgs) -> anyhow::Result<i32> {
     for w in &warnings {
         println!("{w}");
     }
-    println!("{} files, {} rules: {} error(s), {} warning(s)", set.files().len(), set.n_rules(), errors.len(), warnings.len());
+    println!(
+        "{} files, {} rules (version {}): {} error(s), {} warning(s)",
+        set.files().len(),
+        set.n_rules(),
+        set.version(),
+        errors.len(),
+        warnings.len()
+    );
     let bad = !errors.is_empty() || (a.strict && !warnings.is_empty());
     Ok(if bad { super::exit::FAILURE } else { super::exit::OK })
 }
@@ -279,11 +301,21 @@ fn eval(rules: &RuleSet, a: &EvalArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::json!({ "crashes": records.len(), "labels": n_labels, "results": v }));
     } else {
         println!("corpus {}: {} crashes, {} true bugs", a.corpus.display(), records.len(), n_labels);
-        println!("{:<26} {:>6}  {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}", "method", "groups", "BCubed P", "BCubed R", "BCubed F1", "pairs P", "pairs R", "pairs F1");
+        println!(
+            "{:<26} {:>6}  {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}",
+            "method", "groups", "BCubed P", "BCubed R", "BCubed F1", "pairs P", "pairs R", "pairs F1"
+        );
         for (n, s) in &rows {
             println!(
                 "{:<26} {:>6}  {:>9.3} {:>9.3} {:>9.3}  {:>9.3} {:>9.3} {:>9.3}",
-                n, s.n_groups, s.bcubed_precision, s.bcubed_recall, s.bcubed_f1, s.pairwise_precision, s.pairwise_recall, s.pairwise_f1
+                n,
+                s.n_groups,
+                s.bcubed_precision,
+                s.bcubed_recall,
+                s.bcubed_f1,
+                s.pairwise_precision,
+                s.pairwise_recall,
+                s.pairwise_f1
             );
         }
     }
@@ -291,7 +323,11 @@ fn eval(rules: &RuleSet, a: &EvalArgs) -> anyhow::Result<i32> {
         let mut by_label: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
         let mut by_fp: HashMap<&str, BTreeMap<&str, usize>> = HashMap::new();
         for (i, s) in sigs.iter().enumerate() {
-            *by_label.entry(labels[i]).or_default().entry(format!("{} {}", &s.fingerprint[..8], s.signature.join(" | "))).or_default() += 1;
+            *by_label
+                .entry(labels[i])
+                .or_default()
+                .entry(format!("{} {}", &s.fingerprint[..8], s.signature.join(" | ")))
+                .or_default() += 1;
             *by_fp.entry(&s.fingerprint).or_default().entry(labels[i]).or_default() += 1;
         }
         println!("\nbt groups per true bug:");

@@ -3,7 +3,7 @@
 //! that yields the signature and the pretty callstack in one pass.
 
 use super::lang::{Action, Cmp, Cond, Disposition, Rule, Settings, Strip, Unsymbolized};
-use super::names::{guess_lang, module_name, strip_balanced, strip_turbofish, Lang};
+use super::names::{Lang, guess_lang, module_name, strip_balanced, strip_turbofish};
 use super::sha256::{hex, sha256};
 use crate::snapshot::{Frame, Trust};
 use std::collections::{BTreeMap, HashMap};
@@ -83,7 +83,11 @@ pub fn fingerprint(signature: &[String], attributes: &BTreeMap<String, String>) 
     }
     for (k, v) in attributes {
         canon.push_str("a ");
-        canon.push_str(&format!("{}={}", k.replace('\\', "\\\\").replace('\n', "\\n"), v.replace('\\', "\\\\").replace('\n', "\\n")));
+        canon.push_str(&format!(
+            "{}={}",
+            k.replace('\\', "\\\\").replace('\n', "\\n"),
+            v.replace('\\', "\\\\").replace('\n', "\\n")
+        ));
         canon.push('\n');
     }
     hex(&sha256(canon.as_bytes())[..16])
@@ -256,17 +260,27 @@ fn collapse_tail(kept: &mut Vec<Kept>) -> Vec<usize> {
 
 /// What the rules can see of a frame: raw name, module, file, inlined, trust,
 /// clamped index, caller and callee. Frames with equal keys get equal outcomes.
-type MemoKey<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool, Trust, usize, Option<&'a str>, Option<&'a str>);
+type MemoKey<'a> =
+    (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool, Trust, usize, Option<&'a str>, Option<&'a str>);
 
 /// Evaluates the rules over `frames` (crash site first).
-pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frames: &[Frame], classifiers: &[String]) -> Signature {
+pub(super) fn evaluate(
+    rules: &[Rule],
+    settings: &Settings,
+    shape: &Shape,
+    frames: &[Frame],
+    classifiers: &[String],
+) -> Signature {
     let n = frames.len();
     let mut memo: HashMap<MemoKey, Rc<Outcome>> = HashMap::new();
     let mut outcomes: Vec<Rc<Outcome>> = Vec::with_capacity(n);
     let mut langs = Vec::with_capacity(n);
     for (idx, frame) in frames.iter().enumerate() {
         let (caller, callee) = if shape.uses_neighbours {
-            (frames.get(idx + 1).and_then(|f| f.function.as_deref()), idx.checked_sub(1).and_then(|i| frames[i].function.as_deref()))
+            (
+                frames.get(idx + 1).and_then(|f| f.function.as_deref()),
+                idx.checked_sub(1).and_then(|i| frames[i].function.as_deref()),
+            )
         } else {
             (None, None)
         };
@@ -340,7 +354,11 @@ pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frame
                 stop_reason[idx] = Some("stop: the signature ends before this frame");
             }
             Disposition::Keep | Disposition::StopAfter => {
-                kept.push(Kept { text: sig_text(frame, o, settings), frame_idx: idx, app: o.app && frame.function.is_some() });
+                kept.push(Kept {
+                    text: sig_text(frame, o, settings),
+                    frame_idx: idx,
+                    app: o.app && frame.function.is_some(),
+                });
                 if settings.collapse_recursion {
                     for i in collapse_tail(&mut kept) {
                         collapsed[i] = true;
@@ -442,12 +460,12 @@ pub(super) fn evaluate(rules: &[Rule], settings: &Settings, shape: &Shape, frame
                     Some(r) => format!("signature: {text} ({r})"),
                     None => format!("signature: {text}"),
                 }
-            } else if collapsed[idx] {
-                "collapsed: repeats the frames above (recursion)".to_string()
             } else if idx + 1 == prologue_end {
                 "skip-through: this frame and all above it are error handling".to_string()
             } else if idx < prologue_end {
                 "dropped: above a later skip-through frame".to_string()
+            } else if collapsed[idx] {
+                "collapsed: repeats the frames above (recursion)".to_string()
             } else if let Some(r) = stop_reason[idx] {
                 r.to_string()
             } else if idx > last_sig {

@@ -56,7 +56,15 @@ pub fn score<L: AsRef<str>, G: AsRef<str>>(labels: &[L], groups: &[G]) -> Scores
     let truth: f64 = by_label.values().map(|&c| pairs(c)).sum();
     let pp = if claimed == 0.0 { 1.0 } else { tp / claimed };
     let pr = if truth == 0.0 { 1.0 } else { tp / truth };
-    Scores { bcubed_precision: bp, bcubed_recall: br, bcubed_f1: f1(bp, br), pairwise_precision: pp, pairwise_recall: pr, pairwise_f1: f1(pp, pr), n_groups: by_group.len() }
+    Scores {
+        bcubed_precision: bp,
+        bcubed_recall: br,
+        bcubed_f1: f1(bp, br),
+        pairwise_precision: pp,
+        pairwise_recall: pr,
+        pairwise_f1: f1(pp, pr),
+        n_groups: by_group.len(),
+    }
 }
 
 /// The naive groupings bt is compared with.
@@ -73,7 +81,8 @@ pub enum Baseline {
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 4] = [Baseline::WholeStack, Baseline::FirstFrame, Baseline::FirstAppFrame, Baseline::Top3];
+    pub const ALL: [Baseline; 4] =
+        [Baseline::WholeStack, Baseline::FirstFrame, Baseline::FirstAppFrame, Baseline::Top3];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -119,7 +128,19 @@ pub fn is_system_module(module: Option<&str>) -> bool {
     base.starts_with('[')
         || base.starts_with("linux-vdso")
         || base.starts_with("ld-linux")
-        || ["libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "libstdc++.so", "libgcc_s.so", "libc++.so", "libc++abi.so"].iter().any(|p| base.starts_with(p))
+        || [
+            "libc.so",
+            "libm.so",
+            "libpthread.so",
+            "libdl.so",
+            "librt.so",
+            "libstdc++.so",
+            "libgcc_s.so",
+            "libc++.so",
+            "libc++abi.so",
+        ]
+        .iter()
+        .any(|p| base.starts_with(p))
 }
 
 #[cfg(test)]
@@ -136,13 +157,21 @@ mod tests {
         assert_eq!(s.bcubed_recall, 1.0);
         assert!((s.pairwise_precision - 2.0 / 6.0).abs() < 1e-12);
         let s = score(&labels, &["1", "2", "3", "4"]);
-        assert_eq!((s.bcubed_precision, s.bcubed_recall, s.pairwise_precision, s.pairwise_recall), (1.0, 0.5, 1.0, 0.0));
+        assert_eq!(
+            (s.bcubed_precision, s.bcubed_recall, s.pairwise_precision, s.pairwise_recall),
+            (1.0, 0.5, 1.0, 0.0)
+        );
     }
 
     #[test]
     fn baselines() {
         let f = |n: &str, m: &str| Frame { function: Some(n.into()), module: Some(m.into()), ..Default::default() };
-        let frames = vec![f("raise", "/lib/x86_64-linux-gnu/libc.so.6"), f("abort", "libc.so.6"), f("die", "/opt/app"), f("main", "/opt/app")];
+        let frames = vec![
+            f("raise", "/lib/x86_64-linux-gnu/libc.so.6"),
+            f("abort", "libc.so.6"),
+            f("die", "/opt/app"),
+            f("main", "/opt/app"),
+        ];
         assert_eq!(Baseline::FirstFrame.key(&frames), "raise");
         assert_eq!(Baseline::FirstAppFrame.key(&frames), "die");
         assert_eq!(Baseline::Top3.key(&frames), "raise | abort | die");

@@ -74,7 +74,9 @@ fn frame_from(v: &Value) -> Result<Frame, String> {
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array).map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// Turns one JSON object into a record: a frames object or a whole snapshot.
@@ -101,7 +103,11 @@ pub fn record_from(v: &Value, line: usize) -> Result<Record, String> {
         return Err("no \"frames\" array (and not a snapshot with \"threads\")".to_string());
     };
     let arr = frames_v.as_array().ok_or("\"frames\" must be an array")?;
-    let frames = arr.iter().enumerate().map(|(i, f)| frame_from(f).map_err(|e| format!("frame {i}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+    let frames = arr
+        .iter()
+        .enumerate()
+        .map(|(i, f)| frame_from(f).map_err(|e| format!("frame {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Record { line, frames, classifiers, label })
 }
 
@@ -138,7 +144,8 @@ pub fn read_records(bytes: &[u8], source_name: &str) -> Vec<Result<Record, Input
             }
             Some(Err(e)) => {
                 let line = line_of(start);
-                let message = if e.is_eof() { format!("truncated JSON object: {e}") } else { format!("invalid JSON: {e}") };
+                let message =
+                    if e.is_eof() { format!("truncated JSON object: {e}") } else { format!("invalid JSON: {e}") };
                 out.push(Err(err(line, message)));
                 // Resynchronize: at the line where the error was found when that is a
                 // later line (it may start the next object), else at the next line.

@@ -117,7 +117,11 @@ pub enum Action {
     App(bool),
     Lines(bool),
     /// Regex replace on the name; `sig_only` leaves the pretty name alone.
-    Rename { re: Regex, with: String, sig_only: bool },
+    Rename {
+        re: Regex,
+        with: String,
+        sig_only: bool,
+    },
     SigStrip(Strip),
     Attr(String, String),
     Cap(usize),
@@ -159,7 +163,14 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { max_frames: 5, max_app_frames: 1, collapse_recursion: true, unsymbolized: Unsymbolized::Module, lines: false, max_pretty: 64 }
+        Settings {
+            max_frames: 5,
+            max_app_frames: 1,
+            collapse_recursion: true,
+            unsymbolized: Unsymbolized::Module,
+            lines: false,
+            max_pretty: 64,
+        }
     }
 }
 
@@ -220,7 +231,8 @@ fn tokenize(line: &str, origin: &Origin) -> Result<Vec<Token>, RuleError> {
 
 /// Compiles an anchored regex: rules match whole names, never substrings.
 fn anchored(pattern: &str, origin: &Origin, what: &str) -> Result<Regex, RuleError> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| RuleError::new(origin, format!("invalid {what} regex {pattern:?}: {e}")))
+    Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| RuleError::new(origin, format!("invalid {what} regex {pattern:?}: {e}")))
 }
 
 fn unanchored(pattern: &str, origin: &Origin) -> Result<Regex, RuleError> {
@@ -242,7 +254,12 @@ fn parse_matcher(tok: &str, origin: &Origin) -> Result<Matcher, RuleError> {
             "inlined" => Cond::Inlined,
             "nosymbol" => Cond::NoSymbol,
             "first" => Cond::Frame(Cmp::Eq, 0),
-            _ => return Err(RuleError::new(origin, format!("unknown condition {body:?} (expected key:value or app, system, inlined, nosymbol, first)"))),
+            _ => {
+                return Err(RuleError::new(
+                    origin,
+                    format!("unknown condition {body:?} (expected key:value or app, system, inlined, nosymbol, first)"),
+                ));
+            }
         },
         Some((key, value)) => match key {
             "function" => Cond::Function(anchored(value, origin, "function")?),
@@ -253,7 +270,9 @@ fn parse_matcher(tok: &str, origin: &Origin) -> Result<Matcher, RuleError> {
             "classifier" => Cond::Classifier(anchored(value, origin, "classifier")?),
             "caller" => Cond::Caller(anchored(value, origin, "caller")?),
             "callee" => Cond::Callee(anchored(value, origin, "callee")?),
-            "lang" => Cond::Lang(Lang::parse(value).ok_or_else(|| RuleError::new(origin, format!("unknown language {value:?} (c, c++, rust, go, unknown)")))?),
+            "lang" => Cond::Lang(Lang::parse(value).ok_or_else(|| {
+                RuleError::new(origin, format!("unknown language {value:?} (c, c++, rust, go, unknown)"))
+            })?),
             "trust" => Cond::Trust(match value {
                 "context" => Trust::Context,
                 "cfi" => Trust::Cfi,
@@ -267,7 +286,8 @@ fn parse_matcher(tok: &str, origin: &Origin) -> Result<Matcher, RuleError> {
                     Some(b'>') => (Cmp::Gt, &value[1..]),
                     _ => (Cmp::Eq, value),
                 };
-                let n = n.parse().map_err(|_| RuleError::new(origin, format!("frame:{value}: expected N, <N or >N")))?;
+                let n =
+                    n.parse().map_err(|_| RuleError::new(origin, format!("frame:{value}: expected N, <N or >N")))?;
                 Cond::Frame(cmp, n)
             }
             _ => return Err(RuleError::new(origin, format!("unknown condition key {key:?}"))),
@@ -301,9 +321,16 @@ fn parse_actions(toks: &[Token], origin: &Origin) -> Result<Vec<Action>, RuleErr
             "lines" => Action::Lines(on_off(it.next(), origin, "lines")?),
             "rename" | "sig-rename" => {
                 let (Some(pat), Some(with)) = (it.next(), it.next()) else {
-                    return Err(RuleError::new(origin, format!("{} takes a regex and a replacement ('' to delete)", t.text)));
+                    return Err(RuleError::new(
+                        origin,
+                        format!("{} takes a regex and a replacement ('' to delete)", t.text),
+                    ));
                 };
-                Action::Rename { re: unanchored(&pat.text, origin)?, with: with.text.clone(), sig_only: t.text == "sig-rename" }
+                Action::Rename {
+                    re: unanchored(&pat.text, origin)?,
+                    with: with.text.clone(),
+                    sig_only: t.text == "sig-rename",
+                }
             }
             "sig-strip" => match it.next().map(|t| t.text.as_str()) {
                 Some("templates") => Action::SigStrip(Strip::Templates),
@@ -332,13 +359,20 @@ fn parse_actions(toks: &[Token], origin: &Origin) -> Result<Vec<Action>, RuleErr
     Ok(out)
 }
 
-/// Checks a `set` line; returns the value normalized.
+/// Checks the name and value of a `set` line.
 fn check_setting(name: &str, value: &str, origin: &Origin) -> Result<(), RuleError> {
     let ok = match name {
         "max-frames" | "max-app-frames" | "max-pretty" => value.parse::<usize>().is_ok_and(|n| n > 0),
         "collapse-recursion" | "lines" => matches!(value, "on" | "off"),
         "unsymbolized" => matches!(value, "module" | "offset"),
-        _ => return Err(RuleError::new(origin, format!("unknown setting {name:?} (max-frames, max-app-frames, max-pretty, collapse-recursion, lines, unsymbolized)"))),
+        _ => {
+            return Err(RuleError::new(
+                origin,
+                format!(
+                    "unknown setting {name:?} (max-frames, max-app-frames, max-pretty, collapse-recursion, lines, unsymbolized)"
+                ),
+            ));
+        }
     };
     if ok { Ok(()) } else { Err(RuleError::new(origin, format!("bad value {value:?} for {name}"))) }
 }

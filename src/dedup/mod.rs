@@ -16,9 +16,9 @@ mod lang;
 mod names;
 mod sha256;
 
-pub use engine::{fingerprint, FrameExplanation, Signature, ENCODING_TAG};
+pub use engine::{ENCODING_TAG, FrameExplanation, Signature, fingerprint};
 pub use lang::{Origin, RuleError, Settings, Unsymbolized};
-pub use names::{guess_lang, module_name, Lang};
+pub use names::{Lang, guess_lang, module_name};
 
 use crate::snapshot::Frame;
 use lang::{Cond, Rule};
@@ -65,18 +65,25 @@ pub struct RuleSet {
     shape: engine::Shape,
     /// File names in evaluation order, with where each came from.
     files: Vec<(String, String)>,
+    /// Hash of every file's name and text, in order.
+    version: String,
 }
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleSet").field("files", &self.files).field("rules", &self.rules.len()).field("settings", &self.settings).finish()
+        f.debug_struct("RuleSet")
+            .field("files", &self.files)
+            .field("rules", &self.rules.len())
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
 impl RuleSet {
     /// The embedded default rules.
     pub fn default_rules() -> RuleSet {
-        let sources: Vec<(String, String, String)> = DEFAULT_RULES.iter().map(|(n, t)| (n.to_string(), "default".to_string(), t.to_string())).collect();
+        let sources: Vec<(String, String, String)> =
+            DEFAULT_RULES.iter().map(|(n, t)| (n.to_string(), "default".to_string(), t.to_string())).collect();
         // The defaults are parsed by a unit test on every build, so this holds.
         RuleSet::from_sources(&sources).expect("embedded default rules parse (tested by dedup::tests::defaults_parse)")
     }
@@ -121,9 +128,18 @@ impl RuleSet {
                 })
                 .max()
                 .unwrap_or(0),
-            uses_neighbours: rules.iter().flat_map(|r| r.matchers.iter()).any(|m| matches!(m.cond, Cond::Caller(_) | Cond::Callee(_))),
+            uses_neighbours: rules
+                .iter()
+                .flat_map(|r| r.matchers.iter())
+                .any(|m| matches!(m.cond, Cond::Caller(_) | Cond::Callee(_))),
         };
-        (RuleSet { rules, settings, shape, files }, errors, warnings)
+        let mut canon = String::from("bt-rules-v1\n");
+        for (name, _, text) in sources {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            canon.push_str(&format!("{} {}\n{}\n", base, text.len(), text));
+        }
+        let version = sha256::hex(&sha256::sha256(canon.as_bytes())[..8]);
+        (RuleSet { rules, settings, shape, files, version }, errors, warnings)
     }
 
     /// Evaluates the rules over the frames of a faulting thread (crash site first)
@@ -141,6 +157,12 @@ impl RuleSet {
         &self.files
     }
 
+    /// 16 hex digits identifying the rule texts (file names and contents, in
+    /// order): store it next to fingerprints to know which rules made them.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
     pub fn n_rules(&self) -> usize {
         self.rules.len()
     }
@@ -148,7 +170,8 @@ impl RuleSet {
 
 /// The default sources, with the `*.rules` files of `dir` merged in.
 pub fn sources_with(dir: &Path) -> Result<Vec<(String, String, String)>, LoadError> {
-    let mut sources: Vec<(String, String, String)> = DEFAULT_RULES.iter().map(|(n, t)| (n.to_string(), "default".to_string(), t.to_string())).collect();
+    let mut sources: Vec<(String, String, String)> =
+        DEFAULT_RULES.iter().map(|(n, t)| (n.to_string(), "default".to_string(), t.to_string())).collect();
     let io = |e| LoadError::Io { path: dir.to_path_buf(), source: e };
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?
@@ -178,19 +201,48 @@ fn lint(rules: &[Rule]) -> Vec<Warning> {
         let contradiction = (has("app") && has("system"))
             || (has("app") && has("!app"))
             || (has("system") && has("!system"))
-            || (has("nosymbol") && r.matchers.iter().any(|m| !m.negate && matches!(m.cond, Cond::Function(_) | Cond::Raw(_))))
+            || (has("nosymbol")
+                && r.matchers.iter().any(|m| !m.negate && matches!(m.cond, Cond::Function(_) | Cond::Raw(_))))
             || {
-                let langs: Vec<_> = r.matchers.iter().filter(|m| !m.negate).filter_map(|m| if let Cond::Lang(l) = m.cond { Some(l) } else { None }).collect();
+                let langs: Vec<_> = r
+                    .matchers
+                    .iter()
+                    .filter(|m| !m.negate)
+                    .filter_map(|m| if let Cond::Lang(l) = m.cond { Some(l) } else { None })
+                    .collect();
                 langs.windows(2).any(|w| w[0] != w[1])
             }
             || {
-                let frames: Vec<_> = r.matchers.iter().filter(|m| !m.negate).filter_map(|m| if let Cond::Frame(c, n) = m.cond { Some((c, n)) } else { None }).collect();
-                let lo = frames.iter().filter_map(|&(c, n)| match c { lang::Cmp::Gt => Some(n + 1), lang::Cmp::Eq => Some(n), _ => None }).max().unwrap_or(0);
-                let hi = frames.iter().filter_map(|&(c, n)| match c { lang::Cmp::Lt => Some(n.checked_sub(1)), lang::Cmp::Eq => Some(Some(n)), _ => None }).min();
+                let frames: Vec<_> = r
+                    .matchers
+                    .iter()
+                    .filter(|m| !m.negate)
+                    .filter_map(|m| if let Cond::Frame(c, n) = m.cond { Some((c, n)) } else { None })
+                    .collect();
+                let lo = frames
+                    .iter()
+                    .filter_map(|&(c, n)| match c {
+                        lang::Cmp::Gt => Some(n + 1),
+                        lang::Cmp::Eq => Some(n),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let hi = frames
+                    .iter()
+                    .filter_map(|&(c, n)| match c {
+                        lang::Cmp::Lt => Some(n.checked_sub(1)),
+                        lang::Cmp::Eq => Some(Some(n)),
+                        _ => None,
+                    })
+                    .min();
                 matches!(hi, Some(None)) || matches!(hi, Some(Some(h)) if h < lo)
             };
         if contradiction {
-            out.push(Warning { origin: r.origin.clone(), message: format!("unreachable rule: its conditions can never hold together: {}", r.text) });
+            out.push(Warning {
+                origin: r.origin.clone(),
+                message: format!("unreachable rule: its conditions can never hold together: {}", r.text),
+            });
             continue;
         }
         let key: Vec<&str> = {
@@ -208,7 +260,10 @@ fn lint(rules: &[Rule]) -> Vec<Warning> {
             k.sort_unstable();
             k == key && sets_disposition(l)
         }) {
-            out.push(Warning { origin: r.origin.clone(), message: format!("unreachable rule: {} has the same conditions and always overrides it", later.origin) });
+            out.push(Warning {
+                origin: r.origin.clone(),
+                message: format!("unreachable rule: {} has the same conditions and always overrides it", later.origin),
+            });
         }
     }
     out
@@ -220,10 +275,21 @@ mod tests {
 
     #[test]
     fn defaults_parse() {
-        let sources: Vec<(String, String, String)> = DEFAULT_RULES.iter().map(|(n, t)| (n.to_string(), "default".to_string(), t.to_string())).collect();
+        let sources: Vec<(String, String, String)> =
+            DEFAULT_RULES.iter().map(|(n, t)| (n.to_string(), "default".to_string(), t.to_string())).collect();
         let (_, errors, warnings) = RuleSet::build(&sources);
         assert!(errors.is_empty(), "{errors:#?}");
         assert!(warnings.is_empty(), "{warnings:#?}");
+    }
+
+    #[test]
+    fn version_follows_the_texts() {
+        let a = RuleSet::build(&[("a.rules".into(), "x".into(), "function:a => skip\n".into())]).0;
+        let b = RuleSet::build(&[("/some/dir/a.rules".into(), "y".into(), "function:a => skip\n".into())]).0;
+        let c = RuleSet::build(&[("a.rules".into(), "x".into(), "function:b => skip\n".into())]).0;
+        assert_eq!(a.version(), b.version(), "where a file came from does not matter");
+        assert_ne!(a.version(), c.version());
+        assert_eq!(RuleSet::default_rules().version().len(), 16);
     }
 
     #[test]

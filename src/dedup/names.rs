@@ -65,7 +65,14 @@ pub fn guess_lang(function: Option<&str>, file: Option<&str>) -> Lang {
         }
     }
     let Some(f) = function else { return Lang::Unknown };
-    if has_rust_hash(f) || f.contains("{{closure}}") || f.starts_with("<core::") || f.starts_with("<alloc::") || f.starts_with("<std::") && f.contains(" as ") {
+    let rust_shape =
+        f.contains("{{closure}}") || f.contains("{closure#") || f.contains("{impl#") || f.contains("{shim:");
+    if has_rust_hash(f)
+        || rust_shape
+        || (f.starts_with('<') && f.contains(" as "))
+        || f.starts_with("<core::")
+        || f.starts_with("<alloc::")
+    {
         return Lang::Rust;
     }
     if f.starts_with("runtime.") || f.starts_with("main.") || f == "runtime.goexit" {
@@ -171,6 +178,9 @@ mod tests {
             (Some("std::rt::lang_start_internal"), None, Lang::Rust),
             (Some("std::terminate()"), None, Lang::Cxx),
             (Some("runtime.sigpanic"), None, Lang::Go),
+            (Some("bugs::main::{closure#2}"), None, Lang::Rust),
+            (Some("<bugs::Id as core::fmt::Display>::fmt"), None, Lang::Rust),
+            (Some("alloc::boxed::{impl#33}::call<()>"), None, Lang::Rust),
             (Some("anything"), Some("/rustc/abc/library/core/src/option.rs"), Lang::Rust),
             (Some("std::vector<int>::at"), Some("/usr/include/c++/12/bits/stl_vector.h"), Lang::Cxx),
             (None, None, Lang::Unknown),

@@ -35,6 +35,12 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
         out.push('\n');
         thread(&mut out, t, opts);
     }
+    if !snap.globals.is_empty() {
+        out.push_str("\nglobals:\n");
+        for v in &snap.globals {
+            let _ = writeln!(out, "  {} = {}", v.name, v.text);
+        }
+    }
     if opts.problems && !snap.problems.is_empty() {
         out.push_str("\nproblems:\n");
         for pr in &snap.problems {
@@ -59,7 +65,11 @@ fn thread(out: &mut String, t: &Thread, opts: &TextOptions) {
         }
     }
     for (idx, f) in t.frames.iter().enumerate() {
-        frame_line(out, idx, f);
+        // The trampoline is the signal frame whose caller is also a signal frame
+        // (the interrupted one); only it gets gdb's "<signal handler called>".
+        let trampoline = f.signal_frame && t.frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
+        frame_line(out, idx, f, trampoline);
+        // Like gdb's `bt full`: the frame's variables, indented under it.
         for v in &f.variables {
             let _ = writeln!(out, "        {} = {}", v.name, v.text);
         }
@@ -67,7 +77,7 @@ fn thread(out: &mut String, t: &Thread, opts: &TextOptions) {
 }
 
 /// `#N  0xPC in function (file:line) [module]`; inlined frames print no pc, as gdb does.
-pub fn frame_line(out: &mut String, idx: usize, f: &Frame) {
+pub fn frame_line(out: &mut String, idx: usize, f: &Frame, trampoline: bool) {
     let _ = write!(out, "#{idx:<3}");
     if !f.inlined {
         let _ = write!(out, "{:#018x} in ", f.pc);
@@ -85,6 +95,7 @@ pub fn frame_line(out: &mut String, idx: usize, f: &Frame) {
         _ => {}
     }
     if let Some(m) = &f.module {
+        let m = m.strip_prefix('[').and_then(|m| m.strip_suffix(']')).unwrap_or(m);
         let _ = write!(out, " [{m}+{:#x}]", f.module_offset);
     }
     match f.trust {
@@ -92,7 +103,7 @@ pub fn frame_line(out: &mut String, idx: usize, f: &Frame) {
         super::Trust::FramePointer => out.push_str(" <frame pointer>"),
         _ => {}
     }
-    if f.signal_frame {
+    if trampoline {
         out.push_str(" <signal handler called>");
     }
     out.push('\n');

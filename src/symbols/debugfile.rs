@@ -75,6 +75,25 @@ pub(crate) fn debuglink_candidates(binary: &Path, name: &str, roots: &[PathBuf])
     out
 }
 
+/// Finds the dwz supplementary file named by `image`'s `.gnu_debugaltlink`: the path
+/// as written (relative paths from the debug file's directory), then by build id under
+/// each root. Its build id must match.
+pub(crate) fn find_alt(image: &Image, roots: &[PathBuf]) -> Option<Image> {
+    let (path, id) = image.altlink.as_ref()?;
+    let mut candidates = Vec::new();
+    let p = Path::new(path);
+    if p.is_absolute() {
+        candidates.push(p.to_path_buf());
+    } else if let Some(dir) = image.path.parent() {
+        candidates.push(dir.join(p));
+    }
+    candidates.extend(build_id_candidates(id, roots));
+    candidates
+        .into_iter()
+        .filter_map(|c| Image::open(&c).ok())
+        .find(|img| img.build_id.as_ref().is_none_or(|b| b == id))
+}
+
 /// Why a candidate was rejected, for the problem list.
 #[derive(Debug)]
 pub(crate) enum Rejected {

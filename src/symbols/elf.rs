@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub(crate) const PAGE: u64 = 4096;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
+const PT_TLS: u32 = 7;
 const PF_X: u32 = 1;
 const NT_GNU_BUILD_ID: u32 = 3;
 
@@ -97,6 +98,8 @@ pub(crate) struct Headers {
     pub loads: Vec<Segment>,
     /// PT_NOTE segments as (vaddr, offset, filesz).
     pub notes: Vec<(u64, u64, u64)>,
+    /// PT_TLS as (memsz, align): the module's thread-local block template.
+    pub tls: Option<(u64, u64)>,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -136,6 +139,7 @@ pub(crate) fn parse_headers(head: &[u8]) -> Option<Headers> {
         match p_type {
             PT_LOAD => h.loads.push(Segment { vaddr, memsz, offset, filesz, executable: flags & PF_X != 0 }),
             PT_NOTE => h.notes.push((vaddr, offset, filesz)),
+            PT_TLS => h.tls = Some((memsz, u64_at(p, 48)?)),
             _ => {}
         }
     }
@@ -204,6 +208,8 @@ pub(crate) struct Image {
     pub headers: Headers,
     pub build_id: Option<Vec<u8>>,
     pub debuglink: Option<(String, u32)>,
+    /// `.gnu_debugaltlink`: the dwz supplementary file's path and build id.
+    pub altlink: Option<(String, Vec<u8>)>,
     /// `.debug_info` present with contents (not NOBITS as in a stripped file).
     pub has_debug_info: bool,
     pub has_symtab: bool,
@@ -248,6 +254,11 @@ impl Image {
             .ok()
             .flatten()
             .map(|(name, crc)| (String::from_utf8_lossy(name).into_owned(), crc));
+        let altlink = file
+            .gnu_debugaltlink()
+            .ok()
+            .flatten()
+            .map(|(path, id)| (String::from_utf8_lossy(path).into_owned(), id.to_vec()));
         let plt = [".plt", ".plt.sec", ".plt.got"]
             .iter()
             .filter_map(|n| file.section_by_name(n))
@@ -258,6 +269,7 @@ impl Image {
             path: path.clone(),
             build_id: file.build_id().ok().flatten().map(<[u8]>::to_vec),
             debuglink,
+            altlink,
             has_debug_info: has(".debug_info"),
             has_symtab: has(".symtab"),
             has_dynsym: has(".dynsym"),

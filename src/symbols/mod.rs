@@ -11,6 +11,11 @@ mod dwarf;
 pub(crate) mod elf;
 mod lines;
 mod names;
+mod types;
+mod values;
+mod variables;
+
+pub use values::VariableOptions;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::target::Memory;
@@ -56,6 +61,8 @@ pub(crate) struct Entry {
     debug_file: OnceLock<Option<Image>>,
     dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
     symbols: OnceLock<names::SymbolIndex>,
+    /// Location lists, loaded when a variable first needs them.
+    locs: OnceLock<Option<gimli::LocationLists<elf::Reader>>>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
     /// The "no debug info" problem is reported once.
@@ -199,6 +206,13 @@ impl ModuleSet {
         entries.sort_by_key(|e| e.record.start);
         entries.dedup_by_key(|e| e.record.start);
         let mut roots = vec![PathBuf::from(debugfile::DEFAULT_DEBUG_ROOT)];
+        // A target in another mount namespace (a container) may carry its own debug files.
+        if let Some(root) = &opts.sysroot {
+            let inner = root.join(debugfile::DEFAULT_DEBUG_ROOT.trim_start_matches('/'));
+            if inner.is_dir() && std::fs::canonicalize(&inner).ok() != std::fs::canonicalize(&roots[0]).ok() {
+                roots.push(inner);
+            }
+        }
         roots.extend(opts.debug_dirs.iter().cloned());
         let set = ModuleSet {
             entries,
@@ -445,8 +459,18 @@ impl ModuleSet {
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
-                match dwarf::context(src) {
-                    Ok(ctx) => Some(Mutex::new((ctx, dwarf::NameCache::default()))),
+                let sup = match &src.altlink {
+                    Some((path, _)) => {
+                        let found = debugfile::find_alt(src, &self.roots);
+                        if found.is_none() {
+                            self.problem(idx, format!("dwz supplementary file {path} of {} not found: some names may be missing", src.path.display()));
+                        }
+                        found
+                    }
+                    None => None,
+                };
+                match dwarf::context(src, sup.as_ref()) {
+                    Ok(pair) => Some(Mutex::new(pair)),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
                         None
@@ -519,6 +543,7 @@ impl Entry {
             debug_file: OnceLock::new(),
             dwarf: OnceLock::new(),
             symbols: OnceLock::new(),
+            locs: OnceLock::new(),
             unwind: Default::default(),
             no_debug_reported: AtomicBool::new(false),
         }

@@ -8,7 +8,8 @@ corpus: bt
 	@command -v jq >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq)
 	@command -v clang >/dev/null 2>&1 || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang) || true
 	BT=$(BIN) tests/corpus/gen.sh $(CORPUS_OUT)
-	$(MAKE) corpus-eval
+	$(BIN) rules eval $(CORPUS_OUT)/corpus.jsonl
 
+# Scores the last generated corpus again (after a rules change, say).
 corpus-eval:
 	$(BIN) rules eval $(CORPUS_OUT)/corpus.jsonl
