@@ -1,10 +1,10 @@
 //! A small HTTP/1.1 server on std::net: one thread per connection, socket read and
 //! write timeouts, a deadline per request head and body, keep-alive, `Expect:
-//! 100-continue`, chunked request bodies, and size limits checked before a body is
-//! read.
+//! 100-continue`, chunked request bodies, size limits checked before a body is
+//! read, and optionally TLS (the stream is a [`Stream`]: TCP or rustls over it).
 //!
-//! Folklore: we first used tiny_http 0.12, and left it for two reasons found in its
-//! source. Its sockets have no read timeout, so a client that sends half a body and
+//! Folklore: tiny_http 0.12 was the plan; reading its source ruled it out for two
+//! reasons. Its sockets have no read timeout, so a client that sends half a body and
 //! stalls holds a worker for ever; and an unread body is drained when the request
 //! is dropped (`EqualReader::drop` allocates `vec![0; remaining]` and reads it), so
 //! a 413 still reads the whole body, and a forged `Content-Length` makes it
