@@ -6,7 +6,9 @@
 
 pub mod cmd;
 pub mod dedup;
+pub mod server;
 pub mod snapshot;
+pub mod store;
 pub mod symbols;
 pub mod target;
 pub mod trace;
