@@ -241,7 +241,7 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
         }
     }
 
-    let (memory, hold): (Box<dyn super::Memory>, Option<Box<dyn FnOnce() -> Vec<Problem>>>) = if opts.hold {
+    let (memory, hold): (Box<dyn super::Memory>, Option<super::Release>) = if opts.hold {
         let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok();
         let release = move || {
             let mut att = att;
