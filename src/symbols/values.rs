@@ -83,6 +83,8 @@ pub(crate) struct Renderer<'a> {
     pub opts: &'a VariableOptions,
     /// Names a code address (function pointers): `callback`, `main+4`.
     pub symbol: &'a dyn Fn(u64) -> Option<String>,
+    /// Names a data address (`global_counter`, `table+8`).
+    pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
     /// Qualifies a type name with its namespaces.
     pub scoped: &'a mut dyn FnMut(TypeRef, String) -> String,
     /// Bytes this frame may still read.
@@ -351,10 +353,11 @@ impl Renderer<'_> {
                 return (Value::Pointer { address: 0, symbol: None, target: None }, "0x0".into());
             }
             let (bytes, terminated, readable) = self.c_string(addr);
+            let sym = (self.data_symbol)(addr).map(|s| format!(" <{s}>")).unwrap_or_default();
             let text = if !readable {
-                format!("{addr:#x} {}", unreadable_text(addr))
+                format!("{addr:#x}{sym} {}", unreadable_text(addr))
             } else {
-                format!("{addr:#x} {}", chars_text(&bytes, self.opts.repeats, !terminated))
+                format!("{addr:#x}{sym} {}", chars_text(&bytes, self.opts.repeats, !terminated))
             };
             let value = if readable {
                 Value::Str { address: addr, text: String::from_utf8_lossy(&bytes).into_owned(), truncated: !terminated }
@@ -396,7 +399,12 @@ impl Renderer<'_> {
             };
             followed = Some(Box::new(v));
         }
-        (Value::Pointer { address: addr, symbol: None, target: followed }, format!("{addr:#x}"))
+        let sym = if addr != 0 { (self.data_symbol)(addr).or_else(|| (self.symbol)(addr)) } else { None };
+        let text = match &sym {
+            Some(s) => format!("{addr:#x} <{s}>"),
+            None => format!("{addr:#x}"),
+        };
+        (Value::Pointer { address: addr, symbol: sym, target: followed }, text)
     }
 
     /// A NUL-terminated string at `addr`: (bytes, terminated within the bound, readable).

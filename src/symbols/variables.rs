@@ -6,10 +6,10 @@
 //! Only the DIE subtree of the function at hand is read; types are parsed when a
 //! value needs them and cached per unit.
 
-use super::ModuleSet;
 use super::elf::Reader;
 use super::types::TypeRef;
 use super::values::{Data, Renderer, VariableOptions};
+use super::{ModuleSet, names};
 use crate::snapshot::{Frame, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
 use crate::target::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
@@ -726,6 +726,7 @@ impl ModuleSet {
         env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| self.function_name(a);
+        let data_symbol = |a: u64| self.data_name(a);
         // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
         let mut lists = std::collections::HashMap::new();
         for die in dies.iter().flatten() {
@@ -740,8 +741,16 @@ impl ModuleSet {
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_key).or_default();
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
-        let mut r =
-            Renderer { unit, types, memory, opts, symbol: &symbolize, scoped: &mut scoped, budget: FRAME_READ_BUDGET };
+        let mut r = Renderer {
+            unit,
+            types,
+            memory,
+            opts,
+            symbol: &symbolize,
+            data_symbol: &data_symbol,
+            scoped: &mut scoped,
+            budget: FRAME_READ_BUDGET,
+        };
         for (frame, die) in group.iter_mut().zip(dies.iter()) {
             let Some(die) = die else { continue };
             let Some(vars) = lists.get(&die.0) else { continue };
@@ -760,6 +769,18 @@ impl ModuleSet {
         let bias = self.entries[idx].record.load_bias;
         let images = self.symbol_images(idx);
         let hit = self.symbols(idx, &images).lookup(addr.wrapping_sub(bias), &images)?;
+        Some(if hit.offset == 0 { hit.name } else { format!("{}+{}", hit.name, hit.offset) })
+    }
+
+    /// The data object containing a runtime address: `name` or `name+offset`.
+    pub(crate) fn data_name(&self, addr: u64) -> Option<String> {
+        let idx = self.find(addr)?;
+        let e = &self.entries[idx];
+        // Only addresses in the module's file-backed segments can be its objects.
+        let vaddr = addr.wrapping_sub(e.record.load_bias);
+        e.headers.as_ref()?.segment_for(vaddr).filter(|s| !s.executable)?;
+        let images = self.symbol_images(idx);
+        let hit = e.data_symbols.get_or_init(|| names::SymbolIndex::build_data(&images)).lookup(vaddr, &images)?;
         Some(if hit.offset == 0 { hit.name } else { format!("{}+{}", hit.name, hit.offset) })
     }
 
@@ -856,6 +877,7 @@ impl ModuleSet {
             };
             let unit_key = unit.header.offset().0;
             let symbolize = |a: u64| self.function_name(a);
+            let data_symbol = |a: u64| self.data_name(a);
             let (types_cache, scopes) = names.types_and_scopes();
             let types = types_cache.units.entry(unit_key).or_default();
             let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
@@ -865,6 +887,7 @@ impl ModuleSet {
                 memory,
                 opts,
                 symbol: &symbolize,
+                data_symbol: &data_symbol,
                 scoped: &mut scoped,
                 budget: FRAME_READ_BUDGET,
             };
