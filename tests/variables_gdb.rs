@@ -311,3 +311,48 @@ fn rust_variables_match_gdb() {
         assert_eq!(snap["globals"][0]["value"], "5000");
     }
 }
+
+#[test]
+fn thread_locals_of_executable_and_shared_library_match_gdb() {
+    let dir = scratch_dir("bt-cores-variables-tls");
+    let lib = dir.join("libtlsvars.so");
+    build(&repo_root().join("examples/variables/tls_lib.c"), &lib, "gcc", &["-O0", "-shared", "-fPIC"]);
+    let exe = dir.join("tlsvars");
+    let st = Command::new("gcc")
+        .args(["-g", "-O0", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join("examples/variables/tls_main.c"))
+        .arg(format!("-L{}", dir.display()))
+        .args(["-ltlsvars", "-Wl,-rpath,$ORIGIN"])
+        .status()
+        .expect("gcc");
+    assert!(st.success());
+    let spec = CrashSpec {
+        name: "tlsvars".into(),
+        program: "tlsvars".into(),
+        args: vec![],
+        signal: "SIGSEGV".into(),
+        what: String::new(),
+    };
+    let crash = {
+        let _guard = CorePatternGuard::set(&dir);
+        crash_one(&spec, &exe, &dir)
+    };
+    let names = ["exe_tls", "lib_counter", "lib_tag", "lib_untouched"];
+    let prints: Vec<String> = names.iter().map(|g| format!("print {g}")).collect();
+    let prints: Vec<&str> = prints.iter().map(String::as_str).collect();
+    let text = gdb_text(&exe, &crash.core, &prints);
+    let printed: Vec<&str> =
+        text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
+    assert_eq!(printed.len(), names.len(), "gdb could not print every thread-local:\n{text}");
+    let mut args = vec!["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
+    for n in &names {
+        args.push("--global");
+        args.push(n);
+    }
+    let snap = bt_json(&args);
+    let ours: Vec<&str> =
+        snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
+    assert_eq!(ours, printed, "thread-locals differ from gdb");
+    assert!(snap["globals"].as_array().expect("globals").iter().all(|g| g["kind"] == "thread_local"));
+}

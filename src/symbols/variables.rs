@@ -618,7 +618,7 @@ impl ModuleSet {
         let ret = caller.pc.wrapping_sub(bias);
         let probe = ret.wrapping_sub(1);
         let Some(ctx) = self.dwarf(idx) else { return out };
-        let tls_block = self.tls_block(idx, thread.fs_base);
+        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let Ok(mut guard) = ctx.lock() else { return out };
         let (ctx, names) = &mut *guard;
         let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
@@ -702,7 +702,7 @@ impl ModuleSet {
         let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
         let Some(ctx) = self.dwarf(idx) else { return };
         let locs = self.loclists(idx);
-        let tls_block = self.tls_block(idx, thread.fs_base);
+        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
         let Ok(mut guard) = ctx.lock() else { return };
@@ -787,23 +787,80 @@ impl ModuleSet {
     /// Folklore: x86-64 uses TLS variant II. The thread pointer (fs_base) points at
     /// the TCB, and the static TLS blocks sit just below it; the executable's block
     /// (module 1) comes first, ending at the thread pointer: its start is
-    /// `fs_base - round_up(PT_TLS memsz, PT_TLS align)`. Shared libraries get their
-    /// offsets from the dynamic linker (link_map::l_tls_offset, private to glibc), so
-    /// bt does not locate their TLS yet.
-    fn tls_block(&self, idx: usize, fs_base: u64) -> Result<u64, String> {
+    /// `fs_base - round_up(PT_TLS memsz, PT_TLS align)`.
+    ///
+    /// Shared libraries: their offsets in the static block are private to glibc
+    /// (link_map::l_tls_offset), so bt goes through the DTV instead, whose layout is
+    /// ABI: `*(fs_base + 8)` is the thread's `dtv_t *` (tcbhead_t {tcb, dtv, self}),
+    /// 16-byte slots, slot N holding the block address of module id N (-1 while a
+    /// dynamic block is still unallocated). Module ids are handed out in load order to
+    /// the modules that have PT_TLS, the executable first; the load order is the
+    /// r_debug link-map chain (public fields: l_addr, l_name, l_ld, l_next), found
+    /// through the executable's DT_DEBUG. dlopen can reuse freed ids, so a library
+    /// loaded after an unload may be misplaced; startup libraries are exact.
+    fn tls_block(&self, idx: usize, fs_base: u64, memory: &dyn Memory) -> Result<u64, String> {
         let e = self.entry(idx);
         let Some((memsz, align)) = e.headers.as_ref().and_then(|h| h.tls) else {
             return Err("module has no PT_TLS segment".into());
         };
-        if !e.record.is_executable {
-            return Err("thread-local storage of shared libraries is not located yet".into());
-        }
         if fs_base == 0 {
             return Err("thread pointer (fs_base) is 0".into());
         }
-        let align = align.max(1);
-        let size = memsz.div_ceil(align).saturating_mul(align);
-        Ok(fs_base.wrapping_sub(size))
+        if e.record.is_executable {
+            let align = align.max(1);
+            let size = memsz.div_ceil(align).saturating_mul(align);
+            return Ok(fs_base.wrapping_sub(size));
+        }
+        let modid = self.tls_module_id(idx, memory)?;
+        let dtv = memory.read_u64(fs_base.wrapping_add(8)).ok_or("cannot read the thread's DTV pointer")?;
+        let block = memory
+            .read_u64(dtv.wrapping_add(16 * modid))
+            .ok_or_else(|| format!("cannot read DTV slot {modid} at {:#x}", dtv.wrapping_add(16 * modid)))?;
+        if block == u64::MAX || block == 0 {
+            return Err(format!("TLS block of module {modid} not allocated in this thread"));
+        }
+        Ok(block)
+    }
+
+    /// The TLS module id of module `idx`: its rank among the PT_TLS modules of the
+    /// link-map chain (see [`ModuleSet::tls_block`]).
+    fn tls_module_id(&self, idx: usize, memory: &dyn Memory) -> Result<u64, String> {
+        const DT_NULL: u64 = 0;
+        const DT_DEBUG: u64 = 21;
+        let exe = self.entries.iter().find(|e| e.record.is_executable).ok_or("no executable module")?;
+        let dynamic = exe.headers.as_ref().and_then(|h| h.dynamic).ok_or("the executable has no PT_DYNAMIC")?;
+        let mut at = exe.record.load_bias.wrapping_add(dynamic);
+        let mut r_debug = None;
+        for _ in 0..512 {
+            let (Some(tag), Some(val)) = (memory.read_u64(at), memory.read_u64(at.wrapping_add(8))) else { break };
+            if tag == DT_NULL {
+                break;
+            }
+            if tag == DT_DEBUG {
+                r_debug = Some(val);
+                break;
+            }
+            at = at.wrapping_add(16);
+        }
+        let r_debug = r_debug.filter(|r| *r != 0).ok_or("no DT_DEBUG in the executable (static or not started)")?;
+        let mut map = memory.read_u64(r_debug.wrapping_add(8)).ok_or("cannot read r_debug.r_map")?;
+        let mut modid = 0u64;
+        for _ in 0..4096 {
+            if map == 0 {
+                break;
+            }
+            let l_ld = memory.read_u64(map.wrapping_add(16)).ok_or("cannot read link_map.l_ld")?;
+            if let Some(m) = self.find(l_ld) {
+                if self.entries[m].headers.as_ref().is_some_and(|h| h.tls.is_some()) {
+                    modid += 1;
+                }
+                if m == idx {
+                    return Ok(modid);
+                }
+            }
+            map = memory.read_u64(map.wrapping_add(24)).ok_or("cannot read link_map.l_next")?;
+        }
+        Err("module not found in the dynamic linker's link map".into())
     }
 
     /// Captures named globals, statics and thread-locals (`ns::name` or `name`). TLS
@@ -847,7 +904,7 @@ impl ModuleSet {
         let ctx = self.dwarf(idx)?;
         let locs = self.loclists(idx);
         let bias = self.entry(idx).record.load_bias;
-        let tls_block = self.tls_block(idx, thread.fs_base);
+        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let mut guard = ctx.lock().ok()?;
         let (ctx, names) = &mut *guard;
         let (short, qual) = match want.rsplit_once("::") {
