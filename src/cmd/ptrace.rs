@@ -46,6 +46,18 @@ struct Args {
     /// print the problems met while tracing in text output
     #[argh(switch)]
     problems: bool,
+    /// run this rhai analysis module (repeatable; after --modules-dir)
+    #[argh(option)]
+    module: Vec<PathBuf>,
+    /// run every *.rhai module in this directory (sorted by name)
+    #[argh(option)]
+    modules_dir: Option<PathBuf>,
+    /// add this classifier to the snapshot by hand (repeatable)
+    #[argh(option)]
+    classifier: Vec<String>,
+    /// skip the built-in analysis (classifiers and annotations)
+    #[argh(switch)]
+    no_analysis: bool,
     /// PID of a live process, or (with --core) the executable
     #[argh(positional)]
     target: Vec<String>,
@@ -61,6 +73,20 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     opts.threads = args.thread.clone();
     opts.fault_thread = args.fault_thread;
     opts.symbols.debug_dirs = args.debug_dir.clone();
+    for m in &args.module {
+        if !m.is_file() {
+            bail!("module {}: no such file", m.display());
+        }
+    }
+    if let Some(dir) = &args.modules_dir {
+        if !dir.is_dir() {
+            bail!("modules directory {}: not a directory", dir.display());
+        }
+    }
+    opts.analysis.modules = args.module.clone();
+    opts.analysis.modules_dir = args.modules_dir.clone();
+    opts.analysis.classifiers = args.classifier.clone();
+    opts.analysis.no_builtin = args.no_analysis;
     if let Ok(defaults) = std::env::var("BACKTRACE_DEFAULTS") {
         opts.attributes.extend(trace::parse_defaults(&defaults));
     }

@@ -2,11 +2,13 @@
 //! [`Snapshot`]. Live targets are detached inside the capture step, before any of
 //! the slow work here begins.
 
+use crate::analysis::{self, AnalysisOptions};
 use crate::snapshot::{Attribute, Problem, Scope, Snapshot, Thread};
 use crate::symbols::{ModuleSet, SymbolOptions};
 use crate::target::{self, live::LiveOptions, Capture, TargetError};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Everything that shapes one trace.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +22,8 @@ pub struct TraceOptions {
     pub threads: Vec<i32>,
     /// Treat this thread as the faulting one (overrides the signal's).
     pub fault_thread: Option<i32>,
+    /// Classifiers, annotations and user modules (see [`crate::analysis`]).
+    pub analysis: AnalysisOptions,
 }
 
 /// Snapshots a running process. The process is running again when this returns.
@@ -47,7 +51,9 @@ pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Resul
 /// Turns a capture into a snapshot. Never fails: what cannot be done becomes a problem.
 pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let Capture { source, process, signal, mut threads, maps, auxv, memory, environment, mut problems } = cap;
+    let memory: Arc<dyn target::Memory> = Arc::from(memory);
     let (modules, module_problems) = ModuleSet::load(&maps, &auxv, memory.as_ref(), &opts.symbols);
+    let modules = Arc::new(modules);
     problems.extend(module_problems);
 
     if let Some(tid) = opts.fault_thread {
@@ -118,6 +124,11 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     for (k, v) in &opts.attributes {
         snap.set_attribute(k, v);
     }
+    // Analysis last: it reads frames and symbols, and the capture's memory is still here.
+    let reader = analysis::Reader::new(memory.clone(), modules.clone());
+    analysis::run(&mut snap, &reader, &opts.analysis);
+    // Modules opened lazily by the analysis (rodata of libc, type names) may have met problems.
+    snap.problems.extend(modules.take_problems());
     snap
 }
 
