@@ -365,7 +365,7 @@ fn illegal(t: &Thread, sig: &crate::snapshot::Signal, reader: &Reader, f: &mut F
 }
 
 fn is_abort_fn(n: &str) -> bool {
-    n == "abort" || n == "raise" || n == "__pthread_kill_implementation" || n == "pthread_kill"
+    matches!(n, "abort" | "raise" | "gsignal" | "pthread_kill" | "__pthread_kill") || n.starts_with("__pthread_kill_")
 }
 
 /// SIGABRT (or a thread in abort()): find out who called abort and why.

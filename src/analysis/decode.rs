@@ -145,11 +145,21 @@ pub fn decode_bytes(bytes: &[u8], regs: &Registers) -> Option<Decoded> {
                 }
             }
             let stack = matches!(m.base(), Register::RSP | Register::ESP) && instr.is_stack_instruction();
+            let mut size = m.memory_size().size();
+            if size == 0 && instr.is_string_instruction() {
+                // rep string operands have no fixed size; one element is what faults.
+                size = match format!("{:?}", instr.mnemonic()).chars().last() {
+                    Some('b') => 1,
+                    Some('w') => 2,
+                    Some('d') => 4,
+                    _ => 8,
+                };
+            }
             Some(MemOperand {
                 address,
-                size: m.memory_size().size(),
+                size,
                 access,
-                text: operand_text(m.memory_size().size(), m.segment(), m.base(), m.index(), m.scale(), m.displacement()),
+                text: operand_text(size, m.segment(), m.base(), m.index(), m.scale(), m.displacement()),
                 registers,
                 stack,
             })

@@ -25,7 +25,7 @@ pub fn chunk_size(reader: &Reader, ptr: u64) -> Option<u64> {
     let size = raw & !7;
     let mmapped = raw & 2 != 0;
     let sane = size >= 32 && size % 16 == 0 && size < (1 << 40) && (!mmapped || size % 4096 == 0);
-    sane.then_some(size - 8)
+    sane.then(|| size - 8)
 }
 
 /// Which argument of a memory/string function the faulting access went through.

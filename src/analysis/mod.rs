@@ -228,9 +228,15 @@ impl Findings {
 /// Never fails; everything lands in `snap`.
 pub fn run(snap: &mut Snapshot, reader: &Reader, opts: &AnalysisOptions) {
     if !opts.no_builtin {
+        // The analysis reads untrusted memory; a bug it trips over must cost the
+        // analysis, not the snapshot.
         let mut f = Findings::default();
-        classify::run(snap, reader, &mut f);
-        f.apply(snap);
+        let view: &Snapshot = snap;
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify::run(view, reader, &mut f)));
+        match done {
+            Ok(()) => f.apply(snap),
+            Err(_) => snap.problems.push(Problem::new(Scope::Snapshot, "the built-in analysis failed (a bug in bt); its results are left out")),
+        }
     }
     for c in &opts.classifiers {
         let c = c.trim();
