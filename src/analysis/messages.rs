@@ -98,7 +98,9 @@ pub fn type_info_name(reader: &Reader, addr: u64) -> Option<String> {
         return None;
     }
     // A mangled type starts with a length (`3foo`), a nested name, `St`/`S…`, or a builtin.
-    if !name.as_bytes()[0].is_ascii_digit() && !name.starts_with('N') && !name.starts_with('S') {
+    // Builtins are one letter (`i` int, `c` char, ...); pointers start with `P`.
+    let builtin = name.len() == 1 && "abcdefghijlmnstwxyz".contains(name.as_str());
+    if !builtin && !name.as_bytes()[0].is_ascii_digit() && !name.starts_with('N') && !name.starts_with('S') && !name.starts_with('P') {
         return None;
     }
     let demangled = crate::symbols::demangle(&format!("_ZTS{name}"));
@@ -121,8 +123,10 @@ pub struct RustPanic {
 /// is stable enough: `Location` is `{file: &str, line: u32, col: u32}` (a pointer to
 /// a path ending in `.rs`, its length, then two small integers), and std's panic
 /// machinery formats the message into a `String` (or keeps a `&'static str`) that
-/// stays referenced from its frames until abort. We look for both among the
-/// stack words between the innermost frame and the frame that called panic.
+/// stays referenced from its frames until abort: the hook's `PanicHookInfo` holds
+/// both the location and the payload. We look for the location among the stack
+/// words between the innermost frame and the frame that called panic, then for the
+/// payload next to it; no guessing beyond that structure.
 pub fn rust_panic(t: &Thread, panic_frame: usize, reader: &Reader) -> RustPanic {
     let lo = t.registers.rsp;
     let user = t
@@ -142,28 +146,45 @@ pub fn rust_panic(t: &Thread, panic_frame: usize, reader: &Reader) -> RustPanic 
 
     let mut out = RustPanic::default();
     // Location: a pointer p such that *p = (file_ptr, file_len), *(p+16) = (line, col).
-    for &p in &words {
-        if let Some(loc) = location_at(reader, p) {
-            out.location = Some(loc);
-            break;
-        }
-    }
-    // Message: a (ptr, len) pair in the stack words pointing to printable UTF-8 that
-    // is not a source path; String is (cap, ptr, len) in current std, &str (ptr, len).
-    let mut best: Option<String> = None;
-    for w in words.windows(2) {
-        let (ptr, len) = (w[0], w[1]);
-        if let Some(s) = text_at(reader, ptr, len)
-            && !s.ends_with(".rs")
-            && !s.contains("/rustc/")
-            && s != "main"
-            && best.as_ref().is_none_or(|b| s.len() > b.len())
-        {
-            best = Some(s);
-        }
-    }
-    out.message = best;
+    let Some((k, loc)) = words.iter().enumerate().find_map(|(k, &p)| location_at(reader, p).map(|l| (k, l))) else {
+        return out;
+    };
+    out.location = Some(loc);
+    // The hook's `PanicHookInfo { payload: &dyn Any, location: &Location, .. }` keeps
+    // the payload's data pointer next to the location pointer. The payload is the
+    // formatted `String` (FormatStringPayload::fill) or a `&'static str`.
+    let lo_k = k.saturating_sub(4);
+    let hi_k = (k + 5).min(words.len());
+    let mut near: Vec<usize> = (lo_k..hi_k).filter(|&j| j != k).collect();
+    near.sort_by_key(|&j| j.abs_diff(k));
+    out.message = near.into_iter().find_map(|j| payload_text(reader, words[j]));
     out
+}
+
+/// The text of a panic payload at `data`: a `String` (cap, ptr, len in today's
+/// layout; ptr, cap, len tried too) or a `&str` (ptr, len).
+fn payload_text(reader: &Reader, data: u64) -> Option<String> {
+    if data < 0x10000 || data % 8 != 0 {
+        return None;
+    }
+    let w: Vec<u64> = (0..3).filter_map(|i| reader.u64(data + 8 * i)).collect();
+    if w.len() < 2 {
+        return None;
+    }
+    // A capacity is a small number; a pointer is not. Today's String: (cap, ptr, len).
+    let small = |v: u64| v < (1 << 32);
+    if w.len() == 3 && small(w[0]) && w[0] >= w[2] {
+        if let Some(t) = text_at(reader, w[1], w[2]) {
+            return Some(t);
+        }
+    }
+    if let Some(t) = text_at(reader, w[0], w[1]) {
+        return Some(t);
+    }
+    if w.len() == 3 && small(w[1]) && w[1] >= w[2] {
+        return text_at(reader, w[0], w[2]);
+    }
+    None
 }
 
 fn location_at(reader: &Reader, p: u64) -> Option<String> {
