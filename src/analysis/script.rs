@@ -368,7 +368,7 @@ fn frame_value(idx: usize, f: &Frame) -> Map {
         ("index", i(idx as u64)),
         ("pc", i(f.pc)),
         ("sp", i(f.sp)),
-        ("module", opt_s(f.module.as_deref())),
+        ("module_name", opt_s(f.module.as_deref())),
         ("module_offset", i(f.module_offset)),
         ("function", opt_s(f.function.as_deref())),
         ("file", opt_s(f.file.as_deref())),
