@@ -427,3 +427,105 @@ fn value_dynamic(v: &Value, depth: usize) -> Dynamic {
         Value::Bytes(b) => Dynamic::from_blob(b.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Signal, VariableKind};
+    use crate::symbols::{ModuleSet, SymbolOptions};
+    use crate::target::CopiedMemory;
+
+    fn reader() -> Reader {
+        let mut mem = CopiedMemory::default();
+        let mut bytes = 0x1122_3344_5566_7788u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"hello\0");
+        mem.add(0x1000, bytes);
+        let (modules, _) = ModuleSet::load(&[], &[], &mem, &SymbolOptions::default());
+        Reader::new(Arc::new(mem), Arc::new(modules))
+    }
+
+    fn snapshot() -> Snapshot {
+        let frame = |name: &str| Frame {
+            function: Some(name.into()),
+            variables: vec![Variable { name: "p".into(), kind: VariableKind::Parameter, value: Value::UInt(0x1000), ..Default::default() }],
+            ..Default::default()
+        };
+        Snapshot {
+            signal: Some(Signal { signo: 11, name: "SIGSEGV".into(), fault_address: Some(0x10), tid: 7, ..Default::default() }),
+            threads: vec![Thread { tid: 7, name: "main".into(), faulted: true, frames: vec![frame("inner"), frame("main")], ..Default::default() }],
+            classifiers: vec!["null-dereference".into()],
+            ..Default::default()
+        }
+    }
+
+    fn run_script(text: &str, limits: &ScriptLimits) -> Findings {
+        let dir = std::env::temp_dir().join(format!("bt-script-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("t.rhai");
+        std::fs::write(&path, text).expect("write script");
+        let mut f = Findings::default();
+        run_modules(&snapshot(), &reader(), &[path], limits, &mut f);
+        let _ = std::fs::remove_dir_all(&dir);
+        f
+    }
+
+    #[test]
+    fn api_reads_memory_and_writes_findings() {
+        let f = run_script(
+            r#"
+            fn on_snapshot(snap) {
+                if read_u64(0x1000) == 0x1122334455667788 && read_u8(0x1000) == 0x88 { add_classifier("read-ok"); }
+                if read_string(0x1008) == "hello" { add_classifier("string-ok"); }
+                if read_u64(0x5000) == () { add_classifier("unreadable-is-unit"); }
+                if read_bytes(0x1000, 100).len() == 14 { add_classifier("short-read"); }
+                if has_classifier("null-dereference") { add_classifier("sees-builtin"); }
+                if snap.signal.fault_address == 0x10 && snap.threads[0].frames.len() == 2 { add_classifier("model-ok"); }
+                set_attribute("answer", 42);
+                annotate("warning", "at the snapshot");
+            }
+            fn on_frame(t, frame) { annotate_frame(t.tid, frame.index, "error", frame.function); }
+            fn on_variable(t, frame, v) { annotate_variable(t.tid, frame.index, v.name, "info", hex(v.value)); }
+            "#,
+            &ScriptLimits::default(),
+        );
+        assert!(f.problems.is_empty(), "{:?}", f.problems);
+        assert_eq!(
+            f.classifiers,
+            ["read-ok", "string-ok", "unreadable-is-unit", "short-read", "sees-builtin", "model-ok"]
+        );
+        assert_eq!(f.attributes, vec![("answer".to_string(), "42".to_string())]);
+        let got: Vec<(Scope, Severity, String)> =
+            f.annotations.iter().map(|a| (a.scope.clone(), a.severity, a.text.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Scope::Snapshot, Severity::Warning, "at the snapshot".into()),
+                (Scope::Frame(7, 0), Severity::Error, "inner".into()),
+                (Scope::Variable(7, 0, "p".into()), Severity::Info, "0x1000".into()),
+                (Scope::Frame(7, 1), Severity::Error, "main".into()),
+                (Scope::Variable(7, 1, "p".into()), Severity::Info, "0x1000".into()),
+            ]
+        );
+        assert!(f.annotations.iter().all(|a| a.source == "module:t"));
+    }
+
+    #[test]
+    fn limits_stop_runaway_modules() {
+        // (script, limits, expected problem substring)
+        let slow = ScriptLimits { max_operations: 0, max_time: std::time::Duration::from_millis(200), ..Default::default() };
+        let few_ops = ScriptLimits { max_operations: 1000, ..Default::default() };
+        let small = ScriptLimits { max_string_size: 100, ..Default::default() };
+        let cases: [(&str, &ScriptLimits, &str); 4] = [
+            ("fn on_snapshot(s) { loop { } }", &slow, "ran longer than 200ms"),
+            ("fn on_snapshot(s) { let i = 0; while true { i += 1; } }", &few_ops, "more than 1000 operations"),
+            ("fn on_snapshot(s) { let x = \"a\"; loop { x += x; } }", &small, "Length of string"),
+            ("fn on_snapshot(s) { eval(\"1\") }", &ScriptLimits::default(), "eval"),
+        ];
+        for (script, limits, want) in cases {
+            let started = Instant::now();
+            let f = run_script(script, limits);
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "{script}");
+            assert!(f.problems.iter().any(|p| p.message.contains(want)), "{script}: {:?}", f.problems);
+        }
+    }
+}
