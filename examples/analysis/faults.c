@@ -195,6 +195,29 @@ __attribute__((noinline)) static void alias(void)
     sink = (int)v;
 }
 
+/* Not a crash: two threads take two mutexes in opposite order and hang, for the
+ * live tests of analysis modules (lock_waits.rhai). */
+static pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER, lock_b = PTHREAD_MUTEX_INITIALIZER;
+
+static void *take_b_then_a(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&lock_b);
+    usleep(100 * 1000);
+    pthread_mutex_lock(&lock_a);
+    return NULL;
+}
+
+__attribute__((noinline)) static void deadlock(void)
+{
+    pthread_t t;
+    pthread_mutex_lock(&lock_a);
+    if (pthread_create(&t, NULL, take_b_then_a, NULL) != 0)
+        abort();
+    usleep(100 * 1000);
+    pthread_mutex_lock(&lock_b);
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -206,7 +229,7 @@ int main(int argc, char **argv)
         {"misaligned_sse", misaligned_sse}, {"alignment_check", alignment_check},
         {"div_zero", div_zero},         {"illegal", illegal},           {"abort", do_abort},
         {"double_free", double_free},   {"heap_overflow", heap_overflow}, {"free_bad", free_bad},
-        {"memcpy_null", memcpy_null},   {"alias", alias},
+        {"memcpy_null", memcpy_null},   {"alias", alias},               {"deadlock", deadlock},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(m, modes[i].name) == 0)
