@@ -74,7 +74,10 @@ fn thread(out: &mut String, t: &Thread, opts: &TextOptions) {
         }
     }
     for (idx, f) in t.frames.iter().enumerate() {
-        frame_line(out, idx, f);
+        // The trampoline is the signal frame whose caller is also a signal frame
+        // (the interrupted one); only it gets gdb's "<signal handler called>".
+        let trampoline = f.signal_frame && t.frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
+        frame_line(out, idx, f, trampoline);
         for v in &f.variables {
             let _ = writeln!(out, "        {} = {}", v.name, v.text);
         }
@@ -82,7 +85,7 @@ fn thread(out: &mut String, t: &Thread, opts: &TextOptions) {
 }
 
 /// `#N  0xPC in function (file:line) [module]`; inlined frames print no pc, as gdb does.
-pub fn frame_line(out: &mut String, idx: usize, f: &Frame) {
+pub fn frame_line(out: &mut String, idx: usize, f: &Frame, trampoline: bool) {
     let _ = write!(out, "#{idx:<3}");
     if !f.inlined {
         let _ = write!(out, "{:#018x} in ", f.pc);
@@ -100,6 +103,7 @@ pub fn frame_line(out: &mut String, idx: usize, f: &Frame) {
         _ => {}
     }
     if let Some(m) = &f.module {
+        let m = m.strip_prefix('[').and_then(|m| m.strip_suffix(']')).unwrap_or(m);
         let _ = write!(out, " [{m}+{:#x}]", f.module_offset);
     }
     match f.trust {
@@ -107,7 +111,7 @@ pub fn frame_line(out: &mut String, idx: usize, f: &Frame) {
         super::Trust::FramePointer => out.push_str(" <frame pointer>"),
         _ => {}
     }
-    if f.signal_frame {
+    if trampoline {
         out.push_str(" <signal handler called>");
     }
     out.push('\n');

@@ -9,13 +9,32 @@
 use super::elf::Reader;
 use gimli::Reader as _;
 
-/// One row kept by gdb's rules, in one source file's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One row kept by gdb's rules, in one source file's table. Packed into 8 bytes:
+/// big units have millions of rows. Link-time addresses above 4 GiB are not kept (the
+/// caller then falls back to addr2line's row).
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Row {
-    addr: u64,
-    /// 0 = end of a range (no line).
-    line: u32,
-    is_stmt: bool,
+    addr: u32,
+    /// Bit 31: is_stmt; bits 0-30: the line, 0 = end of a range.
+    packed: u32,
+}
+
+impl Row {
+    fn new(addr: u64, line: u32, is_stmt: bool) -> Option<Row> {
+        Some(Row { addr: u32::try_from(addr).ok()?, packed: line.min(0x7fff_ffff) | if is_stmt { 1 << 31 } else { 0 } })
+    }
+    fn line(self) -> u32 {
+        self.packed & 0x7fff_ffff
+    }
+    fn is_stmt(self) -> bool {
+        self.packed >> 31 != 0
+    }
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}:{}{}", self.addr, self.line(), if self.is_stmt() { "" } else { "(ns)" })
+    }
 }
 
 /// The line table of one unit, split per source file as gdb keeps it (by file path,
@@ -27,11 +46,12 @@ pub(crate) struct UnitLines {
 
 /// gdb's `buildsym_compunit::record_line`: an end marker (line 0) first erases the
 /// file's rows at the same address, and is dropped when it would end nothing.
-fn record(rows: &mut Vec<Row>, row: Row) {
-    if row.line == 0 {
+fn record(rows: &mut Vec<Row>, row: Option<Row>) {
+    let Some(row) = row else { return };
+    if row.line() == 0 {
         let mut last_line = None;
         while let Some(last) = rows.last() {
-            last_line = Some(last.line);
+            last_line = Some(last.line());
             if last.addr != row.addr {
                 break;
             }
@@ -96,7 +116,7 @@ impl UnitLines {
             let addr = row.address();
             if row.end_sequence() {
                 if let Some(f) = last_file {
-                    record(&mut out.files[f].1, Row { addr, line: 0, is_stmt: true });
+                    record(&mut out.files[f].1, Row::new(addr, 0, true));
                 }
                 last_file = None;
                 last_line = 0;
@@ -127,13 +147,13 @@ impl UnitLines {
             let ignore = (file_changed && last_addr == Some(addr) && !row.is_stmt()) || line == 0;
             if file_changed && !ignore
                 && let Some(f) = last_file {
-                    record(&mut out.files[f].1, Row { addr, line: 0, is_stmt: true });
+                    record(&mut out.files[f].1, Row::new(addr, 0, true));
                 }
             if !ignore {
                 // dwarf_record_line_p: same file and line is recorded again unless the
                 // line ever had a non-zero discriminator.
                 if file_changed || line != last_line || !line_has_disc {
-                    record(&mut out.files[file].1, Row { addr, line, is_stmt: row.is_stmt() });
+                    record(&mut out.files[file].1, Row::new(addr, line, row.is_stmt()));
                 }
                 last_file = Some(file);
                 last_line = line;
@@ -143,14 +163,21 @@ impl UnitLines {
         }
         for (_, rows) in out.files.iter_mut() {
             // Stable: rows at one address keep program order, end markers first.
-            rows.sort_by(|a, b| a.addr.cmp(&b.addr).then(((b.line == 0) as u8).cmp(&((a.line == 0) as u8))));
+            let order = |a: &Row, b: &Row| a.addr.cmp(&b.addr).then(((b.line() == 0) as u8).cmp(&((a.line() == 0) as u8)));
+            // Usually already in order (one sequence per section): skip the sort's scratch.
+            if !rows.is_sorted_by(|a, b| order(a, b).is_le()) {
+                rows.sort_by(order);
+            }
+            rows.shrink_to_fit();
         }
+        out.files.shrink_to_fit();
         out
     }
 
     /// gdb's `find_pc_sect_line`: the closest row at or before `pc` over all files,
     /// stepping back to a statement row at the same address; None for line 0.
     pub(crate) fn lookup(&self, pc: u64) -> Option<(&str, u32)> {
+        let pc = u32::try_from(pc).ok()?;
         let mut best: Option<(usize, usize)> = None;
         for (f, (_, rows)) in self.files.iter().enumerate() {
             let upper = rows.partition_point(|r| r.addr <= pc);
@@ -158,13 +185,13 @@ impl UnitLines {
                 continue;
             }
             let prev = upper - 1;
-            if rows[prev].line != 0 && best.is_none_or(|(bf, bi)| rows[prev].addr > self.files[bf].1[bi].addr) {
+            if rows[prev].line() != 0 && best.is_none_or(|(bf, bi)| rows[prev].addr > self.files[bf].1[bi].addr) {
                 let mut i = prev;
-                if !rows[i].is_stmt {
-                    while i > 0 && rows[i - 1].addr == rows[i].addr && rows[i - 1].line != 0 && !rows[i].is_stmt {
+                if !rows[i].is_stmt() {
+                    while i > 0 && rows[i - 1].addr == rows[i].addr && rows[i - 1].line() != 0 && !rows[i].is_stmt() {
                         i -= 1;
                     }
-                    if !rows[i].is_stmt {
+                    if !rows[i].is_stmt() {
                         i = prev;
                     }
                 }
@@ -173,7 +200,7 @@ impl UnitLines {
         }
         let (f, i) = best?;
         let row = self.files[f].1[i];
-        (row.line != 0).then(|| (self.files[f].0.as_str(), row.line))
+        (row.line() != 0).then(|| (self.files[f].0.as_str(), row.line()))
     }
 }
 
@@ -182,17 +209,19 @@ mod tests {
     use super::*;
 
     fn r(addr: u64, line: u32, is_stmt: bool) -> Row {
-        Row { addr, line, is_stmt }
+        Row::new(addr, line, is_stmt).expect("small test address")
     }
 
     #[test]
     fn end_marker_erases_rows_at_its_address() {
         let mut rows = vec![r(0x10, 5, true), r(0x20, 6, true)];
-        record(&mut rows, r(0x20, 0, true));
+        record(&mut rows, Some(r(0x20, 0, true)));
         assert_eq!(rows, vec![r(0x10, 5, true), r(0x20, 0, true)]);
         // An end marker after nothing (or after another marker) is dropped.
         let mut empty = Vec::new();
-        record(&mut empty, r(0x30, 0, true));
+        record(&mut empty, Some(r(0x30, 0, true)));
+        // Rows beyond 4 GiB are not representable and dropped.
+        assert!(Row::new(1 << 32, 5, true).is_none());
         assert!(empty.is_empty());
     }
 

@@ -199,6 +199,13 @@ impl ModuleSet {
         entries.sort_by_key(|e| e.record.start);
         entries.dedup_by_key(|e| e.record.start);
         let mut roots = vec![PathBuf::from(debugfile::DEFAULT_DEBUG_ROOT)];
+        // A target in another mount namespace (a container) may carry its own debug files.
+        if let Some(root) = &opts.sysroot {
+            let inner = root.join(debugfile::DEFAULT_DEBUG_ROOT.trim_start_matches('/'));
+            if inner.is_dir() && std::fs::canonicalize(&inner).ok() != std::fs::canonicalize(&roots[0]).ok() {
+                roots.push(inner);
+            }
+        }
         roots.extend(opts.debug_dirs.iter().cloned());
         let set = ModuleSet {
             entries,

@@ -81,7 +81,6 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
     let max = opts.max_frames.max(1);
 
     loop {
-        let pc = cur[RIP].unwrap_or(0);
         let sp = cur[RSP].unwrap_or(0);
         if frames.len() >= max {
             problems.push(Problem::new(Scope::Snapshot, format!("stack truncated at {max} frames (deeper frames not walked)")));
@@ -133,7 +132,6 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
         }
         cur = step.regs;
         exact = step.interrupted;
-        let _ = pc;
     }
     insert_tail_calls(&mut frames, modules);
     frames.truncate(max);
