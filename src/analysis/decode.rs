@@ -138,10 +138,12 @@ pub fn decode_bytes(bytes: &[u8], regs: &Registers) -> Option<Decoded> {
             let address = m.virtual_address(0, |r, _, _| register_value(regs, r, instr.next_ip()));
             let mut registers = Vec::new();
             for r in [m.base(), m.index()] {
-                if r != Register::None && r != Register::RIP && r != Register::EIP {
-                    if let Some(v) = register_value(regs, r, instr.next_ip()) {
-                        registers.push((reg_name(r), v));
-                    }
+                if r != Register::None
+                    && r != Register::RIP
+                    && r != Register::EIP
+                    && let Some(v) = register_value(regs, r, instr.next_ip())
+                {
+                    registers.push((reg_name(r), v));
                 }
             }
             let stack = matches!(m.base(), Register::RSP | Register::ESP) && instr.is_stack_instruction();
@@ -314,7 +316,8 @@ mod tests {
     #[test]
     fn directions() {
         // bytes, mnemonic, access of the first non-stack operand, its address
-        let cases: &[(&[u8], &str, Option<Access>, Option<u64>)] = &[
+        type Case<'a> = (&'a [u8], &'a str, Option<Access>, Option<u64>);
+        let cases: &[Case] = &[
             (&[0x48, 0x8b, 0x00], "mov", Some(Access::Read), Some(0x10)), // mov rax, [rax]
             (&[0x48, 0x89, 0x07], "mov", Some(Access::Write), Some(0x2000)), // mov [rdi], rax
             (&[0x83, 0x00, 0x01], "add", Some(Access::ReadWrite), Some(0x10)), // add dword [rax], 1

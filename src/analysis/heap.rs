@@ -18,7 +18,7 @@ const ABSURD_SIZE: u64 = 1 << 47;
 /// low three bits are flags (PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA), chunks are
 /// 16-byte aligned and at least 32 bytes; mmapped chunks are page-multiples.
 pub fn chunk_size(reader: &Reader, ptr: u64) -> Option<u64> {
-    if ptr < NULL_LIMIT || ptr % 16 != 0 {
+    if ptr < NULL_LIMIT || !ptr.is_multiple_of(16) {
         return None;
     }
     let raw = reader.u64(ptr - 8)?;
@@ -68,7 +68,7 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
             // variants count in rcx); only an absurd value is worth saying.
             let r = &t.registers;
             for (reg, v) in [("rdx", r.rdx), ("rcx", r.rcx)] {
-                if v >= ABSURD_SIZE && v < u64::MAX - 4096 {
+                if (ABSURD_SIZE..u64::MAX - 4096).contains(&v) {
                     f.annotate(
                         Scope::Frame(t.tid, 0),
                         Severity::Warning,

@@ -87,7 +87,7 @@ pub fn exception_type(t: &Thread, reader: &Reader) -> Option<String> {
 
 /// The demangled name of the `std::type_info` at `addr`, if that is one.
 pub fn type_info_name(reader: &Reader, addr: u64) -> Option<String> {
-    if addr < 0x10000 || addr % 8 != 0 {
+    if addr < 0x10000 || !addr.is_multiple_of(8) {
         return None;
     }
     let vtable = reader.u64(addr)?;
@@ -164,7 +164,7 @@ pub fn rust_panic(t: &Thread, panic_frame: usize, reader: &Reader) -> RustPanic 
 /// The text of a panic payload at `data`: a `String` (cap, ptr, len in today's
 /// layout; ptr, cap, len tried too) or a `&str` (ptr, len).
 fn payload_text(reader: &Reader, data: u64) -> Option<String> {
-    if data < 0x10000 || data % 8 != 0 {
+    if data < 0x10000 || !data.is_multiple_of(8) {
         return None;
     }
     let w: Vec<u64> = (0..3).filter_map(|i| reader.u64(data + 8 * i)).collect();
@@ -173,10 +173,12 @@ fn payload_text(reader: &Reader, data: u64) -> Option<String> {
     }
     // A capacity is a small number; a pointer is not. Today's String: (cap, ptr, len).
     let small = |v: u64| v < (1 << 32);
-    if w.len() == 3 && small(w[0]) && w[0] >= w[2] {
-        if let Some(t) = text_at(reader, w[1], w[2]) {
-            return Some(t);
-        }
+    if w.len() == 3
+        && small(w[0])
+        && w[0] >= w[2]
+        && let Some(t) = text_at(reader, w[1], w[2])
+    {
+        return Some(t);
     }
     if let Some(t) = text_at(reader, w[0], w[1]) {
         return Some(t);
@@ -188,7 +190,7 @@ fn payload_text(reader: &Reader, data: u64) -> Option<String> {
 }
 
 fn location_at(reader: &Reader, p: u64) -> Option<String> {
-    if p < 0x10000 || p % 8 != 0 {
+    if p < 0x10000 || !p.is_multiple_of(8) {
         return None;
     }
     let fptr = reader.u64(p)?;

@@ -78,10 +78,10 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             bail!("module {}: no such file", m.display());
         }
     }
-    if let Some(dir) = &args.modules_dir {
-        if !dir.is_dir() {
-            bail!("modules directory {}: not a directory", dir.display());
-        }
+    if let Some(dir) = &args.modules_dir
+        && !dir.is_dir()
+    {
+        bail!("modules directory {}: not a directory", dir.display());
     }
     opts.analysis.modules = args.module.clone();
     opts.analysis.modules_dir = args.modules_dir.clone();

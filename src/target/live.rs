@@ -844,7 +844,8 @@ mod tests {
         };
         let sig = |addr: u64| Signal { fault_address: Some(addr), ..Default::default() };
         // (threads, fault address, expected ranges)
-        let cases: Vec<(Vec<ThreadState>, Option<u64>, Vec<(u64, u64)>)> = vec![
+        type Case = (Vec<ThreadState>, Option<u64>, Vec<(u64, u64)>);
+        let cases: Vec<Case> = vec![
             (vec![th(0x1010, true)], None, vec![(0x1000, 0x1110)]),
             (vec![th(0x1010, false)], None, vec![]),
             (vec![th(0x1800, true)], Some(0x5080), vec![(0x1700, 0x1900), (0x5000, 0x5180)]),
