@@ -135,6 +135,7 @@ fn c_faults_are_classified() {
             case("call_mem", "SIGSEGV", &["invalid-read"], false, &["by `call`", "through qword [rax+0x8]"]),
             case("call_wild", "SIGSEGV", &["invalid-execute"], false, &["the frame that jumped there is call_wild"]),
             case("stack_overflow", "SIGSEGV", &["stack-overflow", "invalid-write"], false, &["stack overflow", "recursion: overflow"]),
+            case("thread_overflow", "SIGSEGV", &["stack-overflow", "invalid-write"], false, &["stack overflow", "recursion: overflow"]),
             case("misaligned_sse", "SIGSEGV", &["misaligned-access", "invalid-read"], false, &["`movaps` requires a 16-byte aligned"]),
             case("alignment_check", "SIGBUS", &["misaligned-access", "invalid-read"], false, &["BUS_ADRALN"]),
             case("div_zero", "SIGFPE", &["division-by-zero"], false, &["by `idiv`"]),

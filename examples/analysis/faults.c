@@ -99,6 +99,25 @@ __attribute__((noinline)) static int overflow(int n)
     return overflow(n + 1) + pad[0];
 }
 
+static void *overflow_thread(void *arg)
+{
+    (void)arg;
+    sink = overflow(0);
+    return NULL;
+}
+
+/* A thread with a small stack runs into the guard page glibc puts below it. */
+__attribute__((noinline)) static void thread_overflow(void)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    if (pthread_create(&t, &attr, overflow_thread, NULL) != 0)
+        abort();
+    pthread_join(t, NULL);
+}
+
 __attribute__((noinline)) static void misaligned_sse(void)
 {
     static char buf[64] __attribute__((aligned(16)));
@@ -230,6 +249,7 @@ int main(int argc, char **argv)
         {"div_zero", div_zero},         {"illegal", illegal},           {"abort", do_abort},
         {"double_free", double_free},   {"heap_overflow", heap_overflow}, {"free_bad", free_bad},
         {"memcpy_null", memcpy_null},   {"alias", alias},               {"deadlock", deadlock},
+        {"thread_overflow", thread_overflow},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(m, modes[i].name) == 0)
