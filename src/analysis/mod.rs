@@ -227,6 +227,12 @@ impl Findings {
 /// Runs the built-in analysis, then the hand-given classifiers, then the user modules.
 /// Never fails; everything lands in `snap`.
 pub fn run(snap: &mut Snapshot, reader: &Reader, opts: &AnalysisOptions) {
+    run_builtin(snap, reader, opts);
+    run_modules(snap, reader, opts);
+}
+
+/// The built-in classifiers and annotations, and the classifiers given by hand.
+pub fn run_builtin(snap: &mut Snapshot, reader: &Reader, opts: &AnalysisOptions) {
     if !opts.no_builtin {
         // The analysis reads untrusted memory; a bug it trips over must cost the
         // analysis, not the snapshot.
@@ -235,7 +241,10 @@ pub fn run(snap: &mut Snapshot, reader: &Reader, opts: &AnalysisOptions) {
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify::run(view, reader, &mut f)));
         match done {
             Ok(()) => f.apply(snap),
-            Err(_) => snap.problems.push(Problem::new(Scope::Snapshot, "the built-in analysis failed (a bug in bt); its results are left out")),
+            Err(_) => snap.problems.push(Problem::new(
+                Scope::Snapshot,
+                "the built-in analysis failed (a bug in bt); its results are left out",
+            )),
         }
     }
     for c in &opts.classifiers {
@@ -244,6 +253,10 @@ pub fn run(snap: &mut Snapshot, reader: &Reader, opts: &AnalysisOptions) {
             snap.classifiers.push(c.to_string());
         }
     }
+}
+
+/// The user modules (`--modules-dir`, then each `--module`).
+pub fn run_modules(snap: &mut Snapshot, reader: &Reader, opts: &AnalysisOptions) {
     let files = script::module_files(opts, &mut snap.problems);
     if !files.is_empty() {
         let mut f = Findings::default();

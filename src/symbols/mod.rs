@@ -11,6 +11,11 @@ mod dwarf;
 pub(crate) mod elf;
 mod lines;
 mod names;
+mod types;
+mod values;
+mod variables;
+
+pub use values::VariableOptions;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::target::Memory;
@@ -56,6 +61,8 @@ pub(crate) struct Entry {
     debug_file: OnceLock<Option<Image>>,
     dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
     symbols: OnceLock<names::SymbolIndex>,
+    /// Location lists, loaded when a variable first needs them.
+    locs: OnceLock<Option<gimli::LocationLists<elf::Reader>>>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
     /// The "no debug info" problem is reported once.
@@ -463,7 +470,7 @@ impl ModuleSet {
                     None => None,
                 };
                 match dwarf::context(src, sup.as_ref()) {
-                    Ok(ctx) => Some(Mutex::new((ctx, dwarf::NameCache::default()))),
+                    Ok(pair) => Some(Mutex::new(pair)),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
                         None
@@ -536,6 +543,7 @@ impl Entry {
             debug_file: OnceLock::new(),
             dwarf: OnceLock::new(),
             symbols: OnceLock::new(),
+            locs: OnceLock::new(),
             unwind: Default::default(),
             no_debug_reported: AtomicBool::new(false),
         }
