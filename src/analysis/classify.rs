@@ -128,7 +128,6 @@ fn memory_fault(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, read
     let kernel_gp = sig.code == SI_KERNEL;
     let si_addr = sig.fault_address.filter(|_| !kernel_gp);
     let mut out = MemoryFault { target: si_addr, ..Default::default() };
-    f.keep_memory(reader, pc.saturating_sub(32), 64, "code around the faulting pc");
 
     // Executing where no code is: a jump or call to a wild, freed or null address.
     let pc_mapping = mapping_of(&snap.maps, pc);
@@ -281,9 +280,6 @@ fn memory_fault(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, read
     }
 
     stack_overflow(snap, t, out.target, f);
-    if let Some(a) = out.target.filter(|a| *a >= NULL_LIMIT) {
-        f.keep_memory(reader, a.saturating_sub(64) & !7, 128, "around the faulting address");
-    }
     out
 }
 

@@ -15,7 +15,7 @@ pub mod heap;
 pub mod messages;
 pub mod script;
 
-use crate::snapshot::{Annotation, MemoryRegion, Problem, Scope, Severity, Snapshot};
+use crate::snapshot::{Annotation, Problem, Scope, Severity, Snapshot};
 use crate::symbols::ModuleSet;
 use crate::target::Memory;
 use std::path::PathBuf;
@@ -171,7 +171,6 @@ pub struct Findings {
     pub classifiers: Vec<String>,
     pub annotations: Vec<Annotation>,
     pub attributes: Vec<(String, String)>,
-    pub memory: Vec<MemoryRegion>,
     pub problems: Vec<Problem>,
 }
 
@@ -194,17 +193,6 @@ impl Findings {
         self.problems.push(Problem::new(scope, message));
     }
 
-    /// Keeps `len` bytes around `addr` in the snapshot (when readable), once.
-    pub fn keep_memory(&mut self, reader: &Reader, addr: u64, len: usize, label: &str) {
-        if self.memory.iter().any(|m| m.address == addr) {
-            return;
-        }
-        let bytes = reader.bytes(addr, len);
-        if !bytes.is_empty() {
-            self.memory.push(MemoryRegion { address: addr, label: label.to_string(), bytes });
-        }
-    }
-
     fn apply(self, snap: &mut Snapshot) {
         for c in self.classifiers {
             if !snap.classifiers.contains(&c) {
@@ -214,11 +202,6 @@ impl Findings {
         snap.annotations.extend(self.annotations);
         for (k, v) in self.attributes {
             snap.set_attribute(&k, &v);
-        }
-        for m in self.memory {
-            if !snap.memory.iter().any(|r| r.address == m.address) {
-                snap.memory.push(m);
-            }
         }
         snap.problems.extend(self.problems);
     }
