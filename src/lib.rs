@@ -7,7 +7,9 @@
 pub mod analysis;
 pub mod cmd;
 pub mod dedup;
+pub mod server;
 pub mod snapshot;
+pub mod store;
 pub mod symbols;
 pub mod target;
 pub mod trace;

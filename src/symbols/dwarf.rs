@@ -153,6 +153,10 @@ pub(crate) struct NameCache {
     types: super::types::TypeCache,
     /// The sections the context reads (for walking units when looking up globals).
     pub(crate) dwarf: Option<std::sync::Arc<gimli::Dwarf<Reader>>>,
+    /// Variable DIEs in scope, by (probe, scope DIE): threads share pcs.
+    pub(crate) scope_vars: HashMap<(u64, usize), std::sync::Arc<Vec<(gimli::UnitOffset, crate::snapshot::VariableKind)>>>,
+    /// Call-site DIE (and its function) at a return address, by return address.
+    pub(crate) call_sites: HashMap<u64, Option<gimli::UnitOffset>>,
 }
 
 impl NameCache {

@@ -38,7 +38,6 @@ pub(crate) struct Member {
     pub bits: Option<(u64, u64)>,
     /// A base class (DW_TAG_inheritance).
     pub base: bool,
-    pub artificial: bool,
 }
 
 /// A Rust enum (or other DW_TAG_variant_part): the discriminant and the variants.
@@ -148,8 +147,7 @@ fn parse_member(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<
             bits = Some((0, bit_size));
         }
     }
-    let artificial = matches!(e.attr_value(gimli::DW_AT_artificial), Some(AttributeValue::Flag(true)));
-    Member { name: string_attr(unit, e, gimli::DW_AT_name), ty, offset, bits, base: e.tag() == gimli::DW_TAG_inheritance, artificial }
+    Member { name: string_attr(unit, e, gimli::DW_AT_name), ty, offset, bits, base: e.tag() == gimli::DW_TAG_inheritance }
 }
 
 impl UnitTypes {

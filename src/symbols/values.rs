@@ -507,7 +507,8 @@ impl Renderer<'_> {
             return r;
         }
         if let Some(vs) = variants {
-            return self.rust_enum(name.as_deref(), members, vs, data, depth);
+            let full = self.type_name(Some(off));
+            return self.rust_enum(&full, members, vs, data, depth);
         }
         let _ = kind;
         let mut fields = Vec::new();
@@ -528,12 +529,24 @@ impl Renderer<'_> {
             }
             fields.push(Field { name: fname, value: v });
         }
-        let text = format!("{{{}}}", parts.join(", "));
+        let text = if lang == Lang::Rust {
+            // gdb's Rust syntax: `path::Name {field: value}`, tuples as `Name(a, b)`.
+            let full = self.type_name(Some(off));
+            let rust_parts: Vec<String> = parts.iter().map(|p| p.replacen(" = ", ": ", 1)).collect();
+            if fields.iter().all(|f| f.name.starts_with("__")) && !fields.is_empty() {
+                let items: Vec<&str> = parts.iter().map(|p| p.split_once(" = ").map(|x| x.1).unwrap_or(p)).collect();
+                format!("{full}({})", items.join(", "))
+            } else {
+                format!("{full} {{{}}}", rust_parts.join(", "))
+            }
+        } else {
+            format!("{{{}}}", parts.join(", "))
+        };
         (Value::Struct(fields), text)
     }
 
     /// Rust enums (DW_TAG_variant_part): the active variant by discriminant.
-    fn rust_enum(&mut self, name: Option<&str>, members: &[Member], vs: &super::types::Variants, data: &Data, depth: u32) -> (Value, String) {
+    fn rust_enum(&mut self, full: &str, members: &[Member], vs: &super::types::Variants, data: &Data, depth: u32) -> (Value, String) {
         let discr = match &vs.discr {
             Some(d) => {
                 let size = self.types.size(self.unit, d.ty).unwrap_or(0) as usize;
@@ -557,16 +570,13 @@ impl Renderer<'_> {
         let vname = m.name.clone().unwrap_or_default();
         let (v, text) = self.member_value(m, data, depth);
         // The variant's own struct: show its fields tuple-style for tuple variants (__0, __1).
-        let inner = match &v {
-            Value::Struct(fields) if fields.is_empty() => vname.clone(),
-            Value::Struct(fields) if fields.iter().all(|f| f.name.starts_with("__")) => {
-                let t = text.trim_start_matches('{').trim_end_matches('}');
-                let items: Vec<&str> = t.split(", ").map(|p| p.split_once(" = ").map(|x| x.1).unwrap_or(p)).collect();
-                format!("{vname}({})", items.join(", "))
-            }
-            _ => format!("{vname}{text}"),
+        // The variant's struct renders as `path::Enum::Variant(…)` (gdb's Rust syntax);
+        // a field-less variant is just its path.
+        let variant_text = match &v {
+            Value::Struct(fields) if fields.is_empty() => String::new(),
+            _ => text.split_once(['(', ' ']).map(|(_, rest)| if text.contains('(') && !text.contains(" {") { format!("({rest}") } else { format!(" {rest}") }).unwrap_or_default(),
         };
-        let _ = name;
+        let inner = format!("{full}::{vname}{variant_text}");
         (Value::Struct(vec![Field { name: vname, value: v }]), inner)
     }
 
@@ -683,7 +693,7 @@ impl Renderer<'_> {
                 if name.starts_with("basic_string<char") {
                     let (p, _) = self.path(members, data, &["_M_dataplus", "_M_p"])?;
                     let (l, _) = self.path(members, data, &["_M_string_length"])?;
-                    let (ptr, len) = (p.uint(8)?, l.uint(8)?);
+                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else { return Some((Value::OptimizedOut, OPT_OUT.into())) };
                     return Some(self.counted_string(ptr, len));
                 }
                 // Folklore: std::vector<T> is _Vector_base<T>::_M_impl, whose base
@@ -719,7 +729,8 @@ impl Renderer<'_> {
                 if name == "&str" || name == "&mut str" {
                     let (p, _) = self.path(members, data, &["data_ptr"])?;
                     let (l, _) = self.path(members, data, &["length"])?;
-                    return Some(self.counted_string(p.uint(8)?, l.uint(8)?));
+                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else { return Some((Value::OptimizedOut, OPT_OUT.into())) };
+                    return Some(self.counted_string(ptr, len));
                 }
                 if name == "String" {
                     let (v, vty) = self.path(members, data, &["vec"])?;

@@ -33,6 +33,30 @@ pub(crate) struct FrameEnv<'a> {
     /// Start of this module's static TLS block for the thread, when known.
     pub tls_block: Result<u64, String>,
     pub memory: &'a dyn Memory,
+    /// What the caller passed, from its call-site parameters (DW_OP_entry_value,
+    /// DW_OP_GNU_parameter_ref): by register, or by the callee's parameter DIE.
+    pub entry: Vec<(EntryKey, u64)>,
+}
+
+/// How a call-site parameter names the callee's parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKey {
+    /// The register the value was passed in (DW_AT_location of the call-site parameter).
+    Register(u16),
+    /// The callee's parameter DIE (DW_AT_call_parameter), as a unit offset.
+    Parameter(usize),
+}
+
+/// The register of a `DW_OP_regN` / `DW_OP_regx N` expression (what an entry value wraps).
+fn single_register(bytes: &[u8]) -> Option<u16> {
+    match bytes {
+        [op @ 0x50..=0x6f] => Some((op - 0x50) as u16),
+        [0x90, rest @ ..] => {
+            let mut r = gimli::EndianSlice::new(rest, gimli::LittleEndian);
+            gimli::leb128::read::unsigned(&mut r).ok().map(|v| v as u16)
+        }
+        _ => None,
+    }
 }
 
 /// Why a location did not give bytes.
@@ -96,11 +120,21 @@ fn eval_expr(expr: gimli::Expression<Reader>, unit: UnitRef<'_, Reader>, env: &F
                 let vt = gimli::ValueType::from_encoding(enc, size).unwrap_or(gimli::ValueType::Generic);
                 eval.resume_with_base_type(vt).map_err(fail)?
             }
-            // gdb finds entry values through the caller's call-site parameters; bt does
-            // not yet, and says the value is gone rather than guess.
-            R::RequiresEntryValue(_) => return Err(EvalError::OptimizedOut),
-            R::RequiresAtLocation(_) | R::RequiresParameterRef(_) => {
-                return Err(EvalError::Unavailable("DW_OP_call / parameter references are not supported".into()));
+            // Entry values come from the caller's call-site parameters (as gdb finds
+            // them); without a matching one the value is gone, not guessed.
+            R::RequiresEntryValue(expr) => {
+                let reg = expr.0.to_slice().ok().and_then(|b| single_register(&b));
+                match reg.and_then(|r| env.entry.iter().find(|(k, _)| *k == EntryKey::Register(r))) {
+                    Some((_, v)) => eval.resume_with_entry_value(gimli::Value::Generic(*v)).map_err(fail)?,
+                    None => return Err(EvalError::OptimizedOut),
+                }
+            }
+            R::RequiresParameterRef(off) => match env.entry.iter().find(|(k, _)| *k == EntryKey::Parameter(off.0)) {
+                Some((_, v)) => eval.resume_with_parameter_ref(*v).map_err(fail)?,
+                None => return Err(EvalError::OptimizedOut),
+            },
+            R::RequiresAtLocation(_) => {
+                return Err(EvalError::Unavailable("DW_OP_call is not supported".into()));
             }
             _ => return Err(EvalError::Unavailable("unsupported DWARF operation".into())),
         };
@@ -438,6 +472,46 @@ pub(crate) fn variable(
     var
 }
 
+/// The DW_TAG_call_site (or GNU_call_site) under function `func` whose return pc is `ret`.
+fn find_call_site(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, ret: u64) -> Option<gimli::UnitOffset> {
+    let mut cursor = unit.entries_at_offset(func).ok()?;
+    let (mut seen, mut base) = (0usize, None);
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        let depth = e.depth();
+        let b = *base.get_or_insert(depth);
+        seen += 1;
+        if (depth <= b && seen > 1) || seen > 200_000 {
+            break;
+        }
+        if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
+            let pc = e
+                .attr_value(gimli::DW_AT_call_return_pc)
+                .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
+                .and_then(|v| unit.attr_address(v).ok().flatten());
+            if pc == Some(ret) {
+                return Some(e.offset());
+            }
+        }
+    }
+    None
+}
+
+/// DW_AT_frame_base of the physical function `func`, evaluated in its frame.
+fn frame_base(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, env: &FrameEnv<'_>) -> Option<u64> {
+    let fe = unit.entry(func).ok()?;
+    match fe.attr_value(gimli::DW_AT_frame_base)? {
+        AttributeValue::Exprloc(expr) => {
+            let pieces = eval_expr(expr, unit, env).ok()?;
+            match pieces.first()?.location {
+                gimli::Location::Address { address } => Some(address),
+                gimli::Location::Register { register } => env.regs.get(register.0 as usize).copied().flatten(),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Registers of a frame by DWARF number: the thread's for frame 0, the recovered
 /// ones for callers (callee-saved ones, rsp and rip).
 fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REGS] {
@@ -468,14 +542,85 @@ impl ModuleSet {
         let physical_idx: Vec<usize> = frames.iter().enumerate().filter(|(_, f)| !f.inlined).map(|(i, _)| i).collect();
         for (k, &end) in physical_idx.iter().enumerate() {
             let cfa = physical_idx.get(k + 1).map(|&n| frames[n].sp);
+            // The caller's call-site parameters, evaluated in the caller's frame.
+            let entry = match physical_idx.get(k + 1) {
+                Some(&caller) if !frames[end].signal_frame => {
+                    let caller_cfa = physical_idx.get(k + 2).map(|&n| frames[n].sp);
+                    self.call_site_values(thread, &frames[caller], caller_cfa, memory)
+                }
+                _ => Vec::new(),
+            };
             let group = &mut frames[start..=end];
             start = end + 1;
-            self.group_variables(thread, group, cfa, memory, opts);
+            self.group_variables(thread, group, cfa, entry, memory, opts);
         }
         problems
     }
 
-    fn group_variables(&self, thread: &Registers, group: &mut [Frame], cfa: Option<u64>, memory: &dyn Memory, opts: &VariableOptions) {
+    /// Values the caller at `caller` passed to its callee: the DW_TAG_call_site at the
+    /// caller's return address, its parameters' DW_AT_call_value evaluated with the
+    /// caller's registers. Only callee-saved registers and memory survive the call, so
+    /// a value that needs a clobbered register is simply not found.
+    fn call_site_values(&self, thread: &Registers, caller: &Frame, cfa: Option<u64>, memory: &dyn Memory) -> Vec<(EntryKey, u64)> {
+        let mut out = Vec::new();
+        let Some(idx) = self.find(caller.pc) else { return out };
+        let bias = self.entry(idx).record.load_bias;
+        let ret = caller.pc.wrapping_sub(bias);
+        let probe = ret.wrapping_sub(1);
+        let Some(ctx) = self.dwarf(idx) else { return out };
+        let tls_block = self.tls_block(idx, thread.fs_base);
+        let Ok(mut guard) = ctx.lock() else { return out };
+        let (ctx, names) = &mut *guard;
+        let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
+        let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
+        let mut func = None;
+        while let Ok(Some(f)) = iter.next() {
+            func = f.dw_die_offset.or(func);
+        }
+        let Some(func) = func else { return out };
+        let mut env = FrameEnv { regs: frame_regs(thread, caller), innermost: false, cfa, frame_base: None, bias, tls_block, memory, entry: Vec::new() };
+        env.frame_base = frame_base(unit, func, &env);
+        // The call site at this return address (cached: threads share return addresses).
+        let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
+        let Some(site) = site else { return out };
+        let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
+        let Ok(root) = tree.root() else { return out };
+        let mut children = root.children();
+        let mut n = 0;
+        while let Ok(Some(child)) = children.next() {
+            n += 1;
+            if n > 1024 {
+                break;
+            }
+            let e = child.entry();
+            if e.tag() != gimli::DW_TAG_call_site_parameter && e.tag() != gimli::DW_TAG_GNU_call_site_parameter {
+                continue;
+            }
+            let value = e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
+            let Some(AttributeValue::Exprloc(expr)) = value else { continue };
+            let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
+            let v = match pieces.first().map(|p| &p.location) {
+                Some(gimli::Location::Address { address }) => *address,
+                Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
+                Some(gimli::Location::Register { register }) => match env.regs.get(register.0 as usize).copied().flatten() {
+                    Some(v) => v,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
+                && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
+            {
+                out.push((EntryKey::Register(r), v));
+            }
+            if let Some(AttributeValue::UnitRef(p)) = e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin)) {
+                out.push((EntryKey::Parameter(p.0), v));
+            }
+        }
+        out
+    }
+
+    fn group_variables(&self, thread: &Registers, group: &mut [Frame], cfa: Option<u64>, entry: Vec<(EntryKey, u64)>, memory: &dyn Memory, opts: &VariableOptions) {
         let Some(physical) = group.last() else { return };
         let Some(idx) = self.find(physical.pc) else { return };
         let e = self.entry(idx);
@@ -505,28 +650,30 @@ impl ModuleSet {
         }
         let Some(Some(func)) = dies.last().copied() else { return };
         // The frame base belongs to the physical function (the outermost DIE).
-        let mut env = FrameEnv { regs, innermost, cfa, frame_base: None, bias, tls_block, memory };
-        env.frame_base = unit.entry(func).ok().and_then(|fe| match fe.attr_value(gimli::DW_AT_frame_base)? {
-            AttributeValue::Exprloc(expr) => {
-                let pieces = eval_expr(expr, unit, &env).ok()?;
-                match pieces.first()?.location {
-                    gimli::Location::Address { address } => Some(address),
-                    gimli::Location::Register { register } => env.regs.get(register.0 as usize).copied().flatten(),
-                    _ => None,
-                }
-            }
-            _ => None,
-        });
+        let mut env = FrameEnv { regs, innermost, cfa, frame_base: None, bias, tls_block, memory, entry };
+        env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| self.function_name(a);
+        // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
+        let mut lists = std::collections::HashMap::new();
+        for die in dies.iter().flatten() {
+            let key = (probe, die.0);
+            let v = names.scope_vars.entry(key).or_insert_with(|| std::sync::Arc::new(scope_variables(unit, *die, probe))).clone();
+            lists.insert(die.0, v);
+        }
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_key).or_default();
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
         let mut r = Renderer { unit, types, memory, opts, symbol: &symbolize, scoped: &mut scoped, budget: FRAME_READ_BUDGET };
         for (frame, die) in group.iter_mut().zip(dies.iter()) {
             let Some(die) = die else { continue };
-            let vars = scope_variables(unit, *die, probe);
-            frame.variables = vars.into_iter().map(|(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r)).collect();
+            let Some(vars) = lists.get(&die.0) else { continue };
+            // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
+            frame.variables = vars
+                .iter()
+                .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
+                .filter(|v| v.name != "<anonymous>")
+                .collect();
         }
     }
 
@@ -604,7 +751,7 @@ impl ModuleSet {
             for (i, slot) in regs.iter_mut().enumerate() {
                 *slot = thread.by_dwarf(i as u16);
             }
-            let env = FrameEnv { regs, innermost: true, cfa: None, frame_base: None, bias, tls_block, memory };
+            let env = FrameEnv { regs, innermost: true, cfa: None, frame_base: None, bias, tls_block, memory, entry: Vec::new() };
             let unit_key = unit.header.offset().0;
             let symbolize = |a: u64| self.function_name(a);
             let (types_cache, scopes) = names.types_and_scopes();
