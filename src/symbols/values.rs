@@ -154,12 +154,23 @@ fn char_text(v: i64, byte: u8) -> String {
 }
 
 /// gdb's rendering of a char sequence: strings, with long runs of one character as
-/// `'c' <repeats N times>`, joined by ", ".
+/// `'c' <repeats N times>`, joined by ", "; `...` when `truncated`.
 fn chars_text(bytes: &[u8], repeats: usize, truncated: bool) -> String {
+    let (mut s, cut) = chars_limited(bytes, repeats, usize::MAX);
+    if truncated && !cut {
+        s.push_str("...");
+    }
+    s
+}
+
+/// Like [`chars_text`] under gdb's `print elements` limit (`max` "things": a character
+/// counts one, a repeat block counts `repeats`); says whether it stopped early.
+fn chars_limited(bytes: &[u8], repeats: usize, max: usize) -> (String, bool) {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = String::new();
     let mut i = 0;
-    while i < bytes.len() {
+    let mut things = 0usize;
+    while i < bytes.len() && things < max {
         let c = bytes[i];
         let run = bytes[i..].iter().take_while(|b| **b == c).count();
         if run > repeats {
@@ -172,19 +183,22 @@ fn chars_text(bytes: &[u8], repeats: usize, truncated: bool) -> String {
             let _ = write!(s, "' <repeats {run} times>");
             parts.push(s);
             i += run;
+            things += repeats;
         } else {
             escape_char(&mut cur, c, '"');
             i += 1;
+            things += 1;
         }
     }
     if !cur.is_empty() || parts.is_empty() {
         parts.push(format!("\"{cur}\""));
     }
+    let cut = i < bytes.len();
     let mut s = parts.join(", ");
-    if truncated {
+    if cut {
         s.push_str("...");
     }
-    s
+    (s, cut)
 }
 
 fn is_char_type(t: &Ty) -> bool {
@@ -443,15 +457,16 @@ impl Renderer<'_> {
             && self.types.lang(self.unit) != Lang::Rust;
         if elem_is_char && data.all_valid() {
             let n = (length as usize).min(data.bytes.len());
-            let shown = n.min(self.opts.max_elements);
-            let mut bytes = &data.bytes[..shown];
+            let mut bytes = &data.bytes[..n];
             // gdb drops one trailing NUL (print null-stop off treats it as the terminator).
-            if shown == n && bytes.last() == Some(&0) {
+            if bytes.last() == Some(&0) {
                 bytes = &bytes[..bytes.len() - 1];
             }
-            let text = chars_text(bytes, self.opts.repeats, shown < n);
-            let s = String::from_utf8_lossy(bytes).into_owned();
-            return (Value::Str { address: data.address.unwrap_or(0), text: s, truncated: shown < n }, text);
+            let (text, cut) = chars_limited(bytes, self.opts.repeats, self.opts.max_elements);
+            let s =
+                String::from_utf8_lossy(&bytes[..bytes.len().min(self.opts.max_string.max(self.opts.max_elements))])
+                    .into_owned();
+            return (Value::Str { address: data.address.unwrap_or(0), text: s, truncated: cut }, text);
         }
         if esize == 0 {
             return (
@@ -459,37 +474,43 @@ impl Renderer<'_> {
                 if length == 0 { "{}".into() } else { "<array of unsized elements>".into() },
             );
         }
-        let shown = (length as usize).min(self.opts.max_elements);
-        let mut items = Vec::with_capacity(shown.min(1024));
-        let mut texts: Vec<String> = Vec::with_capacity(shown.min(1024));
-        for i in 0..shown {
-            let Some(d) = data.slice(i as u64 * esize, esize) else { break };
+        // gdb's loop: up to `print elements` things, a run longer than the repeat
+        // threshold printed once and counted as `repeats` things. Runs are found by
+        // comparing raw bytes (bounded), so a long zeroed array costs one rendering.
+        let len = length as usize;
+        let mut items = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
+        let mut things = 0usize;
+        let mut i = 0usize;
+        let elem_at = |j: usize| data.slice(j as u64 * esize, esize);
+        while i < len && things < self.opts.max_elements {
+            // Past the bytes read (values are read up to `max_value_bytes`): stop with `...`.
+            let Some(d) = elem_at(i) else { break };
+            let mut run = 1usize;
+            while i + run < len && run < 1_000_000 {
+                match elem_at(i + run) {
+                    Some(n) if n.bytes == d.bytes && n.valid == d.valid => run += 1,
+                    _ => break,
+                }
+            }
             let (v, t) = if rest.is_empty() { self.render(elem, &d, depth) } else { self.array(elem, rest, &d, depth) };
-            items.push(v);
-            texts.push(t);
-        }
-        let complete = texts.len() == shown;
-        // Runs of equal elements collapse as gdb's `<repeats N times>`.
-        let mut parts = Vec::new();
-        let mut i = 0;
-        while i < texts.len() {
-            let run = texts[i..].iter().take_while(|t| **t == texts[i]).count();
             if run > self.opts.repeats {
-                parts.push(format!("{} <repeats {run} times>", texts[i]));
+                parts.push(format!("{t} <repeats {run} times>"));
+                // The structured value lists elements one by one, up to the element bound.
+                for _ in 0..run.min(self.opts.max_elements.saturating_sub(items.len())) {
+                    items.push(v.clone());
+                }
                 i += run;
+                things += self.opts.repeats;
             } else {
-                parts.push(texts[i].clone());
+                parts.push(t);
+                items.push(v);
                 i += 1;
+                things += 1;
             }
         }
         let mut text = format!("{{{}", parts.join(", "));
-        if !complete {
-            let missing_at = data.address.map(|a| a.wrapping_add(texts.len() as u64 * esize)).unwrap_or(0);
-            if !parts.is_empty() {
-                text.push_str(", ");
-            }
-            text.push_str(&unreadable_text(missing_at));
-        } else if shown < length as usize {
+        if i < len {
             text.push_str("...");
         }
         text.push('}');

@@ -391,32 +391,48 @@ fn scope_variables(
     for level in levels.into_iter().rev() {
         out.extend(level.into_iter().map(|o| (o, VariableKind::Local)));
     }
-    // Inherit the abstract origin's parameters and top-level locals that have no
-    // concrete DIE here (gdb's inherit_abstract_dies).
+    // Inherit the abstract origin's parameters and locals that have no concrete DIE
+    // here (gdb's inherit_abstract_dies). Abstract lexical blocks have no ranges, and
+    // gdb folds the variables of unreferenced ones into the enclosing scope.
     if let Some(origin) = origin_of_scope
-        && let Ok(mut t) = unit.entries_tree(Some(origin))
-        && let Ok(r) = t.root()
+        && let Ok(mut cursor) = unit.entries_at_offset(origin)
     {
-        let mut c = r.children();
-        let mut n = 0;
-        while let Ok(Some(child)) = c.next() {
-            n += 1;
-            if n > 100_000 {
+        let (mut seen, mut base, mut skip_below) = (0usize, None, None::<isize>);
+        while let Ok(Some(e)) = cursor.next_dfs() {
+            let depth = e.depth();
+            let b = *base.get_or_insert(depth);
+            seen += 1;
+            if (depth <= b && seen > 1) || seen > 200_000 || out.len() > MAX_VARIABLES {
                 break;
             }
-            let e = child.entry();
-            let kind = match e.tag() {
-                gimli::DW_TAG_formal_parameter => VariableKind::Parameter,
-                gimli::DW_TAG_variable => VariableKind::Local,
-                _ => continue,
-            };
-            if !origins.contains(&e.offset()) {
-                let pos = if kind == VariableKind::Parameter {
-                    out.iter().filter(|v| v.1 == VariableKind::Parameter).count()
-                } else {
-                    out.len()
-                };
-                out.insert(pos, (e.offset(), kind));
+            if seen == 1 {
+                continue;
+            }
+            if let Some(s) = skip_below {
+                if depth > s {
+                    continue;
+                }
+                skip_below = None;
+            }
+            let referenced = origins.contains(&e.offset());
+            match e.tag() {
+                gimli::DW_TAG_formal_parameter if depth - b == 1 => {
+                    if !referenced {
+                        let pos = out.iter().filter(|v| v.1 == VariableKind::Parameter).count();
+                        out.insert(pos, (e.offset(), VariableKind::Parameter));
+                    }
+                }
+                gimli::DW_TAG_variable => {
+                    if !referenced {
+                        out.push((e.offset(), VariableKind::Local));
+                    }
+                }
+                gimli::DW_TAG_lexical_block if !referenced => {}
+                _ => {
+                    if e.has_children() {
+                        skip_below = Some(depth);
+                    }
+                }
             }
         }
     }
