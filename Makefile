@@ -22,7 +22,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -60,7 +60,11 @@ demo: deps bt examples
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
 bench: deps bt
 	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
-	$(MAKE) bench-store
+	$(MAKE) bench-variables bench-store
+
+# bt with variables vs gdb's `bt full` (reuses the workloads above); snapshot vs core size.
+bench-variables: deps bt
+	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) BENCH_REUSE=1 python3 bench/variables.py
 
 # Object-store benchmark: ingest rate and query latency at BENCH_STORE_OBJECTS objects.
 bench-store: deps bt

@@ -193,8 +193,10 @@ def measure(cmd, pid=None):
 
 TOOLS = [
     # name, live argv, core argv
-    ("bt", lambda pid: [BT, "ptrace", str(pid)],
-           lambda core, exe: [BT, "ptrace", "--core", core, exe]),
+    # A plain backtrace (inlines and lines, no variables): the like-for-like peer of
+    # gdb's `thread apply all bt` and eu-stack; bench/variables.py measures variables.
+    ("bt", lambda pid: [BT, "ptrace", "--no-variables", str(pid)],
+           lambda core, exe: [BT, "ptrace", "--no-variables", "--core", core, exe]),
     ("gdb", lambda pid: ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt", "-p", str(pid)],
             lambda core, exe: ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt", exe, core]),
     ("eu-stack", lambda pid: ["eu-stack", "-p", str(pid)],
