@@ -5,6 +5,7 @@
 //! consumers ([`dedup`]) above that; [`cmd`] (the applets) on top. See ARCHITECTURE.md.
 
 pub mod cmd;
+pub mod collector;
 pub mod dedup;
 pub mod server;
 pub mod snapshot;
