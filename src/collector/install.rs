@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
 pub const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
 /// Concurrent handlers the kernel waits for (see ingest.rs for the semantics).
-pub const PIPE_LIMIT: u32 = 16;
+pub const PIPE_LIMIT: u32 = 64;
 const MAX_PATTERN: usize = 127;
 
 #[derive(Debug, thiserror::Error)]
