@@ -282,6 +282,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../examples/coresnap.conf");
+        let c = Config::parse(text, "examples/coresnap.conf").unwrap();
+        assert_eq!(c.project_for("postgres"), Some("infra"));
+        assert_eq!(c.project_for("myserver"), Some("myapp"));
+        assert_eq!(c.server_url.as_deref(), Some("http://127.0.0.1:6097"));
+    }
+
+    #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_size("64K"), Some(65536));
         assert_eq!(parse_size("1GB"), Some(1 << 30));

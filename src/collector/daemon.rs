@@ -28,7 +28,7 @@ pub struct DaemonOptions {
 
 impl Default for DaemonOptions {
     fn default() -> Self {
-        DaemonOptions { bt: PathBuf::from("/proc/self/exe"), once: false, poll: Duration::from_millis(100), once_attempts: 4 }
+        DaemonOptions { bt: PathBuf::from("/proc/self/exe"), once: false, poll: Duration::from_millis(50), once_attempts: 4 }
     }
 }
 
