@@ -323,7 +323,7 @@ fn kernel_crashes_arrive_with_attributes_and_routing() {
     assert_eq!(alpha_rows.len(), 1 + 1 + 25, "alpha: {alpha_rows:?}");
     assert_eq!(beta_rows.len(), 2 + 1 + 25, "beta (default route)");
     assert!(alpha_rows.iter().all(|r| r[1] == "alpha_segv"), "{alpha_rows:?}");
-    let tagged: Vec<_> = alpha_rows.iter().filter(|r| r[2] == "77").collect();
+    let tagged: Vec<_> = alpha_rows.iter().filter(|r| r[2] == 77 || r[2] == "77").collect();
     assert_eq!(tagged.len(), 1, "BACKTRACE_DEFAULTS of the crashed process: {alpha_rows:?}");
     assert_eq!(tagged[0][3], "storage");
     assert!(alpha_rows.iter().all(|r| r[4] == 0 || r[4] == "0"), "crash.uid: {alpha_rows:?}");

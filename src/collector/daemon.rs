@@ -300,10 +300,10 @@ async fn send(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry) {
     // An earlier attempt whose answer was lost (daemon killed while the server
     // committed): ask the server before sending again, so restarts make no duplicates.
     let attempt = e.dir.join("attempt");
-    if attempt.exists() {
-        if let Some(id) = already_stored(url, &project, &token, &e.uuid).await {
-            return finish(sp, cfg, state, e, &m, &project, &format!("{{\"_rxid\":\"{id}\",\"recovered\":true}}"), t0);
-        }
+    if attempt.exists()
+        && let Some(id) = already_stored(url, &project, &token, &e.uuid).await
+    {
+        return finish(sp, cfg, state, e, &m, &project, &format!("{{\"_rxid\":\"{id}\",\"recovered\":true}}"), t0);
     }
     let body = match smol::unblock({
         let p = e.dir.join("snapshot.bt");

@@ -295,10 +295,10 @@ fn stream_core(dir: &Path, config: &Config, stdin: &mut dyn Read) -> (CoreState,
             }
         };
         total += n as u64;
-        if let Some(max) = config.core_max_size {
-            if total > max {
-                return fail(format!("core larger than core.max_size ({max} bytes)"), total);
-            }
+        if let Some(max) = config.core_max_size
+            && total > max
+        {
+            return fail(format!("core larger than core.max_size ({max} bytes)"), total);
         }
         if total >= next_quota_check {
             next_quota_check += QUOTA_EVERY;
@@ -317,10 +317,8 @@ fn stream_core(dir: &Path, config: &Config, stdin: &mut dyn Read) -> (CoreState,
             return fail(format!("writing the core: {e}"), total);
         }
     }
-    if hole {
-        if let Err(e) = f.set_len(total) {
-            return fail(format!("writing the core: {e}"), total);
-        }
+    if hole && let Err(e) = f.set_len(total) {
+        return fail(format!("writing the core: {e}"), total);
     }
     drop(f);
     match fs::rename(&partial, dir.join("core")) {

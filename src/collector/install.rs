@@ -86,10 +86,10 @@ pub fn install(bt: &Path, config: Option<&Path>, archive: &Path, force: bool) ->
     let pat = pattern(bt, config)?;
     let current = read(CORE_PATTERN)?;
     let limit = read(CORE_PIPE_LIMIT)?;
-    if let Some(other) = other_handler(&current) {
-        if !force {
-            return Err(InstallError::Other(format!("{other}: {current}")));
-        }
+    if let Some(other) = other_handler(&current)
+        && !force
+    {
+        return Err(InstallError::Other(format!("{other}: {current}")));
     }
     // systemd-coredump installed but not (yet) active still fights us at boot.
     if !force {
