@@ -546,3 +546,37 @@ fn install_refuses_another_handler_and_restores() {
     assert_eq!(fs::read_to_string(PIPE_LIMIT).expect("l").trim(), "0");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_collector_never_recurses_on_itself() {
+    assert!(is_root(), "this test installs a core_pattern handler and must run as root");
+    let s = Setup::new("recurse", "");
+    let alpha = program(&s.dir, "alpha_segv", SEGV);
+    {
+        let _inst = Installed::new(&s.config);
+        // A coresnap process crashes (here: the daemon, killed by SIGABRT; a SIGSEGV
+        // sent by kill(2) is swallowed by Rust's stack-overflow handler).
+        let mut d = Daemon::start(&s.config, &s.dir.join("d.log"));
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(d.child.id() as i32, libc::SIGABRT) };
+        let st = d.child.wait().expect("wait");
+        assert_eq!(st.signal(), Some(libc::SIGABRT));
+        // A tracer started by the daemon crashes (marked by BT_CORESNAP_TRACER).
+        wait_crash(start_crash(&alpha, &[("BT_CORESNAP_TRACER", "1")]));
+        s.wait_for("two crashes recorded", 10, || s.stage("pending").len() == 2);
+    }
+    let mut reasons: Vec<String> = s
+        .stage("pending")
+        .iter()
+        .map(|u| {
+            let m: serde_json::Value = serde_json::from_slice(&fs::read(s.archive.join("pending").join(u).join("meta.json")).expect("meta")).expect("json");
+            assert_eq!(m["core"]["state"], "dropped", "{m}");
+            assert!(!s.archive.join("pending").join(u).join("core").exists());
+            m["core"]["reason"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    reasons.sort();
+    assert!(reasons[0].contains("coresnap tracer") && reasons[1].contains("coresnap itself"), "{reasons:?}");
+    let _ = fs::remove_dir_all(&s.dir);
+}
