@@ -580,3 +580,17 @@ fn the_collector_never_recurses_on_itself() {
     assert!(reasons[0].contains("coresnap tracer") && reasons[1].contains("coresnap itself"), "{reasons:?}");
     let _ = fs::remove_dir_all(&s.dir);
 }
+
+#[test]
+fn purge_age_removes_old_crashes_unless_disabled() {
+    for (extra, kept) in [("dump.quota = 100%\npurge.age = 1s\n", false), ("dump.quota = 100%\npurge.age = 1s\npurge.disabled = true\n", true)] {
+        let s = Setup::new(if kept { "purge-off" } else { "purge-on" }, extra);
+        s.feed(0, Path::new("/usr/bin/true"), b"x");
+        assert_eq!(s.once().0, 0);
+        assert_eq!(s.stage("failed").len(), 1, "a crash without core lands in failed/");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(s.once().0, 0);
+        assert_eq!(s.stage("failed").len(), usize::from(kept), "{extra}");
+        let _ = fs::remove_dir_all(&s.dir);
+    }
+}
