@@ -336,7 +336,8 @@ fn kernel_crashes_arrive_with_attributes_and_routing() {
     uuids.sort();
     uuids.dedup();
     assert_eq!(uuids.len(), 55);
-    assert_eq!(s.stage("done").len(), 55);
+    // The server acknowledges before the daemon moves the crash to done/.
+    s.wait_for("all 55 in done/", 10, || s.stage("done").len() == 55);
     let log = daemon.log();
     assert!(log.contains("traced in") && log.contains("sent to alpha as object"), "{log}");
     let (code, out, _) = bt(&["coresnap", "list", "--config", s.cfg()]);
@@ -430,6 +431,8 @@ fn quota_drops_the_core_and_keeps_the_metadata() {
     let s = Setup::new("quota", "dump.quota = 100%\n");
     let alpha = program(&s.dir, "alpha_segv", SEGV);
     let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
+    // Past exec: before it, /proc/PID still shows the test binary.
+    s.wait_for("sleep exec'd", 10, || fs::read_link(format!("/proc/{}/exe", sleeper.id())).is_ok_and(|p| p.ends_with("sleep")));
     s.feed(sleeper.id(), &alpha, &vec![7u8; 1 << 20]);
     let uuid = s.stage("pending").pop().expect("one crash");
     let dir = s.archive.join("pending").join(&uuid);
@@ -440,12 +443,19 @@ fn quota_drops_the_core_and_keeps_the_metadata() {
     assert_eq!(meta["pid"], sleeper.id());
     assert!(meta["cmdline"][0].as_str().expect("cmdline").ends_with("sleep"), "{meta}");
     assert!(dir.join("maps").exists() && dir.join("status").exists() && dir.join("limits").exists());
-    // The daemon files it under failed/ with the reason; nothing stuck; `list` reports it.
+    // The daemon reports the metadata to the store (a JSON report without stacks).
+    let _server = Serve::start(&s.data, &s.addr);
     let (code, out) = s.once();
     assert_eq!(code, 0, "{out}");
-    assert_eq!(s.stage("failed"), vec![uuid.clone()]);
+    assert_eq!(s.stage("done"), vec![uuid.clone()]);
     let (_, list, _) = bt(&["coresnap", "list", "--config", s.cfg()]);
-    assert!(list.contains(&uuid) && list.contains("no core: disk free") && list.contains("failed 1"), "{list}");
+    assert!(list.contains(&uuid) && list.contains("-ma") && list.contains("done 1"), "{list}");
+    let rows = s.objects("beta", &["application", "core.dropped", "classifiers"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], uuid.as_str());
+    assert_eq!(rows[0][1], "sleep");
+    assert!(rows[0][2].as_str().expect("core.dropped").contains("dump.quota"), "{rows:?}");
+    assert_eq!(rows[0][3], "no-core");
     // Size cap and rate limit drop the core the same way.
     let s2 = Setup::new("caps", "core.max_size = 64K\nrate.max_per_minute = 2\n");
     s2.feed(sleeper.id(), &alpha, &vec![7u8; 1 << 20]);
@@ -583,11 +593,11 @@ fn the_collector_never_recurses_on_itself() {
 
 #[test]
 fn purge_age_removes_old_crashes_unless_disabled() {
-    for (extra, kept) in [("dump.quota = 100%\npurge.age = 1s\n", false), ("dump.quota = 100%\npurge.age = 1s\npurge.disabled = true\n", true)] {
+    for (extra, kept) in [("purge.age = 1s\n", false), ("purge.age = 1s\npurge.disabled = true\n", true)] {
         let s = Setup::new(if kept { "purge-off" } else { "purge-on" }, extra);
         s.feed(0, Path::new("/usr/bin/true"), b"x");
         assert_eq!(s.once().0, 0);
-        assert_eq!(s.stage("failed").len(), 1, "a crash without core lands in failed/");
+        assert_eq!(s.stage("failed").len(), 1, "a core the tracer cannot read lands in failed/");
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(s.once().0, 0);
         assert_eq!(s.stage("failed").len(), usize::from(kept), "{extra}");

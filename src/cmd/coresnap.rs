@@ -198,11 +198,11 @@ fn list(cfg: &Config, json: bool) -> anyhow::Result<i32> {
     let mut totals = std::collections::BTreeMap::<&str, (usize, u64)>::new();
     for e in &entries {
         let m = e.meta().unwrap_or_default();
-        // c: core present, s: snapshot present, a: sent (acknowledged by the server).
+        // c: core present, s: snapshot present (m: metadata report only), a: sent.
         let flags = format!(
             "{}{}{}",
             if e.has("core") { 'c' } else { '-' },
-            if e.has("snapshot.bt") { 's' } else { '-' },
+            if e.has("snapshot.bt") { 's' } else if e.has("report.json") { 'm' } else { '-' },
             if e.has("sent.json") { 'a' } else { '-' }
         );
         let t = totals.entry(e.stage.dir()).or_default();

@@ -200,17 +200,20 @@ async fn trace(sp: &Spool, cfg: &Config, opts: &DaemonOptions, state: &Shared, e
     };
     let core = e.dir.join("core");
     if !core.exists() {
-        // Metadata only (core dropped): nothing to trace; kept for the record.
+        // Metadata only (core dropped): nothing to trace, but the crash is still
+        // reported, as a Backtrace-style JSON report without stacks.
         let why = match &m.core {
             CoreState::Dropped(r) => r.clone(),
             _ => "no core".into(),
         };
-        let _ = fs::write(e.dir.join("error"), format!("no core: {why}\n"));
-        match sp.advance(e, Stage::Failed) {
-            Ok(_) => say(cfg, &format!("crash {} ({}) kept metadata only: {why}", e.uuid, m.exe_name())),
+        let report = metadata_report(cfg, &m, &why);
+        if let Err(err) = spool::write_atomic(&e.dir, "report.json", report.to_string().as_bytes()) {
+            return fail(sp, cfg, e, &format!("no core ({why}), and writing its report: {err}"));
+        }
+        match sp.advance(e, Stage::Sending) {
+            Ok(_) => say(cfg, &format!("crash {} ({}) has no core ({why}); its metadata will be reported", e.uuid, m.exe_name())),
             Err(err) => say(cfg, &format!("crash {}: {err}", e.uuid)),
         }
-        lock(state).summary.failed += 1;
         return;
     }
     let out = e.dir.join(".snapshot.tmp");
@@ -263,6 +266,36 @@ async fn trace(sp: &Spool, cfg: &Config, opts: &DaemonOptions, state: &Shared, e
     }
 }
 
+/// A JSON report (the store's `format=json`) of a crash whose core was dropped.
+fn metadata_report(cfg: &Config, m: &Meta, why: &str) -> serde_json::Value {
+    let mut attrs = serde_json::Map::new();
+    for (k, v) in attributes(cfg, m) {
+        attrs.insert(k, serde_json::Value::String(v));
+    }
+    let mut put = |k: &str, v: serde_json::Value| {
+        attrs.insert(k.to_string(), v);
+    };
+    put("application", m.exe_name().into());
+    put("hostname", m.hostname.clone().into());
+    put("pid", m.pid.into());
+    put("signal", m.signal.into());
+    put("exe", m.exe.clone().into());
+    put("cmdline", m.cmdline.join(" ").into());
+    put("core.dropped", why.into());
+    let tid = if m.tid > 0 { m.tid } else { m.pid };
+    serde_json::json!({
+        "uuid": m.uuid,
+        "timestamp": m.time,
+        "lang": "c",
+        "agent": "bt-coresnap",
+        "agentVersion": env!("CARGO_PKG_VERSION"),
+        "mainThread": tid.to_string(),
+        "threads": {tid.to_string(): {"name": m.comm, "fault": true, "stack": []}},
+        "attributes": attrs,
+        "classifiers": ["no-core"],
+    })
+}
+
 fn fail(sp: &Spool, cfg: &Config, e: &Entry, why: &str) {
     let _ = fs::write(e.dir.join("error"), format!("{why}\n"));
     match sp.advance(e, Stage::Failed) {
@@ -305,8 +338,9 @@ async fn send(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry) {
     {
         return finish(sp, cfg, state, e, &m, &project, &format!("{{\"_rxid\":\"{id}\",\"recovered\":true}}"), t0);
     }
+    let (file, format) = if e.has("snapshot.bt") { ("snapshot.bt", "snapshot") } else { ("report.json", "json") };
     let body = match smol::unblock({
-        let p = e.dir.join("snapshot.bt");
+        let p = e.dir.join(file);
         move || fs::read(p)
     })
     .await
@@ -314,12 +348,13 @@ async fn send(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry) {
         Ok(b) => b,
         Err(err) => {
             lock(state).summary.failed += 1;
-            return fail(sp, cfg, e, &format!("reading the snapshot: {err}"));
+            return fail(sp, cfg, e, &format!("reading {file}: {err}"));
         }
     };
     let _ = spool::write_atomic(&e.dir, "attempt", spool::now_ms().to_string().as_bytes());
-    let path = format!("/api/post?token={}&format=snapshot", enc(&token));
-    let r = match http_post(url, &path, "application/octet-stream", &body).await {
+    let path = format!("/api/post?token={}&format={format}", enc(&token));
+    let ctype = if format == "json" { "application/json" } else { "application/octet-stream" };
+    let r = match http_post(url, &path, ctype, &body).await {
         Err(err) => Sent::Later(err),
         Ok((200, b)) => Sent::Ok(String::from_utf8_lossy(&b).into_owned()),
         Ok((s, b)) if s == 429 || s >= 500 => Sent::Later(format!("server answered {s}: {}", String::from_utf8_lossy(&b))),

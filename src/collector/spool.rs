@@ -6,6 +6,7 @@
 //!                      core        the core (absent when dropped; core.partial while streaming)
 //!                      maps status limits   copies of /proc/PID/* taken before reaping
 //! ARCHIVE/sending/UUID/snapshot.bt the tracer's snapshot, waiting for the server
+//!                      report.json  or, when the core was dropped, a JSON report of the metadata
 //! ARCHIVE/done/UUID/sent.json      the server's answer
 //! ARCHIVE/failed/UUID/error        why (the tracer's error, the server's refusal)
 //! ```
@@ -199,6 +200,7 @@ impl Spool {
         if e.has("core") {
             let _ = fs::remove_file(e.dir.join("snapshot.bt"));
         }
+        let to = if !e.has("core") && e.has("report.json") { Stage::Sending } else { to };
         if e.stage == to { Ok(e.clone()) } else { self.advance(e, to) }
     }
 }
