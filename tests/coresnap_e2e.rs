@@ -23,6 +23,16 @@ const PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
 
 /// A short scratch directory: the config path ends up in core_pattern (127 bytes max).
 fn short_scratch(name: &str) -> PathBuf {
+    // Leftovers of earlier runs whose process is gone (a failed test keeps its files).
+    if let Ok(rd) = fs::read_dir("/tmp") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let pid = n.strip_prefix("btcs-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let d = PathBuf::from(format!("/tmp/btcs-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
