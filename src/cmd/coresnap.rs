@@ -157,13 +157,20 @@ fn ingest_cmd(raw: &[String]) -> i32 {
         let mut lock = stdin.lock();
         ingest::ingest(&config, &args, problems, &mut lock)
     }));
-    match outcome {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            ingest::log(&archive, &format!("crash of pid {} LOST: {e}", args.pid));
-            eprintln!("coresnap ingest: {e}");
+    let failure = match outcome {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the handler panicked".to_string()),
+    };
+    if let Some(why) = failure {
+        // Metadata from the arguments alone, so the crash is still counted.
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ingest::record_minimal(&config, &args, &why)));
+        match again {
+            Ok(Ok(dir)) => ingest::log(&archive, &format!("crash of pid {}: {why}; minimal metadata in {}", args.pid, dir.display())),
+            Ok(Err(e)) => ingest::log(&archive, &format!("crash of pid {} LOST: {why}; then {e}", args.pid)),
+            Err(_) => ingest::log(&archive, &format!("crash of pid {} LOST: {why}; then a panic", args.pid)),
         }
-        Err(_) => ingest::log(&archive, &format!("crash of pid {}: the handler panicked", args.pid)),
+        eprintln!("coresnap ingest: {why}");
     }
     super::exit::OK
 }

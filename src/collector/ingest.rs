@@ -143,6 +143,36 @@ pub fn ingest(config: &Config, args: &CrashArgs, mut problems: Vec<String>, stdi
     Ok(Ingested { uuid, dir, core: state, bytes })
 }
 
+/// The last resort when [`ingest`] failed or panicked: metadata from the arguments
+/// alone, no /proc, no core, so the crash is still counted.
+pub fn record_minimal(config: &Config, args: &CrashArgs, why: &str) -> Result<PathBuf, spool::SpoolError> {
+    let sp = Spool::new(&config.archive);
+    sp.create_dirs()?;
+    let uuid = spool::new_uuid();
+    let hidden = sp.stage_dir(spool::Stage::Pending).join(format!(".{uuid}"));
+    fs::create_dir(&hidden).map_err(spool::io("creating", &hidden))?;
+    let meta = Meta {
+        uuid: uuid.clone(),
+        time: args.time,
+        archived_ms: spool::now_ms(),
+        pid: args.pid,
+        tid: args.tid,
+        uid: args.uid,
+        gid: args.gid,
+        signal: args.signal,
+        hostname: args.hostname.clone(),
+        exe: args.exe.clone(),
+        core: CoreState::Dropped(format!("the handler failed: {why}")),
+        handler_pid: std::process::id(),
+        handler_done: true,
+        ..Default::default()
+    };
+    spool::write_meta(&hidden, &meta)?;
+    let dir = sp.stage_dir(spool::Stage::Pending).join(&uuid);
+    fs::rename(&hidden, &dir).map_err(spool::io("moving", &hidden))?;
+    Ok(dir)
+}
+
 pub fn describe(s: &CoreState) -> String {
     match s {
         CoreState::Writing => "being written".into(),
@@ -380,6 +410,8 @@ mod tests {
         assert!(!r.dir.join("core").exists() && !r.dir.join("core.partial").exists());
         let m = spool::read_meta(&r.dir).unwrap();
         assert!(m.handler_done);
+        let m = spool::read_meta(&record_minimal(&c, &args, "test").unwrap()).unwrap();
+        assert!(m.handler_done && matches!(m.core, CoreState::Dropped(_)));
         let _ = fs::remove_dir_all(&root);
     }
 }
