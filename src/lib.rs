@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod cmd;
+pub mod collector;
 pub mod dedup;
 pub mod server;
 pub mod snapshot;
