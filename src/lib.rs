@@ -6,6 +6,7 @@
 
 pub mod cmd;
 pub mod dedup;
+pub mod query;
 pub mod server;
 pub mod snapshot;
 pub mod store;
