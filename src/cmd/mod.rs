@@ -2,6 +2,7 @@
 //! library. [`dispatch`] is the one place that decides the exit code.
 
 pub mod coroner;
+pub mod morgue;
 pub mod ptrace;
 pub mod rules;
 
@@ -32,7 +33,7 @@ pub const APPLETS: &[Applet] = &[
     Applet { name: "coresnap", about: "crash collector: core_pattern handler, spool and sender daemon", run: None },
     Applet { name: "coroner", about: "object store server: ingest, deduplicate, index, query", run: Some(coroner::run) },
     Applet { name: "serve", about: "alias of coroner", run: Some(coroner::run) },
-    Applet { name: "morgue", about: "query CLI for the object store", run: None },
+    Applet { name: "morgue", about: "query CLI: login, list/group/filter/aggregate, describe, get, put, delete", run: Some(morgue::run) },
     Applet { name: "hydra", about: "terminal viewer of one snapshot", run: None },
     Applet { name: "rules", about: "deduplication rules: fingerprint, explain, check, eval", run: Some(rules::run) },
 ];
