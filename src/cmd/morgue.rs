@@ -250,7 +250,13 @@ fn split_equals(raw: &[String]) -> Vec<String> {
     out
 }
 
+const USAGE: &str = "usage: bt morgue login URL | logout | list PROJECT | describe PROJECT | get PROJECT OBJECT | put PROJECT FILE | delete PROJECT (bt morgue --help, bt morgue list --help)";
+
 pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
+    if raw.is_empty() {
+        eprintln!("{USAGE}");
+        return Ok(super::exit::USAGE);
+    }
     let args: Args = match super::parse_args(name, &split_equals(raw)) {
         Ok(a) => a,
         Err(code) => return Ok(code),

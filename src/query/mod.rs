@@ -31,7 +31,7 @@ pub enum MorgueError {
     SessionExpired { url: String },
     #[error("{url} refused the credential (unauthorized): check the token, or run bt morgue login {url}")]
     Unauthorized { url: String },
-    #[error("{url}: not allowed on project {project} (forbidden)")]
+    #[error("{url}: forbidden on project {project} (the credential does not cover this project or this action)")]
     Forbidden { url: String, project: String },
     #[error("login to {url} as {user} failed: wrong user name or password")]
     LoginFailed { url: String, user: String },
