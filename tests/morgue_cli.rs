@@ -169,7 +169,7 @@ fn check_list(env: &Env) {
         assert_eq!(r["last"], json!(ts.iter().max()));
         assert!((r["share"].as_f64().expect("share") - ts.len() as f64 / CRASHES.len() as f64).abs() < 1e-9);
         assert_eq!(r["callstack"][0], json!(format!("crash_site_{g} (app.c:10)")), "{r}");
-        let class = if g % 2 == 0 { "null-dereference" } else { "invalid-write" };
+        let class = if g.is_multiple_of(2) { "null-dereference" } else { "invalid-write" };
         assert_eq!(r["classifiers"], json!([class]));
         // Without a window the buckets span the data: oldest to newest crash of all groups.
         let all: Vec<i64> = CRASHES.iter().map(|c| env.ts(c)).collect();

@@ -350,7 +350,8 @@ mod tests {
 
     #[test]
     fn filters() {
-        let cases: &[(&str, Option<(&str, &str, &str)>)] = &[
+        type Case<'a> = (&'a str, Option<(&'a str, &'a str, &'a str)>);
+        let cases: &[Case] = &[
             ("hostname,equal,db1", Some(("hostname", "equal", "db1"))),
             ("hostname,eq,db1", Some(("hostname", "equal", "db1"))),
             ("callstack,contains,a,b", Some(("callstack", "contains", "a,b"))),
