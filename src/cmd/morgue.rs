@@ -441,15 +441,15 @@ fn backend(data: Option<&Path>, url: Option<&str>, token: Option<&str>) -> Resul
             (None, None) => return Err(MorgueError::BadFlag("--token needs --url (or a login session)".into())),
         };
         return Ok(match (token, &sess) {
-            (Some(t), _) => Backend::Remote(Remote::new(&url, t, "token", false)),
-            (None, Some(s)) if s.url == url => Backend::Remote(Remote::new(&url, &s.token, &s.user, true)),
+            (Some(t), _) => Backend::Remote(Remote::new(&url, t, "token", false)?),
+            (None, Some(s)) if s.url == url => Backend::Remote(Remote::new(&url, &s.token, &s.user, true)?),
             (None, _) => {
                 return Err(MorgueError::BadFlag(format!("not logged in to {url}: run bt morgue login {url}, or give --token")));
             }
         });
     }
     if let Some(s) = sess {
-        return Ok(Backend::Remote(Remote::new(&s.url, &s.token, &s.user, true)));
+        return Ok(Backend::Remote(Remote::new(&s.url, &s.token, &s.user, true)?));
     }
     let dir = super::coroner::default_data_dir();
     if dir.join(crate::store::DB_FILE).exists() {

@@ -27,6 +27,8 @@ pub enum MorgueError {
     BadFlag(String),
     #[error("cannot reach {url}: {reason} (is bt serve running there?)")]
     Unreachable { url: String, reason: String },
+    #[error("TLS with {url} failed: {reason} (a private CA? point SSL_CERT_FILE at its PEM certificate)")]
+    Tls { url: String, reason: String },
     #[error("the session for {url} has expired or was revoked: run bt morgue login {url}")]
     SessionExpired { url: String },
     #[error("{url} refused the credential (unauthorized): check the token, or run bt morgue login {url}")]

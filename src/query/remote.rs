@@ -54,14 +54,32 @@ pub fn normalize_url(url: &str) -> Result<String, MorgueError> {
     Ok(u)
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// The HTTP agent. With TLS built in, `SSL_CERT_FILE` (PEM) replaces the bundled
+/// web PKI roots, for servers with a private or self-signed certificate.
+fn agent() -> Result<ureq::Agent, MorgueError> {
+    #[allow(unused_mut)]
+    let mut b = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_global(Some(Duration::from_secs(300)))
-        .max_redirects(0)
-        .build()
-        .into()
+        .max_redirects(0);
+    #[cfg(feature = "tls")]
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        use ureq::tls::{PemItem, RootCerts, TlsConfig};
+        let path = std::path::PathBuf::from(path);
+        let pem = std::fs::read(&path).map_err(|e| MorgueError::Io { path: path.clone(), source: e })?;
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(MorgueError::BadFlag(format!("{} (SSL_CERT_FILE) holds no PEM certificate", path.display())));
+        }
+        b = b.tls_config(TlsConfig::builder().root_certs(RootCerts::Specific(std::sync::Arc::new(certs))).build());
+    }
+    Ok(b.build().into())
 }
 
 fn transport(url: &str, e: ureq::Error) -> MorgueError {
@@ -73,6 +91,9 @@ fn transport(url: &str, e: ureq::Error) -> MorgueError {
         ureq::Error::Io(io) => io.to_string(),
         other => other.to_string(),
     };
+    if reason.contains("certificate") || reason.to_ascii_lowercase().contains("tls") {
+        return MorgueError::Tls { url: url.to_string(), reason };
+    }
     MorgueError::Unreachable { url: url.to_string(), reason }
 }
 
@@ -87,7 +108,7 @@ fn message(body: &[u8]) -> String {
 /// Logs in; returns the session token.
 pub fn login(url: &str, user: &str, password: &str) -> Result<String, MorgueError> {
     let body = json!({"username": user, "password": password}).to_string();
-    let resp = agent()
+    let resp = agent()?
         .post(format!("{url}/api/login"))
         .header("Content-Type", "application/json")
         .send(body.as_bytes())
@@ -105,8 +126,14 @@ pub fn login(url: &str, user: &str, password: &str) -> Result<String, MorgueErro
 }
 
 impl Remote {
-    pub fn new(url: &str, token: &str, user: &str, from_session: bool) -> Remote {
-        Remote { agent: agent(), url: url.to_string(), token: token.to_string(), user: user.to_string(), from_session }
+    pub fn new(url: &str, token: &str, user: &str, from_session: bool) -> Result<Remote, MorgueError> {
+        Ok(Remote {
+            agent: agent()?,
+            url: url.to_string(),
+            token: token.to_string(),
+            user: user.to_string(),
+            from_session,
+        })
     }
 
     /// One request; answers other than 2xx become errors naming `project`.
