@@ -247,6 +247,11 @@ fn check_list(env: &Env) {
         let v = env.json(&["list", "p", "--filter", filter]);
         assert_eq!(v["objects"], want, "{filter}");
     }
+    // Time filters take durations ago (and dates): the last 1000 s hold 4 crashes.
+    let v = env.json(&["list", "p", &format!("--filter=timestamp,at-least,{}", env.base - 1000)]);
+    assert_eq!(v["objects"], 4);
+    let v = env.json(&["list", "p", "--filter=timestamp,at-least,2000-01-01", "--filter=timestamp,less-than,5h"]);
+    assert_eq!(v["objects"], 1, "only the crash 20000 s ago is older than 5h");
     let v = env.json(&["list", "p", "--filter=hostname,eq,host-b", "--filter=build,ge,20"]);
     assert_eq!(v["objects"], 2, "filters combine with and");
 

@@ -390,6 +390,10 @@ fn window(age: Option<&str>, time: Option<&str>, now: i64) -> Result<(Option<i64
     }
 }
 
+fn parse_filters(raw: &[String], now: i64) -> Result<Vec<flags::Filter>, MorgueError> {
+    raw.iter().map(|f| flags::parse_filter(f).and_then(|f| flags::resolve_time_filter(f, now))).collect()
+}
+
 fn list_spec(a: &ListArgs, now: i64) -> Result<ListSpec, MorgueError> {
     if [a.table, a.json, a.csv].iter().filter(|x| **x).count() > 1 {
         return Err(MorgueError::BadFlag("--table, --json and --csv exclude each other".into()));
@@ -416,7 +420,7 @@ fn list_spec(a: &ListArgs, now: i64) -> Result<ListSpec, MorgueError> {
         return Err(MorgueError::BadFlag("folds (--histogram, --unique, …) summarise groups: not with --select".into()));
     }
     Ok(ListSpec {
-        filters: a.filter.iter().map(|f| flags::parse_filter(f)).collect::<Result<_, _>>()?,
+        filters: parse_filters(&a.filter, now)?,
         factor: a.factor.clone(),
         select: a.select.clone(),
         folds,
@@ -491,7 +495,7 @@ fn login(name: &str, a: &LoginArgs) -> anyhow::Result<()> {
 
 fn delete(name: &str, a: &DeleteArgs, now: i64) -> anyhow::Result<()> {
     let spec = ListSpec {
-        filters: a.filter.iter().map(|f| flags::parse_filter(f)).collect::<Result<_, _>>()?,
+        filters: parse_filters(&a.filter, now)?,
         window: window(a.age.as_deref(), a.time.as_deref(), now)?,
         ..Default::default()
     };

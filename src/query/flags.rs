@@ -69,6 +69,18 @@ pub fn parse_filter(s: &str) -> Result<Filter, MorgueError> {
     Ok(Filter { attr: attr.to_string(), op, value })
 }
 
+/// A filter on a time attribute (`timestamp`, `received`) may name its value as a
+/// date or a duration ago (`timestamp,at-least,2024-01-01`, `timestamp,less-than,7d`);
+/// it is turned into Unix seconds here, as the store compares numbers.
+pub fn resolve_time_filter(f: Filter, now: i64) -> Result<Filter, MorgueError> {
+    let ordered = matches!(f.op, "equal" | "not-equal" | "at-least" | "greater-than" | "at-most" | "less-than");
+    if !["timestamp", "received"].contains(&f.attr.as_str()) || !ordered || f.value.trim().parse::<i64>().is_ok() {
+        return Ok(f);
+    }
+    let value = parse_instant(&f.value, now)?.to_string();
+    Ok(Filter { value, ..f })
+}
+
 /// `90s`, `15m`, `12h`, `30d`, `2w`, `1M` (30 days), `1y` (365 days); a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<i64, MorgueError> {
     let t = s.trim();
@@ -402,6 +414,17 @@ mod tests {
         assert_eq!(parse_time_range("2d..1d", now).unwrap(), (Some(now - 172_800), Some(now - 86_400)));
         assert!(parse_time_range("200..100", now).is_err());
         assert!(parse_time_range("200", now).is_err());
+    }
+
+    #[test]
+    fn time_filters_take_dates() {
+        let now = 1_700_000_000;
+        let f = |s: &str| resolve_time_filter(parse_filter(s).unwrap(), now).map(|f| f.value);
+        assert_eq!(f("timestamp,at-least,2023-11-14").unwrap(), "1699920000");
+        assert_eq!(f("received,less-than,1d").unwrap(), (now - 86_400).to_string());
+        assert_eq!(f("timestamp,at-least,100").unwrap(), "100");
+        assert_eq!(f("hostname,equal,2023-11-14").unwrap(), "2023-11-14");
+        assert!(f("timestamp,at-least,tuesday").unwrap_err().to_string().contains("bad time"));
     }
 
     #[test]
