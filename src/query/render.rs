@@ -296,7 +296,13 @@ fn clip(s: &str, w: usize) -> String {
 /// A fingerprint is long: its first 16 digits name it well enough in a table.
 fn short_key(key: &Json, factor: &str) -> String {
     let s = plain(key);
-    if factor == "fingerprint" && s.len() > 16 { s[..16].to_string() } else if s.is_empty() { "(unset)".into() } else { s }
+    if factor == "fingerprint" && s.chars().count() > 16 {
+        s.chars().take(16).collect()
+    } else if s.is_empty() {
+        "(unset)".into()
+    } else {
+        s
+    }
 }
 
 /// A JSON value as plain text: strings unquoted, null empty, arrays and objects as JSON.
