@@ -61,6 +61,8 @@ pub(crate) struct Entry {
     debug_file: OnceLock<Option<Image>>,
     dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
     symbols: OnceLock<names::SymbolIndex>,
+    /// Data-object symbols, indexed when a pointer value first needs a name.
+    data_symbols: OnceLock<names::SymbolIndex>,
     /// Location lists, loaded when a variable first needs them.
     locs: OnceLock<Option<gimli::LocationLists<elf::Reader>>>,
     /// Unwind caches of this module, owned by the unwinder.
@@ -544,6 +546,7 @@ impl Entry {
             dwarf: OnceLock::new(),
             symbols: OnceLock::new(),
             locs: OnceLock::new(),
+            data_symbols: OnceLock::new(),
             unwind: Default::default(),
             no_debug_reported: AtomicBool::new(false),
         }

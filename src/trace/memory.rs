@@ -83,7 +83,9 @@ impl<'a> Recorder<'a> {
             used += n;
             out.push(MemoryRegion { address: lo, label, bytes: buf });
         }
-        let note = (dropped > 0).then(|| format!("memory budget of {budget} bytes reached: {dropped} bytes of stacks and objects not kept"));
+        let note = (dropped > 0).then(|| {
+            format!("memory budget of {budget} bytes reached: {dropped} bytes of stacks and objects not kept")
+        });
         (out, note)
     }
 }
