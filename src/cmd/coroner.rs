@@ -190,7 +190,7 @@ fn read_password(user: &str) -> anyhow::Result<String> {
 }
 
 /// Reads a line from the terminal with echo off (restored on every path).
-fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+pub(crate) fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     eprint!("{prompt}");
     let fd = 0;
     // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed, then filled, termios.

@@ -3,6 +3,7 @@
 
 pub mod coresnap;
 pub mod coroner;
+pub mod morgue;
 pub mod ptrace;
 pub mod rules;
 
@@ -34,7 +35,7 @@ pub const APPLETS: &[Applet] = &[
     Applet { name: "coresnapd", about: "alias of coresnap daemon", run: Some(coresnap::run) },
     Applet { name: "coroner", about: "object store server: ingest, deduplicate, index, query", run: Some(coroner::run) },
     Applet { name: "serve", about: "alias of coroner", run: Some(coroner::run) },
-    Applet { name: "morgue", about: "query CLI for the object store", run: None },
+    Applet { name: "morgue", about: "query CLI: login, list/group/filter/aggregate, describe, get, put, delete", run: Some(morgue::run) },
     Applet { name: "hydra", about: "terminal viewer of one snapshot", run: None },
     Applet { name: "rules", about: "deduplication rules: fingerprint, explain, check, eval", run: Some(rules::run) },
 ];

@@ -8,6 +8,7 @@
 //! | `POST /api/query?project=P` | query | run a query |
 //! | `GET /api/get?project=P&object=ID[&attachment=NAME]` | object | download |
 //! | `POST`/`DELETE /api/delete?project=P` | admin | delete the objects a filter selects |
+//! | `GET /api/describe?project=P` | query | the attributes of a project and their types |
 //! | `GET /api/health` | — | liveness |
 
 pub mod http;
@@ -169,7 +170,12 @@ impl Api {
             ("POST", "/api/query") => self.query(req),
             ("GET" | "HEAD", "/api/get") => self.get(req),
             ("POST" | "DELETE", "/api/delete") => self.delete(req),
-            (_, "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete") => {
+            ("GET", "/api/describe") => self.describe(req),
+            (
+                _,
+                "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete"
+                | "/api/describe",
+            ) => {
                 err(405, "method not allowed")
             }
             _ => err(404, "no such endpoint"),
@@ -308,6 +314,23 @@ impl Api {
                     o.insert("response".into(), json!("ok"));
                 }
                 ok(v)
+            }
+            Err(e) => store_error(e),
+        }
+    }
+
+    fn describe(&self, req: &mut Request<'_>) -> Outcome {
+        let project = match self.authorize(req, Scope::Query) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        match self.store.describe(&project) {
+            Ok(attrs) => {
+                let attrs: Vec<Json> = attrs
+                    .into_iter()
+                    .map(|(name, ty, set)| json!({"name": name, "type": ty.as_str(), "objects": set}))
+                    .collect();
+                ok(json!({"response": "ok", "project": project, "attributes": attrs}))
             }
             Err(e) => store_error(e),
         }

@@ -490,6 +490,30 @@ impl Store {
         query::run(p, q)
     }
 
+    /// The attributes of a project: name, type, and how many live objects have a value.
+    pub fn describe(&self, project: &str) -> Result<Vec<(String, AttrType, u64)>, StoreError> {
+        let index = self.index()?;
+        let p = index.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        let mut out: Vec<(String, AttrType, u64)> = p
+            .attrs
+            .iter()
+            .map(|a| {
+                let set = (0..p.ids.len())
+                    .filter(|&row| {
+                        p.alive[row]
+                            && match &a.column {
+                                index::Column::Str(c) => c[row] != 0,
+                                index::Column::Int(c) => c[row] != index::UNSET_INT,
+                            }
+                    })
+                    .count() as u64;
+                (a.name.clone(), a.ty, set)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// Ids of the live objects a query's filter selects.
     pub fn select_ids(&self, project: &str, q: &query::Query) -> Result<Vec<u64>, StoreError> {
         let index = self.index()?;

@@ -86,6 +86,9 @@ pub enum FoldOp {
     Histogram,
     Distribution(usize),
     Bin(usize),
+    /// `["bin", n, from, to]`: n buckets over a fixed range (values outside are not
+    /// counted), so every group's buckets line up with a requested time window.
+    BinRange(usize, i64, i64),
 }
 
 impl FoldOp {
@@ -114,6 +117,18 @@ impl FoldOp {
             "mean" => FoldOp::Mean,
             "histogram" => FoldOp::Histogram,
             "distribution" => FoldOp::Distribution(arg(5)?),
+            "bin" if spec.len() >= 4 => {
+                let edge = |i: usize| -> Result<i64, StoreError> {
+                    spec.get(i)
+                        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(parse_int)))
+                        .ok_or_else(|| bad("fold bin: from and to must be integers"))
+                };
+                let (lo, hi) = (edge(2)?, edge(3)?);
+                if hi <= lo {
+                    return Err(bad("fold bin: the range must end after it starts"));
+                }
+                FoldOp::BinRange(arg(32)?, lo, hi)
+            }
             "bin" => FoldOp::Bin(arg(32)?),
             other => return Err(bad(format!("unknown fold {other:?}"))),
         })
@@ -132,7 +147,7 @@ impl FoldOp {
             FoldOp::Mean => "mean",
             FoldOp::Histogram => "histogram",
             FoldOp::Distribution(_) => "distribution",
-            FoldOp::Bin(_) => "bin",
+            FoldOp::Bin(_) | FoldOp::BinRange(..) => "bin",
         }
     }
 }
@@ -540,7 +555,7 @@ impl Fold<'_> {
             FoldOp::Range | FoldOp::Min | FoldOp::Max => Acc::MinMax(None),
             FoldOp::Sum | FoldOp::Mean => Acc::Sum(0.0, 0),
             FoldOp::Histogram | FoldOp::Distribution(_) => Acc::Hist(Default::default()),
-            FoldOp::Bin(_) => Acc::Bin(Vec::new()),
+            FoldOp::Bin(_) | FoldOp::BinRange(..) => Acc::Bin(Vec::new()),
         }
     }
 
@@ -594,7 +609,7 @@ impl Fold<'_> {
         let Some(attr) = self.attr else {
             return match self.op {
                 FoldOp::Count | FoldOp::Unique => (json!(0), Some(0.0)),
-                FoldOp::Histogram | FoldOp::Bin(_) => (json!([]), None),
+                FoldOp::Histogram | FoldOp::Bin(_) | FoldOp::BinRange(..) => (json!([]), None),
                 _ => (Json::Null, None),
             };
         };
@@ -638,11 +653,18 @@ impl Fold<'_> {
                 }
             }
             Acc::Bin(vals) => {
-                let FoldOp::Bin(n) = self.op else { return (Json::Null, None) };
+                let (n, bins) = match self.op {
+                    FoldOp::Bin(n) => (n, bins),
+                    FoldOp::BinRange(n, lo, hi) => (n, Some((lo, hi))),
+                    _ => return (Json::Null, None),
+                };
                 let Some((lo, hi)) = bins else { return (json!([]), None) };
                 let width = ((hi - lo) as f64 / n as f64).max(1.0);
                 let mut counts = vec![0u64; n];
                 for &v in vals {
+                    if v < lo || v > hi {
+                        continue;
+                    }
                     let i = (((v - lo) as f64) / width) as usize;
                     counts[i.min(n - 1)] += 1;
                 }
@@ -989,6 +1011,17 @@ mod tests {
         assert_eq!(r[8], json!([100, 400]));
         assert_eq!(r[9], json!(100));
         assert_eq!(r[10], json!([[100, 200, 1], [200, 300, 1], [300, 400, 1]]));
+    }
+
+    #[test]
+    fn bins_over_a_fixed_range_line_up_across_groups() {
+        let out = run(&sample(), &q(json!({"fold": {"timestamp": [["bin", 4, 0, 400]]}}))).unwrap();
+        // f1 has 100, 200, 400; f2 has 300. Buckets [0,100) [100,200) [200,300) [300,400].
+        assert_eq!(out.json["rows"][0][1][0], json!([[0, 100, 0], [100, 200, 1], [200, 300, 1], [300, 400, 1]]));
+        assert_eq!(out.json["rows"][1][1][0], json!([[0, 100, 0], [100, 200, 0], [200, 300, 0], [300, 400, 1]]));
+        let out = run(&sample(), &q(json!({"fold": {"timestamp": [["bin", 2, 150, 250]]}}))).unwrap();
+        assert_eq!(out.json["rows"][0][1][0], json!([[150, 200, 0], [200, 250, 1]]), "outside the range: not counted");
+        assert!(Query::from_json(&json!({"fold": {"timestamp": [["bin", 2, 5, 5]]}})).is_err());
     }
 
     #[test]
