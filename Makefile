@@ -5,7 +5,7 @@ TARGET  := x86_64-unknown-linux-gnu
 CARGO_TARGET_DIR ?= target
 export CARGO_TARGET_DIR
 BIN     := $(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/bt
-APPLETS := ptrace coresnap coroner morgue hydra rules
+APPLETS := ptrace coresnap coresnapd coroner serve morgue hydra rules
 STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
 # Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers):
 # command-or-path:debian-package.
@@ -22,7 +22,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -60,7 +60,11 @@ demo: deps bt examples
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
 bench: deps bt
 	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
-	$(MAKE) bench-variables bench-store
+	$(MAKE) bench-variables bench-store bench-coresnap
+
+# Collector: handler peak RSS on a multi-GB core stream, crash-to-queryable latency.
+bench-coresnap: deps bt
+	BT=$(BIN) bench/coresnap.sh
 
 # bt with variables vs gdb's `bt full` (reuses the workloads above); snapshot vs core size.
 bench-variables: deps bt

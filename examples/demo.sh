@@ -56,4 +56,32 @@ echo "\$ bt ptrace $pid"
 echo "state after bt: $(awk '{print $3}' /proc/$pid/stat) (S = sleeping, running normally)"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
+banner "the whole platform: crashes through coresnap into bt serve, grouped"
+CS=$(mktemp -d /tmp/btcs-demo.XXXXXX)   # short: the config path goes into core_pattern
+"$BT" coroner --data "$CS/data" project create demo >/dev/null
+CS_TOKEN=$("$BT" coroner --data "$CS/data" token create demo --scope submit --scope query)
+CS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'archive.path = %s\nserver.url = http://127.0.0.1:%s\ntoken.demo = %s\nformat.1 = demo\ndump.quota = 0%%\n' \
+  "$CS/arch" "$CS_PORT" "$CS_TOKEN" > "$CS/coresnap.conf"
+echo "\$ bt serve --data $CS/data --listen 127.0.0.1:$CS_PORT &"
+"$BT" serve --data "$CS/data" --listen "127.0.0.1:$CS_PORT" > "$CS/serve.out" 2> "$CS/serve.log" & CS_SERVE=$!
+for _ in $(seq 100); do grep -q listening "$CS/serve.out" 2>/dev/null && break; sleep 0.05; done
+echo "\$ bt coresnap install --config $CS/coresnap.conf"
+"$BT" coresnap install --force --config "$CS/coresnap.conf"
+echo "(crashing: c_null twice, c_sighandler, cpp_templates, rust_panic, rust_null, c_threads)"
+for name in c_null c_null c_sighandler cpp_templates rust_panic rust_null c_threads; do
+  line=$(grep -P "^$name\t" "$HERE/crashes.tsv"); prog=$(cut -f2 <<<"$line"); args=$(cut -f3 <<<"$line")
+  [ "$args" = - ] && args=
+  { (cd "$OUT" && exec "./$prog" $args >/dev/null 2>&1); } 2>/dev/null || true
+done
+sleep 0.2
+"$BT" coresnap uninstall --config "$CS/coresnap.conf" >/dev/null
+echo "\$ bt coresnap daemon --once"
+"$BT" coresnap daemon --once --config "$CS/coresnap.conf" 2>&1 | grep -E 'traced|sent to|failed|waiting' || true
+echo "\$ bt coresnap list"
+"$BT" coresnap list --config "$CS/coresnap.conf" || true
+kill "$CS_SERVE" 2>/dev/null || true; wait "$CS_SERVE" 2>/dev/null || true
+echo "\$ bt morgue list demo --data $CS/data        # the embedded store, no server needed"
+"$BT" morgue list demo --data "$CS/data" || echo "(morgue failed: exit $?)"
+
 banner "done: cores and snapshots are in $CORES; core_pattern restored"
