@@ -48,7 +48,7 @@ pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<Context, Str
     Context::from_dwarf(dwarf).map_err(|e| e.to_string())
 }
 
-fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
+pub(crate) fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
     use gimli::SectionId::*;
     let ids = [
         DebugAbbrev, DebugAddr, DebugAranges, DebugInfo, DebugLine, DebugLineStr, DebugRanges, DebugRngLists, DebugStr,
