@@ -509,6 +509,23 @@ struct Outline {
     nodes: Vec<(usize, usize, gimli::DwTag, bool)>,
 }
 
+/// Reads through the children of the DIE at absolute `depth` whose attributes were
+/// just consumed, leaving `raw` at its next sibling (or its parent's end). A
+/// malformed entry empties the reader, which ends the outline pass.
+fn skip_subtree(raw: &mut gimli::EntriesRaw<'_, Reader>, base: isize, depth: isize, n: &mut usize) {
+    while !raw.is_empty() && base + raw.next_depth() > depth && *n < MAX_OUTLINE_DIES {
+        *n += 1;
+        let ok = match raw.read_abbreviation() {
+            Ok(Some(a)) => raw.skip_attributes(a.attributes()).is_ok(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if !ok {
+            *n = MAX_OUTLINE_DIES;
+        }
+    }
+}
+
 /// Upper bound on DIEs read by one outline pass (corrupt DWARF).
 const MAX_OUTLINE_DIES: usize = 50_000_000;
 
@@ -531,9 +548,51 @@ impl Outline {
             let Some(abbrev) = raw.read_abbreviation().ok()? else { continue };
             n += 1;
             let tag = abbrev.tag();
+            let is_function = tag == gimli::DW_TAG_subprogram;
+            if !is_function && !abbrev.has_children() {
+                raw.skip_attributes(abbrev.attributes()).ok()?;
+                continue;
+            }
+            let entered = depth == 0 || matches!(tag, gimli::DW_TAG_namespace | gimli::DW_TAG_module);
+            if !is_function && !entered {
+                // The common case (a type): skip to DW_AT_sibling in one go and jump.
+                let specs = abbrev.attributes();
+                let at = specs.iter().position(|a| a.name() == gimli::DW_AT_sibling);
+                let sibling = match at {
+                    Some(i) => {
+                        raw.skip_attributes(&specs[..i]).ok()?;
+                        match raw.read_attribute(specs[i]).ok()?.value() {
+                            gimli::AttributeValue::UnitRef(o) if o.0 > off.0 => Some(o),
+                            _ => None,
+                        }
+                    }
+                    None => None,
+                };
+                if let Some(s) = sibling {
+                    raw = uref.entries_raw(Some(s)).ok()?;
+                    base = depth;
+                    out.nodes.push((off.0, s.0, tag, false));
+                    continue;
+                }
+                // No usable sibling: finish this DIE's attributes, then read through
+                // its subtree below.
+                raw.skip_attributes(&specs[at.map_or(0, |i| i + 1)..]).ok()?;
+                skip_subtree(&mut raw, base, depth, &mut n);
+                out.nodes.push((off.0, raw.next_offset().0, tag, false));
+                continue;
+            }
             let mut sibling = None;
             let (mut low, mut high, mut size, mut ranges) = (None, None, None, None);
             for spec in abbrev.attributes() {
+                let wanted = match spec.name() {
+                    gimli::DW_AT_sibling => true,
+                    gimli::DW_AT_low_pc | gimli::DW_AT_high_pc | gimli::DW_AT_ranges => is_function,
+                    _ => false,
+                };
+                if !wanted {
+                    raw.skip_attributes(std::slice::from_ref(spec)).ok()?;
+                    continue;
+                }
                 let attr = raw.read_attribute(*spec).ok()?;
                 match (attr.name(), attr.value()) {
                     (gimli::DW_AT_sibling, gimli::AttributeValue::UnitRef(o)) => sibling = Some(o),
@@ -563,7 +622,7 @@ impl Outline {
             if !abbrev.has_children() {
                 continue;
             }
-            if depth == 0 || matches!(tag, gimli::DW_TAG_namespace | gimli::DW_TAG_module) {
+            if entered {
                 open.push((depth, off.0, tag));
                 continue;
             }
@@ -575,12 +634,7 @@ impl Outline {
                     out.nodes.push((off.0, s.0, tag, false));
                 }
                 None => {
-                    while !raw.is_empty() && base + raw.next_depth() > depth && n < MAX_OUTLINE_DIES {
-                        n += 1;
-                        if let Some(a) = raw.read_abbreviation().ok()? {
-                            raw.skip_attributes(a.attributes()).ok()?;
-                        }
-                    }
+                    skip_subtree(&mut raw, base, depth, &mut n);
                     out.nodes.push((off.0, raw.next_offset().0, tag, false));
                 }
             }
