@@ -13,6 +13,7 @@ mod lines;
 mod linetable;
 mod lookup;
 mod names;
+mod seccache;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::target::Memory;
