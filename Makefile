@@ -5,12 +5,12 @@ TARGET  := x86_64-unknown-linux-gnu
 CARGO_TARGET_DIR ?= target
 export CARGO_TARGET_DIR
 BIN     := $(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/bt
-APPLETS := ptrace coresnap coroner morgue hydra
+APPLETS := ptrace coresnap coroner morgue hydra rules
 STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
 # Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers):
 # command-or-path:debian-package.
 TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
-           objcopy:binutils strip:binutils make:make python3:python3 /usr/bin/time:time
+           objcopy:binutils strip:binutils dwz:dwz clang:clang jq:jq make:make python3:python3 /usr/bin/time:time
 # Scratch directory for the example programs of `make demo` (never the source tree).
 EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
 # Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
@@ -60,3 +60,7 @@ bench: deps bt
 
 clean:
 	cargo clean
+
+# `make corpus`: regenerate the labeled dedup corpus and score it (after `all`, so
+# that `all` stays the default goal).
+include tests/corpus/corpus.mk

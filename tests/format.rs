@@ -48,3 +48,27 @@ fn version_1_sample_reencodes_identically() {
         assert_eq!(Snapshot::decode(&s.encode().expect("encode")).expect("decode"), s);
     }
 }
+
+#[test]
+fn version_2_sample_decodes_with_variables_globals_and_memory() {
+    // A C program (examples/variables/vars.c, -O0) that crashed writing through a list.
+    let s = sample(2);
+    assert_eq!(s.signal.as_ref().map(|g| g.name.as_str()), Some("SIGSEGV"));
+    let t = &s.threads[0];
+    assert_eq!(t.frames[0].function.as_deref(), Some("crash_here"));
+    let v = |name: &str| t.frames.iter().flat_map(|f| &f.variables).find(|v| v.name == name).map(|v| v.text.clone());
+    assert_eq!(v("local_answer").as_deref(), Some("1238"));
+    assert_eq!(v("letter").as_deref(), Some("81 'Q'"));
+    assert_eq!(v("c").as_deref(), Some("BLUE"));
+    let g: Vec<(&str, &str)> = s.globals.iter().map(|g| (g.name.as_str(), g.text.as_str())).collect();
+    assert_eq!(g, [("global_counter", "42"), ("tls_value", "99")]);
+    assert!(s.memory.iter().any(|m| m.label.starts_with("stack ")));
+    assert_eq!(s.attribute("version"), Some("2.0"));
+}
+
+#[test]
+fn version_1_sample_converts_to_the_current_model() {
+    let s = sample(1);
+    assert!(s.globals.is_empty(), "version 1 had no globals");
+    assert_eq!(Snapshot::decode(&s.encode().expect("encode")).expect("decode"), s);
+}

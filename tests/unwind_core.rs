@@ -1,5 +1,5 @@
 //! Stack walking on real cores: small C programs built at test time, crashed for real
-//! (the kernel writes `core` in the program's directory: core_pattern is left alone),
+//! (core_pattern points at the program's directory while it crashes, then is restored),
 //! unwound with `bt::trace::trace_core` and compared with `gdb -batch` frame by frame
 //! (function and line), plus walks gdb cannot be compared with (caps, missing CFI).
 
@@ -8,9 +8,12 @@ use bt::trace::{trace_core, TraceOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 fn scratch(name: &str) -> PathBuf {
     // One directory per test, replaced by the next run (kept after a failure to look at).
-    let d = std::env::temp_dir().join(format!("bt-unwind-{name}"));
+    // The name carries "bt-cores-": the shared core_pattern guard only points there.
+    let d = std::env::temp_dir().join(format!("bt-cores-unwind-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
@@ -23,17 +26,15 @@ fn run(cmd: &mut Command) -> String {
 }
 
 /// Builds `src` (C, or assembly appended with `asm`) with `flags` and crashes it in
-/// `dir`. Returns (exe, core), or None when the kernel wrote no core here (a
-/// core_pattern piping elsewhere): the test then has nothing to check.
-fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBuf, PathBuf)> {
+/// `dir` with core_pattern pointed at `dir`. Returns (exe, core); no core is a failure.
+fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> (PathBuf, PathBuf) {
     let dir = scratch(name);
     let c = dir.join("prog.c");
     std::fs::write(&c, src).expect("write source");
     let exe = dir.join("prog");
     run(Command::new("gcc").args(flags).arg("-o").arg(&exe).arg(&c));
-    // Other suites point core_pattern elsewhere for a while under this lock; crash while
-    // holding it so the pattern cannot change between the crash and the lookup.
-    let _lock = PatternLock::acquire();
+    // Sets core_pattern under the suites' shared lock and restores it on drop.
+    let _pattern = common::CorePatternGuard::set(&dir);
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("echo $$; ulimit -c unlimited; exec ./prog {}", args.join(" ")))
@@ -42,31 +43,12 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(PathBu
         .expect("run the crasher");
     let pid = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
     let core = find_core(&dir, &pid);
-    if core.is_none() {
-        eprintln!("no core found for {} (core_pattern {:?}); skipping", dir.display(), std::fs::read_to_string("/proc/sys/kernel/core_pattern"));
-    }
-    Some((exe, core?))
+    let core = core.unwrap_or_else(|| {
+        panic!("no core written in {} (core_pattern {:?})", dir.display(), std::fs::read_to_string("/proc/sys/kernel/core_pattern"))
+    });
+    (exe, core)
 }
 
-/// An exclusive flock on the lock file the core_pattern-changing tests share; held
-/// while the file stays open.
-struct PatternLock(#[allow(dead_code)] Option<std::fs::File>);
-
-impl PatternLock {
-    fn acquire() -> PatternLock {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/bt-tests-core_pattern.lock").ok();
-        if let Some(f) = &f {
-            // SAFETY: flock on a descriptor we own; released when the file closes.
-            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        }
-        PatternLock(f)
-    }
-}
-
-/// The core of `pid`: `core`/`core.PID` in `dir` (core_pattern `core`), or the file an
-/// absolute `.../core.%p`-style pattern names (set by other test suites for a while),
-/// moved into `dir`. Never changes core_pattern.
 fn find_core(dir: &Path, pid: &str) -> Option<PathBuf> {
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
     let pattern = pattern.trim();
@@ -171,7 +153,7 @@ int main(void) { signal(SIGUSR1, handler); printf("%d\n", work(3)); return 0; }
 
 #[test]
 fn crash_in_signal_handler_unwinds_through_restore_rt() {
-    let Some((exe, core)) = crash("sighandler", SIGHANDLER, &["-g", "-O0"], &[]) else { return };
+    let (exe, core) = crash("sighandler", SIGHANDLER, &["-g", "-O0"], &[]);
     let snap = compare_with_gdb(&exe, &core);
     let frames = &snap.threads[0].frames;
     let tramp = frames.iter().position(|f| f.function.as_deref() == Some("__restore_rt")).expect("trampoline frame");
@@ -193,14 +175,14 @@ int main(int argc, char **argv) { (void)argv; return (int)file(argc + 4); }
 
 #[test]
 fn omit_frame_pointer_o2_unwinds_by_cfi() {
-    let Some((exe, core)) = crash("omitfp", OMITFP, &["-g", "-O2", "-fomit-frame-pointer"], &[]) else { return };
+    let (exe, core) = crash("omitfp", OMITFP, &["-g", "-O2", "-fomit-frame-pointer"], &[]);
     let snap = compare_with_gdb(&exe, &core);
     assert!(snap.threads[0].frames[1..].iter().all(|f| f.trust == Trust::Cfi));
 }
 
 #[test]
 fn non_pie_executable() {
-    let Some((exe, core)) = crash("nopie", OMITFP, &["-g", "-O0", "-fno-pie", "-no-pie"], &[]) else { return };
+    let (exe, core) = crash("nopie", OMITFP, &["-g", "-O0", "-fno-pie", "-no-pie"], &[]);
     let snap = compare_with_gdb(&exe, &core);
     let m = snap.modules.iter().find(|m| m.is_executable).expect("executable module");
     assert_eq!(m.load_bias, 0);
@@ -214,7 +196,7 @@ int main(int argc, char **argv) { return down(argc > 1 ? atoi(argv[1]) : 10); }
 
 #[test]
 fn deep_recursion_is_capped_and_fast() {
-    let Some((exe, core)) = crash("recursion", RECURSION, &["-g", "-O0"], &["10000"]) else { return };
+    let (exe, core) = crash("recursion", RECURSION, &["-g", "-O0"], &["10000"]);
     compare_with_gdb_max(&exe, &core, 20000);
     let t = std::time::Instant::now();
     let snap = snapshot(&exe, &core, 512);
@@ -243,7 +225,7 @@ int main(void) { caller_fp(); return 0; }
 
 #[test]
 fn function_without_cfi_falls_back() {
-    let Some((exe, core)) = crash("nocfi", NO_CFI, &["-g", "-O0", "-fno-asynchronous-unwind-tables"], &[]) else { return };
+    let (exe, core) = crash("nocfi", NO_CFI, &["-g", "-O0", "-fno-asynchronous-unwind-tables"], &[]);
     let snap = snapshot(&exe, &core, 64);
     let names: Vec<_> = snap.threads[0].frames.iter().map(|f| (f.function.clone().unwrap_or_default(), f.trust)).collect();
     assert_eq!(names[0].0, "nocfi", "{names:?}");
@@ -262,7 +244,7 @@ int main(void) { call_it(); return 0; }
 
 #[test]
 fn call_through_null_pointer() {
-    let Some((exe, core)) = crash("nullcall", NULL_CALL, &["-g", "-O0"], &[]) else { return };
+    let (exe, core) = crash("nullcall", NULL_CALL, &["-g", "-O0"], &[]);
     let snap = snapshot(&exe, &core, 64);
     let frames = &snap.threads[0].frames;
     assert_eq!(frames[0].pc, 0);
@@ -272,7 +254,7 @@ fn call_through_null_pointer() {
 
 #[test]
 fn executable_with_another_build_id_is_refused() {
-    let Some((exe, core)) = crash("wrongexe", RECURSION, &["-g", "-O0", "-Wl,--build-id"], &["3"]) else { return };
+    let (exe, core) = crash("wrongexe", RECURSION, &["-g", "-O0", "-Wl,--build-id"], &["3"]);
     // Same source, different code: another build id.
     let other = exe.with_file_name("other");
     run(Command::new("gcc").args(["-g", "-O1", "-Wl,--build-id", "-o"]).arg(&other).arg(exe.with_file_name("prog.c")));
@@ -305,7 +287,7 @@ int main(void) { signal(SIGSEGV, on_segv); before(); return 0; }
 
 #[test]
 fn fault_at_function_entry_inside_signal_frame() {
-    let Some((exe, core)) = crash("entryfault", FAULT_AT_ENTRY, &["-g", "-O0"], &[]) else { return };
+    let (exe, core) = crash("entryfault", FAULT_AT_ENTRY, &["-g", "-O0"], &[]);
     let snap = compare_with_gdb(&exe, &core);
     let frames = &snap.threads[0].frames;
     let i = frames.iter().position(|f| f.function.as_deref() == Some("entry_fault")).expect("entry_fault frame");

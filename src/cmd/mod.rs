@@ -2,6 +2,7 @@
 //! library. [`dispatch`] is the one place that decides the exit code.
 
 pub mod ptrace;
+pub mod rules;
 
 use std::path::Path;
 
@@ -32,7 +33,7 @@ pub const APPLETS: &[Applet] = &[
     Applet { name: "serve", about: "alias of coroner", run: None },
     Applet { name: "morgue", about: "query CLI for the object store", run: None },
     Applet { name: "hydra", about: "terminal viewer of one snapshot", run: None },
-    Applet { name: "rules", about: "deduplication rules: fingerprint, explain, check, eval", run: None },
+    Applet { name: "rules", about: "deduplication rules: fingerprint, explain, check, eval", run: Some(rules::run) },
 ];
 
 fn find(name: &str) -> Option<&'static Applet> {

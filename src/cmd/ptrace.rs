@@ -46,6 +46,18 @@ struct Args {
     /// print the problems met while tracing in text output
     #[argh(switch)]
     problems: bool,
+    /// skip variables (parameters, locals, memory)
+    #[argh(switch)]
+    no_variables: bool,
+    /// capture variables of the faulting thread only
+    #[argh(switch)]
+    faulted: bool,
+    /// capture this global, static or thread-local variable by name (repeatable)
+    #[argh(option)]
+    global: Vec<String>,
+    /// bytes of stacks and reached heap objects kept in the snapshot (default 4 MiB; K/M/G suffixes)
+    #[argh(option)]
+    memory_budget: Option<String>,
     /// PID of a live process, or (with --core) the executable
     #[argh(positional)]
     target: Vec<String>,
@@ -61,6 +73,17 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     opts.threads = args.thread.clone();
     opts.fault_thread = args.fault_thread;
     opts.symbols.debug_dirs = args.debug_dir.clone();
+    opts.variables.mode = if args.no_variables {
+        trace::VariableMode::None
+    } else if args.faulted {
+        trace::VariableMode::Faulted
+    } else {
+        trace::VariableMode::All
+    };
+    opts.variables.globals = args.global.clone();
+    if let Some(b) = &args.memory_budget {
+        opts.variables.memory_budget = parse_size(b).with_context(|| format!("bad --memory-budget {b:?}: expected bytes with an optional K, M or G suffix"))?;
+    }
     if let Ok(defaults) = std::env::var("BACKTRACE_DEFAULTS") {
         opts.attributes.extend(trace::parse_defaults(&defaults));
     }
@@ -99,4 +122,27 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         print!("{}", render::text(&snap, &opts));
     }
     Ok(super::exit::OK)
+}
+
+/// `4096`, `64K`, `4M`, `1G` → bytes.
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1usize << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<usize>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("4096"), Some(4096));
+        assert_eq!(super::parse_size("64K"), Some(65536));
+        assert_eq!(super::parse_size("4M"), Some(4 << 20));
+        assert_eq!(super::parse_size("x"), None);
+    }
 }

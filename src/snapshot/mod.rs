@@ -4,6 +4,7 @@
 #![doc = include_str!("FORMAT.md")]
 
 mod model;
+pub mod v1;
 pub mod render;
 
 pub use model::*;
@@ -13,7 +14,7 @@ use std::io::{Read, Write};
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 6] = *b"BTSNAP";
 /// The version this build writes. Every version ever written keeps decoding.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Header: magic (6) + version (2) + compression (1) + reserved (3) + payload length (8).
 pub const HEADER_LEN: usize = 20;
 /// Refuse to decode payloads that would expand beyond this (garbage protection).
@@ -88,7 +89,8 @@ impl Snapshot {
             other => return Err(SnapshotError::UnknownCompression(other)),
         };
         match version {
-            1 => decode_body::<Snapshot>(&raw),
+            1 => decode_body::<v1::Snapshot>(&raw).map(Snapshot::from),
+            2 => decode_body::<Snapshot>(&raw),
             v => Err(SnapshotError::UnsupportedVersion(v)),
         }
     }

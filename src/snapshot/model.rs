@@ -1,4 +1,4 @@
-//! The snapshot data model (format version 1): plain data with public fields.
+//! The snapshot data model (format version 2): plain data with public fields.
 //!
 //! Every type here is encoded with bincode (positional, not self-describing), so
 //! the field order IS the wire format. Never reorder, insert or remove a field in
@@ -40,6 +40,9 @@ pub struct Snapshot {
     /// Named, versioned blobs for data a later producer adds before the model
     /// grows a field for it. Unknown keys are carried along untouched.
     pub extensions: Vec<Extension>,
+    /// Globals, statics and thread-locals asked for by name (`--global`), since
+    /// version 2. Thread-locals are read in the faulting (or first) thread.
+    pub globals: Vec<Variable>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -390,12 +393,16 @@ pub enum VariableKind {
 pub struct Variable {
     pub name: String,
     pub kind: VariableKind,
-    /// The type as the source spells it (`struct node *`, `std::string`).
+    /// The type as the source spells it (`struct node *`, `std::string`). JSON: `type`.
+    #[serde(rename = "type")]
     pub type_name: String,
     /// Where it lives, when in memory.
     pub address: Option<u64>,
-    /// The value rendered as gdb would print it.
+    /// The value rendered as gdb would print it. JSON: `value`.
+    #[serde(rename = "value")]
     pub text: String,
+    /// The structured value (pointers followed a bounded depth). JSON: `structured`.
+    #[serde(rename = "structured")]
     pub value: Value,
 }
 

@@ -35,6 +35,12 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
         out.push('\n');
         thread(&mut out, t, opts);
     }
+    if !snap.globals.is_empty() {
+        out.push_str("\nglobals:\n");
+        for v in &snap.globals {
+            let _ = writeln!(out, "  {} = {}", v.name, v.text);
+        }
+    }
     if opts.problems && !snap.problems.is_empty() {
         out.push_str("\nproblems:\n");
         for pr in &snap.problems {
@@ -63,6 +69,7 @@ fn thread(out: &mut String, t: &Thread, opts: &TextOptions) {
         // (the interrupted one); only it gets gdb's "<signal handler called>".
         let trampoline = f.signal_frame && t.frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
         frame_line(out, idx, f, trampoline);
+        // Like gdb's `bt full`: the frame's variables, indented under it.
         for v in &f.variables {
             let _ = writeln!(out, "        {} = {}", v.name, v.text);
         }

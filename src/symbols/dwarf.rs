@@ -39,13 +39,15 @@ fn needed(id: gimli::SectionId) -> bool {
 
 /// Builds the addr2line context for `image` (the module or its debug file). This
 /// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
-pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<Context, String> {
+pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<(Context, NameCache), String> {
     let mut dwarf = load_dwarf(image)?;
     if let Some(sup) = sup {
         // dwz: DIEs and strings shared between binaries live in a supplementary file.
         dwarf.set_sup(load_dwarf(sup)?);
     }
-    Context::from_dwarf(dwarf).map_err(|e| e.to_string())
+    let dwarf = std::sync::Arc::new(dwarf);
+    let ctx = Context::from_arc_dwarf(dwarf.clone()).map_err(|e| e.to_string())?;
+    Ok((ctx, NameCache { dwarf: Some(dwarf), ..Default::default() }))
 }
 
 pub(crate) fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
@@ -147,9 +149,31 @@ pub(crate) struct NameCache {
     scopes: ScopeCache,
     /// gdb-style line tables of the units looked up so far.
     lines: HashMap<usize, super::lines::UnitLines>,
+    /// Types parsed for variable values, per unit.
+    types: super::types::TypeCache,
+    /// The sections the context reads (for walking units when looking up globals).
+    pub(crate) dwarf: Option<std::sync::Arc<gimli::Dwarf<Reader>>>,
 }
 
-type ScopeCache = HashMap<usize, ScopeIndex>;
+impl NameCache {
+    /// The type cache and the scope index, borrowed together.
+    pub(crate) fn types_and_scopes(&mut self) -> (&mut super::types::TypeCache, &mut ScopeCache) {
+        (&mut self.types, &mut self.scopes)
+    }
+}
+
+/// `name` (of the DIE at `off`) prefixed with its enclosing namespaces and classes.
+pub(crate) fn scoped_name(unit: gimli::UnitRef<'_, Reader>, off: usize, name: String, scopes: &mut ScopeCache) -> String {
+    let key = unit.unit.header.offset().0;
+    let index = scopes.entry(key).or_insert_with(|| scope_index(unit).unwrap_or_default());
+    let parts: Vec<&str> = index.iter().take_while(|r| r.0 < off).filter(|r| off < r.1).map(|r| r.2.as_str()).collect();
+    if parts.is_empty() {
+        return name;
+    }
+    format!("{}::{name}", parts.join("::"))
+}
+
+pub(crate) type ScopeCache = HashMap<usize, ScopeIndex>;
 
 fn die_name(unit: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<String> {
     let v = e.attr_value(gimli::DW_AT_name)?;
@@ -196,7 +220,7 @@ fn qualified_name(unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize
 
 /// The scope DIEs (namespaces, classes, structs, unions) of one unit as offset
 /// ranges `[start, end)` covering their subtrees, with their names.
-type ScopeIndex = Vec<(usize, usize, String)>;
+pub(crate) type ScopeIndex = Vec<(usize, usize, String)>;
 
 /// One raw pass over a unit's DIEs (attributes skipped except scope names). Producers
 /// like LLVM emit no DW_AT_sibling, so per-function tree searches would re-read the

@@ -14,6 +14,11 @@ mod linetable;
 mod lookup;
 mod names;
 mod seccache;
+mod types;
+mod values;
+mod variables;
+
+pub use values::VariableOptions;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::target::Memory;
@@ -61,6 +66,8 @@ pub(crate) struct Entry {
     /// Point lookups that read only what a pc needs; `dwarf` is the exact fallback.
     lookup: OnceLock<Option<Mutex<lookup::Index>>>,
     symbols: OnceLock<names::SymbolIndex>,
+    /// Location lists, loaded when a variable first needs them.
+    locs: OnceLock<Option<gimli::LocationLists<elf::Reader>>>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
     /// The "no debug info" problem is reported once.
@@ -472,7 +479,7 @@ impl ModuleSet {
                     None => None,
                 };
                 match dwarf::context(src, sup.as_ref()) {
-                    Ok(ctx) => Some(Mutex::new((ctx, dwarf::NameCache::default()))),
+                    Ok(pair) => Some(Mutex::new(pair)),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
                         None
@@ -568,6 +575,7 @@ impl Entry {
             dwarf: OnceLock::new(),
             lookup: OnceLock::new(),
             symbols: OnceLock::new(),
+            locs: OnceLock::new(),
             unwind: Default::default(),
             no_debug_reported: AtomicBool::new(false),
         }

@@ -29,11 +29,15 @@ pub struct LiveOptions {
     /// in uninterruptible sleep (D state, e.g. stuck NFS I/O) stops only when the
     /// kernel lets it go; past this it is reported and left out.
     pub stop_timeout: Duration,
+    /// Keep the threads stopped after the copy and hand a memory that reads the live
+    /// process (copied stacks first), released through `Capture::hold`: variable
+    /// capture reads heap objects the stack copies do not hold.
+    pub hold: bool,
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        LiveOptions { max_stack_bytes: 8 << 20, stop_timeout: Duration::from_secs(5) }
+        LiveOptions { max_stack_bytes: 8 << 20, stop_timeout: Duration::from_secs(5), hold: false }
     }
 }
 
@@ -237,10 +241,20 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
         }
     }
 
-    problems.extend(att.detach_all());
-    drop(att);
+    let (memory, hold): (Box<dyn super::Memory>, Option<Box<dyn FnOnce() -> Vec<Problem>>>) = if opts.hold {
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok();
+        let release = move || {
+            let mut att = att;
+            att.detach_all()
+        };
+        (Box::new(HeldMemory { copies: memory, mem }), Some(Box::new(release)))
+    } else {
+        problems.extend(att.detach_all());
+        drop(att);
+        (Box::new(memory), None)
+    };
 
-    // The process runs again; the rest reads /proc at leisure.
+    // The process runs again (unless held); the rest reads /proc at leisure.
     let (process, p) = procfs::process_info(pid);
     problems.extend(p);
     let (environment, p) = procfs::process_environment(pid);
@@ -254,10 +268,37 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
         threads,
         maps,
         auxv,
-        memory: Box::new(memory),
+        memory,
         environment,
         problems,
+        hold,
     })
+}
+
+/// The memory of a process held stopped: the stack copies first, then the live
+/// address space through /proc/PID/mem (which also reads PROT_NONE-free pages that
+/// process_vm_readv would refuse mid-range).
+struct HeldMemory {
+    copies: CopiedMemory,
+    mem: Option<std::fs::File>,
+}
+
+impl super::Memory for HeldMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let n = self.copies.read(addr, buf);
+        if n == buf.len() {
+            return n;
+        }
+        let Some(f) = &self.mem else { return n };
+        let mut done = n;
+        while done < buf.len() {
+            match f.read_at(&mut buf[done..], addr.wrapping_add(done as u64)) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => done += k,
+            }
+        }
+        done
+    }
 }
 
 /// Refuses ourselves, maps a missing process to NoSuchProcess, and turns a thread id

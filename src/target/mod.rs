@@ -64,6 +64,10 @@ pub struct Capture {
     pub memory: Box<dyn Memory>,
     pub environment: Environment,
     pub problems: Vec<Problem>,
+    /// For a live target held stopped (`LiveOptions::hold`): lets it run again and
+    /// returns the problems of detaching. Must be called on the thread that captured
+    /// (ptrace requests belong to the attaching thread); dropping it also detaches.
+    pub hold: Option<Box<dyn FnOnce() -> Vec<Problem>>>,
 }
 
 impl Capture {

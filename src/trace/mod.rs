@@ -1,9 +1,12 @@
 //! The tracer pipeline: capture (live or core) → modules → unwind → symbolize →
 //! [`Snapshot`]. Live targets are detached inside the capture step, before any of
-//! the slow work here begins.
+//! the slow work here begins — except when variables are captured, which need the
+//! live memory: then the process stays stopped until the variables are read.
+
+mod memory;
 
 use crate::snapshot::{Attribute, Problem, Scope, Snapshot, Thread};
-use crate::symbols::{ModuleSet, SymbolOptions};
+use crate::symbols::{ModuleSet, SymbolOptions, VariableOptions};
 use crate::target::{self, live::LiveOptions, Capture, TargetError};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
@@ -20,6 +23,36 @@ pub struct TraceOptions {
     pub threads: Vec<i32>,
     /// Treat this thread as the faulting one (overrides the signal's).
     pub fault_thread: Option<i32>,
+    pub variables: VariableCapture,
+}
+
+/// Which threads get their variables captured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VariableMode {
+    /// Every thread (the `bt ptrace` default).
+    #[default]
+    All,
+    /// Only the faulting thread (`--faulted`, the collector's default).
+    Faulted,
+    /// None (`--no-variables`).
+    None,
+}
+
+/// Variables, globals and kept memory.
+#[derive(Debug, Clone)]
+pub struct VariableCapture {
+    pub mode: VariableMode,
+    pub options: VariableOptions,
+    /// Globals, statics and thread-locals by name (`--global`).
+    pub globals: Vec<String>,
+    /// Bytes of stacks and reached objects kept in `Snapshot::memory`.
+    pub memory_budget: usize,
+}
+
+impl Default for VariableCapture {
+    fn default() -> Self {
+        VariableCapture { mode: VariableMode::All, options: VariableOptions::default(), globals: Vec::new(), memory_budget: 4 << 20 }
+    }
 }
 
 /// Snapshots a running process. The process is running again when this returns.
@@ -30,7 +63,11 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, TargetError>
         // its files are reachable through /proc/PID/root whatever our namespace is.
         sym.sysroot = Some(format!("/proc/{pid}/root").into());
     }
-    let cap = target::live::capture(pid, &opts.live)?;
+    let mut live = opts.live.clone();
+    // Variables read heap objects the stack copies do not hold: keep the threads
+    // stopped until they are read (build releases them before its slow tail).
+    live.hold = opts.variables.mode != VariableMode::None || !opts.variables.globals.is_empty();
+    let cap = target::live::capture(pid, &live)?;
     Ok(build(cap, &TraceOptions { symbols: sym, ..opts.clone() }))
 }
 
@@ -46,9 +83,16 @@ pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Resul
 
 /// Turns a capture into a snapshot. Never fails: what cannot be done becomes a problem.
 pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
-    let Capture { source, process, signal, mut threads, maps, auxv, memory, environment, mut problems } = cap;
+    let Capture { source, process, signal, mut threads, maps, auxv, memory, environment, mut problems, hold } = cap;
+
+    let want_vars = |t: &target::ThreadState| match opts.variables.mode {
+        VariableMode::All => true,
+        VariableMode::Faulted => t.faulted,
+        VariableMode::None => false,
+    };
     let (modules, module_problems) = ModuleSet::load(&maps, &auxv, memory.as_ref(), &opts.symbols);
     problems.extend(module_problems);
+    let recorder = memory::Recorder::new(memory.as_ref(), Some(&modules));
 
     if let Some(tid) = opts.fault_thread {
         for t in threads.iter_mut() {
@@ -63,7 +107,10 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
 
     let walk_one = |t: &target::ThreadState| -> (Thread, Vec<Problem>) {
         let (raw, mut probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
-        let frames = raw.into_iter().flat_map(|f| modules.symbolize(f)).collect();
+        let mut frames: Vec<_> = raw.into_iter().flat_map(|f| modules.symbolize(f)).collect();
+        if want_vars(t) {
+            probs.extend(modules.capture_variables(&t.registers, &mut frames, &recorder, &opts.variables.options));
+        }
         for p in probs.iter_mut() {
             if p.scope == Scope::Snapshot {
                 p.scope = Scope::Thread(t.tid);
@@ -97,6 +144,26 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         out_threads.push(t);
         problems.extend(p);
     }
+    let mut globals = Vec::new();
+    if !opts.variables.globals.is_empty() {
+        // Thread-locals are read in the faulting thread (or the first one).
+        let regs = threads.first().map(|t| t.registers).unwrap_or_default();
+        let (g, p) = modules.capture_globals(&opts.variables.globals, &regs, &recorder, &opts.variables.options);
+        globals = g;
+        problems.extend(p);
+    }
+    let mut kept = Vec::new();
+    if opts.variables.mode != VariableMode::None || !globals.is_empty() {
+        let (k, note) = recorder.keep(&out_threads, opts.variables.memory_budget);
+        kept = k;
+        problems.extend(note.map(|n| Problem::new(Scope::Snapshot, n)));
+    } else {
+        drop(recorder);
+    }
+    // A live target held for variable capture runs again from here on.
+    if let Some(release) = hold {
+        problems.extend(release());
+    }
     let module_list = modules.modules();
     // Problems the module set met lazily (files opened, debug files searched on demand).
     problems.extend(modules.take_problems());
@@ -112,6 +179,8 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         maps,
         environment,
         problems,
+        memory: kept,
+        globals,
         ..Default::default()
     };
     add_automatic_attributes(&mut snap);

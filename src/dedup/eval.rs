@@ -1,0 +1,180 @@
+//! Grouping quality on labeled crashes: BCubed and pairwise precision/recall/F1,
+//! and the naive baselines bt is measured against.
+
+use crate::snapshot::Frame;
+use std::collections::HashMap;
+
+/// Precision, recall and F1 of one clustering against the true labels.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Scores {
+    pub bcubed_precision: f64,
+    pub bcubed_recall: f64,
+    pub bcubed_f1: f64,
+    pub pairwise_precision: f64,
+    pub pairwise_recall: f64,
+    pub pairwise_f1: f64,
+    pub n_groups: usize,
+}
+
+fn f1(p: f64, r: f64) -> f64 {
+    if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+}
+
+fn pairs(n: usize) -> f64 {
+    (n as f64) * (n as f64 - 1.0) / 2.0
+}
+
+/// Scores `groups[i]` (the predicted group of item i) against `labels[i]`.
+/// BCubed: per item, the share of its group that has its label (precision) and the
+/// share of its label that is in its group (recall), averaged over items. Pairwise:
+/// over all pairs of items put together (precision) or belonging together (recall);
+/// with no such pair the ratio is 1.
+pub fn score<L: AsRef<str>, G: AsRef<str>>(labels: &[L], groups: &[G]) -> Scores {
+    let n = labels.len().min(groups.len());
+    if n == 0 {
+        return Scores::default();
+    }
+    let mut by_group: HashMap<&str, usize> = HashMap::new();
+    let mut by_label: HashMap<&str, usize> = HashMap::new();
+    let mut by_both: HashMap<(&str, &str), usize> = HashMap::new();
+    for i in 0..n {
+        let (l, g) = (labels[i].as_ref(), groups[i].as_ref());
+        *by_group.entry(g).or_default() += 1;
+        *by_label.entry(l).or_default() += 1;
+        *by_both.entry((g, l)).or_default() += 1;
+    }
+    let (mut p, mut r) = (0.0, 0.0);
+    for i in 0..n {
+        let (l, g) = (labels[i].as_ref(), groups[i].as_ref());
+        let both = by_both[&(g, l)] as f64;
+        p += both / by_group[g] as f64;
+        r += both / by_label[l] as f64;
+    }
+    let (bp, br) = (p / n as f64, r / n as f64);
+    let tp: f64 = by_both.values().map(|&c| pairs(c)).sum();
+    let claimed: f64 = by_group.values().map(|&c| pairs(c)).sum();
+    let truth: f64 = by_label.values().map(|&c| pairs(c)).sum();
+    let pp = if claimed == 0.0 { 1.0 } else { tp / claimed };
+    let pr = if truth == 0.0 { 1.0 } else { tp / truth };
+    Scores {
+        bcubed_precision: bp,
+        bcubed_recall: br,
+        bcubed_f1: f1(bp, br),
+        pairwise_precision: pp,
+        pairwise_recall: pr,
+        pairwise_f1: f1(pp, pr),
+        n_groups: by_group.len(),
+    }
+}
+
+/// The naive groupings bt is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// Every frame's raw name, in order.
+    WholeStack,
+    /// The crash site's raw name.
+    FirstFrame,
+    /// The first frame whose module is not a system library (by path and name).
+    FirstAppFrame,
+    /// The three innermost raw names.
+    Top3,
+}
+
+impl Baseline {
+    pub const ALL: [Baseline; 4] =
+        [Baseline::WholeStack, Baseline::FirstFrame, Baseline::FirstAppFrame, Baseline::Top3];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Baseline::WholeStack => "whole callstack",
+            Baseline::FirstFrame => "first frame",
+            Baseline::FirstAppFrame => "first application frame",
+            Baseline::Top3 => "top 3 frames",
+        }
+    }
+
+    /// The group key of a callstack under this baseline.
+    pub fn key(self, frames: &[Frame]) -> String {
+        let names = |fs: &[Frame]| fs.iter().map(raw_name).collect::<Vec<_>>().join(" | ");
+        match self {
+            Baseline::WholeStack => names(frames),
+            Baseline::FirstFrame => names(&frames[..frames.len().min(1)]),
+            Baseline::Top3 => names(&frames[..frames.len().min(3)]),
+            Baseline::FirstAppFrame => match frames.iter().find(|f| !is_system_module(f.module.as_deref())) {
+                Some(f) => raw_name(f),
+                None => names(&frames[..frames.len().min(1)]),
+            },
+        }
+    }
+}
+
+/// A frame's name as a naive tool sees it: the symbol, else module+offset.
+pub fn raw_name(f: &Frame) -> String {
+    match (&f.function, &f.module) {
+        (Some(n), _) => n.clone(),
+        (None, Some(m)) => format!("{m}+{:#x}", f.module_offset),
+        (None, None) => format!("{:#x}", f.pc),
+    }
+}
+
+/// System library by location or by well-known name (the tracer may give a path
+/// or only a file name).
+pub fn is_system_module(module: Option<&str>) -> bool {
+    let Some(m) = module else { return false };
+    if ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/"].iter().any(|p| m.starts_with(p)) {
+        return true;
+    }
+    let base = m.rsplit('/').next().unwrap_or(m);
+    base.starts_with('[')
+        || base.starts_with("linux-vdso")
+        || base.starts_with("ld-linux")
+        || [
+            "libc.so",
+            "libm.so",
+            "libpthread.so",
+            "libdl.so",
+            "librt.so",
+            "libstdc++.so",
+            "libgcc_s.so",
+            "libc++.so",
+            "libc++abi.so",
+        ]
+        .iter()
+        .any(|p| base.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfect_and_lumped() {
+        let labels = ["a", "a", "b", "b"];
+        let s = score(&labels, &["1", "1", "2", "2"]);
+        assert_eq!((s.bcubed_f1, s.pairwise_f1, s.n_groups), (1.0, 1.0, 2));
+        let s = score(&labels, &["x", "x", "x", "x"]);
+        assert_eq!(s.bcubed_precision, 0.5);
+        assert_eq!(s.bcubed_recall, 1.0);
+        assert!((s.pairwise_precision - 2.0 / 6.0).abs() < 1e-12);
+        let s = score(&labels, &["1", "2", "3", "4"]);
+        assert_eq!(
+            (s.bcubed_precision, s.bcubed_recall, s.pairwise_precision, s.pairwise_recall),
+            (1.0, 0.5, 1.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn baselines() {
+        let f = |n: &str, m: &str| Frame { function: Some(n.into()), module: Some(m.into()), ..Default::default() };
+        let frames = vec![
+            f("raise", "/lib/x86_64-linux-gnu/libc.so.6"),
+            f("abort", "libc.so.6"),
+            f("die", "/opt/app"),
+            f("main", "/opt/app"),
+        ];
+        assert_eq!(Baseline::FirstFrame.key(&frames), "raise");
+        assert_eq!(Baseline::FirstAppFrame.key(&frames), "die");
+        assert_eq!(Baseline::Top3.key(&frames), "raise | abort | die");
+        assert_eq!(Baseline::WholeStack.key(&[]), "");
+    }
+}

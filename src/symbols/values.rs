@@ -1,0 +1,839 @@
+//! Values: bytes of a variable (from memory, registers or DWARF constants) rendered
+//! through its DWARF type into a structured [`Value`] and gdb's text for it.
+//!
+//! Everything is bounded: pointer depth, array elements, string length, bytes read
+//! per value and per frame. Missing bytes are said (`<optimized out>`,
+//! `<error: Cannot access memory at address 0x…>`), never invented.
+
+use super::elf::Reader;
+use super::types::{Lang, Member, Ty, TypeRef, UnitTypes};
+use crate::snapshot::{Field, Value};
+use crate::target::Memory;
+use gimli::UnitRef;
+use std::fmt::Write;
+
+/// Bounds of variable capture.
+#[derive(Debug, Clone)]
+pub struct VariableOptions {
+    /// How many pointers deep the structured value follows (text never follows, like gdb).
+    pub max_depth: u32,
+    /// Array elements rendered (gdb's `print elements`, 200).
+    pub max_elements: usize,
+    /// Characters of a C string read (also 200 in gdb).
+    pub max_string: usize,
+    /// Largest single value read, in bytes.
+    pub max_value_bytes: usize,
+    /// gdb's `repeats` threshold: runs this long print as `<repeats N times>`.
+    pub repeats: usize,
+}
+
+impl Default for VariableOptions {
+    fn default() -> Self {
+        VariableOptions { max_depth: 3, max_elements: 200, max_string: 200, max_value_bytes: 1 << 16, repeats: 10 }
+    }
+}
+
+/// Bytes of a value with a validity mask (false: optimized out / not available).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Data {
+    pub bytes: Vec<u8>,
+    pub valid: Vec<bool>,
+    /// Address of byte 0 when the value lives in memory.
+    pub address: Option<u64>,
+}
+
+impl Data {
+    pub(crate) fn known(bytes: Vec<u8>, address: Option<u64>) -> Data {
+        let valid = vec![true; bytes.len()];
+        Data { bytes, valid, address }
+    }
+
+    fn slice(&self, off: u64, len: u64) -> Option<Data> {
+        let off = usize::try_from(off).ok()?;
+        let end = off.checked_add(usize::try_from(len).ok()?)?;
+        if end > self.bytes.len() {
+            return None;
+        }
+        Some(Data {
+            bytes: self.bytes[off..end].to_vec(),
+            valid: self.valid[off..end].to_vec(),
+            address: self.address.map(|a| a.wrapping_add(off as u64)),
+        })
+    }
+
+    fn all_valid(&self) -> bool {
+        self.valid.iter().all(|v| *v)
+    }
+
+    fn uint(&self, len: usize) -> Option<u64> {
+        if self.bytes.len() < len || len > 8 || !self.valid[..len].iter().all(|v| *v) {
+            return None;
+        }
+        let mut b = [0u8; 8];
+        b[..len].copy_from_slice(&self.bytes[..len]);
+        Some(u64::from_le_bytes(b))
+    }
+}
+
+/// Everything a rendering needs: the unit, its types, the target's memory.
+pub(crate) struct Renderer<'a> {
+    pub unit: UnitRef<'a, Reader>,
+    pub types: &'a mut UnitTypes,
+    pub memory: &'a dyn Memory,
+    pub opts: &'a VariableOptions,
+    /// Names a code address (function pointers): `callback`, `main+4`.
+    pub symbol: &'a dyn Fn(u64) -> Option<String>,
+    /// Qualifies a type name with its namespaces.
+    pub scoped: &'a mut dyn FnMut(TypeRef, String) -> String,
+    /// Bytes this frame may still read.
+    pub budget: usize,
+}
+
+const OPT_OUT: &str = "<optimized out>";
+
+fn unreadable_text(addr: u64) -> String {
+    format!("<error: Cannot access memory at address {addr:#x}>")
+}
+
+/// gdb's `%g` with `prec` significant digits (9 for float, 17 for double).
+pub(crate) fn fmt_g(v: f64, prec: usize) -> String {
+    if v.is_nan() {
+        return if v.is_sign_negative() { "-nan(0x8000000000000)".into() } else { "nan(0x8000000000000)".into() };
+    }
+    if v.is_infinite() {
+        return if v < 0.0 { "-inf".into() } else { "inf".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{:.*e}", prec - 1, v);
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() }
+    };
+    if exp < -4 || exp >= prec as i32 {
+        format!("{}e{}{:02}", trim(mant), if exp < 0 { '-' } else { '+' }, exp.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        trim(&format!("{v:.decimals$}"))
+    }
+}
+
+/// One character escaped as gdb does inside quotes (`quote` is `'` or `"`).
+fn escape_char(out: &mut String, c: u8, quote: char) {
+    match c {
+        b'\n' => out.push_str("\\n"),
+        b'\t' => out.push_str("\\t"),
+        b'\r' => out.push_str("\\r"),
+        7 => out.push_str("\\a"),
+        8 => out.push_str("\\b"),
+        11 => out.push_str("\\v"),
+        12 => out.push_str("\\f"),
+        27 => out.push_str("\\033"),
+        b'\\' => out.push_str("\\\\"),
+        c if c as char == quote => {
+            out.push('\\');
+            out.push(quote);
+        }
+        0x20..=0x7e => out.push(c as char),
+        c => {
+            let _ = write!(out, "\\{c:03o}");
+        }
+    }
+}
+
+/// gdb's char literal: `65 'A'`.
+fn char_text(v: i64, byte: u8) -> String {
+    let mut s = format!("{v} '");
+    escape_char(&mut s, byte, '\'');
+    s.push('\'');
+    s
+}
+
+/// gdb's rendering of a char sequence: strings, with long runs of one character as
+/// `'c' <repeats N times>`, joined by ", ".
+fn chars_text(bytes: &[u8], repeats: usize, truncated: bool) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let run = bytes[i..].iter().take_while(|b| **b == c).count();
+        if run > repeats {
+            if !cur.is_empty() {
+                parts.push(format!("\"{cur}\""));
+                cur.clear();
+            }
+            let mut s = String::from("'");
+            escape_char(&mut s, c, '\'');
+            let _ = write!(s, "' <repeats {run} times>");
+            parts.push(s);
+            i += run;
+        } else {
+            escape_char(&mut cur, c, '"');
+            i += 1;
+        }
+    }
+    if !cur.is_empty() || parts.is_empty() {
+        parts.push(format!("\"{cur}\""));
+    }
+    let mut s = parts.join(", ");
+    if truncated {
+        s.push_str("...");
+    }
+    s
+}
+
+fn is_char_type(t: &Ty) -> bool {
+    matches!(t, Ty::Base { size: 1, encoding, .. } if *encoding == gimli::DW_ATE_signed_char || *encoding == gimli::DW_ATE_unsigned_char)
+}
+
+impl Renderer<'_> {
+    fn read(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let len = len.min(self.budget);
+        if len == 0 {
+            return Some(Vec::new());
+        }
+        let mut buf = vec![0u8; len];
+        let n = self.memory.read(addr, &mut buf);
+        self.budget = self.budget.saturating_sub(n);
+        if n == 0 {
+            return None;
+        }
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// Reads a value of type `ty` at `addr` (bounded by `max_value_bytes`).
+    pub(crate) fn read_value(&mut self, ty: Option<TypeRef>, addr: u64) -> Result<Data, u64> {
+        let size = self.types.size(self.unit, ty).unwrap_or(8).min(self.opts.max_value_bytes as u64) as usize;
+        match self.read(addr, size) {
+            Some(b) if b.len() == size => Ok(Data::known(b, Some(addr))),
+            Some(b) if !b.is_empty() => {
+                // Partially readable: the unreadable tail is marked, not zero-filled.
+                let mut d = Data::known(b, Some(addr));
+                d.valid.resize(size, false);
+                d.bytes.resize(size, 0);
+                Ok(d)
+            }
+            _ => Err(addr),
+        }
+    }
+
+    pub(crate) fn type_name(&mut self, ty: Option<TypeRef>) -> String {
+        self.types.name(self.unit, ty, self.scoped)
+    }
+
+    /// Renders `data` as type `ty`: the structured value and gdb's text.
+    pub(crate) fn render(&mut self, ty: Option<TypeRef>, data: &Data, depth: u32) -> (Value, String) {
+        if depth > 64 {
+            return (Value::Unavailable("nesting too deep".into()), "<nesting too deep>".into());
+        }
+        let Some((off, t)) = self.types.strip(self.unit, ty) else {
+            return match ty {
+                None => (Value::Unavailable("void".into()), "void".into()),
+                Some(_) => (Value::Unavailable("type chain too long".into()), "<unknown type>".into()),
+            };
+        };
+        let lang = self.types.lang(self.unit);
+        match &*t {
+            Ty::Void => (Value::Unavailable("void".into()), "void".into()),
+            Ty::Unknown(n) => (Value::Bytes(data.bytes.clone()), format!("<unknown type {n}>")),
+            Ty::Base { size, encoding, .. } => {
+                let size = *size as usize;
+                if size > data.bytes.len() || !data.valid[..size].iter().all(|v| *v) {
+                    return (Value::OptimizedOut, OPT_OUT.into());
+                }
+                self.base(&data.bytes[..size], *encoding, lang)
+            }
+            Ty::Enum { size, signed, values, .. } => {
+                let Some(raw) = data.uint(*size as usize) else { return (Value::OptimizedOut, OPT_OUT.into()) };
+                let v = if *signed { sign_extend(raw, *size as usize) } else { raw as i64 };
+                match values.iter().find(|(x, _)| *x == v) {
+                    Some((_, name)) => (Value::Enum { value: v, name: Some(name.clone()) }, name.clone()),
+                    None => (Value::Enum { value: v, name: None }, flags_text(v, values)),
+                }
+            }
+            Ty::Pointer { target, reference, .. } => {
+                let Some(addr) = data.uint(8) else { return (Value::OptimizedOut, OPT_OUT.into()) };
+                self.pointer(addr, *target, *reference, depth)
+            }
+            Ty::Struct { .. } => self.aggregate(off, &t, data, depth, lang),
+            Ty::Array { elem, dims } => self.array(*elem, dims, data, depth),
+            Ty::Function { .. } => {
+                let a = data.address.unwrap_or(0);
+                let sym = (self.symbol)(a);
+                let text = format!("{{{}}} {a:#x}{}", self.type_name(ty), sym.as_ref().map(|s| format!(" <{s}>")).unwrap_or_default());
+                (Value::Pointer { address: a, symbol: sym, target: None }, text)
+            }
+            Ty::Typedef { .. } | Ty::Qualified { .. } => (Value::Unavailable("type chain".into()), "<unknown type>".into()),
+        }
+    }
+
+    fn base(&mut self, b: &[u8], enc: gimli::DwAte, lang: Lang) -> (Value, String) {
+        let mut raw = [0u8; 8];
+        let n = b.len().min(8);
+        raw[..n].copy_from_slice(&b[..n]);
+        let u = u64::from_le_bytes(raw);
+        let size = b.len();
+        match enc {
+            gimli::DW_ATE_boolean => {
+                let text = match u {
+                    0 => "false".to_string(),
+                    1 => "true".to_string(),
+                    v => v.to_string(),
+                };
+                (Value::Bool(u != 0), text)
+            }
+            gimli::DW_ATE_float if size == 4 => {
+                let f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
+                (Value::Float(f), fmt_g(f, 9))
+            }
+            gimli::DW_ATE_float if size == 8 => {
+                let f = f64::from_bits(u);
+                (Value::Float(f), fmt_g(f, 17))
+            }
+            gimli::DW_ATE_float => (Value::Bytes(b.to_vec()), format!("<{size}-byte float>")),
+            gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if size == 1 => {
+                if lang == Lang::Rust && enc == gimli::DW_ATE_unsigned_char {
+                    // Rust u8 is a number, not a character.
+                    return (Value::UInt(u), u.to_string());
+                }
+                let v = if enc == gimli::DW_ATE_signed_char { b[0] as i8 as i64 } else { b[0] as i64 };
+                (Value::Char(b[0] as u32), char_text(v, b[0]))
+            }
+            gimli::DW_ATE_UTF if lang == Lang::Rust && size == 4 => {
+                let c = char::from_u32(u as u32);
+                let text = match c {
+                    Some(c) if !c.is_control() => format!("{} '{c}'", u),
+                    _ => format!("{u} '\\u{{{u:x}}}'"),
+                };
+                (Value::Char(u as u32), text)
+            }
+            gimli::DW_ATE_signed | gimli::DW_ATE_signed_char => {
+                if size > 8 {
+                    return (Value::Bytes(b.to_vec()), format!("0x{}", b.iter().rev().map(|x| format!("{x:02x}")).collect::<String>()));
+                }
+                let v = sign_extend(u, size);
+                (Value::Int(v), v.to_string())
+            }
+            _ => {
+                if size > 8 {
+                    return (Value::Bytes(b.to_vec()), format!("0x{}", b.iter().rev().map(|x| format!("{x:02x}")).collect::<String>()));
+                }
+                (Value::UInt(u), u.to_string())
+            }
+        }
+    }
+
+    fn pointer(&mut self, addr: u64, target: Option<TypeRef>, reference: bool, depth: u32) -> (Value, String) {
+        let pointee = self.types.strip(self.unit, target);
+        // char pointers: the C string (bounded), as gdb prints it.
+        if !reference && let Some((_, t)) = &pointee && is_char_type(t) && self.types.lang(self.unit) != Lang::Rust {
+            if addr == 0 {
+                return (Value::Pointer { address: 0, symbol: None, target: None }, "0x0".into());
+            }
+            let (bytes, terminated, readable) = self.c_string(addr);
+            let text = if !readable {
+                format!("{addr:#x} {}", unreadable_text(addr))
+            } else {
+                format!("{addr:#x} {}", chars_text(&bytes, self.opts.repeats, !terminated))
+            };
+            let value = if readable {
+                Value::Str { address: addr, text: String::from_utf8_lossy(&bytes).into_owned(), truncated: !terminated }
+            } else {
+                Value::Unreadable { address: addr }
+            };
+            return (value, text);
+        }
+        if let Some((_, t)) = &pointee && matches!(&**t, Ty::Function { .. }) {
+            let sym = (self.symbol)(addr);
+            let text = match &sym {
+                Some(s) if addr != 0 => format!("{addr:#x} <{s}>"),
+                _ => format!("{addr:#x}"),
+            };
+            return (Value::Pointer { address: addr, symbol: sym, target: None }, text);
+        }
+        let followable = pointee.as_ref().is_some_and(|(_, t)| !matches!(&**t, Ty::Void | Ty::Unknown(_)));
+        if reference {
+            // gdb prints a reference as `@0xADDR: value`.
+            if !followable {
+                return (Value::Pointer { address: addr, symbol: None, target: None }, format!("@{addr:#x}"));
+            }
+            let (v, text) = match self.read_value(target, addr) {
+                Ok(d) => self.render(target, &d, depth + 1),
+                Err(a) => (Value::Unreadable { address: a }, unreadable_text(a)),
+            };
+            return (Value::Pointer { address: addr, symbol: None, target: Some(Box::new(v)) }, format!("@{addr:#x}: {text}"));
+        }
+        let mut followed = None;
+        if followable && addr != 0 && depth < self.opts.max_depth {
+            let v = match self.read_value(target, addr) {
+                Ok(d) => self.render(target, &d, depth + 1).0,
+                Err(a) => Value::Unreadable { address: a },
+            };
+            followed = Some(Box::new(v));
+        }
+        (Value::Pointer { address: addr, symbol: None, target: followed }, format!("{addr:#x}"))
+    }
+
+    /// A NUL-terminated string at `addr`: (bytes, terminated within the bound, readable).
+    fn c_string(&mut self, addr: u64) -> (Vec<u8>, bool, bool) {
+        let max = self.opts.max_string;
+        let mut out = Vec::new();
+        let mut at = addr;
+        while out.len() < max {
+            // Read in small chunks so a string near the end of a mapping still reads.
+            let chunk = (64 - (at % 64) as usize).min(max - out.len());
+            let Some(b) = self.read(at, chunk) else { return (out.clone(), false, !out.is_empty()) };
+            if let Some(nul) = b.iter().position(|c| *c == 0) {
+                out.extend_from_slice(&b[..nul]);
+                return (out, true, true);
+            }
+            let n = b.len();
+            out.extend_from_slice(&b);
+            if n < chunk {
+                return (out, false, true);
+            }
+            at = at.wrapping_add(n as u64);
+        }
+        (out, false, true)
+    }
+
+    fn array(&mut self, elem: Option<TypeRef>, dims: &[Option<u64>], data: &Data, depth: u32) -> (Value, String) {
+        let Some(&first) = dims.first() else { return (Value::Array { length: 0, items: vec![] }, "{}".into()) };
+        let rest = &dims[1..];
+        let esize = {
+            let base = self.types.size(self.unit, elem).unwrap_or(0);
+            rest.iter().try_fold(base, |acc, d| acc.checked_mul((*d)?)).unwrap_or(0)
+        };
+        let length = first.unwrap_or(0);
+        let elem_is_char = rest.is_empty() && self.types.strip(self.unit, elem).is_some_and(|(_, t)| is_char_type(&t)) && self.types.lang(self.unit) != Lang::Rust;
+        if elem_is_char && data.all_valid() {
+            let n = (length as usize).min(data.bytes.len());
+            let shown = n.min(self.opts.max_elements);
+            let mut bytes = &data.bytes[..shown];
+            // gdb drops one trailing NUL (print null-stop off treats it as the terminator).
+            if shown == n && bytes.last() == Some(&0) {
+                bytes = &bytes[..bytes.len() - 1];
+            }
+            let text = chars_text(bytes, self.opts.repeats, shown < n);
+            let s = String::from_utf8_lossy(bytes).into_owned();
+            return (Value::Str { address: data.address.unwrap_or(0), text: s, truncated: shown < n }, text);
+        }
+        if esize == 0 {
+            return (Value::Array { length, items: vec![] }, if length == 0 { "{}".into() } else { "<array of unsized elements>".into() });
+        }
+        let shown = (length as usize).min(self.opts.max_elements);
+        let mut items = Vec::with_capacity(shown.min(1024));
+        let mut texts: Vec<String> = Vec::with_capacity(shown.min(1024));
+        for i in 0..shown {
+            let Some(d) = data.slice(i as u64 * esize, esize) else { break };
+            let (v, t) = if rest.is_empty() { self.render(elem, &d, depth) } else { self.array(elem, rest, &d, depth) };
+            items.push(v);
+            texts.push(t);
+        }
+        let complete = texts.len() == shown;
+        // Runs of equal elements collapse as gdb's `<repeats N times>`.
+        let mut parts = Vec::new();
+        let mut i = 0;
+        while i < texts.len() {
+            let run = texts[i..].iter().take_while(|t| **t == texts[i]).count();
+            if run > self.opts.repeats {
+                parts.push(format!("{} <repeats {run} times>", texts[i]));
+                i += run;
+            } else {
+                parts.push(texts[i].clone());
+                i += 1;
+            }
+        }
+        let mut text = format!("{{{}", parts.join(", "));
+        if !complete {
+            let missing_at = data.address.map(|a| a.wrapping_add(texts.len() as u64 * esize)).unwrap_or(0);
+            if !parts.is_empty() {
+                text.push_str(", ");
+            }
+            text.push_str(&unreadable_text(missing_at));
+        } else if shown < length as usize {
+            text.push_str("...");
+        }
+        text.push('}');
+        (Value::Array { length, items }, text)
+    }
+
+    fn member_value(&mut self, m: &Member, data: &Data, depth: u32) -> (Value, String) {
+        if let Some((bit, width)) = m.bits {
+            let nbytes = ((bit + width).div_ceil(8)).min(8);
+            let Some(d) = data.slice(m.offset, nbytes) else { return (Value::OptimizedOut, OPT_OUT.into()) };
+            let Some(raw) = d.uint(nbytes as usize) else { return (Value::OptimizedOut, OPT_OUT.into()) };
+            let mask = if width >= 64 { u64::MAX } else { (1u64 << width) - 1 };
+            let v = (raw >> bit) & mask;
+            let signed = self.types.strip(self.unit, m.ty).is_some_and(|(_, t)| match &*t {
+                Ty::Base { encoding, .. } => *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char,
+                Ty::Enum { signed, .. } => *signed,
+                _ => false,
+            });
+            let is_enum_or_bool = self.types.strip(self.unit, m.ty).is_some_and(|(_, t)| matches!(&*t, Ty::Enum { .. } | Ty::Base { encoding: gimli::DW_ATE_boolean, .. }));
+            if is_enum_or_bool {
+                let size = self.types.size(self.unit, m.ty).unwrap_or(4) as usize;
+                let v = if signed && width < 64 && (v >> (width - 1)) & 1 == 1 { v | !mask } else { v };
+                return self.render(m.ty, &Data::known(v.to_le_bytes()[..size.min(8)].to_vec(), None), depth);
+            }
+            if signed && width > 0 && width < 64 && (v >> (width - 1)) & 1 == 1 {
+                let s = (v | !mask) as i64;
+                return (Value::Int(s), s.to_string());
+            }
+            return if signed { (Value::Int(v as i64), v.to_string()) } else { (Value::UInt(v), v.to_string()) };
+        }
+        let size = self.types.size(self.unit, m.ty).unwrap_or(0);
+        match data.slice(m.offset, size) {
+            Some(d) => self.render(m.ty, &d, depth),
+            None => {
+                let missing = data.address.map(|a| a.wrapping_add(m.offset)).unwrap_or(0);
+                (Value::Unreadable { address: missing }, unreadable_text(missing))
+            }
+        }
+    }
+
+    fn aggregate(&mut self, off: TypeRef, t: &Ty, data: &Data, depth: u32, lang: Lang) -> (Value, String) {
+        let Ty::Struct { kind, name, members, variants, declaration, params, .. } = t else {
+            return (Value::Unavailable("not a struct".into()), "<not a struct>".into());
+        };
+        if *declaration {
+            return (Value::Unavailable("incomplete type".into()), "<incomplete type>".into());
+        }
+        if let Some(r) = self.library_type(off, name.as_deref(), members, params, data, depth, lang) {
+            return r;
+        }
+        if let Some(vs) = variants {
+            let full = self.type_name(Some(off));
+            return self.rust_enum(&full, members, vs, data, depth);
+        }
+        let _ = kind;
+        let mut fields = Vec::new();
+        let mut parts = Vec::new();
+        for m in members.iter().take(10_000) {
+            // gdb hides the vtable pointer of C++ classes only when it is artificial and named _vptr.
+            let (v, text) = self.member_value(m, data, depth);
+            let fname = if m.base {
+                let bn = self.type_name(m.ty);
+                format!("<{bn}>")
+            } else {
+                m.name.clone().unwrap_or_default()
+            };
+            if fname.is_empty() {
+                parts.push(text);
+            } else {
+                parts.push(format!("{fname} = {text}"));
+            }
+            fields.push(Field { name: fname, value: v });
+        }
+        let text = if lang == Lang::Rust {
+            // gdb's Rust syntax: `path::Name {field: value}`, tuples as `Name(a, b)`.
+            let full = self.type_name(Some(off));
+            let rust_parts: Vec<String> = parts.iter().map(|p| p.replacen(" = ", ": ", 1)).collect();
+            if fields.iter().all(|f| f.name.starts_with("__")) && !fields.is_empty() {
+                let items: Vec<&str> = parts.iter().map(|p| p.split_once(" = ").map(|x| x.1).unwrap_or(p)).collect();
+                format!("{full}({})", items.join(", "))
+            } else {
+                format!("{full} {{{}}}", rust_parts.join(", "))
+            }
+        } else {
+            format!("{{{}}}", parts.join(", "))
+        };
+        (Value::Struct(fields), text)
+    }
+
+    /// Rust enums (DW_TAG_variant_part): the active variant by discriminant.
+    fn rust_enum(&mut self, full: &str, members: &[Member], vs: &super::types::Variants, data: &Data, depth: u32) -> (Value, String) {
+        let discr = match &vs.discr {
+            Some(d) => {
+                let size = self.types.size(self.unit, d.ty).unwrap_or(0) as usize;
+                match data.slice(d.offset, size as u64).and_then(|x| x.uint(size)) {
+                    Some(v) => Some(v),
+                    None => return (Value::OptimizedOut, OPT_OUT.into()),
+                }
+            }
+            None => None,
+        };
+        let chosen = vs
+            .variants
+            .iter()
+            .find(|(v, _)| v.is_some() && *v == discr)
+            .or_else(|| vs.variants.iter().find(|(v, _)| v.is_none()))
+            .or_else(|| if vs.discr.is_none() { vs.variants.first() } else { None });
+        let _ = members;
+        let Some((_, m)) = chosen else {
+            return (Value::Unavailable("no variant matches the discriminant".into()), "<invalid enum>".into());
+        };
+        let vname = m.name.clone().unwrap_or_default();
+        let (v, text) = self.member_value(m, data, depth);
+        // The variant's own struct: show its fields tuple-style for tuple variants (__0, __1).
+        // The variant's struct renders as `path::Enum::Variant(…)` (gdb's Rust syntax);
+        // a field-less variant is just its path.
+        let variant_text = match &v {
+            Value::Struct(fields) if fields.is_empty() => String::new(),
+            _ => text.split_once(['(', ' ']).map(|(_, rest)| if text.contains('(') && !text.contains(" {") { format!("({rest}") } else { format!(" {rest}") }).unwrap_or_default(),
+        };
+        let inner = format!("{full}::{vname}{variant_text}");
+        (Value::Struct(vec![Field { name: vname, value: v }]), inner)
+    }
+
+    fn find_member<'m>(&mut self, members: &'m [Member], name: &str) -> Option<&'m Member> {
+        members.iter().find(|m| m.name.as_deref() == Some(name))
+    }
+
+    /// The struct members of type `ty` (after typedefs), for walking library layouts.
+    fn members_of(&mut self, ty: Option<TypeRef>) -> Option<Vec<Member>> {
+        let (_, t) = self.types.strip(self.unit, ty)?;
+        match &*t {
+            Ty::Struct { members, .. } => Some(members.clone()),
+            _ => None,
+        }
+    }
+
+    /// Follows a path of member names (searching base classes too) from a struct at
+    /// `data`; returns the final member's data and type.
+    fn path(&mut self, members: &[Member], data: &Data, path: &[&str]) -> Option<(Data, Option<TypeRef>)> {
+        let mut cur_members = members.to_vec();
+        let mut cur = data.clone();
+        let mut ty = None;
+        for (i, name) in path.iter().enumerate() {
+            let m = self.find_member(&cur_members, name).cloned().or_else(|| {
+                // Look one or two levels into base classes (libstdc++ _Vector_impl_data).
+                for b in cur_members.iter().filter(|m| m.base) {
+                    if let Some(bm) = self.members_of(b.ty) {
+                        if let Some(found) = bm.iter().find(|m| m.name.as_deref() == Some(name)) {
+                            let mut f = found.clone();
+                            f.offset += b.offset;
+                            return Some(f);
+                        }
+                        for bb in bm.iter().filter(|m| m.base) {
+                            if let Some(bbm) = self.members_of(bb.ty)
+                                && let Some(found) = bbm.iter().find(|m| m.name.as_deref() == Some(name)) {
+                                let mut f = found.clone();
+                                f.offset += b.offset + bb.offset;
+                                return Some(f);
+                            }
+                        }
+                    }
+                }
+                None
+            })?;
+            let size = self.types.size(self.unit, m.ty)?;
+            cur = cur.slice(m.offset, size)?;
+            ty = m.ty;
+            if i + 1 < path.len() {
+                cur_members = self.members_of(m.ty)?;
+            }
+        }
+        Some((cur, ty))
+    }
+
+    /// The first pointer found depth-first under `data` of type `ty` (Rust's
+    /// RawVec → Unique → NonNull → *const T nesting changes between releases).
+    fn first_pointer(&mut self, ty: Option<TypeRef>, data: &Data, depth: u32) -> Option<u64> {
+        if depth > 8 {
+            return None;
+        }
+        let (_, t) = self.types.strip(self.unit, ty)?;
+        match &*t {
+            Ty::Pointer { .. } => data.uint(8),
+            Ty::Struct { members, .. } => {
+                for m in members.clone().iter().filter(|m| m.bits.is_none()) {
+                    let size = self.types.size(self.unit, m.ty).unwrap_or(0);
+                    if size == 0 {
+                        continue;
+                    }
+                    let d = data.slice(m.offset, size)?;
+                    if let Some(p) = self.first_pointer(m.ty, &d, depth + 1) {
+                        return Some(p);
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Elements `[0, len)` of type `elem` at `addr`, rendered gdb-style.
+    fn elements(&mut self, elem: Option<TypeRef>, addr: u64, len: u64, depth: u32) -> (Vec<Value>, Vec<String>, bool) {
+        let esize = self.types.size(self.unit, elem).unwrap_or(0);
+        let shown = (len as usize).min(self.opts.max_elements);
+        if esize == 0 || shown == 0 {
+            return (vec![], vec![], true);
+        }
+        let total = (esize as usize).saturating_mul(shown).min(self.opts.max_value_bytes);
+        let Some(bytes) = self.read(addr, total) else { return (vec![], vec![unreadable_text(addr)], false) };
+        let data = Data::known(bytes, Some(addr));
+        let mut items = Vec::new();
+        let mut texts = Vec::new();
+        for i in 0..shown as u64 {
+            let Some(d) = data.slice(i * esize, esize) else {
+                texts.push(unreadable_text(addr.wrapping_add(i * esize)));
+                return (items, texts, false);
+            };
+            let (v, t) = self.render(elem, &d, depth);
+            items.push(v);
+            texts.push(t);
+        }
+        (items, texts, true)
+    }
+
+    /// Readable forms of common library types: libstdc++ std::string / std::vector,
+    /// Rust &str, String, Vec. None when the layout is not recognised.
+    #[allow(clippy::too_many_arguments)]
+    fn library_type(&mut self, _off: TypeRef, name: Option<&str>, members: &[Member], params: &[(String, Option<TypeRef>)], data: &Data, depth: u32, lang: Lang) -> Option<(Value, String)> {
+        let name = name?;
+        match lang {
+            Lang::Cpp => {
+                // Folklore: libstdc++'s (C++11 ABI) basic_string is {_M_dataplus {_M_p},
+                // _M_string_length, union {_M_local_buf[16], _M_allocated_capacity}}.
+                if name.starts_with("basic_string<char") {
+                    let (p, _) = self.path(members, data, &["_M_dataplus", "_M_p"])?;
+                    let (l, _) = self.path(members, data, &["_M_string_length"])?;
+                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else { return Some((Value::OptimizedOut, OPT_OUT.into())) };
+                    return Some(self.counted_string(ptr, len));
+                }
+                // Folklore: std::vector<T> is _Vector_base<T>::_M_impl, whose base
+                // _Vector_impl_data holds _M_start, _M_finish, _M_end_of_storage.
+                if name.starts_with("vector<") {
+                    let (s, sty) = self.path(members, data, &["_M_impl", "_M_start"])?;
+                    let (f, _) = self.path(members, data, &["_M_impl", "_M_finish"])?;
+                    let (e, _) = self.path(members, data, &["_M_impl", "_M_end_of_storage"])?;
+                    let (start, finish, end) = (s.uint(8)?, f.uint(8)?, e.uint(8)?);
+                    let elem = match self.types.strip(self.unit, sty).map(|x| x.1) {
+                        Some(t) => match &*t {
+                            Ty::Pointer { target, .. } => *target,
+                            _ => None,
+                        },
+                        None => None,
+                    };
+                    let esize = self.types.size(self.unit, elem).filter(|s| *s > 0)?;
+                    if finish < start || end < finish {
+                        return Some((Value::Unavailable("corrupt vector".into()), format!("<corrupt std::vector: start {start:#x} finish {finish:#x}>")));
+                    }
+                    let len = (finish - start) / esize;
+                    let cap = (end - start) / esize;
+                    let (items, texts, complete) = self.elements(elem, start, len, depth);
+                    let mut text = format!("std::vector of length {len}, capacity {cap}");
+                    if len > 0 {
+                        let _ = write!(text, " = {{{}{}}}", texts.join(", "), if complete && (len as usize) > texts.len() { "..." } else { "" });
+                    }
+                    return Some((Value::Array { length: len, items }, text));
+                }
+                None
+            }
+            Lang::Rust => {
+                if name == "&str" || name == "&mut str" {
+                    let (p, _) = self.path(members, data, &["data_ptr"])?;
+                    let (l, _) = self.path(members, data, &["length"])?;
+                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else { return Some((Value::OptimizedOut, OPT_OUT.into())) };
+                    return Some(self.counted_string(ptr, len));
+                }
+                if name == "String" {
+                    let (v, vty) = self.path(members, data, &["vec"])?;
+                    let vm = self.members_of(vty)?;
+                    let (l, _) = self.path(&vm, &v, &["len"])?;
+                    let (b, bty) = self.path(&vm, &v, &["buf"])?;
+                    let ptr = self.first_pointer(bty, &b, 0)?;
+                    return Some(self.counted_string(ptr, l.uint(8)?));
+                }
+                if name.starts_with("Vec<") {
+                    let (l, _) = self.path(members, data, &["len"])?;
+                    let (b, bty) = self.path(members, data, &["buf"])?;
+                    let ptr = self.first_pointer(bty, &b, 0)?;
+                    let elem = params.iter().find(|(n, _)| n == "T").and_then(|p| p.1)?;
+                    let len = l.uint(8)?;
+                    let (items, texts, _) = self.elements(Some(elem), ptr, len, depth);
+                    let text = format!("vec![{}]", texts.join(", "));
+                    return Some((Value::Array { length: len, items }, text));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn counted_string(&mut self, ptr: u64, len: u64) -> (Value, String) {
+        let shown = (len as usize).min(self.opts.max_string);
+        match self.read(ptr, shown) {
+            Some(b) if b.len() == shown => {
+                let truncated = shown < len as usize;
+                let text = chars_text(&b, self.opts.repeats, truncated);
+                (Value::Str { address: ptr, text: String::from_utf8_lossy(&b).into_owned(), truncated }, text)
+            }
+            _ if shown == 0 => (Value::Str { address: ptr, text: String::new(), truncated: false }, "\"\"".into()),
+            _ => (Value::Unreadable { address: ptr }, unreadable_text(ptr)),
+        }
+    }
+}
+
+fn sign_extend(u: u64, size: usize) -> i64 {
+    if size == 0 || size >= 8 {
+        return u as i64;
+    }
+    let shift = 64 - 8 * size as u32;
+    ((u << shift) as i64) >> shift
+}
+
+/// gdb prints an enum value that matches no enumerator as `(A | B)` for flag enums or
+/// the number; bt keeps to the number with the flags it can name.
+fn flags_text(v: i64, values: &[(i64, String)]) -> String {
+    let flags: Vec<&(i64, String)> = values.iter().filter(|(x, _)| *x != 0 && (*x as u64).is_power_of_two()).collect();
+    if v > 0 && !flags.is_empty() && flags.len() == values.iter().filter(|(x, _)| *x != 0).count() {
+        let mut rest = v as u64;
+        let mut names = Vec::new();
+        for (x, n) in flags {
+            if rest & (*x as u64) != 0 {
+                names.push(n.as_str());
+                rest &= !(*x as u64);
+            }
+        }
+        if !names.is_empty() {
+            let mut s = format!("({}", names.join(" | "));
+            if rest != 0 {
+                let _ = write!(s, " | unknown: {rest:#x}");
+            }
+            s.push(')');
+            return s;
+        }
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_like_gdb() {
+        let cases = [(3.14f64, 17, "3.1400000000000001"), (2.5, 9, "2.5"), (0.0, 17, "0"), (1e300, 17, "1.0000000000000001e+300"), (-0.5, 17, "-0.5"), (100.0, 17, "100"), (1.5e-7, 17, "1.4999999999999999e-07")];
+        for (v, p, want) in cases {
+            assert_eq!(fmt_g(v, p), want, "{v}");
+        }
+        assert_eq!(fmt_g(1.1f32 as f64, 9), "1.10000002");
+    }
+
+    #[test]
+    fn char_sequences_like_gdb() {
+        assert_eq!(chars_text(b"hello", 10, false), "\"hello\"");
+        let mut b = b"hi".to_vec();
+        b.extend([0u8; 13]);
+        assert_eq!(chars_text(&b, 10, false), "\"hi\", '\\000' <repeats 13 times>");
+        // gdb collapses runs longer than the threshold, not equal to it.
+        assert_eq!(chars_text(&[b'a'; 10], 10, false), "\"aaaaaaaaaa\"");
+        assert_eq!(chars_text(b"a\0b", 10, false), "\"a\\000b\"");
+        assert_eq!(char_text(65, b'A'), "65 'A'");
+        assert_eq!(char_text(0, 0), "0 '\\000'");
+        assert_eq!(char_text(10, b'\n'), "10 '\\n'");
+    }
+
+    #[test]
+    fn sign_extension() {
+        assert_eq!(sign_extend(0xff, 1), -1);
+        assert_eq!(sign_extend(0xfffffffe, 4), -2);
+        assert_eq!(sign_extend(5, 4), 5);
+    }
+}

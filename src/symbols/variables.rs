@@ -1,0 +1,824 @@
+//! Variables of frames and globals: the DWARF scopes at a pc (parameters, locals of
+//! the lexical blocks holding the pc, one inlined call per frame), location
+//! expressions and lists evaluated with the frame's recovered registers, frame base
+//! and CFA, TLS through the thread pointer, then values rendered by `values`.
+//!
+//! Only the DIE subtree of the function at hand is read; types are parsed when a
+//! value needs them and cached per unit.
+
+use super::elf::Reader;
+use super::types::TypeRef;
+use super::values::{Data, Renderer, VariableOptions};
+use super::ModuleSet;
+use crate::snapshot::{Frame, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
+use crate::target::Memory;
+use gimli::{AttributeValue, Reader as _, UnitRef};
+
+/// DWARF registers a frame can know (0–16 general purpose and rip, up to fs/gs base).
+const N_DWARF_REGS: usize = 67;
+/// Bytes one frame's variables may read (pointers followed, strings, arrays).
+const FRAME_READ_BUDGET: usize = 1 << 20;
+const MAX_VARIABLES: usize = 4096;
+
+/// What a frame's location expressions may ask for.
+pub(crate) struct FrameEnv<'a> {
+    pub regs: [Option<u64>; N_DWARF_REGS],
+    /// True for frame 0: vector registers are absent because they were not captured,
+    /// not because the ABI clobbered them.
+    pub innermost: bool,
+    pub cfa: Option<u64>,
+    pub frame_base: Option<u64>,
+    /// Module load bias (DW_OP_addr is link-time).
+    pub bias: u64,
+    /// Start of this module's static TLS block for the thread, when known.
+    pub tls_block: Result<u64, String>,
+    pub memory: &'a dyn Memory,
+    /// What the caller passed, from its call-site parameters (DW_OP_entry_value,
+    /// DW_OP_GNU_parameter_ref): by register, or by the callee's parameter DIE.
+    pub entry: Vec<(EntryKey, u64)>,
+}
+
+/// How a call-site parameter names the callee's parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKey {
+    /// The register the value was passed in (DW_AT_location of the call-site parameter).
+    Register(u16),
+    /// The callee's parameter DIE (DW_AT_call_parameter), as a unit offset.
+    Parameter(usize),
+}
+
+/// The register of a `DW_OP_regN` / `DW_OP_regx N` expression (what an entry value wraps).
+fn single_register(bytes: &[u8]) -> Option<u16> {
+    match bytes {
+        [op @ 0x50..=0x6f] => Some((op - 0x50) as u16),
+        [0x90, rest @ ..] => {
+            let mut r = gimli::EndianSlice::new(rest, gimli::LittleEndian);
+            gimli::leb128::read::unsigned(&mut r).ok().map(|v| v as u16)
+        }
+        _ => None,
+    }
+}
+
+/// Why a location did not give bytes.
+#[derive(Debug)]
+pub(crate) enum EvalError {
+    OptimizedOut,
+    Unavailable(String),
+}
+
+/// Where a variable's bytes are.
+pub(crate) enum Place {
+    Memory(u64),
+    Data(Data),
+}
+
+fn eval_expr(expr: gimli::Expression<Reader>, unit: UnitRef<'_, Reader>, env: &FrameEnv<'_>) -> Result<Vec<gimli::Piece<Reader>>, EvalError> {
+    use gimli::EvaluationResult as R;
+    let mut eval = expr.evaluation(unit.encoding());
+    eval.set_max_iterations(10_000);
+    let fail = |e: gimli::Error| EvalError::Unavailable(format!("DWARF expression: {e}"));
+    let mut r = eval.evaluate().map_err(fail)?;
+    loop {
+        r = match r {
+            R::Complete => break,
+            R::RequiresMemory { address, size, .. } => {
+                let mut b = [0u8; 8];
+                let size = (size as usize).min(8);
+                if !env.memory.read_exact(address, &mut b[..size]) {
+                    return Err(EvalError::Unavailable(format!("cannot read memory at {address:#x}")));
+                }
+                eval.resume_with_memory(gimli::Value::Generic(u64::from_le_bytes(b))).map_err(fail)?
+            }
+            R::RequiresRegister { register, .. } => match env.regs.get(register.0 as usize).copied().flatten() {
+                Some(v) => eval.resume_with_register(gimli::Value::Generic(v)).map_err(fail)?,
+                None => return Err(EvalError::OptimizedOut),
+            },
+            R::RequiresFrameBase => match env.frame_base {
+                Some(fb) => eval.resume_with_frame_base(fb).map_err(fail)?,
+                None => return Err(EvalError::Unavailable("frame base unknown".into())),
+            },
+            R::RequiresCallFrameCfa => match env.cfa {
+                Some(cfa) => eval.resume_with_call_frame_cfa(cfa).map_err(fail)?,
+                None => return Err(EvalError::Unavailable("CFA unknown (outermost frame)".into())),
+            },
+            R::RequiresTls(off) => match &env.tls_block {
+                Ok(block) => eval.resume_with_tls(block.wrapping_add(off)).map_err(fail)?,
+                Err(why) => return Err(EvalError::Unavailable(why.clone())),
+            },
+            R::RequiresRelocatedAddress(a) => eval.resume_with_relocated_address(a.wrapping_add(env.bias)).map_err(fail)?,
+            R::RequiresIndexedAddress { index, relocate } => {
+                let a = unit.address(index).map_err(fail)?;
+                eval.resume_with_indexed_address(if relocate { a.wrapping_add(env.bias) } else { a }).map_err(fail)?
+            }
+            R::RequiresBaseType(off) => {
+                let e = unit.entry(off).map_err(fail)?;
+                let enc = match e.attr_value(gimli::DW_AT_encoding) {
+                    Some(AttributeValue::Encoding(x)) => x,
+                    _ => gimli::DW_ATE_unsigned,
+                };
+                let size = e.attr_value(gimli::DW_AT_byte_size).and_then(|v| v.udata_value()).unwrap_or(8);
+                let vt = gimli::ValueType::from_encoding(enc, size).unwrap_or(gimli::ValueType::Generic);
+                eval.resume_with_base_type(vt).map_err(fail)?
+            }
+            // Entry values come from the caller's call-site parameters (as gdb finds
+            // them); without a matching one the value is gone, not guessed.
+            R::RequiresEntryValue(expr) => {
+                let reg = expr.0.to_slice().ok().and_then(|b| single_register(&b));
+                match reg.and_then(|r| env.entry.iter().find(|(k, _)| *k == EntryKey::Register(r))) {
+                    Some((_, v)) => eval.resume_with_entry_value(gimli::Value::Generic(*v)).map_err(fail)?,
+                    None => return Err(EvalError::OptimizedOut),
+                }
+            }
+            R::RequiresParameterRef(off) => match env.entry.iter().find(|(k, _)| *k == EntryKey::Parameter(off.0)) {
+                Some((_, v)) => eval.resume_with_parameter_ref(*v).map_err(fail)?,
+                None => return Err(EvalError::OptimizedOut),
+            },
+            R::RequiresAtLocation(_) => {
+                return Err(EvalError::Unavailable("DW_OP_call is not supported".into()));
+            }
+            _ => return Err(EvalError::Unavailable("unsupported DWARF operation".into())),
+        };
+    }
+    Ok(eval.result())
+}
+
+fn value_bytes(v: gimli::Value) -> Vec<u8> {
+    use gimli::Value as V;
+    match v {
+        V::Generic(x) | V::U64(x) => x.to_le_bytes().to_vec(),
+        V::I64(x) => x.to_le_bytes().to_vec(),
+        V::U32(x) => x.to_le_bytes().to_vec(),
+        V::I32(x) => x.to_le_bytes().to_vec(),
+        V::U16(x) => x.to_le_bytes().to_vec(),
+        V::I16(x) => x.to_le_bytes().to_vec(),
+        V::U8(x) => vec![x],
+        V::I8(x) => vec![x as u8],
+        V::F32(x) => x.to_le_bytes().to_vec(),
+        V::F64(x) => x.to_le_bytes().to_vec(),
+    }
+}
+
+/// Turns evaluated pieces into a place: one memory address, or assembled bytes.
+fn place_of(pieces: Vec<gimli::Piece<Reader>>, size: u64, env: &FrameEnv<'_>) -> Result<Place, EvalError> {
+    use gimli::Location as L;
+    let reg_bytes = |r: u16| -> Result<Vec<u8>, EvalError> {
+        match env.regs.get(r as usize).copied().flatten() {
+            Some(v) => Ok(v.to_le_bytes().to_vec()),
+            None if env.innermost && (17..=32).contains(&r) => Err(EvalError::Unavailable(format!("vector register {} not captured", r - 17))),
+            None => Err(EvalError::OptimizedOut),
+        }
+    };
+    if pieces.len() == 1 && pieces[0].size_in_bits.is_none() {
+        let p = pieces.into_iter().next().ok_or(EvalError::OptimizedOut)?;
+        return match p.location {
+            L::Empty => Err(EvalError::OptimizedOut),
+            L::Address { address } => Ok(Place::Memory(address)),
+            L::Register { register } => Ok(Place::Data(Data::known(reg_bytes(register.0)?, None))),
+            L::Value { value } => Ok(Place::Data(Data::known(value_bytes(value), None))),
+            L::Bytes { value } => Ok(Place::Data(Data::known(value.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None))),
+            L::ImplicitPointer { .. } => Err(EvalError::Unavailable("<synthetic pointer>".into())),
+        };
+    }
+    // Pieces: assemble the value byte by byte; a missing piece leaves its bytes invalid.
+    let size = size.min(1 << 16) as usize;
+    let mut data = Data { bytes: vec![0; size], valid: vec![false; size], address: None };
+    let mut at = 0usize;
+    for p in pieces {
+        let bits = p.size_in_bits.unwrap_or(64);
+        let n = (bits.div_ceil(8)) as usize;
+        let src: Option<Vec<u8>> = match p.location {
+            L::Empty => None,
+            L::Address { address } => {
+                let mut b = vec![0u8; n];
+                env.memory.read_exact(address, &mut b).then_some(b)
+            }
+            L::Register { register } => reg_bytes(register.0).ok(),
+            L::Value { value } => Some(value_bytes(value)),
+            L::Bytes { value } => value.to_slice().ok().map(|c| c.into_owned()),
+            L::ImplicitPointer { .. } => None,
+        };
+        if let Some(src) = src {
+            for i in 0..n.min(src.len()) {
+                if at + i < size {
+                    data.bytes[at + i] = src[i];
+                    data.valid[at + i] = true;
+                }
+            }
+        }
+        at += n;
+        if at >= size {
+            break;
+        }
+    }
+    if !data.valid.iter().any(|v| *v) {
+        return Err(EvalError::OptimizedOut);
+    }
+    Ok(Place::Data(data))
+}
+
+/// The location expression of `e` at link-time `probe`: DW_AT_location (exprloc or
+/// location list). Ok(None): no location (optimized out).
+fn location_expr(
+    unit: UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+    probe: u64,
+    locs: Option<&gimli::LocationLists<Reader>>,
+) -> Result<Option<gimli::Expression<Reader>>, EvalError> {
+    let Some(v) = e.attr_value(gimli::DW_AT_location) else { return Ok(None) };
+    let fail = |e: gimli::Error| EvalError::Unavailable(format!("location list: {e}"));
+    let offset = match v {
+        AttributeValue::Exprloc(expr) => return Ok(Some(expr)),
+        AttributeValue::LocationListsRef(o) => o,
+        AttributeValue::DebugLocListsIndex(i) => {
+            let Some(l) = locs else { return Err(EvalError::Unavailable("no location list sections".into())) };
+            l.get_offset(unit.encoding(), unit.loclists_base, i).map_err(fail)?
+        }
+        _ => return Err(EvalError::Unavailable("unsupported DW_AT_location form".into())),
+    };
+    let Some(l) = locs else { return Err(EvalError::Unavailable("no location list sections".into())) };
+    let mut iter = l.locations(offset, unit.encoding(), unit.low_pc, &unit.dwarf.debug_addr, unit.addr_base).map_err(fail)?;
+    let mut n = 0;
+    while let Some(entry) = iter.next().map_err(fail)? {
+        n += 1;
+        if n > 100_000 {
+            break;
+        }
+        if entry.range.begin <= probe && probe < entry.range.end {
+            return Ok(Some(entry.data));
+        }
+    }
+    Ok(None)
+}
+
+/// Follows DW_AT_abstract_origin / DW_AT_specification (same unit) to find an attribute.
+fn inherited<'a>(unit: UnitRef<'a, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, at: gimli::DwAt) -> Option<AttributeValue<Reader>> {
+    if let Some(v) = e.attr_value(at) {
+        return Some(v);
+    }
+    let mut cur = e.clone();
+    for _ in 0..8 {
+        let link = cur.attr_value(gimli::DW_AT_abstract_origin).or_else(|| cur.attr_value(gimli::DW_AT_specification))?;
+        let AttributeValue::UnitRef(o) = link else { return None };
+        cur = unit.entry(o).ok()?;
+        if let Some(v) = cur.attr_value(at) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn name_of(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<String> {
+    let v = inherited(unit, e, gimli::DW_AT_name)?;
+    Some(unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned())
+}
+
+fn type_of(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeRef> {
+    match inherited(unit, e, gimli::DW_AT_type)? {
+        AttributeValue::UnitRef(o) => Some(o.0),
+        _ => None,
+    }
+}
+
+fn in_ranges(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, probe: u64) -> bool {
+    let Ok(mut ranges) = unit.die_ranges(e) else { return false };
+    let mut any = false;
+    let mut n = 0;
+    while let Ok(Some(r)) = ranges.next() {
+        any = true;
+        n += 1;
+        if r.begin <= probe && probe < r.end {
+            return true;
+        }
+        if n > 10_000 {
+            break;
+        }
+    }
+    // A block without ranges (abstract) holds whatever its parent holds.
+    !any
+}
+
+/// The variable DIEs in scope at `probe` under the function or inlined call `scope`:
+/// parameters (declaration order) then locals, innermost block first, as gdb lists them.
+/// Variables of the abstract origin with no concrete instance are included (they were
+/// optimized out entirely).
+fn scope_variables(unit: UnitRef<'_, Reader>, scope: gimli::UnitOffset, probe: u64) -> Vec<(gimli::UnitOffset, VariableKind)> {
+    let mut params = Vec::new();
+    let mut levels: Vec<Vec<gimli::UnitOffset>> = Vec::new();
+    let mut origins = std::collections::HashSet::new();
+    let Ok(mut tree) = unit.entries_tree(Some(scope)) else { return vec![] };
+    let Ok(root) = tree.root() else { return vec![] };
+    let origin_of_scope = match root.entry().attr_value(gimli::DW_AT_abstract_origin) {
+        Some(AttributeValue::UnitRef(o)) => Some(o),
+        _ => None,
+    };
+    drop(root);
+    drop(tree);
+    let Ok(mut cursor) = unit.entries_at_offset(scope) else { return vec![] };
+    let mut seen = 0usize;
+    let mut base: Option<isize> = None;
+    // Entries deeper than this are inside a block that does not hold the pc (or an
+    // inlined call, which is a frame of its own): skipped.
+    let mut skip_below: Option<isize> = None;
+    // Depth-first through lexical blocks containing the pc.
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        let depth = e.depth();
+        let base = *base.get_or_insert(depth);
+        seen += 1;
+        if (depth <= base && seen > 1) || seen > 200_000 || params.len() + levels.iter().map(Vec::len).sum::<usize>() > MAX_VARIABLES {
+            break;
+        }
+        if seen == 1 {
+            continue;
+        }
+        if let Some(s) = skip_below {
+            if depth > s {
+                continue;
+            }
+            skip_below = None;
+        }
+        let rel = (depth - base) as usize; // 1 for direct children
+        if let Some(AttributeValue::UnitRef(o)) = e.attr_value(gimli::DW_AT_abstract_origin) {
+            origins.insert(o);
+        }
+        match e.tag() {
+            gimli::DW_TAG_formal_parameter if rel == 1 => params.push(e.offset()),
+            gimli::DW_TAG_variable => {
+                let decl = matches!(e.attr_value(gimli::DW_AT_declaration), Some(AttributeValue::Flag(true)));
+                if !decl {
+                    levels.truncate(rel);
+                    while levels.len() < rel {
+                        levels.push(Vec::new());
+                    }
+                    levels[rel - 1].push(e.offset());
+                }
+            }
+            gimli::DW_TAG_lexical_block if rel < 64 && in_ranges(unit, e, probe) => {
+                levels.truncate(rel);
+                while levels.len() < rel {
+                    levels.push(Vec::new());
+                }
+            }
+            _ => {
+                if e.has_children() {
+                    skip_below = Some(depth);
+                }
+            }
+        }
+    }
+    let mut out: Vec<(gimli::UnitOffset, VariableKind)> = params.into_iter().map(|o| (o, VariableKind::Parameter)).collect();
+    for level in levels.into_iter().rev() {
+        out.extend(level.into_iter().map(|o| (o, VariableKind::Local)));
+    }
+    // Inherit the abstract origin's parameters and top-level locals that have no
+    // concrete DIE here (gdb's inherit_abstract_dies).
+    if let Some(origin) = origin_of_scope
+        && let Ok(mut t) = unit.entries_tree(Some(origin))
+        && let Ok(r) = t.root()
+    {
+        let mut c = r.children();
+        let mut n = 0;
+        while let Ok(Some(child)) = c.next() {
+            n += 1;
+            if n > 100_000 {
+                break;
+            }
+            let e = child.entry();
+            let kind = match e.tag() {
+                gimli::DW_TAG_formal_parameter => VariableKind::Parameter,
+                gimli::DW_TAG_variable => VariableKind::Local,
+                _ => continue,
+            };
+            if !origins.contains(&e.offset()) {
+                let pos = if kind == VariableKind::Parameter { out.iter().filter(|v| v.1 == VariableKind::Parameter).count() } else { out.len() };
+                out.insert(pos, (e.offset(), kind));
+            }
+        }
+    }
+    out
+}
+
+/// Evaluates and renders one variable DIE.
+pub(crate) fn variable(
+    unit: UnitRef<'_, Reader>,
+    off: gimli::UnitOffset,
+    kind: VariableKind,
+    probe: u64,
+    env: &FrameEnv<'_>,
+    locs: Option<&gimli::LocationLists<Reader>>,
+    r: &mut Renderer<'_>,
+) -> Variable {
+    let Ok(e) = unit.entry(off) else {
+        return Variable { name: "?".into(), kind, text: "<bad DIE>".into(), value: Value::Unavailable("bad DIE".into()), ..Default::default() };
+    };
+    let name = name_of(unit, &e).unwrap_or_else(|| "<anonymous>".into());
+    let ty = type_of(unit, &e);
+    let type_name = r.type_name(ty);
+    let size = r.types.size(unit, ty).unwrap_or(8);
+    let mut var = Variable { name, kind, type_name, address: None, text: String::new(), value: Value::OptimizedOut };
+
+    let place: Result<Place, EvalError> = match location_expr(unit, &e, probe, locs) {
+        Ok(Some(expr)) => eval_expr(expr, unit, env).and_then(|p| place_of(p, size, env)),
+        Ok(None) => match inherited(unit, &e, gimli::DW_AT_const_value) {
+            Some(AttributeValue::Block(b)) => Ok(Place::Data(Data::known(b.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None))),
+            Some(AttributeValue::Sdata(v)) => Ok(Place::Data(Data::known(v.to_le_bytes()[..(size.min(8) as usize)].to_vec(), None))),
+            Some(v) => match v.udata_value() {
+                Some(u) => Ok(Place::Data(Data::known(u.to_le_bytes()[..(size.min(8) as usize)].to_vec(), None))),
+                None => match unit.attr_string(v) {
+                    Ok(s) => Ok(Place::Data(Data::known(s.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None))),
+                    Err(_) => Err(EvalError::Unavailable("unsupported DW_AT_const_value form".into())),
+                },
+            },
+            None => Err(EvalError::OptimizedOut),
+        },
+        Err(e) => Err(e),
+    };
+    let data = match place {
+        Ok(Place::Memory(addr)) => {
+            var.address = Some(addr);
+            match r.read_value(ty, addr) {
+                Ok(d) => d,
+                Err(a) => {
+                    var.value = Value::Unreadable { address: a };
+                    var.text = format!("<error: Cannot access memory at address {a:#x}>");
+                    return var;
+                }
+            }
+        }
+        Ok(Place::Data(mut d)) => {
+            // A register holds 8 bytes; the type may be smaller.
+            let n = size as usize;
+            if d.bytes.len() > n {
+                d.bytes.truncate(n);
+                d.valid.truncate(n);
+            } else if d.bytes.len() < n {
+                d.bytes.resize(n, 0);
+                d.valid.resize(n, false);
+            }
+            d
+        }
+        Err(EvalError::OptimizedOut) => {
+            var.text = "<optimized out>".into();
+            return var;
+        }
+        Err(EvalError::Unavailable(why)) => {
+            var.text = format!("<unavailable: {why}>");
+            var.value = Value::Unavailable(why);
+            return var;
+        }
+    };
+    let (value, text) = r.render(ty, &data, 0);
+    var.value = value;
+    var.text = text;
+    var
+}
+
+/// DW_AT_frame_base of the physical function `func`, evaluated in its frame.
+fn frame_base(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, env: &FrameEnv<'_>) -> Option<u64> {
+    let fe = unit.entry(func).ok()?;
+    match fe.attr_value(gimli::DW_AT_frame_base)? {
+        AttributeValue::Exprloc(expr) => {
+            let pieces = eval_expr(expr, unit, env).ok()?;
+            match pieces.first()?.location {
+                gimli::Location::Address { address } => Some(address),
+                gimli::Location::Register { register } => env.regs.get(register.0 as usize).copied().flatten(),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Registers of a frame by DWARF number: the thread's for frame 0, the recovered
+/// ones for callers (callee-saved ones, rsp and rip).
+fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REGS] {
+    let mut regs = [None; N_DWARF_REGS];
+    if physical.trust == Trust::Context {
+        for (i, slot) in regs.iter_mut().enumerate() {
+            *slot = thread.by_dwarf(i as u16);
+        }
+    } else {
+        for (r, v) in &physical.registers {
+            if let Some(slot) = regs.get_mut(*r as usize) {
+                *slot = Some(*v);
+            }
+        }
+        // fs_base does not change between frames.
+        regs[58] = Some(thread.fs_base);
+    }
+    regs
+}
+
+impl ModuleSet {
+    /// Fills `Frame::variables` of one thread's frames (inlined frames included).
+    /// Problems (no DWARF, bad DIEs) are returned; values never fail wholesale.
+    pub fn capture_variables(&self, thread: &Registers, frames: &mut [Frame], memory: &dyn Memory, opts: &VariableOptions) -> Vec<Problem> {
+        let problems = Vec::new();
+        // Group: inlined frames followed by their physical frame.
+        let mut start = 0;
+        let physical_idx: Vec<usize> = frames.iter().enumerate().filter(|(_, f)| !f.inlined).map(|(i, _)| i).collect();
+        for (k, &end) in physical_idx.iter().enumerate() {
+            let cfa = physical_idx.get(k + 1).map(|&n| frames[n].sp);
+            // The caller's call-site parameters, evaluated in the caller's frame.
+            let entry = match physical_idx.get(k + 1) {
+                Some(&caller) if !frames[end].signal_frame => {
+                    let caller_cfa = physical_idx.get(k + 2).map(|&n| frames[n].sp);
+                    self.call_site_values(thread, &frames[caller], caller_cfa, memory)
+                }
+                _ => Vec::new(),
+            };
+            let group = &mut frames[start..=end];
+            start = end + 1;
+            self.group_variables(thread, group, cfa, entry, memory, opts);
+        }
+        problems
+    }
+
+    /// Values the caller at `caller` passed to its callee: the DW_TAG_call_site at the
+    /// caller's return address, its parameters' DW_AT_call_value evaluated with the
+    /// caller's registers. Only callee-saved registers and memory survive the call, so
+    /// a value that needs a clobbered register is simply not found.
+    fn call_site_values(&self, thread: &Registers, caller: &Frame, cfa: Option<u64>, memory: &dyn Memory) -> Vec<(EntryKey, u64)> {
+        let mut out = Vec::new();
+        let Some(idx) = self.find(caller.pc) else { return out };
+        let bias = self.entry(idx).record.load_bias;
+        let ret = caller.pc.wrapping_sub(bias);
+        let probe = ret.wrapping_sub(1);
+        let Some(ctx) = self.dwarf(idx) else { return out };
+        let tls_block = self.tls_block(idx, thread.fs_base);
+        let Ok(guard) = ctx.lock() else { return out };
+        let ctx = &guard.0;
+        let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
+        let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
+        let mut func = None;
+        while let Ok(Some(f)) = iter.next() {
+            func = f.dw_die_offset.or(func);
+        }
+        let Some(func) = func else { return out };
+        let mut env = FrameEnv { regs: frame_regs(thread, caller), innermost: false, cfa, frame_base: None, bias, tls_block, memory, entry: Vec::new() };
+        env.frame_base = frame_base(unit, func, &env);
+        let Ok(mut cursor) = unit.entries_at_offset(func) else { return out };
+        let (mut seen, mut base, mut inside) = (0usize, None, None);
+        while let Ok(Some(e)) = cursor.next_dfs() {
+            let depth = e.depth();
+            let b = *base.get_or_insert(depth);
+            seen += 1;
+            if (depth <= b && seen > 1) || seen > 200_000 {
+                break;
+            }
+            if let Some(d) = inside {
+                if depth <= d {
+                    break; // left the matching call site
+                }
+                if e.tag() != gimli::DW_TAG_call_site_parameter && e.tag() != gimli::DW_TAG_GNU_call_site_parameter {
+                    continue;
+                }
+                let value = e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
+                let Some(AttributeValue::Exprloc(expr)) = value else { continue };
+                let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
+                let v = match pieces.first().map(|p| &p.location) {
+                    Some(gimli::Location::Address { address }) => *address,
+                    Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
+                    Some(gimli::Location::Register { register }) => match env.regs.get(register.0 as usize).copied().flatten() {
+                        Some(v) => v,
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
+                    && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
+                {
+                    out.push((EntryKey::Register(r), v));
+                }
+                if let Some(AttributeValue::UnitRef(p)) = e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin)) {
+                    out.push((EntryKey::Parameter(p.0), v));
+                }
+                continue;
+            }
+            if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
+                let pc = e
+                    .attr_value(gimli::DW_AT_call_return_pc)
+                    .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
+                    .and_then(|v| unit.attr_address(v).ok().flatten());
+                if pc == Some(ret) {
+                    inside = Some(depth);
+                }
+            }
+        }
+        out
+    }
+
+    fn group_variables(&self, thread: &Registers, group: &mut [Frame], cfa: Option<u64>, entry: Vec<(EntryKey, u64)>, memory: &dyn Memory, opts: &VariableOptions) {
+        let Some(physical) = group.last() else { return };
+        let Some(idx) = self.find(physical.pc) else { return };
+        let e = self.entry(idx);
+        let bias = e.record.load_bias;
+        let exact = physical.trust == Trust::Context || physical.signal_frame;
+        let vaddr = physical.pc.wrapping_sub(bias);
+        let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
+        let Some(ctx) = self.dwarf(idx) else { return };
+        let locs = self.loclists(idx);
+        let tls_block = self.tls_block(idx, thread.fs_base);
+        let regs = frame_regs(thread, physical);
+        let innermost = physical.trust == Trust::Context;
+        let Ok(mut guard) = ctx.lock() else { return };
+        let (ctx, names) = &mut *guard;
+        let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return };
+        let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return };
+        let mut dies = Vec::new();
+        while let Ok(Some(f)) = iter.next() {
+            dies.push(f.dw_die_offset);
+            if dies.len() > 256 {
+                break;
+            }
+        }
+        // Tail-call frames list only their innermost function.
+        if group.len() < dies.len() {
+            dies.truncate(group.len());
+        }
+        let Some(Some(func)) = dies.last().copied() else { return };
+        // The frame base belongs to the physical function (the outermost DIE).
+        let mut env = FrameEnv { regs, innermost, cfa, frame_base: None, bias, tls_block, memory, entry };
+        env.frame_base = frame_base(unit, func, &env);
+        let unit_key = unit.unit.header.offset().0;
+        let symbolize = |a: u64| self.function_name(a);
+        let (types_cache, scopes) = names.types_and_scopes();
+        let types = types_cache.units.entry(unit_key).or_default();
+        let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
+        let mut r = Renderer { unit, types, memory, opts, symbol: &symbolize, scoped: &mut scoped, budget: FRAME_READ_BUDGET };
+        for (frame, die) in group.iter_mut().zip(dies.iter()) {
+            let Some(die) = die else { continue };
+            let vars = scope_variables(unit, *die, probe);
+            // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
+            frame.variables = vars
+                .into_iter()
+                .map(|(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
+                .filter(|v| v.name != "<anonymous>")
+                .collect();
+        }
+    }
+
+    /// The function (symbol) containing a runtime address, with `+offset` when not at its start.
+    pub(crate) fn function_name(&self, addr: u64) -> Option<String> {
+        let idx = self.find(addr)?;
+        let bias = self.entries[idx].record.load_bias;
+        let images = self.symbol_images(idx);
+        let hit = self.symbols(idx, &images).lookup(addr.wrapping_sub(bias), &images)?;
+        Some(if hit.offset == 0 { hit.name } else { format!("{}+{}", hit.name, hit.offset) })
+    }
+
+    /// Folklore: x86-64 uses TLS variant II. The thread pointer (fs_base) points at
+    /// the TCB, and the static TLS blocks sit just below it; the executable's block
+    /// (module 1) comes first, ending at the thread pointer: its start is
+    /// `fs_base - round_up(PT_TLS memsz, PT_TLS align)`. Shared libraries get their
+    /// offsets from the dynamic linker (link_map::l_tls_offset, private to glibc), so
+    /// bt does not locate their TLS yet.
+    fn tls_block(&self, idx: usize, fs_base: u64) -> Result<u64, String> {
+        let e = self.entry(idx);
+        let Some((memsz, align)) = e.headers.as_ref().and_then(|h| h.tls) else {
+            return Err("module has no PT_TLS segment".into());
+        };
+        if !e.record.is_executable {
+            return Err("thread-local storage of shared libraries is not located yet".into());
+        }
+        if fs_base == 0 {
+            return Err("thread pointer (fs_base) is 0".into());
+        }
+        let align = align.max(1);
+        let size = memsz.div_ceil(align).saturating_mul(align);
+        Ok(fs_base.wrapping_sub(size))
+    }
+
+    /// Captures named globals, statics and thread-locals (`ns::name` or `name`). TLS
+    /// variables are evaluated with the given thread's registers. Searches modules
+    /// with debug info, the executable first; the first definition found wins.
+    pub fn capture_globals(&self, names: &[String], thread: &Registers, memory: &dyn Memory, opts: &VariableOptions) -> (Vec<Variable>, Vec<Problem>) {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        let mut order: Vec<usize> = (0..self.entries.len()).collect();
+        order.sort_by_key(|i| !self.entries[*i].record.is_executable);
+        'names: for want in names {
+            for &idx in &order {
+                if let Some(v) = self.global_in(idx, want, thread, memory, opts) {
+                    out.push(v);
+                    continue 'names;
+                }
+            }
+            problems.push(Problem::new(Scope::Snapshot, format!("global {want:?} not found in the debug info of any module")));
+        }
+        (out, problems)
+    }
+
+    fn global_in(&self, idx: usize, want: &str, thread: &Registers, memory: &dyn Memory, opts: &VariableOptions) -> Option<Variable> {
+        self.image(idx)?;
+        let ctx = self.dwarf(idx)?;
+        let locs = self.loclists(idx);
+        let bias = self.entry(idx).record.load_bias;
+        let tls_block = self.tls_block(idx, thread.fs_base);
+        let mut guard = ctx.lock().ok()?;
+        let (ctx, names) = &mut *guard;
+        let (short, qual) = match want.rsplit_once("::") {
+            Some((q, s)) => (s, Some(q)),
+            None => (want, None),
+        };
+        let _ = ctx;
+        let dwarf = names.dwarf.clone()?;
+        let mut units = dwarf.units();
+        while let Ok(Some(header)) = units.next() {
+            let Ok(unit) = dwarf.unit(header) else { continue };
+            let unit_ref = unit.unit_ref(&dwarf);
+            let Some(off) = find_global(unit_ref, short, qual) else { continue };
+            let mut regs = [None; N_DWARF_REGS];
+            for (i, slot) in regs.iter_mut().enumerate() {
+                *slot = thread.by_dwarf(i as u16);
+            }
+            let env = FrameEnv { regs, innermost: true, cfa: None, frame_base: None, bias, tls_block, memory, entry: Vec::new() };
+            let unit_key = unit.header.offset().0;
+            let symbolize = |a: u64| self.function_name(a);
+            let (types_cache, scopes) = names.types_and_scopes();
+            let types = types_cache.units.entry(unit_key).or_default();
+            let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
+            let mut r = Renderer { unit: unit_ref, types, memory, opts, symbol: &symbolize, scoped: &mut scoped, budget: FRAME_READ_BUDGET };
+            let e = unit_ref.entry(off).ok()?;
+            let is_tls = matches!(e.attr_value(gimli::DW_AT_location), Some(AttributeValue::Exprloc(x)) if x.0.to_slice().is_ok_and(|b| b.iter().any(|op| *op == 0x9b || *op == 0xe0)));
+            let kind = if is_tls { VariableKind::ThreadLocal } else { VariableKind::Global };
+            let mut v = variable(unit_ref, off, kind, 0, &env, locs, &mut r);
+            v.name = want.to_string();
+            return Some(v);
+        }
+        None
+    }
+
+    /// .debug_loc / .debug_loclists of a module, loaded on first use (symbolization
+    /// never needs them, so they are not part of the addr2line context).
+    fn loclists(&self, idx: usize) -> Option<&gimli::LocationLists<Reader>> {
+        self.entries[idx]
+            .locs
+            .get_or_init(|| {
+                let img = self.image(idx)?;
+                let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
+                let empty = super::elf::SharedBytes::owned(Vec::new());
+                let sect = |name: &str| Reader::new(src.section_data(name).unwrap_or_else(|| empty.clone()), gimli::LittleEndian);
+                Some(gimli::LocationLists::new(gimli::DebugLoc::from(sect(".debug_loc")), gimli::DebugLocLists::from(sect(".debug_loclists"))))
+            })
+            .as_ref()
+    }
+}
+
+/// A DW_TAG_variable with a location (or constant) named `short` at unit level or
+/// inside namespaces/structs (static members) whose names match `qual`.
+fn find_global(unit: UnitRef<'_, Reader>, short: &str, qual: Option<&str>) -> Option<gimli::UnitOffset> {
+    let mut cursor = unit.entries();
+    let mut path: Vec<Option<String>> = Vec::new();
+    let mut depth: isize = 0;
+    let mut n = 0usize;
+    let mut decl_hit: Option<gimli::UnitOffset> = None;
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        n += 1;
+        if n > 50_000_000 {
+            break;
+        }
+        depth += e.depth() - depth;
+        let d = depth as usize;
+        path.truncate(d);
+        let tag = e.tag();
+        let name = match e.attr_value(gimli::DW_AT_name) {
+            Some(v) => unit.attr_string(v).ok().and_then(|s| s.to_string_lossy().ok().map(|c| c.into_owned())),
+            None => None,
+        };
+        if tag == gimli::DW_TAG_variable && name.as_deref() == Some(short) {
+            let scope: Vec<&str> = path.iter().skip(1).filter_map(|p| p.as_deref()).collect();
+            let q = scope.join("::");
+            let scope_ok = match qual {
+                Some(want) => q == want || q.ends_with(&format!("::{want}")),
+                None => true,
+            };
+            // Only unit-level or namespace-level variables (function statics need a qualifier match).
+            let top = path.iter().skip(1).all(|p| p.is_some());
+            if scope_ok && top {
+                let has_loc = e.attr_value(gimli::DW_AT_location).is_some() || e.attr_value(gimli::DW_AT_const_value).is_some();
+                if has_loc {
+                    return Some(e.offset());
+                }
+                decl_hit.get_or_insert(e.offset());
+            }
+        }
+        if tag == gimli::DW_TAG_variable && e.attr_value(gimli::DW_AT_location).is_some()
+            && let Some(AttributeValue::UnitRef(spec)) = e.attr_value(gimli::DW_AT_specification)
+            && decl_hit == Some(spec)
+        {
+            return Some(e.offset());
+        }
+        let scope_name = match tag {
+            gimli::DW_TAG_compile_unit | gimli::DW_TAG_partial_unit => Some(String::new()),
+            gimli::DW_TAG_namespace => Some(name.unwrap_or_else(|| "(anonymous namespace)".into())),
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_class_type => name,
+            gimli::DW_TAG_subprogram | gimli::DW_TAG_lexical_block => name.or(Some(String::new())).filter(|_| false),
+            _ => None,
+        };
+        path.resize(d, None);
+        path.push(scope_name);
+    }
+    // A variable with neither location nor constant (and not a mere declaration) was
+    // optimized out; it is reported as such, like gdb does.
+    decl_hit.filter(|o| unit.entry(*o).is_ok_and(|e| !matches!(e.attr_value(gimli::DW_AT_declaration), Some(AttributeValue::Flag(true)))))
+}

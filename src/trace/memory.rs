@@ -1,0 +1,105 @@
+//! The memory a snapshot keeps: every byte variable rendering read (heap objects
+//! reached through pointers, strings), plus the used part of each stack, within a
+//! budget, so a viewer can re-read values without the core.
+
+use crate::snapshot::{MemoryRegion, Thread};
+use crate::target::Memory;
+use std::sync::Mutex;
+
+/// Largest stack slice kept per thread.
+const MAX_STACK_KEPT: u64 = 1 << 20;
+
+/// A `Memory` that remembers which ranges were read successfully.
+pub(crate) struct Recorder<'a> {
+    inner: &'a dyn Memory,
+    modules: Option<&'a crate::symbols::ModuleSet>,
+    reads: Mutex<Vec<(u64, u64)>>,
+}
+
+impl<'a> Recorder<'a> {
+    pub(crate) fn new(inner: &'a dyn Memory, modules: Option<&'a crate::symbols::ModuleSet>) -> Self {
+        Recorder { inner, modules, reads: Mutex::new(Vec::new()) }
+    }
+
+    /// The regions to keep: stacks first (faulting thread first), then what variables
+    /// read, coalesced, until `budget` bytes.
+    pub(crate) fn keep(self, threads: &[Thread], budget: usize) -> (Vec<MemoryRegion>, Option<String>) {
+        let mut wanted: Vec<(u64, u64, String)> = Vec::new();
+        for t in threads {
+            let lo = t.registers.rsp.saturating_sub(128);
+            let hi = t.frames.iter().map(|f| f.sp).max().unwrap_or(t.registers.rsp).saturating_add(256);
+            let hi = hi.min(lo.saturating_add(MAX_STACK_KEPT));
+            if hi > lo {
+                wanted.push((lo, hi, format!("stack {}", t.tid)));
+            }
+        }
+        let mut reads = self.reads.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        reads.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (a, n) in reads {
+            let end = a.saturating_add(n);
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((a, end)),
+            }
+        }
+        // Objects already inside a kept stack are not kept twice.
+        for (a, e) in merged {
+            let inside = wanted.iter().any(|(lo, hi, l)| l.starts_with("stack") && a >= *lo && e <= *hi);
+            if !inside {
+                wanted.push((a, e, "object".into()));
+            }
+        }
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        let mut dropped = 0u64;
+        for (lo, hi, label) in wanted {
+            let want = (hi - lo) as usize;
+            if used + want > budget {
+                dropped += want as u64;
+                continue;
+            }
+            let mut buf = vec![0u8; want];
+            let n = self.read_unrecorded(lo, &mut buf);
+            if n == 0 {
+                continue;
+            }
+            buf.truncate(n);
+            used += n;
+            out.push(MemoryRegion { address: lo, label, bytes: buf });
+        }
+        let note = (dropped > 0).then(|| format!("memory budget of {budget} bytes reached: {dropped} bytes of stacks and objects not kept"));
+        (out, note)
+    }
+}
+
+impl Recorder<'_> {
+    fn read_unrecorded(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let mut n = self.inner.read(addr, buf);
+        if n < buf.len()
+            && let Some(m) = self.modules
+        {
+            n += m.read_code(addr.wrapping_add(n as u64), &mut buf[n..]);
+        }
+        n
+    }
+}
+
+impl Memory for Recorder<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let mut n = self.inner.read(addr, buf);
+        if n < buf.len()
+            && let Some(m) = self.modules
+        {
+            // Folklore: cores leave out file-backed pages nobody wrote (.rodata string
+            // literals, unmodified .data); those bytes are the module file's.
+            n += m.read_code(addr.wrapping_add(n as u64), &mut buf[n..]);
+        }
+        if n > 0
+            && let Ok(mut r) = self.reads.lock()
+        {
+            r.push((addr, n as u64));
+        }
+        n
+    }
+}

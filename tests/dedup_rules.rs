@@ -1,0 +1,475 @@
+//! Data-driven tests of the default rule files: input frames → expected signature.
+//! One table per rule file; add a row to add a case.
+//!
+//! Frame spec: `FUNCTION @MODULE #FILE:LINE`, each part optional; `@MODULE+0xOFF`
+//! alone is a frame without a symbol.
+
+use bt::dedup::RuleSet;
+use bt::snapshot::Frame;
+
+fn frame(spec: &str) -> Frame {
+    let (inlined, spec) = match spec.strip_prefix('~') {
+        Some(rest) => (true, rest),
+        None => (false, spec),
+    };
+    let (rest, file) = match spec.split_once(" #") {
+        Some((r, f)) => (r, Some(f)),
+        None => (spec, None),
+    };
+    let (func, module) = match rest.rsplit_once('@') {
+        Some((f, m)) => (f.trim(), Some(m.trim())),
+        None => (rest.trim(), None),
+    };
+    let (module, offset) = match module.and_then(|m| m.split_once("+0x")) {
+        Some((m, off)) => (Some(m), u64::from_str_radix(off, 16).unwrap()),
+        None => (module, 0),
+    };
+    let (file, line) = match file.and_then(|f| f.rsplit_once(':')) {
+        Some((f, l)) => (Some(f.to_string()), l.parse().ok()),
+        None => (file.map(str::to_string), None),
+    };
+    Frame {
+        function: (!func.is_empty()).then(|| func.to_string()),
+        module: module.map(str::to_string),
+        module_offset: offset,
+        file,
+        line,
+        inlined,
+        ..Default::default()
+    }
+}
+
+fn signature_of(rules: &RuleSet, frames: &[&str]) -> Vec<String> {
+    let frames: Vec<Frame> = frames.iter().map(|s| frame(s)).collect();
+    rules.evaluate(&frames, &[]).signature
+}
+
+/// (case name, frames crash-site first, expected signature)
+type Case = (&'static str, &'static [&'static str], &'static [&'static str]);
+
+fn run(cases: &[Case]) {
+    let rules = RuleSet::default_rules();
+    let mut failures = Vec::new();
+    for (name, frames, want) in cases {
+        let got = signature_of(&rules, frames);
+        if got != *want {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn names_rules() {
+    run(&[
+        ("cold clone", &["parse.cold @/opt/app"], &["parse"]),
+        ("isra + constprop", &["parse.isra.0.constprop.3 @/opt/app"], &["parse"]),
+        ("part", &["parse.part.1 @/opt/app"], &["parse"]),
+        ("llvm thinlto suffix", &["parse.llvm.8812736451 @/opt/app"], &["parse"]),
+        ("c++ clone spelling", &["Foo::bar(int) [clone .isra.0] [clone .cold] @/opt/app"], &["Foo::bar"]),
+        ("plt", &["memcpy@plt @/opt/app", "copy @/opt/app"], &["copy"]),
+        ("symbol version", &["fopen@@GLIBC_2.2.5 @libc.so.6", "open_log @/opt/app"], &["fopen", "open_log"]),
+        ("rust hash", &["app::parse::h0123456789abcdef @/opt/app"], &["app::parse"]),
+    ]);
+}
+
+#[test]
+fn glibc_rules() {
+    let assert_stack: &[&str] = &[
+        "__pthread_kill_implementation @libc.so.6",
+        "raise @libc.so.6",
+        "abort @libc.so.6",
+        "__assert_fail_base.cold @libc.so.6",
+        "__assert_fail @libc.so.6",
+        "validate_order @/opt/app #/src/order.c:12",
+        "main @/opt/app",
+    ];
+    run(&[
+        ("assert prologue", assert_stack, &["validate_order"]),
+        (
+            "fatal() wrapper",
+            &["raise @libc.so.6", "__GI_abort @libc.so.6", "fatal @app", "load_config @app", "main @app"],
+            &["load_config"],
+        ),
+        (
+            "namespaced die wrapper",
+            &["abort @libc.so.6", "util::die_with_message(char const*) @app", "Db::open() @app"],
+            &["Db::open"],
+        ),
+        (
+            "ordinary function calling abort keeps the blame",
+            &["abort @libc.so.6", "validate @app", "main @app"],
+            &["validate"],
+        ),
+        (
+            "abort called by app",
+            &["raise @libc.so.6", "abort @libc.so.6", "shutdown_now @app", "main @app"],
+            &["shutdown_now"],
+        ),
+        (
+            "stack protector",
+            &[
+                "raise @libc.so.6",
+                "abort @libc.so.6",
+                "__libc_message @libc.so.6",
+                "__fortify_fail @libc.so.6",
+                "__stack_chk_fail @libc.so.6",
+                "copy_name @app",
+                "?? @app",
+            ],
+            &["copy_name"],
+        ),
+        (
+            "double free keeps free",
+            &[
+                "raise @libc.so.6",
+                "abort @libc.so.6",
+                "__libc_message @libc.so.6",
+                "malloc_printerr @libc.so.6",
+                "_int_free @libc.so.6",
+                "__GI___libc_free @libc.so.6",
+                "release_item @app",
+            ],
+            &["free", "release_item"],
+        ),
+        ("ifunc builtin is skipped", &["__memmove_avx_unaligned_erms @libc.so.6", "copy_block @app"], &["copy_block"]),
+        ("strlen evex", &["__strlen_evex @/lib/x86_64-linux-gnu/libc.so.6", "log_message @app"], &["log_message"]),
+        (
+            "printf internals fold to printf",
+            &["__strlen_avx2 @libc.so.6", "__vfprintf_internal @libc.so.6", "printf @libc.so.6", "report @app"],
+            &["printf", "report"],
+        ),
+        ("thread start is not app", &["worker @app", "start_thread @libc.so.6", "clone3 @libc.so.6"], &["worker"]),
+        (
+            "crash in main",
+            &["main @app", "__libc_start_call_main @libc.so.6", "__libc_start_main_impl @libc.so.6", "_start @app"],
+            &["main"],
+        ),
+        (
+            "system only stack stops at entry",
+            &["poll @libc.so.6", "start_thread @libc.so.6", "clone3 @libc.so.6"],
+            &["poll"],
+        ),
+        (
+            "header code inlined into app",
+            &["~std::vector<int>::operator[] @app #/usr/include/c++/12/bits/stl_vector.h:1123", "sum @app #a.cc:3"],
+            &["sum"],
+        ),
+        (
+            "C static inline from a header",
+            &["~__bswap_32 @app #/usr/include/x86_64-linux-gnu/bits/byteswap.h:52", "decode @app #d.c:9"],
+            &["decode"],
+        ),
+        (
+            "physical frame whose line is in a header keeps its blame",
+            &["Config::load @app #/usr/include/c++/12/bits/new_allocator.h:90", "run_bug @app"],
+            &["Config::load"],
+        ),
+        (
+            "signal handler frames",
+            &[
+                "raise @libc.so.6",
+                "abort @libc.so.6",
+                "on_segv @app",
+                "__restore_rt @libc.so.6",
+                "crash_here @app",
+                "main @app",
+            ],
+            &["crash_here"],
+        ),
+        (
+            "vdso",
+            &["__vdso_clock_gettime @[vdso]", "clock_gettime @libc.so.6", "tick @app"],
+            &["clock_gettime", "tick"],
+        ),
+        (
+            "system path by directory",
+            &["do_thing @/usr/lib/x86_64-linux-gnu/libfoo.so.3", "caller @/opt/app"],
+            &["do_thing", "caller"],
+        ),
+    ]);
+}
+
+#[test]
+fn cxx_rules() {
+    run(&[
+        (
+            "uncaught exception",
+            &[
+                "raise @libc.so.6",
+                "abort @libc.so.6",
+                "__gnu_cxx::__verbose_terminate_handler() @libstdc++.so.6",
+                "__cxxabiv1::__terminate(void (*)()) @libstdc++.so.6",
+                "std::terminate() @libstdc++.so.6",
+                "__cxa_throw @libstdc++.so.6",
+                "Config::load(std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&) @app",
+                "main @app",
+            ],
+            &["Config::load"],
+        ),
+        (
+            "vector::at out of range",
+            &[
+                "raise @libc.so.6",
+                "abort @libc.so.6",
+                "std::terminate() @libstdc++.so.6",
+                "__cxa_throw @libstdc++.so.6",
+                "std::__throw_out_of_range_fmt(char const*, ...) @libstdc++.so.6",
+                "std::vector<int, std::allocator<int> >::_M_range_check(unsigned long) const @app #/usr/include/c++/12/bits/stl_vector.h:1153",
+                "std::vector<int, std::allocator<int> >::at(unsigned long) const @app #/usr/include/c++/12/bits/stl_vector.h:1175",
+                "Inventory::lookup(int) const @app #bugs.cpp:31",
+            ],
+            &["Inventory::lookup"],
+        ),
+        (
+            "lambda through std::function",
+            &[
+                "Server::install_handler()::{lambda(int)#1}::operator()(int) const @app #bugs.cpp:40",
+                "std::_Function_handler<void (int), Server::install_handler()::{lambda(int)#1}>::_M_invoke(std::_Any_data const&, int&&) @app",
+                "std::function<void (int)>::operator()(int) const @app",
+                "run_bug() @app",
+            ],
+            &["Server::install_handler::{lambda}::operator()"],
+        ),
+        ("lambda numbering", &["f()::{lambda()#3}::operator()() const @app"], &["f::{lambda}::operator()"]),
+        ("templates fold", &["Matrix<double>::get(unsigned long, unsigned long) const @app"], &["Matrix::get"]),
+        (
+            "gcc debug-info lambda name",
+            &["Server::install_handler()::<lambda(int)>::operator() @app"],
+            &["Server::install_handler::{lambda}::operator()"],
+        ),
+        (
+            "clang debug-info lambda name",
+            &["Server::install_handler()::(lambda at /src/bugs.cpp:41:16)::operator() @app"],
+            &["Server::install_handler::{lambda}::operator()"],
+        ),
+        (
+            "anonymous namespace",
+            &["(anonymous namespace)::decode_packet(unsigned char const*) @app"],
+            &["decode_packet"],
+        ),
+        ("operator< survives", &["Key::operator<(Key const&) const @app"], &["Key::operator<"]),
+        (
+            "pure virtual",
+            &["raise @libc.so.6", "abort @libc.so.6", "__cxa_pure_virtual @libstdc++.so.6", "Shape::draw_all() @app"],
+            &["Shape::draw_all"],
+        ),
+    ]);
+}
+
+#[test]
+fn rust_rules() {
+    run(&[
+        (
+            "unwrap on None (panic=abort)",
+            &[
+                "__pthread_kill_implementation @libc.so.6",
+                "raise @libc.so.6",
+                "abort @libc.so.6",
+                "std::sys::pal::unix::abort_internal @app",
+                "std::process::abort @app",
+                "__rustc::__rust_start_panic @app",
+                "rust_panic @app",
+                "std::panicking::rust_panic_with_hook @app",
+                "std::panicking::begin_panic_handler::{{closure}} @app",
+                "std::sys::backtrace::__rust_end_short_backtrace @app",
+                "__rustc::rust_begin_unwind @app",
+                "core::panicking::panic_fmt @app",
+                "core::panicking::panic @app",
+                "core::option::unwrap_failed @app",
+                "bugs::parse_port @app #bugs.rs:14",
+                "bugs::run_bug @app",
+                "bugs::main @app",
+                "core::ops::function::FnOnce::call_once @app",
+                "std::rt::lang_start::{{closure}} @app",
+                "std::rt::lang_start_internal @app",
+                "main @app",
+            ],
+            &["bugs::parse_port"],
+        ),
+        (
+            "bounds check through inlined std frames",
+            &[
+                "core::panicking::panic_bounds_check::h1111111111111111 @app",
+                "~<usize as core::slice::index::SliceIndex<[T]>>::index @app #/rustc/abc/library/core/src/slice/index.rs:255",
+                "bugs::lookup_user::h2222222222222222 @app #bugs.rs:20",
+            ],
+            &["bugs::lookup_user"],
+        ),
+        ("segv in rust code", &["bugs::read_raw @app #bugs.rs:40", "bugs::run_bug @app"], &["bugs::read_raw"]),
+        (
+            "thread entry",
+            &[
+                "bugs::worker @app",
+                "std::sys::backtrace::__rust_begin_short_backtrace @app",
+                "std::sys::pal::unix::thread::Thread::new::thread_start @app",
+                "start_thread @libc.so.6",
+            ],
+            &["bugs::worker"],
+        ),
+        (
+            "refcell double borrow",
+            &[
+                "core::panicking::panic_fmt @app",
+                "core::cell::panic_already_borrowed @app",
+                "core::cell::RefCell<T>::borrow_mut @app",
+                "bugs::update_cache @app",
+            ],
+            &["bugs::update_cache"],
+        ),
+        (
+            "debug-info names: generics and impl blocks",
+            &["bugs::Table<u32>::get<u32> @app", "bugs::{impl#3}::run @app"],
+            &["bugs::Table::get"],
+        ),
+        (
+            "app type implementing a std trait stays app",
+            &["<bugs::Id as core::fmt::Display>::fmt @app"],
+            &["<bugs::Id as core::fmt::Display>::fmt"],
+        ),
+        ("closure numbering", &["bugs::main::{closure#2} @app"], &["bugs::main::{{closure}}"]),
+        (
+            "closure",
+            &["bugs::main::{{closure}} @app", "<alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call @app"],
+            &["bugs::main::{{closure}}"],
+        ),
+    ]);
+}
+
+#[test]
+fn go_rules() {
+    run(&[
+        (
+            "nil map write",
+            &[
+                "runtime.throw @app #/usr/lib/go/src/runtime/panic.go:1077",
+                "runtime.sigpanic @app #/usr/lib/go/src/runtime/signal_unix.go:845",
+                "main.(*Store).Put @app #store.go:12",
+                "main.main @app #main.go:9",
+                "runtime.main @app",
+                "runtime.goexit @app",
+            ],
+            &["main.(*Store).Put"],
+        ),
+        (
+            "panic",
+            &[
+                "runtime.gopanic @app #/usr/lib/go/src/runtime/panic.go:770",
+                "main.parse @app #p.go:3",
+                "runtime.goexit @app",
+            ],
+            &["main.parse"],
+        ),
+    ]);
+}
+
+#[test]
+fn eventloop_rules() {
+    run(&[
+        (
+            "glib callback",
+            &[
+                "on_timeout @app",
+                "g_timeout_dispatch @/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+                "g_main_context_dispatch @/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+                "g_main_context_iterate.constprop.0 @/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+                "g_main_loop_run @/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+                "main @app",
+            ],
+            &["on_timeout"],
+        ),
+        (
+            "crash in glib without app frame",
+            &[
+                "g_hash_table_lookup @/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+                "g_main_context_dispatch @/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+                "g_main_loop_run @/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+                "main @app",
+            ],
+            &["g_hash_table_lookup", "main"],
+        ),
+        (
+            "libuv statically linked",
+            &["on_read @app", "uv__read @app", "uv__stream_io @app", "uv__io_poll @app", "uv_run @app", "main @app"],
+            &["on_read"],
+        ),
+        (
+            "asio",
+            &[
+                "Session::on_read(boost::system::error_code const&, unsigned long) @app",
+                "boost::asio::detail::reactive_socket_recv_op<...>::do_complete(void*) @app",
+                "boost::asio::detail::scheduler::run(boost::system::error_code&) @app",
+                "main @app",
+            ],
+            &["Session::on_read"],
+        ),
+        (
+            "libevent",
+            &[
+                "read_cb @app",
+                "bufferevent_run_deferred_callbacks_locked @libevent-2.1.so.7",
+                "event_process_active_single_queue @libevent-2.1.so.7",
+                "event_base_loop @libevent-2.1.so.7",
+                "main @app",
+            ],
+            &["read_cb"],
+        ),
+    ]);
+}
+
+#[test]
+fn signature_settings() {
+    run(&[
+        ("empty stack", &[], &[]),
+        (
+            "unsymbolized frame keeps module only and goes on",
+            &["@/opt/plugins/libplug.so.2+0x1234", "host_call @app"],
+            &["libplug.so", "host_call"],
+        ),
+        ("recursion collapses", &["walk @app", "walk @app", "walk @app", "main @app"], &["walk"]),
+        (
+            "system frames cap",
+            &[
+                "a @libc.so.6",
+                "b @libc.so.6",
+                "c @libc.so.6",
+                "d @libc.so.6",
+                "e @libc.so.6",
+                "f @libc.so.6",
+                "g @libc.so.6",
+            ],
+            &["a", "b", "c", "d", "e"],
+        ),
+    ]);
+}
+
+#[test]
+fn pretty_names_are_clean_but_recognizable() {
+    let rules = RuleSet::default_rules();
+    let frames: Vec<Frame> = [
+        "__pthread_kill_implementation @libc.so.6",
+        "__GI_raise @libc.so.6",
+        "__GI_abort @libc.so.6",
+        "__assert_fail @libc.so.6",
+        "__memcpy_avx_unaligned_erms @libc.so.6",
+        "Config::load(std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&) [clone .cold] @app #/src/config.cc:22",
+        "main::{lambda(int)#2}::operator()(int) const @app",
+        "walk @app",
+        "walk @app",
+        "walk @app",
+    ]
+    .iter()
+    .map(|s| frame(s))
+    .collect();
+    let pretty = rules.evaluate(&frames, &[]).pretty;
+    assert_eq!(
+        pretty,
+        vec![
+            "[4 frames of error handling: __pthread_kill_implementation, raise, abort, __assert_fail]",
+            "[1 frame skipped: memcpy]",
+            "Config::load(std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&) (config.cc:22)",
+            "main::{lambda(int)#2}::operator()(int) const",
+            "walk (×3)",
+        ]
+    );
+}

@@ -1,0 +1,242 @@
+//! Variables against gdb (the oracle): examples/variables built at -O0 and -O2, crashed
+//! for real, then every parameter and local gdb prints in `thread apply all bt full`
+//! (and `print` of named globals) must read the same in bt's snapshot.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Splits `a=1, b={x = 1, y = 2}, c=0x1 "a, b"` at top-level commas.
+fn split_top(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, None::<char>);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                } else if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            None => {}
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '{' | '(' | '[' | '<' => depth += 1,
+            '}' | ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// (function, variable) → value text, from gdb's `bt full` output.
+fn gdb_values(text: &str) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    let mut func = String::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            // `#1  0x… in walk (s=0x7ffe…, count=4) at file.c:51` or `#0  crash_here (…) at …`
+            let rest = line.split_once(" in ").map(|x| x.1).unwrap_or_else(|| line.splitn(2, "  ").nth(1).unwrap_or(""));
+            let Some((name, args)) = rest.split_once(" (") else { continue };
+            func = name.trim().to_string();
+            let args = args.rsplit_once(')').map(|x| x.0).unwrap_or(args);
+            let args = args.rsplit_once(") at ").map(|x| x.0).unwrap_or(args);
+            for a in split_top(args) {
+                if let Some((n, v)) = a.split_once('=') {
+                    out.insert((func.clone(), n.to_string()), v.to_string());
+                }
+            }
+        } else if let Some(l) = line.strip_prefix("        ") {
+            if let Some((n, v)) = l.split_once(" = ") {
+                if !n.contains(' ') {
+                    out.insert((func.clone(), n.to_string()), v.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn build(src: &Path, out: &Path, compiler: &str, flags: &[&str]) {
+    let st = Command::new(compiler).args(flags).arg("-g").arg("-o").arg(out).arg(src).status().expect("running the compiler");
+    assert!(st.success(), "{compiler} {} failed", src.display());
+}
+
+/// Builds, crashes, and returns (exe, core).
+fn crashed(name: &str, src: &str, compiler: &str, flags: &[&str]) -> (PathBuf, PathBuf) {
+    let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
+    let exe = dir.join(name);
+    build(&repo_root().join(src), &exe, compiler, flags);
+    let spec = CrashSpec { name: name.into(), program: name.into(), args: vec![], signal: "SIGSEGV".into(), what: String::new() };
+    let _guard = CorePatternGuard::set(&dir);
+    let c = crash_one(&spec, &exe, &dir);
+    (exe, c.core)
+}
+
+fn gdb_text(exe: &Path, core: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["-nx", "-batch", "-ex", "set width 0", "-ex", "set pagination off", "-ex", "thread apply all bt full"];
+    for e in extra {
+        args.push("-ex");
+        args.push(e);
+    }
+    args.push(exe.to_str().expect("utf-8"));
+    args.push(core.to_str().expect("utf-8"));
+    let out = run_with_timeout(120, Path::new("gdb"), &args, &[]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// bt's (function, variable) → value text for every frame of every thread.
+fn bt_values(snap: &serde_json::Value) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for t in snap["threads"].as_array().expect("threads") {
+        for f in t["frames"].as_array().expect("frames") {
+            let func = f["function"].as_str().unwrap_or("").to_string();
+            for v in f["variables"].as_array().into_iter().flatten() {
+                let key = (func.clone(), v["name"].as_str().unwrap_or("").to_string());
+                out.entry(key).or_insert_with(|| v["value"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Compares every gdb value of `functions`; entry values (`x@entry=`) are skipped
+/// (bt does not resolve DW_OP_entry_value yet). Returns how many were compared.
+fn compare(gdb: &BTreeMap<(String, String), String>, bt: &BTreeMap<(String, String), String>, functions: &[&str]) -> usize {
+    compare_where(gdb, bt, functions, |_| true)
+}
+
+/// Like [`compare`], only for gdb values `keep` accepts. gdb's `...` (a non-scalar
+/// argument in a frame line) is never compared.
+fn compare_where(gdb: &BTreeMap<(String, String), String>, bt: &BTreeMap<(String, String), String>, functions: &[&str], keep: impl Fn(&str) -> bool) -> usize {
+    let mut compared = 0;
+    let mut errors = Vec::new();
+    for ((func, name), want) in gdb {
+        if !functions.contains(&func.as_str()) || want.contains("@entry") || want == "..." || !keep(want) {
+            continue;
+        }
+        // gdb words a partly optimized-out value read by a language printer this way.
+        let want = if want == "<error reading variable: value has been optimized out>" { "<optimized out>" } else { want.as_str() };
+        match bt.get(&(func.clone(), name.clone())) {
+            Some(got) if got == want => compared += 1,
+            // gdb does not unwind past main, so it cannot read main's entry values from
+            // __libc_start_call_main's call site; bt can (argc = 1 is right).
+            Some(_) if func == "main" && want == "<optimized out>" => {}
+            Some(got) => errors.push(format!("{func}: {name}: gdb {want:?}, bt {got:?}")),
+            None => errors.push(format!("{func}: {name}: gdb {want:?}, bt has no such variable")),
+        }
+    }
+    assert!(errors.is_empty(), "values differ from gdb:\n{}", errors.join("\n"));
+    compared
+}
+
+fn check_c(opt: &str) {
+    let (exe, core) = crashed(&format!("vars{opt}"), "examples/variables/vars.c", "gcc", &[opt]);
+    let globals = ["global_counter", "global_name", "global_point", "tls_value"];
+    let prints: Vec<String> = globals.iter().map(|g| format!("print {g}")).collect();
+    let prints: Vec<&str> = prints.iter().map(String::as_str).collect();
+    let text = gdb_text(&exe, &core, &prints);
+    let gdb = gdb_values(&text);
+    let mut args = vec!["ptrace", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
+    for g in &globals {
+        args.push("--global");
+        args.push(g);
+    }
+    let snap = bt_json(&args);
+    let n = compare(&gdb, &bt_values(&snap), &["crash_here", "walk", "main"]);
+    assert!(n >= if opt == "-O0" { 15 } else { 3 }, "too few values compared ({n}); gdb said:\n{text}");
+    // `print NAME` lines: `$1 = 42` in order.
+    let printed: Vec<&str> = text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
+    let ours: Vec<&str> = snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
+    assert_eq!(ours, printed, "globals differ from gdb's print");
+}
+
+#[test]
+fn c_variables_at_o0_match_gdb() {
+    check_c("-O0");
+}
+
+#[test]
+fn c_variables_at_o2_match_gdb() {
+    check_c("-O2");
+}
+
+#[test]
+fn no_variables_and_faulted_modes() {
+    let (exe, core) = crashed("varsmodes", "examples/variables/vars.c", "gcc", &["-O0"]);
+    let (c, e) = (core.to_str().expect("utf-8"), exe.to_str().expect("utf-8"));
+    let none = bt_json(&["ptrace", "--no-variables", "--core", c, e]);
+    assert!(bt_values(&none).is_empty());
+    assert!(none["memory"].as_array().expect("memory").is_empty());
+    let faulted = bt_json(&["ptrace", "--faulted", "--core", c, e]);
+    assert!(bt_values(&faulted).contains_key(&("crash_here".into(), "local_answer".into())));
+    // The linked list is followed in the structured value, bounded.
+    let list = &faulted["threads"][0]["frames"][0]["variables"][0];
+    assert_eq!(list["name"], "list");
+    assert_eq!(list["structured"]["pointer"]["target"]["struct"][1]["value"]["pointer"]["target"]["struct"][0]["value"]["int"], 20);
+    let small = bt_json(&["ptrace", "--memory-budget", "1K", "--core", c, e]);
+    let kept: usize = small["memory"].as_array().expect("memory").iter().map(|m| m["bytes"].as_array().map(|b| b.len()).unwrap_or(0)).sum();
+    assert!(kept <= 1024, "budget exceeded: {kept}");
+}
+
+#[test]
+fn cpp_variables_match_gdb() {
+    // gdb's libstdc++ pretty printers (std::string, std::vector) are the reference.
+    for opt in ["-O0", "-O2"] {
+        let (exe, core) = crashed(&format!("varscpp{opt}"), "examples/variables/vars.cpp", "g++", &[opt]);
+        let text = gdb_text(&exe, &core, &["print shop::item_count", "print shop::per_thread"]);
+        let gdb = gdb_values(&text);
+        let snap = bt_json(&["ptrace", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8"), "--global", "shop::item_count", "--global", "shop::per_thread"]);
+        let n = compare(&gdb, &bt_values(&snap), &["shop::Inventory::fail", "main"]);
+        assert!(n >= if opt == "-O0" { 8 } else { 1 }, "{opt}: too few values compared ({n}); gdb said:\n{text}");
+        let printed: Vec<&str> = text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
+        let ours: Vec<&str> = snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
+        assert_eq!(ours, printed, "{opt}: globals differ from gdb's print");
+    }
+}
+
+#[test]
+fn rust_variables_match_gdb() {
+    // Plain gdb prints Rust String and Vec as their raw layout while bt reads them
+    // ("grace", vec![1, 2, 3]); scalars, &str, Option and pointers must agree.
+    for opt in ["0", "2"] {
+        let name = format!("varsrs-O{opt}");
+        let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
+        let exe = dir.join(&name);
+        let st = Command::new("rustc").args(["-g", "-C", &format!("opt-level={opt}"), "-o"]).arg(&exe).arg(repo_root().join("examples/variables/vars.rs")).status().expect("rustc");
+        assert!(st.success());
+        let spec = CrashSpec { name: name.clone(), program: name.clone(), args: vec![], signal: "SIGSEGV".into(), what: String::new() };
+        let crash = {
+            let _guard = CorePatternGuard::set(&dir);
+            crash_one(&spec, &exe, &dir)
+        };
+        let text = gdb_text(&exe, &crash.core, &["print vars::LIMIT"]);
+        let gdb = gdb_values(&text);
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8"), "--global", "vars::LIMIT"]);
+        let bt = bt_values(&snap);
+        let n = compare_where(&gdb, &bt, &["vars::smash", "vars::main", "core::ptr::write_volatile<i64>"], |v| !v.contains(" {"));
+        assert!(n >= if opt == "0" { 6 } else { 1 }, "-O{opt}: too few values compared ({n}); gdb said:\n{text}");
+        if opt == "0" {
+            assert_eq!(bt.get(&("vars::main".into(), "acct".into())).map(String::as_str), Some("vars::Account {id: 17, owner: \"grace\", balance: -250, tags: vec![1, 2, 3], parent: core::option::Option<u32>::Some(4)}"));
+        }
+        assert_eq!(snap["globals"][0]["value"], "5000");
+    }
+}
