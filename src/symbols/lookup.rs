@@ -214,10 +214,15 @@ impl Index {
     }
 
     /// The subprogram DIE whose ranges hold `probe`: from the unit's outline, else
-    /// (assembler units, definitions nested in types) a walk that enters types too.
+    /// (nested functions such as lambdas, definitions inside types) from the list of
+    /// all its functions, built on the first such miss.
     fn function_at(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<Off> {
         let outline = self.outlines.entry(ui).or_insert_with(|| Outline::build(uref).unwrap_or_default());
-        outline.function_at(probe).or_else(|| find_function(uref, probe))
+        if let Some(f) = pick(&outline.functions, probe) {
+            return Some(f);
+        }
+        let all = outline.all.get_or_insert_with(|| all_functions(uref));
+        pick(all, probe)
     }
 
     /// The innermost frame's location: the raw row, replaced by gdb's choice of row
@@ -282,6 +287,26 @@ impl Index {
         }
     }
 
+    /// The DIEs of the frames at `probe`, innermost first (the subprogram last), with
+    /// the `.debug_info` offset of their unit — what variable capture walks. None when
+    /// no function holds the probe.
+    pub(crate) fn frame_dies(&mut self, probe: u64) -> Result<Option<(usize, Vec<Off>)>, Fallback> {
+        let cands = self.candidates(probe);
+        if cands.is_empty() && self.incomplete {
+            return Err(Fallback);
+        }
+        for ui in cands {
+            let Some(unit) = self.unit(ui) else { continue };
+            let dwarf = self.dwarf.clone();
+            let uref = unit.unit_ref(&dwarf);
+            let Some(function) = self.function_at(ui, uref, probe) else { continue };
+            let mut dies: Vec<Off> = inline_chain(uref, function, probe).iter().rev().map(|i| i.die).collect();
+            dies.push(function);
+            return Ok(Some((self.headers[ui].offset().0, dies)));
+        }
+        Ok(None)
+    }
+
     /// True when a `DW_TAG_call_site` with the tail-call flag returns to `after`
     /// inside the function holding `after - 1` (see `dwarf::is_tail_call_site`).
     pub(crate) fn is_tail_call_site(&mut self, after: u64) -> Result<bool, Fallback> {
@@ -310,51 +335,83 @@ fn language(uref: gimli::UnitRef<'_, Reader>) -> Option<gimli::DwLang> {
     }
 }
 
-/// The subprogram DIE whose ranges hold `probe`, by a walk that enters namespaces and
-/// types (not function bodies): the fallback when the unit's outline has no function
-/// for the probe (assembler units have none; some producers define functions inside
-/// type DIEs). Other subtrees are skipped whole, through DW_AT_sibling where written.
-fn find_function(uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<Off> {
-    let mut tree = uref.entries_tree(None).ok()?;
-    let root = tree.root().ok()?;
-    search_scope(uref, root, probe, true, 0)
+/// Every subprogram of the unit with its address ranges, at any depth (inside types
+/// and inside other functions: GCC nests a lambda's `operator()` in its enclosing
+/// function), as addr2line lists them: one raw pass over the whole unit. Only used
+/// when the namespace-level outline has no function for a pc.
+fn all_functions(uref: gimli::UnitRef<'_, Reader>) -> Vec<(u64, u64, Off)> {
+    let mut out = Vec::new();
+    let Ok(mut raw) = uref.entries_raw(None) else { return out };
+    let mut n = 0usize;
+    while !raw.is_empty() && n < MAX_OUTLINE_DIES {
+        n += 1;
+        let off = raw.next_offset();
+        let abbrev = match raw.read_abbreviation() {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(_) => break,
+        };
+        if abbrev.tag() != gimli::DW_TAG_subprogram {
+            if raw.skip_attributes(abbrev.attributes()).is_err() {
+                break;
+            }
+            continue;
+        }
+        let (mut low, mut high, mut size, mut ranges) = (None, None, None, None);
+        for spec in abbrev.attributes() {
+            let Ok(attr) = raw.read_attribute(*spec) else { return sorted(out) };
+            match (attr.name(), attr.value()) {
+                (gimli::DW_AT_low_pc, v) => low = uref.attr_address(v).ok().flatten(),
+                (gimli::DW_AT_high_pc, gimli::AttributeValue::Udata(v)) => size = Some(v),
+                (gimli::DW_AT_high_pc, v) => high = uref.attr_address(v).ok().flatten(),
+                (gimli::DW_AT_ranges, v) => ranges = Some(v),
+                _ => {}
+            }
+        }
+        push_ranges(uref, &mut out, off, low, high, size, ranges);
+    }
+    sorted(out)
 }
 
-fn search_scope(
+fn sorted(mut v: Vec<(u64, u64, Off)>) -> Vec<(u64, u64, Off)> {
+    // Stable: functions sharing a start keep DIE order (the last one wins a lookup).
+    v.sort_by_key(|f| f.0);
+    v
+}
+
+/// Appends a subprogram's ranges (DW_AT_ranges, else low_pc with high_pc or size).
+fn push_ranges(
     uref: gimli::UnitRef<'_, Reader>,
-    node: gimli::EntriesTreeNode<'_, '_, Reader>,
-    probe: u64,
-    types: bool,
-    depth: usize,
-) -> Option<Off> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let mut children = node.children();
-    while let Ok(Some(child)) = children.next() {
-        let e = child.entry();
-        let enter = match e.tag() {
-            gimli::DW_TAG_subprogram => {
-                if contains(uref, e, probe) {
-                    return Some(e.offset());
+    out: &mut Vec<(u64, u64, Off)>,
+    off: Off,
+    low: Option<u64>,
+    high: Option<u64>,
+    size: Option<u64>,
+    ranges: Option<gimli::AttributeValue<Reader>>,
+) {
+    if let Some(v) = ranges {
+        if let Ok(Some(mut list)) = uref.attr_ranges(v) {
+            while let Ok(Some(r)) = list.next() {
+                if r.begin < r.end {
+                    out.push((r.begin, r.end, off));
                 }
-                false
             }
-            gimli::DW_TAG_namespace | gimli::DW_TAG_module => true,
-            gimli::DW_TAG_class_type
-            | gimli::DW_TAG_structure_type
-            | gimli::DW_TAG_union_type
-            | gimli::DW_TAG_interface_type => types,
-            _ => false,
-        };
-        if enter
-            && e.has_children()
-            && let Some(f) = search_scope(uref, child, probe, types, depth + 1)
-        {
-            return Some(f);
         }
+    } else if let Some(begin) = low
+        && let Some(end) = size.map(|s| begin.wrapping_add(s)).or(high)
+        && begin < end
+    {
+        out.push((begin, end, off));
     }
-    None
+}
+
+/// addr2line's choice among `functions` (sorted by start): the last one starting at
+/// or before the probe, if its range holds the probe. Several DIEs can share one range
+/// (an assembler entry point and its aliases); the last one in DIE order wins.
+fn pick(functions: &[(u64, u64, Off)], probe: u64) -> Option<Off> {
+    let i = functions.partition_point(|f| f.0 <= probe).checked_sub(1)?;
+    let (_, end, off) = functions[i];
+    (probe < end).then_some(off)
 }
 
 /// The inlined subroutines holding `probe` inside `function`, outermost first. Like
@@ -507,6 +564,8 @@ struct Outline {
     /// sorted by start; `entered` marks the root and namespaces, whose children are
     /// themselves listed.
     nodes: Vec<(usize, usize, gimli::DwTag, bool)>,
+    /// Every subprogram of the unit (see `all_functions`), once a lookup needed it.
+    all: Option<Vec<(u64, u64, Off)>>,
 }
 
 /// Reads through the children of the DIE at absolute `depth` whose attributes were
@@ -603,21 +662,8 @@ impl Outline {
                     _ => {}
                 }
             }
-            if tag == gimli::DW_TAG_subprogram {
-                if let Some(v) = ranges {
-                    if let Ok(Some(mut list)) = uref.attr_ranges(v) {
-                        while let Ok(Some(r)) = list.next() {
-                            if r.begin < r.end {
-                                out.functions.push((r.begin, r.end, off));
-                            }
-                        }
-                    }
-                } else if let Some(begin) = low
-                    && let Some(end) = size.map(|s| begin.wrapping_add(s)).or(high)
-                    && begin < end
-                {
-                    out.functions.push((begin, end, off));
-                }
+            if is_function {
+                push_ranges(uref, &mut out.functions, off, low, high, size, ranges);
             }
             if !abbrev.has_children() {
                 continue;
@@ -643,18 +689,9 @@ impl Outline {
         while let Some((_, start, tag)) = open.pop() {
             out.nodes.push((start, end, tag, true));
         }
-        out.functions.sort_by_key(|f| f.0);
+        out.functions = sorted(out.functions);
         out.nodes.sort_by_key(|n| n.0);
         Some(out)
-    }
-
-    /// addr2line's choice: the last function (by start) starting at or before the
-    /// probe, if its range holds the probe. Several DIEs can share one range (an
-    /// assembler entry point and its aliases); the last one in DIE order wins.
-    fn function_at(&self, probe: u64) -> Option<Off> {
-        let i = self.functions.partition_point(|f| f.0 <= probe).checked_sub(1)?;
-        let (_, end, off) = self.functions[i];
-        (probe < end).then_some(off)
     }
 
     /// `scope_names` with the namespace level read from the outline: the path walk

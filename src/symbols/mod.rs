@@ -489,6 +489,13 @@ impl ModuleSet {
             .as_ref()
     }
 
+    /// The frame DIEs at link-time `probe` of module `idx` from the point-lookup index:
+    /// the unit's `.debug_info` offset and the DIEs, innermost first (see
+    /// `lookup::Index::frame_dies`). The outer None means: ask addr2line.
+    pub(crate) fn frame_dies(&self, idx: usize, probe: u64) -> Option<Option<(usize, Vec<gimli::UnitOffset>)>> {
+        self.lookup(idx)?.lock().ok()?.frame_dies(probe).ok()
+    }
+
     /// The point-lookup index over the module's DWARF, built on first use. None (and
     /// the addr2line path, which reports the problem) when the DWARF cannot be loaded
     /// or a dwz supplementary file is named but missing.
