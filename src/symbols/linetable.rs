@@ -269,3 +269,46 @@ fn raw_rows<P: gimli::LineProgram<Reader>>(mut rows: gimli::LineRows<Reader, P>)
     raw.shrink_to_fit();
     (raw, end)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LENGTHS: [u8; 12] = [0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1];
+
+    fn set_address(a: u64) -> Vec<u8> {
+        let mut v = vec![0, 9, 2];
+        v.extend_from_slice(&a.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn scan_splits_sequences_and_drops_empty_ones() {
+        let end = [0u8, 1, 1];
+        let mut ops = set_address(0x2000);
+        ops.extend_from_slice(&[0x05, 0x80, 0x01, 20, 0x09, 0x10, 0x00, 21]); // set_column, special, fixed_advance_pc, special
+        ops.extend_from_slice(&end);
+        let second = ops.len();
+        ops.extend(set_address(0)); // a discarded COMDAT copy: no rows
+        ops.extend_from_slice(&end);
+        let third = ops.len();
+        ops.extend(set_address(0x1000));
+        ops.extend_from_slice(&[0x02, 0x10, 0x01]); // advance_pc, copy
+        ops.extend_from_slice(&end);
+        let spans = scan(&ops, 13, &LENGTHS, 8).expect("well-formed stream");
+        assert_eq!(
+            spans,
+            vec![Span { start: 0x2000, begin: 0, end: second }, Span { start: 0x1000, begin: third, end: ops.len() }]
+        );
+    }
+
+    #[test]
+    fn scan_gives_up_without_set_address_or_on_truncation() {
+        // A row before any DW_LNE_set_address: the start would need the full decode.
+        assert_eq!(scan(&[20, 0, 1, 1], 13, &LENGTHS, 8), None);
+        // Truncated extended opcode.
+        let mut ops = set_address(0x10);
+        ops.truncate(6);
+        assert_eq!(scan(&ops, 13, &LENGTHS, 8), None);
+    }
+}
