@@ -607,7 +607,9 @@ impl Outline {
             let Some(abbrev) = raw.read_abbreviation().ok()? else { continue };
             n += 1;
             let tag = abbrev.tag();
-            let is_function = tag == gimli::DW_TAG_subprogram;
+            // Declarations (no low_pc, no ranges) are handled like types.
+            let is_function = tag == gimli::DW_TAG_subprogram
+                && abbrev.attributes().iter().any(|a| matches!(a.name(), gimli::DW_AT_low_pc | gimli::DW_AT_ranges));
             if !is_function && !abbrev.has_children() {
                 raw.skip_attributes(abbrev.attributes()).ok()?;
                 continue;
@@ -642,16 +644,20 @@ impl Outline {
             }
             let mut sibling = None;
             let (mut low, mut high, mut size, mut ranges) = (None, None, None, None);
-            for spec in abbrev.attributes() {
+            let specs = abbrev.attributes();
+            // Runs of unwanted attributes are skipped in one call (gimli sums fixed sizes).
+            let mut skip_from = 0;
+            for (i, spec) in specs.iter().enumerate() {
                 let wanted = match spec.name() {
                     gimli::DW_AT_sibling => true,
                     gimli::DW_AT_low_pc | gimli::DW_AT_high_pc | gimli::DW_AT_ranges => is_function,
                     _ => false,
                 };
                 if !wanted {
-                    raw.skip_attributes(std::slice::from_ref(spec)).ok()?;
                     continue;
                 }
+                raw.skip_attributes(&specs[skip_from..i]).ok()?;
+                skip_from = i + 1;
                 let attr = raw.read_attribute(*spec).ok()?;
                 match (attr.name(), attr.value()) {
                     (gimli::DW_AT_sibling, gimli::AttributeValue::UnitRef(o)) => sibling = Some(o),
@@ -662,6 +668,7 @@ impl Outline {
                     _ => {}
                 }
             }
+            raw.skip_attributes(&specs[skip_from..]).ok()?;
             if is_function {
                 push_ranges(uref, &mut out.functions, off, low, high, size, ranges);
             }
