@@ -10,23 +10,26 @@ STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
 # Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers):
 # command-or-path:debian-package.
 TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
-           objcopy:binutils strip:binutils dwz:dwz clang:clang jq:jq make:make python3:python3 /usr/bin/time:time
+           objcopy:binutils strip:binutils dwz:dwz clang:clang jq:jq curl:curl openssl:openssl make:make python3:python3 /usr/bin/time:time
 # Scratch directory for the example programs of `make demo` (never the source tree).
 EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
 # Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
 BENCH_DWARF_MB ?= 1200
 BENCH_RUNS     ?= 5
 BENCH_DWARF_UNITS ?= 1
+# Cargo features of the shipped binary (TLS for bt serve).
+FEATURES ?= --features tls
+BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
 # One statically linked executable (glibc static). --target keeps the static
 # flag away from build scripts and proc-macros, which must stay dynamic.
 bt:
-	$(STATIC) cargo build --release --locked --target $(TARGET)
+	$(STATIC) cargo build --release --locked --target $(TARGET) $(FEATURES)
 
 install: bt
 	install -d $(DESTDIR)$(PREFIX)/bin
@@ -45,7 +48,7 @@ deps:
 # The tests are built with the same profile, target and flags as `bt`, so the
 # dependencies compile once (CI has two cores). BT_BIN is the static release build.
 test: deps bt
-	BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --no-fail-fast --target $(TARGET) -- --test-threads=2
+	BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --no-fail-fast --target $(TARGET) $(FEATURES) -- --test-threads=2
 
 examples:
 	$(MAKE) -C examples OUT=$(EXAMPLES_OUT)
@@ -57,6 +60,13 @@ demo: deps bt examples
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
 bench: deps bt
 	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
+	$(MAKE) bench-store
+
+# Object-store benchmark: ingest rate and query latency at BENCH_STORE_OBJECTS objects.
+bench-store: deps bt
+	$(STATIC) cargo build --release --locked --target $(TARGET) $(FEATURES) --example store_bench
+	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_BIN=$(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/examples/store_bench \
+	  BENCH_STORE_OBJECTS=$(BENCH_STORE_OBJECTS) BENCH_RUNS=$(BENCH_RUNS) bench/store/run.sh
 
 clean:
 	cargo clean

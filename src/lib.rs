@@ -1,12 +1,15 @@
 //! bt: a post-mortem debugging platform for native software on Linux x86-64.
 //!
 //! One library, one thin binary. Dependencies flow one way: [`snapshot`] at the
-//! bottom; producers ([`target`], [`symbols`], [`unwind`], [`trace`]) above it;
+//! bottom; producers ([`target`], [`symbols`], [`unwind`], [`analysis`], [`trace`]) above it;
 //! consumers ([`dedup`]) above that; [`cmd`] (the applets) on top. See ARCHITECTURE.md.
 
+pub mod analysis;
 pub mod cmd;
 pub mod dedup;
+pub mod server;
 pub mod snapshot;
+pub mod store;
 pub mod symbols;
 pub mod target;
 pub mod trace;

@@ -26,7 +26,13 @@ fn build_bad(dir: &Path) -> PathBuf {
 fn crashed_bad(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
     let dir = scratch_dir(&format!("bt-cores-variables-bad-{tag}"));
     let exe = build_bad(&dir);
-    let spec = CrashSpec { name: "bad".into(), program: "bad".into(), args: vec![], signal: "SIGSEGV".into(), what: String::new() };
+    let spec = CrashSpec {
+        name: "bad".into(),
+        program: "bad".into(),
+        args: vec![],
+        signal: "SIGSEGV".into(),
+        what: String::new(),
+    };
     let _guard = CorePatternGuard::set(&dir);
     let c = crash_one(&spec, &exe, &dir);
     (dir, exe, c.core)
@@ -68,7 +74,10 @@ fn hostile_values_are_bounded_and_said() {
     assert_eq!(huge["length"], 100000000);
     assert!(huge["items"].as_array().expect("items").len() <= 200);
     // A 4999-character string is cut at 200 like gdb does.
-    assert_eq!(var(&snap, "hostile", "longtext")["value"].as_str().map(|s| s.ends_with("'x' <repeats 200 times>...")), Some(true));
+    assert_eq!(
+        var(&snap, "hostile", "longtext")["value"].as_str().map(|s| s.ends_with("'x' <repeats 200 times>...")),
+        Some(true)
+    );
     assert_eq!(var(&snap, "hostile", "marker")["value"], "777");
 }
 
@@ -106,7 +115,15 @@ fn corrupted_dwarf_never_hangs_or_panics() {
         let out = run_with_timeout(
             30,
             &bt_bin(),
-            &["ptrace", "--json", "--global", "thread_tag", "--core", core.to_str().expect("utf-8"), bad.to_str().expect("utf-8")],
+            &[
+                "ptrace",
+                "--json",
+                "--global",
+                "thread_tag",
+                "--core",
+                core.to_str().expect("utf-8"),
+                bad.to_str().expect("utf-8"),
+            ],
             &[],
         );
         assert!(out.status.success(), "seed {seed}: bt failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -133,10 +150,16 @@ fn live_process_keeps_running_and_tls_is_per_thread() {
     // Every thread sits in worker() with its own n and TLS tag.
     let mut ns: Vec<String> = Vec::new();
     for t in snap["threads"].as_array().expect("threads") {
-        let f = t["frames"].as_array().expect("frames").iter().find(|f| f["function"] == "worker").expect("worker frame");
+        let f =
+            t["frames"].as_array().expect("frames").iter().find(|f| f["function"] == "worker").expect("worker frame");
         let n = f["variables"].as_array().expect("vars").iter().find(|v| v["name"] == "n").expect("n");
         ns.push(n["value"].as_str().unwrap_or("").to_string());
-        let left = f["variables"].as_array().expect("vars").iter().find(|v| v["name"] == "seconds_left").expect("seconds_left");
+        let left = f["variables"]
+            .as_array()
+            .expect("vars")
+            .iter()
+            .find(|v| v["name"] == "seconds_left")
+            .expect("seconds_left");
         assert!(left["value"].as_str().unwrap_or("").parse::<i64>().is_ok(), "seconds_left = {}", left["value"]);
     }
     ns.sort();

@@ -14,19 +14,16 @@ fn split_top(s: &str) -> Vec<String> {
     let (mut out, mut cur, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, None::<char>);
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
-                cur.push(c);
-                if c == '\\' {
-                    if let Some(n) = chars.next() {
-                        cur.push(n);
-                    }
-                } else if c == q {
-                    quote = None;
+        if let Some(q) = quote {
+            cur.push(c);
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
                 }
-                continue;
+            } else if c == q {
+                quote = None;
             }
-            None => {}
+            continue;
         }
         match c {
             '"' | '\'' => quote = Some(c),
@@ -54,7 +51,10 @@ fn gdb_values(text: &str) -> BTreeMap<(String, String), String> {
     for line in text.lines() {
         if line.starts_with('#') {
             // `#1  0x… in walk (s=0x7ffe…, count=4) at file.c:51` or `#0  crash_here (…) at …`
-            let rest = line.split_once(" in ").map(|x| x.1).unwrap_or_else(|| line.splitn(2, "  ").nth(1).unwrap_or(""));
+            let rest = line
+                .split_once(" in ")
+                .map(|x| x.1)
+                .unwrap_or_else(|| line.split_once("  ").map(|x| x.1).unwrap_or(""));
             let Some((name, args)) = rest.split_once(" (") else { continue };
             func = name.trim().to_string();
             let args = args.rsplit_once(')').map(|x| x.0).unwrap_or(args);
@@ -64,19 +64,24 @@ fn gdb_values(text: &str) -> BTreeMap<(String, String), String> {
                     out.insert((func.clone(), n.to_string()), v.to_string());
                 }
             }
-        } else if let Some(l) = line.strip_prefix("        ") {
-            if let Some((n, v)) = l.split_once(" = ") {
-                if !n.contains(' ') {
-                    out.insert((func.clone(), n.to_string()), v.to_string());
-                }
-            }
+        } else if let Some((n, v)) = line.strip_prefix("        ").and_then(|l| l.split_once(" = "))
+            && !n.contains(' ')
+        {
+            out.insert((func.clone(), n.to_string()), v.to_string());
         }
     }
     out
 }
 
 fn build(src: &Path, out: &Path, compiler: &str, flags: &[&str]) {
-    let st = Command::new(compiler).args(flags).arg("-g").arg("-o").arg(out).arg(src).status().expect("running the compiler");
+    let st = Command::new(compiler)
+        .args(flags)
+        .arg("-g")
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .status()
+        .expect("running the compiler");
     assert!(st.success(), "{compiler} {} failed", src.display());
 }
 
@@ -85,14 +90,21 @@ fn crashed(name: &str, src: &str, compiler: &str, flags: &[&str]) -> (PathBuf, P
     let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
     let exe = dir.join(name);
     build(&repo_root().join(src), &exe, compiler, flags);
-    let spec = CrashSpec { name: name.into(), program: name.into(), args: vec![], signal: "SIGSEGV".into(), what: String::new() };
+    let spec = CrashSpec {
+        name: name.into(),
+        program: name.into(),
+        args: vec![],
+        signal: "SIGSEGV".into(),
+        what: String::new(),
+    };
     let _guard = CorePatternGuard::set(&dir);
     let c = crash_one(&spec, &exe, &dir);
     (exe, c.core)
 }
 
 fn gdb_text(exe: &Path, core: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["-nx", "-batch", "-ex", "set width 0", "-ex", "set pagination off", "-ex", "thread apply all bt full"];
+    let mut args =
+        vec!["-nx", "-batch", "-ex", "set width 0", "-ex", "set pagination off", "-ex", "thread apply all bt full"];
     for e in extra {
         args.push("-ex");
         args.push(e);
@@ -120,13 +132,22 @@ fn bt_values(snap: &serde_json::Value) -> BTreeMap<(String, String), String> {
 
 /// Compares every gdb value of `functions`; entry values (`x@entry=`) are skipped
 /// (bt does not resolve DW_OP_entry_value yet). Returns how many were compared.
-fn compare(gdb: &BTreeMap<(String, String), String>, bt: &BTreeMap<(String, String), String>, functions: &[&str]) -> usize {
+fn compare(
+    gdb: &BTreeMap<(String, String), String>,
+    bt: &BTreeMap<(String, String), String>,
+    functions: &[&str],
+) -> usize {
     compare_where(gdb, bt, functions, |_| true)
 }
 
 /// Like [`compare`], only for gdb values `keep` accepts. gdb's `...` (a non-scalar
 /// argument in a frame line) is never compared.
-fn compare_where(gdb: &BTreeMap<(String, String), String>, bt: &BTreeMap<(String, String), String>, functions: &[&str], keep: impl Fn(&str) -> bool) -> usize {
+fn compare_where(
+    gdb: &BTreeMap<(String, String), String>,
+    bt: &BTreeMap<(String, String), String>,
+    functions: &[&str],
+    keep: impl Fn(&str) -> bool,
+) -> usize {
     let mut compared = 0;
     let mut errors = Vec::new();
     for ((func, name), want) in gdb {
@@ -134,7 +155,11 @@ fn compare_where(gdb: &BTreeMap<(String, String), String>, bt: &BTreeMap<(String
             continue;
         }
         // gdb words a partly optimized-out value read by a language printer this way.
-        let want = if want == "<error reading variable: value has been optimized out>" { "<optimized out>" } else { want.as_str() };
+        let want = if want == "<error reading variable: value has been optimized out>" {
+            "<optimized out>"
+        } else {
+            want.as_str()
+        };
         match bt.get(&(func.clone(), name.clone())) {
             Some(got) if got == want => compared += 1,
             // gdb does not unwind past main, so it cannot read main's entry values from
@@ -164,8 +189,10 @@ fn check_c(opt: &str) {
     let n = compare(&gdb, &bt_values(&snap), &["crash_here", "walk", "main"]);
     assert!(n >= if opt == "-O0" { 15 } else { 3 }, "too few values compared ({n}); gdb said:\n{text}");
     // `print NAME` lines: `$1 = 42` in order.
-    let printed: Vec<&str> = text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
-    let ours: Vec<&str> = snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
+    let printed: Vec<&str> =
+        text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
+    let ours: Vec<&str> =
+        snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
     assert_eq!(ours, printed, "globals differ from gdb's print");
 }
 
@@ -191,9 +218,17 @@ fn no_variables_and_faulted_modes() {
     // The linked list is followed in the structured value, bounded.
     let list = &faulted["threads"][0]["frames"][0]["variables"][0];
     assert_eq!(list["name"], "list");
-    assert_eq!(list["structured"]["pointer"]["target"]["struct"][1]["value"]["pointer"]["target"]["struct"][0]["value"]["int"], 20);
+    assert_eq!(
+        list["structured"]["pointer"]["target"]["struct"][1]["value"]["pointer"]["target"]["struct"][0]["value"]["int"],
+        20
+    );
     let small = bt_json(&["ptrace", "--memory-budget", "1K", "--core", c, e]);
-    let kept: usize = small["memory"].as_array().expect("memory").iter().map(|m| m["bytes"].as_array().map(|b| b.len()).unwrap_or(0)).sum();
+    let kept: usize = small["memory"]
+        .as_array()
+        .expect("memory")
+        .iter()
+        .map(|m| m["bytes"].as_array().map(|b| b.len()).unwrap_or(0))
+        .sum();
     assert!(kept <= 1024, "budget exceeded: {kept}");
 }
 
@@ -204,11 +239,22 @@ fn cpp_variables_match_gdb() {
         let (exe, core) = crashed(&format!("varscpp{opt}"), "examples/variables/vars.cpp", "g++", &[opt]);
         let text = gdb_text(&exe, &core, &["print shop::item_count", "print shop::per_thread"]);
         let gdb = gdb_values(&text);
-        let snap = bt_json(&["ptrace", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8"), "--global", "shop::item_count", "--global", "shop::per_thread"]);
+        let snap = bt_json(&[
+            "ptrace",
+            "--core",
+            core.to_str().expect("utf-8"),
+            exe.to_str().expect("utf-8"),
+            "--global",
+            "shop::item_count",
+            "--global",
+            "shop::per_thread",
+        ]);
         let n = compare(&gdb, &bt_values(&snap), &["shop::Inventory::fail", "main"]);
         assert!(n >= if opt == "-O0" { 8 } else { 1 }, "{opt}: too few values compared ({n}); gdb said:\n{text}");
-        let printed: Vec<&str> = text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
-        let ours: Vec<&str> = snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
+        let printed: Vec<&str> =
+            text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
+        let ours: Vec<&str> =
+            snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
         assert_eq!(ours, printed, "{opt}: globals differ from gdb's print");
     }
 }
@@ -221,22 +267,92 @@ fn rust_variables_match_gdb() {
         let name = format!("varsrs-O{opt}");
         let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
         let exe = dir.join(&name);
-        let st = Command::new("rustc").args(["-g", "-C", &format!("opt-level={opt}"), "-o"]).arg(&exe).arg(repo_root().join("examples/variables/vars.rs")).status().expect("rustc");
+        let st = Command::new("rustc")
+            .args(["-g", "-C", &format!("opt-level={opt}"), "-o"])
+            .arg(&exe)
+            .arg(repo_root().join("examples/variables/vars.rs"))
+            .status()
+            .expect("rustc");
         assert!(st.success());
-        let spec = CrashSpec { name: name.clone(), program: name.clone(), args: vec![], signal: "SIGSEGV".into(), what: String::new() };
+        let spec = CrashSpec {
+            name: name.clone(),
+            program: name.clone(),
+            args: vec![],
+            signal: "SIGSEGV".into(),
+            what: String::new(),
+        };
         let crash = {
             let _guard = CorePatternGuard::set(&dir);
             crash_one(&spec, &exe, &dir)
         };
         let text = gdb_text(&exe, &crash.core, &["print vars::LIMIT"]);
         let gdb = gdb_values(&text);
-        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8"), "--global", "vars::LIMIT"]);
+        let snap = bt_json(&[
+            "ptrace",
+            "--core",
+            crash.core.to_str().expect("utf-8"),
+            exe.to_str().expect("utf-8"),
+            "--global",
+            "vars::LIMIT",
+        ]);
         let bt = bt_values(&snap);
-        let n = compare_where(&gdb, &bt, &["vars::smash", "vars::main", "core::ptr::write_volatile<i64>"], |v| !v.contains(" {"));
+        let n = compare_where(&gdb, &bt, &["vars::smash", "vars::main", "core::ptr::write_volatile<i64>"], |v| {
+            !v.contains(" {")
+        });
         assert!(n >= if opt == "0" { 6 } else { 1 }, "-O{opt}: too few values compared ({n}); gdb said:\n{text}");
         if opt == "0" {
-            assert_eq!(bt.get(&("vars::main".into(), "acct".into())).map(String::as_str), Some("vars::Account {id: 17, owner: \"grace\", balance: -250, tags: vec![1, 2, 3], parent: core::option::Option<u32>::Some(4)}"));
+            assert_eq!(
+                bt.get(&("vars::main".into(), "acct".into())).map(String::as_str),
+                Some(
+                    "vars::Account {id: 17, owner: \"grace\", balance: -250, tags: vec![1, 2, 3], parent: core::option::Option<u32>::Some(4)}"
+                )
+            );
         }
         assert_eq!(snap["globals"][0]["value"], "5000");
     }
+}
+
+#[test]
+fn thread_locals_of_executable_and_shared_library_match_gdb() {
+    let dir = scratch_dir("bt-cores-variables-tls");
+    let lib = dir.join("libtlsvars.so");
+    build(&repo_root().join("examples/variables/tls_lib.c"), &lib, "gcc", &["-O0", "-shared", "-fPIC"]);
+    let exe = dir.join("tlsvars");
+    let st = Command::new("gcc")
+        .args(["-g", "-O0", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join("examples/variables/tls_main.c"))
+        .arg(format!("-L{}", dir.display()))
+        .args(["-ltlsvars", "-Wl,-rpath,$ORIGIN"])
+        .status()
+        .expect("gcc");
+    assert!(st.success());
+    let spec = CrashSpec {
+        name: "tlsvars".into(),
+        program: "tlsvars".into(),
+        args: vec![],
+        signal: "SIGSEGV".into(),
+        what: String::new(),
+    };
+    let crash = {
+        let _guard = CorePatternGuard::set(&dir);
+        crash_one(&spec, &exe, &dir)
+    };
+    let names = ["exe_tls", "lib_counter", "lib_tag", "lib_untouched"];
+    let prints: Vec<String> = names.iter().map(|g| format!("print {g}")).collect();
+    let prints: Vec<&str> = prints.iter().map(String::as_str).collect();
+    let text = gdb_text(&exe, &crash.core, &prints);
+    let printed: Vec<&str> =
+        text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
+    assert_eq!(printed.len(), names.len(), "gdb could not print every thread-local:\n{text}");
+    let mut args = vec!["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
+    for n in &names {
+        args.push("--global");
+        args.push(n);
+    }
+    let snap = bt_json(&args);
+    let ours: Vec<&str> =
+        snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
+    assert_eq!(ours, printed, "thread-locals differ from gdb");
+    assert!(snap["globals"].as_array().expect("globals").iter().all(|g| g["kind"] == "thread_local"));
 }

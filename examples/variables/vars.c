@@ -46,6 +46,9 @@ __attribute__((noinline)) int walk(struct shape *s, int count)
     unsigned long big = 18446744073709551615UL;
     callback_t cb = twice;
     enum color c = BLUE;
+    int *counter_ptr = &global_counter;
+    struct point *gp = &global_point;
+    sink = *counter_ptr + gp->y;
     sink = numbers[2] + buffer[0] + (int)big + cb(1) + c + s->corners[1].y;
     tls_value = 99;
     crash_here(head, count, "main");

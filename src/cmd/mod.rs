@@ -1,6 +1,7 @@
 //! The applets: one file each, turning raw arguments into options and calling the
 //! library. [`dispatch`] is the one place that decides the exit code.
 
+pub mod coroner;
 pub mod ptrace;
 pub mod rules;
 
@@ -29,8 +30,8 @@ pub struct Applet {
 pub const APPLETS: &[Applet] = &[
     Applet { name: "ptrace", about: "snapshot a live process (PID) or a core file (--core)", run: Some(ptrace::run) },
     Applet { name: "coresnap", about: "crash collector: core_pattern handler, spool and sender daemon", run: None },
-    Applet { name: "coroner", about: "object store server: ingest, deduplicate, index, query", run: None },
-    Applet { name: "serve", about: "alias of coroner", run: None },
+    Applet { name: "coroner", about: "object store server: ingest, deduplicate, index, query", run: Some(coroner::run) },
+    Applet { name: "serve", about: "alias of coroner", run: Some(coroner::run) },
     Applet { name: "morgue", about: "query CLI for the object store", run: None },
     Applet { name: "hydra", about: "terminal viewer of one snapshot", run: None },
     Applet { name: "rules", about: "deduplication rules: fingerprint, explain, check, eval", run: Some(rules::run) },

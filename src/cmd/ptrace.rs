@@ -58,6 +58,18 @@ struct Args {
     /// bytes of stacks and reached heap objects kept in the snapshot (default 4 MiB; K/M/G suffixes)
     #[argh(option)]
     memory_budget: Option<String>,
+    /// run this rhai analysis module (repeatable; after --modules-dir)
+    #[argh(option)]
+    module: Vec<PathBuf>,
+    /// run every *.rhai module in this directory (sorted by name)
+    #[argh(option)]
+    modules_dir: Option<PathBuf>,
+    /// add this classifier to the snapshot by hand (repeatable)
+    #[argh(option)]
+    classifier: Vec<String>,
+    /// skip the built-in analysis (classifiers and annotations)
+    #[argh(switch)]
+    no_analysis: bool,
     /// PID of a live process, or (with --core) the executable
     #[argh(positional)]
     target: Vec<String>,
@@ -84,6 +96,20 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     if let Some(b) = &args.memory_budget {
         opts.variables.memory_budget = parse_size(b).with_context(|| format!("bad --memory-budget {b:?}: expected bytes with an optional K, M or G suffix"))?;
     }
+    for m in &args.module {
+        if !m.is_file() {
+            bail!("module {}: no such file", m.display());
+        }
+    }
+    if let Some(dir) = &args.modules_dir
+        && !dir.is_dir()
+    {
+        bail!("modules directory {}: not a directory", dir.display());
+    }
+    opts.analysis.modules = args.module.clone();
+    opts.analysis.modules_dir = args.modules_dir.clone();
+    opts.analysis.classifiers = args.classifier.clone();
+    opts.analysis.no_builtin = args.no_analysis;
     if let Ok(defaults) = std::env::var("BACKTRACE_DEFAULTS") {
         opts.attributes.extend(trace::parse_defaults(&defaults));
     }

@@ -31,6 +31,21 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
     if !snap.classifiers.is_empty() {
         let _ = writeln!(out, "classifiers: {}", snap.classifiers.join(" "));
     }
+    for a in &snap.annotations {
+        let sev = match a.severity {
+            super::Severity::Info => "info",
+            super::Severity::Warning => "warning",
+            super::Severity::Error => "error",
+        };
+        let at = match &a.scope {
+            super::Scope::Snapshot => String::new(),
+            super::Scope::Thread(tid) => format!(" [thread {tid}]"),
+            super::Scope::Frame(tid, idx) => format!(" [thread {tid} #{idx}]"),
+            super::Scope::Module(m) => format!(" [{m}]"),
+            super::Scope::Variable(tid, idx, name) => format!(" [thread {tid} #{idx} {name}]"),
+        };
+        let _ = writeln!(out, "{sev}{at}: {} ({})", a.text, a.source);
+    }
     for t in &snap.threads {
         out.push('\n');
         thread(&mut out, t, opts);

@@ -153,6 +153,10 @@ pub(crate) struct NameCache {
     types: super::types::TypeCache,
     /// The sections the context reads (for walking units when looking up globals).
     pub(crate) dwarf: Option<std::sync::Arc<gimli::Dwarf<Reader>>>,
+    /// Variable DIEs in scope, by (probe, scope DIE): threads share pcs.
+    pub(crate) scope_vars: HashMap<(u64, usize), ScopeVars>,
+    /// Call-site DIE (and its function) at a return address, by return address.
+    pub(crate) call_sites: HashMap<u64, Option<gimli::UnitOffset>>,
 }
 
 impl NameCache {
@@ -174,6 +178,9 @@ pub(crate) fn scoped_name(unit: gimli::UnitRef<'_, Reader>, off: usize, name: St
 }
 
 pub(crate) type ScopeCache = HashMap<usize, ScopeIndex>;
+
+/// Variable DIEs (and whether each is a parameter or a local) in scope at a pc.
+pub(crate) type ScopeVars = std::sync::Arc<Vec<(gimli::UnitOffset, crate::snapshot::VariableKind)>>;
 
 fn die_name(unit: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<String> {
     let v = e.attr_value(gimli::DW_AT_name)?;

@@ -12,6 +12,7 @@ pub(crate) const PAGE: u64 = 4096;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const PT_TLS: u32 = 7;
+const PT_DYNAMIC: u32 = 2;
 const PF_X: u32 = 1;
 const NT_GNU_BUILD_ID: u32 = 3;
 
@@ -100,6 +101,8 @@ pub(crate) struct Headers {
     pub notes: Vec<(u64, u64, u64)>,
     /// PT_TLS as (memsz, align): the module's thread-local block template.
     pub tls: Option<(u64, u64)>,
+    /// PT_DYNAMIC vaddr: where the dynamic linker's DT_DEBUG (→ r_debug) lives.
+    pub dynamic: Option<u64>,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -140,6 +143,7 @@ pub(crate) fn parse_headers(head: &[u8]) -> Option<Headers> {
             PT_LOAD => h.loads.push(Segment { vaddr, memsz, offset, filesz, executable: flags & PF_X != 0 }),
             PT_NOTE => h.notes.push((vaddr, offset, filesz)),
             PT_TLS => h.tls = Some((memsz, u64_at(p, 48)?)),
+            PT_DYNAMIC => h.dynamic = Some(vaddr),
             _ => {}
         }
     }

@@ -66,6 +66,8 @@ pub(crate) struct Entry {
     /// Point lookups that read only what a pc needs; `dwarf` is the exact fallback.
     lookup: OnceLock<Option<Mutex<lookup::Index>>>,
     symbols: OnceLock<names::SymbolIndex>,
+    /// Data-object symbols, indexed when a pointer value first needs a name.
+    data_symbols: OnceLock<names::SymbolIndex>,
     /// Location lists, loaded when a variable first needs them.
     locs: OnceLock<Option<gimli::LocationLists<elf::Reader>>>,
     /// Unwind caches of this module, owned by the unwinder.
@@ -583,6 +585,7 @@ impl Entry {
             lookup: OnceLock::new(),
             symbols: OnceLock::new(),
             locs: OnceLock::new(),
+            data_symbols: OnceLock::new(),
             unwind: Default::default(),
             no_debug_reported: AtomicBool::new(false),
         }

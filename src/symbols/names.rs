@@ -60,12 +60,24 @@ impl SymbolIndex {
     /// Builds the index from the module's .symtab, its debug file's .symtab, and the
     /// module's .dynsym (in that order of preference for equal addresses).
     pub(crate) fn build(images: &[&Image]) -> SymbolIndex {
+        Self::build_kind(images, false)
+    }
+
+    /// The same index over sized data objects (STT_OBJECT), for naming what a pointer
+    /// points at (`0x4c6f00 <global_counter>`, as gdb prints it).
+    pub(crate) fn build_data(images: &[&Image]) -> SymbolIndex {
+        Self::build_kind(images, true)
+    }
+
+    fn build_kind(images: &[&Image], data: bool) -> SymbolIndex {
         let mut syms = Vec::new();
         for (source, img) in images.iter().enumerate() {
             let Ok(file) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes) else { continue };
             let base = img.bytes.as_ptr() as usize;
             let mut add = |s: object::read::elf::ElfSymbol64<'_, '_, object::LittleEndian>| {
                 let interesting = match s.kind() {
+                    SymbolKind::Data => data && s.size() > 0,
+                    _ if data => false,
                     SymbolKind::Text => true,
                     // Hand-written assembly often leaves labels untyped (STT_NOTYPE).
                     SymbolKind::Unknown => s

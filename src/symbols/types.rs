@@ -52,10 +52,23 @@ pub(crate) struct Variants {
 #[derive(Debug, Clone)]
 pub(crate) enum Ty {
     Void,
-    Base { name: String, size: u64, encoding: gimli::DwAte },
-    Enum { name: Option<String>, size: u64, signed: bool, values: Vec<(i64, String)> },
+    Base {
+        name: String,
+        size: u64,
+        encoding: gimli::DwAte,
+    },
+    Enum {
+        name: Option<String>,
+        size: u64,
+        signed: bool,
+        values: Vec<(i64, String)>,
+    },
     /// Pointers and references (`reference`: C++ `&`/`&&`, printed with `@`).
-    Pointer { target: Option<TypeRef>, reference: bool, rvalue: bool },
+    Pointer {
+        target: Option<TypeRef>,
+        reference: bool,
+        rvalue: bool,
+    },
     Struct {
         kind: Aggregate,
         name: Option<String>,
@@ -67,10 +80,23 @@ pub(crate) enum Ty {
         params: Vec<(String, Option<TypeRef>)>,
     },
     /// Element type and the count of each dimension (None: unknown, flexible).
-    Array { elem: Option<TypeRef>, dims: Vec<Option<u64>> },
-    Typedef { name: String, target: Option<TypeRef> },
-    Qualified { qualifier: &'static str, target: Option<TypeRef> },
-    Function { ret: Option<TypeRef>, params: Vec<Option<TypeRef>>, variadic: bool },
+    Array {
+        elem: Option<TypeRef>,
+        dims: Vec<Option<u64>>,
+    },
+    Typedef {
+        name: String,
+        target: Option<TypeRef>,
+    },
+    Qualified {
+        qualifier: &'static str,
+        target: Option<TypeRef>,
+    },
+    Function {
+        ret: Option<TypeRef>,
+        params: Vec<Option<TypeRef>>,
+        variadic: bool,
+    },
     /// A type bt does not interpret (named by its tag).
     Unknown(String),
 }
@@ -92,7 +118,11 @@ pub(crate) struct TypeCache {
 /// Longest typedef / qualifier chain followed; deeper means corrupt DWARF.
 const MAX_CHAIN: usize = 32;
 
-fn string_attr(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, at: gimli::DwAt) -> Option<String> {
+fn string_attr(
+    unit: UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+    at: gimli::DwAt,
+) -> Option<String> {
     let v = e.attr_value(at)?;
     Some(unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned())
 }
@@ -127,7 +157,11 @@ fn member_offset(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry
     }
 }
 
-fn parse_member(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, size_of: impl Fn(TypeRef) -> Option<u64>) -> Member {
+fn parse_member(
+    unit: UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+    size_of: impl Fn(TypeRef) -> Option<u64>,
+) -> Member {
     let ty = type_attr(e);
     let mut offset = member_offset(unit, e);
     let mut bits = None;
@@ -147,7 +181,13 @@ fn parse_member(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<
             bits = Some((0, bit_size));
         }
     }
-    Member { name: string_attr(unit, e, gimli::DW_AT_name), ty, offset, bits, base: e.tag() == gimli::DW_TAG_inheritance }
+    Member {
+        name: string_attr(unit, e, gimli::DW_AT_name),
+        ty,
+        offset,
+        bits,
+        base: e.tag() == gimli::DW_TAG_inheritance,
+    }
 }
 
 impl UnitTypes {
@@ -164,8 +204,15 @@ impl UnitTypes {
             })
             .map(|l| match l {
                 gimli::DW_LANG_Rust => Lang::Rust,
-                gimli::DW_LANG_C_plus_plus | gimli::DW_LANG_C_plus_plus_03 | gimli::DW_LANG_C_plus_plus_11 | gimli::DW_LANG_C_plus_plus_14 => Lang::Cpp,
-                gimli::DW_LANG_C | gimli::DW_LANG_C89 | gimli::DW_LANG_C99 | gimli::DW_LANG_C11 | gimli::DW_LANG_C17 => Lang::C,
+                gimli::DW_LANG_C_plus_plus
+                | gimli::DW_LANG_C_plus_plus_03
+                | gimli::DW_LANG_C_plus_plus_11
+                | gimli::DW_LANG_C_plus_plus_14 => Lang::Cpp,
+                gimli::DW_LANG_C
+                | gimli::DW_LANG_C89
+                | gimli::DW_LANG_C99
+                | gimli::DW_LANG_C11
+                | gimli::DW_LANG_C17 => Lang::C,
                 _ => Lang::Other,
             })
             .unwrap_or(Lang::Other);
@@ -202,7 +249,9 @@ impl UnitTypes {
             gimli::DW_TAG_enumeration_type => {
                 let under = type_attr(&e).map(|t| self.get(unit, t));
                 let signed = match under.as_deref() {
-                    Some(Ty::Base { encoding, .. }) => *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char,
+                    Some(Ty::Base { encoding, .. }) => {
+                        *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char
+                    }
                     _ => false,
                 };
                 let mut values = Vec::new();
@@ -252,8 +301,12 @@ impl UnitTypes {
                     match c.tag() {
                         gimli::DW_TAG_member | gimli::DW_TAG_inheritance => {
                             // Static members are declarations without a location in the object.
-                            let is_static = matches!(c.attr_value(gimli::DW_AT_external), Some(AttributeValue::Flag(true)))
-                                || matches!(c.attr_value(gimli::DW_AT_declaration), Some(AttributeValue::Flag(true)));
+                            let is_static =
+                                matches!(c.attr_value(gimli::DW_AT_external), Some(AttributeValue::Flag(true)))
+                                    || matches!(
+                                        c.attr_value(gimli::DW_AT_declaration),
+                                        Some(AttributeValue::Flag(true))
+                                    );
                             if !is_static {
                                 let m = parse_member(unit, c, |_| None);
                                 members.push(m);
@@ -264,7 +317,9 @@ impl UnitTypes {
                         }
                         gimli::DW_TAG_variant_part => {
                             let discr = match c.attr_value(gimli::DW_AT_discr) {
-                                Some(AttributeValue::UnitRef(o)) => unit.entry(o).ok().map(|d| parse_member(unit, &d, |_| None)),
+                                Some(AttributeValue::UnitRef(o)) => {
+                                    unit.entry(o).ok().map(|d| parse_member(unit, &d, |_| None))
+                                }
                                 _ => None,
                             };
                             let mut vs = Vec::new();
@@ -273,7 +328,10 @@ impl UnitTypes {
                                 if v.entry().tag() != gimli::DW_TAG_variant {
                                     continue;
                                 }
-                                let value = v.entry().attr_value(gimli::DW_AT_discr_value).and_then(|x| x.udata_value().or(x.sdata_value().map(|s| s as u64)));
+                                let value = v
+                                    .entry()
+                                    .attr_value(gimli::DW_AT_discr_value)
+                                    .and_then(|x| x.udata_value().or(x.sdata_value().map(|s| s as u64)));
                                 let mut mi = v.children();
                                 while let Ok(Some(m)) = mi.next() {
                                     if m.entry().tag() == gimli::DW_TAG_member {
@@ -290,7 +348,15 @@ impl UnitTypes {
                         _ => {}
                     }
                 }
-                Ty::Struct { kind, name, size: udata(&e, gimli::DW_AT_byte_size), members, variants, declaration, params }
+                Ty::Struct {
+                    kind,
+                    name,
+                    size: udata(&e, gimli::DW_AT_byte_size),
+                    members,
+                    variants,
+                    declaration,
+                    params,
+                }
             }
             gimli::DW_TAG_array_type => {
                 let mut dims = Vec::new();
@@ -376,7 +442,12 @@ impl UnitTypes {
     }
 
     /// The type's name as gdb prints it (`struct node *`, `const char *`, `int [4]`).
-    pub(crate) fn name(&mut self, unit: UnitRef<'_, Reader>, off: Option<TypeRef>, scoped: &mut dyn FnMut(TypeRef, String) -> String) -> String {
+    pub(crate) fn name(
+        &mut self,
+        unit: UnitRef<'_, Reader>,
+        off: Option<TypeRef>,
+        scoped: &mut dyn FnMut(TypeRef, String) -> String,
+    ) -> String {
         let Some(o) = off else { return "void".into() };
         if let Some(n) = self.names.get(&o) {
             return n.clone();
@@ -387,8 +458,15 @@ impl UnitTypes {
     }
 
     /// C declarator syntax: `inner` is what the type applies to (`*`, `(*)`, `[3]`).
-    fn declarator(&mut self, unit: UnitRef<'_, Reader>, off: Option<TypeRef>, inner: String, scoped: &mut dyn FnMut(TypeRef, String) -> String, depth: usize) -> String {
-        let join = |base: String, inner: &str| if inner.is_empty() { base } else if inner.starts_with('[') || inner.starts_with('(') { format!("{base} {inner}") } else { format!("{base} {inner}") };
+    fn declarator(
+        &mut self,
+        unit: UnitRef<'_, Reader>,
+        off: Option<TypeRef>,
+        inner: String,
+        scoped: &mut dyn FnMut(TypeRef, String) -> String,
+        depth: usize,
+    ) -> String {
+        let join = |base: String, inner: &str| if inner.is_empty() { base } else { format!("{base} {inner}") };
         if depth > MAX_CHAIN {
             return join("?".into(), &inner);
         }
@@ -415,12 +493,20 @@ impl UnitTypes {
                 join(if lang == Lang::C { format!("{kw} {n}") } else { n }, &inner)
             }
             Ty::Pointer { target, reference, rvalue } => {
-                let sym = if *rvalue { "&&" } else if *reference { "&" } else { "*" };
+                let sym = if *rvalue {
+                    "&&"
+                } else if *reference {
+                    "&"
+                } else {
+                    "*"
+                };
                 let target = *target;
                 let wrapped = match self.strip(unit, target).map(|(_, t)| t) {
                     Some(t) if matches!(&*t, Ty::Array { .. } | Ty::Function { .. }) => {
                         // Only arrays/functions reached directly (not through a typedef) need parens.
-                        let direct = target.map(|x| self.get(unit, x)).is_some_and(|d| matches!(&*d, Ty::Array { .. } | Ty::Function { .. }));
+                        let direct = target
+                            .map(|x| self.get(unit, x))
+                            .is_some_and(|d| matches!(&*d, Ty::Array { .. } | Ty::Function { .. }));
                         if direct { format!("({sym}{inner})") } else { format!("{sym}{inner}") }
                     }
                     _ => format!("{sym}{inner}"),
@@ -428,16 +514,20 @@ impl UnitTypes {
                 self.declarator(unit, target, wrapped, scoped, depth + 1)
             }
             Ty::Array { elem, dims } => {
-                let d: String = dims.iter().map(|d| match d {
-                    Some(n) => format!("[{n}]"),
-                    None => "[]".into(),
-                }).collect();
+                let d: String = dims
+                    .iter()
+                    .map(|d| match d {
+                        Some(n) => format!("[{n}]"),
+                        None => "[]".into(),
+                    })
+                    .collect();
                 self.declarator(unit, *elem, format!("{inner}{d}"), scoped, depth + 1)
             }
             Ty::Qualified { qualifier, target } => {
                 let is_ptr = target.map(|x| self.get(unit, x)).is_some_and(|d| matches!(&*d, Ty::Pointer { .. }));
                 if is_ptr {
-                    let inner = if inner.is_empty() { (*qualifier).to_string() } else { format!("{qualifier} {inner}") };
+                    let inner =
+                        if inner.is_empty() { (*qualifier).to_string() } else { format!("{qualifier} {inner}") };
                     // `char * const`: the qualifier follows the star.
                     let target = *target;
                     let t2 = target.map(|x| self.get(unit, x));
@@ -452,7 +542,8 @@ impl UnitTypes {
             }
             Ty::Function { ret, params, variadic } => {
                 let (ret, params, variadic) = (*ret, params.clone(), *variadic);
-                let mut ps: Vec<String> = params.iter().map(|p| self.declarator(unit, *p, String::new(), scoped, depth + 1)).collect();
+                let mut ps: Vec<String> =
+                    params.iter().map(|p| self.declarator(unit, *p, String::new(), scoped, depth + 1)).collect();
                 if variadic {
                     ps.push("...".into());
                 }

@@ -83,6 +83,8 @@ pub(crate) struct Renderer<'a> {
     pub opts: &'a VariableOptions,
     /// Names a code address (function pointers): `callback`, `main+4`.
     pub symbol: &'a dyn Fn(u64) -> Option<String>,
+    /// Names a data address (`global_counter`, `table+8`).
+    pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
     /// Qualifies a type name with its namespaces.
     pub scoped: &'a mut dyn FnMut(TypeRef, String) -> String,
     /// Bytes this frame may still read.
@@ -264,10 +266,16 @@ impl Renderer<'_> {
             Ty::Function { .. } => {
                 let a = data.address.unwrap_or(0);
                 let sym = (self.symbol)(a);
-                let text = format!("{{{}}} {a:#x}{}", self.type_name(ty), sym.as_ref().map(|s| format!(" <{s}>")).unwrap_or_default());
+                let text = format!(
+                    "{{{}}} {a:#x}{}",
+                    self.type_name(ty),
+                    sym.as_ref().map(|s| format!(" <{s}>")).unwrap_or_default()
+                );
                 (Value::Pointer { address: a, symbol: sym, target: None }, text)
             }
-            Ty::Typedef { .. } | Ty::Qualified { .. } => (Value::Unavailable("type chain".into()), "<unknown type>".into()),
+            Ty::Typedef { .. } | Ty::Qualified { .. } => {
+                (Value::Unavailable("type chain".into()), "<unknown type>".into())
+            }
         }
     }
 
@@ -313,14 +321,20 @@ impl Renderer<'_> {
             }
             gimli::DW_ATE_signed | gimli::DW_ATE_signed_char => {
                 if size > 8 {
-                    return (Value::Bytes(b.to_vec()), format!("0x{}", b.iter().rev().map(|x| format!("{x:02x}")).collect::<String>()));
+                    return (
+                        Value::Bytes(b.to_vec()),
+                        format!("0x{}", b.iter().rev().map(|x| format!("{x:02x}")).collect::<String>()),
+                    );
                 }
                 let v = sign_extend(u, size);
                 (Value::Int(v), v.to_string())
             }
             _ => {
                 if size > 8 {
-                    return (Value::Bytes(b.to_vec()), format!("0x{}", b.iter().rev().map(|x| format!("{x:02x}")).collect::<String>()));
+                    return (
+                        Value::Bytes(b.to_vec()),
+                        format!("0x{}", b.iter().rev().map(|x| format!("{x:02x}")).collect::<String>()),
+                    );
                 }
                 (Value::UInt(u), u.to_string())
             }
@@ -330,15 +344,20 @@ impl Renderer<'_> {
     fn pointer(&mut self, addr: u64, target: Option<TypeRef>, reference: bool, depth: u32) -> (Value, String) {
         let pointee = self.types.strip(self.unit, target);
         // char pointers: the C string (bounded), as gdb prints it.
-        if !reference && let Some((_, t)) = &pointee && is_char_type(t) && self.types.lang(self.unit) != Lang::Rust {
+        if !reference
+            && let Some((_, t)) = &pointee
+            && is_char_type(t)
+            && self.types.lang(self.unit) != Lang::Rust
+        {
             if addr == 0 {
                 return (Value::Pointer { address: 0, symbol: None, target: None }, "0x0".into());
             }
             let (bytes, terminated, readable) = self.c_string(addr);
+            let sym = (self.data_symbol)(addr).map(|s| format!(" <{s}>")).unwrap_or_default();
             let text = if !readable {
-                format!("{addr:#x} {}", unreadable_text(addr))
+                format!("{addr:#x}{sym} {}", unreadable_text(addr))
             } else {
-                format!("{addr:#x} {}", chars_text(&bytes, self.opts.repeats, !terminated))
+                format!("{addr:#x}{sym} {}", chars_text(&bytes, self.opts.repeats, !terminated))
             };
             let value = if readable {
                 Value::Str { address: addr, text: String::from_utf8_lossy(&bytes).into_owned(), truncated: !terminated }
@@ -347,7 +366,9 @@ impl Renderer<'_> {
             };
             return (value, text);
         }
-        if let Some((_, t)) = &pointee && matches!(&**t, Ty::Function { .. }) {
+        if let Some((_, t)) = &pointee
+            && matches!(&**t, Ty::Function { .. })
+        {
             let sym = (self.symbol)(addr);
             let text = match &sym {
                 Some(s) if addr != 0 => format!("{addr:#x} <{s}>"),
@@ -365,7 +386,10 @@ impl Renderer<'_> {
                 Ok(d) => self.render(target, &d, depth + 1),
                 Err(a) => (Value::Unreadable { address: a }, unreadable_text(a)),
             };
-            return (Value::Pointer { address: addr, symbol: None, target: Some(Box::new(v)) }, format!("@{addr:#x}: {text}"));
+            return (
+                Value::Pointer { address: addr, symbol: None, target: Some(Box::new(v)) },
+                format!("@{addr:#x}: {text}"),
+            );
         }
         let mut followed = None;
         if followable && addr != 0 && depth < self.opts.max_depth {
@@ -375,7 +399,12 @@ impl Renderer<'_> {
             };
             followed = Some(Box::new(v));
         }
-        (Value::Pointer { address: addr, symbol: None, target: followed }, format!("{addr:#x}"))
+        let sym = if addr != 0 { (self.data_symbol)(addr).or_else(|| (self.symbol)(addr)) } else { None };
+        let text = match &sym {
+            Some(s) => format!("{addr:#x} <{s}>"),
+            None => format!("{addr:#x}"),
+        };
+        (Value::Pointer { address: addr, symbol: sym, target: followed }, text)
     }
 
     /// A NUL-terminated string at `addr`: (bytes, terminated within the bound, readable).
@@ -409,7 +438,9 @@ impl Renderer<'_> {
             rest.iter().try_fold(base, |acc, d| acc.checked_mul((*d)?)).unwrap_or(0)
         };
         let length = first.unwrap_or(0);
-        let elem_is_char = rest.is_empty() && self.types.strip(self.unit, elem).is_some_and(|(_, t)| is_char_type(&t)) && self.types.lang(self.unit) != Lang::Rust;
+        let elem_is_char = rest.is_empty()
+            && self.types.strip(self.unit, elem).is_some_and(|(_, t)| is_char_type(&t))
+            && self.types.lang(self.unit) != Lang::Rust;
         if elem_is_char && data.all_valid() {
             let n = (length as usize).min(data.bytes.len());
             let shown = n.min(self.opts.max_elements);
@@ -423,7 +454,10 @@ impl Renderer<'_> {
             return (Value::Str { address: data.address.unwrap_or(0), text: s, truncated: shown < n }, text);
         }
         if esize == 0 {
-            return (Value::Array { length, items: vec![] }, if length == 0 { "{}".into() } else { "<array of unsized elements>".into() });
+            return (
+                Value::Array { length, items: vec![] },
+                if length == 0 { "{}".into() } else { "<array of unsized elements>".into() },
+            );
         }
         let shown = (length as usize).min(self.opts.max_elements);
         let mut items = Vec::with_capacity(shown.min(1024));
@@ -470,11 +504,15 @@ impl Renderer<'_> {
             let mask = if width >= 64 { u64::MAX } else { (1u64 << width) - 1 };
             let v = (raw >> bit) & mask;
             let signed = self.types.strip(self.unit, m.ty).is_some_and(|(_, t)| match &*t {
-                Ty::Base { encoding, .. } => *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char,
+                Ty::Base { encoding, .. } => {
+                    *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char
+                }
                 Ty::Enum { signed, .. } => *signed,
                 _ => false,
             });
-            let is_enum_or_bool = self.types.strip(self.unit, m.ty).is_some_and(|(_, t)| matches!(&*t, Ty::Enum { .. } | Ty::Base { encoding: gimli::DW_ATE_boolean, .. }));
+            let is_enum_or_bool = self.types.strip(self.unit, m.ty).is_some_and(|(_, t)| {
+                matches!(&*t, Ty::Enum { .. } | Ty::Base { encoding: gimli::DW_ATE_boolean, .. })
+            });
             if is_enum_or_bool {
                 let size = self.types.size(self.unit, m.ty).unwrap_or(4) as usize;
                 let v = if signed && width < 64 && (v >> (width - 1)) & 1 == 1 { v | !mask } else { v };
@@ -546,7 +584,14 @@ impl Renderer<'_> {
     }
 
     /// Rust enums (DW_TAG_variant_part): the active variant by discriminant.
-    fn rust_enum(&mut self, full: &str, members: &[Member], vs: &super::types::Variants, data: &Data, depth: u32) -> (Value, String) {
+    fn rust_enum(
+        &mut self,
+        full: &str,
+        members: &[Member],
+        vs: &super::types::Variants,
+        data: &Data,
+        depth: u32,
+    ) -> (Value, String) {
         let discr = match &vs.discr {
             Some(d) => {
                 let size = self.types.size(self.unit, d.ty).unwrap_or(0) as usize;
@@ -574,7 +619,13 @@ impl Renderer<'_> {
         // a field-less variant is just its path.
         let variant_text = match &v {
             Value::Struct(fields) if fields.is_empty() => String::new(),
-            _ => text.split_once(['(', ' ']).map(|(_, rest)| if text.contains('(') && !text.contains(" {") { format!("({rest}") } else { format!(" {rest}") }).unwrap_or_default(),
+            _ => {
+                text.split_once(['(', ' '])
+                    .map(|(_, rest)| {
+                        if text.contains('(') && !text.contains(" {") { format!("({rest}") } else { format!(" {rest}") }
+                    })
+                    .unwrap_or_default()
+            }
         };
         let inner = format!("{full}::{vname}{variant_text}");
         (Value::Struct(vec![Field { name: vname, value: v }]), inner)
@@ -611,7 +662,8 @@ impl Renderer<'_> {
                         }
                         for bb in bm.iter().filter(|m| m.base) {
                             if let Some(bbm) = self.members_of(bb.ty)
-                                && let Some(found) = bbm.iter().find(|m| m.name.as_deref() == Some(name)) {
+                                && let Some(found) = bbm.iter().find(|m| m.name.as_deref() == Some(name))
+                            {
                                 let mut f = found.clone();
                                 f.offset += b.offset + bb.offset;
                                 return Some(f);
@@ -684,7 +736,16 @@ impl Renderer<'_> {
     /// Readable forms of common library types: libstdc++ std::string / std::vector,
     /// Rust &str, String, Vec. None when the layout is not recognised.
     #[allow(clippy::too_many_arguments)]
-    fn library_type(&mut self, _off: TypeRef, name: Option<&str>, members: &[Member], params: &[(String, Option<TypeRef>)], data: &Data, depth: u32, lang: Lang) -> Option<(Value, String)> {
+    fn library_type(
+        &mut self,
+        _off: TypeRef,
+        name: Option<&str>,
+        members: &[Member],
+        params: &[(String, Option<TypeRef>)],
+        data: &Data,
+        depth: u32,
+        lang: Lang,
+    ) -> Option<(Value, String)> {
         let name = name?;
         match lang {
             Lang::Cpp => {
@@ -693,7 +754,9 @@ impl Renderer<'_> {
                 if name.starts_with("basic_string<char") {
                     let (p, _) = self.path(members, data, &["_M_dataplus", "_M_p"])?;
                     let (l, _) = self.path(members, data, &["_M_string_length"])?;
-                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else { return Some((Value::OptimizedOut, OPT_OUT.into())) };
+                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else {
+                        return Some((Value::OptimizedOut, OPT_OUT.into()));
+                    };
                     return Some(self.counted_string(ptr, len));
                 }
                 // Folklore: std::vector<T> is _Vector_base<T>::_M_impl, whose base
@@ -712,14 +775,22 @@ impl Renderer<'_> {
                     };
                     let esize = self.types.size(self.unit, elem).filter(|s| *s > 0)?;
                     if finish < start || end < finish {
-                        return Some((Value::Unavailable("corrupt vector".into()), format!("<corrupt std::vector: start {start:#x} finish {finish:#x}>")));
+                        return Some((
+                            Value::Unavailable("corrupt vector".into()),
+                            format!("<corrupt std::vector: start {start:#x} finish {finish:#x}>"),
+                        ));
                     }
                     let len = (finish - start) / esize;
                     let cap = (end - start) / esize;
                     let (items, texts, complete) = self.elements(elem, start, len, depth);
                     let mut text = format!("std::vector of length {len}, capacity {cap}");
                     if len > 0 {
-                        let _ = write!(text, " = {{{}{}}}", texts.join(", "), if complete && (len as usize) > texts.len() { "..." } else { "" });
+                        let _ = write!(
+                            text,
+                            " = {{{}{}}}",
+                            texts.join(", "),
+                            if complete && (len as usize) > texts.len() { "..." } else { "" }
+                        );
                     }
                     return Some((Value::Array { length: len, items }, text));
                 }
@@ -729,7 +800,9 @@ impl Renderer<'_> {
                 if name == "&str" || name == "&mut str" {
                     let (p, _) = self.path(members, data, &["data_ptr"])?;
                     let (l, _) = self.path(members, data, &["length"])?;
-                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else { return Some((Value::OptimizedOut, OPT_OUT.into())) };
+                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else {
+                        return Some((Value::OptimizedOut, OPT_OUT.into()));
+                    };
                     return Some(self.counted_string(ptr, len));
                 }
                 if name == "String" {
@@ -808,8 +881,17 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::approx_constant)] // 3.14 is the value the example programs hold
     fn floats_like_gdb() {
-        let cases = [(3.14f64, 17, "3.1400000000000001"), (2.5, 9, "2.5"), (0.0, 17, "0"), (1e300, 17, "1.0000000000000001e+300"), (-0.5, 17, "-0.5"), (100.0, 17, "100"), (1.5e-7, 17, "1.4999999999999999e-07")];
+        let cases = [
+            (3.14f64, 17, "3.1400000000000001"),
+            (2.5, 9, "2.5"),
+            (0.0, 17, "0"),
+            (1e300, 17, "1.0000000000000001e+300"),
+            (-0.5, 17, "-0.5"),
+            (100.0, 17, "100"),
+            (1.5e-7, 17, "1.4999999999999999e-07"),
+        ];
         for (v, p, want) in cases {
             assert_eq!(fmt_g(v, p), want, "{v}");
         }

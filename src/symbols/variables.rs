@@ -9,7 +9,7 @@
 use super::elf::Reader;
 use super::types::TypeRef;
 use super::values::{Data, Renderer, VariableOptions};
-use super::ModuleSet;
+use super::{ModuleSet, names};
 use crate::snapshot::{Frame, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
 use crate::target::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
@@ -72,7 +72,11 @@ pub(crate) enum Place {
     Data(Data),
 }
 
-fn eval_expr(expr: gimli::Expression<Reader>, unit: UnitRef<'_, Reader>, env: &FrameEnv<'_>) -> Result<Vec<gimli::Piece<Reader>>, EvalError> {
+fn eval_expr(
+    expr: gimli::Expression<Reader>,
+    unit: UnitRef<'_, Reader>,
+    env: &FrameEnv<'_>,
+) -> Result<Vec<gimli::Piece<Reader>>, EvalError> {
     use gimli::EvaluationResult as R;
     let mut eval = expr.evaluation(unit.encoding());
     eval.set_max_iterations(10_000);
@@ -105,7 +109,9 @@ fn eval_expr(expr: gimli::Expression<Reader>, unit: UnitRef<'_, Reader>, env: &F
                 Ok(block) => eval.resume_with_tls(block.wrapping_add(off)).map_err(fail)?,
                 Err(why) => return Err(EvalError::Unavailable(why.clone())),
             },
-            R::RequiresRelocatedAddress(a) => eval.resume_with_relocated_address(a.wrapping_add(env.bias)).map_err(fail)?,
+            R::RequiresRelocatedAddress(a) => {
+                eval.resume_with_relocated_address(a.wrapping_add(env.bias)).map_err(fail)?
+            }
             R::RequiresIndexedAddress { index, relocate } => {
                 let a = unit.address(index).map_err(fail)?;
                 eval.resume_with_indexed_address(if relocate { a.wrapping_add(env.bias) } else { a }).map_err(fail)?
@@ -164,7 +170,9 @@ fn place_of(pieces: Vec<gimli::Piece<Reader>>, size: u64, env: &FrameEnv<'_>) ->
     let reg_bytes = |r: u16| -> Result<Vec<u8>, EvalError> {
         match env.regs.get(r as usize).copied().flatten() {
             Some(v) => Ok(v.to_le_bytes().to_vec()),
-            None if env.innermost && (17..=32).contains(&r) => Err(EvalError::Unavailable(format!("vector register {} not captured", r - 17))),
+            None if env.innermost && (17..=32).contains(&r) => {
+                Err(EvalError::Unavailable(format!("vector register {} not captured", r - 17)))
+            }
             None => Err(EvalError::OptimizedOut),
         }
     };
@@ -175,7 +183,9 @@ fn place_of(pieces: Vec<gimli::Piece<Reader>>, size: u64, env: &FrameEnv<'_>) ->
             L::Address { address } => Ok(Place::Memory(address)),
             L::Register { register } => Ok(Place::Data(Data::known(reg_bytes(register.0)?, None))),
             L::Value { value } => Ok(Place::Data(Data::known(value_bytes(value), None))),
-            L::Bytes { value } => Ok(Place::Data(Data::known(value.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None))),
+            L::Bytes { value } => {
+                Ok(Place::Data(Data::known(value.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None)))
+            }
             L::ImplicitPointer { .. } => Err(EvalError::Unavailable("<synthetic pointer>".into())),
         };
     }
@@ -198,9 +208,9 @@ fn place_of(pieces: Vec<gimli::Piece<Reader>>, size: u64, env: &FrameEnv<'_>) ->
             L::ImplicitPointer { .. } => None,
         };
         if let Some(src) = src {
-            for i in 0..n.min(src.len()) {
+            for (i, b) in src.iter().take(n).enumerate() {
                 if at + i < size {
-                    data.bytes[at + i] = src[i];
+                    data.bytes[at + i] = *b;
                     data.valid[at + i] = true;
                 }
             }
@@ -236,7 +246,8 @@ fn location_expr(
         _ => return Err(EvalError::Unavailable("unsupported DW_AT_location form".into())),
     };
     let Some(l) = locs else { return Err(EvalError::Unavailable("no location list sections".into())) };
-    let mut iter = l.locations(offset, unit.encoding(), unit.low_pc, &unit.dwarf.debug_addr, unit.addr_base).map_err(fail)?;
+    let mut iter =
+        l.locations(offset, unit.encoding(), unit.low_pc, &unit.dwarf.debug_addr, unit.addr_base).map_err(fail)?;
     let mut n = 0;
     while let Some(entry) = iter.next().map_err(fail)? {
         n += 1;
@@ -251,13 +262,18 @@ fn location_expr(
 }
 
 /// Follows DW_AT_abstract_origin / DW_AT_specification (same unit) to find an attribute.
-fn inherited<'a>(unit: UnitRef<'a, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, at: gimli::DwAt) -> Option<AttributeValue<Reader>> {
+fn inherited<'a>(
+    unit: UnitRef<'a, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+    at: gimli::DwAt,
+) -> Option<AttributeValue<Reader>> {
     if let Some(v) = e.attr_value(at) {
         return Some(v);
     }
     let mut cur = e.clone();
     for _ in 0..8 {
-        let link = cur.attr_value(gimli::DW_AT_abstract_origin).or_else(|| cur.attr_value(gimli::DW_AT_specification))?;
+        let link =
+            cur.attr_value(gimli::DW_AT_abstract_origin).or_else(|| cur.attr_value(gimli::DW_AT_specification))?;
         let AttributeValue::UnitRef(o) = link else { return None };
         cur = unit.entry(o).ok()?;
         if let Some(v) = cur.attr_value(at) {
@@ -301,7 +317,11 @@ fn in_ranges(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Rea
 /// parameters (declaration order) then locals, innermost block first, as gdb lists them.
 /// Variables of the abstract origin with no concrete instance are included (they were
 /// optimized out entirely).
-fn scope_variables(unit: UnitRef<'_, Reader>, scope: gimli::UnitOffset, probe: u64) -> Vec<(gimli::UnitOffset, VariableKind)> {
+fn scope_variables(
+    unit: UnitRef<'_, Reader>,
+    scope: gimli::UnitOffset,
+    probe: u64,
+) -> Vec<(gimli::UnitOffset, VariableKind)> {
     let mut params = Vec::new();
     let mut levels: Vec<Vec<gimli::UnitOffset>> = Vec::new();
     let mut origins = std::collections::HashSet::new();
@@ -311,8 +331,6 @@ fn scope_variables(unit: UnitRef<'_, Reader>, scope: gimli::UnitOffset, probe: u
         Some(AttributeValue::UnitRef(o)) => Some(o),
         _ => None,
     };
-    drop(root);
-    drop(tree);
     let Ok(mut cursor) = unit.entries_at_offset(scope) else { return vec![] };
     let mut seen = 0usize;
     let mut base: Option<isize> = None;
@@ -324,7 +342,10 @@ fn scope_variables(unit: UnitRef<'_, Reader>, scope: gimli::UnitOffset, probe: u
         let depth = e.depth();
         let base = *base.get_or_insert(depth);
         seen += 1;
-        if (depth <= base && seen > 1) || seen > 200_000 || params.len() + levels.iter().map(Vec::len).sum::<usize>() > MAX_VARIABLES {
+        if (depth <= base && seen > 1)
+            || seen > 200_000
+            || params.len() + levels.iter().map(Vec::len).sum::<usize>() > MAX_VARIABLES
+        {
             break;
         }
         if seen == 1 {
@@ -365,7 +386,8 @@ fn scope_variables(unit: UnitRef<'_, Reader>, scope: gimli::UnitOffset, probe: u
             }
         }
     }
-    let mut out: Vec<(gimli::UnitOffset, VariableKind)> = params.into_iter().map(|o| (o, VariableKind::Parameter)).collect();
+    let mut out: Vec<(gimli::UnitOffset, VariableKind)> =
+        params.into_iter().map(|o| (o, VariableKind::Parameter)).collect();
     for level in levels.into_iter().rev() {
         out.extend(level.into_iter().map(|o| (o, VariableKind::Local)));
     }
@@ -389,7 +411,11 @@ fn scope_variables(unit: UnitRef<'_, Reader>, scope: gimli::UnitOffset, probe: u
                 _ => continue,
             };
             if !origins.contains(&e.offset()) {
-                let pos = if kind == VariableKind::Parameter { out.iter().filter(|v| v.1 == VariableKind::Parameter).count() } else { out.len() };
+                let pos = if kind == VariableKind::Parameter {
+                    out.iter().filter(|v| v.1 == VariableKind::Parameter).count()
+                } else {
+                    out.len()
+                };
                 out.insert(pos, (e.offset(), kind));
             }
         }
@@ -408,7 +434,13 @@ pub(crate) fn variable(
     r: &mut Renderer<'_>,
 ) -> Variable {
     let Ok(e) = unit.entry(off) else {
-        return Variable { name: "?".into(), kind, text: "<bad DIE>".into(), value: Value::Unavailable("bad DIE".into()), ..Default::default() };
+        return Variable {
+            name: "?".into(),
+            kind,
+            text: "<bad DIE>".into(),
+            value: Value::Unavailable("bad DIE".into()),
+            ..Default::default()
+        };
     };
     let name = name_of(unit, &e).unwrap_or_else(|| "<anonymous>".into());
     let ty = type_of(unit, &e);
@@ -419,12 +451,18 @@ pub(crate) fn variable(
     let place: Result<Place, EvalError> = match location_expr(unit, &e, probe, locs) {
         Ok(Some(expr)) => eval_expr(expr, unit, env).and_then(|p| place_of(p, size, env)),
         Ok(None) => match inherited(unit, &e, gimli::DW_AT_const_value) {
-            Some(AttributeValue::Block(b)) => Ok(Place::Data(Data::known(b.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None))),
-            Some(AttributeValue::Sdata(v)) => Ok(Place::Data(Data::known(v.to_le_bytes()[..(size.min(8) as usize)].to_vec(), None))),
+            Some(AttributeValue::Block(b)) => {
+                Ok(Place::Data(Data::known(b.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None)))
+            }
+            Some(AttributeValue::Sdata(v)) => {
+                Ok(Place::Data(Data::known(v.to_le_bytes()[..(size.min(8) as usize)].to_vec(), None)))
+            }
             Some(v) => match v.udata_value() {
                 Some(u) => Ok(Place::Data(Data::known(u.to_le_bytes()[..(size.min(8) as usize)].to_vec(), None))),
                 None => match unit.attr_string(v) {
-                    Ok(s) => Ok(Place::Data(Data::known(s.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None))),
+                    Ok(s) => {
+                        Ok(Place::Data(Data::known(s.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None)))
+                    }
                     Err(_) => Err(EvalError::Unavailable("unsupported DW_AT_const_value form".into())),
                 },
             },
@@ -472,6 +510,30 @@ pub(crate) fn variable(
     var
 }
 
+/// The DW_TAG_call_site (or GNU_call_site) under function `func` whose return pc is `ret`.
+fn find_call_site(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, ret: u64) -> Option<gimli::UnitOffset> {
+    let mut cursor = unit.entries_at_offset(func).ok()?;
+    let (mut seen, mut base) = (0usize, None);
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        let depth = e.depth();
+        let b = *base.get_or_insert(depth);
+        seen += 1;
+        if (depth <= b && seen > 1) || seen > 200_000 {
+            break;
+        }
+        if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
+            let pc = e
+                .attr_value(gimli::DW_AT_call_return_pc)
+                .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
+                .and_then(|v| unit.attr_address(v).ok().flatten());
+            if pc == Some(ret) {
+                return Some(e.offset());
+            }
+        }
+    }
+    None
+}
+
 /// DW_AT_frame_base of the physical function `func`, evaluated in its frame.
 fn frame_base(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, env: &FrameEnv<'_>) -> Option<u64> {
     let fe = unit.entry(func).ok()?;
@@ -517,7 +579,13 @@ fn unit_at(sections: &gimli::Dwarf<Reader>, off: usize) -> Option<gimli::Unit<Re
 impl ModuleSet {
     /// Fills `Frame::variables` of one thread's frames (inlined frames included).
     /// Problems (no DWARF, bad DIEs) are returned; values never fail wholesale.
-    pub fn capture_variables(&self, thread: &Registers, frames: &mut [Frame], memory: &dyn Memory, opts: &VariableOptions) -> Vec<Problem> {
+    pub fn capture_variables(
+        &self,
+        thread: &Registers,
+        frames: &mut [Frame],
+        memory: &dyn Memory,
+        opts: &VariableOptions,
+    ) -> Vec<Problem> {
         let problems = Vec::new();
         // Group: inlined frames followed by their physical frame.
         let mut start = 0;
@@ -543,7 +611,13 @@ impl ModuleSet {
     /// caller's return address, its parameters' DW_AT_call_value evaluated with the
     /// caller's registers. Only callee-saved registers and memory survive the call, so
     /// a value that needs a clobbered register is simply not found.
-    fn call_site_values(&self, thread: &Registers, caller: &Frame, cfa: Option<u64>, memory: &dyn Memory) -> Vec<(EntryKey, u64)> {
+    fn call_site_values(
+        &self,
+        thread: &Registers,
+        caller: &Frame,
+        cfa: Option<u64>,
+        memory: &dyn Memory,
+    ) -> Vec<(EntryKey, u64)> {
         let mut out = Vec::new();
         let Some(idx) = self.find(caller.pc) else { return out };
         let bias = self.entry(idx).record.load_bias;
@@ -551,11 +625,11 @@ impl ModuleSet {
         let probe = ret.wrapping_sub(1);
         let fast = self.frame_dies(idx, probe);
         let Some(ctx) = self.dwarf(idx) else { return out };
-        let tls_block = self.tls_block(idx, thread.fs_base);
-        let Ok(guard) = ctx.lock() else { return out };
-        let sections = guard.1.dwarf.clone();
+        let tls_block = self.tls_block(idx, thread.fs_base, memory);
+        let Ok(mut guard) = ctx.lock() else { return out };
+        let (ctx, names) = &mut *guard;
+        let sections = names.dwarf.clone();
         let parsed;
-        let ctx = &guard.0;
         // The point lookup when it can answer (it reads only the DIE path to the pc),
         // else addr2line (which parses the unit's functions and lines).
         let (unit, func) = match (fast, &sections) {
@@ -577,60 +651,71 @@ impl ModuleSet {
                 (unit, func)
             }
         };
-        let mut env = FrameEnv { regs: frame_regs(thread, caller), innermost: false, cfa, frame_base: None, bias, tls_block, memory, entry: Vec::new() };
+        let mut env = FrameEnv {
+            regs: frame_regs(thread, caller),
+            innermost: false,
+            cfa,
+            frame_base: None,
+            bias,
+            tls_block,
+            memory,
+            entry: Vec::new(),
+        };
         env.frame_base = frame_base(unit, func, &env);
-        let Ok(mut cursor) = unit.entries_at_offset(func) else { return out };
-        let (mut seen, mut base, mut inside) = (0usize, None, None);
-        while let Ok(Some(e)) = cursor.next_dfs() {
-            let depth = e.depth();
-            let b = *base.get_or_insert(depth);
-            seen += 1;
-            if (depth <= b && seen > 1) || seen > 200_000 {
+        // The call site at this return address (cached: threads share return addresses).
+        let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
+        let Some(site) = site else { return out };
+        let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
+        let Ok(root) = tree.root() else { return out };
+        let mut children = root.children();
+        let mut n = 0;
+        while let Ok(Some(child)) = children.next() {
+            n += 1;
+            if n > 1024 {
                 break;
             }
-            if let Some(d) = inside {
-                if depth <= d {
-                    break; // left the matching call site
-                }
-                if e.tag() != gimli::DW_TAG_call_site_parameter && e.tag() != gimli::DW_TAG_GNU_call_site_parameter {
-                    continue;
-                }
-                let value = e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
-                let Some(AttributeValue::Exprloc(expr)) = value else { continue };
-                let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
-                let v = match pieces.first().map(|p| &p.location) {
-                    Some(gimli::Location::Address { address }) => *address,
-                    Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
-                    Some(gimli::Location::Register { register }) => match env.regs.get(register.0 as usize).copied().flatten() {
-                        Some(v) => v,
-                        None => continue,
-                    },
-                    _ => continue,
-                };
-                if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
-                    && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
-                {
-                    out.push((EntryKey::Register(r), v));
-                }
-                if let Some(AttributeValue::UnitRef(p)) = e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin)) {
-                    out.push((EntryKey::Parameter(p.0), v));
-                }
+            let e = child.entry();
+            if e.tag() != gimli::DW_TAG_call_site_parameter && e.tag() != gimli::DW_TAG_GNU_call_site_parameter {
                 continue;
             }
-            if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
-                let pc = e
-                    .attr_value(gimli::DW_AT_call_return_pc)
-                    .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
-                    .and_then(|v| unit.attr_address(v).ok().flatten());
-                if pc == Some(ret) {
-                    inside = Some(depth);
+            let value =
+                e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
+            let Some(AttributeValue::Exprloc(expr)) = value else { continue };
+            let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
+            let v = match pieces.first().map(|p| &p.location) {
+                Some(gimli::Location::Address { address }) => *address,
+                Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
+                Some(gimli::Location::Register { register }) => {
+                    match env.regs.get(register.0 as usize).copied().flatten() {
+                        Some(v) => v,
+                        None => continue,
+                    }
                 }
+                _ => continue,
+            };
+            if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
+                && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
+            {
+                out.push((EntryKey::Register(r), v));
+            }
+            if let Some(AttributeValue::UnitRef(p)) =
+                e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin))
+            {
+                out.push((EntryKey::Parameter(p.0), v));
             }
         }
         out
     }
 
-    fn group_variables(&self, thread: &Registers, group: &mut [Frame], cfa: Option<u64>, entry: Vec<(EntryKey, u64)>, memory: &dyn Memory, opts: &VariableOptions) {
+    fn group_variables(
+        &self,
+        thread: &Registers,
+        group: &mut [Frame],
+        cfa: Option<u64>,
+        entry: Vec<(EntryKey, u64)>,
+        memory: &dyn Memory,
+        opts: &VariableOptions,
+    ) {
         let Some(physical) = group.last() else { return };
         let Some(idx) = self.find(physical.pc) else { return };
         let e = self.entry(idx);
@@ -640,7 +725,7 @@ impl ModuleSet {
         let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
         let Some(ctx) = self.dwarf(idx) else { return };
         let locs = self.loclists(idx);
-        let tls_block = self.tls_block(idx, thread.fs_base);
+        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
         let fast = self.frame_dies(idx, probe);
@@ -680,17 +765,38 @@ impl ModuleSet {
         env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| self.function_name(a);
+        let data_symbol = |a: u64| self.data_name(a);
+        // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
+        let mut lists = std::collections::HashMap::new();
+        for die in dies.iter().flatten() {
+            let key = (probe, die.0);
+            let v = names
+                .scope_vars
+                .entry(key)
+                .or_insert_with(|| std::sync::Arc::new(scope_variables(unit, *die, probe)))
+                .clone();
+            lists.insert(die.0, v);
+        }
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_key).or_default();
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
-        let mut r = Renderer { unit, types, memory, opts, symbol: &symbolize, scoped: &mut scoped, budget: FRAME_READ_BUDGET };
+        let mut r = Renderer {
+            unit,
+            types,
+            memory,
+            opts,
+            symbol: &symbolize,
+            data_symbol: &data_symbol,
+            scoped: &mut scoped,
+            budget: FRAME_READ_BUDGET,
+        };
         for (frame, die) in group.iter_mut().zip(dies.iter()) {
             let Some(die) = die else { continue };
-            let vars = scope_variables(unit, *die, probe);
+            let Some(vars) = lists.get(&die.0) else { continue };
             // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
             frame.variables = vars
-                .into_iter()
-                .map(|(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
+                .iter()
+                .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
                 .filter(|v| v.name != "<anonymous>")
                 .collect();
         }
@@ -705,32 +811,107 @@ impl ModuleSet {
         Some(if hit.offset == 0 { hit.name } else { format!("{}+{}", hit.name, hit.offset) })
     }
 
+    /// The data object containing a runtime address: `name` or `name+offset`.
+    pub(crate) fn data_name(&self, addr: u64) -> Option<String> {
+        let idx = self.find(addr)?;
+        let e = &self.entries[idx];
+        // Only addresses in the module's file-backed segments can be its objects.
+        let vaddr = addr.wrapping_sub(e.record.load_bias);
+        e.headers.as_ref()?.segment_for(vaddr).filter(|s| !s.executable)?;
+        let images = self.symbol_images(idx);
+        let hit = e.data_symbols.get_or_init(|| names::SymbolIndex::build_data(&images)).lookup(vaddr, &images)?;
+        Some(if hit.offset == 0 { hit.name } else { format!("{}+{}", hit.name, hit.offset) })
+    }
+
     /// Folklore: x86-64 uses TLS variant II. The thread pointer (fs_base) points at
     /// the TCB, and the static TLS blocks sit just below it; the executable's block
     /// (module 1) comes first, ending at the thread pointer: its start is
-    /// `fs_base - round_up(PT_TLS memsz, PT_TLS align)`. Shared libraries get their
-    /// offsets from the dynamic linker (link_map::l_tls_offset, private to glibc), so
-    /// bt does not locate their TLS yet.
-    fn tls_block(&self, idx: usize, fs_base: u64) -> Result<u64, String> {
+    /// `fs_base - round_up(PT_TLS memsz, PT_TLS align)`.
+    ///
+    /// Shared libraries: their offsets in the static block are private to glibc
+    /// (link_map::l_tls_offset), so bt goes through the DTV instead, whose layout is
+    /// ABI: `*(fs_base + 8)` is the thread's `dtv_t *` (tcbhead_t {tcb, dtv, self}),
+    /// 16-byte slots, slot N holding the block address of module id N (-1 while a
+    /// dynamic block is still unallocated). Module ids are handed out in load order to
+    /// the modules that have PT_TLS, the executable first; the load order is the
+    /// r_debug link-map chain (public fields: l_addr, l_name, l_ld, l_next), found
+    /// through the executable's DT_DEBUG. dlopen can reuse freed ids, so a library
+    /// loaded after an unload may be misplaced; startup libraries are exact.
+    fn tls_block(&self, idx: usize, fs_base: u64, memory: &dyn Memory) -> Result<u64, String> {
         let e = self.entry(idx);
         let Some((memsz, align)) = e.headers.as_ref().and_then(|h| h.tls) else {
             return Err("module has no PT_TLS segment".into());
         };
-        if !e.record.is_executable {
-            return Err("thread-local storage of shared libraries is not located yet".into());
-        }
         if fs_base == 0 {
             return Err("thread pointer (fs_base) is 0".into());
         }
-        let align = align.max(1);
-        let size = memsz.div_ceil(align).saturating_mul(align);
-        Ok(fs_base.wrapping_sub(size))
+        if e.record.is_executable {
+            let align = align.max(1);
+            let size = memsz.div_ceil(align).saturating_mul(align);
+            return Ok(fs_base.wrapping_sub(size));
+        }
+        let modid = self.tls_module_id(idx, memory)?;
+        let dtv = memory.read_u64(fs_base.wrapping_add(8)).ok_or("cannot read the thread's DTV pointer")?;
+        let block = memory
+            .read_u64(dtv.wrapping_add(16 * modid))
+            .ok_or_else(|| format!("cannot read DTV slot {modid} at {:#x}", dtv.wrapping_add(16 * modid)))?;
+        if block == u64::MAX || block == 0 {
+            return Err(format!("TLS block of module {modid} not allocated in this thread"));
+        }
+        Ok(block)
+    }
+
+    /// The TLS module id of module `idx`: its rank among the PT_TLS modules of the
+    /// link-map chain (see [`ModuleSet::tls_block`]).
+    fn tls_module_id(&self, idx: usize, memory: &dyn Memory) -> Result<u64, String> {
+        const DT_NULL: u64 = 0;
+        const DT_DEBUG: u64 = 21;
+        let exe = self.entries.iter().find(|e| e.record.is_executable).ok_or("no executable module")?;
+        let dynamic = exe.headers.as_ref().and_then(|h| h.dynamic).ok_or("the executable has no PT_DYNAMIC")?;
+        let mut at = exe.record.load_bias.wrapping_add(dynamic);
+        let mut r_debug = None;
+        for _ in 0..512 {
+            let (Some(tag), Some(val)) = (memory.read_u64(at), memory.read_u64(at.wrapping_add(8))) else { break };
+            if tag == DT_NULL {
+                break;
+            }
+            if tag == DT_DEBUG {
+                r_debug = Some(val);
+                break;
+            }
+            at = at.wrapping_add(16);
+        }
+        let r_debug = r_debug.filter(|r| *r != 0).ok_or("no DT_DEBUG in the executable (static or not started)")?;
+        let mut map = memory.read_u64(r_debug.wrapping_add(8)).ok_or("cannot read r_debug.r_map")?;
+        let mut modid = 0u64;
+        for _ in 0..4096 {
+            if map == 0 {
+                break;
+            }
+            let l_ld = memory.read_u64(map.wrapping_add(16)).ok_or("cannot read link_map.l_ld")?;
+            if let Some(m) = self.find(l_ld) {
+                if self.entries[m].headers.as_ref().is_some_and(|h| h.tls.is_some()) {
+                    modid += 1;
+                }
+                if m == idx {
+                    return Ok(modid);
+                }
+            }
+            map = memory.read_u64(map.wrapping_add(24)).ok_or("cannot read link_map.l_next")?;
+        }
+        Err("module not found in the dynamic linker's link map".into())
     }
 
     /// Captures named globals, statics and thread-locals (`ns::name` or `name`). TLS
     /// variables are evaluated with the given thread's registers. Searches modules
     /// with debug info, the executable first; the first definition found wins.
-    pub fn capture_globals(&self, names: &[String], thread: &Registers, memory: &dyn Memory, opts: &VariableOptions) -> (Vec<Variable>, Vec<Problem>) {
+    pub fn capture_globals(
+        &self,
+        names: &[String],
+        thread: &Registers,
+        memory: &dyn Memory,
+        opts: &VariableOptions,
+    ) -> (Vec<Variable>, Vec<Problem>) {
         let mut out = Vec::new();
         let mut problems = Vec::new();
         let mut order: Vec<usize> = (0..self.entries.len()).collect();
@@ -742,17 +923,27 @@ impl ModuleSet {
                     continue 'names;
                 }
             }
-            problems.push(Problem::new(Scope::Snapshot, format!("global {want:?} not found in the debug info of any module")));
+            problems.push(Problem::new(
+                Scope::Snapshot,
+                format!("global {want:?} not found in the debug info of any module"),
+            ));
         }
         (out, problems)
     }
 
-    fn global_in(&self, idx: usize, want: &str, thread: &Registers, memory: &dyn Memory, opts: &VariableOptions) -> Option<Variable> {
+    fn global_in(
+        &self,
+        idx: usize,
+        want: &str,
+        thread: &Registers,
+        memory: &dyn Memory,
+        opts: &VariableOptions,
+    ) -> Option<Variable> {
         self.image(idx)?;
         let ctx = self.dwarf(idx)?;
         let locs = self.loclists(idx);
         let bias = self.entry(idx).record.load_bias;
-        let tls_block = self.tls_block(idx, thread.fs_base);
+        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let mut guard = ctx.lock().ok()?;
         let (ctx, names) = &mut *guard;
         let (short, qual) = match want.rsplit_once("::") {
@@ -770,13 +961,32 @@ impl ModuleSet {
             for (i, slot) in regs.iter_mut().enumerate() {
                 *slot = thread.by_dwarf(i as u16);
             }
-            let env = FrameEnv { regs, innermost: true, cfa: None, frame_base: None, bias, tls_block, memory, entry: Vec::new() };
+            let env = FrameEnv {
+                regs,
+                innermost: true,
+                cfa: None,
+                frame_base: None,
+                bias,
+                tls_block,
+                memory,
+                entry: Vec::new(),
+            };
             let unit_key = unit.header.offset().0;
             let symbolize = |a: u64| self.function_name(a);
+            let data_symbol = |a: u64| self.data_name(a);
             let (types_cache, scopes) = names.types_and_scopes();
             let types = types_cache.units.entry(unit_key).or_default();
             let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
-            let mut r = Renderer { unit: unit_ref, types, memory, opts, symbol: &symbolize, scoped: &mut scoped, budget: FRAME_READ_BUDGET };
+            let mut r = Renderer {
+                unit: unit_ref,
+                types,
+                memory,
+                opts,
+                symbol: &symbolize,
+                data_symbol: &data_symbol,
+                scoped: &mut scoped,
+                budget: FRAME_READ_BUDGET,
+            };
             let e = unit_ref.entry(off).ok()?;
             let is_tls = matches!(e.attr_value(gimli::DW_AT_location), Some(AttributeValue::Exprloc(x)) if x.0.to_slice().is_ok_and(|b| b.iter().any(|op| *op == 0x9b || *op == 0xe0)));
             let kind = if is_tls { VariableKind::ThreadLocal } else { VariableKind::Global };
@@ -796,8 +1006,13 @@ impl ModuleSet {
                 let img = self.image(idx)?;
                 let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
                 let empty = super::elf::SharedBytes::owned(Vec::new());
-                let sect = |name: &str| Reader::new(src.section_data(name).unwrap_or_else(|| empty.clone()), gimli::LittleEndian);
-                Some(gimli::LocationLists::new(gimli::DebugLoc::from(sect(".debug_loc")), gimli::DebugLocLists::from(sect(".debug_loclists"))))
+                let sect = |name: &str| {
+                    Reader::new(src.section_data(name).unwrap_or_else(|| empty.clone()), gimli::LittleEndian)
+                };
+                Some(gimli::LocationLists::new(
+                    gimli::DebugLoc::from(sect(".debug_loc")),
+                    gimli::DebugLocLists::from(sect(".debug_loclists")),
+                ))
             })
             .as_ref()
     }
@@ -834,14 +1049,16 @@ fn find_global(unit: UnitRef<'_, Reader>, short: &str, qual: Option<&str>) -> Op
             // Only unit-level or namespace-level variables (function statics need a qualifier match).
             let top = path.iter().skip(1).all(|p| p.is_some());
             if scope_ok && top {
-                let has_loc = e.attr_value(gimli::DW_AT_location).is_some() || e.attr_value(gimli::DW_AT_const_value).is_some();
+                let has_loc =
+                    e.attr_value(gimli::DW_AT_location).is_some() || e.attr_value(gimli::DW_AT_const_value).is_some();
                 if has_loc {
                     return Some(e.offset());
                 }
                 decl_hit.get_or_insert(e.offset());
             }
         }
-        if tag == gimli::DW_TAG_variable && e.attr_value(gimli::DW_AT_location).is_some()
+        if tag == gimli::DW_TAG_variable
+            && e.attr_value(gimli::DW_AT_location).is_some()
             && let Some(AttributeValue::UnitRef(spec)) = e.attr_value(gimli::DW_AT_specification)
             && decl_hit == Some(spec)
         {
@@ -859,5 +1076,8 @@ fn find_global(unit: UnitRef<'_, Reader>, short: &str, qual: Option<&str>) -> Op
     }
     // A variable with neither location nor constant (and not a mere declaration) was
     // optimized out; it is reported as such, like gdb does.
-    decl_hit.filter(|o| unit.entry(*o).is_ok_and(|e| !matches!(e.attr_value(gimli::DW_AT_declaration), Some(AttributeValue::Flag(true)))))
+    decl_hit.filter(|o| {
+        unit.entry(*o)
+            .is_ok_and(|e| !matches!(e.attr_value(gimli::DW_AT_declaration), Some(AttributeValue::Flag(true))))
+    })
 }

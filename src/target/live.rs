@@ -240,8 +240,17 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
             memory.add(addr, bytes);
         }
     }
+    // For the analysis: the code at the faulting pc (JIT code has no file) and the
+    // memory around the fault address (heap chunk headers, aliases).
+    let have = merge_ranges(ranges.iter().chain(more.iter()).copied().collect());
+    let near_fault = subtract_ranges(&fault_ranges(&threads, signal.as_ref(), &maps), &have);
+    if !near_fault.is_empty() {
+        for (addr, bytes) in copy_ranges(pid, &near_fault, &mut problems).into_regions() {
+            memory.add(addr, bytes);
+        }
+    }
 
-    let (memory, hold): (Box<dyn super::Memory>, Option<Box<dyn FnOnce() -> Vec<Problem>>>) = if opts.hold {
+    let (memory, hold): (Box<dyn super::Memory>, Option<super::Release>) = if opts.hold {
         let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok();
         let release = move || {
             let mut att = att;
@@ -626,6 +635,27 @@ fn interrupted_stacks(
     merge_ranges(out)
 }
 
+/// Bytes the analysis reads besides the stacks: around the faulted threads' pc and
+/// the signal's fault address, clipped to readable mappings (an unreadable fault
+/// address is the usual case and no problem), sorted and merged.
+fn fault_ranges(threads: &[ThreadState], signal: Option<&Signal>, maps: &[Mapping]) -> Vec<(u64, u64)> {
+    const AROUND: u64 = 256;
+    let mut wanted = Vec::new();
+    for t in threads.iter().filter(|t| t.faulted) {
+        wanted.push(t.registers.rip);
+    }
+    if let Some(addr) = signal.and_then(|s| s.fault_address) {
+        wanted.push(addr);
+    }
+    let mut out = Vec::new();
+    for a in wanted {
+        if let Some(m) = maps.iter().find(|m| a >= m.start && a < m.end && m.perms.starts_with('r')) {
+            out.push((a.saturating_sub(AROUND).max(m.start), a.saturating_add(AROUND).min(m.end)));
+        }
+    }
+    merge_ranges(out)
+}
+
 /// The parts of `wanted` not covered by `have` (both sorted and merged).
 fn subtract_ranges(wanted: &[(u64, u64)], have: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -842,6 +872,31 @@ mod tests {
         assert_eq!(problems.len(), 1, "thread 4's rsp is in no mapping");
         let plan = copy_plan(&threads[..1], &maps, 8 << 20, &mut problems);
         assert_eq!(plan, [(0x1ef80, 0x20000), (0x30000, 0x32000)]);
+    }
+
+    #[test]
+    fn fault_ranges_are_clipped_to_readable_mappings() {
+        let map = |s: u64, e: u64, perms: &str| Mapping { start: s, end: e, perms: perms.into(), offset: 0, path: String::new() };
+        let maps = vec![map(0x1000, 0x2000, "r-xp"), map(0x5000, 0x9000, "rw-p"), map(0x9000, 0xa000, "---p")];
+        let th = |rip: u64, faulted: bool| ThreadState {
+            registers: Registers { rip, ..Default::default() },
+            faulted,
+            ..Default::default()
+        };
+        let sig = |addr: u64| Signal { fault_address: Some(addr), ..Default::default() };
+        // (threads, fault address, expected ranges)
+        type Case = (Vec<ThreadState>, Option<u64>, Vec<(u64, u64)>);
+        let cases: Vec<Case> = vec![
+            (vec![th(0x1010, true)], None, vec![(0x1000, 0x1110)]),
+            (vec![th(0x1010, false)], None, vec![]),
+            (vec![th(0x1800, true)], Some(0x5080), vec![(0x1700, 0x1900), (0x5000, 0x5180)]),
+            (vec![th(0x1800, true)], Some(0x9100), vec![(0x1700, 0x1900)]), // guard page: unreadable
+            (vec![th(0x0, true)], Some(0x0), vec![]),                       // null pc, null address
+        ];
+        for (threads, addr, want) in cases {
+            let s = addr.map(sig);
+            assert_eq!(fault_ranges(&threads, s.as_ref(), &maps), want, "{addr:?}");
+        }
     }
 
     #[test]

@@ -67,8 +67,11 @@ pub struct Capture {
     /// For a live target held stopped (`LiveOptions::hold`): lets it run again and
     /// returns the problems of detaching. Must be called on the thread that captured
     /// (ptrace requests belong to the attaching thread); dropping it also detaches.
-    pub hold: Option<Box<dyn FnOnce() -> Vec<Problem>>>,
+    pub hold: Option<Release>,
 }
+
+/// Lets a held live target run again; returns the problems met detaching.
+pub type Release = Box<dyn FnOnce() -> Vec<Problem>>;
 
 impl Capture {
     pub fn auxv_value(&self, key: u64) -> Option<u64> {

@@ -13,12 +13,23 @@ const MAX_STACK_KEPT: u64 = 1 << 20;
 pub(crate) struct Recorder<'a> {
     inner: &'a dyn Memory,
     modules: Option<&'a crate::symbols::ModuleSet>,
-    reads: Mutex<Vec<(u64, u64)>>,
+    /// Sharded by reading thread, so that threads capturing variables in parallel do
+    /// not queue on one lock.
+    reads: Vec<Mutex<Vec<(u64, u64)>>>,
+}
+
+const SHARDS: usize = 16;
+
+fn shard() -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::thread::current().id().hash(&mut h);
+    h.finish() as usize % SHARDS
 }
 
 impl<'a> Recorder<'a> {
     pub(crate) fn new(inner: &'a dyn Memory, modules: Option<&'a crate::symbols::ModuleSet>) -> Self {
-        Recorder { inner, modules, reads: Mutex::new(Vec::new()) }
+        Recorder { inner, modules, reads: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect() }
     }
 
     /// The regions to keep: stacks first (faulting thread first), then what variables
@@ -33,7 +44,8 @@ impl<'a> Recorder<'a> {
                 wanted.push((lo, hi, format!("stack {}", t.tid)));
             }
         }
-        let mut reads = self.reads.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        let mut reads: Vec<(u64, u64)> =
+            self.reads.iter().flat_map(|m| m.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()).collect();
         reads.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::new();
         for (a, n) in reads {
@@ -44,8 +56,11 @@ impl<'a> Recorder<'a> {
             }
         }
         // Objects already inside a kept stack are not kept twice.
+        let mut stacks: Vec<(u64, u64)> = wanted.iter().map(|(lo, hi, _)| (*lo, *hi)).collect();
+        stacks.sort_unstable();
         for (a, e) in merged {
-            let inside = wanted.iter().any(|(lo, hi, l)| l.starts_with("stack") && a >= *lo && e <= *hi);
+            let i = stacks.partition_point(|(lo, _)| *lo <= a);
+            let inside = i > 0 && e <= stacks[i - 1].1;
             if !inside {
                 wanted.push((a, e, "object".into()));
             }
@@ -68,7 +83,9 @@ impl<'a> Recorder<'a> {
             used += n;
             out.push(MemoryRegion { address: lo, label, bytes: buf });
         }
-        let note = (dropped > 0).then(|| format!("memory budget of {budget} bytes reached: {dropped} bytes of stacks and objects not kept"));
+        let note = (dropped > 0).then(|| {
+            format!("memory budget of {budget} bytes reached: {dropped} bytes of stacks and objects not kept")
+        });
         (out, note)
     }
 }
@@ -96,7 +113,7 @@ impl Memory for Recorder<'_> {
             n += m.read_code(addr.wrapping_add(n as u64), &mut buf[n..]);
         }
         if n > 0
-            && let Ok(mut r) = self.reads.lock()
+            && let Ok(mut r) = self.reads[shard()].lock()
         {
             r.push((addr, n as u64));
         }

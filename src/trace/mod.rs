@@ -5,11 +5,13 @@
 
 mod memory;
 
+use crate::analysis::{self, AnalysisOptions};
 use crate::snapshot::{Attribute, Problem, Scope, Snapshot, Thread};
 use crate::symbols::{ModuleSet, SymbolOptions, VariableOptions};
 use crate::target::{self, live::LiveOptions, Capture, TargetError};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Everything that shapes one trace.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +26,8 @@ pub struct TraceOptions {
     /// Treat this thread as the faulting one (overrides the signal's).
     pub fault_thread: Option<i32>,
     pub variables: VariableCapture,
+    /// Classifiers, annotations and user modules (see [`crate::analysis`]).
+    pub analysis: AnalysisOptions,
 }
 
 /// Which threads get their variables captured.
@@ -90,9 +94,11 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         VariableMode::Faulted => t.faulted,
         VariableMode::None => false,
     };
+    let memory: Arc<dyn target::Memory> = Arc::from(memory);
     let (modules, module_problems) = ModuleSet::load(&maps, &auxv, memory.as_ref(), &opts.symbols);
     problems.extend(module_problems);
-    let recorder = memory::Recorder::new(memory.as_ref(), Some(&modules));
+    let modules = Arc::new(modules);
+    let recorder = memory::Recorder::new(memory.as_ref(), Some(modules.as_ref()));
 
     if let Some(tid) = opts.fault_thread {
         for t in threads.iter_mut() {
@@ -160,10 +166,6 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     } else {
         drop(recorder);
     }
-    // A live target held for variable capture runs again from here on.
-    if let Some(release) = hold {
-        problems.extend(release());
-    }
     let module_list = modules.modules();
     // Problems the module set met lazily (files opened, debug files searched on demand).
     problems.extend(modules.take_problems());
@@ -187,6 +189,19 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     for (k, v) in &opts.attributes {
         snap.set_attribute(k, v);
     }
+    // Analysis last: it reads frames and symbols, and the capture's memory is still
+    // here. The built-in part is quick and runs while a held live target is still
+    // stopped (it may read the heap); user modules, which may take their whole time
+    // budget, run after the target is released.
+    let reader = analysis::Reader::new(memory.clone(), modules.clone());
+    analysis::run_builtin(&mut snap, &reader, &opts.analysis);
+    // A live target held for variable capture runs again from here on.
+    if let Some(release) = hold {
+        snap.problems.extend(release());
+    }
+    analysis::run_modules(&mut snap, &reader, &opts.analysis);
+    // Modules opened lazily by the analysis (rodata of libc, type names) may have met problems.
+    snap.problems.extend(modules.take_problems());
     snap
 }
 

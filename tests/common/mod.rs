@@ -402,7 +402,7 @@ pub fn gdb_core(exe: &Path, core: &Path) -> GdbReport {
     args.push(e);
     args.push(c);
     let out = run_with_timeout(600, Path::new("gdb"), &args, &[]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &*String::from_utf8_lossy(&out.stderr);
     let report = parse_gdb(&text);
     assert!(!report.threads.is_empty(), "gdb printed no threads for {}:\n{text}", core.display());
     report
@@ -414,7 +414,7 @@ pub fn gdb_live(pid: i32) -> GdbReport {
     args.push("-p");
     args.push(&pid_s);
     let out = run_with_timeout(300, Path::new("gdb"), &args, &[]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &*String::from_utf8_lossy(&out.stderr);
     let report = parse_gdb(&text);
     assert!(!report.threads.is_empty(), "gdb printed no threads for pid {pid}:\n{text}");
     report

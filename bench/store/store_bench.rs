@@ -1,0 +1,374 @@
+//! Benchmarks of the object store (not tests; `bench/store/run.sh` drives them):
+//!
+//! - `ingest`: submissions per second of realistic small snapshots, over HTTP with
+//!   keep-alive clients, against a real `bt serve` (fingerprinting included);
+//! - `load`: fills a data directory with N objects through the library (the same
+//!   prepare → group-commit path as the server, without HTTP);
+//! - `query`: starts `bt serve` on that data, times the list query and filtered
+//!   queries over HTTP (median of runs), and the bytes per object beyond the blobs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bt::snapshot::{Attribute, Environment, Frame, Process, Signal, Snapshot, Thread, Trust, Uname};
+use bt::store::{Format, Store, Submission};
+
+fn usage() -> ! {
+    eprintln!("usage: store_bench ingest BT DIR [N] [CLIENTS] | load DIR N | query BT DIR [RUNS]");
+    std::process::exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
+    let n = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    match args.first().map(String::as_str) {
+        Some("ingest") => ingest(Path::new(&a(1)), Path::new(&a(2)), n(3, 20_000), n(4, 32) as usize),
+        Some("load") => load(Path::new(&a(1)), n(2, 1_000_000)),
+        Some("query") => query(Path::new(&a(1)), Path::new(&a(2)), n(3, 21) as usize),
+        _ => usage(),
+    }
+}
+
+/// A realistic small crash: 3 threads, a 15-frame faulting stack, ~40 groups.
+fn snapshot(i: u64) -> Snapshot {
+    let group = i % 40;
+    let frame = |f: String, m: &str, k: u64| Frame {
+        pc: 0x55d0_0000_1000 + k * 0x40 + group * 0x1000,
+        sp: 0x7ffd_0000_0000 + k * 0x80,
+        module: Some(m.to_string()),
+        module_offset: 0x1000 + k * 0x40,
+        function: Some(f),
+        file: Some(format!("src/{m}.cc")),
+        line: Some(10 + k as u32),
+        trust: if k == 0 { Trust::Context } else { Trust::Cfi },
+        ..Default::default()
+    };
+    let mut crash = vec![
+        frame(format!("Parser::crash_site_{group}(Token const&)"), "app", 0),
+        frame(format!("handler_{}", group % 7), "app", 1),
+    ];
+    for k in 2..14 {
+        crash.push(frame(format!("ns::Layer{k}::run()"), if k % 3 == 0 { "libcore.so" } else { "app" }, k));
+    }
+    crash.push(frame("main".into(), "app", 14));
+    let idle: Vec<Frame> = (0..10)
+        .map(|k| frame(if k == 0 { "futex_wait".into() } else { "worker_loop".into() }, "libc.so.6", k))
+        .collect();
+    let host = format!("host-{:02}", i % 50);
+    Snapshot {
+        uuid: format!("00000000-0000-4000-8000-{i:012x}"),
+        timestamp: 1_700_000_000 + i,
+        process: Process {
+            pid: 1000 + (i % 30000) as i32,
+            exe: format!("/usr/bin/app{}", i % 5),
+            comm: "app".into(),
+            cmdline: vec!["app".into()],
+            ..Default::default()
+        },
+        signal: Some(Signal {
+            signo: 11,
+            name: "SIGSEGV".into(),
+            code: 1,
+            code_name: "SEGV_MAPERR".into(),
+            fault_address: Some(0),
+            tid: 1,
+            sender_pid: None,
+        }),
+        threads: vec![
+            Thread {
+                tid: 1,
+                name: "app".into(),
+                state: "R".into(),
+                faulted: true,
+                frames: crash,
+                ..Default::default()
+            },
+            Thread { tid: 2, name: "worker".into(), state: "S".into(), frames: idle.clone(), ..Default::default() },
+            Thread { tid: 3, name: "worker".into(), state: "S".into(), frames: idle, ..Default::default() },
+        ],
+        environment: Environment {
+            hostname: host.clone(),
+            uname: Uname {
+                sysname: "Linux".into(),
+                nodename: host,
+                release: "6.1.0".into(),
+                version: "#1 SMP".into(),
+                machine: "x86_64".into(),
+            },
+            cpu_count: 2,
+            ..Default::default()
+        },
+        attributes: vec![
+            Attribute { key: "version".into(), value: format!("1.{}", i % 9) },
+            Attribute { key: "build".into(), value: format!("{}", 100 + i % 20) },
+        ],
+        classifiers: if group.is_multiple_of(3) {
+            vec!["null-dereference".into()]
+        } else {
+            vec!["invalid-write".into()]
+        },
+        ..Default::default()
+    }
+}
+
+fn admin(bt: &Path, data: &Path, args: &[&str]) -> String {
+    let out = Command::new(bt).arg("coroner").arg("--data").arg(data).args(args).output().expect("bt coroner");
+    assert!(out.status.success(), "bt coroner {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Server(Child, String);
+
+impl Server {
+    fn start(bt: &Path, data: &Path) -> Server {
+        let mut child = Command::new(bt)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bt serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("bt serve said {line:?}"))
+            .to_string();
+        Server(child, addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+struct Client {
+    addr: String,
+    conn: Option<(TcpStream, BufReader<TcpStream>)>,
+}
+
+impl Client {
+    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        for _ in 0..3 {
+            if self.conn.is_none() {
+                let s = TcpStream::connect(&self.addr).expect("connect");
+                s.set_nodelay(true).ok();
+                let r = BufReader::new(s.try_clone().expect("clone"));
+                self.conn = Some((s, r));
+            }
+            let (s, r) = self.conn.as_mut().expect("connection");
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).is_err() {
+                self.conn = None;
+                continue;
+            }
+            match read_response(r) {
+                Ok((status, body, close)) => {
+                    if close {
+                        self.conn = None;
+                    }
+                    return (status, body);
+                }
+                Err(_) => self.conn = None,
+            }
+        }
+        panic!("POST {path} failed three times");
+    }
+}
+
+fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>, bool)> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::other("closed"));
+    }
+    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (mut len, mut close) = (0usize, false);
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end().to_ascii_lowercase();
+        if h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        if h.starts_with("connection:") && h.contains("close") {
+            close = true;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok((status, body, close))
+}
+
+fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    admin(bt, dir, &["project", "create", "bench"]);
+    let token = admin(bt, dir, &["token", "create", "bench", "--scope", "submit"]);
+    let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..400).map(|i| snapshot(i).encode().expect("encode")).collect());
+    let avg = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
+    let server = Server::start(bt, dir);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (pool, next, token, addr) = (pool.clone(), next.clone(), token.clone(), server.1.clone());
+            std::thread::spawn(move || {
+                let mut c = Client { addr, conn: None };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let (status, body) = c.post(
+                        &format!("/api/post?token={token}&format=snapshot"),
+                        &pool[(i % pool.len() as u64) as usize],
+                    );
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "ingest: {n} snapshots ({avg} bytes each), {clients} keep-alive clients: {:.2} s, {:.0} submissions/s (goal >= 2000/s)",
+        secs,
+        n as f64 / secs
+    );
+}
+
+fn load(dir: &Path, n: u64) {
+    let _ = std::fs::remove_dir_all(dir);
+    let store = Arc::new(Store::open(dir).expect("open store"));
+    store.create_project("bench").expect("project");
+    let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..1000).map(|i| snapshot(i).encode().expect("encode")).collect());
+    let now = bt::store::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    // Many submitters, so that the writer commits large batches.
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, pool, next) = (store.clone(), pool.clone(), next.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    // Spread over the last 60 days, deterministic.
+                    let age = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % (60 * 86400);
+                    let sub = Submission {
+                        project: "bench".into(),
+                        format: Format::Snapshot,
+                        body: pool[(i % 1000) as usize].clone(),
+                        attributes: vec![
+                            ("timestamp".into(), (now - age as i64).to_string()),
+                            ("seq".into(), i.to_string()),
+                        ],
+                        attachments: vec![],
+                    };
+                    store.submit(sub).expect("submit");
+                    if i > 0 && i % 100_000 == 0 {
+                        eprintln!("load: {i} objects");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("loader");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (objects, blob_bytes) = store.blob_bytes("bench").expect("bytes");
+    store.close();
+    let file = store.file_size();
+    println!("load: {objects} objects in {secs:.1} s ({:.0}/s through the library)", objects as f64 / secs);
+    println!(
+        "size: database {:.1} MiB, blobs {:.1} MiB, beyond the blobs {:.0} bytes/object (goal < 1024)",
+        file as f64 / 1048576.0,
+        blob_bytes as f64 / 1048576.0,
+        (file.saturating_sub(blob_bytes)) as f64 / objects.max(1) as f64
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn query(bt: &Path, dir: &Path, runs: usize) {
+    let token = admin(bt, dir, &["token", "create", "bench", "--scope", "query"]);
+    let started = Instant::now();
+    let server = Server::start(bt, dir);
+    println!("startup: index of {} loaded in {:.2} s", dir.display(), started.elapsed().as_secs_f64());
+    let mut c = Client { addr: server.1.clone(), conn: None };
+    let month_ago = bt::store::now() - 30 * 86400;
+    let queries = [
+        (
+            "list: group by fingerprint, count, range(timestamp), histogram(hostname), last 30 days",
+            serde_json::json!({"filter": [{"timestamp": [["at-least", month_ago.to_string()]]}], "group": ["fingerprint"],
+                "fold": {"timestamp": [["range"]], "hostname": [["histogram"]]}}),
+            100.0,
+        ),
+        (
+            "groups: count, first and last seen (from the per-group aggregates, no scan)",
+            serde_json::json!({"group": ["fingerprint"], "fold": {"timestamp": [["range"]]}}),
+            100.0,
+        ),
+        (
+            "filter: classifiers contains null-dereference",
+            serde_json::json!({"filter": [{"classifiers": [["contains", "null-dereference"]]}], "group": ["fingerprint"]}),
+            50.0,
+        ),
+        (
+            "filter: application equal app3",
+            serde_json::json!({"filter": [{"application": [["equal", "app3"]]}], "group": ["fingerprint"]}),
+            50.0,
+        ),
+        (
+            "filter: both, selecting 50 objects",
+            serde_json::json!({"filter": [{"classifiers": [["contains", "null-dereference"]], "application": [["equal", "app3"]]}], "select": ["hostname", "timestamp"], "limit": 50}),
+            50.0,
+        ),
+    ];
+    for (name, q, goal) in queries {
+        let body = q.to_string();
+        let mut wall = Vec::new();
+        let mut engine = Vec::new();
+        let mut objects = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let (status, out) = c.post(&format!("/api/query?token={token}"), body.as_bytes());
+            wall.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+            engine.push(v["time_us"].as_f64().unwrap_or(0.0) / 1000.0);
+            objects = v["objects"].as_u64().unwrap_or(0);
+        }
+        println!(
+            "query: {name}: median {:.1} ms over HTTP ({:.1} ms in the engine), {objects} objects matched, goal < {goal} ms",
+            median(wall),
+            median(engine)
+        );
+    }
+}

@@ -1,0 +1,541 @@
+//! The built-in classifiers: what kind of fault it was (from the signal, the faulting
+//! instruction and the memory map) and what the runtime was doing when it gave up
+//! (abort, assert, uncaught C++ exception, Rust panic, stack smashing, malloc checks).
+//!
+//! Conventions (ARCHITECTURE.md repeats them):
+//! - every SIGSEGV/SIGBUS memory fault gets exactly one direction classifier
+//!   (`invalid-read`, `invalid-write` or `invalid-execute`); a read-modify-write
+//!   counts as a write;
+//! - cause classifiers add to it: `null-dereference`, `stack-overflow`,
+//!   `misaligned-access`;
+//! - a SIGABRT gets exactly one cause: the most specific of `stack-overflow` (Rust's
+//!   guard-page handler), `stack-smash`, `double-free`, `heap-corruption`, `assert`,
+//!   `uncaught-exception`, `rust-panic`; plain `abort` only when none applies.
+
+use super::decode::{self, Access};
+use super::{aliases, heap, messages, names, Findings, Reader};
+use crate::snapshot::{Frame, Mapping, Scope, Severity, Snapshot, Thread};
+
+const SOURCE: &str = "bt";
+/// Addresses below this are a null pointer plus an offset (the kernel's
+/// mmap_min_addr is 64 KiB on most distributions, so nothing is ever mapped there).
+pub const NULL_LIMIT: u64 = 64 * 1024;
+/// A fault this close to the stack pointer, in no mapping, ran off the stack.
+const STACK_SLACK: u64 = 64 * 1024;
+
+const SIGILL: i32 = 4;
+const SIGTRAP: i32 = 5;
+const SIGABRT: i32 = 6;
+const SIGBUS: i32 = 7;
+const SIGFPE: i32 = 8;
+const SIGSEGV: i32 = 11;
+const BUS_ADRALN: i32 = 1;
+const BUS_ADRERR: i32 = 2;
+const FPE_INTDIV: i32 = 1;
+const FPE_INTOVF: i32 = 2;
+/// si_code of a fault the kernel raised itself without an address (#GP).
+const SI_KERNEL: i32 = 0x80;
+
+/// A function name reduced for matching: no `__GI_` prefix, no parameter list, no
+/// Rust hash.
+pub fn base_name(f: &Frame) -> String {
+    let Some(name) = f.function.as_deref() else { return String::new() };
+    let mut s = name.trim();
+    if let Some(i) = s.find('@') {
+        s = &s[..i];
+    }
+    let s = s.strip_prefix("__GI_").unwrap_or(s);
+    // `std::terminate()` → `std::terminate`; keep `operator()`.
+    let mut out = s.to_string();
+    if out.ends_with(')') && !out.ends_with("operator()") {
+        let mut depth = 0;
+        for (i, c) in out.char_indices().rev() {
+            match c {
+                ')' => depth += 1,
+                '(' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        out.truncate(i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some((head, hash)) = out.rsplit_once("::h")
+        && hash.len() == 16
+        && hash.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        out = head.to_string();
+    }
+    out
+}
+
+fn find_frame(t: &Thread, pred: impl Fn(&str) -> bool) -> Option<usize> {
+    t.frames.iter().position(|f| pred(&base_name(f)))
+}
+
+/// The thread the analysis is about: the faulted one, else the signal's, else the first.
+pub fn fault_thread(snap: &Snapshot) -> Option<&Thread> {
+    snap.threads
+        .iter()
+        .find(|t| t.faulted)
+        .or_else(|| snap.signal.as_ref().and_then(|s| snap.threads.iter().find(|t| t.tid == s.tid)))
+        .or(snap.threads.first())
+}
+
+pub fn mapping_of(maps: &[Mapping], addr: u64) -> Option<&Mapping> {
+    maps.iter().find(|m| addr >= m.start && addr < m.end)
+}
+
+/// Runs every built-in analysis on the snapshot.
+pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
+    let Some(t) = fault_thread(snap) else { return };
+    let Some(sig) = snap.signal.clone() else {
+        // A live snapshot of a running process: no fault to explain.
+        return;
+    };
+    let mut fault = MemoryFault::default();
+    match sig.signo {
+        SIGSEGV | SIGBUS => fault = memory_fault(snap, t, &sig, reader, f),
+        SIGFPE => arithmetic(t, &sig, reader, f),
+        SIGILL => illegal(t, &sig, reader, f),
+        _ => {}
+    }
+    if matches!(sig.signo, SIGABRT | SIGTRAP) || find_frame(t, |n| n == "abort").is_some() {
+        runtime_abort(snap, t, &sig, reader, f);
+    }
+    heap::call_constraints(snap, t, &fault, f);
+    if let Some(addr) = fault.target.filter(|a| *a >= NULL_LIMIT) {
+        aliases::run(snap, t.tid, addr, reader, f);
+    }
+}
+
+/// What the memory-fault analysis found, for the later checks.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryFault {
+    /// The address the faulting access aimed at (the operand's, else si_addr).
+    pub target: Option<u64>,
+    pub access: Option<Access>,
+    pub execute: bool,
+}
+
+fn memory_fault(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, reader: &Reader, f: &mut Findings) -> MemoryFault {
+    let regs = &t.registers;
+    let pc = regs.rip;
+    let scope = Scope::Frame(t.tid, 0);
+    let kernel_gp = sig.code == SI_KERNEL;
+    let si_addr = sig.fault_address.filter(|_| !kernel_gp);
+    let mut out = MemoryFault { target: si_addr, ..Default::default() };
+
+    // Executing where no code is: a jump or call to a wild, freed or null address.
+    let pc_mapping = mapping_of(&snap.maps, pc);
+    let pc_executable = pc_mapping.is_some_and(|m| m.perms.contains('x'));
+    if !pc_executable {
+        f.classify(names::INVALID_EXECUTE);
+        out.execute = true;
+        out.target = Some(pc);
+        let what = match pc_mapping {
+            None => "no mapping".to_string(),
+            Some(m) => format!("a non-executable mapping ({} {})", m.perms, if m.path.is_empty() { "anonymous" } else { &m.path }),
+        };
+        let from = t.frames.iter().skip(1).find(|fr| !fr.inlined);
+        let caller = match from {
+            Some(fr) => format!(
+                "; the frame that jumped there is {} at {:#x}",
+                fr.function.as_deref().unwrap_or("??"),
+                fr.pc
+            ),
+            None => String::new(),
+        };
+        f.annotate(scope.clone(), Severity::Error, SOURCE, format!("executing at {pc:#x}, which is in {what}{caller}"));
+        if pc < NULL_LIMIT {
+            f.classify(names::NULL_DEREFERENCE);
+            f.annotate(
+                scope,
+                Severity::Error,
+                SOURCE,
+                format!("call or jump through a null function pointer (pc {pc:#x})"),
+            );
+        }
+        return out;
+    }
+
+    let decoded = decode::decode_at(reader, regs);
+    let op = decoded.as_ref().and_then(|d| d.faulting_operand(sig.fault_address.filter(|_| !kernel_gp)));
+    if let Some(op) = op {
+        out.access = Some(op.access);
+        if op.address.is_some() {
+            out.target = op.address;
+        }
+    }
+    match (&decoded, op) {
+        (Some(d), Some(op)) => {
+            f.classify(if op.access.writes() { names::INVALID_WRITE } else { names::INVALID_READ });
+            let regs_text = if op.registers.is_empty() {
+                String::new()
+            } else {
+                let r: Vec<String> = op.registers.iter().map(|(n, v)| format!("{n} = {v:#x}")).collect();
+                format!(" ({})", r.join(", "))
+            };
+            let addr_text = op.address.map(|a| format!(" at {a:#x}")).unwrap_or_default();
+            f.annotate(
+                scope.clone(),
+                Severity::Error,
+                SOURCE,
+                format!(
+                    "invalid {} of {} bytes{addr_text} through {}{regs_text} by `{}` at {:#x} [{}]",
+                    op.access.describe(),
+                    op.size,
+                    op.text,
+                    d.mnemonic,
+                    d.pc,
+                    d.bytes_hex()
+                ),
+            );
+        }
+        (Some(d), None) => {
+            f.annotate(
+                scope.clone(),
+                Severity::Warning,
+                SOURCE,
+                format!(
+                    "the faulting instruction `{}` at {:#x} [{}] has no memory operand matching the fault address",
+                    d.mnemonic,
+                    d.pc,
+                    d.bytes_hex()
+                ),
+            );
+            f.problem(scope.clone(), "could not tell which memory operand faulted: direction unknown");
+        }
+        (None, _) => {
+            f.problem(scope.clone(), format!("could not read or decode the instruction at {pc:#x}: direction unknown"));
+        }
+    }
+
+    // Null: a small fault address, or an address formed from a null base register.
+    let target_small = out.target.is_some_and(|a| a < NULL_LIMIT);
+    let null_base = op.and_then(|o| o.registers.first()).is_some_and(|(_, v)| *v == 0);
+    if target_small || (null_base && out.target.is_none_or(|a| a < NULL_LIMIT)) {
+        f.classify(names::NULL_DEREFERENCE);
+        let base = op
+            .and_then(|o| o.registers.first())
+            .filter(|(_, v)| *v == 0)
+            .map(|(n, _)| format!(" ({n} is null)"))
+            .unwrap_or_default();
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            format!("null pointer dereference at {:#x}{base}", out.target.unwrap_or(0)),
+        );
+    }
+
+    // Misalignment: the kernel says so (alignment checking on), or an aligned-only
+    // instruction met a misaligned address (#GP, reported with address 0).
+    let misaligned_op = match (&decoded, op) {
+        (Some(d), Some(op)) if d.aligned_only => {
+            let align = op.size.clamp(1, 64) as u64;
+            op.address.is_some_and(|a| a % align != 0).then_some((d, op, align))
+        }
+        _ => None,
+    };
+    if sig.signo == SIGBUS && sig.code == BUS_ADRALN {
+        f.classify(names::MISALIGNED_ACCESS);
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            format!("misaligned access at {:#x} with alignment checking enabled (SIGBUS BUS_ADRALN)", out.target.unwrap_or(0)),
+        );
+    } else if let Some((d, op, align)) = misaligned_op {
+        f.classify(names::MISALIGNED_ACCESS);
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            format!(
+                "`{}` requires a {align}-byte aligned operand but {} is {:#x}",
+                d.mnemonic,
+                op.text,
+                op.address.unwrap_or(0)
+            ),
+        );
+    } else if kernel_gp && op.is_some_and(|o| o.address.is_some_and(|a| !decode::is_canonical(a))) {
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            format!("non-canonical address {:#x}: a garbage or uninitialised pointer", out.target.unwrap_or(0)),
+        );
+    }
+    if sig.signo == SIGBUS && sig.code == BUS_ADRERR {
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            "access to a part of a file mapping beyond the end of the file (truncated while mapped?)",
+        );
+    }
+
+    stack_overflow(snap, t, out.target, f);
+    out
+}
+
+/// Stack overflow: the access (or the stack pointer) is just beyond the stack,
+/// in no mapping or in a guard mapping.
+fn stack_overflow(snap: &Snapshot, t: &Thread, target: Option<u64>, f: &mut Findings) {
+    let sp = t.registers.rsp;
+    let is_guard = |a: u64| match mapping_of(&snap.maps, a) {
+        None => true,
+        Some(m) => !m.perms.contains('r') && !m.perms.contains('w'),
+    };
+    let by_target = target.is_some_and(|a| a.abs_diff(sp) <= STACK_SLACK && is_guard(a));
+    let by_sp = is_guard(sp) && snap.maps.iter().any(|m| m.start > sp && m.start - sp <= STACK_SLACK && m.perms.contains('w'));
+    if !(by_target || by_sp) {
+        return;
+    }
+    f.classify(names::STACK_OVERFLOW);
+    f.annotate(
+        Scope::Thread(t.tid),
+        Severity::Error,
+        SOURCE,
+        format!(
+            "stack overflow: {} beyond the stack (stack pointer {sp:#x})",
+            match target {
+                Some(a) if by_target => format!("access at {a:#x} is"),
+                _ => "the stack pointer is".to_string(),
+            }
+        ),
+    );
+    recursion(t, f);
+}
+
+/// Annotates the function that repeats most in the thread's stack.
+pub fn recursion(t: &Thread, f: &mut Findings) {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for fr in &t.frames {
+        let Some(name) = fr.function.as_deref() else { continue };
+        match counts.iter_mut().find(|(n, _)| n == name) {
+            Some(c) => c.1 += 1,
+            None => counts.push((name.to_string(), 1)),
+        }
+    }
+    if let Some((name, n)) = counts.into_iter().max_by_key(|c| c.1).filter(|c| c.1 >= 8) {
+        f.annotate(
+            Scope::Thread(t.tid),
+            Severity::Warning,
+            SOURCE,
+            format!("recursion: {name} appears {n} times in {} frames", t.frames.len()),
+        );
+    }
+}
+
+fn arithmetic(t: &Thread, sig: &crate::snapshot::Signal, reader: &Reader, f: &mut Findings) {
+    let d = decode::decode_at(reader, &t.registers);
+    let divides = d.as_ref().is_some_and(|d| d.divides);
+    if sig.code == FPE_INTDIV || sig.code == FPE_INTOVF || divides {
+        f.classify(names::DIVISION_BY_ZERO);
+        let what = d.as_ref().map(|d| format!(" by `{}` at {:#x}", d.mnemonic, d.pc)).unwrap_or_default();
+        let text = if sig.code == FPE_INTOVF {
+            format!("integer division overflow{what}")
+        } else {
+            format!("integer division by zero (or quotient overflow, e.g. INT_MIN / -1){what}")
+        };
+        f.annotate(Scope::Frame(t.tid, 0), Severity::Error, SOURCE, text);
+    }
+}
+
+fn illegal(t: &Thread, sig: &crate::snapshot::Signal, reader: &Reader, f: &mut Findings) {
+    f.classify(names::ILLEGAL_INSTRUCTION);
+    let text = match decode::decode_at(reader, &t.registers) {
+        Some(d) if d.undefined => format!(
+            "`{}` at {:#x}: a trap the compiler placed on purpose (__builtin_trap, unreachable code, Rust's abort intrinsic)",
+            d.mnemonic, d.pc
+        ),
+        Some(d) => format!("`{}` at {:#x} [{}] is not supported here ({})", d.mnemonic, d.pc, d.bytes_hex(), sig.code_name),
+        None => format!("no valid instruction at {:#x} ({})", t.registers.rip, sig.code_name),
+    };
+    f.annotate(Scope::Frame(t.tid, 0), Severity::Error, SOURCE, text);
+}
+
+fn is_abort_fn(n: &str) -> bool {
+    matches!(n, "abort" | "raise" | "gsignal" | "pthread_kill" | "__pthread_kill") || n.starts_with("__pthread_kill_")
+}
+
+/// SIGABRT (or a thread in abort()): find out who called abort and why.
+fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, reader: &Reader, f: &mut Findings) {
+    let scope = Scope::Thread(t.tid);
+    // Rust's guard-page handler reports the overflow and aborts from the signal handler.
+    if let Some(i) = find_frame(t, |n| n.contains("stack_overflow::imp::signal_handler")) {
+        f.classify(names::STACK_OVERFLOW);
+        f.annotate(scope, Severity::Error, SOURCE, "stack overflow: the Rust runtime caught the guard-page fault and aborted");
+        let interrupted = Thread { frames: t.frames[i..].to_vec(), ..t.clone() };
+        recursion(&interrupted, f);
+        return;
+    }
+    if let Some(i) = find_frame(t, |n| n == "__stack_chk_fail" || n == "__stack_chk_fail_local") {
+        f.classify(names::STACK_SMASH);
+        let victim = t.frames.get(i + 1).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
+        let msg = messages::abort_msg(snap, reader);
+        f.annotate(
+            Scope::Frame(t.tid, (i + 1) as u32),
+            Severity::Error,
+            SOURCE,
+            format!("stack smashing detected: the stack protector canary of {victim} was overwritten{}", quoted(&msg)),
+        );
+        return;
+    }
+    if let Some(i) = find_frame(t, |n| n == "__fortify_fail" || n == "__chk_fail") {
+        f.classify(names::CONSTRAINT_VIOLATION);
+        let call = t.frames[i + 1..]
+            .iter()
+            .map(base_name)
+            .find(|n| n.ends_with("_chk") && n != "__chk_fail")
+            .unwrap_or_else(|| "a fortified call".into());
+        let msg = messages::abort_msg(snap, reader);
+        f.annotate(
+            Scope::Frame(t.tid, i as u32),
+            Severity::Error,
+            SOURCE,
+            format!("buffer overflow caught by _FORTIFY_SOURCE in {call}: the size exceeds the destination object{}", quoted(&msg)),
+        );
+        return;
+    }
+    if let Some(i) = find_frame(t, |n| n == "malloc_printerr") {
+        let msg = messages::abort_msg(snap, reader).unwrap_or_default();
+        let double = msg.contains("double free");
+        f.classify(if double { names::DOUBLE_FREE } else { names::HEAP_CORRUPTION });
+        f.annotate(
+            Scope::Frame(t.tid, i as u32),
+            Severity::Error,
+            SOURCE,
+            if msg.is_empty() {
+                "glibc malloc detected heap corruption (message not readable)".to_string()
+            } else {
+                format!("glibc malloc: {msg}")
+            },
+        );
+        heap::malloc_error_constraint(t, i, &msg, f);
+        return;
+    }
+    if let Some(i) = find_frame(t, |n| n == "__assert_fail" || n == "__assert_perror_fail" || n == "__assert_fail_base") {
+        f.classify(names::ASSERT);
+        let msg = messages::abort_msg(snap, reader);
+        let text = match &msg {
+            Some(m) => format!("assertion failed: {m}"),
+            None => "assertion failed (message not readable)".into(),
+        };
+        let caller = t.frames[i..].iter().position(|fr| {
+            let n = base_name(fr);
+            !n.starts_with("__assert")
+        });
+        let at = caller.map(|c| (i + c) as u32).unwrap_or(i as u32);
+        f.annotate(Scope::Frame(t.tid, at), Severity::Error, SOURCE, text);
+        if let Some(m) = msg {
+            f.attributes.push(("assert".into(), m));
+        }
+        return;
+    }
+    let cxx = find_frame(t, |n| {
+        n == "__cxa_throw"
+            || n == "__cxa_rethrow"
+            || n == "std::terminate"
+            || n == "__cxxabiv1::__terminate"
+            || n == "__gnu_cxx::__verbose_terminate_handler"
+            || n == "std::rethrow_exception"
+            || n == "__cxa_call_terminate"
+    });
+    if let Some(i) = cxx {
+        f.classify(names::UNCAUGHT_EXCEPTION);
+        let ty = messages::exception_type(t, reader);
+        let thrower = find_frame(t, |n| n == "__cxa_throw" || n == "__cxa_rethrow" || n == "std::rethrow_exception");
+        let at = thrower.map(|k| k + 1).unwrap_or(i) as u32;
+        let text = match &ty {
+            Some(ty) => format!("uncaught C++ exception of type {ty}"),
+            None => "uncaught C++ exception (type not recoverable)".to_string(),
+        };
+        f.annotate(Scope::Frame(t.tid, at), Severity::Error, SOURCE, text);
+        if let Some(ty) = ty {
+            f.attributes.push(("exception.type".into(), ty));
+        }
+        return;
+    }
+    let rust = find_frame(t, |n| {
+        n.ends_with("rust_panic_with_hook")
+            || n.starts_with("core::panicking::")
+            || n == "rust_begin_unwind"
+            || n.ends_with("begin_panic_handler")
+            || n.starts_with("std::panicking::begin_panic")
+            || n == "__rust_start_panic"
+    });
+    if let Some(i) = rust {
+        f.classify(names::RUST_PANIC);
+        let p = messages::rust_panic(t, i, reader);
+        let mut text = String::from("Rust panic");
+        if let Some(loc) = &p.location {
+            text.push_str(&format!(" at {loc}"));
+        }
+        match &p.message {
+            Some(m) => text.push_str(&format!(": {m}")),
+            None => text.push_str(" (message not recoverable)"),
+        }
+        let user = t.frames.iter().enumerate().skip(i).find(|(_, fr)| {
+            let n = base_name(fr);
+            !(n.starts_with("core::") || n.starts_with("std::") || n.starts_with("rust_") || n.starts_with("__rust"))
+        });
+        let at = user.map(|(k, _)| k).unwrap_or(i) as u32;
+        f.annotate(Scope::Frame(t.tid, at), Severity::Error, SOURCE, text);
+        if let Some(m) = p.message {
+            f.attributes.push(("panic.message".into(), m));
+        }
+        if let Some(l) = p.location {
+            f.attributes.push(("panic.location".into(), l));
+        }
+        return;
+    }
+    let aborted = find_frame(t, is_abort_fn);
+    let self_sent = sig.sender_pid.is_some_and(|p| p == snap.process.pid);
+    if aborted.is_some() || (sig.signo == SIGABRT && self_sent) {
+        f.classify(names::ABORT);
+        let caller = aborted.and_then(|i| {
+            t.frames[i..].iter().enumerate().find(|(_, fr)| !is_abort_fn(&base_name(fr))).map(|(k, fr)| (i + k, fr))
+        });
+        let msg = messages::abort_msg(snap, reader);
+        let text = match (&caller, &msg) {
+            (Some((_, fr)), _) => format!("abort() called from {}{}", fr.function.as_deref().unwrap_or("??"), quoted(&msg)),
+            (None, _) => format!("the process aborted itself{}", quoted(&msg)),
+        };
+        let scope = caller.map(|(k, _)| Scope::Frame(t.tid, k as u32)).unwrap_or(scope);
+        f.annotate(scope, Severity::Error, SOURCE, text);
+    }
+}
+
+fn quoted(msg: &Option<String>) -> String {
+    match msg {
+        Some(m) if !m.is_empty() => format!(": {m:?}"),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names() {
+        let cases = [
+            ("__GI_abort", "abort"),
+            ("std::terminate()", "std::terminate"),
+            ("__cxxabiv1::__terminate(void (*)())", "__cxxabiv1::__terminate"),
+            ("core::panicking::panic_fmt::h0123456789abcdef", "core::panicking::panic_fmt"),
+            ("foo::operator()", "foo::operator()"),
+            ("memcpy@@GLIBC_2.14", "memcpy"),
+        ];
+        for (input, want) in cases {
+            let fr = Frame { function: Some(input.into()), ..Default::default() };
+            assert_eq!(base_name(&fr), want, "{input}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Messages the runtime left in memory before dying: glibc's `__abort_msg` (assert,
+//! malloc checks, stack smashing, fortify), the type of an uncaught C++ exception,
+//! and a Rust panic's location and message.
+
+use super::Reader;
+use super::classify::base_name;
+use crate::snapshot::{Snapshot, Thread};
+use object::{Object, ObjectSymbol};
+
+/// Longest message read from the target.
+const MAX_MESSAGE: usize = 4096;
+/// Most stack bytes scanned for a runtime structure.
+const MAX_SCAN: u64 = 64 * 1024;
+
+/// The runtime address of a symbol of the module whose file name starts with
+/// `module_prefix` (dynamic symbols first, then the symbol table).
+pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, name: &str) -> Option<u64> {
+    for m in &snap.modules {
+        let file = m.path.rsplit('/').next().unwrap_or(&m.path);
+        if !file.starts_with(module_prefix) {
+            continue;
+        }
+        let idx = reader.modules().find(m.start)?;
+        let img = reader.modules().image(idx)?;
+        let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
+        let hit = elf
+            .dynamic_symbols()
+            .chain(elf.symbols())
+            .find(|s| s.name().is_ok_and(|n| n == name) && s.address() != 0);
+        if let Some(s) = hit {
+            return Some(s.address().wrapping_add(m.load_bias));
+        }
+    }
+    None
+}
+
+/// glibc's last words: the text `__libc_message` and `__assert_fail` store in
+/// `__abort_msg` before calling abort().
+///
+/// Folklore: `__abort_msg` (GLIBC_PRIVATE, in libc's .bss) points to a page glibc
+/// mmaps for the message: `struct abort_msg_s { unsigned int size; char msg[]; }`,
+/// where `size` is the mapping's size, not the text's. It lives in anonymous
+/// memory, so a core holds it; a live capture does not copy it.
+pub fn abort_msg(snap: &Snapshot, reader: &Reader) -> Option<String> {
+    let var = symbol_address(snap, reader, "libc.so", "__abort_msg")
+        .or_else(|| symbol_address(snap, reader, "libc-", "__abort_msg"))?;
+    if !reader.in_memory(var) {
+        return None;
+    }
+    let ptr = reader.u64(var).filter(|p| *p != 0)?;
+    let size = reader.u32(ptr)? as usize;
+    let max = if size > 4 { (size - 4).min(MAX_MESSAGE) } else { MAX_MESSAGE };
+    let (text, _) = reader.cstring(ptr + 4, max)?;
+    let text = text.trim_end().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The demangled type name of the exception being thrown, found by looking for a
+/// `std::type_info` among the values the throw machinery kept: the registers
+/// recovered for the frames up to `__cxa_throw`, then the words of their stack.
+///
+/// Folklore: `__cxa_throw(obj, tinfo, dest)` gets the type in rsi, which no one
+/// preserves; but libstdc++ keeps `tinfo` in a callee-saved register or stack slot
+/// while it unwinds and then calls std::terminate, whose verbose handler fetches
+/// it again (`__cxa_current_exception_type`). A `type_info` is `{vtable, name}`
+/// with `name` a mangled type (`St13runtime_error`), checked by demangling it.
+pub fn exception_type(t: &Thread, reader: &Reader) -> Option<String> {
+    let thrower = t
+        .frames
+        .iter()
+        .position(|f| matches!(base_name(f).as_str(), "__cxa_throw" | "__cxa_rethrow" | "std::rethrow_exception"));
+    let end = thrower.unwrap_or(t.frames.len().saturating_sub(1));
+    let mut candidates: Vec<u64> = Vec::new();
+    if let Some(th) = thrower {
+        candidates.extend(t.frames[th].registers.iter().map(|(_, v)| *v));
+    }
+    for f in t.frames.iter().take(end + 1) {
+        candidates.extend(f.registers.iter().map(|(_, v)| *v));
+    }
+    let top = t.frames.get(end).map(|f| f.sp).unwrap_or(t.registers.rsp);
+    let lo = t.registers.rsp;
+    let hi = top.max(lo).min(lo.saturating_add(MAX_SCAN)).saturating_add(256);
+    let stack = reader.bytes(lo, (hi - lo) as usize);
+    candidates.extend(stack.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))));
+    candidates.into_iter().find_map(|v| type_info_name(reader, v))
+}
+
+/// The demangled name of the `std::type_info` at `addr`, if that is one.
+pub fn type_info_name(reader: &Reader, addr: u64) -> Option<String> {
+    if addr < 0x10000 || !addr.is_multiple_of(8) {
+        return None;
+    }
+    let vtable = reader.u64(addr)?;
+    reader.modules().find(vtable)?;
+    let name_ptr = reader.u64(addr + 8)?;
+    let (name, truncated) = reader.cstring(name_ptr, 512)?;
+    if truncated || name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$') {
+        return None;
+    }
+    // A mangled type starts with a length (`3foo`), a nested name, `St`/`S…`, or a builtin.
+    // Builtins are one letter (`i` int, `c` char, ...); pointers start with `P`.
+    let builtin = name.len() == 1 && "abcdefghijlmnstwxyz".contains(name.as_str());
+    if !builtin && !name.as_bytes()[0].is_ascii_digit() && !name.starts_with('N') && !name.starts_with('S') && !name.starts_with('P') {
+        return None;
+    }
+    let demangled = crate::symbols::demangle(&format!("_ZTS{name}"));
+    let ty = demangled.strip_prefix("typeinfo name for ")?;
+    Some(ty.to_string())
+}
+
+/// What could be read of a Rust panic.
+#[derive(Debug, Default, Clone)]
+pub struct RustPanic {
+    /// `src/main.rs:12:5`
+    pub location: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A Rust panic's location and message, from the stack of the panic machinery.
+///
+/// Folklore: `panic_fmt` receives `&fmt::Arguments` and `&Location` in registers no
+/// one preserves, and the layouts of both are not stable across Rust releases. What
+/// is stable enough: `Location` is `{file: &str, line: u32, col: u32}` (a pointer to
+/// a path ending in `.rs`, its length, then two small integers), and std's panic
+/// machinery formats the message into a `String` (or keeps a `&'static str`) that
+/// stays referenced from its frames until abort: the hook's `PanicHookInfo` holds
+/// both the location and the payload. We look for the location among the stack
+/// words between the innermost frame and the frame that called panic, then for the
+/// payload next to it; no guessing beyond that structure.
+pub fn rust_panic(t: &Thread, panic_frame: usize, reader: &Reader) -> RustPanic {
+    let lo = t.registers.rsp;
+    let user = t
+        .frames
+        .iter()
+        .enumerate()
+        .skip(panic_frame)
+        .find(|(_, f)| {
+            let n = base_name(f);
+            !(n.starts_with("core::") || n.starts_with("std::") || n.starts_with("rust_") || n.starts_with("__rust"))
+        })
+        .map(|(i, _)| i);
+    let top = user.and_then(|i| t.frames.get(i)).map(|f| f.sp).unwrap_or(lo.saturating_add(MAX_SCAN));
+    let hi = top.max(lo).min(lo.saturating_add(MAX_SCAN));
+    let stack = reader.bytes(lo, (hi - lo) as usize);
+    let words: Vec<u64> = stack.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+
+    let mut out = RustPanic::default();
+    // Location: a pointer p such that *p = (file_ptr, file_len), *(p+16) = (line, col).
+    let Some((k, loc)) = words.iter().enumerate().find_map(|(k, &p)| location_at(reader, p).map(|l| (k, l))) else {
+        return out;
+    };
+    out.location = Some(loc);
+    // The hook's `PanicHookInfo { payload: &dyn Any, location: &Location, .. }` keeps
+    // the payload's data pointer next to the location pointer. The payload is the
+    // formatted `String` (FormatStringPayload::fill) or a `&'static str`.
+    let lo_k = k.saturating_sub(4);
+    let hi_k = (k + 5).min(words.len());
+    let mut near: Vec<usize> = (lo_k..hi_k).filter(|&j| j != k).collect();
+    near.sort_by_key(|&j| j.abs_diff(k));
+    out.message = near.into_iter().find_map(|j| payload_text(reader, words[j]));
+    out
+}
+
+/// The text of a panic payload at `data`: a `String` (cap, ptr, len in today's
+/// layout; ptr, cap, len tried too) or a `&str` (ptr, len).
+fn payload_text(reader: &Reader, data: u64) -> Option<String> {
+    if data < 0x10000 || !data.is_multiple_of(8) {
+        return None;
+    }
+    let w: Vec<u64> = (0..3).filter_map(|i| reader.u64(data + 8 * i)).collect();
+    if w.len() < 2 {
+        return None;
+    }
+    // A capacity is a small number; a pointer is not. Today's String: (cap, ptr, len).
+    let small = |v: u64| v < (1 << 32);
+    if w.len() == 3
+        && small(w[0])
+        && w[0] >= w[2]
+        && let Some(t) = text_at(reader, w[1], w[2])
+    {
+        return Some(t);
+    }
+    if let Some(t) = text_at(reader, w[0], w[1]) {
+        return Some(t);
+    }
+    if w.len() == 3 && small(w[1]) && w[1] >= w[2] {
+        return text_at(reader, w[0], w[2]);
+    }
+    None
+}
+
+fn location_at(reader: &Reader, p: u64) -> Option<String> {
+    if p < 0x10000 || !p.is_multiple_of(8) {
+        return None;
+    }
+    let fptr = reader.u64(p)?;
+    let flen = reader.u64(p + 8)?;
+    let lc = reader.u64(p + 16)?;
+    let (line, col) = (lc as u32, (lc >> 32) as u32);
+    if line == 0 || line > 10_000_000 || col > 100_000 {
+        return None;
+    }
+    let file = text_at(reader, fptr, flen)?;
+    file.ends_with(".rs").then(|| format!("{file}:{line}:{col}"))
+}
+
+/// `len` bytes at `ptr` when they are short printable UTF-8.
+fn text_at(reader: &Reader, ptr: u64, len: u64) -> Option<String> {
+    if ptr < 0x10000 || len == 0 || len > MAX_MESSAGE as u64 {
+        return None;
+    }
+    let bytes = reader.bytes(ptr, len as usize);
+    if bytes.len() != len as usize {
+        return None;
+    }
+    let s = std::str::from_utf8(&bytes).ok()?;
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return None;
+    }
+    if s.trim().len() < 2 {
+        return None;
+    }
+    Some(s.to_string())
+}

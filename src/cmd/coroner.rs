@@ -1,0 +1,341 @@
+//! `bt coroner` / `bt serve`: run the object store server, and administer its data
+//! directory (projects, tokens, users, checks) without a server.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use argh::FromArgs;
+
+use crate::server::{self, http::Limits};
+use crate::store::{Retention, Scope, Store};
+
+/// Run the object store server: ingest, deduplicate, index, query.
+#[derive(FromArgs, Debug)]
+struct ServeArgs {
+    /// data directory (default $XDG_DATA_HOME/bt/store, or ~/.local/share/bt/store)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// address to listen on (default 127.0.0.1:6097; port 0 picks a free port)
+    #[argh(option, default = "String::from(\"127.0.0.1:6097\")")]
+    listen: String,
+    /// largest submission in bytes, report and attachments (default 32 MiB)
+    #[argh(option, default = "32 << 20")]
+    max_submission: u64,
+    /// seconds a client may take for one read or write, and x6 for a whole request (default 10)
+    #[argh(option, default = "10")]
+    io_timeout: u64,
+    /// most connections served at once (default 512)
+    #[argh(option, default = "512")]
+    max_connections: usize,
+    /// seconds between retention passes (default 60)
+    #[argh(option, default = "60")]
+    retention_every: u64,
+    /// TLS certificate chain (PEM; needs a bt built with the tls feature)
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
+}
+
+/// Administer the data directory of the object store.
+#[derive(FromArgs, Debug)]
+struct AdminArgs {
+    /// data directory (default $XDG_DATA_HOME/bt/store, or ~/.local/share/bt/store)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// the words of the command: project create NAME, token list, ...
+    #[argh(positional)]
+    words: Vec<String>,
+    /// token scopes: submit, query, object, admin (repeatable; default submit)
+    #[argh(option)]
+    scope: Vec<String>,
+    /// retention: maximum age of objects (e.g. 30d, 12h, 3600)
+    #[argh(option)]
+    max_age: Option<String>,
+    /// retention: maximum blob bytes of a project (e.g. 10G, 500M)
+    #[argh(option)]
+    max_size: Option<String>,
+    /// user add: the user may delete objects (admin scope)
+    #[argh(switch)]
+    admin: bool,
+}
+
+const ADMIN_USAGE: &str = "usage: bt coroner [--data DIR] COMMAND
+  serve [--listen ADDR] ...              run the server (also: bt serve, bt coroner --listen ...)
+  project create NAME [--max-age D] [--max-size S]
+  project list | project remove NAME
+  project retention NAME [--max-age D] [--max-size S]
+  token create PROJECT [--scope submit|query|object|admin ...]   (prints the token)
+  token list | token remove ID
+  user add NAME [--admin]                (password from the terminal, or the first line of stdin)
+  user list | user remove NAME
+  check                                  verify the store's invariants
+";
+
+/// The documented default data directory.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("bt/store");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/bt/store")
+}
+
+pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
+    let is_serve_applet = name.ends_with("serve");
+    // The first word that is not an option or an option's value names the command.
+    let mut i = 0;
+    while i < raw.len() && raw[i].starts_with('-') {
+        i += if ["--admin", "--help", "-h"].contains(&raw[i].as_str()) || raw[i].contains('=') { 1 } else { 2 };
+    }
+    match raw.get(i).map(String::as_str) {
+        Some("serve") => serve(name, &[&raw[..i], &raw[i + 1..]].concat()),
+        Some("project" | "token" | "user" | "check") if !is_serve_applet => admin(name, raw),
+        Some("help") => {
+            print!("{ADMIN_USAGE}");
+            Ok(super::exit::OK)
+        }
+        _ => serve(name, raw),
+    }
+}
+
+fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
+    let args: ServeArgs = match super::parse_args(name, raw) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(server::TlsFiles { cert, key }),
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    if tls.is_some() && !server::TLS_BUILT {
+        bail!("this bt was built without TLS (cargo feature tls); rebuild with --features tls or use a TLS proxy");
+    }
+    let data = args.data.unwrap_or_else(default_data_dir);
+    let store = Store::open(&data).with_context(|| format!("opening the store in {}", data.display()))?;
+    let opts = server::Options {
+        limits: Limits {
+            max_body: args.max_submission.max(1 << 20),
+            io_timeout: Duration::from_secs(args.io_timeout.max(1)),
+            request_deadline: Duration::from_secs(args.io_timeout.max(1) * 6),
+            max_connections: args.max_connections.max(1),
+            ..Limits::default()
+        },
+        max_submission: args.max_submission,
+        retention_every: Duration::from_secs(args.retention_every.max(1)),
+        ..server::Options::default()
+    };
+    let data_shown = data.display().to_string();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    server::serve(Arc::new(store), &args.listen, opts, tls, |addr| {
+        println!("listening on {scheme}://{addr}");
+        let _ = std::io::stdout().flush();
+        server::log_line(
+            serde_json::json!({"ts": crate::store::now(), "listening": addr.to_string(), "data": data_shown}),
+        );
+    })?;
+    Ok(super::exit::OK)
+}
+
+/// `30d`, `12h`, `15m`, `2w`, `3600` (seconds); `0` disables.
+fn parse_duration(s: &str) -> anyhow::Result<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("bad duration {s:?} (e.g. 30d, 12h, 3600)"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        "y" => 365 * 86400,
+        _ => bail!("bad duration {s:?} (units: s, m, h, d, w, y)"),
+    };
+    Ok(n * mult)
+}
+
+/// `10G`, `500M`, `64K`, `1024` (bytes); `0` disables.
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("bad size {s:?} (e.g. 10G, 500M)"))?;
+    let mult: u64 = match unit.to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => bail!("bad size {s:?} (units: K, M, G, T)"),
+    };
+    Ok(n * mult)
+}
+
+fn read_password(user: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let first = prompt_hidden(&format!("password for {user}: "))?;
+        let second = prompt_hidden("again: ")?;
+        if first != second {
+            bail!("the passwords differ");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("reading the password from stdin")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    }
+}
+
+/// Reads a line from the terminal with echo off (restored on every path).
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    eprint!("{prompt}");
+    let fd = 0;
+    // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed, then filled, termios.
+    let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    let have = unsafe { libc::tcgetattr(fd, &mut old) } == 0;
+    if have {
+        let mut quiet = old;
+        quiet.c_lflag &= !libc::ECHO;
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let mut line = String::new();
+    let r = std::io::stdin().lock().read_line(&mut line);
+    if have {
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    }
+    eprintln!();
+    r.context("reading the password")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn when(ts: i64) -> String {
+    ts.to_string()
+}
+
+fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
+    let args: AdminArgs = match super::parse_args(name, raw) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let data = args.data.clone().unwrap_or_else(default_data_dir);
+    let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+    let open = || Store::open_admin(&data).with_context(|| format!("opening the store in {}", data.display()));
+    let retention = || -> anyhow::Result<Retention> {
+        Ok(Retention {
+            max_age: args.max_age.as_deref().map(parse_duration).transpose()?,
+            max_bytes: args.max_size.as_deref().map(parse_size).transpose()?,
+        })
+    };
+    match words.as_slice() {
+        ["project", "create", project] => {
+            let store = open()?;
+            store.create_project(project).with_context(|| format!("creating project {project}"))?;
+            let r = retention()?;
+            if r.max_age.is_some() || r.max_bytes.is_some() {
+                store.set_retention(project, r)?;
+            }
+            eprintln!("{name}: created project {project}");
+        }
+        ["project", "list"] => {
+            let store = open()?;
+            println!("{:<24} {:>10} {:>12} {:>14} created", "project", "objects", "max-age(s)", "max-bytes");
+            for p in store.list_projects()? {
+                println!(
+                    "{:<24} {:>10} {:>12} {:>14} {}",
+                    p.name,
+                    p.objects,
+                    p.record.max_age,
+                    p.record.max_bytes,
+                    when(p.record.created)
+                );
+            }
+        }
+        ["project", "remove", project] => {
+            open()?.remove_project(project).with_context(|| format!("removing project {project}"))?;
+            eprintln!("{name}: removed project {project} and all its objects");
+        }
+        ["project", "retention", project] => {
+            let r = retention()?;
+            if r.max_age.is_none() && r.max_bytes.is_none() {
+                bail!("give --max-age and/or --max-size (0 disables)");
+            }
+            let rec = open()?.set_retention(project, r).with_context(|| format!("project {project}"))?;
+            println!("{project}: max-age {} s, max-size {} bytes", rec.max_age, rec.max_bytes);
+        }
+        ["token", "create", project] => {
+            let mut scopes = Vec::new();
+            for s in if args.scope.is_empty() { vec!["submit".to_string()] } else { args.scope.clone() } {
+                for one in s.split(',') {
+                    scopes.push(
+                        Scope::parse(one.trim())
+                            .with_context(|| format!("unknown scope {one:?} (submit, query, object, admin)"))?,
+                    );
+                }
+            }
+            let token =
+                open()?.create_token(project, &scopes).with_context(|| format!("creating a token for {project}"))?;
+            println!("{token}");
+        }
+        ["token", "list"] => {
+            println!("{:<14} {:<24} {:<28} created", "id", "project", "scopes");
+            for t in open()?.list_tokens()? {
+                let scopes: Vec<&str> = t.record.scopes.iter().map(|s| s.as_str()).collect();
+                println!("{:<14} {:<24} {:<28} {}", t.id, t.record.project, scopes.join(","), when(t.record.created));
+            }
+        }
+        ["token", "remove", id] => {
+            open()?.remove_token(id).with_context(|| format!("removing token {id}"))?;
+            eprintln!("{name}: removed token {id}");
+        }
+        ["user", "add", user] => {
+            let store = open()?;
+            let password = read_password(user)?;
+            store.add_user(user, &password, args.admin).with_context(|| format!("adding user {user}"))?;
+            eprintln!("{name}: added user {user}");
+        }
+        ["user", "list"] => {
+            println!("{:<24} {:<6} created", "user", "admin");
+            for (u, rec) in open()?.list_users()? {
+                println!("{:<24} {:<6} {}", u, rec.admin, when(rec.created));
+            }
+        }
+        ["user", "remove", user] => {
+            open()?.remove_user(user).with_context(|| format!("removing user {user}"))?;
+            eprintln!("{name}: removed user {user}");
+        }
+        ["check"] => {
+            let problems = open()?.check()?;
+            for p in &problems {
+                println!("{p}");
+            }
+            if !problems.is_empty() {
+                eprintln!("{name}: {} problem(s)", problems.len());
+                return Ok(super::exit::FAILURE);
+            }
+            eprintln!("{name}: store is consistent");
+        }
+        _ => {
+            eprint!("{ADMIN_USAGE}");
+            return Ok(super::exit::USAGE);
+        }
+    }
+    Ok(super::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("30d").unwrap(), 30 * 86400);
+        assert_eq!(parse_duration("3600").unwrap(), 3600);
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("500MiB").unwrap(), 500 << 20);
+        assert!(parse_size("x").is_err());
+    }
+}

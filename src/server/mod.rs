@@ -1,0 +1,461 @@
+//! The HTTP API of the object store: routes, authentication, the request log and
+//! the background retention task. HTTP itself lives in [`http`].
+//!
+//! | route | scope | what |
+//! |---|---|---|
+//! | `POST /api/post`, `POST /post` | submit | ingest a snapshot or JSON report |
+//! | `POST /api/login` | — | user name + password → session token |
+//! | `POST /api/query?project=P` | query | run a query |
+//! | `GET /api/get?project=P&object=ID[&attachment=NAME]` | object | download |
+//! | `POST`/`DELETE /api/delete?project=P` | admin | delete the objects a filter selects |
+//! | `GET /api/health` | — | liveness |
+
+pub mod http;
+pub mod multipart;
+#[cfg(feature = "tls")]
+mod tls;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use crate::store::auth::Principal;
+use crate::store::query::Query;
+use crate::store::schema::BlobKind;
+use crate::store::{Format, Scope, Store, StoreError, Submission, format_object_id, now, parse_object_id};
+use http::{BodyError, Limits, Request, Response};
+
+/// Options of `bt serve`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub limits: Limits,
+    /// Largest submission (report plus attachments), bytes.
+    pub max_submission: u64,
+    /// Largest query body, bytes.
+    pub max_query: u64,
+    /// How often retention runs.
+    pub retention_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            limits: Limits::default(),
+            max_submission: 32 << 20,
+            max_query: 1 << 20,
+            retention_every: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Certificate chain and private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Whether this build can serve TLS (cargo feature `tls`).
+pub const TLS_BUILT: bool = cfg!(feature = "tls");
+
+/// One line of the request log, on stderr, as JSON.
+pub fn log_line(v: Json) {
+    eprintln!("{v}");
+}
+
+struct Api {
+    store: Arc<Store>,
+    opts: Options,
+}
+
+/// What a handler hands back: a response, plus what the log should say.
+struct Outcome {
+    resp: Response,
+    note: Option<String>,
+}
+
+fn err(status: u16, message: &str) -> Outcome {
+    Outcome {
+        resp: Response::json(status, &json!({"error": {"message": message, "code": status}})),
+        note: Some(message.to_string()),
+    }
+}
+
+fn ok(v: Json) -> Outcome {
+    Outcome { resp: Response::json(200, &v), note: None }
+}
+
+/// The 401 and 403 replies say nothing about projects, objects or tokens.
+fn unauthorized() -> Outcome {
+    err(401, "unauthorized")
+}
+
+fn forbidden() -> Outcome {
+    err(403, "forbidden")
+}
+
+fn store_error(e: StoreError) -> Outcome {
+    match e {
+        StoreError::BadInput(m) => err(400, &m),
+        StoreError::TooLarge(m) => err(413, &m),
+        StoreError::NoProject(_) => err(404, "no such project"),
+        StoreError::NotFound(m) => err(404, &format!("{m} not found")),
+        StoreError::Closed => err(503, "the store is shutting down"),
+        other => {
+            let mut o = err(500, "internal error");
+            o.note = Some(other.to_string());
+            o
+        }
+    }
+}
+
+fn body_error(e: BodyError) -> Outcome {
+    match e {
+        BodyError::TooLarge { limit } => err(413, &format!("request body is larger than the limit of {limit} bytes")),
+        BodyError::Timeout => err(408, "request body did not arrive in time"),
+        BodyError::Bad(m) => err(400, &format!("request body: {m}")),
+    }
+}
+
+/// The credential of a request: `token` parameter, `X-Coroner-Token`, or a bearer token.
+fn credential<'a>(req: &'a Request<'_>) -> Option<&'a str> {
+    req.param("token")
+        .or_else(|| req.header("x-coroner-token"))
+        .or_else(|| {
+            req.header("authorization").and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+impl Api {
+    /// Authenticates and authorizes; returns the project the request acts on.
+    fn authorize(&self, req: &Request<'_>, scope: Scope) -> Result<String, Outcome> {
+        let Some(cred) = credential(req) else { return Err(unauthorized()) };
+        let principal = match self.store.authenticate(cred) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(unauthorized()),
+            Err(e) => return Err(store_error(e)),
+        };
+        let project = match (&principal, req.param("project")) {
+            (_, Some(p)) => p.to_string(),
+            (Principal::Token { project, .. }, None) => project.clone(),
+            (Principal::User { .. }, None) => return Err(err(400, "missing parameter project")),
+        };
+        if !principal.allows(&project, scope) {
+            return Err(forbidden());
+        }
+        PROJECT.with(|p| *p.borrow_mut() = Some(project.clone()));
+        Ok(project)
+    }
+
+    fn route(&self, req: &mut Request<'_>) -> Outcome {
+        let path = req.path.trim_end_matches('/').to_string();
+        match (req.method.as_str(), path.as_str()) {
+            ("GET" | "HEAD", "/api/health") => ok(json!({"response": "ok"})),
+            ("POST", "/api/post" | "/post") => self.post(req),
+            ("POST", "/api/login") => self.login(req),
+            ("POST", "/api/query") => self.query(req),
+            ("GET" | "HEAD", "/api/get") => self.get(req),
+            ("POST" | "DELETE", "/api/delete") => self.delete(req),
+            (_, "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete") => {
+                err(405, "method not allowed")
+            }
+            _ => err(404, "no such endpoint"),
+        }
+    }
+
+    fn post(&self, req: &mut Request<'_>) -> Outcome {
+        let project = match self.authorize(req, Scope::Submit) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        let content_type = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+        let mime = content_type.split(';').next().unwrap_or("").trim().to_string();
+        let multipart = mime == "multipart/form-data";
+        if !multipart
+            && !["", "application/octet-stream", "application/json", "application/x-bt-snapshot", "text/plain"]
+                .contains(&mime.as_str())
+        {
+            return err(
+                415,
+                &format!("unsupported content type {mime:?}: send the report raw or as multipart/form-data"),
+            );
+        }
+        let body = match req.body(self.opts.max_submission) {
+            Ok(b) => b,
+            Err(e) => return body_error(e),
+        };
+        let control = ["token", "format", "project", "universe"];
+        let mut attributes: Vec<(String, String)> =
+            req.query.iter().filter(|(k, _)| !control.contains(&k.as_str())).cloned().collect();
+        let mut format = req.param("format").map(str::to_string);
+        let mut attachments = Vec::new();
+        let report = if multipart {
+            let Some(boundary) = multipart::boundary(req.header("content-type").unwrap_or("")) else {
+                return err(400, "multipart/form-data without a boundary");
+            };
+            let parts = match multipart::parse(&body, &boundary) {
+                Ok(p) => p,
+                Err(m) => return err(400, &m),
+            };
+            let mut report = None;
+            for part in parts {
+                if part.name == "upload_file_minidump" {
+                    return err(400, "minidump submissions are not supported yet");
+                } else if part.name == "upload_file" {
+                    report = Some(part.data);
+                } else if let Some(name) = part.name.strip_prefix("attachment_") {
+                    attachments.push((name.to_string(), part.data));
+                } else if part.name == "format" {
+                    format = Some(String::from_utf8_lossy(&part.data).into_owned());
+                } else if !control.contains(&part.name.as_str()) {
+                    match String::from_utf8(part.data) {
+                        Ok(v) => attributes.push((part.name, v)),
+                        Err(_) => return err(400, &format!("form field {} is not UTF-8 text", part.name)),
+                    }
+                }
+            }
+            match report {
+                Some(r) => r,
+                None => return err(400, "multipart submission without an upload_file part"),
+            }
+        } else {
+            body
+        };
+        let format = match format.as_deref() {
+            Some(f) => match Format::parse(f) {
+                Some(f) => f,
+                None => return err(400, &format!("unknown format {f:?}: use snapshot or json")),
+            },
+            None if report.starts_with(b"BTSNAP") => Format::Snapshot,
+            None if mime == "application/json" => Format::Json,
+            None => return err(400, "missing parameter format (snapshot or json)"),
+        };
+        if report.is_empty() {
+            return err(400, "empty report");
+        }
+        let sub = Submission { project, format, body: report, attributes, attachments };
+        match self.store.submit(sub) {
+            Ok(ack) => {
+                let mut o = ok(
+                    json!({"response": "ok", "_rxid": format_object_id(ack.rxid), "fingerprint": ack.fingerprint, "unique": ack.unique}),
+                );
+                o.note = Some(format!("object {}", format_object_id(ack.rxid)));
+                o
+            }
+            Err(e) => store_error(e),
+        }
+    }
+
+    fn login(&self, req: &mut Request<'_>) -> Outcome {
+        let body = match req.body(64 * 1024) {
+            Ok(b) => b,
+            Err(e) => return body_error(e),
+        };
+        let json_body = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let (user, password) = if !json_body {
+            let fields = http::parse_query(&String::from_utf8_lossy(&body));
+            let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            (get("username"), get("password"))
+        } else {
+            match serde_json::from_slice::<Json>(&body) {
+                Ok(v) => (
+                    v.get("username").and_then(Json::as_str).map(str::to_string),
+                    v.get("password").and_then(Json::as_str).map(str::to_string),
+                ),
+                Err(_) => return err(400, "login takes {\"username\": …, \"password\": …}"),
+            }
+        };
+        let (Some(user), Some(password)) = (user, password) else {
+            return err(400, "login takes a username and a password");
+        };
+        match self.store.login(&user, &password) {
+            Ok(Some(token)) => ok(json!({"response": "ok", "token": token, "user": user})),
+            Ok(None) => unauthorized(),
+            Err(e) => store_error(e),
+        }
+    }
+
+    fn query(&self, req: &mut Request<'_>) -> Outcome {
+        let project = match self.authorize(req, Scope::Query) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        let body = match req.body(self.opts.max_query) {
+            Ok(b) => b,
+            Err(e) => return body_error(e),
+        };
+        let q = match Query::parse(&body) {
+            Ok(q) => q,
+            Err(e) => return store_error(e),
+        };
+        match self.store.query(&project, &q) {
+            Ok(out) => {
+                let mut v = out.json;
+                if let Json::Object(o) = &mut v {
+                    o.insert("response".into(), json!("ok"));
+                }
+                ok(v)
+            }
+            Err(e) => store_error(e),
+        }
+    }
+
+    fn get(&self, req: &mut Request<'_>) -> Outcome {
+        let project = match self.authorize(req, Scope::Object) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        let Some(id) = req.param("object").and_then(parse_object_id) else {
+            return err(400, "parameter object must be an object id (hex)");
+        };
+        if let Some(name) = req.param("attachment") {
+            if !crate::store::ingest::valid_attachment_name(name) {
+                return err(400, "bad attachment name");
+            }
+            return match self.store.get_attachment(&project, id, name) {
+                Ok(bytes) => Outcome { resp: Response::new(200, "application/octet-stream", bytes), note: None },
+                Err(e) => store_error(e),
+            };
+        }
+        match self.store.get(&project, id) {
+            Ok(obj) => {
+                let ct = match obj.kind {
+                    BlobKind::Snapshot => "application/x-bt-snapshot",
+                    BlobKind::JsonZstd => "application/json",
+                };
+                let mut resp = Response::new(200, ct, obj.bytes);
+                resp.headers.push(("X-Object-Id".into(), format_object_id(id)));
+                Outcome { resp, note: Some(format!("object {}", format_object_id(id))) }
+            }
+            Err(e) => store_error(e),
+        }
+    }
+
+    fn delete(&self, req: &mut Request<'_>) -> Outcome {
+        let project = match self.authorize(req, Scope::Admin) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        let body = match req.body(self.opts.max_query) {
+            Ok(b) => b,
+            Err(e) => return body_error(e),
+        };
+        let mut ids = Vec::new();
+        if let Some(o) = req.param("object") {
+            match parse_object_id(o) {
+                Some(id) => ids.push(id),
+                None => return err(400, "parameter object must be an object id (hex)"),
+            }
+        } else {
+            let q = match Query::parse(&body) {
+                Ok(q) => q,
+                Err(e) => return store_error(e),
+            };
+            if q.filter.is_empty() {
+                return err(
+                    400,
+                    "refusing to delete without a filter (use a filter that selects everything, e.g. timestamp is-set)",
+                );
+            }
+            ids = match self.store.select_ids(&project, &q) {
+                Ok(ids) => ids,
+                Err(e) => return store_error(e),
+            };
+        }
+        let mut deleted = 0;
+        for chunk in ids.chunks(10_000) {
+            match self.store.delete(&project, chunk.to_vec()) {
+                Ok(n) => deleted += n,
+                Err(e) => return store_error(e),
+            }
+        }
+        ok(json!({"response": "ok", "deleted": deleted}))
+    }
+}
+
+struct Handler {
+    api: Api,
+}
+
+thread_local! {
+    static NOTE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The project the current request acts on, once authorized (for the log).
+    static PROJECT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+impl http::Handler for Handler {
+    fn handle(&self, req: &mut Request<'_>) -> Response {
+        let out = self.api.route(req);
+        NOTE.with(|n| *n.borrow_mut() = out.note);
+        out.resp
+    }
+
+    fn log(&self, req: &Request<'_>, resp: &Response, started: Instant) {
+        let note = NOTE.with(|n| n.borrow_mut().take());
+        let project = PROJECT.with(|p| p.borrow_mut().take());
+        // Never the query string: it carries tokens.
+        let mut v = json!({
+            "ts": now(), "remote": req.remote.to_string(), "method": req.method, "path": req.path,
+            "project": project, "status": resp.status, "in": req.body_bytes, "out": resp.body.len(),
+            "us": started.elapsed().as_micros() as u64,
+        });
+        if let (Some(n), Json::Object(o)) = (note, &mut v) {
+            o.insert(if resp.status >= 400 { "error".into() } else { "note".into() }, json!(n));
+        }
+        log_line(v);
+    }
+
+    fn log_error(&self, remote: SocketAddr, status: u16, message: &str) {
+        log_line(json!({"ts": now(), "remote": remote.to_string(), "status": status, "error": message}));
+    }
+}
+
+/// Binds `listen`, reports the bound address through `ready`, starts the retention
+/// task and serves until the process ends.
+pub fn serve(
+    store: Arc<Store>,
+    listen: &str,
+    opts: Options,
+    tls: Option<TlsFiles>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    let wrap: Option<Arc<http::Wrap>> = match tls {
+        None => None,
+        #[cfg(feature = "tls")]
+        Some(t) => Some(tls::wrapper(&t.cert, &t.key)?),
+        #[cfg(not(feature = "tls"))]
+        Some(_) => return Err(ServerError::Tls("this bt was built without TLS (cargo feature tls)".into())),
+    };
+    let listener =
+        TcpListener::bind(listen).map_err(|e| ServerError::Listen { addr: listen.to_string(), source: e })?;
+    let addr = listener.local_addr().map_err(|e| ServerError::Listen { addr: listen.to_string(), source: e })?;
+    ready(addr);
+    let retention_store = store.clone();
+    let every = opts.retention_every;
+    let _ = std::thread::Builder::new().name("retention".into()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            match retention_store.enforce_retention() {
+                Ok(0) => {}
+                Ok(n) => log_line(json!({"ts": now(), "retention": {"removed": n}})),
+                Err(e) => log_line(json!({"ts": now(), "retention": {"error": e.to_string()}})),
+            }
+        }
+    });
+    let limits = opts.limits.clone();
+    let handler = Arc::new(Handler { api: Api { store, opts } });
+    http::serve(listener, handler, limits, wrap).map_err(|e| ServerError::Listen { addr: addr.to_string(), source: e })
+}

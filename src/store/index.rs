@@ -1,0 +1,239 @@
+//! The in-memory columnar index of every project: one column per attribute, a
+//! per-project string dictionary, group aggregates. Rebuilt from redb at start,
+//! appended to only after a commit succeeded, so it never shows uncommitted data.
+
+use std::collections::HashMap;
+
+use super::schema::{AttrType, GroupRecord, ProjectRecord, Val};
+
+/// Marks an unset integer cell.
+pub const UNSET_INT: i64 = i64::MIN;
+
+/// One attribute's values, one cell per row.
+#[derive(Debug, Clone)]
+pub enum Column {
+    /// Dictionary string id + 1; 0 = unset.
+    Str(Vec<u32>),
+    /// The value; [`UNSET_INT`] = unset.
+    Int(Vec<i64>),
+}
+
+impl Column {
+    pub fn new(ty: AttrType, n_rows: usize) -> Column {
+        match ty {
+            AttrType::Str => Column::Str(vec![0; n_rows]),
+            AttrType::Int | AttrType::Timestamp => Column::Int(vec![UNSET_INT; n_rows]),
+        }
+    }
+
+    fn push_unset(&mut self) {
+        match self {
+            Column::Str(v) => v.push(0),
+            Column::Int(v) => v.push(UNSET_INT),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attr {
+    pub name: String,
+    pub ty: AttrType,
+    pub column: Column,
+}
+
+/// A project as the query engine sees it.
+#[derive(Debug)]
+pub struct ProjectIndex {
+    pub name: String,
+    pub record: ProjectRecord,
+    /// Object id of each row, ascending.
+    pub ids: Vec<u64>,
+    /// False for rows deleted since the index was built.
+    pub alive: Vec<bool>,
+    pub blob_len: Vec<u64>,
+    pub n_alive: usize,
+    pub alive_bytes: u64,
+    pub attrs: Vec<Attr>,
+    pub attr_ids: HashMap<String, u32>,
+    pub strings: Vec<String>,
+    pub string_ids: HashMap<String, u32>,
+    pub groups: HashMap<String, GroupRecord>,
+}
+
+impl ProjectIndex {
+    pub fn new(name: &str, record: ProjectRecord) -> ProjectIndex {
+        ProjectIndex {
+            name: name.to_string(),
+            record,
+            ids: Vec::new(),
+            alive: Vec::new(),
+            blob_len: Vec::new(),
+            n_alive: 0,
+            alive_bytes: 0,
+            attrs: Vec::new(),
+            attr_ids: HashMap::new(),
+            strings: Vec::new(),
+            string_ids: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&Attr> {
+        self.attr_ids.get(name).map(|&i| &self.attrs[i as usize])
+    }
+
+    /// Adds an attribute with the next id (ids are dense: the id is the position).
+    pub fn add_attr(&mut self, name: &str, ty: AttrType) -> u32 {
+        let id = self.attrs.len() as u32;
+        self.attrs.push(Attr { name: name.to_string(), ty, column: Column::new(ty, self.ids.len()) });
+        self.attr_ids.insert(name.to_string(), id);
+        id
+    }
+
+    pub fn add_string(&mut self, s: &str) -> u32 {
+        let id = self.strings.len() as u32;
+        self.strings.push(s.to_string());
+        self.string_ids.insert(s.to_string(), id);
+        id
+    }
+
+    /// Widens an integer attribute to strings: every integer cell becomes its decimal text.
+    /// New dictionary strings are returned so the caller can persist them.
+    pub fn widen_to_str(&mut self, attr_id: u32) -> Vec<(u32, String)> {
+        let mut added = Vec::new();
+        let Column::Int(ints) = &self.attrs[attr_id as usize].column else { return added };
+        let ints = ints.clone();
+        let mut cells = Vec::with_capacity(ints.len());
+        for v in ints {
+            if v == UNSET_INT {
+                cells.push(0);
+                continue;
+            }
+            let text = v.to_string();
+            let id = match self.string_ids.get(&text) {
+                Some(&id) => id,
+                None => {
+                    let id = self.add_string(&text);
+                    added.push((id, text));
+                    id
+                }
+            };
+            cells.push(id + 1);
+        }
+        let attr = &mut self.attrs[attr_id as usize];
+        attr.ty = AttrType::Str;
+        attr.column = Column::Str(cells);
+        added
+    }
+
+    /// Appends one committed object. Values name attributes and strings that exist.
+    pub fn push_row(&mut self, id: u64, blob_len: u64, values: &[(u32, Val)]) {
+        for a in &mut self.attrs {
+            a.column.push_unset();
+        }
+        let row = self.ids.len();
+        self.ids.push(id);
+        self.alive.push(true);
+        self.blob_len.push(blob_len);
+        self.n_alive += 1;
+        self.alive_bytes += blob_len;
+        for &(attr_id, val) in values {
+            let Some(attr) = self.attrs.get_mut(attr_id as usize) else { continue };
+            match (&mut attr.column, val) {
+                (Column::Str(c), Val::S(s)) => c[row] = s + 1,
+                (Column::Int(c), Val::I(i)) => c[row] = i,
+                // A row written before the attribute widened to strings.
+                (Column::Str(c), Val::I(i)) => {
+                    let text = i.to_string();
+                    let sid = match self.string_ids.get(&text) {
+                        Some(&sid) => sid,
+                        None => {
+                            let sid = self.strings.len() as u32;
+                            self.strings.push(text.clone());
+                            self.string_ids.insert(text, sid);
+                            sid
+                        }
+                    };
+                    c[row] = sid + 1;
+                }
+                // Never written: an attribute only widens from integer to string.
+                (Column::Int(_), Val::S(_)) => {}
+            }
+        }
+    }
+
+    pub fn row_of(&self, id: u64) -> Option<usize> {
+        self.ids.binary_search(&id).ok().filter(|&r| self.alive[r])
+    }
+
+    pub fn kill_row(&mut self, row: usize) {
+        if self.alive[row] {
+            self.alive[row] = false;
+            self.n_alive -= 1;
+            self.alive_bytes -= self.blob_len[row];
+        }
+    }
+
+    /// The string value of a cell, if set.
+    pub fn str_cell(&self, attr: &Attr, row: usize) -> Option<&str> {
+        match &attr.column {
+            Column::Str(c) => match c[row] {
+                0 => None,
+                s => self.strings.get(s as usize - 1).map(String::as_str),
+            },
+            Column::Int(_) => None,
+        }
+    }
+
+    /// Recomputes, in one pass over the live rows, the aggregates of the named groups
+    /// (after deletions). A group left without objects maps to None.
+    pub fn recompute_groups(&self, fingerprints: &[String]) -> HashMap<String, Option<GroupRecord>> {
+        let mut out: HashMap<String, Option<GroupRecord>> = fingerprints.iter().map(|f| (f.clone(), None)).collect();
+        let Some(Column::Str(fps)) = self.attr("fingerprint").map(|a| &a.column) else { return out };
+        let ts = match self.attr("timestamp").map(|a| &a.column) {
+            Some(Column::Int(t)) => Some(t),
+            _ => None,
+        };
+        // Dictionary id + 1 of each wanted fingerprint → its slot.
+        let mut slot_of: HashMap<u32, usize> = HashMap::new();
+        let mut acc: Vec<(String, GroupRecord)> = Vec::new();
+        for f in fingerprints {
+            let (Some(&sid), Some(old)) = (self.string_ids.get(f), self.groups.get(f)) else { continue };
+            slot_of.insert(sid + 1, acc.len());
+            let blank = GroupRecord {
+                count: 0,
+                first_seen: i64::MAX,
+                last_seen: i64::MIN,
+                first_object: u64::MAX,
+                last_object: 0,
+                ..old.clone()
+            };
+            acc.push((f.clone(), blank));
+        }
+        if acc.is_empty() {
+            return out;
+        }
+        for (row, &f) in fps.iter().enumerate() {
+            if !self.alive[row] {
+                continue;
+            }
+            let Some(&slot) = slot_of.get(&f) else { continue };
+            let g = &mut acc[slot].1;
+            let t = ts.map(|t| t[row]).unwrap_or(0);
+            g.count += 1;
+            g.first_seen = g.first_seen.min(t);
+            g.last_seen = g.last_seen.max(t);
+            g.first_object = g.first_object.min(self.ids[row]);
+            g.last_object = g.last_object.max(self.ids[row]);
+        }
+        for (f, g) in acc {
+            out.insert(f, (g.count > 0).then_some(g));
+        }
+        out
+    }
+
+    /// Recomputes the aggregates of one group (see [`ProjectIndex::recompute_groups`]).
+    pub fn recompute_group(&self, fingerprint: &str) -> Option<GroupRecord> {
+        self.recompute_groups(&[fingerprint.to_string()]).remove(fingerprint).flatten()
+    }
+}

@@ -1,0 +1,686 @@
+//! The object store: projects, tokens and users, ingest with group commit, the
+//! columnar index and the query engine, retention — all on one redb file.
+//!
+//! Boundaries: only `store` names redb. Everything durable is written by redb
+//! transactions; the in-memory [`index`] is rebuilt from them at open and updated
+//! only after a commit succeeded, so a reader never sees an uncommitted object.
+//!
+#![doc = include_str!("STORE.md")]
+
+pub mod auth;
+pub mod index;
+pub mod ingest;
+pub mod query;
+pub mod schema;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::dedup::RuleSet;
+use index::ProjectIndex;
+use schema::*;
+
+pub use ingest::{Format, Submission};
+pub use schema::{AttrType, Scope};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "store.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("no such project: {0}")]
+    NoProject(String),
+    #[error("project {0} already exists")]
+    ProjectExists(String),
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the data directory {} is in use by another bt process (a running server?)", .0.display())]
+    Busy(PathBuf),
+    #[error("{} was written by a newer bt (schema {found}, this bt knows {SCHEMA_VERSION})", .path.display())]
+    NewerSchema { path: PathBuf, found: u32 },
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> StoreError { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The reply to an acknowledged submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub rxid: u64,
+    pub fingerprint: String,
+    pub unique: bool,
+}
+
+/// Object ids travel as lowercase hex.
+pub fn format_object_id(id: u64) -> String {
+    format!("{id:x}")
+}
+
+/// Parses an object id strictly: 1 to 16 hex digits, nothing else (no paths, no signs).
+pub fn parse_object_id(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// A project as `coroner project list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectInfo {
+    pub name: String,
+    pub record: ProjectRecord,
+    pub objects: u64,
+}
+
+/// A stored object as `GET /api/get` returns it.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub kind: BlobKind,
+    /// The bytes as submitted (JSON decompressed).
+    pub bytes: Vec<u8>,
+}
+
+/// Retention settings of a project; `None` leaves a setting unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    pub max_age: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+pub(crate) type SharedIndex = Arc<RwLock<HashMap<String, ProjectIndex>>>;
+
+/// The store: one redb database plus the in-memory index and the writer thread.
+pub struct Store {
+    dir: PathBuf,
+    db: Arc<Database>,
+    index: SharedIndex,
+    jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    default_rules: Arc<RuleSet>,
+    rules: Mutex<HashMap<String, Arc<RuleSet>>>,
+}
+
+fn lock_poisoned<T>(_: T) -> StoreError {
+    StoreError::Io("internal lock poisoned".into())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, loads the index and starts the
+    /// writer. Only one process may open a data directory at a time.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let store = Store::open_admin(dir)?;
+        store.load_index()?;
+        let (tx, rx) = mpsc::channel();
+        let db = store.db.clone();
+        let index = store.index.clone();
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer::run(db, index, rx))
+            .map_err(|e| StoreError::Io(format!("starting the writer thread: {e}")))?;
+        *store.jobs.lock().map_err(lock_poisoned)? = Some(tx);
+        *store.writer.lock().map_err(lock_poisoned)? = Some(handle);
+        Ok(store)
+    }
+
+    /// Opens the database for administration only: no index, no writer.
+    pub fn open_admin(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("creating {}: {e}", dir.display())))?;
+            // Crash data can be sensitive: a new data directory is private to its owner.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let path = dir.join(DB_FILE);
+        let db = match Database::builder().create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Busy(dir.to_path_buf())),
+            Err(e) => return Err(e.into()),
+        };
+        let store = Store {
+            dir: dir.to_path_buf(),
+            db: Arc::new(db),
+            index: Arc::new(RwLock::new(HashMap::new())),
+            jobs: Mutex::new(None),
+            writer: Mutex::new(None),
+            default_rules: Arc::new(RuleSet::default_rules()),
+            rules: Mutex::new(HashMap::new()),
+        };
+        store.init_schema(&path)?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    fn init_schema(&self, path: &Path) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema")?.map(|v| {
+                let b = v.value();
+                u32::from_le_bytes([
+                    b.first().copied().unwrap_or(0),
+                    b.get(1).copied().unwrap_or(0),
+                    b.get(2).copied().unwrap_or(0),
+                    b.get(3).copied().unwrap_or(0),
+                ])
+            });
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: v });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                }
+            }
+            // Every table exists from the start, so readers never meet a missing one.
+            txn.open_table(PROJECTS)?;
+            txn.open_table(TOKENS)?;
+            txn.open_table(USERS)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(ATTRS)?;
+            txn.open_table(STRINGS)?;
+            txn.open_table(OBJECTS)?;
+            txn.open_table(BLOBS)?;
+            txn.open_table(ATTACHMENTS)?;
+            txn.open_table(GROUPS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Rebuilds the in-memory index from the tables.
+    fn load_index(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let projects = txn.open_table(PROJECTS)?;
+        let attrs = txn.open_table(ATTRS)?;
+        let strings = txn.open_table(STRINGS)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let groups = txn.open_table(GROUPS)?;
+        let mut all = HashMap::new();
+        for entry in projects.iter()? {
+            let (name, rec) = entry?;
+            let rec: ProjectRecord = decode(rec.value(), "project")?;
+            let pid = rec.id;
+            let mut p = ProjectIndex::new(name.value(), rec);
+            for e in attrs.range((pid, 0)..=(pid, u32::MAX))? {
+                let (k, v) = e?;
+                let a: AttrRecord = decode(v.value(), "attribute")?;
+                let id = p.add_attr(&a.name, a.ty);
+                if id != k.value().1 {
+                    return Err(StoreError::Corrupt(format!(
+                        "project {}: attribute ids are not dense at {}",
+                        p.name,
+                        k.value().1
+                    )));
+                }
+            }
+            for e in strings.range((pid, 0)..=(pid, u32::MAX))? {
+                let (k, v) = e?;
+                let id = p.add_string(v.value());
+                if id != k.value().1 {
+                    return Err(StoreError::Corrupt(format!(
+                        "project {}: string ids are not dense at {}",
+                        p.name,
+                        k.value().1
+                    )));
+                }
+            }
+            for e in objects.range((pid, 0)..=(pid, u64::MAX))? {
+                let (k, v) = e?;
+                let row: ObjectRow = decode(v.value(), "object")?;
+                p.push_row(k.value().1, row.blob_len, &row.values);
+            }
+            for e in groups.range((pid, "")..(pid + 1, ""))? {
+                let (k, v) = e?;
+                p.groups.insert(k.value().1.to_string(), decode(v.value(), "group")?);
+            }
+            all.insert(p.name.clone(), p);
+        }
+        *self.index.write().map_err(lock_poisoned)? = all;
+        Ok(())
+    }
+
+    /// Read access to the index (queries).
+    pub(crate) fn index(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<String, ProjectIndex>>, StoreError> {
+        self.index.read().map_err(lock_poisoned)
+    }
+
+    // ---------------------------------------------------------------------------
+    // Projects
+
+    pub fn create_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
+        if !ingest::valid_attr_name(name) || name.starts_with('.') {
+            return Err(StoreError::BadInput(format!("bad project name {name:?}: letters, digits, '.', '_', '-'")));
+        }
+        let txn = self.begin_write()?;
+        let rec;
+        {
+            let mut t = txn.open_table(PROJECTS)?;
+            if t.get(name)?.is_some() {
+                return Err(StoreError::ProjectExists(name.to_string()));
+            }
+            let mut max_id = 0;
+            for e in t.iter()? {
+                let (_, v) = e?;
+                max_id = max_id.max(decode::<ProjectRecord>(v.value(), "project")?.id);
+            }
+            rec = ProjectRecord {
+                id: max_id + 1,
+                created: now(),
+                max_age: 0,
+                max_bytes: 0,
+                next_object: 1,
+                next_string: 0,
+                next_attr: 0,
+            };
+            t.insert(name, encode(&rec)?.as_slice())?;
+        }
+        txn.commit()?;
+        self.index.write().map_err(lock_poisoned)?.insert(name.to_string(), ProjectIndex::new(name, rec.clone()));
+        Ok(rec)
+    }
+
+    pub fn list_projects(&self) -> Result<Vec<ProjectInfo>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PROJECTS)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            let record: ProjectRecord = decode(v.value(), "project")?;
+            let n = objects.range((record.id, 0)..=(record.id, u64::MAX))?.count() as u64;
+            out.push(ProjectInfo { name: k.value().to_string(), record, objects: n });
+        }
+        Ok(out)
+    }
+
+    pub fn project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PROJECTS)?;
+        let v = t.get(name)?.ok_or_else(|| StoreError::NoProject(name.to_string()))?;
+        decode(v.value(), "project")
+    }
+
+    pub fn set_retention(&self, name: &str, r: Retention) -> Result<ProjectRecord, StoreError> {
+        let txn = self.begin_write()?;
+        let rec;
+        {
+            let mut t = txn.open_table(PROJECTS)?;
+            let mut cur: ProjectRecord = {
+                let v = t.get(name)?.ok_or_else(|| StoreError::NoProject(name.to_string()))?;
+                decode(v.value(), "project")?
+            };
+            if let Some(a) = r.max_age {
+                cur.max_age = a;
+            }
+            if let Some(b) = r.max_bytes {
+                cur.max_bytes = b;
+            }
+            t.insert(name, encode(&cur)?.as_slice())?;
+            rec = cur;
+        }
+        txn.commit()?;
+        if let Some(p) = self.index.write().map_err(lock_poisoned)?.get_mut(name) {
+            p.record.max_age = rec.max_age;
+            p.record.max_bytes = rec.max_bytes;
+        }
+        Ok(rec)
+    }
+
+    /// Removes a project with all its objects, groups, dictionary and tokens.
+    pub fn remove_project(&self, name: &str) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(PROJECTS)?;
+            let rec: ProjectRecord = {
+                let v = t.get(name)?.ok_or_else(|| StoreError::NoProject(name.to_string()))?;
+                decode(v.value(), "project")?
+            };
+            t.remove(name)?;
+            let pid = rec.id;
+            txn.open_table(ATTRS)?.retain_in((pid, 0)..=(pid, u32::MAX), |_, _| false)?;
+            txn.open_table(STRINGS)?.retain_in((pid, 0)..=(pid, u32::MAX), |_, _| false)?;
+            txn.open_table(OBJECTS)?.retain_in((pid, 0)..=(pid, u64::MAX), |_, _| false)?;
+            txn.open_table(BLOBS)?.retain_in((pid, 0)..=(pid, u64::MAX), |_, _| false)?;
+            txn.open_table(ATTACHMENTS)?.retain_in((pid, 0, "")..(pid + 1, 0, ""), |_, _| false)?;
+            txn.open_table(GROUPS)?.retain_in((pid, "")..(pid + 1, ""), |_, _| false)?;
+            let mut tokens = txn.open_table(TOKENS)?;
+            let mut doomed = Vec::new();
+            for e in tokens.iter()? {
+                let (k, v) = e?;
+                if decode::<TokenRecord>(v.value(), "token")?.project == name {
+                    doomed.push(k.value().to_string());
+                }
+            }
+            for k in doomed {
+                tokens.remove(k.as_str())?;
+            }
+        }
+        txn.commit()?;
+        self.index.write().map_err(lock_poisoned)?.remove(name);
+        self.rules.lock().map_err(lock_poisoned)?.remove(name);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------
+    // Ingest
+
+    /// The rules of a project: its `rules/PROJECT/*.rules` files over the defaults.
+    /// Loaded once per project and cached; a restart picks up edits.
+    pub fn rules_for(&self, project: &str) -> Result<Arc<RuleSet>, StoreError> {
+        let mut cache = self.rules.lock().map_err(lock_poisoned)?;
+        if let Some(r) = cache.get(project) {
+            return Ok(r.clone());
+        }
+        let dir = self.dir.join("rules").join(project);
+        let rules = if dir.is_dir() {
+            Arc::new(RuleSet::load(&dir).map_err(|e| StoreError::Io(format!("project {project} rules: {e}")))?)
+        } else {
+            self.default_rules.clone()
+        };
+        cache.insert(project.to_string(), rules.clone());
+        Ok(rules)
+    }
+
+    /// Validates, fingerprints and stores one submission; returns once it is durable.
+    pub fn submit(&self, sub: Submission) -> Result<Ack, StoreError> {
+        if !self.index()?.contains_key(&sub.project) {
+            return Err(StoreError::NoProject(sub.project));
+        }
+        let rules = self.rules_for(&sub.project)?;
+        let prepared = ingest::prepare(sub, &rules, now())?;
+        let (tx, rx) = mpsc::channel();
+        self.send(writer::Job::Ingest(Box::new(prepared), tx))?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn send(&self, job: writer::Job) -> Result<(), StoreError> {
+        let jobs = self.jobs.lock().map_err(lock_poisoned)?;
+        let tx = jobs.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(job).map_err(|_| StoreError::Closed)
+    }
+
+    /// The stored report of an object.
+    pub fn get(&self, project: &str, id: u64) -> Result<Object, StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.db.begin_read()?;
+        let blobs = txn.open_table(BLOBS)?;
+        let v =
+            blobs.get((pid, id))?.ok_or_else(|| StoreError::NotFound(format!("object {}", format_object_id(id))))?;
+        let raw = v.value();
+        let kind = raw
+            .first()
+            .and_then(|&b| BlobKind::from_byte(b))
+            .ok_or_else(|| StoreError::Corrupt(format!("object {id:x}: unknown blob kind")))?;
+        let bytes = match kind {
+            BlobKind::Snapshot => raw[1..].to_vec(),
+            BlobKind::JsonZstd => {
+                zstd::stream::decode_all(&raw[1..]).map_err(|e| StoreError::Corrupt(format!("object {id:x}: {e}")))?
+            }
+        };
+        Ok(Object { kind, bytes })
+    }
+
+    /// One attachment of an object, decompressed.
+    pub fn get_attachment(&self, project: &str, id: u64, name: &str) -> Result<Vec<u8>, StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ATTACHMENTS)?;
+        let v = t
+            .get((pid, id, name))?
+            .ok_or_else(|| StoreError::NotFound(format!("attachment {name} of object {id:x}")))?;
+        zstd::stream::decode_all(v.value())
+            .map_err(|e| StoreError::Corrupt(format!("attachment {name} of object {id:x}: {e}")))
+    }
+
+    fn project_id(&self, project: &str) -> Result<u32, StoreError> {
+        self.index()?.get(project).map(|p| p.record.id).ok_or_else(|| StoreError::NoProject(project.to_string()))
+    }
+
+    /// Deletes objects by id; returns how many existed.
+    pub fn delete(&self, project: &str, ids: Vec<u64>) -> Result<usize, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(writer::Job::Delete { project: project.to_string(), ids, reply: tx })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a query (see [`query`]).
+    pub fn query(&self, project: &str, q: &query::Query) -> Result<query::Output, StoreError> {
+        let index = self.index()?;
+        let p = index.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        query::run(p, q)
+    }
+
+    /// Ids of the live objects a query's filter selects.
+    pub fn select_ids(&self, project: &str, q: &query::Query) -> Result<Vec<u64>, StoreError> {
+        let index = self.index()?;
+        let p = index.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        query::matching_ids(p, q)
+    }
+
+    /// One retention pass over every project: removes objects received longer ago
+    /// than `max_age`, then the oldest while blobs exceed `max_bytes`. Returns the
+    /// number of objects removed.
+    pub fn enforce_retention(&self) -> Result<usize, StoreError> {
+        let now = now();
+        let mut plans: Vec<(String, Vec<u64>)> = Vec::new();
+        {
+            let index = self.index()?;
+            for (name, p) in index.iter() {
+                let mut doomed = Vec::new();
+                let mut bytes = p.alive_bytes;
+                let received = p.attr("received").map(|a| &a.column);
+                for row in 0..p.ids.len() {
+                    if !p.alive[row] {
+                        continue;
+                    }
+                    let old = p.record.max_age > 0
+                        && matches!(received, Some(index::Column::Int(c)) if c[row] != index::UNSET_INT && c[row] < now - p.record.max_age as i64);
+                    let big = p.record.max_bytes > 0 && bytes > p.record.max_bytes;
+                    if old || big {
+                        doomed.push(p.ids[row]);
+                        bytes -= p.blob_len[row];
+                    } else {
+                        // Rows are in arrival order: once one is young and the rest fits, stop.
+                        break;
+                    }
+                }
+                if !doomed.is_empty() {
+                    plans.push((name.clone(), doomed));
+                }
+            }
+        }
+        let mut removed = 0;
+        for (project, ids) in plans {
+            for chunk in ids.chunks(10_000) {
+                removed += self.delete(&project, chunk.to_vec())?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Checks the invariants of STORE.md: every object has its blob and attachments,
+    /// every value names a known attribute and string, group counts match the
+    /// objects. Returns the problems found (empty = consistent).
+    pub fn check(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let projects = txn.open_table(PROJECTS)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let blobs = txn.open_table(BLOBS)?;
+        let attachments = txn.open_table(ATTACHMENTS)?;
+        let attrs = txn.open_table(ATTRS)?;
+        let strings = txn.open_table(STRINGS)?;
+        let groups = txn.open_table(GROUPS)?;
+        let mut problems = Vec::new();
+        for e in projects.iter()? {
+            let (name, rec) = e?;
+            let name = name.value().to_string();
+            let rec: ProjectRecord = decode(rec.value(), "project")?;
+            let pid = rec.id;
+            let n_attrs = attrs.range((pid, 0)..=(pid, u32::MAX))?.count() as u32;
+            let n_strings = strings.range((pid, 0)..=(pid, u32::MAX))?.count() as u32;
+            if n_attrs != rec.next_attr || n_strings != rec.next_string {
+                problems.push(format!(
+                    "{name}: {n_attrs} attributes / {n_strings} strings, record says {} / {}",
+                    rec.next_attr, rec.next_string
+                ));
+            }
+            let mut fp_attr = None;
+            for e in attrs.range((pid, 0)..=(pid, u32::MAX))? {
+                let (k, v) = e?;
+                if decode::<AttrRecord>(v.value(), "attribute")?.name == "fingerprint" {
+                    fp_attr = Some(k.value().1);
+                }
+            }
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            let mut n_objects = 0u64;
+            for e in objects.range((pid, 0)..=(pid, u64::MAX))? {
+                let (k, v) = e?;
+                let id = k.value().1;
+                n_objects += 1;
+                if id >= rec.next_object {
+                    problems.push(format!("{name}: object {id:x} is beyond next_object {:x}", rec.next_object));
+                }
+                let row: ObjectRow = match decode(v.value(), "object") {
+                    Ok(r) => r,
+                    Err(e) => {
+                        problems.push(format!("{name}: object {id:x}: {e}"));
+                        continue;
+                    }
+                };
+                match blobs.get((pid, id))? {
+                    Some(b) if b.value().len() as u64 == row.blob_len + 1 => {}
+                    Some(b) => problems.push(format!(
+                        "{name}: object {id:x}: blob is {} bytes, row says {}",
+                        b.value().len(),
+                        row.blob_len + 1
+                    )),
+                    None => problems.push(format!("{name}: object {id:x} has no blob")),
+                }
+                for a in &row.attachments {
+                    if attachments.get((pid, id, a.as_str()))?.is_none() {
+                        problems.push(format!("{name}: object {id:x}: attachment {a} missing"));
+                    }
+                }
+                for &(attr, val) in &row.values {
+                    if attr >= rec.next_attr {
+                        problems.push(format!("{name}: object {id:x}: unknown attribute {attr}"));
+                    }
+                    if let Val::S(s) = val {
+                        if s >= rec.next_string {
+                            problems.push(format!("{name}: object {id:x}: unknown string {s}"));
+                        } else if Some(attr) == fp_attr
+                            && let Some(fp) = strings.get((pid, s))?
+                        {
+                            *counts.entry(fp.value().to_string()).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            let n_blobs = blobs.range((pid, 0)..=(pid, u64::MAX))?.count() as u64;
+            if n_blobs != n_objects {
+                problems.push(format!("{name}: {n_blobs} blobs for {n_objects} objects"));
+            }
+            for e in groups.range((pid, "")..(pid + 1, ""))? {
+                let (k, v) = e?;
+                let g: GroupRecord = decode(v.value(), "group")?;
+                let fp = k.value().1.to_string();
+                let have = counts.remove(&fp).unwrap_or(0);
+                if have != g.count {
+                    problems.push(format!("{name}: group {fp} counts {} objects, found {have}", g.count));
+                }
+            }
+            for (fp, n) in counts {
+                problems.push(format!("{name}: {n} objects in group {fp}, which has no record"));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Stops the writer after the jobs already queued; later submissions fail.
+    pub fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Ok(mut w) = self.writer.lock()
+            && let Some(h) = w.take()
+        {
+            let _ = h.join();
+        }
+    }
+
+    /// Size of the database file in bytes.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(self.dir.join(DB_FILE)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Total bytes of the blobs of live objects, per project.
+    pub fn blob_bytes(&self, project: &str) -> Result<(usize, u64), StoreError> {
+        let index = self.index()?;
+        let p = index.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        Ok((p.n_alive, p.alive_bytes))
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_ids_are_strict_hex() {
+        assert_eq!(parse_object_id("1f"), Some(31));
+        for bad in ["", "../1", "1/2", "-1", "0x1", "g", "11111111111111111", " 1", "%2e%2e"] {
+            assert_eq!(parse_object_id(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_object_id(&format_object_id(u64::MAX)), Some(u64::MAX));
+    }
+}

@@ -1,0 +1,209 @@
+//! The redb tables of the store and the records kept in them (see STORE.md for the
+//! byte-level layout). Only this file names table definitions.
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::StoreError;
+
+/// Bumped when a table or record layout changes; `Store::open` refuses newer files.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `"schema"` → SCHEMA_VERSION (u32 LE).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Project name → [`ProjectRecord`].
+pub const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
+/// Hex BLAKE2s-256 of a token → [`TokenRecord`]. Tokens themselves are never stored.
+pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// User name → [`UserRecord`].
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// Hex BLAKE2s-256 of a session token → [`SessionRecord`].
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// (project id, attribute id) → [`AttrRecord`].
+pub const ATTRS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("attrs");
+/// (project id, string id) → the string: the per-project dictionary of attribute values.
+pub const STRINGS: TableDefinition<(u32, u32), &str> = TableDefinition::new("strings");
+/// (project id, object id) → [`ObjectRow`]: the indexed attributes of one object.
+pub const OBJECTS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("objects");
+/// (project id, object id) → [`BlobHeader`] byte + payload: the submitted report.
+pub const BLOBS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("blobs");
+/// (project id, object id, attachment name) → attachment bytes (zstd).
+pub const ATTACHMENTS: TableDefinition<(u32, u64, &str), &[u8]> = TableDefinition::new("attachments");
+/// (project id, fingerprint) → [`GroupRecord`]: per-group aggregates maintained on ingest.
+pub const GROUPS: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("groups");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    pub id: u32,
+    pub created: i64,
+    /// Retention: objects received more than this many seconds ago are removed (0 = keep).
+    pub max_age: u64,
+    /// Retention: the oldest objects are removed while blobs exceed this many bytes (0 = no limit).
+    pub max_bytes: u64,
+    /// The id the next object gets. Never reused, even after deletion.
+    pub next_object: u64,
+    /// The id the next dictionary string gets.
+    pub next_string: u32,
+    /// The id the next attribute gets.
+    pub next_attr: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    Submit,
+    Query,
+    Object,
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        Some(match s {
+            "submit" => Scope::Submit,
+            "query" => Scope::Query,
+            "object" => Scope::Object,
+            "admin" => Scope::Admin,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Submit => "submit",
+            Scope::Query => "query",
+            Scope::Object => "object",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub project: String,
+    pub scopes: Vec<Scope>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Argon2id in PHC string format.
+    pub password_hash: String,
+    pub admin: bool,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user: String,
+    pub expires: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttrType {
+    Str,
+    Int,
+    Timestamp,
+}
+
+impl AttrType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttrType::Str => "string",
+            AttrType::Int => "integer",
+            AttrType::Timestamp => "timestamp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrRecord {
+    pub name: String,
+    pub ty: AttrType,
+}
+
+/// One attribute value of an object: a dictionary string or an integer. The tag is
+/// kept per value, so an attribute whose type widens (integer → string) keeps its
+/// old rows readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Val {
+    S(u32),
+    I(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRow {
+    /// Length of the stored blob payload in bytes (retention by size counts these).
+    pub blob_len: u64,
+    /// Names of the attachments stored under this object.
+    pub attachments: Vec<String>,
+    /// (attribute id, value), ascending attribute id.
+    pub values: Vec<(u32, Val)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub count: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub first_object: u64,
+    pub last_object: u64,
+    /// The pretty signature callstack, one frame a line.
+    pub callstack: String,
+    pub classifiers: String,
+}
+
+/// What the first byte of a blob says about the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    /// A bt snapshot, stored exactly as submitted (it is compressed already).
+    Snapshot = 1,
+    /// A Backtrace-style JSON report, zstd-compressed.
+    JsonZstd = 2,
+}
+
+impl BlobKind {
+    pub fn from_byte(b: u8) -> Option<BlobKind> {
+        match b {
+            1 => Some(BlobKind::Snapshot),
+            2 => Some(BlobKind::JsonZstd),
+            _ => None,
+        }
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| StoreError::Corrupt(format!("encoding record: {e}")))
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    let cfg = bincode::config::standard().with_limit::<{ 64 << 20 }>();
+    bincode::serde::decode_from_slice::<T, _>(bytes, cfg)
+        .map(|(v, _)| v)
+        .map_err(|e| StoreError::Corrupt(format!("decoding {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_rows_are_small() {
+        let row = ObjectRow {
+            blob_len: 2000,
+            attachments: vec![],
+            values: (0..12).map(|i| (i, if i % 3 == 0 { Val::I(1_700_000_000) } else { Val::S(100 + i) })).collect(),
+        };
+        let bytes = encode(&row).unwrap();
+        assert!(bytes.len() < 80, "{} bytes", bytes.len());
+        assert_eq!(decode::<ObjectRow>(&bytes, "row").unwrap(), row);
+    }
+
+    #[test]
+    fn scopes_round_trip() {
+        for s in ["submit", "query", "object", "admin"] {
+            assert_eq!(Scope::parse(s).unwrap().as_str(), s);
+        }
+        assert!(Scope::parse("root").is_none());
+    }
+}

@@ -1,0 +1,204 @@
+//! Built-in analysis on real crashes: small C, C++ and Rust programs built at test
+//! time, crashed by the kernel (cores under the shared core_pattern guard), traced
+//! with `bt ptrace --core`; each must carry the right fault classifier and no wrong one.
+
+mod common;
+
+use common::{bt, bt_json, crash_one, scratch_dir, CorePatternGuard, Crash, CrashSpec};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Classifiers that say what kind of fault it was; a case must have exactly its own.
+const FAULT_CLASSIFIERS: &[&str] = &[
+    "null-dereference",
+    "invalid-read",
+    "invalid-write",
+    "invalid-execute",
+    "stack-overflow",
+    "misaligned-access",
+    "abort",
+    "assert",
+    "uncaught-exception",
+    "rust-panic",
+    "stack-smash",
+    "heap-corruption",
+    "double-free",
+    "division-by-zero",
+    "illegal-instruction",
+];
+
+/// One case: mode (argv[1]), the signal, the exact fault classifiers, whether
+/// `constraint-violation` is expected, and substrings the annotations must contain.
+struct Case {
+    mode: &'static str,
+    signal: &'static str,
+    classifiers: &'static [&'static str],
+    constraint: bool,
+    annotations: &'static [&'static str],
+}
+
+const fn case(
+    mode: &'static str,
+    signal: &'static str,
+    classifiers: &'static [&'static str],
+    constraint: bool,
+    annotations: &'static [&'static str],
+) -> Case {
+    Case { mode, signal, classifiers, constraint, annotations }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn build(dir: &Path, program: &str, argv: &[&str]) -> PathBuf {
+    let out = dir.join(program);
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]).arg("-o").arg(&out);
+    let res = cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", argv[0]));
+    assert!(res.status.success(), "building {program} failed:\n{}", String::from_utf8_lossy(&res.stderr));
+    out
+}
+
+/// Crashes every case of one program (holding the core_pattern guard only meanwhile).
+fn crash_all(tag: &str, exe: &Path, cases: &[Case]) -> Vec<Crash> {
+    let dir = scratch_dir(&format!("bt-cores-analysis_{tag}"));
+    let _guard = CorePatternGuard::set(&dir);
+    cases
+        .iter()
+        .map(|c| {
+            let spec = CrashSpec {
+                name: format!("{tag}_{}", c.mode),
+                program: exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                args: vec![c.mode.to_string()],
+                signal: c.signal.to_string(),
+                what: format!("analysis case {}", c.mode),
+            };
+            crash_one(&spec, exe, &dir)
+        })
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+/// Traces each crash and checks it against its case; reports every mismatch at once.
+fn check_all(exe: &Path, cases: &[Case], crashes: &[Crash]) {
+    let mut errors = Vec::new();
+    for (c, crash) in cases.iter().zip(crashes) {
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        let got = strings(&snap["classifiers"]);
+        let mut fault: Vec<&str> = got.iter().map(String::as_str).filter(|g| FAULT_CLASSIFIERS.contains(g)).collect();
+        fault.sort_unstable();
+        let mut want = c.classifiers.to_vec();
+        want.sort_unstable();
+        let texts: Vec<String> = snap["annotations"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["text"].as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let mut why = Vec::new();
+        if fault != want {
+            why.push(format!("fault classifiers {fault:?}, want {want:?}"));
+        }
+        if got.iter().any(|g| g == "constraint-violation") != c.constraint {
+            why.push(format!("constraint-violation expected: {}", c.constraint));
+        }
+        for needle in c.annotations {
+            if !texts.iter().any(|t| t.contains(needle)) {
+                why.push(format!("no annotation contains {needle:?}"));
+            }
+        }
+        if !why.is_empty() {
+            errors.push(format!("{}: {}\n    classifiers {got:?}\n    annotations {texts:#?}", c.mode, why.join("; ")));
+        }
+    }
+    assert!(errors.is_empty(), "{} of {} cases wrong:\n{}", errors.len(), cases.len(), errors.join("\n"));
+}
+
+#[test]
+fn c_faults_are_classified() {
+    use std::sync::LazyLock;
+    static CASES: LazyLock<Vec<Case>> = LazyLock::new(|| {
+        vec![
+            case("null_read", "SIGSEGV", &["null-dereference", "invalid-read"], false, &["invalid read of 4 bytes at 0x10"]),
+            case("null_write", "SIGSEGV", &["null-dereference", "invalid-write"], false, &["invalid write of 4 bytes at 0x8"]),
+            case("wild_read", "SIGSEGV", &["invalid-read"], false, &["through qword [rax]"]),
+            case("wild_write", "SIGSEGV", &["invalid-write"], false, &["invalid write of 8 bytes"]),
+            case("ro_write", "SIGSEGV", &["invalid-write"], false, &["through dword [rax+0x8]"]),
+            case("rmw", "SIGSEGV", &["invalid-write"], false, &["invalid read-modify-write of 4 bytes"]),
+            case("rep_movs_src", "SIGSEGV", &["invalid-read"], false, &["by `rep movsb`", "through byte [rsi]"]),
+            case("rep_movs_dst", "SIGSEGV", &["invalid-write"], false, &["by `rep movsb`", "through byte [rdi]"]),
+            case("rep_stos", "SIGSEGV", &["invalid-write"], false, &["by `rep stosq`"]),
+            case("call_null", "SIGSEGV", &["invalid-execute", "null-dereference"], false, &["null function pointer", "call_null"]),
+            case("call_mem", "SIGSEGV", &["invalid-read"], false, &["by `call`", "through qword [rax+0x8]"]),
+            case("call_wild", "SIGSEGV", &["invalid-execute"], false, &["the frame that jumped there is call_wild"]),
+            case("stack_overflow", "SIGSEGV", &["stack-overflow", "invalid-write"], false, &["stack overflow", "recursion: overflow"]),
+            case("thread_overflow", "SIGSEGV", &["stack-overflow", "invalid-write"], false, &["stack overflow", "recursion: overflow"]),
+            case("misaligned_sse", "SIGSEGV", &["misaligned-access", "invalid-read"], false, &["`movaps` requires a 16-byte aligned"]),
+            case("alignment_check", "SIGBUS", &["misaligned-access", "invalid-read"], false, &["BUS_ADRALN"]),
+            case("div_zero", "SIGFPE", &["division-by-zero"], false, &["by `idiv`"]),
+            case("illegal", "SIGILL", &["illegal-instruction"], false, &["`ud2`"]),
+            case("abort", "SIGABRT", &["abort"], false, &["abort() called from do_abort"]),
+            case("assert", "SIGABRT", &["assert"], false, &["Assertion `answer == 42 && \"the answer\"' failed"]),
+            case("stack_smash", "SIGABRT", &["stack-smash"], false, &["canary of smash", "stack smashing detected"]),
+            case("double_free", "SIGABRT", &["double-free"], false, &["free(): double free detected"]),
+            case("heap_overflow", "SIGABRT", &["heap-corruption"], true, &["glibc malloc: ", "in heap_overflow"]),
+            case("free_bad", "SIGABRT", &["heap-corruption"], true, &["free(): invalid pointer", "free() in free_bad"]),
+            case("memcpy_null", "SIGSEGV", &["invalid-read", "null-dereference"], true, &["memcpy() called with a null source"]),
+            case("alias", "SIGSEGV", &["invalid-read"], false, &["holds the faulting address in rsi"]),
+        ]
+    });
+    let dir = scratch_dir("analysis-build-c");
+    let src = repo().join("examples/analysis/faults.c");
+    let exe = build(
+        &dir,
+        "faults",
+        &["gcc", "-O0", "-g", "-fstack-protector-all", "-U_FORTIFY_SOURCE", "-pthread", src.to_str().expect("utf-8")],
+    );
+    let crashes = crash_all("c", &exe, &CASES);
+    check_all(&exe, &CASES, &crashes);
+}
+
+#[test]
+fn cpp_uncaught_exceptions_name_their_type() {
+    let cases = [
+        case("runtime_error", "SIGABRT", &["uncaught-exception"], false, &["of type std::runtime_error"]),
+        case("custom", "SIGABRT", &["uncaught-exception"], false, &["of type app::config_error"]),
+        case("int", "SIGABRT", &["uncaught-exception"], false, &["of type int"]),
+        case("noexcept", "SIGABRT", &["uncaught-exception"], false, &["of type std::runtime_error"]),
+    ];
+    let dir = scratch_dir("analysis-build-cpp");
+    let src = repo().join("examples/analysis/exceptions.cpp");
+    let exe = build(&dir, "exceptions", &["g++", "-O1", "-g", src.to_str().expect("utf-8")]);
+    let crashes = crash_all("cpp", &exe, &cases);
+    check_all(&exe, &cases, &crashes);
+}
+
+#[test]
+fn rust_panics_carry_their_message() {
+    let cases = [
+        case("formatted", "SIGABRT", &["rust-panic"], false, &["panics.rs:9:9: too many widgets: 7 > 3"]),
+        case("literal", "SIGABRT", &["rust-panic"], false, &["panics.rs:15:5: the literal panic message"]),
+        case("unwrap", "SIGABRT", &["rust-panic"], false, &["called `Option::unwrap()` on a `None` value"]),
+        case("overflow", "SIGABRT", &["stack-overflow"], false, &["recursion: panics::recurse"]),
+        case("null", "SIGSEGV", &["null-dereference", "invalid-write"], false, &["invalid write of 8 bytes at 0x0"]),
+    ];
+    let dir = scratch_dir("analysis-build-rust");
+    let src = repo().join("examples/analysis/panics.rs");
+    let exe =
+        build(&dir, "panics", &["rustc", "-g", "-C", "panic=abort", "--edition", "2021", "-A", "warnings", src.to_str().expect("utf-8")]);
+    let crashes = crash_all("rust", &exe, &cases);
+    check_all(&exe, &cases, &crashes);
+
+    // Text output lists classifiers and annotations at the top, before the threads.
+    let out = bt(&["ptrace", "--core", crashes[0].core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.get(1).copied(), Some("classifiers: rust-panic"), "{text}");
+    let first_thread = lines.iter().position(|l| l.starts_with("Thread ")).expect("a thread");
+    let note = lines.iter().position(|l| l.contains("too many widgets")).expect("the panic annotation");
+    assert!(note < first_thread, "annotations come before the threads:\n{text}");
+}

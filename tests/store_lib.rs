@@ -1,0 +1,176 @@
+//! The store as a library (`bt::store::Store`): group commit under concurrency,
+//! `unique`, attribute typing and widening, group aggregates across deletions,
+//! the index rebuilt from disk equal to the one built by ingest, and the
+//! invariants of STORE.md after each step.
+
+use std::sync::Arc;
+
+use bt::store::query::Query;
+use bt::store::{Format, Store, StoreError, Submission};
+use serde_json::json;
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("storelib-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn report(func: &str, attrs: serde_json::Value, ts: u64) -> Submission {
+    let body = json!({"timestamp": ts, "threads": {"1": {"fault": true, "stack": [{"funcName": func}, {"funcName": "main"}]}}, "attributes": attrs});
+    Submission {
+        project: "p".into(),
+        format: Format::Json,
+        body: body.to_string().into_bytes(),
+        attributes: vec![],
+        attachments: vec![],
+    }
+}
+
+fn q(store: &Store, v: serde_json::Value) -> serde_json::Value {
+    store.query("p", &Query::from_json(&v).expect("query")).expect("run").json
+}
+
+#[test]
+fn concurrent_submissions_get_distinct_ids_and_exact_groups() {
+    let d = dir("concurrent");
+    let store = Arc::new(Store::open(&d).expect("open"));
+    store.create_project("p").expect("project");
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|i| {
+                        store
+                            .submit(report(&format!("f{}", (t + i) % 5), json!({"host": format!("h{t}")}), 1000 + i))
+                            .expect("submit")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let acks: Vec<_> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    let mut ids: Vec<u64> = acks.iter().map(|a| a.rxid).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 800);
+    assert_eq!(acks.iter().filter(|a| a.unique).count(), 5, "one first submission per group");
+    let out = q(&store, json!({"fold": {"timestamp": [["range"]]}}));
+    assert_eq!(out["rows"].as_array().expect("rows").len(), 5);
+    assert!(out["rows"].as_array().expect("rows").iter().all(|r| r[2] == 160), "{out}");
+    assert_eq!(store.check().expect("check"), Vec::<String>::new());
+}
+
+#[test]
+fn attributes_widen_from_integers_to_strings_and_survive_reload() {
+    let d = dir("widen");
+    let before;
+    {
+        let store = Store::open(&d).expect("open");
+        store.create_project("p").expect("project");
+        store.submit(report("a", json!({"build": 41}), 1)).expect("submit");
+        store.submit(report("a", json!({"build": "42"}), 2)).expect("submit");
+        let out = q(&store, json!({"select": ["build"], "filter": [{"build": [["at-least", 42]]}]}));
+        assert_eq!(out["columns"][0], json!(["build", "integer"]));
+        assert_eq!(out["rows"][0][1][0], 42);
+        store.submit(report("b", json!({"build": "beta"}), 3)).expect("submit");
+        let out = q(&store, json!({"select": ["build"], "order": [{"name": "object", "ordering": "ascending"}]}));
+        assert_eq!(out["columns"][0], json!(["build", "string"]));
+        assert_eq!(
+            out["rows"].as_array().expect("rows").iter().map(|r| r[1][0].clone()).collect::<Vec<_>>(),
+            vec![json!("41"), json!("42"), json!("beta")]
+        );
+        store.submit(report("b", json!({"build": 7}), 4)).expect("submit");
+        before = q(&store, json!({"select": ["build", "fingerprint", "timestamp", "callstack"], "limit": 100}));
+        assert_eq!(store.check().expect("check"), Vec::<String>::new());
+    }
+    let store = Store::open(&d).expect("reopen");
+    let mut after = q(&store, json!({"select": ["build", "fingerprint", "timestamp", "callstack"], "limit": 100}));
+    after["time_us"] = before["time_us"].clone();
+    assert_eq!(after, before, "the index rebuilt from disk answers like the one built by ingest");
+    let out = q(&store, json!({"filter": [{"build": [["equal", "7"]]}], "select": ["build"]}));
+    assert_eq!(out["rows"][0][1][0], "7");
+}
+
+#[test]
+fn deletions_update_groups_and_keep_ids_unique() {
+    let d = dir("delete");
+    let store = Store::open(&d).expect("open");
+    store.create_project("p").expect("project");
+    let a1 = store.submit(report("a", json!({}), 10)).expect("submit");
+    let a2 = store.submit(report("a", json!({}), 20)).expect("submit");
+    let b = store.submit(report("b", json!({}), 30)).expect("submit");
+    assert!(a1.unique && !a2.unique && b.unique);
+    assert_eq!(store.delete("p", vec![a1.rxid, 999]).expect("delete"), 1);
+    let out =
+        q(&store, json!({"fold": {"timestamp": [["min"]]}, "order": [{"name": ";group", "ordering": "ascending"}]}));
+    let row = out["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r[0] == a2.fingerprint.as_str())
+        .expect("group a")
+        .clone();
+    assert_eq!(row[2], 1);
+    assert_eq!(row[1][0], 20);
+    assert_eq!(store.delete("p", vec![b.rxid]).expect("delete"), 1);
+    assert_eq!(q(&store, json!({}))["rows"].as_array().expect("rows").len(), 1, "an emptied group disappears");
+    assert!(matches!(store.get("p", b.rxid), Err(StoreError::NotFound(_))));
+    // A deleted group comes back as new; ids are never reused.
+    let b2 = store.submit(report("b", json!({}), 40)).expect("submit");
+    assert!(b2.unique);
+    assert!(b2.rxid > b.rxid);
+    assert_eq!(store.check().expect("check"), Vec::<String>::new());
+    // Unknown projects and bad input are refused without side effects.
+    let mut s = report("c", json!({}), 1);
+    s.project = "nope".into();
+    assert!(matches!(store.submit(s), Err(StoreError::NoProject(_))));
+    let mut s = report("c", json!({}), 1);
+    s.body = b"{".to_vec();
+    assert!(matches!(store.submit(s), Err(StoreError::BadInput(_))));
+    assert_eq!(q(&store, json!({"group": ["*"]}))["objects"], 2);
+}
+
+#[test]
+fn a_second_process_cannot_open_a_busy_store() {
+    let d = dir("busy");
+    let _store = Store::open(&d).expect("open");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bt"))
+        .args(["coroner", "--data"])
+        .arg(&d)
+        .args(["project", "list"])
+        .output()
+        .expect("bt");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another bt process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn project_rules_override_the_defaults() {
+    let d = dir("rules");
+    std::fs::create_dir_all(d.join("rules/p")).expect("rules dir");
+    std::fs::write(
+        d.join("rules/p/50-ours.rules"),
+        "# our crash handlers are not the cause\nfunction:'(boom|bang)' => skip\n",
+    )
+    .expect("rules");
+    let store = Store::open(&d).expect("open");
+    store.create_project("p").expect("project");
+    store.create_project("q").expect("project");
+    let sub = |project: &str, func: &str| {
+        let mut s = report(func, json!({}), 1);
+        s.project = project.to_string();
+        store.submit(s).expect("submit")
+    };
+    let (p1, p2) = (sub("p", "boom"), sub("p", "bang"));
+    assert_eq!(p1.fingerprint, p2.fingerprint, "the project rule skips both crash sites");
+    assert!(!p2.unique);
+    let (q1, q2) = (sub("q", "boom"), sub("q", "bang"));
+    assert_ne!(q1.fingerprint, q2.fingerprint, "the defaults keep them apart");
+    assert_ne!(p1.fingerprint, q1.fingerprint);
+}
