@@ -50,7 +50,7 @@ pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<(Context, Na
     Ok((ctx, NameCache { dwarf: Some(dwarf), ..Default::default() }))
 }
 
-fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
+pub(crate) fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
     use gimli::SectionId::*;
     let ids = [
         DebugAbbrev, DebugAddr, DebugAranges, DebugInfo, DebugLine, DebugLineStr, DebugRanges, DebugRngLists, DebugStr,
@@ -65,12 +65,12 @@ fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
         let handles: Vec<_> = ids
             .iter()
             .filter(|id| compressed.contains(&id.name()))
-            .map(|&id| (id, s.spawn(move || image.section_data(id.name()))))
+            .map(|&id| (id, s.spawn(move || super::seccache::section_data(image, id.name()))))
             .collect();
         let mut out: Vec<_> = ids
             .iter()
             .filter(|id| !compressed.contains(&id.name()))
-            .map(|&id| (id, image.section_data(id.name())))
+            .map(|&id| (id, super::seccache::section_data(image, id.name())))
             .collect();
         out.extend(handles.into_iter().map(|(id, h)| (id, h.join().ok().flatten())));
         out

@@ -78,7 +78,7 @@ fn path_push(path: &mut String, part: &str) {
 
 /// The file's path as addr2line renders it: comp_dir, then the file's directory
 /// (index 0 is the compilation directory itself), then its name.
-fn file_path(unit: gimli::UnitRef<'_, Reader>, header: &gimli::LineProgramHeader<Reader>, index: u64) -> Option<String> {
+pub(crate) fn file_path(unit: gimli::UnitRef<'_, Reader>, header: &gimli::LineProgramHeader<Reader>, index: u64) -> Option<String> {
     let file = header.file(index)?;
     let mut path = String::new();
     if let Some(comp) = unit.comp_dir.as_ref().and_then(|c| c.to_string_lossy().ok()) {
@@ -98,9 +98,19 @@ impl UnitLines {
     /// Runs the unit's line program once, applying gdb's recording rules
     /// (`lnp_state_machine::record_line` and `dwarf_record_line_p`).
     pub(crate) fn build(unit: gimli::UnitRef<'_, Reader>) -> UnitLines {
+        match unit.line_program.clone() {
+            Some(program) => UnitLines::build_rows(unit, program.rows()),
+            None => UnitLines::default(),
+        }
+    }
+
+    /// The same rules over any row source: a whole program, or one sequence of it
+    /// (`CompleteLineProgram::resume_from`, used by the point lookups of `linetable`).
+    pub(crate) fn build_rows<P: gimli::LineProgram<Reader>>(
+        unit: gimli::UnitRef<'_, Reader>,
+        mut rows: gimli::LineRows<Reader, P>,
+    ) -> UnitLines {
         let mut out = UnitLines::default();
-        let Some(program) = unit.line_program.clone() else { return out };
-        let mut rows = program.rows();
         let mut names: Vec<(u64, usize)> = Vec::new();
         // Per-sequence state.
         let mut last_file: Option<usize> = None;

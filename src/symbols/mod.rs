@@ -10,7 +10,10 @@ mod debugfile;
 mod dwarf;
 pub(crate) mod elf;
 mod lines;
+mod linetable;
+mod lookup;
 mod names;
+mod seccache;
 mod types;
 mod values;
 mod variables;
@@ -60,6 +63,8 @@ pub(crate) struct Entry {
     image: OnceLock<Option<Image>>,
     debug_file: OnceLock<Option<Image>>,
     dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
+    /// Point lookups that read only what a pc needs; `dwarf` is the exact fallback.
+    lookup: OnceLock<Option<Mutex<lookup::Index>>>,
     symbols: OnceLock<names::SymbolIndex>,
     /// Data-object symbols, indexed when a pointer value first needs a name.
     data_symbols: OnceLock<names::SymbolIndex>,
@@ -371,6 +376,10 @@ impl ModuleSet {
     pub(crate) fn is_tail_call_site(&self, after: u64) -> bool {
         let Some(idx) = self.find(after.wrapping_sub(1)) else { return false };
         let vaddr = after.wrapping_sub(self.entries[idx].record.load_bias);
+        let fast = self.lookup(idx).and_then(|ix| ix.lock().ok().and_then(|mut g| g.is_tail_call_site(vaddr).ok()));
+        if let Some(answer) = fast {
+            return answer;
+        }
         let Some(ctx) = self.dwarf(idx) else { return false };
         ctx.lock().is_ok_and(|g| dwarf::is_tail_call_site(&g.0, vaddr))
     }
@@ -482,6 +491,32 @@ impl ModuleSet {
             .as_ref()
     }
 
+    /// The frame DIEs at link-time `probe` of module `idx` from the point-lookup index:
+    /// the unit's `.debug_info` offset and the DIEs, innermost first (see
+    /// `lookup::Index::frame_dies`). The outer None means: ask addr2line.
+    pub(crate) fn frame_dies(&self, idx: usize, probe: u64) -> Option<Option<(usize, Vec<gimli::UnitOffset>)>> {
+        self.lookup(idx)?.lock().ok()?.frame_dies(probe).ok()
+    }
+
+    /// The point-lookup index over the module's DWARF, built on first use. None (and
+    /// the addr2line path, which reports the problem) when the DWARF cannot be loaded
+    /// or a dwz supplementary file is named but missing.
+    fn lookup(&self, idx: usize) -> Option<&Mutex<lookup::Index>> {
+        self.entries[idx]
+            .lookup
+            .get_or_init(|| {
+                let img = self.image(idx)?;
+                let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
+                let mut dwarf = dwarf::load_dwarf(src).ok()?;
+                if src.altlink.is_some() {
+                    let sup = debugfile::find_alt(src, &self.roots)?;
+                    dwarf.set_sup(dwarf::load_dwarf(&sup).ok()?);
+                }
+                Some(Mutex::new(lookup::Index::new(dwarf)))
+            })
+            .as_ref()
+    }
+
     fn symbol_images(&self, idx: usize) -> Vec<&Image> {
         let mut v = Vec::with_capacity(2);
         if let Some(img) = self.image(idx) {
@@ -505,7 +540,10 @@ impl ModuleSet {
             return r;
         }
         let mut res = Resolved::default();
-        if let Some(ctx) = self.dwarf(idx)
+        let fast = self.lookup(idx).and_then(|ix| ix.lock().ok().and_then(|mut g| g.frames(probe).ok()));
+        if let Some(frames) = fast {
+            res.frames = frames;
+        } else if let Some(ctx) = self.dwarf(idx)
             && let Ok(mut guard) = ctx.lock() {
                 let (ctx, names) = &mut *guard;
                 res.frames = dwarf::frames(ctx, names, probe);
@@ -544,6 +582,7 @@ impl Entry {
             image: OnceLock::new(),
             debug_file: OnceLock::new(),
             dwarf: OnceLock::new(),
+            lookup: OnceLock::new(),
             symbols: OnceLock::new(),
             locs: OnceLock::new(),
             data_symbols: OnceLock::new(),

@@ -586,6 +586,12 @@ fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REG
     regs
 }
 
+/// The unit whose header is at `.debug_info` offset `off` (from the point lookup).
+fn unit_at(sections: &gimli::Dwarf<Reader>, off: usize) -> Option<gimli::Unit<Reader>> {
+    let header = sections.debug_info.header_from_offset(gimli::DebugInfoOffset(off)).ok()?;
+    sections.unit(header).ok()
+}
+
 impl ModuleSet {
     /// Fills `Frame::variables` of one thread's frames (inlined frames included).
     /// Problems (no DWARF, bad DIEs) are returned; values never fail wholesale.
@@ -633,17 +639,34 @@ impl ModuleSet {
         let bias = self.entry(idx).record.load_bias;
         let ret = caller.pc.wrapping_sub(bias);
         let probe = ret.wrapping_sub(1);
+        let fast = self.frame_dies(idx, probe);
         let Some(ctx) = self.dwarf(idx) else { return out };
         let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let Ok(mut guard) = ctx.lock() else { return out };
         let (ctx, names) = &mut *guard;
-        let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
-        let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
-        let mut func = None;
-        while let Ok(Some(f)) = iter.next() {
-            func = f.dw_die_offset.or(func);
-        }
-        let Some(func) = func else { return out };
+        let sections = names.dwarf.clone();
+        let parsed;
+        // The point lookup when it can answer (it reads only the DIE path to the pc),
+        // else addr2line (which parses the unit's functions and lines).
+        let (unit, func) = match (fast, &sections) {
+            (Some(None), _) => return out,
+            (Some(Some((off, dies))), Some(sections)) => {
+                let Some(u) = unit_at(sections, off) else { return out };
+                parsed = u;
+                let Some(func) = dies.last().copied() else { return out };
+                (UnitRef::new(sections, &parsed), func)
+            }
+            _ => {
+                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
+                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
+                let mut func = None;
+                while let Ok(Some(f)) = iter.next() {
+                    func = f.dw_die_offset.or(func);
+                }
+                let Some(func) = func else { return out };
+                (unit, func)
+            }
+        };
         let mut env = FrameEnv {
             regs: frame_regs(thread, caller),
             innermost: false,
@@ -721,17 +744,33 @@ impl ModuleSet {
         let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
+        let fast = self.frame_dies(idx, probe);
         let Ok(mut guard) = ctx.lock() else { return };
         let (ctx, names) = &mut *guard;
-        let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return };
-        let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return };
-        let mut dies = Vec::new();
-        while let Ok(Some(f)) = iter.next() {
-            dies.push(f.dw_die_offset);
-            if dies.len() > 256 {
-                break;
+        let sections = names.dwarf.clone();
+        let parsed;
+        // The point lookup when it can answer (it reads only the DIE path to the pc),
+        // else addr2line (which parses the unit's functions and lines).
+        let (unit, mut dies) = match (fast, &sections) {
+            (Some(None), _) => return,
+            (Some(Some((off, dies))), Some(sections)) => {
+                let Some(u) = unit_at(sections, off) else { return };
+                parsed = u;
+                (UnitRef::new(sections, &parsed), dies.into_iter().map(Some).collect::<Vec<_>>())
             }
-        }
+            _ => {
+                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return };
+                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return };
+                let mut dies = Vec::new();
+                while let Ok(Some(f)) = iter.next() {
+                    dies.push(f.dw_die_offset);
+                    if dies.len() > 256 {
+                        break;
+                    }
+                }
+                (unit, dies)
+            }
+        };
         // Tail-call frames list only their innermost function.
         if group.len() < dies.len() {
             dies.truncate(group.len());

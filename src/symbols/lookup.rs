@@ -1,0 +1,748 @@
+//! Point lookups in one module's DWARF that touch only what a pc needs: the unit from
+//! `.debug_aranges` (or the unit's own ranges), then the DIE path to the pc — children
+//! that cannot hold it are skipped by `DW_AT_sibling` — giving the subprogram and its
+//! chain of inlined subroutines; the line from the one line-program sequence holding
+//! the pc (`linetable`). No per-unit function table and no whole line table is built.
+//!
+//! Output is the same as `dwarf::frames` (addr2line's frames with gdb's names and rows).
+//! Where this reader cannot be sure of giving the same answer (a unit without known
+//! ranges, a name that lives in a dwz supplementary file), it answers
+//! [`Fallback`] and the caller asks addr2line, which is exact but reads whole units.
+
+use super::dwarf::SourceFrame;
+use super::elf::Reader;
+use super::linetable::Program;
+use gimli::Reader as _;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// This reader cannot answer exactly; use the addr2line path.
+#[derive(Debug)]
+pub(crate) struct Fallback;
+
+type Off = gimli::UnitOffset<usize>;
+
+/// Bounds that keep corrupt DWARF from making a lookup spin or recurse without end.
+const MAX_DEPTH: usize = 128;
+const MAX_UNITS: usize = 4_000_000;
+const MAX_LINKS: usize = 16;
+
+/// The lookup state of one module: section readers, the unit index, and what
+/// earlier lookups parsed (units, line-program sequences, names).
+pub(crate) struct Index {
+    dwarf: Arc<gimli::Dwarf<Reader>>,
+    /// Unit headers in section order (so sorted by offset).
+    headers: Vec<gimli::UnitHeader<Reader>>,
+    /// Parsed units (abbreviations, root attributes, line-program header), by index.
+    units: Vec<Option<Arc<gimli::Unit<Reader>>>>,
+    /// Unit address ranges `[begin, end)` sorted by begin, with the unit index.
+    ranges: Vec<(u64, u64, usize)>,
+    /// Some compile unit has no known ranges: a pc outside `ranges` may still be in it.
+    incomplete: bool,
+    programs: HashMap<usize, Option<Program>>,
+    /// Namespace-level outlines of the units looked up so far.
+    outlines: HashMap<usize, Outline>,
+    /// Function names by (unit index, DIE offset).
+    names: HashMap<(usize, usize), Option<String>>,
+}
+
+/// One inlined subroutine on the path to a pc, with its call site.
+struct Inlined {
+    die: Off,
+    call_file: Option<u64>,
+    call_line: u32,
+    call_column: u32,
+}
+
+fn contains(unit: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, probe: u64) -> bool {
+    let Ok(mut ranges) = unit.die_ranges(e) else { return false };
+    while let Ok(Some(r)) = ranges.next() {
+        if r.begin <= probe && probe < r.end {
+            return true;
+        }
+    }
+    false
+}
+
+fn read_string(unit: gimli::UnitRef<'_, Reader>, v: gimli::AttributeValue<Reader>) -> Option<String> {
+    Some(unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned())
+}
+
+impl Index {
+    /// Loads the sections (inflating compressed ones) and indexes unit ranges:
+    /// `.debug_aranges` where it covers a unit, else the unit's root DIE ranges.
+    pub(crate) fn new(dwarf: gimli::Dwarf<Reader>) -> Index {
+        let mut headers = Vec::new();
+        let mut iter = dwarf.units();
+        while let Ok(Some(h)) = iter.next() {
+            headers.push(h);
+            if headers.len() >= MAX_UNITS {
+                break;
+            }
+        }
+        let mut ix = Index {
+            units: vec![None; headers.len()],
+            headers,
+            dwarf: Arc::new(dwarf),
+            ranges: Vec::new(),
+            incomplete: false,
+            programs: HashMap::new(),
+            outlines: HashMap::new(),
+            names: HashMap::new(),
+        };
+        let mut covered = vec![false; ix.headers.len()];
+        let mut aranges = ix.dwarf.debug_aranges.headers();
+        while let Ok(Some(h)) = aranges.next() {
+            let Some(ui) = ix.unit_at(h.debug_info_offset().0) else { continue };
+            let mut entries = h.entries();
+            while let Ok(Some(e)) = entries.next() {
+                let r = e.range();
+                if r.begin < r.end {
+                    ix.ranges.push((r.begin, r.end, ui));
+                    covered[ui] = true;
+                }
+            }
+        }
+        for ui in (0..ix.headers.len()).filter(|&ui| !covered[ui]) {
+            let Some(unit) = ix.unit(ui) else { continue };
+            let uref = unit.unit_ref(&ix.dwarf);
+            let before = ix.ranges.len();
+            if let Ok(mut rs) = uref.unit_ranges() {
+                while let Ok(Some(r)) = rs.next() {
+                    if r.begin < r.end {
+                        ix.ranges.push((r.begin, r.end, ui));
+                    }
+                }
+            }
+            if ix.ranges.len() == before {
+                // A compile unit with children but no ranges may still hold code
+                // (addr2line then scans its functions); partial and type units do not.
+                let mut cursor = uref.entries();
+                if let Ok(Some(root)) = cursor.next_dfs()
+                    && root.tag() == gimli::DW_TAG_compile_unit
+                    && root.has_children()
+                {
+                    ix.incomplete = true;
+                }
+            }
+        }
+        ix.ranges.sort_unstable();
+        ix
+    }
+
+    /// Index of the unit whose header starts at `.debug_info` offset `off`.
+    fn unit_at(&self, off: usize) -> Option<usize> {
+        let i = self.headers.partition_point(|h| h.offset().0 < off);
+        (self.headers.get(i)?.offset().0 == off).then_some(i)
+    }
+
+    /// Index of the unit whose bytes contain `.debug_info` offset `off`.
+    fn unit_containing(&self, off: usize) -> Option<usize> {
+        let i = self.headers.partition_point(|h| h.offset().0 <= off);
+        i.checked_sub(1)
+    }
+
+    fn unit(&mut self, ui: usize) -> Option<Arc<gimli::Unit<Reader>>> {
+        if self.units[ui].is_none() {
+            let unit = self.dwarf.unit(self.headers[ui].clone()).ok()?;
+            self.units[ui] = Some(Arc::new(unit));
+        }
+        self.units[ui].clone()
+    }
+
+    /// Units whose ranges hold `probe`, in unit order (as addr2line tries them).
+    fn candidates(&self, probe: u64) -> Vec<usize> {
+        let upper = self.ranges.partition_point(|r| r.0 <= probe);
+        let mut out: Vec<usize> = self.ranges[..upper].iter().filter(|r| probe < r.1).map(|r| r.2).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The source frames at link-time address `probe`, innermost first (empty when no
+    /// unit holds it), as `dwarf::frames` gives them.
+    pub(crate) fn frames(&mut self, probe: u64) -> Result<Vec<SourceFrame>, Fallback> {
+        let cands = self.candidates(probe);
+        if cands.is_empty() {
+            return if self.incomplete { Err(Fallback) } else { Ok(Vec::new()) };
+        }
+        // addr2line takes the first unit holding a function for the pc, else the first
+        // unit with a line row for it.
+        let mut location_only = None;
+        for &ui in &cands {
+            let Some(unit) = self.unit(ui) else { continue };
+            let dwarf = self.dwarf.clone();
+            let uref = unit.unit_ref(&dwarf);
+            let Some(function) = self.function_at(ui, uref, probe) else {
+                if location_only.is_none()
+                    && let Some(loc) = self.location(ui, uref, probe)
+                {
+                    location_only = Some(loc);
+                }
+                continue;
+            };
+            let chain = inline_chain(uref, function, probe);
+            let mut out = Vec::with_capacity(chain.len() + 1);
+            // Innermost first: its location is the line row; each outer frame's is the
+            // call site of the frame inside it.
+            let mut dies: Vec<Off> = chain.iter().rev().map(|i| i.die).collect();
+            dies.push(function);
+            let inner = self.location(ui, uref, probe);
+            for (k, die) in dies.iter().enumerate() {
+                let function = self.function_name(ui, uref, *die)?;
+                let mut sf = SourceFrame { function, ..Default::default() };
+                if k == 0 {
+                    if let Some(loc) = &inner {
+                        sf.file = loc.file.clone();
+                        sf.line = loc.line;
+                        sf.column = loc.column;
+                    }
+                } else {
+                    let site = &chain[chain.len() - k];
+                    sf.line = (site.call_line != 0).then_some(site.call_line);
+                    sf.column = (site.call_column != 0).then_some(site.call_column);
+                    sf.file = site.call_file.and_then(|f| {
+                        let header = uref.line_program.as_ref()?.header();
+                        super::lines::file_path(uref, header, f)
+                    });
+                }
+                out.push(sf);
+            }
+            return Ok(out);
+        }
+        Ok(location_only.map(|sf| vec![sf]).unwrap_or_default())
+    }
+
+    /// The subprogram DIE whose ranges hold `probe`: from the unit's outline, else
+    /// (nested functions such as lambdas, definitions inside types) from the list of
+    /// all its functions, built on the first such miss.
+    fn function_at(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<Off> {
+        let outline = self.outlines.entry(ui).or_insert_with(|| Outline::build(uref).unwrap_or_default());
+        if let Some(f) = pick(&outline.functions, probe) {
+            return Some(f);
+        }
+        let all = outline.all.get_or_insert_with(|| all_functions(uref));
+        pick(all, probe)
+    }
+
+    /// The innermost frame's location: the raw row, replaced by gdb's choice of row
+    /// when it has one (the column is dropped when gdb's row differs).
+    fn location(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<SourceFrame> {
+        let program = self.programs.entry(ui).or_insert_with(|| Program::new(uref)).as_mut()?;
+        let loc = program.lookup(uref, probe)?;
+        let mut sf = SourceFrame { function: None, file: loc.file, line: loc.line, column: loc.column };
+        if let Some((file, line)) = loc.gdb {
+            if sf.file.as_deref() != Some(file.as_str()) || sf.line != Some(line) {
+                sf.column = None;
+            }
+            sf.file = Some(file);
+            sf.line = Some(line);
+        }
+        Some(sf)
+    }
+
+    /// gdb's name for the function DIE at `die` (see `dwarf::frames`): the qualified
+    /// `DW_AT_name`, else addr2line's (demangled linkage name or plain name).
+    fn function_name(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, die: Off) -> Result<Option<String>, Fallback> {
+        if let Some(n) = self.names.get(&(ui, die.0)) {
+            return Ok(n.clone());
+        }
+        let outline = self.outlines.get(&ui);
+        let name = match qualified_name(uref, outline, die) {
+            Some(n) => Some(n),
+            None => self.plain_name(ui, die, MAX_LINKS)?.map(|raw| {
+                let lang = language(uref);
+                addr2line::demangle_auto(raw.into(), lang).into_owned()
+            }),
+        };
+        self.names.insert((ui, die.0), name.clone());
+        Ok(name)
+    }
+
+    /// addr2line's name of a DIE: its linkage name, else its name, else those of the
+    /// DIE its abstract origin or specification names (also in another unit).
+    fn plain_name(&mut self, ui: usize, die: Off, budget: usize) -> Result<Option<String>, Fallback> {
+        if budget == 0 {
+            return Ok(None);
+        }
+        let Some(unit) = self.unit(ui) else { return Ok(None) };
+        let uref = unit.unit_ref(&self.dwarf);
+        let Ok(e) = uref.entry(die) else { return Ok(None) };
+        for at in [gimli::DW_AT_linkage_name, gimli::DW_AT_MIPS_linkage_name, gimli::DW_AT_name] {
+            if let Some(n) = e.attr_value(at).and_then(|v| read_string(uref, v)) {
+                return Ok(Some(n));
+            }
+        }
+        let link = e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification));
+        match link {
+            Some(gimli::AttributeValue::UnitRef(o)) => self.plain_name(ui, o, budget - 1),
+            Some(gimli::AttributeValue::DebugInfoRef(o)) => {
+                let Some(other) = self.unit_containing(o.0) else { return Ok(None) };
+                let base = self.headers[other].offset().0;
+                self.plain_name(other, gimli::UnitOffset(o.0 - base), budget - 1)
+            }
+            // The name lives in the dwz supplementary file: addr2line reads it there.
+            Some(gimli::AttributeValue::DebugInfoRefSup(_)) => Err(Fallback),
+            _ => Ok(None),
+        }
+    }
+
+    /// The DIEs of the frames at `probe`, innermost first (the subprogram last), with
+    /// the `.debug_info` offset of their unit — what variable capture walks. None when
+    /// no function holds the probe.
+    pub(crate) fn frame_dies(&mut self, probe: u64) -> Result<Option<(usize, Vec<Off>)>, Fallback> {
+        let cands = self.candidates(probe);
+        if cands.is_empty() && self.incomplete {
+            return Err(Fallback);
+        }
+        for ui in cands {
+            let Some(unit) = self.unit(ui) else { continue };
+            let dwarf = self.dwarf.clone();
+            let uref = unit.unit_ref(&dwarf);
+            let Some(function) = self.function_at(ui, uref, probe) else { continue };
+            let mut dies: Vec<Off> = inline_chain(uref, function, probe).iter().rev().map(|i| i.die).collect();
+            dies.push(function);
+            return Ok(Some((self.headers[ui].offset().0, dies)));
+        }
+        Ok(None)
+    }
+
+    /// True when a `DW_TAG_call_site` with the tail-call flag returns to `after`
+    /// inside the function holding `after - 1` (see `dwarf::is_tail_call_site`).
+    pub(crate) fn is_tail_call_site(&mut self, after: u64) -> Result<bool, Fallback> {
+        let probe = after.wrapping_sub(1);
+        let cands = self.candidates(probe);
+        if cands.is_empty() && self.incomplete {
+            return Err(Fallback);
+        }
+        for ui in cands {
+            let Some(unit) = self.unit(ui) else { continue };
+            let dwarf = self.dwarf.clone();
+            let uref = unit.unit_ref(&dwarf);
+            let Some(function) = self.function_at(ui, uref, probe) else { continue };
+            return Ok(has_tail_call(uref, function, after));
+        }
+        Ok(false)
+    }
+}
+
+fn language(uref: gimli::UnitRef<'_, Reader>) -> Option<gimli::DwLang> {
+    let mut cursor = uref.entries();
+    let root = cursor.next_dfs().ok()??;
+    match root.attr_value(gimli::DW_AT_language)? {
+        gimli::AttributeValue::Language(l) => Some(l),
+        _ => None,
+    }
+}
+
+/// Every subprogram of the unit with its address ranges, at any depth (inside types
+/// and inside other functions: GCC nests a lambda's `operator()` in its enclosing
+/// function), as addr2line lists them: one raw pass over the whole unit. Only used
+/// when the namespace-level outline has no function for a pc.
+fn all_functions(uref: gimli::UnitRef<'_, Reader>) -> Vec<(u64, u64, Off)> {
+    let mut out = Vec::new();
+    let Ok(mut raw) = uref.entries_raw(None) else { return out };
+    let mut n = 0usize;
+    while !raw.is_empty() && n < MAX_OUTLINE_DIES {
+        n += 1;
+        let off = raw.next_offset();
+        let abbrev = match raw.read_abbreviation() {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(_) => break,
+        };
+        if abbrev.tag() != gimli::DW_TAG_subprogram {
+            if raw.skip_attributes(abbrev.attributes()).is_err() {
+                break;
+            }
+            continue;
+        }
+        let (mut low, mut high, mut size, mut ranges) = (None, None, None, None);
+        for spec in abbrev.attributes() {
+            let Ok(attr) = raw.read_attribute(*spec) else { return sorted(out) };
+            match (attr.name(), attr.value()) {
+                (gimli::DW_AT_low_pc, v) => low = uref.attr_address(v).ok().flatten(),
+                (gimli::DW_AT_high_pc, gimli::AttributeValue::Udata(v)) => size = Some(v),
+                (gimli::DW_AT_high_pc, v) => high = uref.attr_address(v).ok().flatten(),
+                (gimli::DW_AT_ranges, v) => ranges = Some(v),
+                _ => {}
+            }
+        }
+        push_ranges(uref, &mut out, off, low, high, size, ranges);
+    }
+    sorted(out)
+}
+
+fn sorted(mut v: Vec<(u64, u64, Off)>) -> Vec<(u64, u64, Off)> {
+    // Stable: functions sharing a start keep DIE order (the last one wins a lookup).
+    v.sort_by_key(|f| f.0);
+    v
+}
+
+/// Appends a subprogram's ranges (DW_AT_ranges, else low_pc with high_pc or size).
+fn push_ranges(
+    uref: gimli::UnitRef<'_, Reader>,
+    out: &mut Vec<(u64, u64, Off)>,
+    off: Off,
+    low: Option<u64>,
+    high: Option<u64>,
+    size: Option<u64>,
+    ranges: Option<gimli::AttributeValue<Reader>>,
+) {
+    if let Some(v) = ranges {
+        if let Ok(Some(mut list)) = uref.attr_ranges(v) {
+            while let Ok(Some(r)) = list.next() {
+                if r.begin < r.end {
+                    out.push((r.begin, r.end, off));
+                }
+            }
+        }
+    } else if let Some(begin) = low
+        && let Some(end) = size.map(|s| begin.wrapping_add(s)).or(high)
+        && begin < end
+    {
+        out.push((begin, end, off));
+    }
+}
+
+/// addr2line's choice among `functions` (sorted by start): the last one starting at
+/// or before the probe, if its range holds the probe. Several DIEs can share one range
+/// (an assembler entry point and its aliases); the last one in DIE order wins.
+fn pick(functions: &[(u64, u64, Off)], probe: u64) -> Option<Off> {
+    let i = functions.partition_point(|f| f.0 <= probe).checked_sub(1)?;
+    let (_, end, off) = functions[i];
+    (probe < end).then_some(off)
+}
+
+/// The inlined subroutines holding `probe` inside `function`, outermost first. Like
+/// addr2line, every non-function child (lexical blocks and the like) is searched,
+/// and nested subprograms are not part of the chain.
+fn inline_chain(uref: gimli::UnitRef<'_, Reader>, function: Off, probe: u64) -> Vec<Inlined> {
+    let mut out = Vec::new();
+    let Ok(mut tree) = uref.entries_tree(Some(function)) else { return out };
+    let Ok(root) = tree.root() else { return out };
+    walk_inlined(uref, root, probe, &mut out, 0);
+    out
+}
+
+/// Returns true when it found an inlined subroutine below `node` (the search stops).
+fn walk_inlined(
+    uref: gimli::UnitRef<'_, Reader>,
+    node: gimli::EntriesTreeNode<'_, '_, Reader>,
+    probe: u64,
+    out: &mut Vec<Inlined>,
+    depth: usize,
+) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let mut children = node.children();
+    while let Ok(Some(child)) = children.next() {
+        let e = child.entry();
+        match e.tag() {
+            gimli::DW_TAG_subprogram => {}
+            gimli::DW_TAG_inlined_subroutine => {
+                if contains(uref, e, probe) {
+                    let udata = |at| e.attr(at).and_then(|a| a.udata_value()).unwrap_or(0) as u32;
+                    let call_file = match e.attr_value(gimli::DW_AT_call_file) {
+                        Some(gimli::AttributeValue::FileIndex(fi)) if fi > 0 || uref.header.version() >= 5 => Some(fi),
+                        _ => None,
+                    };
+                    out.push(Inlined {
+                        die: e.offset(),
+                        call_file,
+                        call_line: udata(gimli::DW_AT_call_line),
+                        call_column: udata(gimli::DW_AT_call_column),
+                    });
+                    walk_inlined(uref, child, probe, out, depth + 1);
+                    return true;
+                }
+            }
+            _ => {
+                if e.has_children() && walk_inlined(uref, child, probe, out, depth + 1) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// `DW_AT_name` of the function DIE at `off` (following abstract origin and
+/// specification links within the unit), prefixed with its enclosing namespaces,
+/// classes, structs and unions; the same rules as `dwarf::qualified_name`, but the
+/// scopes come from the DIE path to the final DIE instead of a scan of the unit.
+fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, off: Off) -> Option<String> {
+    let mut target = off;
+    let mut name = None;
+    for _ in 0..8 {
+        let e = uref.entry(target).ok()?;
+        // An unmangled linkage name (a C asm label such as `__GI_raise`) is what gdb shows.
+        if let Some(v) = e.attr_value(gimli::DW_AT_linkage_name).or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name)) {
+            let l = read_string(uref, v)?;
+            if !l.starts_with("_Z") && !l.starts_with("_R") {
+                return Some(l);
+            }
+        }
+        if name.is_none() {
+            name = e.attr_value(gimli::DW_AT_name).and_then(|v| read_string(uref, v));
+        }
+        let link = e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification));
+        match link {
+            Some(gimli::AttributeValue::UnitRef(o)) => target = o,
+            Some(_) => return None, // another unit: leave it to the plain name
+            None => break,
+        }
+    }
+    let name = name?;
+    let mut parts = match outline {
+        Some(o) => o.scope_names(uref, target)?,
+        None => scope_names(uref, Vec::new(), None, target)?,
+    };
+    parts.push(name);
+    Some(parts.join("::"))
+}
+
+/// Names of the scope DIEs enclosing `target`, outermost first: the path from the
+/// unit root, descending at each level into the last child that starts at or before
+/// the target (DIE offsets grow in pre-order, so that child's subtree holds it).
+fn scope_names(uref: gimli::UnitRef<'_, Reader>, mut parts: Vec<String>, from: Option<Off>, target: Off) -> Option<Vec<String>> {
+    let mut node_off = match from {
+        Some(off) => off,
+        None => uref.entries_tree(None).ok()?.root().ok()?.entry().offset(),
+    };
+    for _ in 0..MAX_DEPTH {
+        let mut tree = uref.entries_tree(Some(node_off)).ok()?;
+        let mut children = tree.root().ok()?.children();
+        let mut ancestor: Option<(Off, gimli::DwTag, bool)> = None;
+        while let Ok(Some(child)) = children.next() {
+            let e = child.entry();
+            if e.offset() == target {
+                return Some(parts);
+            }
+            if e.offset() > target {
+                break;
+            }
+            ancestor = Some((e.offset(), e.tag(), e.has_children()));
+        }
+        let (off, tag, has_children) = ancestor?;
+        if !has_children {
+            return None; // the target is not a DIE of this unit's tree
+        }
+        push_scope(uref, &mut parts, off, tag);
+        node_off = off;
+    }
+    None
+}
+
+/// Appends the name of the DIE at `off` when it is a scope that gdb names.
+fn push_scope(uref: gimli::UnitRef<'_, Reader>, parts: &mut Vec<String>, off: Off, tag: gimli::DwTag) {
+    let is_scope = matches!(
+        tag,
+        gimli::DW_TAG_namespace | gimli::DW_TAG_class_type | gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+    );
+    if !is_scope {
+        return;
+    }
+    let name = uref.entry(off).ok().and_then(|e| e.attr_value(gimli::DW_AT_name)).and_then(|v| read_string(uref, v));
+    match name {
+        Some(n) => parts.push(n),
+        None if tag == gimli::DW_TAG_namespace => parts.push("(anonymous namespace)".into()),
+        None => {}
+    }
+}
+
+/// The namespace level of one unit, from one pass that reads the DIEs of the unit
+/// root and of namespaces and jumps over every other subtree (types, function
+/// bodies) by DW_AT_sibling: the address ranges of the subprograms found there, and
+/// the extent of each DIE with children. Function bodies are never read here.
+#[derive(Default)]
+struct Outline {
+    /// (begin, end, subprogram) sorted by begin; ties keep DIE order.
+    functions: Vec<(u64, u64, Off)>,
+    /// (start, end, tag, entered) of every DIE with children met at namespace level,
+    /// sorted by start; `entered` marks the root and namespaces, whose children are
+    /// themselves listed.
+    nodes: Vec<(usize, usize, gimli::DwTag, bool)>,
+    /// Every subprogram of the unit (see `all_functions`), once a lookup needed it.
+    all: Option<Vec<(u64, u64, Off)>>,
+}
+
+/// Reads through the children of the DIE at absolute `depth` whose attributes were
+/// just consumed, leaving `raw` at its next sibling (or its parent's end). A
+/// malformed entry empties the reader, which ends the outline pass.
+fn skip_subtree(raw: &mut gimli::EntriesRaw<'_, Reader>, base: isize, depth: isize, n: &mut usize) {
+    while !raw.is_empty() && base + raw.next_depth() > depth && *n < MAX_OUTLINE_DIES {
+        *n += 1;
+        let ok = match raw.read_abbreviation() {
+            Ok(Some(a)) => raw.skip_attributes(a.attributes()).is_ok(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if !ok {
+            *n = MAX_OUTLINE_DIES;
+        }
+    }
+}
+
+/// Upper bound on DIEs read by one outline pass (corrupt DWARF).
+const MAX_OUTLINE_DIES: usize = 50_000_000;
+
+impl Outline {
+    fn build(uref: gimli::UnitRef<'_, Reader>) -> Option<Outline> {
+        let mut out = Outline::default();
+        let mut raw = uref.entries_raw(None).ok()?;
+        // EntriesRaw depths are relative to where it started; `base` makes them absolute
+        // across the restarts at DW_AT_sibling targets.
+        let mut base = 0isize;
+        let mut open: Vec<(isize, usize, gimli::DwTag)> = Vec::new();
+        let mut n = 0usize;
+        while !raw.is_empty() && n < MAX_OUTLINE_DIES {
+            let depth = base + raw.next_depth();
+            let off = raw.next_offset();
+            while open.last().is_some_and(|t| t.0 >= depth) {
+                let (_, start, tag) = open.pop()?;
+                out.nodes.push((start, off.0, tag, true));
+            }
+            let Some(abbrev) = raw.read_abbreviation().ok()? else { continue };
+            n += 1;
+            let tag = abbrev.tag();
+            // Declarations (no low_pc, no ranges) are handled like types.
+            let is_function = tag == gimli::DW_TAG_subprogram
+                && abbrev.attributes().iter().any(|a| matches!(a.name(), gimli::DW_AT_low_pc | gimli::DW_AT_ranges));
+            if !is_function && !abbrev.has_children() {
+                raw.skip_attributes(abbrev.attributes()).ok()?;
+                continue;
+            }
+            let entered = depth == 0 || matches!(tag, gimli::DW_TAG_namespace | gimli::DW_TAG_module);
+            if !is_function && !entered {
+                // The common case (a type): skip to DW_AT_sibling in one go and jump.
+                let specs = abbrev.attributes();
+                let at = specs.iter().position(|a| a.name() == gimli::DW_AT_sibling);
+                let sibling = match at {
+                    Some(i) => {
+                        raw.skip_attributes(&specs[..i]).ok()?;
+                        match raw.read_attribute(specs[i]).ok()?.value() {
+                            gimli::AttributeValue::UnitRef(o) if o.0 > off.0 => Some(o),
+                            _ => None,
+                        }
+                    }
+                    None => None,
+                };
+                if let Some(s) = sibling {
+                    raw = uref.entries_raw(Some(s)).ok()?;
+                    base = depth;
+                    out.nodes.push((off.0, s.0, tag, false));
+                    continue;
+                }
+                // No usable sibling: finish this DIE's attributes, then read through
+                // its subtree below.
+                raw.skip_attributes(&specs[at.map_or(0, |i| i + 1)..]).ok()?;
+                skip_subtree(&mut raw, base, depth, &mut n);
+                out.nodes.push((off.0, raw.next_offset().0, tag, false));
+                continue;
+            }
+            let mut sibling = None;
+            let (mut low, mut high, mut size, mut ranges) = (None, None, None, None);
+            let specs = abbrev.attributes();
+            // Runs of unwanted attributes are skipped in one call (gimli sums fixed sizes).
+            let mut skip_from = 0;
+            for (i, spec) in specs.iter().enumerate() {
+                let wanted = match spec.name() {
+                    gimli::DW_AT_sibling => true,
+                    gimli::DW_AT_low_pc | gimli::DW_AT_high_pc | gimli::DW_AT_ranges => is_function,
+                    _ => false,
+                };
+                if !wanted {
+                    continue;
+                }
+                raw.skip_attributes(&specs[skip_from..i]).ok()?;
+                skip_from = i + 1;
+                let attr = raw.read_attribute(*spec).ok()?;
+                match (attr.name(), attr.value()) {
+                    (gimli::DW_AT_sibling, gimli::AttributeValue::UnitRef(o)) => sibling = Some(o),
+                    (gimli::DW_AT_low_pc, v) if tag == gimli::DW_TAG_subprogram => low = uref.attr_address(v).ok().flatten(),
+                    (gimli::DW_AT_high_pc, gimli::AttributeValue::Udata(v)) => size = Some(v),
+                    (gimli::DW_AT_high_pc, v) if tag == gimli::DW_TAG_subprogram => high = uref.attr_address(v).ok().flatten(),
+                    (gimli::DW_AT_ranges, v) if tag == gimli::DW_TAG_subprogram => ranges = Some(v),
+                    _ => {}
+                }
+            }
+            raw.skip_attributes(&specs[skip_from..]).ok()?;
+            if is_function {
+                push_ranges(uref, &mut out.functions, off, low, high, size, ranges);
+            }
+            if !abbrev.has_children() {
+                continue;
+            }
+            if entered {
+                open.push((depth, off.0, tag));
+                continue;
+            }
+            // Skip the subtree: jump to the sibling, else read through it.
+            match sibling.filter(|s| s.0 > off.0) {
+                Some(s) => {
+                    raw = uref.entries_raw(Some(s)).ok()?;
+                    base = depth;
+                    out.nodes.push((off.0, s.0, tag, false));
+                }
+                None => {
+                    skip_subtree(&mut raw, base, depth, &mut n);
+                    out.nodes.push((off.0, raw.next_offset().0, tag, false));
+                }
+            }
+        }
+        let end = raw.next_offset().0;
+        while let Some((_, start, tag)) = open.pop() {
+            out.nodes.push((start, end, tag, true));
+        }
+        out.functions = sorted(out.functions);
+        out.nodes.sort_by_key(|n| n.0);
+        Some(out)
+    }
+
+    /// `scope_names` with the namespace level read from the outline: the path walk
+    /// only runs inside the innermost skipped DIE holding the target, if any.
+    fn scope_names(&self, uref: gimli::UnitRef<'_, Reader>, target: Off) -> Option<Vec<String>> {
+        let upper = self.nodes.partition_point(|n| n.0 < target.0);
+        // Nested extents: those holding the target, outermost first.
+        let holding: Vec<_> = self.nodes[..upper].iter().filter(|n| target.0 < n.1).collect();
+        let mut parts = Vec::new();
+        for n in &holding {
+            push_scope(uref, &mut parts, gimli::UnitOffset(n.0), n.2);
+        }
+        match holding.last() {
+            Some(n) if !n.3 => scope_names(uref, parts, Some(gimli::UnitOffset(n.0)), target),
+            _ => Some(parts),
+        }
+    }
+}
+
+/// Scans the subtree of `function` for a tail-call site returning to `after`.
+fn has_tail_call(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64) -> bool {
+    let Ok(mut cursor) = uref.entries_at_offset(function) else { return false };
+    let mut seen = 0usize;
+    let mut base = None;
+    while let Ok(Some(e)) = cursor.next_dfs() {
+        // Depths are relative to the cursor's start; leaving the function's subtree ends it.
+        let depth = e.depth();
+        let base = *base.get_or_insert(depth);
+        seen += 1;
+        if (depth <= base && seen > 1) || seen > 200_000 {
+            break;
+        }
+        let tag = e.tag();
+        if tag != gimli::DW_TAG_call_site && tag != gimli::DW_TAG_GNU_call_site {
+            continue;
+        }
+        let pc = e
+            .attr_value(gimli::DW_AT_call_return_pc)
+            .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
+            .and_then(|v| uref.attr_address(v).ok().flatten());
+        let tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
+        if pc == Some(after) && matches!(tail, Some(gimli::AttributeValue::Flag(true))) {
+            return true;
+        }
+    }
+    false
+}
