@@ -57,7 +57,7 @@ impl Installed {
         let lock = common::FileLock::acquire(Path::new(PATTERN_LOCK));
         let mut pattern = fs::read_to_string(CORE_PATTERN).expect("core_pattern").trim_end().to_string();
         let mut limit = fs::read_to_string(PIPE_LIMIT).expect("core_pipe_limit").trim_end().to_string();
-        if pattern.contains("coresnap ingest --config /tmp/btcs-") {
+        if pattern.contains(" coresnap ingest --config ") {
             // A run killed while installed: repair from its saved copy.
             let saved = fs::read_to_string(SAVED).expect("leftover coresnap pattern and no saved copy");
             let (p, l) = saved.split_once('\n').expect("saved copy: pattern\\nlimit");
@@ -327,7 +327,7 @@ fn kernel_crashes_arrive_with_attributes_and_routing() {
         eprintln!("FIGURE burst of 50 crashes handled by the kernel in {} ms", t1.elapsed().as_millis());
     } // handler uninstalled here, before the slow part
     s.wait_for("all 55 crashes in the store", 240, || s.objects("alpha", &[]).len() + s.objects("beta", &[]).len() == 55);
-    assert_eq!(fs::read_to_string(CORE_PATTERN).map(|p| p.contains("/tmp/btcs-")).ok(), Some(false), "core_pattern not restored");
+    assert_eq!(fs::read_to_string(CORE_PATTERN).map(|p| p.contains(" coresnap ingest")).ok(), Some(false), "core_pattern not restored");
     let alpha_rows = s.objects("alpha", &["application", "build", "team", "crash.uid", "signal"]);
     let beta_rows = s.objects("beta", &["application", "signal"]);
     assert_eq!(alpha_rows.len(), 1 + 1 + 25, "alpha: {alpha_rows:?}");

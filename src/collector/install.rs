@@ -5,6 +5,10 @@
 //! Folklore: the kernel silently truncates core_pattern to 127 bytes (CORENAME_MAX_SIZE
 //! is 128 with the NUL), so a long path would install a broken handler: we refuse
 //! instead. Arguments are split on spaces, so no path in the pattern may hold one.
+//! When the direct pattern would be too long or hold a space (a bt built deep in a
+//! checkout, a config under a long temporary path), install points the pattern at short
+//! symlinks in [`LINK_DIR`] instead. They live in /run (tmpfs), like core_pattern itself
+//! they do not survive a reboot, and uninstall removes them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,8 @@ pub const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
 /// Concurrent handlers the kernel waits for (see ingest.rs for the semantics).
 pub const PIPE_LIMIT: u32 = 64;
 const MAX_PATTERN: usize = 127;
+/// Short links to the bt binary (`bt`) and the config (`conf`) for long paths.
+pub const LINK_DIR: &str = "/run/bt-coresnap";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -60,6 +66,27 @@ pub fn pattern(bt: &Path, config: Option<&Path>) -> Result<String, InstallError>
     Ok(p)
 }
 
+/// Points `LINK_DIR/bt` and `LINK_DIR/conf` at the real files (replaced atomically)
+/// and returns the link paths.
+fn short_links(bt: &Path, config: Option<&Path>) -> Result<(PathBuf, Option<PathBuf>), InstallError> {
+    let dir = Path::new(LINK_DIR);
+    fs::create_dir_all(dir).map_err(|source| InstallError::Io { op: "creating", path: LINK_DIR.into(), source })?;
+    let link = |name: &str, target: &Path| -> Result<PathBuf, InstallError> {
+        let target = fs::canonicalize(target)
+            .map_err(|source| InstallError::Io { op: "resolving", path: target.display().to_string(), source })?;
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp)
+            .map_err(|source| InstallError::Io { op: "linking", path: tmp.display().to_string(), source })?;
+        fs::rename(&tmp, &path).map_err(|source| InstallError::Io { op: "renaming", path: path.display().to_string(), source })?;
+        Ok(path)
+    };
+    let bt_link = link("bt", bt)?;
+    let conf_link = config.map(|c| link("conf", c)).transpose()?;
+    Ok((bt_link, conf_link))
+}
+
 /// Names another known handler in `pattern`, if any.
 pub fn other_handler(pattern: &str) -> Option<&'static str> {
     let p = pattern.trim();
@@ -83,7 +110,14 @@ pub fn state_path(archive: &Path) -> PathBuf {
 
 /// Installs; returns the pattern. Reinstalling keeps the first remembered values.
 pub fn install(bt: &Path, config: Option<&Path>, archive: &Path, force: bool) -> Result<String, InstallError> {
-    let pat = pattern(bt, config)?;
+    let pat = match pattern(bt, config) {
+        Ok(p) => p,
+        Err(InstallError::TooLong { .. } | InstallError::Space(_)) => {
+            let (bt_link, conf_link) = short_links(bt, config)?;
+            pattern(&bt_link, conf_link.as_deref())?
+        }
+        Err(e) => return Err(e),
+    };
     let current = read(CORE_PATTERN)?;
     let limit = read(CORE_PIPE_LIMIT)?;
     if let Some(other) = other_handler(&current)
@@ -136,6 +170,12 @@ pub fn uninstall(archive: &Path) -> Result<InstallState, InstallError> {
     write(CORE_PATTERN, &s.previous_pattern)?;
     write(CORE_PIPE_LIMIT, &s.previous_pipe_limit)?;
     fs::remove_file(&sp).map_err(|source| InstallError::Io { op: "removing", path: sp.display().to_string(), source })?;
+    if s.pattern.contains(LINK_DIR) {
+        // Best effort: stale links are harmless, and the next install replaces them.
+        for name in ["bt", "conf"] {
+            let _ = fs::remove_file(Path::new(LINK_DIR).join(name));
+        }
+    }
     Ok(s)
 }
 
