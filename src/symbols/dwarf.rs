@@ -142,7 +142,7 @@ pub(crate) fn frames(ctx: &Context, names: &mut NameCache, probe: u64) -> Vec<So
 }
 
 /// Qualified names already computed, by (unit offset, DIE offset), and the scope
-/// index of each unit that needed one.
+/// outline of each unit that needed one.
 #[derive(Default)]
 pub(crate) struct NameCache {
     names: HashMap<(usize, usize), Option<String>>,
@@ -160,7 +160,7 @@ pub(crate) struct NameCache {
 }
 
 impl NameCache {
-    /// The type cache and the scope index, borrowed together.
+    /// The type cache and the scope cache, borrowed together.
     pub(crate) fn types_and_scopes(&mut self) -> (&mut super::types::TypeCache, &mut ScopeCache) {
         (&mut self.types, &mut self.scopes)
     }
@@ -168,16 +168,50 @@ impl NameCache {
 
 /// `name` (of the DIE at `off`) prefixed with its enclosing namespaces and classes.
 pub(crate) fn scoped_name(unit: gimli::UnitRef<'_, Reader>, off: usize, name: String, scopes: &mut ScopeCache) -> String {
-    let key = unit.unit.header.offset().0;
-    let index = scopes.entry(key).or_insert_with(|| scope_index(unit).unwrap_or_default());
-    let parts: Vec<&str> = index.iter().take_while(|r| r.0 < off).filter(|r| off < r.1).map(|r| r.2.as_str()).collect();
+    let parts = scopes.names(unit, gimli::UnitOffset(off));
     if parts.is_empty() {
         return name;
     }
     format!("{}::{name}", parts.join("::"))
 }
 
-pub(crate) type ScopeCache = HashMap<usize, ScopeIndex>;
+/// Per unit (by `.debug_info` offset), what qualifying names needs: the unit's
+/// outline (`lookup::Outline`: the namespace level, read with sibling jumps), and —
+/// only if a path walk ever fails on malformed DWARF — the full scope index, whose
+/// answer is then used so that names stay what the whole-unit scan gave.
+#[derive(Default)]
+pub(crate) struct ScopeCache {
+    units: HashMap<usize, UnitScopes>,
+}
+
+#[derive(Default)]
+struct UnitScopes {
+    /// Built at the first name of the unit; `Some(None)` when the outline pass failed
+    /// (then every name of the unit comes from the scope index).
+    outline: Option<Option<super::lookup::Outline>>,
+    index: Option<ScopeIndex>,
+}
+
+impl ScopeCache {
+    /// Names of the scope DIEs (namespaces, classes, structs, unions) that strictly
+    /// enclose the DIE at `off`, outermost first. The DIE itself is never included,
+    /// even when it is a scope.
+    fn names(&mut self, unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize>) -> Vec<String> {
+        let key = unit.unit.header.offset().0;
+        let entry = self.units.entry(key).or_default();
+        if entry.index.is_none() {
+            let outline = entry.outline.get_or_insert_with(|| super::lookup::Outline::build(unit));
+            if let Some(parts) = outline.as_ref().and_then(|o| o.scope_names(unit, off)) {
+                return parts;
+            }
+        }
+        // No outline, or the DIE path could not be followed (the offset is not a DIE
+        // of this unit's tree, or the tree is malformed): use the whole-unit scan, once per unit.
+        let index = entry.index.get_or_insert_with(|| scope_index(unit).unwrap_or_default());
+        // Ranges are sorted by start and nested, so the enclosing ones come outermost first.
+        index.iter().take_while(|r| r.0 < off.0).filter(|r| off.0 < r.1).map(|r| r.2.clone()).collect()
+    }
+}
 
 /// Variable DIEs (and whether each is a parameter or a local) in scope at a pc.
 pub(crate) type ScopeVars = std::sync::Arc<Vec<(gimli::UnitOffset, crate::snapshot::VariableKind)>>;
@@ -212,16 +246,10 @@ fn qualified_name(unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize
         }
     }
     let name = name?;
-    let key = unit.unit.header.offset().0;
-    scopes.entry(key).or_insert_with(|| {
-        
-        scope_index(unit).unwrap_or_default()
-    });
-    let index = scopes.get(&key)?;
-    // Ranges are sorted by start and nested, so the enclosing ones come outermost first.
-    let mut parts: Vec<&str> =
-        index.iter().take_while(|r| r.0 <= target.0).filter(|r| target.0 < r.1).map(|r| r.2.as_str()).collect();
-    parts.push(&name);
+    // `target` is a function DIE, never a scope tag, so "strictly enclosing" scopes
+    // are all its scopes.
+    let mut parts = scopes.names(unit, target);
+    parts.push(name);
     Some(parts.join("::"))
 }
 
@@ -229,9 +257,10 @@ fn qualified_name(unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize
 /// ranges `[start, end)` covering their subtrees, with their names.
 pub(crate) type ScopeIndex = Vec<(usize, usize, String)>;
 
-/// One raw pass over a unit's DIEs (attributes skipped except scope names). Producers
-/// like LLVM emit no DW_AT_sibling, so per-function tree searches would re-read the
-/// unit each time; this reads it once per unit.
+/// One raw pass over a unit's DIEs (attributes skipped except scope names): the
+/// fallback of `ScopeCache::names` when the outline's DIE path cannot be followed.
+/// Gives the same scopes as the path walk on a well-formed tree (same tags, same
+/// anonymous-namespace rule; scopes without children enclose nothing).
 fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
     let mut raw = unit.entries_raw(None)?;
     let mut open: Vec<(isize, usize, Option<String>)> = Vec::new();

@@ -557,7 +557,7 @@ fn push_scope(uref: gimli::UnitRef<'_, Reader>, parts: &mut Vec<String>, off: Of
 /// bodies) by DW_AT_sibling: the address ranges of the subprograms found there, and
 /// the extent of each DIE with children. Function bodies are never read here.
 #[derive(Default)]
-struct Outline {
+pub(crate) struct Outline {
     /// (begin, end, subprogram) sorted by begin; ties keep DIE order.
     functions: Vec<(u64, u64, Off)>,
     /// (start, end, tag, entered) of every DIE with children met at namespace level,
@@ -589,7 +589,7 @@ fn skip_subtree(raw: &mut gimli::EntriesRaw<'_, Reader>, base: isize, depth: isi
 const MAX_OUTLINE_DIES: usize = 50_000_000;
 
 impl Outline {
-    fn build(uref: gimli::UnitRef<'_, Reader>) -> Option<Outline> {
+    pub(crate) fn build(uref: gimli::UnitRef<'_, Reader>) -> Option<Outline> {
         let mut out = Outline::default();
         let mut raw = uref.entries_raw(None).ok()?;
         // EntriesRaw depths are relative to where it started; `base` makes them absolute
@@ -703,7 +703,7 @@ impl Outline {
 
     /// `scope_names` with the namespace level read from the outline: the path walk
     /// only runs inside the innermost skipped DIE holding the target, if any.
-    fn scope_names(&self, uref: gimli::UnitRef<'_, Reader>, target: Off) -> Option<Vec<String>> {
+    pub(crate) fn scope_names(&self, uref: gimli::UnitRef<'_, Reader>, target: Off) -> Option<Vec<String>> {
         let upper = self.nodes.partition_point(|n| n.0 < target.0);
         // Nested extents: those holding the target, outermost first.
         let holding: Vec<_> = self.nodes[..upper].iter().filter(|n| target.0 < n.1).collect();
