@@ -227,21 +227,8 @@ pub fn write_meta(dir: &Path, m: &Meta) -> Result<(), SpoolError> {
     write_atomic(dir, "meta.json", &text)
 }
 
-/// A random (version 4) UUID from the kernel's generator.
-pub fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != 16 {
-        // Never fail a crash over entropy: time and pid are unique enough here.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
+/// A random (version 4) UUID from the kernel's generator (never fails).
+pub use crate::trace::new_uuid;
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
