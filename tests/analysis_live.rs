@@ -1,11 +1,15 @@
 //! Analysis on a live process: a deadlocked program (examples/analysis/faults.c,
 //! mode deadlock) attached with `bt PID`; the lock_waits module marks both threads,
 //! and without a fatal signal the built-in analysis adds no fault classifier.
+//! A failed assert whose SIGABRT handler never returns (examples/analysis/
+//! abort_caught.c), traced live, is an `assert` with glibc's message: the live
+//! capture copies `__abort_msg` and the text it points to.
 
 mod common;
 
 use common::{bt_json, scratch_dir};
 use std::path::PathBuf;
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -52,4 +56,98 @@ fn lock_waits_module_marks_a_live_deadlock() {
     tids.dedup();
     assert_eq!(tids.len(), 2, "both threads wait for a lock: {waits:?}");
     assert!(snap["classifiers"].as_array().is_some_and(|c| c.is_empty()), "no fault, no classifier: {}", snap["classifiers"]);
+}
+
+#[test]
+fn live_process_held_in_abort_reports_the_assertion() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch_dir("analysis-build-live-abort");
+    let exe = dir.join("abort_caught");
+    let res = Command::new("gcc")
+        .args(["-O0", "-g"])
+        .arg(repo.join("examples/analysis/abort_caught.c"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("running gcc");
+    assert!(res.status.success(), "gcc: {}", String::from_utf8_lossy(&res.stderr));
+    let mut child =
+        Child(Command::new(&exe).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn abort_caught"));
+    // The SIGABRT handler prints "ready" once the assert has failed and it holds.
+    let out = child.0.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    let pid = child.0.id().to_string();
+    let snap = bt_json(&["ptrace", &pid]);
+    let classifiers: Vec<&str> =
+        snap["classifiers"].as_array().expect("classifiers").iter().filter_map(|c| c.as_str()).collect();
+    assert_eq!(classifiers, ["assert"], "{}", snap["annotations"]);
+    let texts: Vec<&str> =
+        snap["annotations"].as_array().expect("annotations").iter().filter_map(|a| a["text"].as_str()).collect();
+    let want = "abort_caught.c:18: check: Assertion `value == 42 && \"caught abort\"' failed.";
+    assert!(
+        texts.iter().any(|t| t.starts_with("assertion failed: ") && t.contains(want)),
+        "assertion text missing: {texts:?}"
+    );
+}
+
+/// Hides glibc's `__abort_msg` pointer from the analysis, as when it was not copied.
+struct WithoutAbortMsg {
+    inner: Box<dyn bt::target::Memory>,
+    var: u64,
+}
+
+impl bt::target::Memory for WithoutAbortMsg {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        if addr <= self.var + 7 && addr + buf.len() as u64 > self.var {
+            // Readable up to the pointer, not beyond.
+            let n = self.var.saturating_sub(addr) as usize;
+            return self.inner.read(addr, &mut buf[..n]);
+        }
+        self.inner.read(addr, buf)
+    }
+}
+
+/// Without `__abort_msg`, the assertion comes from `__assert_fail`'s arguments, as
+/// far as its frame's recovered registers hold them.
+#[test]
+fn assertion_from_assert_fail_arguments_when_abort_msg_is_missing() {
+    use object::{Object, ObjectSymbol};
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch_dir("analysis-build-live-abort-args");
+    let exe = dir.join("abort_caught");
+    let res = Command::new("gcc")
+        .args(["-O0", "-g"])
+        .arg(repo.join("examples/analysis/abort_caught.c"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("running gcc");
+    assert!(res.status.success(), "gcc: {}", String::from_utf8_lossy(&res.stderr));
+    let mut child =
+        Child(Command::new(&exe).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn abort_caught"));
+    let out = child.0.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    let pid = child.0.id() as i32;
+    let opts = bt::trace::TraceOptions::default();
+
+    // Where __abort_msg is: libc's load bias plus its symbol value.
+    let cap = bt::target::live::capture(pid, &opts.live).expect("capture");
+    let first = bt::trace::build(cap, &opts);
+    let libc = first.modules.iter().find(|m| m.path.contains("libc.so")).expect("libc module");
+    let bytes = std::fs::read(&libc.path).expect("read libc");
+    let elf = object::File::parse(&*bytes).expect("parse libc");
+    let sym = elf.dynamic_symbols().find(|s| s.name() == Ok("__abort_msg")).expect("__abort_msg in libc");
+    let var = sym.address() + libc.load_bias;
+
+    let mut cap = bt::target::live::capture(pid, &opts.live).expect("capture");
+    cap.memory = Box::new(WithoutAbortMsg { inner: cap.memory, var });
+    let snap = bt::trace::build(cap, &opts);
+    assert_eq!(snap.classifiers, ["assert"]);
+    let texts: Vec<&str> = snap.annotations.iter().map(|a| a.text.as_str()).collect();
+    let want = "abort_caught.c:18: check: Assertion `value == 42 && \"caught abort\"' failed. (from __assert_fail's arguments)";
+    assert!(texts.iter().any(|t| t.starts_with("assertion failed: ") && t.ends_with(want)), "{texts:?}");
 }

@@ -93,7 +93,12 @@ pub fn mapping_of(maps: &[Mapping], addr: u64) -> Option<&Mapping> {
 pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
     let Some(t) = fault_thread(snap) else { return };
     let Some(sig) = snap.signal.clone() else {
-        // A live snapshot of a running process: no fault to explain.
+        // A live snapshot with no fatal signal pending: no fault to explain, unless a
+        // thread is inside abort() (SIGABRT caught by a handler that never returns, or
+        // a process traced mid-abort): why it aborted is still worth telling.
+        if let Some(t) = snap.threads.iter().find(|t| find_frame(t, |n| n == "abort").is_some()) {
+            runtime_abort(snap, t, &crate::snapshot::Signal::default(), reader, f);
+        }
         return;
     };
     let mut fault = MemoryFault::default();
@@ -422,10 +427,18 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
     }
     if let Some(i) = find_frame(t, |n| n == "__assert_fail" || n == "__assert_perror_fail" || n == "__assert_fail_base") {
         f.classify(names::ASSERT);
-        let msg = messages::abort_msg(snap, reader);
+        let mut msg = messages::abort_msg(snap, reader);
         let text = match &msg {
             Some(m) => format!("assertion failed: {m}"),
-            None => "assertion failed (message not readable)".into(),
+            None => match messages::assert_args(snap, t, reader) {
+                Some(args) => {
+                    let m = args.text();
+                    let text = format!("assertion failed: {m} (from __assert_fail's arguments)");
+                    msg = Some(m);
+                    text
+                }
+                None => "assertion failed (message not readable)".into(),
+            },
         };
         let caller = t.frames[i..].iter().position(|fr| {
             let n = base_name(fr);

@@ -40,7 +40,8 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
 /// Folklore: `__abort_msg` (GLIBC_PRIVATE, in libc's .bss) points to a page glibc
 /// mmaps for the message: `struct abort_msg_s { unsigned int size; char msg[]; }`,
 /// where `size` is the mapping's size, not the text's. It lives in anonymous
-/// memory, so a core holds it; a live capture does not copy it.
+/// memory, so a core holds it; the live capture copies it on purpose
+/// (`target::live::copy_abort_msg`), since it is neither stack nor near the fault.
 pub fn abort_msg(snap: &Snapshot, reader: &Reader) -> Option<String> {
     let var = symbol_address(snap, reader, "libc.so", "__abort_msg")
         .or_else(|| symbol_address(snap, reader, "libc-", "__abort_msg"))?;
@@ -221,4 +222,226 @@ fn text_at(reader: &Reader, ptr: u64, len: u64) -> Option<String> {
         return None;
     }
     Some(s.to_string())
+}
+
+/// The arguments `__assert_fail(assertion, file, line, function)` was called with,
+/// as far as the registers recovered for its frame prove them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AssertArgs {
+    pub assertion: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub function: Option<String>,
+}
+
+impl AssertArgs {
+    /// glibc's wording, without the program name: `f.c:12: main: Assertion `x' failed.`
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        if let Some(file) = &self.file {
+            s.push_str(file);
+            if let Some(line) = self.line {
+                s.push_str(&format!(":{line}"));
+            }
+            s.push_str(": ");
+        }
+        if let Some(func) = &self.function {
+            s.push_str(&format!("{func}: "));
+        }
+        s.push_str(&format!("Assertion `{}' failed.", self.assertion));
+        s
+    }
+}
+
+/// The arguments of `__assert_fail` on `t`'s stack, recovered without `__abort_msg`.
+///
+/// Folklore: the arguments arrive in rdi, rsi, edx, rcx, which no one preserves, so
+/// the unwinder cannot give them back for a caller frame. But glibc's `__assert_fail`
+/// first copies them into callee-saved registers (2.36: rbx, rbp, r12d, r13), calls
+/// `dcgettext` for the format, then passes them on to `__assert_fail_base`, whose
+/// CFI restores those callee-saved registers. Which register holds which argument
+/// depends on the glibc build, so we do not assume it: we decode `__assert_fail`
+/// from its entry to the frame's pc (straight-line code only; any branch and we give
+/// up) and follow the register-to-register copies. Only a register proven to hold an
+/// argument at the pc is read, and only when the unwinder recovered it.
+pub fn assert_args(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<AssertArgs> {
+    let i = t.frames.iter().position(|f| !f.inlined && base_name(f) == "__assert_fail")?;
+    let frame = &t.frames[i];
+    // Names from DWARF come without a symbol offset: ask libc's symbol table then.
+    let entry = match frame.function_offset {
+        Some(off) => frame.pc.checked_sub(off)?,
+        None => symbol_address(snap, reader, "libc.so", "__assert_fail")
+            .or_else(|| symbol_address(snap, reader, "libc-", "__assert_fail"))?,
+    };
+    if entry > frame.pc || frame.pc - entry > MAX_PROLOGUE {
+        return None;
+    }
+    let value = |dwarf: u16| -> Option<u64> {
+        if i == 0 {
+            t.registers.by_dwarf(dwarf)
+        } else {
+            frame.registers.iter().find(|(r, _)| *r == dwarf).map(|(_, v)| *v)
+        }
+    };
+    let code = reader.bytes(entry, (frame.pc - entry) as usize);
+    if (code.len() as u64) < frame.pc - entry {
+        return None;
+    }
+    let holders = argument_holders(&code, entry, frame.pc)?;
+    let arg = |k: usize| holders[k].iter().find_map(|&r| value(r));
+    let string = |p: u64| {
+        reader
+            .cstring(p, MAX_ASSERT_STRING)
+            .filter(|(s, truncated)| !truncated && !s.is_empty() && !s.chars().any(|c| c.is_control()))
+            .map(|(s, _)| s)
+    };
+    let assertion = string(arg(0)?)?;
+    Some(AssertArgs {
+        assertion,
+        file: arg(1).and_then(string),
+        line: arg(2).map(|v| v as u32),
+        // glibc accepts a NULL function (C89 has no __func__).
+        function: arg(3).and_then(string),
+    })
+}
+
+/// Most bytes of `__assert_fail` decoded before its call to the message formatter.
+const MAX_PROLOGUE: u64 = 256;
+/// Longest assertion, file or function name read.
+const MAX_ASSERT_STRING: usize = 1024;
+
+/// For each of the first four integer arguments (rdi, rsi, edx, rcx at entry), the
+/// DWARF numbers of the registers that still hold it when the code in `code`
+/// (starting at `entry`) reaches `pc`. None when the path to `pc` is not
+/// straight-line code.
+fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
+    // holds[dwarf] = (argument, only its low 32 bits)
+    let mut holds: [Option<(usize, bool)>; 16] = [None; 16];
+    holds[5] = Some((0, false)); // rdi: assertion
+    holds[4] = Some((1, false)); // rsi: file
+    holds[1] = Some((2, true)); // edx: line (unsigned int)
+    holds[2] = Some((3, false)); // rcx: function
+    let dwarf = |r: Register| -> Option<usize> {
+        let order = [
+            Register::RAX,
+            Register::RDX,
+            Register::RCX,
+            Register::RBX,
+            Register::RSI,
+            Register::RDI,
+            Register::RBP,
+            Register::RSP,
+            Register::R8,
+            Register::R9,
+            Register::R10,
+            Register::R11,
+            Register::R12,
+            Register::R13,
+            Register::R14,
+            Register::R15,
+        ];
+        order.iter().position(|x| *x == r.full_register())
+    };
+    let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    let mut info = InstructionInfoFactory::new();
+    while decoder.can_decode() {
+        let ins = decoder.decode();
+        if ins.ip() >= pc {
+            break;
+        }
+        if ins.is_invalid() {
+            return None;
+        }
+        match ins.flow_control() {
+            FlowControl::Next => {}
+            FlowControl::Call | FlowControl::IndirectCall => {
+                // The callee may clobber every caller-saved register.
+                for r in [0, 1, 2, 4, 5, 8, 9, 10, 11] {
+                    holds[r] = None;
+                }
+                continue;
+            }
+            _ => return None,
+        }
+        if ins.mnemonic() == Mnemonic::Mov && ins.op0_kind() == OpKind::Register && ins.op1_kind() == OpKind::Register {
+            let (Some(dst), Some(src)) = (dwarf(ins.op0_register()), dwarf(ins.op1_register())) else {
+                return None;
+            };
+            let wide = ins.op0_register().size() == 8;
+            holds[dst] = match holds[src] {
+                Some((a, low)) if wide => Some((a, low)),
+                // A 32-bit move keeps all of a 32-bit argument (and zero-extends).
+                Some((a, true)) if ins.op0_register().size() == 4 => Some((a, true)),
+                _ => None,
+            };
+            continue;
+        }
+        for u in info.info(&ins).used_registers() {
+            if matches!(u.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite)
+                && let Some(d) = dwarf(u.register())
+            {
+                holds[d] = None;
+            }
+        }
+    }
+    let mut out: [Vec<u16>; 4] = Default::default();
+    for (r, h) in holds.iter().enumerate() {
+        if let Some((a, _)) = h {
+            out[*a].push(r as u16);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// glibc 2.36's `__assert_fail` up to its call to `__assert_fail_base` (Debian 12).
+    const ASSERT_FAIL_236: &[u8] = &[
+        0x41, 0x55, // push r13
+        0x49, 0x89, 0xcd, // mov r13, rcx
+        0x41, 0x54, // push r12
+        0x41, 0x89, 0xd4, // mov r12d, edx
+        0xba, 0x05, 0x00, 0x00, 0x00, // mov edx, 5
+        0x55, // push rbp
+        0x48, 0x89, 0xf5, // mov rbp, rsi
+        0x48, 0x8d, 0x35, 0xf6, 0x6b, 0x16, 0x00, // lea rsi, [rip+...]
+        0x53, // push rbx
+        0x48, 0x89, 0xfb, // mov rbx, rdi
+        0x48, 0x8d, 0x3d, 0xcb, 0x1f, 0x16, 0x00, // lea rdi, [rip+...]
+        0x48, 0x83, 0xec, 0x08, // sub rsp, 8
+        0xe8, 0x02, 0x0a, 0x00, 0x00, // call dcgettext
+        0x4c, 0x89, 0xe8, // mov r8, r13
+        0x44, 0x89, 0xe1, // mov ecx, r12d
+        0x48, 0x89, 0xea, // mov rdx, rbp
+        0x48, 0x89, 0xc7, // mov rdi, rax
+        0x48, 0x89, 0xde, // mov rsi, rbx
+        0xe8, 0x00, 0x00, 0x00, 0x00, // call __assert_fail_base
+    ];
+
+    #[test]
+    fn follows_argument_copies_of_glibc_236() {
+        let entry = 0x34e80;
+        let pc = entry + ASSERT_FAIL_236.len() as u64;
+        let h = argument_holders(ASSERT_FAIL_236, entry, pc).expect("straight-line code");
+        // Arguments survive only in callee-saved registers after the calls.
+        assert_eq!(h, [vec![3], vec![6], vec![12], vec![13]]);
+        // Before the first call, the copies and the untouched originals both hold them.
+        let h = argument_holders(ASSERT_FAIL_236, entry, entry + 0x1e).expect("straight-line code");
+        assert_eq!(h, [vec![3, 5], vec![6], vec![12], vec![2, 13]]);
+    }
+
+    #[test]
+    fn gives_up_on_branches_and_narrow_pointer_copies() {
+        // test edi, edi; je +0; mov rbx, rdi
+        let code = [0x85, 0xff, 0x74, 0x00, 0x48, 0x89, 0xfb];
+        assert_eq!(argument_holders(&code, 0x1000, 0x1007), None);
+        // mov ebx, edi (truncates a pointer); mov r12d, edx (a 32-bit line is fine)
+        let code = [0x89, 0xfb, 0x41, 0x89, 0xd4];
+        let h = argument_holders(&code, 0x1000, 0x1005).expect("straight-line");
+        assert_eq!(h[0], vec![5]);
+        assert_eq!(h[2], vec![1, 12]);
+    }
 }

@@ -175,6 +175,9 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
     let mut problems = Vec::new();
     let pid = resolve_pid(pid, &mut problems)?;
 
+    // Found before the threads stop: parsing libc's symbols takes milliseconds.
+    let abort_msg_var = abort_msg_address(pid);
+
     let mut att = Attachment::default();
     let deadline = Instant::now() + opts.stop_timeout;
     freeze(pid, &mut att, deadline, &mut problems)?;
@@ -248,6 +251,10 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
         for (addr, bytes) in copy_ranges(pid, &near_fault, &mut problems).into_regions() {
             memory.add(addr, bytes);
         }
+    }
+    if let Some(var) = abort_msg_var {
+        let have = merge_ranges(have.iter().chain(near_fault.iter()).copied().collect());
+        copy_abort_msg(pid, var, &maps, have, &mut memory, &mut problems);
     }
 
     let (memory, hold): (Box<dyn super::Memory>, Option<super::Release>) = if opts.hold {
@@ -654,6 +661,69 @@ fn fault_ranges(threads: &[ThreadState], signal: Option<&Signal>, maps: &[Mappin
         }
     }
     merge_ranges(out)
+}
+
+/// Longest glibc abort message copied from a live process (plus its 4-byte header).
+const MAX_ABORT_MSG: u64 = 4096 + 4;
+
+/// The runtime address of glibc's `__abort_msg` in process `pid`, from libc's
+/// dynamic symbol table (it is exported as GLIBC_PRIVATE). None without a libc.
+///
+/// Folklore: libc.so's first PT_LOAD has p_vaddr 0 and file offset 0, so the load
+/// bias is the start of its offset-0 mapping; we still subtract the segment's
+/// page-rounded vaddr rather than assume it.
+fn abort_msg_address(pid: i32) -> Option<u64> {
+    use object::{Object, ObjectSegment, ObjectSymbol};
+    let (maps, _) = procfs::read_maps(pid).ok()?;
+    let m = maps.iter().find(|m| {
+        let file = m.path.rsplit('/').next().unwrap_or(&m.path);
+        m.offset == 0 && (file.starts_with("libc.so") || file.starts_with("libc-"))
+    })?;
+    // The process may live in another mount namespace (a container).
+    let bytes = std::fs::read(format!("/proc/{pid}/root{}", m.path)).or_else(|_| std::fs::read(&m.path)).ok()?;
+    let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*bytes).ok()?;
+    let first = elf.segments().map(|s| s.address()).min()? & !0xfff;
+    let sym = elf
+        .dynamic_symbols()
+        .chain(elf.symbols())
+        .find(|s| s.name().is_ok_and(|n| n == "__abort_msg") && s.address() != 0)?;
+    Some(sym.address().wrapping_sub(first).wrapping_add(m.start))
+}
+
+/// Copies glibc's `__abort_msg` pointer (at `var`) and the message it points to, so
+/// that the analysis can tell an assert or a malloc check from a plain abort.
+/// `have` (sorted, merged) is what `memory` already holds; regions stay disjoint.
+///
+/// Folklore: the pointer is NULL until `__libc_message`/`__assert_fail` run; then it
+/// points to an anonymous mapping of its own, `{u32 size; char msg[]}` with `size`
+/// the mapping's length. We copy at most a few KiB, clipped to that mapping.
+fn copy_abort_msg(
+    pid: i32,
+    var: u64,
+    maps: &[Mapping],
+    mut have: Vec<(u64, u64)>,
+    memory: &mut CopiedMemory,
+    problems: &mut Vec<Problem>,
+) {
+    let readable = |a: u64| maps.iter().find(|m| a >= m.start && a < m.end && m.perms.starts_with('r'));
+    if readable(var).is_none_or(|m| var.saturating_add(8) > m.end) {
+        return;
+    }
+    let want = subtract_ranges(&[(var, var + 8)], &have);
+    for (addr, bytes) in copy_ranges(pid, &want, problems).into_regions() {
+        memory.add(addr, bytes);
+    }
+    have = merge_ranges(have.into_iter().chain(want).collect());
+    let mut word = [0u8; 8];
+    if super::Memory::read(memory, var, &mut word) != 8 {
+        return;
+    }
+    let ptr = u64::from_le_bytes(word);
+    let Some(m) = readable(ptr).filter(|_| ptr != 0) else { return };
+    let want = subtract_ranges(&[(ptr, ptr.saturating_add(MAX_ABORT_MSG).min(m.end))], &have);
+    for (addr, bytes) in copy_ranges(pid, &want, problems).into_regions() {
+        memory.add(addr, bytes);
+    }
 }
 
 /// The parts of `wanted` not covered by `have` (both sorted and merged).

@@ -1,0 +1,30 @@
+/* A failed assert whose SIGABRT is caught by a handler that never returns: the
+ * process stays alive inside abort(), for tracing it live (tests/analysis_live.rs).
+ * The handler says "ready" on stdout once it holds. */
+#include <assert.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static void hold(int sig)
+{
+    (void)sig;
+    static const char ready[] = "ready\n";
+    (void)!write(1, ready, sizeof ready - 1);
+    for (;;)
+        pause();
+}
+
+__attribute__((noinline)) static void check(int value) { assert(value == 42 && "caught abort"); }
+
+int main(int argc, char **argv)
+{
+    (void)argv;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = hold;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGABRT, &sa, NULL);
+    check(argc);
+    return 0;
+}
