@@ -420,7 +420,11 @@ fn an_interrupted_attempt_is_not_sent_twice() {
 
 /// A real core of `exe`, collected through a plain core_pattern (the shared fixture).
 fn real_core(s: &Setup, exe: &Path) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bt-cores-coresnap-{}", std::process::id()));
+    // One directory per call: tests run in parallel, and a shared one was removed by one
+    // test while the kernel was writing another test's core into it (no core dumped).
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bt-cores-coresnap-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("core dir");
     let pid;
