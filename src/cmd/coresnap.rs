@@ -81,7 +81,8 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             let config = a.config.as_deref().map(absolute).transpose()?;
             let cfg = Config::load(config.as_deref())?;
             let bt = std::env::current_exe().context("finding this executable")?;
-            let pat = install::install(&bt, config.as_deref(), &cfg.archive, a.force).context("installing the handler")?;
+            let pat =
+                install::install(&bt, config.as_deref(), &cfg.archive, a.force).context("installing the handler")?;
             println!("core_pattern = {pat}");
             println!("archive: {} (run `bt coresnap daemon` to trace and send)", cfg.archive.display());
             Ok(super::exit::OK)
@@ -164,9 +165,13 @@ fn ingest_cmd(raw: &[String]) -> i32 {
     };
     if let Some(why) = failure {
         // Metadata from the arguments alone, so the crash is still counted.
-        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ingest::record_minimal(&config, &args, &why)));
+        let again =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ingest::record_minimal(&config, &args, &why)));
         match again {
-            Ok(Ok(dir)) => ingest::log(&archive, &format!("crash of pid {}: {why}; minimal metadata in {}", args.pid, dir.display())),
+            Ok(Ok(dir)) => ingest::log(
+                &archive,
+                &format!("crash of pid {}: {why}; minimal metadata in {}", args.pid, dir.display()),
+            ),
             Ok(Err(e)) => ingest::log(&archive, &format!("crash of pid {} LOST: {why}; then {e}", args.pid)),
             Err(_) => ingest::log(&archive, &format!("crash of pid {} LOST: {why}; then a panic", args.pid)),
         }
@@ -188,7 +193,10 @@ fn daemon_cmd(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     let once = a.once;
     let s = daemon::run(cfg, DaemonOptions { bt, once, ..Default::default() }).context("running the daemon")?;
     if once {
-        eprintln!("coresnapd: traced {}, sent {}, failed {}, waiting in sending/ {}", s.traced, s.sent, s.failed, s.waiting);
+        eprintln!(
+            "coresnapd: traced {}, sent {}, failed {}, waiting in sending/ {}",
+            s.traced, s.sent, s.failed, s.waiting
+        );
         if s.waiting > 0 {
             return Ok(super::exit::FAILURE);
         }
@@ -200,7 +208,10 @@ fn list(cfg: &Config, json: bool) -> anyhow::Result<i32> {
     let sp = spool::Spool::new(&cfg.archive);
     let entries = sp.all().with_context(|| format!("reading the archive {}", cfg.archive.display()))?;
     if !json {
-        println!("{:<36} {:<8} {:<5} {:<20} {:<19} {:>12}", "ID", "STAGE", "FLAGS", "EXECUTABLE", "TIME (UTC)", "CORE BYTES");
+        println!(
+            "{:<36} {:<8} {:<5} {:<20} {:<19} {:>12}",
+            "ID", "STAGE", "FLAGS", "EXECUTABLE", "TIME (UTC)", "CORE BYTES"
+        );
     }
     let mut totals = std::collections::BTreeMap::<&str, (usize, u64)>::new();
     for e in &entries {
@@ -209,7 +220,13 @@ fn list(cfg: &Config, json: bool) -> anyhow::Result<i32> {
         let flags = format!(
             "{}{}{}",
             if e.has("core") { 'c' } else { '-' },
-            if e.has("snapshot.bt") { 's' } else if e.has("report.json") { 'm' } else { '-' },
+            if e.has("snapshot.bt") {
+                's'
+            } else if e.has("report.json") {
+                'm'
+            } else {
+                '-'
+            },
             if e.has("sent.json") { 'a' } else { '-' }
         );
         let t = totals.entry(e.stage.dir()).or_default();
@@ -223,33 +240,33 @@ fn list(cfg: &Config, json: bool) -> anyhow::Result<i32> {
                     "pid": m.pid, "signal": m.signal, "core_bytes": m.core_bytes, "core": m.core, "error": error})
             );
         } else {
-            println!("{:<36} {:<8} {:<5} {:<20} {:<19} {:>12}", e.uuid, e.stage.dir(), flags, m.exe_name(), utc(m.time), m.core_bytes);
+            println!(
+                "{:<36} {:<8} {:<5} {:<20} {:<19} {:>12}",
+                e.uuid,
+                e.stage.dir(),
+                flags,
+                m.exe_name(),
+                utc(m.time),
+                m.core_bytes
+            );
             if !error.is_empty() {
                 println!("    {error}");
             }
         }
     }
     if !json {
-        let parts: Vec<String> = spool::STAGES.iter().map(|s| format!("{} {}", s.dir(), totals.get(s.dir()).map(|t| t.0).unwrap_or(0))).collect();
+        let parts: Vec<String> = spool::STAGES
+            .iter()
+            .map(|s| format!("{} {}", s.dir(), totals.get(s.dir()).map(|t| t.0).unwrap_or(0)))
+            .collect();
         println!("{} crashes: {}", entries.len(), parts.join(", "));
     }
     Ok(super::exit::OK)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` of a Unix time.
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time (morgue's renderer does the calendar).
 fn utc(t: u64) -> String {
-    let (days, secs) = (t / 86400, t % 86400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    crate::query::render::utc(i64::try_from(t).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
