@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bt, bt_json, crash_one, scratch_dir, CorePatternGuard, Crash, CrashSpec};
+use common::{CorePatternGuard, Crash, CrashSpec, bt, bt_json, crash_one, scratch_dir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,8 +122,20 @@ fn c_faults_are_classified() {
     use std::sync::LazyLock;
     static CASES: LazyLock<Vec<Case>> = LazyLock::new(|| {
         vec![
-            case("null_read", "SIGSEGV", &["null-dereference", "invalid-read"], false, &["invalid read of 4 bytes at 0x10"]),
-            case("null_write", "SIGSEGV", &["null-dereference", "invalid-write"], false, &["invalid write of 4 bytes at 0x8"]),
+            case(
+                "null_read",
+                "SIGSEGV",
+                &["null-dereference", "invalid-read"],
+                false,
+                &["invalid read of 4 bytes at 0x10"],
+            ),
+            case(
+                "null_write",
+                "SIGSEGV",
+                &["null-dereference", "invalid-write"],
+                false,
+                &["invalid write of 4 bytes at 0x8"],
+            ),
             case("wild_read", "SIGSEGV", &["invalid-read"], false, &["through qword [rax]"]),
             case("wild_write", "SIGSEGV", &["invalid-write"], false, &["invalid write of 8 bytes"]),
             case("ro_write", "SIGSEGV", &["invalid-write"], false, &["through dword [rax+0x8]"]),
@@ -131,12 +143,36 @@ fn c_faults_are_classified() {
             case("rep_movs_src", "SIGSEGV", &["invalid-read"], false, &["by `rep movsb`", "through byte [rsi]"]),
             case("rep_movs_dst", "SIGSEGV", &["invalid-write"], false, &["by `rep movsb`", "through byte [rdi]"]),
             case("rep_stos", "SIGSEGV", &["invalid-write"], false, &["by `rep stosq`"]),
-            case("call_null", "SIGSEGV", &["invalid-execute", "null-dereference"], false, &["null function pointer", "call_null"]),
+            case(
+                "call_null",
+                "SIGSEGV",
+                &["invalid-execute", "null-dereference"],
+                false,
+                &["null function pointer", "call_null"],
+            ),
             case("call_mem", "SIGSEGV", &["invalid-read"], false, &["by `call`", "through qword [rax+0x8]"]),
             case("call_wild", "SIGSEGV", &["invalid-execute"], false, &["the frame that jumped there is call_wild"]),
-            case("stack_overflow", "SIGSEGV", &["stack-overflow", "invalid-write"], false, &["stack overflow", "recursion: overflow"]),
-            case("thread_overflow", "SIGSEGV", &["stack-overflow", "invalid-write"], false, &["stack overflow", "recursion: overflow"]),
-            case("misaligned_sse", "SIGSEGV", &["misaligned-access", "invalid-read"], false, &["`movaps` requires a 16-byte aligned"]),
+            case(
+                "stack_overflow",
+                "SIGSEGV",
+                &["stack-overflow", "invalid-write"],
+                false,
+                &["stack overflow", "recursion: overflow"],
+            ),
+            case(
+                "thread_overflow",
+                "SIGSEGV",
+                &["stack-overflow", "invalid-write"],
+                false,
+                &["stack overflow", "recursion: overflow"],
+            ),
+            case(
+                "misaligned_sse",
+                "SIGSEGV",
+                &["misaligned-access", "invalid-read"],
+                false,
+                &["`movaps` requires a 16-byte aligned"],
+            ),
             case("alignment_check", "SIGBUS", &["misaligned-access", "invalid-read"], false, &["BUS_ADRALN"]),
             case("div_zero", "SIGFPE", &["division-by-zero"], false, &["by `idiv`"]),
             case("illegal", "SIGILL", &["illegal-instruction"], false, &["`ud2`"]),
@@ -146,7 +182,13 @@ fn c_faults_are_classified() {
             case("double_free", "SIGABRT", &["double-free"], false, &["free(): double free detected"]),
             case("heap_overflow", "SIGABRT", &["heap-corruption"], true, &["glibc malloc: ", "in heap_overflow"]),
             case("free_bad", "SIGABRT", &["heap-corruption"], true, &["free(): invalid pointer", "free() in free_bad"]),
-            case("memcpy_null", "SIGSEGV", &["invalid-read", "null-dereference"], true, &["memcpy() called with a null source"]),
+            case(
+                "memcpy_null",
+                "SIGSEGV",
+                &["invalid-read", "null-dereference"],
+                true,
+                &["memcpy() called with a null source"],
+            ),
             case("alias", "SIGSEGV", &["invalid-read"], false, &["holds the faulting address in rsi"]),
         ]
     });
@@ -187,8 +229,11 @@ fn rust_panics_carry_their_message() {
     ];
     let dir = scratch_dir("analysis-build-rust");
     let src = repo().join("examples/analysis/panics.rs");
-    let exe =
-        build(&dir, "panics", &["rustc", "-g", "-C", "panic=abort", "--edition", "2021", "-A", "warnings", src.to_str().expect("utf-8")]);
+    let exe = build(
+        &dir,
+        "panics",
+        &["rustc", "-g", "-C", "panic=abort", "--edition", "2021", "-A", "warnings", src.to_str().expect("utf-8")],
+    );
     let crashes = crash_all("rust", &exe, &cases);
     check_all(&exe, &cases, &crashes);
 

@@ -8,8 +8,8 @@
 mod common;
 
 use common::{bt_json, scratch_dir};
-use std::path::PathBuf;
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -51,11 +51,16 @@ fn lock_waits_module_marks_a_live_deadlock() {
         .filter(|a| a["source"] == "module:lock_waits")
         .map(|a| (a["scope"]["frame"][0].as_i64().unwrap_or(0), a["text"].as_str().unwrap_or("").to_string()))
         .collect();
-    let mut tids: Vec<i64> = waits.iter().filter(|(_, t)| t.contains("waits for a lock")).map(|(tid, _)| *tid).collect();
+    let mut tids: Vec<i64> =
+        waits.iter().filter(|(_, t)| t.contains("waits for a lock")).map(|(tid, _)| *tid).collect();
     tids.sort();
     tids.dedup();
     assert_eq!(tids.len(), 2, "both threads wait for a lock: {waits:?}");
-    assert!(snap["classifiers"].as_array().is_some_and(|c| c.is_empty()), "no fault, no classifier: {}", snap["classifiers"]);
+    assert!(
+        snap["classifiers"].as_array().is_some_and(|c| c.is_empty()),
+        "no fault, no classifier: {}",
+        snap["classifiers"]
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bt, bt_json, crash_one, scratch_dir, CorePatternGuard, Crash, CrashSpec};
+use common::{CorePatternGuard, Crash, CrashSpec, bt, bt_json, crash_one, scratch_dir};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -85,7 +85,10 @@ fn shipped_modules_annotate_and_set_attributes() {
     let dir = repo().join("examples/modules");
     let snap = trace(&["--modules-dir", dir.to_str().expect("utf-8")]);
     let summary = annotations_from(&snap, "module:fault_summary");
-    assert_eq!(summary, vec!["SIGSEGV in null_read [faults] on thread ".to_string() + &snap["signal"]["tid"].to_string()]);
+    assert_eq!(
+        summary,
+        vec!["SIGSEGV in null_read [faults] on thread ".to_string() + &snap["signal"]["tid"].to_string()]
+    );
     assert_eq!(attribute(&snap, "fault.function").as_deref(), Some("null_read"));
     assert_eq!(attribute(&snap, "fault.module").as_deref(), Some("faults"));
     let words = annotations_from(&snap, "module:stack_words");

@@ -30,7 +30,12 @@ fn stderr_of(o: &Output) -> String {
 fn assert_clean_failure(out: &Output, what: &str) {
     let stderr = stderr_of(out);
     assert!(!stderr.contains("panicked"), "{what}: bt panicked:\n{stderr}");
-    assert!(!out.status.success(), "{what}: must fail, exited {}\nstdout: {}", out.status, String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "{what}: must fail, exited {}\nstdout: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(out.status.code().is_some(), "{what}: killed by a signal ({})", out.status);
     let lines: Vec<&str> = stderr.trim().lines().collect();
     assert_eq!(lines.len(), 1, "{what}: expected one error line on stderr, got {}:\n{stderr}", lines.len());
@@ -140,7 +145,10 @@ fn assert_truncation_reported(out: &Output, what: &str) {
     if out.status.success() {
         let snap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
         let problems = snap["problems"].to_string().to_lowercase();
-        assert!(problems.contains("truncat"), "{what}: a partial snapshot must record the truncation; problems: {problems}");
+        assert!(
+            problems.contains("truncat"),
+            "{what}: a partial snapshot must record the truncation; problems: {problems}"
+        );
     } else {
         assert_clean_failure(out, what);
     }
@@ -226,7 +234,17 @@ fn kv_and_backtrace_defaults_become_attributes() {
     let out = run_with_timeout(
         120,
         &bt_bin(),
-        &["ptrace", "--kv", "a:1,b:2", "--kv", "team:tracer", "--core", c.core.to_str().unwrap(), c.exe.to_str().unwrap(), "--json"],
+        &[
+            "ptrace",
+            "--kv",
+            "a:1,b:2",
+            "--kv",
+            "team:tracer",
+            "--core",
+            c.core.to_str().unwrap(),
+            c.exe.to_str().unwrap(),
+            "--json",
+        ],
         &[("BACKTRACE_DEFAULTS", "region=eu-west\n# a comment\n\nshard = 7\n")],
     );
     assert!(out.status.success(), "bt failed: {}", stderr_of(&out));

@@ -41,7 +41,11 @@ fn short_scratch(name: &str) -> PathBuf {
 
 fn bt(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(bt_bin()).args(args).stdin(Stdio::null()).output().expect("running bt");
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// The handler installed for as long as it lives, under the lock every test binary
@@ -92,7 +96,8 @@ impl Drop for Installed {
 /// Builds a crashing C program named `name` in `dir`.
 fn program(dir: &Path, name: &str, body: &str) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
-    fs::write(&src, format!("#include <stdlib.h>\n#include <signal.h>\n#include <stdio.h>\n{body}\n")).expect("writing C");
+    fs::write(&src, format!("#include <stdlib.h>\n#include <signal.h>\n#include <stdio.h>\n{body}\n"))
+        .expect("writing C");
     let exe = dir.join(name);
     let o = Command::new("gcc").args(["-g", "-O0", "-o"]).arg(&exe).arg(&src).output().expect("gcc");
     assert!(o.status.success(), "gcc {name}: {}", String::from_utf8_lossy(&o.stderr));
@@ -215,8 +220,10 @@ impl Setup {
     fn new(name: &str, extra: &str) -> Setup {
         let dir = short_scratch(name);
         let data = dir.join("data");
-        let tokens: Vec<(String, String)> =
-            ["alpha", "beta"].iter().map(|p| (p.to_string(), project_with_token(&data, p, &["submit", "query"]))).collect();
+        let tokens: Vec<(String, String)> = ["alpha", "beta"]
+            .iter()
+            .map(|p| (p.to_string(), project_with_token(&data, p, &["submit", "query"])))
+            .collect();
         let addr = free_addr();
         let archive = dir.join("arch");
         let config = dir.join("c.conf");
@@ -243,7 +250,9 @@ impl Setup {
 
     fn query(&self, project: &str, q: serde_json::Value) -> Option<serde_json::Value> {
         let path = format!("/api/query?token={}&project={project}", self.token(project));
-        let r = try_request(&self.addr, "POST", &path, &[("Content-Type", "application/json")], q.to_string().as_bytes()).ok()?;
+        let r =
+            try_request(&self.addr, "POST", &path, &[("Content-Type", "application/json")], q.to_string().as_bytes())
+                .ok()?;
         (r.status == 200).then(|| r.json())
     }
 
@@ -252,12 +261,20 @@ impl Setup {
         let mut sel = vec!["coresnap.uuid"];
         sel.extend_from_slice(select);
         let Some(out) = self.query(project, json!({"select": sel, "limit": 10000})) else { return vec![] };
-        out["rows"].as_array().map(|rows| rows.iter().map(|r| r[1].as_array().cloned().unwrap_or_default()).collect()).unwrap_or_default()
+        out["rows"]
+            .as_array()
+            .map(|rows| rows.iter().map(|r| r[1].as_array().cloned().unwrap_or_default()).collect())
+            .unwrap_or_default()
     }
 
     fn stage(&self, s: &str) -> Vec<String> {
         fs::read_dir(self.archive.join(s))
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -282,9 +299,15 @@ impl Setup {
     fn wait_for(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         let t = Instant::now();
         while !f() {
-            assert!(t.elapsed() < Duration::from_secs(secs), "{what}: not within {secs} s; archive {:?} {:?} {:?} {:?}\nlog:\n{}",
-                self.stage("pending"), self.stage("sending"), self.stage("done"), self.stage("failed"),
-                fs::read_to_string(self.archive.join("coresnap.log")).unwrap_or_default());
+            assert!(
+                t.elapsed() < Duration::from_secs(secs),
+                "{what}: not within {secs} s; archive {:?} {:?} {:?} {:?}\nlog:\n{}",
+                self.stage("pending"),
+                self.stage("sending"),
+                self.stage("done"),
+                self.stage("failed"),
+                fs::read_to_string(self.archive.join("coresnap.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -326,8 +349,14 @@ fn kernel_crashes_arrive_with_attributes_and_routing() {
         burst.into_iter().for_each(wait_crash);
         eprintln!("FIGURE burst of 50 crashes handled by the kernel in {} ms", t1.elapsed().as_millis());
     } // handler uninstalled here, before the slow part
-    s.wait_for("all 55 crashes in the store", 240, || s.objects("alpha", &[]).len() + s.objects("beta", &[]).len() == 55);
-    assert_eq!(fs::read_to_string(CORE_PATTERN).map(|p| p.contains(" coresnap ingest")).ok(), Some(false), "core_pattern not restored");
+    s.wait_for("all 55 crashes in the store", 240, || {
+        s.objects("alpha", &[]).len() + s.objects("beta", &[]).len() == 55
+    });
+    assert_eq!(
+        fs::read_to_string(CORE_PATTERN).map(|p| p.contains(" coresnap ingest")).ok(),
+        Some(false),
+        "core_pattern not restored"
+    );
     let alpha_rows = s.objects("alpha", &["application", "build", "team", "crash.uid", "signal"]);
     let beta_rows = s.objects("beta", &["application", "signal"]);
     assert_eq!(alpha_rows.len(), 1 + 1 + 25, "alpha: {alpha_rows:?}");
@@ -342,7 +371,8 @@ fn kernel_crashes_arrive_with_attributes_and_routing() {
     apps.dedup();
     assert_eq!(apps, vec!["beta_abort", "gamma_fpe"]);
     // Every crash exactly once, all in done/.
-    let mut uuids: Vec<String> = alpha_rows.iter().chain(&beta_rows).map(|r| r[0].as_str().unwrap_or("").to_string()).collect();
+    let mut uuids: Vec<String> =
+        alpha_rows.iter().chain(&beta_rows).map(|r| r[0].as_str().unwrap_or("").to_string()).collect();
     uuids.sort();
     uuids.dedup();
     assert_eq!(uuids.len(), 55);
@@ -414,7 +444,11 @@ fn an_interrupted_attempt_is_not_sent_twice() {
     let (code, out) = s.once();
     assert_eq!(code, 0, "{out}");
     assert_eq!(s.objects("alpha", &[]).len(), 1, "sent twice");
-    assert!(fs::read_to_string(s.archive.join("done").join(&uuid).join("sent.json")).expect("sent.json").contains("recovered"));
+    assert!(
+        fs::read_to_string(s.archive.join("done").join(&uuid).join("sent.json"))
+            .expect("sent.json")
+            .contains("recovered")
+    );
     let _ = fs::remove_dir_all(&s.dir);
 }
 
@@ -446,12 +480,15 @@ fn quota_drops_the_core_and_keeps_the_metadata() {
     let alpha = program(&s.dir, "alpha_segv", SEGV);
     let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
     // Past exec: before it, /proc/PID still shows the test binary.
-    s.wait_for("sleep exec'd", 10, || fs::read_link(format!("/proc/{}/exe", sleeper.id())).is_ok_and(|p| p.ends_with("sleep")));
+    s.wait_for("sleep exec'd", 10, || {
+        fs::read_link(format!("/proc/{}/exe", sleeper.id())).is_ok_and(|p| p.ends_with("sleep"))
+    });
     s.feed(sleeper.id(), &alpha, &vec![7u8; 1 << 20]);
     let uuid = s.stage("pending").pop().expect("one crash");
     let dir = s.archive.join("pending").join(&uuid);
     assert!(!dir.join("core").exists() && !dir.join("core.partial").exists());
-    let meta: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("meta.json")).expect("meta")).expect("json");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("meta.json")).expect("meta")).expect("json");
     assert_eq!(meta["core"]["state"], "dropped", "{meta}");
     assert!(meta["core"]["reason"].as_str().expect("reason").contains("dump.quota"), "{meta}");
     assert_eq!(meta["pid"], sleeper.id());
@@ -479,7 +516,9 @@ fn quota_drops_the_core_and_keeps_the_metadata() {
         .stage("pending")
         .iter()
         .map(|u| {
-            let m: serde_json::Value = serde_json::from_slice(&fs::read(s2.archive.join("pending").join(u).join("meta.json")).expect("meta")).expect("json");
+            let m: serde_json::Value =
+                serde_json::from_slice(&fs::read(s2.archive.join("pending").join(u).join("meta.json")).expect("meta"))
+                    .expect("json");
             m["core"]["reason"].as_str().unwrap_or("kept").to_string()
         })
         .collect();
@@ -594,7 +633,9 @@ fn the_collector_never_recurses_on_itself() {
         .stage("pending")
         .iter()
         .map(|u| {
-            let m: serde_json::Value = serde_json::from_slice(&fs::read(s.archive.join("pending").join(u).join("meta.json")).expect("meta")).expect("json");
+            let m: serde_json::Value =
+                serde_json::from_slice(&fs::read(s.archive.join("pending").join(u).join("meta.json")).expect("meta"))
+                    .expect("json");
             assert_eq!(m["core"]["state"], "dropped", "{m}");
             assert!(!s.archive.join("pending").join(u).join("core").exists());
             m["core"]["reason"].as_str().unwrap_or("").to_string()

@@ -2,7 +2,7 @@
 //! decoding. `tests/data/snapshot-vN.bt` are real snapshots (a 4-thread C program that
 //! crashed with SIGSEGV in `inner`), one per format version; never regenerate them.
 
-use bt::snapshot::{Snapshot, Source, Trust, FORMAT_VERSION};
+use bt::snapshot::{FORMAT_VERSION, Snapshot, Source, Trust};
 
 fn sample(version: u16) -> Snapshot {
     let path = format!("{}/tests/data/snapshot-v{version}.bt", env!("CARGO_MANIFEST_DIR"));

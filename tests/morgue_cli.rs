@@ -56,13 +56,19 @@ struct Out {
 
 fn morgue_in(config: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Out {
     let mut cmd = Command::new(bt_bin());
-    cmd.arg("morgue").args(args).env("XDG_CONFIG_HOME", config).env_remove("MORGUE_USERNAME").env_remove("MORGUE_PASSWORD");
+    cmd.arg("morgue")
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("MORGUE_USERNAME")
+        .env_remove("MORGUE_PASSWORD");
     // No default data directory: only what the test names.
     cmd.env("XDG_DATA_HOME", config.join("no-data"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawning bt morgue");
     if let Some(s) = stdin {
         use std::io::Write;
@@ -193,8 +199,14 @@ fn check_list(env: &Env) {
     }
     // Group 0 at base-3000 (bucket 2: 200/100), -2000 (12), -1000 (22), -500 (27), -100 (31).
     let g0 = rows(&v).iter().find(|r| env.group_of(&r["group"]) == 0).expect("group 0");
-    let nonzero: Vec<usize> =
-        g0["sparkline"].as_array().expect("spark").iter().enumerate().filter(|(_, c)| c.as_u64() != Some(0)).map(|(i, _)| i).collect();
+    let nonzero: Vec<usize> = g0["sparkline"]
+        .as_array()
+        .expect("spark")
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.as_u64() != Some(0))
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(nonzero, vec![2, 12, 22, 27, 31]);
 
     // --age: the last hour only.
@@ -205,8 +217,16 @@ fn check_list(env: &Env) {
 
     // Folds.
     let v = env.json(&[
-        "list", "p", "--unique=hostname", "--histogram=hostname", "--head=hostname", "--tail=hostname",
-        "--range=timestamp", "--sum=build", "--min=build", "--max=build",
+        "list",
+        "p",
+        "--unique=hostname",
+        "--histogram=hostname",
+        "--head=hostname",
+        "--tail=hostname",
+        "--range=timestamp",
+        "--sum=build",
+        "--min=build",
+        "--max=build",
     ]);
     for r in rows(&v) {
         let g = env.group_of(&r["group"]);
@@ -261,10 +281,7 @@ fn check_list(env: &Env) {
         .iter()
         .map(|r| (r["group"].as_str().expect("host").to_string(), r["count"].as_u64().expect("n")))
         .collect();
-    assert_eq!(
-        got,
-        vec![("host-a".into(), 3), ("host-b".into(), 3), ("host-c".into(), 2), ("host-d".into(), 1)]
-    );
+    assert_eq!(got, vec![("host-a".into(), 3), ("host-b".into(), 3), ("host-c".into(), 2), ("host-d".into(), 1)]);
 
     // --sort: ascending count; by last occurrence; by a fold.
     let v = env.json(&["list", "p", "--sort=count"]);
@@ -316,11 +333,8 @@ fn check_list(env: &Env) {
     assert!(t.contains("55.6%") || t.contains("62.5%"), "{t}");
     let first = t.lines().next().expect("a line");
     let spark: String = first.chars().skip(17).take(32).collect();
-    let want: String = bt::query::render::sparkline(&buckets(
-        &crashes_of(0).map(|c| env.ts(c)).collect::<Vec<_>>(),
-        lo,
-        hi,
-    ));
+    let want: String =
+        bt::query::render::sparkline(&buckets(&crashes_of(0).map(|c| env.ts(c)).collect::<Vec<_>>(), lo, hi));
     assert_eq!(spark, want, "{first}");
     let footer = t.lines().last().expect("footer");
     assert!(footer.contains(": p as of ") && footer.ends_with(']'), "{footer}");
@@ -470,7 +484,8 @@ fn login_session_logout_and_connection_errors() {
     assert!(o.stderr.contains("not logged in") && o.stderr.contains("bt morgue login URL"), "{}", o.stderr);
 
     // A wrong password.
-    let o = morgue_in(&config, &["login", &url], &[("MORGUE_USERNAME", "carol"), ("MORGUE_PASSWORD", "wrong-pass")], None);
+    let o =
+        morgue_in(&config, &["login", &url], &[("MORGUE_USERNAME", "carol"), ("MORGUE_PASSWORD", "wrong-pass")], None);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("wrong user name or password"), "{}", o.stderr);
     // User from the environment, password from stdin.

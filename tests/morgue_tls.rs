@@ -25,7 +25,8 @@ fn https_put_and_list_with_a_private_ca() {
     };
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     let os = |s: &'static str| std::ffi::OsStr::new(s);
-    let mut a: Vec<&std::ffi::OsStr> = vec![os("req"), os("-x509"), os("-days"), os("1"), os("-subj"), os("/CN=bt test CA")];
+    let mut a: Vec<&std::ffi::OsStr> =
+        vec![os("req"), os("-x509"), os("-days"), os("1"), os("-subj"), os("/CN=bt test CA")];
     a.extend(ec.iter().map(|s| os(s)));
     a.extend([os("-keyout"), ca_key.as_os_str(), os("-out"), ca.as_os_str()]);
     openssl(&a);
@@ -34,8 +35,21 @@ fn https_put_and_list_with_a_private_ca() {
     a.extend([os("-keyout"), key.as_os_str(), os("-out"), csr.as_os_str()]);
     openssl(&a);
     openssl(&[
-        os("x509"), os("-req"), os("-in"), csr.as_os_str(), os("-CA"), ca.as_os_str(), os("-CAkey"), ca_key.as_os_str(),
-        os("-CAcreateserial"), os("-days"), os("1"), os("-extfile"), ext.as_os_str(), os("-out"), cert.as_os_str(),
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.as_os_str(),
+        os("-CAkey"),
+        ca_key.as_os_str(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("1"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
     ]);
     let ca_s = ca.to_string_lossy().into_owned();
     let cert_s = cert.to_string_lossy().into_owned();

@@ -13,36 +13,55 @@ fn gdb_frame_lines_parse() {
     let cases: &[(&str, Option<&str>, Option<&str>, Option<u32>, Option<&str>)] = &[
         (
             "#0  0x000055ea422b01bc in value_length (e=0x0) at c/null_deref.c:25",
-            Some("value_length"), Some("c/null_deref.c"), Some(25), None,
+            Some("value_length"),
+            Some("c/null_deref.c"),
+            Some(25),
+            None,
         ),
         (
             "#3  __pthread_kill_implementation (threadid=<optimized out>, signo=signo@entry=10, no_tid=no_tid@entry=0) at ./nptl/pthread_kill.c:44",
-            Some("__pthread_kill_implementation"), Some("./nptl/pthread_kill.c"), Some(44), None,
+            Some("__pthread_kill_implementation"),
+            Some("./nptl/pthread_kill.c"),
+            Some(44),
+            None,
         ),
         (
             "#4  0x00007f8e1969d919 in ?? () from /lib/x86_64-linux-gnu/libstdc++.so.6",
-            None, None, None, Some("/lib/x86_64-linux-gnu/libstdc++.so.6"),
+            None,
+            None,
+            None,
+            Some("/lib/x86_64-linux-gnu/libstdc++.so.6"),
         ),
         (
             "#6  0x00007f8e196a8e85 in std::terminate() () from /lib/x86_64-linux-gnu/libstdc++.so.6",
-            Some("std::terminate()"), None, None, Some("/lib/x86_64-linux-gnu/libstdc++.so.6"),
+            Some("std::terminate()"),
+            None,
+            None,
+            Some("/lib/x86_64-linux-gnu/libstdc++.so.6"),
         ),
         (
             "#6  0x0000558b1a167969 in std::function<long (pipeline::Chain<long> const&, unsigned long)>::operator()(pipeline::Chain<long> const&, unsigned long) const (__args#1=<optimized out>, this=0x558b201d80e0) at /usr/include/c++/12/bits/std_function.h:591",
-            Some("std::function<long (pipeline::Chain<long> const&, unsigned long)>::operator()(pipeline::Chain<long> const&, unsigned long) const"),
-            Some("/usr/include/c++/12/bits/std_function.h"), Some(591), None,
+            Some(
+                "std::function<long (pipeline::Chain<long> const&, unsigned long)>::operator()(pipeline::Chain<long> const&, unsigned long) const",
+            ),
+            Some("/usr/include/c++/12/bits/std_function.h"),
+            Some(591),
+            None,
         ),
         (
             "#0  mix (data=data@entry=0x55efda02e040 <data> \"\\001 ?^}) at x\", <incomplete sequence \\341>, n=n@entry=2048, out=out@entry=0x0) at c/omitfp.c:13",
-            Some("mix"), Some("c/omitfp.c"), Some(13), None,
+            Some("mix"),
+            Some("c/omitfp.c"),
+            Some(13),
+            None,
         ),
-        (
-            "#7  0x000055f9ef780181 in _start ()",
-            Some("_start"), None, None, None,
-        ),
+        ("#7  0x000055f9ef780181 in _start ()", Some("_start"), None, None, None),
         (
             "#5  0x0000563e53aab63a in std::rt::lang_start::{closure#0}<()> () at /rustc/abc/library/std/src/rt.rs:206",
-            Some("std::rt::lang_start::{closure#0}<()>"), Some("/rustc/abc/library/std/src/rt.rs"), Some(206), None,
+            Some("std::rt::lang_start::{closure#0}<()>"),
+            Some("/rustc/abc/library/std/src/rt.rs"),
+            Some(206),
+            None,
         ),
     ];
     for (line, function, file, lineno, from) in cases {
@@ -88,12 +107,21 @@ Thread 1 (LWP 6427):
 #[test]
 fn function_names_normalize_to_comparable_keys() {
     let same: &[(&str, &str)] = &[
-        ("std::function<long (pipeline::Chain<long> const&, unsigned long)>::operator()(pipeline::Chain<long> const&, unsigned long) const", "operator()"),
-        ("process(unsigned long)::{lambda(pipeline::Chain<long> const&, unsigned long)#2}::operator()(pipeline::Chain<long> const&, unsigned long) const", "operator()"),
+        (
+            "std::function<long (pipeline::Chain<long> const&, unsigned long)>::operator()(pipeline::Chain<long> const&, unsigned long) const",
+            "operator()",
+        ),
+        (
+            "process(unsigned long)::{lambda(pipeline::Chain<long> const&, unsigned long)#2}::operator()(pipeline::Chain<long> const&, unsigned long) const",
+            "operator()",
+        ),
         ("pipeline::reduce<long int, process(std::size_t)::<lambda(long int, long int)> >", "reduce"),
         ("pipeline::reduce<long, process(unsigned long)::{lambda(long, long)#2}>", "reduce"),
         ("std::terminate()", "terminate"),
-        ("inventory::Store::quantity(std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&) const", "quantity"),
+        (
+            "inventory::Store::quantity(std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> > const&) const",
+            "quantity",
+        ),
         ("__GI_raise", "raise"),
         ("memcpy@@GLIBC_2.14", "memcpy"),
         ("mix.constprop.0", "mix"),

@@ -53,12 +53,12 @@ fn default_frame_cap_truncates_deep_recursion_and_says_so() {
     let threads = bt_threads(&snap);
     let g = &gdb.threads[0];
     let b = threads.iter().find(|t| t.tid == g.tid).expect("bt lists the crashing thread");
-    assert!(g.frames.len() > 1024, "the example should recurse past the default cap; gdb has {} frames", g.frames.len());
     assert!(
-        !b.frames.is_empty() && b.frames.len() <= 1024,
-        "default cap is 1024 frames, bt gave {}",
-        b.frames.len()
+        g.frames.len() > 1024,
+        "the example should recurse past the default cap; gdb has {} frames",
+        g.frames.len()
     );
+    assert!(!b.frames.is_empty() && b.frames.len() <= 1024, "default cap is 1024 frames, bt gave {}", b.frames.len());
     let prefix = GdbThread { frames: g.frames[..b.frames.len()].to_vec(), ..g.clone() };
     if let Err(e) = compare_thread(&prefix, b) {
         panic!("the frames kept under the cap differ from gdb's innermost ones:\n{e}");

@@ -19,10 +19,23 @@ fn essence(snap: &Value) -> Vec<(i64, String, bool, Vec<Value>)> {
                 .expect("frames")
                 .iter()
                 .map(|f| {
-                    serde_json::json!([f["pc"], f["function"], f["file"], f["line"], f["module"], f["inlined"], f["trust"]])
+                    serde_json::json!([
+                        f["pc"],
+                        f["function"],
+                        f["file"],
+                        f["line"],
+                        f["module"],
+                        f["inlined"],
+                        f["trust"]
+                    ])
                 })
                 .collect();
-            (t["tid"].as_i64().unwrap(), t["name"].as_str().unwrap_or("").to_string(), t["faulted"].as_bool().unwrap(), frames)
+            (
+                t["tid"].as_i64().unwrap(),
+                t["name"].as_str().unwrap_or("").to_string(),
+                t["faulted"].as_bool().unwrap(),
+                frames,
+            )
         })
         .collect()
 }
@@ -91,7 +104,8 @@ fn corrupt_snapshot_file_is_a_clear_error() {
     let dir = scratch_dir("bt-snap-corrupt");
     let c = crash("c_null");
     let file = dir.join("c_null.btsnap");
-    let out = bt(&["ptrace", "-o", file.to_str().unwrap(), "--core", c.core.to_str().unwrap(), c.exe.to_str().unwrap()]);
+    let out =
+        bt(&["ptrace", "-o", file.to_str().unwrap(), "--core", c.core.to_str().unwrap(), c.exe.to_str().unwrap()]);
     assert!(out.status.success(), "-o failed: {}", String::from_utf8_lossy(&out.stderr));
     let bytes = fs::read(&file).unwrap();
     let cut = dir.join("cut.btsnap");

@@ -107,7 +107,13 @@ fn ours(set: &ModuleSet, pc: u64) -> Vec<(String, String)> {
 /// Maps `prog` at `base` (offset 0) as the only module, without target memory.
 fn module_set(prog: &Path, base: u64, opts: SymbolOptions) -> ModuleSet {
     let size = std::fs::metadata(prog).expect("stat").len().div_ceil(4096) * 4096 + 0x10000;
-    let maps = vec![Mapping { start: base, end: base + size, perms: "r-xp".into(), offset: 0, path: prog.display().to_string() }];
+    let maps = vec![Mapping {
+        start: base,
+        end: base + size,
+        perms: "r-xp".into(),
+        offset: 0,
+        path: prog.display().to_string(),
+    }];
     let (set, problems) = ModuleSet::load(&maps, &[], &CopiedMemory::default(), &opts);
     assert!(problems.is_empty(), "load problems: {problems:?}");
     set

@@ -4,7 +4,7 @@
 //! (function and line), plus walks gdb cannot be compared with (caps, missing CFI).
 
 use bt::snapshot::{Snapshot, Trust};
-use bt::trace::{trace_core, TraceOptions};
+use bt::trace::{TraceOptions, trace_core};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,7 +44,11 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> (PathBuf, Path
     let pid = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
     let core = find_core(&dir, &pid);
     let core = core.unwrap_or_else(|| {
-        panic!("no core written in {} (core_pattern {:?})", dir.display(), std::fs::read_to_string("/proc/sys/kernel/core_pattern"))
+        panic!(
+            "no core written in {} (core_pattern {:?})",
+            dir.display(),
+            std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+        )
     });
     (exe, core)
 }
@@ -52,8 +56,9 @@ fn crash(name: &str, src: &str, flags: &[&str], args: &[&str]) -> (PathBuf, Path
 fn find_core(dir: &Path, pid: &str) -> Option<PathBuf> {
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
     let pattern = pattern.trim();
-    let elsewhere = (pattern.starts_with('/') && !pattern.contains('%') || pattern.starts_with('/') && pattern.matches('%').count() == pattern.matches("%p").count())
-        .then(|| PathBuf::from(pattern.replace("%p", pid)));
+    let elsewhere = (pattern.starts_with('/') && !pattern.contains('%')
+        || pattern.starts_with('/') && pattern.matches('%').count() == pattern.matches("%p").count())
+    .then(|| PathBuf::from(pattern.replace("%p", pid)));
     for _ in 0..50 {
         let here = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n == "core" || n == format!("core.{pid}"))
@@ -227,7 +232,8 @@ int main(void) { caller_fp(); return 0; }
 fn function_without_cfi_falls_back() {
     let (exe, core) = crash("nocfi", NO_CFI, &["-g", "-O0", "-fno-asynchronous-unwind-tables"], &[]);
     let snap = snapshot(&exe, &core, 64);
-    let names: Vec<_> = snap.threads[0].frames.iter().map(|f| (f.function.clone().unwrap_or_default(), f.trust)).collect();
+    let names: Vec<_> =
+        snap.threads[0].frames.iter().map(|f| (f.function.clone().unwrap_or_default(), f.trust)).collect();
     assert_eq!(names[0].0, "nocfi", "{names:?}");
     let caller = names.iter().position(|(n, _)| n == "caller_fp").expect("caller_fp found");
     assert!(names.iter().any(|(n, _)| n == "main"), "{names:?}");

@@ -5,7 +5,7 @@
 use bt::snapshot::{Mapping, Registers};
 use bt::symbols::{ModuleSet, SymbolOptions};
 use bt::target::CopiedMemory;
-use bt::unwind::{walk, WalkOptions};
+use bt::unwind::{WalkOptions, walk};
 
 /// This process's file mappings, parsed from /proc/self/maps.
 fn self_maps() -> Vec<Mapping> {
@@ -20,7 +20,13 @@ fn self_maps() -> Vec<Mapping> {
             let _inode = it.next()?;
             let path = it.collect::<Vec<_>>().join(" ");
             let (a, b) = range.split_once('-')?;
-            Some(Mapping { start: u64::from_str_radix(a, 16).ok()?, end: u64::from_str_radix(b, 16).ok()?, perms, offset, path })
+            Some(Mapping {
+                start: u64::from_str_radix(a, 16).ok()?,
+                end: u64::from_str_radix(b, 16).ok()?,
+                perms,
+                offset,
+                path,
+            })
         })
         .collect()
 }
@@ -45,7 +51,8 @@ fn some_code_address() -> u64 {
 fn random_stacks_always_terminate() {
     let maps = self_maps();
     let (modules, _) = ModuleSet::load(&maps, &[], &CopiedMemory::default(), &SymbolOptions::default());
-    let code: Vec<u64> = maps.iter().filter(|m| m.perms.contains('x') && m.path.starts_with('/')).map(|m| m.start + 0x40).collect();
+    let code: Vec<u64> =
+        maps.iter().filter(|m| m.perms.contains('x') && m.path.starts_with('/')).map(|m| m.start + 0x40).collect();
     assert!(!code.is_empty());
     let stack_base = 0x7ffd_0000_0000u64;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -78,7 +85,12 @@ fn random_stacks_always_terminate() {
         assert!(!frames.is_empty() && frames.len() <= 256, "case {case}: {} frames", frames.len());
         // Each caller frame moved the stack up, except right after a signal frame.
         for w in frames.windows(2).skip(1) {
-            assert!(w[1].sp > w[0].sp || w[0].signal_frame || w[1].registers.is_empty(), "case {case}: sp went down {:#x} -> {:#x}", w[0].sp, w[1].sp);
+            assert!(
+                w[1].sp > w[0].sp || w[0].signal_frame || w[1].registers.is_empty(),
+                "case {case}: sp went down {:#x} -> {:#x}",
+                w[0].sp,
+                w[1].sp
+            );
         }
         for f in frames {
             let _ = modules.symbolize(f);

@@ -13,7 +13,7 @@
 //!   `uncaught-exception`, `rust-panic`; plain `abort` only when none applies.
 
 use super::decode::{self, Access};
-use super::{aliases, heap, messages, names, Findings, Reader};
+use super::{Findings, Reader, aliases, heap, messages, names};
 use crate::snapshot::{Frame, Mapping, Scope, Severity, Snapshot, Thread};
 
 const SOURCE: &str = "bt";
@@ -126,7 +126,13 @@ pub struct MemoryFault {
     pub execute: bool,
 }
 
-fn memory_fault(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, reader: &Reader, f: &mut Findings) -> MemoryFault {
+fn memory_fault(
+    snap: &Snapshot,
+    t: &Thread,
+    sig: &crate::snapshot::Signal,
+    reader: &Reader,
+    f: &mut Findings,
+) -> MemoryFault {
     let regs = &t.registers;
     let pc = regs.rip;
     let scope = Scope::Frame(t.tid, 0);
@@ -143,15 +149,17 @@ fn memory_fault(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, read
         out.target = Some(pc);
         let what = match pc_mapping {
             None => "no mapping".to_string(),
-            Some(m) => format!("a non-executable mapping ({} {})", m.perms, if m.path.is_empty() { "anonymous" } else { &m.path }),
+            Some(m) => format!(
+                "a non-executable mapping ({} {})",
+                m.perms,
+                if m.path.is_empty() { "anonymous" } else { &m.path }
+            ),
         };
         let from = t.frames.iter().skip(1).find(|fr| !fr.inlined);
         let caller = match from {
-            Some(fr) => format!(
-                "; the frame that jumped there is {} at {:#x}",
-                fr.function.as_deref().unwrap_or("??"),
-                fr.pc
-            ),
+            Some(fr) => {
+                format!("; the frame that jumped there is {} at {:#x}", fr.function.as_deref().unwrap_or("??"), fr.pc)
+            }
             None => String::new(),
         };
         f.annotate(scope.clone(), Severity::Error, SOURCE, format!("executing at {pc:#x}, which is in {what}{caller}"));
@@ -252,7 +260,10 @@ fn memory_fault(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, read
             scope.clone(),
             Severity::Error,
             SOURCE,
-            format!("misaligned access at {:#x} with alignment checking enabled (SIGBUS BUS_ADRALN)", out.target.unwrap_or(0)),
+            format!(
+                "misaligned access at {:#x} with alignment checking enabled (SIGBUS BUS_ADRALN)",
+                out.target.unwrap_or(0)
+            ),
         );
     } else if let Some((d, op, align)) = misaligned_op {
         f.classify(names::MISALIGNED_ACCESS);
@@ -297,7 +308,8 @@ fn stack_overflow(snap: &Snapshot, t: &Thread, target: Option<u64>, f: &mut Find
         Some(m) => !m.perms.contains('r') && !m.perms.contains('w'),
     };
     let by_target = target.is_some_and(|a| a.abs_diff(sp) <= STACK_SLACK && is_guard(a));
-    let by_sp = is_guard(sp) && snap.maps.iter().any(|m| m.start > sp && m.start - sp <= STACK_SLACK && m.perms.contains('w'));
+    let by_sp =
+        is_guard(sp) && snap.maps.iter().any(|m| m.start > sp && m.start - sp <= STACK_SLACK && m.perms.contains('w'));
     if !(by_target || by_sp) {
         return;
     }
@@ -359,7 +371,9 @@ fn illegal(t: &Thread, sig: &crate::snapshot::Signal, reader: &Reader, f: &mut F
             "`{}` at {:#x}: a trap the compiler placed on purpose (__builtin_trap, unreachable code, Rust's abort intrinsic)",
             d.mnemonic, d.pc
         ),
-        Some(d) => format!("`{}` at {:#x} [{}] is not supported here ({})", d.mnemonic, d.pc, d.bytes_hex(), sig.code_name),
+        Some(d) => {
+            format!("`{}` at {:#x} [{}] is not supported here ({})", d.mnemonic, d.pc, d.bytes_hex(), sig.code_name)
+        }
         None => format!("no valid instruction at {:#x} ({})", t.registers.rip, sig.code_name),
     };
     f.annotate(Scope::Frame(t.tid, 0), Severity::Error, SOURCE, text);
@@ -375,7 +389,12 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
     // Rust's guard-page handler reports the overflow and aborts from the signal handler.
     if let Some(i) = find_frame(t, |n| n.contains("stack_overflow::imp::signal_handler")) {
         f.classify(names::STACK_OVERFLOW);
-        f.annotate(scope, Severity::Error, SOURCE, "stack overflow: the Rust runtime caught the guard-page fault and aborted");
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            "stack overflow: the Rust runtime caught the guard-page fault and aborted",
+        );
         let interrupted = Thread { frames: t.frames[i..].to_vec(), ..t.clone() };
         recursion(&interrupted, f);
         return;
@@ -404,7 +423,10 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
             Scope::Frame(t.tid, i as u32),
             Severity::Error,
             SOURCE,
-            format!("buffer overflow caught by _FORTIFY_SOURCE in {call}: the size exceeds the destination object{}", quoted(&msg)),
+            format!(
+                "buffer overflow caught by _FORTIFY_SOURCE in {call}: the size exceeds the destination object{}",
+                quoted(&msg)
+            ),
         );
         return;
     }
@@ -425,7 +447,8 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         heap::malloc_error_constraint(t, i, &msg, f);
         return;
     }
-    if let Some(i) = find_frame(t, |n| n == "__assert_fail" || n == "__assert_perror_fail" || n == "__assert_fail_base") {
+    if let Some(i) = find_frame(t, |n| n == "__assert_fail" || n == "__assert_perror_fail" || n == "__assert_fail_base")
+    {
         f.classify(names::ASSERT);
         let mut msg = messages::abort_msg(snap, reader);
         let text = match &msg {
@@ -517,7 +540,9 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         });
         let msg = messages::abort_msg(snap, reader);
         let text = match (&caller, &msg) {
-            (Some((_, fr)), _) => format!("abort() called from {}{}", fr.function.as_deref().unwrap_or("??"), quoted(&msg)),
+            (Some((_, fr)), _) => {
+                format!("abort() called from {}{}", fr.function.as_deref().unwrap_or("??"), quoted(&msg))
+            }
             (None, _) => format!("the process aborted itself{}", quoted(&msg)),
         };
         let scope = caller.map(|(k, _)| Scope::Frame(t.tid, k as u32)).unwrap_or(scope);

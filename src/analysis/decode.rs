@@ -169,7 +169,23 @@ pub fn decode_bytes(bytes: &[u8], regs: &Registers) -> Option<Decoded> {
         .collect();
     let mut mnemonic = String::new();
     if instr.has_rep_prefix() && instr.is_string_instruction() {
-        mnemonic.push_str(if matches!(instr.mnemonic(), Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Cmpsq | Mnemonic::Scasb | Mnemonic::Scasw | Mnemonic::Scasd | Mnemonic::Scasq) { "repe " } else { "rep " });
+        mnemonic.push_str(
+            if matches!(
+                instr.mnemonic(),
+                Mnemonic::Cmpsb
+                    | Mnemonic::Cmpsw
+                    | Mnemonic::Cmpsd
+                    | Mnemonic::Cmpsq
+                    | Mnemonic::Scasb
+                    | Mnemonic::Scasw
+                    | Mnemonic::Scasd
+                    | Mnemonic::Scasq
+            ) {
+                "repe "
+            } else {
+                "rep "
+            },
+        );
     } else if instr.has_repne_prefix() && instr.is_string_instruction() {
         mnemonic.push_str("repne ");
     }
@@ -185,7 +201,17 @@ pub fn decode_bytes(bytes: &[u8], regs: &Registers) -> Option<Decoded> {
         aligned_only: requires_alignment(&instr),
         divides: matches!(instr.mnemonic(), Mnemonic::Div | Mnemonic::Idiv),
         indirect_branch: matches!(instr.flow_control(), FlowControl::IndirectBranch | FlowControl::IndirectCall),
-        undefined: matches!(instr.code(), Code::Ud2 | Code::Ud0 | Code::Ud0_r16_rm16 | Code::Ud0_r32_rm32 | Code::Ud0_r64_rm64 | Code::Ud1_r16_rm16 | Code::Ud1_r32_rm32 | Code::Ud1_r64_rm64),
+        undefined: matches!(
+            instr.code(),
+            Code::Ud2
+                | Code::Ud0
+                | Code::Ud0_r16_rm16
+                | Code::Ud0_r32_rm32
+                | Code::Ud0_r64_rm64
+                | Code::Ud1_r16_rm16
+                | Code::Ud1_r32_rm32
+                | Code::Ud1_r64_rm64
+        ),
     })
 }
 
@@ -203,8 +229,26 @@ fn requires_alignment(instr: &Instruction) -> bool {
     let m = instr.mnemonic();
     let always = matches!(
         m,
-        Movaps | Movapd | Movdqa | Movntps | Movntpd | Movntdq | Movntdqa | Vmovaps | Vmovapd | Vmovdqa | Vmovdqa32
-            | Vmovdqa64 | Vmovntps | Vmovntpd | Vmovntdq | Vmovntdqa | Fxsave | Fxrstor | Fxsave64 | Fxrstor64
+        Movaps
+            | Movapd
+            | Movdqa
+            | Movntps
+            | Movntpd
+            | Movntdq
+            | Movntdqa
+            | Vmovaps
+            | Vmovapd
+            | Vmovdqa
+            | Vmovdqa32
+            | Vmovdqa64
+            | Vmovntps
+            | Vmovntpd
+            | Vmovntdq
+            | Vmovntdqa
+            | Fxsave
+            | Fxrstor
+            | Fxsave64
+            | Fxrstor64
     );
     if always {
         return true;
@@ -324,7 +368,7 @@ mod tests {
             (&[0xf3, 0xa4], "rep movsb", Some(Access::Write), Some(0x2000)), // rep movsb: [rdi] listed first
             (&[0xf3, 0x48, 0xab], "rep stosq", Some(Access::Write), Some(0x2000)),
             (&[0xff, 0x50, 0x08], "call", Some(Access::Read), Some(0x18)), // call [rax+8]
-            (&[0xff, 0xd0], "call", None, None),                          // call rax: only the push
+            (&[0xff, 0xd0], "call", None, None),                           // call rax: only the push
             (&[0x0f, 0x28, 0x07], "movaps", Some(Access::Read), Some(0x2000)),
             (&[0x48, 0xf7, 0xf1], "div", None, None),
         ];

@@ -2,9 +2,9 @@
 //! with a null, unreadable or absurd argument; free/realloc of a pointer whose glibc
 //! chunk header is not sane) and the glibc chunk reading they share with aliases.
 
-use super::classify::{base_name, MemoryFault, NULL_LIMIT};
+use super::classify::{MemoryFault, NULL_LIMIT, base_name};
 use super::decode::Access;
-use super::{names, Findings, Reader};
+use super::{Findings, Reader, names};
 use crate::snapshot::{Scope, Severity, Snapshot, Thread};
 
 const SOURCE: &str = "bt";
@@ -31,7 +31,10 @@ pub fn chunk_size(reader: &Reader, ptr: u64) -> Option<u64> {
 /// Which argument of a memory/string function the faulting access went through.
 fn family(name: &str) -> Option<&'static str> {
     let n = name.trim_start_matches('_');
-    for f in ["memcpy", "memmove", "memset", "strcpy", "stpcpy", "strncpy", "strcat", "strlen", "memcmp", "strcmp", "mempcpy", "wmemset"] {
+    for f in [
+        "memcpy", "memmove", "memset", "strcpy", "stpcpy", "strncpy", "strcat", "strlen", "memcmp", "strcmp",
+        "mempcpy", "wmemset",
+    ] {
         if n == f || n.starts_with(&format!("{f}_")) || n.starts_with(&format!("{f}@")) {
             return Some(f);
         }
@@ -46,7 +49,9 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
         return;
     }
     // The memcpy family: the fault happens inside the (leaf) function itself.
-    if let Some((i, call)) = t.frames.iter().take(3).enumerate().find_map(|(i, fr)| family(&base_name(fr)).map(|c| (i, c))) {
+    if let Some((i, call)) =
+        t.frames.iter().take(3).enumerate().find_map(|(i, fr)| family(&base_name(fr)).map(|c| (i, c)))
+    {
         let arg = match (call, fault.access) {
             ("memset" | "wmemset", _) => "destination",
             ("strlen" | "memcmp" | "strcmp", _) => "argument",
@@ -83,7 +88,17 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
     }
     // free/realloc faulting while reading the chunk header of their argument.
     let is_free = |n: &str| {
-        matches!(n, "free" | "__libc_free" | "cfree" | "realloc" | "__libc_realloc" | "_int_free" | "_int_realloc" | "munmap_chunk")
+        matches!(
+            n,
+            "free"
+                | "__libc_free"
+                | "cfree"
+                | "realloc"
+                | "__libc_realloc"
+                | "_int_free"
+                | "_int_realloc"
+                | "munmap_chunk"
+        )
     };
     if let Some(i) = t.frames.iter().take(4).position(|fr| is_free(&base_name(fr))) {
         let call = if t.frames.iter().any(|fr| base_name(fr).contains("realloc")) { "realloc" } else { "free" };
@@ -106,7 +121,9 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
 pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, f: &mut Findings) {
     let bad_pointer = ["invalid pointer", "invalid size", "misaligned"];
     let Some((call, _)) = msg.split_once("():") else { return };
-    if !matches!(call, "free" | "realloc" | "munmap_chunk" | "free_check" | "realloc_check") || !bad_pointer.iter().any(|b| msg.contains(b)) {
+    if !matches!(call, "free" | "realloc" | "munmap_chunk" | "free_check" | "realloc_check")
+        || !bad_pointer.iter().any(|b| msg.contains(b))
+    {
         return;
     }
     let user = t.frames.iter().enumerate().skip(printerr_frame).find(|(_, fr)| {

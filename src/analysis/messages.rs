@@ -23,10 +23,8 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
         let idx = reader.modules().find(m.start)?;
         let img = reader.modules().image(idx)?;
         let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
-        let hit = elf
-            .dynamic_symbols()
-            .chain(elf.symbols())
-            .find(|s| s.name().is_ok_and(|n| n == name) && s.address() != 0);
+        let hit =
+            elf.dynamic_symbols().chain(elf.symbols()).find(|s| s.name().is_ok_and(|n| n == name) && s.address() != 0);
         if let Some(s) = hit {
             return Some(s.address().wrapping_add(m.load_bias));
         }
@@ -101,7 +99,12 @@ pub fn type_info_name(reader: &Reader, addr: u64) -> Option<String> {
     // A mangled type starts with a length (`3foo`), a nested name, `St`/`S…`, or a builtin.
     // Builtins are one letter (`i` int, `c` char, ...); pointers start with `P`.
     let builtin = name.len() == 1 && "abcdefghijlmnstwxyz".contains(name.as_str());
-    if !builtin && !name.as_bytes()[0].is_ascii_digit() && !name.starts_with('N') && !name.starts_with('S') && !name.starts_with('P') {
+    if !builtin
+        && !name.as_bytes()[0].is_ascii_digit()
+        && !name.starts_with('N')
+        && !name.starts_with('S')
+        && !name.starts_with('P')
+    {
         return None;
     }
     let demangled = crate::symbols::demangle(&format!("_ZTS{name}"));
@@ -315,7 +318,9 @@ const MAX_ASSERT_STRING: usize = 1024;
 /// (starting at `entry`) reaches `pc`. None when the path to `pc` is not
 /// straight-line code.
 fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
-    use iced_x86::{Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
+    use iced_x86::{
+        Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
+    };
     // holds[dwarf] = (argument, only its low 32 bits)
     let mut holds: [Option<(usize, bool)>; 16] = [None; 16];
     holds[5] = Some((0, false)); // rdi: assertion
@@ -378,8 +383,10 @@ fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
             continue;
         }
         for u in info.info(&ins).used_registers() {
-            if matches!(u.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite)
-                && let Some(d) = dwarf(u.register())
+            if matches!(
+                u.access(),
+                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+            ) && let Some(d) = dwarf(u.register())
             {
                 holds[d] = None;
             }

@@ -11,7 +11,7 @@
 
 use super::{Findings, Reader, ScriptLimits};
 use crate::snapshot::{Frame, Problem, Registers, Scope, Severity, Snapshot, Thread, Value, Variable};
-use rhai::{Array, Blob, CallFnOptions, Dynamic, Engine, ImmutableString, Map, AST, INT};
+use rhai::{AST, Array, Blob, CallFnOptions, Dynamic, Engine, INT, ImmutableString, Map};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -92,7 +92,13 @@ fn opt_int(v: Option<u64>) -> Dynamic {
 }
 
 /// A fresh sandboxed engine with the bt API registered.
-fn engine(snap: &Snapshot, reader: &Reader, limits: &ScriptLimits, out: Arc<Mutex<Output>>, deadline: Arc<Mutex<Instant>>) -> Engine {
+fn engine(
+    snap: &Snapshot,
+    reader: &Reader,
+    limits: &ScriptLimits,
+    out: Arc<Mutex<Output>>,
+    deadline: Arc<Mutex<Instant>>,
+) -> Engine {
     let mut e = Engine::new();
     e.set_max_operations(limits.max_operations)
         .set_max_call_levels(limits.max_call_levels)
@@ -117,7 +123,11 @@ fn engine(snap: &Snapshot, reader: &Reader, limits: &ScriptLimits, out: Arc<Mute
             let r = reader.clone();
             e.register_fn($name, move |addr: INT| -> Dynamic {
                 let mut b = [0u8; 8];
-                if r.read(addr as u64, &mut b[..$n]) == $n { Dynamic::from_int(u64::from_le_bytes(b) as INT) } else { Dynamic::UNIT }
+                if r.read(addr as u64, &mut b[..$n]) == $n {
+                    Dynamic::from_int(u64::from_le_bytes(b) as INT)
+                } else {
+                    Dynamic::UNIT
+                }
             });
         }};
     }
@@ -126,20 +136,27 @@ fn engine(snap: &Snapshot, reader: &Reader, limits: &ScriptLimits, out: Arc<Mute
     reader_fn!("read_u32", 4);
     reader_fn!("read_u64", 8);
     let r = reader.clone();
-    e.register_fn("read_bytes", move |addr: INT, len: INT| -> Blob { r.bytes(addr as u64, (len.max(0) as usize).min(max_read)) });
+    e.register_fn("read_bytes", move |addr: INT, len: INT| -> Blob {
+        r.bytes(addr as u64, (len.max(0) as usize).min(max_read))
+    });
     let r = reader.clone();
     e.register_fn("read_string", move |addr: INT| -> Dynamic {
         r.cstring(addr as u64, 4096).map(|(s, _)| Dynamic::from(s)).unwrap_or(Dynamic::UNIT)
     });
     let r = reader.clone();
     e.register_fn("read_string", move |addr: INT, max: INT| -> Dynamic {
-        r.cstring(addr as u64, (max.max(0) as usize).min(max_read)).map(|(s, _)| Dynamic::from(s)).unwrap_or(Dynamic::UNIT)
+        r.cstring(addr as u64, (max.max(0) as usize).min(max_read))
+            .map(|(s, _)| Dynamic::from(s))
+            .unwrap_or(Dynamic::UNIT)
     });
 
     let maps = snap.maps.clone();
     e.register_fn("mapping_of", move |addr: INT| -> Dynamic {
         let a = addr as u64;
-        maps.iter().find(|m| a >= m.start && a < m.end).map(|m| Dynamic::from_map(mapping_value(m))).unwrap_or(Dynamic::UNIT)
+        maps.iter()
+            .find(|m| a >= m.start && a < m.end)
+            .map(|m| Dynamic::from_map(mapping_value(m)))
+            .unwrap_or(Dynamic::UNIT)
     });
     e.register_fn("demangle", |name: ImmutableString| -> String { crate::symbols::demangle(&name) });
     e.register_fn("hex", |v: INT| -> String { format!("{:#x}", v as u64) });
@@ -147,7 +164,8 @@ fn engine(snap: &Snapshot, reader: &Reader, limits: &ScriptLimits, out: Arc<Mute
     let existing = snap.classifiers.clone();
     let o = out.clone();
     e.register_fn("has_classifier", move |name: ImmutableString| -> bool {
-        existing.iter().any(|c| c == name.as_str()) || o.lock().is_ok_and(|o| o.classifiers.iter().any(|c| c == name.as_str()))
+        existing.iter().any(|c| c == name.as_str())
+            || o.lock().is_ok_and(|o| o.classifiers.iter().any(|c| c == name.as_str()))
     });
     let o = out.clone();
     e.register_fn("add_classifier", move |name: ImmutableString| {
@@ -167,7 +185,9 @@ fn engine(snap: &Snapshot, reader: &Reader, limits: &ScriptLimits, out: Arc<Mute
     let o = out.clone();
     e.register_fn("annotate", move |text: ImmutableString| push(&o, Scope::Snapshot, "info", &text));
     let o = out.clone();
-    e.register_fn("annotate", move |sev: ImmutableString, text: ImmutableString| push(&o, Scope::Snapshot, &sev, &text));
+    e.register_fn("annotate", move |sev: ImmutableString, text: ImmutableString| {
+        push(&o, Scope::Snapshot, &sev, &text)
+    });
     let o = out.clone();
     e.register_fn("annotate_thread", move |tid: INT, sev: ImmutableString, text: ImmutableString| {
         push(&o, Scope::Thread(tid as i32), &sev, &text)
@@ -228,7 +248,10 @@ fn run_one(
     engine.run_ast_with_scope(&mut scope, &ast).map_err(|e| run_err("top level", e))?;
     let opts = || CallFnOptions::new().eval_ast(false).rewind_scope(true);
     let call = |scope: &mut rhai::Scope, hook: &str, args: Vec<Dynamic>| -> Result<(), ScriptError> {
-        engine.call_fn_with_options::<Dynamic>(opts(), scope, &ast, hook, args).map(|_| ()).map_err(|e| run_err(hook, e))
+        engine
+            .call_fn_with_options::<Dynamic>(opts(), scope, &ast, hook, args)
+            .map(|_| ())
+            .map_err(|e| run_err(hook, e))
     };
 
     if has_fn(&ast, "on_snapshot", 1) {
@@ -243,7 +266,8 @@ fn run_one(
         let head = thread_head(t);
         if want_thread {
             let mut full = head.clone();
-            let frames: Array = t.frames.iter().enumerate().map(|(i, f)| Dynamic::from_map(frame_value(i, f))).collect();
+            let frames: Array =
+                t.frames.iter().enumerate().map(|(i, f)| Dynamic::from_map(frame_value(i, f))).collect();
             full.insert("frames".into(), Dynamic::from_array(frames));
             call(&mut scope, "on_thread", vec![Dynamic::from_map(full)])?;
         }
@@ -260,7 +284,11 @@ fn run_one(
                     call(
                         &mut scope,
                         "on_variable",
-                        vec![Dynamic::from_map(head.clone()), Dynamic::from_map(fv.clone()), Dynamic::from_map(variable_value(v))],
+                        vec![
+                            Dynamic::from_map(head.clone()),
+                            Dynamic::from_map(fv.clone()),
+                            Dynamic::from_map(variable_value(v)),
+                        ],
                     )?;
                 }
             }
@@ -290,7 +318,13 @@ fn registers_value(r: &Registers) -> Map {
 }
 
 fn mapping_value(m: &crate::snapshot::Mapping) -> Map {
-    map(vec![("start", i(m.start)), ("end", i(m.end)), ("perms", s(&m.perms)), ("offset", i(m.offset)), ("path", s(&m.path))])
+    map(vec![
+        ("start", i(m.start)),
+        ("end", i(m.end)),
+        ("perms", s(&m.perms)),
+        ("offset", i(m.offset)),
+        ("path", s(&m.path)),
+    ])
 }
 
 /// The snapshot as a rhai map (threads with their frames; no raw memory).
@@ -311,7 +345,8 @@ fn snapshot_value(snap: &Snapshot) -> Map {
         .iter()
         .map(|t| {
             let mut m = thread_head(t);
-            let frames: Array = t.frames.iter().enumerate().map(|(k, f)| Dynamic::from_map(frame_value(k, f))).collect();
+            let frames: Array =
+                t.frames.iter().enumerate().map(|(k, f)| Dynamic::from_map(frame_value(k, f))).collect();
             m.insert("frames".into(), Dynamic::from_array(frames));
             Dynamic::from_map(m)
         })
@@ -382,8 +417,10 @@ fn frame_value(idx: usize, f: &Frame) -> Map {
 }
 
 fn dwarf_reg_name(n: u16) -> Option<&'static str> {
-    const NAMES: [&str; 17] =
-        ["rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"];
+    const NAMES: [&str; 17] = [
+        "rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+        "rip",
+    ];
     NAMES.get(n as usize).copied()
 }
 
@@ -420,9 +457,9 @@ fn value_dynamic(v: &Value, depth: usize) -> Dynamic {
             ("target", target.as_deref().map(|t| value_dynamic(t, depth + 1)).unwrap_or(Dynamic::UNIT)),
         ])),
         Value::Str { text, .. } => s(text),
-        Value::Struct(fields) => {
-            Dynamic::from_map(fields.iter().map(|f| (f.name.as_str().into(), value_dynamic(&f.value, depth + 1))).collect())
-        }
+        Value::Struct(fields) => Dynamic::from_map(
+            fields.iter().map(|f| (f.name.as_str().into(), value_dynamic(&f.value, depth + 1))).collect(),
+        ),
         Value::Array { items, .. } => Dynamic::from_array(items.iter().map(|x| value_dynamic(x, depth + 1)).collect()),
         Value::Bytes(b) => Dynamic::from_blob(b.clone()),
     }
@@ -447,19 +484,40 @@ mod tests {
     fn snapshot() -> Snapshot {
         let frame = |name: &str| Frame {
             function: Some(name.into()),
-            variables: vec![Variable { name: "p".into(), kind: VariableKind::Parameter, value: Value::UInt(0x1000), ..Default::default() }],
+            variables: vec![Variable {
+                name: "p".into(),
+                kind: VariableKind::Parameter,
+                value: Value::UInt(0x1000),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         Snapshot {
-            signal: Some(Signal { signo: 11, name: "SIGSEGV".into(), fault_address: Some(0x10), tid: 7, ..Default::default() }),
-            threads: vec![Thread { tid: 7, name: "main".into(), faulted: true, frames: vec![frame("inner"), frame("main")], ..Default::default() }],
+            signal: Some(Signal {
+                signo: 11,
+                name: "SIGSEGV".into(),
+                fault_address: Some(0x10),
+                tid: 7,
+                ..Default::default()
+            }),
+            threads: vec![Thread {
+                tid: 7,
+                name: "main".into(),
+                faulted: true,
+                frames: vec![frame("inner"), frame("main")],
+                ..Default::default()
+            }],
             classifiers: vec!["null-dereference".into()],
             ..Default::default()
         }
     }
 
     fn run_script(text: &str, limits: &ScriptLimits) -> Findings {
-        let dir = std::env::temp_dir().join(format!("bt-script-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "bt-script-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("t.rhai");
         std::fs::write(&path, text).expect("write script");
@@ -512,7 +570,8 @@ mod tests {
     #[test]
     fn limits_stop_runaway_modules() {
         // (script, limits, expected problem substring)
-        let slow = ScriptLimits { max_operations: 0, max_time: std::time::Duration::from_millis(200), ..Default::default() };
+        let slow =
+            ScriptLimits { max_operations: 0, max_time: std::time::Duration::from_millis(200), ..Default::default() };
         let few_ops = ScriptLimits { max_operations: 1000, ..Default::default() };
         let small = ScriptLimits { max_string_size: 100, ..Default::default() };
         let cases: [(&str, &ScriptLimits, &str); 4] = [

@@ -31,11 +31,23 @@ pub struct Applet {
 /// The applet table, in the order `bt --list` prints it.
 pub const APPLETS: &[Applet] = &[
     Applet { name: "ptrace", about: "snapshot a live process (PID) or a core file (--core)", run: Some(ptrace::run) },
-    Applet { name: "coresnap", about: "crash collector: core_pattern handler, spool and sender daemon", run: Some(coresnap::run) },
+    Applet {
+        name: "coresnap",
+        about: "crash collector: core_pattern handler, spool and sender daemon",
+        run: Some(coresnap::run),
+    },
     Applet { name: "coresnapd", about: "alias of coresnap daemon", run: Some(coresnap::run) },
-    Applet { name: "coroner", about: "object store server: ingest, deduplicate, index, query", run: Some(coroner::run) },
+    Applet {
+        name: "coroner",
+        about: "object store server: ingest, deduplicate, index, query",
+        run: Some(coroner::run),
+    },
     Applet { name: "serve", about: "alias of coroner", run: Some(coroner::run) },
-    Applet { name: "morgue", about: "query CLI: login, list/group/filter/aggregate, describe, get, put, delete", run: Some(morgue::run) },
+    Applet {
+        name: "morgue",
+        about: "query CLI: login, list/group/filter/aggregate, describe, get, put, delete",
+        run: Some(morgue::run),
+    },
     Applet { name: "hydra", about: "terminal viewer of one snapshot", run: None },
     Applet { name: "rules", about: "deduplication rules: fingerprint, explain, check, eval", run: Some(rules::run) },
 ];
@@ -58,7 +70,10 @@ fn usage() -> String {
 /// Runs the applet named by argv[0] (after stripping a `bt-` prefix) or argv[1].
 /// Returns the process exit code; errors are printed here, as one line.
 pub fn dispatch(args: &[String]) -> i32 {
-    let argv0 = args.first().map(|a| Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).unwrap_or_default();
+    let argv0 = args
+        .first()
+        .map(|a| Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .unwrap_or_default();
     let (applet, name, rest) = if let Some(a) = find(&argv0) {
         (a, argv0.clone(), &args[args.len().min(1)..])
     } else {

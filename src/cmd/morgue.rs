@@ -417,7 +417,9 @@ fn list_spec(a: &ListArgs, now: i64) -> Result<ListSpec, MorgueError> {
         }
     }
     if !a.select.is_empty() && !folds.is_empty() {
-        return Err(MorgueError::BadFlag("folds (--histogram, --unique, …) summarise groups: not with --select".into()));
+        return Err(MorgueError::BadFlag(
+            "folds (--histogram, --unique, …) summarise groups: not with --select".into(),
+        ));
     }
     Ok(ListSpec {
         filters: parse_filters(&a.filter, now)?,
@@ -448,7 +450,9 @@ fn backend(data: Option<&Path>, url: Option<&str>, token: Option<&str>) -> Resul
             (Some(t), _) => Backend::Remote(Remote::new(&url, t, "token", false)?),
             (None, Some(s)) if s.url == url => Backend::Remote(Remote::new(&url, &s.token, &s.user, true)?),
             (None, _) => {
-                return Err(MorgueError::BadFlag(format!("not logged in to {url}: run bt morgue login {url}, or give --token")));
+                return Err(MorgueError::BadFlag(format!(
+                    "not logged in to {url}: run bt morgue login {url}, or give --token"
+                )));
             }
         });
     }
@@ -488,7 +492,10 @@ fn login(name: &str, a: &LoginArgs) -> anyhow::Result<()> {
     };
     let token = remote::login(&url, &user, &password)?;
     let path = session::path();
-    session::save(&path, &session::Session { url: url.clone(), user: user.clone(), token, created: crate::store::now() })?;
+    session::save(
+        &path,
+        &session::Session { url: url.clone(), user: user.clone(), token, created: crate::store::now() },
+    )?;
     eprintln!("{name}: logged in to {url} as {user} (session in {})", path.display());
     Ok(())
 }
@@ -531,8 +538,10 @@ mod tests {
 
     #[test]
     fn equals_forms_are_split() {
-        let raw: Vec<String> =
-            ["list", "p", "--filter=a,equal,b=c", "--json", "-o=x", "--", "--x=y"].iter().map(|s| s.to_string()).collect();
+        let raw: Vec<String> = ["list", "p", "--filter=a,equal,b=c", "--json", "-o=x", "--", "--x=y"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(split_equals(&raw), vec!["list", "p", "--filter", "a,equal,b=c", "--json", "-o=x", "--", "--x=y"]);
     }
 
@@ -545,9 +554,25 @@ mod tests {
 
     #[test]
     fn list_flags() {
-        let s = parse(&["list", "p", "--filter=hostname,eq,a", "--unique", "hostname", "--histogram=version", "--sort=-count", "--age=1d", "--limit=3", "--offset", "1"]).unwrap();
+        let s = parse(&[
+            "list",
+            "p",
+            "--filter=hostname,eq,a",
+            "--unique",
+            "hostname",
+            "--histogram=version",
+            "--sort=-count",
+            "--age=1d",
+            "--limit=3",
+            "--offset",
+            "1",
+        ])
+        .unwrap();
         assert_eq!(s.filters, vec![flags::parse_filter("hostname,equal,a").unwrap()]);
-        assert_eq!(s.folds, vec![("version".to_string(), "histogram".to_string()), ("hostname".into(), "unique".into())]);
+        assert_eq!(
+            s.folds,
+            vec![("version".to_string(), "histogram".to_string()), ("hostname".into(), "unique".into())]
+        );
         assert_eq!(s.sort, vec![flags::Sort { column: "count".into(), descending: true }]);
         assert_eq!(s.window, (Some(1_000_000 - 86_400), Some(1_000_000)));
         assert_eq!((s.limit, s.offset), (Some(3), Some(1)));

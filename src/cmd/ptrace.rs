@@ -1,9 +1,9 @@
 //! `bt ptrace`: snapshot a live process or a core file; print it as text or JSON, or
 //! write the binary snapshot.
 
-use crate::snapshot::{render, Snapshot};
+use crate::snapshot::{Snapshot, render};
 use crate::trace::{self, TraceOptions};
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use argh::FromArgs;
 use std::path::PathBuf;
 
@@ -94,7 +94,8 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     };
     opts.variables.globals = args.global.clone();
     if let Some(b) = &args.memory_budget {
-        opts.variables.memory_budget = parse_size(b).with_context(|| format!("bad --memory-budget {b:?}: expected bytes with an optional K, M or G suffix"))?;
+        opts.variables.memory_budget = parse_size(b)
+            .with_context(|| format!("bad --memory-budget {b:?}: expected bytes with an optional K, M or G suffix"))?;
     }
     for m in &args.module {
         if !m.is_file() {

@@ -118,18 +118,47 @@ impl Config {
                 "archive.path" => c.archive = PathBuf::from(value),
                 "server.url" => {
                     if !value.starts_with("http://") {
-                        return Err(err(format!("server.url: {value:?} must start with http:// (TLS: put a proxy in front)")));
+                        return Err(err(format!(
+                            "server.url: {value:?} must start with http:// (TLS: put a proxy in front)"
+                        )));
                     }
                     c.server_url = Some(value.trim_end_matches('/').to_string());
                 }
-                "dump.quota" => c.dump_quota = parse_quota(value).ok_or_else(|| err(format!("dump.quota: {value:?} is not a percentage (10%) or a size (5G)")))?,
-                "core.max_size" => c.core_max_size = Some(parse_size(value).ok_or_else(|| err(format!("core.max_size: {value:?} is not a size (bytes with an optional K, M or G suffix)")))?),
-                "rate.max_per_minute" => c.rate_max_per_minute = Some(value.parse().map_err(|_| err(format!("rate.max_per_minute: {value:?} is not a number")))?),
-                "purge.age" => c.purge_age = Some(parse_duration(value).ok_or_else(|| err(format!("purge.age: {value:?} is not a duration (e.g. 7d, 12h, 30m, 3600)")))?),
-                "purge.disabled" => c.purge_disabled = parse_bool(value).ok_or_else(|| err(format!("purge.disabled: {value:?} is not true or false")))?,
+                "dump.quota" => {
+                    c.dump_quota = parse_quota(value)
+                        .ok_or_else(|| err(format!("dump.quota: {value:?} is not a percentage (10%) or a size (5G)")))?
+                }
+                "core.max_size" => {
+                    c.core_max_size = Some(parse_size(value).ok_or_else(|| {
+                        err(format!("core.max_size: {value:?} is not a size (bytes with an optional K, M or G suffix)"))
+                    })?)
+                }
+                "rate.max_per_minute" => {
+                    c.rate_max_per_minute = Some(
+                        value.parse().map_err(|_| err(format!("rate.max_per_minute: {value:?} is not a number")))?,
+                    )
+                }
+                "purge.age" => {
+                    c.purge_age = Some(parse_duration(value).ok_or_else(|| {
+                        err(format!("purge.age: {value:?} is not a duration (e.g. 7d, 12h, 30m, 3600)"))
+                    })?)
+                }
+                "purge.disabled" => {
+                    c.purge_disabled = parse_bool(value)
+                        .ok_or_else(|| err(format!("purge.disabled: {value:?} is not true or false")))?
+                }
                 "defaults.command" => c.defaults_command = Some(value.to_string()).filter(|v| !v.is_empty()),
-                "tracer.timeout" => c.tracer_timeout = parse_duration(value).ok_or_else(|| err(format!("tracer.timeout: {value:?} is not a duration (e.g. 60s, 2m)")))?,
-                "tracer.jobs" => c.tracer_jobs = value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| err(format!("tracer.jobs: {value:?} is not a positive number")))?,
+                "tracer.timeout" => {
+                    c.tracer_timeout = parse_duration(value)
+                        .ok_or_else(|| err(format!("tracer.timeout: {value:?} is not a duration (e.g. 60s, 2m)")))?
+                }
+                "tracer.jobs" => {
+                    c.tracer_jobs = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| err(format!("tracer.jobs: {value:?} is not a positive number")))?
+                }
                 _ => {
                     if let Some(project) = key.strip_prefix("token.") {
                         if project.is_empty() {
@@ -138,7 +167,8 @@ impl Config {
                         c.tokens.retain(|(p, _)| p != project);
                         c.tokens.push((project.to_string(), value.to_string()));
                     } else if let Some(n) = key.strip_prefix("format.") {
-                        let order: u64 = n.parse().map_err(|_| err(format!("{key}: expected format.N with a number N")))?;
+                        let order: u64 =
+                            n.parse().map_err(|_| err(format!("{key}: expected format.N with a number N")))?;
                         c.routes.push(parse_route(order, value).map_err(|m| err(format!("{key}: {m}")))?);
                     } else {
                         return Err(err(format!("unknown key {key:?}")));

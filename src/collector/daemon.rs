@@ -28,7 +28,12 @@ pub struct DaemonOptions {
 
 impl Default for DaemonOptions {
     fn default() -> Self {
-        DaemonOptions { bt: PathBuf::from("/proc/self/exe"), once: false, poll: Duration::from_millis(50), once_attempts: 4 }
+        DaemonOptions {
+            bt: PathBuf::from("/proc/self/exe"),
+            once: false,
+            poll: Duration::from_millis(50),
+            once_attempts: 4,
+        }
     }
 }
 
@@ -211,7 +216,10 @@ async fn trace(sp: &Spool, cfg: &Config, opts: &DaemonOptions, state: &Shared, e
             return fail(sp, cfg, e, &format!("no core ({why}), and writing its report: {err}"));
         }
         match sp.advance(e, Stage::Sending) {
-            Ok(_) => say(cfg, &format!("crash {} ({}) has no core ({why}); its metadata will be reported", e.uuid, m.exe_name())),
+            Ok(_) => say(
+                cfg,
+                &format!("crash {} ({}) has no core ({why}); its metadata will be reported", e.uuid, m.exe_name()),
+            ),
             Err(err) => say(cfg, &format!("crash {}: {err}", e.uuid)),
         }
         return;
@@ -357,8 +365,12 @@ async fn send(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry) {
     let r = match http_post(url, &path, ctype, &body).await {
         Err(err) => Sent::Later(err),
         Ok((200, b)) => Sent::Ok(String::from_utf8_lossy(&b).into_owned()),
-        Ok((s, b)) if s == 429 || s >= 500 => Sent::Later(format!("server answered {s}: {}", String::from_utf8_lossy(&b))),
-        Ok((s, b)) => Sent::Refused(format!("server refused the snapshot ({s}): {}", String::from_utf8_lossy(&b).trim())),
+        Ok((s, b)) if s == 429 || s >= 500 => {
+            Sent::Later(format!("server answered {s}: {}", String::from_utf8_lossy(&b)))
+        }
+        Ok((s, b)) => {
+            Sent::Refused(format!("server refused the snapshot ({s}): {}", String::from_utf8_lossy(&b).trim()))
+        }
     };
     match r {
         Sent::Ok(reply) => finish(sp, cfg, state, e, &m, &project, &reply, t0),
@@ -380,13 +392,21 @@ fn finish(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry, m: &Meta, project
         say(cfg, &format!("crash {}: recording the answer: {err}", e.uuid));
     }
     let _ = fs::remove_file(e.dir.join("attempt"));
-    let id = serde_json::from_str::<serde_json::Value>(reply).ok().and_then(|v| v["_rxid"].as_str().map(String::from)).unwrap_or_default();
+    let id = serde_json::from_str::<serde_json::Value>(reply)
+        .ok()
+        .and_then(|v| v["_rxid"].as_str().map(String::from))
+        .unwrap_or_default();
     match sp.advance(e, Stage::Done) {
         Ok(_) => {
             let total = spool::now_ms().saturating_sub(m.archived_ms);
             say(
                 cfg,
-                &format!("crash {} ({}) sent to {project} as object {id} in {} ms ({total} ms since the crash)", e.uuid, m.exe_name(), t0.elapsed().as_millis()),
+                &format!(
+                    "crash {} ({}) sent to {project} as object {id} in {} ms ({total} ms since the crash)",
+                    e.uuid,
+                    m.exe_name(),
+                    t0.elapsed().as_millis()
+                ),
             );
             let mut st = lock(state);
             st.summary.sent += 1;
@@ -400,7 +420,8 @@ fn finish(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry, m: &Meta, project
 fn later(cfg: &Config, state: &Shared, e: &Entry, why: &str) {
     let mut st = lock(state);
     let n = st.backoff.get(&e.uuid).map(|b| b.0).unwrap_or(0) + 1;
-    let delay = Duration::from_millis(250u64.saturating_mul(1 << n.min(8).saturating_sub(1))).min(Duration::from_secs(60));
+    let delay =
+        Duration::from_millis(250u64.saturating_mul(1 << n.min(8).saturating_sub(1))).min(Duration::from_secs(60));
     st.backoff.insert(e.uuid.clone(), (n, Instant::now() + delay));
     drop(st);
     say(cfg, &format!("crash {} waits in sending/ (attempt {n}, next in {} ms): {why}", e.uuid, delay.as_millis()));
@@ -423,7 +444,13 @@ async fn already_stored(url: &str, project: &str, token: &str, uuid: &str) -> Op
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -436,7 +463,9 @@ async fn http_post(url: &str, path: &str, content_type: &str, body: &[u8]) -> Re
     };
     let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
     let io = async {
-        let mut s = smol::net::TcpStream::connect(hostport.as_str()).await.map_err(|e| format!("connecting to {hostport}: {e}"))?;
+        let mut s = smol::net::TcpStream::connect(hostport.as_str())
+            .await
+            .map_err(|e| format!("connecting to {hostport}: {e}"))?;
         let head = format!(
             "POST {prefix}{path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: bt-coresnap/{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
@@ -450,10 +479,16 @@ async fn http_post(url: &str, path: &str, content_type: &str, body: &[u8]) -> Re
         loop {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad answer from {hostport}: {head:?}"))?;
-                let len = head
-                    .lines()
-                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.trim().parse::<usize>().ok()));
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("bad answer from {hostport}: {head:?}"))?;
+                let len = head.lines().find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                });
                 if len.is_none_or(|l| buf.len() >= end + 4 + l) {
                     let body_end = len.map(|l| end + 4 + l).unwrap_or(buf.len());
                     if len.is_some() || closed(&mut s, &mut buf, &mut chunk).await? {
@@ -491,7 +526,11 @@ pub fn purge(sp: &Spool, cfg: &Config) {
     let Some(age) = cfg.purge_age else { return };
     for stage in [Stage::Done, Stage::Failed] {
         for e in sp.entries(stage).unwrap_or_default() {
-            let old = fs::metadata(&e.dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|el| el > age);
+            let old = fs::metadata(&e.dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|el| el > age);
             if old {
                 match fs::remove_dir_all(&e.dir) {
                     Ok(()) => say(cfg, &format!("crash {} purged (older than purge.age)", e.uuid)),

@@ -82,7 +82,12 @@ const BUF: usize = 256 << 10;
 const QUOTA_EVERY: u64 = 256 << 20;
 
 /// Handles one crash. Errors only when even the metadata could not be written.
-pub fn ingest(config: &Config, args: &CrashArgs, mut problems: Vec<String>, stdin: &mut dyn Read) -> Result<Ingested, spool::SpoolError> {
+pub fn ingest(
+    config: &Config,
+    args: &CrashArgs,
+    mut problems: Vec<String>,
+    stdin: &mut dyn Read,
+) -> Result<Ingested, spool::SpoolError> {
     let started = spool::now_ms();
     let sp = Spool::new(&config.archive);
     sp.create_dirs()?;
@@ -203,7 +208,13 @@ fn read_proc(pid: i32, dir: &Path, meta: &mut Meta, problems: &mut Vec<String>) 
         Err(e) => problems.push(format!("reading {}/exe: {e}", proc.display())),
     }
     match fs::read(proc.join("cmdline")) {
-        Ok(b) => meta.cmdline = b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
+        Ok(b) => {
+            meta.cmdline = b
+                .split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        }
         Err(e) => problems.push(format!("reading {}/cmdline: {e}", proc.display())),
     }
     if let Ok(c) = fs::read_to_string(proc.join("comm")) {
@@ -381,7 +392,8 @@ mod tests {
 
     #[test]
     fn args_with_spaces_in_the_path() {
-        let w: Vec<String> = "42 43 1000 1000 11 1700000000 host !opt!my app!bin!x".split(' ').map(String::from).collect();
+        let w: Vec<String> =
+            "42 43 1000 1000 11 1700000000 host !opt!my app!bin!x".split(' ').map(String::from).collect();
         let mut p = vec![];
         let a = CrashArgs::parse(&w, &mut p);
         assert_eq!((a.pid, a.tid, a.signal, a.time), (42, 43, 11, 1_700_000_000));

@@ -29,7 +29,9 @@ pub enum InstallError {
     Io { op: &'static str, path: String, source: std::io::Error },
     #[error("another crash handler is installed ({0}); uninstall it first or pass --force")]
     Other(String),
-    #[error("the core_pattern would be {len} bytes, over the kernel's limit of {MAX_PATTERN} (it truncates silently): {pattern}; use shorter paths")]
+    #[error(
+        "the core_pattern would be {len} bytes, over the kernel's limit of {MAX_PATTERN} (it truncates silently): {pattern}; use shorter paths"
+    )]
     TooLong { len: usize, pattern: String },
     #[error("path {0:?} contains a space: the kernel splits core_pattern on spaces")]
     Space(String),
@@ -72,14 +74,24 @@ fn short_links(bt: &Path, config: Option<&Path>) -> Result<(PathBuf, Option<Path
     let dir = Path::new(LINK_DIR);
     fs::create_dir_all(dir).map_err(|source| InstallError::Io { op: "creating", path: LINK_DIR.into(), source })?;
     let link = |name: &str, target: &Path| -> Result<PathBuf, InstallError> {
-        let target = fs::canonicalize(target)
-            .map_err(|source| InstallError::Io { op: "resolving", path: target.display().to_string(), source })?;
+        let target = fs::canonicalize(target).map_err(|source| InstallError::Io {
+            op: "resolving",
+            path: target.display().to_string(),
+            source,
+        })?;
         let path = dir.join(name);
         let tmp = dir.join(format!(".{name}.{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&target, &tmp)
-            .map_err(|source| InstallError::Io { op: "linking", path: tmp.display().to_string(), source })?;
-        fs::rename(&tmp, &path).map_err(|source| InstallError::Io { op: "renaming", path: path.display().to_string(), source })?;
+        std::os::unix::fs::symlink(&target, &tmp).map_err(|source| InstallError::Io {
+            op: "linking",
+            path: tmp.display().to_string(),
+            source,
+        })?;
+        fs::rename(&tmp, &path).map_err(|source| InstallError::Io {
+            op: "renaming",
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(path)
     };
     let bt_link = link("bt", bt)?;
@@ -93,11 +105,18 @@ pub fn other_handler(pattern: &str) -> Option<&'static str> {
     if !p.starts_with('|') || p.contains(" coresnap ingest") {
         return None;
     }
-    ["apport", "systemd-coredump", "abrt-hook-ccpp", "abrt"].into_iter().find(|h| p.contains(h)).or(Some("an unknown pipe handler"))
+    ["apport", "systemd-coredump", "abrt-hook-ccpp", "abrt"]
+        .into_iter()
+        .find(|h| p.contains(h))
+        .or(Some("an unknown pipe handler"))
 }
 
 fn read(path: &str) -> Result<String, InstallError> {
-    fs::read_to_string(path).map(|s| s.trim_end().to_string()).map_err(|source| InstallError::Io { op: "reading", path: path.into(), source })
+    fs::read_to_string(path).map(|s| s.trim_end().to_string()).map_err(|source| InstallError::Io {
+        op: "reading",
+        path: path.into(),
+        source,
+    })
 }
 
 fn write(path: &str, v: &str) -> Result<(), InstallError> {
@@ -133,26 +152,36 @@ pub fn install(bt: &Path, config: Option<&Path>, archive: &Path, force: bool) ->
             }
         }
     }
-    fs::create_dir_all(archive).map_err(|source| InstallError::Io { op: "creating", path: archive.display().to_string(), source })?;
+    fs::create_dir_all(archive).map_err(|source| InstallError::Io {
+        op: "creating",
+        path: archive.display().to_string(),
+        source,
+    })?;
     let sp = state_path(archive);
     let state = match fs::read(&sp) {
         // Already ours: keep what was there before the first install.
         Ok(b) if current.contains(" coresnap ingest") => {
-            let mut s: InstallState = serde_json::from_slice(&b).map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
+            let mut s: InstallState = serde_json::from_slice(&b)
+                .map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
             s.pattern = pat.clone();
             s
         }
         _ => InstallState { previous_pattern: current, previous_pipe_limit: limit.clone(), pattern: pat.clone() },
     };
-    let text = serde_json::to_vec_pretty(&state).map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
-    super::spool::write_atomic(archive, "install.state", &text).map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
+    let text = serde_json::to_vec_pretty(&state)
+        .map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
+    super::spool::write_atomic(archive, "install.state", &text)
+        .map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
     if limit.trim() == "0" {
         write(CORE_PIPE_LIMIT, &PIPE_LIMIT.to_string())?;
     }
     write(CORE_PATTERN, &pat)?;
     let now = read(CORE_PATTERN)?;
     if now != pat {
-        return Err(InstallError::State { path: CORE_PATTERN.into(), msg: format!("the kernel kept {now:?} instead of {pat:?}") });
+        return Err(InstallError::State {
+            path: CORE_PATTERN.into(),
+            msg: format!("the kernel kept {now:?} instead of {pat:?}"),
+        });
     }
     Ok(pat)
 }
@@ -166,10 +195,15 @@ fn is_enabled(f: &str) -> bool {
 pub fn uninstall(archive: &Path) -> Result<InstallState, InstallError> {
     let sp = state_path(archive);
     let b = fs::read(&sp).map_err(|_| InstallError::NotInstalled(sp.display().to_string()))?;
-    let s: InstallState = serde_json::from_slice(&b).map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
+    let s: InstallState = serde_json::from_slice(&b)
+        .map_err(|e| InstallError::State { path: sp.display().to_string(), msg: e.to_string() })?;
     write(CORE_PATTERN, &s.previous_pattern)?;
     write(CORE_PIPE_LIMIT, &s.previous_pipe_limit)?;
-    fs::remove_file(&sp).map_err(|source| InstallError::Io { op: "removing", path: sp.display().to_string(), source })?;
+    fs::remove_file(&sp).map_err(|source| InstallError::Io {
+        op: "removing",
+        path: sp.display().to_string(),
+        source,
+    })?;
     if s.pattern.contains(LINK_DIR) {
         // Best effort: stale links are harmless, and the next install replaces them.
         for name in ["bt", "conf"] {
@@ -194,7 +228,10 @@ mod tests {
     #[test]
     fn other_handlers() {
         assert_eq!(other_handler("|/usr/share/apport/apport -p%p -s%s -c%c"), Some("apport"));
-        assert_eq!(other_handler("|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h"), Some("systemd-coredump"));
+        assert_eq!(
+            other_handler("|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h"),
+            Some("systemd-coredump")
+        );
         assert_eq!(other_handler("core"), None);
         assert_eq!(other_handler("|/usr/bin/bt coresnap ingest %P"), None);
     }

@@ -223,7 +223,8 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<(), SpoolErro
 }
 
 pub fn write_meta(dir: &Path, m: &Meta) -> Result<(), SpoolError> {
-    let text = serde_json::to_vec_pretty(m).map_err(|e| SpoolError::Meta { path: dir.join("meta.json"), msg: e.to_string() })?;
+    let text = serde_json::to_vec_pretty(m)
+        .map_err(|e| SpoolError::Meta { path: dir.join("meta.json"), msg: e.to_string() })?;
     write_atomic(dir, "meta.json", &text)
 }
 

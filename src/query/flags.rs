@@ -122,7 +122,8 @@ pub fn parse_instant(s: &str, now: i64) -> Result<i64, MorgueError> {
     {
         return Ok(now - parse_duration(t)?);
     }
-    let err = || bad(format!("bad time {s:?} (Unix seconds, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or a duration ago like 3d)"));
+    let err =
+        || bad(format!("bad time {s:?} (Unix seconds, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or a duration ago like 3d)"));
     let t = t.trim_end_matches('Z');
     let (date, clock) = match t.split_once(['T', ' ']) {
         Some((d, c)) => (d, Some(c)),
@@ -329,9 +330,7 @@ impl ListSpec {
     }
 
     fn bad_group_sort(&self, c: &str) -> MorgueError {
-        bad(format!(
-            "cannot sort groups by {c:?}: use count, group, first, last, or ATTR;FOLD (e.g. hostname;unique)"
-        ))
+        bad(format!("cannot sort groups by {c:?}: use count, group, first, last, or ATTR;FOLD (e.g. hostname;unique)"))
     }
 }
 
@@ -460,13 +459,21 @@ mod tests {
         );
         assert_eq!(spec.attributes(), vec!["hostname", "pid"]);
 
-        let by_host = ListSpec { factor: Some("hostname".into()), sort: vec![parse_sort("hostname").unwrap()], ..Default::default() };
+        let by_host = ListSpec {
+            factor: Some("hostname".into()),
+            sort: vec![parse_sort("hostname").unwrap()],
+            ..Default::default()
+        };
         let q = by_host.query().unwrap();
         assert_eq!(q["group"], json!(["hostname"]));
         assert_eq!(q["fold"], json!({"timestamp": [["range"], ["bin", 32]]}));
         assert_eq!(q["order"], json!([{"name": ";group", "ordering": "ascending"}]));
 
-        let select = ListSpec { select: vec!["hostname".into()], sort: vec![parse_sort("-timestamp").unwrap()], ..Default::default() };
+        let select = ListSpec {
+            select: vec!["hostname".into()],
+            sort: vec![parse_sort("-timestamp").unwrap()],
+            ..Default::default()
+        };
         let q = select.query().unwrap();
         assert_eq!(q["select"], json!(["hostname", "timestamp"]));
         assert_eq!(q["order"], json!([{"name": "timestamp", "ordering": "descending"}]));

@@ -149,7 +149,9 @@ impl Remote {
         let auth = format!("Bearer {}", self.token);
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&uri).header("Authorization", &auth).call(),
-            (_, Some((ct, b))) => self.agent.post(&uri).header("Authorization", &auth).header("Content-Type", ct).send(b),
+            (_, Some((ct, b))) => {
+                self.agent.post(&uri).header("Authorization", &auth).header("Content-Type", ct).send(b)
+            }
             (_, None) => self.agent.post(&uri).header("Authorization", &auth).send_empty(),
         };
         let resp = result.map_err(|e| transport(&self.url, e))?;
@@ -212,13 +214,7 @@ impl Remote {
         }
     }
 
-    pub fn put(
-        &self,
-        project: &str,
-        body: &[u8],
-        format: &str,
-        kv: &[(String, String)],
-    ) -> Result<Ack, MorgueError> {
+    pub fn put(&self, project: &str, body: &[u8], format: &str, kv: &[(String, String)]) -> Result<Ack, MorgueError> {
         let mut path = format!("/api/post?project={}&format={}", encode(project), encode(format));
         for (k, v) in kv {
             path.push_str(&format!("&{}={}", encode(k), encode(v)));

@@ -84,7 +84,8 @@ impl Listing {
                 bins.as_array().map(|b| b.iter().map(|x| x[2].as_u64().unwrap_or(0)).collect()).unwrap_or_default();
             if range.is_none()
                 && let Some(b) = bins.as_array()
-                && let (Some(lo), Some(hi)) = (b.first().and_then(|x| x[0].as_i64()), b.last().and_then(|x| x[1].as_i64()))
+                && let (Some(lo), Some(hi)) =
+                    (b.first().and_then(|x| x[0].as_i64()), b.last().and_then(|x| x[1].as_i64()))
             {
                 range = Some((lo, hi));
             }
@@ -92,7 +93,9 @@ impl Listing {
             let folds = spec
                 .folds
                 .iter()
-                .filter_map(|(a, f)| col(a, f).map(|i| (format!("{a};{f}"), results.get(i).cloned().unwrap_or(Json::Null))))
+                .filter_map(|(a, f)| {
+                    col(a, f).map(|i| (format!("{a};{f}"), results.get(i).cloned().unwrap_or(Json::Null)))
+                })
                 .collect();
             groups.push(GroupView {
                 key: row[0].clone(),
@@ -226,7 +229,12 @@ impl Selection {
                 v
             })
             .collect();
-        Ok(Selection { project: project.to_string(), columns, rows, n_objects: answer["objects"].as_u64().unwrap_or(0) })
+        Ok(Selection {
+            project: project.to_string(),
+            columns,
+            rows,
+            n_objects: answer["objects"].as_u64().unwrap_or(0),
+        })
     }
 
     pub fn to_json(&self) -> Json {
@@ -429,7 +437,16 @@ mod tests {
 
     #[test]
     fn relative_times() {
-        for (d, want) in [(0, "now"), (5, "5s ago"), (300, "5m ago"), (7200, "2h ago"), (86_400 * 3, "3d ago"), (86_400 * 65, "2mo ago"), (86_400 * 800, "2y ago"), (-120, "in 2m")] {
+        for (d, want) in [
+            (0, "now"),
+            (5, "5s ago"),
+            (300, "5m ago"),
+            (7200, "2h ago"),
+            (86_400 * 3, "3d ago"),
+            (86_400 * 65, "2mo ago"),
+            (86_400 * 800, "2y ago"),
+            (-120, "in 2m"),
+        ] {
             assert_eq!(ago(1_000_000_000 - d, 1_000_000_000), want, "{d}");
         }
         assert_eq!(latency(384), "384 us");

@@ -50,7 +50,8 @@ pub fn save(path: &Path, s: &Session) -> Result<(), MorgueError> {
     }
     let tmp = path.with_extension("json.tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| io(&tmp, e))?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| io(&tmp, e))?;
     let text = serde_json::to_string_pretty(s).map_err(|e| MorgueError::BadFlag(e.to_string()))?;
     f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
     // An umask or an old file must not widen the mode.

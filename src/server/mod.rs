@@ -175,9 +175,7 @@ impl Api {
                 _,
                 "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete"
                 | "/api/describe",
-            ) => {
-                err(405, "method not allowed")
-            }
+            ) => err(405, "method not allowed"),
             _ => err(404, "no such endpoint"),
         }
     }

@@ -4,8 +4,8 @@
 #![doc = include_str!("FORMAT.md")]
 
 mod model;
-pub mod v1;
 pub mod render;
+pub mod v1;
 
 pub use model::*;
 
@@ -48,8 +48,8 @@ fn bincode_config() -> impl bincode::config::Config {
 impl Snapshot {
     /// Encodes into the versioned, compressed file format.
     pub fn encode(&self) -> Result<Vec<u8>, SnapshotError> {
-        let raw = bincode::serde::encode_to_vec(self, bincode_config())
-            .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+        let raw =
+            bincode::serde::encode_to_vec(self, bincode_config()).map_err(|e| SnapshotError::Encode(e.to_string()))?;
         let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(raw.len() / 3 + 64), 3)?;
         enc.include_checksum(true)?;
         enc.write_all(&raw)?;
@@ -81,9 +81,7 @@ impl Snapshot {
             COMPRESSION_ZSTD => {
                 let dec = zstd::stream::Decoder::new(payload)?;
                 let mut raw = Vec::new();
-                dec.take(MAX_DECODED)
-                    .read_to_end(&mut raw)
-                    .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+                dec.take(MAX_DECODED).read_to_end(&mut raw).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
                 raw
             }
             other => return Err(SnapshotError::UnknownCompression(other)),

@@ -414,7 +414,9 @@ pub enum Value {
     #[default]
     OptimizedOut,
     /// Its memory could not be read.
-    Unreadable { address: u64 },
+    Unreadable {
+        address: u64,
+    },
     /// Could not be evaluated, with the reason.
     Unavailable(String),
     Int(i64),
@@ -422,11 +424,25 @@ pub enum Value {
     Float(f64),
     Bool(bool),
     Char(u32),
-    Enum { value: i64, name: Option<String> },
-    Pointer { address: u64, symbol: Option<String>, target: Option<Box<Value>> },
-    Str { address: u64, text: String, truncated: bool },
+    Enum {
+        value: i64,
+        name: Option<String>,
+    },
+    Pointer {
+        address: u64,
+        symbol: Option<String>,
+        target: Option<Box<Value>>,
+    },
+    Str {
+        address: u64,
+        text: String,
+        truncated: bool,
+    },
     Struct(Vec<Field>),
-    Array { length: u64, items: Vec<Value> },
+    Array {
+        length: u64,
+        items: Vec<Value>,
+    },
     Bytes(Vec<u8>),
 }
 

@@ -18,7 +18,12 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
     let p = &snap.process;
     let _ = write!(out, "pid {} ({})", p.pid, if p.exe.is_empty() { &p.comm } else { &p.exe });
     if let Some(sig) = &snap.signal {
-        let _ = write!(out, " {} {}", if matches!(snap.source, super::Source::Core(_)) { "killed by" } else { "stopped by" }, sig.name);
+        let _ = write!(
+            out,
+            " {} {}",
+            if matches!(snap.source, super::Source::Core(_)) { "killed by" } else { "stopped by" },
+            sig.name
+        );
         if !sig.code_name.is_empty() {
             let _ = write!(out, " ({})", sig.code_name);
         }
@@ -82,7 +87,8 @@ fn thread(out: &mut String, t: &Thread, opts: &TextOptions) {
     for (idx, f) in t.frames.iter().enumerate() {
         // The trampoline is the signal frame whose caller is also a signal frame
         // (the interrupted one); only it gets gdb's "<signal handler called>".
-        let trampoline = f.signal_frame && t.frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
+        let trampoline =
+            f.signal_frame && t.frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
         frame_line(out, idx, f, trampoline);
         // Like gdb's `bt full`: the frame's variables, indented under it.
         for v in &f.variables {

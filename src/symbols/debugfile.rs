@@ -1,7 +1,7 @@
 //! Separate debug files: `/usr/lib/debug/.build-id/xx/rest.debug` and `.gnu_debuglink`
 //! (with its CRC32), searched the way gdb and elfutils do.
 
-use super::elf::{hex, Image};
+use super::elf::{Image, hex};
 use std::path::{Path, PathBuf};
 
 /// The default debug root; `SymbolOptions::debug_dirs` are searched after it.
@@ -153,7 +153,10 @@ mod tests {
         let roots = vec![PathBuf::from("/usr/lib/debug"), PathBuf::from("/opt/dbg")];
         assert_eq!(
             build_id_candidates(&[0xab, 0xcd, 0xef], &roots),
-            vec![PathBuf::from("/usr/lib/debug/.build-id/ab/cdef.debug"), PathBuf::from("/opt/dbg/.build-id/ab/cdef.debug")]
+            vec![
+                PathBuf::from("/usr/lib/debug/.build-id/ab/cdef.debug"),
+                PathBuf::from("/opt/dbg/.build-id/ab/cdef.debug")
+            ]
         );
         assert_eq!(
             debuglink_candidates(Path::new("/usr/bin/prog"), "prog.debug", &roots),

@@ -19,7 +19,6 @@ pub(crate) struct SourceFrame {
 
 pub(crate) type Context = addr2line::Context<Reader>;
 
-
 fn needed(id: gimli::SectionId) -> bool {
     use gimli::SectionId::*;
     matches!(
@@ -53,7 +52,15 @@ pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<(Context, Na
 pub(crate) fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
     use gimli::SectionId::*;
     let ids = [
-        DebugAbbrev, DebugAddr, DebugAranges, DebugInfo, DebugLine, DebugLineStr, DebugRanges, DebugRngLists, DebugStr,
+        DebugAbbrev,
+        DebugAddr,
+        DebugAranges,
+        DebugInfo,
+        DebugLine,
+        DebugLineStr,
+        DebugRanges,
+        DebugRngLists,
+        DebugStr,
         DebugStrOffsets,
     ];
     debug_assert!(ids.iter().all(|id| needed(*id)));
@@ -112,7 +119,8 @@ pub(crate) fn frames(ctx: &Context, names: &mut NameCache, probe: u64) -> Vec<So
             }
             _ => None,
         };
-        let function = qualified.or_else(|| f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned()));
+        let function =
+            qualified.or_else(|| f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned()));
         let (file, line, column) = match &f.location {
             Some(l) => (l.file.map(str::to_string), l.line, l.column.filter(|c| *c > 0)),
             None => (None, None, None),
@@ -167,7 +175,12 @@ impl NameCache {
 }
 
 /// `name` (of the DIE at `off`) prefixed with its enclosing namespaces and classes.
-pub(crate) fn scoped_name(unit: gimli::UnitRef<'_, Reader>, off: usize, name: String, scopes: &mut ScopeCache) -> String {
+pub(crate) fn scoped_name(
+    unit: gimli::UnitRef<'_, Reader>,
+    off: usize,
+    name: String,
+    scopes: &mut ScopeCache,
+) -> String {
     let parts = scopes.names(unit, gimli::UnitOffset(off));
     if parts.is_empty() {
         return name;
@@ -223,13 +236,19 @@ fn die_name(unit: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEnt
 
 /// `DW_AT_name` of the function DIE at `off` (following abstract origin and
 /// specification links within the unit), prefixed with its scopes.
-fn qualified_name(unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize>, scopes: &mut ScopeCache) -> Option<String> {
+fn qualified_name(
+    unit: gimli::UnitRef<'_, Reader>,
+    off: gimli::UnitOffset<usize>,
+    scopes: &mut ScopeCache,
+) -> Option<String> {
     let mut target = off;
     let mut name = None;
     for _ in 0..8 {
         let e = unit.entry(target).ok()?;
         // An unmangled linkage name (a C asm label such as `__GI_raise`) is what gdb shows.
-        if let Some(v) = e.attr_value(gimli::DW_AT_linkage_name).or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name)) {
+        if let Some(v) =
+            e.attr_value(gimli::DW_AT_linkage_name).or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name))
+        {
             let l = unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned();
             if !l.starts_with("_Z") && !l.starts_with("_R") {
                 return Some(l);
@@ -277,14 +296,20 @@ fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
         let tag = abbrev.tag();
         let is_scope = matches!(
             tag,
-            gimli::DW_TAG_namespace | gimli::DW_TAG_class_type | gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+            gimli::DW_TAG_namespace
+                | gimli::DW_TAG_class_type
+                | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_union_type
         );
         if is_scope && abbrev.has_children() {
             let mut name = None;
             for spec in abbrev.attributes() {
                 let attr = raw.read_attribute(*spec)?;
                 if attr.name() == gimli::DW_AT_name {
-                    name = unit.attr_string(attr.value()).ok().and_then(|r| r.to_string_lossy().ok().map(|c| c.into_owned()));
+                    name = unit
+                        .attr_string(attr.value())
+                        .ok()
+                        .and_then(|r| r.to_string_lossy().ok().map(|c| c.into_owned()));
                 }
             }
             if name.is_none() && tag == gimli::DW_TAG_namespace {

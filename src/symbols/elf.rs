@@ -237,14 +237,15 @@ pub(crate) enum ImageError {
 
 impl Image {
     pub(crate) fn open(path: &Path) -> Result<Image, ImageError> {
-        let bytes =
-            SharedBytes::map_file(path).map_err(|source| ImageError::Io { path: path.display().to_string(), source })?;
+        let bytes = SharedBytes::map_file(path)
+            .map_err(|source| ImageError::Io { path: path.display().to_string(), source })?;
         Image::parse(bytes, path.to_path_buf())
     }
 
     pub(crate) fn parse(bytes: SharedBytes, path: PathBuf) -> Result<Image, ImageError> {
         let perr = |reason: String| ImageError::Parse { path: path.display().to_string(), reason };
-        let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*bytes).map_err(|e| perr(e.to_string()))?;
+        let file =
+            object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*bytes).map_err(|e| perr(e.to_string()))?;
         let headers = parse_headers(&bytes).ok_or_else(|| perr("bad program headers".into()))?;
         let sect = |name: &str| -> Option<Sect> {
             let s = file.section_by_name(name)?;
@@ -253,11 +254,8 @@ impl Image {
                 s.compressed_file_range().map(|c| c.format != object::CompressionFormat::None).unwrap_or(false);
             Some(Sect { addr: s.address(), offset: offset as usize, size: size as usize, compressed })
         };
-        let debuglink = file
-            .gnu_debuglink()
-            .ok()
-            .flatten()
-            .map(|(name, crc)| (String::from_utf8_lossy(name).into_owned(), crc));
+        let debuglink =
+            file.gnu_debuglink().ok().flatten().map(|(name, crc)| (String::from_utf8_lossy(name).into_owned(), crc));
         let altlink = file
             .gnu_debugaltlink()
             .ok()
@@ -318,7 +316,9 @@ impl Image {
 
     /// Names of the SHF_COMPRESSED sections among `names`.
     pub(crate) fn compressed<'n>(&self, names: &[&'n str]) -> Vec<&'n str> {
-        let Ok(file) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes) else { return Vec::new() };
+        let Ok(file) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes) else {
+            return Vec::new();
+        };
         names
             .iter()
             .copied()

@@ -78,7 +78,11 @@ fn path_push(path: &mut String, part: &str) {
 
 /// The file's path as addr2line renders it: comp_dir, then the file's directory
 /// (index 0 is the compilation directory itself), then its name.
-pub(crate) fn file_path(unit: gimli::UnitRef<'_, Reader>, header: &gimli::LineProgramHeader<Reader>, index: u64) -> Option<String> {
+pub(crate) fn file_path(
+    unit: gimli::UnitRef<'_, Reader>,
+    header: &gimli::LineProgramHeader<Reader>,
+    index: u64,
+) -> Option<String> {
     let file = header.file(index)?;
     let mut path = String::new();
     if let Some(comp) = unit.comp_dir.as_ref().and_then(|c| c.to_string_lossy().ok()) {
@@ -155,10 +159,12 @@ impl UnitLines {
             let line_has_disc = if line == last_line && Some(file) == last_file { last_disc || disc } else { disc };
             let file_changed = last_file != Some(file);
             let ignore = (file_changed && last_addr == Some(addr) && !row.is_stmt()) || line == 0;
-            if file_changed && !ignore
-                && let Some(f) = last_file {
-                    record(&mut out.files[f].1, Row::new(addr, 0, true));
-                }
+            if file_changed
+                && !ignore
+                && let Some(f) = last_file
+            {
+                record(&mut out.files[f].1, Row::new(addr, 0, true));
+            }
             if !ignore {
                 // dwarf_record_line_p: same file and line is recorded again unless the
                 // line ever had a non-zero discriminator.
@@ -173,7 +179,8 @@ impl UnitLines {
         }
         for (_, rows) in out.files.iter_mut() {
             // Stable: rows at one address keep program order, end markers first.
-            let order = |a: &Row, b: &Row| a.addr.cmp(&b.addr).then(((b.line() == 0) as u8).cmp(&((a.line() == 0) as u8)));
+            let order =
+                |a: &Row, b: &Row| a.addr.cmp(&b.addr).then(((b.line() == 0) as u8).cmp(&((a.line() == 0) as u8)));
             // Usually already in order (one sequence per section): skip the sort's scratch.
             if !rows.is_sorted_by(|a, b| order(a, b).is_le()) {
                 rows.sort_by(order);

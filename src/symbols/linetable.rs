@@ -217,7 +217,12 @@ impl Program {
                 }
                 let reader = Reader::new(SharedBytes::owned(buf), gimli::LittleEndian);
                 let program = gimli::DebugLine::from(reader)
-                    .program(gimli::DebugLineOffset(0), unit.header.address_size(), unit.comp_dir.clone(), unit.name.clone())
+                    .program(
+                        gimli::DebugLineOffset(0),
+                        unit.header.address_size(),
+                        unit.comp_dir.clone(),
+                        unit.name.clone(),
+                    )
                     .ok()?;
                 let gdb = UnitLines::build_rows(unit, program.clone().rows());
                 let header = program.header().clone();

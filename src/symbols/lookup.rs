@@ -243,7 +243,12 @@ impl Index {
 
     /// gdb's name for the function DIE at `die` (see `dwarf::frames`): the qualified
     /// `DW_AT_name`, else addr2line's (demangled linkage name or plain name).
-    fn function_name(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, die: Off) -> Result<Option<String>, Fallback> {
+    fn function_name(
+        &mut self,
+        ui: usize,
+        uref: gimli::UnitRef<'_, Reader>,
+        die: Off,
+    ) -> Result<Option<String>, Fallback> {
         if let Some(n) = self.names.get(&(ui, die.0)) {
             return Ok(n.clone());
         }
@@ -478,7 +483,9 @@ fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, o
     for _ in 0..8 {
         let e = uref.entry(target).ok()?;
         // An unmangled linkage name (a C asm label such as `__GI_raise`) is what gdb shows.
-        if let Some(v) = e.attr_value(gimli::DW_AT_linkage_name).or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name)) {
+        if let Some(v) =
+            e.attr_value(gimli::DW_AT_linkage_name).or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name))
+        {
             let l = read_string(uref, v)?;
             if !l.starts_with("_Z") && !l.starts_with("_R") {
                 return Some(l);
@@ -506,7 +513,12 @@ fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, o
 /// Names of the scope DIEs enclosing `target`, outermost first: the path from the
 /// unit root, descending at each level into the last child that starts at or before
 /// the target (DIE offsets grow in pre-order, so that child's subtree holds it).
-fn scope_names(uref: gimli::UnitRef<'_, Reader>, mut parts: Vec<String>, from: Option<Off>, target: Off) -> Option<Vec<String>> {
+fn scope_names(
+    uref: gimli::UnitRef<'_, Reader>,
+    mut parts: Vec<String>,
+    from: Option<Off>,
+    target: Off,
+) -> Option<Vec<String>> {
     let mut node_off = match from {
         Some(off) => off,
         None => uref.entries_tree(None).ok()?.root().ok()?.entry().offset(),
@@ -661,9 +673,13 @@ impl Outline {
                 let attr = raw.read_attribute(*spec).ok()?;
                 match (attr.name(), attr.value()) {
                     (gimli::DW_AT_sibling, gimli::AttributeValue::UnitRef(o)) => sibling = Some(o),
-                    (gimli::DW_AT_low_pc, v) if tag == gimli::DW_TAG_subprogram => low = uref.attr_address(v).ok().flatten(),
+                    (gimli::DW_AT_low_pc, v) if tag == gimli::DW_TAG_subprogram => {
+                        low = uref.attr_address(v).ok().flatten()
+                    }
                     (gimli::DW_AT_high_pc, gimli::AttributeValue::Udata(v)) => size = Some(v),
-                    (gimli::DW_AT_high_pc, v) if tag == gimli::DW_TAG_subprogram => high = uref.attr_address(v).ok().flatten(),
+                    (gimli::DW_AT_high_pc, v) if tag == gimli::DW_TAG_subprogram => {
+                        high = uref.attr_address(v).ok().flatten()
+                    }
                     (gimli::DW_AT_ranges, v) if tag == gimli::DW_TAG_subprogram => ranges = Some(v),
                     _ => {}
                 }

@@ -180,12 +180,22 @@ impl ModuleSet {
 
             let mem_head = read_memory(memory, anchor.start, 4096);
             let mem_headers = if anchor.offset == 0 { elf::parse_headers(&mem_head) } else { None };
-            let headers = mem_headers.clone().or_else(|| read_file_head(&open_path, 16384).and_then(|h| elf::parse_headers(&h)));
+            let headers =
+                mem_headers.clone().or_else(|| read_file_head(&open_path, 16384).and_then(|h| elf::parse_headers(&h)));
             let Some(headers) = headers else {
                 // Not an ELF (locale archives, fonts, data files) unless code runs from it.
                 if any_exec {
-                    problems.push(Problem::new(scope, format!("cannot read the ELF headers of {clean} (from memory or {})", open_path.display())));
-                    entries.push(Entry::new(Module { path: path.to_string(), start, end, is_executable: is_exe, ..Default::default() }, Some(open_path), None, None, None));
+                    problems.push(Problem::new(
+                        scope,
+                        format!("cannot read the ELF headers of {clean} (from memory or {})", open_path.display()),
+                    ));
+                    entries.push(Entry::new(
+                        Module { path: path.to_string(), start, end, is_executable: is_exe, ..Default::default() },
+                        Some(open_path),
+                        None,
+                        None,
+                        None,
+                    ));
                 }
                 continue;
             };
@@ -273,7 +283,8 @@ impl ModuleSet {
                     ..Default::default()
                 }
             };
-            f.function = sf.function.clone().or_else(|| res.symbol.as_ref().filter(|_| i + 1 == n).map(|s| s.0.clone()));
+            f.function =
+                sf.function.clone().or_else(|| res.symbol.as_ref().filter(|_| i + 1 == n).map(|s| s.0.clone()));
             f.file = sf.file.clone();
             f.line = sf.line;
             f.column = sf.column;
@@ -425,18 +436,19 @@ impl ModuleSet {
                     }
                 };
                 if let (Some(want), Some(have)) = (&e.target_build_id, &img.build_id)
-                    && want != have {
-                        self.problem(
-                            idx,
-                            format!(
-                                "{} has build id {} but the process had {} loaded: wrong file, not used",
-                                path.display(),
-                                elf::hex(have),
-                                elf::hex(want)
-                            ),
-                        );
-                        return None;
-                    }
+                    && want != have
+                {
+                    self.problem(
+                        idx,
+                        format!(
+                            "{} has build id {} but the process had {} loaded: wrong file, not used",
+                            path.display(),
+                            elf::hex(have),
+                            elf::hex(want)
+                        ),
+                    );
+                    return None;
+                }
                 Some(img)
             })
             .as_ref()
@@ -454,8 +466,12 @@ impl ModuleSet {
                 let (found, rejected) = debugfile::find(img, &self.roots);
                 for r in rejected {
                     let msg = match r {
-                        debugfile::Rejected::BuildId(p) => format!("debug file {} has another build id; ignored", p.display()),
-                        debugfile::Rejected::Crc(p) => format!("debug file {} fails the .gnu_debuglink CRC; ignored", p.display()),
+                        debugfile::Rejected::BuildId(p) => {
+                            format!("debug file {} has another build id; ignored", p.display())
+                        }
+                        debugfile::Rejected::Crc(p) => {
+                            format!("debug file {} fails the .gnu_debuglink CRC; ignored", p.display())
+                        }
                     };
                     self.problem(idx, msg);
                 }
@@ -474,7 +490,13 @@ impl ModuleSet {
                     Some((path, _)) => {
                         let found = debugfile::find_alt(src, &self.roots);
                         if found.is_none() {
-                            self.problem(idx, format!("dwz supplementary file {path} of {} not found: some names may be missing", src.path.display()));
+                            self.problem(
+                                idx,
+                                format!(
+                                    "dwz supplementary file {path} of {} not found: some names may be missing",
+                                    src.path.display()
+                                ),
+                            );
                         }
                         found
                     }
@@ -544,10 +566,11 @@ impl ModuleSet {
         if let Some(frames) = fast {
             res.frames = frames;
         } else if let Some(ctx) = self.dwarf(idx)
-            && let Ok(mut guard) = ctx.lock() {
-                let (ctx, names) = &mut *guard;
-                res.frames = dwarf::frames(ctx, names, probe);
-            }
+            && let Ok(mut guard) = ctx.lock()
+        {
+            let (ctx, names) = &mut *guard;
+            res.frames = dwarf::frames(ctx, names, probe);
+        }
         let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
         if !has_name {
             let images = self.symbol_images(idx);
@@ -608,7 +631,8 @@ fn resolve_under(sysroot: Option<&Path>, path: &str) -> PathBuf {
 /// pages, headers included) at AT_SYSINFO_EHDR, linked at 0, so bias = its base.
 fn load_vdso(maps: &[Mapping], memory: &dyn Memory, base: u64) -> Result<Entry, String> {
     let head = read_memory(memory, base, 4096);
-    let headers = elf::parse_headers(&head).ok_or_else(|| format!("vDSO at {base:#x} is not readable in the target's memory"))?;
+    let headers =
+        elf::parse_headers(&head).ok_or_else(|| format!("vDSO at {base:#x} is not readable in the target's memory"))?;
     let end = match maps.iter().find(|m| m.start <= base && base < m.end) {
         Some(m) => m.end,
         None => {

@@ -10,14 +10,16 @@ pub(crate) fn demangle(name: &str) -> String {
     // out of the demangler and drop them, as gdb prints the plain name.
     let base = name.split('@').next().unwrap_or(name);
     if (base.starts_with("_R") || (base.starts_with("_ZN") && is_rust_legacy(base)))
-        && let Ok(d) = rustc_demangle::try_demangle(base) {
-            return format!("{d:#}");
-        }
+        && let Ok(d) = rustc_demangle::try_demangle(base)
+    {
+        return format!("{d:#}");
+    }
     if base.starts_with("_Z")
         && let Ok(sym) = cpp_demangle::Symbol::new(base)
-            && let Ok(d) = sym.demangle() {
-                return d;
-            }
+        && let Ok(d) = sym.demangle()
+    {
+        return d;
+    }
     base.to_string()
 }
 

@@ -59,7 +59,11 @@ fn store(path: &std::path::Path, data: &[u8]) {
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let tmp = dir.join(format!(".tmp.{}.{}", std::process::id(), path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = dir.join(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
     let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(data));
     if written.is_err() || std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -431,7 +431,7 @@ pub fn from_bytes(
         memory: Box::new(memory),
         environment: Default::default(),
         problems,
-            hold: None,
+        hold: None,
     })
 }
 

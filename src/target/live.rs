@@ -277,18 +277,7 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
     problems.extend(p);
     threads.sort_by_key(|t| (!t.faulted, t.tid));
 
-    Ok(Capture {
-        source: Source::Live,
-        process,
-        signal,
-        threads,
-        maps,
-        auxv,
-        memory,
-        environment,
-        problems,
-        hold,
-    })
+    Ok(Capture { source: Source::Live, process, signal, threads, maps, auxv, memory, environment, problems, hold })
 }
 
 /// The memory of a process held stopped: the stack copies first, then the live
@@ -946,7 +935,13 @@ mod tests {
 
     #[test]
     fn fault_ranges_are_clipped_to_readable_mappings() {
-        let map = |s: u64, e: u64, perms: &str| Mapping { start: s, end: e, perms: perms.into(), offset: 0, path: String::new() };
+        let map = |s: u64, e: u64, perms: &str| Mapping {
+            start: s,
+            end: e,
+            perms: perms.into(),
+            offset: 0,
+            path: String::new(),
+        };
         let maps = vec![map(0x1000, 0x2000, "r-xp"), map(0x5000, 0x9000, "rw-p"), map(0x9000, 0xa000, "---p")];
         let th = |rip: u64, faulted: bool| ThreadState {
             registers: Registers { rip, ..Default::default() },

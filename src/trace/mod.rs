@@ -8,7 +8,7 @@ mod memory;
 use crate::analysis::{self, AnalysisOptions};
 use crate::snapshot::{Attribute, Problem, Scope, Snapshot, Thread};
 use crate::symbols::{ModuleSet, SymbolOptions, VariableOptions};
-use crate::target::{self, live::LiveOptions, Capture, TargetError};
+use crate::target::{self, Capture, TargetError, live::LiveOptions};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -55,7 +55,12 @@ pub struct VariableCapture {
 
 impl Default for VariableCapture {
     fn default() -> Self {
-        VariableCapture { mode: VariableMode::All, options: VariableOptions::default(), globals: Vec::new(), memory_budget: 4 << 20 }
+        VariableCapture {
+            mode: VariableMode::All,
+            options: VariableOptions::default(),
+            globals: Vec::new(),
+            memory_budget: 4 << 20,
+        }
     }
 }
 

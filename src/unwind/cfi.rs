@@ -150,10 +150,9 @@ fn compute_rule(modules: &ModuleSet, idx: usize, vaddr: u64) -> Option<Rule> {
         let bases = eh_bases(img);
         let eh = EhFrame::new(eh, LittleEndian);
         let fde = match img.raw(img.eh_frame_hdr) {
-            Some(hdr) => EhFrameHdr::new(hdr, LittleEndian)
-                .parse(&bases, 8)
-                .ok()
-                .and_then(|p| p.table().and_then(|t| t.fde_for_address(&eh, &bases, vaddr, EhFrame::cie_from_offset).ok())),
+            Some(hdr) => EhFrameHdr::new(hdr, LittleEndian).parse(&bases, 8).ok().and_then(|p| {
+                p.table().and_then(|t| t.fde_for_address(&eh, &bases, vaddr, EhFrame::cie_from_offset).ok())
+            }),
             None => eh.fde_for_address(&bases, vaddr, EhFrame::cie_from_offset).ok(),
         };
         if let Some(fde) = fde
@@ -248,13 +247,7 @@ pub(crate) struct Applied {
 /// explicit rule they keep their value in the caller; caller-saved ones are unknown.
 const CALLEE_SAVED: [usize; 6] = [3, 6, 12, 13, 14, 15];
 
-pub(crate) fn apply(
-    modules: &ModuleSet,
-    idx: usize,
-    rule: &Rule,
-    regs: &Regs,
-    memory: &dyn Memory,
-) -> Option<Applied> {
+pub(crate) fn apply(modules: &ModuleSet, idx: usize, rule: &Rule, regs: &Regs, memory: &dyn Memory) -> Option<Applied> {
     let bytes = || section_bytes(modules, idx, rule.section);
     let cfa = match rule.cfa {
         Cfa::RegOffset(r, off) => (*regs.get(r as usize)?)?.wrapping_add_signed(off),

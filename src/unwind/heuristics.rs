@@ -57,18 +57,18 @@ mod tests {
     #[test]
     fn call_site_forms() {
         let cases: &[(&[u8], bool)] = &[
-            (&[0xe8, 1, 2, 3, 4], true),                     // call rel32
-            (&[0xff, 0xd0], true),                           // call *%rax
-            (&[0x41, 0xff, 0xd3], true),                     // call *%r11
-            (&[0xff, 0x15, 1, 2, 3, 4], true),               // call *disp32(%rip)
-            (&[0xff, 0x50, 0x08], true),                     // call *0x8(%rax)
-            (&[0xff, 0x14, 0x24], true),                     // call *(%rsp)
-            (&[0xff, 0x54, 0x24, 0x08], true),               // call *0x8(%rsp)
-            (&[0xff, 0x94, 0x24, 1, 2, 3, 4], true),         // call *disp32(%rsp)
-            (&[0xff, 0x90, 1, 2, 3, 4], true),               // call *disp32(%rax)
-            (&[0xff, 0xe0], false),                          // jmp *%rax
-            (&[0x48, 0x89, 0xc7], false),                    // mov %rax,%rdi
-            (&[0xc3], false),                                // ret
+            (&[0xe8, 1, 2, 3, 4], true),             // call rel32
+            (&[0xff, 0xd0], true),                   // call *%rax
+            (&[0x41, 0xff, 0xd3], true),             // call *%r11
+            (&[0xff, 0x15, 1, 2, 3, 4], true),       // call *disp32(%rip)
+            (&[0xff, 0x50, 0x08], true),             // call *0x8(%rax)
+            (&[0xff, 0x14, 0x24], true),             // call *(%rsp)
+            (&[0xff, 0x54, 0x24, 0x08], true),       // call *0x8(%rsp)
+            (&[0xff, 0x94, 0x24, 1, 2, 3, 4], true), // call *disp32(%rsp)
+            (&[0xff, 0x90, 1, 2, 3, 4], true),       // call *disp32(%rax)
+            (&[0xff, 0xe0], false),                  // jmp *%rax
+            (&[0x48, 0x89, 0xc7], false),            // mov %rax,%rdi
+            (&[0xc3], false),                        // ret
         ];
         for (tail, want) in cases {
             assert_eq!(ends_with_call(&pad(tail)), *want, "{tail:x?}");

@@ -73,7 +73,12 @@ fn frame_registers(regs: &Regs) -> Vec<(u16, u64)> {
 
 /// Walks one thread's stack from its registers. Returns physical frames
 /// (pc, sp, trust, signal_frame, registers filled; names not yet) and problems met.
-pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &WalkOptions) -> (Vec<Frame>, Vec<Problem>) {
+pub fn walk(
+    regs: &Registers,
+    memory: &dyn Memory,
+    modules: &ModuleSet,
+    opts: &WalkOptions,
+) -> (Vec<Frame>, Vec<Problem>) {
     let mut frames = vec![Frame { pc: regs.rip, sp: regs.rsp, trust: Trust::Context, ..Default::default() }];
     let mut problems = Vec::new();
     let mut cur = regs_from(regs);
@@ -83,7 +88,10 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
     loop {
         let sp = cur[RSP].unwrap_or(0);
         if frames.len() >= max {
-            problems.push(Problem::new(Scope::Snapshot, format!("stack truncated at {max} frames (deeper frames not walked)")));
+            problems.push(Problem::new(
+                Scope::Snapshot,
+                format!("stack truncated at {max} frames (deeper frames not walked)"),
+            ));
             break;
         }
         let step = match step(&cur, exact, frames.len() == 1, memory, modules) {
@@ -97,9 +105,10 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
         let new_pc = step.regs[RIP].unwrap_or(0);
         let new_sp = step.regs[RSP].unwrap_or(0);
         if step.callee_is_trampoline
-            && let Some(f) = frames.last_mut() {
-                f.signal_frame = true;
-            }
+            && let Some(f) = frames.last_mut()
+        {
+            f.signal_frame = true;
+        }
         if new_pc == 0 {
             // Some thread entry points (and corrupted stacks) end in a zero return
             // address; treat it as the end of the stack unless nothing sensible came before.
@@ -110,7 +119,10 @@ pub fn walk(regs: &Registers, memory: &dyn Memory, modules: &ModuleSet, opts: &W
         if !step.callee_is_trampoline && new_sp <= sp {
             problems.push(Problem::new(
                 Scope::Snapshot,
-                format!("walk stopped at frame {}: stack pointer did not increase ({sp:#x} -> {new_sp:#x})", frames.len()),
+                format!(
+                    "walk stopped at frame {}: stack pointer did not increase ({sp:#x} -> {new_sp:#x})",
+                    frames.len()
+                ),
             ));
             break;
         }
@@ -167,7 +179,8 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
     }
     let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
     let target = caller.pc.wrapping_add_signed(rel as i64);
-    let callee_pc = if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
+    let callee_pc =
+        if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
     // Cheap check first: the callee's FDE (cached by the walk) starts at the call target.
     let idx = modules.find(callee_pc)?;
     let bias = modules.entry(idx).record.load_bias;
@@ -250,42 +263,47 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
     });
     if (at_entry || (first && module.is_none()))
         && let Some(ret) = memory.read_u64(sp)
-            && looks_like_return(ret, modules, memory) {
-                let mut regs = keep_callee_saved(cur);
-                regs[RSP] = Some(sp.wrapping_add(8));
-                regs[RIP] = Some(ret);
-                let trust = if at_entry { Trust::Cfi } else { Trust::Scan };
-                return Outcome::Caller(Step { regs, trust, interrupted: false, callee_is_trampoline: false });
-            }
+        && looks_like_return(ret, modules, memory)
+    {
+        let mut regs = keep_callee_saved(cur);
+        regs[RSP] = Some(sp.wrapping_add(8));
+        regs[RIP] = Some(ret);
+        let trust = if at_entry { Trust::Cfi } else { Trust::Scan };
+        return Outcome::Caller(Step { regs, trust, interrupted: false, callee_is_trampoline: false });
+    }
 
     // 2) A function known (from its first bytes) not to set up a frame pointer: a
     // leaf written in assembly, usually. Where it faulted nothing is pushed in the
     // common case, so try [rsp] before trusting an rbp that belongs to the caller.
     let prologue = module.map_or(Prologue::Unknown, |_| prologue_of(pc, modules));
     if prologue == Prologue::Frameless
-        && let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory)) {
-            let mut regs = keep_callee_saved(cur);
-            regs[RSP] = Some(sp.wrapping_add(8));
-            regs[RIP] = Some(ret);
-            return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
-        }
+        && let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory))
+    {
+        let mut regs = keep_callee_saved(cur);
+        regs[RSP] = Some(sp.wrapping_add(8));
+        regs[RIP] = Some(ret);
+        return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
+    }
 
     // 3) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
     if let Some(rbp) = cur[RBP].filter(|_| prologue != Prologue::Frameless)
-        && rbp >= sp && rbp - sp < (64 << 20) && rbp % 8 == 0
-            && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8)))
-                && looks_like_return(ret, modules, memory) {
-                    let mut regs: Regs = [None; N_REGS];
-                    regs[RBP] = Some(next_rbp);
-                    regs[RSP] = Some(rbp.wrapping_add(16));
-                    regs[RIP] = Some(ret);
-                    return Outcome::Caller(Step {
-                        regs,
-                        trust: Trust::FramePointer,
-                        interrupted: false,
-                        callee_is_trampoline: false,
-                    });
-                }
+        && rbp >= sp
+        && rbp - sp < (64 << 20)
+        && rbp % 8 == 0
+        && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8)))
+        && looks_like_return(ret, modules, memory)
+    {
+        let mut regs: Regs = [None; N_REGS];
+        regs[RBP] = Some(next_rbp);
+        regs[RSP] = Some(rbp.wrapping_add(16));
+        regs[RIP] = Some(ret);
+        return Outcome::Caller(Step {
+            regs,
+            trust: Trust::FramePointer,
+            interrupted: false,
+            callee_is_trampoline: false,
+        });
+    }
 
     // 4) Stack scan: the first word above sp that is a plausible return address.
     let mut buf = vec![0u8; (SCAN_WORDS * 8) as usize];

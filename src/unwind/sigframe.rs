@@ -60,7 +60,9 @@ mod tests {
         let regs = decode_gregs(&b);
         let get = |r: u16| regs.iter().find(|(n, _)| *n == r).map(|(_, v)| *v);
         // (dwarf register, gregs index)
-        for (reg, idx) in [(8, 0), (15, 7), (5, 8), (4, 9), (6, 10), (3, 11), (1, 12), (0, 13), (2, 14), (7, 15), (16, 16)] {
+        for (reg, idx) in
+            [(8, 0), (15, 7), (5, 8), (4, 9), (6, 10), (3, 11), (1, 12), (0, 13), (2, 14), (7, 15), (16, 16)]
+        {
             assert_eq!(get(reg), Some(100 + idx), "dwarf register {reg}");
         }
     }

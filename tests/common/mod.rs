@@ -200,8 +200,9 @@ impl CorePatternGuard {
         let mut previous = fs::read_to_string(CORE_PATTERN).expect("reading core_pattern").trim_end().to_string();
         if previous.contains(OUR_MARK) {
             // A previous run died holding the pattern: repair from its saved copy.
-            let saved = fs::read_to_string(SAVED_PATTERN)
-                .unwrap_or_else(|e| panic!("core_pattern is a leftover test pattern {previous:?} and {SAVED_PATTERN} is unreadable: {e}"));
+            let saved = fs::read_to_string(SAVED_PATTERN).unwrap_or_else(|e| {
+                panic!("core_pattern is a leftover test pattern {previous:?} and {SAVED_PATTERN} is unreadable: {e}")
+            });
             previous = saved.trim_end().to_string();
         }
         fs::write(SAVED_PATTERN, &previous).expect("saving core_pattern");
@@ -904,13 +905,20 @@ pub fn check_core_against_gdb(name: &str) {
     // The signal: gdb's reading, and what the kernel told the parent.
     let bt_signal = snap["signal"]["name"].as_str().map(String::from);
     if gdb.signal.as_deref() != Some(crash.spec.signal.as_str()) {
-        errors.push(format!("oracle disagrees with the kernel: gdb says {:?}, wait status {}", gdb.signal, crash.spec.signal));
+        errors.push(format!(
+            "oracle disagrees with the kernel: gdb says {:?}, wait status {}",
+            gdb.signal, crash.spec.signal
+        ));
     }
     if bt_signal.as_deref() != Some(crash.spec.signal.as_str()) {
         errors.push(format!("signal: bt {:?}, kernel and gdb {}", bt_signal, crash.spec.signal));
     }
     if snap["signal"]["signo"].as_i64() != Some(signal_number(&crash.spec.signal) as i64) {
-        errors.push(format!("signal number: bt {}, expected {}", snap["signal"]["signo"], signal_number(&crash.spec.signal)));
+        errors.push(format!(
+            "signal number: bt {}, expected {}",
+            snap["signal"]["signo"],
+            signal_number(&crash.spec.signal)
+        ));
     }
     if let Some(tid) = gdb.faulting_tid() {
         if snap["signal"]["tid"].as_i64() != Some(tid as i64) {
