@@ -1,0 +1,183 @@
+//! Filters: per-row predicates over the columnar index, string predicates memoised per
+//! dictionary string.
+
+use super::*;
+
+/// A fast hasher for integer keys (dictionary ids, integers): multiply-xorshift.
+#[derive(Default)]
+pub(super) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        let x = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
+pub(super) type IntMap<V> = HashMap<u64, V, BuildHasherDefault<IntHasher>>;
+
+fn str_test(op: Op, cell: &str, value: &str, re: Option<&fancy_regex::Regex>) -> bool {
+    let num = || -> Option<std::cmp::Ordering> {
+        let a: f64 = cell.trim().parse().ok()?;
+        let b: f64 = value.trim().trim_end_matches('.').parse().ok()?;
+        a.partial_cmp(&b)
+    };
+    let ord = || num().unwrap_or_else(|| cell.cmp(value));
+    match op {
+        Op::Equal => cell == value,
+        Op::NotEqual => cell != value,
+        Op::Contains => cell.contains(value),
+        Op::NotContains => !cell.contains(value),
+        Op::Regex => re.is_some_and(|r| r.is_match(cell).unwrap_or(false)),
+        Op::InverseRegex => !re.is_some_and(|r| r.is_match(cell).unwrap_or(false)),
+        Op::AtLeast => ord().is_ge(),
+        Op::GreaterThan => ord().is_gt(),
+        Op::AtMost => ord().is_le(),
+        Op::LessThan => ord().is_lt(),
+        Op::IsSet => true,
+        Op::IsNotSet => false,
+    }
+}
+
+enum Pred<'a> {
+    Const(bool),
+    /// Memo over dictionary ids: 0 = not evaluated yet, 1 = false, 2 = true.
+    Str {
+        cells: &'a [u32],
+        memo: Vec<u8>,
+        op: Op,
+        value: String,
+        re: Option<fancy_regex::Regex>,
+    },
+    Int {
+        cells: &'a [i64],
+        op: Op,
+        value: i64,
+    },
+    /// String operators on an integer column test the decimal text.
+    IntText {
+        cells: &'a [i64],
+        op: Op,
+        value: String,
+        re: Option<fancy_regex::Regex>,
+    },
+    Object {
+        op: Op,
+        value: u64,
+        text: String,
+    },
+}
+
+impl<'a> Pred<'a> {
+    fn compile(p: &'a ProjectIndex, c: &Condition) -> Result<Pred<'a>, StoreError> {
+        let re = match c.op {
+            Op::Regex | Op::InverseRegex => {
+                Some(fancy_regex::Regex::new(&c.value).map_err(|e| bad(format!("bad regular expression: {e}")))?)
+            }
+            _ => None,
+        };
+        if c.attr == "object" || c.attr == "_rxid" {
+            let value = crate::store::parse_object_id(&c.value).unwrap_or(u64::MAX);
+            return Ok(Pred::Object { op: c.op, value, text: c.value.clone() });
+        }
+        let Some(attr) = p.attr(&c.attr) else { return Ok(Pred::Const(c.op.on_unset())) };
+        Ok(match &attr.column {
+            Column::Str(cells) => {
+                Pred::Str { cells, memo: vec![0; p.strings.len() + 1], op: c.op, value: c.value.clone(), re }
+            }
+            Column::Int(cells) => match (c.op, parse_int(&c.value)) {
+                (Op::Equal | Op::NotEqual | Op::AtLeast | Op::GreaterThan | Op::AtMost | Op::LessThan, Some(v)) => {
+                    Pred::Int { cells, op: c.op, value: v }
+                }
+                (Op::AtLeast | Op::GreaterThan | Op::AtMost | Op::LessThan, None) => {
+                    return Err(bad(format!(
+                        "{} is an {} attribute: {:?} is not a number",
+                        c.attr,
+                        attr.ty.as_str(),
+                        c.value
+                    )));
+                }
+                (Op::IsSet | Op::IsNotSet, _) => Pred::Int { cells, op: c.op, value: 0 },
+                _ => Pred::IntText { cells, op: c.op, value: c.value.clone(), re },
+            },
+        })
+    }
+
+    #[inline]
+    fn test(&mut self, p: &ProjectIndex, row: usize) -> bool {
+        match self {
+            Pred::Const(b) => *b,
+            Pred::Str { cells, memo, op, value, re } => {
+                let cell = cells[row] as usize;
+                match memo[cell] {
+                    1 => false,
+                    2 => true,
+                    _ => {
+                        let r = if cell == 0 {
+                            op.on_unset()
+                        } else {
+                            str_test(*op, &p.strings[cell - 1], value, re.as_ref())
+                        };
+                        memo[cell] = if r { 2 } else { 1 };
+                        r
+                    }
+                }
+            }
+            Pred::Int { cells, op, value } => {
+                let v = cells[row];
+                if v == UNSET_INT {
+                    return op.on_unset();
+                }
+                match op {
+                    Op::Equal => v == *value,
+                    Op::NotEqual => v != *value,
+                    Op::AtLeast => v >= *value,
+                    Op::GreaterThan => v > *value,
+                    Op::AtMost => v <= *value,
+                    Op::LessThan => v < *value,
+                    Op::IsSet => true,
+                    _ => false,
+                }
+            }
+            Pred::IntText { cells, op, value, re } => {
+                let v = cells[row];
+                if v == UNSET_INT { op.on_unset() } else { str_test(*op, &v.to_string(), value, re.as_ref()) }
+            }
+            Pred::Object { op, value, text } => {
+                let id = p.ids[row];
+                match op {
+                    Op::Equal => id == *value,
+                    Op::NotEqual => id != *value,
+                    Op::AtLeast => id >= *value,
+                    Op::GreaterThan => id > *value,
+                    Op::AtMost => id <= *value,
+                    Op::LessThan => id < *value,
+                    Op::IsSet => true,
+                    Op::IsNotSet => false,
+                    _ => str_test(*op, &format_object_id(id), text, None),
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn filtered_rows<'a>(
+    p: &'a ProjectIndex,
+    q: &Query,
+) -> Result<impl Iterator<Item = usize> + 'a, StoreError> {
+    let mut preds: Vec<Pred<'a>> = q.filter.iter().map(|c| Pred::compile(p, c)).collect::<Result<_, _>>()?;
+    Ok((0..p.ids.len()).filter(move |&row| p.alive[row] && preds.iter_mut().all(|pr| pr.test(p, row))))
+}
+
+/// The ids of the live objects the query's filter selects (for deletion).
+pub fn matching_ids(p: &ProjectIndex, q: &Query) -> Result<Vec<u64>, StoreError> {
+    Ok(filtered_rows(p, q)?.map(|r| p.ids[r]).collect())
+}
