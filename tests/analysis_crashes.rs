@@ -247,3 +247,89 @@ fn rust_panics_carry_their_message() {
     let note = lines.iter().position(|l| l.contains("too many widgets")).expect("the panic annotation");
     assert!(note < first_thread, "annotations come before the threads:\n{text}");
 }
+
+/// The modes of examples/analysis/constraints.c: calls that break memcpy's, free's
+/// and realloc's contracts, with the fault classifier of the instruction that faulted
+/// inside glibc (AVX stores and loads, free's read of the chunk header).
+fn constraint_cases() -> Vec<Case> {
+    vec![
+        case(
+            "memcpy_overlap",
+            "SIGSEGV",
+            &["invalid-write"],
+            true,
+            &[
+                "memcpy() called with overlapping ranges",
+                "are 0x1000 bytes apart, less than the size 0x2000",
+                "memcpy() called with an unwritable destination",
+            ],
+        ),
+        case(
+            "memcpy_negative",
+            "SIGSEGV",
+            &["invalid-write"],
+            true,
+            &["memcpy() called with an absurd size 0xfffffffffffffffb (-5 as a signed length)"],
+        ),
+        case(
+            "memcpy_huge",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &["memcpy() called with an absurd size 0xffffffffffffffff (-1 as a signed length)"],
+        ),
+        case("free_inside", "SIGABRT", &["heap-corruption"], true, &["free(): invalid pointer", "free() in release"]),
+        case("free_unmapped", "SIGSEGV", &["invalid-read"], true, &["free() of a bad pointer"]),
+        case(
+            "realloc_inside",
+            "SIGABRT",
+            &["heap-corruption"],
+            true,
+            &["realloc(): invalid pointer", "realloc() in grow"],
+        ),
+    ]
+}
+
+/// gdb's `print/x EXPR` on a core, the oracle for values the program chose at run time.
+fn gdb_print_hex(exe: &Path, core: &Path, expr: &str) -> u64 {
+    let out = Command::new("gdb")
+        .args(["-nx", "-batch", "-ex", &format!("print/x {expr}")])
+        .arg(exe)
+        .arg(core)
+        .output()
+        .expect("running gdb");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line =
+        text.lines().rev().find(|l| l.starts_with('$')).unwrap_or_else(|| panic!("gdb printed no value:\n{text}"));
+    let hex = line.rsplit("0x").next().expect("a hex value");
+    u64::from_str_radix(hex.trim(), 16).unwrap_or_else(|e| panic!("gdb value {line:?}: {e}"))
+}
+
+/// The bad pointer free/realloc got must be named, with the value gdb reads from the
+/// program's own record of it.
+fn check_bad_pointers(exe: &Path, cases: &[Case], crashes: &[Crash]) {
+    for (c, crash) in cases.iter().zip(crashes) {
+        if !c.mode.starts_with("free") && !c.mode.starts_with("realloc") {
+            continue;
+        }
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        let want = gdb_print_hex(exe, &crash.core, "bad_pointer");
+        let needle = match c.mode {
+            "free_unmapped" => format!("the pointer was {want:#x}, from the caller's call site"),
+            _ => format!("was passed a pointer {want:#x} whose chunk header is not sane"),
+        };
+        let texts = snap["annotations"].to_string();
+        assert!(texts.contains(&needle), "{}: no annotation contains {needle:?}: {texts}", c.mode);
+    }
+}
+
+#[test]
+fn c_call_constraints_from_call_site_records() {
+    let cases = constraint_cases();
+    let dir = scratch_dir("analysis-build-constraints-o2");
+    let src = repo().join("examples/analysis/constraints.c");
+    let exe = build(&dir, "constraints", &["gcc", "-O2", "-g", "-U_FORTIFY_SOURCE", src.to_str().expect("utf-8")]);
+    let crashes = crash_all("constraints_o2", &exe, &cases);
+    check_all(&exe, &cases, &crashes);
+    check_bad_pointers(&exe, &cases, &crashes);
+}

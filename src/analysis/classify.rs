@@ -111,7 +111,7 @@ pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
     if matches!(sig.signo, SIGABRT | SIGTRAP) || find_frame(t, |n| n == "abort").is_some() {
         runtime_abort(snap, t, &sig, reader, f);
     }
-    heap::call_constraints(snap, t, &fault, f);
+    heap::call_constraints(snap, t, &fault, reader, f);
     if let Some(addr) = fault.target.filter(|a| *a >= NULL_LIMIT) {
         aliases::run(snap, t.tid, addr, reader, f);
     }
@@ -444,7 +444,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
                 format!("glibc malloc: {msg}")
             },
         );
-        heap::malloc_error_constraint(t, i, &msg, f);
+        heap::malloc_error_constraint(t, i, &msg, reader, f);
         return;
     }
     if let Some(i) = find_frame(t, |n| n == "__assert_fail" || n == "__assert_perror_fail" || n == "__assert_fail_base")

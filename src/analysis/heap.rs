@@ -2,8 +2,9 @@
 //! with a null, unreadable or absurd argument; free/realloc of a pointer whose glibc
 //! chunk header is not sane) and the glibc chunk reading they share with aliases.
 
-use super::classify::{MemoryFault, NULL_LIMIT, base_name};
-use super::decode::Access;
+use super::calls::{self, Call};
+use super::classify::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
+use super::decode::{self, Access};
 use super::{Findings, Reader, names};
 use crate::snapshot::{Scope, Severity, Snapshot, Thread};
 
@@ -43,16 +44,21 @@ fn family(name: &str) -> Option<&'static str> {
 }
 
 /// Checks the calls on the faulting thread's stack against their contracts.
-pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mut Findings) {
+pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, reader: &Reader, f: &mut Findings) {
     let Some(sig) = &snap.signal else { return };
     if sig.signo != 11 && sig.signo != 7 {
         return;
     }
     // The memcpy family: the fault happens inside the (leaf) function itself.
-    if let Some((i, call)) =
+    if let Some((i, own)) =
         t.frames.iter().take(3).enumerate().find_map(|(i, fr)| family(&base_name(fr)).map(|c| (i, c)))
     {
-        let arg = match (call, fault.access) {
+        let call = calls::call_into(t, i, reader);
+        // The caller's name for the call wins: the callee's symbol may be an alias
+        // (glibc's memcpy is memmove's code, and either name may label the frame).
+        let named = call.name.as_deref().and_then(family);
+        let name = named.unwrap_or(own);
+        let arg = match (name, fault.access) {
             ("memset" | "wmemset", _) => "destination",
             ("strlen" | "memcmp" | "strcmp", _) => "argument",
             (_, Some(Access::Read)) => "source",
@@ -67,50 +73,168 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
             format!("an {verb} {arg} (fault at {target:#x})")
         };
         f.classify(names::CONSTRAINT_VIOLATION);
-        f.annotate(Scope::Frame(t.tid, i as u32), Severity::Error, SOURCE, format!("{call}() called with {what}"));
-        if i == 0 {
-            // At the fault, rdx still holds the length in glibc's mem* (the string
-            // variants count in rcx); only an absurd value is worth saying.
-            let r = &t.registers;
-            for (reg, v) in [("rdx", r.rdx), ("rcx", r.rcx)] {
-                if (ABSURD_SIZE..u64::MAX - 4096).contains(&v) {
-                    f.annotate(
-                        Scope::Frame(t.tid, 0),
-                        Severity::Warning,
-                        SOURCE,
-                        format!("{call}() is running with an absurd size in {reg}: {v:#x} (a negative length?)"),
-                    );
-                    break;
-                }
-            }
+        f.annotate(Scope::Frame(t.tid, i as u32), Severity::Error, SOURCE, format!("{name}() called with {what}"));
+        let scope = Scope::Frame(t.tid, i as u32);
+        let found = copy_arguments(snap, name, named.is_some(), &call, scope.clone(), f);
+        if !found && i == 0 {
+            copy_registers(t, name, named.is_some(), reader, scope, f);
         }
         return;
     }
     // free/realloc faulting while reading the chunk header of their argument.
-    let is_free = |n: &str| {
-        matches!(
-            n,
-            "free"
-                | "__libc_free"
-                | "cfree"
-                | "realloc"
-                | "__libc_realloc"
-                | "_int_free"
-                | "_int_realloc"
-                | "munmap_chunk"
-        )
-    };
     if let Some(i) = t.frames.iter().take(4).position(|fr| is_free(&base_name(fr))) {
         let call = if t.frames.iter().any(|fr| base_name(fr).contains("realloc")) { "realloc" } else { "free" };
         let target = fault.target.unwrap_or(0);
+        let outer = t.frames[i..].iter().take_while(|fr| is_free(&base_name(fr))).count() + i - 1;
+        let passed = calls::call_into(t, outer, reader).arg(0);
+        let pointer = match passed {
+            Some(p) => format!("{p:#x}, from the caller's call site"),
+            None => format!("about {:#x}", target.wrapping_add(8)),
+        };
         f.classify(names::CONSTRAINT_VIOLATION);
         f.annotate(
             Scope::Frame(t.tid, i as u32),
             Severity::Error,
             SOURCE,
             format!(
-                "{call}() of a bad pointer: reading its chunk header at {target:#x} faulted (the pointer was about {:#x})",
-                target.wrapping_add(8)
+                "{call}() of a bad pointer: reading its chunk header at {target:#x} faulted (the pointer was {pointer})"
+            ),
+        );
+    }
+}
+
+fn is_free(n: &str) -> bool {
+    matches!(
+        n,
+        "free" | "__libc_free" | "cfree" | "realloc" | "__libc_realloc" | "_int_free" | "_int_realloc" | "munmap_chunk"
+    )
+}
+
+/// The end of the run of contiguous mappings that holds `addr`.
+fn mapped_end(snap: &Snapshot, addr: u64) -> Option<u64> {
+    let mut end = mapping_of(&snap.maps, addr)?.end;
+    while let Some(next) = snap.maps.iter().find(|m| m.start == end) {
+        end = next.end;
+    }
+    Some(end)
+}
+
+/// Checks the arguments the caller's call-site records give for a memcpy-family
+/// call: an absurd or negative size, a size beyond the mapping of a range, and
+/// overlapping ranges where the function forbids them (`named`: the caller's own
+/// name for the call is known, so memcpy is not memmove under another name).
+/// Returns whether the arguments were known.
+fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: Scope, f: &mut Findings) -> bool {
+    // (destination, source, size) positions; memset's value is no pointer.
+    let (dst, src, size) = match name {
+        "memcpy" | "memmove" | "mempcpy" | "strncpy" | "memcmp" => (call.arg(0), call.arg(1), call.arg(2)),
+        "memset" | "wmemset" => (call.arg(0), None, call.arg(2)),
+        "strcpy" | "stpcpy" | "strcat" => (call.arg(0), call.arg(1), None),
+        _ => return false,
+    };
+    if dst.is_none() && src.is_none() && size.is_none() {
+        return false;
+    }
+    let shown = |v: Option<u64>| v.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into());
+    let args = match name {
+        "memset" | "wmemset" => format!("{}, c, {}", shown(dst), shown(size)),
+        "strcpy" | "stpcpy" | "strcat" => format!("{}, {}", shown(dst), shown(src)),
+        _ => format!("{}, {}, {}", shown(dst), shown(src), shown(size)),
+    };
+    f.annotate(
+        scope.clone(),
+        Severity::Info,
+        SOURCE,
+        format!("{name}({args}): the arguments, from the caller's call-site records"),
+    );
+    let Some(n) = size else { return true };
+    if n >= ABSURD_SIZE {
+        let negative = if (n as i64) < 0 { format!(" ({} as a signed length)", n as i64) } else { String::new() };
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            format!("{name}() called with an absurd size {n:#x}{negative}"),
+        );
+        return true;
+    }
+    for (role, p) in [("destination", dst), ("source", src)] {
+        let Some(p) = p else { continue };
+        if let Some(end) = mapped_end(snap, p)
+            && n > end - p
+        {
+            f.annotate(
+                scope.clone(),
+                Severity::Error,
+                SOURCE,
+                format!(
+                    "{name}() called with size {n:#x}, larger than the {role}'s mapping allows ({:#x} bytes from {p:#x})",
+                    end - p
+                ),
+            );
+        }
+    }
+    let forbids_overlap = matches!(name, "memcpy" | "mempcpy" | "strncpy");
+    if let (true, true, Some(d), Some(s)) = (named, forbids_overlap, dst, src)
+        && n > 0
+        && d.abs_diff(s) < n
+    {
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with overlapping ranges: destination {d:#x} and source {s:#x} are {:#x} bytes apart, less than the size {n:#x} (use memmove)",
+                d.abs_diff(s)
+            ),
+        );
+    }
+    true
+}
+
+/// What the registers prove at a fault inside a copy, when the arguments are not
+/// known: during `rep movs`, rdi − rsi is still the destination − source distance and
+/// rcx the elements left, so a distance below the bytes left proves the ranges
+/// overlap; a count left beyond any buffer proves an absurd size. Vector loops prove
+/// nothing about the arguments, so nothing is claimed for them.
+fn copy_registers(t: &Thread, name: &str, named: bool, reader: &Reader, scope: Scope, f: &mut Findings) {
+    let r = &t.registers;
+    let Some(d) = decode::decode_at(reader, r) else { return };
+    let width = match d.mnemonic.as_str() {
+        "rep movsb" => 1,
+        "rep movsw" => 2,
+        "rep movsd" => 4,
+        "rep movsq" => 8,
+        _ => return,
+    };
+    // EFLAGS.DF set: a backward copy, whose overlap rules differ; say nothing.
+    if r.eflags & (1 << 10) != 0 {
+        return;
+    }
+    let left = r.rcx.saturating_mul(width);
+    if left >= ABSURD_SIZE {
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with an absurd size: `{}` still has {left:#x} bytes to copy (rcx = {:#x})",
+                d.mnemonic, r.rcx
+            ),
+        );
+        return;
+    }
+    if named && matches!(name, "memcpy" | "mempcpy") && r.rdi.abs_diff(r.rsi) < left {
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with overlapping ranges: `{}` copies {left:#x} more bytes from {:#x} to {:#x}, {:#x} bytes apart (use memmove)",
+                d.mnemonic,
+                r.rsi,
+                r.rdi,
+                r.rdi.abs_diff(r.rsi)
             ),
         );
     }
@@ -118,7 +242,7 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
 
 /// glibc's malloc error messages that mean "free/realloc got a pointer it never
 /// handed out": a constraint violation of the call as well as a heap problem.
-pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, f: &mut Findings) {
+pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, reader: &Reader, f: &mut Findings) {
     let bad_pointer = ["invalid pointer", "invalid size", "misaligned"];
     let Some((call, _)) = msg.split_once("():") else { return };
     if !matches!(call, "free" | "realloc" | "munmap_chunk" | "free_check" | "realloc_check")
@@ -132,12 +256,18 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, f: 
     });
     let at = user.map(|(k, _)| k as u32).unwrap_or(printerr_frame as u32);
     let caller = user.and_then(|(_, fr)| fr.function.clone()).unwrap_or_else(|| "??".into());
+    // The pointer itself, from the call-site records of the caller of free/realloc.
+    let passed = user
+        .filter(|(k, _)| *k > printerr_frame)
+        .and_then(|(k, _)| calls::call_into(t, k - 1, reader).arg(0))
+        .map(|p| format!(" {p:#x}"))
+        .unwrap_or_default();
     f.classify(names::CONSTRAINT_VIOLATION);
     f.annotate(
         Scope::Frame(t.tid, at),
         Severity::Error,
         SOURCE,
-        format!("{call}() in {caller} was passed a pointer whose chunk header is not sane ({msg})"),
+        format!("{call}() in {caller} was passed a pointer{passed} whose chunk header is not sane ({msg})"),
     );
 }
 
