@@ -265,6 +265,13 @@ fn constraint_cases() -> Vec<Case> {
             ],
         ),
         case(
+            "memcpy_overlap_movsb",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &["memcpy() called with overlapping ranges", "memcpy() called with an unreadable source"],
+        ),
+        case(
             "memcpy_negative",
             "SIGSEGV",
             &["invalid-write"],
@@ -315,7 +322,7 @@ fn check_bad_pointers(exe: &Path, cases: &[Case], crashes: &[Crash]) {
         let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
         let want = gdb_print_hex(exe, &crash.core, "bad_pointer");
         let needle = match c.mode {
-            "free_unmapped" => format!("the pointer was {want:#x}, from the caller's call site"),
+            "free_unmapped" => format!("the pointer was {want:#x}, from the caller's "),
             _ => format!("was passed a pointer {want:#x} whose chunk header is not sane"),
         };
         let texts = snap["annotations"].to_string();
@@ -332,4 +339,34 @@ fn c_call_constraints_from_call_site_records() {
     let crashes = crash_all("constraints_o2", &exe, &cases);
     check_all(&exe, &cases, &crashes);
     check_bad_pointers(&exe, &cases, &crashes);
+}
+
+#[test]
+fn c_call_constraints_from_the_callers_code() {
+    // -O0: no call-site records; the arguments come from replaying the caller's set-up.
+    let cases = constraint_cases();
+    let dir = scratch_dir("analysis-build-constraints-o0");
+    let src = repo().join("examples/analysis/constraints.c");
+    let exe = build(&dir, "constraints", &["gcc", "-O0", "-g", "-U_FORTIFY_SOURCE", src.to_str().expect("utf-8")]);
+    let crashes = crash_all("constraints_o0", &exe, &cases);
+    check_all(&exe, &cases, &crashes);
+    check_bad_pointers(&exe, &cases, &crashes);
+}
+
+#[test]
+fn c_memcpy_overlap_proven_by_rep_movsb() {
+    // No debug info, -O2: the destination is not recoverable (it was the caller's own
+    // argument), but during `rep movsb` the registers still prove the overlap.
+    let cases = [case(
+        "memcpy_overlap_movsb",
+        "SIGSEGV",
+        &["invalid-read"],
+        true,
+        &["memcpy() called with overlapping ranges: `rep movsb` copies", "0x400 bytes apart"],
+    )];
+    let dir = scratch_dir("analysis-build-constraints-nodebug");
+    let src = repo().join("examples/analysis/constraints.c");
+    let exe = build(&dir, "constraints", &["gcc", "-O2", "-U_FORTIFY_SOURCE", src.to_str().expect("utf-8")]);
+    let crashes = crash_all("constraints_nodebug", &exe, &cases);
+    check_all(&exe, &cases, &crashes);
 }

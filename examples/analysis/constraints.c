@@ -1,6 +1,7 @@
 /* Calls that break the contract of memcpy, free and realloc, one per mode (argv[1]).
- * Built by tests/analysis_constraints.rs at -O2 (the arguments come back from the
- * callers' DWARF call-site records) and at -O0 (from the caller's argument set-up code).
+ * Built by tests/analysis_crashes.rs at -O2 -g (the arguments come back from the
+ * callers' DWARF call-site records), at -O0 -g (from replaying the caller's argument
+ * set-up code) and at -O2 without -g (only the registers at the fault prove anything).
  * The callers use their arguments after the call, as real code does, so the
  * compiler keeps them in callee-saved registers across it. */
 #include <stdint.h>
@@ -39,6 +40,18 @@ __attribute__((noinline)) static void memcpy_overlap(void)
 {
     char *p = two_pages();
     copy(p + 4096, p, opaque_overlap_size);
+    sink = p[1];
+}
+
+/* Overlapping ranges, source ahead of the destination, large enough for glibc's
+ * `rep movsb` path: the source runs into the unmapped fifth page mid-copy. */
+__attribute__((noinline)) static void memcpy_overlap_movsb(void)
+{
+    char *p = mmap(NULL, 5 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        abort();
+    munmap(p + 4 * 4096, 4096);
+    copy(p, p + 1024, opaque_overlap_size + 3 * 4096);
     sink = p[1];
 }
 
@@ -99,7 +112,8 @@ int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
     struct { const char *name; void (*run)(void); } modes[] = {
-        {"memcpy_overlap", memcpy_overlap}, {"memcpy_negative", memcpy_negative},
+        {"memcpy_overlap", memcpy_overlap}, {"memcpy_overlap_movsb", memcpy_overlap_movsb},
+        {"memcpy_negative", memcpy_negative},
         {"memcpy_huge", memcpy_huge},       {"free_inside", free_inside},
         {"free_unmapped", free_unmapped},   {"realloc_inside", realloc_inside},
     };

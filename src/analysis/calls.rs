@@ -16,8 +16,14 @@ pub struct Call {
     /// The function the caller called (`memcpy`), when the call instruction and the
     /// PLT name it; the callee's own symbol may be an alias (`__memmove_avx_unaligned_erms`).
     pub name: Option<String>,
-    /// Integer arguments by position, where the call-site records prove them.
+    /// Integer arguments by position, where the call-site records or the caller's
+    /// code prove them.
     pub args: [Option<u64>; 6],
+    /// Where the arguments came from (for the annotations).
+    pub source: &'static str,
+    /// Caller memory the arguments were read from at analysis time (the caller's
+    /// code path): a callee that wrote there makes them stale.
+    pub reads: Vec<u64>,
 }
 
 impl Call {
@@ -36,11 +42,304 @@ pub fn call_into(t: &Thread, frame_idx: usize, reader: &Reader) -> Call {
     for (k, reg) in ARGUMENT_REGISTERS.iter().enumerate() {
         out.args[k] = found.iter().find(|(r, _)| r == reg).map(|(_, v)| *v);
     }
+    out.source = "the caller's call-site records";
     let caller = t.frames.iter().skip(callee + 1).find(|f| !f.inlined);
-    if let Some(caller) = caller.filter(|_| !t.frames[callee].signal_frame) {
-        out.name = called_name(reader, caller.pc);
+    let Some(caller) = caller.filter(|_| !t.frames[callee].signal_frame) else { return out };
+    out.name = called_name(reader, caller.pc);
+    if found.is_empty()
+        && let Some((regs, reads)) = replay_caller(caller, reader)
+    {
+        for (k, reg) in ARGUMENT_REGISTERS.iter().enumerate() {
+            out.args[k] = regs[*reg as usize];
+        }
+        out.source = "the caller's code";
+        out.reads = reads;
     }
     out
+}
+
+/// Longest caller function decoded to find the block that sets up a call.
+const MAX_FUNCTION: u64 = 64 * 1024;
+
+/// A register's value while replaying: a number, its unknown value at the block's
+/// start plus an offset, or unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sym {
+    Known(u64),
+    Start(usize, u64),
+    Unknown,
+}
+
+impl Sym {
+    fn plus(self, d: u64) -> Sym {
+        match self {
+            Sym::Known(v) => Sym::Known(v.wrapping_add(d)),
+            Sym::Start(r, c) => Sym::Start(r, c.wrapping_add(d)),
+            Sym::Unknown => Sym::Unknown,
+        }
+    }
+    fn known(self) -> Option<u64> {
+        match self {
+            Sym::Known(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The argument registers at the call that returns to `caller.pc`, recovered by
+/// replaying the caller's straight-line code that set them up, starting from the
+/// registers the unwinder recovered for the caller.
+///
+/// Folklore: at -O0 (and in code without call-site records) arguments are loaded from
+/// the caller's stack slots or copied from callee-saved registers just before the
+/// call. The block that ends in the call is found by decoding the caller's function
+/// from its symbol's start (every branch target and every instruction after a branch
+/// or call starts a block). It is replayed twice: first symbolically, to learn the
+/// block-start values of registers whose final values the unwinder recovered
+/// (callee-saved ones and rsp), then concretely, reading stack slots from memory,
+/// with the block's own stores forwarded. The result must agree with every recovered
+/// register, or nothing is claimed. Stack slots are read now, not at the call: the
+/// caller of the returned `reads` must rule out that the callee wrote there.
+fn replay_caller(caller: &crate::snapshot::Frame, reader: &Reader) -> Option<([Option<u64>; 16], Vec<u64>)> {
+    use iced_x86::{Decoder, DecoderOptions, FlowControl};
+    let ret = caller.pc;
+    let start = reader.modules().symbol_start(ret.wrapping_sub(1))?;
+    if ret <= start || ret - start > MAX_FUNCTION {
+        return None;
+    }
+    let code = reader.bytes(start, (ret - start) as usize);
+    if code.len() as u64 != ret - start {
+        return None;
+    }
+    let mut decoder = Decoder::with_ip(64, &code, start, DecoderOptions::NONE);
+    let mut list = Vec::new();
+    let mut leaders = vec![start];
+    while decoder.can_decode() {
+        let ins = decoder.decode();
+        if ins.is_invalid() {
+            return None;
+        }
+        match ins.flow_control() {
+            FlowControl::Next => {}
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
+                leaders.push(ins.next_ip());
+                let target = ins.near_branch_target();
+                if target > start && target < ret {
+                    leaders.push(target);
+                }
+            }
+            _ => leaders.push(ins.next_ip()),
+        }
+        list.push(ins);
+    }
+    // The last instruction must be the call that returns to `ret`.
+    let call = list.pop()?;
+    if call.next_ip() != ret || !matches!(call.flow_control(), FlowControl::Call | FlowControl::IndirectCall) {
+        return None;
+    }
+    let block_start = leaders.into_iter().filter(|&l| l <= call.ip()).max()?;
+    let block: Vec<_> = list.into_iter().filter(|i| i.ip() >= block_start).collect();
+
+    // What the unwinder recovered for the caller, at the call.
+    let mut recovered: [Option<u64>; 16] = [None; 16];
+    for (r, v) in &caller.registers {
+        if let Some(slot) = recovered.get_mut(*r as usize) {
+            *slot = Some(*v);
+        }
+    }
+    recovered[7] = Some(caller.sp);
+
+    // Pass 1: which block-start values the recovered registers pin down.
+    let symbolic: [Sym; 16] = std::array::from_fn(|r| Sym::Start(r, 0));
+    let (end, _) = replay(&block, symbolic, reader, false)?;
+    let mut start_regs: [Sym; 16] = std::array::from_fn(|r| Sym::Start(r, 0));
+    for (r, fin) in recovered.iter().enumerate() {
+        if let (Some(v), Sym::Start(x, c)) = (fin, end[r]) {
+            let at_start = v.wrapping_sub(c);
+            match start_regs[x] {
+                Sym::Known(old) if old != at_start => return None,
+                _ => start_regs[x] = Sym::Known(at_start),
+            }
+        }
+    }
+    // Pass 2: concrete values, stack slots read from memory.
+    let (end, reads) = replay(&block, start_regs, reader, true)?;
+    for (r, fin) in recovered.iter().enumerate() {
+        if let (Some(v), Sym::Known(got)) = (fin, end[r])
+            && *v != got
+        {
+            return None;
+        }
+    }
+    Some((end.map(Sym::known), reads))
+}
+
+/// Replays `block` from `regs`; with `memory`, loads from known addresses read the
+/// target (after the block's own stores; none after a store to an unknown address).
+/// Returns the registers at the end and the addresses read.
+fn replay(
+    block: &[iced_x86::Instruction],
+    mut regs: [Sym; 16],
+    reader: &Reader,
+    memory: bool,
+) -> Option<([Sym; 16], Vec<u64>)> {
+    use super::decode::dwarf_register as dwarf;
+    use iced_x86::{InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
+    let mut stores: Vec<(u64, usize, Sym)> = Vec::new();
+    let mut wild_store = false;
+    let mut reads = Vec::new();
+    let mut info = InstructionInfoFactory::new();
+    for ins in block {
+        let address = |regs: &[Sym; 16]| -> Sym {
+            if ins.is_ip_rel_memory_operand() {
+                return Sym::Known(ins.ip_rel_memory_address());
+            }
+            let disp = ins.memory_displacement64();
+            let base = match ins.memory_base() {
+                Register::None => Sym::Known(0),
+                b => dwarf(b).filter(|_| b.size() == 8).map(|d| regs[d]).unwrap_or(Sym::Unknown),
+            };
+            match ins.memory_index() {
+                Register::None => base.plus(disp),
+                i => match (base, dwarf(i).map(|d| regs[d])) {
+                    (Sym::Known(b), Some(Sym::Known(x))) if i.size() == 8 => {
+                        Sym::Known(b.wrapping_add(x.wrapping_mul(ins.memory_index_scale() as u64)).wrapping_add(disp))
+                    }
+                    _ => Sym::Unknown,
+                },
+            }
+        };
+        let mut load = |addr: Sym, size: usize, reads: &mut Vec<u64>| -> Sym {
+            let Sym::Known(a) = addr else { return Sym::Unknown };
+            // A value the block stored and we know; a stored value we do not know is
+            // what memory still holds (the block's later stores would be found first).
+            let stored = stores.iter().rev().find(|(s, n, _)| *s == a && *n == size);
+            if let Some((_, _, v @ Sym::Known(_))) = stored {
+                return *v;
+            }
+            let overlapped = stores.iter().any(|(s, n, _)| a < s + *n as u64 && *s < a + size as u64);
+            if !memory || wild_store || (overlapped && stored.is_none()) {
+                return Sym::Unknown;
+            }
+            reads.push(a);
+            let mut b = [0u8; 8];
+            if reader.memory().read(a, &mut b[..size]) != size {
+                return Sym::Unknown;
+            }
+            Sym::Known(u64::from_le_bytes(b))
+        };
+        let reg_of = |k: u32| dwarf(ins.op_register(k)).filter(|_| ins.op_kind(k) == OpKind::Register);
+        let width = |k: u32| ins.op_register(k).size();
+        let truncate = |v: Sym, bytes: usize| match (v, bytes) {
+            (_, 8) => v,
+            (Sym::Known(x), 4) => Sym::Known(x & 0xffff_ffff),
+            _ => Sym::Unknown,
+        };
+        let op1 =
+            |regs: &[Sym; 16], reads: &mut Vec<u64>, load: &mut dyn FnMut(Sym, usize, &mut Vec<u64>) -> Sym| match ins
+                .op1_kind()
+            {
+                OpKind::Register => reg_of(1).map(|r| regs[r]).unwrap_or(Sym::Unknown),
+                OpKind::Memory => load(address(regs), ins.memory_size().size(), reads),
+                OpKind::Immediate8to64 | OpKind::Immediate32to64 | OpKind::Immediate32 | OpKind::Immediate64 => {
+                    Sym::Known(ins.immediate(1))
+                }
+                _ => Sym::Unknown,
+            };
+        let dst = reg_of(0);
+        let handled = match (ins.mnemonic(), dst) {
+            (Mnemonic::Mov, Some(d)) if matches!(width(0), 4 | 8) => {
+                let v = op1(&regs, &mut reads, &mut load);
+                regs[d] = truncate(v, width(0));
+                true
+            }
+            (Mnemonic::Lea, Some(d)) if width(0) == 8 => {
+                regs[d] = address(&regs);
+                true
+            }
+            (Mnemonic::Add | Mnemonic::Sub, Some(d)) if width(0) == 8 => {
+                let v = op1(&regs, &mut reads, &mut load);
+                regs[d] = match (regs[d], v, ins.mnemonic()) {
+                    (a, Sym::Known(x), Mnemonic::Add) => a.plus(x),
+                    (a, Sym::Known(x), _) => a.plus(x.wrapping_neg()),
+                    _ => Sym::Unknown,
+                };
+                true
+            }
+            (Mnemonic::Movsxd, Some(d)) if width(0) == 8 => {
+                let v = match ins.op1_kind() {
+                    OpKind::Register => reg_of(1).map(|r| regs[r]).unwrap_or(Sym::Unknown),
+                    _ => load(address(&regs), 4, &mut reads),
+                };
+                regs[d] = match v {
+                    Sym::Known(x) => Sym::Known(x as u32 as i32 as i64 as u64),
+                    _ => Sym::Unknown,
+                };
+                true
+            }
+            (Mnemonic::Cdqe, _) => {
+                regs[0] = match regs[0] {
+                    Sym::Known(x) => Sym::Known(x as u32 as i32 as i64 as u64),
+                    _ => Sym::Unknown,
+                };
+                true
+            }
+            (Mnemonic::Xor, Some(d)) if reg_of(1) == Some(d) && matches!(width(0), 4 | 8) => {
+                regs[d] = Sym::Known(0);
+                true
+            }
+            (Mnemonic::Mov, None) if ins.op0_kind() == OpKind::Memory => {
+                let v = op1(&regs, &mut reads, &mut load);
+                match address(&regs) {
+                    Sym::Known(a) => stores.push((a, ins.memory_size().size(), v)),
+                    _ => wild_store = true,
+                }
+                true
+            }
+            (Mnemonic::Push, _) => {
+                let v = op1_or_reg0(ins, &regs);
+                regs[7] = regs[7].plus(8u64.wrapping_neg());
+                match regs[7] {
+                    Sym::Known(a) => stores.push((a, 8, v)),
+                    _ => wild_store = true,
+                }
+                true
+            }
+            _ => false,
+        };
+        if handled {
+            continue;
+        }
+        // Anything else: what it writes becomes unknown.
+        for u in info.info(ins).used_registers() {
+            if matches!(
+                u.access(),
+                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+            ) && let Some(d) = dwarf(u.register())
+            {
+                regs[d] = Sym::Unknown;
+            }
+        }
+        if info.info(ins).used_memory().iter().any(|m| {
+            matches!(m.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite)
+        }) {
+            wild_store = true;
+        }
+    }
+    Some((regs, reads))
+}
+
+/// The value a `push` stores: its register or immediate operand.
+fn op1_or_reg0(ins: &iced_x86::Instruction, regs: &[Sym; 16]) -> Sym {
+    use iced_x86::OpKind;
+    match ins.op0_kind() {
+        OpKind::Register => super::decode::dwarf_register(ins.op0_register())
+            .filter(|_| ins.op0_register().size() == 8)
+            .map(|r| regs[r])
+            .unwrap_or(Sym::Unknown),
+        OpKind::Immediate8to64 | OpKind::Immediate32to64 => Sym::Known(ins.immediate(0)),
+        _ => Sym::Unknown,
+    }
 }
 
 /// The name of the function called by the call instruction that returns to `ret`.

@@ -75,9 +75,9 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, reader
         f.classify(names::CONSTRAINT_VIOLATION);
         f.annotate(Scope::Frame(t.tid, i as u32), Severity::Error, SOURCE, format!("{name}() called with {what}"));
         let scope = Scope::Frame(t.tid, i as u32);
-        let found = copy_arguments(snap, name, named.is_some(), &call, scope.clone(), f);
-        if !found && i == 0 {
-            copy_registers(t, name, named.is_some(), reader, scope, f);
+        let known = copy_arguments(snap, name, named.is_some(), &call, scope.clone(), f);
+        if !known.all && i == 0 {
+            copy_registers(t, name, named.is_some(), !known.size, reader, scope, f);
         }
         return;
     }
@@ -86,9 +86,10 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, reader
         let call = if t.frames.iter().any(|fr| base_name(fr).contains("realloc")) { "realloc" } else { "free" };
         let target = fault.target.unwrap_or(0);
         let outer = t.frames[i..].iter().take_while(|fr| is_free(&base_name(fr))).count() + i - 1;
-        let passed = calls::call_into(t, outer, reader).arg(0);
+        let call_info = calls::call_into(t, outer, reader);
+        let passed = call_info.arg(0);
         let pointer = match passed {
-            Some(p) => format!("{p:#x}, from the caller's call site"),
+            Some(p) => format!("{p:#x}, from {}", call_info.source),
             None => format!("about {:#x}", target.wrapping_add(8)),
         };
         f.classify(names::CONSTRAINT_VIOLATION);
@@ -110,44 +111,61 @@ fn is_free(n: &str) -> bool {
     )
 }
 
-/// The end of the run of contiguous mappings that holds `addr`.
-fn mapped_end(snap: &Snapshot, addr: u64) -> Option<u64> {
-    let mut end = mapping_of(&snap.maps, addr)?.end;
+/// The run of contiguous mappings `[start, end)` that holds `addr`.
+fn mapped_run(snap: &Snapshot, addr: u64) -> Option<(u64, u64)> {
+    let m = mapping_of(&snap.maps, addr)?;
+    let (mut start, mut end) = (m.start, m.end);
     while let Some(next) = snap.maps.iter().find(|m| m.start == end) {
         end = next.end;
     }
-    Some(end)
+    while let Some(prev) = snap.maps.iter().find(|m| m.end == start) {
+        start = prev.start;
+    }
+    Some((start, end))
 }
 
-/// Checks the arguments the caller's call-site records give for a memcpy-family
-/// call: an absurd or negative size, a size beyond the mapping of a range, and
+/// True when a copy to `[dst, dst + n)` that faulted may have written `addr`.
+///
+/// A copy writes contiguously from one end of its destination (glibc also stores the
+/// last vectors first), and it cannot cross an unmapped gap without faulting: it can
+/// only have written the mapped runs that hold the destination's first or last byte.
+fn copy_may_have_written(snap: &Snapshot, dst: u64, n: u64, addr: u64) -> bool {
+    let last = dst.wrapping_add(n.max(1) - 1);
+    [dst, last].into_iter().filter_map(|a| mapped_run(snap, a)).any(|(s, e)| addr >= s && addr < e)
+}
+
+/// Checks the arguments recovered for a memcpy-family call: an absurd or negative size, a size beyond the mapping of a range, and
 /// overlapping ranges where the function forbids them (`named`: the caller's own
 /// name for the call is known, so memcpy is not memmove under another name).
-/// Returns whether the arguments were known.
-fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: Scope, f: &mut Findings) -> bool {
+fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: Scope, f: &mut Findings) -> Known {
     // (destination, source, size) positions; memset's value is no pointer.
     let (dst, src, size) = match name {
         "memcpy" | "memmove" | "mempcpy" | "strncpy" | "memcmp" => (call.arg(0), call.arg(1), call.arg(2)),
         "memset" | "wmemset" => (call.arg(0), None, call.arg(2)),
         "strcpy" | "stpcpy" | "strcat" => (call.arg(0), call.arg(1), None),
-        _ => return false,
+        _ => return Known::default(),
     };
     if dst.is_none() && src.is_none() && size.is_none() {
-        return false;
+        return Known::default();
     }
+    // Arguments read from the caller's stack slots are stale if the copy wrote there.
+    if let (Some(d), Some(n)) = (dst, size)
+        && call.reads.iter().any(|&a| copy_may_have_written(snap, d, n, a))
+    {
+        return Known::default();
+    }
+    let known = Known {
+        all: dst.is_some() && (src.is_some() || name.starts_with("mems")) && size.is_some(),
+        size: size.is_some(),
+    };
     let shown = |v: Option<u64>| v.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into());
     let args = match name {
         "memset" | "wmemset" => format!("{}, c, {}", shown(dst), shown(size)),
         "strcpy" | "stpcpy" | "strcat" => format!("{}, {}", shown(dst), shown(src)),
         _ => format!("{}, {}, {}", shown(dst), shown(src), shown(size)),
     };
-    f.annotate(
-        scope.clone(),
-        Severity::Info,
-        SOURCE,
-        format!("{name}({args}): the arguments, from the caller's call-site records"),
-    );
-    let Some(n) = size else { return true };
+    f.annotate(scope.clone(), Severity::Info, SOURCE, format!("{name}({args}): the arguments, from {}", call.source));
+    let Some(n) = size else { return known };
     if n >= ABSURD_SIZE {
         let negative = if (n as i64) < 0 { format!(" ({} as a signed length)", n as i64) } else { String::new() };
         f.annotate(
@@ -156,11 +174,11 @@ fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: 
             SOURCE,
             format!("{name}() called with an absurd size {n:#x}{negative}"),
         );
-        return true;
+        return known;
     }
     for (role, p) in [("destination", dst), ("source", src)] {
         let Some(p) = p else { continue };
-        if let Some(end) = mapped_end(snap, p)
+        if let Some((_, end)) = mapped_run(snap, p)
             && n > end - p
         {
             f.annotate(
@@ -189,7 +207,15 @@ fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: 
             ),
         );
     }
-    true
+    known
+}
+
+/// Which memcpy-family arguments were known.
+#[derive(Debug, Default, Clone, Copy)]
+struct Known {
+    /// Every argument the checks need.
+    all: bool,
+    size: bool,
 }
 
 /// What the registers prove at a fault inside a copy, when the arguments are not
@@ -197,7 +223,15 @@ fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: 
 /// rcx the elements left, so a distance below the bytes left proves the ranges
 /// overlap; a count left beyond any buffer proves an absurd size. Vector loops prove
 /// nothing about the arguments, so nothing is claimed for them.
-fn copy_registers(t: &Thread, name: &str, named: bool, reader: &Reader, scope: Scope, f: &mut Findings) {
+fn copy_registers(
+    t: &Thread,
+    name: &str,
+    named: bool,
+    check_size: bool,
+    reader: &Reader,
+    scope: Scope,
+    f: &mut Findings,
+) {
     let r = &t.registers;
     let Some(d) = decode::decode_at(reader, r) else { return };
     let width = match d.mnemonic.as_str() {
@@ -212,7 +246,7 @@ fn copy_registers(t: &Thread, name: &str, named: bool, reader: &Reader, scope: S
         return;
     }
     let left = r.rcx.saturating_mul(width);
-    if left >= ABSURD_SIZE {
+    if left >= ABSURD_SIZE && check_size {
         f.annotate(
             scope,
             Severity::Error,

@@ -318,36 +318,14 @@ const MAX_ASSERT_STRING: usize = 1024;
 /// (starting at `entry`) reaches `pc`. None when the path to `pc` is not
 /// straight-line code.
 fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
-    use iced_x86::{
-        Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
-    };
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpAccess, OpKind};
     // holds[dwarf] = (argument, only its low 32 bits)
     let mut holds: [Option<(usize, bool)>; 16] = [None; 16];
     holds[5] = Some((0, false)); // rdi: assertion
     holds[4] = Some((1, false)); // rsi: file
     holds[1] = Some((2, true)); // edx: line (unsigned int)
     holds[2] = Some((3, false)); // rcx: function
-    let dwarf = |r: Register| -> Option<usize> {
-        let order = [
-            Register::RAX,
-            Register::RDX,
-            Register::RCX,
-            Register::RBX,
-            Register::RSI,
-            Register::RDI,
-            Register::RBP,
-            Register::RSP,
-            Register::R8,
-            Register::R9,
-            Register::R10,
-            Register::R11,
-            Register::R12,
-            Register::R13,
-            Register::R14,
-            Register::R15,
-        ];
-        order.iter().position(|x| *x == r.full_register())
-    };
+    let dwarf = super::decode::dwarf_register;
     let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
     let mut info = InstructionInfoFactory::new();
     while decoder.can_decode() {
