@@ -370,3 +370,24 @@ fn c_memcpy_overlap_proven_by_rep_movsb() {
     let crashes = crash_all("constraints_nodebug", &exe, &cases);
     check_all(&exe, &cases, &crashes);
 }
+
+#[test]
+fn static_c_assert_reads_the_executables_abort_msg() {
+    // glibc linked in: `__abort_msg` lives in the executable's .bss, not in a libc.so.
+    let cases = [
+        // Only glibc's own message starts with the program name.
+        case(
+            "assert",
+            "SIGABRT",
+            &["assert"],
+            false,
+            &["assertion failed: faults: ", "Assertion `answer == 42 && \"the answer\"' failed"],
+        ),
+        case("abort", "SIGABRT", &["abort"], false, &["abort() called from do_abort"]),
+    ];
+    let dir = scratch_dir("analysis-build-static");
+    let src = repo().join("examples/analysis/faults.c");
+    let exe = build(&dir, "faults", &["gcc", "-static", "-O0", "-g", "-pthread", src.to_str().expect("utf-8")]);
+    let crashes = crash_all("static", &exe, &cases);
+    check_all(&exe, &cases, &crashes);
+}

@@ -447,16 +447,17 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         heap::malloc_error_constraint(t, i, &msg, reader, f);
         return;
     }
-    if let Some(i) = find_frame(t, |n| n == "__assert_fail" || n == "__assert_perror_fail" || n == "__assert_fail_base")
-    {
+    if let Some(i) = find_frame(t, |n| {
+        ["__assert_fail", "__assert_perror_fail", "__assert_fail_base"].iter().any(|a| messages::is_assert_fn(n, a))
+    }) {
         f.classify(names::ASSERT);
         let mut msg = messages::abort_msg(snap, reader);
         let text = match &msg {
             Some(m) => format!("assertion failed: {m}"),
-            None => match messages::assert_args(snap, t, reader) {
+            None => match messages::assert_args(snap, t, reader).or_else(|| messages::assert_base_args(t, reader)) {
                 Some(args) => {
                     let m = args.text();
-                    let text = format!("assertion failed: {m} (from __assert_fail's arguments)");
+                    let text = format!("assertion failed: {m} (from {}'s arguments)", args.from);
                     msg = Some(m);
                     text
                 }

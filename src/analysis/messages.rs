@@ -2,8 +2,8 @@
 //! malloc checks, stack smashing, fortify), the type of an uncaught C++ exception,
 //! and a Rust panic's location and message.
 
-use super::Reader;
 use super::classify::base_name;
+use super::{Reader, calls};
 use crate::snapshot::{Snapshot, Thread};
 use object::{Object, ObjectSymbol};
 
@@ -20,9 +20,8 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
         if !file.starts_with(module_prefix) {
             continue;
         }
-        let idx = reader.modules().find(m.start)?;
-        let img = reader.modules().image(idx)?;
-        let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
+        let Some(img) = reader.modules().find(m.start).and_then(|idx| reader.modules().image(idx)) else { continue };
+        let Ok(elf) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes) else { continue };
         let hit =
             elf.dynamic_symbols().chain(elf.symbols()).find(|s| s.name().is_ok_and(|n| n == name) && s.address() != 0);
         if let Some(s) = hit {
@@ -40,9 +39,13 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
 /// where `size` is the mapping's size, not the text's. It lives in anonymous
 /// memory, so a core holds it; the live capture copies it on purpose
 /// (`target::live::copy_abort_msg`), since it is neither stack nor near the fault.
+///
+/// A static executable carries its own copy of glibc: `__abort_msg` is then in the
+/// executable's symbol table and .bss, and is looked up there when no libc has it.
 pub fn abort_msg(snap: &Snapshot, reader: &Reader) -> Option<String> {
     let var = symbol_address(snap, reader, "libc.so", "__abort_msg")
-        .or_else(|| symbol_address(snap, reader, "libc-", "__abort_msg"))?;
+        .or_else(|| symbol_address(snap, reader, "libc-", "__abort_msg"))
+        .or_else(|| symbol_address(snap, reader, "", "__abort_msg"))?;
     if !reader.in_memory(var) {
         return None;
     }
@@ -231,10 +234,15 @@ fn text_at(reader: &Reader, ptr: u64, len: u64) -> Option<String> {
 /// as far as the registers recovered for its frame prove them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AssertArgs {
+    /// The assertion; for `assert_perror`, the text of the error.
     pub assertion: String,
     pub file: Option<String>,
     pub line: Option<u32>,
     pub function: Option<String>,
+    /// `assert_perror(errnum)` failed: glibc words it "Unexpected error: …".
+    pub perror: bool,
+    /// The function whose arguments these are (`__assert_fail`).
+    pub from: &'static str,
 }
 
 impl AssertArgs {
@@ -251,7 +259,11 @@ impl AssertArgs {
         if let Some(func) = &self.function {
             s.push_str(&format!("{func}: "));
         }
-        s.push_str(&format!("Assertion `{}' failed.", self.assertion));
+        if self.perror {
+            s.push_str(&format!("Unexpected error: {}.", self.assertion));
+        } else {
+            s.push_str(&format!("Assertion `{}' failed.", self.assertion));
+        }
         s
     }
 }
@@ -292,20 +304,50 @@ pub fn assert_args(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<Asser
     }
     let holders = argument_holders(&code, entry, frame.pc)?;
     let arg = |k: usize| holders[k].iter().find_map(|&r| value(r));
-    let string = |p: u64| {
-        reader
-            .cstring(p, MAX_ASSERT_STRING)
-            .filter(|(s, truncated)| !truncated && !s.is_empty() && !s.chars().any(|c| c.is_control()))
-            .map(|(s, _)| s)
-    };
-    let assertion = string(arg(0)?)?;
+    let assertion = assert_string(reader, arg(0)?)?;
     Some(AssertArgs {
         assertion,
-        file: arg(1).and_then(string),
+        file: arg(1).and_then(|p| assert_string(reader, p)),
         line: arg(2).map(|v| v as u32),
         // glibc accepts a NULL function (C89 has no __func__).
-        function: arg(3).and_then(string),
+        function: arg(3).and_then(|p| assert_string(reader, p)),
+        perror: false,
+        from: "__assert_fail",
     })
+}
+
+/// A short printable NUL-terminated string (an assertion, a file or function name).
+fn assert_string(reader: &Reader, p: u64) -> Option<String> {
+    reader
+        .cstring(p, MAX_ASSERT_STRING)
+        .filter(|(s, truncated)| !truncated && !s.is_empty() && !s.chars().any(|c| c.is_control()))
+        .map(|(s, _)| s)
+}
+
+/// The arguments of the call into glibc's `__assert_fail_base(format, assertion, file,
+/// line, function)` on `t`'s stack, recovered through the caller (`__assert_fail` or
+/// `__assert_perror_fail`, whose "assertion" is the error's text): its call-site
+/// records when libc has debug info, else by replaying its set-up code (the
+/// arguments are copied from callee-saved registers just before the call).
+pub fn assert_base_args(t: &Thread, reader: &Reader) -> Option<AssertArgs> {
+    let i = t.frames.iter().position(|f| !f.inlined && is_assert_fn(&base_name(f), "__assert_fail_base"))?;
+    let call = calls::call_into(t, i, reader);
+    let caller = t.frames.iter().skip(i + 1).find(|f| !f.inlined).map(base_name).unwrap_or_default();
+    let perror = is_assert_fn(&caller, "__assert_perror_fail");
+    let assertion = assert_string(reader, call.arg(1)?)?;
+    Some(AssertArgs {
+        assertion,
+        file: call.arg(2).and_then(|p| assert_string(reader, p)),
+        line: call.arg(3).map(|v| v as u32),
+        function: call.arg(4).and_then(|p| assert_string(reader, p)),
+        perror,
+        from: "__assert_fail_base",
+    })
+}
+
+/// True when `name` is glibc's `want`, or its `.cold` part (split off by GCC).
+pub fn is_assert_fn(name: &str, want: &str) -> bool {
+    name.strip_suffix(".cold").unwrap_or(name) == want
 }
 
 /// Most bytes of `__assert_fail` decoded before its call to the message formatter.
