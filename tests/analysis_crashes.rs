@@ -206,16 +206,49 @@ fn c_faults_are_classified() {
 #[test]
 fn cpp_uncaught_exceptions_name_their_type() {
     let cases = [
-        case("runtime_error", "SIGABRT", &["uncaught-exception"], false, &["of type std::runtime_error"]),
+        case(
+            "runtime_error",
+            "SIGABRT",
+            &["uncaught-exception"],
+            false,
+            &["of type std::runtime_error: what() = \"the configuration file is missing\""],
+        ),
         case("custom", "SIGABRT", &["uncaught-exception"], false, &["of type app::config_error"]),
         case("int", "SIGABRT", &["uncaught-exception"], false, &["of type int"]),
-        case("noexcept", "SIGABRT", &["uncaught-exception"], false, &["of type std::runtime_error"]),
+        case(
+            "noexcept",
+            "SIGABRT",
+            &["uncaught-exception"],
+            false,
+            &["of type std::runtime_error: what() = \"the configuration file is missing\""],
+        ),
+        // Derived from std::logic_error: found through the type_info base chain.
+        case(
+            "out_of_range",
+            "SIGABRT",
+            &["uncaught-exception"],
+            false,
+            &["of type std::out_of_range: what() = \"widget index 7 is out of range\""],
+        ),
     ];
     let dir = scratch_dir("analysis-build-cpp");
     let src = repo().join("examples/analysis/exceptions.cpp");
     let exe = build(&dir, "exceptions", &["g++", "-O1", "-g", src.to_str().expect("utf-8")]);
     let crashes = crash_all("cpp", &exe, &cases);
     check_all(&exe, &cases, &crashes);
+    // exception.what only where there is a what() to read.
+    for (c, crash) in cases.iter().zip(&crashes) {
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        let what = snap["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["key"] == "exception.what"))
+            .and_then(|a| a["value"].as_str().map(String::from));
+        match c.mode {
+            "custom" | "int" => assert_eq!(what, None, "{}", c.mode),
+            "out_of_range" => assert_eq!(what.as_deref(), Some("widget index 7 is out of range")),
+            _ => assert_eq!(what.as_deref(), Some("the configuration file is missing"), "{}", c.mode),
+        }
+    }
 }
 
 #[test]

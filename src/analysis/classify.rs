@@ -489,13 +489,20 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         let ty = messages::exception_type(t, reader);
         let thrower = find_frame(t, |n| n == "__cxa_throw" || n == "__cxa_rethrow" || n == "std::rethrow_exception");
         let at = thrower.map(|k| k + 1).unwrap_or(i) as u32;
-        let text = match &ty {
+        let what = messages::exception_what(snap, t, reader);
+        let mut text = match &ty {
             Some(ty) => format!("uncaught C++ exception of type {ty}"),
             None => "uncaught C++ exception (type not recoverable)".to_string(),
         };
+        if let Some(w) = &what {
+            text.push_str(&format!(": what() = {w:?}"));
+        }
         f.annotate(Scope::Frame(t.tid, at), Severity::Error, SOURCE, text);
         if let Some(ty) = ty {
             f.attributes.push(("exception.type".into(), ty));
+        }
+        if let Some(w) = what {
+            f.attributes.push(("exception.what".into(), w));
         }
         return;
     }

@@ -67,6 +67,12 @@ pub fn abort_msg(snap: &Snapshot, reader: &Reader) -> Option<String> {
 /// it again (`__cxa_current_exception_type`). A `type_info` is `{vtable, name}`
 /// with `name` a mangled type (`St13runtime_error`), checked by demangling it.
 pub fn exception_type(t: &Thread, reader: &Reader) -> Option<String> {
+    throw_candidates(t, reader).into_iter().find_map(|v| type_info_name(reader, v))
+}
+
+/// Values the throw machinery kept: the registers recovered for the frames up to
+/// `__cxa_throw`, then the words of their stack.
+fn throw_candidates(t: &Thread, reader: &Reader) -> Vec<u64> {
     let thrower = t
         .frames
         .iter()
@@ -84,7 +90,77 @@ pub fn exception_type(t: &Thread, reader: &Reader) -> Option<String> {
     let hi = top.max(lo).min(lo.saturating_add(MAX_SCAN)).saturating_add(256);
     let stack = reader.bytes(lo, (hi - lo) as usize);
     candidates.extend(stack.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))));
-    candidates.into_iter().find_map(|v| type_info_name(reader, v))
+    candidates
+}
+
+/// libstdc++'s `_Unwind_Exception::exception_class` of a C++ exception, "GNUCC++\0".
+const GNU_CXX_EXCEPTION: u64 = 0x474e_5543_432b_2b00;
+/// From a thrown object back to its `__cxa_exception` header's fields (x86-64).
+const UNWIND_HEADER_BEFORE_OBJECT: u64 = 32;
+const EXCEPTION_TYPE_BEFORE_OBJECT: u64 = 112;
+
+/// The message of an uncaught exception derived from `std::logic_error` or
+/// `std::runtime_error` (what `what()` returns unless a subclass overrides it).
+///
+/// Folklore (libstdc++, checked with gdb on GCC 12): the thrown object follows its
+/// `__cxa_exception` header, whose last member is the `_Unwind_Exception` (32 bytes,
+/// `exception_class` = "GNUCC++\0" first) and whose first is the `type_info*`, 112
+/// bytes before the object. The throw machinery keeps a pointer to the object or to
+/// its unwind header. A `logic_error`/`runtime_error` is `{vptr, __cow_string}`: the
+/// string is a pointer to the characters, preceded by the COW string's
+/// `{length, capacity, refcount}`. Everything read is checked (magic, type,
+/// length ≤ capacity, NUL at the end, printable); any doubt and nothing is said.
+pub fn exception_what(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<String> {
+    let objects = throw_candidates(t, reader).into_iter().filter_map(|v| {
+        if v < 0x10000 || !v.is_multiple_of(8) {
+            return None;
+        }
+        if reader.u64(v.wrapping_sub(UNWIND_HEADER_BEFORE_OBJECT)) == Some(GNU_CXX_EXCEPTION) {
+            Some(v)
+        } else if reader.u64(v) == Some(GNU_CXX_EXCEPTION) {
+            Some(v + UNWIND_HEADER_BEFORE_OBJECT)
+        } else {
+            None
+        }
+    });
+    for obj in objects {
+        let Some(ti) = reader.u64(obj.wrapping_sub(EXCEPTION_TYPE_BEFORE_OBJECT)) else { continue };
+        if !derives_from_std_error(snap, reader, ti) {
+            return None;
+        }
+        let chars = reader.u64(obj + 8)?;
+        let len = reader.u64(chars.checked_sub(24)?)?;
+        let cap = reader.u64(chars - 16)?;
+        if len > cap || len > MAX_MESSAGE as u64 || reader.bytes(chars + len, 1) != [0] {
+            return None;
+        }
+        return text_at(reader, chars, len);
+    }
+    None
+}
+
+/// True when the `type_info` at `ti` is `std::logic_error`, `std::runtime_error` or
+/// a class singly derived from one (`__si_class_type_info` chains: the base's
+/// `type_info*` follows the name).
+fn derives_from_std_error(snap: &Snapshot, reader: &Reader, ti: u64) -> bool {
+    const SI_VTABLE: &str = "_ZTVN10__cxxabiv120__si_class_type_infoE";
+    let si = symbol_address(snap, reader, "libstdc++", SI_VTABLE)
+        .or_else(|| symbol_address(snap, reader, "", SI_VTABLE))
+        .map(|v| v + 16);
+    let mut ti = ti;
+    for _ in 0..16 {
+        match type_info_name(reader, ti).as_deref() {
+            Some("std::logic_error" | "std::runtime_error") => return true,
+            Some(_) => {}
+            None => return false,
+        }
+        if si.is_none() || reader.u64(ti) != si {
+            return false;
+        }
+        let Some(base) = reader.u64(ti + 16) else { return false };
+        ti = base;
+    }
+    false
 }
 
 /// The demangled name of the `std::type_info` at `addr`, if that is one.
