@@ -190,6 +190,13 @@ fn c_faults_are_classified() {
                 &["memcpy() called with a null source"],
             ),
             case("alias", "SIGSEGV", &["invalid-read"], false, &["holds the faulting address in rsi"]),
+            case(
+                "alias_variable",
+                "SIGSEGV",
+                &["invalid-read"],
+                false,
+                &["variable held in alias_holder holds the faulting address"],
+            ),
         ]
     });
     let dir = scratch_dir("analysis-build-c");

@@ -214,6 +214,35 @@ __attribute__((noinline)) static void alias(void)
     sink = (int)v;
 }
 
+/* Aliases through a variable: the second thread keeps the soon-bad pointer in a
+ * local variable (its stack slot, no register) while it blocks reading a pipe. */
+static int alias_var_pipe[2];
+static char *alias_var_page;
+
+static void *alias_holder(void *arg)
+{
+    (void)arg;
+    char *volatile held = alias_var_page + 0x20;
+    char c;
+    ssize_t r = read(alias_var_pipe[0], &c, 1);
+    sink = (int)r + (held != NULL);
+    return NULL;
+}
+
+__attribute__((noinline)) static void alias_variable(void)
+{
+    pthread_t t;
+    alias_var_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pipe(alias_var_pipe) != 0 || pthread_create(&t, NULL, alias_holder, NULL) != 0)
+        abort();
+    usleep(200 * 1000);
+    munmap(alias_var_page, 4096);
+    uint64_t v;
+    char *p = alias_var_page + 0x20;
+    __asm__ volatile("mov (%1), %0" : "=r"(v) : "r"(p) : "memory");
+    sink = (int)v;
+}
+
 /* Not a crash: two threads take two mutexes in opposite order and hang, for the
  * live tests of analysis modules (lock_waits.rhai). */
 static pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER, lock_b = PTHREAD_MUTEX_INITIALIZER;
@@ -249,6 +278,7 @@ int main(int argc, char **argv)
         {"div_zero", div_zero},         {"illegal", illegal},           {"abort", do_abort},
         {"double_free", double_free},   {"heap_overflow", heap_overflow}, {"free_bad", free_bad},
         {"memcpy_null", memcpy_null},   {"alias", alias},               {"deadlock", deadlock},
+        {"alias_variable", alias_variable},
         {"thread_overflow", thread_overflow},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
