@@ -370,27 +370,28 @@ fn check_bad_pointers(exe: &Path, cases: &[Case], crashes: &[Crash]) {
     }
 }
 
+/// Builds constraints.c with `flags`, crashes each case and checks it.
+fn constraints_with(tag: &str, flags: &[&str], cases: &[Case]) {
+    let dir = scratch_dir(&format!("analysis-build-{tag}"));
+    let src = repo().join("examples/analysis/constraints.c");
+    let mut argv = vec!["gcc", "-U_FORTIFY_SOURCE"];
+    argv.extend_from_slice(flags);
+    argv.push(src.to_str().expect("utf-8"));
+    let exe = build(&dir, "constraints", &argv);
+    let crashes = crash_all(tag, &exe, cases);
+    check_all(&exe, cases, &crashes);
+    check_bad_pointers(&exe, cases, &crashes);
+}
+
 #[test]
 fn c_call_constraints_from_call_site_records() {
-    let cases = constraint_cases();
-    let dir = scratch_dir("analysis-build-constraints-o2");
-    let src = repo().join("examples/analysis/constraints.c");
-    let exe = build(&dir, "constraints", &["gcc", "-O2", "-g", "-U_FORTIFY_SOURCE", src.to_str().expect("utf-8")]);
-    let crashes = crash_all("constraints_o2", &exe, &cases);
-    check_all(&exe, &cases, &crashes);
-    check_bad_pointers(&exe, &cases, &crashes);
+    constraints_with("constraints_o2", &["-O2", "-g"], &constraint_cases());
 }
 
 #[test]
 fn c_call_constraints_from_the_callers_code() {
     // -O0: no call-site records; the arguments come from replaying the caller's set-up.
-    let cases = constraint_cases();
-    let dir = scratch_dir("analysis-build-constraints-o0");
-    let src = repo().join("examples/analysis/constraints.c");
-    let exe = build(&dir, "constraints", &["gcc", "-O0", "-g", "-U_FORTIFY_SOURCE", src.to_str().expect("utf-8")]);
-    let crashes = crash_all("constraints_o0", &exe, &cases);
-    check_all(&exe, &cases, &crashes);
-    check_bad_pointers(&exe, &cases, &crashes);
+    constraints_with("constraints_o0", &["-O0", "-g"], &constraint_cases());
 }
 
 #[test]
@@ -404,11 +405,7 @@ fn c_memcpy_overlap_proven_by_rep_movsb() {
         true,
         &["memcpy() called with overlapping ranges: `rep movsb` copies", "0x400 bytes apart"],
     )];
-    let dir = scratch_dir("analysis-build-constraints-nodebug");
-    let src = repo().join("examples/analysis/constraints.c");
-    let exe = build(&dir, "constraints", &["gcc", "-O2", "-U_FORTIFY_SOURCE", src.to_str().expect("utf-8")]);
-    let crashes = crash_all("constraints_nodebug", &exe, &cases);
-    check_all(&exe, &cases, &crashes);
+    constraints_with("constraints_nodebug", &["-O2"], &cases);
 }
 
 #[test]

@@ -200,48 +200,35 @@ static void *alias_reader(void *arg)
     return NULL;
 }
 
-__attribute__((noinline)) static void alias(void)
-{
-    pthread_t t;
-    alias_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pipe(alias_pipe) != 0 || pthread_create(&t, NULL, alias_reader, NULL) != 0)
-        abort();
-    usleep(200 * 1000);
-    munmap(alias_page, 4096);
-    uint64_t v;
-    char *p = alias_page + 0x10;
-    __asm__ volatile("mov (%1), %0" : "=r"(v) : "r"(p) : "memory");
-    sink = (int)v;
-}
-
-/* Aliases through a variable: the second thread keeps the soon-bad pointer in a
- * local variable (its stack slot, no register) while it blocks reading a pipe. */
-static int alias_var_pipe[2];
-static char *alias_var_page;
-
+/* Aliases through a variable: this thread keeps the soon-bad pointer in a local
+ * variable (its stack slot, no register) while it blocks reading the pipe. */
 static void *alias_holder(void *arg)
 {
     (void)arg;
-    char *volatile held = alias_var_page + 0x20;
+    char *volatile held = alias_page + 0x20;
     char c;
-    ssize_t r = read(alias_var_pipe[0], &c, 1);
+    ssize_t r = read(alias_pipe[0], &c, 1);
     sink = (int)r + (held != NULL);
     return NULL;
 }
 
-__attribute__((noinline)) static void alias_variable(void)
+/* Starts `holder`, lets it block, then unmaps the page and reads at `offset`. */
+static void alias_crash(void *(*holder)(void *), size_t offset)
 {
     pthread_t t;
-    alias_var_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pipe(alias_var_pipe) != 0 || pthread_create(&t, NULL, alias_holder, NULL) != 0)
+    alias_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pipe(alias_pipe) != 0 || pthread_create(&t, NULL, holder, NULL) != 0)
         abort();
     usleep(200 * 1000);
-    munmap(alias_var_page, 4096);
+    munmap(alias_page, 4096);
     uint64_t v;
-    char *p = alias_var_page + 0x20;
+    char *p = alias_page + offset;
     __asm__ volatile("mov (%1), %0" : "=r"(v) : "r"(p) : "memory");
     sink = (int)v;
 }
+
+__attribute__((noinline)) static void alias(void) { alias_crash(alias_reader, 0x10); }
+__attribute__((noinline)) static void alias_variable(void) { alias_crash(alias_holder, 0x20); }
 
 /* Not a crash: two threads take two mutexes in opposite order and hang, for the
  * live tests of analysis modules (lock_waits.rhai). */

@@ -183,8 +183,8 @@ fn replay(
     reader: &Reader,
     memory: bool,
 ) -> Option<([Sym; 16], Vec<u64>)> {
-    use super::decode::dwarf_register as dwarf;
-    use iced_x86::{InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register};
+    use super::decode::{dwarf_register as dwarf, writes};
+    use iced_x86::{InstructionInfoFactory, Mnemonic, OpKind, Register};
     let mut stores: Vec<(u64, usize, Sym)> = Vec::new();
     let mut wild_store = false;
     let mut reads = Vec::new();
@@ -311,18 +311,15 @@ fn replay(
             continue;
         }
         // Anything else: what it writes becomes unknown.
-        for u in info.info(ins).used_registers() {
-            if matches!(
-                u.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-            ) && let Some(d) = dwarf(u.register())
+        let used = info.info(ins);
+        for u in used.used_registers() {
+            if writes(u.access())
+                && let Some(d) = dwarf(u.register())
             {
                 regs[d] = Sym::Unknown;
             }
         }
-        if info.info(ins).used_memory().iter().any(|m| {
-            matches!(m.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite)
-        }) {
+        if used.used_memory().iter().any(|m| writes(m.access())) {
             wild_store = true;
         }
     }
@@ -388,26 +385,35 @@ pub fn called_name(reader: &Reader, ret: u64) -> Option<String> {
     None
 }
 
-/// The symbol a dynamic relocation of the GOT slot at runtime address `slot` binds.
-fn relocated_symbol(reader: &Reader, slot: u64) -> Option<String> {
-    let modules = reader.modules();
-    let idx = modules.find(slot)?;
-    let vaddr = slot.wrapping_sub(modules.entry(idx).record.load_bias);
-    let img = modules.image(idx)?;
-    let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
-    let (_, rel) = elf.dynamic_relocations()?.find(|(off, _)| *off == vaddr)?;
-    let object::RelocationTarget::Symbol(sym) = rel.target() else { return None };
-    let name = elf.dynamic_symbol_table()?.symbol_by_index(sym).ok()?.name().ok()?.to_string();
-    (!name.is_empty()).then_some(name)
-}
-
-/// The name of a function symbol starting exactly at runtime address `addr`.
-fn symbol_named_at(reader: &Reader, addr: u64) -> Option<String> {
+/// Runs `f` on the ELF file of the module holding runtime address `addr`, with the
+/// address in link-time terms.
+fn with_module_elf<T>(
+    reader: &Reader,
+    addr: u64,
+    f: impl FnOnce(&object::read::elf::ElfFile64<'_, object::LittleEndian>, u64) -> Option<T>,
+) -> Option<T> {
     let modules = reader.modules();
     let idx = modules.find(addr)?;
     let vaddr = addr.wrapping_sub(modules.entry(idx).record.load_bias);
     let img = modules.image(idx)?;
     let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
-    let hit = elf.symbols().chain(elf.dynamic_symbols()).find(|s| s.address() == vaddr && s.size() > 0)?;
-    hit.name().ok().filter(|n| !n.is_empty()).map(String::from)
+    f(&elf, vaddr)
+}
+
+/// The symbol a dynamic relocation of the GOT slot at runtime address `slot` binds.
+fn relocated_symbol(reader: &Reader, slot: u64) -> Option<String> {
+    with_module_elf(reader, slot, |elf, vaddr| {
+        let (_, rel) = elf.dynamic_relocations()?.find(|(off, _)| *off == vaddr)?;
+        let object::RelocationTarget::Symbol(sym) = rel.target() else { return None };
+        let name = elf.dynamic_symbol_table()?.symbol_by_index(sym).ok()?.name().ok()?.to_string();
+        (!name.is_empty()).then_some(name)
+    })
+}
+
+/// The name of a function symbol starting exactly at runtime address `addr`.
+fn symbol_named_at(reader: &Reader, addr: u64) -> Option<String> {
+    with_module_elf(reader, addr, |elf, vaddr| {
+        let hit = elf.symbols().chain(elf.dynamic_symbols()).find(|s| s.address() == vaddr && s.size() > 0)?;
+        hit.name().ok().filter(|n| !n.is_empty()).map(String::from)
+    })
 }

@@ -124,6 +124,12 @@ pub fn dwarf_register(r: iced_x86::Register) -> Option<usize> {
     ORDER.iter().position(|x| *x == r.full_register())
 }
 
+/// True for an operand or register access that writes.
+pub fn writes(access: iced_x86::OpAccess) -> bool {
+    use iced_x86::OpAccess as A;
+    matches!(access, A::Write | A::CondWrite | A::ReadWrite | A::ReadCondWrite)
+}
+
 pub fn is_canonical(addr: u64) -> bool {
     let top = addr >> 47;
     top == 0 || top == (1 << 17) - 1

@@ -436,7 +436,7 @@ const MAX_ASSERT_STRING: usize = 1024;
 /// (starting at `entry`) reaches `pc`. None when the path to `pc` is not
 /// straight-line code.
 fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
-    use iced_x86::{Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpAccess, OpKind};
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpKind};
     // holds[dwarf] = (argument, only its low 32 bits)
     let mut holds: [Option<(usize, bool)>; 16] = [None; 16];
     holds[5] = Some((0, false)); // rdi: assertion
@@ -479,10 +479,8 @@ fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
             continue;
         }
         for u in info.info(&ins).used_registers() {
-            if matches!(
-                u.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-            ) && let Some(d) = dwarf(u.register())
+            if super::decode::writes(u.access())
+                && let Some(d) = dwarf(u.register())
             {
                 holds[d] = None;
             }
