@@ -4,6 +4,7 @@
 
 use super::Reader;
 use crate::snapshot::Thread;
+use crate::target::Memory;
 use object::{Object, ObjectSymbol, ObjectSymbolTable};
 
 /// The System V integer argument registers in order, by DWARF number (rdi, rsi, rdx,
@@ -148,10 +149,19 @@ fn replay_caller(caller: &crate::snapshot::Frame, reader: &Reader) -> Option<([O
         }
     }
     recovered[7] = Some(caller.sp);
+    arguments_from_block(&block, &recovered, reader.memory())
+}
 
+/// The registers at the end of `block` (the call's set-up), given the registers the
+/// unwinder recovered at its end; see `replay_caller`.
+fn arguments_from_block(
+    block: &[iced_x86::Instruction],
+    recovered: &[Option<u64>; 16],
+    memory: &dyn Memory,
+) -> Option<([Option<u64>; 16], Vec<u64>)> {
     // Pass 1: which block-start values the recovered registers pin down.
     let symbolic: [Sym; 16] = std::array::from_fn(|r| Sym::Start(r, 0));
-    let (end, _) = replay(&block, symbolic, reader, false)?;
+    let (end, _) = replay(block, symbolic, None)?;
     let mut start_regs: [Sym; 16] = std::array::from_fn(|r| Sym::Start(r, 0));
     for (r, fin) in recovered.iter().enumerate() {
         if let (Some(v), Sym::Start(x, c)) = (fin, end[r]) {
@@ -163,7 +173,7 @@ fn replay_caller(caller: &crate::snapshot::Frame, reader: &Reader) -> Option<([O
         }
     }
     // Pass 2: concrete values, stack slots read from memory.
-    let (end, reads) = replay(&block, start_regs, reader, true)?;
+    let (end, reads) = replay(block, start_regs, Some(memory))?;
     for (r, fin) in recovered.iter().enumerate() {
         if let (Some(v), Sym::Known(got)) = (fin, end[r])
             && *v != got
@@ -180,8 +190,7 @@ fn replay_caller(caller: &crate::snapshot::Frame, reader: &Reader) -> Option<([O
 fn replay(
     block: &[iced_x86::Instruction],
     mut regs: [Sym; 16],
-    reader: &Reader,
-    memory: bool,
+    memory: Option<&dyn Memory>,
 ) -> Option<([Sym; 16], Vec<u64>)> {
     use super::decode::{dwarf_register as dwarf, writes};
     use iced_x86::{InstructionInfoFactory, Mnemonic, OpKind, Register};
@@ -218,12 +227,12 @@ fn replay(
                 return *v;
             }
             let overlapped = stores.iter().any(|(s, n, _)| a < s + *n as u64 && *s < a + size as u64);
-            if !memory || wild_store || (overlapped && stored.is_none()) {
+            let Some(memory) = memory.filter(|_| !wild_store && (stored.is_some() || !overlapped)) else {
                 return Sym::Unknown;
-            }
+            };
             reads.push(a);
             let mut b = [0u8; 8];
-            if reader.memory().read(a, &mut b[..size]) != size {
+            if size > 8 || memory.read(a, &mut b[..size]) != size {
                 return Sym::Unknown;
             }
             Sym::Known(u64::from_le_bytes(b))
@@ -416,4 +425,81 @@ fn symbol_named_at(reader: &Reader, addr: u64) -> Option<String> {
         let hit = elf.symbols().chain(elf.dynamic_symbols()).find(|s| s.address() == vaddr && s.size() > 0)?;
         hit.name().ok().filter(|n| !n.is_empty()).map(String::from)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::CopiedMemory;
+
+    fn decode(code: &[u8], ip: u64) -> Vec<iced_x86::Instruction> {
+        iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE).into_iter().collect()
+    }
+
+    /// gcc -O0's set-up of `memcpy(dst, src, n)` in `copy(dst, src, n)`, up to the call.
+    const O0_COPY: &[u8] = &[
+        0x55, // push rbp
+        0x48, 0x89, 0xe5, // mov rbp, rsp
+        0x48, 0x83, 0xec, 0x20, // sub rsp, 0x20
+        0x48, 0x89, 0x7d, 0xf8, // mov [rbp-0x8], rdi
+        0x48, 0x89, 0x75, 0xf0, // mov [rbp-0x10], rsi
+        0x48, 0x89, 0x55, 0xe8, // mov [rbp-0x18], rdx
+        0x48, 0x8b, 0x55, 0xe8, // mov rdx, [rbp-0x18]
+        0x48, 0x8b, 0x4d, 0xf0, // mov rcx, [rbp-0x10]
+        0x48, 0x8b, 0x45, 0xf8, // mov rax, [rbp-0x8]
+        0x48, 0x89, 0xce, // mov rsi, rcx
+        0x48, 0x89, 0xc7, // mov rdi, rax
+    ];
+
+    #[test]
+    fn o0_arguments_come_from_the_stack_slots() {
+        let rbp = 0x7ffc_0000_1000u64;
+        let mut mem = CopiedMemory::default();
+        let mut slots = Vec::new();
+        for v in [0x2000u64, 0x5000, 0x6000] {
+            slots.extend_from_slice(&v.to_le_bytes()); // [rbp-0x18] n, [rbp-0x10] src, [rbp-0x8] dst
+        }
+        mem.add(rbp - 0x18, slots);
+        let mut recovered = [None; 16];
+        recovered[6] = Some(rbp);
+        recovered[7] = Some(rbp - 0x20);
+        let (regs, reads) = arguments_from_block(&decode(O0_COPY, 0x1000), &recovered, &mem).expect("consistent");
+        assert_eq!((regs[5], regs[4], regs[1]), (Some(0x6000), Some(0x5000), Some(0x2000)));
+        assert_eq!(reads.len(), 3);
+    }
+
+    #[test]
+    fn o2_arguments_come_from_callee_saved_copies() {
+        // push rbp; mov rbp, rsi; push rbx; mov rbx, rdx; sub rsp, 8 (the call follows)
+        let code = [0x55, 0x48, 0x89, 0xf5, 0x53, 0x48, 0x89, 0xd3, 0x48, 0x83, 0xec, 0x08];
+        let mut recovered = [None; 16];
+        recovered[6] = Some(0x5000); // rbp = src
+        recovered[3] = Some(0x2000); // rbx = n
+        recovered[7] = Some(0x7ffc_0000_0f00);
+        let mem = CopiedMemory::default();
+        let (regs, _) = arguments_from_block(&decode(&code, 0x1000), &recovered, &mem).expect("consistent");
+        // rdi was never copied: unknown, not guessed.
+        assert_eq!((regs[5], regs[4], regs[1]), (None, Some(0x5000), Some(0x2000)));
+    }
+
+    #[test]
+    fn contradicting_the_unwinder_claims_nothing() {
+        // mov ebx, 7: the recovered rbx says otherwise.
+        let code = [0xbb, 0x07, 0x00, 0x00, 0x00];
+        let mut recovered = [None; 16];
+        recovered[3] = Some(8);
+        assert!(arguments_from_block(&decode(&code, 0x1000), &recovered, &CopiedMemory::default()).is_none());
+    }
+
+    #[test]
+    fn a_store_through_an_unknown_pointer_hides_later_loads() {
+        // mov [rax], rcx; mov rdi, [rbp-8]
+        let code = [0x48, 0x89, 0x08, 0x48, 0x8b, 0x7d, 0xf8];
+        let mut mem = CopiedMemory::default();
+        mem.add(0x1000 - 8, 0x4242u64.to_le_bytes().to_vec());
+        let mut recovered = [None; 16];
+        recovered[6] = Some(0x1000);
+        let (regs, _) = arguments_from_block(&decode(&code, 0x1000), &recovered, &mem).expect("consistent");
+        assert_eq!(regs[5], None);
+    }
 }
