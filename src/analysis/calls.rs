@@ -222,14 +222,18 @@ fn replay(
             let Sym::Known(a) = addr else { return Sym::Unknown };
             // A value the block stored and we know; a stored value we do not know is
             // what memory still holds (the block's later stores would be found first).
-            let stored = stores.iter().rev().find(|(s, n, _)| *s == a && *n == size);
-            if let Some((_, _, v @ Sym::Known(_))) = stored {
-                return *v;
-            }
-            let overlapped = stores.iter().any(|(s, n, _)| a < s + *n as u64 && *s < a + size as u64);
-            let Some(memory) = memory.filter(|_| !wild_store && (stored.is_some() || !overlapped)) else {
-                return Sym::Unknown;
+            // The latest store that touches these bytes decides: the same bytes, or none
+            // of them, or we do not know what they held.
+            let latest = stores.iter().rev().find(|(s, n, _)| a < s + *n as u64 && *s < a + size as u64);
+            let exact = match latest {
+                Some((s, n, v)) if *s == a && *n == size => Some(*v),
+                Some(_) => return Sym::Unknown,
+                None => None,
             };
+            if let Some(v @ Sym::Known(_)) = exact {
+                return v;
+            }
+            let Some(memory) = memory.filter(|_| !wild_store) else { return Sym::Unknown };
             reads.push(a);
             let mut b = [0u8; 8];
             if size > 8 || memory.read(a, &mut b[..size]) != size {
@@ -375,7 +379,8 @@ pub fn called_name(reader: &Reader, ret: u64) -> Option<String> {
             return relocated_symbol(reader, ins.ip_rel_memory_address());
         }
         let target = ins.near_branch_target();
-        if reader.modules().in_plt(target) {
+        // PLT entries are 16 bytes (8 in .plt.got): a "call" into the middle of one was no call.
+        if reader.modules().in_plt(target) && target.is_multiple_of(8) {
             let code = reader.bytes(target, 16);
             let mut d = Decoder::with_ip(64, &code, target, DecoderOptions::NONE);
             for _ in 0..3 {

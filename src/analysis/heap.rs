@@ -115,10 +115,11 @@ fn is_free(n: &str) -> bool {
 fn mapped_run(snap: &Snapshot, addr: u64) -> Option<(u64, u64)> {
     let m = mapping_of(&snap.maps, addr)?;
     let (mut start, mut end) = (m.start, m.end);
-    while let Some(next) = snap.maps.iter().find(|m| m.start == end) {
+    // Strictly growing, so a malformed map (an empty mapping) cannot loop.
+    while let Some(next) = snap.maps.iter().find(|m| m.start == end && m.end > end) {
         end = next.end;
     }
-    while let Some(prev) = snap.maps.iter().find(|m| m.end == start) {
+    while let Some(prev) = snap.maps.iter().find(|m| m.end == start && m.start < start) {
         start = prev.start;
     }
     Some((start, end))
@@ -154,10 +155,8 @@ fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: 
     {
         return Known::default();
     }
-    let known = Known {
-        all: dst.is_some() && (src.is_some() || name.starts_with("mems")) && size.is_some(),
-        size: size.is_some(),
-    };
+    let needs_src = !matches!(name, "memset" | "wmemset");
+    let known = Known { all: dst.is_some() && (src.is_some() || !needs_src) && size.is_some(), size: size.is_some() };
     let shown = |v: Option<u64>| v.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into());
     let args = match name {
         "memset" | "wmemset" => format!("{}, c, {}", shown(dst), shown(size)),
