@@ -135,9 +135,10 @@ fn copy_may_have_written(snap: &Snapshot, dst: u64, n: u64, addr: u64) -> bool {
     [dst, last].into_iter().filter_map(|a| mapped_run(snap, a)).any(|(s, e)| addr >= s && addr < e)
 }
 
-/// Checks the arguments recovered for a memcpy-family call: an absurd or negative size, a size beyond the mapping of a range, and
-/// overlapping ranges where the function forbids them (`named`: the caller's own
-/// name for the call is known, so memcpy is not memmove under another name).
+/// Checks the arguments recovered for a memcpy-family call: an absurd or negative
+/// size, a size beyond the mapping of a range, and overlapping ranges where the
+/// function forbids them (`named`: the caller's own name for the call is known, so
+/// memcpy is not memmove under another name).
 fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: Scope, f: &mut Findings) -> Known {
     // (destination, source, size) positions; memset's value is no pointer.
     let (dst, src, size) = match name {
@@ -164,14 +165,17 @@ fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: 
         _ => format!("{}, {}, {}", shown(dst), shown(src), shown(size)),
     };
     f.annotate(scope.clone(), Severity::Info, SOURCE, format!("{name}({args}): the arguments, from {}", call.source));
-    let Some(n) = size else { return known };
+    let Some(count) = size else { return known };
+    // wmemset counts wide characters; everything below is in bytes.
+    let n = if name == "wmemset" { count.saturating_mul(4) } else { count };
     if n >= ABSURD_SIZE {
-        let negative = if (n as i64) < 0 { format!(" ({} as a signed length)", n as i64) } else { String::new() };
+        let signed = count as i64;
+        let negative = if signed < 0 { format!(" ({signed} as a signed length)") } else { String::new() };
         f.annotate(
             scope.clone(),
             Severity::Error,
             SOURCE,
-            format!("{name}() called with an absurd size {n:#x}{negative}"),
+            format!("{name}() called with an absurd size {count:#x}{negative}"),
         );
         return known;
     }
