@@ -1,6 +1,7 @@
 //! What a frame was called with: the function its caller named (through the PLT) and
 //! the register arguments it passed, recovered after the fact from the caller's DWARF
-//! call-site records. The memcpy-family and free/realloc checks build on it.
+//! call-site records, else by replaying the caller's set-up code. The memcpy-family,
+//! free/realloc and assert checks build on it.
 
 use super::Reader;
 use crate::snapshot::Thread;

@@ -1,6 +1,7 @@
 //! Constraint checks of well-known calls on the faulting stack (the memcpy family
-//! with a null, unreadable or absurd argument; free/realloc of a pointer whose glibc
-//! chunk header is not sane) and the glibc chunk reading they share with aliases.
+//! with a null, unreadable, overlapping or absurd argument; free/realloc of a pointer
+//! whose glibc chunk header is not sane, named) and the glibc chunk reading they share
+//! with aliases.
 
 use super::calls::{self, Call};
 use super::classify::{MemoryFault, NULL_LIMIT, base_name, mapping_of};

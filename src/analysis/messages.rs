@@ -1,6 +1,8 @@
 //! Messages the runtime left in memory before dying: glibc's `__abort_msg` (assert,
-//! malloc checks, stack smashing, fortify), the type of an uncaught C++ exception,
-//! and a Rust panic's location and message.
+//! malloc checks, stack smashing, fortify; also in static executables), the
+//! assertion from `__assert_fail`'s or `__assert_fail_base`'s arguments when that is
+//! missing, the type and `what()` of an uncaught C++ exception, and a Rust panic's
+//! location and message.
 
 use super::classify::base_name;
 use super::{Reader, calls};
