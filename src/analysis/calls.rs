@@ -6,7 +6,7 @@
 use super::Reader;
 use crate::snapshot::Thread;
 use crate::target::Memory;
-use object::{Object, ObjectSymbol, ObjectSymbolTable};
+use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 
 /// The System V integer argument registers in order, by DWARF number (rdi, rsi, rdx,
 /// rcx, r8, r9).
@@ -415,21 +415,46 @@ fn with_module_elf<T>(
     f(&elf, vaddr)
 }
 
-/// The symbol a dynamic relocation of the GOT slot at runtime address `slot` binds.
+/// The function the relocation of the GOT slot at runtime address `slot` binds.
+///
+/// Folklore: `.rela.plt` holds `Elf64_Rela {offset, info, addend}` records. A
+/// dynamic executable's are `R_X86_64_JUMP_SLOT`s naming a dynamic symbol; a static
+/// executable's are `R_X86_64_IRELATIVE`s for IFUNCs (memcpy & co), whose addend is
+/// the resolver, which carries the function's own name in the symbol table.
 fn relocated_symbol(reader: &Reader, slot: u64) -> Option<String> {
-    with_module_elf(reader, slot, |elf, vaddr| {
-        let (_, rel) = elf.dynamic_relocations()?.find(|(off, _)| *off == vaddr)?;
-        let object::RelocationTarget::Symbol(sym) = rel.target() else { return None };
-        let name = elf.dynamic_symbol_table()?.symbol_by_index(sym).ok()?.name().ok()?.to_string();
-        (!name.is_empty()).then_some(name)
-    })
+    const R_X86_64_JUMP_SLOT: u64 = 7;
+    const R_X86_64_IRELATIVE: u64 = 37;
+    let (kind, sym, addend) = with_module_elf(reader, slot, |elf, vaddr| {
+        let data = elf.section_by_name(".rela.plt")?.data().ok()?;
+        data.chunks_exact(24).find_map(|r| {
+            let word = |k: usize| u64::from_le_bytes(r[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]));
+            (word(0) == vaddr).then(|| (word(1) & 0xffff_ffff, word(1) >> 32, word(2)))
+        })
+    })?;
+    match kind {
+        R_X86_64_JUMP_SLOT => with_module_elf(reader, slot, |elf, _| {
+            let name =
+                elf.dynamic_symbol_table()?.symbol_by_index(object::SymbolIndex(sym as usize)).ok()?.name().ok()?;
+            (!name.is_empty()).then(|| name.to_string())
+        }),
+        R_X86_64_IRELATIVE => {
+            let bias = reader.modules().find(slot).map(|idx| reader.modules().entry(idx).record.load_bias)?;
+            symbol_named_at(reader, addend.wrapping_add(bias))
+        }
+        _ => None,
+    }
 }
 
-/// The name of a function symbol starting exactly at runtime address `addr`.
+/// The name of a function symbol starting exactly at runtime address `addr`; of
+/// several aliases, the public one (fewest leading underscores: `memcpy`, not
+/// `__new_memcpy`).
 fn symbol_named_at(reader: &Reader, addr: u64) -> Option<String> {
     with_module_elf(reader, addr, |elf, vaddr| {
-        let hit = elf.symbols().chain(elf.dynamic_symbols()).find(|s| s.address() == vaddr && s.size() > 0)?;
-        hit.name().ok().filter(|n| !n.is_empty()).map(String::from)
+        elf.symbols()
+            .chain(elf.dynamic_symbols())
+            .filter(|s| s.address() == vaddr && s.size() > 0)
+            .filter_map(|s| s.name().ok().filter(|n| !n.is_empty()).map(String::from))
+            .min_by_key(|n| (n.len() - n.trim_start_matches('_').len(), n.len()))
     })
 }
 

@@ -84,9 +84,9 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, reader
     }
     // free/realloc faulting while reading the chunk header of their argument.
     if let Some(i) = t.frames.iter().take(4).position(|fr| is_free(&base_name(fr))) {
-        let call = if t.frames.iter().any(|fr| base_name(fr).contains("realloc")) { "realloc" } else { "free" };
         let target = fault.target.unwrap_or(0);
         let outer = t.frames[i..].iter().take_while(|fr| is_free(&base_name(fr))).count() + i - 1;
+        let call = free_call_name(&base_name(&t.frames[outer]));
         let call_info = calls::call_into(t, outer, reader);
         let passed = call_info.arg(0);
         let pointer = match passed {
@@ -105,11 +105,17 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, reader
     }
 }
 
+/// free, realloc and their glibc internals, under any of their symbol aliases
+/// (`__libc_free`, `__free` in a static executable, `_int_free`).
 fn is_free(n: &str) -> bool {
-    matches!(
-        n,
-        "free" | "__libc_free" | "cfree" | "realloc" | "__libc_realloc" | "_int_free" | "_int_realloc" | "munmap_chunk"
-    )
+    let n = n.trim_start_matches('_');
+    let n = n.strip_prefix("libc_").or_else(|| n.strip_prefix("int_")).unwrap_or(n);
+    matches!(n, "free" | "cfree" | "realloc" | "munmap_chunk")
+}
+
+/// The public name of a free/realloc frame (`__libc_free` → `free`).
+fn free_call_name(n: &str) -> &'static str {
+    if n.contains("realloc") { "realloc" } else { "free" }
 }
 
 /// The run of contiguous mappings `[start, end)` that holds `addr`.
@@ -294,6 +300,13 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, rea
     });
     let at = user.map(|(k, _)| k as u32).unwrap_or(printerr_frame as u32);
     let caller = user.and_then(|(_, fr)| fr.function.clone()).unwrap_or_else(|| "??".into());
+    // What the user called (glibc may report an internal, e.g. munmap_chunk()).
+    let called = user
+        .and_then(|(k, _)| t.frames.get(k.checked_sub(1)?))
+        .map(base_name)
+        .filter(|n| is_free(n))
+        .map(|n| free_call_name(&n))
+        .unwrap_or(call);
     // The pointer itself, from the call-site records of the caller of free/realloc.
     let passed = user
         .filter(|(k, _)| *k > printerr_frame)
@@ -305,7 +318,7 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, rea
         Scope::Frame(t.tid, at),
         Severity::Error,
         SOURCE,
-        format!("{call}() in {caller} was passed a pointer{passed} whose chunk header is not sane ({msg})"),
+        format!("{called}() in {caller} was passed a pointer{passed} whose chunk header is not sane ({msg})"),
     );
 }
 
