@@ -79,10 +79,12 @@ __attribute__((noinline)) static void release(char *p)
     sink = (long)p;
 }
 
-/* A pointer into the middle of a heap block: glibc says "free(): invalid pointer". */
+/* A pointer into the middle of a heap block: glibc says "free(): invalid pointer".
+ * The block is zeroed so that what free takes for a chunk header is the same on every
+ * run (leftovers with glibc's flag bits would send it down other paths). */
 __attribute__((noinline)) static void free_inside(void)
 {
-    char *volatile block = malloc(64);
+    char *volatile block = calloc(1, 64);
     release(block + 24);
 }
 
@@ -104,7 +106,7 @@ __attribute__((noinline)) static void *grow(char *p, size_t n)
 /* realloc of a pointer malloc never returned. */
 __attribute__((noinline)) static void realloc_inside(void)
 {
-    char *volatile block = malloc(64);
+    char *volatile block = calloc(1, 64);
     sink = (long)grow(block + 8, 128);
 }
 
