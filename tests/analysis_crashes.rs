@@ -190,6 +190,13 @@ fn c_faults_are_classified() {
                 &["memcpy() called with a null source"],
             ),
             case("alias", "SIGSEGV", &["invalid-read"], false, &["holds the faulting address in rsi"]),
+            case(
+                "alias_variable",
+                "SIGSEGV",
+                &["invalid-read"],
+                false,
+                &["variable held in alias_holder holds the faulting address"],
+            ),
         ]
     });
     let dir = scratch_dir("analysis-build-c");
@@ -206,16 +213,49 @@ fn c_faults_are_classified() {
 #[test]
 fn cpp_uncaught_exceptions_name_their_type() {
     let cases = [
-        case("runtime_error", "SIGABRT", &["uncaught-exception"], false, &["of type std::runtime_error"]),
+        case(
+            "runtime_error",
+            "SIGABRT",
+            &["uncaught-exception"],
+            false,
+            &["of type std::runtime_error: what() = \"the configuration file is missing\""],
+        ),
         case("custom", "SIGABRT", &["uncaught-exception"], false, &["of type app::config_error"]),
         case("int", "SIGABRT", &["uncaught-exception"], false, &["of type int"]),
-        case("noexcept", "SIGABRT", &["uncaught-exception"], false, &["of type std::runtime_error"]),
+        case(
+            "noexcept",
+            "SIGABRT",
+            &["uncaught-exception"],
+            false,
+            &["of type std::runtime_error: what() = \"the configuration file is missing\""],
+        ),
+        // Derived from std::logic_error: found through the type_info base chain.
+        case(
+            "out_of_range",
+            "SIGABRT",
+            &["uncaught-exception"],
+            false,
+            &["of type std::out_of_range: what() = \"widget index 7 is out of range\""],
+        ),
     ];
     let dir = scratch_dir("analysis-build-cpp");
     let src = repo().join("examples/analysis/exceptions.cpp");
     let exe = build(&dir, "exceptions", &["g++", "-O1", "-g", src.to_str().expect("utf-8")]);
     let crashes = crash_all("cpp", &exe, &cases);
     check_all(&exe, &cases, &crashes);
+    // exception.what only where there is a what() to read.
+    for (c, crash) in cases.iter().zip(&crashes) {
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        let what = snap["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["key"] == "exception.what"))
+            .and_then(|a| a["value"].as_str().map(String::from));
+        match c.mode {
+            "custom" | "int" => assert_eq!(what, None, "{}", c.mode),
+            "out_of_range" => assert_eq!(what.as_deref(), Some("widget index 7 is out of range")),
+            _ => assert_eq!(what.as_deref(), Some("the configuration file is missing"), "{}", c.mode),
+        }
+    }
 }
 
 #[test]
@@ -246,4 +286,156 @@ fn rust_panics_carry_their_message() {
     let first_thread = lines.iter().position(|l| l.starts_with("Thread ")).expect("a thread");
     let note = lines.iter().position(|l| l.contains("too many widgets")).expect("the panic annotation");
     assert!(note < first_thread, "annotations come before the threads:\n{text}");
+}
+
+/// The modes of examples/analysis/constraints.c: calls that break memcpy's, free's
+/// and realloc's contracts, with the fault classifier of the instruction that faulted
+/// inside glibc (AVX stores and loads, free's read of the chunk header).
+fn constraint_cases() -> Vec<Case> {
+    vec![
+        case(
+            "memcpy_overlap",
+            "SIGSEGV",
+            &["invalid-write"],
+            true,
+            &[
+                "memcpy() called with overlapping ranges",
+                "are 0x1000 bytes apart, less than the size 0x2000",
+                "memcpy() called with an unwritable destination",
+            ],
+        ),
+        case(
+            "memcpy_overlap_movsb",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &["memcpy() called with overlapping ranges", "memcpy() called with an unreadable source"],
+        ),
+        case(
+            "memcpy_negative",
+            "SIGSEGV",
+            &["invalid-write"],
+            true,
+            &["memcpy() called with an absurd size 0xfffffffffffffffb (-5 as a signed length)"],
+        ),
+        case(
+            "memcpy_huge",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &["memcpy() called with an absurd size 0xffffffffffffffff (-1 as a signed length)"],
+        ),
+        case("free_inside", "SIGABRT", &["heap-corruption"], true, &["free(): invalid pointer", "free() in release"]),
+        case("free_unmapped", "SIGSEGV", &["invalid-read"], true, &["free() of a bad pointer"]),
+        case(
+            "realloc_inside",
+            "SIGABRT",
+            &["heap-corruption"],
+            true,
+            &["realloc(): invalid pointer", "realloc() in grow"],
+        ),
+    ]
+}
+
+/// gdb's `print/x EXPR` on a core, the oracle for values the program chose at run time.
+fn gdb_print_hex(exe: &Path, core: &Path, expr: &str) -> u64 {
+    let out = Command::new("gdb")
+        .args(["-nx", "-batch", "-ex", &format!("print/x {expr}")])
+        .arg(exe)
+        .arg(core)
+        .output()
+        .expect("running gdb");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line =
+        text.lines().rev().find(|l| l.starts_with('$')).unwrap_or_else(|| panic!("gdb printed no value:\n{text}"));
+    let hex = line.rsplit("0x").next().expect("a hex value");
+    u64::from_str_radix(hex.trim(), 16).unwrap_or_else(|e| panic!("gdb value {line:?}: {e}"))
+}
+
+/// The bad pointer free/realloc got must be named, with the value gdb reads from the
+/// program's own record of it.
+fn check_bad_pointers(exe: &Path, cases: &[Case], crashes: &[Crash]) {
+    for (c, crash) in cases.iter().zip(crashes) {
+        if !c.mode.starts_with("free") && !c.mode.starts_with("realloc") {
+            continue;
+        }
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        // A cast, so that gdb reads it without debug info too.
+        let want = gdb_print_hex(exe, &crash.core, "*(unsigned long *)&bad_pointer");
+        let needle = match c.mode {
+            "free_unmapped" => format!("the pointer was {want:#x}, from the caller's "),
+            _ => format!("was passed a pointer {want:#x} whose chunk header is not sane"),
+        };
+        let texts = snap["annotations"].to_string();
+        assert!(texts.contains(&needle), "{}: no annotation contains {needle:?}: {texts}", c.mode);
+    }
+}
+
+/// Builds constraints.c with `flags`, crashes each case and checks it.
+fn constraints_with(tag: &str, flags: &[&str], cases: &[Case]) {
+    let dir = scratch_dir(&format!("analysis-build-{tag}"));
+    let src = repo().join("examples/analysis/constraints.c");
+    let mut argv = vec!["gcc", "-U_FORTIFY_SOURCE"];
+    argv.extend_from_slice(flags);
+    argv.push(src.to_str().expect("utf-8"));
+    let exe = build(&dir, "constraints", &argv);
+    let crashes = crash_all(tag, &exe, cases);
+    check_all(&exe, cases, &crashes);
+    check_bad_pointers(&exe, cases, &crashes);
+}
+
+#[test]
+fn c_call_constraints_from_call_site_records() {
+    constraints_with("constraints_o2", &["-O2", "-g"], &constraint_cases());
+}
+
+#[test]
+fn c_call_constraints_from_the_callers_code() {
+    // -O0: no call-site records; the arguments come from replaying the caller's set-up.
+    constraints_with("constraints_o0", &["-O0", "-g"], &constraint_cases());
+}
+
+#[test]
+fn c_call_constraints_without_debug_info() {
+    // -O2, no -g: the caller's code still gives what it kept in callee-saved registers
+    // (sizes, free's pointer), not `copy`'s destination (its own argument, gone); during
+    // `rep movsb` the registers still prove the overlap.
+    let keep = ["memcpy_negative", "memcpy_huge", "free_inside", "free_unmapped", "realloc_inside"];
+    let mut cases: Vec<Case> = constraint_cases().into_iter().filter(|c| keep.contains(&c.mode)).collect();
+    cases.push(case(
+        "memcpy_overlap_movsb",
+        "SIGSEGV",
+        &["invalid-read"],
+        true,
+        &["memcpy() called with overlapping ranges: `rep movsb` copies", "0x400 bytes apart"],
+    ));
+    constraints_with("constraints_nodebug", &["-O2"], &cases);
+}
+
+#[test]
+fn static_c_assert_reads_the_executables_abort_msg() {
+    // glibc linked in: `__abort_msg` lives in the executable's .bss, not in a libc.so.
+    let cases = [
+        // Only glibc's own message starts with the program name.
+        case(
+            "assert",
+            "SIGABRT",
+            &["assert"],
+            false,
+            &["assertion failed: faults: ", "Assertion `answer == 42 && \"the answer\"' failed"],
+        ),
+        case("abort", "SIGABRT", &["abort"], false, &["abort() called from do_abort"]),
+    ];
+    let dir = scratch_dir("analysis-build-static");
+    let src = repo().join("examples/analysis/faults.c");
+    let exe = build(&dir, "faults", &["gcc", "-static", "-O0", "-g", "-pthread", src.to_str().expect("utf-8")]);
+    let crashes = crash_all("static", &exe, &cases);
+    check_all(&exe, &cases, &crashes);
+}
+
+#[test]
+fn c_call_constraints_in_a_static_executable() {
+    // glibc linked in: memcpy is an IFUNC called through the executable's own PLT
+    // (an IRELATIVE slot), free is `__free`.
+    constraints_with("constraints_static", &["-static", "-O2", "-g"], &constraint_cases());
 }

@@ -1,5 +1,6 @@
-// Uncaught C++ exceptions, one per mode (argv[1]); built by tests/analysis_cpp.rs
-// with g++ -O1 -g. bt must name the exception's type.
+// Uncaught C++ exceptions, one per mode (argv[1]); built by tests/analysis_crashes.rs
+// with g++ -O1 -g. bt must name the exception's type, and what() for the
+// std::logic_error/std::runtime_error family.
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,8 @@ __attribute__((noinline)) static void load(const char* mode)
         throw app::config_error{42};
     if (std::strcmp(mode, "int") == 0)
         throw 7;
+    if (std::strcmp(mode, "out_of_range") == 0)
+        throw std::out_of_range("widget index 7 is out of range");
 }
 
 __attribute__((noinline)) static void noexcept_violation() noexcept

@@ -200,19 +200,35 @@ static void *alias_reader(void *arg)
     return NULL;
 }
 
-__attribute__((noinline)) static void alias(void)
+/* Aliases through a variable: this thread keeps the soon-bad pointer in a local
+ * variable (its stack slot, no register) while it blocks reading the pipe. */
+static void *alias_holder(void *arg)
+{
+    (void)arg;
+    char *volatile held = alias_page + 0x20;
+    char c;
+    ssize_t r = read(alias_pipe[0], &c, 1);
+    sink = (int)r + (held != NULL);
+    return NULL;
+}
+
+/* Starts `holder`, lets it block, then unmaps the page and reads at `offset`. */
+static void alias_crash(void *(*holder)(void *), size_t offset)
 {
     pthread_t t;
     alias_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pipe(alias_pipe) != 0 || pthread_create(&t, NULL, alias_reader, NULL) != 0)
+    if (pipe(alias_pipe) != 0 || pthread_create(&t, NULL, holder, NULL) != 0)
         abort();
     usleep(200 * 1000);
     munmap(alias_page, 4096);
     uint64_t v;
-    char *p = alias_page + 0x10;
+    char *p = alias_page + offset;
     __asm__ volatile("mov (%1), %0" : "=r"(v) : "r"(p) : "memory");
     sink = (int)v;
 }
+
+__attribute__((noinline)) static void alias(void) { alias_crash(alias_reader, 0x10); }
+__attribute__((noinline)) static void alias_variable(void) { alias_crash(alias_holder, 0x20); }
 
 /* Not a crash: two threads take two mutexes in opposite order and hang, for the
  * live tests of analysis modules (lock_waits.rhai). */
@@ -249,6 +265,7 @@ int main(int argc, char **argv)
         {"div_zero", div_zero},         {"illegal", illegal},           {"abort", do_abort},
         {"double_free", double_free},   {"heap_overflow", heap_overflow}, {"free_bad", free_bad},
         {"memcpy_null", memcpy_null},   {"alias", alias},               {"deadlock", deadlock},
+        {"alias_variable", alias_variable},
         {"thread_overflow", thread_overflow},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)

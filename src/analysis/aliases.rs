@@ -45,6 +45,9 @@ fn pointer_values(v: &Value, out: &mut Vec<u64>, depth: usize) {
         Value::UInt(u) => out.push(*u),
         Value::Int(i) => out.push(*i as u64),
         Value::Str { address, .. } => out.push(*address),
+        // A `char *` whose characters could not be read renders as the unreadable
+        // memory it points to: the pointer's value.
+        Value::Unreadable { address } => out.push(*address),
         Value::Struct(fields) => fields.iter().for_each(|f| pointer_values(&f.value, out, depth + 1)),
         Value::Array { items, .. } => items.iter().take(64).for_each(|i| pointer_values(i, out, depth + 1)),
         _ => {}
@@ -95,6 +98,12 @@ pub fn run(snap: &Snapshot, fault_tid: i32, addr: u64, reader: &Reader, f: &mut 
             for var in &fr.variables {
                 let mut vals = Vec::new();
                 pointer_values(&var.value, &mut vals, 0);
+                // A variable whose own memory is unreadable is not a pointer to it.
+                if let Value::Unreadable { address } = var.value
+                    && var.address == Some(address)
+                {
+                    vals.clear();
+                }
                 if let Some(rel) = vals.iter().find_map(|v| relation(reader, *v, addr)) {
                     f.annotate(
                         Scope::Variable(t.tid, idx as u32, var.name.clone()),

@@ -111,7 +111,7 @@ pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
     if matches!(sig.signo, SIGABRT | SIGTRAP) || find_frame(t, |n| n == "abort").is_some() {
         runtime_abort(snap, t, &sig, reader, f);
     }
-    heap::call_constraints(snap, t, &fault, f);
+    heap::call_constraints(snap, t, &fault, reader, f);
     if let Some(addr) = fault.target.filter(|a| *a >= NULL_LIMIT) {
         aliases::run(snap, t.tid, addr, reader, f);
     }
@@ -444,19 +444,20 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
                 format!("glibc malloc: {msg}")
             },
         );
-        heap::malloc_error_constraint(t, i, &msg, f);
+        heap::malloc_error_constraint(t, i, &msg, reader, f);
         return;
     }
-    if let Some(i) = find_frame(t, |n| n == "__assert_fail" || n == "__assert_perror_fail" || n == "__assert_fail_base")
-    {
+    if let Some(i) = find_frame(t, |n| {
+        ["__assert_fail", "__assert_perror_fail", "__assert_fail_base"].iter().any(|a| messages::is_assert_fn(n, a))
+    }) {
         f.classify(names::ASSERT);
         let mut msg = messages::abort_msg(snap, reader);
         let text = match &msg {
             Some(m) => format!("assertion failed: {m}"),
-            None => match messages::assert_args(snap, t, reader) {
+            None => match messages::assert_args(snap, t, reader).or_else(|| messages::assert_base_args(t, reader)) {
                 Some(args) => {
                     let m = args.text();
-                    let text = format!("assertion failed: {m} (from __assert_fail's arguments)");
+                    let text = format!("assertion failed: {m} (from {}'s arguments)", args.from);
                     msg = Some(m);
                     text
                 }
@@ -488,13 +489,20 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         let ty = messages::exception_type(t, reader);
         let thrower = find_frame(t, |n| n == "__cxa_throw" || n == "__cxa_rethrow" || n == "std::rethrow_exception");
         let at = thrower.map(|k| k + 1).unwrap_or(i) as u32;
-        let text = match &ty {
+        let what = messages::exception_what(snap, t, reader);
+        let mut text = match &ty {
             Some(ty) => format!("uncaught C++ exception of type {ty}"),
             None => "uncaught C++ exception (type not recoverable)".to_string(),
         };
+        if let Some(w) = &what {
+            text.push_str(&format!(": what() = {w:?}"));
+        }
         f.annotate(Scope::Frame(t.tid, at), Severity::Error, SOURCE, text);
         if let Some(ty) = ty {
             f.attributes.push(("exception.type".into(), ty));
+        }
+        if let Some(w) = what {
+            f.attributes.push(("exception.what".into(), w));
         }
         return;
     }

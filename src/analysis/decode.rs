@@ -100,6 +100,36 @@ impl Decoded {
 }
 
 /// True for an address the CPU accepts (bits 63..47 all equal).
+/// The DWARF number (0–15) of a general-purpose register or any of its parts.
+pub fn dwarf_register(r: iced_x86::Register) -> Option<usize> {
+    use iced_x86::Register as R;
+    const ORDER: [R; 16] = [
+        R::RAX,
+        R::RDX,
+        R::RCX,
+        R::RBX,
+        R::RSI,
+        R::RDI,
+        R::RBP,
+        R::RSP,
+        R::R8,
+        R::R9,
+        R::R10,
+        R::R11,
+        R::R12,
+        R::R13,
+        R::R14,
+        R::R15,
+    ];
+    ORDER.iter().position(|x| *x == r.full_register())
+}
+
+/// True for an operand or register access that writes.
+pub fn writes(access: iced_x86::OpAccess) -> bool {
+    use iced_x86::OpAccess as A;
+    matches!(access, A::Write | A::CondWrite | A::ReadWrite | A::ReadCondWrite)
+}
+
 pub fn is_canonical(addr: u64) -> bool {
     let top = addr >> 47;
     top == 0 || top == (1 << 17) - 1

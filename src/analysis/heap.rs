@@ -1,9 +1,11 @@
 //! Constraint checks of well-known calls on the faulting stack (the memcpy family
-//! with a null, unreadable or absurd argument; free/realloc of a pointer whose glibc
-//! chunk header is not sane) and the glibc chunk reading they share with aliases.
+//! with a null, unreadable, overlapping or absurd argument; free/realloc of a pointer
+//! whose glibc chunk header is not sane, named) and the glibc chunk reading they share
+//! with aliases.
 
-use super::classify::{MemoryFault, NULL_LIMIT, base_name};
-use super::decode::Access;
+use super::calls::{self, Call};
+use super::classify::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
+use super::decode::{self, Access};
 use super::{Findings, Reader, names};
 use crate::snapshot::{Scope, Severity, Snapshot, Thread};
 
@@ -43,16 +45,21 @@ fn family(name: &str) -> Option<&'static str> {
 }
 
 /// Checks the calls on the faulting thread's stack against their contracts.
-pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mut Findings) {
+pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, reader: &Reader, f: &mut Findings) {
     let Some(sig) = &snap.signal else { return };
     if sig.signo != 11 && sig.signo != 7 {
         return;
     }
     // The memcpy family: the fault happens inside the (leaf) function itself.
-    if let Some((i, call)) =
+    if let Some((i, own)) =
         t.frames.iter().take(3).enumerate().find_map(|(i, fr)| family(&base_name(fr)).map(|c| (i, c)))
     {
-        let arg = match (call, fault.access) {
+        let call = calls::call_into(t, i, reader);
+        // The caller's name for the call wins: the callee's symbol may be an alias
+        // (glibc's memcpy is memmove's code, and either name may label the frame).
+        let named = call.name.as_deref().and_then(family);
+        let name = named.unwrap_or(own);
+        let arg = match (name, fault.access) {
             ("memset" | "wmemset", _) => "destination",
             ("strlen" | "memcmp" | "strcmp", _) => "argument",
             (_, Some(Access::Read)) => "source",
@@ -67,50 +74,211 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
             format!("an {verb} {arg} (fault at {target:#x})")
         };
         f.classify(names::CONSTRAINT_VIOLATION);
-        f.annotate(Scope::Frame(t.tid, i as u32), Severity::Error, SOURCE, format!("{call}() called with {what}"));
-        if i == 0 {
-            // At the fault, rdx still holds the length in glibc's mem* (the string
-            // variants count in rcx); only an absurd value is worth saying.
-            let r = &t.registers;
-            for (reg, v) in [("rdx", r.rdx), ("rcx", r.rcx)] {
-                if (ABSURD_SIZE..u64::MAX - 4096).contains(&v) {
-                    f.annotate(
-                        Scope::Frame(t.tid, 0),
-                        Severity::Warning,
-                        SOURCE,
-                        format!("{call}() is running with an absurd size in {reg}: {v:#x} (a negative length?)"),
-                    );
-                    break;
-                }
-            }
+        f.annotate(Scope::Frame(t.tid, i as u32), Severity::Error, SOURCE, format!("{name}() called with {what}"));
+        let scope = Scope::Frame(t.tid, i as u32);
+        let known = copy_arguments(snap, name, named.is_some(), &call, scope.clone(), f);
+        if !known.all && i == 0 {
+            copy_registers(t, name, named.is_some(), !known.size, reader, scope, f);
         }
         return;
     }
     // free/realloc faulting while reading the chunk header of their argument.
-    let is_free = |n: &str| {
-        matches!(
-            n,
-            "free"
-                | "__libc_free"
-                | "cfree"
-                | "realloc"
-                | "__libc_realloc"
-                | "_int_free"
-                | "_int_realloc"
-                | "munmap_chunk"
-        )
-    };
     if let Some(i) = t.frames.iter().take(4).position(|fr| is_free(&base_name(fr))) {
-        let call = if t.frames.iter().any(|fr| base_name(fr).contains("realloc")) { "realloc" } else { "free" };
         let target = fault.target.unwrap_or(0);
+        let outer = t.frames[i..].iter().take_while(|fr| is_free(&base_name(fr))).count() + i - 1;
+        let call = free_call_name(&base_name(&t.frames[outer]));
+        let call_info = calls::call_into(t, outer, reader);
+        let passed = call_info.arg(0);
+        let pointer = match passed {
+            Some(p) => format!("{p:#x}, from {}", call_info.source),
+            None => format!("about {:#x}", target.wrapping_add(8)),
+        };
         f.classify(names::CONSTRAINT_VIOLATION);
         f.annotate(
             Scope::Frame(t.tid, i as u32),
             Severity::Error,
             SOURCE,
             format!(
-                "{call}() of a bad pointer: reading its chunk header at {target:#x} faulted (the pointer was about {:#x})",
-                target.wrapping_add(8)
+                "{call}() of a bad pointer: reading its chunk header at {target:#x} faulted (the pointer was {pointer})"
+            ),
+        );
+    }
+}
+
+/// free, realloc and their glibc internals, under any of their symbol aliases
+/// (`__libc_free`, `__free` in a static executable, `_int_free`).
+fn is_free(n: &str) -> bool {
+    let n = n.trim_start_matches('_');
+    let n = n.strip_prefix("libc_").or_else(|| n.strip_prefix("int_")).unwrap_or(n);
+    matches!(n, "free" | "cfree" | "realloc" | "munmap_chunk")
+}
+
+/// The public name of a free/realloc frame (`__libc_free` → `free`).
+fn free_call_name(n: &str) -> &'static str {
+    if n.contains("realloc") { "realloc" } else { "free" }
+}
+
+/// The run of contiguous mappings `[start, end)` that holds `addr`.
+fn mapped_run(snap: &Snapshot, addr: u64) -> Option<(u64, u64)> {
+    let m = mapping_of(&snap.maps, addr)?;
+    let (mut start, mut end) = (m.start, m.end);
+    // Strictly growing, so a malformed map (an empty mapping) cannot loop.
+    while let Some(next) = snap.maps.iter().find(|m| m.start == end && m.end > end) {
+        end = next.end;
+    }
+    while let Some(prev) = snap.maps.iter().find(|m| m.end == start && m.start < start) {
+        start = prev.start;
+    }
+    Some((start, end))
+}
+
+/// True when a copy to `[dst, dst + n)` that faulted may have written `addr`.
+///
+/// A copy writes contiguously from one end of its destination (glibc also stores the
+/// last vectors first), and it cannot cross an unmapped gap without faulting: it can
+/// only have written the mapped runs that hold the destination's first or last byte.
+fn copy_may_have_written(snap: &Snapshot, dst: u64, n: u64, addr: u64) -> bool {
+    let last = dst.wrapping_add(n.max(1) - 1);
+    [dst, last].into_iter().filter_map(|a| mapped_run(snap, a)).any(|(s, e)| addr >= s && addr < e)
+}
+
+/// Checks the arguments recovered for a memcpy-family call: an absurd or negative
+/// size, a size beyond the mapping of a range, and overlapping ranges where the
+/// function forbids them (`named`: the caller's own name for the call is known, so
+/// memcpy is not memmove under another name).
+fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: Scope, f: &mut Findings) -> Known {
+    // (destination, source, size) positions; memset's value is no pointer.
+    let (dst, src, size) = match name {
+        "memcpy" | "memmove" | "mempcpy" | "strncpy" | "memcmp" => (call.arg(0), call.arg(1), call.arg(2)),
+        "memset" | "wmemset" => (call.arg(0), None, call.arg(2)),
+        "strcpy" | "stpcpy" | "strcat" => (call.arg(0), call.arg(1), None),
+        _ => return Known::default(),
+    };
+    if dst.is_none() && src.is_none() && size.is_none() {
+        return Known::default();
+    }
+    // Arguments read from the caller's stack slots are stale if the copy wrote there.
+    if let (Some(d), Some(n)) = (dst, size)
+        && call.reads.iter().any(|&a| copy_may_have_written(snap, d, n, a))
+    {
+        return Known::default();
+    }
+    let needs_src = !matches!(name, "memset" | "wmemset");
+    let known = Known { all: dst.is_some() && (src.is_some() || !needs_src) && size.is_some(), size: size.is_some() };
+    let shown = |v: Option<u64>| v.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into());
+    let args = match name {
+        "memset" | "wmemset" => format!("{}, c, {}", shown(dst), shown(size)),
+        "strcpy" | "stpcpy" | "strcat" => format!("{}, {}", shown(dst), shown(src)),
+        _ => format!("{}, {}, {}", shown(dst), shown(src), shown(size)),
+    };
+    f.annotate(scope.clone(), Severity::Info, SOURCE, format!("{name}({args}): the arguments, from {}", call.source));
+    let Some(count) = size else { return known };
+    // wmemset counts wide characters; everything below is in bytes.
+    let n = if name == "wmemset" { count.saturating_mul(4) } else { count };
+    if n >= ABSURD_SIZE {
+        let signed = count as i64;
+        let negative = if signed < 0 { format!(" ({signed} as a signed length)") } else { String::new() };
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            format!("{name}() called with an absurd size {count:#x}{negative}"),
+        );
+        return known;
+    }
+    for (role, p) in [("destination", dst), ("source", src)] {
+        let Some(p) = p else { continue };
+        if let Some((_, end)) = mapped_run(snap, p)
+            && n > end - p
+        {
+            f.annotate(
+                scope.clone(),
+                Severity::Error,
+                SOURCE,
+                format!(
+                    "{name}() called with size {n:#x}, larger than the {role}'s mapping allows ({:#x} bytes from {p:#x})",
+                    end - p
+                ),
+            );
+        }
+    }
+    let forbids_overlap = matches!(name, "memcpy" | "mempcpy" | "strncpy");
+    if let (true, true, Some(d), Some(s)) = (named, forbids_overlap, dst, src)
+        && n > 0
+        && d.abs_diff(s) < n
+    {
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with overlapping ranges: destination {d:#x} and source {s:#x} are {:#x} bytes apart, less than the size {n:#x} (use memmove)",
+                d.abs_diff(s)
+            ),
+        );
+    }
+    known
+}
+
+/// Which memcpy-family arguments were known.
+#[derive(Debug, Default, Clone, Copy)]
+struct Known {
+    /// Every argument the checks need.
+    all: bool,
+    size: bool,
+}
+
+/// What the registers prove at a fault inside a copy, when the arguments are not
+/// known: during `rep movs`, rdi − rsi is still the destination − source distance and
+/// rcx the elements left, so a distance below the bytes left proves the ranges
+/// overlap; a count left beyond any buffer proves an absurd size. Vector loops prove
+/// nothing about the arguments, so nothing is claimed for them.
+fn copy_registers(
+    t: &Thread,
+    name: &str,
+    named: bool,
+    check_size: bool,
+    reader: &Reader,
+    scope: Scope,
+    f: &mut Findings,
+) {
+    let r = &t.registers;
+    let Some(d) = decode::decode_at(reader, r) else { return };
+    let width = match d.mnemonic.as_str() {
+        "rep movsb" => 1,
+        "rep movsw" => 2,
+        "rep movsd" => 4,
+        "rep movsq" => 8,
+        _ => return,
+    };
+    // EFLAGS.DF set: a backward copy, whose overlap rules differ; say nothing.
+    if r.eflags & (1 << 10) != 0 {
+        return;
+    }
+    let left = r.rcx.saturating_mul(width);
+    if left >= ABSURD_SIZE && check_size {
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with an absurd size: `{}` still has {left:#x} bytes to copy (rcx = {:#x})",
+                d.mnemonic, r.rcx
+            ),
+        );
+        return;
+    }
+    if named && matches!(name, "memcpy" | "mempcpy") && r.rdi.abs_diff(r.rsi) < left {
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with overlapping ranges: `{}` copies {left:#x} more bytes from {:#x} to {:#x}, {:#x} bytes apart (use memmove)",
+                d.mnemonic,
+                r.rsi,
+                r.rdi,
+                r.rdi.abs_diff(r.rsi)
             ),
         );
     }
@@ -118,7 +286,7 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, f: &mu
 
 /// glibc's malloc error messages that mean "free/realloc got a pointer it never
 /// handed out": a constraint violation of the call as well as a heap problem.
-pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, f: &mut Findings) {
+pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, reader: &Reader, f: &mut Findings) {
     let bad_pointer = ["invalid pointer", "invalid size", "misaligned"];
     let Some((call, _)) = msg.split_once("():") else { return };
     if !matches!(call, "free" | "realloc" | "munmap_chunk" | "free_check" | "realloc_check")
@@ -132,12 +300,25 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, f: 
     });
     let at = user.map(|(k, _)| k as u32).unwrap_or(printerr_frame as u32);
     let caller = user.and_then(|(_, fr)| fr.function.clone()).unwrap_or_else(|| "??".into());
+    // What the user called (glibc may report an internal, e.g. munmap_chunk()).
+    let called = user
+        .and_then(|(k, _)| t.frames.get(k.checked_sub(1)?))
+        .map(base_name)
+        .filter(|n| is_free(n))
+        .map(|n| free_call_name(&n))
+        .unwrap_or(call);
+    // The pointer itself, from the call-site records of the caller of free/realloc.
+    let passed = user
+        .filter(|(k, _)| *k > printerr_frame)
+        .and_then(|(k, _)| calls::call_into(t, k - 1, reader).arg(0))
+        .map(|p| format!(" {p:#x}"))
+        .unwrap_or_default();
     f.classify(names::CONSTRAINT_VIOLATION);
     f.annotate(
         Scope::Frame(t.tid, at),
         Severity::Error,
         SOURCE,
-        format!("{call}() in {caller} was passed a pointer whose chunk header is not sane ({msg})"),
+        format!("{called}() in {caller} was passed a pointer{passed} whose chunk header is not sane ({msg})"),
     );
 }
 

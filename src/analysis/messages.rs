@@ -1,9 +1,11 @@
 //! Messages the runtime left in memory before dying: glibc's `__abort_msg` (assert,
-//! malloc checks, stack smashing, fortify), the type of an uncaught C++ exception,
-//! and a Rust panic's location and message.
+//! malloc checks, stack smashing, fortify; also in static executables), the
+//! assertion from `__assert_fail`'s or `__assert_fail_base`'s arguments when that is
+//! missing, the type and `what()` of an uncaught C++ exception, and a Rust panic's
+//! location and message.
 
-use super::Reader;
 use super::classify::base_name;
+use super::{Reader, calls};
 use crate::snapshot::{Snapshot, Thread};
 use object::{Object, ObjectSymbol};
 
@@ -20,9 +22,8 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
         if !file.starts_with(module_prefix) {
             continue;
         }
-        let idx = reader.modules().find(m.start)?;
-        let img = reader.modules().image(idx)?;
-        let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
+        let Some(img) = reader.modules().find(m.start).and_then(|idx| reader.modules().image(idx)) else { continue };
+        let Ok(elf) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes) else { continue };
         let hit =
             elf.dynamic_symbols().chain(elf.symbols()).find(|s| s.name().is_ok_and(|n| n == name) && s.address() != 0);
         if let Some(s) = hit {
@@ -40,9 +41,13 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
 /// where `size` is the mapping's size, not the text's. It lives in anonymous
 /// memory, so a core holds it; the live capture copies it on purpose
 /// (`target::live::copy_abort_msg`), since it is neither stack nor near the fault.
+///
+/// A static executable carries its own copy of glibc: `__abort_msg` is then in the
+/// executable's symbol table and .bss, and is looked up there when no libc has it.
 pub fn abort_msg(snap: &Snapshot, reader: &Reader) -> Option<String> {
     let var = symbol_address(snap, reader, "libc.so", "__abort_msg")
-        .or_else(|| symbol_address(snap, reader, "libc-", "__abort_msg"))?;
+        .or_else(|| symbol_address(snap, reader, "libc-", "__abort_msg"))
+        .or_else(|| symbol_address(snap, reader, "", "__abort_msg"))?;
     if !reader.in_memory(var) {
         return None;
     }
@@ -64,6 +69,12 @@ pub fn abort_msg(snap: &Snapshot, reader: &Reader) -> Option<String> {
 /// it again (`__cxa_current_exception_type`). A `type_info` is `{vtable, name}`
 /// with `name` a mangled type (`St13runtime_error`), checked by demangling it.
 pub fn exception_type(t: &Thread, reader: &Reader) -> Option<String> {
+    throw_candidates(t, reader).into_iter().find_map(|v| type_info_name(reader, v))
+}
+
+/// Values the throw machinery kept: the registers recovered for the frames up to
+/// `__cxa_throw`, then the words of their stack.
+fn throw_candidates(t: &Thread, reader: &Reader) -> Vec<u64> {
     let thrower = t
         .frames
         .iter()
@@ -81,7 +92,77 @@ pub fn exception_type(t: &Thread, reader: &Reader) -> Option<String> {
     let hi = top.max(lo).min(lo.saturating_add(MAX_SCAN)).saturating_add(256);
     let stack = reader.bytes(lo, (hi - lo) as usize);
     candidates.extend(stack.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))));
-    candidates.into_iter().find_map(|v| type_info_name(reader, v))
+    candidates
+}
+
+/// libstdc++'s `_Unwind_Exception::exception_class` of a C++ exception, "GNUCC++\0".
+const GNU_CXX_EXCEPTION: u64 = 0x474e_5543_432b_2b00;
+/// From a thrown object back to its `__cxa_exception` header's fields (x86-64).
+const UNWIND_HEADER_BEFORE_OBJECT: u64 = 32;
+const EXCEPTION_TYPE_BEFORE_OBJECT: u64 = 112;
+
+/// The message of an uncaught exception derived from `std::logic_error` or
+/// `std::runtime_error` (what `what()` returns unless a subclass overrides it).
+///
+/// Folklore (libstdc++, checked with gdb on GCC 12): the thrown object follows its
+/// `__cxa_exception` header, whose last member is the `_Unwind_Exception` (32 bytes,
+/// `exception_class` = "GNUCC++\0" first) and whose first is the `type_info*`, 112
+/// bytes before the object. The throw machinery keeps a pointer to the object or to
+/// its unwind header. A `logic_error`/`runtime_error` is `{vptr, __cow_string}`: the
+/// string is a pointer to the characters, preceded by the COW string's
+/// `{length, capacity, refcount}`. Everything read is checked (magic, type,
+/// length ≤ capacity, NUL at the end, printable); any doubt and nothing is said.
+pub fn exception_what(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<String> {
+    let objects = throw_candidates(t, reader).into_iter().filter_map(|v| {
+        if v < 0x10000 || !v.is_multiple_of(8) {
+            return None;
+        }
+        if reader.u64(v.wrapping_sub(UNWIND_HEADER_BEFORE_OBJECT)) == Some(GNU_CXX_EXCEPTION) {
+            Some(v)
+        } else if reader.u64(v) == Some(GNU_CXX_EXCEPTION) {
+            Some(v + UNWIND_HEADER_BEFORE_OBJECT)
+        } else {
+            None
+        }
+    });
+    for obj in objects {
+        let Some(ti) = reader.u64(obj.wrapping_sub(EXCEPTION_TYPE_BEFORE_OBJECT)) else { continue };
+        if !derives_from_std_error(snap, reader, ti) {
+            return None;
+        }
+        let chars = reader.u64(obj + 8)?;
+        let len = reader.u64(chars.checked_sub(24)?)?;
+        let cap = reader.u64(chars - 16)?;
+        if len > cap || len > MAX_MESSAGE as u64 || reader.bytes(chars + len, 1) != [0] {
+            return None;
+        }
+        return text_at(reader, chars, len);
+    }
+    None
+}
+
+/// True when the `type_info` at `ti` is `std::logic_error`, `std::runtime_error` or
+/// a class singly derived from one (`__si_class_type_info` chains: the base's
+/// `type_info*` follows the name).
+fn derives_from_std_error(snap: &Snapshot, reader: &Reader, ti: u64) -> bool {
+    const SI_VTABLE: &str = "_ZTVN10__cxxabiv120__si_class_type_infoE";
+    let si = symbol_address(snap, reader, "libstdc++", SI_VTABLE)
+        .or_else(|| symbol_address(snap, reader, "", SI_VTABLE))
+        .map(|v| v + 16);
+    let mut ti = ti;
+    for _ in 0..16 {
+        match type_info_name(reader, ti).as_deref() {
+            Some("std::logic_error" | "std::runtime_error") => return true,
+            Some(_) => {}
+            None => return false,
+        }
+        if si.is_none() || reader.u64(ti) != si {
+            return false;
+        }
+        let Some(base) = reader.u64(ti + 16) else { return false };
+        ti = base;
+    }
+    false
 }
 
 /// The demangled name of the `std::type_info` at `addr`, if that is one.
@@ -231,10 +312,15 @@ fn text_at(reader: &Reader, ptr: u64, len: u64) -> Option<String> {
 /// as far as the registers recovered for its frame prove them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AssertArgs {
+    /// The assertion; for `assert_perror`, the text of the error.
     pub assertion: String,
     pub file: Option<String>,
     pub line: Option<u32>,
     pub function: Option<String>,
+    /// `assert_perror(errnum)` failed: glibc words it "Unexpected error: …".
+    pub perror: bool,
+    /// The function whose arguments these are (`__assert_fail`).
+    pub from: &'static str,
 }
 
 impl AssertArgs {
@@ -251,7 +337,11 @@ impl AssertArgs {
         if let Some(func) = &self.function {
             s.push_str(&format!("{func}: "));
         }
-        s.push_str(&format!("Assertion `{}' failed.", self.assertion));
+        if self.perror {
+            s.push_str(&format!("Unexpected error: {}.", self.assertion));
+        } else {
+            s.push_str(&format!("Assertion `{}' failed.", self.assertion));
+        }
         s
     }
 }
@@ -292,20 +382,50 @@ pub fn assert_args(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<Asser
     }
     let holders = argument_holders(&code, entry, frame.pc)?;
     let arg = |k: usize| holders[k].iter().find_map(|&r| value(r));
-    let string = |p: u64| {
-        reader
-            .cstring(p, MAX_ASSERT_STRING)
-            .filter(|(s, truncated)| !truncated && !s.is_empty() && !s.chars().any(|c| c.is_control()))
-            .map(|(s, _)| s)
-    };
-    let assertion = string(arg(0)?)?;
+    let assertion = assert_string(reader, arg(0)?)?;
     Some(AssertArgs {
         assertion,
-        file: arg(1).and_then(string),
+        file: arg(1).and_then(|p| assert_string(reader, p)),
         line: arg(2).map(|v| v as u32),
         // glibc accepts a NULL function (C89 has no __func__).
-        function: arg(3).and_then(string),
+        function: arg(3).and_then(|p| assert_string(reader, p)),
+        perror: false,
+        from: "__assert_fail",
     })
+}
+
+/// A short printable NUL-terminated string (an assertion, a file or function name).
+fn assert_string(reader: &Reader, p: u64) -> Option<String> {
+    reader
+        .cstring(p, MAX_ASSERT_STRING)
+        .filter(|(s, truncated)| !truncated && !s.is_empty() && !s.chars().any(|c| c.is_control()))
+        .map(|(s, _)| s)
+}
+
+/// The arguments of the call into glibc's `__assert_fail_base(format, assertion, file,
+/// line, function)` on `t`'s stack, recovered through the caller (`__assert_fail` or
+/// `__assert_perror_fail`, whose "assertion" is the error's text): its call-site
+/// records when libc has debug info, else by replaying its set-up code (the
+/// arguments are copied from callee-saved registers just before the call).
+pub fn assert_base_args(t: &Thread, reader: &Reader) -> Option<AssertArgs> {
+    let i = t.frames.iter().position(|f| !f.inlined && is_assert_fn(&base_name(f), "__assert_fail_base"))?;
+    let call = calls::call_into(t, i, reader);
+    let caller = t.frames.iter().skip(i + 1).find(|f| !f.inlined).map(base_name).unwrap_or_default();
+    let perror = is_assert_fn(&caller, "__assert_perror_fail");
+    let assertion = assert_string(reader, call.arg(1)?)?;
+    Some(AssertArgs {
+        assertion,
+        file: call.arg(2).and_then(|p| assert_string(reader, p)),
+        line: call.arg(3).map(|v| v as u32),
+        function: call.arg(4).and_then(|p| assert_string(reader, p)),
+        perror,
+        from: "__assert_fail_base",
+    })
+}
+
+/// True when `name` is glibc's `want`, or its `.cold` part (split off by GCC).
+pub fn is_assert_fn(name: &str, want: &str) -> bool {
+    name.strip_suffix(".cold").unwrap_or(name) == want
 }
 
 /// Most bytes of `__assert_fail` decoded before its call to the message formatter.
@@ -318,36 +438,14 @@ const MAX_ASSERT_STRING: usize = 1024;
 /// (starting at `entry`) reaches `pc`. None when the path to `pc` is not
 /// straight-line code.
 fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
-    use iced_x86::{
-        Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
-    };
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, InstructionInfoFactory, Mnemonic, OpKind};
     // holds[dwarf] = (argument, only its low 32 bits)
     let mut holds: [Option<(usize, bool)>; 16] = [None; 16];
     holds[5] = Some((0, false)); // rdi: assertion
     holds[4] = Some((1, false)); // rsi: file
     holds[1] = Some((2, true)); // edx: line (unsigned int)
     holds[2] = Some((3, false)); // rcx: function
-    let dwarf = |r: Register| -> Option<usize> {
-        let order = [
-            Register::RAX,
-            Register::RDX,
-            Register::RCX,
-            Register::RBX,
-            Register::RSI,
-            Register::RDI,
-            Register::RBP,
-            Register::RSP,
-            Register::R8,
-            Register::R9,
-            Register::R10,
-            Register::R11,
-            Register::R12,
-            Register::R13,
-            Register::R14,
-            Register::R15,
-        ];
-        order.iter().position(|x| *x == r.full_register())
-    };
+    let dwarf = super::decode::dwarf_register;
     let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
     let mut info = InstructionInfoFactory::new();
     while decoder.can_decode() {
@@ -383,10 +481,8 @@ fn argument_holders(code: &[u8], entry: u64, pc: u64) -> Option<[Vec<u16>; 4]> {
             continue;
         }
         for u in info.info(&ins).used_registers() {
-            if matches!(
-                u.access(),
-                OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-            ) && let Some(d) = dwarf(u.register())
+            if super::decode::writes(u.access())
+                && let Some(d) = dwarf(u.register())
             {
                 holds[d] = None;
             }

@@ -1,6 +1,7 @@
 //! Automated analysis of a snapshot: built-in fault classifiers and annotations
 //! ([`classify`]), the faulting instruction ([`decode`]), messages left by libc,
-//! libstdc++ and Rust ([`messages`]), heap and call-constraint checks ([`heap`]),
+//! libstdc++ and Rust ([`messages`]), heap and call-constraint checks ([`heap`]) on
+//! the arguments calls were made with ([`calls`]),
 //! aliases of the faulting address ([`aliases`]) and user modules in rhai ([`script`]).
 //!
 //! Analysis runs inside `trace::build`, after unwinding and symbolization, while the
@@ -9,6 +10,7 @@
 //! alerts rely on them): see [`names`].
 
 pub mod aliases;
+pub mod calls;
 pub mod classify;
 pub mod decode;
 pub mod heap;
@@ -100,6 +102,11 @@ impl Reader {
 
     pub fn modules(&self) -> &ModuleSet {
         &self.modules
+    }
+
+    /// The captured memory alone (no module files).
+    pub fn memory(&self) -> &dyn Memory {
+        &*self.memory
     }
 
     /// Copies up to `buf.len()` bytes; returns how many leading bytes were readable.

@@ -6,6 +6,7 @@
 //! Address spaces: everything inside a module (CFI, DWARF, symbols) is in link-time
 //! addresses; `vaddr = pc - load_bias` converts at the boundary.
 
+mod callsite;
 mod debugfile;
 mod dwarf;
 pub(crate) mod elf;

@@ -612,7 +612,7 @@ impl ModuleSet {
             let entry = match physical_idx.get(k + 1) {
                 Some(&caller) if !frames[end].signal_frame => {
                     let caller_cfa = physical_idx.get(k + 2).map(|&n| frames[n].sp);
-                    self.call_site_values(thread, &frames[caller], caller_cfa, memory)
+                    self.call_site_values(thread, &frames[caller], caller_cfa, memory, Vec::new())
                 }
                 _ => Vec::new(),
             };
@@ -626,13 +626,15 @@ impl ModuleSet {
     /// Values the caller at `caller` passed to its callee: the DW_TAG_call_site at the
     /// caller's return address, its parameters' DW_AT_call_value evaluated with the
     /// caller's registers. Only callee-saved registers and memory survive the call, so
-    /// a value that needs a clobbered register is simply not found.
-    fn call_site_values(
+    /// a value that needs a clobbered register is simply not found. `entry` holds the
+    /// caller's own entry values (from its caller's call site), when known.
+    pub(crate) fn call_site_values(
         &self,
         thread: &Registers,
         caller: &Frame,
         cfa: Option<u64>,
         memory: &dyn Memory,
+        entry: Vec<(EntryKey, u64)>,
     ) -> Vec<(EntryKey, u64)> {
         let mut out = Vec::new();
         let Some(idx) = self.find(caller.pc) else { return out };
@@ -675,7 +677,7 @@ impl ModuleSet {
             bias,
             tls_block,
             memory,
-            entry: Vec::new(),
+            entry,
         };
         env.frame_base = frame_base(unit, func, &env);
         // The call site at this return address (cached: threads share return addresses).

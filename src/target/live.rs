@@ -656,7 +656,8 @@ fn fault_ranges(threads: &[ThreadState], signal: Option<&Signal>, maps: &[Mappin
 const MAX_ABORT_MSG: u64 = 4096 + 4;
 
 /// The runtime address of glibc's `__abort_msg` in process `pid`, from libc's
-/// dynamic symbol table (it is exported as GLIBC_PRIVATE). None without a libc.
+/// dynamic symbol table (it is exported as GLIBC_PRIVATE), or from a static
+/// executable's symbol table. None without either.
 ///
 /// Folklore: libc.so's first PT_LOAD has p_vaddr 0 and file offset 0, so the load
 /// bias is the start of its offset-0 mapping; we still subtract the segment's
@@ -664,9 +665,14 @@ const MAX_ABORT_MSG: u64 = 4096 + 4;
 fn abort_msg_address(pid: i32) -> Option<u64> {
     use object::{Object, ObjectSegment, ObjectSymbol};
     let (maps, _) = procfs::read_maps(pid).ok()?;
-    let m = maps.iter().find(|m| {
+    let libc = maps.iter().find(|m| {
         let file = m.path.rsplit('/').next().unwrap_or(&m.path);
         m.offset == 0 && (file.starts_with("libc.so") || file.starts_with("libc-"))
+    });
+    // A static executable has glibc (and `__abort_msg`) inside itself.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let m = libc.or_else(|| {
+        maps.iter().find(|m| m.offset == 0 && exe.as_deref().is_some_and(|e| std::path::Path::new(&m.path) == e))
     })?;
     // The process may live in another mount namespace (a container).
     let bytes = std::fs::read(format!("/proc/{pid}/root{}", m.path)).or_else(|_| std::fs::read(&m.path)).ok()?;
