@@ -15,10 +15,10 @@ mod lookup;
 mod names;
 mod seccache;
 mod types;
-mod values;
 mod variables;
 
-pub use values::VariableOptions;
+pub use crate::snapshot::values::VariableOptions;
+pub use types::TypeTable;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::target::Memory;

@@ -7,17 +7,15 @@
 //! value needs them and cached per unit.
 
 use super::elf::Reader;
-use super::types::TypeRef;
-use super::values::{Data, Renderer, VariableOptions};
+use super::types::{DwarfTypes, TypeRef, TypeTable};
 use super::{ModuleSet, names};
-use crate::snapshot::{Frame, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
+use crate::snapshot::values::{Data, FRAME_READ_BUDGET, Renderer, VariableOptions};
+use crate::snapshot::{Frame, Location, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
 use crate::target::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
 
 /// DWARF registers a frame can know (0–16 general purpose and rip, up to fs/gs base).
 const N_DWARF_REGS: usize = 67;
-/// Bytes one frame's variables may read (pointers followed, strings, arrays).
-const FRAME_READ_BUDGET: usize = 1 << 20;
 const MAX_VARIABLES: usize = 4096;
 
 /// What a frame's location expressions may ask for.
@@ -439,7 +437,18 @@ fn scope_variables(
     out
 }
 
-/// Evaluates and renders one variable DIE.
+/// What rendering a frame's (or a global's) variables shares: bounds, symbol
+/// lookups, and the bytes the frame may still read.
+pub(crate) struct RenderCtx<'a> {
+    pub opts: &'a VariableOptions,
+    pub symbol: &'a dyn Fn(u64) -> Option<String>,
+    pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
+    pub budget: usize,
+}
+
+/// Evaluates one variable DIE to its type and location, then renders it through the
+/// snapshot's renderer (the one that re-renders saved snapshots).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn variable(
     unit: UnitRef<'_, Reader>,
     off: gimli::UnitOffset,
@@ -447,7 +456,8 @@ pub(crate) fn variable(
     probe: u64,
     env: &FrameEnv<'_>,
     locs: Option<&gimli::LocationLists<Reader>>,
-    r: &mut Renderer<'_>,
+    types: &mut DwarfTypes<'_>,
+    ctx: &mut RenderCtx<'_>,
 ) -> Variable {
     let Ok(e) = unit.entry(off) else {
         return Variable {
@@ -459,10 +469,20 @@ pub(crate) fn variable(
         };
     };
     let name = name_of(unit, &e).unwrap_or_else(|| "<anonymous>".into());
-    let ty = type_of(unit, &e);
-    let type_name = r.type_name(ty);
-    let size = r.types.size(unit, ty).unwrap_or(8);
-    let mut var = Variable { name, kind, type_name, address: None, text: String::new(), value: Value::OptimizedOut };
+    let type_id = types.intern(type_of(unit, &e));
+    let lang = types.lang();
+    let mut r = Renderer {
+        types,
+        lang,
+        memory: env.memory,
+        opts: ctx.opts,
+        symbol: ctx.symbol,
+        data_symbol: ctx.data_symbol,
+        budget: ctx.budget,
+    };
+    let type_name = r.type_name(type_id);
+    let size = r.size(type_id).unwrap_or(8);
+    let mut var = Variable { name, kind, type_name, type_id, ..Default::default() };
 
     let place: Result<Place, EvalError> = match location_expr(unit, &e, probe, locs) {
         Ok(Some(expr)) => eval_expr(expr, unit, env).and_then(|p| place_of(p, size, env)),
@@ -486,43 +506,28 @@ pub(crate) fn variable(
         },
         Err(e) => Err(e),
     };
-    let data = match place {
+    match place {
         Ok(Place::Memory(addr)) => {
             var.address = Some(addr);
-            match r.read_value(ty, addr) {
-                Ok(d) => d,
-                Err(a) => {
-                    var.value = Value::Unreadable { address: a };
-                    var.text = format!("<error: Cannot access memory at address {a:#x}>");
-                    return var;
-                }
-            }
+            var.location = Location::Memory(addr);
         }
         Ok(Place::Data(mut d)) => {
             // A register holds 8 bytes; the type may be smaller.
             let n = size as usize;
-            if d.bytes.len() > n {
-                d.bytes.truncate(n);
-                d.valid.truncate(n);
-            } else if d.bytes.len() < n {
-                d.bytes.resize(n, 0);
-                d.valid.resize(n, false);
-            }
-            d
+            d.bytes.resize(n, 0);
+            d.valid.resize(n, false);
+            var.location = Location::Bytes { bytes: d.bytes, valid: d.valid };
         }
         Err(EvalError::OptimizedOut) => {
             var.text = "<optimized out>".into();
-            return var;
         }
         Err(EvalError::Unavailable(why)) => {
             var.text = format!("<unavailable: {why}>");
             var.value = Value::Unavailable(why);
-            return var;
         }
     };
-    let (value, text) = r.render(ty, &data, 0);
-    var.value = value;
-    var.text = text;
+    r.variable(&mut var);
+    ctx.budget = r.budget;
     var
 }
 
@@ -601,6 +606,7 @@ impl ModuleSet {
         frames: &mut [Frame],
         memory: &dyn Memory,
         opts: &VariableOptions,
+        table: &TypeTable,
     ) -> Vec<Problem> {
         let problems = Vec::new();
         // Group: inlined frames followed by their physical frame.
@@ -618,7 +624,7 @@ impl ModuleSet {
             };
             let group = &mut frames[start..=end];
             start = end + 1;
-            self.group_variables(thread, group, cfa, entry, memory, opts);
+            self.group_variables(thread, group, cfa, entry, memory, opts, table);
         }
         problems
     }
@@ -731,6 +737,7 @@ impl ModuleSet {
         entry: Vec<(EntryKey, u64)>,
         memory: &dyn Memory,
         opts: &VariableOptions,
+        table: &TypeTable,
     ) {
         let Some(physical) = group.last() else { return };
         let Some(idx) = self.find(physical.pc) else { return };
@@ -780,8 +787,8 @@ impl ModuleSet {
         let mut env = FrameEnv { regs, innermost, cfa, frame_base: None, bias, tls_block, memory, entry };
         env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
-        let symbolize = |a: u64| self.function_name(a);
-        let data_symbol = |a: u64| self.data_name(a);
+        let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
+        let data_symbol = |a: u64| table.symbol(a, false, |a| self.data_name(a));
         // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
         let mut lists = std::collections::HashMap::new();
         for die in dies.iter().flatten() {
@@ -796,23 +803,15 @@ impl ModuleSet {
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_key).or_default();
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
-        let mut r = Renderer {
-            unit,
-            types,
-            memory,
-            opts,
-            symbol: &symbolize,
-            data_symbol: &data_symbol,
-            scoped: &mut scoped,
-            budget: FRAME_READ_BUDGET,
-        };
+        let mut dt = DwarfTypes { module: idx, unit, types, scoped: &mut scoped, table };
+        let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
         for (frame, die) in group.iter_mut().zip(dies.iter()) {
             let Some(die) = die else { continue };
             let Some(vars) = lists.get(&die.0) else { continue };
             // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
             frame.variables = vars
                 .iter()
-                .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
+                .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut dt, &mut rc))
                 .filter(|v| v.name != "<anonymous>")
                 .collect();
         }
@@ -927,6 +926,7 @@ impl ModuleSet {
         thread: &Registers,
         memory: &dyn Memory,
         opts: &VariableOptions,
+        table: &TypeTable,
     ) -> (Vec<Variable>, Vec<Problem>) {
         let mut out = Vec::new();
         let mut problems = Vec::new();
@@ -934,7 +934,7 @@ impl ModuleSet {
         order.sort_by_key(|i| !self.entries[*i].record.is_executable);
         'names: for want in names {
             for &idx in &order {
-                if let Some(v) = self.global_in(idx, want, thread, memory, opts) {
+                if let Some(v) = self.global_in(idx, want, thread, memory, opts, table) {
                     out.push(v);
                     continue 'names;
                 }
@@ -954,6 +954,7 @@ impl ModuleSet {
         thread: &Registers,
         memory: &dyn Memory,
         opts: &VariableOptions,
+        table: &TypeTable,
     ) -> Option<Variable> {
         self.image(idx)?;
         let ctx = self.dwarf(idx)?;
@@ -988,25 +989,17 @@ impl ModuleSet {
                 entry: Vec::new(),
             };
             let unit_key = unit.header.offset().0;
-            let symbolize = |a: u64| self.function_name(a);
-            let data_symbol = |a: u64| self.data_name(a);
+            let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
+            let data_symbol = |a: u64| table.symbol(a, false, |a| self.data_name(a));
             let (types_cache, scopes) = names.types_and_scopes();
             let types = types_cache.units.entry(unit_key).or_default();
             let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
-            let mut r = Renderer {
-                unit: unit_ref,
-                types,
-                memory,
-                opts,
-                symbol: &symbolize,
-                data_symbol: &data_symbol,
-                scoped: &mut scoped,
-                budget: FRAME_READ_BUDGET,
-            };
+            let mut dt = DwarfTypes { module: idx, unit: unit_ref, types, scoped: &mut scoped, table };
+            let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
             let e = unit_ref.entry(off).ok()?;
             let is_tls = matches!(e.attr_value(gimli::DW_AT_location), Some(AttributeValue::Exprloc(x)) if x.0.to_slice().is_ok_and(|b| b.iter().any(|op| *op == 0x9b || *op == 0xe0)));
             let kind = if is_tls { VariableKind::ThreadLocal } else { VariableKind::Global };
-            let mut v = variable(unit_ref, off, kind, 0, &env, locs, &mut r);
+            let mut v = variable(unit_ref, off, kind, 0, &env, locs, &mut dt, &mut rc);
             v.name = want.to_string();
             return Some(v);
         }

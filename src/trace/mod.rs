@@ -7,7 +7,7 @@ mod memory;
 
 use crate::analysis::{self, AnalysisOptions};
 use crate::snapshot::{Attribute, Problem, Scope, Snapshot, Thread};
-use crate::symbols::{ModuleSet, SymbolOptions, VariableOptions};
+use crate::symbols::{ModuleSet, SymbolOptions, TypeTable, VariableOptions};
 use crate::target::{self, Capture, TargetError, live::LiveOptions};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
@@ -104,6 +104,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     problems.extend(module_problems);
     let modules = Arc::new(modules);
     let recorder = memory::Recorder::new(memory.as_ref(), Some(modules.as_ref()));
+    let type_table = TypeTable::default();
 
     if let Some(tid) = opts.fault_thread {
         for t in threads.iter_mut() {
@@ -120,7 +121,13 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         let (raw, mut probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
         let mut frames: Vec<_> = raw.into_iter().flat_map(|f| modules.symbolize(f)).collect();
         if want_vars(t) {
-            probs.extend(modules.capture_variables(&t.registers, &mut frames, &recorder, &opts.variables.options));
+            probs.extend(modules.capture_variables(
+                &t.registers,
+                &mut frames,
+                &recorder,
+                &opts.variables.options,
+                &type_table,
+            ));
         }
         for p in probs.iter_mut() {
             if p.scope == Scope::Snapshot {
@@ -159,7 +166,8 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     if !opts.variables.globals.is_empty() {
         // Thread-locals are read in the faulting thread (or the first one).
         let regs = threads.first().map(|t| t.registers).unwrap_or_default();
-        let (g, p) = modules.capture_globals(&opts.variables.globals, &regs, &recorder, &opts.variables.options);
+        let (g, p) =
+            modules.capture_globals(&opts.variables.globals, &regs, &recorder, &opts.variables.options, &type_table);
         globals = g;
         problems.extend(p);
     }
@@ -171,6 +179,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     } else {
         drop(recorder);
     }
+    let (types, symbols) = type_table.finish();
     let module_list = modules.modules();
     // Problems the module set met lazily (files opened, debug files searched on demand).
     problems.extend(modules.take_problems());
@@ -188,6 +197,8 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         problems,
         memory: kept,
         globals,
+        types,
+        symbols,
         ..Default::default()
     };
     add_automatic_attributes(&mut snap);
