@@ -73,33 +73,11 @@ fn gdb_values(text: &str) -> BTreeMap<(String, String), String> {
     out
 }
 
-fn build(src: &Path, out: &Path, compiler: &str, flags: &[&str]) {
-    let st = Command::new(compiler)
-        .args(flags)
-        .arg("-g")
-        .arg("-o")
-        .arg(out)
-        .arg(src)
-        .status()
-        .expect("running the compiler");
-    assert!(st.success(), "{compiler} {} failed", src.display());
-}
-
-/// Builds, crashes, and returns (exe, core).
+/// Builds (C/C++, with -g), crashes, and returns (exe, core).
 fn crashed(name: &str, src: &str, compiler: &str, flags: &[&str]) -> (PathBuf, PathBuf) {
-    let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
-    let exe = dir.join(name);
-    build(&repo_root().join(src), &exe, compiler, flags);
-    let spec = CrashSpec {
-        name: name.into(),
-        program: name.into(),
-        args: vec![],
-        signal: "SIGSEGV".into(),
-        what: String::new(),
-    };
-    let _guard = CorePatternGuard::set(&dir);
-    let c = crash_one(&spec, &exe, &dir);
-    (exe, c.core)
+    let mut all = flags.to_vec();
+    all.push("-g");
+    compile_and_crash(name, compiler, &all, src)
 }
 
 fn gdb_text(exe: &Path, core: &Path, extra: &[&str]) -> String {
@@ -265,32 +243,14 @@ fn rust_variables_match_gdb() {
     // ("grace", vec![1, 2, 3]); scalars, &str, Option and pointers must agree.
     for opt in ["0", "2"] {
         let name = format!("varsrs-O{opt}");
-        let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
-        let exe = dir.join(&name);
-        let st = Command::new("rustc")
-            .args(["-g", "-C", &format!("opt-level={opt}"), "-o"])
-            .arg(&exe)
-            .arg(repo_root().join("examples/variables/vars.rs"))
-            .status()
-            .expect("rustc");
-        assert!(st.success());
-        let spec = CrashSpec {
-            name: name.clone(),
-            program: name.clone(),
-            args: vec![],
-            signal: "SIGSEGV".into(),
-            what: String::new(),
-        };
-        let crash = {
-            let _guard = CorePatternGuard::set(&dir);
-            crash_one(&spec, &exe, &dir)
-        };
-        let text = gdb_text(&exe, &crash.core, &["print vars::LIMIT"]);
+        let level = format!("opt-level={opt}");
+        let (exe, core) = compile_and_crash(&name, "rustc", &["-g", "-C", &level], "examples/variables/vars.rs");
+        let text = gdb_text(&exe, &core, &["print vars::LIMIT"]);
         let gdb = gdb_values(&text);
         let snap = bt_json(&[
             "ptrace",
             "--core",
-            crash.core.to_str().expect("utf-8"),
+            core.to_str().expect("utf-8"),
             exe.to_str().expect("utf-8"),
             "--global",
             "vars::LIMIT",
@@ -345,7 +305,7 @@ fn thread_locals_of_executable_and_shared_library_match_gdb() {
     let printed: Vec<&str> =
         text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
     assert_eq!(printed.len(), names.len(), "gdb could not print every thread-local:\n{text}");
-    let mut args = vec!["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
+    let mut args = vec!["ptrace", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
     for n in &names {
         args.push("--global");
         args.push(n);
