@@ -73,6 +73,18 @@ fn gdb_values(text: &str) -> BTreeMap<(String, String), String> {
     out
 }
 
+fn build(src: &Path, out: &Path, compiler: &str, flags: &[&str]) {
+    let st = Command::new(compiler)
+        .args(flags)
+        .arg("-g")
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .status()
+        .expect("running the compiler");
+    assert!(st.success(), "{compiler} {} failed", src.display());
+}
+
 /// Builds (C/C++, with -g), crashes, and returns (exe, core).
 fn crashed(name: &str, src: &str, compiler: &str, flags: &[&str]) -> (PathBuf, PathBuf) {
     let mut all = flags.to_vec();
@@ -305,7 +317,7 @@ fn thread_locals_of_executable_and_shared_library_match_gdb() {
     let printed: Vec<&str> =
         text.lines().filter(|l| l.starts_with('$')).filter_map(|l| l.split_once(" = ").map(|x| x.1)).collect();
     assert_eq!(printed.len(), names.len(), "gdb could not print every thread-local:\n{text}");
-    let mut args = vec!["ptrace", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
+    let mut args = vec!["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
     for n in &names {
         args.push("--global");
         args.push(n);
