@@ -48,8 +48,14 @@ pub const FRAME_READ_BUDGET: usize = 1 << 20;
 /// `value` of each variable that has a type and a location. With the options
 /// capture used, the result is what capture wrote, byte for byte.
 pub fn render_snapshot(snap: &mut Snapshot, opts: &VariableOptions) {
+    let kept = std::mem::take(&mut snap.memory);
+    render_snapshot_from(snap, &Regions::new(&kept), opts);
+    snap.memory = kept;
+}
+
+/// [`render_snapshot`] reading values from `memory` instead of the kept regions.
+pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &VariableOptions) {
     let mut types = Table::new(&snap.types);
-    let regions = Regions::new(&snap.memory);
     let names: std::collections::HashMap<(u64, bool), &str> =
         snap.symbols.iter().map(|s| ((s.address, s.code), s.name.as_str())).collect();
     let symbol = |a: u64| names.get(&(a, true)).map(|n| n.to_string());
@@ -60,7 +66,7 @@ pub fn render_snapshot(snap: &mut Snapshot, opts: &VariableOptions) {
         let mut r = Renderer {
             types: &mut types,
             lang,
-            memory: &regions,
+            memory,
             opts,
             symbol: &symbol,
             data_symbol: &data_symbol,

@@ -541,6 +541,10 @@ impl UnitTypes {
 #[derive(Default)]
 pub struct TypeTable {
     inner: std::sync::Mutex<TableInner>,
+    /// Symbol lookups are only noted, to be answered by `resolve_symbols` later (a
+    /// held live target: naming addresses needs no target memory, so it waits until
+    /// the target runs again).
+    defer_symbols: bool,
 }
 
 #[derive(Default)]
@@ -574,12 +578,26 @@ impl TypeTable {
         id
     }
 
+    /// A table whose symbol lookups wait for [`TypeTable::resolve_symbols`].
+    pub fn deferring_symbols() -> TypeTable {
+        TypeTable { defer_symbols: true, ..Default::default() }
+    }
+
+    /// Answers the symbol lookups noted while deferring, and stops deferring.
+    pub fn resolve_symbols(&mut self, modules: &super::ModuleSet) {
+        self.defer_symbols = false;
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        for ((addr, code), name) in inner.symbols.iter_mut() {
+            *name = if *code { modules.function_name(*addr) } else { modules.data_name(*addr) };
+        }
+    }
+
     /// A symbol name, looked up once per (address, kind).
     pub(crate) fn symbol(&self, addr: u64, code: bool, lookup: impl FnOnce(u64) -> Option<String>) -> Option<String> {
         if let Some(hit) = self.lock().symbols.get(&(addr, code)) {
             return hit.clone();
         }
-        let name = lookup(addr);
+        let name = if self.defer_symbols { None } else { lookup(addr) };
         self.lock().symbols.insert((addr, code), name.clone());
         name
     }

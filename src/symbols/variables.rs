@@ -28,8 +28,11 @@ pub(crate) struct FrameEnv<'a> {
     pub frame_base: Option<u64>,
     /// Module load bias (DW_OP_addr is link-time).
     pub bias: u64,
-    /// Start of this module's static TLS block for the thread, when known.
-    pub tls_block: Result<u64, String>,
+    /// Start of this module's static TLS block for the thread, found on first use
+    /// (walking the DTV reads target memory; most frames have no TLS variable).
+    pub tls_block: std::cell::OnceCell<Result<u64, String>>,
+    /// (module set, module index, fs_base) for finding `tls_block`.
+    pub tls_of: (&'a ModuleSet, usize, u64),
     pub memory: &'a dyn Memory,
     /// What the caller passed, from its call-site parameters (DW_OP_entry_value,
     /// DW_OP_GNU_parameter_ref): by register, or by the callee's parameter DIE.
@@ -103,7 +106,10 @@ fn eval_expr(
                 Some(cfa) => eval.resume_with_call_frame_cfa(cfa).map_err(fail)?,
                 None => return Err(EvalError::Unavailable("CFA unknown (outermost frame)".into())),
             },
-            R::RequiresTls(off) => match &env.tls_block {
+            R::RequiresTls(off) => match env.tls_block.get_or_init(|| {
+                let (modules, idx, fs_base) = env.tls_of;
+                modules.tls_block(idx, fs_base, env.memory)
+            }) {
                 Ok(block) => eval.resume_with_tls(block.wrapping_add(off)).map_err(fail)?,
                 Err(why) => return Err(EvalError::Unavailable(why.clone())),
             },
@@ -598,35 +604,37 @@ fn unit_at(sections: &gimli::Dwarf<Reader>, off: usize) -> Option<gimli::Unit<Re
 }
 
 impl ModuleSet {
-    /// Fills `Frame::variables` of one thread's frames (inlined frames included).
-    /// Problems (no DWARF, bad DIEs) are returned; values never fail wholesale.
+    /// Variables of one thread's frames as the unwinder found them (physical frames,
+    /// not yet symbolized): for each frame, one list per function of the inline chain
+    /// at its pc, innermost first, the order in which `symbolize` lists the frames it
+    /// makes of it. Only the DIE path to each pc is looked up (no line tables), so a
+    /// held live target runs again sooner. Values never fail wholesale: what cannot be
+    /// read says so in the variable.
     pub fn capture_variables(
         &self,
         thread: &Registers,
-        frames: &mut [Frame],
+        frames: &[Frame],
         memory: &dyn Memory,
         opts: &VariableOptions,
         table: &TypeTable,
-    ) -> Vec<Problem> {
-        let problems = Vec::new();
-        // Group: inlined frames followed by their physical frame.
-        let mut start = 0;
-        let physical_idx: Vec<usize> = frames.iter().enumerate().filter(|(_, f)| !f.inlined).map(|(i, _)| i).collect();
-        for (k, &end) in physical_idx.iter().enumerate() {
-            let cfa = physical_idx.get(k + 1).map(|&n| frames[n].sp);
+    ) -> Vec<Vec<Vec<Variable>>> {
+        let mut out = Vec::with_capacity(frames.len());
+        for (k, frame) in frames.iter().enumerate() {
+            let cfa = frames.get(k + 1).map(|n| n.sp);
             // The caller's call-site parameters, evaluated in the caller's frame.
-            let entry = match physical_idx.get(k + 1) {
-                Some(&caller) if !frames[end].signal_frame => {
-                    let caller_cfa = physical_idx.get(k + 2).map(|&n| frames[n].sp);
-                    self.call_site_values(thread, &frames[caller], caller_cfa, memory)
+            let entry = match frames.get(k + 1) {
+                Some(caller) if !frame.signal_frame => {
+                    let caller_cfa = frames.get(k + 2).map(|n| n.sp);
+                    self.call_site_values(thread, caller, caller_cfa, memory)
                 }
                 _ => Vec::new(),
             };
-            let group = &mut frames[start..=end];
-            start = end + 1;
-            self.group_variables(thread, group, cfa, entry, memory, opts, table);
+            // A tail-call frame (reconstructed by the unwinder: a caller frame with no
+            // recovered registers) is only its innermost function, as `symbolize` shows it.
+            let tail_call = frame.trust != Trust::Context && frame.registers.is_empty();
+            out.push(self.frame_variables(thread, frame, tail_call, cfa, entry, memory, opts, table));
         }
-        problems
+        out
     }
 
     /// Values the caller at `caller` passed to its callee: the DW_TAG_call_site at the
@@ -647,7 +655,6 @@ impl ModuleSet {
         let probe = ret.wrapping_sub(1);
         let fast = self.frame_dies(idx, probe);
         let Some(ctx) = self.dwarf(idx) else { return out };
-        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let Ok(mut guard) = ctx.lock() else { return out };
         let (ctx, names) = &mut *guard;
         let sections = names.dwarf.clone();
@@ -679,7 +686,8 @@ impl ModuleSet {
             cfa,
             frame_base: None,
             bias,
-            tls_block,
+            tls_block: Default::default(),
+            tls_of: (self, idx, thread.fs_base),
             memory,
             entry: Vec::new(),
         };
@@ -729,45 +737,47 @@ impl ModuleSet {
         out
     }
 
-    fn group_variables(
+    /// The variables of each function of the inline chain at a physical frame's pc.
+    #[allow(clippy::too_many_arguments)]
+    fn frame_variables(
         &self,
         thread: &Registers,
-        group: &mut [Frame],
+        physical: &Frame,
+        tail_call: bool,
         cfa: Option<u64>,
         entry: Vec<(EntryKey, u64)>,
         memory: &dyn Memory,
         opts: &VariableOptions,
         table: &TypeTable,
-    ) {
-        let Some(physical) = group.last() else { return };
-        let Some(idx) = self.find(physical.pc) else { return };
+    ) -> Vec<Vec<Variable>> {
+        let none = Vec::new;
+        let Some(idx) = self.find(physical.pc) else { return none() };
         let e = self.entry(idx);
         let bias = e.record.load_bias;
         let exact = physical.trust == Trust::Context || physical.signal_frame;
         let vaddr = physical.pc.wrapping_sub(bias);
         let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
-        let Some(ctx) = self.dwarf(idx) else { return };
+        let Some(ctx) = self.dwarf(idx) else { return none() };
         let locs = self.loclists(idx);
-        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
         let fast = self.frame_dies(idx, probe);
-        let Ok(mut guard) = ctx.lock() else { return };
+        let Ok(mut guard) = ctx.lock() else { return none() };
         let (ctx, names) = &mut *guard;
         let sections = names.dwarf.clone();
         let parsed;
         // The point lookup when it can answer (it reads only the DIE path to the pc),
         // else addr2line (which parses the unit's functions and lines).
         let (unit, mut dies) = match (fast, &sections) {
-            (Some(None), _) => return,
+            (Some(None), _) => return none(),
             (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = unit_at(sections, off) else { return };
+                let Some(u) = unit_at(sections, off) else { return none() };
                 parsed = u;
                 (UnitRef::new(sections, &parsed), dies.into_iter().map(Some).collect::<Vec<_>>())
             }
             _ => {
-                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return };
-                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return };
+                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return none() };
+                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return none() };
                 let mut dies = Vec::new();
                 while let Ok(Some(f)) = iter.next() {
                     dies.push(f.dw_die_offset);
@@ -778,13 +788,22 @@ impl ModuleSet {
                 (unit, dies)
             }
         };
-        // Tail-call frames list only their innermost function.
-        if group.len() < dies.len() {
-            dies.truncate(group.len());
+        if tail_call {
+            dies.truncate(1);
         }
-        let Some(Some(func)) = dies.last().copied() else { return };
+        let Some(Some(func)) = dies.last().copied() else { return none() };
         // The frame base belongs to the physical function (the outermost DIE).
-        let mut env = FrameEnv { regs, innermost, cfa, frame_base: None, bias, tls_block, memory, entry };
+        let mut env = FrameEnv {
+            regs,
+            innermost,
+            cfa,
+            frame_base: None,
+            bias,
+            tls_block: Default::default(),
+            tls_of: (self, idx, thread.fs_base),
+            memory,
+            entry,
+        };
         env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
@@ -805,16 +824,21 @@ impl ModuleSet {
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
         let mut dt = DwarfTypes { module: idx, unit, types, scoped: &mut scoped, table };
         let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
-        for (frame, die) in group.iter_mut().zip(dies.iter()) {
-            let Some(die) = die else { continue };
-            let Some(vars) = lists.get(&die.0) else { continue };
+        let mut out = Vec::with_capacity(dies.len());
+        for die in &dies {
+            let Some(vars) = die.and_then(|d| lists.get(&d.0)) else {
+                out.push(Vec::new());
+                continue;
+            };
             // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
-            frame.variables = vars
-                .iter()
-                .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut dt, &mut rc))
-                .filter(|v| v.name != "<anonymous>")
-                .collect();
+            out.push(
+                vars.iter()
+                    .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut dt, &mut rc))
+                    .filter(|v| v.name != "<anonymous>")
+                    .collect(),
+            );
         }
+        out
     }
 
     /// The function (symbol) containing a runtime address, with `+offset` when not at its start.
@@ -960,7 +984,6 @@ impl ModuleSet {
         let ctx = self.dwarf(idx)?;
         let locs = self.loclists(idx);
         let bias = self.entry(idx).record.load_bias;
-        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let mut guard = ctx.lock().ok()?;
         let (ctx, names) = &mut *guard;
         let (short, qual) = match want.rsplit_once("::") {
@@ -984,7 +1007,8 @@ impl ModuleSet {
                 cfa: None,
                 frame_base: None,
                 bias,
-                tls_block,
+                tls_block: Default::default(),
+            tls_of: (self, idx, thread.fs_base),
                 memory,
                 entry: Vec::new(),
             };
