@@ -62,7 +62,11 @@ pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &Var
     let data_symbol = |a: u64| names.get(&(a, false)).map(|n| n.to_string());
     let mut budget = FRAME_READ_BUDGET;
     let mut one = |v: &mut Variable, budget: &mut usize| {
-        let lang = v.type_id.and_then(|id| types.get(id)).map(|t| t.lang).unwrap_or_default();
+        let ty = v.type_id.and_then(|id| types.get(id));
+        let lang = ty.as_ref().map(|t| t.lang).unwrap_or_default();
+        if let Some(t) = ty.filter(|t| !t.name.is_empty()) {
+            v.type_name = t.name.clone();
+        }
         let mut r = Renderer {
             types: &mut types,
             lang,

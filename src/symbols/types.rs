@@ -541,10 +541,10 @@ impl UnitTypes {
 #[derive(Default)]
 pub struct TypeTable {
     inner: std::sync::Mutex<TableInner>,
-    /// Symbol lookups are only noted, to be answered by `resolve_symbols` later (a
-    /// held live target: naming addresses needs no target memory, so it waits until
-    /// the target runs again).
-    defer_symbols: bool,
+    /// Names (of types, and symbols of addresses) are left for [`TypeTable::resolve`]:
+    /// a held live target. Naming needs no target memory, only DWARF and symbol
+    /// tables, so it waits until the target runs again.
+    deferred: bool,
 }
 
 #[derive(Default)]
@@ -578,15 +578,35 @@ impl TypeTable {
         id
     }
 
-    /// A table whose symbol lookups wait for [`TypeTable::resolve_symbols`].
-    pub fn deferring_symbols() -> TypeTable {
-        TypeTable { defer_symbols: true, ..Default::default() }
+    /// A table whose names wait for [`TypeTable::resolve`].
+    pub fn deferred() -> TypeTable {
+        TypeTable { deferred: true, ..Default::default() }
     }
 
-    /// Answers the symbol lookups noted while deferring, and stops deferring.
-    pub fn resolve_symbols(&mut self, modules: &super::ModuleSet) {
-        self.defer_symbols = false;
+    /// Names what was left unnamed while deferring (types, then symbols of the
+    /// addresses rendering asked about), and stops deferring.
+    pub fn resolve(&mut self, modules: &super::ModuleSet) {
+        if !std::mem::take(&mut self.deferred) {
+            return;
+        }
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Types by unit: one lock of the module's DWARF per unit.
+        let mut by_unit: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        for (id, t) in inner.types.iter().enumerate() {
+            if t.is_some() {
+                let (module, unit, _) = inner.origin[id];
+                by_unit.entry((module, unit)).or_default().push(id);
+            }
+        }
+        for ((module, unit), ids) in by_unit {
+            let offs: Vec<TypeRef> = ids.iter().map(|&id| inner.origin[id].2).collect();
+            let Some(names) = modules.type_names(module, unit, &offs) else { continue };
+            for (id, name) in ids.into_iter().zip(names) {
+                if let Some(t) = inner.types[id].as_mut() {
+                    Arc::make_mut(t).name = name;
+                }
+            }
+        }
         for ((addr, code), name) in inner.symbols.iter_mut() {
             *name = if *code { modules.function_name(*addr) } else { modules.data_name(*addr) };
         }
@@ -597,7 +617,7 @@ impl TypeTable {
         if let Some(hit) = self.lock().symbols.get(&(addr, code)) {
             return hit.clone();
         }
-        let name = if self.defer_symbols { None } else { lookup(addr) };
+        let name = if self.deferred { None } else { lookup(addr) };
         self.lock().symbols.insert((addr, code), name.clone());
         name
     }
@@ -658,7 +678,8 @@ impl DwarfTypes<'_> {
     /// The table form of the DWARF type at `off`.
     fn convert(&mut self, off: TypeRef) -> snap::Type {
         let t = self.types.get(self.unit, off);
-        let name = self.types.name(self.unit, Some(off), self.scoped);
+        // Deferred: named by `TypeTable::resolve` (qualified names read the unit's scopes).
+        let name = if self.table.deferred { String::new() } else { self.types.name(self.unit, Some(off), self.scoped) };
         let lang = self.lang();
         let kind = match &*t {
             Ty::Void => snap::TypeKind::Void,

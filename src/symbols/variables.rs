@@ -841,6 +841,20 @@ impl ModuleSet {
         out
     }
 
+    /// gdb's names of the types at `offs` in the unit at `unit_off` of module `idx`.
+    pub(crate) fn type_names(&self, idx: usize, unit_off: usize, offs: &[TypeRef]) -> Option<Vec<String>> {
+        let ctx = self.dwarf(idx)?;
+        let mut guard = ctx.lock().ok()?;
+        let (_, names) = &mut *guard;
+        let sections = names.dwarf.clone()?;
+        let parsed = unit_at(&sections, unit_off)?;
+        let unit = UnitRef::new(&sections, &parsed);
+        let (types_cache, scopes) = names.types_and_scopes();
+        let types = types_cache.units.entry(unit_off).or_default();
+        let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit, o, n, scopes);
+        Some(offs.iter().map(|o| types.name(unit, Some(*o), &mut scoped)).collect())
+    }
+
     /// The function (symbol) containing a runtime address, with `+offset` when not at its start.
     pub(crate) fn function_name(&self, addr: u64) -> Option<String> {
         let idx = self.find(addr)?;
@@ -1008,7 +1022,7 @@ impl ModuleSet {
                 frame_base: None,
                 bias,
                 tls_block: Default::default(),
-            tls_of: (self, idx, thread.fs_base),
+                tls_of: (self, idx, thread.fs_base),
                 memory,
                 entry: Vec::new(),
             };

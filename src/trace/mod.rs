@@ -147,9 +147,9 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let modules = Arc::new(modules);
     timing.mark("modules");
     let recorder = memory::Recorder::new(memory.as_ref(), Some(modules.as_ref()));
-    // A held live target: naming addresses (function pointers, globals) waits until
-    // it runs again, and so does rendering (see below).
-    let mut type_table = if hold.is_some() { TypeTable::deferring_symbols() } else { TypeTable::default() };
+    // A held live target: naming types and addresses (function pointers, globals)
+    // waits until it runs again, and so does rendering (see below).
+    let mut type_table = if hold.is_some() { TypeTable::deferred() } else { TypeTable::default() };
 
     if let Some(tid) = opts.fault_thread {
         for t in threads.iter_mut() {
@@ -209,7 +209,6 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     if let Some(release) = hold {
         problems.extend(release());
         timing.mark("released");
-        type_table.resolve_symbols(&modules);
     }
 
     let symbolize_one = |(t, (raw, mut vars, mut probs)): (&target::ThreadState, Stopped)| {
@@ -247,6 +246,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         out_threads.push(t);
         problems.extend(p);
     }
+    type_table.resolve(&modules);
     let (types, symbols) = type_table.finish();
     let module_list = modules.modules();
     // Problems the module set met lazily (files opened, debug files searched on demand).
