@@ -680,17 +680,7 @@ impl ModuleSet {
                 (unit, func)
             }
         };
-        let mut env = FrameEnv {
-            regs: frame_regs(thread, caller),
-            innermost: false,
-            cfa,
-            frame_base: None,
-            bias,
-            tls_block: Default::default(),
-            tls_of: (self, idx, thread.fs_base),
-            memory,
-            entry: Vec::new(),
-        };
+        let mut env = self.frame_env(idx, thread, frame_regs(thread, caller), false, cfa, memory, Vec::new());
         env.frame_base = frame_base(unit, func, &env);
         // The call site at this return address (cached: threads share return addresses).
         let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
@@ -735,6 +725,32 @@ impl ModuleSet {
             }
         }
         out
+    }
+
+    /// What location expressions of module `idx` may ask for in one frame (its frame
+    /// base is set by the caller, once the function is known).
+    #[allow(clippy::too_many_arguments)]
+    fn frame_env<'a>(
+        &'a self,
+        idx: usize,
+        thread: &Registers,
+        regs: [Option<u64>; N_DWARF_REGS],
+        innermost: bool,
+        cfa: Option<u64>,
+        memory: &'a dyn Memory,
+        entry: Vec<(EntryKey, u64)>,
+    ) -> FrameEnv<'a> {
+        FrameEnv {
+            regs,
+            innermost,
+            cfa,
+            frame_base: None,
+            bias: self.entry(idx).record.load_bias,
+            tls_block: Default::default(),
+            tls_of: (self, idx, thread.fs_base),
+            memory,
+            entry,
+        }
     }
 
     /// The variables of each function of the inline chain at a physical frame's pc.
@@ -793,17 +809,7 @@ impl ModuleSet {
         }
         let Some(Some(func)) = dies.last().copied() else { return none() };
         // The frame base belongs to the physical function (the outermost DIE).
-        let mut env = FrameEnv {
-            regs,
-            innermost,
-            cfa,
-            frame_base: None,
-            bias,
-            tls_block: Default::default(),
-            tls_of: (self, idx, thread.fs_base),
-            memory,
-            entry,
-        };
+        let mut env = self.frame_env(idx, thread, regs, innermost, cfa, memory, entry);
         env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
@@ -997,7 +1003,6 @@ impl ModuleSet {
         self.image(idx)?;
         let ctx = self.dwarf(idx)?;
         let locs = self.loclists(idx);
-        let bias = self.entry(idx).record.load_bias;
         let mut guard = ctx.lock().ok()?;
         let (ctx, names) = &mut *guard;
         let (short, qual) = match want.rsplit_once("::") {
@@ -1015,17 +1020,7 @@ impl ModuleSet {
             for (i, slot) in regs.iter_mut().enumerate() {
                 *slot = thread.by_dwarf(i as u16);
             }
-            let env = FrameEnv {
-                regs,
-                innermost: true,
-                cfa: None,
-                frame_base: None,
-                bias,
-                tls_block: Default::default(),
-                tls_of: (self, idx, thread.fs_base),
-                memory,
-                entry: Vec::new(),
-            };
+            let env = self.frame_env(idx, thread, regs, true, None, memory, Vec::new());
             let unit_key = unit.header.offset().0;
             let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
             let data_symbol = |a: u64| table.symbol(a, false, |a| self.data_name(a));
