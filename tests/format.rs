@@ -132,3 +132,37 @@ fn version_3_sample_renders_again_from_its_types_and_memory() {
     bt::snapshot::values::render_snapshot(&mut bare, &Default::default());
     assert!(text(&bare, "local_answer").is_some_and(|t| t.starts_with("<error: Cannot access memory")));
 }
+
+#[test]
+fn version_3_sample_prints_expressions() {
+    // `bt ptrace --snapshot FILE --print EXPR`: members, pointers and indexes followed
+    // in the sample's own types and memory (4 nodes deep: one past the shown depth).
+    let s = sample(3);
+    let opts = bt::snapshot::values::VariableOptions::default();
+    let cases = [
+        ("list->next->next->value", "30"),
+        ("list->next->next->next->value", "40"),
+        ("frame 0 *list", "{value = 0, next = 0x5643751302e0}"),
+        ("frame 1 numbers[2]", "3"),
+        ("frame 2 sh.corners[1].y", "4"),
+        ("frame 1 s->name", "0x564339485017 \"square\""),
+        ("frame 1 cb", "0x564339484149 <twice>"),
+        ("frame 1 gp->y", "-4"),
+        ("tls_value", "99"),
+    ];
+    for (expr, want) in cases {
+        let got = bt::snapshot::print::print(&s, expr, &opts).map(|x| x.1);
+        assert_eq!(got.as_deref(), Ok(want), "{expr}");
+    }
+    let errors = [
+        ("frame 9 x", "no frame 9 in the thread"),
+        ("nosuch", "no variable \"nosuch\" in the frame or among the globals"),
+        ("frame 1 numbers[7]", "numbers: index 7 is out of bounds"),
+        ("list->next->next->next->next->value", "cannot access memory at address 0x0 (not kept in the snapshot)"),
+        ("list->value->x", "list->value is not a pointer or an array"),
+    ];
+    for (expr, want) in errors {
+        let got = bt::snapshot::print::print(&s, expr, &opts).map_err(|e| e.to_string());
+        assert_eq!(got, Err(want.to_string()), "{expr}");
+    }
+}

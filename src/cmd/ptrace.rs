@@ -17,6 +17,10 @@ struct Args {
     /// again from the snapshot's types and kept memory
     #[argh(option)]
     snapshot: Option<PathBuf>,
+    /// with --snapshot: print this expression instead of the snapshot, e.g.
+    /// 'frame 2 node->next->value', 'sh.corners[1].y', '*p' (repeatable)
+    #[argh(option)]
+    print: Vec<String>,
     /// how many pointers deep structured values follow (default 3)
     #[argh(option)]
     max_depth: Option<u32>,
@@ -127,11 +131,25 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         opts.attributes.extend(trace::parse_kv(spec).map_err(anyhow::Error::msg)?);
     }
 
+    if !args.print.is_empty() && args.snapshot.is_none() {
+        bail!("--print evaluates in a saved snapshot: give --snapshot FILE");
+    }
+    if !args.print.is_empty() && args.snapshot.is_none() {
+        bail!("--print evaluates in a saved snapshot: give --snapshot FILE");
+    }
     let snap = if let Some(path) = &args.snapshot {
         if args.core.is_some() || !args.target.is_empty() {
             bail!("--snapshot prints a saved snapshot; it takes no pid, core or executable");
         }
         let mut snap = Snapshot::read_file(path).with_context(|| format!("reading snapshot {}", path.display()))?;
+        if !args.print.is_empty() {
+            for expr in &args.print {
+                let (_, text) = crate::snapshot::print::print(&snap, expr, &opts.variables.options)
+                    .with_context(|| format!("printing {expr:?} from {}", path.display()))?;
+                println!("{expr} = {text}");
+            }
+            return Ok(super::exit::OK);
+        }
         values::render_snapshot(&mut snap, &opts.variables.options);
         snap
     } else if let Some(core) = &args.core {

@@ -5,6 +5,7 @@
 
 mod memory;
 mod model;
+pub mod print;
 pub mod render;
 pub mod v1;
 pub mod v2;

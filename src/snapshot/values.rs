@@ -142,7 +142,7 @@ impl Data {
         Data { bytes, valid, address }
     }
 
-    fn slice(&self, off: u64, len: u64) -> Option<Data> {
+    pub fn slice(&self, off: u64, len: u64) -> Option<Data> {
         let off = usize::try_from(off).ok()?;
         let end = off.checked_add(usize::try_from(len).ok()?)?;
         if end > self.bytes.len() {
@@ -159,7 +159,7 @@ impl Data {
         self.valid.iter().all(|v| *v)
     }
 
-    fn uint(&self, len: usize) -> Option<u64> {
+    pub fn uint(&self, len: usize) -> Option<u64> {
         if self.bytes.len() < len || len > 8 || !self.valid[..len].iter().all(|v| *v) {
             return None;
         }
