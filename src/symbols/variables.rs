@@ -13,6 +13,7 @@ use crate::snapshot::values::{Data, FRAME_READ_BUDGET, Renderer, VariableOptions
 use crate::snapshot::{Frame, Location, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
 use crate::target::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
+use std::sync::Arc;
 
 /// DWARF registers a frame can know (0–16 general purpose and rip, up to fs/gs base).
 const N_DWARF_REGS: usize = 67;
@@ -598,12 +599,33 @@ fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REG
 }
 
 /// The unit whose header is at `.debug_info` offset `off` (from the point lookup).
-fn unit_at(sections: &gimli::Dwarf<Reader>, off: usize) -> Option<gimli::Unit<Reader>> {
-    let header = sections.debug_info.header_from_offset(gimli::DebugInfoOffset(off)).ok()?;
-    sections.unit(header).ok()
-}
 
 impl ModuleSet {
+    /// The unit at `off` of module `idx`, parsed once.
+    fn unit_at(&self, idx: usize, sections: &gimli::Dwarf<Reader>, off: usize) -> Option<Arc<gimli::Unit<Reader>>> {
+        let cache = &self.entry(idx).units;
+        if let Some(u) = cache.lock().ok()?.get(&off) {
+            return Some(u.clone());
+        }
+        let header = sections.debug_info.header_from_offset(gimli::DebugInfoOffset(off)).ok()?;
+        let unit = Arc::new(sections.unit(header).ok()?);
+        cache.lock().ok()?.insert(off, unit.clone());
+        Some(unit)
+    }
+
+    /// `frame_dies`, remembered per module and probe.
+    fn frame_dies_cached(&self, idx: usize, probe: u64) -> super::FrameDies {
+        let cache = &self.entry(idx).frame_dies;
+        if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&probe).cloned()) {
+            return hit;
+        }
+        let dies = self.frame_dies(idx, probe);
+        if let Ok(mut c) = cache.lock() {
+            c.insert(probe, dies.clone());
+        }
+        dies
+    }
+
     /// Variables of one thread's frames as the unwinder found them (physical frames,
     /// not yet symbolized): for each frame, one list per function of the inline chain
     /// at its pc, innermost first, the order in which `symbolize` lists the frames it
@@ -653,7 +675,7 @@ impl ModuleSet {
         let bias = self.entry(idx).record.load_bias;
         let ret = caller.pc.wrapping_sub(bias);
         let probe = ret.wrapping_sub(1);
-        let fast = self.frame_dies(idx, probe);
+        let fast = self.frame_dies_cached(idx, probe);
         let Some(ctx) = self.dwarf(idx) else { return out };
         let Ok(mut guard) = ctx.lock() else { return out };
         let (ctx, names) = &mut *guard;
@@ -664,10 +686,10 @@ impl ModuleSet {
         let (unit, func) = match (fast, &sections) {
             (Some(None), _) => return out,
             (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = unit_at(sections, off) else { return out };
+                let Some(u) = self.unit_at(idx, sections, off) else { return out };
                 parsed = u;
                 let Some(func) = dies.last().copied() else { return out };
-                (UnitRef::new(sections, &parsed), func)
+                (UnitRef::new(sections, &*parsed), func)
             }
             _ => {
                 let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
@@ -777,7 +799,7 @@ impl ModuleSet {
         let locs = self.loclists(idx);
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
-        let fast = self.frame_dies(idx, probe);
+        let fast = self.frame_dies_cached(idx, probe);
         let Ok(mut guard) = ctx.lock() else { return none() };
         let (ctx, names) = &mut *guard;
         let sections = names.dwarf.clone();
@@ -787,9 +809,9 @@ impl ModuleSet {
         let (unit, mut dies) = match (fast, &sections) {
             (Some(None), _) => return none(),
             (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = unit_at(sections, off) else { return none() };
+                let Some(u) = self.unit_at(idx, sections, off) else { return none() };
                 parsed = u;
-                (UnitRef::new(sections, &parsed), dies.into_iter().map(Some).collect::<Vec<_>>())
+                (UnitRef::new(sections, &*parsed), dies.into_iter().map(Some).collect::<Vec<_>>())
             }
             _ => {
                 let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return none() };
@@ -818,11 +840,7 @@ impl ModuleSet {
         let mut lists = std::collections::HashMap::new();
         for die in dies.iter().flatten() {
             let key = (probe, die.0);
-            let v = names
-                .scope_vars
-                .entry(key)
-                .or_insert_with(|| std::sync::Arc::new(scope_variables(unit, *die, probe)))
-                .clone();
+            let v = names.scope_vars.entry(key).or_insert_with(|| Arc::new(scope_variables(unit, *die, probe))).clone();
             lists.insert(die.0, v);
         }
         let (types_cache, scopes) = names.types_and_scopes();
@@ -853,8 +871,8 @@ impl ModuleSet {
         let mut guard = ctx.lock().ok()?;
         let (_, names) = &mut *guard;
         let sections = names.dwarf.clone()?;
-        let parsed = unit_at(&sections, unit_off)?;
-        let unit = UnitRef::new(&sections, &parsed);
+        let parsed = self.unit_at(idx, &sections, unit_off)?;
+        let unit = UnitRef::new(&sections, &*parsed);
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_off).or_default();
         let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit, o, n, scopes);
