@@ -540,7 +540,9 @@ impl UnitTypes {
 /// plus the ids it saw). Also caches the symbol names rendering asked for.
 #[derive(Default)]
 pub struct TypeTable {
-    inner: std::sync::Mutex<TableInner>,
+    /// Read far more often than written (every type a rendering looks at): a read
+    /// lock lets the threads capturing variables in parallel share it.
+    inner: std::sync::RwLock<TableInner>,
     /// Names (of types, and symbols of addresses) are left for [`TypeTable::resolve`]:
     /// a held live target. Naming needs no target memory, only DWARF and symbol
     /// tables, so it waits until the target runs again.
@@ -561,12 +563,19 @@ struct TableInner {
 use crate::snapshot as snap;
 
 impl TypeTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, TableInner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, TableInner> {
         // A panic while holding the lock leaves consistent data (every write is one push or insert).
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn intern(&self, module: usize, unit: usize, off: TypeRef) -> snap::TypeId {
+        if let Some(id) = self.read().ids.get(&(module, unit, off)) {
+            return *id;
+        }
         let mut t = self.lock();
         if let Some(id) = t.ids.get(&(module, unit, off)) {
             return *id;
@@ -614,7 +623,7 @@ impl TypeTable {
 
     /// A symbol name, looked up once per (address, kind).
     pub(crate) fn symbol(&self, addr: u64, code: bool, lookup: impl FnOnce(u64) -> Option<String>) -> Option<String> {
-        if let Some(hit) = self.lock().symbols.get(&(addr, code)) {
+        if let Some(hit) = self.read().symbols.get(&(addr, code)) {
             return hit.clone();
         }
         let name = if self.deferred { None } else { lookup(addr) };
@@ -738,7 +747,7 @@ fn encoding_of(e: gimli::DwAte) -> snap::Encoding {
 impl crate::snapshot::values::TypeSource for DwarfTypes<'_> {
     fn get(&mut self, id: snap::TypeId) -> Option<Arc<snap::Type>> {
         let (module, unit, off) = {
-            let t = self.table.lock();
+            let t = self.table.read();
             if let Some(Some(ty)) = t.types.get(id as usize) {
                 return Some(ty.clone());
             }
