@@ -125,6 +125,7 @@ pub fn print(snap: &Snapshot, expr: &str, opts: &VariableOptions) -> Result<(Str
         symbol: &symbol,
         data_symbol: &data_symbol,
         budget: super::values::FRAME_READ_BUDGET,
+        nesting: 0,
     };
     let mut data = match &var.location {
         Location::Memory(a) => r.read_value(Some(ty), *a).map_err(PrintError::Unreadable)?,
@@ -193,10 +194,25 @@ fn member(
     shown: &str,
     name: &str,
 ) -> Result<(Option<TypeId>, Data), PrintError> {
+    member_in(r, ty, data, shown, name, 0)
+}
+
+/// `member` through `bases` levels of base classes (bounded: a corrupt table may loop).
+fn member_in(
+    r: &mut Renderer<'_>,
+    ty: Option<TypeId>,
+    data: &Data,
+    shown: &str,
+    name: &str,
+    bases: u32,
+) -> Result<(Option<TypeId>, Data), PrintError> {
+    let no_member = || PrintError::NoMember(shown.to_string(), name.to_string());
     let Some(TypeKind::Struct { members, .. }) = r.strip(ty).map(|(_, t)| t.kind.clone()) else {
         return Err(PrintError::NotAStruct(shown.to_string()));
     };
-    let no_member = || PrintError::NoMember(shown.to_string(), name.to_string());
+    if bases > 32 {
+        return Err(no_member());
+    }
     // Direct members first, then base classes (depth first), as C++ lookup finds them.
     if let Some(m) = members.iter().find(|m| !m.base && m.name.as_deref() == Some(name)) {
         if m.bits.is_some() {
@@ -208,7 +224,7 @@ fn member(
     for b in members.iter().filter(|m| m.base) {
         let size = r.size(b.type_id).unwrap_or(0);
         let Some(base) = data.slice(b.offset, size) else { continue };
-        if let Ok(found) = member(r, b.type_id, &base, shown, name) {
+        if let Ok(found) = member_in(r, b.type_id, &base, shown, name, bases + 1) {
             return Ok(found);
         }
     }

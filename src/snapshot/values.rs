@@ -42,6 +42,8 @@ const MAX_CHAIN: usize = 32;
 /// Bytes one frame's variables may read (pointers followed, strings, arrays). A frame
 /// is an inlined chain and its physical frame: they share the budget, in order.
 pub const FRAME_READ_BUDGET: usize = 1 << 20;
+/// Deepest nesting of values rendered (struct in array in struct …).
+const MAX_NESTING: u32 = 200;
 
 /// Renders every variable of a version 3 snapshot again, from its type table, its
 /// kept memory and its symbol names only (no core, no binaries): fills `text` and
@@ -75,6 +77,7 @@ pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &Var
             symbol: &symbol,
             data_symbol: &data_symbol,
             budget: *budget,
+            nesting: 0,
         };
         r.variable(v);
         *budget = r.budget;
@@ -182,6 +185,8 @@ pub struct Renderer<'a> {
     pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
     /// Bytes this frame may still read.
     pub budget: usize,
+    /// Levels of `render` entered and not left yet (start at 0).
+    pub nesting: u32,
 }
 
 const OPT_OUT: &str = "<optimized out>";
@@ -398,9 +403,18 @@ impl Renderer<'_> {
 
     /// Renders `data` as type `ty`: the structured value and gdb's text.
     pub fn render(&mut self, ty: Option<TypeId>, data: &Data, depth: u32) -> (Value, String) {
-        if depth > 64 {
+        // `depth` counts pointers followed; `nesting` counts every level (members,
+        // elements), so a corrupt type that contains itself ends here too.
+        if depth > 64 || self.nesting > MAX_NESTING {
             return (Value::Unavailable("nesting too deep".into()), "<nesting too deep>".into());
         }
+        self.nesting += 1;
+        let r = self.render_nested(ty, data, depth);
+        self.nesting -= 1;
+        r
+    }
+
+    fn render_nested(&mut self, ty: Option<TypeId>, data: &Data, depth: u32) -> (Value, String) {
         let Some((off, t)) = self.strip(ty) else {
             return match ty {
                 None => (Value::Unavailable("void".into()), "void".into()),
@@ -1083,6 +1097,48 @@ mod tests {
         assert_eq!(char_text(65, b'A'), "65 'A'");
         assert_eq!(char_text(0, 0), "0 '\\000'");
         assert_eq!(char_text(10, b'\n'), "10 '\\n'");
+    }
+
+    #[test]
+    fn corrupt_tables_render_bounded() {
+        // A struct that contains itself by value, a typedef loop, a dangling id: each
+        // renders as what it is, without recursing for ever.
+        use crate::snapshot::{Member, Type};
+        let member = |ty| Member { name: Some("m".into()), type_id: Some(ty), ..Default::default() };
+        let strukt = |members| TypeKind::Struct {
+            kind: Default::default(),
+            tag: Some("s".into()),
+            size: Some(8),
+            members,
+            variants: None,
+            declaration: false,
+            params: vec![],
+        };
+        let types = vec![
+            Type { name: "struct s".into(), lang: Lang::C, kind: strukt(vec![member(0)]) },
+            Type { name: "t".into(), lang: Lang::C, kind: TypeKind::Typedef { target: Some(1) } },
+            Type { name: "struct u".into(), lang: Lang::C, kind: strukt(vec![member(99)]) },
+        ];
+        let mut table = Table::new(&types);
+        let regions: [crate::snapshot::MemoryRegion; 0] = [];
+        let memory = Regions::new(&regions);
+        let opts = VariableOptions::default();
+        let none = |_: u64| None;
+        let mut r = Renderer {
+            types: &mut table,
+            lang: Lang::C,
+            memory: &memory,
+            opts: &opts,
+            symbol: &none,
+            data_symbol: &none,
+            budget: FRAME_READ_BUDGET,
+            nesting: 0,
+        };
+        let data = Data::known(vec![0; 8], None);
+        assert!(r.render(Some(0), &data, 0).1.contains("<nesting too deep>"));
+        assert_eq!(r.render(Some(1), &data, 0).1, "<unknown type>");
+        assert_eq!(r.render(Some(2), &data, 0).1, "{m = <unknown type>}");
+        assert_eq!(r.nesting, 0);
     }
 
     #[test]

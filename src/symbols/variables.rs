@@ -486,6 +486,7 @@ pub(crate) fn variable(
         symbol: ctx.symbol,
         data_symbol: ctx.data_symbol,
         budget: ctx.budget,
+        nesting: 0,
     };
     let type_name = r.type_name(type_id);
     let size = r.size(type_id).unwrap_or(8);
