@@ -85,21 +85,11 @@ fn build(src: &Path, out: &Path, compiler: &str, flags: &[&str]) {
     assert!(st.success(), "{compiler} {} failed", src.display());
 }
 
-/// Builds, crashes, and returns (exe, core).
+/// Builds (C/C++, with -g), crashes, and returns (exe, core).
 fn crashed(name: &str, src: &str, compiler: &str, flags: &[&str]) -> (PathBuf, PathBuf) {
-    let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
-    let exe = dir.join(name);
-    build(&repo_root().join(src), &exe, compiler, flags);
-    let spec = CrashSpec {
-        name: name.into(),
-        program: name.into(),
-        args: vec![],
-        signal: "SIGSEGV".into(),
-        what: String::new(),
-    };
-    let _guard = CorePatternGuard::set(&dir);
-    let c = crash_one(&spec, &exe, &dir);
-    (exe, c.core)
+    let mut all = flags.to_vec();
+    all.push("-g");
+    compile_and_crash(name, compiler, &all, src)
 }
 
 fn gdb_text(exe: &Path, core: &Path, extra: &[&str]) -> String {
@@ -265,32 +255,14 @@ fn rust_variables_match_gdb() {
     // ("grace", vec![1, 2, 3]); scalars, &str, Option and pointers must agree.
     for opt in ["0", "2"] {
         let name = format!("varsrs-O{opt}");
-        let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
-        let exe = dir.join(&name);
-        let st = Command::new("rustc")
-            .args(["-g", "-C", &format!("opt-level={opt}"), "-o"])
-            .arg(&exe)
-            .arg(repo_root().join("examples/variables/vars.rs"))
-            .status()
-            .expect("rustc");
-        assert!(st.success());
-        let spec = CrashSpec {
-            name: name.clone(),
-            program: name.clone(),
-            args: vec![],
-            signal: "SIGSEGV".into(),
-            what: String::new(),
-        };
-        let crash = {
-            let _guard = CorePatternGuard::set(&dir);
-            crash_one(&spec, &exe, &dir)
-        };
-        let text = gdb_text(&exe, &crash.core, &["print vars::LIMIT"]);
+        let level = format!("opt-level={opt}");
+        let (exe, core) = compile_and_crash(&name, "rustc", &["-g", "-C", &level], "examples/variables/vars.rs");
+        let text = gdb_text(&exe, &core, &["print vars::LIMIT"]);
         let gdb = gdb_values(&text);
         let snap = bt_json(&[
             "ptrace",
             "--core",
-            crash.core.to_str().expect("utf-8"),
+            core.to_str().expect("utf-8"),
             exe.to_str().expect("utf-8"),
             "--global",
             "vars::LIMIT",
@@ -355,4 +327,59 @@ fn thread_locals_of_executable_and_shared_library_match_gdb() {
         snap["globals"].as_array().expect("globals").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
     assert_eq!(ours, printed, "thread-locals differ from gdb");
     assert!(snap["globals"].as_array().expect("globals").iter().all(|g| g["kind"] == "thread_local"));
+}
+
+#[test]
+fn live_variables_match_gdb_and_render_again_from_the_snapshot() {
+    // Live capture copies what the variables need while the threads are stopped and
+    // renders after detaching; the values must still be gdb's, and the snapshot alone
+    // must render them again the same.
+    let dir = scratch_dir("bt-variables-live");
+    let exe = dir.join("live");
+    build(&repo_root().join("examples/variables/live.c"), &exe, "gcc", &["-O0"]);
+    let mut child =
+        Command::new(&exe).stdout(std::process::Stdio::piped()).spawn().expect("starting examples/variables/live.c");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+        .expect("reading ready");
+    assert_eq!(line.trim(), "ready");
+    let pid = child.id().to_string();
+    let snap_path = dir.join("live.bt");
+    let snap = bt_json(&["ptrace", &pid, "--global", "global_counter", "-o", snap_path.to_str().expect("utf-8")]);
+    let gdb_out = run_with_timeout(
+        120,
+        Path::new("gdb"),
+        &["-nx", "-batch", "-ex", "set width 0", "-ex", "thread apply all bt full", "-p", &pid],
+        &[],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&gdb_out.stdout).into_owned();
+    let ours = bt_values(&snap);
+    let n = compare(&gdb_values(&text), &ours, &["park", "main"]);
+    assert!(n >= 8, "too few values compared ({n}); gdb said:\n{text}");
+    // Names resolved after detaching: the callback and the pointer to a global.
+    let get = |name: &str| ours.get(&("park".to_string(), name.to_string())).cloned().unwrap_or_default();
+    assert!(get("cb").ends_with(" <twice>"), "cb = {}", get("cb"));
+    assert!(get("counter").ends_with(" <global_counter>"), "counter = {}", get("counter"));
+    assert_eq!(snap["globals"][0]["value"], "42");
+    // The list was read while stopped, 3 pointers deep.
+    let list = snap["threads"][0]["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .flat_map(|f| f["variables"].as_array().expect("variables"))
+        .find(|v| v["name"] == "list")
+        .expect("list");
+    assert_eq!(
+        list["structured"]["pointer"]["target"]["struct"][1]["value"]["pointer"]["target"]["struct"][0]["value"]["int"],
+        20
+    );
+    // The saved snapshot renders the same without the process.
+    let again = bt_json(&["ptrace", "--snapshot", snap_path.to_str().expect("utf-8")]);
+    assert_eq!(bt_values(&again), ours);
+    for (a, b) in snap["threads"].as_array().expect("threads").iter().zip(again["threads"].as_array().expect("threads"))
+    {
+        assert_eq!(a["frames"], b["frames"]);
+    }
 }

@@ -1,7 +1,7 @@
 //! `bt ptrace`: snapshot a live process or a core file; print it as text or JSON, or
 //! write the binary snapshot.
 
-use crate::snapshot::{Snapshot, render};
+use crate::snapshot::{Snapshot, render, values};
 use crate::trace::{self, TraceOptions};
 use anyhow::{Context, bail};
 use argh::FromArgs;
@@ -13,9 +13,17 @@ struct Args {
     /// read this ELF core file instead of a live process
     #[argh(option)]
     core: Option<PathBuf>,
-    /// print a saved snapshot file again (no target needed)
+    /// print a saved snapshot file again (no target needed); variables are rendered
+    /// again from the snapshot's types and kept memory
     #[argh(option)]
     snapshot: Option<PathBuf>,
+    /// with --snapshot: print this expression instead of the snapshot, e.g.
+    /// 'frame 2 node->next->value', 'sh.corners[1].y', '*p' (repeatable)
+    #[argh(option)]
+    print: Vec<String>,
+    /// how many pointers deep structured values follow (default 3)
+    #[argh(option)]
+    max_depth: Option<u32>,
     /// write the binary snapshot to this file (nothing is printed unless --json or --text)
     #[argh(option, short = 'o')]
     output: Option<PathBuf>,
@@ -93,6 +101,11 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         trace::VariableMode::All
     };
     opts.variables.globals = args.global.clone();
+    if let Some(d) = args.max_depth {
+        let o = &mut opts.variables.options;
+        o.keep_depth = o.keep_depth.saturating_sub(o.max_depth).saturating_add(d);
+        o.max_depth = d;
+    }
     if let Some(b) = &args.memory_budget {
         opts.variables.memory_budget = parse_size(b)
             .with_context(|| format!("bad --memory-budget {b:?}: expected bytes with an optional K, M or G suffix"))?;
@@ -118,11 +131,27 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         opts.attributes.extend(trace::parse_kv(spec).map_err(anyhow::Error::msg)?);
     }
 
+    if !args.print.is_empty() && args.snapshot.is_none() {
+        bail!("--print evaluates in a saved snapshot: give --snapshot FILE");
+    }
+    if !args.print.is_empty() && args.snapshot.is_none() {
+        bail!("--print evaluates in a saved snapshot: give --snapshot FILE");
+    }
     let snap = if let Some(path) = &args.snapshot {
         if args.core.is_some() || !args.target.is_empty() {
             bail!("--snapshot prints a saved snapshot; it takes no pid, core or executable");
         }
-        Snapshot::read_file(path).with_context(|| format!("reading snapshot {}", path.display()))?
+        let mut snap = Snapshot::read_file(path).with_context(|| format!("reading snapshot {}", path.display()))?;
+        if !args.print.is_empty() {
+            for expr in &args.print {
+                let (_, text) = crate::snapshot::print::print(&snap, expr, &opts.variables.options)
+                    .with_context(|| format!("printing {expr:?} from {}", path.display()))?;
+                println!("{expr} = {text}");
+            }
+            return Ok(super::exit::OK);
+        }
+        values::render_snapshot(&mut snap, &opts.variables.options);
+        snap
     } else if let Some(core) = &args.core {
         if args.target.len() > 1 {
             bail!("expected at most one executable after --core, got {}", args.target.len());

@@ -3,10 +3,15 @@
 //!
 #![doc = include_str!("FORMAT.md")]
 
+mod memory;
 mod model;
+pub mod print;
 pub mod render;
 pub mod v1;
+pub mod v2;
+pub mod values;
 
+pub use memory::{Memory, Regions};
 pub use model::*;
 
 use std::io::{Read, Write};
@@ -14,7 +19,7 @@ use std::io::{Read, Write};
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 6] = *b"BTSNAP";
 /// The version this build writes. Every version ever written keeps decoding.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Header: magic (6) + version (2) + compression (1) + reserved (3) + payload length (8).
 pub const HEADER_LEN: usize = 20;
 /// Refuse to decode payloads that would expand beyond this (garbage protection).
@@ -87,8 +92,9 @@ impl Snapshot {
             other => return Err(SnapshotError::UnknownCompression(other)),
         };
         match version {
-            1 => decode_body::<v1::Snapshot>(&raw).map(Snapshot::from),
-            2 => decode_body::<Snapshot>(&raw),
+            1 => decode_body::<v1::Snapshot>(&raw).map(|s| Snapshot::from(v2::Snapshot::from(s))),
+            2 => decode_body::<v2::Snapshot>(&raw).map(Snapshot::from),
+            3 => decode_body::<Snapshot>(&raw),
             v => Err(SnapshotError::UnsupportedVersion(v)),
         }
     }

@@ -1,4 +1,4 @@
-//! The snapshot data model (format version 2): plain data with public fields.
+//! The snapshot data model (format version 3): plain data with public fields.
 //!
 //! Every type here is encoded with bincode (positional, not self-describing), so
 //! the field order IS the wire format. Never reorder, insert or remove a field in
@@ -43,6 +43,12 @@ pub struct Snapshot {
     /// Globals, statics and thread-locals asked for by name (`--global`), since
     /// version 2. Thread-locals are read in the faulting (or first) thread.
     pub globals: Vec<Variable>,
+    /// The types of the captured variables and of what their pointers lead to, since
+    /// version 3; `Variable::type_id` and the types' own references index it.
+    pub types: Vec<Type>,
+    /// Names of the code and data addresses rendering asked for (function pointers,
+    /// pointers into globals), since version 3, so re-rendering needs no binaries.
+    pub symbols: Vec<SymbolName>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,6 +410,162 @@ pub struct Variable {
     /// The structured value (pointers followed a bounded depth). JSON: `structured`.
     #[serde(rename = "structured")]
     pub value: Value,
+    /// Its type in `Snapshot::types` (None: no type, or a snapshot older than version 3).
+    pub type_id: Option<TypeId>,
+    /// Where the value's bytes are, for rendering it again from the snapshot.
+    pub location: Location,
+}
+
+/// Where a variable's value lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// Nothing to render (optimized out, unavailable, or not recorded).
+    #[default]
+    None,
+    /// In target memory at this address (see `Snapshot::memory`).
+    Memory(u64),
+    /// Not in memory (registers, pieces, implicit values, constants): its bytes, with
+    /// `valid[i]` false where byte `i` is optimized out.
+    Bytes { bytes: Vec<u8>, valid: Vec<bool> },
+}
+
+/// Index of a type in `Snapshot::types`.
+pub type TypeId = u32;
+
+/// One type of the type table: what rendering a value of it needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Type {
+    /// The name gdb prints for it (`struct node *`, `const char *`, `int [4]`).
+    pub name: String,
+    /// The language of the unit that defined it (naming and library forms depend on it).
+    pub lang: Lang,
+    pub kind: TypeKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lang {
+    C,
+    Cpp,
+    Rust,
+    #[default]
+    Other,
+}
+
+/// DW_ATE encodings of base types that rendering distinguishes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    Signed,
+    Unsigned,
+    SignedChar,
+    UnsignedChar,
+    Float,
+    Boolean,
+    /// Unicode code point (Rust `char`).
+    Utf,
+    /// Any other DW_ATE value.
+    Other(u8),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    #[default]
+    Struct,
+    Class,
+    Union,
+}
+
+/// A member of a struct, class or union, or a base class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: Option<String>,
+    pub type_id: Option<TypeId>,
+    /// Byte offset in the object (of its storage for bitfields).
+    pub offset: u64,
+    /// Bitfields: (bit offset from `offset`, little-endian numbering, bit size).
+    pub bits: Option<(u64, u64)>,
+    /// A base class (DW_TAG_inheritance).
+    pub base: bool,
+}
+
+/// A Rust enum (DW_TAG_variant_part): the discriminant member and the variants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variants {
+    pub discr: Option<Member>,
+    /// (discriminant value, None for the default variant) → the variant's member.
+    pub variants: Vec<(Option<u64>, Member)>,
+}
+
+/// What a type is. References between types are `TypeId`s; `None` is `void`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypeKind {
+    Void,
+    Base {
+        size: u64,
+        encoding: Encoding,
+    },
+    Enum {
+        size: u64,
+        signed: bool,
+        values: Vec<(i64, String)>,
+    },
+    /// Pointers and references (`reference`: C++ `&`/`&&`, printed with `@`).
+    Pointer {
+        target: Option<TypeId>,
+        reference: bool,
+        rvalue: bool,
+    },
+    /// Structs, classes and unions. Library types (libstdc++ `std::string` /
+    /// `std::vector`, Rust `&str`, `String`, `Vec`, enums) are recognised from
+    /// `tag`, the language and the members, exactly as at capture time.
+    Struct {
+        kind: Aggregate,
+        /// DW_AT_name (`basic_string<char, …>`, `Vec<i32, …>`), unqualified.
+        tag: Option<String>,
+        size: Option<u64>,
+        members: Vec<Member>,
+        variants: Option<Variants>,
+        declaration: bool,
+        /// Template type parameters (`T` of `Vec<T>`).
+        params: Vec<(String, Option<TypeId>)>,
+    },
+    /// Element type and the count of each dimension (None: unknown, flexible).
+    Array {
+        elem: Option<TypeId>,
+        dims: Vec<Option<u64>>,
+    },
+    Typedef {
+        target: Option<TypeId>,
+    },
+    Qualified {
+        qualifier: String,
+        target: Option<TypeId>,
+    },
+    Function {
+        ret: Option<TypeId>,
+        params: Vec<Option<TypeId>>,
+        variadic: bool,
+    },
+    /// A type bt does not interpret, named by its tag.
+    Unknown(String),
+    /// Referenced but not copied into the snapshot (nothing rendered needed it).
+    #[default]
+    NotCaptured,
+}
+
+/// The name of a code or data address, as rendering looked it up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolName {
+    pub address: u64,
+    /// True for a code symbol (function pointers), false for a data object.
+    pub code: bool,
+    /// `callback`, `main+4`, `global_table+8`.
+    pub name: String,
 }
 
 /// A structured value. Absence of a value is always explicit.

@@ -1,14 +1,15 @@
 //! Format version 1, frozen: the `Snapshot` as version 1 encoded it, and its
 //! conversion to the current model.
 //!
-//! Version 2 only appended `Snapshot::globals`; every nested type is unchanged, so
-//! they are shared with the current model. When a nested type changes, the version
-//! that changes it freezes its own copy here (see FORMAT.md).
+//! Version 2 only appended `Snapshot::globals`; every nested type is version 2's,
+//! so they are shared with `v2` (which converts them on to the current model). When
+//! a nested type changes, the version that changes it freezes its own copy (see
+//! FORMAT.md).
 
 use super::model::{
     Annotation, Attribute, Environment, Extension, Mapping, MemoryRegion, Module, Problem, Process, Signal, Source,
-    Thread,
 };
+use super::v2::Thread;
 use serde::{Deserialize, Serialize};
 
 /// The version 1 snapshot: field order is the version 1 wire format.
@@ -31,9 +32,9 @@ pub struct Snapshot {
     pub extensions: Vec<Extension>,
 }
 
-impl From<Snapshot> for super::model::Snapshot {
+impl From<Snapshot> for super::v2::Snapshot {
     fn from(s: Snapshot) -> Self {
-        super::model::Snapshot {
+        super::v2::Snapshot {
             uuid: s.uuid,
             timestamp: s.timestamp,
             source: s.source,

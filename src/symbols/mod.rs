@@ -16,10 +16,10 @@ mod lookup;
 mod names;
 mod seccache;
 mod types;
-mod values;
 mod variables;
 
-pub use values::VariableOptions;
+pub use crate::snapshot::values::VariableOptions;
+pub use types::TypeTable;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::target::Memory;
@@ -71,11 +71,19 @@ pub(crate) struct Entry {
     data_symbols: OnceLock<names::SymbolIndex>,
     /// Location lists, loaded when a variable first needs them.
     locs: OnceLock<Option<gimli::LocationLists<elf::Reader>>>,
+    /// Units variables were read in, parsed once (abbreviations, line program
+    /// header): threads share pcs, so they share units. By unit offset.
+    pub(crate) units: Mutex<HashMap<usize, Arc<gimli::Unit<elf::Reader>>>>,
+    /// `frame_dies` answers for variables, by probe (threads share pcs).
+    pub(crate) frame_dies: Mutex<HashMap<u64, FrameDies>>,
     /// Unwind caches of this module, owned by the unwinder.
     pub(crate) unwind: crate::unwind::ModuleCache,
     /// The "no debug info" problem is reported once.
     no_debug_reported: AtomicBool,
 }
+
+/// The unit offset and the frame DIEs at a probe (see `ModuleSet::frame_dies`).
+pub(crate) type FrameDies = Option<Option<(usize, Vec<gimli::UnitOffset>)>>;
 
 /// What one lookup pc resolves to (cached; shared by every thread with that pc).
 #[derive(Debug, Default)]
@@ -610,6 +618,8 @@ impl Entry {
             symbols: OnceLock::new(),
             locs: OnceLock::new(),
             data_symbols: OnceLock::new(),
+            units: Mutex::default(),
+            frame_dies: Mutex::default(),
             unwind: Default::default(),
             no_debug_reported: AtomicBool::new(false),
         }

@@ -419,28 +419,6 @@ impl UnitTypes {
         None
     }
 
-    /// Size in bytes of a type (None: unknown or unsized).
-    pub(crate) fn size(&mut self, unit: UnitRef<'_, Reader>, off: Option<TypeRef>) -> Option<u64> {
-        self.size_depth(unit, off, 0)
-    }
-
-    fn size_depth(&mut self, unit: UnitRef<'_, Reader>, off: Option<TypeRef>, depth: usize) -> Option<u64> {
-        if depth > MAX_CHAIN {
-            return None;
-        }
-        let (_, t) = self.strip(unit, off)?;
-        match &*t {
-            Ty::Base { size, .. } | Ty::Enum { size, .. } => Some(*size),
-            Ty::Pointer { .. } => Some(8),
-            Ty::Struct { size, .. } => *size,
-            Ty::Array { elem, dims } => {
-                let es = self.size_depth(unit, *elem, depth + 1)?;
-                dims.iter().try_fold(es, |acc, d| acc.checked_mul((*d)?))
-            }
-            _ => None,
-        }
-    }
-
     /// The type's name as gdb prints it (`struct node *`, `const char *`, `int [4]`).
     pub(crate) fn name(
         &mut self,
@@ -553,5 +531,235 @@ impl UnitTypes {
                 self.declarator(unit, ret, format!("{inner}({})", ps.join(", ")), scoped, depth + 1)
             }
         }
+    }
+}
+
+/// The snapshot's type table as capture builds it, shared by the threads capturing
+/// variables: a DWARF type gets its `TypeId` when something refers to it, and its
+/// content when rendering first asks for it (so the table holds what rendering used
+/// plus the ids it saw). Also caches the symbol names rendering asked for.
+#[derive(Default)]
+pub struct TypeTable {
+    /// Read far more often than written (every type a rendering looks at): a read
+    /// lock lets the threads capturing variables in parallel share it.
+    inner: std::sync::RwLock<TableInner>,
+    /// Names (of types, and symbols of addresses) are left for [`TypeTable::resolve`]:
+    /// a held live target. Naming needs no target memory, only DWARF and symbol
+    /// tables, so it waits until the target runs again.
+    deferred: bool,
+}
+
+#[derive(Default)]
+struct TableInner {
+    /// None: referenced, not converted yet.
+    types: Vec<Option<Arc<snap::Type>>>,
+    /// (module index, unit offset, DIE offset) of each id, and the way back.
+    origin: Vec<(usize, usize, TypeRef)>,
+    ids: HashMap<(usize, usize, TypeRef), snap::TypeId>,
+    /// (address, code?) → name, hits and misses.
+    symbols: HashMap<(u64, bool), Option<String>>,
+}
+
+use crate::snapshot as snap;
+
+impl TypeTable {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, TableInner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, TableInner> {
+        // A panic while holding the lock leaves consistent data (every write is one push or insert).
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn intern(&self, module: usize, unit: usize, off: TypeRef) -> snap::TypeId {
+        if let Some(id) = self.read().ids.get(&(module, unit, off)) {
+            return *id;
+        }
+        let mut t = self.lock();
+        if let Some(id) = t.ids.get(&(module, unit, off)) {
+            return *id;
+        }
+        let id = t.types.len() as snap::TypeId;
+        t.types.push(None);
+        t.origin.push((module, unit, off));
+        t.ids.insert((module, unit, off), id);
+        id
+    }
+
+    /// A table whose names wait for [`TypeTable::resolve`].
+    pub fn deferred() -> TypeTable {
+        TypeTable { deferred: true, ..Default::default() }
+    }
+
+    /// Names what was left unnamed while deferring (types, then symbols of the
+    /// addresses rendering asked about), and stops deferring.
+    pub fn resolve(&mut self, modules: &super::ModuleSet) {
+        if !std::mem::take(&mut self.deferred) {
+            return;
+        }
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Types by unit: one lock of the module's DWARF per unit.
+        let mut by_unit: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        for (id, t) in inner.types.iter().enumerate() {
+            if t.is_some() {
+                let (module, unit, _) = inner.origin[id];
+                by_unit.entry((module, unit)).or_default().push(id);
+            }
+        }
+        for ((module, unit), ids) in by_unit {
+            let offs: Vec<TypeRef> = ids.iter().map(|&id| inner.origin[id].2).collect();
+            let Some(names) = modules.type_names(module, unit, &offs) else { continue };
+            for (id, name) in ids.into_iter().zip(names) {
+                if let Some(t) = inner.types[id].as_mut() {
+                    Arc::make_mut(t).name = name;
+                }
+            }
+        }
+        for ((addr, code), name) in inner.symbols.iter_mut() {
+            *name = if *code { modules.function_name(*addr) } else { modules.data_name(*addr) };
+        }
+    }
+
+    /// A symbol name, looked up once per (address, kind).
+    pub(crate) fn symbol(&self, addr: u64, code: bool, lookup: impl FnOnce(u64) -> Option<String>) -> Option<String> {
+        if let Some(hit) = self.read().symbols.get(&(addr, code)) {
+            return hit.clone();
+        }
+        let name = if self.deferred { None } else { lookup(addr) };
+        self.lock().symbols.insert((addr, code), name.clone());
+        name
+    }
+
+    /// The finished table: types never converted become `NotCaptured`; symbols that
+    /// named something, sorted by address.
+    pub fn finish(self) -> (Vec<snap::Type>, Vec<snap::SymbolName>) {
+        let inner = self.inner.into_inner().unwrap_or_else(|e| e.into_inner());
+        let types = inner
+            .types
+            .into_iter()
+            .map(|t| {
+                t.map(|t| (*t).clone())
+                    .unwrap_or(snap::Type { kind: snap::TypeKind::NotCaptured, ..Default::default() })
+            })
+            .collect();
+        let mut symbols: Vec<snap::SymbolName> = inner
+            .symbols
+            .into_iter()
+            .filter_map(|((address, code), name)| Some(snap::SymbolName { address, code, name: name? }))
+            .collect();
+        symbols.sort_by_key(|s| (s.address, s.code));
+        (types, symbols)
+    }
+}
+
+/// One unit's DWARF types seen through the table: what the renderer reads at capture.
+pub(crate) struct DwarfTypes<'a> {
+    pub module: usize,
+    pub unit: UnitRef<'a, Reader>,
+    pub types: &'a mut UnitTypes,
+    pub scoped: &'a mut dyn FnMut(TypeRef, String) -> String,
+    pub table: &'a TypeTable,
+}
+
+impl DwarfTypes<'_> {
+    fn unit_key(&self) -> usize {
+        self.unit.unit.header.offset().0
+    }
+
+    pub(crate) fn intern(&self, off: Option<TypeRef>) -> Option<snap::TypeId> {
+        off.map(|o| self.table.intern(self.module, self.unit_key(), o))
+    }
+
+    pub(crate) fn lang(&mut self) -> snap::Lang {
+        match self.types.lang(self.unit) {
+            Lang::C => snap::Lang::C,
+            Lang::Cpp => snap::Lang::Cpp,
+            Lang::Rust => snap::Lang::Rust,
+            Lang::Other => snap::Lang::Other,
+        }
+    }
+
+    fn member(&self, m: &Member) -> snap::Member {
+        snap::Member { name: m.name.clone(), type_id: self.intern(m.ty), offset: m.offset, bits: m.bits, base: m.base }
+    }
+
+    /// The table form of the DWARF type at `off`.
+    fn convert(&mut self, off: TypeRef) -> snap::Type {
+        let t = self.types.get(self.unit, off);
+        // Deferred: named by `TypeTable::resolve` (qualified names read the unit's scopes).
+        let name = if self.table.deferred { String::new() } else { self.types.name(self.unit, Some(off), self.scoped) };
+        let lang = self.lang();
+        let kind = match &*t {
+            Ty::Void => snap::TypeKind::Void,
+            Ty::Base { size, encoding, .. } => snap::TypeKind::Base { size: *size, encoding: encoding_of(*encoding) },
+            Ty::Enum { size, signed, values, .. } => {
+                snap::TypeKind::Enum { size: *size, signed: *signed, values: values.clone() }
+            }
+            Ty::Pointer { target, reference, rvalue } => {
+                snap::TypeKind::Pointer { target: self.intern(*target), reference: *reference, rvalue: *rvalue }
+            }
+            Ty::Struct { kind, name, size, members, variants, declaration, params } => snap::TypeKind::Struct {
+                kind: match kind {
+                    Aggregate::Struct => snap::Aggregate::Struct,
+                    Aggregate::Class => snap::Aggregate::Class,
+                    Aggregate::Union => snap::Aggregate::Union,
+                },
+                tag: name.clone(),
+                size: *size,
+                members: members.iter().map(|m| self.member(m)).collect(),
+                variants: variants.as_ref().map(|v| snap::Variants {
+                    discr: v.discr.as_ref().map(|d| self.member(d)),
+                    variants: v.variants.iter().map(|(x, m)| (*x, self.member(m))).collect(),
+                }),
+                declaration: *declaration,
+                params: params.iter().map(|(n, t)| (n.clone(), self.intern(*t))).collect(),
+            },
+            Ty::Array { elem, dims } => snap::TypeKind::Array { elem: self.intern(*elem), dims: dims.clone() },
+            Ty::Typedef { target, .. } => snap::TypeKind::Typedef { target: self.intern(*target) },
+            Ty::Qualified { qualifier, target } => {
+                snap::TypeKind::Qualified { qualifier: (*qualifier).to_string(), target: self.intern(*target) }
+            }
+            Ty::Function { ret, params, variadic } => snap::TypeKind::Function {
+                ret: self.intern(*ret),
+                params: params.iter().map(|p| self.intern(*p)).collect(),
+                variadic: *variadic,
+            },
+            Ty::Unknown(n) => snap::TypeKind::Unknown(n.clone()),
+        };
+        snap::Type { name, lang, kind }
+    }
+}
+
+fn encoding_of(e: gimli::DwAte) -> snap::Encoding {
+    match e {
+        gimli::DW_ATE_signed => snap::Encoding::Signed,
+        gimli::DW_ATE_unsigned => snap::Encoding::Unsigned,
+        gimli::DW_ATE_signed_char => snap::Encoding::SignedChar,
+        gimli::DW_ATE_unsigned_char => snap::Encoding::UnsignedChar,
+        gimli::DW_ATE_float => snap::Encoding::Float,
+        gimli::DW_ATE_boolean => snap::Encoding::Boolean,
+        gimli::DW_ATE_UTF => snap::Encoding::Utf,
+        other => snap::Encoding::Other(other.0),
+    }
+}
+
+impl crate::snapshot::values::TypeSource for DwarfTypes<'_> {
+    fn get(&mut self, id: snap::TypeId) -> Option<Arc<snap::Type>> {
+        let (module, unit, off) = {
+            let t = self.table.read();
+            if let Some(Some(ty)) = t.types.get(id as usize) {
+                return Some(ty.clone());
+            }
+            *t.origin.get(id as usize)?
+        };
+        // Ids handed out while rendering this unit refer to this unit's DIEs.
+        if module != self.module || unit != self.unit_key() {
+            return None;
+        }
+        let ty = Arc::new(self.convert(off));
+        let mut t = self.table.lock();
+        let slot = t.types.get_mut(id as usize)?;
+        Some(slot.get_or_insert(ty).clone())
     }
 }

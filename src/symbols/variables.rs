@@ -7,17 +7,16 @@
 //! value needs them and cached per unit.
 
 use super::elf::Reader;
-use super::types::TypeRef;
-use super::values::{Data, Renderer, VariableOptions};
+use super::types::{DwarfTypes, TypeRef, TypeTable};
 use super::{ModuleSet, names};
-use crate::snapshot::{Frame, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
+use crate::snapshot::values::{Data, FRAME_READ_BUDGET, Renderer, VariableOptions};
+use crate::snapshot::{Frame, Location, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
 use crate::target::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
+use std::sync::Arc;
 
 /// DWARF registers a frame can know (0–16 general purpose and rip, up to fs/gs base).
 const N_DWARF_REGS: usize = 67;
-/// Bytes one frame's variables may read (pointers followed, strings, arrays).
-const FRAME_READ_BUDGET: usize = 1 << 20;
 const MAX_VARIABLES: usize = 4096;
 
 /// What a frame's location expressions may ask for.
@@ -30,8 +29,11 @@ pub(crate) struct FrameEnv<'a> {
     pub frame_base: Option<u64>,
     /// Module load bias (DW_OP_addr is link-time).
     pub bias: u64,
-    /// Start of this module's static TLS block for the thread, when known.
-    pub tls_block: Result<u64, String>,
+    /// Start of this module's static TLS block for the thread, found on first use
+    /// (walking the DTV reads target memory; most frames have no TLS variable).
+    pub tls_block: std::cell::OnceCell<Result<u64, String>>,
+    /// (module set, module index, fs_base) for finding `tls_block`.
+    pub tls_of: (&'a ModuleSet, usize, u64),
     pub memory: &'a dyn Memory,
     /// What the caller passed, from its call-site parameters (DW_OP_entry_value,
     /// DW_OP_GNU_parameter_ref): by register, or by the callee's parameter DIE.
@@ -105,7 +107,10 @@ fn eval_expr(
                 Some(cfa) => eval.resume_with_call_frame_cfa(cfa).map_err(fail)?,
                 None => return Err(EvalError::Unavailable("CFA unknown (outermost frame)".into())),
             },
-            R::RequiresTls(off) => match &env.tls_block {
+            R::RequiresTls(off) => match env.tls_block.get_or_init(|| {
+                let (modules, idx, fs_base) = env.tls_of;
+                modules.tls_block(idx, fs_base, env.memory)
+            }) {
                 Ok(block) => eval.resume_with_tls(block.wrapping_add(off)).map_err(fail)?,
                 Err(why) => return Err(EvalError::Unavailable(why.clone())),
             },
@@ -439,7 +444,18 @@ fn scope_variables(
     out
 }
 
-/// Evaluates and renders one variable DIE.
+/// What rendering a frame's (or a global's) variables shares: bounds, symbol
+/// lookups, and the bytes the frame may still read.
+pub(crate) struct RenderCtx<'a> {
+    pub opts: &'a VariableOptions,
+    pub symbol: &'a dyn Fn(u64) -> Option<String>,
+    pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
+    pub budget: usize,
+}
+
+/// Evaluates one variable DIE to its type and location, then renders it through the
+/// snapshot's renderer (the one that re-renders saved snapshots).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn variable(
     unit: UnitRef<'_, Reader>,
     off: gimli::UnitOffset,
@@ -447,7 +463,8 @@ pub(crate) fn variable(
     probe: u64,
     env: &FrameEnv<'_>,
     locs: Option<&gimli::LocationLists<Reader>>,
-    r: &mut Renderer<'_>,
+    types: &mut DwarfTypes<'_>,
+    ctx: &mut RenderCtx<'_>,
 ) -> Variable {
     let Ok(e) = unit.entry(off) else {
         return Variable {
@@ -459,10 +476,21 @@ pub(crate) fn variable(
         };
     };
     let name = name_of(unit, &e).unwrap_or_else(|| "<anonymous>".into());
-    let ty = type_of(unit, &e);
-    let type_name = r.type_name(ty);
-    let size = r.types.size(unit, ty).unwrap_or(8);
-    let mut var = Variable { name, kind, type_name, address: None, text: String::new(), value: Value::OptimizedOut };
+    let type_id = types.intern(type_of(unit, &e));
+    let lang = types.lang();
+    let mut r = Renderer {
+        types,
+        lang,
+        memory: env.memory,
+        opts: ctx.opts,
+        symbol: ctx.symbol,
+        data_symbol: ctx.data_symbol,
+        budget: ctx.budget,
+        nesting: 0,
+    };
+    let type_name = r.type_name(type_id);
+    let size = r.size(type_id).unwrap_or(8);
+    let mut var = Variable { name, kind, type_name, type_id, ..Default::default() };
 
     let place: Result<Place, EvalError> = match location_expr(unit, &e, probe, locs) {
         Ok(Some(expr)) => eval_expr(expr, unit, env).and_then(|p| place_of(p, size, env)),
@@ -486,43 +514,28 @@ pub(crate) fn variable(
         },
         Err(e) => Err(e),
     };
-    let data = match place {
+    match place {
         Ok(Place::Memory(addr)) => {
             var.address = Some(addr);
-            match r.read_value(ty, addr) {
-                Ok(d) => d,
-                Err(a) => {
-                    var.value = Value::Unreadable { address: a };
-                    var.text = format!("<error: Cannot access memory at address {a:#x}>");
-                    return var;
-                }
-            }
+            var.location = Location::Memory(addr);
         }
         Ok(Place::Data(mut d)) => {
             // A register holds 8 bytes; the type may be smaller.
             let n = size as usize;
-            if d.bytes.len() > n {
-                d.bytes.truncate(n);
-                d.valid.truncate(n);
-            } else if d.bytes.len() < n {
-                d.bytes.resize(n, 0);
-                d.valid.resize(n, false);
-            }
-            d
+            d.bytes.resize(n, 0);
+            d.valid.resize(n, false);
+            var.location = Location::Bytes { bytes: d.bytes, valid: d.valid };
         }
         Err(EvalError::OptimizedOut) => {
             var.text = "<optimized out>".into();
-            return var;
         }
         Err(EvalError::Unavailable(why)) => {
             var.text = format!("<unavailable: {why}>");
             var.value = Value::Unavailable(why);
-            return var;
         }
     };
-    let (value, text) = r.render(ty, &data, 0);
-    var.value = value;
-    var.text = text;
+    r.variable(&mut var);
+    ctx.budget = r.budget;
     var
 }
 
@@ -587,40 +600,64 @@ fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REG
 }
 
 /// The unit whose header is at `.debug_info` offset `off` (from the point lookup).
-fn unit_at(sections: &gimli::Dwarf<Reader>, off: usize) -> Option<gimli::Unit<Reader>> {
-    let header = sections.debug_info.header_from_offset(gimli::DebugInfoOffset(off)).ok()?;
-    sections.unit(header).ok()
-}
 
 impl ModuleSet {
-    /// Fills `Frame::variables` of one thread's frames (inlined frames included).
-    /// Problems (no DWARF, bad DIEs) are returned; values never fail wholesale.
+    /// The unit at `off` of module `idx`, parsed once.
+    fn unit_at(&self, idx: usize, sections: &gimli::Dwarf<Reader>, off: usize) -> Option<Arc<gimli::Unit<Reader>>> {
+        let cache = &self.entry(idx).units;
+        if let Some(u) = cache.lock().ok()?.get(&off) {
+            return Some(u.clone());
+        }
+        let header = sections.debug_info.header_from_offset(gimli::DebugInfoOffset(off)).ok()?;
+        let unit = Arc::new(sections.unit(header).ok()?);
+        cache.lock().ok()?.insert(off, unit.clone());
+        Some(unit)
+    }
+
+    /// `frame_dies`, remembered per module and probe.
+    fn frame_dies_cached(&self, idx: usize, probe: u64) -> super::FrameDies {
+        let cache = &self.entry(idx).frame_dies;
+        if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&probe).cloned()) {
+            return hit;
+        }
+        let dies = self.frame_dies(idx, probe);
+        if let Ok(mut c) = cache.lock() {
+            c.insert(probe, dies.clone());
+        }
+        dies
+    }
+
+    /// Variables of one thread's frames as the unwinder found them (physical frames,
+    /// not yet symbolized): for each frame, one list per function of the inline chain
+    /// at its pc, innermost first, the order in which `symbolize` lists the frames it
+    /// makes of it. Only the DIE path to each pc is looked up (no line tables), so a
+    /// held live target runs again sooner. Values never fail wholesale: what cannot be
+    /// read says so in the variable.
     pub fn capture_variables(
         &self,
         thread: &Registers,
-        frames: &mut [Frame],
+        frames: &[Frame],
         memory: &dyn Memory,
         opts: &VariableOptions,
-    ) -> Vec<Problem> {
-        let problems = Vec::new();
-        // Group: inlined frames followed by their physical frame.
-        let mut start = 0;
-        let physical_idx: Vec<usize> = frames.iter().enumerate().filter(|(_, f)| !f.inlined).map(|(i, _)| i).collect();
-        for (k, &end) in physical_idx.iter().enumerate() {
-            let cfa = physical_idx.get(k + 1).map(|&n| frames[n].sp);
+        table: &TypeTable,
+    ) -> Vec<Vec<Vec<Variable>>> {
+        let mut out = Vec::with_capacity(frames.len());
+        for (k, frame) in frames.iter().enumerate() {
+            let cfa = frames.get(k + 1).map(|n| n.sp);
             // The caller's call-site parameters, evaluated in the caller's frame.
-            let entry = match physical_idx.get(k + 1) {
-                Some(&caller) if !frames[end].signal_frame => {
-                    let caller_cfa = physical_idx.get(k + 2).map(|&n| frames[n].sp);
-                    self.call_site_values(thread, &frames[caller], caller_cfa, memory, Vec::new())
+            let entry = match frames.get(k + 1) {
+                Some(caller) if !frame.signal_frame => {
+                    let caller_cfa = frames.get(k + 2).map(|n| n.sp);
+                    self.call_site_values(thread, caller, caller_cfa, memory, Vec::new())
                 }
                 _ => Vec::new(),
             };
-            let group = &mut frames[start..=end];
-            start = end + 1;
-            self.group_variables(thread, group, cfa, entry, memory, opts);
+            // A tail-call frame (reconstructed by the unwinder: a caller frame with no
+            // recovered registers) is only its innermost function, as `symbolize` shows it.
+            let tail_call = frame.trust != Trust::Context && frame.registers.is_empty();
+            out.push(self.frame_variables(thread, frame, tail_call, cfa, entry, memory, opts, table));
         }
-        problems
+        out
     }
 
     /// Values the caller at `caller` passed to its callee: the DW_TAG_call_site at the
@@ -641,9 +678,8 @@ impl ModuleSet {
         let bias = self.entry(idx).record.load_bias;
         let ret = caller.pc.wrapping_sub(bias);
         let probe = ret.wrapping_sub(1);
-        let fast = self.frame_dies(idx, probe);
+        let fast = self.frame_dies_cached(idx, probe);
         let Some(ctx) = self.dwarf(idx) else { return out };
-        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let Ok(mut guard) = ctx.lock() else { return out };
         let (ctx, names) = &mut *guard;
         let sections = names.dwarf.clone();
@@ -653,10 +689,10 @@ impl ModuleSet {
         let (unit, func) = match (fast, &sections) {
             (Some(None), _) => return out,
             (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = unit_at(sections, off) else { return out };
+                let Some(u) = self.unit_at(idx, sections, off) else { return out };
                 parsed = u;
                 let Some(func) = dies.last().copied() else { return out };
-                (UnitRef::new(sections, &parsed), func)
+                (UnitRef::new(sections, &*parsed), func)
             }
             _ => {
                 let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
@@ -669,16 +705,7 @@ impl ModuleSet {
                 (unit, func)
             }
         };
-        let mut env = FrameEnv {
-            regs: frame_regs(thread, caller),
-            innermost: false,
-            cfa,
-            frame_base: None,
-            bias,
-            tls_block,
-            memory,
-            entry,
-        };
+        let mut env = self.frame_env(idx, thread, frame_regs(thread, caller), false, cfa, memory, entry);
         env.frame_base = frame_base(unit, func, &env);
         // The call site at this return address (cached: threads share return addresses).
         let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
@@ -725,44 +752,73 @@ impl ModuleSet {
         out
     }
 
-    fn group_variables(
+    /// What location expressions of module `idx` may ask for in one frame (its frame
+    /// base is set by the caller, once the function is known).
+    #[allow(clippy::too_many_arguments)]
+    fn frame_env<'a>(
+        &'a self,
+        idx: usize,
+        thread: &Registers,
+        regs: [Option<u64>; N_DWARF_REGS],
+        innermost: bool,
+        cfa: Option<u64>,
+        memory: &'a dyn Memory,
+        entry: Vec<(EntryKey, u64)>,
+    ) -> FrameEnv<'a> {
+        FrameEnv {
+            regs,
+            innermost,
+            cfa,
+            frame_base: None,
+            bias: self.entry(idx).record.load_bias,
+            tls_block: Default::default(),
+            tls_of: (self, idx, thread.fs_base),
+            memory,
+            entry,
+        }
+    }
+
+    /// The variables of each function of the inline chain at a physical frame's pc.
+    #[allow(clippy::too_many_arguments)]
+    fn frame_variables(
         &self,
         thread: &Registers,
-        group: &mut [Frame],
+        physical: &Frame,
+        tail_call: bool,
         cfa: Option<u64>,
         entry: Vec<(EntryKey, u64)>,
         memory: &dyn Memory,
         opts: &VariableOptions,
-    ) {
-        let Some(physical) = group.last() else { return };
-        let Some(idx) = self.find(physical.pc) else { return };
+        table: &TypeTable,
+    ) -> Vec<Vec<Variable>> {
+        let none = Vec::new;
+        let Some(idx) = self.find(physical.pc) else { return none() };
         let e = self.entry(idx);
         let bias = e.record.load_bias;
         let exact = physical.trust == Trust::Context || physical.signal_frame;
         let vaddr = physical.pc.wrapping_sub(bias);
         let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
-        let Some(ctx) = self.dwarf(idx) else { return };
+        let Some(ctx) = self.dwarf(idx) else { return none() };
         let locs = self.loclists(idx);
-        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
-        let fast = self.frame_dies(idx, probe);
-        let Ok(mut guard) = ctx.lock() else { return };
+        let fast = self.frame_dies_cached(idx, probe);
+        let Ok(mut guard) = ctx.lock() else { return none() };
         let (ctx, names) = &mut *guard;
         let sections = names.dwarf.clone();
         let parsed;
         // The point lookup when it can answer (it reads only the DIE path to the pc),
         // else addr2line (which parses the unit's functions and lines).
         let (unit, mut dies) = match (fast, &sections) {
-            (Some(None), _) => return,
+            (Some(None), _) => return none(),
             (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = unit_at(sections, off) else { return };
+                let Some(u) = self.unit_at(idx, sections, off) else { return none() };
                 parsed = u;
-                (UnitRef::new(sections, &parsed), dies.into_iter().map(Some).collect::<Vec<_>>())
+                (UnitRef::new(sections, &*parsed), dies.into_iter().map(Some).collect::<Vec<_>>())
             }
             _ => {
-                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return };
-                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return };
+                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return none() };
+                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return none() };
                 let mut dies = Vec::new();
                 while let Ok(Some(f)) = iter.next() {
                     dies.push(f.dw_die_offset);
@@ -773,51 +829,57 @@ impl ModuleSet {
                 (unit, dies)
             }
         };
-        // Tail-call frames list only their innermost function.
-        if group.len() < dies.len() {
-            dies.truncate(group.len());
+        if tail_call {
+            dies.truncate(1);
         }
-        let Some(Some(func)) = dies.last().copied() else { return };
+        let Some(Some(func)) = dies.last().copied() else { return none() };
         // The frame base belongs to the physical function (the outermost DIE).
-        let mut env = FrameEnv { regs, innermost, cfa, frame_base: None, bias, tls_block, memory, entry };
+        let mut env = self.frame_env(idx, thread, regs, innermost, cfa, memory, entry);
         env.frame_base = frame_base(unit, func, &env);
         let unit_key = unit.unit.header.offset().0;
-        let symbolize = |a: u64| self.function_name(a);
-        let data_symbol = |a: u64| self.data_name(a);
+        let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
+        let data_symbol = |a: u64| table.symbol(a, false, |a| self.data_name(a));
         // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
         let mut lists = std::collections::HashMap::new();
         for die in dies.iter().flatten() {
             let key = (probe, die.0);
-            let v = names
-                .scope_vars
-                .entry(key)
-                .or_insert_with(|| std::sync::Arc::new(scope_variables(unit, *die, probe)))
-                .clone();
+            let v = names.scope_vars.entry(key).or_insert_with(|| Arc::new(scope_variables(unit, *die, probe))).clone();
             lists.insert(die.0, v);
         }
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_key).or_default();
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
-        let mut r = Renderer {
-            unit,
-            types,
-            memory,
-            opts,
-            symbol: &symbolize,
-            data_symbol: &data_symbol,
-            scoped: &mut scoped,
-            budget: FRAME_READ_BUDGET,
-        };
-        for (frame, die) in group.iter_mut().zip(dies.iter()) {
-            let Some(die) = die else { continue };
-            let Some(vars) = lists.get(&die.0) else { continue };
+        let mut dt = DwarfTypes { module: idx, unit, types, scoped: &mut scoped, table };
+        let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
+        let mut out = Vec::with_capacity(dies.len());
+        for die in &dies {
+            let Some(vars) = die.and_then(|d| lists.get(&d.0)) else {
+                out.push(Vec::new());
+                continue;
+            };
             // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
-            frame.variables = vars
-                .iter()
-                .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut r))
-                .filter(|v| v.name != "<anonymous>")
-                .collect();
+            out.push(
+                vars.iter()
+                    .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut dt, &mut rc))
+                    .filter(|v| v.name != "<anonymous>")
+                    .collect(),
+            );
         }
+        out
+    }
+
+    /// gdb's names of the types at `offs` in the unit at `unit_off` of module `idx`.
+    pub(crate) fn type_names(&self, idx: usize, unit_off: usize, offs: &[TypeRef]) -> Option<Vec<String>> {
+        let ctx = self.dwarf(idx)?;
+        let mut guard = ctx.lock().ok()?;
+        let (_, names) = &mut *guard;
+        let sections = names.dwarf.clone()?;
+        let parsed = self.unit_at(idx, &sections, unit_off)?;
+        let unit = UnitRef::new(&sections, &*parsed);
+        let (types_cache, scopes) = names.types_and_scopes();
+        let types = types_cache.units.entry(unit_off).or_default();
+        let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit, o, n, scopes);
+        Some(offs.iter().map(|o| types.name(unit, Some(*o), &mut scoped)).collect())
     }
 
     /// The function (symbol) containing a runtime address, with `+offset` when not at its start.
@@ -929,6 +991,7 @@ impl ModuleSet {
         thread: &Registers,
         memory: &dyn Memory,
         opts: &VariableOptions,
+        table: &TypeTable,
     ) -> (Vec<Variable>, Vec<Problem>) {
         let mut out = Vec::new();
         let mut problems = Vec::new();
@@ -936,7 +999,7 @@ impl ModuleSet {
         order.sort_by_key(|i| !self.entries[*i].record.is_executable);
         'names: for want in names {
             for &idx in &order {
-                if let Some(v) = self.global_in(idx, want, thread, memory, opts) {
+                if let Some(v) = self.global_in(idx, want, thread, memory, opts, table) {
                     out.push(v);
                     continue 'names;
                 }
@@ -956,12 +1019,11 @@ impl ModuleSet {
         thread: &Registers,
         memory: &dyn Memory,
         opts: &VariableOptions,
+        table: &TypeTable,
     ) -> Option<Variable> {
         self.image(idx)?;
         let ctx = self.dwarf(idx)?;
         let locs = self.loclists(idx);
-        let bias = self.entry(idx).record.load_bias;
-        let tls_block = self.tls_block(idx, thread.fs_base, memory);
         let mut guard = ctx.lock().ok()?;
         let (ctx, names) = &mut *guard;
         let (short, qual) = match want.rsplit_once("::") {
@@ -979,36 +1041,19 @@ impl ModuleSet {
             for (i, slot) in regs.iter_mut().enumerate() {
                 *slot = thread.by_dwarf(i as u16);
             }
-            let env = FrameEnv {
-                regs,
-                innermost: true,
-                cfa: None,
-                frame_base: None,
-                bias,
-                tls_block,
-                memory,
-                entry: Vec::new(),
-            };
+            let env = self.frame_env(idx, thread, regs, true, None, memory, Vec::new());
             let unit_key = unit.header.offset().0;
-            let symbolize = |a: u64| self.function_name(a);
-            let data_symbol = |a: u64| self.data_name(a);
+            let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
+            let data_symbol = |a: u64| table.symbol(a, false, |a| self.data_name(a));
             let (types_cache, scopes) = names.types_and_scopes();
             let types = types_cache.units.entry(unit_key).or_default();
             let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
-            let mut r = Renderer {
-                unit: unit_ref,
-                types,
-                memory,
-                opts,
-                symbol: &symbolize,
-                data_symbol: &data_symbol,
-                scoped: &mut scoped,
-                budget: FRAME_READ_BUDGET,
-            };
+            let mut dt = DwarfTypes { module: idx, unit: unit_ref, types, scoped: &mut scoped, table };
+            let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
             let e = unit_ref.entry(off).ok()?;
             let is_tls = matches!(e.attr_value(gimli::DW_AT_location), Some(AttributeValue::Exprloc(x)) if x.0.to_slice().is_ok_and(|b| b.iter().any(|op| *op == 0x9b || *op == 0xe0)));
             let kind = if is_tls { VariableKind::ThreadLocal } else { VariableKind::Global };
-            let mut v = variable(unit_ref, off, kind, 0, &env, locs, &mut r);
+            let mut v = variable(unit_ref, off, kind, 0, &env, locs, &mut dt, &mut rc);
             v.name = want.to_string();
             return Some(v);
         }

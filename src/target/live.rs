@@ -18,6 +18,8 @@ use crate::snapshot::{Mapping, Problem, Registers, Scope, Signal, Source};
 use nix::errno::Errno;
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Options for a live capture.
@@ -74,11 +76,19 @@ struct Tracee {
 #[derive(Default)]
 struct Attachment {
     threads: Vec<Tracee>,
+    /// When the first thread was asked to stop (for `BT_TIMING`).
+    since: Option<Instant>,
 }
 
 impl Attachment {
     /// Detaches every thread still attached; returns what went wrong.
     fn detach_all(&mut self) -> Vec<Problem> {
+        if let Some(since) = self.since.take()
+            && std::env::var_os("BT_TIMING").is_some()
+        {
+            // Debugging aid: how long the target was kept from running.
+            eprintln!("bt: timing: threads stopped for {:.1} ms", since.elapsed().as_secs_f64() * 1e3);
+        }
         let mut problems = Vec::new();
         let mut late = Vec::new();
         for t in self.threads.iter_mut().filter(|t| t.attached) {
@@ -259,11 +269,15 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
 
     let (memory, hold): (Box<dyn super::Memory>, Option<super::Release>) = if opts.hold {
         let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok();
+        let released = Arc::new(AtomicBool::new(false));
+        let flag = released.clone();
         let release = move || {
+            // From here on the memory is the copies only: the process changes it again.
+            flag.store(true, Ordering::SeqCst);
             let mut att = att;
             att.detach_all()
         };
-        (Box::new(HeldMemory { copies: memory, mem }), Some(Box::new(release)))
+        (Box::new(HeldMemory { copies: memory, mem, released }), Some(Box::new(release)))
     } else {
         problems.extend(att.detach_all());
         drop(att);
@@ -282,10 +296,12 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
 
 /// The memory of a process held stopped: the stack copies first, then the live
 /// address space through /proc/PID/mem (which also reads PROT_NONE-free pages that
-/// process_vm_readv would refuse mid-range).
+/// process_vm_readv would refuse mid-range). Once released, only the copies: what
+/// is read after the process runs again would not belong to the snapshot.
 struct HeldMemory {
     copies: CopiedMemory,
     mem: Option<std::fs::File>,
+    released: Arc<AtomicBool>,
 }
 
 impl super::Memory for HeldMemory {
@@ -294,7 +310,7 @@ impl super::Memory for HeldMemory {
         if n == buf.len() {
             return n;
         }
-        let Some(f) = &self.mem else { return n };
+        let Some(f) = self.mem.as_ref().filter(|_| !self.released.load(Ordering::SeqCst)) else { return n };
         let mut done = n;
         while done < buf.len() {
             match f.read_at(&mut buf[done..], addr.wrapping_add(done as u64)) {
@@ -353,6 +369,7 @@ fn tracer_of(pid: i32) -> Option<i32> {
 /// appears, and waits until each is in a ptrace-stop.
 fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<Problem>) -> Result<(), TargetError> {
     let mut known: HashSet<i32> = HashSet::new();
+    att.since = Some(Instant::now());
     for round in 0.. {
         let tids = match procfs::task_ids(pid) {
             Ok(t) => t,

@@ -21,21 +21,7 @@ pub mod signals;
 
 use crate::snapshot::{Environment, Mapping, Problem, Process, Registers, Signal, Source};
 
-/// Read access to the target's address space.
-pub trait Memory: Send + Sync {
-    /// Copies bytes starting at `addr` into `buf`; returns how many leading bytes
-    /// were readable (0 when `addr` itself is unreadable). Never panics.
-    fn read(&self, addr: u64, buf: &mut [u8]) -> usize;
-
-    fn read_exact(&self, addr: u64, buf: &mut [u8]) -> bool {
-        self.read(addr, buf) == buf.len()
-    }
-
-    fn read_u64(&self, addr: u64) -> Option<u64> {
-        let mut b = [0u8; 8];
-        self.read_exact(addr, &mut b).then(|| u64::from_le_bytes(b))
-    }
-}
+pub use crate::snapshot::Memory;
 
 /// One thread as captured, before unwinding.
 #[derive(Debug, Clone, Default)]

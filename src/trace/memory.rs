@@ -2,7 +2,7 @@
 //! reached through pointers, strings), plus the used part of each stack, within a
 //! budget, so a viewer can re-read values without the core.
 
-use crate::snapshot::{MemoryRegion, Thread};
+use crate::snapshot::MemoryRegion;
 use crate::target::Memory;
 use std::sync::Mutex;
 
@@ -32,29 +32,38 @@ impl<'a> Recorder<'a> {
         Recorder { inner, modules, reads: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect() }
     }
 
+    /// Copies of every range read so far, coalesced: what rendering the variables
+    /// again needs, whatever the budget keeps (for rendering after a live target is
+    /// released).
+    pub(crate) fn copy_reads(&self) -> Vec<MemoryRegion> {
+        let reads: Vec<(u64, u64)> =
+            self.reads.iter().flat_map(|m| m.lock().map(|r| r.clone()).unwrap_or_default()).collect();
+        coalesce(reads)
+            .into_iter()
+            .filter_map(|(a, e)| {
+                let mut buf = vec![0u8; (e - a) as usize];
+                let n = self.read_unrecorded(a, &mut buf);
+                buf.truncate(n);
+                (n > 0).then(|| MemoryRegion { address: a, label: "read".into(), bytes: buf })
+            })
+            .collect()
+    }
+
     /// The regions to keep: stacks first (faulting thread first), then what variables
     /// read, coalesced, until `budget` bytes.
-    pub(crate) fn keep(self, threads: &[Thread], budget: usize) -> (Vec<MemoryRegion>, Option<String>) {
+    /// `stacks`: (tid, rsp, highest frame sp) per thread, faulting thread first.
+    pub(crate) fn keep(self, stacks: &[(i32, u64, u64)], budget: usize) -> (Vec<MemoryRegion>, Option<String>) {
         let mut wanted: Vec<(u64, u64, String)> = Vec::new();
-        for t in threads {
-            let lo = t.registers.rsp.saturating_sub(128);
-            let hi = t.frames.iter().map(|f| f.sp).max().unwrap_or(t.registers.rsp).saturating_add(256);
-            let hi = hi.min(lo.saturating_add(MAX_STACK_KEPT));
+        for &(tid, rsp, top) in stacks {
+            let lo = rsp.saturating_sub(128);
+            let hi = top.saturating_add(256).min(lo.saturating_add(MAX_STACK_KEPT));
             if hi > lo {
-                wanted.push((lo, hi, format!("stack {}", t.tid)));
+                wanted.push((lo, hi, format!("stack {tid}")));
             }
         }
-        let mut reads: Vec<(u64, u64)> =
+        let reads: Vec<(u64, u64)> =
             self.reads.iter().flat_map(|m| m.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()).collect();
-        reads.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::new();
-        for (a, n) in reads {
-            let end = a.saturating_add(n);
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(end),
-                _ => merged.push((a, end)),
-            }
-        }
+        let merged = coalesce(reads);
         // Objects already inside a kept stack are not kept twice.
         let mut stacks: Vec<(u64, u64)> = wanted.iter().map(|(lo, hi, _)| (*lo, *hi)).collect();
         stacks.sort_unstable();
@@ -88,6 +97,20 @@ impl<'a> Recorder<'a> {
         });
         (out, note)
     }
+}
+
+/// (address, length) reads → sorted, merged [start, end) ranges.
+fn coalesce(mut reads: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    reads.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, n) in reads {
+        let end = a.saturating_add(n);
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((a, end)),
+        }
+    }
+    merged
 }
 
 impl Recorder<'_> {

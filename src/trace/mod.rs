@@ -6,8 +6,8 @@
 mod memory;
 
 use crate::analysis::{self, AnalysisOptions};
-use crate::snapshot::{Attribute, Problem, Scope, Snapshot, Thread};
-use crate::symbols::{ModuleSet, SymbolOptions, VariableOptions};
+use crate::snapshot::{Attribute, Problem, Regions, Scope, Snapshot, Thread, values};
+use crate::symbols::{ModuleSet, SymbolOptions, TypeTable, VariableOptions};
 use crate::target::{self, Capture, TargetError, live::LiveOptions};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
@@ -90,8 +90,50 @@ pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Resul
     Ok(build(cap, &TraceOptions { symbols: sym, ..opts.clone() }))
 }
 
+/// One thread after the stopped phase: raw frames, their variables, problems.
+type Stopped = (Vec<crate::snapshot::Frame>, Vec<Vec<Vec<crate::snapshot::Variable>>>, Vec<Problem>);
+
+/// Maps `f` over `items`, spread over the cores when there are many (threads are
+/// independent of each other); results keep the order of `items`.
+fn spread<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
+    if workers <= 1 || items.len() < 16 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(chunk).collect());
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            chunks.into_iter().map(|c| s.spawn(move || c.into_iter().map(f).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("tracer worker thread panicked")).collect()
+    })
+}
+
+/// `BT_TIMING` set: how long each phase of [`build`] took, on stderr. A debugging
+/// aid for the stop window of live captures, not an interface.
+struct Timing(Option<std::time::Instant>);
+
+impl Timing {
+    fn new() -> Timing {
+        Timing(std::env::var_os("BT_TIMING").map(|_| std::time::Instant::now()))
+    }
+
+    fn mark(&mut self, phase: &str) {
+        if let Some(t) = &mut self.0 {
+            eprintln!("bt: timing: {phase}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            *t = std::time::Instant::now();
+        }
+    }
+}
+
 /// Turns a capture into a snapshot. Never fails: what cannot be done becomes a problem.
 pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
+    let mut timing = Timing::new();
     let Capture { source, process, signal, mut threads, maps, auxv, memory, environment, mut problems, hold } = cap;
 
     let want_vars = |t: &target::ThreadState| match opts.variables.mode {
@@ -103,7 +145,11 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let (modules, module_problems) = ModuleSet::load(&maps, &auxv, memory.as_ref(), &opts.symbols);
     problems.extend(module_problems);
     let modules = Arc::new(modules);
+    timing.mark("modules");
     let recorder = memory::Recorder::new(memory.as_ref(), Some(modules.as_ref()));
+    // A held live target: naming types and addresses (function pointers, globals)
+    // waits until it runs again, and so does rendering (see below).
+    let mut type_table = if hold.is_some() { TypeTable::deferred() } else { TypeTable::default() };
 
     if let Some(tid) = opts.fault_thread {
         for t in threads.iter_mut() {
@@ -116,11 +162,67 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // Faulting thread first, then by tid, so output is stable.
     threads.sort_by_key(|t| (!t.faulted, t.tid));
 
-    let walk_one = |t: &target::ThreadState| -> (Thread, Vec<Problem>) {
-        let (raw, mut probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
-        let mut frames: Vec<_> = raw.into_iter().flat_map(|f| modules.symbolize(f)).collect();
-        if want_vars(t) {
-            probs.extend(modules.capture_variables(&t.registers, &mut frames, &recorder, &opts.variables.options));
+    // While a held live target is stopped: what needs its memory. Unwinding reads
+    // the stack copies; variables evaluate their locations and read what rendering
+    // them needs (heap objects behind pointers) through the recorder.
+    let stopped_one = |t: &target::ThreadState| {
+        let (raw, probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
+        let vars = if want_vars(t) {
+            modules.capture_variables(&t.registers, &raw, &recorder, &opts.variables.options, &type_table)
+        } else {
+            Vec::new()
+        };
+        (raw, vars, probs)
+    };
+    let stopped = spread(threads.iter().collect(), stopped_one);
+    timing.mark("unwind, variables");
+    let mut globals = Vec::new();
+    if !opts.variables.globals.is_empty() {
+        // Thread-locals are read in the faulting thread (or the first one).
+        let regs = threads.first().map(|t| t.registers).unwrap_or_default();
+        let (g, p) =
+            modules.capture_globals(&opts.variables.globals, &regs, &recorder, &opts.variables.options, &type_table);
+        globals = g;
+        problems.extend(p);
+    }
+    let mut kept = Vec::new();
+    // Every byte the variables read, for rendering them once a held target runs again.
+    let mut reads = Vec::new();
+    if opts.variables.mode != VariableMode::None || !globals.is_empty() {
+        if hold.is_some() {
+            reads = recorder.copy_reads();
+        }
+        let stacks: Vec<(i32, u64, u64)> = threads
+            .iter()
+            .zip(&stopped)
+            .map(|(t, (raw, _, _))| (t.tid, t.registers.rsp, raw.iter().map(|f| f.sp).max().unwrap_or(t.registers.rsp)))
+            .collect();
+        let (k, note) = recorder.keep(&stacks, opts.variables.memory_budget);
+        kept = k;
+        problems.extend(note.map(|n| Problem::new(Scope::Snapshot, n)));
+    } else {
+        drop(recorder);
+    }
+    timing.mark("globals, memory kept");
+    // A live target held for variable capture runs again from here on: the rest
+    // (symbolization, names, text, analysis) works on what was copied.
+    if let Some(release) = hold {
+        problems.extend(release());
+        timing.mark("released");
+    }
+
+    let symbolize_one = |(t, (raw, mut vars, mut probs)): (&target::ThreadState, Stopped)| {
+        let mut frames = Vec::with_capacity(raw.len());
+        for (k, f) in raw.into_iter().enumerate() {
+            let mut group = modules.symbolize(f);
+            // The variables of each function of the inline chain, innermost first, as
+            // symbolize lists the frames.
+            if let Some(lists) = vars.get_mut(k) {
+                for (frame, list) in group.iter_mut().zip(lists.drain(..)) {
+                    frame.variables = list;
+                }
+            }
+            frames.extend(group);
         }
         for p in probs.iter_mut() {
             if p.scope == Scope::Snapshot {
@@ -137,40 +239,15 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         };
         (thread, probs)
     };
-
-    // Unwinding is independent per thread: spread it over the cores.
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(threads.len().max(1));
-    let results: Vec<(Thread, Vec<Problem>)> = if workers > 1 && threads.len() >= 16 {
-        let chunk = threads.len().div_ceil(workers);
-        std::thread::scope(|s| {
-            let handles: Vec<_> =
-                threads.chunks(chunk).map(|c| s.spawn(|| c.iter().map(walk_one).collect::<Vec<_>>())).collect();
-            handles.into_iter().flat_map(|h| h.join().expect("unwinder thread panicked")).collect()
-        })
-    } else {
-        threads.iter().map(walk_one).collect()
-    };
+    let results = spread(threads.iter().zip(stopped).collect(), symbolize_one);
+    timing.mark("symbolize");
     let mut out_threads = Vec::with_capacity(results.len());
     for (t, p) in results {
         out_threads.push(t);
         problems.extend(p);
     }
-    let mut globals = Vec::new();
-    if !opts.variables.globals.is_empty() {
-        // Thread-locals are read in the faulting thread (or the first one).
-        let regs = threads.first().map(|t| t.registers).unwrap_or_default();
-        let (g, p) = modules.capture_globals(&opts.variables.globals, &regs, &recorder, &opts.variables.options);
-        globals = g;
-        problems.extend(p);
-    }
-    let mut kept = Vec::new();
-    if opts.variables.mode != VariableMode::None || !globals.is_empty() {
-        let (k, note) = recorder.keep(&out_threads, opts.variables.memory_budget);
-        kept = k;
-        problems.extend(note.map(|n| Problem::new(Scope::Snapshot, n)));
-    } else {
-        drop(recorder);
-    }
+    type_table.resolve(&modules);
+    let (types, symbols) = type_table.finish();
     let module_list = modules.modules();
     // Problems the module set met lazily (files opened, debug files searched on demand).
     problems.extend(modules.take_problems());
@@ -188,22 +265,26 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         problems,
         memory: kept,
         globals,
+        types,
+        symbols,
         ..Default::default()
     };
     add_automatic_attributes(&mut snap);
     for (k, v) in &opts.attributes {
         snap.set_attribute(k, v);
     }
-    // Analysis last: it reads frames and symbols, and the capture's memory is still
-    // here. The built-in part is quick and runs while a held live target is still
-    // stopped (it may read the heap); user modules, which may take their whole time
-    // budget, run after the target is released.
+    if !reads.is_empty() {
+        // Copy while stopped, render after: the text and structured values of a held
+        // target are rendered now, from the bytes copied while it was stopped, with
+        // the finished type table and names: what a viewer of the snapshot renders.
+        values::render_snapshot_from(&mut snap, &Regions::new(&reads), &opts.variables.options);
+        timing.mark("names and text");
+    }
+    // Analysis last: it reads frames, symbols and the capture's memory (for a
+    // released live target: what was copied while it was stopped).
     let reader = analysis::Reader::new(memory.clone(), modules.clone());
     analysis::run_builtin(&mut snap, &reader, &opts.analysis);
-    // A live target held for variable capture runs again from here on.
-    if let Some(release) = hold {
-        snap.problems.extend(release());
-    }
+    timing.mark("built-in analysis");
     analysis::run_modules(&mut snap, &reader, &opts.analysis);
     // Modules opened lazily by the analysis (rodata of libc, type names) may have met problems.
     snap.problems.extend(modules.take_problems());

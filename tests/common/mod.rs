@@ -296,6 +296,31 @@ pub fn crash_one(spec: &CrashSpec, exe: &Path, core_dir: &Path) -> Crash {
     Crash { spec: spec.clone(), exe: exe.to_path_buf(), core, pid }
 }
 
+/// Compiles `src` (relative to the repository) with `compiler FLAGS -o EXE SRC` into
+/// a fresh scratch directory, runs it until it dies of SIGSEGV, and returns (exe, core).
+pub fn compile_and_crash(name: &str, compiler: &str, flags: &[&str], src: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch_dir(&format!("bt-cores-variables-{name}"));
+    let exe = dir.join(name);
+    let st = Command::new(compiler)
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(repo_root().join(src))
+        .status()
+        .unwrap_or_else(|e| panic!("running {compiler}: {e}"));
+    assert!(st.success(), "{compiler} {src} failed");
+    let spec = CrashSpec {
+        name: name.into(),
+        program: name.into(),
+        args: vec![],
+        signal: "SIGSEGV".into(),
+        what: String::new(),
+    };
+    let _guard = CorePatternGuard::set(&dir);
+    let c = crash_one(&spec, &exe, &dir);
+    (exe, c.core)
+}
+
 /// Every example of crashes.tsv, crashed once per test binary.
 pub fn crashes() -> &'static [Crash] {
     static CRASHES: OnceLock<Result<Vec<Crash>, String>> = OnceLock::new();

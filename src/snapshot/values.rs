@@ -1,22 +1,112 @@
-//! Values: bytes of a variable (from memory, registers or DWARF constants) rendered
-//! through its DWARF type into a structured [`Value`] and gdb's text for it.
+//! Values: the bytes of a variable rendered through its type (from the snapshot's
+//! type table) into a structured [`Value`] and gdb's text for it. The one renderer:
+//! capture renders through it (types converted from DWARF on demand, the target's
+//! memory) and so does re-rendering a saved snapshot (its type table, its kept
+//! memory), so both give the same text for the same bytes.
 //!
 //! Everything is bounded: pointer depth, array elements, string length, bytes read
 //! per value and per frame. Missing bytes are said (`<optimized out>`,
 //! `<error: Cannot access memory at address 0x…>`), never invented.
 
-use super::elf::Reader;
-use super::types::{Lang, Member, Ty, TypeRef, UnitTypes};
-use crate::snapshot::{Field, Value};
-use crate::target::Memory;
-use gimli::UnitRef;
+use super::Regions;
+use super::{
+    Encoding, Field, Lang, Location, Member, Memory, Snapshot, Type, TypeId, TypeKind, Value, Variable, Variants,
+};
 use std::fmt::Write;
+use std::sync::Arc;
+
+/// Where the renderer finds types: the snapshot's table, or (at capture) DWARF
+/// converted into the table on first use.
+pub trait TypeSource {
+    /// The type `id`; None when there is no such type.
+    fn get(&mut self, id: TypeId) -> Option<Arc<Type>>;
+}
+
+/// A finished type table (`Snapshot::types`) as a [`TypeSource`].
+pub struct Table(Vec<Arc<Type>>);
+
+impl Table {
+    pub fn new(types: &[Type]) -> Table {
+        Table(types.iter().cloned().map(Arc::new).collect())
+    }
+}
+
+impl TypeSource for Table {
+    fn get(&mut self, id: TypeId) -> Option<Arc<Type>> {
+        self.0.get(id as usize).cloned()
+    }
+}
+
+/// Longest typedef / qualifier chain followed; deeper means a corrupt table.
+const MAX_CHAIN: usize = 32;
+/// Bytes one frame's variables may read (pointers followed, strings, arrays). A frame
+/// is an inlined chain and its physical frame: they share the budget, in order.
+pub const FRAME_READ_BUDGET: usize = 1 << 20;
+/// Deepest nesting of values rendered (struct in array in struct …).
+const MAX_NESTING: u32 = 200;
+
+/// Renders every variable of a version 3 snapshot again, from its type table, its
+/// kept memory and its symbol names only (no core, no binaries): fills `text` and
+/// `value` of each variable that has a type and a location. With the options
+/// capture used, the result is what capture wrote, byte for byte.
+pub fn render_snapshot(snap: &mut Snapshot, opts: &VariableOptions) {
+    let kept = std::mem::take(&mut snap.memory);
+    render_snapshot_from(snap, &Regions::new(&kept), opts);
+    snap.memory = kept;
+}
+
+/// [`render_snapshot`] reading values from `memory` instead of the kept regions.
+pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &VariableOptions) {
+    let mut types = Table::new(&snap.types);
+    let names: std::collections::HashMap<(u64, bool), &str> =
+        snap.symbols.iter().map(|s| ((s.address, s.code), s.name.as_str())).collect();
+    let symbol = |a: u64| names.get(&(a, true)).map(|n| n.to_string());
+    let data_symbol = |a: u64| names.get(&(a, false)).map(|n| n.to_string());
+    let mut budget = FRAME_READ_BUDGET;
+    let mut one = |v: &mut Variable, budget: &mut usize| {
+        let ty = v.type_id.and_then(|id| types.get(id));
+        let lang = ty.as_ref().map(|t| t.lang).unwrap_or_default();
+        if let Some(t) = ty.filter(|t| !t.name.is_empty()) {
+            v.type_name = t.name.clone();
+        }
+        let mut r = Renderer {
+            types: &mut types,
+            lang,
+            memory,
+            opts,
+            symbol: &symbol,
+            data_symbol: &data_symbol,
+            budget: *budget,
+            nesting: 0,
+        };
+        r.variable(v);
+        *budget = r.budget;
+    };
+    for t in snap.threads.iter_mut() {
+        for f in t.frames.iter_mut() {
+            for v in f.variables.iter_mut() {
+                one(v, &mut budget);
+            }
+            if !f.inlined {
+                budget = FRAME_READ_BUDGET;
+            }
+        }
+    }
+    for g in snap.globals.iter_mut() {
+        budget = FRAME_READ_BUDGET;
+        one(g, &mut budget);
+    }
+}
 
 /// Bounds of variable capture.
 #[derive(Debug, Clone)]
 pub struct VariableOptions {
     /// How many pointers deep the structured value follows (text never follows, like gdb).
     pub max_depth: u32,
+    /// How many pointers deep the bytes of pointed-to objects are read (and so kept in
+    /// the snapshot), at least `max_depth`: one level more than is shown lets a viewer
+    /// open the next object of a list or tree from the snapshot alone.
+    pub keep_depth: u32,
     /// Array elements rendered (gdb's `print elements`, 200).
     pub max_elements: usize,
     /// Characters of a C string read (also 200 in gdb).
@@ -29,13 +119,20 @@ pub struct VariableOptions {
 
 impl Default for VariableOptions {
     fn default() -> Self {
-        VariableOptions { max_depth: 3, max_elements: 200, max_string: 200, max_value_bytes: 1 << 16, repeats: 10 }
+        VariableOptions {
+            max_depth: 3,
+            keep_depth: 4,
+            max_elements: 200,
+            max_string: 200,
+            max_value_bytes: 1 << 16,
+            repeats: 10,
+        }
     }
 }
 
 /// Bytes of a value with a validity mask (false: optimized out / not available).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Data {
+pub struct Data {
     pub bytes: Vec<u8>,
     pub valid: Vec<bool>,
     /// Address of byte 0 when the value lives in memory.
@@ -43,12 +140,12 @@ pub(crate) struct Data {
 }
 
 impl Data {
-    pub(crate) fn known(bytes: Vec<u8>, address: Option<u64>) -> Data {
+    pub fn known(bytes: Vec<u8>, address: Option<u64>) -> Data {
         let valid = vec![true; bytes.len()];
         Data { bytes, valid, address }
     }
 
-    fn slice(&self, off: u64, len: u64) -> Option<Data> {
+    pub fn slice(&self, off: u64, len: u64) -> Option<Data> {
         let off = usize::try_from(off).ok()?;
         let end = off.checked_add(usize::try_from(len).ok()?)?;
         if end > self.bytes.len() {
@@ -65,7 +162,7 @@ impl Data {
         self.valid.iter().all(|v| *v)
     }
 
-    fn uint(&self, len: usize) -> Option<u64> {
+    pub fn uint(&self, len: usize) -> Option<u64> {
         if self.bytes.len() < len || len > 8 || !self.valid[..len].iter().all(|v| *v) {
             return None;
         }
@@ -75,20 +172,21 @@ impl Data {
     }
 }
 
-/// Everything a rendering needs: the unit, its types, the target's memory.
-pub(crate) struct Renderer<'a> {
-    pub unit: UnitRef<'a, Reader>,
-    pub types: &'a mut UnitTypes,
+/// Everything a rendering needs: the types, the language of the unit they come
+/// from, the memory.
+pub struct Renderer<'a> {
+    pub types: &'a mut dyn TypeSource,
+    pub lang: Lang,
     pub memory: &'a dyn Memory,
     pub opts: &'a VariableOptions,
     /// Names a code address (function pointers): `callback`, `main+4`.
     pub symbol: &'a dyn Fn(u64) -> Option<String>,
     /// Names a data address (`global_counter`, `table+8`).
     pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
-    /// Qualifies a type name with its namespaces.
-    pub scoped: &'a mut dyn FnMut(TypeRef, String) -> String,
     /// Bytes this frame may still read.
     pub budget: usize,
+    /// Levels of `render` entered and not left yet (start at 0).
+    pub nesting: u32,
 }
 
 const OPT_OUT: &str = "<optimized out>";
@@ -98,7 +196,7 @@ fn unreadable_text(addr: u64) -> String {
 }
 
 /// gdb's `%g` with `prec` significant digits (9 for float, 17 for double).
-pub(crate) fn fmt_g(v: f64, prec: usize) -> String {
+pub fn fmt_g(v: f64, prec: usize) -> String {
     if v.is_nan() {
         return if v.is_sign_negative() { "-nan(0x8000000000000)".into() } else { "nan(0x8000000000000)".into() };
     }
@@ -201,11 +299,46 @@ fn chars_limited(bytes: &[u8], repeats: usize, max: usize) -> (String, bool) {
     (s, cut)
 }
 
-fn is_char_type(t: &Ty) -> bool {
-    matches!(t, Ty::Base { size: 1, encoding, .. } if *encoding == gimli::DW_ATE_signed_char || *encoding == gimli::DW_ATE_unsigned_char)
+fn is_char_type(t: &Type) -> bool {
+    matches!(t.kind, TypeKind::Base { size: 1, encoding: Encoding::SignedChar | Encoding::UnsignedChar })
 }
 
 impl Renderer<'_> {
+    /// Strips typedefs and qualifiers.
+    pub fn strip(&mut self, mut ty: Option<TypeId>) -> Option<(TypeId, Arc<Type>)> {
+        for _ in 0..MAX_CHAIN {
+            let id = ty?;
+            let t = self.types.get(id)?;
+            match &t.kind {
+                TypeKind::Typedef { target } | TypeKind::Qualified { target, .. } => ty = *target,
+                _ => return Some((id, t)),
+            }
+        }
+        None
+    }
+
+    /// Size in bytes of a type (None: unknown or unsized).
+    pub fn size(&mut self, ty: Option<TypeId>) -> Option<u64> {
+        self.size_depth(ty, 0)
+    }
+
+    fn size_depth(&mut self, ty: Option<TypeId>, depth: usize) -> Option<u64> {
+        if depth > MAX_CHAIN {
+            return None;
+        }
+        let (_, t) = self.strip(ty)?;
+        match &t.kind {
+            TypeKind::Base { size, .. } | TypeKind::Enum { size, .. } => Some(*size),
+            TypeKind::Pointer { .. } => Some(8),
+            TypeKind::Struct { size, .. } => *size,
+            TypeKind::Array { elem, dims } => {
+                let es = self.size_depth(*elem, depth + 1)?;
+                dims.iter().try_fold(es, |acc, d| acc.checked_mul((*d)?))
+            }
+            _ => None,
+        }
+    }
+
     fn read(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
         let len = len.min(self.budget);
         if len == 0 {
@@ -222,8 +355,8 @@ impl Renderer<'_> {
     }
 
     /// Reads a value of type `ty` at `addr` (bounded by `max_value_bytes`).
-    pub(crate) fn read_value(&mut self, ty: Option<TypeRef>, addr: u64) -> Result<Data, u64> {
-        let size = self.types.size(self.unit, ty).unwrap_or(8).min(self.opts.max_value_bytes as u64) as usize;
+    pub fn read_value(&mut self, ty: Option<TypeId>, addr: u64) -> Result<Data, u64> {
+        let size = self.size(ty).unwrap_or(8).min(self.opts.max_value_bytes as u64) as usize;
         match self.read(addr, size) {
             Some(b) if b.len() == size => Ok(Data::known(b, Some(addr))),
             Some(b) if !b.is_empty() => {
@@ -237,33 +370,69 @@ impl Renderer<'_> {
         }
     }
 
-    pub(crate) fn type_name(&mut self, ty: Option<TypeRef>) -> String {
-        self.types.name(self.unit, ty, self.scoped)
+    pub fn type_name(&mut self, ty: Option<TypeId>) -> String {
+        match ty {
+            None => "void".into(),
+            Some(id) => self.types.get(id).map(|t| t.name.clone()).unwrap_or_else(|| "?".into()),
+        }
+    }
+
+    /// Renders a variable from its `type_id` and `location` into `text` and `value`;
+    /// one without a location keeps what its evaluation said (`<optimized out>`, …).
+    pub fn variable(&mut self, var: &mut Variable) {
+        let data = match &var.location {
+            Location::None => return,
+            Location::Memory(addr) => match self.read_value(var.type_id, *addr) {
+                Ok(d) => d,
+                Err(a) => {
+                    var.value = Value::Unreadable { address: a };
+                    var.text = unreadable_text(a);
+                    return;
+                }
+            },
+            Location::Bytes { bytes, valid } => {
+                let mut valid = valid.clone();
+                valid.resize(bytes.len(), false);
+                Data { bytes: bytes.clone(), valid, address: None }
+            }
+        };
+        let (value, text) = self.render(var.type_id, &data, 0);
+        var.value = value;
+        var.text = text;
     }
 
     /// Renders `data` as type `ty`: the structured value and gdb's text.
-    pub(crate) fn render(&mut self, ty: Option<TypeRef>, data: &Data, depth: u32) -> (Value, String) {
-        if depth > 64 {
+    pub fn render(&mut self, ty: Option<TypeId>, data: &Data, depth: u32) -> (Value, String) {
+        // `depth` counts pointers followed; `nesting` counts every level (members,
+        // elements), so a corrupt type that contains itself ends here too.
+        if depth > 64 || self.nesting > MAX_NESTING {
             return (Value::Unavailable("nesting too deep".into()), "<nesting too deep>".into());
         }
-        let Some((off, t)) = self.types.strip(self.unit, ty) else {
+        self.nesting += 1;
+        let r = self.render_nested(ty, data, depth);
+        self.nesting -= 1;
+        r
+    }
+
+    fn render_nested(&mut self, ty: Option<TypeId>, data: &Data, depth: u32) -> (Value, String) {
+        let Some((off, t)) = self.strip(ty) else {
             return match ty {
                 None => (Value::Unavailable("void".into()), "void".into()),
                 Some(_) => (Value::Unavailable("type chain too long".into()), "<unknown type>".into()),
             };
         };
-        let lang = self.types.lang(self.unit);
-        match &*t {
-            Ty::Void => (Value::Unavailable("void".into()), "void".into()),
-            Ty::Unknown(n) => (Value::Bytes(data.bytes.clone()), format!("<unknown type {n}>")),
-            Ty::Base { size, encoding, .. } => {
+        let lang = self.lang;
+        match &t.kind {
+            TypeKind::Void => (Value::Unavailable("void".into()), "void".into()),
+            TypeKind::Unknown(n) => (Value::Bytes(data.bytes.clone()), format!("<unknown type {n}>")),
+            TypeKind::Base { size, encoding, .. } => {
                 let size = *size as usize;
                 if size > data.bytes.len() || !data.valid[..size].iter().all(|v| *v) {
                     return (Value::OptimizedOut, OPT_OUT.into());
                 }
                 self.base(&data.bytes[..size], *encoding, lang)
             }
-            Ty::Enum { size, signed, values, .. } => {
+            TypeKind::Enum { size, signed, values, .. } => {
                 let Some(raw) = data.uint(*size as usize) else { return (Value::OptimizedOut, OPT_OUT.into()) };
                 let v = if *signed { sign_extend(raw, *size as usize) } else { raw as i64 };
                 match values.iter().find(|(x, _)| *x == v) {
@@ -271,13 +440,13 @@ impl Renderer<'_> {
                     None => (Value::Enum { value: v, name: None }, flags_text(v, values)),
                 }
             }
-            Ty::Pointer { target, reference, .. } => {
+            TypeKind::Pointer { target, reference, .. } => {
                 let Some(addr) = data.uint(8) else { return (Value::OptimizedOut, OPT_OUT.into()) };
                 self.pointer(addr, *target, *reference, depth)
             }
-            Ty::Struct { .. } => self.aggregate(off, &t, data, depth, lang),
-            Ty::Array { elem, dims } => self.array(*elem, dims, data, depth),
-            Ty::Function { .. } => {
+            TypeKind::Struct { .. } => self.aggregate(off, &t, data, depth, lang),
+            TypeKind::Array { elem, dims } => self.array(*elem, dims, data, depth),
+            TypeKind::Function { .. } => {
                 let a = data.address.unwrap_or(0);
                 let sym = (self.symbol)(a);
                 let text = format!(
@@ -287,20 +456,23 @@ impl Renderer<'_> {
                 );
                 (Value::Pointer { address: a, symbol: sym, target: None }, text)
             }
-            Ty::Typedef { .. } | Ty::Qualified { .. } => {
+            TypeKind::Typedef { .. } | TypeKind::Qualified { .. } => {
                 (Value::Unavailable("type chain".into()), "<unknown type>".into())
+            }
+            TypeKind::NotCaptured => {
+                (Value::Unavailable("type not in the snapshot".into()), "<type not in the snapshot>".into())
             }
         }
     }
 
-    fn base(&mut self, b: &[u8], enc: gimli::DwAte, lang: Lang) -> (Value, String) {
+    fn base(&mut self, b: &[u8], enc: Encoding, lang: Lang) -> (Value, String) {
         let mut raw = [0u8; 8];
         let n = b.len().min(8);
         raw[..n].copy_from_slice(&b[..n]);
         let u = u64::from_le_bytes(raw);
         let size = b.len();
         match enc {
-            gimli::DW_ATE_boolean => {
+            Encoding::Boolean => {
                 let text = match u {
                     0 => "false".to_string(),
                     1 => "true".to_string(),
@@ -308,24 +480,24 @@ impl Renderer<'_> {
                 };
                 (Value::Bool(u != 0), text)
             }
-            gimli::DW_ATE_float if size == 4 => {
+            Encoding::Float if size == 4 => {
                 let f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
                 (Value::Float(f), fmt_g(f, 9))
             }
-            gimli::DW_ATE_float if size == 8 => {
+            Encoding::Float if size == 8 => {
                 let f = f64::from_bits(u);
                 (Value::Float(f), fmt_g(f, 17))
             }
-            gimli::DW_ATE_float => (Value::Bytes(b.to_vec()), format!("<{size}-byte float>")),
-            gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if size == 1 => {
-                if lang == Lang::Rust && enc == gimli::DW_ATE_unsigned_char {
+            Encoding::Float => (Value::Bytes(b.to_vec()), format!("<{size}-byte float>")),
+            Encoding::SignedChar | Encoding::UnsignedChar if size == 1 => {
+                if lang == Lang::Rust && enc == Encoding::UnsignedChar {
                     // Rust u8 is a number, not a character.
                     return (Value::UInt(u), u.to_string());
                 }
-                let v = if enc == gimli::DW_ATE_signed_char { b[0] as i8 as i64 } else { b[0] as i64 };
+                let v = if enc == Encoding::SignedChar { b[0] as i8 as i64 } else { b[0] as i64 };
                 (Value::Char(b[0] as u32), char_text(v, b[0]))
             }
-            gimli::DW_ATE_UTF if lang == Lang::Rust && size == 4 => {
+            Encoding::Utf if lang == Lang::Rust && size == 4 => {
                 let c = char::from_u32(u as u32);
                 let text = match c {
                     Some(c) if !c.is_control() => format!("{} '{c}'", u),
@@ -333,7 +505,7 @@ impl Renderer<'_> {
                 };
                 (Value::Char(u as u32), text)
             }
-            gimli::DW_ATE_signed | gimli::DW_ATE_signed_char => {
+            Encoding::Signed | Encoding::SignedChar => {
                 if size > 8 {
                     return (
                         Value::Bytes(b.to_vec()),
@@ -355,13 +527,13 @@ impl Renderer<'_> {
         }
     }
 
-    fn pointer(&mut self, addr: u64, target: Option<TypeRef>, reference: bool, depth: u32) -> (Value, String) {
-        let pointee = self.types.strip(self.unit, target);
+    fn pointer(&mut self, addr: u64, target: Option<TypeId>, reference: bool, depth: u32) -> (Value, String) {
+        let pointee = self.strip(target);
         // char pointers: the C string (bounded), as gdb prints it.
         if !reference
             && let Some((_, t)) = &pointee
             && is_char_type(t)
-            && self.types.lang(self.unit) != Lang::Rust
+            && self.lang != Lang::Rust
         {
             if addr == 0 {
                 return (Value::Pointer { address: 0, symbol: None, target: None }, "0x0".into());
@@ -381,7 +553,7 @@ impl Renderer<'_> {
             return (value, text);
         }
         if let Some((_, t)) = &pointee
-            && matches!(&**t, Ty::Function { .. })
+            && matches!(&t.kind, TypeKind::Function { .. })
         {
             let sym = (self.symbol)(addr);
             let text = match &sym {
@@ -390,7 +562,8 @@ impl Renderer<'_> {
             };
             return (Value::Pointer { address: addr, symbol: sym, target: None }, text);
         }
-        let followable = pointee.as_ref().is_some_and(|(_, t)| !matches!(&**t, Ty::Void | Ty::Unknown(_)));
+        let followable =
+            pointee.as_ref().is_some_and(|(_, t)| !matches!(&t.kind, TypeKind::Void | TypeKind::Unknown(_)));
         if reference {
             // gdb prints a reference as `@0xADDR: value`.
             if !followable {
@@ -406,12 +579,13 @@ impl Renderer<'_> {
             );
         }
         let mut followed = None;
-        if followable && addr != 0 && depth < self.opts.max_depth {
+        if followable && addr != 0 && depth < self.opts.max_depth.max(self.opts.keep_depth) {
             let v = match self.read_value(target, addr) {
                 Ok(d) => self.render(target, &d, depth + 1).0,
                 Err(a) => Value::Unreadable { address: a },
             };
-            followed = Some(Box::new(v));
+            // Past `max_depth` the object is read (and kept) but not shown.
+            followed = (depth < self.opts.max_depth).then(|| Box::new(v));
         }
         let sym = if addr != 0 { (self.data_symbol)(addr).or_else(|| (self.symbol)(addr)) } else { None };
         let text = match &sym {
@@ -444,17 +618,16 @@ impl Renderer<'_> {
         (out, false, true)
     }
 
-    fn array(&mut self, elem: Option<TypeRef>, dims: &[Option<u64>], data: &Data, depth: u32) -> (Value, String) {
+    fn array(&mut self, elem: Option<TypeId>, dims: &[Option<u64>], data: &Data, depth: u32) -> (Value, String) {
         let Some(&first) = dims.first() else { return (Value::Array { length: 0, items: vec![] }, "{}".into()) };
         let rest = &dims[1..];
         let esize = {
-            let base = self.types.size(self.unit, elem).unwrap_or(0);
+            let base = self.size(elem).unwrap_or(0);
             rest.iter().try_fold(base, |acc, d| acc.checked_mul((*d)?)).unwrap_or(0)
         };
         let length = first.unwrap_or(0);
-        let elem_is_char = rest.is_empty()
-            && self.types.strip(self.unit, elem).is_some_and(|(_, t)| is_char_type(&t))
-            && self.types.lang(self.unit) != Lang::Rust;
+        let elem_is_char =
+            rest.is_empty() && self.strip(elem).is_some_and(|(_, t)| is_char_type(&t)) && self.lang != Lang::Rust;
         if elem_is_char && data.all_valid() {
             let n = (length as usize).min(data.bytes.len());
             let mut bytes = &data.bytes[..n];
@@ -524,20 +697,20 @@ impl Renderer<'_> {
             let Some(raw) = d.uint(nbytes as usize) else { return (Value::OptimizedOut, OPT_OUT.into()) };
             let mask = if width >= 64 { u64::MAX } else { (1u64 << width) - 1 };
             let v = (raw >> bit) & mask;
-            let signed = self.types.strip(self.unit, m.ty).is_some_and(|(_, t)| match &*t {
-                Ty::Base { encoding, .. } => {
-                    *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char
+            let signed = self.strip(m.type_id).is_some_and(|(_, t)| match &t.kind {
+                TypeKind::Base { encoding, .. } => {
+                    matches!(encoding, Encoding::Signed | Encoding::SignedChar)
                 }
-                Ty::Enum { signed, .. } => *signed,
+                TypeKind::Enum { signed, .. } => *signed,
                 _ => false,
             });
-            let is_enum_or_bool = self.types.strip(self.unit, m.ty).is_some_and(|(_, t)| {
-                matches!(&*t, Ty::Enum { .. } | Ty::Base { encoding: gimli::DW_ATE_boolean, .. })
+            let is_enum_or_bool = self.strip(m.type_id).is_some_and(|(_, t)| {
+                matches!(&t.kind, TypeKind::Enum { .. } | TypeKind::Base { encoding: Encoding::Boolean, .. })
             });
             if is_enum_or_bool {
-                let size = self.types.size(self.unit, m.ty).unwrap_or(4) as usize;
+                let size = self.size(m.type_id).unwrap_or(4) as usize;
                 let v = if signed && width < 64 && (v >> (width - 1)) & 1 == 1 { v | !mask } else { v };
-                return self.render(m.ty, &Data::known(v.to_le_bytes()[..size.min(8)].to_vec(), None), depth);
+                return self.render(m.type_id, &Data::known(v.to_le_bytes()[..size.min(8)].to_vec(), None), depth);
             }
             if signed && width > 0 && width < 64 && (v >> (width - 1)) & 1 == 1 {
                 let s = (v | !mask) as i64;
@@ -545,9 +718,9 @@ impl Renderer<'_> {
             }
             return if signed { (Value::Int(v as i64), v.to_string()) } else { (Value::UInt(v), v.to_string()) };
         }
-        let size = self.types.size(self.unit, m.ty).unwrap_or(0);
+        let size = self.size(m.type_id).unwrap_or(0);
         match data.slice(m.offset, size) {
-            Some(d) => self.render(m.ty, &d, depth),
+            Some(d) => self.render(m.type_id, &d, depth),
             None => {
                 let missing = data.address.map(|a| a.wrapping_add(m.offset)).unwrap_or(0);
                 (Value::Unreadable { address: missing }, unreadable_text(missing))
@@ -555,8 +728,8 @@ impl Renderer<'_> {
         }
     }
 
-    fn aggregate(&mut self, off: TypeRef, t: &Ty, data: &Data, depth: u32, lang: Lang) -> (Value, String) {
-        let Ty::Struct { kind, name, members, variants, declaration, params, .. } = t else {
+    fn aggregate(&mut self, off: TypeId, t: &Type, data: &Data, depth: u32, lang: Lang) -> (Value, String) {
+        let TypeKind::Struct { kind, tag: name, members, variants, declaration, params, .. } = &t.kind else {
             return (Value::Unavailable("not a struct".into()), "<not a struct>".into());
         };
         if *declaration {
@@ -576,7 +749,7 @@ impl Renderer<'_> {
             // gdb hides the vtable pointer of C++ classes only when it is artificial and named _vptr.
             let (v, text) = self.member_value(m, data, depth);
             let fname = if m.base {
-                let bn = self.type_name(m.ty);
+                let bn = self.type_name(m.type_id);
                 format!("<{bn}>")
             } else {
                 m.name.clone().unwrap_or_default()
@@ -605,17 +778,10 @@ impl Renderer<'_> {
     }
 
     /// Rust enums (DW_TAG_variant_part): the active variant by discriminant.
-    fn rust_enum(
-        &mut self,
-        full: &str,
-        members: &[Member],
-        vs: &super::types::Variants,
-        data: &Data,
-        depth: u32,
-    ) -> (Value, String) {
+    fn rust_enum(&mut self, full: &str, members: &[Member], vs: &Variants, data: &Data, depth: u32) -> (Value, String) {
         let discr = match &vs.discr {
             Some(d) => {
-                let size = self.types.size(self.unit, d.ty).unwrap_or(0) as usize;
+                let size = self.size(d.type_id).unwrap_or(0) as usize;
                 match data.slice(d.offset, size as u64).and_then(|x| x.uint(size)) {
                     Some(v) => Some(v),
                     None => return (Value::OptimizedOut, OPT_OUT.into()),
@@ -657,17 +823,17 @@ impl Renderer<'_> {
     }
 
     /// The struct members of type `ty` (after typedefs), for walking library layouts.
-    fn members_of(&mut self, ty: Option<TypeRef>) -> Option<Vec<Member>> {
-        let (_, t) = self.types.strip(self.unit, ty)?;
-        match &*t {
-            Ty::Struct { members, .. } => Some(members.clone()),
+    fn members_of(&mut self, ty: Option<TypeId>) -> Option<Vec<Member>> {
+        let (_, t) = self.strip(ty)?;
+        match &t.kind {
+            TypeKind::Struct { members, .. } => Some(members.clone()),
             _ => None,
         }
     }
 
     /// Follows a path of member names (searching base classes too) from a struct at
     /// `data`; returns the final member's data and type.
-    fn path(&mut self, members: &[Member], data: &Data, path: &[&str]) -> Option<(Data, Option<TypeRef>)> {
+    fn path(&mut self, members: &[Member], data: &Data, path: &[&str]) -> Option<(Data, Option<TypeId>)> {
         let mut cur_members = members.to_vec();
         let mut cur = data.clone();
         let mut ty = None;
@@ -675,14 +841,14 @@ impl Renderer<'_> {
             let m = self.find_member(&cur_members, name).cloned().or_else(|| {
                 // Look one or two levels into base classes (libstdc++ _Vector_impl_data).
                 for b in cur_members.iter().filter(|m| m.base) {
-                    if let Some(bm) = self.members_of(b.ty) {
+                    if let Some(bm) = self.members_of(b.type_id) {
                         if let Some(found) = bm.iter().find(|m| m.name.as_deref() == Some(name)) {
                             let mut f = found.clone();
                             f.offset += b.offset;
                             return Some(f);
                         }
                         for bb in bm.iter().filter(|m| m.base) {
-                            if let Some(bbm) = self.members_of(bb.ty)
+                            if let Some(bbm) = self.members_of(bb.type_id)
                                 && let Some(found) = bbm.iter().find(|m| m.name.as_deref() == Some(name))
                             {
                                 let mut f = found.clone();
@@ -694,11 +860,11 @@ impl Renderer<'_> {
                 }
                 None
             })?;
-            let size = self.types.size(self.unit, m.ty)?;
+            let size = self.size(m.type_id)?;
             cur = cur.slice(m.offset, size)?;
-            ty = m.ty;
+            ty = m.type_id;
             if i + 1 < path.len() {
-                cur_members = self.members_of(m.ty)?;
+                cur_members = self.members_of(m.type_id)?;
             }
         }
         Some((cur, ty))
@@ -706,21 +872,21 @@ impl Renderer<'_> {
 
     /// The first pointer found depth-first under `data` of type `ty` (Rust's
     /// RawVec → Unique → NonNull → *const T nesting changes between releases).
-    fn first_pointer(&mut self, ty: Option<TypeRef>, data: &Data, depth: u32) -> Option<u64> {
+    fn first_pointer(&mut self, ty: Option<TypeId>, data: &Data, depth: u32) -> Option<u64> {
         if depth > 8 {
             return None;
         }
-        let (_, t) = self.types.strip(self.unit, ty)?;
-        match &*t {
-            Ty::Pointer { .. } => data.uint(8),
-            Ty::Struct { members, .. } => {
+        let (_, t) = self.strip(ty)?;
+        match &t.kind {
+            TypeKind::Pointer { .. } => data.uint(8),
+            TypeKind::Struct { members, .. } => {
                 for m in members.clone().iter().filter(|m| m.bits.is_none()) {
-                    let size = self.types.size(self.unit, m.ty).unwrap_or(0);
+                    let size = self.size(m.type_id).unwrap_or(0);
                     if size == 0 {
                         continue;
                     }
                     let d = data.slice(m.offset, size)?;
-                    if let Some(p) = self.first_pointer(m.ty, &d, depth + 1) {
+                    if let Some(p) = self.first_pointer(m.type_id, &d, depth + 1) {
                         return Some(p);
                     }
                 }
@@ -731,8 +897,8 @@ impl Renderer<'_> {
     }
 
     /// Elements `[0, len)` of type `elem` at `addr`, rendered gdb-style.
-    fn elements(&mut self, elem: Option<TypeRef>, addr: u64, len: u64, depth: u32) -> (Vec<Value>, Vec<String>, bool) {
-        let esize = self.types.size(self.unit, elem).unwrap_or(0);
+    fn elements(&mut self, elem: Option<TypeId>, addr: u64, len: u64, depth: u32) -> (Vec<Value>, Vec<String>, bool) {
+        let esize = self.size(elem).unwrap_or(0);
         let shown = (len as usize).min(self.opts.max_elements);
         if esize == 0 || shown == 0 {
             return (vec![], vec![], true);
@@ -759,10 +925,10 @@ impl Renderer<'_> {
     #[allow(clippy::too_many_arguments)]
     fn library_type(
         &mut self,
-        _off: TypeRef,
+        _off: TypeId,
         name: Option<&str>,
         members: &[Member],
-        params: &[(String, Option<TypeRef>)],
+        params: &[(String, Option<TypeId>)],
         data: &Data,
         depth: u32,
         lang: Lang,
@@ -787,14 +953,14 @@ impl Renderer<'_> {
                     let (f, _) = self.path(members, data, &["_M_impl", "_M_finish"])?;
                     let (e, _) = self.path(members, data, &["_M_impl", "_M_end_of_storage"])?;
                     let (start, finish, end) = (s.uint(8)?, f.uint(8)?, e.uint(8)?);
-                    let elem = match self.types.strip(self.unit, sty).map(|x| x.1) {
-                        Some(t) => match &*t {
-                            Ty::Pointer { target, .. } => *target,
+                    let elem = match self.strip(sty).map(|x| x.1) {
+                        Some(t) => match &t.kind {
+                            TypeKind::Pointer { target, .. } => *target,
                             _ => None,
                         },
                         None => None,
                     };
-                    let esize = self.types.size(self.unit, elem).filter(|s| *s > 0)?;
+                    let esize = self.size(elem).filter(|s| *s > 0)?;
                     if finish < start || end < finish {
                         return Some((
                             Value::Unavailable("corrupt vector".into()),
@@ -931,6 +1097,48 @@ mod tests {
         assert_eq!(char_text(65, b'A'), "65 'A'");
         assert_eq!(char_text(0, 0), "0 '\\000'");
         assert_eq!(char_text(10, b'\n'), "10 '\\n'");
+    }
+
+    #[test]
+    fn corrupt_tables_render_bounded() {
+        // A struct that contains itself by value, a typedef loop, a dangling id: each
+        // renders as what it is, without recursing for ever.
+        use crate::snapshot::{Member, Type};
+        let member = |ty| Member { name: Some("m".into()), type_id: Some(ty), ..Default::default() };
+        let strukt = |members| TypeKind::Struct {
+            kind: Default::default(),
+            tag: Some("s".into()),
+            size: Some(8),
+            members,
+            variants: None,
+            declaration: false,
+            params: vec![],
+        };
+        let types = vec![
+            Type { name: "struct s".into(), lang: Lang::C, kind: strukt(vec![member(0)]) },
+            Type { name: "t".into(), lang: Lang::C, kind: TypeKind::Typedef { target: Some(1) } },
+            Type { name: "struct u".into(), lang: Lang::C, kind: strukt(vec![member(99)]) },
+        ];
+        let mut table = Table::new(&types);
+        let regions: [crate::snapshot::MemoryRegion; 0] = [];
+        let memory = Regions::new(&regions);
+        let opts = VariableOptions::default();
+        let none = |_: u64| None;
+        let mut r = Renderer {
+            types: &mut table,
+            lang: Lang::C,
+            memory: &memory,
+            opts: &opts,
+            symbol: &none,
+            data_symbol: &none,
+            budget: FRAME_READ_BUDGET,
+            nesting: 0,
+        };
+        let data = Data::known(vec![0; 8], None);
+        assert!(r.render(Some(0), &data, 0).1.contains("<nesting too deep>"));
+        assert_eq!(r.render(Some(1), &data, 0).1, "<unknown type>");
+        assert_eq!(r.render(Some(2), &data, 0).1, "{m = <unknown type>}");
+        assert_eq!(r.nesting, 0);
     }
 
     #[test]
