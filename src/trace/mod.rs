@@ -138,15 +138,32 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         (thread, probs)
     };
 
-    // Unwinding is independent per thread: spread it over the cores.
+    // Unwinding and symbolization are independent per thread: spread them over the
+    // cores. Threads are handed out one at a time, not in fixed chunks: the first
+    // thread to reach a module pays for its DWARF (the unit outline and line program
+    // of a big unit take milliseconds), so the work per thread is very uneven, and a
+    // few threads in different modules are the common case worth splitting.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(threads.len().max(1));
-    let results: Vec<(Thread, Vec<Problem>)> = if workers > 1 && threads.len() >= 16 {
-        let chunk = threads.len().div_ceil(workers);
-        std::thread::scope(|s| {
-            let handles: Vec<_> =
-                threads.chunks(chunk).map(|c| s.spawn(|| c.iter().map(walk_one).collect::<Vec<_>>())).collect();
-            handles.into_iter().flat_map(|h| h.join().expect("unwinder thread panicked")).collect()
-        })
+    let results: Vec<(Thread, Vec<Problem>)> = if workers > 1 {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let worker = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(t) = threads.get(i) else { break done };
+                done.push((i, walk_one(t)));
+            }
+        };
+        let mut indexed: Vec<(usize, (Thread, Vec<Problem>))> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..workers).map(|_| s.spawn(worker)).collect();
+            let mut all = worker();
+            for h in handles {
+                all.extend(h.join().expect("unwinder thread panicked"));
+            }
+            all
+        });
+        indexed.sort_unstable_by_key(|r| r.0);
+        indexed.into_iter().map(|r| r.1).collect()
     } else {
         threads.iter().map(walk_one).collect()
     };
