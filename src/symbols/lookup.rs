@@ -253,7 +253,11 @@ impl Index {
             return Ok(n.clone());
         }
         let outline = self.outlines.get(&ui);
-        let name = match qualified_name(uref, outline, die) {
+        let scopes = |target| match outline {
+            Some(o) => o.scope_names(uref, target),
+            None => scope_names(uref, Scopes::default(), None, target),
+        };
+        let name = match qualified_name(uref, die, scopes) {
             Some(n) => Some(n),
             None => self.plain_name(ui, die, MAX_LINKS)?.map(|raw| {
                 let lang = language(uref);
@@ -473,13 +477,33 @@ fn walk_inlined(
     false
 }
 
-/// `DW_AT_name` of the function DIE at `off` (following abstract origin and
-/// specification links within the unit), prefixed with its enclosing namespaces,
-/// classes, structs and unions; the same rules as `dwarf::qualified_name`, but the
-/// scopes come from the DIE path to the final DIE instead of a scan of the unit.
-fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, off: Off) -> Option<String> {
+/// The scopes enclosing a DIE, outermost first, as gdb names them: namespaces,
+/// classes, structs and unions.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Scopes {
+    pub names: Vec<String>,
+    /// A function or an unnamed class (a lambda's closure type) encloses the DIE:
+    /// its name is local to a function, and DWARF names do not say which one.
+    pub local: bool,
+}
+
+/// gdb's name for the function DIE at `off`: its `DW_AT_name` (following abstract
+/// origin and specification links within the unit) prefixed with the scopes that
+/// `scopes` finds around the final DIE. The one naming rule of both lookup paths
+/// (this module's point lookups and the addr2line path in `dwarf.rs`).
+///
+/// Folklore: for a function local to another one (a lambda's `operator()`, a member
+/// of a class defined in a function) gdb names the symbol from its demangled linkage
+/// name when DWARF has one (Clang: `main::$_2::operator()`); GCC gives no linkage
+/// name there and gdb, like us, falls back to the bare DWARF scopes (`operator()`).
+pub(crate) fn qualified_name(
+    uref: gimli::UnitRef<'_, Reader>,
+    off: Off,
+    scopes: impl FnOnce(Off) -> Option<Scopes>,
+) -> Option<String> {
     let mut target = off;
     let mut name = None;
+    let mut mangled = None;
     for _ in 0..8 {
         let e = uref.entry(target).ok()?;
         // An unmangled linkage name (a C asm label such as `__GI_raise`) is what gdb shows.
@@ -490,6 +514,7 @@ fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, o
             if !l.starts_with("_Z") && !l.starts_with("_R") {
                 return Some(l);
             }
+            mangled.get_or_insert(l);
         }
         if name.is_none() {
             name = e.attr_value(gimli::DW_AT_name).and_then(|v| read_string(uref, v));
@@ -502,23 +527,74 @@ fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, o
         }
     }
     let name = name?;
-    let mut parts = match outline {
-        Some(o) => o.scope_names(uref, target)?,
-        None => scope_names(uref, Vec::new(), None, target)?,
-    };
-    parts.push(name);
-    Some(parts.join("::"))
+    // `target` is a function DIE, never a scope tag, so the enclosing scopes are all
+    // its scopes.
+    let Scopes { mut names, local } = scopes(target)?;
+    if local
+        && let Some(m) = mangled.filter(|m| m.starts_with("_Z"))
+        && is_cplus(uref)
+    {
+        let demangled = super::names::demangle(&m);
+        if demangled != m {
+            return Some(gdb_frame_name(&demangled));
+        }
+    }
+    names.push(name);
+    Some(names.join("::"))
 }
 
-/// Names of the scope DIEs enclosing `target`, outermost first: the path from the
-/// unit root, descending at each level into the last child that starts at or before
-/// the target (DIE offsets grow in pre-order, so that child's subtree holds it).
-fn scope_names(
-    uref: gimli::UnitRef<'_, Reader>,
-    mut parts: Vec<String>,
-    from: Option<Off>,
-    target: Off,
-) -> Option<Vec<String>> {
+fn is_cplus(uref: gimli::UnitRef<'_, Reader>) -> bool {
+    matches!(
+        language(uref),
+        Some(
+            gimli::DW_LANG_C_plus_plus
+                | gimli::DW_LANG_C_plus_plus_03
+                | gimli::DW_LANG_C_plus_plus_11
+                | gimli::DW_LANG_C_plus_plus_14
+        )
+    )
+}
+
+/// What gdb prints for a C++ function whose symbol is the demangled `name`: the name
+/// without its parameter list and qualifiers — unless an earlier parameter list (a
+/// function-local entity: `app::Scope::fn(int)::$_0::operator()(int) const`) makes
+/// gdb's name parser give up, and then the whole name.
+pub(crate) fn gdb_frame_name(name: &str) -> String {
+    let mut s = name.trim_end();
+    while let Some(rest) = [" const", " volatile", " &&", " &"].iter().find_map(|q| s.strip_suffix(q)) {
+        s = rest.trim_end();
+    }
+    if !s.ends_with(')') {
+        return name.to_string();
+    }
+    let mut depth = 0usize;
+    let mut open = None;
+    for (i, c) in s.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    open = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    match open.map(|i| &s[..i]) {
+        Some(prefix) if !prefix.is_empty() && !prefix.replace("operator()", "").contains(['(', ')']) => {
+            prefix.to_string()
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Scopes of the DIE `target`, outermost first: the path from the unit root (or from
+/// `from`, with `scopes` holding what lies above it), descending at each level into
+/// the last child that starts at or before the target (DIE offsets grow in pre-order,
+/// so that child's subtree holds it).
+fn scope_names(uref: gimli::UnitRef<'_, Reader>, mut scopes: Scopes, from: Option<Off>, target: Off) -> Option<Scopes> {
     let mut node_off = match from {
         Some(off) => off,
         None => uref.entries_tree(None).ok()?.root().ok()?.entry().offset(),
@@ -530,7 +606,7 @@ fn scope_names(
         while let Ok(Some(child)) = children.next() {
             let e = child.entry();
             if e.offset() == target {
-                return Some(parts);
+                return Some(scopes);
             }
             if e.offset() > target {
                 break;
@@ -541,14 +617,20 @@ fn scope_names(
         if !has_children {
             return None; // the target is not a DIE of this unit's tree
         }
-        push_scope(uref, &mut parts, off, tag);
+        push_scope(uref, &mut scopes, off, tag);
         node_off = off;
     }
     None
 }
 
-/// Appends the name of the DIE at `off` when it is a scope that gdb names.
-fn push_scope(uref: gimli::UnitRef<'_, Reader>, parts: &mut Vec<String>, off: Off, tag: gimli::DwTag) {
+/// Adds the DIE at `off`, an ancestor of the DIE being named, to `scopes`: its name
+/// when it is a scope that gdb names; a function or an unnamed class marks the name
+/// local.
+fn push_scope(uref: gimli::UnitRef<'_, Reader>, scopes: &mut Scopes, off: Off, tag: gimli::DwTag) {
+    if tag == gimli::DW_TAG_subprogram {
+        scopes.local = true;
+        return;
+    }
     let is_scope = matches!(
         tag,
         gimli::DW_TAG_namespace | gimli::DW_TAG_class_type | gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
@@ -558,9 +640,9 @@ fn push_scope(uref: gimli::UnitRef<'_, Reader>, parts: &mut Vec<String>, off: Of
     }
     let name = uref.entry(off).ok().and_then(|e| e.attr_value(gimli::DW_AT_name)).and_then(|v| read_string(uref, v));
     match name {
-        Some(n) => parts.push(n),
-        None if tag == gimli::DW_TAG_namespace => parts.push("(anonymous namespace)".into()),
-        None => {}
+        Some(n) => scopes.names.push(n),
+        None if tag == gimli::DW_TAG_namespace => scopes.names.push("(anonymous namespace)".into()),
+        None => scopes.local = true,
     }
 }
 
@@ -719,17 +801,17 @@ impl Outline {
 
     /// `scope_names` with the namespace level read from the outline: the path walk
     /// only runs inside the innermost skipped DIE holding the target, if any.
-    pub(crate) fn scope_names(&self, uref: gimli::UnitRef<'_, Reader>, target: Off) -> Option<Vec<String>> {
+    pub(crate) fn scope_names(&self, uref: gimli::UnitRef<'_, Reader>, target: Off) -> Option<Scopes> {
         let upper = self.nodes.partition_point(|n| n.0 < target.0);
         // Nested extents: those holding the target, outermost first.
         let holding: Vec<_> = self.nodes[..upper].iter().filter(|n| target.0 < n.1).collect();
-        let mut parts = Vec::new();
+        let mut scopes = Scopes::default();
         for n in &holding {
-            push_scope(uref, &mut parts, gimli::UnitOffset(n.0), n.2);
+            push_scope(uref, &mut scopes, gimli::UnitOffset(n.0), n.2);
         }
         match holding.last() {
-            Some(n) if !n.3 => scope_names(uref, parts, Some(gimli::UnitOffset(n.0)), target),
-            _ => Some(parts),
+            Some(n) if !n.3 => scope_names(uref, scopes, Some(gimli::UnitOffset(n.0)), target),
+            _ => Some(scopes),
         }
     }
 }
@@ -761,4 +843,27 @@ fn has_tail_call(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64) ->
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gdb_frame_name;
+
+    #[test]
+    fn frame_names_drop_the_last_parameter_list_as_gdb_does() {
+        let cases = [
+            ("main::$_2::operator()(int) const", "main::$_2::operator()"),
+            ("app::Scope::fn(int)", "app::Scope::fn"),
+            ("ns::f<int>(int, char const*) &&", "ns::f<int>"),
+            // An earlier parameter list: gdb's parser gives up and prints it whole.
+            ("app::Scope::fn(int)::$_0::operator()(int) const", "app::Scope::fn(int)::$_0::operator()(int) const"),
+            ("main::$_2::operator()(int) const::Inner::go(int)", "main::$_2::operator()(int) const::Inner::go(int)"),
+            ("main::{lambda(int)#1}::operator()(int) const", "main::{lambda(int)#1}::operator()(int) const"),
+            ("no_params", "no_params"),
+            ("unbalanced)", "unbalanced)"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(gdb_frame_name(input), want, "{input}");
+        }
+    }
 }
