@@ -6,6 +6,7 @@
 use super::elf::{Image, Reader, SharedBytes};
 use gimli::Reader as _;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One source-level frame for an address: innermost inlined call first, the
 /// physical function last.
@@ -38,7 +39,11 @@ fn needed(id: gimli::SectionId) -> bool {
 
 /// Builds the addr2line context for `image` (the module or its debug file). This
 /// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
-pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<(Context, NameCache), String> {
+pub(crate) fn context(
+    image: &Image,
+    sup: Option<&Image>,
+    outlines: Arc<super::lookup::OutlineStore>,
+) -> Result<(Context, NameCache), String> {
     let mut dwarf = load_dwarf(image)?;
     if let Some(sup) = sup {
         // dwz: DIEs and strings shared between binaries live in a supplementary file.
@@ -46,7 +51,8 @@ pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<(Context, Na
     }
     let dwarf = std::sync::Arc::new(dwarf);
     let ctx = Context::from_arc_dwarf(dwarf.clone()).map_err(|e| e.to_string())?;
-    Ok((ctx, NameCache { dwarf: Some(dwarf), ..Default::default() }))
+    let scopes = ScopeCache { store: Some(outlines), ..Default::default() };
+    Ok((ctx, NameCache { dwarf: Some(dwarf), scopes, ..Default::default() }))
 }
 
 pub(crate) fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
@@ -195,13 +201,15 @@ pub(crate) fn scoped_name(
 #[derive(Default)]
 pub(crate) struct ScopeCache {
     units: HashMap<usize, UnitScopes>,
+    /// The module's outlines, shared with its point-lookup index.
+    store: Option<Arc<super::lookup::OutlineStore>>,
 }
 
 #[derive(Default)]
 struct UnitScopes {
     /// Built at the first name of the unit; `Some(None)` when the outline pass failed
     /// (then every name of the unit comes from the scope index).
-    outline: Option<Option<super::lookup::Outline>>,
+    outline: Option<Option<Arc<super::lookup::Outline>>>,
     index: Option<ScopeIndex>,
 }
 
@@ -218,7 +226,11 @@ impl ScopeCache {
         let key = unit.unit.header.offset().0;
         let entry = self.units.entry(key).or_default();
         if entry.index.is_none() {
-            let outline = entry.outline.get_or_insert_with(|| super::lookup::Outline::build(unit));
+            let store = &self.store;
+            let outline = entry.outline.get_or_insert_with(|| match store {
+                Some(s) => s.get(unit),
+                None => super::lookup::Outline::build(unit).map(Arc::new),
+            });
             if let Some(scopes) = outline.as_ref().and_then(|o| o.scope_names(unit, off)) {
                 return scopes;
             }

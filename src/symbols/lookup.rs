@@ -11,10 +11,11 @@
 
 use super::dwarf::SourceFrame;
 use super::elf::Reader;
+use super::indexcache;
 use super::linetable::Program;
 use gimli::Reader as _;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// This reader cannot answer exactly; use the addr2line path.
 #[derive(Debug)]
@@ -40,8 +41,14 @@ pub(crate) struct Index {
     /// Some compile unit has no known ranges: a pc outside `ranges` may still be in it.
     incomplete: bool,
     programs: HashMap<usize, Option<Program>>,
-    /// Namespace-level outlines of the units looked up so far.
-    outlines: HashMap<usize, Outline>,
+    /// Namespace-level outlines, shared with the addr2line path's name cache.
+    store: Arc<OutlineStore>,
+    /// The outlines of the units looked up so far, by unit index (empty when the
+    /// outline pass failed).
+    outlines: HashMap<usize, Arc<Outline>>,
+    /// Every subprogram of a unit at any depth (see `all_functions`), by unit index,
+    /// built when the outline had no function for a pc.
+    nested: HashMap<usize, Vec<(u64, u64, Off)>>,
     /// Function names by (unit index, DIE offset).
     names: HashMap<(usize, usize), Option<String>>,
 }
@@ -71,7 +78,7 @@ fn read_string(unit: gimli::UnitRef<'_, Reader>, v: gimli::AttributeValue<Reader
 impl Index {
     /// Loads the sections (inflating compressed ones) and indexes unit ranges:
     /// `.debug_aranges` where it covers a unit, else the unit's root DIE ranges.
-    pub(crate) fn new(dwarf: gimli::Dwarf<Reader>) -> Index {
+    pub(crate) fn new(dwarf: gimli::Dwarf<Reader>, store: Arc<OutlineStore>) -> Index {
         let mut headers = Vec::new();
         let mut iter = dwarf.units();
         while let Ok(Some(h)) = iter.next() {
@@ -87,7 +94,9 @@ impl Index {
             ranges: Vec::new(),
             incomplete: false,
             programs: HashMap::new(),
+            store,
             outlines: HashMap::new(),
+            nested: HashMap::new(),
             names: HashMap::new(),
         };
         let mut covered = vec![false; ix.headers.len()];
@@ -217,18 +226,20 @@ impl Index {
     /// (nested functions such as lambdas, definitions inside types) from the list of
     /// all its functions, built on the first such miss.
     fn function_at(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<Off> {
-        let outline = self.outlines.entry(ui).or_insert_with(|| Outline::build(uref).unwrap_or_default());
+        let store = &self.store;
+        let outline = self.outlines.entry(ui).or_insert_with(|| store.get(uref).unwrap_or_default());
         if let Some(f) = pick(&outline.functions, probe) {
             return Some(f);
         }
-        let all = outline.all.get_or_insert_with(|| all_functions(uref));
+        let all = self.nested.entry(ui).or_insert_with(|| all_functions(uref));
         pick(all, probe)
     }
 
     /// The innermost frame's location: the raw row, replaced by gdb's choice of row
     /// when it has one (the column is dropped when gdb's row differs).
     fn location(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<SourceFrame> {
-        let program = self.programs.entry(ui).or_insert_with(|| Program::new(uref)).as_mut()?;
+        let store = &self.store;
+        let program = self.programs.entry(ui).or_insert_with(|| store.program(uref)).as_mut()?;
         let loc = program.lookup(uref, probe)?;
         let mut sf = SourceFrame { function: None, file: loc.file, line: loc.line, column: loc.column };
         if let Some((file, line)) = loc.gdb {
@@ -254,8 +265,9 @@ impl Index {
         }
         let outline = self.outlines.get(&ui);
         let scopes = |target| match outline {
-            Some(o) => o.scope_names(uref, target),
-            None => scope_names(uref, Scopes::default(), None, target),
+            // An empty outline is a failed pass: walk the DIE path from the root.
+            Some(o) if !o.nodes.is_empty() => o.scope_names(uref, target),
+            _ => scope_names(uref, Scopes::default(), None, target),
         };
         let name = match qualified_name(uref, die, scopes) {
             Some(n) => Some(n),
@@ -658,8 +670,60 @@ pub(crate) struct Outline {
     /// sorted by start; `entered` marks the root and namespaces, whose children are
     /// themselves listed.
     nodes: Vec<(usize, usize, gimli::DwTag, bool)>,
-    /// Every subprogram of the unit (see `all_functions`), once a lookup needed it.
-    all: Option<Vec<(u64, u64, Off)>>,
+}
+
+/// The outlines and line-program spans of one module's units, each built once and
+/// shared by the point lookups and the addr2line path's name cache, and kept on disk
+/// by build id (`indexcache`) so that the next trace of the same file skips the pass.
+pub(crate) struct OutlineStore {
+    cache: Option<indexcache::Key>,
+    /// By the unit's `.debug_info` offset; None when the outline pass failed.
+    units: Mutex<HashMap<usize, Option<Arc<Outline>>>>,
+}
+
+impl OutlineStore {
+    pub(crate) fn new(cache: Option<indexcache::Key>) -> OutlineStore {
+        OutlineStore { cache, units: Mutex::new(HashMap::new()) }
+    }
+
+    /// The outline of `uref`'s unit: from memory, else from the disk cache, else built
+    /// (and stored). None when the outline pass fails on malformed DWARF.
+    pub(crate) fn get(&self, uref: gimli::UnitRef<'_, Reader>) -> Option<Arc<Outline>> {
+        let unit = uref.header.offset().0;
+        // A panic while building cannot leave a half-made entry: insertion comes last.
+        let mut units = self.units.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(o) = units.get(&unit) {
+            return o.clone();
+        }
+        let cached = self.cache.as_ref().and_then(|k| Outline::decode(uref, &k.load(indexcache::Kind::Outline, unit)?));
+        let outline = cached.or_else(|| {
+            let o = Outline::build(uref)?;
+            if let Some((k, words)) = self.cache.as_ref().zip(o.encode()) {
+                k.store(indexcache::Kind::Outline, unit, &words);
+            }
+            Some(o)
+        });
+        let outline = outline.map(Arc::new);
+        units.insert(unit, outline.clone());
+        outline
+    }
+
+    /// The line program of `uref`'s unit split into sequences, the split read from
+    /// the disk cache when it holds this unit's.
+    fn program(&self, uref: gimli::UnitRef<'_, Reader>) -> Option<Program> {
+        let unit = uref.header.offset().0;
+        let Some(k) = &self.cache else { return Program::new(uref, None) };
+        if let Some(spans) = k.load(indexcache::Kind::LineSpans, unit)
+            && let Some(p) = Program::new(uref, Some(&spans))
+        {
+            return Some(p);
+        }
+        let p = Program::new(uref, None)?;
+        if let Some(spans) = p.encode_spans() {
+            k.store(indexcache::Kind::LineSpans, unit, &spans);
+        }
+        Some(p)
+    }
 }
 
 /// Reads through the children of the DIE at absolute `depth` whose attributes were
@@ -797,6 +861,65 @@ impl Outline {
         out.functions = sorted(out.functions);
         out.nodes.sort_by_key(|n| n.0);
         Some(out)
+    }
+
+    /// The outline as words for `indexcache`: the function count, then per function
+    /// its begin and `len << 32 | DIE`; the node count, then per node `start << 32 |
+    /// end` and `tag | entered << 16`. None (not cached) when a value needs more bits.
+    fn encode(&self) -> Option<Vec<u64>> {
+        const U32: u64 = u32::MAX as u64;
+        let mut w = Vec::with_capacity(2 + 2 * (self.functions.len() + self.nodes.len()));
+        w.push(self.functions.len() as u64);
+        for &(b, e, off) in &self.functions {
+            let (len, off) = (e - b, off.0 as u64);
+            if len > U32 || off > U32 {
+                return None;
+            }
+            w.extend([b, len << 32 | off]);
+        }
+        w.push(self.nodes.len() as u64);
+        for &(start, end, tag, entered) in &self.nodes {
+            let (start, end) = (start as u64, end as u64);
+            if start > U32 || end > U32 {
+                return None;
+            }
+            w.extend([start << 32 | end, u64::from(tag.0) | u64::from(entered) << 16]);
+        }
+        Some(w)
+    }
+
+    /// `encode`'s inverse, checked against the unit: every DIE offset inside it,
+    /// every range non-empty, both lists sorted as `build` leaves them. None (the
+    /// caller rebuilds) on any mismatch.
+    fn decode(uref: gimli::UnitRef<'_, Reader>, p: &indexcache::Payload) -> Option<Outline> {
+        const LOW: u64 = u32::MAX as u64;
+        let size = uref.header.length_including_self() as u64;
+        let nf = usize::try_from(p.word(0)).ok()?;
+        let at_nodes = nf.checked_mul(2)?.checked_add(1)?;
+        let nn = usize::try_from(p.word(at_nodes)).ok()?;
+        if at_nodes >= p.len() || nn.checked_mul(2)?.checked_add(at_nodes + 1)? != p.len() {
+            return None;
+        }
+        let mut functions: Vec<(u64, u64, Off)> = Vec::with_capacity(nf);
+        for i in 0..nf {
+            let (begin, x) = (p.word(1 + 2 * i), p.word(2 + 2 * i));
+            let (len, off) = (x >> 32, x & LOW);
+            let end = begin.checked_add(len)?;
+            if len == 0 || off >= size || functions.last().is_some_and(|f| f.0 > begin) {
+                return None;
+            }
+            functions.push((begin, end, gimli::UnitOffset(off as usize)));
+        }
+        let mut nodes: Vec<(usize, usize, gimli::DwTag, bool)> = Vec::with_capacity(nn);
+        for i in 0..nn {
+            let (range, tag) = (p.word(at_nodes + 1 + 2 * i), p.word(at_nodes + 2 + 2 * i));
+            let (start, end) = (range >> 32, range & LOW);
+            if start >= end || end > size || tag >> 17 != 0 || nodes.last().is_some_and(|n| n.0 as u64 > start) {
+                return None;
+            }
+            nodes.push((start as usize, end as usize, gimli::DwTag(tag as u16), tag >> 16 == 1));
+        }
+        Some(Outline { functions, nodes })
     }
 
     /// `scope_names` with the namespace level read from the outline: the path walk
