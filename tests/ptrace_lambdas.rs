@@ -5,47 +5,18 @@
 
 mod common;
 
-use common::{CorePatternGuard, CrashSpec, bt_json, bt_threads, crash_one, gdb_core, scratch_dir};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn build(dir: &Path, compiler: &str, opt: &str) -> PathBuf {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lambdas.cpp");
-    let exe = dir.join(format!("lambdas-{compiler}{opt}"));
-    let res = Command::new(compiler)
-        .args([opt, "-g", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("running {compiler}: {e}"));
-    assert!(res.status.success(), "{compiler} {opt} failed:\n{}", String::from_utf8_lossy(&res.stderr));
-    exe
-}
+use common::{bt_json, bt_threads, build_and_crash, gdb_core, scratch_dir};
+use std::path::PathBuf;
 
 /// Builds and crashes one variant, then compares the crashing thread's frames with
 /// gdb's: the same number of frames and, frame by frame, the same whole name.
 fn check(compiler: &str, opt: &str) {
     let dir = scratch_dir(&format!("bt-cores-lambdas{compiler}{opt}"));
-    let exe = build(&dir, compiler, opt);
-    let spec = CrashSpec {
-        name: format!("lambdas-{compiler}{opt}"),
-        program: exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        args: vec![],
-        signal: "SIGSEGV".into(),
-        what: "a crash three lambdas deep".into(),
-    };
-    let crash = {
-        let _guard = CorePatternGuard::set(&dir);
-        crash_one(&spec, &exe, &dir)
-    };
-    let gdb = gdb_core(&exe, &crash.core);
-    let snap = bt_json(&[
-        "ptrace",
-        "--no-variables",
-        "--core",
-        crash.core.to_str().expect("utf-8"),
-        exe.to_str().expect("utf-8"),
-    ]);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lambdas.cpp");
+    let crash = build_and_crash(&dir, &format!("lambdas-{compiler}{opt}"), compiler, &[opt, "-g"], &src);
+    let (exe, core) = (crash.exe.to_str().expect("utf-8"), crash.core.to_str().expect("utf-8"));
+    let gdb = gdb_core(&crash.exe, &crash.core);
+    let snap = bt_json(&["ptrace", "--no-variables", "--core", core, exe]);
     let g = &gdb.threads[0];
     let b = &bt_threads(&snap)[0];
     // The shared gdb arguments go past main, so both stacks run to _start.

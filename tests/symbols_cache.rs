@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{CorePatternGuard, CrashSpec, bt_bin, crash_one, run_with_timeout, scratch_dir};
+use common::{bt_bin, build_and_crash, run_with_timeout, scratch_dir};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn trace(core: &Path, exe: &Path, envs: &[(&str, &str)]) -> String {
     let args = ["ptrace", "--no-variables", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")];
@@ -32,20 +31,8 @@ fn cache_files(dir: &Path) -> Vec<PathBuf> {
 fn corrupt_index_cache_files_are_ignored_and_rebuilt() {
     let dir = scratch_dir("bt-cores-symbols_cache");
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lambdas.cpp");
-    let exe = dir.join("lambdas");
-    let built = Command::new("g++").args(["-O2", "-g", "-o"]).arg(&exe).arg(&src).output().expect("running g++");
-    assert!(built.status.success(), "g++ failed:\n{}", String::from_utf8_lossy(&built.stderr));
-    let spec = CrashSpec {
-        name: "lambdas".into(),
-        program: "lambdas".into(),
-        args: vec![],
-        signal: "SIGSEGV".into(),
-        what: "a crash three lambdas deep".into(),
-    };
-    let crash = {
-        let _guard = CorePatternGuard::set(&dir);
-        crash_one(&spec, &exe, &dir)
-    };
+    let crash = build_and_crash(&dir, "lambdas", "g++", &["-O2", "-g"], &src);
+    let exe = crash.exe.clone();
     let home = dir.join("cache");
     let home_s = home.to_str().expect("utf-8");
     let env = [("XDG_CACHE_HOME", home_s)];

@@ -748,7 +748,11 @@ const MAX_OUTLINE_DIES: usize = 50_000_000;
 
 impl Outline {
     pub(crate) fn build(uref: gimli::UnitRef<'_, Reader>) -> Option<Outline> {
-        let mut out = Outline::default();
+        // Reserved up front from the unit's size (about one namespace-level function
+        // or node per 128 bytes in template-heavy C++): growing vectors of 100k entries
+        // by copying cost more than the reservation, whose untouched pages stay unmapped.
+        let guess = uref.header.length_including_self() / 128;
+        let mut out = Outline { functions: Vec::with_capacity(guess), nodes: Vec::with_capacity(guess) };
         let mut raw = uref.entries_raw(None).ok()?;
         // EntriesRaw depths are relative to where it started; `base` makes them absolute
         // across the restarts at DW_AT_sibling targets.

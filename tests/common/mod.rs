@@ -296,6 +296,29 @@ pub fn crash_one(spec: &CrashSpec, exe: &Path, core_dir: &Path) -> Crash {
     Crash { spec: spec.clone(), exe: exe.to_path_buf(), core, pid }
 }
 
+/// Builds `src` with `compiler FLAGS… -o DIR/NAME SRC` and crashes the program once
+/// (no arguments, expecting SIGSEGV) under a core_pattern guard pointing at `dir`.
+pub fn build_and_crash(dir: &Path, name: &str, compiler: &str, flags: &[&str], src: &Path) -> Crash {
+    let exe = dir.join(name);
+    let built = Command::new(compiler)
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(src)
+        .output()
+        .unwrap_or_else(|e| panic!("running {compiler}: {e}"));
+    assert!(built.status.success(), "{compiler} {flags:?} failed:\n{}", String::from_utf8_lossy(&built.stderr));
+    let spec = CrashSpec {
+        name: name.into(),
+        program: name.into(),
+        args: vec![],
+        signal: "SIGSEGV".into(),
+        what: format!("{} built with {compiler} {flags:?}", src.display()),
+    };
+    let _guard = CorePatternGuard::set(dir);
+    crash_one(&spec, &exe, dir)
+}
+
 /// Every example of crashes.tsv, crashed once per test binary.
 pub fn crashes() -> &'static [Crash] {
     static CRASHES: OnceLock<Result<Vec<Crash>, String>> = OnceLock::new();
