@@ -563,6 +563,8 @@ fn is_cplus(uref: gimli::UnitRef<'_, Reader>) -> bool {
                 | gimli::DW_LANG_C_plus_plus_03
                 | gimli::DW_LANG_C_plus_plus_11
                 | gimli::DW_LANG_C_plus_plus_14
+                | gimli::DW_LANG_C_plus_plus_17
+                | gimli::DW_LANG_C_plus_plus_20
         )
     )
 }
