@@ -65,11 +65,8 @@ impl Key {
 
     /// Stores `payload` for `unit`; errors are ignored (the next run rebuilds).
     pub(crate) fn store(&self, kind: Kind, unit: usize, payload: &[u64]) {
-        let mut bytes = Vec::with_capacity((HEADER_WORDS + payload.len()) * 8);
-        for w in self.header(kind, unit, payload).iter().chain(payload) {
-            bytes.extend_from_slice(&w.to_le_bytes());
-        }
-        super::seccache::store(&self.path(kind, unit), &bytes);
+        let header = self.header(kind, unit, payload);
+        super::seccache::store(&self.path(kind, unit), &[as_bytes(&header), as_bytes(payload)]);
     }
 }
 
@@ -116,6 +113,17 @@ impl Kind {
             Kind::LineSpans => "lines",
         }
     }
+}
+
+// The file format is little endian, as the words are in memory on every target bt
+// builds for (x86-64).
+const _: () = assert!(cfg!(target_endian = "little"));
+
+/// The bytes of `words` as stored (little endian, see above), without a copy.
+fn as_bytes(words: &[u64]) -> &[u8] {
+    // SAFETY: u64 has no padding and u8 has no alignment or validity requirement; the
+    // slice covers exactly the words' memory and borrows it for as long.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
 }
 
 /// A 64-bit checksum of `words` (a multiply-xorshift fold): it catches torn writes and

@@ -43,7 +43,7 @@ pub(crate) fn section_data(image: &Image, name: &str) -> Option<SharedBytes> {
     }
     let data = image.section_data(name)?;
     if data.len() as u64 == size {
-        store(&path, &data);
+        store(&path, &[&data]);
     }
     Some(data)
 }
@@ -55,9 +55,10 @@ fn uncompressed_size(image: &Image, name: &str) -> Option<u64> {
     (c.format != object::CompressionFormat::None).then_some(c.uncompressed_size)
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory and a
-/// rename, so readers see the whole file or none. Errors are ignored.
-pub(crate) fn store(path: &std::path::Path, data: &[u8]) {
+/// Writes `parts` (one after the other) to `path` through a temporary file in the
+/// same directory and a rename, so readers see the whole file or none. Errors are
+/// ignored.
+pub(crate) fn store(path: &std::path::Path, parts: &[&[u8]]) {
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;
@@ -67,7 +68,7 @@ pub(crate) fn store(path: &std::path::Path, data: &[u8]) {
         std::process::id(),
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
     ));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(data));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| parts.iter().try_for_each(|p| f.write_all(p)));
     if written.is_err() || std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
