@@ -17,9 +17,11 @@ use std::path::PathBuf;
 /// `btindex\0`, little endian.
 const MAGIC: u64 = u64::from_le_bytes(*b"btindex\0");
 /// Bumped whenever an encoding below or the meaning of an index changes.
-const VERSION: u64 = 1;
-/// Header words: magic, version, kind, build-id hash, unit offset, size of the file
-/// holding the DWARF, payload words, checksum.
+const VERSION: u64 = 2;
+/// Header words (little endian): magic, version, kind, build-id hash, unit offset,
+/// size of the file holding the DWARF, payload bytes, checksum. The payload follows:
+/// ULEB128 numbers (`Writer`), deltas where the index is sorted, which keeps the files
+/// a third of fixed-width words (writing them is most of what a cold trace pays).
 const HEADER_WORDS: usize = 8;
 
 /// Where one DWARF file's indexes live, and what every one of them must state.
@@ -36,16 +38,21 @@ impl Key {
     pub(crate) fn new(build_id: Option<&[u8]>, file_len: usize) -> Option<Key> {
         let id = build_id.filter(|id| !id.is_empty())?;
         let dir = super::seccache::cache_dir("index")?.join(super::elf::hex(id));
-        Some(Key { dir, id: checksum(id.iter().map(|b| u64::from(*b))), file_len: file_len as u64 })
+        Some(Key { dir, id: checksum(id), file_len: file_len as u64 })
     }
 
     fn path(&self, kind: Kind, unit: usize) -> PathBuf {
         self.dir.join(format!("{unit:x}.{}", kind.name()))
     }
 
-    fn header(&self, kind: Kind, unit: usize, payload: &[u64]) -> [u64; HEADER_WORDS] {
-        let sum = checksum(payload.iter().copied());
-        [MAGIC, VERSION, kind as u64, self.id, unit as u64, self.file_len, payload.len() as u64, sum]
+    fn header(&self, kind: Kind, unit: usize, payload: &[u8]) -> [u8; HEADER_WORDS * 8] {
+        let words =
+            [MAGIC, VERSION, kind as u64, self.id, unit as u64, self.file_len, payload.len() as u64, checksum(payload)];
+        let mut out = [0u8; HEADER_WORDS * 8];
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
     }
 
     /// The payload stored for `unit` (its `.debug_info` offset), when a valid file
@@ -53,49 +60,76 @@ impl Key {
     /// rename, never rewritten in place).
     pub(crate) fn load(&self, kind: Kind, unit: usize) -> Option<Payload> {
         let bytes = SharedBytes::map_file(&self.path(kind, unit)).ok()?;
-        if bytes.len() % 8 != 0 || bytes.len() < HEADER_WORDS * 8 {
-            return None;
-        }
-        let payload = Payload { bytes };
-        let head: Vec<u64> = (0..HEADER_WORDS).map(|i| payload.raw(i)).collect();
-        let n = payload.len();
-        let want = [MAGIC, VERSION, kind as u64, self.id, unit as u64, self.file_len, n as u64];
-        (head[..7] == want && head[7] == checksum(payload.words())).then_some(payload)
+        let payload = bytes.get(HEADER_WORDS * 8..)?;
+        (bytes.get(..HEADER_WORDS * 8)? == self.header(kind, unit, payload)).then_some(Payload { bytes })
     }
 
     /// Stores `payload` for `unit`; errors are ignored (the next run rebuilds).
-    pub(crate) fn store(&self, kind: Kind, unit: usize, payload: &[u64]) {
-        let header = self.header(kind, unit, payload);
-        super::seccache::store(&self.path(kind, unit), &[as_bytes(&header), as_bytes(payload)]);
+    pub(crate) fn store(&self, kind: Kind, unit: usize, payload: &Writer) {
+        let header = self.header(kind, unit, &payload.0);
+        super::seccache::store(&self.path(kind, unit), &[&header, &payload.0]);
     }
 }
 
-/// The words of a loaded cache file after its header.
+/// A loaded cache file; `reader` walks its payload.
 pub(crate) struct Payload {
     bytes: SharedBytes,
 }
 
 impl Payload {
-    fn raw(&self, i: usize) -> u64 {
-        let mut w = [0u8; 8];
-        if let Some(b) = self.bytes.get(i * 8..i * 8 + 8) {
-            w.copy_from_slice(b);
+    pub(crate) fn reader(&self) -> Reader<'_> {
+        Reader { bytes: self.bytes.get(HEADER_WORDS * 8..).unwrap_or_default(), pos: 0 }
+    }
+}
+
+/// Builds a payload: ULEB128 numbers.
+#[derive(Default)]
+pub(crate) struct Writer(Vec<u8>);
+
+impl Writer {
+    pub(crate) fn with_capacity(bytes: usize) -> Writer {
+        Writer(Vec::with_capacity(bytes))
+    }
+
+    pub(crate) fn put(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
         }
-        u64::from_le_bytes(w)
+        self.0.push(v as u8);
+    }
+}
+
+/// Reads a payload's numbers back; None past the end or on an overlong number.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    pub(crate) fn get(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.bytes.get(self.pos)?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
     }
 
-    /// Number of payload words.
-    pub(crate) fn len(&self) -> usize {
-        self.bytes.len() / 8 - HEADER_WORDS
+    /// A count of items that each take at least `min_bytes` more bytes: never more
+    /// than what is left could hold (so a corrupt count cannot make a huge allocation).
+    pub(crate) fn count(&mut self, min_bytes: usize) -> Option<usize> {
+        let n = usize::try_from(self.get()?).ok()?;
+        (n.checked_mul(min_bytes)? <= self.bytes.len() - self.pos).then_some(n)
     }
 
-    /// Payload word `i` (0 past the end).
-    pub(crate) fn word(&self, i: usize) -> u64 {
-        self.raw(HEADER_WORDS + i)
-    }
-
-    pub(crate) fn words(&self) -> impl Iterator<Item = u64> + '_ {
-        (0..self.len()).map(|i| self.word(i))
+    /// True when every byte was read (a payload with trailing bytes is not ours).
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.bytes.len()
     }
 }
 
@@ -115,25 +149,24 @@ impl Kind {
     }
 }
 
-// The file format is little endian, as the words are in memory on every target bt
-// builds for (x86-64).
-const _: () = assert!(cfg!(target_endian = "little"));
-
-/// The bytes of `words` as stored (little endian, see above), without a copy.
-fn as_bytes(words: &[u64]) -> &[u8] {
-    // SAFETY: u64 has no padding and u8 has no alignment or validity requirement; the
-    // slice covers exactly the words' memory and borrows it for as long.
-    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
-}
-
-/// A 64-bit checksum of `words` (a multiply-xorshift fold): it catches torn writes and
-/// flipped bits, not forgeries — the cache directory is the user's own.
-fn checksum(words: impl Iterator<Item = u64>) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64;
-    for w in words {
+/// A 64-bit checksum of `bytes` (a multiply-xorshift fold over 8-byte words): it
+/// catches torn writes and flipped bits, not forgeries — the cache directory is the
+/// user's own.
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut mix = |w: u64| {
         h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 32;
+    };
+    for c in chunks.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        mix(u64::from_le_bytes(w));
     }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(u64::from_le_bytes(tail));
     h
 }
 
@@ -146,16 +179,46 @@ mod tests {
     }
 
     #[test]
+    fn numbers_round_trip_and_bad_payloads_read_as_none() {
+        let values = [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX];
+        let mut w = Writer::default();
+        for v in values {
+            w.put(v);
+        }
+        let mut r = Reader { bytes: &w.0, pos: 0 };
+        for v in values {
+            assert_eq!(r.get(), Some(v));
+        }
+        assert!(r.at_end());
+        assert_eq!(r.get(), None, "past the end");
+        // Eleven continuation bytes: longer than any u64.
+        let mut r = Reader { bytes: &[0xff; 11], pos: 0 };
+        assert_eq!(r.get(), None);
+        // A count larger than the rest could hold.
+        let mut w = Writer::default();
+        w.put(1000);
+        w.put(5);
+        let mut r = Reader { bytes: &w.0, pos: 0 };
+        assert_eq!(r.count(1), None);
+    }
+
+    #[test]
     fn round_trip_and_every_kind_of_bad_file_is_ignored() {
         let dir = std::env::temp_dir().join(format!("bt-indexcache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let k = key(&dir, 1000);
-        let payload: Vec<u64> = (0..100).map(|i| i * 3).collect();
+        let mut payload = Writer::default();
+        for i in 0..100 {
+            payload.put(i * 3);
+        }
         assert!(k.load(Kind::Outline, 0x10).is_none(), "nothing stored yet");
         k.store(Kind::Outline, 0x10, &payload);
-        let loaded = k.load(Kind::Outline, 0x10).map(|p| p.words().collect::<Vec<_>>());
-        assert_eq!(loaded.as_deref(), Some(&payload[..]));
+        let loaded = k.load(Kind::Outline, 0x10).map(|p| {
+            let mut r = p.reader();
+            (0..100).map(|_| r.get()).collect::<Option<Vec<_>>>()
+        });
+        assert_eq!(loaded, Some(Some((0..100).map(|i| i * 3).collect())));
         // Another kind, unit, file size or build id does not match.
         assert!(k.load(Kind::LineSpans, 0x10).is_none());
         assert!(k.load(Kind::Outline, 0x20).is_none());

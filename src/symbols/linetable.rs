@@ -5,7 +5,7 @@
 //! few hundred rows instead of the unit's millions.
 
 use super::elf::{Reader, SharedBytes};
-use super::indexcache::Payload;
+use super::indexcache::{self, Payload};
 use super::lines::{self, UnitLines};
 use std::collections::HashMap;
 
@@ -155,17 +155,21 @@ impl Program {
         Some(Program { kind: Kind::Decoded { complete, sequences }, tables: HashMap::new() })
     }
 
-    /// The scanned split as words for `indexcache`: per sequence its start address
-    /// and `begin << 32 | end`. None (not cached) for a program gimli had to decode
-    /// or one too big for 32-bit offsets.
-    pub(crate) fn encode_spans(&self) -> Option<Vec<u64>> {
+    /// The scanned split for `indexcache`: the count, then per sequence its start
+    /// address (as the step from the previous one: they are sorted), and its opcode
+    /// range as begin and length. None (not cached) for a program gimli had to decode.
+    pub(crate) fn encode_spans(&self) -> Option<indexcache::Writer> {
         let Kind::Scanned { sequences, .. } = &self.kind else { return None };
-        let fits = |v: usize| u32::try_from(v).is_ok();
-        sequences
-            .iter()
-            .map(|s| (fits(s.begin) && fits(s.end)).then_some([s.start, (s.begin as u64) << 32 | s.end as u64]))
-            .collect::<Option<Vec<_>>>()
-            .map(|v| v.concat())
+        let mut w = indexcache::Writer::with_capacity(8 * sequences.len() + 10);
+        w.put(sequences.len() as u64);
+        let mut prev = 0;
+        for s in sequences {
+            w.put(s.start - prev);
+            w.put(s.begin as u64);
+            w.put((s.end - s.begin) as u64);
+            prev = s.start;
+        }
+        Some(w)
     }
 
     fn scanned(
@@ -190,19 +194,23 @@ impl Program {
         }
         let sequences = match cached {
             // A stored split must lie inside this program's opcodes, sorted as below.
-            Some(words) => {
+            Some(payload) => {
                 let len = ops.len() as u64;
-                if words.len() % 2 != 0 {
-                    return None;
-                }
-                let mut spans: Vec<Span> = Vec::with_capacity(words.len() / 2);
-                for i in 0..words.len() / 2 {
-                    let (start, range) = (words.word(2 * i), words.word(2 * i + 1));
-                    let (begin, end) = (range >> 32, range & u64::from(u32::MAX));
-                    if begin >= end || end > len || spans.last().is_some_and(|s| s.start > start) {
+                let mut r = payload.reader();
+                let n = r.count(3)?;
+                let mut spans = Vec::with_capacity(n);
+                let mut start = 0u64;
+                for _ in 0..n {
+                    start = start.checked_add(r.get()?)?;
+                    let (begin, size) = (r.get()?, r.get()?);
+                    let end = begin.checked_add(size)?;
+                    if size == 0 || end > len {
                         return None;
                     }
                     spans.push(Span { start, begin: begin as usize, end: end as usize });
+                }
+                if !r.at_end() {
+                    return None;
                 }
                 spans
             }

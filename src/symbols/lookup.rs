@@ -700,8 +700,8 @@ impl OutlineStore {
         let cached = self.cache.as_ref().and_then(|k| Outline::decode(uref, &k.load(indexcache::Kind::Outline, unit)?));
         let outline = cached.or_else(|| {
             let o = Outline::build(uref)?;
-            if let Some((k, words)) = self.cache.as_ref().zip(o.encode()) {
-                k.store(indexcache::Kind::Outline, unit, &words);
+            if let Some(k) = &self.cache {
+                k.store(indexcache::Kind::Outline, unit, &o.encode());
             }
             Some(o)
         });
@@ -869,63 +869,60 @@ impl Outline {
         Some(out)
     }
 
-    /// The outline as words for `indexcache`: the function count, then per function
-    /// its begin and `len << 32 | DIE`; the node count, then per node `start << 32 |
-    /// end` and `tag | entered << 16`. None (not cached) when a value needs more bits.
-    fn encode(&self) -> Option<Vec<u64>> {
-        const U32: u64 = u32::MAX as u64;
-        let mut w = Vec::with_capacity(2 + 2 * (self.functions.len() + self.nodes.len()));
-        w.push(self.functions.len() as u64);
-        for &(b, e, off) in &self.functions {
-            let (len, off) = (e - b, off.0 as u64);
-            if len > U32 || off > U32 {
-                return None;
-            }
-            w.extend([b, len << 32 | off]);
+    /// The outline for `indexcache`: the function count, then per function its begin
+    /// (as the step from the previous one: they are sorted), length and DIE; the node
+    /// count, then per node its start (a step too), length, and `tag | entered << 16`.
+    fn encode(&self) -> indexcache::Writer {
+        let mut w = indexcache::Writer::with_capacity(6 * (self.functions.len() + self.nodes.len()) + 20);
+        w.put(self.functions.len() as u64);
+        let mut prev = 0;
+        for &(begin, end, off) in &self.functions {
+            w.put(begin - prev);
+            w.put(end - begin);
+            w.put(off.0 as u64);
+            prev = begin;
         }
-        w.push(self.nodes.len() as u64);
+        w.put(self.nodes.len() as u64);
+        let mut prev = 0;
         for &(start, end, tag, entered) in &self.nodes {
-            let (start, end) = (start as u64, end as u64);
-            if start > U32 || end > U32 {
-                return None;
-            }
-            w.extend([start << 32 | end, u64::from(tag.0) | u64::from(entered) << 16]);
+            w.put((start - prev) as u64);
+            w.put((end - start) as u64);
+            w.put(u64::from(tag.0) | u64::from(entered) << 16);
+            prev = start;
         }
-        Some(w)
+        w
     }
 
-    /// `encode`'s inverse, checked against the unit: every DIE offset inside it,
-    /// every range non-empty, both lists sorted as `build` leaves them. None (the
-    /// caller rebuilds) on any mismatch.
+    /// `encode`'s inverse, checked against the unit: every DIE offset and extent
+    /// inside it, every range non-empty. None (the caller rebuilds) on any mismatch;
+    /// sortedness holds by construction (steps are unsigned).
     fn decode(uref: gimli::UnitRef<'_, Reader>, p: &indexcache::Payload) -> Option<Outline> {
-        const LOW: u64 = u32::MAX as u64;
         let size = uref.header.length_including_self() as u64;
-        let nf = usize::try_from(p.word(0)).ok()?;
-        let at_nodes = nf.checked_mul(2)?.checked_add(1)?;
-        let nn = usize::try_from(p.word(at_nodes)).ok()?;
-        if at_nodes >= p.len() || nn.checked_mul(2)?.checked_add(at_nodes + 1)? != p.len() {
-            return None;
-        }
-        let mut functions: Vec<(u64, u64, Off)> = Vec::with_capacity(nf);
-        for i in 0..nf {
-            let (begin, x) = (p.word(1 + 2 * i), p.word(2 + 2 * i));
-            let (len, off) = (x >> 32, x & LOW);
-            let end = begin.checked_add(len)?;
-            if len == 0 || off >= size || functions.last().is_some_and(|f| f.0 > begin) {
+        let mut r = p.reader();
+        let nf = r.count(3)?;
+        let mut functions = Vec::with_capacity(nf);
+        let mut begin = 0u64;
+        for _ in 0..nf {
+            begin = begin.checked_add(r.get()?)?;
+            let (len, off) = (r.get()?, r.get()?);
+            if len == 0 || off >= size {
                 return None;
             }
-            functions.push((begin, end, gimli::UnitOffset(off as usize)));
+            functions.push((begin, begin.checked_add(len)?, gimli::UnitOffset(usize::try_from(off).ok()?)));
         }
-        let mut nodes: Vec<(usize, usize, gimli::DwTag, bool)> = Vec::with_capacity(nn);
-        for i in 0..nn {
-            let (range, tag) = (p.word(at_nodes + 1 + 2 * i), p.word(at_nodes + 2 + 2 * i));
-            let (start, end) = (range >> 32, range & LOW);
-            if start >= end || end > size || tag >> 17 != 0 || nodes.last().is_some_and(|n| n.0 as u64 > start) {
+        let nn = r.count(3)?;
+        let mut nodes = Vec::with_capacity(nn);
+        let mut start = 0u64;
+        for _ in 0..nn {
+            start = start.checked_add(r.get()?)?;
+            let (len, tag) = (r.get()?, r.get()?);
+            let end = start.checked_add(len)?;
+            if len == 0 || end > size || tag >> 17 != 0 {
                 return None;
             }
             nodes.push((start as usize, end as usize, gimli::DwTag(tag as u16), tag >> 16 == 1));
         }
-        Some(Outline { functions, nodes })
+        r.at_end().then_some(Outline { functions, nodes })
     }
 
     /// `scope_names` with the namespace level read from the outline: the path walk
