@@ -45,7 +45,10 @@ fn corrupt_index_cache_files_are_ignored_and_rebuilt() {
     assert_eq!(trace(&crash.core, &exe, &env), reference, "cold cache");
     let files = cache_files(&index);
     let has = |ext: &str| files.iter().any(|f| f.extension().is_some_and(|e| e == ext));
-    assert!(has("outline") && has("lines"), "the cold run should store outlines and line spans: {files:?}");
+    assert!(
+        has("functions") && has("nodes") && has("lines"),
+        "the cold run should store outlines and line spans: {files:?}"
+    );
     let good: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).expect("read cache file")).collect();
     assert_eq!(trace(&crash.core, &exe, &env), reference, "warm cache");
 

@@ -91,6 +91,21 @@ impl Writer {
         Writer(Vec::with_capacity(bytes))
     }
 
+    /// The shape every index here has: a count, then per entry a key stored as the
+    /// step from the previous one (`entries` are sorted by it) and two more numbers.
+    pub(crate) fn sorted_triples(entries: impl ExactSizeIterator<Item = [u64; 3]>) -> Writer {
+        let mut w = Writer::with_capacity(6 * entries.len() + 10);
+        w.put(entries.len() as u64);
+        let mut prev = 0;
+        for [key, a, b] in entries {
+            w.put(key.wrapping_sub(prev));
+            w.put(a);
+            w.put(b);
+            prev = key;
+        }
+        w
+    }
+
     pub(crate) fn put(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push(v as u8 | 0x80);
@@ -120,6 +135,19 @@ impl Reader<'_> {
         None
     }
 
+    /// What `Writer::sorted_triples` wrote, followed by nothing else. None when the
+    /// payload is shorter, longer, or a key step overflows.
+    pub(crate) fn sorted_triples(mut self) -> Option<Vec<[u64; 3]>> {
+        let n = self.count(3)?;
+        let mut out = Vec::with_capacity(n);
+        let mut key = 0u64;
+        for _ in 0..n {
+            key = key.checked_add(self.get()?)?;
+            out.push([key, self.get()?, self.get()?]);
+        }
+        self.at_end().then_some(out)
+    }
+
     /// A count of items that each take at least `min_bytes` more bytes: never more
     /// than what is left could hold (so a corrupt count cannot make a huge allocation).
     pub(crate) fn count(&mut self, min_bytes: usize) -> Option<usize> {
@@ -136,14 +164,17 @@ impl Reader<'_> {
 /// What a cache file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    Outline = 1,
+    /// An outline's functions and nodes (`lookup::Outline`).
+    Functions = 1,
+    Nodes = 3,
     LineSpans = 2,
 }
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
-            Kind::Outline => "outline",
+            Kind::Functions => "functions",
+            Kind::Nodes => "nodes",
             Kind::LineSpans => "lines",
         }
     }
@@ -212,35 +243,35 @@ mod tests {
         for i in 0..100 {
             payload.put(i * 3);
         }
-        assert!(k.load(Kind::Outline, 0x10).is_none(), "nothing stored yet");
-        k.store(Kind::Outline, 0x10, &payload);
-        let loaded = k.load(Kind::Outline, 0x10).map(|p| {
+        assert!(k.load(Kind::Functions, 0x10).is_none(), "nothing stored yet");
+        k.store(Kind::Functions, 0x10, &payload);
+        let loaded = k.load(Kind::Functions, 0x10).map(|p| {
             let mut r = p.reader();
             (0..100).map(|_| r.get()).collect::<Option<Vec<_>>>()
         });
         assert_eq!(loaded, Some(Some((0..100).map(|i| i * 3).collect())));
         // Another kind, unit, file size or build id does not match.
         assert!(k.load(Kind::LineSpans, 0x10).is_none());
-        assert!(k.load(Kind::Outline, 0x20).is_none());
-        assert!(key(&dir, 1001).load(Kind::Outline, 0x10).is_none());
-        assert!(Key { id: 8, ..key(&dir, 1000) }.load(Kind::Outline, 0x10).is_none());
-        let path = k.path(Kind::Outline, 0x10);
+        assert!(k.load(Kind::Functions, 0x20).is_none());
+        assert!(key(&dir, 1001).load(Kind::Functions, 0x10).is_none());
+        assert!(Key { id: 8, ..key(&dir, 1000) }.load(Kind::Functions, 0x10).is_none());
+        let path = k.path(Kind::Functions, 0x10);
         let good = std::fs::read(&path).expect("cache file");
         // A flipped bit anywhere, a truncation, a stray byte: ignored.
         for at in [0, 9, 8 * HEADER_WORDS + 5, good.len() - 1] {
             let mut bad = good.clone();
             bad[at] ^= 0x40;
             std::fs::write(&path, &bad).expect("write");
-            assert!(k.load(Kind::Outline, 0x10).is_none(), "bit flipped at byte {at}");
+            assert!(k.load(Kind::Functions, 0x10).is_none(), "bit flipped at byte {at}");
         }
         for len in [0, 7, 8 * HEADER_WORDS, good.len() - 8] {
             std::fs::write(&path, &good[..len]).expect("write");
-            assert!(k.load(Kind::Outline, 0x10).is_none(), "truncated to {len} bytes");
+            assert!(k.load(Kind::Functions, 0x10).is_none(), "truncated to {len} bytes");
         }
         let mut longer = good.clone();
         longer.push(0);
         std::fs::write(&path, &longer).expect("write");
-        assert!(k.load(Kind::Outline, 0x10).is_none(), "one byte too many");
+        assert!(k.load(Kind::Functions, 0x10).is_none(), "one byte too many");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -155,21 +155,13 @@ impl Program {
         Some(Program { kind: Kind::Decoded { complete, sequences }, tables: HashMap::new() })
     }
 
-    /// The scanned split for `indexcache`: the count, then per sequence its start
-    /// address (as the step from the previous one: they are sorted), and its opcode
-    /// range as begin and length. None (not cached) for a program gimli had to decode.
+    /// The scanned split for `indexcache`: per sequence its start address, opcode
+    /// offset and length, sorted by start. None (not cached) for a program gimli had
+    /// to decode.
     pub(crate) fn encode_spans(&self) -> Option<indexcache::Writer> {
         let Kind::Scanned { sequences, .. } = &self.kind else { return None };
-        let mut w = indexcache::Writer::with_capacity(8 * sequences.len() + 10);
-        w.put(sequences.len() as u64);
-        let mut prev = 0;
-        for s in sequences {
-            w.put(s.start - prev);
-            w.put(s.begin as u64);
-            w.put((s.end - s.begin) as u64);
-            prev = s.start;
-        }
-        Some(w)
+        let spans = sequences.iter().map(|s| [s.start, s.begin as u64, (s.end - s.begin) as u64]);
+        Some(indexcache::Writer::sorted_triples(spans))
     }
 
     fn scanned(
@@ -196,23 +188,11 @@ impl Program {
             // A stored split must lie inside this program's opcodes, sorted as below.
             Some(payload) => {
                 let len = ops.len() as u64;
-                let mut r = payload.reader();
-                let n = r.count(3)?;
-                let mut spans = Vec::with_capacity(n);
-                let mut start = 0u64;
-                for _ in 0..n {
-                    start = start.checked_add(r.get()?)?;
-                    let (begin, size) = (r.get()?, r.get()?);
-                    let end = begin.checked_add(size)?;
-                    if size == 0 || end > len {
-                        return None;
-                    }
-                    spans.push(Span { start, begin: begin as usize, end: end as usize });
-                }
-                if !r.at_end() {
-                    return None;
-                }
-                spans
+                let span = |[start, begin, size]: [u64; 3]| {
+                    let end = begin.checked_add(size).filter(|&e| size > 0 && e <= len)?;
+                    Some(Span { start, begin: begin as usize, end: end as usize })
+                };
+                payload.reader().sorted_triples()?.into_iter().map(span).collect::<Option<Vec<_>>>()?
             }
             None => {
                 let lengths = header.standard_opcode_lengths().bytes().to_vec();

@@ -697,11 +697,16 @@ impl OutlineStore {
         if let Some(o) = units.get(&unit) {
             return o.clone();
         }
-        let cached = self.cache.as_ref().and_then(|k| Outline::decode(uref, &k.load(indexcache::Kind::Outline, unit)?));
+        let cached = self.cache.as_ref().and_then(|k| {
+            let functions = k.load(indexcache::Kind::Functions, unit)?;
+            Outline::decode(uref, &functions, &k.load(indexcache::Kind::Nodes, unit)?)
+        });
         let outline = cached.or_else(|| {
             let o = Outline::build(uref)?;
             if let Some(k) = &self.cache {
-                k.store(indexcache::Kind::Outline, unit, &o.encode());
+                let (functions, nodes) = o.encode();
+                k.store(indexcache::Kind::Functions, unit, &functions);
+                k.store(indexcache::Kind::Nodes, unit, &nodes);
             }
             Some(o)
         });
@@ -869,60 +874,45 @@ impl Outline {
         Some(out)
     }
 
-    /// The outline for `indexcache`: the function count, then per function its begin
-    /// (as the step from the previous one: they are sorted), length and DIE; the node
-    /// count, then per node its start (a step too), length, and `tag | entered << 16`.
-    fn encode(&self) -> indexcache::Writer {
-        let mut w = indexcache::Writer::with_capacity(6 * (self.functions.len() + self.nodes.len()) + 20);
-        w.put(self.functions.len() as u64);
-        let mut prev = 0;
-        for &(begin, end, off) in &self.functions {
-            w.put(begin - prev);
-            w.put(end - begin);
-            w.put(off.0 as u64);
-            prev = begin;
-        }
-        w.put(self.nodes.len() as u64);
-        let mut prev = 0;
-        for &(start, end, tag, entered) in &self.nodes {
-            w.put((start - prev) as u64);
-            w.put((end - start) as u64);
-            w.put(u64::from(tag.0) | u64::from(entered) << 16);
-            prev = start;
-        }
-        w
+    /// The outline for `indexcache`: the functions as (begin, length, DIE), then the
+    /// nodes as (start, length, `tag | entered << 16`), each list sorted by its first.
+    fn encode(&self) -> (indexcache::Writer, indexcache::Writer) {
+        let functions = self.functions.iter().map(|&(b, e, off)| [b, e - b, off.0 as u64]);
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|&(s, e, tag, entered)| [s as u64, (e - s) as u64, u64::from(tag.0) | u64::from(entered) << 16]);
+        (indexcache::Writer::sorted_triples(functions), indexcache::Writer::sorted_triples(nodes))
     }
 
     /// `encode`'s inverse, checked against the unit: every DIE offset and extent
-    /// inside it, every range non-empty. None (the caller rebuilds) on any mismatch;
-    /// sortedness holds by construction (steps are unsigned).
-    fn decode(uref: gimli::UnitRef<'_, Reader>, p: &indexcache::Payload) -> Option<Outline> {
+    /// inside it, every range non-empty. None (the caller rebuilds) on any mismatch.
+    fn decode(
+        uref: gimli::UnitRef<'_, Reader>,
+        functions: &indexcache::Payload,
+        nodes: &indexcache::Payload,
+    ) -> Option<Outline> {
         let size = uref.header.length_including_self() as u64;
-        let mut r = p.reader();
-        let nf = r.count(3)?;
-        let mut functions = Vec::with_capacity(nf);
-        let mut begin = 0u64;
-        for _ in 0..nf {
-            begin = begin.checked_add(r.get()?)?;
-            let (len, off) = (r.get()?, r.get()?);
-            if len == 0 || off >= size {
-                return None;
-            }
-            functions.push((begin, begin.checked_add(len)?, gimli::UnitOffset(usize::try_from(off).ok()?)));
-        }
-        let nn = r.count(3)?;
-        let mut nodes = Vec::with_capacity(nn);
-        let mut start = 0u64;
-        for _ in 0..nn {
-            start = start.checked_add(r.get()?)?;
-            let (len, tag) = (r.get()?, r.get()?);
-            let end = start.checked_add(len)?;
-            if len == 0 || end > size || tag >> 17 != 0 {
-                return None;
-            }
-            nodes.push((start as usize, end as usize, gimli::DwTag(tag as u16), tag >> 16 == 1));
-        }
-        r.at_end().then_some(Outline { functions, nodes })
+        let functions = functions
+            .reader()
+            .sorted_triples()?
+            .into_iter()
+            .map(|[begin, len, off]| {
+                let ok = len > 0 && off < size;
+                ok.then_some((begin, begin.checked_add(len)?, gimli::UnitOffset(usize::try_from(off).ok()?)))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let nodes = nodes
+            .reader()
+            .sorted_triples()?
+            .into_iter()
+            .map(|[start, len, tag]| {
+                let end = start.checked_add(len)?;
+                let ok = len > 0 && end <= size && tag >> 17 == 0;
+                ok.then_some((start as usize, end as usize, gimli::DwTag(tag as u16), tag >> 16 == 1))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Outline { functions, nodes })
     }
 
     /// `scope_names` with the namespace level read from the outline: the path walk
