@@ -90,3 +90,44 @@ fn frames_state_how_they_were_found() {
         }
     }
 }
+
+/// Guards call-site lines past 65535 (REFERENCES: gdb 13 wraps them): a function
+/// inlined at line 70000-something of a generated C file. bt must give the source's
+/// line; gdb gives the same line or, wrapped, that line minus 65536 — and with that
+/// one allowance the whole stack matches gdb's.
+#[test]
+fn call_site_lines_above_65535_are_the_source_lines() {
+    let dir = scratch_dir("bt-cores-ptrace_core_wrap");
+    let mut src = String::from(
+        "int *volatile target;\nint sink;\n\
+         static inline __attribute__((always_inline)) void inner(int v) {\n\
+         \x20   sink = v * 3;\n    *target = v;\n    sink += 1;\n}\n\
+         __attribute__((noinline)) void outer(int v) {\n    sink = v;\n",
+    );
+    for _ in 0..70_000 {
+        src.push_str("    /* padding */\n");
+    }
+    src.push_str("    inner(v);\n    sink += 2;\n}\nint main(int c, char **a) { (void)a; outer(c); return 0; }\n");
+    let call_line = src.lines().position(|l| l == "    inner(v);").expect("the call is there") as u32 + 1;
+    assert!(call_line > 0xffff, "the call must sit past line 65535 (it is at {call_line})");
+    let path = dir.join("wrap.c");
+    std::fs::write(&path, &src).expect("writing the source");
+    let crash = build_and_crash(&dir, "wrap", "gcc", &["-O2", "-g"], &path);
+    let gdb = gdb_core(&crash.exe, &crash.core);
+    let snap = bt_json(&["ptrace", "--core", crash.core.to_str().unwrap(), crash.exe.to_str().unwrap()]);
+    let b = &bt_threads(&snap)[0];
+    let at = b.frames.iter().position(|f| f.function.as_deref() == Some("inner")).expect("bt shows the inlined frame");
+    assert!(b.frames[at].inlined, "inner is inlined: {:?}", b.frames[at]);
+    let caller = &b.frames[at + 1];
+    assert_eq!(caller.function.as_deref(), Some("outer"));
+    assert_eq!(caller.line, Some(call_line), "bt's call-site line is the source's");
+    let g = &gdb.threads[0];
+    let gline = g.frames.get(at + 1).and_then(|f| f.line);
+    assert!(
+        gline == Some(call_line) || gline == Some(call_line - 0x10000),
+        "gdb's call-site line {gline:?} is neither {call_line} nor its 16-bit wrap"
+    );
+    if let Err(e) = compare_thread(g, b) {
+        panic!("bt and gdb differ beyond the line wrap:\n{e}");
+    }
+}

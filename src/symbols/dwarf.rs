@@ -6,6 +6,7 @@
 use super::elf::{Image, Reader, SharedBytes};
 use gimli::Reader as _;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One source-level frame for an address: innermost inlined call first, the
 /// physical function last.
@@ -38,7 +39,11 @@ fn needed(id: gimli::SectionId) -> bool {
 
 /// Builds the addr2line context for `image` (the module or its debug file). This
 /// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
-pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<(Context, NameCache), String> {
+pub(crate) fn context(
+    image: &Image,
+    sup: Option<&Image>,
+    outlines: Arc<super::lookup::OutlineStore>,
+) -> Result<(Context, NameCache), String> {
     let mut dwarf = load_dwarf(image)?;
     if let Some(sup) = sup {
         // dwz: DIEs and strings shared between binaries live in a supplementary file.
@@ -46,7 +51,8 @@ pub(crate) fn context(image: &Image, sup: Option<&Image>) -> Result<(Context, Na
     }
     let dwarf = std::sync::Arc::new(dwarf);
     let ctx = Context::from_arc_dwarf(dwarf.clone()).map_err(|e| e.to_string())?;
-    Ok((ctx, NameCache { dwarf: Some(dwarf), ..Default::default() }))
+    let scopes = ScopeCache { store: Some(outlines), ..Default::default() };
+    Ok((ctx, NameCache { dwarf: Some(dwarf), scopes, ..Default::default() }))
 }
 
 pub(crate) fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
@@ -111,7 +117,7 @@ pub(crate) fn frames(ctx: &Context, names: &mut NameCache, probe: u64) -> Vec<So
                 match names.names.get(&key) {
                     Some(n) => n.clone(),
                     None => {
-                        let n = qualified_name(u, off, &mut names.scopes);
+                        let n = super::lookup::qualified_name(u, off, |t| Some(names.scopes.scopes(u, t)));
                         names.names.insert(key, n.clone());
                         n
                     }
@@ -195,13 +201,15 @@ pub(crate) fn scoped_name(
 #[derive(Default)]
 pub(crate) struct ScopeCache {
     units: HashMap<usize, UnitScopes>,
+    /// The module's outlines, shared with its point-lookup index.
+    store: Option<Arc<super::lookup::OutlineStore>>,
 }
 
 #[derive(Default)]
 struct UnitScopes {
     /// Built at the first name of the unit; `Some(None)` when the outline pass failed
     /// (then every name of the unit comes from the scope index).
-    outline: Option<Option<super::lookup::Outline>>,
+    outline: Option<Option<Arc<super::lookup::Outline>>>,
     index: Option<ScopeIndex>,
 }
 
@@ -210,76 +218,50 @@ impl ScopeCache {
     /// enclose the DIE at `off`, outermost first. The DIE itself is never included,
     /// even when it is a scope.
     fn names(&mut self, unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize>) -> Vec<String> {
+        self.scopes(unit, off).names
+    }
+
+    /// The scopes enclosing the DIE at `off` (see `lookup::Scopes`).
+    fn scopes(&mut self, unit: gimli::UnitRef<'_, Reader>, off: gimli::UnitOffset<usize>) -> super::lookup::Scopes {
         let key = unit.unit.header.offset().0;
         let entry = self.units.entry(key).or_default();
         if entry.index.is_none() {
-            let outline = entry.outline.get_or_insert_with(|| super::lookup::Outline::build(unit));
-            if let Some(parts) = outline.as_ref().and_then(|o| o.scope_names(unit, off)) {
-                return parts;
+            let store = &self.store;
+            let outline = entry.outline.get_or_insert_with(|| match store {
+                Some(s) => s.get(unit),
+                None => super::lookup::Outline::build(unit).map(Arc::new),
+            });
+            if let Some(scopes) = outline.as_ref().and_then(|o| o.scope_names(unit, off)) {
+                return scopes;
             }
         }
         // No outline, or the DIE path could not be followed (the offset is not a DIE
         // of this unit's tree, or the tree is malformed): use the whole-unit scan, once per unit.
         let index = entry.index.get_or_insert_with(|| scope_index(unit).unwrap_or_default());
         // Ranges are sorted by start and nested, so the enclosing ones come outermost first.
-        index.iter().take_while(|r| r.0 < off.0).filter(|r| off.0 < r.1).map(|r| r.2.clone()).collect()
+        let mut scopes = super::lookup::Scopes::default();
+        for (_, _, name) in index.iter().take_while(|r| r.0 < off.0).filter(|r| off.0 < r.1) {
+            match name {
+                Some(n) => scopes.names.push(n.clone()),
+                None => scopes.local = true,
+            }
+        }
+        scopes
     }
 }
 
 /// Variable DIEs (and whether each is a parameter or a local) in scope at a pc.
 pub(crate) type ScopeVars = std::sync::Arc<Vec<(gimli::UnitOffset, crate::snapshot::VariableKind)>>;
 
-fn die_name(unit: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<String> {
-    let v = e.attr_value(gimli::DW_AT_name)?;
-    Some(unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned())
-}
-
-/// `DW_AT_name` of the function DIE at `off` (following abstract origin and
-/// specification links within the unit), prefixed with its scopes.
-fn qualified_name(
-    unit: gimli::UnitRef<'_, Reader>,
-    off: gimli::UnitOffset<usize>,
-    scopes: &mut ScopeCache,
-) -> Option<String> {
-    let mut target = off;
-    let mut name = None;
-    for _ in 0..8 {
-        let e = unit.entry(target).ok()?;
-        // An unmangled linkage name (a C asm label such as `__GI_raise`) is what gdb shows.
-        if let Some(v) =
-            e.attr_value(gimli::DW_AT_linkage_name).or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name))
-        {
-            let l = unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned();
-            if !l.starts_with("_Z") && !l.starts_with("_R") {
-                return Some(l);
-            }
-        }
-        if name.is_none() {
-            name = die_name(unit, &e);
-        }
-        let link = e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification));
-        match link {
-            Some(gimli::AttributeValue::UnitRef(o)) => target = o,
-            Some(_) => return None, // another unit: leave it to the linkage name
-            None => break,
-        }
-    }
-    let name = name?;
-    // `target` is a function DIE, never a scope tag, so "strictly enclosing" scopes
-    // are all its scopes.
-    let mut parts = scopes.names(unit, target);
-    parts.push(name);
-    Some(parts.join("::"))
-}
-
 /// The scope DIEs (namespaces, classes, structs, unions) of one unit as offset
-/// ranges `[start, end)` covering their subtrees, with their names.
-pub(crate) type ScopeIndex = Vec<(usize, usize, String)>;
+/// ranges `[start, end)` covering their subtrees, with their names; None marks a
+/// DIE that makes what it holds local (a function, an unnamed class).
+pub(crate) type ScopeIndex = Vec<(usize, usize, Option<String>)>;
 
 /// One raw pass over a unit's DIEs (attributes skipped except scope names): the
 /// fallback of `ScopeCache::names` when the outline's DIE path cannot be followed.
 /// Gives the same scopes as the path walk on a well-formed tree (same tags, same
-/// anonymous-namespace rule; scopes without children enclose nothing).
+/// anonymous-namespace and local rules; scopes without children enclose nothing).
 fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
     let mut raw = unit.entries_raw(None)?;
     let mut open: Vec<(isize, usize, Option<String>)> = Vec::new();
@@ -288,7 +270,7 @@ fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
         let depth = raw.next_depth();
         let off = raw.next_offset().0;
         while open.last().is_some_and(|top| top.0 >= depth) {
-            if let Some((_, start, Some(name))) = open.pop() {
+            if let Some((_, start, name)) = open.pop() {
                 out.push((start, off, name));
             }
         }
@@ -301,7 +283,11 @@ fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
                 | gimli::DW_TAG_structure_type
                 | gimli::DW_TAG_union_type
         );
-        if is_scope && abbrev.has_children() {
+        if tag == gimli::DW_TAG_subprogram && abbrev.has_children() {
+            // A function: what it holds is local (None), its name is no scope.
+            raw.skip_attributes(abbrev.attributes())?;
+            open.push((depth, off, None));
+        } else if is_scope && abbrev.has_children() {
             let mut name = None;
             for spec in abbrev.attributes() {
                 let attr = raw.read_attribute(*spec)?;
@@ -321,9 +307,7 @@ fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
         }
     }
     for (_, start, name) in open {
-        if let Some(name) = name {
-            out.push((start, usize::MAX, name));
-        }
+        out.push((start, usize::MAX, name));
     }
     out.sort_by_key(|r| r.0);
     Ok(out)

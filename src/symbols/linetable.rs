@@ -5,6 +5,7 @@
 //! few hundred rows instead of the unit's millions.
 
 use super::elf::{Reader, SharedBytes};
+use super::indexcache::{self, Payload};
 use super::lines::{self, UnitLines};
 use std::collections::HashMap;
 
@@ -137,10 +138,15 @@ fn scan(ops: &[u8], opcode_base: u8, lengths: &[u8], address_size: u8) -> Option
 
 impl Program {
     /// Splits the unit's line program into sequences; None without a line program.
-    pub(crate) fn new(unit: gimli::UnitRef<'_, Reader>) -> Option<Program> {
+    /// `cached` is a split stored earlier (`encode_spans`), used when it fits this
+    /// program (None when it does not: the caller rebuilds).
+    pub(crate) fn new(unit: gimli::UnitRef<'_, Reader>, cached: Option<&Payload>) -> Option<Program> {
         let program = unit.line_program.clone()?;
-        if let Some(kind) = Program::scanned(unit, program.header()) {
+        if let Some(kind) = Program::scanned(unit, program.header(), cached) {
             return Some(Program { kind, tables: HashMap::new() });
+        }
+        if cached.is_some() {
+            return None;
         }
         let (complete, mut sequences) = program.sequences().ok()?;
         // Empty sequences (start == end) can never hold a pc.
@@ -149,7 +155,20 @@ impl Program {
         Some(Program { kind: Kind::Decoded { complete, sequences }, tables: HashMap::new() })
     }
 
-    fn scanned(unit: gimli::UnitRef<'_, Reader>, header: &gimli::LineProgramHeader<Reader>) -> Option<Kind> {
+    /// The scanned split for `indexcache`: per sequence its start address, opcode
+    /// offset and length, sorted by start. None (not cached) for a program gimli had
+    /// to decode.
+    pub(crate) fn encode_spans(&self) -> Option<indexcache::Writer> {
+        let Kind::Scanned { sequences, .. } = &self.kind else { return None };
+        let spans = sequences.iter().map(|s| [s.start, s.begin as u64, (s.end - s.begin) as u64]);
+        Some(indexcache::Writer::sorted_triples(spans))
+    }
+
+    fn scanned(
+        unit: gimli::UnitRef<'_, Reader>,
+        header: &gimli::LineProgramHeader<Reader>,
+        cached: Option<&Payload>,
+    ) -> Option<Kind> {
         use gimli::Section as _;
         let ops = header.raw_program_buf();
         let section = unit.dwarf.debug_line.reader();
@@ -165,9 +184,23 @@ impl Program {
         if ops.bytes().as_ptr() != section.bytes().get(at + header_len..)?.as_ptr() {
             return None;
         }
-        let lengths = header.standard_opcode_lengths().bytes().to_vec();
-        let mut sequences = scan(ops.bytes(), header.opcode_base(), &lengths, header.address_size())?;
-        sequences.sort_by_key(|s| s.start);
+        let sequences = match cached {
+            // A stored split must lie inside this program's opcodes, sorted as below.
+            Some(payload) => {
+                let len = ops.len() as u64;
+                let span = |[start, begin, size]: [u64; 3]| {
+                    let end = begin.checked_add(size).filter(|&e| size > 0 && e <= len)?;
+                    Some(Span { start, begin: begin as usize, end: end as usize })
+                };
+                payload.reader().sorted_triples()?.into_iter().map(span).collect::<Option<Vec<_>>>()?
+            }
+            None => {
+                let lengths = header.standard_opcode_lengths().bytes().to_vec();
+                let mut sequences = scan(ops.bytes(), header.opcode_base(), &lengths, header.address_size())?;
+                sequences.sort_by_key(|s| s.start);
+                sequences
+            }
+        };
         Some(Kind::Scanned { header: bytes, ops, sequences })
     }
 

@@ -11,10 +11,11 @@
 
 use super::dwarf::SourceFrame;
 use super::elf::Reader;
+use super::indexcache;
 use super::linetable::Program;
 use gimli::Reader as _;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// This reader cannot answer exactly; use the addr2line path.
 #[derive(Debug)]
@@ -40,8 +41,14 @@ pub(crate) struct Index {
     /// Some compile unit has no known ranges: a pc outside `ranges` may still be in it.
     incomplete: bool,
     programs: HashMap<usize, Option<Program>>,
-    /// Namespace-level outlines of the units looked up so far.
-    outlines: HashMap<usize, Outline>,
+    /// Namespace-level outlines, shared with the addr2line path's name cache.
+    store: Arc<OutlineStore>,
+    /// The outlines of the units looked up so far, by unit index (empty when the
+    /// outline pass failed).
+    outlines: HashMap<usize, Arc<Outline>>,
+    /// Every subprogram of a unit at any depth (see `all_functions`), by unit index,
+    /// built when the outline had no function for a pc.
+    nested: HashMap<usize, Vec<(u64, u64, Off)>>,
     /// Function names by (unit index, DIE offset).
     names: HashMap<(usize, usize), Option<String>>,
 }
@@ -71,7 +78,7 @@ fn read_string(unit: gimli::UnitRef<'_, Reader>, v: gimli::AttributeValue<Reader
 impl Index {
     /// Loads the sections (inflating compressed ones) and indexes unit ranges:
     /// `.debug_aranges` where it covers a unit, else the unit's root DIE ranges.
-    pub(crate) fn new(dwarf: gimli::Dwarf<Reader>) -> Index {
+    pub(crate) fn new(dwarf: gimli::Dwarf<Reader>, store: Arc<OutlineStore>) -> Index {
         let mut headers = Vec::new();
         let mut iter = dwarf.units();
         while let Ok(Some(h)) = iter.next() {
@@ -87,7 +94,9 @@ impl Index {
             ranges: Vec::new(),
             incomplete: false,
             programs: HashMap::new(),
+            store,
             outlines: HashMap::new(),
+            nested: HashMap::new(),
             names: HashMap::new(),
         };
         let mut covered = vec![false; ix.headers.len()];
@@ -217,18 +226,20 @@ impl Index {
     /// (nested functions such as lambdas, definitions inside types) from the list of
     /// all its functions, built on the first such miss.
     fn function_at(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<Off> {
-        let outline = self.outlines.entry(ui).or_insert_with(|| Outline::build(uref).unwrap_or_default());
+        let store = &self.store;
+        let outline = self.outlines.entry(ui).or_insert_with(|| store.get(uref).unwrap_or_default());
         if let Some(f) = pick(&outline.functions, probe) {
             return Some(f);
         }
-        let all = outline.all.get_or_insert_with(|| all_functions(uref));
+        let all = self.nested.entry(ui).or_insert_with(|| all_functions(uref));
         pick(all, probe)
     }
 
     /// The innermost frame's location: the raw row, replaced by gdb's choice of row
     /// when it has one (the column is dropped when gdb's row differs).
     fn location(&mut self, ui: usize, uref: gimli::UnitRef<'_, Reader>, probe: u64) -> Option<SourceFrame> {
-        let program = self.programs.entry(ui).or_insert_with(|| Program::new(uref)).as_mut()?;
+        let store = &self.store;
+        let program = self.programs.entry(ui).or_insert_with(|| store.program(uref)).as_mut()?;
         let loc = program.lookup(uref, probe)?;
         let mut sf = SourceFrame { function: None, file: loc.file, line: loc.line, column: loc.column };
         if let Some((file, line)) = loc.gdb {
@@ -253,7 +264,12 @@ impl Index {
             return Ok(n.clone());
         }
         let outline = self.outlines.get(&ui);
-        let name = match qualified_name(uref, outline, die) {
+        let scopes = |target| match outline {
+            // An empty outline is a failed pass: walk the DIE path from the root.
+            Some(o) if !o.nodes.is_empty() => o.scope_names(uref, target),
+            _ => scope_names(uref, Scopes::default(), None, target),
+        };
+        let name = match qualified_name(uref, die, scopes) {
             Some(n) => Some(n),
             None => self.plain_name(ui, die, MAX_LINKS)?.map(|raw| {
                 let lang = language(uref);
@@ -473,13 +489,33 @@ fn walk_inlined(
     false
 }
 
-/// `DW_AT_name` of the function DIE at `off` (following abstract origin and
-/// specification links within the unit), prefixed with its enclosing namespaces,
-/// classes, structs and unions; the same rules as `dwarf::qualified_name`, but the
-/// scopes come from the DIE path to the final DIE instead of a scan of the unit.
-fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, off: Off) -> Option<String> {
+/// The scopes enclosing a DIE, outermost first, as gdb names them: namespaces,
+/// classes, structs and unions.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Scopes {
+    pub names: Vec<String>,
+    /// A function or an unnamed class (a lambda's closure type) encloses the DIE:
+    /// its name is local to a function, and DWARF names do not say which one.
+    pub local: bool,
+}
+
+/// gdb's name for the function DIE at `off`: its `DW_AT_name` (following abstract
+/// origin and specification links within the unit) prefixed with the scopes that
+/// `scopes` finds around the final DIE. The one naming rule of both lookup paths
+/// (this module's point lookups and the addr2line path in `dwarf.rs`).
+///
+/// Folklore: for a function local to another one (a lambda's `operator()`, a member
+/// of a class defined in a function) gdb names the symbol from its demangled linkage
+/// name when DWARF has one (Clang: `main::$_2::operator()`); GCC gives no linkage
+/// name there and gdb, like us, falls back to the bare DWARF scopes (`operator()`).
+pub(crate) fn qualified_name(
+    uref: gimli::UnitRef<'_, Reader>,
+    off: Off,
+    scopes: impl FnOnce(Off) -> Option<Scopes>,
+) -> Option<String> {
     let mut target = off;
     let mut name = None;
+    let mut mangled = None;
     for _ in 0..8 {
         let e = uref.entry(target).ok()?;
         // An unmangled linkage name (a C asm label such as `__GI_raise`) is what gdb shows.
@@ -490,6 +526,7 @@ fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, o
             if !l.starts_with("_Z") && !l.starts_with("_R") {
                 return Some(l);
             }
+            mangled.get_or_insert(l);
         }
         if name.is_none() {
             name = e.attr_value(gimli::DW_AT_name).and_then(|v| read_string(uref, v));
@@ -502,23 +539,76 @@ fn qualified_name(uref: gimli::UnitRef<'_, Reader>, outline: Option<&Outline>, o
         }
     }
     let name = name?;
-    let mut parts = match outline {
-        Some(o) => o.scope_names(uref, target)?,
-        None => scope_names(uref, Vec::new(), None, target)?,
-    };
-    parts.push(name);
-    Some(parts.join("::"))
+    // `target` is a function DIE, never a scope tag, so the enclosing scopes are all
+    // its scopes.
+    let Scopes { mut names, local } = scopes(target)?;
+    if local
+        && let Some(m) = mangled.filter(|m| m.starts_with("_Z"))
+        && is_cplus(uref)
+    {
+        let demangled = super::names::demangle(&m);
+        if demangled != m {
+            return Some(gdb_frame_name(&demangled));
+        }
+    }
+    names.push(name);
+    Some(names.join("::"))
 }
 
-/// Names of the scope DIEs enclosing `target`, outermost first: the path from the
-/// unit root, descending at each level into the last child that starts at or before
-/// the target (DIE offsets grow in pre-order, so that child's subtree holds it).
-fn scope_names(
-    uref: gimli::UnitRef<'_, Reader>,
-    mut parts: Vec<String>,
-    from: Option<Off>,
-    target: Off,
-) -> Option<Vec<String>> {
+fn is_cplus(uref: gimli::UnitRef<'_, Reader>) -> bool {
+    matches!(
+        language(uref),
+        Some(
+            gimli::DW_LANG_C_plus_plus
+                | gimli::DW_LANG_C_plus_plus_03
+                | gimli::DW_LANG_C_plus_plus_11
+                | gimli::DW_LANG_C_plus_plus_14
+                | gimli::DW_LANG_C_plus_plus_17
+                | gimli::DW_LANG_C_plus_plus_20
+        )
+    )
+}
+
+/// What gdb prints for a C++ function whose symbol is the demangled `name`: the name
+/// without its parameter list and qualifiers — unless an earlier parameter list (a
+/// function-local entity: `app::Scope::fn(int)::$_0::operator()(int) const`) makes
+/// gdb's name parser give up, and then the whole name.
+pub(crate) fn gdb_frame_name(name: &str) -> String {
+    let mut s = name.trim_end();
+    while let Some(rest) = [" const", " volatile", " &&", " &"].iter().find_map(|q| s.strip_suffix(q)) {
+        s = rest.trim_end();
+    }
+    if !s.ends_with(')') {
+        return name.to_string();
+    }
+    let mut depth = 0usize;
+    let mut open = None;
+    for (i, c) in s.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    open = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    match open.map(|i| &s[..i]) {
+        Some(prefix) if !prefix.is_empty() && !prefix.replace("operator()", "").contains(['(', ')']) => {
+            prefix.to_string()
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Scopes of the DIE `target`, outermost first: the path from the unit root (or from
+/// `from`, with `scopes` holding what lies above it), descending at each level into
+/// the last child that starts at or before the target (DIE offsets grow in pre-order,
+/// so that child's subtree holds it).
+fn scope_names(uref: gimli::UnitRef<'_, Reader>, mut scopes: Scopes, from: Option<Off>, target: Off) -> Option<Scopes> {
     let mut node_off = match from {
         Some(off) => off,
         None => uref.entries_tree(None).ok()?.root().ok()?.entry().offset(),
@@ -530,7 +620,7 @@ fn scope_names(
         while let Ok(Some(child)) = children.next() {
             let e = child.entry();
             if e.offset() == target {
-                return Some(parts);
+                return Some(scopes);
             }
             if e.offset() > target {
                 break;
@@ -541,14 +631,20 @@ fn scope_names(
         if !has_children {
             return None; // the target is not a DIE of this unit's tree
         }
-        push_scope(uref, &mut parts, off, tag);
+        push_scope(uref, &mut scopes, off, tag);
         node_off = off;
     }
     None
 }
 
-/// Appends the name of the DIE at `off` when it is a scope that gdb names.
-fn push_scope(uref: gimli::UnitRef<'_, Reader>, parts: &mut Vec<String>, off: Off, tag: gimli::DwTag) {
+/// Adds the DIE at `off`, an ancestor of the DIE being named, to `scopes`: its name
+/// when it is a scope that gdb names; a function or an unnamed class marks the name
+/// local.
+fn push_scope(uref: gimli::UnitRef<'_, Reader>, scopes: &mut Scopes, off: Off, tag: gimli::DwTag) {
+    if tag == gimli::DW_TAG_subprogram {
+        scopes.local = true;
+        return;
+    }
     let is_scope = matches!(
         tag,
         gimli::DW_TAG_namespace | gimli::DW_TAG_class_type | gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
@@ -558,9 +654,9 @@ fn push_scope(uref: gimli::UnitRef<'_, Reader>, parts: &mut Vec<String>, off: Of
     }
     let name = uref.entry(off).ok().and_then(|e| e.attr_value(gimli::DW_AT_name)).and_then(|v| read_string(uref, v));
     match name {
-        Some(n) => parts.push(n),
-        None if tag == gimli::DW_TAG_namespace => parts.push("(anonymous namespace)".into()),
-        None => {}
+        Some(n) => scopes.names.push(n),
+        None if tag == gimli::DW_TAG_namespace => scopes.names.push("(anonymous namespace)".into()),
+        None => scopes.local = true,
     }
 }
 
@@ -576,8 +672,65 @@ pub(crate) struct Outline {
     /// sorted by start; `entered` marks the root and namespaces, whose children are
     /// themselves listed.
     nodes: Vec<(usize, usize, gimli::DwTag, bool)>,
-    /// Every subprogram of the unit (see `all_functions`), once a lookup needed it.
-    all: Option<Vec<(u64, u64, Off)>>,
+}
+
+/// The outlines and line-program spans of one module's units, each built once and
+/// shared by the point lookups and the addr2line path's name cache, and kept on disk
+/// by build id (`indexcache`) so that the next trace of the same file skips the pass.
+pub(crate) struct OutlineStore {
+    cache: Option<indexcache::Key>,
+    /// By the unit's `.debug_info` offset; None when the outline pass failed.
+    units: Mutex<HashMap<usize, Option<Arc<Outline>>>>,
+}
+
+impl OutlineStore {
+    pub(crate) fn new(cache: Option<indexcache::Key>) -> OutlineStore {
+        OutlineStore { cache, units: Mutex::new(HashMap::new()) }
+    }
+
+    /// The outline of `uref`'s unit: from memory, else from the disk cache, else built
+    /// (and stored). None when the outline pass fails on malformed DWARF.
+    pub(crate) fn get(&self, uref: gimli::UnitRef<'_, Reader>) -> Option<Arc<Outline>> {
+        let unit = uref.header.offset().0;
+        // A panic while building cannot leave a half-made entry: insertion comes last.
+        let mut units = self.units.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(o) = units.get(&unit) {
+            return o.clone();
+        }
+        let cached = self.cache.as_ref().and_then(|k| {
+            let functions = k.load(indexcache::Kind::Functions, unit)?;
+            Outline::decode(uref, &functions, &k.load(indexcache::Kind::Nodes, unit)?)
+        });
+        let outline = cached.or_else(|| {
+            let o = Outline::build(uref)?;
+            if let Some(k) = &self.cache {
+                let (functions, nodes) = o.encode();
+                k.store(indexcache::Kind::Functions, unit, &functions);
+                k.store(indexcache::Kind::Nodes, unit, &nodes);
+            }
+            Some(o)
+        });
+        let outline = outline.map(Arc::new);
+        units.insert(unit, outline.clone());
+        outline
+    }
+
+    /// The line program of `uref`'s unit split into sequences, the split read from
+    /// the disk cache when it holds this unit's.
+    fn program(&self, uref: gimli::UnitRef<'_, Reader>) -> Option<Program> {
+        let unit = uref.header.offset().0;
+        let Some(k) = &self.cache else { return Program::new(uref, None) };
+        if let Some(spans) = k.load(indexcache::Kind::LineSpans, unit)
+            && let Some(p) = Program::new(uref, Some(&spans))
+        {
+            return Some(p);
+        }
+        let p = Program::new(uref, None)?;
+        if let Some(spans) = p.encode_spans() {
+            k.store(indexcache::Kind::LineSpans, unit, &spans);
+        }
+        Some(p)
+    }
 }
 
 /// Reads through the children of the DIE at absolute `depth` whose attributes were
@@ -602,7 +755,11 @@ const MAX_OUTLINE_DIES: usize = 50_000_000;
 
 impl Outline {
     pub(crate) fn build(uref: gimli::UnitRef<'_, Reader>) -> Option<Outline> {
-        let mut out = Outline::default();
+        // Reserved up front from the unit's size (about one namespace-level function
+        // or node per 128 bytes in template-heavy C++): growing vectors of 100k entries
+        // by copying cost more than the reservation, whose untouched pages stay unmapped.
+        let guess = uref.header.length_including_self() / 128;
+        let mut out = Outline { functions: Vec::with_capacity(guess), nodes: Vec::with_capacity(guess) };
         let mut raw = uref.entries_raw(None).ok()?;
         // EntriesRaw depths are relative to where it started; `base` makes them absolute
         // across the restarts at DW_AT_sibling targets.
@@ -717,19 +874,60 @@ impl Outline {
         Some(out)
     }
 
+    /// The outline for `indexcache`: the functions as (begin, length, DIE), then the
+    /// nodes as (start, length, `tag | entered << 16`), each list sorted by its first.
+    fn encode(&self) -> (indexcache::Writer, indexcache::Writer) {
+        let functions = self.functions.iter().map(|&(b, e, off)| [b, e - b, off.0 as u64]);
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|&(s, e, tag, entered)| [s as u64, (e - s) as u64, u64::from(tag.0) | u64::from(entered) << 16]);
+        (indexcache::Writer::sorted_triples(functions), indexcache::Writer::sorted_triples(nodes))
+    }
+
+    /// `encode`'s inverse, checked against the unit: every DIE offset and extent
+    /// inside it, every range non-empty. None (the caller rebuilds) on any mismatch.
+    fn decode(
+        uref: gimli::UnitRef<'_, Reader>,
+        functions: &indexcache::Payload,
+        nodes: &indexcache::Payload,
+    ) -> Option<Outline> {
+        let size = uref.header.length_including_self() as u64;
+        let functions = functions
+            .reader()
+            .sorted_triples()?
+            .into_iter()
+            .map(|[begin, len, off]| {
+                let ok = len > 0 && off < size;
+                ok.then_some((begin, begin.checked_add(len)?, gimli::UnitOffset(usize::try_from(off).ok()?)))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let nodes = nodes
+            .reader()
+            .sorted_triples()?
+            .into_iter()
+            .map(|[start, len, tag]| {
+                let end = start.checked_add(len)?;
+                let ok = len > 0 && end <= size && tag >> 17 == 0;
+                ok.then_some((start as usize, end as usize, gimli::DwTag(tag as u16), tag >> 16 == 1))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Outline { functions, nodes })
+    }
+
     /// `scope_names` with the namespace level read from the outline: the path walk
     /// only runs inside the innermost skipped DIE holding the target, if any.
-    pub(crate) fn scope_names(&self, uref: gimli::UnitRef<'_, Reader>, target: Off) -> Option<Vec<String>> {
+    pub(crate) fn scope_names(&self, uref: gimli::UnitRef<'_, Reader>, target: Off) -> Option<Scopes> {
         let upper = self.nodes.partition_point(|n| n.0 < target.0);
         // Nested extents: those holding the target, outermost first.
         let holding: Vec<_> = self.nodes[..upper].iter().filter(|n| target.0 < n.1).collect();
-        let mut parts = Vec::new();
+        let mut scopes = Scopes::default();
         for n in &holding {
-            push_scope(uref, &mut parts, gimli::UnitOffset(n.0), n.2);
+            push_scope(uref, &mut scopes, gimli::UnitOffset(n.0), n.2);
         }
         match holding.last() {
-            Some(n) if !n.3 => scope_names(uref, parts, Some(gimli::UnitOffset(n.0)), target),
-            _ => Some(parts),
+            Some(n) if !n.3 => scope_names(uref, scopes, Some(gimli::UnitOffset(n.0)), target),
+            _ => Some(scopes),
         }
     }
 }
@@ -761,4 +959,27 @@ fn has_tail_call(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64) ->
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gdb_frame_name;
+
+    #[test]
+    fn frame_names_drop_the_last_parameter_list_as_gdb_does() {
+        let cases = [
+            ("main::$_2::operator()(int) const", "main::$_2::operator()"),
+            ("app::Scope::fn(int)", "app::Scope::fn"),
+            ("ns::f<int>(int, char const*) &&", "ns::f<int>"),
+            // An earlier parameter list: gdb's parser gives up and prints it whole.
+            ("app::Scope::fn(int)::$_0::operator()(int) const", "app::Scope::fn(int)::$_0::operator()(int) const"),
+            ("main::$_2::operator()(int) const::Inner::go(int)", "main::$_2::operator()(int) const::Inner::go(int)"),
+            ("main::{lambda(int)#1}::operator()(int) const", "main::{lambda(int)#1}::operator()(int) const"),
+            ("no_params", "no_params"),
+            ("unbalanced)", "unbalanced)"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(gdb_frame_name(input), want, "{input}");
+        }
+    }
 }

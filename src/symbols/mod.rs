@@ -10,6 +10,7 @@ mod callsite;
 mod debugfile;
 mod dwarf;
 pub(crate) mod elf;
+mod indexcache;
 mod lines;
 mod linetable;
 mod lookup;
@@ -66,6 +67,8 @@ pub(crate) struct Entry {
     dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
     /// Point lookups that read only what a pc needs; `dwarf` is the exact fallback.
     lookup: OnceLock<Option<Mutex<lookup::Index>>>,
+    /// Unit outlines and line spans, shared by `lookup` and `dwarf` (each built once).
+    outlines: OnceLock<Arc<lookup::OutlineStore>>,
     symbols: OnceLock<names::SymbolIndex>,
     /// Data-object symbols, indexed when a pointer value first needs a name.
     data_symbols: OnceLock<names::SymbolIndex>,
@@ -511,7 +514,7 @@ impl ModuleSet {
                     }
                     None => None,
                 };
-                match dwarf::context(src, sup.as_ref()) {
+                match dwarf::context(src, sup.as_ref(), self.outline_store(idx, src)) {
                     Ok(pair) => Some(Mutex::new(pair)),
                     Err(err) => {
                         self.problem(idx, format!("DWARF of {}: {err}", src.path.display()));
@@ -543,9 +546,16 @@ impl ModuleSet {
                     let sup = debugfile::find_alt(src, &self.roots)?;
                     dwarf.set_sup(dwarf::load_dwarf(&sup).ok()?);
                 }
-                Some(Mutex::new(lookup::Index::new(dwarf)))
+                Some(Mutex::new(lookup::Index::new(dwarf, self.outline_store(idx, src))))
             })
             .as_ref()
+    }
+
+    /// The module's outline store; `src` is the file holding its DWARF (the module or
+    /// its debug file), whose build id keys the disk cache.
+    fn outline_store(&self, idx: usize, src: &Image) -> Arc<lookup::OutlineStore> {
+        let key = || indexcache::Key::new(src.build_id.as_deref(), src.bytes.len());
+        self.entries[idx].outlines.get_or_init(|| Arc::new(lookup::OutlineStore::new(key()))).clone()
     }
 
     fn symbol_images(&self, idx: usize) -> Vec<&Image> {
@@ -615,6 +625,7 @@ impl Entry {
             debug_file: OnceLock::new(),
             dwarf: OnceLock::new(),
             lookup: OnceLock::new(),
+            outlines: OnceLock::new(),
             symbols: OnceLock::new(),
             locs: OnceLock::new(),
             data_symbols: OnceLock::new(),

@@ -10,7 +10,8 @@ use object::{Object, ObjectSection};
 use std::io::Write;
 use std::path::PathBuf;
 
-fn cache_root() -> Option<PathBuf> {
+/// `$XDG_CACHE_HOME/bt/NAME` (else `~/.cache/bt/NAME`); None when `BT_NO_CACHE` is set.
+pub(crate) fn cache_dir(name: &str) -> Option<PathBuf> {
     if std::env::var_os("BT_NO_CACHE").is_some() {
         return None;
     }
@@ -18,7 +19,7 @@ fn cache_root() -> Option<PathBuf> {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache"),
     };
-    Some(base.join("bt").join("sections"))
+    Some(base.join("bt").join(name))
 }
 
 /// A section's contents by name, inflated when SHF_COMPRESSED — from the cache when
@@ -28,7 +29,9 @@ pub(crate) fn section_data(image: &Image, name: &str) -> Option<SharedBytes> {
         Some(size) => size,
         None => return image.section_data(name), // absent or stored uncompressed
     };
-    let (Some(root), Some(id)) = (cache_root(), image.build_id.as_deref()) else { return image.section_data(name) };
+    let (Some(root), Some(id)) = (cache_dir("sections"), image.build_id.as_deref()) else {
+        return image.section_data(name);
+    };
     // Invariant: a cache file is only ever created by rename of a complete write, so a
     // file of the expected size holds the inflated section of that build id.
     let path = root.join(super::elf::hex(id)).join(name.trim_start_matches('.'));
@@ -40,7 +43,7 @@ pub(crate) fn section_data(image: &Image, name: &str) -> Option<SharedBytes> {
     }
     let data = image.section_data(name)?;
     if data.len() as u64 == size {
-        store(&path, &data);
+        store(&path, &[&data]);
     }
     Some(data)
 }
@@ -52,9 +55,10 @@ fn uncompressed_size(image: &Image, name: &str) -> Option<u64> {
     (c.format != object::CompressionFormat::None).then_some(c.uncompressed_size)
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory and a
-/// rename, so readers see the whole file or none. Errors are ignored.
-fn store(path: &std::path::Path, data: &[u8]) {
+/// Writes `parts` (one after the other) to `path` through a temporary file in the
+/// same directory and a rename, so readers see the whole file or none. Errors are
+/// ignored.
+pub(crate) fn store(path: &std::path::Path, parts: &[&[u8]]) {
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;
@@ -64,7 +68,7 @@ fn store(path: &std::path::Path, data: &[u8]) {
         std::process::id(),
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
     ));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(data));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| parts.iter().try_for_each(|p| f.write_all(p)));
     if written.is_err() || std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -692,7 +692,14 @@ fn abort_msg_address(pid: i32) -> Option<u64> {
         maps.iter().find(|m| m.offset == 0 && exe.as_deref().is_some_and(|e| std::path::Path::new(&m.path) == e))
     })?;
     // The process may live in another mount namespace (a container).
-    let bytes = std::fs::read(format!("/proc/{pid}/root{}", m.path)).or_else(|_| std::fs::read(&m.path)).ok()?;
+    let file =
+        std::fs::File::open(format!("/proc/{pid}/root{}", m.path)).or_else(|_| std::fs::File::open(&m.path)).ok()?;
+    // Mapped, not read: only the headers and the symbol tables are touched (libc is
+    // megabytes, and this runs before the threads stop, so every trace waits for it).
+    // SAFETY: read-only private mapping of a shared library; a concurrent truncation
+    // (a package upgrade rewriting it in place) could SIGBUS, the risk every
+    // debugger mapping ELF files takes.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.ok()?;
     let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*bytes).ok()?;
     let first = elf.segments().map(|s| s.address()).min()? & !0xfff;
     let sym = elf

@@ -93,25 +93,37 @@ pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Resul
 /// One thread after the stopped phase: raw frames, their variables, problems.
 type Stopped = (Vec<crate::snapshot::Frame>, Vec<Vec<Vec<crate::snapshot::Variable>>>, Vec<Problem>);
 
-/// Maps `f` over `items`, spread over the cores when there are many (threads are
+/// Maps `f` over `items`, spread over the cores when there is more than one (threads are
 /// independent of each other); results keep the order of `items`.
 fn spread<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
-    if workers <= 1 || items.len() < 16 {
+    let n = items.len();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(n.max(1));
+    if workers <= 1 {
         return items.into_iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(workers);
-    let mut chunks: Vec<Vec<T>> = Vec::new();
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        chunks.push(items.by_ref().take(chunk).collect());
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            chunks.into_iter().map(|c| s.spawn(move || c.into_iter().map(f).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("tracer worker thread panicked")).collect()
-    })
+    // Handed out one at a time, not in fixed chunks: the first thread to reach a
+    // module pays for its DWARF (a big unit's outline and line program take
+    // milliseconds), so the work per item is very uneven, and a few threads in
+    // different modules are the common case worth splitting.
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+            let Some((i, item)) = next else { break done };
+            done.push((i, f(item)));
+        }
+    };
+    let mut indexed: Vec<(usize, R)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(worker)).collect();
+        let mut all = worker();
+        for h in handles {
+            all.extend(h.join().expect("tracer worker thread panicked"));
+        }
+        all
+    });
+    indexed.sort_unstable_by_key(|r| r.0);
+    indexed.into_iter().map(|r| r.1).collect()
 }
 
 /// `BT_TIMING` set: how long each phase of [`build`] took, on stderr. A debugging
