@@ -134,9 +134,6 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     if !args.print.is_empty() && args.snapshot.is_none() {
         bail!("--print evaluates in a saved snapshot: give --snapshot FILE");
     }
-    if !args.print.is_empty() && args.snapshot.is_none() {
-        bail!("--print evaluates in a saved snapshot: give --snapshot FILE");
-    }
     let snap = if let Some(path) = &args.snapshot {
         if args.core.is_some() || !args.target.is_empty() {
             bail!("--snapshot prints a saved snapshot; it takes no pid, core or executable");
