@@ -325,6 +325,33 @@ fn constraint_cases() -> Vec<Case> {
             true,
             &["memcpy() called with an absurd size 0xffffffffffffffff (-1 as a signed length)"],
         ),
+        // The source, never NUL-terminated, runs into a guard page while strcpy copies
+        // it one byte ahead of itself: the vector load that faults is a read.
+        case(
+            "strcpy_overlap",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &[
+                "strcpy() called with an unreadable source",
+                "strcpy() called with overlapping ranges: destination ",
+                "are 0x1 bytes apart, less than the string copied (no NUL in the 0x1000 bytes before unreadable address ",
+                "strcpy() called with a source not NUL-terminated before unreadable address ",
+            ],
+        ),
+        // stpcpy's code is strcpy's here (the frame says `__strcpy_*`): only the
+        // caller's side names it.
+        case(
+            "stpcpy_overlap",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &[
+                "stpcpy() called with overlapping ranges: destination ",
+                "are 0x1 bytes apart, less than the string copied (no NUL in the 0xfff bytes before unreadable address ",
+                "stpcpy() called with a source not NUL-terminated before unreadable address ",
+            ],
+        ),
         case("free_inside", "SIGABRT", &["heap-corruption"], true, &["free(): invalid pointer", "free() in release"]),
         case("free_unmapped", "SIGSEGV", &["invalid-read"], true, &["free() of a bad pointer"]),
         case(
