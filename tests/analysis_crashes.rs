@@ -398,6 +398,41 @@ fn check_bad_pointers(exe: &Path, cases: &[Case], crashes: &[Crash]) {
     }
 }
 
+/// The overlapping strcpy/stpcpy ranges must be named with the addresses gdb reads
+/// from the program's own record of its unterminated run.
+fn check_string_ranges(exe: &Path, cases: &[Case], crashes: &[Crash]) {
+    for (c, crash) in cases.iter().zip(crashes) {
+        let (call, dst, src) = match c.mode {
+            "strcpy_overlap" => ("strcpy", 1, 0),
+            "stpcpy_overlap" => ("stpcpy", 0, 1),
+            _ => continue,
+        };
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        let run = gdb_print_hex(exe, &crash.core, "*(unsigned long *)&string_run");
+        let texts = snap["annotations"].to_string();
+        let overlap = format!(
+            "{call}() called with overlapping ranges: destination {:#x} and source {:#x}",
+            run + dst,
+            run + src
+        );
+        let unterminated = format!(
+            "unreadable address {:#x}: no NUL in the {:#x} bytes from {:#x}",
+            run + 4096,
+            4096 - src,
+            run + src
+        );
+        assert!(texts.contains(&unterminated), "{}: no annotation contains {unterminated:?}: {texts}", c.mode);
+        // Without the destination (see c_call_constraints_without_debug_info) no overlap is claimed.
+        let dst_known = !texts.contains(&format!("{call}(?, "));
+        assert_eq!(
+            texts.contains(&overlap),
+            dst_known,
+            "{}: overlap claimed iff the destination is known: {texts}",
+            c.mode
+        );
+    }
+}
+
 /// Builds constraints.c with `flags`, crashes each case and checks it.
 fn constraints_with(tag: &str, flags: &[&str], cases: &[Case]) {
     let dir = scratch_dir(&format!("analysis-build-{tag}"));
@@ -409,6 +444,7 @@ fn constraints_with(tag: &str, flags: &[&str], cases: &[Case]) {
     let crashes = crash_all(tag, &exe, cases);
     check_all(&exe, cases, &crashes);
     check_bad_pointers(&exe, cases, &crashes);
+    check_string_ranges(&exe, cases, &crashes);
 }
 
 #[test]
@@ -425,10 +461,20 @@ fn c_call_constraints_from_the_callers_code() {
 #[test]
 fn c_call_constraints_without_debug_info() {
     // -O2, no -g: the caller's code still gives what it kept in callee-saved registers
-    // (sizes, free's pointer), not `copy`'s destination (its own argument, gone); during
+    // (sizes, free's pointer, strcpy's pointers), not `copy`'s destination (its own argument, gone); during
     // `rep movsb` the registers still prove the overlap.
-    let keep = ["memcpy_negative", "memcpy_huge", "free_inside", "free_unmapped", "realloc_inside"];
+    // `copy_string` keeps strcpy's arguments in callee-saved registers across the call.
+    let keep = ["memcpy_negative", "memcpy_huge", "stpcpy_overlap", "free_inside", "free_unmapped", "realloc_inside"];
     let mut cases: Vec<Case> = constraint_cases().into_iter().filter(|c| keep.contains(&c.mode)).collect();
+    // strcpy's destination is its result, which `copy_string` uses instead of keeping
+    // it: only the source is proven, and with it the unterminated string.
+    cases.push(case(
+        "strcpy_overlap",
+        "SIGSEGV",
+        &["invalid-read"],
+        true,
+        &["strcpy() called with a source not NUL-terminated before unreadable address ", "strcpy(?, 0x"],
+    ));
     cases.push(case(
         "memcpy_overlap_movsb",
         "SIGSEGV",

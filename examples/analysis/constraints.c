@@ -16,6 +16,8 @@ static volatile long opaque_minus_five = -5;
 static volatile size_t opaque_overlap_size = 8192;
 /* The bad pointer of the free/realloc modes, for the test's oracle (gdb reads it). */
 static char *volatile bad_pointer;
+/* The unterminated run of the strcpy modes, for the same oracle. */
+static char *volatile string_run;
 
 /* Three pages mapped, the third given back: a copy that runs past two pages faults. */
 static char *two_pages(void)
@@ -80,6 +82,7 @@ static char *unterminated_run(void)
     if (p == MAP_FAILED || mprotect(p + 4096, 4096, PROT_NONE) != 0)
         abort();
     memset(p, 'A', 4096);
+    string_run = p;
     return p;
 }
 

@@ -265,8 +265,8 @@ fn string_extent(snap: &Snapshot, reader: &Reader, s: u64) -> (u64, StringEnd) {
     (len, StringEnd::Unknown)
 }
 
-/// strcpy/stpcpy with a known destination and source: a source that runs into
-/// unreadable memory before any NUL, and overlapping ranges.
+/// strcpy/stpcpy with a known source: one that runs into unreadable memory before
+/// any NUL; with the destination known too, overlapping ranges.
 ///
 /// The overlap is proven by contradiction: were the ranges apart, the copy would not
 /// have touched the source, so the string there now is the one it copied, and the
@@ -283,14 +283,14 @@ fn string_copy(
     scope: Scope,
     f: &mut Findings,
 ) {
-    let (Some(d), Some(s)) = (call.arg(0), call.arg(1)) else { return };
-    if d < NULL_LIMIT || s < NULL_LIMIT {
-        return;
-    }
+    let Some(s) = call.arg(1).filter(|&s| s >= NULL_LIMIT) else { return };
+    let d = call.arg(0).filter(|&d| d >= NULL_LIMIT);
     let (len, end) = string_extent(snap, reader, s);
     let copied = if end == StringEnd::Nul { len + 1 } else { len };
-    // Arguments read from the caller's stack slots are stale if the copy wrote there.
-    if call.reads.iter().any(|&a| copy_may_have_written(snap, d, copied.max(1), a)) {
+    // Arguments read from the caller's stack slots are stale if the copy wrote there
+    // (anywhere, when the destination is unknown).
+    let stale = |a: u64| d.is_none_or(|d| copy_may_have_written(snap, d, copied.max(1), a));
+    if call.reads.iter().any(|&a| stale(a)) {
         return;
     }
     let until = match end {
@@ -311,7 +311,10 @@ fn string_copy(
             ),
         );
     }
-    if copied > 0 && d.abs_diff(s) < copied {
+    if let Some(d) = d
+        && copied > 0
+        && d.abs_diff(s) < copied
+    {
         f.annotate(
             scope,
             Severity::Error,
