@@ -1,5 +1,6 @@
 //! Constraint checks of well-known calls on the faulting stack (the memcpy family
-//! with a null, unreadable, overlapping or absurd argument; free/realloc of a pointer
+//! with a null, unreadable, overlapping or absurd argument; strcpy/stpcpy with
+//! overlapping ranges or an unterminated source; free/realloc of a pointer
 //! whose glibc chunk header is not sane, named) and the glibc chunk reading they share
 //! with aliases.
 
@@ -432,6 +433,52 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, rea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the scan for a string's NUL stops: its NUL, the first page no readable
+    /// mapping holds (whatever bytes the core has there), or memory the core lacks.
+    #[test]
+    fn string_extents() {
+        use crate::snapshot::Mapping;
+        use crate::symbols::{ModuleSet, SymbolOptions};
+        use crate::target::CopiedMemory;
+        use std::sync::Arc;
+        let map =
+            |start: u64, perms: &str| Mapping { start, end: start + 0x1000, perms: perms.into(), ..Default::default() };
+        let mut mem = CopiedMemory::default();
+        let mut page = vec![b'A'; 0x1000];
+        page[0x800] = 0;
+        mem.add(0x10000, page);
+        mem.add(0x11000, vec![b'A'; 0x1000]);
+        // A PROT_NONE page, dumped as zeros.
+        mem.add(0x12000, vec![0; 0x1000]);
+        mem.add(0x20000, vec![b'B'; 0x1000]);
+        let (modules, _) = ModuleSet::load(&[], &[], &mem, &SymbolOptions::default());
+        let reader = Reader::new(Arc::new(mem), Arc::new(modules));
+        let snap = Snapshot {
+            maps: vec![
+                map(0x10000, "rw-p"),
+                map(0x11000, "rw-p"),
+                map(0x12000, "---p"),
+                map(0x20000, "rw-p"),
+                map(0x21000, "rw-p"),
+            ],
+            ..Default::default()
+        };
+        let cases = [
+            (0x10000, (0x800, StringEnd::Nul)),
+            (0x10801, (0x17ff, StringEnd::Unreadable(0x12000))),
+            (0x11fff, (1, StringEnd::Unreadable(0x12000))),
+            (0x12000, (0, StringEnd::Unreadable(0x12000))),
+            // Mapped and readable, but not in the core: a lower bound only.
+            (0x20010, (0xff0, StringEnd::Unknown)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(string_extent(&snap, &reader, s), want, "{s:#x}");
+        }
+        // No maps at all: nothing is proven unreadable.
+        let bare = Snapshot::default();
+        assert_eq!(string_extent(&bare, &reader, 0x11fff).1, StringEnd::Nul);
+    }
 
     #[test]
     fn families() {
