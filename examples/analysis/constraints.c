@@ -107,6 +107,16 @@ __attribute__((noinline)) static void strcpy_overlap(void)
     sink = p[1];
 }
 
+/* An unterminated source copied into a buffer of its own: no overlap, but the copy
+ * runs into the guard page all the same. */
+__attribute__((noinline)) static void strcpy_unterminated(void)
+{
+    char *p = unterminated_run();
+    char *dst = two_pages();
+    copy_string(dst, p);
+    sink = dst[1];
+}
+
 /* The same through stpcpy, the destination one byte behind the source. */
 __attribute__((noinline)) static void stpcpy_overlap(void)
 {
@@ -160,7 +170,8 @@ int main(int argc, char **argv)
         {"memcpy_overlap", memcpy_overlap}, {"memcpy_overlap_movsb", memcpy_overlap_movsb},
         {"memcpy_negative", memcpy_negative},
         {"memcpy_huge", memcpy_huge},       {"strcpy_overlap", strcpy_overlap},
-        {"stpcpy_overlap", stpcpy_overlap}, {"free_inside", free_inside},
+        {"stpcpy_overlap", stpcpy_overlap}, {"strcpy_unterminated", strcpy_unterminated},
+        {"free_inside", free_inside},
         {"free_unmapped", free_unmapped},   {"realloc_inside", realloc_inside},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
