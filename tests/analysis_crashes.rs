@@ -325,6 +325,41 @@ fn constraint_cases() -> Vec<Case> {
             true,
             &["memcpy() called with an absurd size 0xffffffffffffffff (-1 as a signed length)"],
         ),
+        // The source, never NUL-terminated, runs into a guard page while strcpy copies
+        // it one byte ahead of itself: the vector load that faults is a read.
+        case(
+            "strcpy_overlap",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &[
+                "strcpy() called with an unreadable source",
+                "strcpy() called with overlapping ranges: destination ",
+                "are 0x1 bytes apart, less than the string copied (no NUL in the 0x1000 bytes before unreadable address ",
+                "strcpy() called with a source not NUL-terminated before unreadable address ",
+            ],
+        ),
+        // stpcpy's code is strcpy's here (the frame says `__strcpy_*`): only the
+        // caller's side names it.
+        case(
+            "stpcpy_overlap",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &[
+                "stpcpy() called with overlapping ranges: destination ",
+                "are 0x1 bytes apart, less than the string copied (no NUL in the 0xfff bytes before unreadable address ",
+                "stpcpy() called with a source not NUL-terminated before unreadable address ",
+            ],
+        ),
+        // Apart: no overlap claimed (check_string_ranges), only the unterminated source.
+        case(
+            "strcpy_unterminated",
+            "SIGSEGV",
+            &["invalid-read"],
+            true,
+            &["strcpy() called with a source not NUL-terminated before unreadable address "],
+        ),
         case("free_inside", "SIGABRT", &["heap-corruption"], true, &["free(): invalid pointer", "free() in release"]),
         case("free_unmapped", "SIGSEGV", &["invalid-read"], true, &["free() of a bad pointer"]),
         case(
@@ -371,6 +406,42 @@ fn check_bad_pointers(exe: &Path, cases: &[Case], crashes: &[Crash]) {
     }
 }
 
+/// The overlapping strcpy/stpcpy ranges must be named with the addresses gdb reads
+/// from the program's own record of its unterminated run, and only where they overlap.
+fn check_string_ranges(exe: &Path, cases: &[Case], crashes: &[Crash]) {
+    for (c, crash) in cases.iter().zip(crashes) {
+        let (call, dst, src) = match c.mode {
+            "strcpy_overlap" => ("strcpy", 1, 0),
+            "stpcpy_overlap" => ("stpcpy", 0, 1),
+            "strcpy_unterminated" => ("strcpy", 0, 0),
+            _ => continue,
+        };
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        let run = gdb_print_hex(exe, &crash.core, "*(unsigned long *)&string_run");
+        let texts = snap["annotations"].to_string();
+        let overlap = format!(
+            "{call}() called with overlapping ranges: destination {:#x} and source {:#x}",
+            run + dst,
+            run + src
+        );
+        let unterminated = format!(
+            "unreadable address {:#x}: no NUL in the {:#x} bytes from {:#x}",
+            run + 4096,
+            4096 - src,
+            run + src
+        );
+        assert!(texts.contains(&unterminated), "{}: no annotation contains {unterminated:?}: {texts}", c.mode);
+        // Without the destination (see c_call_constraints_without_debug_info) no overlap
+        // is claimed, nor for ranges apart.
+        let proven = !texts.contains(&format!("{call}(?, ")) && c.mode != "strcpy_unterminated";
+        if proven {
+            assert!(texts.contains(&overlap), "{}: no annotation contains {overlap:?}: {texts}", c.mode);
+        } else {
+            assert!(!texts.contains("overlapping ranges"), "{}: an overlap claimed: {texts}", c.mode);
+        }
+    }
+}
+
 /// Builds constraints.c with `flags`, crashes each case and checks it.
 fn constraints_with(tag: &str, flags: &[&str], cases: &[Case]) {
     let dir = scratch_dir(&format!("analysis-build-{tag}"));
@@ -382,6 +453,7 @@ fn constraints_with(tag: &str, flags: &[&str], cases: &[Case]) {
     let crashes = crash_all(tag, &exe, cases);
     check_all(&exe, cases, &crashes);
     check_bad_pointers(&exe, cases, &crashes);
+    check_string_ranges(&exe, cases, &crashes);
 }
 
 #[test]
@@ -398,10 +470,28 @@ fn c_call_constraints_from_the_callers_code() {
 #[test]
 fn c_call_constraints_without_debug_info() {
     // -O2, no -g: the caller's code still gives what it kept in callee-saved registers
-    // (sizes, free's pointer), not `copy`'s destination (its own argument, gone); during
-    // `rep movsb` the registers still prove the overlap.
-    let keep = ["memcpy_negative", "memcpy_huge", "free_inside", "free_unmapped", "realloc_inside"];
+    // (sizes, free's pointer, strcpy's source, stpcpy's both pointers), not `copy`'s
+    // destination (its own argument, gone); during `rep movsb` the registers still
+    // prove the overlap.
+    let keep = [
+        "memcpy_negative",
+        "memcpy_huge",
+        "stpcpy_overlap",
+        "strcpy_unterminated",
+        "free_inside",
+        "free_unmapped",
+        "realloc_inside",
+    ];
     let mut cases: Vec<Case> = constraint_cases().into_iter().filter(|c| keep.contains(&c.mode)).collect();
+    // strcpy's destination is its result, which `copy_string` uses instead of keeping
+    // it: only the source is proven, and with it the unterminated string.
+    cases.push(case(
+        "strcpy_overlap",
+        "SIGSEGV",
+        &["invalid-read"],
+        true,
+        &["strcpy() called with a source not NUL-terminated before unreadable address ", "strcpy(?, 0x"],
+    ));
     cases.push(case(
         "memcpy_overlap_movsb",
         "SIGSEGV",

@@ -1,4 +1,4 @@
-/* Calls that break the contract of memcpy, free and realloc, one per mode (argv[1]).
+/* Calls that break the contract of memcpy, strcpy, free and realloc, one per mode (argv[1]).
  * Built by tests/analysis_crashes.rs at -O2 -g (the arguments come back from the
  * callers' DWARF call-site records), at -O0 -g (from replaying the caller's argument
  * set-up code) and at -O2 without -g (only the registers at the fault prove anything).
@@ -16,6 +16,8 @@ static volatile long opaque_minus_five = -5;
 static volatile size_t opaque_overlap_size = 8192;
 /* The bad pointer of the free/realloc modes, for the test's oracle (gdb reads it). */
 static char *volatile bad_pointer;
+/* The unterminated run of the strcpy modes, for the same oracle. */
+static char *volatile string_run;
 
 /* Three pages mapped, the third given back: a copy that runs past two pages faults. */
 static char *two_pages(void)
@@ -72,6 +74,57 @@ __attribute__((noinline)) static void memcpy_huge(void)
     sink = p[1];
 }
 
+/* A page of 'A's with no NUL, followed by a PROT_NONE guard page: a string copy of
+ * it reads into the guard page and faults. */
+static char *unterminated_run(void)
+{
+    char *p = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || mprotect(p + 4096, 4096, PROT_NONE) != 0)
+        abort();
+    memset(p, 'A', 4096);
+    string_run = p;
+    return p;
+}
+
+__attribute__((noinline)) static void copy_string(char *dst, const char *src)
+{
+    strcpy(dst, src);
+    sink = dst[0] + src[0];
+}
+
+__attribute__((noinline)) static void append_string(char *dst, const char *src)
+{
+    /* The result used, or gcc turns the call into strcpy. */
+    sink = (long)stpcpy(dst, src) + dst[0] + src[0];
+}
+
+/* strcpy onto its own source one byte ahead: the ranges overlap, and the source,
+ * never NUL-terminated, runs into the guard page mid-copy. */
+__attribute__((noinline)) static void strcpy_overlap(void)
+{
+    char *p = unterminated_run();
+    copy_string(p + 1, p);
+    sink = p[1];
+}
+
+/* An unterminated source copied into a buffer of its own: no overlap, but the copy
+ * runs into the guard page all the same. */
+__attribute__((noinline)) static void strcpy_unterminated(void)
+{
+    char *p = unterminated_run();
+    char *dst = two_pages();
+    copy_string(dst, p);
+    sink = dst[1];
+}
+
+/* The same through stpcpy, the destination one byte behind the source. */
+__attribute__((noinline)) static void stpcpy_overlap(void)
+{
+    char *p = unterminated_run();
+    append_string(p, p + 1);
+    sink = p[1];
+}
+
 __attribute__((noinline)) static void release(char *p)
 {
     bad_pointer = p;
@@ -116,7 +169,9 @@ int main(int argc, char **argv)
     struct { const char *name; void (*run)(void); } modes[] = {
         {"memcpy_overlap", memcpy_overlap}, {"memcpy_overlap_movsb", memcpy_overlap_movsb},
         {"memcpy_negative", memcpy_negative},
-        {"memcpy_huge", memcpy_huge},       {"free_inside", free_inside},
+        {"memcpy_huge", memcpy_huge},       {"strcpy_overlap", strcpy_overlap},
+        {"stpcpy_overlap", stpcpy_overlap}, {"strcpy_unterminated", strcpy_unterminated},
+        {"free_inside", free_inside},
         {"free_unmapped", free_unmapped},   {"realloc_inside", realloc_inside},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)

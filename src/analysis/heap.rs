@@ -1,5 +1,6 @@
 //! Constraint checks of well-known calls on the faulting stack (the memcpy family
-//! with a null, unreadable, overlapping or absurd argument; free/realloc of a pointer
+//! with a null, unreadable, overlapping or absurd argument; strcpy/stpcpy with
+//! overlapping ranges or an unterminated source; free/realloc of a pointer
 //! whose glibc chunk header is not sane, named) and the glibc chunk reading they share
 //! with aliases.
 
@@ -77,6 +78,10 @@ pub fn call_constraints(snap: &Snapshot, t: &Thread, fault: &MemoryFault, reader
         f.annotate(Scope::Frame(t.tid, i as u32), Severity::Error, SOURCE, format!("{name}() called with {what}"));
         let scope = Scope::Frame(t.tid, i as u32);
         let known = copy_arguments(snap, name, named.is_some(), &call, scope.clone(), f);
+        // Arguments of a call the caller named as something else belong to another callee.
+        if matches!(name, "strcpy" | "stpcpy") && (call.name.is_none() || named.is_some()) {
+            string_copy(snap, name, &call, fault, reader, scope.clone(), f);
+        }
         if !known.all && i == 0 {
             copy_registers(t, name, named.is_some(), !known.size, reader, scope, f);
         }
@@ -220,6 +225,109 @@ fn copy_arguments(snap: &Snapshot, name: &str, named: bool, call: &Call, scope: 
     known
 }
 
+/// Longest source string scanned for its NUL (a lower bound beyond it is still one).
+const MAX_STRING_SCAN: u64 = 1 << 20;
+
+/// Where a scan for a string's NUL stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StringEnd {
+    /// Its NUL.
+    Nul,
+    /// This address, which no readable mapping holds.
+    Unreadable(u64),
+    /// Memory the snapshot lacks, or the scan limit: the length is a lower bound.
+    Unknown,
+}
+
+/// The length of the string at `s` as memory stands in the snapshot: the bytes before
+/// its NUL, or before the scan had to stop (then a lower bound).
+fn string_extent(snap: &Snapshot, reader: &Reader, s: u64) -> (u64, StringEnd) {
+    let mut len = 0u64;
+    let mut chunk = [0u8; 4096];
+    while len < MAX_STRING_SCAN {
+        let at = s.wrapping_add(len);
+        // Folklore: a core holds PROT_NONE pages too (as zeros): only the maps say
+        // what the process could read.
+        // No maps at all proves nothing unreadable.
+        if !snap.maps.is_empty() && !mapping_of(&snap.maps, at).is_some_and(|m| m.perms.starts_with('r')) {
+            return (len, StringEnd::Unreadable(at));
+        }
+        // Up to the next page boundary, so that a short read stops at a page.
+        let want = (4096 - (at % 4096)) as usize;
+        let n = reader.read(at, &mut chunk[..want]);
+        if let Some(z) = chunk[..n].iter().position(|b| *b == 0) {
+            return (len + z as u64, StringEnd::Nul);
+        }
+        len += n as u64;
+        if n < want {
+            return (len, StringEnd::Unknown);
+        }
+    }
+    (len, StringEnd::Unknown)
+}
+
+/// strcpy/stpcpy with a known source: one that runs into unreadable memory before
+/// any NUL; with the destination known too, overlapping ranges.
+///
+/// The overlap is proven by contradiction: were the ranges apart, the copy would not
+/// have touched the source, so the string there now is the one it copied, and the
+/// copy spans at least its length (plus the NUL, when one was found) at both ends; a
+/// destination closer to the source than that overlaps it. The string found now is
+/// only a lower bound for a copy whose overlap changed it, which does not matter:
+/// the overlap is already what is claimed.
+fn string_copy(
+    snap: &Snapshot,
+    name: &str,
+    call: &Call,
+    fault: &MemoryFault,
+    reader: &Reader,
+    scope: Scope,
+    f: &mut Findings,
+) {
+    let Some(s) = call.arg(1).filter(|&s| s >= NULL_LIMIT) else { return };
+    let d = call.arg(0).filter(|&d| d >= NULL_LIMIT);
+    let (len, end) = string_extent(snap, reader, s);
+    let copied = if end == StringEnd::Nul { len + 1 } else { len };
+    // Arguments read from the caller's stack slots are stale if the copy wrote there
+    // (anywhere, when the destination is unknown).
+    let stale = |a: u64| d.is_none_or(|d| copy_may_have_written(snap, d, copied.max(1), a));
+    if call.reads.iter().any(|&a| stale(a)) {
+        return;
+    }
+    let until = match end {
+        StringEnd::Nul => format!("{copied:#x} bytes with its NUL"),
+        StringEnd::Unreadable(x) => format!("no NUL in the {len:#x} bytes before unreadable address {x:#x}"),
+        StringEnd::Unknown => format!("no NUL in the {len:#x} bytes readable"),
+    };
+    if let StringEnd::Unreadable(x) = end
+        && fault.access == Some(Access::Read)
+        && fault.target.is_some_and(|t| t >= x && t - x < 4096)
+    {
+        f.annotate(
+            scope.clone(),
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with a source not NUL-terminated before unreadable address {x:#x}: no NUL in the {len:#x} bytes from {s:#x} (memory at the crash)"
+            ),
+        );
+    }
+    if let Some(d) = d
+        && copied > 0
+        && d.abs_diff(s) < copied
+    {
+        f.annotate(
+            scope,
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{name}() called with overlapping ranges: destination {d:#x} and source {s:#x} are {:#x} bytes apart, less than the string copied ({until})",
+                d.abs_diff(s)
+            ),
+        );
+    }
+}
+
 /// Which memcpy-family arguments were known.
 #[derive(Debug, Default, Clone, Copy)]
 struct Known {
@@ -325,6 +433,52 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, rea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the scan for a string's NUL stops: its NUL, the first page no readable
+    /// mapping holds (whatever bytes the core has there), or memory the core lacks.
+    #[test]
+    fn string_extents() {
+        use crate::snapshot::Mapping;
+        use crate::symbols::{ModuleSet, SymbolOptions};
+        use crate::target::CopiedMemory;
+        use std::sync::Arc;
+        let map =
+            |start: u64, perms: &str| Mapping { start, end: start + 0x1000, perms: perms.into(), ..Default::default() };
+        let mut mem = CopiedMemory::default();
+        let mut page = vec![b'A'; 0x1000];
+        page[0x800] = 0;
+        mem.add(0x10000, page);
+        mem.add(0x11000, vec![b'A'; 0x1000]);
+        // A PROT_NONE page, dumped as zeros.
+        mem.add(0x12000, vec![0; 0x1000]);
+        mem.add(0x20000, vec![b'B'; 0x1000]);
+        let (modules, _) = ModuleSet::load(&[], &[], &mem, &SymbolOptions::default());
+        let reader = Reader::new(Arc::new(mem), Arc::new(modules));
+        let snap = Snapshot {
+            maps: vec![
+                map(0x10000, "rw-p"),
+                map(0x11000, "rw-p"),
+                map(0x12000, "---p"),
+                map(0x20000, "rw-p"),
+                map(0x21000, "rw-p"),
+            ],
+            ..Default::default()
+        };
+        let cases = [
+            (0x10000, (0x800, StringEnd::Nul)),
+            (0x10801, (0x17ff, StringEnd::Unreadable(0x12000))),
+            (0x11fff, (1, StringEnd::Unreadable(0x12000))),
+            (0x12000, (0, StringEnd::Unreadable(0x12000))),
+            // Mapped and readable, but not in the core: a lower bound only.
+            (0x20010, (0xff0, StringEnd::Unknown)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(string_extent(&snap, &reader, s), want, "{s:#x}");
+        }
+        // No maps at all: nothing is proven unreadable.
+        let bare = Snapshot::default();
+        assert_eq!(string_extent(&bare, &reader, 0x11fff).1, StringEnd::Nul);
+    }
 
     #[test]
     fn families() {
