@@ -1,0 +1,220 @@
+//! Tests of the live target: range planning and copying, and real attaches to child
+//! processes (refusals, re-injected signals, the detach guard, PROT_NONE pages).
+
+use super::*;
+
+#[test]
+fn merging() {
+    type Ranges = &'static [(u64, u64)];
+    let cases: &[(Ranges, Ranges)] = &[
+        (&[], &[]),
+        (&[(5, 5)], &[]),
+        (&[(10, 20), (0, 5)], &[(0, 5), (10, 20)]),
+        (&[(0, 10), (5, 20)], &[(0, 20)]),
+        (&[(0, 10), (10, 20)], &[(0, 20)]),
+        (&[(0, 30), (5, 20), (25, 40), (50, 60)], &[(0, 40), (50, 60)]),
+    ];
+    for (input, want) in cases {
+        assert_eq!(merge_ranges(input.to_vec()), want.to_vec(), "{input:?}");
+    }
+}
+
+#[test]
+fn subtracting() {
+    type Ranges = &'static [(u64, u64)];
+    let cases: &[(Ranges, Ranges, Ranges)] = &[
+        (&[(0, 10)], &[], &[(0, 10)]),
+        (&[(0, 10)], &[(0, 10)], &[]),
+        (&[(0, 10)], &[(2, 4), (6, 8)], &[(0, 2), (4, 6), (8, 10)]),
+        (&[(5, 15)], &[(0, 7), (12, 20)], &[(7, 12)]),
+        (&[(0, 5), (20, 30)], &[(5, 20)], &[(0, 5), (20, 30)]),
+        (&[(10, 20)], &[(0, 5), (30, 40)], &[(10, 20)]),
+    ];
+    for (wanted, have, want) in cases {
+        assert_eq!(subtract_ranges(wanted, have), want.to_vec(), "{wanted:?} - {have:?}");
+    }
+}
+
+#[test]
+fn plan_stacks_and_vdso() {
+    let map =
+        |s: u64, e: u64, path: &str| Mapping { start: s, end: e, perms: "rw-p".into(), offset: 0, path: path.into() };
+    let maps = vec![map(0x1000, 0x9000, ""), map(0x10000, 0x20000, "[stack]"), map(0x30000, 0x32000, "[vdso]")];
+    let th = |tid: i32, rsp: u64| ThreadState {
+        tid,
+        registers: Registers { rsp, ..Default::default() },
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    let threads = [th(1, 0x1f000), th(2, 0x1040), th(3, 0x8000), th(4, 0x50000)];
+    let plan = copy_plan(&threads, &maps, 0x800, &mut problems);
+    assert_eq!(plan, [(0x1000, 0x1800), (0x7f80, 0x8780), (0x1ef80, 0x1f780), (0x30000, 0x32000)]);
+    assert_eq!(problems.len(), 1, "thread 4's rsp is in no mapping");
+    let plan = copy_plan(&threads[..1], &maps, 8 << 20, &mut problems);
+    assert_eq!(plan, [(0x1ef80, 0x20000), (0x30000, 0x32000)]);
+}
+
+#[test]
+fn fault_ranges_are_clipped_to_readable_mappings() {
+    let map =
+        |s: u64, e: u64, perms: &str| Mapping { start: s, end: e, perms: perms.into(), offset: 0, path: String::new() };
+    let maps = vec![map(0x1000, 0x2000, "r-xp"), map(0x5000, 0x9000, "rw-p"), map(0x9000, 0xa000, "---p")];
+    let th = |rip: u64, faulted: bool| ThreadState {
+        registers: Registers { rip, ..Default::default() },
+        faulted,
+        ..Default::default()
+    };
+    let sig = |addr: u64| Signal { fault_address: Some(addr), ..Default::default() };
+    // (threads, fault address, expected ranges)
+    type Case = (Vec<ThreadState>, Option<u64>, Vec<(u64, u64)>);
+    let cases: Vec<Case> = vec![
+        (vec![th(0x1010, true)], None, vec![(0x1000, 0x1110)]),
+        (vec![th(0x1010, false)], None, vec![]),
+        (vec![th(0x1800, true)], Some(0x5080), vec![(0x1700, 0x1900), (0x5000, 0x5180)]),
+        (vec![th(0x1800, true)], Some(0x9100), vec![(0x1700, 0x1900)]), // guard page: unreadable
+        (vec![th(0x0, true)], Some(0x0), vec![]),                       // null pc, null address
+    ];
+    for (threads, addr, want) in cases {
+        let s = addr.map(sig);
+        assert_eq!(fault_ranges(&threads, s.as_ref(), &maps), want, "{addr:?}");
+    }
+}
+
+#[test]
+fn refuses_self_and_missing() {
+    let me = std::process::id() as i32;
+    assert!(matches!(capture(me, &LiveOptions::default()), Err(TargetError::SelfAttach { .. })));
+    // Another thread of ours is still ourselves.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tx.send(unsafe { libc::gettid() }).expect("send");
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let tid = rx.recv().expect("tid");
+    assert!(matches!(capture(tid, &LiveOptions::default()), Err(TargetError::SelfAttach { .. })));
+    h.join().expect("join");
+    assert!(matches!(capture(0, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
+    assert!(matches!(capture(i32::MAX, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
+    // A child that exited and was not reaped yet.
+    let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while procfs::read_small(&format!("/proc/{pid}/stat")).ok().and_then(|s| procfs::parse_task_stat(&s)).map(|x| x.1)
+        != Some("Z".into())
+    {
+        assert!(Instant::now() < deadline, "true did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let err = capture(pid, &LiveOptions::default()).err().expect("a zombie cannot be captured");
+    assert!(matches!(err, TargetError::Exited { .. }), "{err}");
+    child.wait().expect("reap");
+    // kthreadd is pid 2 when we see the host's pid namespace.
+    if procfs::read_small("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+        assert!(matches!(capture(2, &LiveOptions::default()), Err(TargetError::KernelThread { pid: 2 })));
+    }
+}
+
+fn spawn_sleep() -> std::process::Child {
+    let child = std::process::Command::new("sleep").arg("100").spawn().expect("spawn sleep");
+    // Let it reach its nanosleep.
+    std::thread::sleep(Duration::from_millis(50));
+    child
+}
+
+#[test]
+fn signal_delivery_stop_is_reinjected_on_detach() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = spawn_sleep();
+    let pid = child.id() as i32;
+    let mut att = Attachment::default();
+    ptrace(libc::PTRACE_SEIZE as _, pid, 0, 0).expect("seize");
+    att.threads.push(Tracee {
+        tid: pid,
+        name: "sleep".into(),
+        state: "S".into(),
+        attached: true,
+        stopped: false,
+        inject: 0,
+    });
+    // A signal to a seized (not yet interrupted) thread: a signal-delivery-stop.
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    let mut problems = Vec::new();
+    wait_for_stops(&mut att.threads, Instant::now() + Duration::from_secs(5), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(att.threads[0].stopped);
+    assert_eq!(att.threads[0].inject, libc::SIGUSR1);
+    assert_eq!(pending_signal(pid).map(|s| (s.signo, s.code_name)), Some((libc::SIGUSR1, "SI_USER".to_string())));
+    assert!(att.detach_all().is_empty());
+    // Re-injected: SIGUSR1's default action kills sleep.
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGUSR1), "the signal was lost: {status:?}");
+}
+
+#[test]
+fn guard_detaches_on_panic() {
+    let mut child = spawn_sleep();
+    let pid = child.id() as i32;
+    let r = std::panic::catch_unwind(|| {
+        let mut att = Attachment::default();
+        ptrace(libc::PTRACE_SEIZE as _, pid, 0, 0).expect("seize");
+        att.threads.push(Tracee {
+            tid: pid,
+            name: String::new(),
+            state: String::new(),
+            attached: true,
+            stopped: false,
+            inject: 0,
+        });
+        ptrace(libc::PTRACE_INTERRUPT as _, pid, 0, 0).expect("interrupt");
+        wait_for_stops(&mut att.threads, Instant::now() + Duration::from_secs(5), &mut Vec::new());
+        assert!(att.threads[0].stopped);
+        panic!("boom while attached");
+    });
+    assert!(r.is_err());
+    let stat = procfs::read_small(&format!("/proc/{pid}/stat")).expect("stat");
+    let (_, state) = procfs::parse_task_stat(&stat).expect("parse");
+    assert!(state == "S" || state == "R", "sleep runs on, not traced-stopped: {state}");
+    assert_eq!(
+        procfs::parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status"), &["TracerPid"])
+            [0]
+        .1,
+        "0"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn copies_across_a_prot_none_page() {
+    // Our own child, with a PROT_NONE page in the middle of a mapping we read:
+    // process_vm_readv stops there, /proc/PID/mem reads it.
+    let page = 4096usize;
+    // SAFETY: a fresh anonymous mapping, written then protected.
+    let base = unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            3 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        std::ptr::write_bytes(p.cast::<u8>(), 0xab, 3 * page);
+        libc::mprotect(p.cast::<u8>().add(page).cast(), page, libc::PROT_NONE);
+        p as u64
+    };
+    // Read our own memory: process_vm_readv on ourselves needs no ptrace.
+    let pid = std::process::id() as i32;
+    let mut problems = Vec::new();
+    let mem = copy_ranges(pid, &[(base, base + 3 * page as u64)], &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(mem.total_bytes(), 3 * page);
+    let mut buf = vec![0u8; 3 * page];
+    assert_eq!(crate::target::Memory::read(&mem, base, &mut buf), 3 * page);
+    assert!(buf.iter().all(|b| *b == 0xab));
+    // SAFETY: unmapping what we mapped.
+    unsafe { libc::munmap(base as *mut libc::c_void, 3 * page) };
+}
