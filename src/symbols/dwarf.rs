@@ -326,29 +326,5 @@ pub(crate) fn is_tail_call_site(ctx: &Context, after: u64) -> bool {
         function = f.dw_die_offset.or(function);
     }
     let Some(function) = function else { return false };
-    let Ok(mut cursor) = unit.entries_at_offset(function) else { return false };
-    let mut seen = 0usize;
-    let mut base = None;
-    while let Ok(Some(e)) = cursor.next_dfs() {
-        // Depths are relative to the cursor's start; leaving the function's subtree ends it.
-        let depth = e.depth();
-        let base = *base.get_or_insert(depth);
-        seen += 1;
-        if (depth <= base && seen > 1) || seen > 200_000 {
-            break;
-        }
-        let tag = e.tag();
-        if tag != gimli::DW_TAG_call_site && tag != gimli::DW_TAG_GNU_call_site {
-            continue;
-        }
-        let pc = e
-            .attr_value(gimli::DW_AT_call_return_pc)
-            .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
-            .and_then(|v| unit.attr_address(v).ok().flatten());
-        let tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
-        if pc == Some(after) && matches!(tail, Some(gimli::AttributeValue::Flag(true))) {
-            return true;
-        }
-    }
-    false
+    super::lookup::has_tail_call(unit, function, after)
 }

@@ -313,10 +313,9 @@ impl Index {
         }
     }
 
-    /// The DIEs of the frames at `probe`, innermost first (the subprogram last), with
-    /// the `.debug_info` offset of their unit — what variable capture walks. None when
-    /// no function holds the probe.
-    pub(crate) fn frame_dies(&mut self, probe: u64) -> Result<Option<(usize, Vec<Off>)>, Fallback> {
+    /// The unit and subprogram holding `probe`: the first candidate unit whose outline
+    /// has a function there.
+    fn function_unit(&mut self, probe: u64) -> Result<Option<(usize, Arc<gimli::Unit<Reader>>, Off)>, Fallback> {
         let cands = self.candidates(probe);
         if cands.is_empty() && self.incomplete {
             return Err(Fallback);
@@ -324,31 +323,28 @@ impl Index {
         for ui in cands {
             let Some(unit) = self.unit(ui) else { continue };
             let dwarf = self.dwarf.clone();
-            let uref = unit.unit_ref(&dwarf);
-            let Some(function) = self.function_at(ui, uref, probe) else { continue };
-            let mut dies: Vec<Off> = inline_chain(uref, function, probe).iter().rev().map(|i| i.die).collect();
-            dies.push(function);
-            return Ok(Some((self.headers[ui].offset().0, dies)));
+            let Some(function) = self.function_at(ui, unit.unit_ref(&dwarf), probe) else { continue };
+            return Ok(Some((ui, unit, function)));
         }
         Ok(None)
+    }
+
+    /// The DIEs of the frames at `probe`, innermost first (the subprogram last), with
+    /// the `.debug_info` offset of their unit — what variable capture walks. None when
+    /// no function holds the probe.
+    pub(crate) fn frame_dies(&mut self, probe: u64) -> Result<Option<(usize, Vec<Off>)>, Fallback> {
+        let Some((ui, unit, function)) = self.function_unit(probe)? else { return Ok(None) };
+        let uref = unit.unit_ref(&self.dwarf);
+        let mut dies: Vec<Off> = inline_chain(uref, function, probe).iter().rev().map(|i| i.die).collect();
+        dies.push(function);
+        Ok(Some((self.headers[ui].offset().0, dies)))
     }
 
     /// True when a `DW_TAG_call_site` with the tail-call flag returns to `after`
     /// inside the function holding `after - 1` (see `dwarf::is_tail_call_site`).
     pub(crate) fn is_tail_call_site(&mut self, after: u64) -> Result<bool, Fallback> {
-        let probe = after.wrapping_sub(1);
-        let cands = self.candidates(probe);
-        if cands.is_empty() && self.incomplete {
-            return Err(Fallback);
-        }
-        for ui in cands {
-            let Some(unit) = self.unit(ui) else { continue };
-            let dwarf = self.dwarf.clone();
-            let uref = unit.unit_ref(&dwarf);
-            let Some(function) = self.function_at(ui, uref, probe) else { continue };
-            return Ok(has_tail_call(uref, function, after));
-        }
-        Ok(false)
+        let Some((_, unit, function)) = self.function_unit(after.wrapping_sub(1))? else { return Ok(false) };
+        Ok(has_tail_call(unit.unit_ref(&self.dwarf), function, after))
     }
 }
 
@@ -671,7 +667,7 @@ pub(crate) fn push_scope(uref: gimli::UnitRef<'_, Reader>, scopes: &mut Scopes, 
 }
 
 /// Scans the subtree of `function` for a tail-call site returning to `after`.
-fn has_tail_call(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64) -> bool {
+pub(crate) fn has_tail_call(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64) -> bool {
     let Ok(mut cursor) = uref.entries_at_offset(function) else { return false };
     let mut seen = 0usize;
     let mut base = None;
