@@ -97,20 +97,7 @@ pub fn ingest(
     let hidden = sp.stage_dir(spool::Stage::Pending).join(format!(".{uuid}"));
     fs::create_dir(&hidden).map_err(spool::io("creating", &hidden))?;
 
-    let mut meta = Meta {
-        uuid: uuid.clone(),
-        time: args.time,
-        archived_ms: started,
-        pid: args.pid,
-        tid: args.tid,
-        uid: args.uid,
-        gid: args.gid,
-        signal: args.signal,
-        hostname: args.hostname.clone(),
-        exe: args.exe.clone(),
-        handler_pid: std::process::id(),
-        ..Default::default()
-    };
+    let mut meta = meta_from_args(args, &uuid, started);
     let recursion = read_proc(args.pid, &hidden, &mut meta, &mut problems);
     meta.problems = problems;
     spool::write_meta(&hidden, &meta)?;
@@ -148,6 +135,24 @@ pub fn ingest(
     Ok(Ingested { uuid, dir, core: state, bytes })
 }
 
+/// What the kernel's arguments alone say about a crash.
+fn meta_from_args(args: &CrashArgs, uuid: &str, archived_ms: u64) -> Meta {
+    Meta {
+        uuid: uuid.to_string(),
+        time: args.time,
+        archived_ms,
+        pid: args.pid,
+        tid: args.tid,
+        uid: args.uid,
+        gid: args.gid,
+        signal: args.signal,
+        hostname: args.hostname.clone(),
+        exe: args.exe.clone(),
+        handler_pid: std::process::id(),
+        ..Default::default()
+    }
+}
+
 /// The last resort when [`ingest`] failed or panicked: metadata from the arguments
 /// alone, no /proc, no core, so the crash is still counted.
 pub fn record_minimal(config: &Config, args: &CrashArgs, why: &str) -> Result<PathBuf, spool::SpoolError> {
@@ -157,20 +162,9 @@ pub fn record_minimal(config: &Config, args: &CrashArgs, why: &str) -> Result<Pa
     let hidden = sp.stage_dir(spool::Stage::Pending).join(format!(".{uuid}"));
     fs::create_dir(&hidden).map_err(spool::io("creating", &hidden))?;
     let meta = Meta {
-        uuid: uuid.clone(),
-        time: args.time,
-        archived_ms: spool::now_ms(),
-        pid: args.pid,
-        tid: args.tid,
-        uid: args.uid,
-        gid: args.gid,
-        signal: args.signal,
-        hostname: args.hostname.clone(),
-        exe: args.exe.clone(),
         core: CoreState::Dropped(format!("the handler failed: {why}")),
-        handler_pid: std::process::id(),
         handler_done: true,
-        ..Default::default()
+        ..meta_from_args(args, &uuid, spool::now_ms())
     };
     spool::write_meta(&hidden, &meta)?;
     let dir = sp.stage_dir(spool::Stage::Pending).join(&uuid);
