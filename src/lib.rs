@@ -1,7 +1,7 @@
 //! bt: a post-mortem debugging platform for native software on Linux x86-64.
 //!
 //! One library, one thin binary. Dependencies flow one way: [`snapshot`] at the
-//! bottom; producers ([`target`], [`symbols`], [`unwind`], [`analysis`], [`trace`]) above it;
+//! bottom; producers ([`capture`], [`symbols`], [`unwind`], [`analysis`], [`trace`]) above it;
 //! consumers ([`dedup`]) above that; [`cmd`] (the applets) on top. See ARCHITECTURE.md.
 
 pub mod analysis;
@@ -13,6 +13,6 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod symbols;
-pub mod target;
+pub mod capture;
 pub mod trace;
 pub mod unwind;

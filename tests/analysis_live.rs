@@ -90,11 +90,11 @@ fn live_assert_texts(pid: u32) -> Vec<String> {
 
 /// Hides glibc's `__abort_msg` pointer from the analysis, as when it was not copied.
 struct WithoutAbortMsg {
-    inner: Box<dyn bt::target::Memory>,
+    inner: Box<dyn bt::capture::Memory>,
     var: u64,
 }
 
-impl bt::target::Memory for WithoutAbortMsg {
+impl bt::capture::Memory for WithoutAbortMsg {
     fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
         if addr <= self.var + 7 && addr + buf.len() as u64 > self.var {
             // Readable up to the pointer, not beyond.
@@ -165,9 +165,9 @@ fn abort_msg_var(snap: &bt::snapshot::Snapshot) -> u64 {
 /// Traces a held process twice: once to find `__abort_msg`, once with it hidden.
 fn trace_without_abort_msg(pid: i32) -> bt::snapshot::Snapshot {
     let opts = bt::trace::TraceOptions::default();
-    let cap = bt::target::live::capture(pid, &opts.live).expect("capture");
+    let cap = bt::capture::live::capture(pid, &opts.live).expect("capture");
     let var = abort_msg_var(&bt::trace::build(cap, &opts));
-    let mut cap = bt::target::live::capture(pid, &opts.live).expect("capture");
+    let mut cap = bt::capture::live::capture(pid, &opts.live).expect("capture");
     cap.memory = Box::new(WithoutAbortMsg { inner: cap.memory, var });
     bt::trace::build(cap, &opts)
 }

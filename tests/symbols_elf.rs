@@ -5,7 +5,7 @@
 
 use bt::snapshot::{Frame, Mapping, Trust};
 use bt::symbols::{ModuleSet, SymbolOptions};
-use bt::target::CopiedMemory;
+use bt::capture::CopiedMemory;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

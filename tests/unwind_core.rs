@@ -265,7 +265,7 @@ fn executable_with_another_build_id_is_refused() {
     let other = exe.with_file_name("other");
     run(Command::new("gcc").args(["-g", "-O1", "-Wl,--build-id", "-o"]).arg(&other).arg(exe.with_file_name("prog.c")));
     // The core reader refuses such a pair up front; the module layer must too, on its own.
-    let cap = bt::target::core::open(&core, None).expect("open core");
+    let cap = bt::capture::corefile::open(&core, None).expect("open core");
     let opts = bt::symbols::SymbolOptions { exe: Some(other.clone()), ..Default::default() };
     let (modules, _) = bt::symbols::ModuleSet::load(&cap.maps, &cap.auxv, cap.memory.as_ref(), &opts);
     let list = modules.modules();

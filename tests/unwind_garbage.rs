@@ -4,7 +4,7 @@
 
 use bt::snapshot::{Mapping, Registers};
 use bt::symbols::{ModuleSet, SymbolOptions};
-use bt::target::CopiedMemory;
+use bt::capture::CopiedMemory;
 use bt::unwind::{WalkOptions, walk};
 
 /// This process's file mappings, parsed from /proc/self/maps.

@@ -5,7 +5,7 @@
 
 use super::Reader;
 use crate::snapshot::Thread;
-use crate::target::Memory;
+use crate::capture::Memory;
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 
 /// The System V integer argument registers in order, by DWARF number (rdi, rsi, rdx,
@@ -461,7 +461,7 @@ fn symbol_named_at(reader: &Reader, addr: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::CopiedMemory;
+    use crate::capture::CopiedMemory;
 
     fn decode(code: &[u8], ip: u64) -> Vec<iced_x86::Instruction> {
         iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE).into_iter().collect()

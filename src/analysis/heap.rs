@@ -440,7 +440,7 @@ mod tests {
     fn string_extents() {
         use crate::snapshot::Mapping;
         use crate::symbols::{ModuleSet, SymbolOptions};
-        use crate::target::CopiedMemory;
+        use crate::capture::CopiedMemory;
         use std::sync::Arc;
         let map =
             |start: u64, perms: &str| Mapping { start, end: start + 0x1000, perms: perms.into(), ..Default::default() };

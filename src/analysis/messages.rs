@@ -40,7 +40,7 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
 /// mmaps for the message: `struct abort_msg_s { unsigned int size; char msg[]; }`,
 /// where `size` is the mapping's size, not the text's. It lives in anonymous
 /// memory, so a core holds it; the live capture copies it on purpose
-/// (`target::live::copy_abort_msg`), since it is neither stack nor near the fault.
+/// (`capture::live::copy_abort_msg`), since it is neither stack nor near the fault.
 ///
 /// A static executable carries its own copy of glibc: `__abort_msg` is then in the
 /// executable's symbol table and .bss, and is looked up there when no libc has it.

@@ -19,7 +19,7 @@ pub mod script;
 
 use crate::snapshot::{Annotation, Problem, Scope, Severity, Snapshot};
 use crate::symbols::ModuleSet;
-use crate::target::Memory;
+use crate::capture::Memory;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -470,7 +470,7 @@ mod tests {
     use super::*;
     use crate::snapshot::{Signal, VariableKind};
     use crate::symbols::{ModuleSet, SymbolOptions};
-    use crate::target::CopiedMemory;
+    use crate::capture::CopiedMemory;
 
     fn reader() -> Reader {
         let mut mem = CopiedMemory::default();

@@ -5,7 +5,7 @@
 use super::ModuleSet;
 use super::variables::EntryKey;
 use crate::snapshot::{Frame, Registers};
-use crate::target::Memory;
+use crate::capture::Memory;
 
 /// How many callers up a chain of entry values is followed (a call value that is the
 /// caller's own `DW_OP_entry_value(rdi)` asks the caller's caller, and so on).

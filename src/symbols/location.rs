@@ -5,7 +5,7 @@
 use super::ModuleSet;
 use super::elf::Reader;
 use crate::snapshot::values::Data;
-use crate::target::Memory;
+use crate::capture::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
 
 /// DWARF registers a frame can know (0–16 general purpose and rip, up to fs/gs base).

@@ -25,7 +25,7 @@ pub use crate::snapshot::values::VariableOptions;
 pub use types::TypeTable;
 
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
-use crate::target::Memory;
+use crate::capture::Memory;
 use elf::{Headers, Image, SharedBytes};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use super::types::{DwarfTypes, TypeRef, TypeTable};
 use super::{ModuleSet, names};
 use crate::snapshot::values::{Data, FRAME_READ_BUDGET, Renderer, VariableOptions};
 use crate::snapshot::{Frame, Location, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
-use crate::target::Memory;
+use crate::capture::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! budget, so a viewer can re-read values without the core.
 
 use crate::snapshot::MemoryRegion;
-use crate::target::Memory;
+use crate::capture::Memory;
 use std::sync::Mutex;
 
 /// Largest stack slice kept per thread.

@@ -8,7 +8,7 @@ mod memory;
 use crate::analysis::{self, AnalysisOptions};
 use crate::snapshot::{Attribute, Problem, Regions, Scope, Snapshot, Thread, values};
 use crate::symbols::{ModuleSet, SymbolOptions, TypeTable, VariableOptions};
-use crate::target::{self, Capture, TargetError, live::LiveOptions};
+use crate::capture::{self, Capture, CaptureError, live::LiveOptions};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl Default for VariableCapture {
 }
 
 /// Snapshots a running process. The process is running again when this returns.
-pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, TargetError> {
+pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError> {
     let mut sym = opts.symbols.clone();
     if sym.sysroot.is_none() {
         // Folklore: the target may live in another mount namespace (a container);
@@ -76,13 +76,13 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, TargetError>
     // Variables read heap objects the stack copies do not hold: keep the threads
     // stopped until they are read (build releases them before its slow tail).
     live.hold = opts.variables.mode != VariableMode::None || !opts.variables.globals.is_empty();
-    let cap = target::live::capture(pid, &live)?;
+    let cap = capture::live::capture(pid, &live)?;
     Ok(build(cap, &TraceOptions { symbols: sym, ..opts.clone() }))
 }
 
 /// Snapshots an ELF core file, with the executable given explicitly or found via the core.
-pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Result<Snapshot, TargetError> {
-    let cap = target::core::open(core, exe)?;
+pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Result<Snapshot, CaptureError> {
+    let cap = capture::corefile::open(core, exe)?;
     let mut sym = opts.symbols.clone();
     if let Some(exe) = exe {
         sym.exe = Some(exe.to_path_buf());
@@ -148,12 +148,12 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let mut timing = Timing::new();
     let Capture { source, process, signal, mut threads, maps, auxv, memory, environment, mut problems, hold } = cap;
 
-    let want_vars = |t: &target::ThreadState| match opts.variables.mode {
+    let want_vars = |t: &capture::ThreadState| match opts.variables.mode {
         VariableMode::All => true,
         VariableMode::Faulted => t.faulted,
         VariableMode::None => false,
     };
-    let memory: Arc<dyn target::Memory> = Arc::from(memory);
+    let memory: Arc<dyn capture::Memory> = Arc::from(memory);
     let (modules, module_problems) = ModuleSet::load(&maps, &auxv, memory.as_ref(), &opts.symbols);
     problems.extend(module_problems);
     let modules = Arc::new(modules);
@@ -177,7 +177,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // While a held live target is stopped: what needs its memory. Unwinding reads
     // the stack copies; variables evaluate their locations and read what rendering
     // them needs (heap objects behind pointers) through the recorder.
-    let stopped_one = |t: &target::ThreadState| {
+    let stopped_one = |t: &capture::ThreadState| {
         let (raw, probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
         let vars = if want_vars(t) {
             modules.capture_variables(&t.registers, &raw, &recorder, &opts.variables.options, &type_table)
@@ -223,7 +223,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         timing.mark("released");
     }
 
-    let symbolize_one = |(t, (raw, mut vars, mut probs)): (&target::ThreadState, Stopped)| {
+    let symbolize_one = |(t, (raw, mut vars, mut probs)): (&capture::ThreadState, Stopped)| {
         let mut frames = Vec::with_capacity(raw.len());
         for (k, f) in raw.into_iter().enumerate() {
             let mut group = modules.symbolize(f);

@@ -8,7 +8,7 @@
 
 use crate::symbols::ModuleSet;
 use crate::symbols::elf::SharedBytes;
-use crate::target::Memory;
+use crate::capture::Memory;
 use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, RegisterRule, UnwindSection};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

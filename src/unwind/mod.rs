@@ -21,7 +21,7 @@ pub(crate) use cfi::ModuleCache;
 
 use crate::snapshot::{Frame, Problem, Registers, Scope, Trust};
 use crate::symbols::ModuleSet;
-use crate::target::Memory;
+use crate::capture::Memory;
 use cfi::{N_REGS, RIP, RSP, Regs};
 
 #[derive(Debug, Clone)]

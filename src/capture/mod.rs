@@ -12,9 +12,9 @@
 //!   the vDSO. Anything else reads short.
 //!
 //! A [`Capture`] is never all-or-nothing: what could not be read is a [`Problem`];
-//! errors ([`TargetError`]) are for "there is no target to speak of".
+//! errors ([`CaptureError`]) are for "there is no target to speak of".
 
-pub mod core;
+pub mod corefile;
 pub mod live;
 pub mod procfs;
 pub mod signals;
@@ -120,7 +120,7 @@ impl Memory for CopiedMemory {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TargetError {
+pub enum CaptureError {
     #[error("no such process: {pid}")]
     NoSuchProcess { pid: i32 },
     #[error(

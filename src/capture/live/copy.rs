@@ -74,7 +74,7 @@ pub(super) fn interrupted_stacks(
     let mut buf = vec![0u8; SIGFRAME_SCAN_BYTES];
     for t in threads {
         let sp = t.registers.rsp & !7;
-        let n = crate::target::Memory::read(copied, sp, &mut buf);
+        let n = crate::capture::Memory::read(copied, sp, &mut buf);
         let word = |o: usize| buf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
         // `o` is the offset of uc_stack; pretcode is 24 bytes before it.
         for o in (24..n.saturating_sub(160)).step_by(8) {
@@ -185,7 +185,7 @@ pub(super) fn copy_abort_msg(
     }
     have = merge_ranges(have.into_iter().chain(want).collect());
     let mut word = [0u8; 8];
-    if crate::target::Memory::read(memory, var, &mut word) != 8 {
+    if crate::capture::Memory::read(memory, var, &mut word) != 8 {
         return;
     }
     let ptr = u64::from_le_bytes(word);

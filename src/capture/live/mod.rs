@@ -13,7 +13,7 @@
 //! - A signal that arrives while we hold a thread (a signal-delivery-stop) is
 //!   handed back with PTRACE_DETACH, so the target loses no signal.
 
-use super::{Capture, CopiedMemory, TargetError, ThreadState, procfs, signals};
+use super::{Capture, CopiedMemory, CaptureError, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Registers, Scope, Signal, Source};
 use nix::errno::Errno;
 use std::collections::HashSet;
@@ -181,7 +181,7 @@ fn wait_nohang(tid: i32) -> WaitResult {
 
 /// Snapshots the threads, stacks, vDSO, memory map and auxv of a live process.
 /// The process runs again when this returns, whatever the outcome.
-pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, TargetError> {
+pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, CaptureError> {
     let mut problems = Vec::new();
     let pid = resolve_pid(pid, &mut problems)?;
 
@@ -324,19 +324,19 @@ impl super::Memory for HeldMemory {
 
 /// Refuses ourselves, maps a missing process to NoSuchProcess, and turns a thread id
 /// into its process id.
-fn resolve_pid(pid: i32, problems: &mut Vec<Problem>) -> Result<i32, TargetError> {
+fn resolve_pid(pid: i32, problems: &mut Vec<Problem>) -> Result<i32, CaptureError> {
     let me = std::process::id() as i32;
     let is_self = |p: i32| p == me || std::path::Path::new(&format!("/proc/self/task/{p}")).exists();
     if pid <= 0 {
-        return Err(TargetError::NoSuchProcess { pid });
+        return Err(CaptureError::NoSuchProcess { pid });
     }
     if is_self(pid) {
-        return Err(TargetError::SelfAttach { pid });
+        return Err(CaptureError::SelfAttach { pid });
     }
     let status = match std::fs::read_to_string(format!("/proc/{pid}/status")) {
         Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TargetError::NoSuchProcess { pid }),
-        Err(e) => return Err(TargetError::Io { path: format!("/proc/{pid}/status"), source: e }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CaptureError::NoSuchProcess { pid }),
+        Err(e) => return Err(CaptureError::Io { path: format!("/proc/{pid}/status"), source: e }),
     };
     if procfs::read_small(&format!("/proc/{pid}/stat"))
         .ok()
@@ -344,14 +344,14 @@ fn resolve_pid(pid: i32, problems: &mut Vec<Problem>) -> Result<i32, TargetError
         .and_then(procfs::parse_stat_flags)
         .is_some_and(|flags| flags & PF_KTHREAD != 0)
     {
-        return Err(TargetError::KernelThread { pid });
+        return Err(CaptureError::KernelThread { pid });
     }
     let tgid = procfs::parse_status(&status, &["Tgid"]).first().and_then(|(_, v)| v.parse::<i32>().ok()).unwrap_or(pid);
     if tgid != pid {
         // Folklore: /proc/TID exists (hidden from readdir) for every thread, so a
         // thread id "works" as a pid; we capture its whole process.
         if is_self(tgid) {
-            return Err(TargetError::SelfAttach { pid });
+            return Err(CaptureError::SelfAttach { pid });
         }
         problems
             .push(Problem::new(Scope::Snapshot, format!("{pid} is a thread of process {tgid}; capturing the process")));
@@ -367,14 +367,14 @@ fn tracer_of(pid: i32) -> Option<i32> {
 
 /// Seizes and interrupts every thread, re-listing /proc/PID/task until no new thread
 /// appears, and waits until each is in a ptrace-stop.
-fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<Problem>) -> Result<(), TargetError> {
+fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<Problem>) -> Result<(), CaptureError> {
     let mut known: HashSet<i32> = HashSet::new();
     att.since = Some(Instant::now());
     for round in 0.. {
         let tids = match procfs::task_ids(pid) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TargetError::NoSuchProcess { pid }),
-            Err(e) => return Err(TargetError::Io { path: format!("/proc/{pid}/task"), source: e }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CaptureError::NoSuchProcess { pid }),
+            Err(e) => return Err(CaptureError::Io { path: format!("/proc/{pid}/task"), source: e }),
         };
         let mut new: Vec<i32> = tids.into_iter().filter(|t| known.insert(*t)).collect();
         if new.is_empty() {
@@ -415,10 +415,10 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
                 Err(e) if att.threads.is_empty() => {
                     return Err(match e {
                         Errno::EPERM => match tracer_of(pid) {
-                            Some(tracer) => TargetError::AlreadyTraced { pid, tracer },
-                            None => TargetError::PermissionDenied { pid },
+                            Some(tracer) => CaptureError::AlreadyTraced { pid, tracer },
+                            None => CaptureError::PermissionDenied { pid },
                         },
-                        e => TargetError::Attach { pid, source: e },
+                        e => CaptureError::Attach { pid, source: e },
                     });
                 }
                 Err(e) => {
@@ -437,7 +437,7 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
             .ok()
             .and_then(|s| procfs::parse_task_stat(&s))
             .is_some_and(|(_, state)| state == "Z");
-        return Err(if zombie { TargetError::Exited { pid } } else { TargetError::NoSuchProcess { pid } });
+        return Err(if zombie { CaptureError::Exited { pid } } else { CaptureError::NoSuchProcess { pid } });
     }
     Ok(())
 }

@@ -77,7 +77,7 @@ impl Builder {
     }
 }
 
-fn parse(bytes: Vec<u8>) -> Result<Capture, TargetError> {
+fn parse(bytes: Vec<u8>) -> Result<Capture, CaptureError> {
     from_bytes("test.core", Box::new(bytes), None)
 }
 
@@ -224,7 +224,7 @@ fn rejects_non_cores() {
     ];
     for (what, bytes, want) in cases {
         match parse(bytes) {
-            Err(e @ TargetError::NotACore { .. }) => assert!(e.to_string().contains(want), "{what}: {e}"),
+            Err(e @ CaptureError::NotACore { .. }) => assert!(e.to_string().contains(want), "{what}: {e}"),
             Err(e) => panic!("{what}: wrong error {e}"),
             Ok(_) => panic!("{what}: parsed"),
         }
@@ -247,7 +247,7 @@ fn every_truncation_and_corruption_is_a_value() {
     for cut in 0..full.len() {
         let r = parse(full[..cut].to_vec());
         if cut < 64 {
-            assert!(matches!(r, Err(TargetError::NotACore { .. })), "cut {cut}");
+            assert!(matches!(r, Err(CaptureError::NotACore { .. })), "cut {cut}");
         }
     }
     // Flip every byte of the headers and notes to a few nasty values.

@@ -83,7 +83,7 @@ fn fault_ranges_are_clipped_to_readable_mappings() {
 #[test]
 fn refuses_self_and_missing() {
     let me = std::process::id() as i32;
-    assert!(matches!(capture(me, &LiveOptions::default()), Err(TargetError::SelfAttach { .. })));
+    assert!(matches!(capture(me, &LiveOptions::default()), Err(CaptureError::SelfAttach { .. })));
     // Another thread of ours is still ourselves.
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
@@ -92,10 +92,10 @@ fn refuses_self_and_missing() {
         std::thread::sleep(Duration::from_millis(200));
     });
     let tid = rx.recv().expect("tid");
-    assert!(matches!(capture(tid, &LiveOptions::default()), Err(TargetError::SelfAttach { .. })));
+    assert!(matches!(capture(tid, &LiveOptions::default()), Err(CaptureError::SelfAttach { .. })));
     h.join().expect("join");
-    assert!(matches!(capture(0, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
-    assert!(matches!(capture(i32::MAX, &LiveOptions::default()), Err(TargetError::NoSuchProcess { .. })));
+    assert!(matches!(capture(0, &LiveOptions::default()), Err(CaptureError::NoSuchProcess { .. })));
+    assert!(matches!(capture(i32::MAX, &LiveOptions::default()), Err(CaptureError::NoSuchProcess { .. })));
     // A child that exited and was not reaped yet.
     let mut child = std::process::Command::new("true").spawn().expect("spawn true");
     let pid = child.id() as i32;
@@ -107,11 +107,11 @@ fn refuses_self_and_missing() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let err = capture(pid, &LiveOptions::default()).err().expect("a zombie cannot be captured");
-    assert!(matches!(err, TargetError::Exited { .. }), "{err}");
+    assert!(matches!(err, CaptureError::Exited { .. }), "{err}");
     child.wait().expect("reap");
     // kthreadd is pid 2 when we see the host's pid namespace.
     if procfs::read_small("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
-        assert!(matches!(capture(2, &LiveOptions::default()), Err(TargetError::KernelThread { pid: 2 })));
+        assert!(matches!(capture(2, &LiveOptions::default()), Err(CaptureError::KernelThread { pid: 2 })));
     }
 }
 
@@ -213,7 +213,7 @@ fn copies_across_a_prot_none_page() {
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(mem.total_bytes(), 3 * page);
     let mut buf = vec![0u8; 3 * page];
-    assert_eq!(crate::target::Memory::read(&mem, base, &mut buf), 3 * page);
+    assert_eq!(crate::capture::Memory::read(&mem, base, &mut buf), 3 * page);
     assert!(buf.iter().all(|b| *b == 0xab));
     // SAFETY: unmapping what we mapped.
     unsafe { libc::munmap(base as *mut libc::c_void, 3 * page) };

@@ -6,7 +6,7 @@
 //! garbage) and every outcome is a value, never a panic. A core whose segments run
 //! past the end of the file is served as far as it goes, with a [`Problem`].
 
-use super::{Capture, Memory, TargetError, ThreadState, procfs, signals};
+use super::{Capture, Memory, CaptureError, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Process, Registers, Scope, Signal, Source};
 use std::path::Path;
 
@@ -163,17 +163,17 @@ struct Notes {
 /// Opens an ELF core file. When `exe` is given, checks that the core was dumped by
 /// it (GNU build id, else file name) and records it as the process's executable.
 /// The environment is the host's: the tracer usually runs where the crash happened.
-pub fn open(path: &Path, exe: Option<&Path>) -> Result<Capture, TargetError> {
+pub fn open(path: &Path, exe: Option<&Path>) -> Result<Capture, CaptureError> {
     let name = path.display().to_string();
-    let io = |source| TargetError::Io { path: name.clone(), source };
+    let io = |source| CaptureError::Io { path: name.clone(), source };
     // Checked before open(): opening a FIFO would block.
     if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Err(TargetError::NotACore { path: name, reason: "not a regular file".into() });
+        return Err(CaptureError::NotACore { path: name, reason: "not a regular file".into() });
     }
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len < EHDR_SIZE as u64 {
-        return Err(TargetError::NotACore { path: name, reason: format!("{len} bytes, shorter than an ELF header") });
+        return Err(CaptureError::NotACore { path: name, reason: format!("{len} bytes, shorter than an ELF header") });
     }
     // SAFETY: the map is read-only. Folklore: if another process truncates the file
     // while we read it, touching the lost pages raises SIGBUS; cores are written once
@@ -192,8 +192,8 @@ pub fn from_bytes(
     name: &str,
     data: Box<dyn AsRef<[u8]> + Send + Sync>,
     exe: Option<&Path>,
-) -> Result<Capture, TargetError> {
-    let not_core = |reason: String| TargetError::NotACore { path: name.to_string(), reason };
+) -> Result<Capture, CaptureError> {
+    let not_core = |reason: String| CaptureError::NotACore { path: name.to_string(), reason };
     let bytes: &[u8] = (*data).as_ref();
     let mut problems = Vec::new();
     let mut truncated = false;
@@ -246,7 +246,7 @@ pub fn from_bytes(
     if usize::from(phentsize) != PHDR_SIZE {
         return Err(not_core(format!("e_phentsize {phentsize}, expected {PHDR_SIZE}")));
     }
-    let phoff = usize::try_from(phoff).ok().filter(|&o| o < bytes.len()).ok_or_else(|| TargetError::TruncatedCore {
+    let phoff = usize::try_from(phoff).ok().filter(|&o| o < bytes.len()).ok_or_else(|| CaptureError::TruncatedCore {
         path: name.to_string(),
         reason: format!("program headers at offset {phoff} lie past the end of the {}-byte file", bytes.len()),
     })?;
@@ -306,7 +306,7 @@ pub fn from_bytes(
     }
     if notes.threads.is_empty() {
         return Err(if truncated {
-            TargetError::TruncatedCore { path: name.to_string(), reason: "no thread could be read".into() }
+            CaptureError::TruncatedCore { path: name.to_string(), reason: "no thread could be read".into() }
         } else {
             not_core("no NT_PRSTATUS note (no thread)".into())
         });
@@ -491,10 +491,10 @@ fn check_exe(
     core_exe: Option<&str>,
     fname: &str,
     problems: &mut Vec<Problem>,
-) -> Result<(), TargetError> {
+) -> Result<(), CaptureError> {
     let mismatch =
-        |reason: String| TargetError::ExeMismatch { core: core.to_string(), exe: exe.display().to_string(), reason };
-    let io = |source| TargetError::Io { path: exe.display().to_string(), source };
+        |reason: String| CaptureError::ExeMismatch { core: core.to_string(), exe: exe.display().to_string(), reason };
+    let io = |source| CaptureError::Io { path: exe.display().to_string(), source };
     let file = std::fs::File::open(exe).map_err(io)?;
     // SAFETY: read-only map of a file we only parse; see `open` about truncation.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;

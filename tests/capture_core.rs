@@ -1,7 +1,7 @@
-//! `bt::target::core` against real cores: a small multithreaded C program is built
+//! `bt::capture::corefile` against real cores: a small multithreaded C program is built
 //! with gcc and crashed in a worker thread, so the kernel writes the core.
 
-use bt::target::{TargetError, core};
+use bt::capture::{CaptureError, corefile};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -191,19 +191,19 @@ fn core_without_memory_still_has_threads() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::copy(&f.exe, dir.join("crashy")).expect("copy exe");
     let (pid, crash_tid, core) = crash(&dir, "echo 0 > /proc/self/coredump_filter && exec ./crashy");
-    let cap = core::open(&core, None).expect("open core");
+    let cap = corefile::open(&core, None).expect("open core");
     assert_eq!((cap.process.pid, cap.threads.len(), cap.threads[0].tid), (pid, 5, crash_tid));
     let missing = cap.problems.iter().filter(|p| p.message.contains("is not in the core")).count();
     assert_eq!(missing, 5, "every stack is reported missing: {:?}", cap.problems);
     // No ELF header in memory, so no build id: the executable is matched by name.
-    let cap = core::open(&core, Some(&dir.join("crashy"))).expect("matched by name");
+    let cap = corefile::open(&core, Some(&dir.join("crashy"))).expect("matched by name");
     assert!(cap.problems.iter().any(|p| p.message.contains("file name only")), "{:?}", cap.problems);
 }
 
 #[test]
 fn real_core_threads_signal_process_maps() {
     let f = fixture();
-    let cap = core::open(&f.core, None).expect("open core");
+    let cap = corefile::open(&f.core, None).expect("open core");
     assert_eq!(cap.threads.len(), 5, "main + 3 idle + 1 crashing");
     let t0 = &cap.threads[0];
     assert_eq!((t0.tid, t0.faulted), (f.crash_tid, true), "the crashing worker is the faulting thread, not thread 0");
@@ -226,7 +226,7 @@ fn real_core_threads_signal_process_maps() {
     // Maps: sorted, the vDSO named, the executable's text present (not dumped, still mapped).
     assert!(cap.maps.windows(2).all(|w| w[0].start <= w[1].start));
     let vdso = cap.maps.iter().find(|m| m.path == "[vdso]").expect("[vdso] mapping");
-    assert_eq!(Some(vdso.start), cap.auxv_value(core::AT_SYSINFO_EHDR));
+    assert_eq!(Some(vdso.start), cap.auxv_value(corefile::AT_SYSINFO_EHDR));
     let mut magic = [0u8; 4];
     assert!(cap.memory.read_exact(vdso.start, &mut magic), "vDSO dumped");
     assert_eq!(&magic, b"\x7fELF");
@@ -247,14 +247,14 @@ fn real_core_threads_signal_process_maps() {
 #[test]
 fn exe_check_by_build_id_and_name() {
     let f = fixture();
-    let cap = core::open(&f.core, Some(&f.exe)).expect("the right executable matches");
+    let cap = corefile::open(&f.core, Some(&f.exe)).expect("the right executable matches");
     assert!(cap.problems.is_empty(), "matched by build id, no problem: {:?}", cap.problems);
 
     let dir = f.dir.join("other");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let other = gcc(&dir, "other", "int main(void) { return 0; }\n", &[]);
-    match core::open(&f.core, Some(&other)) {
-        Err(e @ TargetError::ExeMismatch { .. }) => {
+    match corefile::open(&f.core, Some(&other)) {
+        Err(e @ CaptureError::ExeMismatch { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("was not dumped by") && msg.contains("build id"), "{msg}");
         }
@@ -264,15 +264,15 @@ fn exe_check_by_build_id_and_name() {
 
     // Without a build id in the file, names decide.
     let nobid = gcc(&dir, "nobid", "int main(void) { return 0; }\n", &["-Wl,--build-id=none"]);
-    assert!(matches!(core::open(&f.core, Some(&nobid)), Err(TargetError::ExeMismatch { .. })));
+    assert!(matches!(corefile::open(&f.core, Some(&nobid)), Err(CaptureError::ExeMismatch { .. })));
     let renamed = dir.join("crashy");
     std::fs::copy(&nobid, &renamed).expect("copy");
-    let cap = core::open(&f.core, Some(&renamed)).expect("same file name is accepted");
+    let cap = corefile::open(&f.core, Some(&renamed)).expect("same file name is accepted");
     assert!(cap.problems.iter().any(|p| p.message.contains("file name only")), "{:?}", cap.problems);
     assert_eq!(Path::new(&cap.process.exe), renamed.canonicalize().expect("canonical"));
 
-    assert!(matches!(core::open(&f.core, Some(Path::new("/nonexistent/exe"))), Err(TargetError::Io { .. })));
-    assert!(matches!(core::open(&f.exe, None), Err(TargetError::NotACore { .. })), "an executable is not a core");
+    assert!(matches!(corefile::open(&f.core, Some(Path::new("/nonexistent/exe"))), Err(CaptureError::Io { .. })));
+    assert!(matches!(corefile::open(&f.exe, None), Err(CaptureError::NotACore { .. })), "an executable is not a core");
 }
 
 /// A prefix of a shared buffer, so that thousands of truncations cost no copies.
@@ -298,7 +298,7 @@ fn truncated_real_core_never_panics() {
     let mut cuts: Vec<usize> = (0..notes_end + 64).collect();
     cuts.extend((notes_end..full.len()).step_by((full.len() / 300).max(1)));
     for cut in cuts {
-        let r = core::from_bytes("cut", Box::new(Prefix(full.clone(), cut)), None);
+        let r = corefile::from_bytes("cut", Box::new(Prefix(full.clone(), cut)), None);
         match r {
             Ok(cap) => {
                 assert!(!cap.threads.is_empty());
@@ -313,7 +313,7 @@ fn truncated_real_core_never_panics() {
                     assert_eq!(cap.threads[0].tid, f.crash_tid);
                 }
             }
-            Err(TargetError::TruncatedCore { .. } | TargetError::NotACore { .. }) => {
+            Err(CaptureError::TruncatedCore { .. } | CaptureError::NotACore { .. }) => {
                 assert!(cut < notes_end, "cut {cut} after the notes must still parse");
             }
             Err(e) => panic!("cut {cut}: unexpected error {e}"),
@@ -334,7 +334,7 @@ fn truncated_real_core_never_panics() {
             let i = (next() % b.len() as u64) as usize;
             b[i] = next() as u8;
         }
-        if let Ok(cap) = core::from_bytes("mutated", Box::new(b), None) {
+        if let Ok(cap) = corefile::from_bytes("mutated", Box::new(b), None) {
             for t in &cap.threads {
                 let mut buf = [0u8; 64];
                 cap.memory.read(t.registers.rsp, &mut buf);
@@ -344,7 +344,7 @@ fn truncated_real_core_never_panics() {
     // Truncated on disk, opened through the file path.
     let cut_path = f.dir.join("core.cut");
     std::fs::write(&cut_path, &full[..notes_end + (full.len() - notes_end) / 2]).expect("write");
-    let cap = core::open(&cut_path, None).expect("half a core opens");
+    let cap = corefile::open(&cut_path, None).expect("half a core opens");
     let msg = cap.problems.iter().find(|p| p.message.starts_with("core truncated:")).expect("truncation problem");
     assert!(msg.message.contains(" of ") && msg.message.contains("bytes of segments present"), "{}", msg.message);
 }
@@ -369,10 +369,10 @@ fn garbage_files_are_errors() {
         }
         let p = dir.join(format!("garbage{i}"));
         std::fs::write(&p, &bytes).expect("write");
-        assert!(core::open(&p, None).is_err(), "garbage of {len} bytes parsed as a core");
+        assert!(corefile::open(&p, None).is_err(), "garbage of {len} bytes parsed as a core");
     }
     for special in ["/dev/null", "/proc/self/stat", "/"] {
-        assert!(matches!(core::open(Path::new(special), None), Err(TargetError::NotACore { .. })), "{special}");
+        assert!(matches!(corefile::open(Path::new(special), None), Err(CaptureError::NotACore { .. })), "{special}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

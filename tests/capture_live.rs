@@ -1,8 +1,8 @@
-//! `bt::target::live` against real processes: a multithreaded C program built with gcc
+//! `bt::capture::live` against real processes: a multithreaded C program built with gcc
 //! at test time is captured; every thread must be there with its stack copied, and
 //! the process must run on, unstopped, with no signal lost.
 
-use bt::target::{Capture, TargetError, live};
+use bt::capture::{Capture, CaptureError, live};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -425,7 +425,7 @@ fn permission_denied_without_privileges() {
         // The unprivileged child: attaching to root's process must fail with EPERM.
         let pid: i32 = pid.parse().expect("pid");
         match live::capture(pid, &live::LiveOptions::default()) {
-            Err(e @ TargetError::PermissionDenied { .. }) => {
+            Err(e @ CaptureError::PermissionDenied { .. }) => {
                 println!("child got: {e}");
                 std::process::exit(0)
             }
@@ -493,7 +493,7 @@ fn errors() {
     // A pid that does not exist (pid_max is at most 2^22).
     assert!(matches!(
         live::capture(5_000_000, &live::LiveOptions::default()),
-        Err(TargetError::NoSuchProcess { pid: 5_000_000 })
+        Err(CaptureError::NoSuchProcess { pid: 5_000_000 })
     ));
     // Already traced by someone else: EPERM, named as such.
     let mut target = Target::spawn(&["tracer"]);
@@ -501,7 +501,7 @@ fn errors() {
     let traced: i32 = line.strip_prefix("traced ").and_then(|p| p.parse().ok()).expect("traced pid");
     target.extra_pids.push(traced);
     match live::capture(traced, &live::LiveOptions::default()) {
-        Err(e @ TargetError::AlreadyTraced { .. }) => {
+        Err(e @ CaptureError::AlreadyTraced { .. }) => {
             assert!(e.to_string().contains(&format!("already traced by pid {}", target.pid())), "{e}")
         }
         Err(e) => panic!("wrong error: {e}"),
