@@ -30,6 +30,9 @@ struct ServeArgs {
     /// most connections served at once (default 512)
     #[argh(option, default = "512")]
     max_connections: usize,
+    /// most connections one client address may hold (default 64; at most a quarter of --max-connections)
+    #[argh(option, default = "64")]
+    max_per_address: usize,
     /// seconds between retention passes (default 60)
     #[argh(option, default = "60")]
     retention_every: u64,
@@ -124,6 +127,7 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             io_timeout: Duration::from_secs(args.io_timeout.max(1)),
             request_deadline: Duration::from_secs(args.io_timeout.max(1) * 6),
             max_connections: args.max_connections.max(1),
+            max_per_address: args.max_per_address.max(1),
             ..Limits::default()
         },
         max_submission: args.max_submission,

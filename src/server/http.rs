@@ -10,10 +10,10 @@
 //! a 413 still reads the whole body, and a forged `Content-Length` makes it
 //! allocate whatever the client claims.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A connection's byte stream: plain TCP, or TLS over it.
@@ -44,6 +44,23 @@ pub struct Limits {
     pub request_deadline: Duration,
     /// Most connections served at once; beyond, 503 and close.
     pub max_connections: usize,
+    /// Most connections one client address may hold at once (never more than a
+    /// quarter of `max_connections`, so one address cannot starve the rest).
+    pub max_per_address: usize,
+    /// Slowest transfer accepted for a request head or body, bytes per second,
+    /// enforced once `rate_grace` has passed (slowloris).
+    pub min_rate: u64,
+    /// How long a request may take before `min_rate` applies.
+    pub rate_grace: Duration,
+    /// Most trailer lines after a chunked body.
+    pub max_trailers: usize,
+}
+
+impl Limits {
+    /// The per-address cap in force: the configured one, at most a quarter of the total.
+    pub fn per_address(&self) -> usize {
+        self.max_per_address.min((self.max_connections / 4).max(1)).max(1)
+    }
 }
 
 impl Default for Limits {
@@ -54,6 +71,10 @@ impl Default for Limits {
             io_timeout: Duration::from_secs(10),
             request_deadline: Duration::from_secs(60),
             max_connections: 512,
+            max_per_address: 64,
+            min_rate: 1024,
+            rate_grace: Duration::from_secs(5),
+            max_trailers: 16,
         }
     }
 }
@@ -128,29 +149,37 @@ impl Request<'_> {
                 .and_then(|_| stream.flush())
                 .map_err(|e| BodyError::Bad(e.to_string()))?;
         }
-        let deadline = Instant::now() + self.limits.request_deadline;
+        let mut pace = Pace::new(self.limits);
         let mut out = Vec::new();
         match self.body_kind {
             BodyKind::Empty => {}
             BodyKind::Length(n) => {
                 out.reserve(n.min(1 << 20) as usize);
-                read_exactly(self.conn, &mut out, n, deadline)?;
+                read_exactly(self.conn, &mut out, n, &mut pace)?;
             }
             BodyKind::Chunked => loop {
-                let line = read_line(self.conn, 1024, deadline)?;
-                let size_text = line.split(';').next().unwrap_or("").trim();
-                let size = u64::from_str_radix(size_text, 16)
-                    .map_err(|_| BodyError::Bad(format!("bad chunk size {size_text:?}")))?;
-                if out.len() as u64 + size > limit {
+                let line = read_line(self.conn, 1024, &mut pace)?;
+                let size = chunk_size(&line)?;
+                // Checked: a size near u64::MAX must not wrap past the limit.
+                if (out.len() as u64).checked_add(size).is_none_or(|total| total > limit) {
                     return Err(BodyError::TooLarge { limit });
                 }
                 if size == 0 {
-                    // Trailers, up to the empty line.
-                    while !read_line(self.conn, 8192, deadline)?.is_empty() {}
+                    // Trailers, up to the empty line, bounded in number.
+                    let mut n_trailers = 0;
+                    while !read_line(self.conn, 8192, &mut pace)?.is_empty() {
+                        n_trailers += 1;
+                        if n_trailers > self.limits.max_trailers {
+                            return Err(BodyError::Bad(format!(
+                                "more than {} trailer lines",
+                                self.limits.max_trailers
+                            )));
+                        }
+                    }
                     break;
                 }
-                read_exactly(self.conn, &mut out, size, deadline)?;
-                if !read_line(self.conn, 2, deadline)?.is_empty() {
+                read_exactly(self.conn, &mut out, size, &mut pace)?;
+                if !read_line(self.conn, 2, &mut pace)?.is_empty() {
                     return Err(BodyError::Bad("chunk not followed by CRLF".into()));
                 }
             },
@@ -161,15 +190,65 @@ impl Request<'_> {
     }
 }
 
+/// The clock of one request head or body: a hard deadline, and after a grace
+/// period a minimum average rate (a client trickling one byte every few seconds
+/// holds a connection for ever otherwise).
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    started: Instant,
+    deadline: Instant,
+    grace: Duration,
+    min_rate: u64,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(limits: &Limits) -> Pace {
+        let started = Instant::now();
+        Pace {
+            started,
+            deadline: started + limits.request_deadline,
+            grace: limits.rate_grace,
+            min_rate: limits.min_rate,
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, n: usize) {
+        self.bytes = self.bytes.saturating_add(n as u64);
+    }
+
+    /// Whether the transfer is too late or too slow.
+    fn expired(&self) -> bool {
+        let now = Instant::now();
+        if now > self.deadline {
+            return true;
+        }
+        let elapsed = now.duration_since(self.started);
+        elapsed > self.grace && (self.bytes as f64) < self.min_rate as f64 * (elapsed - self.grace).as_secs_f64()
+    }
+}
+
 fn timed_out(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
-fn read_exactly(conn: &mut Conn, out: &mut Vec<u8>, n: u64, deadline: Instant) -> Result<(), BodyError> {
+/// The size of a chunk line: 1 to 16 hex digits, then optional `;extensions`
+/// (RFC 9112 §7.1: no sign, no `0x`, no spaces inside the number).
+fn chunk_size(line: &str) -> Result<u64, BodyError> {
+    let digits = line.split(';').next().unwrap_or("").trim_end_matches([' ', '\t']);
+    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let shown: String = digits.chars().take(20).collect();
+        return Err(BodyError::Bad(format!("bad chunk size {shown:?}")));
+    }
+    u64::from_str_radix(digits, 16).map_err(|_| BodyError::Bad("bad chunk size".into()))
+}
+
+fn read_exactly(conn: &mut Conn, out: &mut Vec<u8>, n: u64, pace: &mut Pace) -> Result<(), BodyError> {
     let mut left = n;
     let mut buf = [0u8; 64 * 1024];
     while left > 0 {
-        if Instant::now() > deadline {
+        if pace.expired() {
             return Err(BodyError::Timeout);
         }
         let want = (left as usize).min(buf.len());
@@ -178,6 +257,7 @@ fn read_exactly(conn: &mut Conn, out: &mut Vec<u8>, n: u64, deadline: Instant) -
             Ok(k) => {
                 out.extend_from_slice(&buf[..k]);
                 left -= k as u64;
+                pace.add(k);
             }
             Err(e) if timed_out(&e) => return Err(BodyError::Timeout),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -187,11 +267,13 @@ fn read_exactly(conn: &mut Conn, out: &mut Vec<u8>, n: u64, deadline: Instant) -
     Ok(())
 }
 
-/// One CRLF-terminated line (without the CRLF), at most `max` bytes.
-fn read_line(conn: &mut Conn, max: usize, deadline: Instant) -> Result<String, BodyError> {
+/// One CRLF-terminated line (without the CRLF), at most `max` bytes. A bare LF,
+/// a CR or a NUL inside the line are refused (RFC 9112 §2.2: request smuggling
+/// lives in the differences between lenient parsers).
+fn read_line(conn: &mut Conn, max: usize, pace: &mut Pace) -> Result<String, BodyError> {
     let mut line = Vec::new();
     loop {
-        if Instant::now() > deadline {
+        if pace.expired() {
             return Err(BodyError::Timeout);
         }
         let buf = match conn.fill_buf() {
@@ -209,12 +291,17 @@ fn read_line(conn: &mut Conn, max: usize, deadline: Instant) -> Result<String, B
         };
         line.extend_from_slice(&buf[..take]);
         conn.consume(take);
+        pace.add(take);
         if line.len() > max + 2 {
             return Err(BodyError::TooLarge { limit: max as u64 });
         }
         if done {
-            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                line.pop();
+            if !line.ends_with(b"\r\n") {
+                return Err(BodyError::Bad("line ends in a bare LF".into()));
+            }
+            line.truncate(line.len() - 2);
+            if line.iter().any(|&b| b == b'\r' || b == 0) {
+                return Err(BodyError::Bad("CR or NUL inside a line".into()));
             }
             return String::from_utf8(line).map_err(|_| BodyError::Bad("line is not UTF-8".into()));
         }
@@ -257,6 +344,7 @@ fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -334,6 +422,50 @@ pub trait Handler: Send + Sync + 'static {
     fn log_error(&self, remote: SocketAddr, status: u16, message: &str);
 }
 
+/// The connections being served, in total and per client address.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// One connection's hold on [`Slots`], released on every path out of the
+/// connection thread (a panic included), so a slot is never leaked.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    /// Takes a slot, or says why not.
+    fn take(slots: &Arc<Mutex<Slots>>, ip: IpAddr, limits: &Limits) -> Result<Slot, &'static str> {
+        let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
+        if s.total >= limits.max_connections {
+            return Err("too many connections");
+        }
+        let mine = s.per_address.entry(ip).or_insert(0);
+        if *mine >= limits.per_address() {
+            return Err("too many connections from this address");
+        }
+        *mine += 1;
+        s.total += 1;
+        Ok(Slot { slots: slots.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        s.total = s.total.saturating_sub(1);
+        if let Some(n) = s.per_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves connections from `listener` until the process ends.
 pub fn serve<H: Handler>(
     listener: TcpListener,
@@ -341,7 +473,7 @@ pub fn serve<H: Handler>(
     limits: Limits,
     wrap: Option<Arc<Wrap>>,
 ) -> std::io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Mutex::new(Slots::default()));
     let limits = Arc::new(limits);
     for conn in listener.incoming() {
         let mut stream = match conn {
@@ -354,23 +486,24 @@ pub fn serve<H: Handler>(
             }
         };
         let remote = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        if active.load(Ordering::SeqCst) >= limits.max_connections {
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let mut r =
-                Response::json(503, &serde_json::json!({"error": {"message": "too many connections", "code": 503}}));
-            r.close = true;
-            let _ = write_response(&mut stream, &r, false);
-            handler.log_error(remote, 503, "too many connections");
-            continue;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let (h, l, a, w) = (handler.clone(), limits.clone(), active.clone(), wrap.clone());
+        let slot = match Slot::take(&slots, remote.ip(), &limits) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let mut r = Response::json(503, &serde_json::json!({"error": {"message": why, "code": 503}}));
+                r.headers.push(("Retry-After".into(), "1".into()));
+                r.close = true;
+                let _ = write_response(&mut stream, &r, false);
+                handler.log_error(remote, 503, why);
+                continue;
+            }
+        };
+        let (h, l, w) = (handler.clone(), limits.clone(), wrap.clone());
         let spawned = std::thread::Builder::new().name("http".into()).stack_size(1 << 20).spawn(move || {
+            let _slot = slot;
             connection(stream, remote, &*h, &l, w.as_deref());
-            a.fetch_sub(1, Ordering::SeqCst);
         });
         if spawned.is_err() {
-            active.fetch_sub(1, Ordering::SeqCst);
             handler.log_error(remote, 503, "could not start a connection thread");
         }
     }
@@ -382,8 +515,13 @@ enum Head {
     Request(String, Vec<(String, String)>),
 }
 
+/// A header name is an RFC 9110 token: no spaces (`TE : chunked`), no separators.
+fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 fn read_head(conn: &mut Conn, limits: &Limits) -> Result<Head, (u16, String)> {
-    let deadline = Instant::now() + limits.request_deadline;
+    let mut pace = Pace::new(limits);
     let mut lines: Vec<String> = Vec::new();
     let mut total = 0;
     loop {
@@ -396,7 +534,7 @@ fn read_head(conn: &mut Conn, limits: &Limits) -> Result<Head, (u16, String)> {
                 Err(_) => return Ok(Head::Eof),
             }
         }
-        let line = match read_line(conn, limits.max_head, deadline) {
+        let line = match read_line(conn, limits.max_head, &mut pace) {
             Ok(l) => l,
             Err(BodyError::Timeout) => return Err((408, "request head did not arrive in time".into())),
             Err(BodyError::TooLarge { .. }) => {
@@ -419,12 +557,48 @@ fn read_head(conn: &mut Conn, limits: &Limits) -> Result<Head, (u16, String)> {
     let request_line = lines.remove(0);
     let mut headers = Vec::with_capacity(lines.len());
     for l in lines {
+        if l.starts_with([' ', '\t']) {
+            return Err((400, "obsolete line folding in the request head".into()));
+        }
         let Some((k, v)) = l.split_once(':') else {
             return Err((400, format!("malformed header line {:?}", l.chars().take(40).collect::<String>())));
         };
-        headers.push((k.trim().to_string(), v.trim().to_string()));
+        if !is_token(k) {
+            return Err((400, format!("bad header name {:?}", k.chars().take(40).collect::<String>())));
+        }
+        headers.push((k.to_string(), v.trim_matches([' ', '\t']).to_string()));
     }
     Ok(Head::Request(request_line, headers))
+}
+
+/// How the body of a request is framed, from its headers (RFC 9112 §6).
+fn framing(headers: &[(String, String)]) -> Result<BodyKind, (u16, &'static str)> {
+    let values = |name: &str| -> Vec<String> {
+        headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase()).collect()
+    };
+    let te = values("transfer-encoding");
+    let cl = values("content-length");
+    if !te.is_empty() && !cl.is_empty() {
+        return Err((400, "both Content-Length and Transfer-Encoding"));
+    }
+    if cl.len() > 1 {
+        return Err((400, "more than one Content-Length"));
+    }
+    if !te.is_empty() {
+        return match te.as_slice() {
+            [t] if t == "chunked" => Ok(BodyKind::Chunked),
+            _ => Err((501, "only the chunked transfer encoding is supported")),
+        };
+    }
+    let Some(n) = cl.first() else { return Ok(BodyKind::Empty) };
+    if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err((400, "bad Content-Length"));
+    }
+    match n.parse::<u64>() {
+        Ok(0) => Ok(BodyKind::Empty),
+        Ok(n) => Ok(BodyKind::Length(n)),
+        Err(_) => Err((400, "bad Content-Length")),
+    }
 }
 
 fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limits: &Limits, wrap: Option<&Wrap>) {
@@ -466,6 +640,10 @@ fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limit
             fail(&mut conn, 400, "malformed request line");
             return;
         };
+        if !is_token(method) || target.is_empty() {
+            fail(&mut conn, 400, "malformed request line");
+            return;
+        }
         let http10 = match *version {
             "HTTP/1.1" => false,
             "HTTP/1.0" => true,
@@ -477,21 +655,17 @@ fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limit
         let get = |name: &str| {
             headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase())
         };
-        let body_kind = match (get("transfer-encoding"), get("content-length")) {
-            (Some(te), _) if te == "chunked" => BodyKind::Chunked,
-            (Some(_), _) => {
-                fail(&mut conn, 501, "only the chunked transfer encoding is supported");
+        let n_host = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("host")).count();
+        if (!http10 && n_host == 0) || n_host > 1 {
+            fail(&mut conn, 400, "an HTTP/1.1 request needs exactly one Host header");
+            return;
+        }
+        let body_kind = match framing(&headers) {
+            Ok(k) => k,
+            Err((status, msg)) => {
+                fail(&mut conn, status, msg);
                 return;
             }
-            (None, Some(n)) => match n.parse::<u64>() {
-                Ok(0) => BodyKind::Empty,
-                Ok(n) => BodyKind::Length(n),
-                Err(_) => {
-                    fail(&mut conn, 400, "bad Content-Length");
-                    return;
-                }
-            },
-            (None, None) => BodyKind::Empty,
         };
         let expects_continue = get("expect").is_some_and(|e| e == "100-continue");
         let conn_header = get("connection").unwrap_or_default();
@@ -513,7 +687,23 @@ fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limit
             limits,
             body_bytes: 0,
         };
-        let mut resp = handler.handle(&mut req);
+        // A panic in a handler answers 500 and closes this connection; the server goes on.
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&mut req)));
+        let mut resp = match handled {
+            Ok(r) => r,
+            Err(payload) => {
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                handler.log_error(remote, 500, &format!("handler panicked: {what}"));
+                let mut r =
+                    Response::json(500, &serde_json::json!({"error": {"message": "internal error", "code": 500}}));
+                r.close = true;
+                r
+            }
+        };
         // A body left unread (refused, or the handler did not need it) cannot be
         // skipped safely: close instead of reading it.
         if !req.body_done || !keep_alive {
@@ -522,7 +712,7 @@ fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limit
         let head_only = req.method == "HEAD";
         let body_done = req.body_done;
         let ok = write_response(req.conn.get_mut(), &resp, head_only).is_ok();
-        handler.log(&req, &resp, started);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.log(&req, &resp, started)));
         if !ok || resp.close {
             conn.get_mut().finish();
             let _ = raw.shutdown(std::net::Shutdown::Write);

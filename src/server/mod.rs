@@ -13,6 +13,7 @@
 
 pub mod http;
 pub mod multipart;
+pub mod throttle;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -70,14 +71,19 @@ pub struct TlsFiles {
 /// Whether this build can serve TLS (cargo feature `tls`).
 pub const TLS_BUILT: bool = cfg!(feature = "tls");
 
-/// One line of the request log, on stderr, as JSON.
+/// One line of the request log, on stderr, as JSON. Never panics: a closed or
+/// full stderr loses the line, not the server (`eprintln!` would panic).
 pub fn log_line(v: Json) {
-    eprintln!("{v}");
+    use std::io::Write;
+    let mut line = v.to_string();
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 struct Api {
     store: Arc<Store>,
     opts: Options,
+    logins: throttle::Throttle,
 }
 
 /// What a handler hands back: a response, plus what the log should say.
@@ -285,9 +291,31 @@ impl Api {
         let (Some(user), Some(password)) = (user, password) else {
             return err(400, "login takes a username and a password");
         };
-        match self.store.login(&user, &password) {
-            Ok(Some(token)) => ok(json!({"response": "ok", "token": token, "user": user})),
-            Ok(None) => unauthorized(),
+        let ip = req.remote.ip();
+        let permit = match self.logins.admit(ip, &user) {
+            Ok(p) => p,
+            Err(throttle::Refusal::Throttled { retry_after }) => {
+                let mut o = err(429, "too many failed logins: try again later");
+                o.resp.headers.push(("Retry-After".into(), retry_after.to_string()));
+                return o;
+            }
+            Err(throttle::Refusal::Busy) => {
+                let mut o = err(503, "too many logins at once: try again");
+                o.resp.headers.push(("Retry-After".into(), "1".into()));
+                return o;
+            }
+        };
+        let result = self.store.login(&user, &password);
+        drop(permit);
+        match result {
+            Ok(Some(token)) => {
+                self.logins.record(ip, &user, true);
+                ok(json!({"response": "ok", "token": token, "user": user}))
+            }
+            Ok(None) => {
+                self.logins.record(ip, &user, false);
+                unauthorized()
+            }
             Err(e) => store_error(e),
         }
     }
@@ -477,6 +505,6 @@ pub fn serve(
         }
     });
     let limits = opts.limits.clone();
-    let handler = Arc::new(Handler { api: Api { store, opts } });
+    let handler = Arc::new(Handler { api: Api { store, opts, logins: throttle::Throttle::default() } });
     http::serve(listener, handler, limits, wrap).map_err(|e| ServerError::Listen { addr: addr.to_string(), source: e })
 }

@@ -41,8 +41,10 @@ pub struct Attr {
     pub column: Column,
 }
 
-/// A project as the query engine sees it.
-#[derive(Debug)]
+/// A project as the query engine sees it. Shared as an `Arc`: a query clones the
+/// `Arc` and lets go of the lock, and a writer that finds it shared copies it
+/// (`Arc::make_mut`), so a long query never holds up ingest.
+#[derive(Debug, Clone)]
 pub struct ProjectIndex {
     pub name: String,
     pub record: ProjectRecord,

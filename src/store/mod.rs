@@ -117,7 +117,7 @@ pub struct Retention {
     pub max_bytes: Option<u64>,
 }
 
-pub(crate) type SharedIndex = Arc<RwLock<HashMap<String, ProjectIndex>>>;
+pub(crate) type SharedIndex = Arc<RwLock<HashMap<String, Arc<ProjectIndex>>>>;
 
 /// The store: one redb database plus the in-memory index and the writer thread.
 pub struct Store {
@@ -273,15 +273,22 @@ impl Store {
                 let (k, v) = e?;
                 p.groups.insert(k.value().1.to_string(), decode(v.value(), "group")?);
             }
-            all.insert(p.name.clone(), p);
+            all.insert(p.name.clone(), Arc::new(p));
         }
         *self.index.write().map_err(lock_poisoned)? = all;
         Ok(())
     }
 
-    /// Read access to the index (queries).
-    pub(crate) fn index(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<String, ProjectIndex>>, StoreError> {
+    /// Read access to the index (short: to take a project's `Arc` or to look).
+    pub(crate) fn index(
+        &self,
+    ) -> Result<std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ProjectIndex>>>, StoreError> {
         self.index.read().map_err(lock_poisoned)
+    }
+
+    /// One project's index, shared: queries run on it without holding the lock.
+    pub(crate) fn project_index(&self, project: &str) -> Result<Arc<ProjectIndex>, StoreError> {
+        self.index()?.get(project).cloned().ok_or_else(|| StoreError::NoProject(project.to_string()))
     }
 
     // ---------------------------------------------------------------------------
@@ -315,7 +322,7 @@ impl Store {
             t.insert(name, encode(&rec)?.as_slice())?;
         }
         txn.commit()?;
-        self.index.write().map_err(lock_poisoned)?.insert(name.to_string(), ProjectIndex::new(name, rec.clone()));
+        self.index.write().map_err(lock_poisoned)?.insert(name.to_string(), Arc::new(ProjectIndex::new(name, rec.clone())));
         Ok(rec)
     }
 
@@ -359,7 +366,7 @@ impl Store {
             rec = cur;
         }
         txn.commit()?;
-        if let Some(p) = self.index.write().map_err(lock_poisoned)?.get_mut(name) {
+        if let Some(p) = self.index.write().map_err(lock_poisoned)?.get_mut(name).map(Arc::make_mut) {
             p.record.max_age = rec.max_age;
             p.record.max_bytes = rec.max_bytes;
         }
@@ -485,15 +492,13 @@ impl Store {
 
     /// Runs a query (see [`query`]).
     pub fn query(&self, project: &str, q: &query::Query) -> Result<query::Output, StoreError> {
-        let index = self.index()?;
-        let p = index.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
-        query::run(p, q)
+        let p = self.project_index(project)?;
+        query::run(&p, q)
     }
 
     /// The attributes of a project: name, type, and how many live objects have a value.
     pub fn describe(&self, project: &str) -> Result<Vec<(String, AttrType, u64)>, StoreError> {
-        let index = self.index()?;
-        let p = index.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        let p = self.project_index(project)?;
         let mut out: Vec<(String, AttrType, u64)> = p
             .attrs
             .iter()
@@ -516,9 +521,8 @@ impl Store {
 
     /// Ids of the live objects a query's filter selects.
     pub fn select_ids(&self, project: &str, q: &query::Query) -> Result<Vec<u64>, StoreError> {
-        let index = self.index()?;
-        let p = index.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
-        query::matching_ids(p, q)
+        let p = self.project_index(project)?;
+        query::matching_ids(&p, q)
     }
 
     /// One retention pass over every project: removes objects received longer ago

@@ -329,7 +329,7 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
         Ok(overlays) => {
             if let Ok(mut idx) = index.write() {
                 for (name, ov) in overlays {
-                    if let Some(p) = idx.get_mut(&name) {
+                    if let Some(p) = idx.get_mut(&name).map(Arc::make_mut) {
                         ov.apply(p);
                     }
                 }
@@ -350,7 +350,7 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
 
 fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Result<usize, StoreError> {
     let mut idx = index.write().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
-    let p = idx.get_mut(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+    let p = idx.get_mut(project).map(Arc::make_mut).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
     let rows: Vec<usize> = ids.iter().filter_map(|&id| p.row_of(id)).collect();
     if rows.is_empty() {
         return Ok(0);

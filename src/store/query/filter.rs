@@ -79,9 +79,7 @@ enum Pred<'a> {
 impl<'a> Pred<'a> {
     fn compile(p: &'a ProjectIndex, c: &Condition) -> Result<Pred<'a>, StoreError> {
         let re = match c.op {
-            Op::Regex | Op::InverseRegex => {
-                Some(fancy_regex::Regex::new(&c.value).map_err(|e| bad(format!("bad regular expression: {e}")))?)
-            }
+            Op::Regex | Op::InverseRegex => Some(compile_regex(&c.value)?),
             _ => None,
         };
         if c.attr == "object" || c.attr == "_rxid" {
@@ -169,15 +167,53 @@ impl<'a> Pred<'a> {
     }
 }
 
+/// The clock of one query: rows stop coming once [`MAX_QUERY_TIME`] has passed,
+/// and [`Clock::check`] then turns that into an error.
+pub(super) struct Clock {
+    deadline: Instant,
+    expired: std::cell::Cell<bool>,
+}
+
+impl Clock {
+    pub(super) fn start() -> Clock {
+        Clock { deadline: Instant::now() + MAX_QUERY_TIME, expired: std::cell::Cell::new(false) }
+    }
+
+    /// Whether the query may go on (looked at every 1024 rows).
+    #[inline]
+    fn going(&self, row: usize) -> bool {
+        if row % 1024 == 0 && Instant::now() > self.deadline {
+            self.expired.set(true);
+        }
+        !self.expired.get()
+    }
+
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        if self.expired.get() {
+            return Err(bad(format!(
+                "query ran longer than its budget of {} s: narrow the filter or simplify the expressions",
+                MAX_QUERY_TIME.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn filtered_rows<'a>(
     p: &'a ProjectIndex,
     q: &Query,
+    clock: &'a Clock,
 ) -> Result<impl Iterator<Item = usize> + 'a, StoreError> {
     let mut preds: Vec<Pred<'a>> = q.filter.iter().map(|c| Pred::compile(p, c)).collect::<Result<_, _>>()?;
-    Ok((0..p.ids.len()).filter(move |&row| p.alive[row] && preds.iter_mut().all(|pr| pr.test(p, row))))
+    Ok((0..p.ids.len())
+        .take_while(move |&row| clock.going(row))
+        .filter(move |&row| p.alive[row] && preds.iter_mut().all(|pr| pr.test(p, row))))
 }
 
 /// The ids of the live objects the query's filter selects (for deletion).
 pub fn matching_ids(p: &ProjectIndex, q: &Query) -> Result<Vec<u64>, StoreError> {
-    Ok(filtered_rows(p, q)?.map(|r| p.ids[r]).collect())
+    let clock = Clock::start();
+    let ids = filtered_rows(p, q, &clock)?.map(|r| p.ids[r]).collect();
+    clock.check()?;
+    Ok(ids)
 }

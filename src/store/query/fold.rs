@@ -1,7 +1,7 @@
 //! Folds and grouping: per-group accumulators, group rows from the stored aggregates or
 //! a scan, and plain selection.
 
-use super::filter::{IntHasher, IntMap, filtered_rows};
+use super::filter::{Clock, IntHasher, IntMap, filtered_rows};
 use super::*;
 
 fn cell_json(p: &ProjectIndex, attr: &Attr, row: usize) -> Json {
@@ -116,6 +116,16 @@ impl Fold<'_> {
         }
     }
 
+    /// The number (or small value) a group is ordered by, without building a large
+    /// result (a histogram's or bins' arrays).
+    fn order_key(&self, p: &ProjectIndex, acc: &Acc, bins: Option<(i64, i64)>) -> (Json, Option<f64>) {
+        match acc {
+            Acc::Hist(h) if self.attr.is_some() => (Json::Null, Some(h.len() as f64)),
+            Acc::Bin(v) if self.attr.is_some() => (Json::Null, Some(v.len() as f64)),
+            _ => self.result(p, acc, bins),
+        }
+    }
+
     /// The fold's value, and a number to order by.
     fn result(&self, p: &ProjectIndex, acc: &Acc, bins: Option<(i64, i64)>) -> (Json, Option<f64>) {
         let Some(attr) = self.attr else {
@@ -222,6 +232,18 @@ pub fn run(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
 /// One group of a grouped answer: factor, fold results (value, number to order by), count.
 type GroupRow = (Json, Vec<(Json, Option<f64>)>, u64);
 
+/// The groups of a scan: their accumulators, turned into results only for the
+/// folds an ordering needs and for the rows of the page asked for (a `bin` fold's
+/// result is large; computing it for 10,000 groups to return 20 of them is what
+/// a hostile query exploits).
+pub(super) struct Scanned {
+    factors: Vec<Json>,
+    counts: Vec<u64>,
+    accs: Vec<Vec<Acc>>,
+    bin_range: Vec<Option<(i64, i64)>>,
+    n_objects: usize,
+}
+
 /// Answers from the per-group aggregates maintained on ingest, without a scan,
 /// when the query asks only what they hold: grouped by fingerprint, no filter,
 /// folds among range/min/max of `timestamp`.
@@ -259,12 +281,7 @@ pub(super) fn groups_from_aggregates(
 }
 
 /// Groups by one pass over the rows.
-fn groups_by_scan(
-    p: &ProjectIndex,
-    q: &Query,
-    group: &str,
-    folds: &[Fold],
-) -> Result<(Vec<GroupRow>, usize), StoreError> {
+fn groups_by_scan(p: &ProjectIndex, q: &Query, group: &str, folds: &[Fold]) -> Result<Scanned, StoreError> {
     let gattr = if group == "*" { None } else { p.attr(group) };
     // Group slots: dense over dictionary ids for string factors, hashed otherwise.
     let mut dense: Vec<u32> = match gattr.map(|a| &a.column) {
@@ -278,13 +295,18 @@ fn groups_by_scan(
     let mut n_objects = 0usize;
     let mut bin_range: Vec<Option<(i64, i64)>> = vec![None; folds.len()];
     let has_bins = folds.iter().any(|f| matches!(f.op, FoldOp::Bin(_)));
-    for row in filtered_rows(p, q)? {
+    let clock = Clock::start();
+    let cells_budget = MAX_FOLD_CELLS / folds.len().max(1);
+    for row in filtered_rows(p, q, &clock)? {
         n_objects += 1;
         let key = gattr.and_then(|a| cell_key(a, row));
         let slot = match gattr.map(|a| &a.column) {
             Some(Column::Str(c)) => {
                 let s = &mut dense[c[row] as usize];
                 if *s == u32::MAX {
+                    if keys.len() >= cells_budget {
+                        return Err(too_many_groups(folds.len()));
+                    }
                     *s = keys.len() as u32;
                     keys.push(key);
                     counts.push(0);
@@ -297,6 +319,9 @@ fn groups_by_scan(
                 let next = keys.len() as u32;
                 let s = *hashed.entry(k).or_insert(next);
                 if s == next {
+                    if keys.len() >= cells_budget {
+                        return Err(too_many_groups(folds.len()));
+                    }
                     keys.push(key);
                     counts.push(0);
                     accs.push(folds.iter().map(Fold::new_acc).collect());
@@ -319,52 +344,94 @@ fn groups_by_scan(
             }
         }
     }
-    let rows: Vec<GroupRow> = (0..keys.len())
-        .map(|slot| {
-            let factor = match (gattr, keys[slot]) {
-                (Some(a), Some(k)) => key_json(p, a, k),
-                (None, _) if group == "*" => json!("*"),
-                _ => Json::Null,
-            };
-            let results = folds.iter().enumerate().map(|(i, f)| f.result(p, &accs[slot][i], bin_range[i])).collect();
-            (factor, results, counts[slot])
+    clock.check()?;
+    let factors = keys
+        .iter()
+        .map(|key| match (gattr, key) {
+            (Some(a), Some(k)) => key_json(p, a, *k),
+            (None, _) if group == "*" => json!("*"),
+            _ => Json::Null,
         })
         .collect();
-    Ok((rows, n_objects))
+    Ok(Scanned { factors, counts, accs, bin_range, n_objects })
+}
+
+fn too_many_groups(n_folds: usize) -> StoreError {
+    bad(format!(
+        "query would accumulate more than {MAX_FOLD_CELLS} group × fold cells ({n_folds} folds): filter first, or group by an attribute with fewer values"
+    ))
 }
 
 fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, StoreError> {
     let folds: Vec<Fold> = q.fold.iter().map(|(a, op)| Fold { attr: p.attr(a), name: a.clone(), op: *op }).collect();
     let columns: Vec<Json> = folds.iter().map(|f| json!([f.name, f.op.name()])).collect();
-    let (mut rows, n_objects) = match groups_from_aggregates(p, q, group, &folds) {
-        Some(r) => r,
-        None => groups_by_scan(p, q, group, &folds)?,
-    };
     // Ordering: by count (default, descending), by the factor, or by a fold.
     let order =
         if q.order.is_empty() { vec![OrderBy { name: ";count".into(), descending: true }] } else { q.order.clone() };
-    type SortKey<'a> = Box<dyn Fn(&GroupRow) -> Json + 'a>;
-    let mut keys_of: Vec<SortKey> = Vec::new();
+    enum Key {
+        Count,
+        Group,
+        Fold(usize),
+    }
+    let mut keys_of: Vec<Key> = Vec::new();
     for o in &order {
         let name = o.name.as_str();
         if name == ";count" || name == "count" {
-            keys_of.push(Box::new(|r| json!(r.2)));
+            keys_of.push(Key::Count);
         } else if name == ";group" || name == group {
-            keys_of.push(Box::new(|r| r.0.clone()));
+            keys_of.push(Key::Group);
         } else if let Some(i) = folds.iter().position(|f| format!("{};{}", f.name, f.op.name()) == name) {
-            keys_of.push(Box::new(move |r| match &r.1[i] {
-                (_, Some(n)) => json!(n),
-                (v, None) => v.clone(),
-            }));
+            keys_of.push(Key::Fold(i));
         } else {
             return Err(bad(format!(
                 "cannot order by {name:?}: use ;count, ;group or ATTRIBUTE;FOLD of a requested fold"
             )));
         }
     }
-    rows.sort_by(|a, b| {
+    let ordered_folds: HashSet<usize> =
+        keys_of.iter().filter_map(|k| if let Key::Fold(i) = k { Some(*i) } else { None }).collect();
+    // Rows: factor, the results known so far (all from the aggregates; only the
+    // ordering folds from a scan), count, and the scan slot.
+    let (mut rows, n_objects, scanned): (Vec<(GroupRow, usize)>, usize, Option<Scanned>) =
+        match groups_from_aggregates(p, q, group, &folds) {
+            Some((rows, n)) => (rows.into_iter().enumerate().map(|(i, r)| (r, i)).collect(), n, None),
+            None => {
+                let mut sc = groups_by_scan(p, q, group, &folds)?;
+                let factors = std::mem::take(&mut sc.factors);
+                let rows = factors
+                    .into_iter()
+                    .enumerate()
+                    .map(|(slot, factor)| {
+                        let results = folds
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| {
+                                if ordered_folds.contains(&i) {
+                                    f.order_key(p, &sc.accs[slot][i], sc.bin_range[i])
+                                } else {
+                                    (Json::Null, None)
+                                }
+                            })
+                            .collect();
+                        ((factor, results, sc.counts[slot]), slot)
+                    })
+                    .collect();
+                (rows, sc.n_objects, Some(sc))
+            }
+        };
+    let key = |k: &Key, r: &GroupRow| -> Json {
+        match k {
+            Key::Count => json!(r.2),
+            Key::Group => r.0.clone(),
+            Key::Fold(i) => match &r.1[*i] {
+                (_, Some(n)) => json!(n),
+                (v, None) => v.clone(),
+            },
+        }
+    };
+    rows.sort_by(|(a, _), (b, _)| {
         for (k, o) in keys_of.iter().zip(&order) {
-            let c = cmp_json(&k(a), &k(b));
+            let c = cmp_json(&key(k, a), &key(k, b));
             let c = if o.descending { c.reverse() } else { c };
             if c.is_ne() {
                 return c;
@@ -373,11 +440,31 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
         cmp_json(&a.0, &b.0)
     });
     let total = rows.len();
+    let page = total.saturating_sub(q.offset).min(q.limit);
+    let weight: usize = folds
+        .iter()
+        .map(|f| match f.op {
+            FoldOp::Bin(n) | FoldOp::BinRange(n, ..) | FoldOp::Distribution(n) => n,
+            _ => 1,
+        })
+        .sum();
+    if page.saturating_mul(weight) > MAX_FOLD_CELLS {
+        return Err(bad(format!(
+            "a page of {page} groups with these folds would hold more than {MAX_FOLD_CELLS} values: lower the limit"
+        )));
+    }
     let json_rows: Vec<Json> = rows
         .into_iter()
         .skip(q.offset)
         .take(q.limit)
-        .map(|(factor, results, count)| json!([factor, results.into_iter().map(|r| r.0).collect::<Vec<_>>(), count]))
+        .map(|((factor, mut results, count), slot)| {
+            if let Some(sc) = &scanned {
+                for (i, f) in folds.iter().enumerate() {
+                    results[i] = f.result(p, &sc.accs[slot][i], sc.bin_range[i]);
+                }
+            }
+            json!([factor, results.into_iter().map(|r| r.0).collect::<Vec<_>>(), count])
+        })
         .collect();
     Ok(Output {
         json: json!({"group": group, "columns": columns, "rows": json_rows, "total": total, "objects": n_objects}),
@@ -388,7 +475,9 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
 
 fn run_select(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
     let attrs: Vec<(String, Option<&Attr>)> = q.select.iter().map(|a| (a.clone(), p.attr(a))).collect();
-    let mut rows: Vec<usize> = filtered_rows(p, q)?.collect();
+    let clock = Clock::start();
+    let mut rows: Vec<usize> = filtered_rows(p, q, &clock)?.collect();
+    clock.check()?;
     let n_objects = rows.len();
     let order =
         if q.order.is_empty() { vec![OrderBy { name: "object".into(), descending: true }] } else { q.order.clone() };

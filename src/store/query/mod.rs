@@ -26,6 +26,30 @@ use super::{StoreError, format_object_id};
 pub const DEFAULT_LIMIT: usize = 100;
 /// Largest limit accepted.
 pub const MAX_LIMIT: usize = 100_000;
+/// Longest a query may run before it is refused (it holds no lock meanwhile:
+/// it works on a shared copy of the project's index).
+pub const MAX_QUERY_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+/// Steps fancy-regex may backtrack per tested value (its default is 1,000,000:
+/// `(a*)*\1b` over a 4 KB value then costs ~26 ms; here well under 1 ms). A value
+/// that exceeds it does not match.
+pub const REGEX_BACKTRACK_LIMIT: usize = 20_000;
+/// Longest regular expression accepted.
+pub const MAX_REGEX_LEN: usize = 1024;
+/// Most filter conditions and folds in one query.
+pub const MAX_TERMS: usize = 64;
+/// Groups × folds a grouped query may accumulate (each cell is a small accumulator).
+pub const MAX_FOLD_CELLS: usize = 4_000_000;
+
+/// Compiles a filter's regular expression under the query budget.
+pub(crate) fn compile_regex(value: &str) -> Result<fancy_regex::Regex, StoreError> {
+    if value.len() > MAX_REGEX_LEN {
+        return Err(bad(format!("regular expression longer than {MAX_REGEX_LEN} bytes")));
+    }
+    fancy_regex::RegexBuilder::new(value)
+        .backtrack_limit(REGEX_BACKTRACK_LIMIT)
+        .build()
+        .map_err(|e| bad(format!("bad regular expression: {e}")))
+}
 
 fn bad(msg: impl Into<String>) -> StoreError {
     StoreError::BadInput(msg.into())
@@ -232,8 +256,7 @@ impl Query {
                         (_, None) => return Err(bad(format!("filter on {attr}: {op_name} needs a value"))),
                     };
                     if matches!(op, Op::Regex | Op::InverseRegex) {
-                        fancy_regex::Regex::new(&value)
-                            .map_err(|e| bad(format!("filter on {attr}: bad regular expression: {e}")))?;
+                        compile_regex(&value).map_err(|e| bad(format!("filter on {attr}: {e}")))?;
                     }
                     q.filter.push(Condition { attr: attr.clone(), op, value });
                 }
@@ -297,6 +320,9 @@ impl Query {
             q.limit = l;
         }
         q.offset = num("offset")?.unwrap_or(0);
+        if q.filter.len() > MAX_TERMS || q.fold.len() > MAX_TERMS || q.select.len() > MAX_TERMS {
+            return Err(bad(format!("a query has at most {MAX_TERMS} filter conditions, folds and selected attributes")));
+        }
         Ok(q)
     }
 }
