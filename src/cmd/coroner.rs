@@ -33,6 +33,9 @@ struct ServeArgs {
     /// most connections one client address may hold (default 64; at most a quarter of --max-connections)
     #[argh(option, default = "64")]
     max_per_address: usize,
+    /// bytes all submissions being ingested may hold at once, bodies and decoding (default 1 GiB)
+    #[argh(option, default = "1 << 30")]
+    max_inflight: u64,
     /// seconds between retention passes (default 60)
     #[argh(option, default = "60")]
     retention_every: u64,
@@ -131,6 +134,7 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             ..Limits::default()
         },
         max_submission: args.max_submission,
+        max_inflight: args.max_inflight,
         retention_every: Duration::from_secs(args.retention_every.max(1)),
         ..server::Options::default()
     };

@@ -499,7 +499,7 @@ pub fn serve<H: Handler>(
             }
         };
         let (h, l, w) = (handler.clone(), limits.clone(), wrap.clone());
-        let spawned = std::thread::Builder::new().name("http".into()).stack_size(1 << 20).spawn(move || {
+        let spawned = std::thread::Builder::new().name("http".into()).stack_size(2 << 20).spawn(move || {
             let _slot = slot;
             connection(stream, remote, &*h, &l, w.as_deref());
         });

@@ -11,6 +11,7 @@
 //! | `GET /api/describe?project=P` | query | the attributes of a project and their types |
 //! | `GET /api/health` | — | liveness |
 
+pub mod budget;
 pub mod http;
 pub mod multipart;
 pub mod throttle;
@@ -40,6 +41,8 @@ pub struct Options {
     pub max_query: u64,
     /// How often retention runs.
     pub retention_every: Duration,
+    /// Bytes all submissions being ingested may hold at once (bodies and decoding).
+    pub max_inflight: u64,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             max_submission: 32 << 20,
             max_query: 1 << 20,
             retention_every: Duration::from_secs(60),
+            max_inflight: 1 << 30,
         }
     }
 }
@@ -84,6 +88,13 @@ struct Api {
     store: Arc<Store>,
     opts: Options,
     logins: throttle::Throttle,
+    inflight: budget::Inflight,
+}
+
+fn busy(why: &str) -> Outcome {
+    let mut o = err(503, why);
+    o.resp.headers.push(("Retry-After".into(), "1".into()));
+    o
 }
 
 /// What a handler hands back: a response, plus what the log should say.
@@ -203,10 +214,20 @@ impl Api {
                 &format!("unsupported content type {mime:?}: send the report raw or as multipart/form-data"),
             );
         }
+        // Room in the in-flight budget first: the body as declared (a chunked one
+        // as the largest allowed), then, once read, the body and its decoding.
+        let declared = req.content_length().unwrap_or(self.opts.max_submission).min(self.opts.max_submission);
+        let Some(mut reservation) = self.inflight.reserve(declared) else {
+            return busy("too many submissions in flight: try again");
+        };
         let body = match req.body(self.opts.max_submission) {
             Ok(b) => b,
             Err(e) => return body_error(e),
         };
+        let decode = crate::snapshot::DecodeLimits::for_submission(body.len() as u64, self.opts.max_submission);
+        if !reservation.grow_to((body.len() as u64).saturating_mul(2).saturating_add(decode.max_memory)) {
+            return busy("too many submissions in flight: try again");
+        }
         let control = ["token", "format", "project", "universe"];
         let mut attributes: Vec<(String, String)> =
             req.query.iter().filter(|(k, _)| !control.contains(&k.as_str())).cloned().collect();
@@ -504,7 +525,15 @@ pub fn serve(
             }
         }
     });
+    store.limit_decoding(opts.max_submission);
     let limits = opts.limits.clone();
-    let handler = Arc::new(Handler { api: Api { store, opts, logins: throttle::Throttle::default() } });
+    let handler = Arc::new(Handler {
+        api: Api {
+            store,
+            logins: throttle::Throttle::default(),
+            inflight: budget::Inflight::new(opts.max_inflight.max(opts.max_submission.saturating_mul(10).saturating_add(32 << 20))),
+            opts,
+        },
+    });
     http::serve(listener, handler, limits, wrap).map_err(|e| ServerError::Listen { addr: addr.to_string(), source: e })
 }

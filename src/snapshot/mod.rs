@@ -3,6 +3,7 @@
 //!
 #![doc = include_str!("FORMAT.md")]
 
+pub mod budget;
 mod memory;
 mod model;
 pub mod print;
@@ -11,6 +12,7 @@ pub mod v1;
 pub mod v2;
 pub mod values;
 
+pub use budget::DecodeLimits;
 pub use memory::{Memory, Regions};
 pub use model::*;
 
@@ -22,7 +24,8 @@ pub const MAGIC: [u8; 6] = *b"BTSNAP";
 pub const FORMAT_VERSION: u16 = 3;
 /// Header: magic (6) + version (2) + compression (1) + reserved (3) + payload length (8).
 pub const HEADER_LEN: usize = 20;
-/// Refuse to decode payloads that would expand beyond this (garbage protection).
+/// Encoded sizes bincode may claim (its own limit); what decoding may hold in
+/// memory is bounded separately, by [`DecodeLimits`].
 pub const MAX_DECODED: u64 = 1 << 31;
 
 const COMPRESSION_NONE: u8 = 0;
@@ -40,6 +43,8 @@ pub enum SnapshotError {
     UnknownCompression(u8),
     #[error("corrupt snapshot payload: {0}")]
     Corrupt(String),
+    #[error("snapshot payload inflates to more than {0} bytes")]
+    TooLarge(u64),
     #[error("encoding snapshot: {0}")]
     Encode(String),
     #[error("{0}")]
@@ -69,8 +74,14 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// Decodes any format version this build knows.
+    /// Decodes any format version this build knows, under the default limits.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        Snapshot::decode_with(bytes, &DecodeLimits::default())
+    }
+
+    /// Decodes under `limits`: the inflated payload, what decoding holds in
+    /// memory, and the nesting depth are all bounded.
+    pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<Snapshot, SnapshotError> {
         if bytes.len() < HEADER_LEN || bytes[..6] != MAGIC {
             return Err(SnapshotError::BadMagic);
         }
@@ -86,15 +97,22 @@ impl Snapshot {
             COMPRESSION_ZSTD => {
                 let dec = zstd::stream::Decoder::new(payload)?;
                 let mut raw = Vec::new();
-                dec.take(MAX_DECODED).read_to_end(&mut raw).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+                let cap = limits.max_inflated.min(MAX_DECODED);
+                dec.take(cap + 1).read_to_end(&mut raw).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+                if raw.len() as u64 > cap {
+                    return Err(SnapshotError::TooLarge(cap));
+                }
                 raw
             }
             other => return Err(SnapshotError::UnknownCompression(other)),
         };
+        if raw.len() as u64 > limits.max_inflated {
+            return Err(SnapshotError::TooLarge(limits.max_inflated));
+        }
         match version {
-            1 => decode_body::<v1::Snapshot>(&raw).map(|s| Snapshot::from(v2::Snapshot::from(s))),
-            2 => decode_body::<v2::Snapshot>(&raw).map(Snapshot::from),
-            3 => decode_body::<Snapshot>(&raw),
+            1 => decode_body::<v1::Snapshot>(&raw, limits).map(|s| Snapshot::from(v2::Snapshot::from(s))),
+            2 => decode_body::<v2::Snapshot>(&raw, limits).map(Snapshot::from),
+            3 => decode_body::<Snapshot>(&raw, limits),
             v => Err(SnapshotError::UnsupportedVersion(v)),
         }
     }
@@ -141,11 +159,30 @@ impl Snapshot {
     }
 }
 
-fn decode_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, SnapshotError> {
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(raw, bincode_config())
-        .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
-    if used != raw.len() {
-        return Err(SnapshotError::Corrupt(format!("{} trailing bytes after the snapshot", raw.len() - used)));
+/// A bincode reader over a slice that leaves what it has not read in view (for
+/// the trailing-bytes check).
+struct Rest<'a>(&'a [u8]);
+
+impl bincode::de::read::Reader for Rest<'_> {
+    #[inline]
+    fn read(&mut self, out: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        if out.len() > self.0.len() {
+            return Err(bincode::error::DecodeError::UnexpectedEnd { additional: out.len() - self.0.len() });
+        }
+        let (head, tail) = self.0.split_at(out.len());
+        out.copy_from_slice(head);
+        self.0 = tail;
+        Ok(())
+    }
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(raw: &[u8], limits: &DecodeLimits) -> Result<T, SnapshotError> {
+    let meter = budget::Meter::new(limits);
+    let mut rest = Rest(raw);
+    let mut de = bincode::serde::OwnedSerdeDecoder::from_reader(&mut rest, bincode_config());
+    let value: T = budget::decode(de.as_deserializer(), &meter).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+    if !rest.0.is_empty() {
+        return Err(SnapshotError::Corrupt(format!("{} trailing bytes after the snapshot", rest.0.len())));
     }
     Ok(value)
 }
@@ -190,6 +227,64 @@ mod tests {
         }
         assert!(Snapshot::decode(&bytes).is_err());
         assert!(matches!(Snapshot::decode(b"hello world, not a snapshot"), Err(SnapshotError::BadMagic)));
+    }
+
+    /// Regression (hostile input 2): a few KB of zstd holding a million empty
+    /// attributes must not decode into hundreds of MB under a submission's limits.
+    #[test]
+    fn decode_bomb_is_refused_under_submission_limits() {
+        let mut s = sample();
+        s.attributes = vec![Attribute::default(); 1_000_000];
+        let bytes = s.encode().unwrap();
+        assert!(bytes.len() < 64 << 10, "the bomb is small: {} bytes", bytes.len());
+        let limits = DecodeLimits::for_submission(bytes.len() as u64, 32 << 20);
+        let e = Snapshot::decode_with(&bytes, &limits).unwrap_err();
+        assert!(e.to_string().contains("decode budget"), "{e}");
+        // The same file under the command line's limits still opens (it is valid).
+        assert_eq!(Snapshot::decode(&bytes).unwrap().attributes.len(), 1_000_000);
+        // An ordinary snapshot decodes under the tightest submission limits.
+        let small = sample().encode().unwrap();
+        assert!(Snapshot::decode_with(&small, &DecodeLimits::for_submission(small.len() as u64, 1 << 20)).is_ok());
+    }
+
+    /// Regression (hostile input 2): the inflated size is bounded before decoding.
+    #[test]
+    fn inflation_beyond_the_limit_is_refused() {
+        let mut s = sample();
+        s.memory = vec![MemoryRegion { address: 0x1000, label: String::new(), bytes: vec![0; 64 << 20] }];
+        let bytes = s.encode().unwrap();
+        let limits = DecodeLimits { max_inflated: 32 << 20, ..DecodeLimits::default() };
+        assert!(matches!(Snapshot::decode_with(&bytes, &limits), Err(SnapshotError::TooLarge(_))));
+    }
+
+    /// Regression (hostile input 3): a structured value nested far deeper than any
+    /// capture makes is refused on a small stack, not a stack overflow.
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let bytes = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(|| {
+                let mut v = Value::Int(1);
+                for _ in 0..20_000 {
+                    v = Value::Pointer { address: 1, symbol: None, target: Some(Box::new(v)) };
+                }
+                let mut s = sample();
+                s.threads[0].frames[0].variables.push(Variable { value: v, ..Default::default() });
+                let bytes = s.encode().unwrap();
+                drop(s);
+                bytes
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let r = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || Snapshot::decode(&bytes).map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .expect("decoding on a 1 MiB stack does not overflow it");
+        let e = r.unwrap_err();
+        assert!(e.contains("nested deeper"), "{e}");
     }
 
     #[test]

@@ -100,12 +100,17 @@ pub fn fingerprint(rules: &RuleSet, frames: &[Frame], classifiers: &[String]) ->
 }
 
 /// Validates and prepares one submission. `received` is the server's clock.
-pub fn prepare(sub: Submission, rules: &RuleSet, received: i64) -> Result<Prepared, StoreError> {
+pub fn prepare(
+    sub: Submission,
+    rules: &RuleSet,
+    received: i64,
+    limits: &crate::snapshot::DecodeLimits,
+) -> Result<Prepared, StoreError> {
     let mut attrs: BTreeMap<String, String> = BTreeMap::new();
     let mut timestamp = None;
     let (frames, classifiers, blob) = match sub.format {
         Format::Snapshot => {
-            let snap = Snapshot::decode(&sub.body).map_err(|e| bad(format!("invalid snapshot: {e}")))?;
+            let snap = Snapshot::decode_with(&sub.body, limits).map_err(|e| bad(format!("invalid snapshot: {e}")))?;
             let thread = snap.faulting_thread().or(snap.threads.first());
             let frames = thread.map(|t| t.frames.clone()).unwrap_or_default();
             if !snap.environment.hostname.is_empty() {
@@ -339,7 +344,7 @@ mod tests {
         let body = br#"{"uuid":"u1","timestamp":1700000000,"lang":"c","agent":"x","attributes":{"hostname":"h1","version":3},
             "classifiers":["null-dereference"],"mainThread":"1",
             "threads":{"1":{"name":"main","fault":true,"stack":[{"funcName":"crash","library":"a.out","line":"5"},{"funcName":"main"}]}}}"#;
-        let p = prepare(sub(Format::Json, body), &RuleSet::default_rules(), 5).unwrap();
+        let p = prepare(sub(Format::Json, body), &RuleSet::default_rules(), 5, &Default::default()).unwrap();
         assert_eq!(p.timestamp, 1_700_000_000);
         assert_eq!(p.fingerprint.len(), 32);
         assert!(p.callstack.contains("crash"), "{}", p.callstack);
@@ -361,7 +366,7 @@ mod tests {
             (Format::Snapshot, b"{}", "invalid snapshot"),
         ];
         for (fmt, body, want) in cases {
-            let e = prepare(sub(*fmt, body), &rules, 1).unwrap_err().to_string();
+            let e = prepare(sub(*fmt, body), &rules, 1, &Default::default()).unwrap_err().to_string();
             assert!(e.contains(want), "{:?}: {e}", String::from_utf8_lossy(body));
         }
     }
@@ -378,7 +383,7 @@ mod tests {
         ] {
             let mut s = sub(Format::Json, body);
             s.attributes.push((k.to_string(), v));
-            let e = prepare(s, &rules, 1).unwrap_err().to_string();
+            let e = prepare(s, &rules, 1, &Default::default()).unwrap_err().to_string();
             assert!(e.contains(want), "{k}: {e}");
         }
     }

@@ -128,6 +128,9 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     default_rules: Arc<RuleSet>,
     rules: Mutex<HashMap<String, Arc<RuleSet>>>,
+    /// The server's largest submission, which bounds what decoding one may
+    /// allocate (0: the command line's limits).
+    max_submission: std::sync::atomic::AtomicU64,
 }
 
 fn lock_poisoned<T>(_: T) -> StoreError {
@@ -174,6 +177,7 @@ impl Store {
             writer: Mutex::new(None),
             default_rules: Arc::new(RuleSet::default_rules()),
             rules: Mutex::new(HashMap::new()),
+            max_submission: std::sync::atomic::AtomicU64::new(0),
         };
         store.init_schema(&path)?;
         Ok(store)
@@ -428,13 +432,23 @@ impl Store {
         Ok(rules)
     }
 
+    /// Ties what decoding a submission may allocate to the server's largest
+    /// submission (`DecodeLimits::for_submission`).
+    pub fn limit_decoding(&self, max_submission: u64) {
+        self.max_submission.store(max_submission, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Validates, fingerprints and stores one submission; returns once it is durable.
     pub fn submit(&self, sub: Submission) -> Result<Ack, StoreError> {
         if !self.index()?.contains_key(&sub.project) {
             return Err(StoreError::NoProject(sub.project));
         }
         let rules = self.rules_for(&sub.project)?;
-        let prepared = ingest::prepare(sub, &rules, now())?;
+        let limits = match self.max_submission.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => crate::snapshot::DecodeLimits::default(),
+            max => crate::snapshot::DecodeLimits::for_submission(sub.body.len() as u64, max),
+        };
+        let prepared = ingest::prepare(sub, &rules, now(), &limits)?;
         let (tx, rx) = mpsc::channel();
         self.send(writer::Job::Ingest(Box::new(prepared), tx))?;
         rx.recv().map_err(|_| StoreError::Closed)?
