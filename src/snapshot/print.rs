@@ -126,6 +126,7 @@ pub fn print(snap: &Snapshot, expr: &str, opts: &VariableOptions) -> Result<(Str
         data_symbol: &data_symbol,
         budget: super::values::FRAME_READ_BUDGET,
         nesting: 0,
+        nodes: super::values::MAX_NODES_PER_VALUE,
     };
     let mut data = match &var.location {
         Location::Memory(a) => r.read_value(Some(ty), *a).map_err(PrintError::Unreadable)?,

@@ -240,6 +240,7 @@ pub(crate) fn variable(
         data_symbol: ctx.data_symbol,
         budget: ctx.budget,
         nesting: 0,
+        nodes: crate::snapshot::values::MAX_NODES_PER_VALUE,
     };
     let type_name = r.type_name(type_id);
     let size = r.size(type_id).unwrap_or(8);

@@ -44,6 +44,12 @@ const MAX_CHAIN: usize = 32;
 pub const FRAME_READ_BUDGET: usize = 1 << 20;
 /// Deepest nesting of values rendered (struct in array in struct …).
 const MAX_NESTING: u32 = 200;
+/// Values (nodes of the structured value) one variable may render. Depth alone
+/// does not bound a rendering: a corrupt table whose struct holds itself twice
+/// is 2^200 nodes deep 200 levels. gdb's 200 elements of 200 elements fit.
+pub const MAX_NODES_PER_VALUE: usize = 100_000;
+/// Values all the variables of one snapshot may render.
+pub const MAX_NODES_PER_SNAPSHOT: usize = 4_000_000;
 
 /// Renders every variable of a version 3 snapshot again, from its type table, its
 /// kept memory and its symbol names only (no core, no binaries): fills `text` and
@@ -63,6 +69,7 @@ pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &Var
     let symbol = |a: u64| names.get(&(a, true)).map(|n| n.to_string());
     let data_symbol = |a: u64| names.get(&(a, false)).map(|n| n.to_string());
     let mut budget = FRAME_READ_BUDGET;
+    let mut nodes_left = MAX_NODES_PER_SNAPSHOT;
     let mut one = |v: &mut Variable, budget: &mut usize| {
         let ty = v.type_id.and_then(|id| types.get(id));
         let lang = ty.as_ref().map(|t| t.lang).unwrap_or_default();
@@ -78,9 +85,12 @@ pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &Var
             data_symbol: &data_symbol,
             budget: *budget,
             nesting: 0,
+            nodes: nodes_left.min(MAX_NODES_PER_VALUE),
         };
+        let before = r.nodes;
         r.variable(v);
         *budget = r.budget;
+        nodes_left -= before - r.nodes;
     };
     for t in snap.threads.iter_mut() {
         for f in t.frames.iter_mut() {
@@ -187,6 +197,8 @@ pub struct Renderer<'a> {
     pub budget: usize,
     /// Levels of `render` entered and not left yet (start at 0).
     pub nesting: u32,
+    /// Values this rendering may still produce (start at [`MAX_NODES_PER_VALUE`]).
+    pub nodes: usize,
 }
 
 const OPT_OUT: &str = "<optimized out>";
@@ -296,6 +308,10 @@ impl Renderer<'_> {
         if depth > 64 || self.nesting > MAX_NESTING {
             return (Value::Unavailable("nesting too deep".into()), "<nesting too deep>".into());
         }
+        if self.nodes == 0 {
+            return (Value::Unavailable("too many values".into()), "<too many values>".into());
+        }
+        self.nodes -= 1;
         self.nesting += 1;
         let r = self.render_nested(ty, data, depth);
         self.nesting -= 1;
@@ -507,6 +523,27 @@ impl Renderer<'_> {
     }
 
     fn array(&mut self, elem: Option<TypeId>, dims: &[Option<u64>], data: &Data, depth: u32) -> (Value, String) {
+        // Each dimension is a level: 50,000 dimensions in a corrupt table must end
+        // here, not recurse once per dimension.
+        if self.nesting > MAX_NESTING || dims.len() > MAX_NESTING as usize {
+            return (Value::Unavailable("nesting too deep".into()), "<nesting too deep>".into());
+        }
+        if self.nodes == 0 {
+            return (Value::Unavailable("too many values".into()), "<too many values>".into());
+        }
+        self.nesting += 1;
+        let r = self.array_nested(elem, dims, data, depth);
+        self.nesting -= 1;
+        r
+    }
+
+    fn array_nested(
+        &mut self,
+        elem: Option<TypeId>,
+        dims: &[Option<u64>],
+        data: &Data,
+        depth: u32,
+    ) -> (Value, String) {
         let Some(&first) = dims.first() else { return (Value::Array { length: 0, items: vec![] }, "{}".into()) };
         let rest = &dims[1..];
         let esize = {

@@ -69,6 +69,7 @@ fn corrupt_tables_render_bounded() {
         data_symbol: &none,
         budget: FRAME_READ_BUDGET,
         nesting: 0,
+        nodes: MAX_NODES_PER_VALUE,
     };
     let data = Data::known(vec![0; 8], None);
     assert!(r.render(Some(0), &data, 0).1.contains("<nesting too deep>"));
@@ -82,4 +83,70 @@ fn sign_extension() {
     assert_eq!(sign_extend(0xff, 1), -1);
     assert_eq!(sign_extend(0xfffffffe, 4), -2);
     assert_eq!(sign_extend(5, 4), 5);
+}
+
+/// Regression (hostile input 11 and 12): a struct holding itself twice is 2^200
+/// nodes deep 200 levels, and an array of 50,000 dimensions recursed once per
+/// dimension; both end bounded, quickly, on a small stack.
+#[test]
+fn hostile_tables_render_bounded_in_breadth_and_dimensions() {
+    use crate::snapshot::{Member, Type};
+    let member = |ty| Member { name: Some("m".into()), type_id: Some(ty), ..Default::default() };
+    let types = vec![
+        Type {
+            name: "struct s".into(),
+            lang: Lang::C,
+            kind: TypeKind::Struct {
+                kind: Default::default(),
+                tag: Some("s".into()),
+                size: Some(8),
+                members: vec![member(0), member(0)],
+                variants: None,
+                declaration: false,
+                params: vec![],
+            },
+        },
+        Type {
+            name: "int".into(),
+            lang: Lang::C,
+            kind: TypeKind::Base { size: 4, encoding: Encoding::Signed },
+        },
+        Type { name: "int [][]…".into(), lang: Lang::C, kind: TypeKind::Array { elem: Some(1), dims: vec![Some(1); 50_000] } },
+    ];
+    let out = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || {
+            let mut table = Table::new(&types);
+            let regions: [crate::snapshot::MemoryRegion; 0] = [];
+            let memory = Regions::new(&regions);
+            let opts = VariableOptions::default();
+            let none = |_: u64| None;
+            let mut r = Renderer {
+                types: &mut table,
+                lang: Lang::C,
+                memory: &memory,
+                opts: &opts,
+                symbol: &none,
+                data_symbol: &none,
+                budget: FRAME_READ_BUDGET,
+                nesting: 0,
+                nodes: MAX_NODES_PER_VALUE,
+            };
+            let data = Data::known(vec![0; 8], None);
+            let started = std::time::Instant::now();
+            let (_, text) = r.render(Some(0), &data, 0);
+            let took = started.elapsed();
+            assert_eq!(r.nodes, 0, "the node budget was spent, not exceeded");
+            assert!(text.contains("<too many values>"));
+            assert!(text.len() < 64 << 20, "text bounded: {} bytes", text.len());
+            r.nodes = MAX_NODES_PER_VALUE;
+            let (_, arr) = r.render(Some(2), &Data::known(vec![0; 4], None), 0);
+            assert_eq!(r.nesting, 0);
+            (took, arr)
+        })
+        .unwrap()
+        .join()
+        .expect("rendering on a 1 MiB stack does not overflow it");
+    assert!(out.0 < std::time::Duration::from_secs(10), "took {:?}", out.0);
+    assert!(out.1.contains("<nesting too deep>"), "{}", out.1);
 }
