@@ -56,6 +56,11 @@ pub struct ScriptLimits {
     pub max_map_size: usize,
     /// Largest `read_bytes` a script may ask for.
     pub max_read: usize,
+    /// Bytes of classifiers, annotations and attributes one module may add (all
+    /// hooks together); a module that adds more is stopped with a problem.
+    pub max_output: usize,
+    /// Classifiers, annotations and attributes one module may add.
+    pub max_output_items: usize,
 }
 
 impl Default for ScriptLimits {
@@ -68,6 +73,8 @@ impl Default for ScriptLimits {
             max_array_size: 1 << 16,
             max_map_size: 1 << 14,
             max_read: 1 << 20,
+            max_output: 1 << 20,
+            max_output_items: 10_000,
         }
     }
 }

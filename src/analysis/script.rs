@@ -54,6 +54,24 @@ struct Output {
     classifiers: Vec<String>,
     annotations: Vec<(Scope, Severity, String)>,
     attributes: Vec<(String, String)>,
+    /// Bytes and items added so far, against `ScriptLimits::max_output{,_items}`.
+    bytes: usize,
+    items: usize,
+}
+
+type HostResult<T> = Result<T, Box<rhai::EvalAltResult>>;
+
+/// Counts `bytes` of output against the module's budget; an error stops the module.
+fn spend(o: &mut Output, bytes: usize, max_bytes: usize, max_items: usize) -> HostResult<()> {
+    if o.items >= max_items || o.bytes.saturating_add(bytes) > max_bytes {
+        return Err(format!(
+            "output limit exceeded: a module adds at most {max_items} classifiers, annotations and attributes, {max_bytes} bytes in all"
+        )
+        .into());
+    }
+    o.items += 1;
+    o.bytes += bytes;
+    Ok(())
 }
 
 /// Runs each module in turn; never fails.
@@ -167,20 +185,25 @@ fn engine(
         existing.iter().any(|c| c == name.as_str())
             || o.lock().is_ok_and(|o| o.classifiers.iter().any(|c| c == name.as_str()))
     });
+    let (max_bytes, max_items) = (limits.max_output, limits.max_output_items);
     let o = out.clone();
-    e.register_fn("add_classifier", move |name: ImmutableString| {
+    e.register_fn("add_classifier", move |name: ImmutableString| -> HostResult<()> {
         let name = name.trim().to_string();
         if let Ok(mut o) = o.lock()
             && !name.is_empty()
             && !o.classifiers.contains(&name)
         {
+            spend(&mut o, name.len(), max_bytes, max_items)?;
             o.classifiers.push(name);
         }
+        Ok(())
     });
-    let push = |out: &Arc<Mutex<Output>>, scope: Scope, sev: &str, text: &str| {
+    let push = move |out: &Arc<Mutex<Output>>, scope: Scope, sev: &str, text: &str| -> HostResult<()> {
         if let Ok(mut o) = out.lock() {
+            spend(&mut o, text.len() + sev.len(), max_bytes, max_items)?;
             o.annotations.push((scope, severity(sev), text.to_string()));
         }
+        Ok(())
     };
     let o = out.clone();
     e.register_fn("annotate", move |text: ImmutableString| push(&o, Scope::Snapshot, "info", &text));
@@ -204,10 +227,21 @@ fn engine(
         },
     );
     let o = out;
-    e.register_fn("set_attribute", move |key: ImmutableString, value: Dynamic| {
+    e.register_fn("set_attribute", move |key: ImmutableString, value: Dynamic| -> HostResult<()> {
+        // Scalars only: the text of an array of shared strings can be far larger
+        // than anything the engine's size limits counted.
+        let text = if let Some(s) = value.read_lock::<ImmutableString>() {
+            s.to_string()
+        } else if value.is_int() || value.is_float() || value.is_bool() || value.is_char() || value.is_unit() {
+            value.to_string()
+        } else {
+            return Err(format!("set_attribute({key}, …) takes a string or a number, not {}", value.type_name()).into());
+        };
         if let Ok(mut o) = o.lock() {
-            o.attributes.push((key.to_string(), value.to_string()));
+            spend(&mut o, key.len() + text.len(), max_bytes, max_items)?;
+            o.attributes.push((key.to_string(), text));
         }
+        Ok(())
     });
     e
 }
@@ -574,7 +608,13 @@ mod tests {
             ScriptLimits { max_operations: 0, max_time: std::time::Duration::from_millis(200), ..Default::default() };
         let few_ops = ScriptLimits { max_operations: 1000, ..Default::default() };
         let small = ScriptLimits { max_string_size: 100, ..Default::default() };
-        let cases: [(&str, &ScriptLimits, &str); 4] = [
+        let d = ScriptLimits::default();
+        let cases: [(&str, &ScriptLimits, &str); 8] = [
+            // Regression (hostile input 10): host functions count against the module's output budget.
+            ("fn on_snapshot(s) { let x = \"a\"; for i in 0..20 { x += x; } loop { annotate(x); } }", &d, "output limit exceeded"),
+            ("fn on_snapshot(s) { let x = \"a\"; for i in 0..20 { x += x; } let i = 0; loop { i += 1; set_attribute(`k${i}`, x); } }", &d, "output limit exceeded"),
+            ("fn on_snapshot(s) { let i = 0; loop { i += 1; add_classifier(`c${i}`); } }", &d, "output limit exceeded"),
+            ("fn on_snapshot(s) { let a = []; a.pad(1000, 1); set_attribute(\"k\", a); }", &d, "takes a string or a number"),
             ("fn on_snapshot(s) { loop { } }", &slow, "ran longer than 200ms"),
             ("fn on_snapshot(s) { let i = 0; while true { i += 1; } }", &few_ops, "more than 1000 operations"),
             ("fn on_snapshot(s) { let x = \"a\"; loop { x += x; } }", &small, "Length of string"),
@@ -585,6 +625,10 @@ mod tests {
             let f = run_script(script, limits);
             assert!(started.elapsed() < std::time::Duration::from_secs(10), "{script}");
             assert!(f.problems.iter().any(|p| p.message.contains(want)), "{script}: {:?}", f.problems);
+            let kept: usize = f.annotations.iter().map(|a| a.text.len()).sum::<usize>()
+                + f.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + f.classifiers.iter().map(String::len).sum::<usize>();
+            assert!(kept <= limits.max_output + 64, "{script}: kept {kept} bytes");
         }
     }
 }
