@@ -160,8 +160,8 @@ impl Listing {
                 g.last.map(|t| t.to_string()).unwrap_or_default(),
             ];
             if self.factor == "fingerprint" {
-                cells.push(g.classifiers.join(" "));
-                cells.push(g.callstack.join(" | "));
+                cells.push(term(&g.classifiers.join(" ")));
+                cells.push(term(&g.callstack.join(" | ")));
             }
             cells.extend(g.folds.iter().map(|(_, v)| plain(v)));
             csv_line(&mut out, cells.into_iter().map(Into::into));
@@ -186,14 +186,14 @@ impl Listing {
                 g.last.map(|t| ago(t, now)).unwrap_or_else(|| "-".into()),
             );
             if !g.classifiers.is_empty() {
-                let _ = writeln!(out, "  classifiers: {}", g.classifiers.join(" "));
+                let _ = writeln!(out, "  classifiers: {}", term(&g.classifiers.join(" ")));
             }
             if !g.callstack.is_empty() {
                 let mut head: Vec<&str> = g.callstack.iter().take(CALLSTACK_HEAD).map(String::as_str).collect();
                 if g.callstack.len() > CALLSTACK_HEAD {
                     head.push("…");
                 }
-                let _ = writeln!(out, "  callstack:   {}", head.join(" ← "));
+                let _ = writeln!(out, "  callstack:   {}", term(&head.join(" ← ")));
             }
             for (name, v) in &g.folds {
                 render_fold(&mut out, name, v);
@@ -252,7 +252,7 @@ impl Selection {
 
     pub fn to_csv(&self) -> String {
         let mut out = String::new();
-        csv_line(&mut out, self.columns.iter().map(|(n, _)| n.as_str().into()));
+        csv_line(&mut out, self.columns.iter().map(|(n, _)| term(n).into()));
         for r in &self.rows {
             csv_line(&mut out, r.iter().map(|v| plain(v).into()));
         }
@@ -268,7 +268,7 @@ impl Selection {
                     .zip(&self.columns)
                     .map(|(v, (_, ty))| match (ty.as_str(), v.as_i64()) {
                         ("timestamp", Some(t)) => utc(t),
-                        _ => plain(v).replace('\n', " | "),
+                        _ => plain(v),
                     })
                     .collect()
             })
@@ -284,7 +284,8 @@ impl Selection {
             let parts: Vec<String> = cells.zip(&widths).map(|(c, w)| format!("{:<w$}", clip(c, *w))).collect();
             let _ = writeln!(out, "{}", parts.join("  ").trim_end());
         };
-        line(&mut out, &mut self.columns.iter().map(|(n, _)| n.as_str()));
+        let names: Vec<String> = self.columns.iter().map(|(n, _)| term(n)).collect();
+        line(&mut out, &mut names.iter().map(String::as_str));
         for r in &cells {
             line(&mut out, &mut r.iter().map(String::as_str));
         }
@@ -313,21 +314,33 @@ fn short_key(key: &Json, factor: &str) -> String {
     }
 }
 
-/// A JSON value as plain text: strings unquoted, null empty, arrays and objects as JSON.
+/// A JSON value as plain text for a terminal: strings unquoted (their control
+/// characters escaped, see `snapshot::render::for_terminal`), null empty, arrays
+/// and objects as JSON.
 pub fn plain(v: &Json) -> String {
     match v {
         Json::Null => String::new(),
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
+        Json::String(s) => term(s),
+        other => term(&other.to_string()),
     }
 }
 
+/// Submitted text, safe for the terminal.
+fn term(s: &str) -> String {
+    crate::snapshot::render::for_terminal(s).into_owned()
+}
+
+/// One CSV cell: quoted where needed, and a cell a spreadsheet would take for a
+/// formula (`=`, `+`, `-`, `@`, tab or CR first, and not a number) is prefixed
+/// with `'` (OWASP's CSV injection advice).
+fn csv_cell(c: &str) -> String {
+    let formula = c.starts_with(['=', '+', '-', '@', '\t', '\r']) && c.trim().parse::<f64>().is_err();
+    let c = if formula { format!("'{c}") } else { c.to_string() };
+    if c.contains([',', '"', '\n', '\r']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c }
+}
+
 fn csv_line<'a>(out: &mut String, cells: impl Iterator<Item = std::borrow::Cow<'a, str>>) {
-    let cells: Vec<String> = cells
-        .map(|c| {
-            if c.contains([',', '"', '\n', '\r']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.into_owned() }
-        })
-        .collect();
+    let cells: Vec<String> = cells.map(|c| csv_cell(&c)).collect();
     out.push_str(&cells.join(","));
     out.push('\n');
 }
@@ -345,10 +358,10 @@ fn render_fold(out: &mut String, name: &str, v: &Json) {
             }
         }
         (Some("range"), Json::Array(r)) if r.len() == 2 => {
-            let _ = writeln!(out, "  {name}: {} .. {}", plain(&r[0]), plain(&r[1]));
+            let _ = writeln!(out, "  {}: {} .. {}", term(name), plain(&r[0]), plain(&r[1]));
         }
         _ => {
-            let _ = writeln!(out, "  {name}: {}", plain(v).replace('\n', " | "));
+            let _ = writeln!(out, "  {}: {}", term(name), plain(v));
         }
     }
 }

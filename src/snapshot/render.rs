@@ -1,7 +1,41 @@
 //! Human-readable text rendering of a snapshot (the default `bt ptrace` output).
 
 use super::{Frame, Snapshot, Thread};
+use std::borrow::Cow;
 use std::fmt::Write;
+
+/// Text from a crash report or a target, made safe to print on a terminal: every
+/// control character (C0, DEL, C1: ESC, BEL, CR, BS, a newline inside a name …)
+/// and the bidirectional overrides ("Trojan Source") are written as escapes
+/// (`\x1b`, `\n`, `\u{202e}`), so a thread name or an attribute cannot move
+/// the cursor, retitle the window, hide text or forge lines.
+pub fn for_terminal(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x100 && unsafe_char(c) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Short name for [`for_terminal`] in this file's format strings.
+fn t(s: &str) -> Cow<'_, str> {
+    for_terminal(s)
+}
 
 /// Options for [`text`].
 #[derive(Debug, Clone, Default)]
@@ -16,16 +50,16 @@ pub struct TextOptions {
 pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
     let mut out = String::new();
     let p = &snap.process;
-    let _ = write!(out, "pid {} ({})", p.pid, if p.exe.is_empty() { &p.comm } else { &p.exe });
+    let _ = write!(out, "pid {} ({})", p.pid, t(if p.exe.is_empty() { &p.comm } else { &p.exe }));
     if let Some(sig) = &snap.signal {
         let _ = write!(
             out,
             " {} {}",
             if matches!(snap.source, super::Source::Core(_)) { "killed by" } else { "stopped by" },
-            sig.name
+            t(&sig.name)
         );
         if !sig.code_name.is_empty() {
-            let _ = write!(out, " ({})", sig.code_name);
+            let _ = write!(out, " ({})", t(&sig.code_name));
         }
         if let Some(addr) = sig.fault_address {
             let _ = write!(out, " at address {addr:#x}");
@@ -34,7 +68,7 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
     }
     out.push('\n');
     if !snap.classifiers.is_empty() {
-        let _ = writeln!(out, "classifiers: {}", snap.classifiers.join(" "));
+        let _ = writeln!(out, "classifiers: {}", t(&snap.classifiers.join(" ")));
     }
     for a in &snap.annotations {
         let sev = match a.severity {
@@ -46,10 +80,10 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
             super::Scope::Snapshot => String::new(),
             super::Scope::Thread(tid) => format!(" [thread {tid}]"),
             super::Scope::Frame(tid, idx) => format!(" [thread {tid} #{idx}]"),
-            super::Scope::Module(m) => format!(" [{m}]"),
-            super::Scope::Variable(tid, idx, name) => format!(" [thread {tid} #{idx} {name}]"),
+            super::Scope::Module(m) => format!(" [{}]", t(m)),
+            super::Scope::Variable(tid, idx, name) => format!(" [thread {tid} #{idx} {}]", t(name)),
         };
-        let _ = writeln!(out, "{sev}{at}: {} ({})", a.text, a.source);
+        let _ = writeln!(out, "{sev}{at}: {} ({})", t(&a.text), t(&a.source));
     }
     for t in &snap.threads {
         out.push('\n');
@@ -58,41 +92,42 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
     if !snap.globals.is_empty() {
         out.push_str("\nglobals:\n");
         for v in &snap.globals {
-            let _ = writeln!(out, "  {} = {}", v.name, v.text);
+            let _ = writeln!(out, "  {} = {}", t(&v.name), t(&v.text));
         }
     }
     if opts.problems && !snap.problems.is_empty() {
         out.push_str("\nproblems:\n");
         for pr in &snap.problems {
-            let _ = writeln!(out, "  {:?}: {}", pr.scope, pr.message);
+            let _ = writeln!(out, "  {}: {}", t(&format!("{:?}", pr.scope)), t(&pr.message));
         }
     }
     out
 }
 
-fn thread(out: &mut String, t: &Thread, opts: &TextOptions) {
+fn thread(out: &mut String, th: &Thread, opts: &TextOptions) {
     let _ = writeln!(
         out,
         "Thread {} \"{}\"{}{}",
-        t.tid,
-        t.name,
-        if t.state.is_empty() { String::new() } else { format!(" [{}]", t.state) },
-        if t.faulted { " (faulted)" } else { "" }
+        th.tid,
+        t(&th.name),
+        if th.state.is_empty() { String::new() } else { format!(" [{}]", t(&th.state)) },
+        if th.faulted { " (faulted)" } else { "" }
     );
+    let t_frames = &th.frames;
     if opts.registers {
-        for (name, value) in t.registers.named().iter().take(17) {
+        for (name, value) in th.registers.named().iter().take(17) {
             let _ = writeln!(out, "    {name:<6} {value:#018x}");
         }
     }
-    for (idx, f) in t.frames.iter().enumerate() {
+    for (idx, f) in t_frames.iter().enumerate() {
         // The trampoline is the signal frame whose caller is also a signal frame
         // (the interrupted one); only it gets gdb's "<signal handler called>".
         let trampoline =
-            f.signal_frame && t.frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
+            f.signal_frame && t_frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
         frame_line(out, idx, f, trampoline);
         // Like gdb's `bt full`: the frame's variables, indented under it.
         for v in &f.variables {
-            let _ = writeln!(out, "        {} = {}", v.name, v.text);
+            let _ = writeln!(out, "        {} = {}", t(&v.name), t(&v.text));
         }
     }
 }
@@ -105,19 +140,19 @@ pub fn frame_line(out: &mut String, idx: usize, f: &Frame, trampoline: bool) {
     } else {
         out.push_str("[inlined]          ");
     }
-    out.push_str(f.function.as_deref().unwrap_or("??"));
+    out.push_str(&t(f.function.as_deref().unwrap_or("??")));
     match (&f.file, f.line) {
         (Some(file), Some(line)) => {
-            let _ = write!(out, " ({file}:{line})");
+            let _ = write!(out, " ({}:{line})", t(file));
         }
         (Some(file), None) => {
-            let _ = write!(out, " ({file})");
+            let _ = write!(out, " ({})", t(file));
         }
         _ => {}
     }
     if let Some(m) = &f.module {
         let m = m.strip_prefix('[').and_then(|m| m.strip_suffix(']')).unwrap_or(m);
-        let _ = write!(out, " [{m}+{:#x}]", f.module_offset);
+        let _ = write!(out, " [{}+{:#x}]", t(m), f.module_offset);
     }
     match f.trust {
         super::Trust::Scan => out.push_str(" <scan: suspect>"),
@@ -128,4 +163,24 @@ pub fn frame_line(out: &mut String, idx: usize, f: &Frame, trampoline: bool) {
         out.push_str(" <signal handler called>");
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes() {
+        for (raw, shown) in [
+            ("main", "main"),
+            ("a\x1b]0;pwned\x07b", "a\\x1b]0;pwned\\x07b"),
+            ("line\nforged", "line\\nforged"),
+            ("cr\rbs\x08del\x7f", "cr\\rbs\\x08del\\x7f"),
+            ("c1\u{9b}31m", "c1\\x9b31m"),
+            ("bidi\u{202e}txt", "bidi\\u{202e}txt"),
+            ("ünïcödé ← ok", "ünïcödé ← ok"),
+        ] {
+            assert_eq!(for_terminal(raw), shown, "{raw:?}");
+        }
+    }
 }
