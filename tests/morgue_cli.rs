@@ -395,6 +395,12 @@ fn check_delete(env: &Env) {
     assert_eq!(env.ok(&["delete", "p", "--filter=hostname,equal,host-j", "--yes"]), "deleted 1 objects\n");
     assert_eq!(env.json(&["list", "p", "--filter=hostname,equal,host-j"])["objects"], 0);
     assert_eq!(env.json(&["list", "p"])["objects"], 9);
+    // Regression (hostile input): a filter that selects every object needs --all,
+    // and --limit is honoured (oldest first).
+    env.fails(&["delete", "p", "--filter=timestamp,is-set", "--yes"], "pass all to delete a whole project");
+    assert_eq!(env.json(&["list", "p"])["objects"], 9, "nothing deleted");
+    assert_eq!(env.ok(&["delete", "p", "--filter=timestamp,is-set", "--limit=2", "--yes"]), "deleted 2 objects\n");
+    assert_eq!(env.json(&["list", "p"])["objects"], 7);
 }
 
 /// `project_error`: what naming another project says (a project token sees only its own).

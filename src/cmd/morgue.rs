@@ -222,6 +222,12 @@ struct DeleteArgs {
     /// do not ask for confirmation
     #[argh(switch)]
     yes: bool,
+    /// allow deleting every object of the project (with no filter, or one that selects all)
+    #[argh(switch)]
+    all: bool,
+    /// delete at most this many objects (the oldest first)
+    #[argh(option)]
+    limit: Option<usize>,
     /// local data directory: delete there directly, no server
     #[argh(option)]
     data: Option<PathBuf>,
@@ -506,13 +512,14 @@ fn delete(name: &str, a: &DeleteArgs, now: i64) -> anyhow::Result<()> {
         window: window(a.age.as_deref(), a.time.as_deref(), now)?,
         ..Default::default()
     };
-    if spec.filters.is_empty() && spec.window == (None, None) {
-        bail!("delete needs --filter, --age or --time (to delete everything: --filter=timestamp,is-set)");
+    if spec.filters.is_empty() && spec.window == (None, None) && !a.all {
+        bail!("delete needs --filter, --age or --time (to delete every object of the project: --all)");
     }
     let backend = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
     backend.check_attributes(&a.project, &spec.attributes())?;
     let filter = spec.filter_json();
     let n = backend.count(&a.project, &filter)?;
+    let n = a.limit.map_or(n, |l| n.min(l as u64));
     if n == 0 {
         eprintln!("{name}: no objects match; nothing deleted");
         return Ok(());
@@ -527,7 +534,7 @@ fn delete(name: &str, a: &DeleteArgs, now: i64) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let deleted = backend.delete(&a.project, &filter)?;
+    let deleted = backend.delete(&a.project, &filter, a.limit, a.all)?;
     write_stdout(format!("deleted {deleted} objects\n").as_bytes())?;
     Ok(())
 }

@@ -174,19 +174,19 @@ impl Backend {
         }
     }
 
-    /// Deletes the objects a filter selects; returns how many.
-    pub fn delete(&self, project: &str, filter: &Json) -> Result<u64, MorgueError> {
-        let q = json!({"filter": filter});
+    /// Deletes the objects a filter selects (oldest first, at most `limit`;
+    /// `all` is needed when the filter selects every object); returns how many.
+    pub fn delete(&self, project: &str, filter: &Json, limit: Option<usize>, all: bool) -> Result<u64, MorgueError> {
+        let mut q = json!({"filter": filter});
+        if let Some(l) = limit {
+            q["limit"] = json!(l);
+        }
         match self {
-            Backend::Remote(r) => r.delete(project, &q),
+            Backend::Remote(r) => r.delete(project, &q, all),
             Backend::Local { store, .. } => {
                 let parsed = crate::store::query::Query::from_json(&q).map_err(|e| Self::local_err(store, e))?;
-                let ids = store.select_ids(project, &parsed).map_err(|e| Self::local_err(store, e))?;
-                let mut n = 0;
-                for chunk in ids.chunks(10_000) {
-                    n += store.delete(project, chunk.to_vec()).map_err(|e| Self::local_err(store, e))? as u64;
-                }
-                Ok(n)
+                let n = store.delete_matching(project, &parsed, limit, all).map_err(|e| Self::local_err(store, e))?;
+                Ok(n as u64)
             }
         }
     }

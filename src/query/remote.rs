@@ -228,10 +228,10 @@ impl Remote {
         })
     }
 
-    pub fn delete(&self, project: &str, q: &Json) -> Result<u64, MorgueError> {
+    pub fn delete(&self, project: &str, q: &Json, all: bool) -> Result<u64, MorgueError> {
         let (b, _) = self.call(
             "POST",
-            &format!("/api/delete?project={}", encode(project)),
+            &format!("/api/delete?project={}{}", encode(project), if all { "&all=1" } else { "" }),
             project,
             Some(("application/json", q.to_string().as_bytes())),
             MAX_ANSWER,

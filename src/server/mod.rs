@@ -423,35 +423,33 @@ impl Api {
             Ok(b) => b,
             Err(e) => return body_error(e),
         };
-        let mut ids = Vec::new();
         if let Some(o) = req.param("object") {
-            match parse_object_id(o) {
-                Some(id) => ids.push(id),
-                None => return err(400, "parameter object must be an object id (hex)"),
-            }
+            let Some(id) = parse_object_id(o) else {
+                return err(400, "parameter object must be an object id (hex)");
+            };
+            return match self.store.delete(&project, vec![id]) {
+                Ok(n) => ok(json!({"response": "ok", "deleted": n})),
+                Err(e) => store_error(e),
+            };
+        }
+        let raw: Json = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
         } else {
-            let q = match Query::parse(&body) {
-                Ok(q) => q,
-                Err(e) => return store_error(e),
-            };
-            if q.filter.is_empty() {
-                return err(
-                    400,
-                    "refusing to delete without a filter (use a filter that selects everything, e.g. timestamp is-set)",
-                );
+            match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => return err(400, &format!("malformed query: {e}")),
             }
-            ids = match self.store.select_ids(&project, &q) {
-                Ok(ids) => ids,
-                Err(e) => return store_error(e),
-            };
-        }
-        let mut deleted = 0;
-        for chunk in ids.chunks(10_000) {
-            match self.store.delete(&project, chunk.to_vec()) {
-                Ok(n) => deleted += n,
-                Err(e) => return store_error(e),
-            }
-        }
+        };
+        let q = match Query::from_json(&raw) {
+            Ok(q) => q,
+            Err(e) => return store_error(e),
+        };
+        let limit = raw.get("limit").and_then(Json::as_u64).map(|l| l as usize);
+        let all = matches!(req.param("all"), Some("1" | "true" | "yes"));
+        let deleted = match self.store.delete_matching(&project, &q, limit, all) {
+            Ok(n) => n,
+            Err(e) => return store_error(e),
+        };
         ok(json!({"response": "ok", "deleted": deleted}))
     }
 }

@@ -504,6 +504,49 @@ impl Store {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
+    /// Deletes what a query's filter selects, oldest first, at most `limit`
+    /// objects. Refuses a filter on an attribute the project does not have (with
+    /// `is-not-set` it would select everything), and a filter that selects every
+    /// object unless `all` is given. Returns how many were deleted.
+    pub fn delete_matching(
+        &self,
+        project: &str,
+        q: &query::Query,
+        limit: Option<usize>,
+        all: bool,
+    ) -> Result<usize, StoreError> {
+        let p = self.project_index(project)?;
+        for c in &q.filter {
+            if c.attr != "object" && c.attr != "_rxid" && p.attr(&c.attr).is_none() {
+                return Err(StoreError::BadInput(format!(
+                    "refusing to delete by a filter on {:?}: project {project} has no such attribute",
+                    c.attr
+                )));
+            }
+        }
+        if q.filter.is_empty() && !all {
+            return Err(StoreError::BadInput(
+                "refusing to delete without a filter: pass all to delete every object of the project".into(),
+            ));
+        }
+        let mut ids = query::matching_ids(&p, q)?;
+        if let Some(l) = limit {
+            ids.truncate(l);
+        }
+        if !all && !ids.is_empty() && ids.len() == p.n_alive {
+            return Err(StoreError::BadInput(format!(
+                "this filter selects all {} objects of {project}: pass all to delete a whole project",
+                ids.len()
+            )));
+        }
+        drop(p);
+        let mut deleted = 0;
+        for chunk in ids.chunks(10_000) {
+            deleted += self.delete(project, chunk.to_vec())?;
+        }
+        Ok(deleted)
+    }
+
     /// Runs a query (see [`query`]).
     pub fn query(&self, project: &str, q: &query::Query) -> Result<query::Output, StoreError> {
         let p = self.project_index(project)?;
