@@ -376,3 +376,42 @@ fn garbage_files_are_errors() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Regression (hostile input): a core whose file list names a FIFO (here the
+/// executable, replaced by one after the crash) made `bt ptrace --core` block
+/// for ever in open(); it must finish, with the frames it can still give.
+#[test]
+fn a_fifo_in_the_file_list_does_not_hang_the_tracer() {
+    let f = fixture();
+    let dir = f.dir.join("fifo");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(&f.exe, dir.join("crashy")).expect("copy exe");
+    let (_, _, core) = crash(&dir, "exec ./crashy");
+    std::fs::remove_file(dir.join("crashy")).expect("rm exe");
+    let fifo = std::ffi::CString::new(dir.join("crashy").to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    let bt = std::env::var_os("BT_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bt")));
+    let mut child = Command::new(bt)
+        .args(["ptrace", "--core"])
+        .arg(&core)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bt");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bt ptrace --core blocked on a FIFO named by the core");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Thread"), "threads still listed: {text}");
+}

@@ -1,5 +1,5 @@
 //! Where process state comes from: a live process frozen with ptrace ([`live`]) or an
-//! ELF core file ([`core`]). Both produce a [`Capture`]; the unwinder and symbolizer
+//! ELF core file ([`corefile`]). Both produce a [`Capture`]; the unwinder and symbolizer
 //! read memory through the one [`Memory`] trait and never know which it was.
 //!
 //! What the two sources hold differs, and consumers should know it:
@@ -22,6 +22,21 @@ pub mod signals;
 use crate::snapshot::{Environment, Mapping, Problem, Process, Registers, Signal, Source};
 
 pub use crate::snapshot::Memory;
+
+/// Opens a file named by a target (a core's file list, a mapping, a debug link)
+/// for reading, only if it is a regular file. Folklore: a core's `NT_FILE` list
+/// can name a FIFO or a device (an attacker's core, or a process that mapped
+/// one); a plain `open` of a FIFO blocks until a writer appears, for ever. Opened
+/// with `O_NONBLOCK`, then checked with `fstat` on the open descriptor (no race
+/// between a check and the open).
+pub fn open_regular(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(file)
+}
 
 /// One thread as captured, before unwinding.
 #[derive(Debug, Clone, Default)]

@@ -38,7 +38,7 @@ impl SharedBytes {
     }
 
     pub(crate) fn map_file(path: &Path) -> std::io::Result<SharedBytes> {
-        let file = std::fs::File::open(path)?;
+        let file = crate::capture::open_regular(path)?;
         // SAFETY: the file is mapped read-only and private. If another process truncates
         // it while we read we may get SIGBUS; that is the accepted risk of every mmap
         // debugger (gdb, elfutils) and the reason we never map writable.

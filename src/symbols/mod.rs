@@ -121,7 +121,7 @@ fn file_name(path: &str) -> String {
 /// Reads up to `len` bytes from the start of a file without mapping it.
 fn read_file_head(path: &Path, len: usize) -> Option<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path).ok()?;
+    let f = crate::capture::open_regular(path).ok()?;
     let mut buf = Vec::with_capacity(len);
     f.take(len as u64).read_to_end(&mut buf).ok()?;
     Some(buf)

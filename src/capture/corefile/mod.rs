@@ -166,11 +166,14 @@ struct Notes {
 pub fn open(path: &Path, exe: Option<&Path>) -> Result<Capture, CaptureError> {
     let name = path.display().to_string();
     let io = |source| CaptureError::Io { path: name.clone(), source };
-    // Checked before open(): opening a FIFO would block.
-    if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Err(CaptureError::NotACore { path: name, reason: "not a regular file".into() });
-    }
-    let file = std::fs::File::open(path).map_err(io)?;
+    // Opened without blocking: opening a FIFO would block.
+    let file = match super::open_regular(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(CaptureError::NotACore { path: name, reason: "not a regular file".into() });
+        }
+        Err(e) => return Err(io(e)),
+    };
     let len = file.metadata().map_err(io)?.len();
     if len < EHDR_SIZE as u64 {
         return Err(CaptureError::NotACore { path: name, reason: format!("{len} bytes, shorter than an ELF header") });
@@ -495,7 +498,7 @@ fn check_exe(
     let mismatch =
         |reason: String| CaptureError::ExeMismatch { core: core.to_string(), exe: exe.display().to_string(), reason };
     let io = |source| CaptureError::Io { path: exe.display().to_string(), source };
-    let file = std::fs::File::open(exe).map_err(io)?;
+    let file = super::open_regular(exe).map_err(io)?;
     // SAFETY: read-only map of a file we only parse; see `open` about truncation.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
     let obj = object::File::parse(&*map).map_err(|e| mismatch(format!("not an ELF file ({e})")))?;
