@@ -75,6 +75,18 @@ impl Default for Config {
     }
 }
 
+/// Longest piece of an error message shown.
+const MAX_SHOWN: usize = 200;
+
+fn shown(msg: &str) -> String {
+    let clipped: String = msg.chars().take(MAX_SHOWN).collect();
+    let mut out = crate::snapshot::render::for_terminal(&clipped).into_owned();
+    if msg.chars().count() > MAX_SHOWN {
+        out.push_str("… (cut)");
+    }
+    out
+}
+
 impl Config {
     /// Reads `path`, or the first default path that exists, or the built-in defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -96,8 +108,13 @@ impl Config {
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         for (idx, raw) in text.lines().enumerate() {
-            let err = |msg: String| ConfigError::Line { path: name.to_string(), line: idx + 1, msg };
+            // Errors echo the file's text: clipped and escaped, so a 200 KB regex
+            // or a control character does not flood or drive the terminal.
+            let err = |msg: String| ConfigError::Line { path: name.to_string(), line: idx + 1, msg: shown(&msg) };
             let line = raw.trim();
+            if line.chars().any(|ch| ch.is_control() && ch != '\t') {
+                return Err(err("control character (NUL, ESC …) in the line".into()));
+            }
             if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
                 continue;
             }
@@ -301,6 +318,13 @@ mod tests {
             let e = Config::parse(text, "x.conf").unwrap_err().to_string();
             assert!(e.starts_with(want), "{text:?}: got {e:?}, want {want:?}");
         }
+        // Regression (hostile input): a NUL in a key is refused, and a huge bad
+        // regex is not echoed whole.
+        let e = Config::parse("token.a\0b = T\n", "x.conf").unwrap_err().to_string();
+        assert!(e.contains("control character"), "{e}");
+        let huge = format!("format.1 = p %e ({}\n", "a".repeat(200_000));
+        let e = Config::parse(&huge, "x.conf").unwrap_err().to_string();
+        assert!(e.contains("bad regular expression") && e.len() < 400, "{} bytes", e.len());
     }
 
     #[test]
