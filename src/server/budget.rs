@@ -10,7 +10,7 @@
 //! | submissions in flight | [`Inflight`]: body + decode memory of all submissions being ingested, `--max-inflight` (1 GiB); beyond, 503 + `Retry-After` | here |
 //! | snapshot decode | inflated ≤ 4 × max-submission; memory ≤ 256 × body, at least 16 MiB, at most 8 × max-submission; nesting ≤ 1024 | `snapshot::DecodeLimits::for_submission` |
 //! | logins | 2 password hashes at once, 16 waiting; failures: 10 per address and 20 per user name in a burst, one more per 3 s, 429 + `Retry-After` | [`super::throttle`] |
-//! | queries | 5 s, regex backtracking 20,000 steps per value and 1 KiB of pattern, 64 terms, 4 M group × fold cells, results only for the page | `store::query` |
+//! | queries | 5 s, regex backtracking 20,000 steps per value and 1 KiB of pattern, 64 terms, 4 M group × fold cells, 250,000 values per page, results only for the page | `store::query` |
 //! | a panic in a handler | 500 and a log line; the connection slot is released | `http::connection` |
 
 use std::sync::{Condvar, Mutex};

@@ -448,9 +448,9 @@ fn run_grouped(p: &ProjectIndex, q: &Query, group: &str) -> Result<Output, Store
             _ => 1,
         })
         .sum();
-    if page.saturating_mul(weight) > MAX_FOLD_CELLS {
+    if page.saturating_mul(weight) > MAX_PAGE_VALUES {
         return Err(bad(format!(
-            "a page of {page} groups with these folds would hold more than {MAX_FOLD_CELLS} values: lower the limit"
+            "a page of {page} groups with these folds would hold more than {MAX_PAGE_VALUES} values: lower the limit"
         )));
     }
     let json_rows: Vec<Json> = rows

@@ -39,6 +39,9 @@ pub const MAX_REGEX_LEN: usize = 1024;
 pub const MAX_TERMS: usize = 64;
 /// Groups × folds a grouped query may accumulate (each cell is a small accumulator).
 pub const MAX_FOLD_CELLS: usize = 4_000_000;
+/// Values one page of a grouped answer may hold (groups × bins, buckets …): 100
+/// groups of 32-bucket sparklines are 3,200; each value is ~100 bytes of JSON.
+pub const MAX_PAGE_VALUES: usize = 250_000;
 
 /// Compiles a filter's regular expression under the query budget.
 pub(crate) fn compile_regex(value: &str) -> Result<fancy_regex::Regex, StoreError> {
