@@ -22,7 +22,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: fuzz bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -49,6 +49,11 @@ deps:
 # dependencies compile once (CI has two cores). BT_BIN is the static release build.
 test: deps bt
 	BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --no-fail-fast --target $(TARGET) $(FEATURES) -- --test-threads=2
+
+# The in-tree mutation fuzzers (tests/fuzz.rs) for longer than `make test` runs them.
+FUZZ_CASES ?= 500000
+fuzz: bt
+	BT_FUZZ_CASES=$(FUZZ_CASES) BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --target $(TARGET) $(FEATURES) --test fuzz -- --nocapture
 
 examples:
 	$(MAKE) -C examples OUT=$(EXAMPLES_OUT)

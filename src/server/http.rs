@@ -24,6 +24,107 @@ pub trait Stream: Read + Write + Send {
 
 impl Stream for TcpStream {}
 
+/// An in-memory stream: reads `input`, discards what is written (fuzzing and tests).
+struct Replay {
+    input: std::io::Cursor<Vec<u8>>,
+}
+
+impl Read for Replay {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for Replay {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream for Replay {}
+
+/// A request as [`parse_one`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Reads one request from `bytes` through the same head parser, framing rules and
+/// body decoder (chunked included) as a connection; `Err` is the status and reason
+/// a client would get. For fuzzing and tests.
+pub fn parse_one(bytes: Vec<u8>, limits: &Limits) -> Result<Option<Parsed>, (u16, String)> {
+    let stream: Box<dyn Stream> = Box::new(Replay { input: std::io::Cursor::new(bytes) });
+    let mut conn: Conn = BufReader::with_capacity(64 * 1024, stream);
+    let (request_line, headers) = match read_head(&mut conn, limits)? {
+        Head::Eof => return Ok(None),
+        Head::Request(l, h) => (l, h),
+    };
+    let (method, path, query, body_kind, _, _) = request_meta(&request_line, &headers)?;
+    let mut req = Request {
+        method,
+        path,
+        query,
+        headers,
+        remote: SocketAddr::from(([127, 0, 0, 1], 0)),
+        body_kind,
+        expects_continue: false,
+        body_done: body_kind == BodyKind::Empty,
+        conn: &mut conn,
+        limits,
+        body_bytes: 0,
+    };
+    let body = req.body(limits.max_body).map_err(|e| match e {
+        BodyError::TooLarge { .. } => (413, e.to_string()),
+        BodyError::Timeout => (408, e.to_string()),
+        BodyError::Bad(_) => (400, e.to_string()),
+    })?;
+    Ok(Some(Parsed { method: req.method, path: req.path, query: req.query, headers: req.headers, body }))
+}
+
+/// What the request line and headers say: method, path, query, framing, HTTP/1.0,
+/// keep-alive; or the status and reason to refuse with.
+#[allow(clippy::type_complexity)]
+fn request_meta(
+    request_line: &str,
+    headers: &[(String, String)],
+) -> Result<(String, String, Vec<(String, String)>, BodyKind, bool, bool), (u16, String)> {
+    let parts: Vec<&str> = request_line.split(' ').collect();
+    let [method, target, version] = parts.as_slice() else {
+        return Err((400, "malformed request line".into()));
+    };
+    if !is_token(method) || target.is_empty() {
+        return Err((400, "malformed request line".into()));
+    }
+    let http10 = match *version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ => return Err((505, "only HTTP/1.0 and HTTP/1.1 are served".into())),
+    };
+    let n_host = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("host")).count();
+    if (!http10 && n_host == 0) || n_host > 1 {
+        return Err((400, "an HTTP/1.1 request needs exactly one Host header".into()));
+    }
+    let body_kind = framing(headers).map_err(|(s, m)| (s, m.to_string()))?;
+    let conn_header = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    let keep_alive = if http10 { conn_header.contains("keep-alive") } else { !conn_header.contains("close") };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), parse_query(q)),
+        None => (target.to_string(), Vec::new()),
+    };
+    Ok((method.to_string(), path, query, body_kind, http10, keep_alive))
+}
+
 /// The buffered connection a request is read from (and its response written to).
 pub type Conn = BufReader<Box<dyn Stream>>;
 
@@ -635,47 +736,19 @@ fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limit
             }
         };
         let started = Instant::now();
-        let parts: Vec<&str> = request_line.split(' ').collect();
-        let [method, target, version] = parts.as_slice() else {
-            fail(&mut conn, 400, "malformed request line");
-            return;
-        };
-        if !is_token(method) || target.is_empty() {
-            fail(&mut conn, 400, "malformed request line");
-            return;
-        }
-        let http10 = match *version {
-            "HTTP/1.1" => false,
-            "HTTP/1.0" => true,
-            _ => {
-                fail(&mut conn, 505, "only HTTP/1.0 and HTTP/1.1 are served");
-                return;
-            }
-        };
-        let get = |name: &str| {
-            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_ascii_lowercase())
-        };
-        let n_host = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("host")).count();
-        if (!http10 && n_host == 0) || n_host > 1 {
-            fail(&mut conn, 400, "an HTTP/1.1 request needs exactly one Host header");
-            return;
-        }
-        let body_kind = match framing(&headers) {
-            Ok(k) => k,
+        let (method, path, query, body_kind, _http10, keep_alive) = match request_meta(&request_line, &headers) {
+            Ok(m) => m,
             Err((status, msg)) => {
-                fail(&mut conn, status, msg);
+                fail(&mut conn, status, &msg);
                 return;
             }
         };
-        let expects_continue = get("expect").is_some_and(|e| e == "100-continue");
-        let conn_header = get("connection").unwrap_or_default();
-        let keep_alive = if http10 { conn_header.contains("keep-alive") } else { !conn_header.contains("close") };
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), parse_query(q)),
-            None => (target.to_string(), Vec::new()),
-        };
+        let expects_continue = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("expect"))
+            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("100-continue"));
         let mut req = Request {
-            method: method.to_string(),
+            method,
             path,
             query,
             headers,
