@@ -450,3 +450,27 @@ fn terminal_escapes_from_reports_are_neutralised() {
         }
     }
 }
+
+/// Attack 6, the tracer's side: a target's thread name with terminal escapes
+/// (any process can name its threads) is printed escaped by `bt ptrace`.
+#[test]
+fn a_thread_name_cannot_drive_the_terminal() {
+    // A process may name only its own threads: python names itself, then sleeps.
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "open('/proc/self/comm','wb').write(b'a\\x1b]0;pwned\\x07\\x08b'); import time; time.sleep(60)"])
+        .spawn()
+        .expect("python3");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default() != b"a\x1b]0;pwned\x07\x08b\n" {
+        assert!(Instant::now() < deadline, "the target did not name itself");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::process::Command::new(bt_bin()).args(["ptrace", &pid.to_string()]).output().expect("bt ptrace");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.bytes().any(|b| b < 0x20 && b != b'\n'), "a control character reached the terminal: {text:?}");
+    assert!(text.contains("a\\x1b]0;pwned\\x07\\x08b"), "the name is shown escaped: {text}");
+}
