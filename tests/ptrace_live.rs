@@ -136,3 +136,40 @@ fn live_process_survives_repeated_traces() {
         }
     }
 }
+
+/// Guards the module list live (issue 12): a process that maps libc and its own
+/// executable as data (as debuggers and symbolizers do) is named as gdb names it,
+/// because modules come from the dynamic linker's link map, not from the union
+/// of each path's mappings.
+#[test]
+fn live_process_with_elf_files_mapped_as_data_matches_gdb() {
+    let exe = examples_dir().join("c_mmap_elf");
+    let mut child = Command::new(&exe)
+        .arg("forever")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read ready");
+    assert_eq!(line.trim(), "ready");
+    let pid = running.0.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task_states(pid).iter().any(|(_, s)| *s != 'S') {
+        assert!(Instant::now() < deadline, "the target never parked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let libc_maps = maps.lines().filter(|l| l.contains("libc.so")).count();
+    assert!(libc_maps >= 5, "libc is mapped as an image and as data: {maps}");
+    let snap = bt_json(&["ptrace", &pid.to_string()]);
+    let gdb = gdb_live(pid as i32);
+    if let Err(e) = compare_report(&gdb, &snap) {
+        panic!("live trace of pid {pid} disagrees with gdb:\n{e}");
+    }
+    let frames = &bt_threads(&snap)[0].frames;
+    assert!(frames.iter().any(|f| f.function.as_deref() == Some("park")), "{frames:?}");
+}

@@ -114,7 +114,7 @@ fn module_set(prog: &Path, base: u64, opts: SymbolOptions) -> ModuleSet {
         offset: 0,
         path: prog.display().to_string(),
     }];
-    let (set, problems) = ModuleSet::load(&maps, &[], &CopiedMemory::default(), &opts);
+    let (set, problems) = ModuleSet::load(&maps, &[], &[], &CopiedMemory::default(), &opts);
     assert!(problems.is_empty(), "load problems: {problems:?}");
     set
 }

@@ -267,7 +267,7 @@ fn executable_with_another_build_id_is_refused() {
     // The core reader refuses such a pair up front; the module layer must too, on its own.
     let cap = bt::capture::corefile::open(&core, None).expect("open core");
     let opts = bt::symbols::SymbolOptions { exe: Some(other.clone()), ..Default::default() };
-    let (modules, _) = bt::symbols::ModuleSet::load(&cap.maps, &cap.auxv, cap.memory.as_ref(), &opts);
+    let (modules, _) = bt::symbols::ModuleSet::load(&cap.maps, &cap.auxv, &cap.link_map, cap.memory.as_ref(), &opts);
     let list = modules.modules();
     let problems = modules.take_problems();
     assert!(problems.iter().any(|p| p.message.contains("build id") && p.message.contains("not used")), "{problems:?}");

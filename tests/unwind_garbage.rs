@@ -50,7 +50,7 @@ fn some_code_address() -> u64 {
 #[test]
 fn random_stacks_always_terminate() {
     let maps = self_maps();
-    let (modules, _) = ModuleSet::load(&maps, &[], &CopiedMemory::default(), &SymbolOptions::default());
+    let (modules, _) = ModuleSet::load(&maps, &[], &[], &CopiedMemory::default(), &SymbolOptions::default());
     let code: Vec<u64> =
         maps.iter().filter(|m| m.perms.contains('x') && m.path.starts_with('/')).map(|m| m.start + 0x40).collect();
     assert!(!code.is_empty());
@@ -101,7 +101,7 @@ fn random_stacks_always_terminate() {
 #[test]
 fn self_referencing_frame_pointer_chain_terminates() {
     let maps = self_maps();
-    let (modules, _) = ModuleSet::load(&maps, &[], &CopiedMemory::default(), &SymbolOptions::default());
+    let (modules, _) = ModuleSet::load(&maps, &[], &[], &CopiedMemory::default(), &SymbolOptions::default());
     let stack_base = 0x7ffd_0000_0000u64;
     // [rbp] = rbp (a loop) and [rbp+8] = a code address.
     let mut words = vec![0u64; 64];

@@ -452,7 +452,7 @@ mod tests {
         // A PROT_NONE page, dumped as zeros.
         mem.add(0x12000, vec![0; 0x1000]);
         mem.add(0x20000, vec![b'B'; 0x1000]);
-        let (modules, _) = ModuleSet::load(&[], &[], &mem, &SymbolOptions::default());
+        let (modules, _) = ModuleSet::load(&[], &[], &[], &mem, &SymbolOptions::default());
         let reader = Reader::new(Arc::new(mem), Arc::new(modules));
         let snap = Snapshot {
             maps: vec![

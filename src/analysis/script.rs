@@ -511,7 +511,7 @@ mod tests {
         let mut bytes = 0x1122_3344_5566_7788u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"hello\0");
         mem.add(0x1000, bytes);
-        let (modules, _) = ModuleSet::load(&[], &[], &mem, &SymbolOptions::default());
+        let (modules, _) = ModuleSet::load(&[], &[], &[], &mem, &SymbolOptions::default());
         Reader::new(Arc::new(mem), Arc::new(modules))
     }
 

@@ -15,6 +15,7 @@
 //! errors ([`CaptureError`]) are for "there is no target to speak of".
 
 pub mod corefile;
+pub mod linkmap;
 pub mod live;
 pub mod procfs;
 pub mod signals;
@@ -61,6 +62,9 @@ pub struct Capture {
     pub maps: Vec<Mapping>,
     /// The auxiliary vector (AT_* key, value).
     pub auxv: Vec<(u64, u64)>,
+    /// The dynamic linker's list of loaded objects (empty: none, or unreadable, which
+    /// is then a problem); the module list is built from it, the maps only fill in.
+    pub link_map: Vec<linkmap::Loaded>,
     /// The target's memory: stack copies for a live process, segments for a core.
     pub memory: Box<dyn Memory>,
     pub environment: Environment,

@@ -127,6 +127,61 @@ fn read_file_head(path: &Path, len: usize) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// One module from a link-map entry: the file from the mapping that holds its
+/// dynamic section (so a replaced file keeps its ` (deleted)` mark), the headers
+/// from memory where the image starts (else the file), the extent from its
+/// `PT_LOAD` segments at `l_addr`.
+fn image_from_link_map(
+    l: &crate::capture::linkmap::Loaded,
+    maps: &[Mapping],
+    entry_point: Option<u64>,
+    memory: &dyn Memory,
+    opts: &SymbolOptions,
+) -> Result<Entry, String> {
+    let holder = maps.iter().find(|m| m.start <= l.dynamic && l.dynamic < m.end && is_file_mapping(&m.path));
+    let path = match holder {
+        Some(m) => m.path.clone(),
+        None if l.name.starts_with('/') => l.name.clone(),
+        None => return Err(format!("no file mapping holds its dynamic section at {:#x}", l.dynamic)),
+    };
+    let clean = path.strip_suffix(" (deleted)").unwrap_or(&path).to_string();
+    // Where its headers are: the offset-0 mapping of the same file nearest below
+    // the dynamic section, at or above l_addr.
+    let head_at = maps
+        .iter()
+        .filter(|m| m.path == path && m.offset == 0 && m.start >= l.bias && m.start <= l.dynamic)
+        .map(|m| m.start)
+        .max();
+    let mem_headers = head_at.and_then(|a| elf::parse_headers(&read_memory(memory, a, 4096)));
+    let is_exe_guess = l.name.is_empty();
+    let open_path = match (&opts.exe, is_exe_guess) {
+        (Some(exe), true) => exe.clone(),
+        _ => resolve_under(opts.sysroot.as_deref(), &clean),
+    };
+    let headers = mem_headers
+        .or_else(|| read_file_head(&open_path, 16384).and_then(|h| elf::parse_headers(&h)))
+        .ok_or_else(|| format!("cannot read the ELF headers of {clean} (from memory or {})", open_path.display()))?;
+    let lo = headers.loads.iter().map(|s| s.vaddr).min().ok_or("no PT_LOAD segment")?;
+    let hi = headers.loads.iter().map(|s| s.vaddr.saturating_add(s.memsz)).max().ok_or("no PT_LOAD segment")?;
+    let start = l.bias.wrapping_add(lo) & !0xfff;
+    let end = l.bias.wrapping_add(hi).wrapping_add(0xfff) & !0xfff;
+    if !(start <= l.dynamic && l.dynamic < end) || end <= start {
+        return Err(format!("its segments at {start:#x}..{end:#x} do not hold its dynamic section {:#x}", l.dynamic));
+    }
+    let is_exe = entry_point.is_some_and(|e| start <= e && e < end);
+    let build_id = build_id_in_memory(memory, &headers, l.bias);
+    let record = Module {
+        path,
+        build_id: build_id.as_deref().map(elf::hex),
+        load_bias: l.bias,
+        start,
+        end,
+        is_executable: is_exe,
+        debug: DebugInfo::default(),
+    };
+    Ok(Entry::new(record, Some(open_path), None, build_id, Some(headers)))
+}
+
 fn read_memory(memory: &dyn Memory, addr: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     let n = memory.read(addr, &mut buf);
@@ -143,23 +198,52 @@ fn build_id_in_memory(memory: &dyn Memory, headers: &Headers, bias: u64) -> Opti
 }
 
 impl ModuleSet {
-    /// Builds the module list from the memory map; the vDSO comes from memory
+    /// Builds the module list: from the dynamic linker's link map when the capture
+    /// has one (each image where `l_addr` says, its extent from its own `PT_LOAD`
+    /// segments), then from the file mappings the link map does not cover (a static
+    /// executable, code mapped by hand); the vDSO comes from memory
     /// (`AT_SYSINFO_EHDR`). Only ELF headers are read here (from target memory when
     /// it has them, else the first page of the file); files are mapped on first use.
     pub fn load(
         maps: &[Mapping],
         auxv: &[(u64, u64)],
+        link_map: &[crate::capture::linkmap::Loaded],
         memory: &dyn Memory,
         opts: &SymbolOptions,
     ) -> (ModuleSet, Vec<Problem>) {
         let mut problems = Vec::new();
         let entry_point = auxv.iter().find(|(k, _)| *k == AT_ENTRY).map(|(_, v)| *v);
         let vdso_base = auxv.iter().find(|(k, _)| *k == AT_SYSINFO_EHDR).map(|(_, v)| *v).filter(|v| *v != 0);
+        let vdso_range = vdso_base.and_then(|b| maps.iter().find(|m| m.start <= b && b < m.end)).map(|m| (m.start, m.end));
 
-        // Group mappings by path, keeping first-seen order.
+        let mut entries = Vec::new();
+        let mut covered: Vec<(u64, u64)> = Vec::new();
+        for l in link_map {
+            let in_vdso = vdso_range.is_some_and(|(s, e)| s <= l.dynamic && l.dynamic < e);
+            if in_vdso || l.name.starts_with("linux-vdso") || l.name.starts_with("linux-gate") {
+                continue;
+            }
+            match image_from_link_map(l, maps, entry_point, memory, opts) {
+                Ok(e) => {
+                    if !covered.iter().any(|&(s, end)| s < e.record.end && e.record.start < end) {
+                        covered.push((e.record.start, e.record.end));
+                        entries.push(e);
+                    }
+                }
+                Err(msg) => {
+                    let name = if l.name.is_empty() { "the executable".to_string() } else { l.name.clone() };
+                    problems.push(Problem::new(Scope::Module(name), msg));
+                }
+            }
+        }
+
+        // Group the mappings the link map does not cover by path, keeping first-seen
+        // order. With a link map, only groups code runs from are modules: the rest are
+        // files mapped as data (a debugger reading an ELF file, a font, a locale archive).
+        let uncovered = |m: &Mapping| !covered.iter().any(|&(s, e)| s < m.end && m.start < e);
         let mut groups: Vec<(&str, Vec<&Mapping>)> = Vec::new();
         let mut by_path: HashMap<&str, usize> = HashMap::new();
-        for m in maps.iter().filter(|m| is_file_mapping(&m.path)) {
+        for m in maps.iter().filter(|m| is_file_mapping(&m.path) && uncovered(m)) {
             let i = *by_path.entry(m.path.as_str()).or_insert_with(|| {
                 groups.push((m.path.as_str(), Vec::new()));
                 groups.len() - 1
@@ -167,11 +251,13 @@ impl ModuleSet {
             groups[i].1.push(m);
         }
 
-        let mut entries = Vec::new();
         for (path, group) in groups {
             let start = group.iter().map(|m| m.start).min().unwrap_or(0);
             let end = group.iter().map(|m| m.end).max().unwrap_or(0);
             let any_exec = group.iter().any(|m| m.perms.contains('x'));
+            if !link_map.is_empty() && !any_exec {
+                continue;
+            }
             let is_exe = entry_point.is_some_and(|e| e >= start && e < end);
             // The mapping whose file offset is lowest anchors the bias (usually offset 0).
             let Some(anchor) = group.iter().min_by_key(|m| (m.offset, m.start)) else { continue };

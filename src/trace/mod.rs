@@ -146,7 +146,8 @@ impl Timing {
 /// Turns a capture into a snapshot. Never fails: what cannot be done becomes a problem.
 pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let mut timing = Timing::new();
-    let Capture { source, process, signal, mut threads, maps, auxv, memory, environment, mut problems, hold } = cap;
+    let Capture { source, process, signal, mut threads, maps, auxv, link_map, memory, environment, mut problems, hold } =
+        cap;
 
     let want_vars = |t: &capture::ThreadState| match opts.variables.mode {
         VariableMode::All => true,
@@ -154,7 +155,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         VariableMode::None => false,
     };
     let memory: Arc<dyn capture::Memory> = Arc::from(memory);
-    let (modules, module_problems) = ModuleSet::load(&maps, &auxv, memory.as_ref(), &opts.symbols);
+    let (modules, module_problems) = ModuleSet::load(&maps, &auxv, &link_map, memory.as_ref(), &opts.symbols);
     problems.extend(module_problems);
     let modules = Arc::new(modules);
     timing.mark("modules");

@@ -424,6 +424,16 @@ pub fn from_bytes(
         process.exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf()).display().to_string();
     }
 
+    let link_map = match super::linkmap::read(&memory, &auxv) {
+        Ok(l) => l,
+        Err(e) => {
+            problems.push(Problem::new(
+                Scope::Snapshot,
+                format!("the dynamic linker's link map: {e}; modules come from the file mappings alone"),
+            ));
+            Vec::new()
+        }
+    };
     Ok(Capture {
         source: Source::Core(name.to_string()),
         process,
@@ -431,6 +441,7 @@ pub fn from_bytes(
         threads,
         maps,
         auxv,
+        link_map,
         memory: Box::new(memory),
         environment: Default::default(),
         problems,

@@ -245,6 +245,23 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, CaptureError> {
             Vec::new()
         }
     };
+    // The link map, read from the stopped process (a few small reads).
+    let link_map = match std::fs::File::open(format!("/proc/{pid}/mem")) {
+        Ok(f) => match super::linkmap::read(&ProcMemory(f), &auxv) {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(Problem::new(
+                    Scope::Snapshot,
+                    format!("the dynamic linker's link map: {e}; modules come from the file mappings alone"),
+                ));
+                Vec::new()
+            }
+        },
+        Err(e) => {
+            problems.push(Problem::new(Scope::Snapshot, format!("opening /proc/{pid}/mem: {e}")));
+            Vec::new()
+        }
+    };
     let ranges = copy_plan(&threads, &maps, opts.max_stack_bytes, &mut problems);
     let mut memory = copy_ranges(pid, &ranges, &mut problems);
     let more = subtract_ranges(&interrupted_stacks(&threads, &maps, &memory, opts.max_stack_bytes), &ranges);
@@ -291,7 +308,29 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, CaptureError> {
     problems.extend(p);
     threads.sort_by_key(|t| (!t.faulted, t.tid));
 
-    Ok(Capture { source: Source::Live, process, signal, threads, maps, auxv, memory, environment, problems, hold })
+    Ok(Capture {
+        source: Source::Live,
+        process,
+        signal,
+        threads,
+        maps,
+        auxv,
+        link_map,
+        memory,
+        environment,
+        problems,
+        hold,
+    })
+}
+
+/// A stopped process's memory through /proc/PID/mem (for the few reads made
+/// while it is stopped, before the copies exist).
+struct ProcMemory(std::fs::File);
+
+impl super::Memory for ProcMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        pread_all(&self.0, addr, buf)
+    }
 }
 
 /// The memory of a process held stopped: the stack copies first, then the live
