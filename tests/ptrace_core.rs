@@ -132,3 +132,35 @@ fn call_site_lines_above_65535_are_the_source_lines() {
         panic!("bt and gdb differ beyond the line wrap:\n{e}");
     }
 }
+
+/// Guards the pipeline against its own bugs (issue 12): a panic while unwinding or
+/// symbolizing one thread (injected through the `BT_INJECT_PANIC` failpoint) costs
+/// that thread or frame, recorded as a problem; the trace still succeeds with
+/// every other thread.
+#[test]
+fn a_panic_in_one_thread_is_a_problem_not_a_failed_trace() {
+    let crash = crash("c_threads");
+    let args = ["ptrace", "--core", crash.core.to_str().unwrap(), crash.exe.to_str().unwrap(), "--json"];
+    let whole = bt_json(&args[..4]);
+    let threads = bt_threads(&whole);
+    assert!(threads.len() >= 3, "c_threads has several threads");
+    let victim = threads[1].tid;
+    for phase in ["unwind", "symbolize"] {
+        let out = std::process::Command::new(bt_bin())
+            .args(args)
+            .env("BT_INJECT_PANIC", format!("{phase}:{victim}"))
+            .output()
+            .expect("bt");
+        assert!(out.status.success(), "{phase}: {}", String::from_utf8_lossy(&out.stderr));
+        let snap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let problems = snap["problems"].to_string();
+        assert!(problems.contains("bt panicked"), "{phase}: {problems}");
+        let again = bt_threads(&snap);
+        assert_eq!(again.len(), threads.len(), "{phase}: every thread is still listed");
+        for (a, b) in again.iter().zip(&threads) {
+            if a.tid != victim {
+                assert_eq!(a.frames.len(), b.frames.len(), "{phase}: thread {} keeps its frames", a.tid);
+            }
+        }
+    }
+}

@@ -95,6 +95,28 @@ type Stopped = (Vec<crate::snapshot::Frame>, Vec<Vec<Vec<crate::snapshot::Variab
 
 /// Maps `f` over `items`, spread over the cores when there is more than one (threads are
 /// independent of each other); results keep the order of `items`.
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+/// Failpoint for the tests of the pipeline's panic handling: `BT_INJECT_PANIC=PHASE:TID`
+/// (`unwind` or `symbolize`) makes that phase panic for that thread.
+fn inject_panic(phase: &str, tid: i32) {
+    static WANT: std::sync::OnceLock<Option<(String, i32)>> = std::sync::OnceLock::new();
+    let want = WANT.get_or_init(|| {
+        let v = std::env::var("BT_INJECT_PANIC").ok()?;
+        let (p, t) = v.split_once(':')?;
+        Some((p.to_string(), t.parse().ok()?))
+    });
+    if let Some((p, t)) = want
+        && p == phase
+        && *t == tid
+    {
+        panic!("injected panic in {phase} of thread {tid}");
+    }
+}
+
 fn spread<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let n = items.len();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(n.max(1));
@@ -178,14 +200,23 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // While a held live target is stopped: what needs its memory. Unwinding reads
     // the stack copies; variables evaluate their locations and read what rendering
     // them needs (heap objects behind pointers) through the recorder.
+    // A panic in one thread's work (a bug met on a strange binary) costs that
+    // thread, recorded as a problem, never the whole trace.
     let stopped_one = |t: &capture::ThreadState| {
-        let (raw, probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
-        let vars = if want_vars(t) {
-            modules.capture_variables(&t.registers, &raw, &recorder, &opts.variables.options, &type_table)
-        } else {
-            Vec::new()
+        let work = || {
+            inject_panic("unwind", t.tid);
+            let (raw, probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
+            let vars = if want_vars(t) {
+                modules.capture_variables(&t.registers, &raw, &recorder, &opts.variables.options, &type_table)
+            } else {
+                Vec::new()
+            };
+            (raw, vars, probs)
         };
-        (raw, vars, probs)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|p| {
+            let msg = format!("unwinding thread {} failed: bt panicked ({}); please report it", t.tid, panic_text(&*p));
+            (Vec::new(), Vec::new(), vec![Problem::new(Scope::Thread(t.tid), msg)])
+        })
     };
     let stopped = spread(threads.iter().collect(), stopped_one);
     timing.mark("unwind, variables");
@@ -227,7 +258,22 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let symbolize_one = |(t, (raw, mut vars, mut probs)): (&capture::ThreadState, Stopped)| {
         let mut frames = Vec::with_capacity(raw.len());
         for (k, f) in raw.into_iter().enumerate() {
-            let mut group = modules.symbolize(f);
+            let unsymbolized = f.clone();
+            let mut group = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                inject_panic("symbolize", t.tid);
+                modules.symbolize(f)
+            }))
+            .unwrap_or_else(|p| {
+                probs.push(Problem::new(
+                    Scope::Thread(t.tid),
+                    format!(
+                        "symbolizing frame #{k} of thread {} failed: bt panicked ({}); please report it",
+                        t.tid,
+                        panic_text(&*p)
+                    ),
+                ));
+                vec![unsymbolized]
+            });
             // The variables of each function of the inline chain, innermost first, as
             // symbolize lists the frames.
             if let Some(lists) = vars.get_mut(k) {
