@@ -27,6 +27,7 @@ oracle_tests! {
     ten_thousand_recursive_frames_match_gdb => "c_recursion",
     omitted_frame_pointers_unwind_by_cfi => "c_omitfp",
     elf_files_mapped_as_data_do_not_displace_modules => "c_mmap_elf",
+    tail_call_through_the_plt_keeps_the_qsort_frame => "c_qsort",
     cpp_inlined_templates_lambdas_std_function_match_gdb => "cpp_templates",
     cpp_uncaught_exception_abort_matches_gdb => "cpp_exception",
     rust_panic_abort_matches_gdb => "rust_panic",

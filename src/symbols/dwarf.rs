@@ -317,7 +317,8 @@ fn scope_index(unit: gimli::UnitRef<'_, Reader>) -> gimli::Result<ScopeIndex> {
 /// right after a `jmp`): a `DW_TAG_call_site` (or GNU's pre-DWARF-5 tag) with the
 /// tail-call flag, inside the function containing `after - 1`. gdb builds tail-call
 /// frames only from this information, so the unwinder asks before adding one.
-pub(crate) fn is_tail_call_site(ctx: &Context, after: u64) -> bool {
+/// True when a call site (a tail call when `tail`) returns to `after`.
+pub(crate) fn is_call_site(ctx: &Context, after: u64, tail: bool) -> bool {
     let probe = after.wrapping_sub(1);
     let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return false };
     let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return false };
@@ -326,5 +327,5 @@ pub(crate) fn is_tail_call_site(ctx: &Context, after: u64) -> bool {
         function = f.dw_die_offset.or(function);
     }
     let Some(function) = function else { return false };
-    super::lookup::has_tail_call(unit, function, after)
+    super::lookup::has_call_site(unit, function, after, tail)
 }

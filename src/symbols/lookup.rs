@@ -340,11 +340,11 @@ impl Index {
         Ok(Some((self.headers[ui].offset().0, dies)))
     }
 
-    /// True when a `DW_TAG_call_site` with the tail-call flag returns to `after`
-    /// inside the function holding `after - 1` (see `dwarf::is_tail_call_site`).
-    pub(crate) fn is_tail_call_site(&mut self, after: u64) -> Result<bool, Fallback> {
+    /// True when a `DW_TAG_call_site` (a tail call when `tail`) returns to `after`
+    /// inside the function holding `after - 1`.
+    pub(crate) fn is_call_site(&mut self, after: u64, tail: bool) -> Result<bool, Fallback> {
         let Some((_, unit, function)) = self.function_unit(after.wrapping_sub(1))? else { return Ok(false) };
-        Ok(has_tail_call(unit.unit_ref(&self.dwarf), function, after))
+        Ok(has_call_site(unit.unit_ref(&self.dwarf), function, after, tail))
     }
 }
 
@@ -666,8 +666,9 @@ pub(crate) fn push_scope(uref: gimli::UnitRef<'_, Reader>, scopes: &mut Scopes, 
     }
 }
 
-/// Scans the subtree of `function` for a tail-call site returning to `after`.
-pub(crate) fn has_tail_call(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64) -> bool {
+/// Scans the subtree of `function` for a call site (a tail call when `tail`)
+/// returning to `after`.
+pub(crate) fn has_call_site(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64, tail: bool) -> bool {
     let Ok(mut cursor) = uref.entries_at_offset(function) else { return false };
     let mut seen = 0usize;
     let mut base = None;
@@ -687,8 +688,8 @@ pub(crate) fn has_tail_call(uref: gimli::UnitRef<'_, Reader>, function: Off, aft
             .attr_value(gimli::DW_AT_call_return_pc)
             .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
             .and_then(|v| uref.attr_address(v).ok().flatten());
-        let tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
-        if pc == Some(after) && matches!(tail, Some(gimli::AttributeValue::Flag(true))) {
+        let is_tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
+        if pc == Some(after) && (!tail || matches!(is_tail, Some(gimli::AttributeValue::Flag(true)))) {
             return true;
         }
     }

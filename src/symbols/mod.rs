@@ -485,14 +485,20 @@ impl ModuleSet {
     /// True when the module's DWARF records a tail call returning to `after` (see
     /// `dwarf::is_tail_call_site`).
     pub(crate) fn is_tail_call_site(&self, after: u64) -> bool {
+        self.is_call_site(after, true)
+    }
+
+    /// True when the module's DWARF records a call (a tail call when `tail`)
+    /// returning to `after`.
+    pub(crate) fn is_call_site(&self, after: u64, tail: bool) -> bool {
         let Some(idx) = self.find(after.wrapping_sub(1)) else { return false };
         let vaddr = after.wrapping_sub(self.entries[idx].record.load_bias);
-        let fast = self.lookup(idx).and_then(|ix| ix.lock().ok().and_then(|mut g| g.is_tail_call_site(vaddr).ok()));
+        let fast = self.lookup(idx).and_then(|ix| ix.lock().ok().and_then(|mut g| g.is_call_site(vaddr, tail).ok()));
         if let Some(answer) = fast {
             return answer;
         }
         let Some(ctx) = self.dwarf(idx) else { return false };
-        ctx.lock().is_ok_and(|g| dwarf::is_tail_call_site(&g.0, vaddr))
+        ctx.lock().is_ok_and(|g| dwarf::is_call_site(&g.0, vaddr, tail))
     }
 
     /// True when `addr` is inside a PLT section of its module.
@@ -500,6 +506,38 @@ impl ModuleSet {
         self.find(addr).is_some_and(|idx| {
             let bias = self.entries[idx].record.load_bias;
             self.image(idx).is_some_and(|img| img.in_plt(addr.wrapping_sub(bias)))
+        })
+    }
+
+    /// The function a PLT stub at `addr` calls: the stub's `jmp *GOT(%rip)` names a
+    /// GOT slot, the slot's `JUMP_SLOT`/`GLOB_DAT` relocation names the symbol, and
+    /// the first other module that exports that name (in load order, as the dynamic
+    /// linker binds it) gives its address. Read from the files alone: a live
+    /// capture does not copy the GOT.
+    pub(crate) fn plt_target(&self, addr: u64) -> Option<u64> {
+        use object::{Object, ObjectSymbol, ObjectSymbolTable};
+        let idx = self.find(addr)?;
+        let bias = self.entries[idx].record.load_bias;
+        let img = self.image(idx)?;
+        let mut code = [0u8; 16];
+        let n = img.read_vaddr(addr.wrapping_sub(bias), &mut code);
+        // `ff 25 rel32` (after an optional endbr64 / bnd prefix), within the stub.
+        let at = (0..n.saturating_sub(5)).find(|&o| code[o] == 0xff && code[o + 1] == 0x25)?;
+        let rel = i32::from_le_bytes(code[at + 2..at + 6].try_into().ok()?);
+        let got = addr.wrapping_sub(bias).wrapping_add(at as u64 + 6).wrapping_add_signed(rel as i64);
+        let file = object::File::parse(&*img.bytes).ok()?;
+        let dynsym = file.dynamic_symbol_table()?;
+        let name = file.dynamic_relocations()?.find_map(|(off, r)| match r.target() {
+            object::RelocationTarget::Symbol(i) if off == got => {
+                dynsym.symbol_by_index(i).ok().and_then(|s| s.name().ok().map(str::to_string))
+            }
+            _ => None,
+        })?;
+        self.entries.iter().enumerate().filter(|(j, _)| *j != idx).find_map(|(j, e)| {
+            let img = self.image(j)?;
+            let f = object::File::parse(&*img.bytes).ok()?;
+            let sym = f.dynamic_symbols().find(|s| s.is_definition() && s.name().ok() == Some(name.as_str()))?;
+            Some(sym.address().wrapping_add(e.record.load_bias))
         })
     }
 

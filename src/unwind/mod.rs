@@ -154,9 +154,10 @@ pub fn walk(
 /// `__pthread_kill_implementation`; the return address on the stack leads straight back
 /// to `raise`, so the physical walk never sees `pthread_kill`. gdb shows such tail-call
 /// frames (from DWARF call-site info), and so do we when the code says so unambiguously:
-/// the caller's `call rel32` targets a function T other than the callee, T holds
-/// exactly one `jmp rel32` to the callee's start, and T's DWARF has a tail-call site
-/// there. The inserted frame's pc is the address after that jmp; it has no recovered
+/// the caller's `call rel32` targets a function T other than the callee (directly, or
+/// through a PLT stub bound to T in another module), T holds
+/// exactly one `jmp rel32` to the callee's start, the caller's DWARF records a call
+/// site at its return address, and T's DWARF has a tail-call site there. The inserted frame's pc is the address after that jmp; it has no recovered
 /// registers (that is how it is told apart).
 fn insert_tail_calls(frames: &mut Vec<Frame>, modules: &ModuleSet) {
     let mut i = 1;
@@ -178,7 +179,7 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
         return None;
     }
     let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
-    let target = caller.pc.wrapping_add_signed(rel as i64);
+    let mut target = caller.pc.wrapping_add_signed(rel as i64);
     let callee_pc =
         if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
     // Cheap check first: the callee's FDE (cached by the walk) starts at the call target.
@@ -188,7 +189,12 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
         return None;
     }
     let callee_start = modules.symbol_start(callee_pc)?;
-    if target == callee_start || modules.in_plt(target) {
+    if modules.in_plt(target) {
+        // A call into another module through its PLT (main → qsort@plt, and
+        // qsort jumps to __qsort_r): the function the stub binds to is T.
+        target = modules.plt_target(target)?;
+    }
+    if target == callee_start {
         return None;
     }
     let (start, end) = modules.symbol_range(target)?;
@@ -210,8 +216,9 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
         return None;
     }
     let pc = start + at as u64 + 5;
-    // Only where DWARF confirms the tail call, as gdb requires.
-    if !modules.is_tail_call_site(pc) {
+    // Only where DWARF confirms it, as gdb requires: the caller records a call
+    // returning to its pc, and T records the tail call.
+    if !modules.is_call_site(caller.pc, false) || !modules.is_tail_call_site(pc) {
         return None;
     }
     Some(Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() })
