@@ -15,4 +15,5 @@ pub mod store;
 pub mod symbols;
 pub mod capture;
 pub mod trace;
+pub mod units;
 pub mod unwind;

@@ -304,3 +304,22 @@ fn release_binary_is_statically_linked() {
         bin.to_string_lossy()
     );
 }
+
+/// Regression (issue 14): one size and duration parser with checked arithmetic.
+/// `18014398509481985K` wrapped to 1 KiB in `project retention`, and retention then
+/// deleted nearly everything; now it is refused, and `1M` means 30 days everywhere.
+#[test]
+fn sizes_and_durations_are_checked_and_mean_one_thing() {
+    let data = scratch_dir("bt-units");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bt_bin()).arg("coroner").arg("--data").arg(&data).args(args).output().expect("bt")
+    };
+    assert!(run(&["project", "create", "p"]).status.success());
+    let out = run(&["project", "retention", "p", "--max-size", "18014398509481985K"]);
+    assert_clean_failure(&out, "an overflowing size");
+    assert!(stderr_of(&out).contains("too large"), "{}", stderr_of(&out));
+    let out = run(&["project", "retention", "p", "--max-age", "1M", "--max-size", "10G"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let listed = String::from_utf8_lossy(&run(&["project", "list"]).stdout).into_owned();
+    assert!(listed.contains("2592000") || listed.contains("30d"), "1M is 30 days: {listed}");
+}

@@ -150,35 +150,14 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     Ok(super::exit::OK)
 }
 
-/// `30d`, `12h`, `15m`, `2w`, `3600` (seconds); `0` disables.
+/// `30d`, `12h`, `15m`, `2w`, `3600` (seconds); `0` disables (see [`crate::units`]).
 fn parse_duration(s: &str) -> anyhow::Result<u64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("bad duration {s:?} (e.g. 30d, 12h, 3600)"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        "w" => 7 * 86400,
-        "y" => 365 * 86400,
-        _ => bail!("bad duration {s:?} (units: s, m, h, d, w, y)"),
-    };
-    Ok(n * mult)
+    Ok(crate::units::seconds(s)?)
 }
 
-/// `10G`, `500M`, `64K`, `1024` (bytes); `0` disables.
+/// `10G`, `500M`, `64K`, `1024` (bytes); `0` disables (see [`crate::units`]).
 fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("bad size {s:?} (e.g. 10G, 500M)"))?;
-    let mult: u64 = match unit.to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => bail!("bad size {s:?} (units: K, M, G, T)"),
-    };
-    Ok(n * mult)
+    Ok(crate::units::size(s)?)
 }
 
 fn read_password(user: &str) -> anyhow::Result<String> {

@@ -177,16 +177,9 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     Ok(super::exit::OK)
 }
 
-/// `4096`, `64K`, `4M`, `1G` → bytes.
+/// `4096`, `64K`, `4M`, `1G` → bytes (see [`crate::units`]).
 fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1usize << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.trim().parse::<usize>().ok()?.checked_mul(mult)
+    crate::units::size(s).ok().and_then(|v| usize::try_from(v).ok())
 }
 
 #[cfg(test)]

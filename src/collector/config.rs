@@ -240,18 +240,9 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// `4096`, `64K`, `4M`, `1G`, `1T` → bytes.
+/// `4096`, `64K`, `4M`, `1G`, `1T` → bytes (see [`crate::units`]).
 pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s.strip_suffix(['b', 'B']).filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic())).unwrap_or(s);
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        (i, 't' | 'T') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+    crate::units::size(s).ok()
 }
 
 fn parse_quota(s: &str) -> Option<Quota> {
@@ -261,18 +252,9 @@ fn parse_quota(s: &str) -> Option<Quota> {
     }
 }
 
-/// `90`, `90s`, `30m`, `12h`, `7d`, `2w` → duration.
+/// `90`, `90s`, `30m`, `12h`, `7d`, `2w` → duration (see [`crate::units`]).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 's') => (&s[..i], 1u64),
-        (i, 'm') => (&s[..i], 60),
-        (i, 'h') => (&s[..i], 3600),
-        (i, 'd') => (&s[..i], 86400),
-        (i, 'w') => (&s[..i], 7 * 86400),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult).map(Duration::from_secs)
+    crate::units::duration(s).ok()
 }
 
 #[cfg(test)]

@@ -81,23 +81,10 @@ pub fn resolve_time_filter(f: Filter, now: i64) -> Result<Filter, MorgueError> {
     Ok(Filter { value, ..f })
 }
 
-/// `90s`, `15m`, `12h`, `30d`, `2w`, `1M` (30 days), `1y` (365 days); a bare number is seconds.
+/// `90s`, `15m`, `12h`, `30d`, `2w`, `1M` (30 days), `1y` (365 days); a bare number is
+/// seconds (see [`crate::units`]).
 pub fn parse_duration(s: &str) -> Result<i64, MorgueError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num.parse().map_err(|_| bad(format!("bad duration {s:?} (e.g. 30d, 12h, 1M)")))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        "M" => 30 * 86_400,
-        "y" => 365 * 86_400,
-        _ => return Err(bad(format!("bad duration {s:?} (units: s, m, h, d, w, M, y)"))),
-    };
-    n.checked_mul(mult).ok_or_else(|| bad(format!("duration {s:?} is too long")))
+    crate::units::seconds(s).map(|v| v as i64).map_err(|e| bad(e.to_string()))
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
