@@ -179,19 +179,18 @@ fn read_password(user: &str) -> anyhow::Result<String> {
 /// Reads a line from the terminal with echo off (restored on every path).
 pub(crate) fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     eprint!("{prompt}");
-    let fd = 0;
-    // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed, then filled, termios.
-    let mut old: libc::termios = unsafe { std::mem::zeroed() };
-    let have = unsafe { libc::tcgetattr(fd, &mut old) } == 0;
-    if have {
-        let mut quiet = old;
-        quiet.c_lflag &= !libc::ECHO;
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let old = tcgetattr(&stdin).ok();
+    if let Some(old) = &old {
+        let mut quiet = old.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
     }
     let mut line = String::new();
-    let r = std::io::stdin().lock().read_line(&mut line);
-    if have {
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    let r = stdin.lock().read_line(&mut line);
+    if let Some(old) = &old {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, old);
     }
     eprintln!();
     r.context("reading the password")?;

@@ -125,7 +125,7 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     opts.analysis.classifiers = args.classifier.clone();
     opts.analysis.no_builtin = args.no_analysis;
     if let Ok(defaults) = std::env::var("BACKTRACE_DEFAULTS") {
-        opts.attributes.extend(trace::parse_defaults(&defaults));
+        opts.attributes.extend(crate::snapshot::parse_defaults(&defaults));
     }
     for spec in &args.kv {
         opts.attributes.extend(trace::parse_kv(spec).map_err(anyhow::Error::msg)?);

@@ -178,7 +178,7 @@ fn attributes(cfg: &Config, m: &Meta) -> Vec<(String, String)> {
         a.push(("crash.hostname".into(), m.hostname.clone()));
     }
     if let Ok(d) = std::env::var("BACKTRACE_DEFAULTS") {
-        a.extend(crate::trace::parse_defaults(&d));
+        a.extend(crate::snapshot::parse_defaults(&d));
     }
     if let Some(cmd) = &cfg.defaults_command {
         a.extend(defaults_command(cmd, m.exe_name()));
@@ -192,7 +192,7 @@ fn defaults_command(cmd: &str, exe: &str) -> Vec<(String, String)> {
     let mut words = cmd.split_whitespace();
     let Some(prog) = words.next() else { return vec![] };
     match std::process::Command::new(prog).args(words).arg(exe).stdin(std::process::Stdio::null()).output() {
-        Ok(o) if o.status.success() => crate::trace::parse_defaults(&String::from_utf8_lossy(&o.stdout)),
+        Ok(o) if o.status.success() => crate::snapshot::parse_defaults(&String::from_utf8_lossy(&o.stdout)),
         _ => vec![],
     }
 }

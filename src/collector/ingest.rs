@@ -233,7 +233,7 @@ fn read_proc(pid: i32, dir: &Path, meta: &mut Meta, problems: &mut Vec<String>) 
     if let Ok(env) = fs::read(proc.join("environ")) {
         for var in env.split(|c| *c == 0) {
             if let Some(v) = var.strip_prefix(b"BACKTRACE_DEFAULTS=") {
-                meta.attributes.extend(crate::trace::parse_defaults(&String::from_utf8_lossy(v)));
+                meta.attributes.extend(crate::snapshot::parse_defaults(&String::from_utf8_lossy(v)));
             } else if var.starts_with(b"BT_CORESNAP_TRACER=") {
                 tracer = true;
             }

@@ -228,8 +228,8 @@ pub fn write_meta(dir: &Path, m: &Meta) -> Result<(), SpoolError> {
     write_atomic(dir, "meta.json", &text)
 }
 
-/// A random (version 4) UUID from the kernel's generator (never fails).
-pub use crate::trace::new_uuid;
+/// A random (version 4) UUID.
+pub use crate::snapshot::new_uuid;
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

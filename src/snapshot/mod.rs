@@ -176,6 +176,23 @@ impl bincode::de::read::Reader for Rest<'_> {
     }
 }
 
+/// A random (version 4) UUID, the id of a new snapshot or crash.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Parses `BACKTRACE_DEFAULTS` (attributes a site adds to every snapshot): lines of
+/// `key=value`; blank lines and `#` comments ignored.
+pub fn parse_defaults(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
 fn decode_body<T: serde::de::DeserializeOwned>(raw: &[u8], limits: &DecodeLimits) -> Result<T, SnapshotError> {
     let meter = budget::Meter::new(limits);
     let mut rest = Rest(raw);
@@ -285,6 +302,20 @@ mod tests {
             .expect("decoding on a 1 MiB stack does not overflow it");
         let e = r.unwrap_err();
         assert!(e.contains("nested deeper"), "{e}");
+    }
+
+    #[test]
+    fn defaults_parsing() {
+        let got = parse_defaults("# comment\nversion=1.2\n\n team = core \nbroken line\n");
+        assert_eq!(got, vec![("version".into(), "1.2".into()), ("team".into(), "core".into())]);
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uuid());
     }
 
     #[test]

@@ -81,8 +81,6 @@ pub(crate) struct Entry {
     pub(crate) units: Mutex<HashMap<usize, Arc<gimli::Unit<elf::Reader>>>>,
     /// `frame_dies` answers for variables, by probe (threads share pcs).
     pub(crate) frame_dies: Mutex<HashMap<u64, FrameDies>>,
-    /// Unwind caches of this module, owned by the unwinder.
-    pub(crate) unwind: crate::unwind::ModuleCache,
     /// The "no debug info" problem is reported once.
     no_debug_reported: AtomicBool,
 }
@@ -444,6 +442,15 @@ impl ModuleSet {
 
     // ---- accessors for the unwinder (and the symbolizer itself) ----
 
+    /// How many modules the set holds (indexes are `0..len`).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Index of the module whose mapped range holds `addr`.
     pub(crate) fn find(&self, addr: u64) -> Option<usize> {
         let idx = self.entries.partition_point(|e| e.record.start <= addr).checked_sub(1)?;
@@ -757,7 +764,6 @@ impl Entry {
             data_symbols: OnceLock::new(),
             units: Mutex::default(),
             frame_dies: Mutex::default(),
-            unwind: Default::default(),
             no_debug_reported: AtomicBool::new(false),
         }
     }

@@ -200,12 +200,13 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // While a held live target is stopped: what needs its memory. Unwinding reads
     // the stack copies; variables evaluate their locations and read what rendering
     // them needs (heap objects behind pointers) through the recorder.
+    let unwinder = unwind::Unwinder::new(&modules);
     // A panic in one thread's work (a bug met on a strange binary) costs that
     // thread, recorded as a problem, never the whole trace.
     let stopped_one = |t: &capture::ThreadState| {
         let work = || {
             inject_panic("unwind", t.tid);
-            let (raw, probs) = unwind::walk(&t.registers, memory.as_ref(), &modules, &opts.walk);
+            let (raw, probs) = unwinder.walk(&t.registers, memory.as_ref(), &opts.walk);
             let vars = if want_vars(t) {
                 modules.capture_variables(&t.registers, &raw, &recorder, &opts.variables.options, &type_table)
             } else {
@@ -312,7 +313,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     problems.extend(modules.take_problems());
 
     let mut snap = Snapshot {
-        uuid: new_uuid(),
+        uuid: crate::snapshot::new_uuid(),
         timestamp: now(),
         source,
         process,
@@ -387,36 +388,10 @@ pub fn parse_kv(spec: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Parses `BACKTRACE_DEFAULTS`: lines of `key=value`; blank lines and `#` comments ignored.
-pub fn parse_defaults(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .filter(|(k, _)| !k.is_empty())
-        .collect()
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// A random UUID (version 4 layout) from the kernel's random source.
-pub fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
-        // Extremely unlikely; fall back to time and pid, still unique enough per host.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
 
 #[cfg(test)]
 mod tests {
@@ -439,17 +414,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn defaults_parsing() {
-        let got = parse_defaults("# comment\nversion=1.2\n\n team = core \nbroken line\n");
-        assert_eq!(got, vec![("version".into(), "1.2".into()), ("team".into(), "core".into())]);
-    }
-
-    #[test]
-    fn uuid_shape() {
-        let u = new_uuid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(u, new_uuid());
-    }
 }

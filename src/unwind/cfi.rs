@@ -6,7 +6,6 @@
 //! All addresses here are link-time addresses of the module (`pc - load_bias`); the
 //! section base addresses are the sections' own link-time addresses.
 
-use crate::symbols::ModuleSet;
 use crate::symbols::elf::SharedBytes;
 use crate::capture::Memory;
 use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, RegisterRule, UnwindSection};
@@ -70,7 +69,8 @@ pub(crate) struct Rule {
 
 const RULE_SHARDS: usize = 8;
 
-/// Per-module unwind caches (hung off the module in `ModuleSet`).
+/// Per-module unwind caches, owned by the [`super::Unwinder`] (one per module of
+/// its `ModuleSet`, by index).
 #[derive(Default)]
 pub(crate) struct ModuleCache {
     rules: [Mutex<HashMap<u64, Option<Arc<Rule>>>>; RULE_SHARDS],
@@ -130,21 +130,21 @@ fn eh_bases(img: &crate::symbols::elf::Image) -> BaseAddresses {
 }
 
 /// Looks up the rule at link-time address `vaddr` of module `idx` (cached).
-pub(crate) fn rule(modules: &ModuleSet, idx: usize, vaddr: u64) -> Option<Arc<Rule>> {
-    let cache = &modules.entry(idx).unwind;
+pub(crate) fn rule(u: &super::Unwinder<'_>, idx: usize, vaddr: u64) -> Option<Arc<Rule>> {
+    let cache = u.cache(idx)?;
     let shard = &cache.rules[(vaddr as usize ^ (vaddr as usize >> 7)) % RULE_SHARDS];
     if let Some(hit) = shard.lock().ok().and_then(|m| m.get(&vaddr).cloned()) {
         return hit;
     }
-    let r = compute_rule(modules, idx, vaddr).map(Arc::new);
+    let r = compute_rule(u, idx, vaddr).map(Arc::new);
     if let Ok(mut m) = shard.lock() {
         m.insert(vaddr, r.clone());
     }
     r
 }
 
-fn compute_rule(modules: &ModuleSet, idx: usize, vaddr: u64) -> Option<Rule> {
-    let img = modules.image(idx)?;
+fn compute_rule(u: &super::Unwinder<'_>, idx: usize, vaddr: u64) -> Option<Rule> {
+    let img = u.modules.image(idx)?;
     let mut ctx: gimli::UnwindContext<usize> = gimli::UnwindContext::new();
     if let Some(eh) = img.raw(img.eh_frame) {
         let bases = eh_bases(img);
@@ -161,7 +161,7 @@ fn compute_rule(modules: &ModuleSet, idx: usize, vaddr: u64) -> Option<Rule> {
             return Some(row_to_rule(row, Section::EhFrame, &fde));
         }
     }
-    let df = debug_frame(modules, idx)?;
+    let df = debug_frame(u, idx)?;
     let mut section = gimli::DebugFrame::new(df, LittleEndian);
     section.set_address_size(8);
     let bases = BaseAddresses::default();
@@ -171,10 +171,9 @@ fn compute_rule(modules: &ModuleSet, idx: usize, vaddr: u64) -> Option<Rule> {
 }
 
 /// .debug_frame of the module or of its separate debug file (decompressed if needed).
-fn debug_frame(modules: &ModuleSet, idx: usize) -> Option<&SharedBytes> {
-    modules
-        .entry(idx)
-        .unwind
+fn debug_frame<'u>(u: &'u super::Unwinder<'_>, idx: usize) -> Option<&'u SharedBytes> {
+    let modules = u.modules;
+    u.cache(idx)?
         .debug_frame
         .get_or_init(|| {
             let img = modules.image(idx)?;
@@ -188,13 +187,13 @@ fn debug_frame(modules: &ModuleSet, idx: usize) -> Option<&SharedBytes> {
         .as_ref()
 }
 
-fn section_bytes(modules: &ModuleSet, idx: usize, section: Section) -> Option<&[u8]> {
+fn section_bytes<'u>(u: &'u super::Unwinder<'_>, idx: usize, section: Section) -> Option<&'u [u8]> {
     match section {
         Section::EhFrame => {
-            let img = modules.image(idx)?;
+            let img = u.modules.image(idx)?;
             img.raw(img.eh_frame)
         }
-        Section::DebugFrame => debug_frame(modules, idx).map(|b| &**b),
+        Section::DebugFrame => debug_frame(u, idx).map(|b| &**b),
     }
 }
 
@@ -247,8 +246,14 @@ pub(crate) struct Applied {
 /// explicit rule they keep their value in the caller; caller-saved ones are unknown.
 const CALLEE_SAVED: [usize; 6] = [3, 6, 12, 13, 14, 15];
 
-pub(crate) fn apply(modules: &ModuleSet, idx: usize, rule: &Rule, regs: &Regs, memory: &dyn Memory) -> Option<Applied> {
-    let bytes = || section_bytes(modules, idx, rule.section);
+pub(crate) fn apply(
+    u: &super::Unwinder<'_>,
+    idx: usize,
+    rule: &Rule,
+    regs: &Regs,
+    memory: &dyn Memory,
+) -> Option<Applied> {
+    let bytes = || section_bytes(u, idx, rule.section);
     let cfa = match rule.cfa {
         Cfa::RegOffset(r, off) => (*regs.get(r as usize)?)?.wrapping_add_signed(off),
         Cfa::Expr(e) => eval(bytes()?, e, None, regs, memory)?,

@@ -17,7 +17,6 @@ mod cfi;
 mod heuristics;
 mod sigframe;
 
-pub(crate) use cfi::ModuleCache;
 
 use crate::snapshot::{Frame, Problem, Registers, Scope, Trust};
 use crate::symbols::ModuleSet;
@@ -71,14 +70,43 @@ fn frame_registers(regs: &Regs) -> Vec<(u16, u64)> {
     regs.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as u16, v))).collect()
 }
 
+/// The unwinder of one module set: it owns its per-module caches (CFI rules,
+/// decompressed `.debug_frame`), so the symbolizer knows nothing of unwinding.
+/// `Sync`: the threads of one trace share it.
+pub struct Unwinder<'m> {
+    pub(crate) modules: &'m ModuleSet,
+    caches: Vec<cfi::ModuleCache>,
+}
+
+impl<'m> Unwinder<'m> {
+    pub fn new(modules: &'m ModuleSet) -> Unwinder<'m> {
+        Unwinder { modules, caches: (0..modules.len()).map(|_| cfi::ModuleCache::default()).collect() }
+    }
+
+    pub(crate) fn cache(&self, idx: usize) -> Option<&cfi::ModuleCache> {
+        self.caches.get(idx)
+    }
+
+    /// Walks one thread's stack from its registers (see [`walk`]).
+    pub fn walk(&self, regs: &Registers, memory: &dyn Memory, opts: &WalkOptions) -> (Vec<Frame>, Vec<Problem>) {
+        walk_with(self, regs, memory, opts)
+    }
+}
+
 /// Walks one thread's stack from its registers. Returns physical frames
 /// (pc, sp, trust, signal_frame, registers filled; names not yet) and problems met.
+/// A trace walks many threads through one [`Unwinder`] to share its caches.
 pub fn walk(
     regs: &Registers,
     memory: &dyn Memory,
     modules: &ModuleSet,
     opts: &WalkOptions,
 ) -> (Vec<Frame>, Vec<Problem>) {
+    Unwinder::new(modules).walk(regs, memory, opts)
+}
+
+fn walk_with(u: &Unwinder<'_>, regs: &Registers, memory: &dyn Memory, opts: &WalkOptions) -> (Vec<Frame>, Vec<Problem>) {
+    let modules = u.modules;
     let mut frames = vec![Frame { pc: regs.rip, sp: regs.rsp, trust: Trust::Context, ..Default::default() }];
     let mut problems = Vec::new();
     let mut cur = regs_from(regs);
@@ -94,7 +122,7 @@ pub fn walk(
             ));
             break;
         }
-        let step = match step(&cur, exact, frames.len() == 1, memory, modules) {
+        let step = match step(&cur, exact, frames.len() == 1, memory, u) {
             Outcome::Caller(s) => s,
             Outcome::End => break,
             Outcome::Stuck(msg) => {
@@ -145,7 +173,7 @@ pub fn walk(
         cur = step.regs;
         exact = step.interrupted;
     }
-    insert_tail_calls(&mut frames, modules);
+    insert_tail_calls(&mut frames, u);
     frames.truncate(max);
     (frames, problems)
 }
@@ -159,10 +187,10 @@ pub fn walk(
 /// exactly one `jmp rel32` to the callee's start, the caller's DWARF records a call
 /// site at its return address, and T's DWARF has a tail-call site there. The inserted frame's pc is the address after that jmp; it has no recovered
 /// registers (that is how it is told apart).
-fn insert_tail_calls(frames: &mut Vec<Frame>, modules: &ModuleSet) {
+fn insert_tail_calls(frames: &mut Vec<Frame>, u: &Unwinder<'_>) {
     let mut i = 1;
     while i < frames.len() {
-        if let Some(tail) = tail_call_between(&frames[i - 1], &frames[i], modules) {
+        if let Some(tail) = tail_call_between(&frames[i - 1], &frames[i], u) {
             frames.insert(i, tail);
             i += 1;
         }
@@ -170,7 +198,8 @@ fn insert_tail_calls(frames: &mut Vec<Frame>, modules: &ModuleSet) {
     }
 }
 
-fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Option<Frame> {
+fn tail_call_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Option<Frame> {
+    let modules = u.modules;
     if caller.signal_frame || caller.trust != Trust::Cfi || caller.pc < 5 {
         return None;
     }
@@ -185,7 +214,7 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
     // Cheap check first: the callee's FDE (cached by the walk) starts at the call target.
     let idx = modules.find(callee_pc)?;
     let bias = modules.entry(idx).record.load_bias;
-    if cfi::rule(modules, idx, callee_pc.wrapping_sub(bias)).is_some_and(|r| r.fde_start.wrapping_add(bias) == target) {
+    if cfi::rule(u, idx, callee_pc.wrapping_sub(bias)).is_some_and(|r| r.fde_start.wrapping_add(bias) == target) {
         return None;
     }
     let callee_start = modules.symbol_start(callee_pc)?;
@@ -225,7 +254,8 @@ fn tail_call_between(callee: &Frame, caller: &Frame, modules: &ModuleSet) -> Opt
 }
 
 /// One unwind step from the frame whose registers are `cur`.
-fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &ModuleSet) -> Outcome {
+fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<'_>) -> Outcome {
+    let modules = u.modules;
     let pc = cur[RIP].unwrap_or(0);
     let sp = cur[RSP].unwrap_or(0);
     let module = modules.find(pc);
@@ -241,8 +271,8 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, modules: &Mod
         let bias = modules.entry(idx).record.load_bias;
         let vaddr = pc.wrapping_sub(bias);
         let lookup = if exact { vaddr } else { vaddr.wrapping_sub(1) };
-        if let Some(rule) = cfi::rule(modules, idx, lookup) {
-            match cfi::apply(modules, idx, &rule, cur, memory) {
+        if let Some(rule) = cfi::rule(u, idx, lookup) {
+            match cfi::apply(u, idx, &rule, cur, memory) {
                 Some(a) if a.outermost => return Outcome::End,
                 Some(a) => {
                     return Outcome::Caller(Step {
