@@ -162,6 +162,29 @@ __attribute__((noinline)) static void double_free(void)
     free(p);
 }
 
+/* A write of 8 bytes just before a block (its chunk header), then free: glibc says
+ * "double free or corruption (out)", but nothing was freed twice. */
+__attribute__((noinline)) static void header_smash(void)
+{
+    char *p = malloc(4000);
+    char *volatile guard = malloc(32);
+    size_t *volatile hdr = (size_t *)(void *)p - 1;
+    *hdr = 0x100011; /* a size far past the end of the heap */
+    free(p);
+    sink = guard[0];
+}
+
+/* A real double free of a block too big for the tcache: glibc says
+ * "double free or corruption (!prev)". */
+__attribute__((noinline)) static void double_free_large(void)
+{
+    char *volatile p = malloc(4000);
+    char *volatile guard = malloc(32);
+    free(p);
+    free(p);
+    sink = guard[0];
+}
+
 __attribute__((noinline)) static void heap_overflow(void)
 {
     char *a = malloc(24);
@@ -264,6 +287,7 @@ int main(int argc, char **argv)
         {"misaligned_sse", misaligned_sse}, {"alignment_check", alignment_check},
         {"div_zero", div_zero},         {"illegal", illegal},           {"abort", do_abort},
         {"double_free", double_free},   {"heap_overflow", heap_overflow}, {"free_bad", free_bad},
+        {"header_smash", header_smash}, {"double_free_large", double_free_large},
         {"memcpy_null", memcpy_null},   {"alias", alias},               {"deadlock", deadlock},
         {"alias_variable", alias_variable},
         {"thread_overflow", thread_overflow},

@@ -432,16 +432,25 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
     }
     if let Some(i) = find_frame(t, |n| n == "malloc_printerr") {
         let msg = messages::abort_msg(snap, reader).unwrap_or_default();
-        let double = msg.contains("double free");
+        // "double free or corruption (…)" is ambiguous: the chunk decides. Without
+        // it, (out) — a chunk outside the arena — is taken as corruption.
+        let (double, evidence) = if msg.contains("double free or corruption") {
+            match heap::double_free_or_corruption(t, i, reader) {
+                Some((d, why)) => (d, Some(why)),
+                None => (!msg.contains("(out)"), Some("the chunk could not be read to tell which".to_string())),
+            }
+        } else {
+            (msg.contains("double free"), None)
+        };
         f.classify(if double { names::DOUBLE_FREE } else { names::HEAP_CORRUPTION });
         f.annotate(
             Scope::Frame(t.tid, i as u32),
             Severity::Error,
             SOURCE,
-            if msg.is_empty() {
-                "glibc malloc detected heap corruption (message not readable)".to_string()
-            } else {
-                format!("glibc malloc: {msg}")
+            match (msg.is_empty(), evidence) {
+                (true, _) => "glibc malloc detected heap corruption (message not readable)".to_string(),
+                (false, None) => format!("glibc malloc: {msg}"),
+                (false, Some(why)) => format!("glibc malloc: {msg}; {why}"),
             },
         );
         heap::malloc_error_constraint(t, i, &msg, reader, f);

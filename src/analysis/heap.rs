@@ -392,6 +392,76 @@ fn copy_registers(
     }
 }
 
+/// The frame of the user's code that called free/realloc (the first frame above
+/// `malloc_printerr` that is not glibc's), and the pointer it passed, when the
+/// caller's call-site records or its code say so.
+fn freed_pointer(t: &Thread, printerr_frame: usize, reader: &Reader) -> (Option<usize>, Option<u64>) {
+    let user = t.frames.iter().enumerate().skip(printerr_frame).find(|(_, fr)| {
+        let n = base_name(fr);
+        !(n.starts_with('_') || n == "malloc_printerr" || n == "free" || n == "realloc" || n.starts_with("munmap"))
+    });
+    let k = user.map(|(k, _)| k);
+    let ptr = k.filter(|k| *k > printerr_frame).and_then(|k| calls::call_into(t, k - 1, reader).arg(0));
+    (k, ptr)
+}
+
+/// glibc's `double free or corruption (out|!prev|fasttop)` says one of two things;
+/// the chunk tells which. `Some((true, why))`: the chunk and its neighbour look
+/// intact and the neighbour says the chunk is already free (a double free);
+/// `Some((false, why))`: a header is not sane (overwritten: heap corruption);
+/// `None`: the pointer or the chunk could not be read.
+///
+/// Folklore: glibc keeps `size | PREV_INUSE | IS_MMAPPED | NON_MAIN_ARENA` 8 bytes
+/// before the user pointer; the next chunk starts `size` bytes after this chunk's
+/// start (the user pointer minus 16) and its PREV_INUSE bit says whether this
+/// chunk is in use. A write just before a block overwrites the size, so the
+/// "next chunk" lands anywhere: glibc then reports (out) or (!prev), the same
+/// words it uses for a real double free of a chunk too big for the tcache.
+pub fn double_free_or_corruption(t: &Thread, printerr_frame: usize, reader: &Reader) -> Option<(bool, String)> {
+    let (_, ptr) = freed_pointer(t, printerr_frame, reader);
+    let ptr = ptr?;
+    let raw = reader.u64(ptr.checked_sub(8)?)?;
+    let size = raw & !7;
+    if raw & 2 != 0 {
+        return None; // mmapped chunks are not in the arena's lists; glibc checks them elsewhere
+    }
+    let sane = |sz: u64| (32..(1u64 << 40)).contains(&sz) && sz % 16 == 0;
+    if !sane(size) {
+        return Some((
+            false,
+            format!("the chunk at {ptr:#x} has size field {raw:#x}, which no allocation has: its header was overwritten"),
+        ));
+    }
+    let next = (ptr - 16).checked_add(size)?;
+    let Some(next_raw) = reader.u64(next + 8) else {
+        return Some((
+            false,
+            format!(
+                "the chunk at {ptr:#x} claims {size} bytes, but no memory follows it at {:#x}: its size field was overwritten",
+                next + 8
+            ),
+        ));
+    };
+    if !sane(next_raw & !7) {
+        return Some((
+            false,
+            format!(
+                "the chunk after {ptr:#x} (at {:#x}) has size field {next_raw:#x}: a write past the end of the block, or an overwritten size",
+                next + 16
+            ),
+        ));
+    }
+    if next_raw & 1 == 0 {
+        return Some((
+            true,
+            format!(
+                "the chunk at {ptr:#x} ({size} bytes) and its neighbour look intact, and the neighbour marks it free: it was freed before"
+            ),
+        ));
+    }
+    Some((false, format!("the chunk at {ptr:#x} and its neighbour look intact and in use: the arena's lists were corrupted")))
+}
+
 /// glibc's malloc error messages that mean "free/realloc got a pointer it never
 /// handed out": a constraint violation of the call as well as a heap problem.
 pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, reader: &Reader, f: &mut Findings) {
@@ -402,25 +472,18 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, rea
     {
         return;
     }
-    let user = t.frames.iter().enumerate().skip(printerr_frame).find(|(_, fr)| {
-        let n = base_name(fr);
-        !(n.starts_with('_') || n == "malloc_printerr" || n == "free" || n == "realloc" || n.starts_with("munmap"))
-    });
-    let at = user.map(|(k, _)| k as u32).unwrap_or(printerr_frame as u32);
-    let caller = user.and_then(|(_, fr)| fr.function.clone()).unwrap_or_else(|| "??".into());
+    let (user, ptr) = freed_pointer(t, printerr_frame, reader);
+    let at = user.map(|k| k as u32).unwrap_or(printerr_frame as u32);
+    let caller = user.and_then(|k| t.frames[k].function.clone()).unwrap_or_else(|| "??".into());
     // What the user called (glibc may report an internal, e.g. munmap_chunk()).
     let called = user
-        .and_then(|(k, _)| t.frames.get(k.checked_sub(1)?))
+        .and_then(|k| t.frames.get(k.checked_sub(1)?))
         .map(base_name)
         .filter(|n| is_free(n))
         .map(|n| free_call_name(&n))
         .unwrap_or(call);
     // The pointer itself, from the call-site records of the caller of free/realloc.
-    let passed = user
-        .filter(|(k, _)| *k > printerr_frame)
-        .and_then(|(k, _)| calls::call_into(t, k - 1, reader).arg(0))
-        .map(|p| format!(" {p:#x}"))
-        .unwrap_or_default();
+    let passed = ptr.map(|p| format!(" {p:#x}")).unwrap_or_default();
     f.classify(names::CONSTRAINT_VIOLATION);
     f.annotate(
         Scope::Frame(t.tid, at),
