@@ -134,9 +134,11 @@ impl Config {
             match key {
                 "archive.path" => c.archive = PathBuf::from(value),
                 "server.url" => {
-                    if !value.starts_with("http://") {
+                    let tls = cfg!(feature = "tls");
+                    if !(value.starts_with("http://") || (tls && value.starts_with("https://"))) {
                         return Err(err(format!(
-                            "server.url: {value:?} must start with http:// (TLS: put a proxy in front)"
+                            "server.url: {value:?} must start with http://{}",
+                            if tls { " or https://" } else { " (this bt was built without TLS)" }
                         )));
                     }
                     c.server_url = Some(value.trim_end_matches('/').to_string());
@@ -294,7 +296,7 @@ mod tests {
             ("format.1 = p %e (\n", "x.conf:1: format.1: bad regular expression"),
             ("format.1 = p %x y\n", "x.conf:1: format.1: expected `PROJECT %e REGEX`"),
             ("dump.quota = 120%\n", "x.conf:1: dump.quota"),
-            ("server.url = https://x\n", "x.conf:1: server.url"),
+            ("server.url = ftp://x\n", "x.conf:1: server.url"),
             ("[sec\n", "x.conf:1: unterminated section"),
         ] {
             let e = Config::parse(text, "x.conf").unwrap_err().to_string();

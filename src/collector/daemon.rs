@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::config::Config;
 use super::ingest::log as archive_log;
@@ -442,80 +441,42 @@ async fn already_stored(url: &str, project: &str, token: &str, uuid: &str) -> Op
     }
 }
 
+/// What a query-string component may keep as is (RFC 3986 unreserved).
+const COMPONENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
-/// A minimal HTTP/1.1 POST over smol's TCP: (status, body). Plain http:// only.
+/// Largest answer read from the server.
+const MAX_ANSWER: u64 = 16 << 20;
+
+/// One POST through ureq (http:// and, with the `tls` feature, https://; chunked
+/// and re-chunked answers read properly), on smol's blocking pool: (status, body).
 async fn http_post(url: &str, path: &str, content_type: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// is supported"))?;
-    let (hostport, prefix) = match rest.split_once('/') {
-        Some((h, p)) => (h, format!("/{}", p.trim_end_matches('/'))),
-        None => (rest, String::new()),
-    };
-    let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
-    let io = async {
-        let mut s = smol::net::TcpStream::connect(hostport.as_str())
-            .await
-            .map_err(|e| format!("connecting to {hostport}: {e}"))?;
-        let head = format!(
-            "POST {prefix}{path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: bt-coresnap/{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        );
-        s.write_all(head.as_bytes()).await.map_err(|e| format!("sending to {hostport}: {e}"))?;
-        s.write_all(body).await.map_err(|e| format!("sending to {hostport}: {e}"))?;
-        s.flush().await.map_err(|e| format!("sending to {hostport}: {e}"))?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                let status: u16 = head
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("bad answer from {hostport}: {head:?}"))?;
-                let len = head.lines().find_map(|l| {
-                    l.split_once(':')
-                        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                });
-                if len.is_none_or(|l| buf.len() >= end + 4 + l) {
-                    let body_end = len.map(|l| end + 4 + l).unwrap_or(buf.len());
-                    if len.is_some() || closed(&mut s, &mut buf, &mut chunk).await? {
-                        return Ok((status, buf[end + 4..body_end.min(buf.len())].to_vec()));
-                    }
-                    continue;
-                }
-            }
-            let n = s.read(&mut chunk).await.map_err(|e| format!("reading from {hostport}: {e}"))?;
-            if n == 0 {
-                return Err(format!("{hostport} closed the connection before answering"));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    smol::future::or(io, async {
-        smol::Timer::after(Duration::from_secs(60)).await;
-        Err(format!("{hostport}: no answer within 60 s"))
+    let uri = format!("{}{path}", url.trim_end_matches('/'));
+    let (content_type, body) = (content_type.to_string(), body.to_vec());
+    smol::unblock(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .max_redirects(0)
+            .user_agent(format!("bt-coresnap/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let shown = uri.split('?').next().unwrap_or(&uri).to_string();
+        let mut resp = agent
+            .post(&uri)
+            .header("Content-Type", &content_type)
+            .send(&body[..])
+            .map_err(|e| format!("{shown}: {e}"))?;
+        let status = resp.status().as_u16();
+        let answer = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(|e| format!("{shown}: {e}"))?;
+        Ok((status, answer))
     })
     .await
-}
-
-/// Reads more of an answer without Content-Length; true at end of stream.
-async fn closed(s: &mut smol::net::TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> Result<bool, String> {
-    let n = s.read(chunk).await.map_err(|e| e.to_string())?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n == 0)
 }
 
 /// Removes done/ and failed/ crashes older than purge.age (unless purge.disabled).

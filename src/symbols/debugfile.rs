@@ -7,49 +7,10 @@ use std::path::{Path, PathBuf};
 /// The default debug root; `SymbolOptions::debug_dirs` are searched after it.
 pub(crate) const DEFAULT_DEBUG_ROOT: &str = "/usr/lib/debug";
 
-/// CRC-32 (IEEE 802.3, reflected, poly 0xEDB88320) as `.gnu_debuglink` uses it,
-/// slice-by-8 so that checking a large debug file stays near memory speed.
+/// CRC-32 (IEEE 802.3) as `.gnu_debuglink` uses it (`crc32fast`: SIMD where the
+/// CPU has it, so checking a large debug file stays near memory speed).
 pub(crate) fn crc32(data: &[u8]) -> u32 {
-    let t = crc_tables();
-    let mut crc = !0u32;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = t[0][((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
-fn crc_tables() -> &'static [[u32; 256]; 8] {
-    static TABLES: std::sync::OnceLock<Box<[[u32; 256]; 8]>> = std::sync::OnceLock::new();
-    TABLES.get_or_init(|| {
-        let mut t = Box::new([[0u32; 256]; 8]);
-        for i in 0..256u32 {
-            let mut c = i;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-            t[0][i as usize] = c;
-        }
-        for i in 0..256 {
-            for k in 1..8 {
-                let prev = t[k - 1][i];
-                t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-            }
-        }
-        t
-    })
+    crc32fast::hash(data)
 }
 
 /// Candidate paths for a build id under each root, in order.
