@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod cmd;
 pub mod collector;
 pub mod dedup;
+pub mod logging;
 pub mod query;
 pub mod server;
 pub mod snapshot;

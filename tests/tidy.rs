@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("snapshot", &[]),
     ("units", &[]),
+    ("logging", &[]),
     ("capture", &["snapshot"]),
     ("symbols", &["snapshot", "capture"]),
     ("unwind", &["snapshot", "capture", "symbols"]),
@@ -27,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("collector", &["snapshot", "units"]),
     (
         "cmd",
-        &["snapshot", "units", "capture", "symbols", "unwind", "analysis", "trace", "dedup", "store", "server", "query", "collector"],
+        &["snapshot", "units", "logging", "capture", "symbols", "unwind", "analysis", "trace", "dedup", "store", "server", "query", "collector"],
     ),
 ];
 

@@ -132,8 +132,8 @@ fn engine(
         None
     });
     // Diagnostics of a module go to stderr, never into the results on stdout.
-    e.on_print(|s| eprintln!("bt module: {s}"));
-    e.on_debug(|s, _, pos| eprintln!("bt module debug ({pos}): {s}"));
+    e.on_print(|s| log::info!(target: "bt::module", "{s}"));
+    e.on_debug(|s, _, pos| log::debug!(target: "bt::module", "({pos}) {s}"));
 
     let max_read = limits.max_read;
     macro_rules! reader_fn {

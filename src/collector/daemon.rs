@@ -62,7 +62,7 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
 
 /// One line on stderr and in ARCHIVE/coresnap.log.
 fn say(cfg: &Config, line: &str) {
-    eprintln!("coresnapd: {line}");
+    log::info!(target: "coresnapd", "{line}");
     archive_log(&cfg.archive, line);
 }
 

@@ -75,13 +75,17 @@ pub struct TlsFiles {
 /// Whether this build can serve TLS (cargo feature `tls`).
 pub const TLS_BUILT: bool = cfg!(feature = "tls");
 
-/// One line of the request log, on stderr, as JSON. Never panics: a closed or
-/// full stderr loses the line, not the server (`eprintln!` would panic).
+/// One line of the request log, on stderr, as JSON, through the logging facade
+/// (target `bt::request`, printed as is). Never panics: a closed or full stderr
+/// loses the line, not the server. Without an installed logger (the library used
+/// on its own) the line goes to stderr directly.
 pub fn log_line(v: Json) {
-    use std::io::Write;
-    let mut line = v.to_string();
-    line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    if log::log_enabled!(target: "bt::request", log::Level::Info) {
+        log::info!(target: "bt::request", "{v}");
+    } else if log::max_level() == log::LevelFilter::Off {
+        use std::io::Write;
+        let _ = std::io::stderr().lock().write_all(format!("{v}\n").as_bytes());
+    }
 }
 
 struct Api {

@@ -339,7 +339,7 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
             }
         }
         Err(e) => {
-            eprintln!("coroner: store: batch of {} submissions failed, none stored: {e}", all.len());
+            log::error!("batch of {} submissions failed, none stored: {e}", all.len());
             let msg = e.to_string();
             for (reply, _) in all.iter().zip(&refused).filter(|(_, r)| !**r) {
                 let _ = reply.send(Err(StoreError::Io(format!("storing failed: {msg}"))));

@@ -148,18 +148,23 @@ fn spread<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> 
     indexed.into_iter().map(|r| r.1).collect()
 }
 
-/// `BT_TIMING` set: how long each phase of [`build`] took, on stderr. A debugging
-/// aid for the stop window of live captures, not an interface.
+/// `BT_TIMING` set (or `BT_LOG=debug`): how long each phase of [`build`] took, on
+/// stderr. A debugging aid for the stop window of live captures, not an interface.
 struct Timing(Option<std::time::Instant>);
 
 impl Timing {
     fn new() -> Timing {
-        Timing(std::env::var_os("BT_TIMING").map(|_| std::time::Instant::now()))
+        let on = std::env::var_os("BT_TIMING").is_some() || log::log_enabled!(log::Level::Debug);
+        Timing(on.then(std::time::Instant::now))
     }
 
     fn mark(&mut self, phase: &str) {
         if let Some(t) = &mut self.0 {
-            eprintln!("bt: timing: {phase}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            log::log!(
+                if std::env::var_os("BT_TIMING").is_some() { log::Level::Info } else { log::Level::Debug },
+                "timing: {phase}: {:.1} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
             *t = std::time::Instant::now();
         }
     }

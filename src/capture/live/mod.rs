@@ -83,11 +83,10 @@ struct Attachment {
 impl Attachment {
     /// Detaches every thread still attached; returns what went wrong.
     fn detach_all(&mut self) -> Vec<Problem> {
-        if let Some(since) = self.since.take()
-            && std::env::var_os("BT_TIMING").is_some()
-        {
+        if let Some(since) = self.since.take() {
             // Debugging aid: how long the target was kept from running.
-            eprintln!("bt: timing: threads stopped for {:.1} ms", since.elapsed().as_secs_f64() * 1e3);
+            let level = if std::env::var_os("BT_TIMING").is_some() { log::Level::Info } else { log::Level::Debug };
+            log::log!(level, "timing: threads stopped for {:.1} ms", since.elapsed().as_secs_f64() * 1e3);
         }
         let mut problems = Vec::new();
         let mut late = Vec::new();
