@@ -150,6 +150,67 @@ fn subsystems_depend_one_way() {
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
+/// Every module named by `prefix` paths (`super::x`, `super::{a, b::c}`).
+fn named_after(text: &str, prefix: &str) -> BTreeSet<String> {
+    named_subsystems(&text.replace(prefix, "crate::"))
+}
+
+/// Inside each subsystem too, modules depend one way: the sibling files of a
+/// folder (its `mod.rs` aside, which declares them) form no cycle.
+#[test]
+fn modules_inside_a_subsystem_depend_one_way() {
+    let mut problems = Vec::new();
+    for dir in std::fs::read_dir(src()).expect("src").flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let sub = dir.file_name().expect("name").to_string_lossy().into_owned();
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+            let p = e.path();
+            let module = p.file_stem().expect("stem").to_string_lossy().into_owned();
+            if module == "mod" || p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).expect("read");
+            let text = non_test_code(&p, &text);
+            let code: String = code_lines(&text).map(|(_, l)| l).collect::<Vec<_>>().join("\n");
+            let mut named = named_after(&code, "super::");
+            named.extend(named_after(&code, &format!("crate::{sub}::")));
+            named.retain(|n| *n != module && dir.join(format!("{n}.rs")).exists() || dir.join(n).is_dir());
+            edges.insert(module, named);
+        }
+        // Depth-first search for a cycle.
+        fn visit(
+            n: &str,
+            edges: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| p == n) {
+                return Some(path[i..].to_vec());
+            }
+            if done.contains(n) {
+                return None;
+            }
+            path.push(n.to_string());
+            for m in edges.get(n).into_iter().flatten() {
+                if let Some(c) = visit(m, edges, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            done.insert(n.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for n in edges.keys() {
+            if let Some(cycle) = visit(n, &edges, &mut Vec::new(), &mut done) {
+                problems.push(format!("src/{sub}: {} -> {}", cycle.join(" -> "), cycle[0]));
+                break;
+            }
+        }
+    }
+    assert!(problems.is_empty(), "cycles between modules:\n{}", problems.join("\n"));
+}
+
 #[test]
 fn every_file_says_what_it_owns() {
     let mut files = Vec::new();

@@ -12,14 +12,12 @@
 //!   guard-page handler), `stack-smash`, `double-free`, `heap-corruption`, `assert`,
 //!   `uncaught-exception`, `rust-panic`; plain `abort` only when none applies.
 
-use super::decode::{self, Access};
+use super::decode;
+pub use super::facts::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
 use super::{Findings, Reader, aliases, heap, messages, names};
-use crate::snapshot::{Frame, Mapping, Scope, Severity, Snapshot, Thread};
+use crate::snapshot::{Scope, Severity, Snapshot, Thread};
 
 const SOURCE: &str = "bt";
-/// Addresses below this are a null pointer plus an offset (the kernel's
-/// mmap_min_addr is 64 KiB on most distributions, so nothing is ever mapped there).
-pub const NULL_LIMIT: u64 = 64 * 1024;
 /// A fault this close to the stack pointer, in no mapping, ran off the stack.
 const STACK_SLACK: u64 = 64 * 1024;
 
@@ -36,41 +34,6 @@ const FPE_INTOVF: i32 = 2;
 /// si_code of a fault the kernel raised itself without an address (#GP).
 const SI_KERNEL: i32 = 0x80;
 
-/// A function name reduced for matching: no `__GI_` prefix, no parameter list, no
-/// Rust hash.
-pub fn base_name(f: &Frame) -> String {
-    let Some(name) = f.function.as_deref() else { return String::new() };
-    let mut s = name.trim();
-    if let Some(i) = s.find('@') {
-        s = &s[..i];
-    }
-    let s = s.strip_prefix("__GI_").unwrap_or(s);
-    // `std::terminate()` → `std::terminate`; keep `operator()`.
-    let mut out = s.to_string();
-    if out.ends_with(')') && !out.ends_with("operator()") {
-        let mut depth = 0;
-        for (i, c) in out.char_indices().rev() {
-            match c {
-                ')' => depth += 1,
-                '(' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        out.truncate(i);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    if let Some((head, hash)) = out.rsplit_once("::h")
-        && hash.len() == 16
-        && hash.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        out = head.to_string();
-    }
-    out
-}
 
 fn find_frame(t: &Thread, pred: impl Fn(&str) -> bool) -> Option<usize> {
     t.frames.iter().position(|f| pred(&base_name(f)))
@@ -85,9 +48,6 @@ pub fn fault_thread(snap: &Snapshot) -> Option<&Thread> {
         .or(snap.threads.first())
 }
 
-pub fn mapping_of(maps: &[Mapping], addr: u64) -> Option<&Mapping> {
-    maps.iter().find(|m| addr >= m.start && addr < m.end)
-}
 
 /// Runs every built-in analysis on the snapshot.
 pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
@@ -117,14 +77,6 @@ pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
     }
 }
 
-/// What the memory-fault analysis found, for the later checks.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryFault {
-    /// The address the faulting access aimed at (the operand's, else si_addr).
-    pub target: Option<u64>,
-    pub access: Option<Access>,
-    pub execute: bool,
-}
 
 fn memory_fault(
     snap: &Snapshot,
@@ -577,6 +529,7 @@ fn quoted(msg: &Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Frame;
 
     #[test]
     fn base_names() {

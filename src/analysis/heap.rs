@@ -5,7 +5,7 @@
 //! with aliases.
 
 use super::calls::{self, Call};
-use super::classify::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
+use super::facts::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
 use super::decode::{self, Access};
 use super::{Findings, Reader, names};
 use crate::snapshot::{Scope, Severity, Snapshot, Thread};

@@ -4,7 +4,7 @@
 //! missing, the type and `what()` of an uncaught C++ exception, and a Rust panic's
 //! location and message.
 
-use super::classify::base_name;
+use super::facts::base_name;
 use super::{Reader, calls};
 use crate::snapshot::{Snapshot, Thread};
 use object::{Object, ObjectSymbol};

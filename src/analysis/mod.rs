@@ -12,6 +12,7 @@
 pub mod aliases;
 pub mod calls;
 pub mod classify;
+mod facts;
 pub mod decode;
 pub mod heap;
 pub mod messages;

@@ -8,15 +8,7 @@ use gimli::Reader as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// One source-level frame for an address: innermost inlined call first, the
-/// physical function last.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct SourceFrame {
-    pub function: Option<String>,
-    pub file: Option<String>,
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-}
+pub(crate) use super::SourceFrame;
 
 pub(crate) type Context = addr2line::Context<Reader>;
 

@@ -17,6 +17,7 @@ mod location;
 mod lookup;
 mod names;
 mod outline;
+mod scopes;
 mod seccache;
 mod types;
 mod variables;
@@ -88,10 +89,21 @@ pub(crate) struct Entry {
 /// The unit offset and the frame DIEs at a probe (see `ModuleSet::frame_dies`).
 pub(crate) type FrameDies = Option<Option<(usize, Vec<gimli::UnitOffset>)>>;
 
+/// One source-level frame for an address: innermost inlined call first, the
+/// physical function last. Both lookup paths (`lookup`, and `dwarf` on addr2line)
+/// produce it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SourceFrame {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+}
+
 /// What one lookup pc resolves to (cached; shared by every thread with that pc).
 #[derive(Debug, Default)]
 struct Resolved {
-    frames: Vec<dwarf::SourceFrame>,
+    frames: Vec<SourceFrame>,
     /// Symbol-table name and start (link-time) when DWARF gave no function name.
     symbol: Option<(String, u64)>,
 }

@@ -5,7 +5,7 @@
 use super::elf::Reader;
 use super::indexcache;
 use super::linetable::Program;
-use super::lookup::*;
+use super::scopes::{Off, Scopes, push_ranges, push_scope, scope_names, sorted};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
