@@ -167,6 +167,7 @@ fn decode_bombs_and_deep_nesting_are_refused_with_little_memory() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nested deeper"));
     let peak = server.peak_rss_kib();
+    eprintln!("figure: 8 decode bombs of {} bytes at once + a 20,000-deep value: peak RSS {} MiB", bytes.len(), peak >> 10);
     assert!(peak < 512 << 10, "server peak RSS {peak} KiB");
     assert_eq!(server.query(&token, json!({"group": ["*"]}))["objects"], 0, "nothing stored");
     let good = snapshot(3, "h", 3).encode().expect("encode");
@@ -230,6 +231,11 @@ fn wrong_passwords_are_throttled_without_locking_the_user_out() {
         hs.into_iter().map(|h| h.join().expect("client")).collect()
     });
     assert!(answers.iter().all(|s| [401, 429, 503].contains(s)), "{answers:?}");
+    eprintln!(
+        "figure: 30 guesses from one address then 64 concurrent logins: {} throttled (429) of the 30, peak RSS {} MiB",
+        throttled.len(),
+        server.peak_rss_kib() >> 10
+    );
     assert!(server.peak_rss_kib() < 1 << 20, "peak RSS {} KiB", server.peak_rss_kib());
     assert_eq!(login([127, 0, 0, 3], "s3cret-pass").status, 200, "carol still gets in from home");
     healthy(&mut server);
@@ -352,12 +358,14 @@ fn expensive_queries_are_bounded_and_do_not_block_ingest() {
     assert!([200, 400].contains(&r.status), "{}", head(&r));
     assert!(took < Duration::from_secs(8), "regex query took {took:?}");
     assert!(acks.iter().all(|d| *d < Duration::from_secs(1)), "ingest waited for the query: {acks:?}");
+    eprintln!("figure: (a*)*\\1b over 3,000 distinct 4 KB values: {took:?} (status {}); submissions meanwhile acked in {acks:?}", r.status);
     // Group by uuid (3,000 groups), 1,000 bins each: only the page is computed.
     let before = server.peak_rss_kib();
     let r = q(json!({"group": ["uuid"], "fold": {"timestamp": [["bin", 1000]]}, "limit": 20}));
     assert_eq!(r.status, 200, "{}", head(&r));
     assert_eq!(r.json()["rows"].as_array().map(Vec::len), Some(20));
     let grew = server.peak_rss_kib().saturating_sub(before);
+    eprintln!("figure: group by uuid (3,001 groups) with a 1,000-bin fold, limit 20: peak RSS grew {} MiB", grew >> 10);
     assert!(grew < 200 << 10, "the query grew the server by {grew} KiB");
     // A page that would be too large is refused with a reason.
     let r = q(json!({"group": ["uuid"], "fold": {"timestamp": [["bin", 1000]]}, "limit": 100000}));
