@@ -192,7 +192,8 @@ pub(super) fn place_of(pieces: Vec<gimli::Piece<Reader>>, size: u64, env: &Frame
     let mut at = 0usize;
     for p in pieces {
         let bits = p.size_in_bits.unwrap_or(64);
-        let n = (bits.div_ceil(8)) as usize;
+        // Clamped before it sizes a read: a corrupt DW_OP_piece may claim 2^60 bits.
+        let n = bits.div_ceil(8).min(size.saturating_sub(at) as u64) as usize;
         let src: Option<Vec<u8>> = match p.location {
             L::Empty => None,
             L::Address { address } => {
