@@ -482,3 +482,64 @@ fn a_thread_name_cannot_drive_the_terminal() {
     assert!(!text.bytes().any(|b| b < 0x20 && b != b'\n'), "a control character reached the terminal: {text:?}");
     assert!(text.contains("a\\x1b]0;pwned\\x07\\x08b"), "the name is shown escaped: {text}");
 }
+
+/// "Also degraded": the writer queue was bounded only by the connection count.
+/// Submissions in flight are bounded in bytes: with a small `--max-inflight`, many
+/// large uploads at once get 503 + Retry-After (nothing half-stored), the rest 200.
+#[test]
+fn submissions_in_flight_are_bounded_in_bytes() {
+    let data = scratch("hostile-inflight");
+    let token = project_with_token(&data, "p", &["submit", "query"]);
+    // max-submission 1 MiB: an upload reserves its declared body while it arrives, then
+    // its body and decode budget (≥ 16 MiB). The budget is at least 10 × max-submission
+    // + 32 MiB (42 MiB here): 45 uploads of 1 MiB arriving slowly fill it.
+    let mut server = Server::start(&data, &["--max-submission", "1048576", "--max-inflight", "41943040"]);
+    let mut snap = snapshot(1, "h", 1);
+    // Incompressible bytes so the body is ~1 MiB on the wire.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..900_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    snap.memory = vec![bt::snapshot::MemoryRegion { address: 0x1000, label: "noise".into(), bytes: noise }];
+    let body = snap.encode().expect("encode");
+    // Clients that send their head and then trickle the body hold their reservation.
+    let mut slow = Vec::new();
+    for _ in 0..45 {
+        let mut s = TcpStream::connect(&server.addr).expect("connect");
+        s.write_all(
+            format!(
+                "POST /api/post?token={token}&format=snapshot HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .expect("head");
+        s.write_all(&body[..1000]).expect("start");
+        slow.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = server.post(&format!("/api/post?token={token}&format=snapshot"), "application/octet-stream", &body);
+    assert_eq!(r.status, 503, "{}", head(&r));
+    assert!(r.header("retry-after").is_some(), "503 says when to retry");
+    assert!(started.elapsed() < Duration::from_secs(5), "refused after the short wait: {:?}", started.elapsed());
+    drop(slow);
+    // Room again once those connections are gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = server.post(&format!("/api/post?token={token}&format=snapshot"), "application/octet-stream", &body);
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", head(&r));
+        assert!(Instant::now() < deadline, "the budget was never returned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.query(&token, json!({"group": ["*"]}))["objects"], 1, "only the accepted one is stored");
+    healthy(&mut server);
+}

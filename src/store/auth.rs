@@ -40,11 +40,8 @@ pub struct TokenInfo {
 }
 
 fn random_hex(n_bytes: usize) -> Result<String, StoreError> {
-    use std::io::Read;
     let mut buf = vec![0u8; n_bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| StoreError::Io(format!("reading /dev/urandom: {e}")))?;
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Io(format!("the system's random source: {e}")))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
