@@ -79,6 +79,7 @@ pub fn parse_one(bytes: Vec<u8>, limits: &Limits) -> Result<Option<Parsed>, (u16
         conn: &mut conn,
         limits,
         body_bytes: 0,
+        log_project: None,
     };
     let body = req.body(limits.max_body).map_err(|e| match e {
         BodyError::TooLarge { .. } => (413, e.to_string()),
@@ -212,6 +213,8 @@ pub struct Request<'c> {
     limits: &'c Limits,
     /// Bytes of body read so far.
     pub body_bytes: u64,
+    /// The project the request acts on, once authorized (for the request log).
+    pub log_project: Option<String>,
 }
 
 impl Request<'_> {
@@ -418,11 +421,13 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// Close the connection after this response.
     pub close: bool,
+    /// What the request log says about it (an error's cause, the object stored).
+    pub note: Option<String>,
 }
 
 impl Response {
     pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Response {
-        Response { status, content_type: content_type.to_string(), body, headers: Vec::new(), close: false }
+        Response { status, content_type: content_type.to_string(), body, headers: Vec::new(), close: false, note: None }
     }
 
     pub fn json(status: u16, v: &serde_json::Value) -> Response {
@@ -739,6 +744,7 @@ fn connection<H: Handler>(tcp: TcpStream, remote: SocketAddr, handler: &H, limit
             conn: &mut conn,
             limits,
             body_bytes: 0,
+            log_project: None,
         };
         // A panic in a handler answers 500 and closes this connection; the server goes on.
         let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&mut req)));

@@ -163,7 +163,7 @@ fn credential<'a>(req: &'a Request<'_>) -> Option<&'a str> {
 
 impl Api {
     /// Authenticates and authorizes; returns the project the request acts on.
-    fn authorize(&self, req: &Request<'_>, scope: Scope) -> Result<String, Outcome> {
+    fn authorize(&self, req: &mut Request<'_>, scope: Scope) -> Result<String, Outcome> {
         let Some(cred) = credential(req) else { return Err(unauthorized()) };
         let principal = match self.store.authenticate(cred) {
             Ok(Some(p)) => p,
@@ -178,7 +178,7 @@ impl Api {
         if !principal.allows(&project, scope) {
             return Err(forbidden());
         }
-        PROJECT.with(|p| *p.borrow_mut() = Some(project.clone()));
+        req.log_project = Some(project.clone());
         Ok(project)
     }
 
@@ -462,22 +462,16 @@ struct Handler {
     api: Api,
 }
 
-thread_local! {
-    static NOTE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-    /// The project the current request acts on, once authorized (for the log).
-    static PROJECT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
 impl http::Handler for Handler {
     fn handle(&self, req: &mut Request<'_>) -> Response {
         let out = self.api.route(req);
-        NOTE.with(|n| *n.borrow_mut() = out.note);
-        out.resp
+        let mut resp = out.resp;
+        resp.note = out.note;
+        resp
     }
 
     fn log(&self, req: &Request<'_>, resp: &Response, started: Instant) {
-        let note = NOTE.with(|n| n.borrow_mut().take());
-        let project = PROJECT.with(|p| p.borrow_mut().take());
+        let (note, project) = (resp.note.clone(), req.log_project.clone());
         // Never the query string: it carries tokens.
         let mut v = json!({
             "ts": now(), "remote": req.remote.to_string(), "method": req.method, "path": req.path,
