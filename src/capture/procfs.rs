@@ -271,8 +271,7 @@ pub fn host_environment() -> (Environment, Vec<Problem>) {
         Err(e) => problem("/proc/uptime", &e),
     }
     // Online CPUs of the machine, not our affinity mask (available_parallelism).
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let n = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten().unwrap_or(0);
     env.cpu_count = u32::try_from(n).unwrap_or(0);
     (env, problems)
 }

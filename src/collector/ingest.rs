@@ -259,12 +259,9 @@ fn read_proc(pid: i32, dir: &Path, meta: &mut Meta, problems: &mut Vec<String>) 
 fn rate_limited(sp: &Spool, config: &Config) -> Option<String> {
     let max = config.rate_max_per_minute?;
     let p = sp.root.join(".rate");
-    let mut f = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&p).ok()?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor we own; released when f is closed.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return None;
-    }
+    let f = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&p).ok()?;
+    // Held until `f` is dropped at the end of this function.
+    let mut f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()?;
     let mut text = String::new();
     let _ = f.read_to_string(&mut text);
     let minute = spool::now_ms() / 60_000;
@@ -279,15 +276,9 @@ fn rate_limited(sp: &Spool, config: &Config) -> Option<String> {
 
 /// (free, total) bytes of the file system holding `path`.
 pub fn disk_space(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills the struct we pass; c is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let bs = st.f_frsize;
-    Some((st.f_bavail.saturating_mul(bs), st.f_blocks.saturating_mul(bs)))
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    let bs = st.fragment_size();
+    Some((st.blocks_available().saturating_mul(bs), st.blocks().saturating_mul(bs)))
 }
 
 fn below_quota(archive: &Path, q: Quota) -> Option<String> {

@@ -333,6 +333,8 @@ pub(super) fn vm_readv(
         local.push(libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() });
         remote.push(libc::iovec { iov_base: (ranges[i].0 + done[i] as u64) as *mut libc::c_void, iov_len: rest.len() });
     }
+    // Raw, not nix's process_vm_readv: its `&mut [IoSliceMut]` would borrow several
+    // elements of `bufs` mutably at once; iovecs into distinct buffers say the same.
     // SAFETY: each local iovec points into a distinct live buffer of exactly
     // iov_len bytes; remote iovecs are only addresses in the target.
     let n =

@@ -135,7 +135,10 @@ impl Drop for Attachment {
     }
 }
 
-/// `ptrace(2)` with errno.
+/// `ptrace(2)` with errno. Raw, not nix's per-request wrappers: attach, interrupt,
+/// registers, siginfo and detach all go through this one function, whose errno
+/// handling the freeze loop depends on; moving them to nix is a change of the
+/// attach path to make with its own tests, not in passing.
 fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, Errno> {
     Errno::clear();
     // SAFETY: every request used here either ignores addr/data or (GETREGS,
