@@ -11,7 +11,6 @@ use common::{bt_json, scratch_dir};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// Kills the child when the test ends, whatever happens.
 struct Child(std::process::Child);
@@ -39,8 +38,23 @@ fn lock_waits_module_marks_a_live_deadlock() {
     let child = Child(
         Command::new(&exe).arg("deadlock").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn faults"),
     );
-    // Both threads are blocked after ~100 ms; leave them time to get there.
-    std::thread::sleep(Duration::from_millis(600));
+    // Both threads block on their second lock: wait until both sit in futex(2)
+    // (syscall 202; asleep alone could still be the usleep before it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let in_futex: Vec<bool> = std::fs::read_dir(format!("/proc/{}/task", child.0.id()))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| std::fs::read_to_string(e.path().join("syscall")).is_ok_and(|t| t.starts_with("202 ")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if in_futex.len() >= 2 && in_futex.iter().all(|b| *b) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the threads never blocked on their locks: {in_futex:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let pid = child.0.id().to_string();
     let module = repo.join("examples/modules/lock_waits.rhai");
     let snap = bt_json(&["ptrace", &pid, "--module", module.to_str().expect("utf-8")]);

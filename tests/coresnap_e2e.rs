@@ -401,8 +401,7 @@ fn server_down_then_back_and_daemon_killed_midway() {
     // No server: everything is traced and waits in sending/.
     let mut daemon = Daemon::start(&s.config, &s.dir.join("d1.log"));
     s.wait_for("12 crashes waiting in sending/", 120, || s.stage("sending").len() == 12);
-    std::thread::sleep(Duration::from_millis(600));
-    assert!(daemon.log().contains("waits in sending/"), "{}", daemon.log());
+    s.wait_for("the daemon to say a crash waits", 30, || daemon.log().contains("waits in sending/"));
     assert_eq!(s.stage("done").len(), 0);
     // The server comes back: the backoff picks it up; kill the daemon mid-way.
     let _server = Serve::start(&s.data, &s.addr);
@@ -653,7 +652,11 @@ fn purge_age_removes_old_crashes_unless_disabled() {
         s.feed(0, Path::new("/usr/bin/true"), b"x");
         assert_eq!(s.once().0, 0);
         assert_eq!(s.stage("failed").len(), 1, "a core the tracer cannot read lands in failed/");
-        std::thread::sleep(Duration::from_millis(2100));
+        // Older than purge.age without waiting for it: the crash's directory is dated back.
+        for e in fs::read_dir(s.archive.join("failed")).expect("failed/").flatten() {
+            let then = std::time::SystemTime::now() - Duration::from_secs(60);
+            fs::File::open(e.path()).and_then(|d| d.set_modified(then)).expect("date the crash back");
+        }
         assert_eq!(s.once().0, 0);
         assert_eq!(s.stage("failed").len(), usize::from(kept), "{extra}");
         let _ = fs::remove_dir_all(&s.dir);

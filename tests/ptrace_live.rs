@@ -88,7 +88,8 @@ fn live_multithreaded_process_matches_gdb_and_keeps_running() {
     let proc_ = start_parked();
     let pid = proc_.0.id();
     let snap = bt_json(&["ptrace", &pid.to_string()]);
-    std::thread::sleep(Duration::from_millis(200));
+    // Detached: every thread goes back to sleep where it was (not left stopped).
+    wait_all_asleep(pid, 7, 10);
     assert_running_not_stopped(pid, "after bt");
     let gdb = gdb_live(pid as i32);
     assert_running_not_stopped(pid, "after gdb");

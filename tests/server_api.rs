@@ -272,6 +272,8 @@ fn retention_by_size_and_age_runs_in_the_background() {
     // Age: everything was received just now, so a 1 s limit empties the project.
     let (code, _, err) = admin(&data, &["project", "retention", "r", "--max-size", "0", "--max-age", "1"], None);
     assert_eq!(code, 0, "{err}");
+    // Received times are whole seconds: the objects must be at least one second old.
+    // A fixed wait, the one this time-based rule needs.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let server = Server::start(&data, &["--retention-every", "1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

@@ -145,7 +145,7 @@ fn live_process_keeps_running_and_tls_is_per_thread() {
         assert!(Instant::now() < deadline, "workers did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_all_asleep(pid as u32, 5, 20);
     let snap = bt_json(&["ptrace", &pid.to_string(), "--global", "thread_tag"]);
     // Every thread sits in worker() with its own n and TLS tag.
     let mut ns: Vec<String> = Vec::new();

@@ -967,3 +967,26 @@ pub fn check_core_against_gdb(name: &str) {
         errors.join("\n")
     );
 }
+
+/// Waits (polling, up to `secs`) until the process has at least `min_tasks` tasks
+/// and every one of them is asleep (state S): blocked where the test put it.
+pub fn wait_all_asleep(pid: u32, min_tasks: usize, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let states: Vec<char> = fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+                        stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if states.len() >= min_tasks && states.iter().all(|s| *s == 'S') {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "pid {pid} never settled: task states {states:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
