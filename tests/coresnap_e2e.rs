@@ -619,7 +619,11 @@ fn the_collector_never_recurses_on_itself() {
         // A coresnap process crashes (here: the daemon, killed by SIGABRT; a SIGSEGV
         // sent by kill(2) is swallowed by Rust's stack-overflow handler).
         let mut d = Daemon::start(&s.config, &s.dir.join("d.log"));
-        std::thread::sleep(Duration::from_millis(300));
+        // Once it runs as coresnap (exec done), its crash is a coresnap process's.
+        let pid = d.child.id();
+        s.wait_for("the daemon to run", 10, || {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(8).any(|w| w == b"coresnap"))
+        });
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(d.child.id() as i32, libc::SIGABRT) };
         let st = d.child.wait().expect("wait");

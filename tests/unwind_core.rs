@@ -67,8 +67,16 @@ fn find_core(dir: &Path, pid: &str) -> Option<PathBuf> {
             return here;
         }
         if let Some(p) = elsewhere.as_ref().filter(|p| p.exists()) {
-            // Let the kernel finish writing before taking it.
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            // Let the kernel finish writing before taking it: its size stops changing.
+            let mut last = u64::MAX;
+            for _ in 0..100 {
+                let now = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                if now == last && now > 0 {
+                    break;
+                }
+                last = now;
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
             let dest = dir.join("core");
             std::fs::rename(p, &dest).or_else(|_| std::fs::copy(p, &dest).map(|_| ())).ok()?;
             return Some(dest);
