@@ -6,7 +6,7 @@
 mod memory;
 
 use crate::analysis::{self, AnalysisOptions};
-use crate::snapshot::{Attribute, Problem, Regions, Scope, Snapshot, Thread, values};
+use crate::snapshot::{Attribute, Frame, Problem, Regions, Scope, Snapshot, Thread, values};
 use crate::symbols::{ModuleSet, SymbolOptions, TypeTable, VariableOptions};
 use crate::capture::{self, Capture, CaptureError, live::LiveOptions};
 use crate::unwind::{self, WalkOptions};
@@ -264,7 +264,8 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let symbolize_one = |(t, (raw, mut vars, mut probs)): (&capture::ThreadState, Stopped)| {
         let mut frames = Vec::with_capacity(raw.len());
         for (k, f) in raw.into_iter().enumerate() {
-            let unsymbolized = f.clone();
+            // What a frame keeps if symbolizing it panics (no clone on the hot path).
+            let (pc, sp, trust, signal_frame) = (f.pc, f.sp, f.trust, f.signal_frame);
             let mut group = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 inject_panic("symbolize", t.tid);
                 modules.symbolize(f)
@@ -278,7 +279,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
                         panic_text(&*p)
                     ),
                 ));
-                vec![unsymbolized]
+                vec![Frame { pc, sp, trust, signal_frame, ..Default::default() }]
             });
             // The variables of each function of the inline chain, innermost first, as
             // symbolize lists the frames.
