@@ -115,8 +115,20 @@ pub fn dispatch(args: &[String]) -> i32 {
     match run(&name, rest) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the context chain joined with ": ".
-            eprintln!("{name}: {e:#}");
+            // One line: the context chain joined with ": ", each cause once (a
+            // typed error that prints its source is followed by that source).
+            let mut line = String::new();
+            for cause in e.chain() {
+                let m = cause.to_string();
+                if line.contains(&m) {
+                    continue;
+                }
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(&m);
+            }
+            eprintln!("{name}: {line}");
             exit::FAILURE
         }
     }
