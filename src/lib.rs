@@ -5,6 +5,7 @@
 //! consumers ([`dedup`]) above that; [`cmd`] (the applets) on top. See ARCHITECTURE.md.
 
 pub mod analysis;
+pub mod capture;
 pub mod cmd;
 pub mod collector;
 pub mod dedup;
@@ -14,7 +15,6 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod symbols;
-pub mod capture;
 pub mod trace;
 pub mod units;
 pub mod unwind;

@@ -182,8 +182,20 @@ fn c_faults_are_classified() {
             case("double_free", "SIGABRT", &["double-free"], false, &["free(): double free detected"]),
             case("heap_overflow", "SIGABRT", &["heap-corruption"], true, &["glibc malloc: ", "in heap_overflow"]),
             // Regression (issue 12): glibc's "double free or corruption" decided by the chunk.
-            case("header_smash", "SIGABRT", &["heap-corruption"], false, &["double free or corruption (out)", "size field was overwritten"]),
-            case("double_free_large", "SIGABRT", &["double-free"], false, &["double free or corruption (!prev)", "it was freed before"]),
+            case(
+                "header_smash",
+                "SIGABRT",
+                &["heap-corruption"],
+                false,
+                &["double free or corruption (out)", "size field was overwritten"],
+            ),
+            case(
+                "double_free_large",
+                "SIGABRT",
+                &["double-free"],
+                false,
+                &["double free or corruption (!prev)", "it was freed before"],
+            ),
             case("free_bad", "SIGABRT", &["heap-corruption"], true, &["free(): invalid pointer", "free() in free_bad"]),
             case(
                 "memcpy_null",

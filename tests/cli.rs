@@ -293,9 +293,8 @@ fn malformed_kv_is_rejected() {
 #[test]
 fn release_binary_is_statically_linked() {
     // Not a skip: without BT_BIN this test cannot check what it claims, so it fails.
-    let bin = std::env::var_os("BT_BIN").expect(
-        "BT_BIN is unset: run the tests with `make test`, which points it at the static release build",
-    );
+    let bin = std::env::var_os("BT_BIN")
+        .expect("BT_BIN is unset: run the tests with `make test`, which points it at the static release build");
     let out = run_with_timeout(30, Path::new("file"), &["-L", bin.to_str().unwrap()], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -275,8 +275,10 @@ fn snapshots_decode_and_render() {
         match Snapshot::decode_with(&b, &limits) {
             Ok(mut s) => {
                 bt::snapshot::values::render_snapshot(&mut s, &Default::default());
-                let text =
-                    bt::snapshot::render::text(&s, &bt::snapshot::render::TextOptions { registers: true, problems: true });
+                let text = bt::snapshot::render::text(
+                    &s,
+                    &bt::snapshot::render::TextOptions { registers: true, problems: true },
+                );
                 assert!(!text.contains('\x1b'), "an escape reached the text output");
                 let _ = serde_json::to_vec(&s);
                 true
@@ -288,7 +290,8 @@ fn snapshots_decode_and_render() {
 
 #[test]
 fn json_reports() {
-    let seeds = vec![json_report("crash_here", "host-1", 1_700_000_000), b"{\"threads\": {}, \"timestamp\": 1}".to_vec()];
+    let seeds =
+        vec![json_report("crash_here", "host-1", 1_700_000_000), b"{\"threads\": {}, \"timestamp\": 1}".to_vec()];
     let rules = bt::dedup::RuleSet::default_rules();
     let limits = bt::snapshot::DecodeLimits::default();
     fuzz("json-report", 4, &seeds, Duration::from_secs(60), |input| {
@@ -327,19 +330,18 @@ fn store_queries() {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
-    fuzz("query", 5, &seeds, Duration::from_secs(120), |input| {
-        match bt::store::query::Query::parse(input) {
-            Ok(q) => store.query("p", &q).is_ok(),
-            Err(_) => false,
-        }
+    fuzz("query", 5, &seeds, Duration::from_secs(120), |input| match bt::store::query::Query::parse(input) {
+        Ok(q) => store.query("p", &q).is_ok(),
+        Err(_) => false,
     });
 }
 
 #[test]
 fn coresnap_configuration() {
     let seeds = vec![
-        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coresnap.conf"))
-            .unwrap_or_else(|_| b"[server]\nserver.url = http://127.0.0.1:6097\ntoken.p = T\nformat.1 = p %e ^app$\n".to_vec()),
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coresnap.conf")).unwrap_or_else(
+            |_| b"[server]\nserver.url = http://127.0.0.1:6097\ntoken.p = T\nformat.1 = p %e ^app$\n".to_vec(),
+        ),
         b"archive.path = /tmp/x\ndump.quota = 10%\ncore.max_size = 5G\nrate.max_per_minute = 10\n".to_vec(),
     ];
     fuzz("config", 6, &seeds, Duration::from_secs(30), |input| {

@@ -64,7 +64,11 @@ fn connect_from(local: [u8; 4], addr: &str) -> TcpStream {
         dst.sin_family = libc::AF_INET as u16;
         dst.sin_port = to.port().to_be();
         dst.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
-        let rc = libc::connect(fd, &dst as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32);
+        let rc = libc::connect(
+            fd,
+            &dst as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
         assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
         TcpStream::from_raw_fd(fd)
     }
@@ -92,8 +96,10 @@ fn chunk_sizes_cannot_wrap_the_body_limit() {
         let started = Instant::now();
         let r = raw(
             &server.addr,
-            format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n")
-                .as_bytes(),
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n"
+            )
+            .as_bytes(),
         );
         assert_eq!(r.status, 413, "{path}: {}", r.text());
         assert!(started.elapsed() < Duration::from_secs(2));
@@ -106,7 +112,8 @@ fn chunk_sizes_cannot_wrap_the_body_limit() {
         }
     }
     // Trailers are bounded in number.
-    let mut body = format!("POST /api/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n").into_bytes();
+    let mut body =
+        format!("POST /api/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n").into_bytes();
     for i in 0..100 {
         body.extend_from_slice(format!("X-T{i}: v\r\n").as_bytes());
     }
@@ -167,7 +174,11 @@ fn decode_bombs_and_deep_nesting_are_refused_with_little_memory() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nested deeper"));
     let peak = server.peak_rss_kib();
-    eprintln!("figure: 8 decode bombs of {} bytes at once + a 20,000-deep value: peak RSS {} MiB", bytes.len(), peak >> 10);
+    eprintln!(
+        "figure: 8 decode bombs of {} bytes at once + a 20,000-deep value: peak RSS {} MiB",
+        bytes.len(),
+        peak >> 10
+    );
     assert!(peak < 512 << 10, "server peak RSS {peak} KiB");
     assert_eq!(server.query(&token, json!({"group": ["*"]}))["objects"], 0, "nothing stored");
     let good = snapshot(3, "h", 3).encode().expect("encode");
@@ -347,8 +358,7 @@ fn expensive_queries_are_bounded_and_do_not_block_ingest() {
         let mut acks = Vec::new();
         for _ in 0..5 {
             let started = Instant::now();
-            let r =
-                server.post(&format!("/api/post?token={token}&format=snapshot"), "application/octet-stream", &good);
+            let r = server.post(&format!("/api/post?token={token}&format=snapshot"), "application/octet-stream", &good);
             assert_eq!(r.status, 200, "{}", r.text());
             acks.push(started.elapsed());
         }
@@ -358,7 +368,10 @@ fn expensive_queries_are_bounded_and_do_not_block_ingest() {
     assert!([200, 400].contains(&r.status), "{}", head(&r));
     assert!(took < Duration::from_secs(8), "regex query took {took:?}");
     assert!(acks.iter().all(|d| *d < Duration::from_secs(1)), "ingest waited for the query: {acks:?}");
-    eprintln!("figure: (a*)*\\1b over 3,000 distinct 4 KB values: {took:?} (status {}); submissions meanwhile acked in {acks:?}", r.status);
+    eprintln!(
+        "figure: (a*)*\\1b over 3,000 distinct 4 KB values: {took:?} (status {}); submissions meanwhile acked in {acks:?}",
+        r.status
+    );
     // Group by uuid (3,000 groups), 1,000 bins each: only the page is computed.
     let before = server.peak_rss_kib();
     let r = q(json!({"group": ["uuid"], "fold": {"timestamp": [["bin", 1000]]}, "limit": 20}));
@@ -422,10 +435,12 @@ fn terminal_escapes_from_reports_are_neutralised() {
     let data = scratch("hostile-escapes");
     let token = project_with_token(&data, "p", &["submit", "query"]);
     let server = Server::start(&data, &[]);
-    let mut rep: serde_json::Value = serde_json::from_slice(&json_report("f\x1b[2Jx", "h\x07", 1_700_000_000)).expect("json");
+    let mut rep: serde_json::Value =
+        serde_json::from_slice(&json_report("f\x1b[2Jx", "h\x07", 1_700_000_000)).expect("json");
     rep["attributes"]["evil"] = json!("=HYPERLINK(\"http://x\")\x1b]0;pwned\x07\r\x08");
     rep["classifiers"] = json!(["bad\x1b[31m"]);
-    let r = server.post(&format!("/api/post?token={token}&format=json"), "application/json", rep.to_string().as_bytes());
+    let r =
+        server.post(&format!("/api/post?token={token}&format=json"), "application/json", rep.to_string().as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     drop(server);
     let morgue = |args: &[&str]| -> String {

@@ -3,9 +3,9 @@
 //! through .gnu_debuglink and through .build-id, zlib- and zstd-compressed DWARF, and
 //! symbol-table-only binaries. No core needed: the module is "mapped" by hand.
 
+use bt::capture::CopiedMemory;
 use bt::snapshot::{Frame, Mapping, Trust};
 use bt::symbols::{ModuleSet, SymbolOptions};
-use bt::capture::CopiedMemory;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

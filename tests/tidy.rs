@@ -28,7 +28,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("collector", &["snapshot", "units"]),
     (
         "cmd",
-        &["snapshot", "units", "logging", "capture", "symbols", "unwind", "analysis", "trace", "dedup", "store", "server", "query", "collector"],
+        &[
+            "snapshot",
+            "units",
+            "logging",
+            "capture",
+            "symbols",
+            "unwind",
+            "analysis",
+            "trace",
+            "dedup",
+            "store",
+            "server",
+            "query",
+            "collector",
+        ],
     ),
 ];
 
@@ -237,7 +251,11 @@ fn no_unwrap_outside_tests() {
             }
         }
     }
-    assert!(hits.is_empty(), "unwrap() outside tests (use ? or an expect that states the invariant):\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "unwrap() outside tests (use ? or an expect that states the invariant):\n{}",
+        hits.join("\n")
+    );
 }
 
 #[test]

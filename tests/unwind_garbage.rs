@@ -2,9 +2,9 @@
 //! frame-pointer chains and return addresses that point back into the same stack, over
 //! the real modules of this test process (mapped where they really are).
 
+use bt::capture::CopiedMemory;
 use bt::snapshot::{Mapping, Registers};
 use bt::symbols::{ModuleSet, SymbolOptions};
-use bt::capture::CopiedMemory;
 use bt::unwind::{WalkOptions, walk};
 
 /// This process's file mappings, parsed from /proc/self/maps.

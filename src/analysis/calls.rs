@@ -4,8 +4,8 @@
 //! free/realloc and assert checks build on it.
 
 use super::Reader;
-use crate::snapshot::Thread;
 use crate::capture::Memory;
+use crate::snapshot::Thread;
 use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 
 /// The System V integer argument registers in order, by DWARF number (rdi, rsi, rdx,

@@ -34,7 +34,6 @@ const FPE_INTOVF: i32 = 2;
 /// si_code of a fault the kernel raised itself without an address (#GP).
 const SI_KERNEL: i32 = 0x80;
 
-
 fn find_frame(t: &Thread, pred: impl Fn(&str) -> bool) -> Option<usize> {
     t.frames.iter().position(|f| pred(&base_name(f)))
 }
@@ -47,7 +46,6 @@ pub fn fault_thread(snap: &Snapshot) -> Option<&Thread> {
         .or_else(|| snap.signal.as_ref().and_then(|s| snap.threads.iter().find(|t| t.tid == s.tid)))
         .or(snap.threads.first())
 }
-
 
 /// Runs every built-in analysis on the snapshot.
 pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
@@ -76,7 +74,6 @@ pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
         aliases::run(snap, t.tid, addr, reader, f);
     }
 }
-
 
 fn memory_fault(
     snap: &Snapshot,

@@ -5,8 +5,8 @@
 //! with aliases.
 
 use super::calls::{self, Call};
-use super::facts::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
 use super::decode::{self, Access};
+use super::facts::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
 use super::{Findings, Reader, names};
 use crate::snapshot::{Scope, Severity, Snapshot, Thread};
 
@@ -429,7 +429,9 @@ pub fn double_free_or_corruption(t: &Thread, printerr_frame: usize, reader: &Rea
     if !sane(size) {
         return Some((
             false,
-            format!("the chunk at {ptr:#x} has size field {raw:#x}, which no allocation has: its header was overwritten"),
+            format!(
+                "the chunk at {ptr:#x} has size field {raw:#x}, which no allocation has: its header was overwritten"
+            ),
         ));
     }
     let next = (ptr - 16).checked_add(size)?;
@@ -459,7 +461,10 @@ pub fn double_free_or_corruption(t: &Thread, printerr_frame: usize, reader: &Rea
             ),
         ));
     }
-    Some((false, format!("the chunk at {ptr:#x} and its neighbour look intact and in use: the arena's lists were corrupted")))
+    Some((
+        false,
+        format!("the chunk at {ptr:#x} and its neighbour look intact and in use: the arena's lists were corrupted"),
+    ))
 }
 
 /// glibc's malloc error messages that mean "free/realloc got a pointer it never
@@ -501,9 +506,9 @@ mod tests {
     /// mapping holds (whatever bytes the core has there), or memory the core lacks.
     #[test]
     fn string_extents() {
+        use crate::capture::CopiedMemory;
         use crate::snapshot::Mapping;
         use crate::symbols::{ModuleSet, SymbolOptions};
-        use crate::capture::CopiedMemory;
         use std::sync::Arc;
         let map =
             |start: u64, perms: &str| Mapping { start, end: start + 0x1000, perms: perms.into(), ..Default::default() };

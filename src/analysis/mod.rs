@@ -12,15 +12,15 @@
 pub mod aliases;
 pub mod calls;
 pub mod classify;
-mod facts;
 pub mod decode;
+mod facts;
 pub mod heap;
 pub mod messages;
 pub mod script;
 
+use crate::capture::Memory;
 use crate::snapshot::{Annotation, Problem, Scope, Severity, Snapshot};
 use crate::symbols::ModuleSet;
-use crate::capture::Memory;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -502,9 +502,9 @@ fn value_dynamic(v: &Value, depth: usize) -> Dynamic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::CopiedMemory;
     use crate::snapshot::{Signal, VariableKind};
     use crate::symbols::{ModuleSet, SymbolOptions};
-    use crate::capture::CopiedMemory;
 
     fn reader() -> Reader {
         let mut mem = CopiedMemory::default();
@@ -611,10 +611,22 @@ mod tests {
         let d = ScriptLimits::default();
         let cases: [(&str, &ScriptLimits, &str); 8] = [
             // Regression (hostile input 10): host functions count against the module's output budget.
-            ("fn on_snapshot(s) { let x = \"a\"; for i in 0..20 { x += x; } loop { annotate(x); } }", &d, "output limit exceeded"),
-            ("fn on_snapshot(s) { let x = \"a\"; for i in 0..20 { x += x; } let i = 0; loop { i += 1; set_attribute(`k${i}`, x); } }", &d, "output limit exceeded"),
+            (
+                "fn on_snapshot(s) { let x = \"a\"; for i in 0..20 { x += x; } loop { annotate(x); } }",
+                &d,
+                "output limit exceeded",
+            ),
+            (
+                "fn on_snapshot(s) { let x = \"a\"; for i in 0..20 { x += x; } let i = 0; loop { i += 1; set_attribute(`k${i}`, x); } }",
+                &d,
+                "output limit exceeded",
+            ),
             ("fn on_snapshot(s) { let i = 0; loop { i += 1; add_classifier(`c${i}`); } }", &d, "output limit exceeded"),
-            ("fn on_snapshot(s) { let a = []; a.pad(1000, 1); set_attribute(\"k\", a); }", &d, "takes a string or a number"),
+            (
+                "fn on_snapshot(s) { let a = []; a.pad(1000, 1); set_attribute(\"k\", a); }",
+                &d,
+                "takes a string or a number",
+            ),
             ("fn on_snapshot(s) { loop { } }", &slow, "ran longer than 200ms"),
             ("fn on_snapshot(s) { let i = 0; while true { i += 1; } }", &few_ops, "more than 1000 operations"),
             ("fn on_snapshot(s) { let x = \"a\"; loop { x += x; } }", &small, "Length of string"),

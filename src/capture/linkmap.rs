@@ -149,3 +149,19 @@ pub fn read(memory: &dyn Memory, auxv: &[(u64, u64)]) -> Result<Vec<Loaded>, Str
     }
     Ok(out)
 }
+
+/// [`read`], with a link map that exists but cannot be read recorded as a problem
+/// (the modules then come from the file mappings alone).
+pub fn read_or_note(
+    memory: &dyn Memory,
+    auxv: &[(u64, u64)],
+    problems: &mut Vec<crate::snapshot::Problem>,
+) -> Vec<Loaded> {
+    read(memory, auxv).unwrap_or_else(|e| {
+        problems.push(crate::snapshot::Problem::new(
+            crate::snapshot::Scope::Snapshot,
+            format!("the dynamic linker's link map: {e}; modules come from the file mappings alone"),
+        ));
+        Vec::new()
+    })
+}

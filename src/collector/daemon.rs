@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-
 use super::config::Config;
 use super::ingest::log as archive_log;
 use super::spool::{self, CoreState, Entry, Meta, Spool, Stage};
@@ -473,7 +472,8 @@ async fn http_post(url: &str, path: &str, content_type: &str, body: &[u8]) -> Re
             .send(&body[..])
             .map_err(|e| format!("{shown}: {e}"))?;
         let status = resp.status().as_u16();
-        let answer = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(|e| format!("{shown}: {e}"))?;
+        let answer =
+            resp.body_mut().with_config().limit(MAX_ANSWER).read_to_vec().map_err(|e| format!("{shown}: {e}"))?;
         Ok((status, answer))
     })
     .await

@@ -527,7 +527,9 @@ pub fn serve(
         api: Api {
             store,
             logins: throttle::Throttle::default(),
-            inflight: budget::Inflight::new(opts.max_inflight.max(opts.max_submission.saturating_mul(10).saturating_add(32 << 20))),
+            inflight: budget::Inflight::new(
+                opts.max_inflight.max(opts.max_submission.saturating_mul(10).saturating_add(32 << 20)),
+            ),
             opts,
         },
     });

@@ -64,7 +64,12 @@ pub struct Meter {
 
 impl Meter {
     pub fn new(limits: &DecodeLimits) -> Meter {
-        Meter { left: Cell::new(limits.max_memory), depth: Cell::new(0), max_depth: limits.max_depth, limit: limits.max_memory }
+        Meter {
+            left: Cell::new(limits.max_memory),
+            depth: Cell::new(0),
+            max_depth: limits.max_depth,
+            limit: limits.max_memory,
+        }
     }
 
     /// Bytes charged so far.
@@ -335,11 +340,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Access<'_, A> {
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value, A::Error> {
         self.inner.tuple_variant(len, Vis { inner: v, meter: self.meter })
     }
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        fields: &'static [&'static str],
-        v: V,
-    ) -> Result<V::Value, A::Error> {
+    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], v: V) -> Result<V::Value, A::Error> {
         self.inner.struct_variant(fields, Vis { inner: v, meter: self.meter })
     }
 }

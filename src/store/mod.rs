@@ -326,7 +326,10 @@ impl Store {
             t.insert(name, encode(&rec)?.as_slice())?;
         }
         txn.commit()?;
-        self.index.write().map_err(lock_poisoned)?.insert(name.to_string(), Arc::new(ProjectIndex::new(name, rec.clone())));
+        self.index
+            .write()
+            .map_err(lock_poisoned)?
+            .insert(name.to_string(), Arc::new(ProjectIndex::new(name, rec.clone())));
         Ok(rec)
     }
 

@@ -4,8 +4,8 @@
 
 use super::ModuleSet;
 use super::variables::EntryKey;
-use crate::snapshot::{Frame, Registers};
 use crate::capture::Memory;
+use crate::snapshot::{Frame, Registers};
 
 /// How many callers up a chain of entry values is followed (a call value that is the
 /// caller's own `DW_OP_entry_value(rdi)` asks the caller's caller, and so on).

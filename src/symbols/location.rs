@@ -4,8 +4,8 @@
 
 use super::ModuleSet;
 use super::elf::Reader;
-use crate::snapshot::values::Data;
 use crate::capture::Memory;
+use crate::snapshot::values::Data;
 use gimli::{AttributeValue, Reader as _, UnitRef};
 
 /// DWARF registers a frame can know (0–16 general purpose and rip, up to fs/gs base).

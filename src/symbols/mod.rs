@@ -25,8 +25,8 @@ mod variables;
 pub use crate::snapshot::values::VariableOptions;
 pub use types::TypeTable;
 
-use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use crate::capture::Memory;
+use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use elf::{Headers, Image, SharedBytes};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -224,7 +224,8 @@ impl ModuleSet {
         let mut problems = Vec::new();
         let entry_point = auxv.iter().find(|(k, _)| *k == AT_ENTRY).map(|(_, v)| *v);
         let vdso_base = auxv.iter().find(|(k, _)| *k == AT_SYSINFO_EHDR).map(|(_, v)| *v).filter(|v| *v != 0);
-        let vdso_range = vdso_base.and_then(|b| maps.iter().find(|m| m.start <= b && b < m.end)).map(|m| (m.start, m.end));
+        let vdso_range =
+            vdso_base.and_then(|b| maps.iter().find(|m| m.start <= b && b < m.end)).map(|m| (m.start, m.end));
 
         let mut entries = Vec::new();
         let mut covered: Vec<(u64, u64)> = Vec::new();

@@ -23,7 +23,6 @@ pub(crate) fn language(uref: gimli::UnitRef<'_, Reader>) -> Option<gimli::DwLang
     }
 }
 
-
 pub(crate) fn sorted(mut v: Vec<(u64, u64, Off)>) -> Vec<(u64, u64, Off)> {
     // Stable: functions sharing a start keep DIE order (the last one wins a lookup).
     v.sort_by_key(|f| f.0);
@@ -231,4 +230,3 @@ pub(crate) fn push_scope(uref: gimli::UnitRef<'_, Reader>, scopes: &mut Scopes, 
         None => scopes.local = true,
     }
 }
-

@@ -9,9 +9,9 @@
 use super::elf::Reader;
 use super::types::{DwarfTypes, TypeRef, TypeTable};
 use super::{ModuleSet, names};
+use crate::capture::Memory;
 use crate::snapshot::values::{Data, FRAME_READ_BUDGET, Renderer, VariableOptions};
 use crate::snapshot::{Frame, Location, Problem, Registers, Scope, Trust, Value, Variable, VariableKind};
-use crate::capture::Memory;
 use gimli::{AttributeValue, Reader as _, UnitRef};
 use std::sync::Arc;
 

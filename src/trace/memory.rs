@@ -2,8 +2,8 @@
 //! reached through pointers, strings), plus the used part of each stack, within a
 //! budget, so a viewer can re-read values without the core.
 
-use crate::snapshot::MemoryRegion;
 use crate::capture::Memory;
+use crate::snapshot::MemoryRegion;
 use std::sync::Mutex;
 
 /// Largest stack slice kept per thread.

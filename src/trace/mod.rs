@@ -6,9 +6,9 @@
 mod memory;
 
 use crate::analysis::{self, AnalysisOptions};
+use crate::capture::{self, Capture, CaptureError, live::LiveOptions};
 use crate::snapshot::{Attribute, Frame, Problem, Regions, Scope, Snapshot, Thread, values};
 use crate::symbols::{ModuleSet, SymbolOptions, TypeTable, VariableOptions};
-use crate::capture::{self, Capture, CaptureError, live::LiveOptions};
 use crate::unwind::{self, WalkOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -398,7 +398,6 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +418,4 @@ mod tests {
             assert_eq!(got, want, "input {input:?}");
         }
     }
-
 }

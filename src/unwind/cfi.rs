@@ -6,8 +6,8 @@
 //! All addresses here are link-time addresses of the module (`pc - load_bias`); the
 //! section base addresses are the sections' own link-time addresses.
 
-use crate::symbols::elf::SharedBytes;
 use crate::capture::Memory;
+use crate::symbols::elf::SharedBytes;
 use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, RegisterRule, UnwindSection};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -17,10 +17,9 @@ mod cfi;
 mod heuristics;
 mod sigframe;
 
-
+use crate::capture::Memory;
 use crate::snapshot::{Frame, Problem, Registers, Scope, Trust};
 use crate::symbols::ModuleSet;
-use crate::capture::Memory;
 use cfi::{N_REGS, RIP, RSP, Regs};
 
 #[derive(Debug, Clone)]
@@ -124,7 +123,12 @@ pub fn walk(
     Unwinder::new(modules).walk(regs, memory, opts)
 }
 
-fn walk_with(u: &Unwinder<'_>, regs: &Registers, memory: &dyn Memory, opts: &WalkOptions) -> (Vec<Frame>, Vec<Problem>) {
+fn walk_with(
+    u: &Unwinder<'_>,
+    regs: &Registers,
+    memory: &dyn Memory,
+    opts: &WalkOptions,
+) -> (Vec<Frame>, Vec<Problem>) {
     let modules = u.modules;
     let mut frames = vec![Frame { pc: regs.rip, sp: regs.rsp, trust: Trust::Context, ..Default::default() }];
     let mut problems = Vec::new();

@@ -6,7 +6,7 @@
 //! garbage) and every outcome is a value, never a panic. A core whose segments run
 //! past the end of the file is served as far as it goes, with a [`Problem`].
 
-use super::{Capture, Memory, CaptureError, ThreadState, procfs, signals};
+use super::{Capture, CaptureError, Memory, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Process, Registers, Scope, Signal, Source};
 use std::path::Path;
 
@@ -249,10 +249,11 @@ pub fn from_bytes(
     if usize::from(phentsize) != PHDR_SIZE {
         return Err(not_core(format!("e_phentsize {phentsize}, expected {PHDR_SIZE}")));
     }
-    let phoff = usize::try_from(phoff).ok().filter(|&o| o < bytes.len()).ok_or_else(|| CaptureError::TruncatedCore {
-        path: name.to_string(),
-        reason: format!("program headers at offset {phoff} lie past the end of the {}-byte file", bytes.len()),
-    })?;
+    let phoff =
+        usize::try_from(phoff).ok().filter(|&o| o < bytes.len()).ok_or_else(|| CaptureError::TruncatedCore {
+            path: name.to_string(),
+            reason: format!("program headers at offset {phoff} lie past the end of the {}-byte file", bytes.len()),
+        })?;
     let fit = ((bytes.len() - phoff) / PHDR_SIZE) as u64;
     if fit < phnum {
         truncated = true;
@@ -424,16 +425,7 @@ pub fn from_bytes(
         process.exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf()).display().to_string();
     }
 
-    let link_map = match super::linkmap::read(&memory, &auxv) {
-        Ok(l) => l,
-        Err(e) => {
-            problems.push(Problem::new(
-                Scope::Snapshot,
-                format!("the dynamic linker's link map: {e}; modules come from the file mappings alone"),
-            ));
-            Vec::new()
-        }
-    };
+    let link_map = super::linkmap::read_or_note(&memory, &auxv, &mut problems);
     Ok(Capture {
         source: Source::Core(name.to_string()),
         process,

@@ -13,7 +13,7 @@
 //! - A signal that arrives while we hold a thread (a signal-delivery-stop) is
 //!   handed back with PTRACE_DETACH, so the target loses no signal.
 
-use super::{Capture, CopiedMemory, CaptureError, ThreadState, procfs, signals};
+use super::{Capture, CaptureError, CopiedMemory, ThreadState, procfs, signals};
 use crate::snapshot::{Mapping, Problem, Registers, Scope, Signal, Source};
 use nix::errno::Errno;
 use std::collections::HashSet;
@@ -249,16 +249,7 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, CaptureError> {
     };
     // The link map, read from the stopped process (a few small reads).
     let link_map = match std::fs::File::open(format!("/proc/{pid}/mem")) {
-        Ok(f) => match super::linkmap::read(&ProcMemory(f), &auxv) {
-            Ok(l) => l,
-            Err(e) => {
-                problems.push(Problem::new(
-                    Scope::Snapshot,
-                    format!("the dynamic linker's link map: {e}; modules come from the file mappings alone"),
-                ));
-                Vec::new()
-            }
-        },
+        Ok(f) => super::linkmap::read_or_note(&ProcMemory(f), &auxv, &mut problems),
         Err(e) => {
             problems.push(Problem::new(Scope::Snapshot, format!("opening /proc/{pid}/mem: {e}")));
             Vec::new()

@@ -537,13 +537,7 @@ impl Renderer<'_> {
         r
     }
 
-    fn array_nested(
-        &mut self,
-        elem: Option<TypeId>,
-        dims: &[Option<u64>],
-        data: &Data,
-        depth: u32,
-    ) -> (Value, String) {
+    fn array_nested(&mut self, elem: Option<TypeId>, dims: &[Option<u64>], data: &Data, depth: u32) -> (Value, String) {
         let Some(&first) = dims.first() else { return (Value::Array { length: 0, items: vec![] }, "{}".into()) };
         let rest = &dims[1..];
         let esize = {

@@ -106,12 +106,12 @@ fn hostile_tables_render_bounded_in_breadth_and_dimensions() {
                 params: vec![],
             },
         },
+        Type { name: "int".into(), lang: Lang::C, kind: TypeKind::Base { size: 4, encoding: Encoding::Signed } },
         Type {
-            name: "int".into(),
+            name: "int [][]…".into(),
             lang: Lang::C,
-            kind: TypeKind::Base { size: 4, encoding: Encoding::Signed },
+            kind: TypeKind::Array { elem: Some(1), dims: vec![Some(1); 50_000] },
         },
-        Type { name: "int [][]…".into(), lang: Lang::C, kind: TypeKind::Array { elem: Some(1), dims: vec![Some(1); 50_000] } },
     ];
     let out = std::thread::Builder::new()
         .stack_size(1 << 20)

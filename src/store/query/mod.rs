@@ -324,7 +324,9 @@ impl Query {
         }
         q.offset = num("offset")?.unwrap_or(0);
         if q.filter.len() > MAX_TERMS || q.fold.len() > MAX_TERMS || q.select.len() > MAX_TERMS {
-            return Err(bad(format!("a query has at most {MAX_TERMS} filter conditions, folds and selected attributes")));
+            return Err(bad(format!(
+                "a query has at most {MAX_TERMS} filter conditions, folds and selected attributes"
+            )));
         }
         Ok(q)
     }
