@@ -28,6 +28,7 @@ oracle_tests! {
     omitted_frame_pointers_unwind_by_cfi => "c_omitfp",
     elf_files_mapped_as_data_do_not_displace_modules => "c_mmap_elf",
     tail_call_through_the_plt_keeps_the_qsort_frame => "c_qsort",
+    a_library_in_a_dlmopen_namespace_is_its_own_module => "c_dlmopen",
     cpp_inlined_templates_lambdas_std_function_match_gdb => "cpp_templates",
     cpp_uncaught_exception_abort_matches_gdb => "cpp_exception",
     rust_panic_abort_matches_gdb => "rust_panic",
