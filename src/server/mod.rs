@@ -208,16 +208,10 @@ impl Api {
         };
         let content_type = req.header("content-type").unwrap_or("").to_ascii_lowercase();
         let mime = content_type.split(';').next().unwrap_or("").trim().to_string();
+        // A raw body is the report whatever its content type (curl and urllib send
+        // `application/x-www-form-urlencoded` for `--data-binary`); only
+        // multipart/form-data is parsed as a form.
         let multipart = mime == "multipart/form-data";
-        if !multipart
-            && !["", "application/octet-stream", "application/json", "application/x-bt-snapshot", "text/plain"]
-                .contains(&mime.as_str())
-        {
-            return err(
-                415,
-                &format!("unsupported content type {mime:?}: send the report raw or as multipart/form-data"),
-            );
-        }
         // Room in the in-flight budget first: the body as declared (a chunked one
         // as the largest allowed), then, once read, the body and its decoding.
         let declared = req.content_length().unwrap_or(self.opts.max_submission).min(self.opts.max_submission);
