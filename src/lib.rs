@@ -18,3 +18,4 @@ pub mod symbols;
 pub mod trace;
 pub mod units;
 pub mod unwind;
+pub mod viewer;

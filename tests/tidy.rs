@@ -26,6 +26,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The collector runs the tracer as a child process and talks to the store over
     // HTTP: it names neither.
     ("collector", &["snapshot", "units"]),
+    // hydra reads snapshots only through `snapshot` (loading is the command's job).
+    ("viewer", &["snapshot"]),
     (
         "cmd",
         &[
@@ -42,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "server",
             "query",
             "collector",
+            "viewer",
         ],
     ),
 ];
@@ -256,6 +259,27 @@ fn no_unwrap_outside_tests() {
         "unwrap() outside tests (use ? or an expect that states the invariant):\n{}",
         hits.join("\n")
     );
+}
+
+/// The terminal UI crates stay inside the viewer (ARCHITECTURE.md: only
+/// `src/viewer/` names tui-realm and ratatui).
+#[test]
+fn only_the_viewer_names_the_terminal_ui_crates() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut hits = Vec::new();
+    for f in &files {
+        if subsystem(f) == "viewer" {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).expect("read");
+        for (n, l) in code_lines(&text) {
+            if l.contains("tuirealm") || l.contains("ratatui") || l.contains("crossterm") {
+                hits.push(format!("{}:{n}: {}", f.display(), l.trim()));
+            }
+        }
+    }
+    assert!(hits.is_empty(), "terminal UI crates named outside src/viewer/:\n{}", hits.join("\n"));
 }
 
 #[test]

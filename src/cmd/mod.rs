@@ -3,6 +3,7 @@
 
 pub mod coresnap;
 pub mod coroner;
+pub mod hydra;
 pub mod morgue;
 pub mod ptrace;
 pub mod rules;
@@ -48,7 +49,11 @@ pub const APPLETS: &[Applet] = &[
         about: "query CLI: login, list/group/filter/aggregate, describe, get, put, delete",
         run: Some(morgue::run),
     },
-    Applet { name: "hydra", about: "terminal viewer of one snapshot", run: None },
+    Applet {
+        name: "hydra",
+        about: "terminal viewer of one snapshot (file, PID, core, or a stored object)",
+        run: Some(hydra::run),
+    },
     Applet { name: "rules", about: "deduplication rules: fingerprint, explain, check, eval", run: Some(rules::run) },
 ];
 
@@ -115,23 +120,27 @@ pub fn dispatch(args: &[String]) -> i32 {
     match run(&name, rest) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the context chain joined with ": ", each cause once (a
-            // typed error that prints its source is followed by that source).
-            let mut line = String::new();
-            for cause in e.chain() {
-                let m = cause.to_string();
-                if line.contains(&m) {
-                    continue;
-                }
-                if !line.is_empty() {
-                    line.push_str(": ");
-                }
-                line.push_str(&m);
-            }
-            eprintln!("{name}: {line}");
+            eprintln!("{name}: {}", one_line(&e));
             exit::FAILURE
         }
     }
+}
+
+/// An error as one line: the context chain joined with ": ", each cause once (a
+/// typed error that prints its source is followed by that source).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let m = cause.to_string();
+        if line.contains(&m) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&m);
+    }
+    line
 }
 
 /// Parses argh arguments; help and usage errors print and become exit codes.

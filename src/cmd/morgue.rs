@@ -441,7 +441,7 @@ fn list_spec(a: &ListArgs, now: i64) -> Result<ListSpec, MorgueError> {
 
 /// Picks the backend: `--data DIR`; else a server (`--url`/`--token`, or the stored
 /// session); else the default local data directory when it holds a store.
-fn backend(data: Option<&Path>, url: Option<&str>, token: Option<&str>) -> Result<Backend, MorgueError> {
+pub(super) fn backend(data: Option<&Path>, url: Option<&str>, token: Option<&str>) -> Result<Backend, MorgueError> {
     if let Some(d) = data {
         return Backend::local(d);
     }

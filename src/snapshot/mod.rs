@@ -18,6 +18,9 @@ pub use model::*;
 
 use std::io::{Read, Write};
 
+/// Extension name of the threads' kernel stacks (see [`Snapshot::kernel_stacks`]).
+pub const KERNEL_STACKS: &str = "kernel-stacks";
+
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 6] = *b"BTSNAP";
 /// The version this build writes. Every version ever written keeps decoding.
@@ -148,6 +151,22 @@ impl Snapshot {
 
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.iter().find(|a| a.key == key).map(|a| a.value.as_str())
+    }
+
+    /// The kernel stacks of the threads (`/proc/PID/task/TID/stack` of a live target,
+    /// readable as root), from the [`KERNEL_STACKS`] extension: (tid, text).
+    pub fn kernel_stacks(&self) -> Option<Vec<(i32, String)>> {
+        let e = self.extensions.iter().find(|e| e.name == KERNEL_STACKS && e.version == 1)?;
+        serde_json::from_slice(&e.bytes).ok()
+    }
+
+    /// Stores the kernel stacks as the [`KERNEL_STACKS`] extension (version 1: JSON
+    /// `[[tid, "text"], …]`), replacing an earlier one.
+    pub fn set_kernel_stacks(&mut self, stacks: &[(i32, String)]) {
+        self.extensions.retain(|e| e.name != KERNEL_STACKS);
+        if let Ok(bytes) = serde_json::to_vec(stacks) {
+            self.extensions.push(Extension { name: KERNEL_STACKS.into(), version: 1, bytes });
+        }
     }
 
     /// Sets an attribute, replacing an earlier value of the same key.

@@ -3,7 +3,7 @@
 //! `*p`), rendered by [`super::values`] from the snapshot's types and kept memory.
 
 use super::values::{Data, Renderer, Table, TypeSource, VariableOptions};
-use super::{Location, Regions, Snapshot, TypeId, TypeKind, Variable};
+use super::{Location, Regions, Snapshot, TypeId, TypeKind, Value, Variable};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PrintError {
@@ -95,6 +95,20 @@ fn parse(expr: &str) -> Result<(Option<i32>, usize, bool, String, Vec<Step>), Pr
 /// numbered as the text output numbers them (inlined frames count); the thread is
 /// the faulting (first) one unless `thread TID` says otherwise.
 pub fn print(snap: &Snapshot, expr: &str, opts: &VariableOptions) -> Result<(String, String), PrintError> {
+    evaluate(snap, expr, opts).map(|e| (e.type_name, e.text))
+}
+
+/// What [`evaluate`] found: the type name, the structured value (pointers followed
+/// `opts.max_depth` levels) and gdb's text for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub type_name: String,
+    pub value: Value,
+    pub text: String,
+}
+
+/// [`print`] with the structured value too (the viewer expands a tree from it).
+pub fn evaluate(snap: &Snapshot, expr: &str, opts: &VariableOptions) -> Result<Evaluated, PrintError> {
     let (tid, frame_idx, deref, name, steps) = parse(expr)?;
     let thread = match tid {
         Some(tid) => Some(snap.threads.iter().find(|t| t.tid == tid).ok_or(PrintError::NoThread(tid))?),
@@ -170,8 +184,8 @@ pub fn print(snap: &Snapshot, expr: &str, opts: &VariableOptions) -> Result<(Str
         };
     }
     let type_name = r.type_name(at.0);
-    let (_, text) = r.render(at.0, &data, 0);
-    Ok((type_name, text))
+    let (value, text) = r.render(at.0, &data, 0);
+    Ok(Evaluated { type_name, value, text })
 }
 
 fn deref_pointer(

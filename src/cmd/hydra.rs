@@ -1,0 +1,153 @@
+//! `bt hydra`: view one snapshot in the terminal — a saved file, a live process or
+//! a core (snapshotted first, by the tracer's normal path), or an object of a store.
+//! `--screen COLSxROWS --keys …` prints the screen after those keys instead.
+
+use crate::query::Backend;
+use crate::snapshot::{Snapshot, values};
+use crate::trace::{self, TraceOptions};
+use crate::viewer::{self, Loaded, Options};
+use anyhow::{Context, bail};
+use argh::FromArgs;
+use std::path::{Path, PathBuf};
+
+/// View a snapshot: FILE, PID, --core CORE [EXE], or PROJECT OBJECT from a store.
+#[derive(FromArgs, Debug)]
+struct Args {
+    /// snapshot this ELF core file first (with its executable as the positional)
+    #[argh(option)]
+    core: Option<PathBuf>,
+    /// with PROJECT OBJECT: local data directory of the store (no server)
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// with PROJECT OBJECT: server URL (default: the morgue session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// with PROJECT OBJECT: an API token instead of the session
+    #[argh(option)]
+    token: Option<String>,
+    /// render without a terminal at this size (COLSxROWS) and print the screen
+    #[argh(option)]
+    screen: Option<String>,
+    /// with --screen: keys to apply first, as tmux send-keys names them ("Tab Down Enter /main")
+    #[argh(option, default = "String::new()")]
+    keys: String,
+    /// no colours (NO_COLOR does the same)
+    #[argh(switch)]
+    mono: bool,
+    /// FILE | PID | EXE (with --core) | PROJECT OBJECT
+    #[argh(positional)]
+    target: Vec<String>,
+}
+
+/// What the command line asks to view.
+enum Target {
+    File(PathBuf),
+    Pid(i32),
+    Core(PathBuf, Option<PathBuf>),
+    Stored { project: String, object: String },
+}
+
+fn target(args: &Args) -> anyhow::Result<Target> {
+    if let Some(core) = &args.core {
+        if args.target.len() > 1 {
+            bail!("expected at most one executable after --core, got {}", args.target.len());
+        }
+        return Ok(Target::Core(core.clone(), args.target.first().map(PathBuf::from)));
+    }
+    match args.target.as_slice() {
+        [one] => {
+            let path = Path::new(one);
+            match one.parse::<i32>() {
+                Ok(pid) if !path.exists() => {
+                    if pid <= 0 {
+                        bail!("not a pid: {one:?}");
+                    }
+                    Ok(Target::Pid(pid))
+                }
+                _ => Ok(Target::File(path.to_path_buf())),
+            }
+        }
+        [project, object] => Ok(Target::Stored { project: project.clone(), object: object.clone() }),
+        [] => bail!("expected a snapshot FILE, a PID, --core CORE [EXE], or PROJECT OBJECT (see --help)"),
+        more => bail!("expected at most PROJECT OBJECT, got {} arguments", more.len()),
+    }
+}
+
+/// Loads what `t` names; the error is one line.
+fn load(t: Target, data: Option<PathBuf>, url: Option<String>, token: Option<String>) -> Loaded {
+    let one_line = |e: anyhow::Error| super::one_line(&e);
+    match t {
+        Target::File(p) => {
+            let mut snap = Snapshot::read_file(&p)
+                .with_context(|| format!("reading snapshot {}", p.display()))
+                .map_err(one_line)?;
+            values::render_snapshot(&mut snap, &values::VariableOptions::default());
+            Ok((snap, Vec::new()))
+        }
+        Target::Pid(pid) => {
+            let snap = trace::trace_pid(pid, &TraceOptions::default())
+                .with_context(|| format!("tracing pid {pid}"))
+                .map_err(one_line)?;
+            Ok((snap, Vec::new()))
+        }
+        Target::Core(core, exe) => {
+            let snap = trace::trace_core(&core, exe.as_deref(), &TraceOptions::default())
+                .with_context(|| format!("tracing core {}", core.display()))
+                .map_err(one_line)?;
+            Ok((snap, Vec::new()))
+        }
+        Target::Stored { project, object } => {
+            let backend =
+                super::morgue::backend(data.as_deref(), url.as_deref(), token.as_deref()).map_err(|e| e.to_string())?;
+            let origin = match &backend {
+                Backend::Remote(r) => r.url.clone(),
+                Backend::Local { store, .. } => store.dir().display().to_string(),
+            };
+            let (bytes, json) = backend.get(&project, &object).map_err(|e| e.to_string())?;
+            if json {
+                return Err(format!(
+                    "object {object} of {project} is a JSON report, not a bt snapshot: bt morgue get {project} {object} shows it"
+                ));
+            }
+            let mut snap = Snapshot::decode(&bytes).map_err(|e| format!("object {object} of {project}: {e}"))?;
+            values::render_snapshot(&mut snap, &values::VariableOptions::default());
+            Ok((snap, vec![("store".into(), origin), ("project".into(), project), ("object".into(), object)]))
+        }
+    }
+}
+
+pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
+    let args: Args = match super::parse_args(name, raw) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let t = target(&args)?;
+    let stored = matches!(t, Target::Stored { .. });
+    if !stored && (args.data.is_some() || args.url.is_some() || args.token.is_some()) {
+        bail!("--data, --url and --token open a stored object: give PROJECT OBJECT");
+    }
+    let opts = Options { mono: args.mono, origin: Vec::new() };
+    if let Some(screen) = &args.screen {
+        let size = viewer::parse_screen(screen)?;
+        let keys = viewer::parse_keys(&args.keys)?;
+        let (snap, origin) = load(t, args.data, args.url, args.token).map_err(anyhow::Error::msg)?;
+        let opts = Options { origin, ..opts };
+        print!("{}", viewer::headless(snap, size, &keys, &opts)?);
+        return Ok(super::exit::OK);
+    }
+    if !args.keys.is_empty() {
+        bail!("--keys applies with --screen COLSxROWS");
+    }
+    viewer::check_terminal()?;
+    // Loading runs beside the UI, which shows a spinner when it takes a while.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (data, url, token) = (args.data, args.url, args.token);
+    std::thread::Builder::new()
+        .name("hydra-load".into())
+        .spawn(move || {
+            let _ = tx.send(load(t, data, url, token));
+        })
+        .context("starting the loader thread")?;
+    viewer::interactive(rx, &opts)?;
+    Ok(super::exit::OK)
+}
