@@ -181,6 +181,19 @@ pub fn parse_stat_flags(text: &str) -> Option<u64> {
 }
 
 /// The thread ids of a process (entries of /proc/PID/task), unsorted.
+/// The kernel stack of each thread (`/proc/PID/task/TID/stack`, readable by root),
+/// read before the threads are stopped so that it shows where they wait (a
+/// stopped thread's stack shows only the ptrace stop). Unreadable ones are left out.
+pub fn kernel_stacks(pid: i32) -> Vec<(i32, String)> {
+    let Ok(tids) = task_ids(pid) else { return Vec::new() };
+    tids.into_iter()
+        .filter_map(|tid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stack")).ok()?;
+            Some((tid, text))
+        })
+        .collect()
+}
+
 pub fn task_ids(pid: i32) -> io::Result<Vec<i32>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {

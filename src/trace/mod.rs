@@ -76,8 +76,13 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError
     // Variables read heap objects the stack copies do not hold: keep the threads
     // stopped until they are read (build releases them before its slow tail).
     live.hold = opts.variables.mode != VariableMode::None || !opts.variables.globals.is_empty();
+    let kernel = capture::procfs::kernel_stacks(pid);
     let cap = capture::live::capture(pid, &live)?;
-    Ok(build(cap, &TraceOptions { symbols: sym, ..opts.clone() }))
+    let mut snap = build(cap, &TraceOptions { symbols: sym, ..opts.clone() });
+    if !kernel.is_empty() {
+        snap.set_kernel_stacks(&kernel);
+    }
+    Ok(snap)
 }
 
 /// Snapshots an ELF core file, with the executable given explicitly or found via the core.

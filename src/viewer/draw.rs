@@ -98,6 +98,15 @@ fn list(f: &mut Frame, area: Rect, h: &mut Hydra, pane: Pane, title: String, row
         .take(height)
         .map(|(i, (text, hl))| {
             let mut style = theme.hl(hl);
+            // The cursor is a glyph as well as a style: it survives NO_COLOR, a
+            // screen reader and a plain-text screen in a bug report.
+            let cursor = if i != sel {
+                " "
+            } else if focused {
+                "›"
+            } else {
+                "·"
+            };
             if i == sel {
                 style = if focused {
                     style.add_modifier(Modifier::REVERSED)
@@ -105,7 +114,7 @@ fn list(f: &mut Frame, area: Rect, h: &mut Hydra, pane: Pane, title: String, row
                     style.add_modifier(Modifier::UNDERLINED)
                 };
             }
-            Line::from(Span::styled(for_terminal(&text).into_owned(), style))
+            Line::from(vec![Span::raw(cursor), Span::styled(for_terminal(&text).into_owned(), style)])
         })
         .collect();
     f.render_widget(Paragraph::new(lines).block(b), area);
@@ -182,7 +191,7 @@ pub fn pane(f: &mut Frame, area: Rect, h: &mut Hydra, pane: Pane, theme: Theme) 
             let empty = rows.is_empty();
             list(f, area, h, pane, title, rows, theme);
             if empty && area.height > 2 {
-                let inner = Rect { x: area.x + 1, y: area.y + 1, width: area.width.saturating_sub(2), height: 1 };
+                let inner = Rect { x: area.x + 2, y: area.y + 1, width: area.width.saturating_sub(2), height: 1 };
                 f.render_widget(Paragraph::new("no variables captured for this frame").style(theme.hl(Hl::Dim)), inner);
             }
         }

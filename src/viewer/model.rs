@@ -140,7 +140,14 @@ impl Hydra {
     /// alias of the fault address) or one holding the fault address; else the first
     /// frame with source (frame 0 of an abort is libc's raise, not the cause).
     fn opening(&self) -> Loc {
-        let t = self.snap.threads.iter().position(|t| t.faulted).unwrap_or(0);
+        let pid = self.snap.process.pid;
+        let t = self
+            .snap
+            .threads
+            .iter()
+            .position(|t| t.faulted)
+            .or_else(|| self.snap.threads.iter().position(|t| t.tid == pid))
+            .unwrap_or(0);
         let Some(thread) = self.snap.threads.get(t) else { return Loc { thread: 0, frame: None, var: None } };
         for a in &self.snap.annotations {
             if let Scope::Variable(tid, f, name) = &a.scope
