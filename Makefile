@@ -22,7 +22,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: fuzz bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: fuzz bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -65,7 +65,11 @@ demo: deps bt examples
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
 bench: deps bt
 	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
-	$(MAKE) bench-variables bench-store bench-coresnap
+	$(MAKE) bench-variables bench-store bench-coresnap bench-hydra
+
+# hydra: first screen and per-key cost on a 1,000-thread snapshot, against gdb.
+bench-hydra: deps bt
+	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_RUNS=$(BENCH_RUNS) python3 bench/hydra.py
 
 # Collector: handler peak RSS on a multi-GB core stream, crash-to-queryable latency.
 bench-coresnap: deps bt

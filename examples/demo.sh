@@ -84,4 +84,15 @@ kill "$CS_SERVE" 2>/dev/null || true; wait "$CS_SERVE" 2>/dev/null || true
 echo "\$ bt morgue list demo --data $CS/data        # the embedded store, no server needed"
 "$BT" morgue list demo --data "$CS/data" || echo "(morgue failed: exit $?)"
 
+banner "hydra: the terminal viewer of one snapshot"
+OBJ=$("$BT" morgue list demo --data "$CS/data" --select object --limit 1 --json 2>/dev/null \
+      | grep -oE '"object" *: *"[0-9a-f]+"' | head -1 | grep -oE '[0-9a-f]+"$' | tr -d '"' || true)
+echo "\$ bt hydra $CORES/c_null.btsnap --screen 120x30      # the screen as text; without --screen it is interactive"
+"$BT" hydra "$CORES/c_null.btsnap" --screen 120x30 || echo "(hydra failed: exit $?)"
+echo
+echo "Open them yourself (q quits, ? lists the keys):"
+echo "  $BT hydra $CORES/c_null.btsnap"
+[ -n "$OBJ" ] && echo "  $BT hydra demo $OBJ --data $CS/data        # a crash collected into the store"
+echo "  $BT hydra --core $CORES/c_threads.core $OUT/c_threads"
+
 banner "done: cores and snapshots are in $CORES; core_pattern restored"

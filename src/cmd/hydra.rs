@@ -34,6 +34,9 @@ struct Args {
     /// no colours (NO_COLOR does the same)
     #[argh(switch)]
     mono: bool,
+    /// with --screen: print the time of the first screen and per key to stderr
+    #[argh(switch)]
+    timings: bool,
     /// FILE | PID | EXE (with --core) | PROJECT OBJECT
     #[argh(positional)]
     target: Vec<String>,
@@ -126,7 +129,9 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     if !stored && (args.data.is_some() || args.url.is_some() || args.token.is_some()) {
         bail!("--data, --url and --token open a stored object: give PROJECT OBJECT");
     }
-    let opts = Options { mono: args.mono, origin: Vec::new() };
+    // https://no-color.org: any non-empty NO_COLOR turns colours off.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let opts = Options { mono: args.mono || no_color, origin: Vec::new(), timings: args.timings };
     if let Some(screen) = &args.screen {
         let size = viewer::parse_screen(screen)?;
         let keys = viewer::parse_keys(&args.keys)?;

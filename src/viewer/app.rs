@@ -138,16 +138,8 @@ impl Screen {
         .map_err(|e| format!("drawing the screen: {e}"))
     }
 
-    /// One turn of the loop: waits up to `wait` for events, applies them. Returns
-    /// (messages applied, quit).
-    pub fn turn(&mut self, wait: Duration) -> Result<(usize, bool), String> {
-        let msgs = self.app.tick(PollStrategy::UpTo(64, wait)).map_err(|e| format!("reading keys: {e}"))?;
-        let n = msgs.len();
-        for m in msgs {
-            if self.update(m) {
-                return Ok((n, true));
-            }
-        }
-        Ok((n, false))
+    /// Waits up to `wait` for events; returns the messages they became.
+    pub fn tick(&mut self, wait: Duration) -> Result<Vec<Msg>, String> {
+        self.app.tick(PollStrategy::UpTo(64, wait)).map_err(|e| format!("reading keys: {e}"))
     }
 }

@@ -39,10 +39,12 @@ pub enum ViewerError {
 /// How hydra looks.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// No colours (also with `NO_COLOR` set).
+    /// No colours (the command sets it for `--mono` and for `NO_COLOR`).
     pub mono: bool,
     /// What the store says about the object (project, object id, group), for Summary.
     pub origin: Vec<(String, String)>,
+    /// Headless: print the time of the first screen and of each key to stderr.
+    pub timings: bool,
 }
 
 /// What to view: a snapshot and the store's facts about it, or the error that
@@ -100,8 +102,7 @@ pub fn parse_keys(spec: &str) -> Result<Vec<KeyEvent>, ViewerError> {
 }
 
 fn theme(opts: &Options) -> draw::Theme {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    draw::Theme { mono: opts.mono || no_color }
+    draw::Theme { mono: opts.mono }
 }
 
 fn model(snap: Snapshot, origin: Vec<(String, String)>) -> model::Hydra {
@@ -114,6 +115,17 @@ fn model(snap: Snapshot, origin: Vec<(String, String)>) -> model::Hydra {
 /// loop as the interactive UI, on tui-realm's test terminal and event port. Returns
 /// the screen as plain text, one line per row (trailing blanks trimmed).
 pub fn headless(snap: Snapshot, size: Size, keys: &[KeyEvent], opts: &Options) -> Result<String, ViewerError> {
+    headless_buffer(snap, size, keys, opts).map(|b| tuirealm::testing::buffer_to_string(&b))
+}
+
+/// [`headless`], returning the screen's cells (text and styles).
+fn headless_buffer(
+    snap: Snapshot,
+    size: Size,
+    keys: &[KeyEvent],
+    opts: &Options,
+) -> Result<tuirealm::ratatui::buffer::Buffer, ViewerError> {
+    let started = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel::<Event<NoUserEvent>>();
     let listener = EventListenerCfg::default().add_port(
         Box::new(TestEventListener::new(rx)),
@@ -126,26 +138,42 @@ pub fn headless(snap: Snapshot, size: Size, keys: &[KeyEvent], opts: &Options) -
     // The first screen is drawn before any key, as in the terminal (drawing sets
     // the page sizes PageUp/PageDown use).
     screen.draw(&mut term).map_err(ViewerError::Terminal)?;
+    let first = started.elapsed();
     for k in keys {
         tx.send(Event::Keyboard(*k)).map_err(|e| ViewerError::Terminal(e.to_string()))?;
     }
+    // Each key is applied and the screen drawn, as when a person types; the time
+    // of each (update + draw) is what `timings` reports.
     let mut applied = 0;
+    let mut took = Vec::with_capacity(keys.len());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while applied < keys.len() {
-        let (n, quit) = screen.turn(Duration::from_millis(20)).map_err(ViewerError::Terminal)?;
-        applied += n;
-        if n > 0 {
+    'keys: while applied < keys.len() {
+        for msg in screen.tick(Duration::from_millis(20)).map_err(ViewerError::Terminal)? {
+            applied += 1;
+            let t0 = Instant::now();
+            let quit = screen.update(msg);
             screen.draw(&mut term).map_err(ViewerError::Terminal)?;
-        }
-        if quit {
-            break;
+            took.push(t0.elapsed());
+            if quit {
+                break 'keys;
+            }
         }
         if Instant::now() > deadline {
             return Err(ViewerError::Terminal(format!("only {applied} of {} keys arrived", keys.len())));
         }
     }
-    screen.draw(&mut term).map_err(ViewerError::Terminal)?;
-    Ok(tuirealm::testing::buffer_to_string(term.raw().backend().buffer()))
+    if opts.timings {
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mean = took.iter().map(|d| ms(*d)).sum::<f64>() / took.len().max(1) as f64;
+        eprintln!(
+            "hydra: first screen {:.1} ms; {} keys: mean {mean:.2} ms, max {:.2} ms per key (update + draw)",
+            ms(first),
+            took.len(),
+            took.last().map(|d| ms(*d)).unwrap_or(0.0)
+        );
+    }
+    Ok(term.raw().backend().buffer().clone())
 }
 
 /// Fails unless stdin and stdout are terminals (checked before anything is loaded).
@@ -215,13 +243,16 @@ fn run_in(
     let mut screen = app::Screen::new(model(snap, origin_all), listener, theme(opts)).map_err(ViewerError::Terminal)?;
     screen.draw(term).map_err(ViewerError::Terminal)?;
     while !STOP.load(Ordering::SeqCst) {
-        let (n, quit) = screen.turn(Duration::from_millis(50)).map_err(ViewerError::Terminal)?;
-        if quit {
-            break;
+        let msgs = screen.tick(Duration::from_millis(50)).map_err(ViewerError::Terminal)?;
+        if msgs.is_empty() {
+            continue;
         }
-        if n > 0 {
-            screen.draw(term).map_err(ViewerError::Terminal)?;
+        for msg in msgs {
+            if screen.update(msg) {
+                return Ok(());
+            }
         }
+        screen.draw(term).map_err(ViewerError::Terminal)?;
     }
     Ok(())
 }
@@ -260,4 +291,77 @@ fn spin(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Frame, Signal, Thread};
+    use tuirealm::ratatui::style::Color;
+
+    fn small() -> Snapshot {
+        let frame = |f: &str| Frame {
+            function: Some(f.into()),
+            file: Some("/src/a.c".into()),
+            line: Some(3),
+            ..Frame::default()
+        };
+        Snapshot {
+            signal: Some(Signal {
+                signo: 11,
+                name: "SIGSEGV".into(),
+                fault_address: Some(0),
+                tid: 7,
+                ..Signal::default()
+            }),
+            threads: vec![
+                Thread {
+                    tid: 7,
+                    name: "app".into(),
+                    faulted: true,
+                    frames: vec![frame("inner"), frame("main")],
+                    ..Thread::default()
+                },
+                Thread { tid: 8, name: "worker".into(), frames: vec![frame("wait")], ..Thread::default() },
+                Thread { tid: 9, name: "worker".into(), frames: vec![frame("wait")], ..Thread::default() },
+            ],
+            ..Snapshot::default()
+        }
+    }
+
+    fn colours(mono: bool) -> usize {
+        let opts = Options { mono, ..Options::default() };
+        let b = headless_buffer(small(), Size::new(100, 30), &parse_keys("").expect("keys"), &opts).expect("screen");
+        b.content().iter().filter(|c| c.fg != Color::Reset || c.bg != Color::Reset).count()
+    }
+
+    #[test]
+    fn mono_has_no_colour_and_colour_has_some() {
+        assert_eq!(colours(true), 0, "--mono paints nothing");
+        assert!(colours(false) > 0, "the default theme marks the fault and the focus");
+    }
+
+    #[test]
+    fn identical_stacks_are_one_row() {
+        let s = headless(small(), Size::new(100, 30), &[], &Options::default()).expect("screen");
+        assert!(s.contains("×2▸ wait"), "{s}");
+        assert!(!s.contains("      9 worker"), "the second worker is folded:\n{s}");
+        let s =
+            headless(small(), Size::new(100, 30), &parse_keys("BTab Down Right").expect("keys"), &Options::default())
+                .expect("screen");
+        assert!(s.contains("×2▾") && s.contains("9 worker"), "expanded:\n{s}");
+    }
+
+    #[test]
+    fn keys_parse_as_tmux_names_them() {
+        let k = parse_keys("Tab BTab C-c /ab Enter Space").expect("keys");
+        assert_eq!(k.len(), 8);
+        assert_eq!(k[2], KeyEvent::new(Key::Char('c'), KeyModifiers::CONTROL));
+        assert_eq!(k[3], KeyEvent::new(Key::Char('/'), KeyModifiers::NONE));
+        assert!(parse_keys("C-").is_err() && parse_keys("C-ab").is_err());
+        assert!(parse_screen("80x24").is_ok());
+        for bad in ["80", "x24", "10x5", "80x24x1", "0x0", "99999x10"] {
+            assert!(parse_screen(bad).is_err(), "{bad}");
+        }
+    }
 }
