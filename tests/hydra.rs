@@ -258,3 +258,13 @@ fn a_thousand_threads_grouped_and_a_deadlock_with_kernel_stacks() {
     assert!(s.contains("kernel stack of thread"), "{s}");
     assert!(s.contains("futex"), "the deadlocked thread waits in the kernel on a futex:\n{s}");
 }
+
+#[test]
+fn opens_every_snapshot_format_version() {
+    for v in 1..=3 {
+        let file = repo_root().join(format!("tests/data/snapshot-v{v}.bt"));
+        let s = screen(&file, "120x30", "Tab Tab Tab Tab 1");
+        assert!(rows_with(&s, "›#0 ").len() + rows_with(&s, "·#0 ").len() == 1, "v{v}: frame 0 shown:\n{s}");
+        assert!(s.contains("[1 Summary]") && s.contains("SIGSEGV"), "v{v}:\n{s}");
+    }
+}
