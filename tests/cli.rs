@@ -114,19 +114,32 @@ fn unknown_applet_is_a_usage_error() {
     assert!(stderr_of(&out).contains("frobnicate"), "the error names the applet: {}", stderr_of(&out));
 }
 
-/// Guards applets that exist in the design but not yet in code: a plain "not built
-/// yet", non-zero, through `bt hydra` and through the `hydra` and `bt-hydra` links.
+/// hydra answers through `bt hydra` and through the `hydra` and `bt-hydra` links: a
+/// screen for a snapshot, a one-line usage error without one.
 #[test]
-fn unbuilt_applet_says_not_built_yet() {
+fn hydra_answers_through_every_name() {
     let bin = install_links();
-    let runs: Vec<(String, Output)> = vec![
-        ("bt hydra".into(), bt(&["hydra"])),
-        ("hydra".into(), run_with_timeout(30, &bin.join("hydra"), &[], &[])),
-        ("bt-hydra".into(), run_with_timeout(30, &bin.join("bt-hydra"), &[], &[])),
+    let sample = repo_root().join("tests/data/snapshot-v3.bt");
+    let sample = sample.to_string_lossy();
+    let args = [sample.as_ref(), "--screen", "80x24"];
+    let runs: Vec<(String, Output, Output)> = vec![
+        ("bt hydra".into(), bt(&["hydra", args[0], args[1], args[2]]), bt(&["hydra"])),
+        (
+            "hydra".into(),
+            run_with_timeout(30, &bin.join("hydra"), &args, &[]),
+            run_with_timeout(30, &bin.join("hydra"), &[], &[]),
+        ),
+        (
+            "bt-hydra".into(),
+            run_with_timeout(30, &bin.join("bt-hydra"), &args, &[]),
+            run_with_timeout(30, &bin.join("bt-hydra"), &[], &[]),
+        ),
     ];
-    for (what, out) in runs {
-        assert_clean_failure(&out, &what);
-        assert!(stderr_of(&out).contains("not built yet"), "{what}: {}", stderr_of(&out));
+    for (what, screen, bare) in runs {
+        assert!(screen.status.success(), "{what}: {}", stderr_of(&screen));
+        assert!(String::from_utf8_lossy(&screen.stdout).contains("Threads ("), "{what}: no screen");
+        assert_clean_failure(&bare, &what);
+        assert!(stderr_of(&bare).contains("expected a snapshot FILE"), "{what}: {}", stderr_of(&bare));
     }
 }
 
