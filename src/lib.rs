@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod collector;
 pub mod dedup;
 pub mod logging;
+pub mod notify;
 pub mod query;
 pub mod server;
 pub mod snapshot;

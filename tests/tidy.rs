@@ -22,6 +22,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("dedup", &["snapshot"]),
     ("store", &["snapshot", "dedup"]),
     ("server", &["snapshot", "store"]),
+    // The notification sender reads the outbox and records outcomes through the store.
+    ("notify", &["store"]),
     ("query", &["snapshot", "store", "units"]),
     // The collector runs the tracer as a child process and talks to the store over
     // HTTP: it names neither.
@@ -45,6 +47,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "query",
             "collector",
             "viewer",
+            "notify",
         ],
     ),
 ];

@@ -45,6 +45,9 @@ struct ServeArgs {
     /// TLS private key (PEM)
     #[argh(option)]
     tls_key: Option<PathBuf>,
+    /// base URL of this server for links in notifications (default: the listening address)
+    #[argh(option)]
+    public_url: Option<String>,
 }
 
 /// Administer the data directory of the object store (stop the server first: one
@@ -227,6 +230,14 @@ const ADMIN_USAGE: &str = "usage: bt coroner [--data DIR] COMMAND
   user add NAME [--admin]                (password from the terminal, or the first line of stdin)
   user list | user remove NAME
   check                                  verify the store's invariants
+  integration add PROJECT NAME --webhook URL [--secret S] | --slack URL
+                | --jira URL --jira-project KEY --jira-user EMAIL --jira-token-file F
+  integration list PROJECT | remove PROJECT NAME | log PROJECT NAME | test PROJECT NAME
+  integration rule add PROJECT --on new,regression,unmuted[,threshold:N/WINDOW]
+                [--filter ATTR,OP,VALUE] --to NAME[,NAME] [--every 10m]
+  integration rule list PROJECT | rule remove PROJECT ID
+  (integration commands work against a running server: --url URL --token T, or the
+   morgue session; or on a stopped store with --data DIR)
 ";
 
 /// The documented default data directory.
@@ -248,6 +259,7 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     match raw.get(i).map(String::as_str) {
         Some("serve") => serve(name, &[&raw[..i], &raw[i + 1..]].concat()),
         Some("project" | "token" | "user" | "check") if !is_serve_applet => admin(name, raw),
+        Some("integration") if !is_serve_applet => integration(name, &[&raw[..i], &raw[i + 1..]].concat()),
         Some("help") => {
             print!("{ADMIN_USAGE}");
             Ok(super::exit::OK)
@@ -287,7 +299,19 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     };
     let data_shown = data.display().to_string();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    server::serve(Arc::new(store), &args.listen, opts, tls, |addr| {
+    let store = Arc::new(store);
+    let notifier = store.clone();
+    let public_url = args.public_url.clone();
+    server::serve(store, &args.listen, opts, tls, move |addr| {
+        // The notification sender starts with the server: it delivers what the
+        // outbox holds, including what a killed server left there.
+        let console_url = public_url.unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Err(e) =
+            crate::notify::spawn(notifier, crate::notify::Options { console_url, ..Default::default() }, stop)
+        {
+            log::error!("starting the notification sender: {e}");
+        }
         println!("listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         server::log_line(
@@ -508,4 +532,333 @@ mod tests {
         assert_eq!(parse_size("500MiB").unwrap(), 500 << 20);
         assert!(parse_size("x").is_err());
     }
+}
+
+/// Notification integrations and their rules (bt coroner integration …).
+#[derive(FromArgs, Debug)]
+struct IntegrationTop {
+    #[argh(subcommand)]
+    cmd: IntegrationCmd,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum IntegrationCmd {
+    Add(IntegrationAdd),
+    List(IntegrationOne),
+    Remove(IntegrationNamed),
+    Log(IntegrationLog),
+    Test(IntegrationTest),
+    Rule(RuleTop),
+}
+
+/// Add an integration: --webhook URL [--secret S], --slack URL, or --jira URL with
+/// --jira-project, --jira-user and --jira-token-file.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "add")]
+struct IntegrationAdd {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    /// the integration's name
+    #[argh(positional)]
+    name: String,
+    /// a generic webhook: POST JSON to this URL
+    #[argh(option)]
+    webhook: Option<String>,
+    /// the webhook's HMAC-SHA256 secret (X-Bt-Signature)
+    #[argh(option)]
+    secret: Option<String>,
+    /// a Slack incoming-webhook URL
+    #[argh(option)]
+    slack: Option<String>,
+    /// a Jira base URL (https://example.atlassian.net)
+    #[argh(option)]
+    jira: Option<String>,
+    /// the Jira project key
+    #[argh(option)]
+    jira_project: Option<String>,
+    /// the Jira user (e-mail)
+    #[argh(option)]
+    jira_user: Option<String>,
+    /// a file holding the Jira API token
+    #[argh(option)]
+    jira_token_file: Option<PathBuf>,
+    /// the Jira issue type (default Bug)
+    #[argh(option, default = "String::from(\"Bug\")")]
+    jira_issue_type: String,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+/// List the integrations (no secrets) and rules of a project.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+struct IntegrationOne {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+/// Remove an integration.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove")]
+struct IntegrationNamed {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    /// the integration
+    #[argh(positional)]
+    name: String,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+/// The delivery log of an integration (newest first).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "log")]
+struct IntegrationLog {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    /// the integration
+    #[argh(positional)]
+    name: String,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+/// Send a test message through an integration.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "test")]
+struct IntegrationTest {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    /// the integration
+    #[argh(positional)]
+    name: String,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+/// Rules: which events go to which integrations.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rule")]
+struct RuleTop {
+    #[argh(subcommand)]
+    cmd: RuleCmd,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum RuleCmd {
+    Add(RuleAdd),
+    List(RuleList),
+    Remove(RuleRemove),
+}
+
+/// Add a rule: --on new,regression,unmuted,threshold:N/WINDOW --to NAME[,NAME].
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "add")]
+struct RuleAdd {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    /// events: new, regression, unmuted, threshold:N/WINDOW (comma-separated)
+    #[argh(option)]
+    on: String,
+    /// only crashes matching ATTR,OP,VALUE (equal, not-equal, contains, regular-expression; repeatable)
+    #[argh(option)]
+    filter: Vec<String>,
+    /// integrations (comma-separated)
+    #[argh(option)]
+    to: String,
+    /// least time between two notifications of this rule for one group (default 0)
+    #[argh(option, default = "String::from(\"0\")")]
+    every: String,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+/// List the rules of a project.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+struct RuleList {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+/// Remove a rule by id.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove")]
+struct RuleRemove {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    /// the rule id (rule list shows it)
+    #[argh(positional)]
+    id: u32,
+    #[argh(option, description = "local data directory (a stopped store)")]
+    data: Option<PathBuf>,
+    #[argh(option, description = "server URL (default: the morgue session's)")]
+    url: Option<String>,
+    #[argh(option, description = "an API token with the admin scope")]
+    token: Option<String>,
+}
+
+fn integration(name: &str, raw: &[String]) -> anyhow::Result<i32> {
+    use crate::store::outbox::{Condition, Integration, Kind, Rule, Trigger};
+    use crate::store::workflow::Call;
+    use serde_json::json;
+    let top: IntegrationTop = match super::parse_args(name, raw) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let connect = |data: &Option<PathBuf>, url: &Option<String>, token: &Option<String>| {
+        super::morgue::backend(data.as_deref(), url.as_deref(), token.as_deref())
+    };
+    let dur = |s: &str| crate::units::seconds(s).ok().and_then(|v| i64::try_from(v).ok());
+    match top.cmd {
+        IntegrationCmd::Add(a) => {
+            let kind = match (&a.webhook, &a.slack, &a.jira) {
+                (Some(url), None, None) => Kind::Webhook { url: url.clone(), secret: a.secret.clone() },
+                (None, Some(url), None) => Kind::Slack { url: url.clone() },
+                (None, None, Some(url)) => {
+                    let (Some(key), Some(user), Some(file)) = (&a.jira_project, &a.jira_user, &a.jira_token_file)
+                    else {
+                        bail!("--jira needs --jira-project, --jira-user and --jira-token-file");
+                    };
+                    let token = std::fs::read_to_string(file)
+                        .with_context(|| format!("reading the Jira token from {}", file.display()))?
+                        .trim()
+                        .to_string();
+                    if token.is_empty() {
+                        bail!("{} holds no token", file.display());
+                    }
+                    Kind::Jira {
+                        url: url.clone(),
+                        project_key: key.clone(),
+                        user: user.clone(),
+                        token,
+                        issue_type: a.jira_issue_type.clone(),
+                    }
+                }
+                _ => bail!("give exactly one of --webhook, --slack, --jira"),
+            };
+            let i = Integration { name: a.name.clone(), kind, created: 0 };
+            let b = connect(&a.data, &a.url, &a.token)?;
+            b.workflow(&a.project, Call::Integration(&json!({"add": i})))?;
+            eprintln!("{name}: integration {} added to {}", a.name, a.project);
+        }
+        IntegrationCmd::List(a) => {
+            let b = connect(&a.data, &a.url, &a.token)?;
+            let v = b.workflow(&a.project, Call::Integrations)?;
+            println!("{:#}", json!({"integrations": v["integrations"], "rules": v["rules"]}));
+        }
+        IntegrationCmd::Remove(a) => {
+            let b = connect(&a.data, &a.url, &a.token)?;
+            b.workflow(&a.project, Call::Integration(&json!({"remove": a.name})))?;
+            eprintln!("{name}: integration {} removed", a.name);
+        }
+        IntegrationCmd::Test(a) => {
+            let b = connect(&a.data, &a.url, &a.token)?;
+            let v = b.workflow(&a.project, Call::Integration(&json!({"test": a.name})))?;
+            eprintln!(
+                "{name}: test message queued as delivery {} (bt coroner integration log {} {} shows the outcome)",
+                v["delivery"].as_str().unwrap_or("?"),
+                a.project,
+                a.name
+            );
+        }
+        IntegrationCmd::Log(a) => {
+            let b = connect(&a.data, &a.url, &a.token)?;
+            let v = b.workflow(&a.project, Call::Log { name: &a.name })?;
+            if a.json {
+                println!("{:#}", v["deliveries"]);
+            } else {
+                for d in v["deliveries"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<9} {:<10} {:>4} attempts {:<3} {} {}",
+                        crate::query::render::utc(d["time"].as_i64().unwrap_or(0)),
+                        d["status"].as_str().unwrap_or(""),
+                        d["event"].as_str().unwrap_or(""),
+                        d["code"].as_u64().map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                        d["attempts"].as_u64().unwrap_or(0),
+                        d["fingerprint"].as_str().unwrap_or(""),
+                        d["error"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        IntegrationCmd::Rule(r) => match r.cmd {
+            RuleCmd::Add(a) => {
+                let triggers =
+                    a.on.split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(|t| Trigger::parse(t, &dur))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(anyhow::Error::msg)?;
+                let filters = a
+                    .filter
+                    .iter()
+                    .map(|f| Condition::parse(f))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?;
+                let to: Vec<String> = a.to.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect();
+                let every = dur(&a.every).with_context(|| format!("bad --every {:?}", a.every))?;
+                let rule = Rule { id: 0, triggers, filters, to, every };
+                let b = connect(&a.data, &a.url, &a.token)?;
+                let v = b.workflow(&a.project, Call::Rule(&json!({"add": rule})))?;
+                println!("{}", v["id"]);
+            }
+            RuleCmd::List(a) => {
+                let b = connect(&a.data, &a.url, &a.token)?;
+                let v = b.workflow(&a.project, Call::Integrations)?;
+                println!("{:#}", v["rules"]);
+            }
+            RuleCmd::Remove(a) => {
+                let b = connect(&a.data, &a.url, &a.token)?;
+                b.workflow(&a.project, Call::Rule(&json!({"remove": a.id})))?;
+                eprintln!("{name}: rule {} removed", a.id);
+            }
+        },
+    }
+    Ok(super::exit::OK)
 }

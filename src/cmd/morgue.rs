@@ -12,6 +12,8 @@ use crate::query::flags::{self, ListSpec};
 use crate::query::remote::{self, Remote};
 use crate::query::render::{ago, latency};
 use crate::query::{Answer, Backend, MorgueError, parse_kv, session, sniff_format};
+use crate::store::triage::{Change, State, Ticket, UntilSpec};
+use crate::store::workflow::Call;
 
 /// Query the object store: list, describe, get, put, delete (login URL first, or --data DIR).
 #[derive(FromArgs, Debug)]
@@ -32,6 +34,151 @@ enum Sub {
     Get(GetArgs),
     Put(PutArgs),
     Delete(DeleteArgs),
+    Set(SetArgs),
+    Assign(AssignArgs),
+    Tag(TagArgs),
+    Ticket(TicketArgs),
+    Comment(CommentArgs),
+    History(HistoryArgs),
+    WouldReopen(WouldReopenArgs),
+}
+
+/// Set the triage state of groups: bt morgue set PROJECT FINGERPRINT… state=STATE
+/// [--until version:1.4.0 | time:2027-01-01 | count:100/1d | hosts:10/1h].
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "set")]
+struct SetArgs {
+    /// the project, the fingerprints, then state=open|in-progress|resolved|muted
+    #[argh(positional)]
+    words: Vec<String>,
+    /// resolved until version:V (or version:ATTR=V) or time:T; muted until time:T,
+    /// count:N/PERIOD or hosts:N/PERIOD
+    #[argh(option)]
+    until: Option<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token (admin scope) instead of the session
+    #[argh(option)]
+    token: Option<String>,
+}
+
+/// Assign groups to a user (- unassigns): bt morgue assign PROJECT FINGERPRINT… USER.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "assign")]
+struct AssignArgs {
+    /// the project, the fingerprints, the user
+    #[argh(positional)]
+    words: Vec<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token (admin scope) instead of the session
+    #[argh(option)]
+    token: Option<String>,
+}
+
+/// Tag groups: bt morgue tag PROJECT FINGERPRINT… +add -remove.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "tag")]
+struct TagArgs {
+    /// the project, the fingerprints, then +TAG / -TAG words (use -- before the first -TAG)
+    #[argh(positional)]
+    words: Vec<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token (admin scope) instead of the session
+    #[argh(option)]
+    token: Option<String>,
+}
+
+/// Link a ticket to groups: bt morgue ticket PROJECT FINGERPRINT… SYSTEM:KEY URL.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ticket")]
+struct TicketArgs {
+    /// the project, the fingerprints, SYSTEM:KEY, URL
+    #[argh(positional)]
+    words: Vec<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token (admin scope) instead of the session
+    #[argh(option)]
+    token: Option<String>,
+}
+
+/// Comment on groups: bt morgue comment PROJECT FINGERPRINT… TEXT.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "comment")]
+struct CommentArgs {
+    /// the project, the fingerprints, the text (one word: quote it)
+    #[argh(positional)]
+    words: Vec<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token (admin scope) instead of the session
+    #[argh(option)]
+    token: Option<String>,
+}
+
+/// A group's triage and its history: bt morgue history PROJECT FINGERPRINT.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "history")]
+struct HistoryArgs {
+    /// the project
+    #[argh(positional)]
+    project: String,
+    /// the fingerprint
+    #[argh(positional)]
+    fingerprint: String,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token instead of the session
+    #[argh(option)]
+    token: Option<String>,
+}
+
+/// Dry run: would a crash with these attributes reopen a resolved group?
+/// bt morgue would-reopen PROJECT FINGERPRINT version=1.3.1 [timestamp=T].
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "would-reopen")]
+struct WouldReopenArgs {
+    /// the project, the fingerprint, ATTR=VALUE…
+    #[argh(positional)]
+    words: Vec<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token instead of the session
+    #[argh(option)]
+    token: Option<String>,
 }
 
 /// Log in to a server; the session is kept in ~/.config/bt/morgue.json (0600).
@@ -239,6 +386,55 @@ struct DeleteArgs {
     token: Option<String>,
 }
 
+/// `PROJECT rest…`, with at least two words after the project.
+fn project_and<'a>(words: &'a [String], usage: &str) -> anyhow::Result<(&'a str, &'a [String])> {
+    match words {
+        [project, rest @ ..] if rest.len() >= 2 => Ok((project.as_str(), rest)),
+        _ => bail!("usage: bt morgue {usage}"),
+    }
+}
+
+/// One line of a group's triage: `FP  state (regressed) · assignee · tags · tickets`.
+fn triage_line(v: &serde_json::Value) -> String {
+    let mut line = format!("{}  {}", v["fingerprint"].as_str().unwrap_or(""), v["state"].as_str().unwrap_or(""));
+    if v["regressed"].as_bool() == Some(true) {
+        line.push_str(" (regressed)");
+    }
+    if let Some(u) = v["assignee"].as_str() {
+        line.push_str(&format!(" · assigned to {u}"));
+    }
+    let tags: Vec<&str> =
+        v["tags"].as_array().map(|a| a.iter().filter_map(|t| t.as_str()).collect()).unwrap_or_default();
+    if !tags.is_empty() {
+        line.push_str(&format!(" · tags {}", tags.join(" ")));
+    }
+    for t in v["tickets"].as_array().into_iter().flatten() {
+        line.push_str(&format!(
+            " · {}:{} {}",
+            t["system"].as_str().unwrap_or(""),
+            t["key"].as_str().unwrap_or(""),
+            t["url"].as_str().unwrap_or("")
+        ));
+    }
+    line
+}
+
+/// Sends a triage change and prints each group's new triage.
+fn change(b: &Backend, project: &str, fps: &[String], change: Change) -> anyhow::Result<()> {
+    if fps.is_empty() {
+        bail!("no fingerprint given");
+    }
+    let body = serde_json::json!({"fingerprints": fps, "change": change});
+    let v = b.workflow(project, Call::Change(&body))?;
+    let mut out = String::new();
+    for g in v["groups"].as_array().into_iter().flatten() {
+        out.push_str(&triage_line(g));
+        out.push('\n');
+    }
+    write_stdout(out.as_bytes())?;
+    Ok(())
+}
+
 /// argh takes `--name value`; morgue's users write `--filter=a,b,c` too.
 fn split_equals(raw: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(raw.len());
@@ -258,7 +454,7 @@ fn split_equals(raw: &[String]) -> Vec<String> {
     out
 }
 
-const USAGE: &str = "usage: bt morgue login URL | logout | list PROJECT | describe PROJECT | get PROJECT OBJECT | put PROJECT FILE | delete PROJECT (bt morgue --help, bt morgue list --help)";
+const USAGE: &str = "usage: bt morgue login URL | logout | list PROJECT | describe PROJECT | get PROJECT OBJECT | put PROJECT FILE | delete PROJECT | set|assign|tag|ticket|comment PROJECT FINGERPRINT… | history PROJECT FINGERPRINT | would-reopen PROJECT FINGERPRINT ATTR=V (bt morgue --help, bt morgue list --help)";
 
 pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     if raw.is_empty() {
@@ -374,6 +570,96 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             write_stdout(out.as_bytes())?;
         }
         Sub::Delete(a) => delete(name, &a, now)?,
+        Sub::Set(a) => {
+            let (project, rest) = project_and(&a.words, "set PROJECT FINGERPRINT… state=STATE")?;
+            let (fps, state) = rest.split_at(rest.len() - 1);
+            let state = state[0]
+                .strip_prefix("state=")
+                .and_then(State::parse)
+                .with_context(|| format!("expected state=open|in-progress|resolved|muted last, got {:?}", state[0]))?;
+            let until = match &a.until {
+                Some(u) => Some(
+                    UntilSpec::parse(u, &|d| flags::parse_duration(d).ok(), &|t| flags::parse_instant(t, now).ok())
+                        .map_err(anyhow::Error::msg)?,
+                ),
+                None => None,
+            };
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            change(&b, project, fps, Change::State { state, until })?;
+        }
+        Sub::Assign(a) => {
+            let (project, rest) = project_and(&a.words, "assign PROJECT FINGERPRINT… USER")?;
+            let (fps, user) = rest.split_at(rest.len() - 1);
+            let user = if user[0] == "-" { None } else { Some(user[0].clone()) };
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            change(&b, project, fps, Change::Assign(user))?;
+        }
+        Sub::Tag(a) => {
+            let (project, rest) = project_and(&a.words, "tag PROJECT FINGERPRINT… +TAG -TAG")?;
+            let fps: Vec<String> = rest.iter().filter(|w| !w.starts_with(['+', '-'])).cloned().collect();
+            let add = rest.iter().filter_map(|w| w.strip_prefix('+')).map(str::to_string).collect();
+            let remove = rest.iter().filter_map(|w| w.strip_prefix('-')).map(str::to_string).collect();
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            change(&b, project, &fps, Change::Tags { add, remove })?;
+        }
+        Sub::Ticket(a) => {
+            let (project, rest) = project_and(&a.words, "ticket PROJECT FINGERPRINT… SYSTEM:KEY URL")?;
+            if rest.len() < 3 {
+                bail!("usage: bt morgue ticket PROJECT FINGERPRINT… SYSTEM:KEY URL");
+            }
+            let (fps, tail) = rest.split_at(rest.len() - 2);
+            let (system, key) =
+                tail[0].split_once(':').with_context(|| format!("expected SYSTEM:KEY, got {:?}", tail[0]))?;
+            let ticket = Ticket { system: system.into(), key: key.into(), url: tail[1].clone() };
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            change(&b, project, fps, Change::Ticket(ticket))?;
+        }
+        Sub::Comment(a) => {
+            let (project, rest) = project_and(&a.words, "comment PROJECT FINGERPRINT… TEXT")?;
+            let (fps, text) = rest.split_at(rest.len() - 1);
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            change(&b, project, fps, Change::Comment(text[0].clone()))?;
+        }
+        Sub::History(a) => {
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            let v = b.workflow(&a.project, Call::Triage { fingerprint: &a.fingerprint })?;
+            if a.json {
+                write_stdout(format!("{v:#}\n").as_bytes())?;
+            } else {
+                let mut out = format!("{}\n", triage_line(&v));
+                for h in v["history"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "{}  {:<20} {}\n",
+                        crate::query::render::utc(h["time"].as_i64().unwrap_or(0)),
+                        h["who"].as_str().unwrap_or(""),
+                        h["what"].as_str().unwrap_or("")
+                    ));
+                }
+                write_stdout(out.as_bytes())?;
+            }
+        }
+        Sub::WouldReopen(a) => {
+            let (project, rest) = project_and(&a.words, "would-reopen PROJECT FINGERPRINT ATTR=VALUE…")?;
+            let fp = &rest[0];
+            let mut attrs = serde_json::Map::new();
+            let mut ts = serde_json::Value::Null;
+            for w in &rest[1..] {
+                let (k, v) = w.split_once('=').with_context(|| format!("expected ATTR=VALUE, got {w:?}"))?;
+                if k == "timestamp" {
+                    ts = serde_json::json!(flags::parse_instant(v, now)?);
+                } else {
+                    attrs.insert(k.into(), serde_json::json!(v));
+                }
+            }
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            let body = serde_json::json!({"fingerprint": fp, "attributes": attrs, "timestamp": ts});
+            let v = b.workflow(project, Call::DryRun(&body))?;
+            match v["reason"].as_str() {
+                Some(r) => println!("yes: {r}"),
+                None => println!("no"),
+            }
+            return Ok(if v["reopens"].as_bool() == Some(true) { super::exit::OK } else { super::exit::FAILURE });
+        }
     }
     Ok(super::exit::OK)
 }

@@ -154,6 +154,35 @@ impl Backend {
         }
     }
 
+    /// A workflow call (triage, integrations): over HTTP to a server, or straight to
+    /// the local store as the current user (`user:$USER`).
+    pub fn workflow(&self, project: &str, call: crate::store::workflow::Call) -> Result<Json, MorgueError> {
+        use crate::store::workflow::Call;
+        match self {
+            Backend::Remote(r) => {
+                let p = remote::encode(project);
+                let (method, path, body) = match call {
+                    Call::Triage { fingerprint } => {
+                        ("GET", format!("/api/triage?project={p}&fingerprint={}", remote::encode(fingerprint)), None)
+                    }
+                    Call::Change(v) => ("POST", format!("/api/triage?project={p}"), Some(v.clone())),
+                    Call::DryRun(v) => ("POST", format!("/api/triage/dry-run?project={p}"), Some(v.clone())),
+                    Call::Integrations => ("GET", format!("/api/integrations?project={p}"), None),
+                    Call::Integration(v) => ("POST", format!("/api/integrations?project={p}"), Some(v.clone())),
+                    Call::Rule(v) => ("POST", format!("/api/rules?project={p}"), Some(v.clone())),
+                    Call::Log { name } => {
+                        ("GET", format!("/api/integrations/log?project={p}&name={}", remote::encode(name)), None)
+                    }
+                };
+                r.call_json(method, &path, project, body.as_ref())
+            }
+            Backend::Local { store, user } => {
+                crate::store::workflow::call(store, project, &format!("user:{user}"), call)
+                    .map_err(|e| Self::local_err(store, e))
+            }
+        }
+    }
+
     /// Submits a report; `format` is `snapshot` or `json`.
     pub fn put(&self, project: &str, body: Vec<u8>, format: &str, kv: &[(String, String)]) -> Result<Ack, MorgueError> {
         match self {

@@ -169,6 +169,14 @@ impl Remote {
         serde_json::from_slice(bytes).map_err(|e| MorgueError::BadResponse(format!("{}: not JSON: {e}", self.url)))
     }
 
+    /// A JSON call: GET, or POST with a JSON body; the answer parsed.
+    pub fn call_json(&self, method: &str, path: &str, project: &str, body: Option<&Json>) -> Result<Json, MorgueError> {
+        let text = body.map(|b| b.to_string());
+        let (b, _) =
+            self.call(method, path, project, text.as_deref().map(|t| ("application/json", t.as_bytes())), MAX_ANSWER)?;
+        self.json(&b)
+    }
+
     pub fn query(&self, project: &str, q: &Json) -> Result<Json, MorgueError> {
         let (b, _) = self.call(
             "POST",

@@ -10,6 +10,7 @@
 //! | `POST`/`DELETE /api/delete?project=P` | admin | delete the objects a filter selects |
 //! | `GET /api/describe?project=P` | query | the attributes of a project and their types |
 //! | `GET /api/health` | — | liveness |
+//! | `/api/triage…`, `/api/integrations…`, `/api/rules` | see [`workflow`] | triage and notifications |
 
 pub mod budget;
 pub mod http;
@@ -17,6 +18,7 @@ pub mod multipart;
 pub mod throttle;
 #[cfg(feature = "tls")]
 mod tls;
+mod workflow;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -197,6 +199,10 @@ impl Api {
                 "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete"
                 | "/api/describe",
             ) => err(405, "method not allowed"),
+            (m, p) if p.starts_with("/api/") => {
+                let m = m.to_string();
+                self.workflow(req, &m, &path).unwrap_or_else(|| err(404, "no such endpoint"))
+            }
             _ => err(404, "no such endpoint"),
         }
     }

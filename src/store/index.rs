@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::schema::{AttrType, GroupRecord, ProjectRecord, Val};
+use super::triage::TriageRecord;
 
 /// Marks an unset integer cell.
 pub const UNSET_INT: i64 = i64::MIN;
@@ -60,6 +61,8 @@ pub struct ProjectIndex {
     pub strings: Vec<String>,
     pub string_ids: HashMap<String, u32>,
     pub groups: HashMap<String, GroupRecord>,
+    /// Triage of the groups somebody (or a rule) triaged; others are `open`.
+    pub triage: HashMap<String, TriageRecord>,
 }
 
 impl ProjectIndex {
@@ -77,6 +80,7 @@ impl ProjectIndex {
             strings: Vec::new(),
             string_ids: HashMap::new(),
             groups: HashMap::new(),
+            triage: HashMap::new(),
         }
     }
 

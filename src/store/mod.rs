@@ -10,8 +10,11 @@
 pub mod auth;
 pub mod index;
 pub mod ingest;
+pub mod outbox;
 pub mod query;
 pub mod schema;
+pub mod triage;
+pub mod workflow;
 mod writer;
 
 use std::collections::HashMap;
@@ -226,6 +229,16 @@ impl Store {
             txn.open_table(BLOBS)?;
             txn.open_table(ATTACHMENTS)?;
             txn.open_table(GROUPS)?;
+            // Schema 2 (triage and notifications) only adds tables: a schema-1 file
+            // becomes schema 2 by creating them.
+            txn.open_table(TRIAGE)?;
+            txn.open_table(HISTORY)?;
+            txn.open_table(INTEGRATIONS)?;
+            txn.open_table(RULES)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(DELIVERIES)?;
+            txn.open_table(NOTIFIED)?;
+            meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
         }
         txn.commit()?;
         Ok(())
@@ -239,6 +252,7 @@ impl Store {
         let strings = txn.open_table(STRINGS)?;
         let objects = txn.open_table(OBJECTS)?;
         let groups = txn.open_table(GROUPS)?;
+        let triage = txn.open_table(TRIAGE)?;
         let mut all = HashMap::new();
         for entry in projects.iter()? {
             let (name, rec) = entry?;
@@ -276,6 +290,10 @@ impl Store {
             for e in groups.range((pid, "")..(pid + 1, ""))? {
                 let (k, v) = e?;
                 p.groups.insert(k.value().1.to_string(), decode(v.value(), "group")?);
+            }
+            for e in triage.range((pid, "")..(pid + 1, ""))? {
+                let (k, v) = e?;
+                p.triage.insert(k.value().1.to_string(), decode(v.value(), "triage")?);
             }
             all.insert(p.name.clone(), Arc::new(p));
         }
@@ -507,6 +525,303 @@ impl Store {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
+    // ---------------------------------------------------------------------------
+    // Triage
+
+    /// Applies a triage change to groups of a project, with a history line each
+    /// (`who`: `user:NAME`, `token`, `integration:NAME`). Unknown groups are refused.
+    pub fn triage(
+        &self,
+        project: &str,
+        fingerprints: &[String],
+        change: triage::Change,
+        who: &str,
+    ) -> Result<Vec<(String, triage::TriageRecord)>, StoreError> {
+        if fingerprints.is_empty() {
+            return Err(StoreError::BadInput("no fingerprint given".into()));
+        }
+        let (tx, rx) = mpsc::channel();
+        self.send(writer::Job::Triage {
+            project: project.to_string(),
+            fingerprints: fingerprints.to_vec(),
+            change,
+            who: who.to_string(),
+            reply: tx,
+        })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// A group's triage (default: open) and its history, oldest first.
+    pub fn triage_of(
+        &self,
+        project: &str,
+        fingerprint: &str,
+    ) -> Result<(GroupRecord, triage::TriageRecord, Vec<triage::HistoryEntry>), StoreError> {
+        let p = self.project_index(project)?;
+        let group = p
+            .groups
+            .get(fingerprint)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("group {fingerprint} in project {project}")))?;
+        let rec = p.triage.get(fingerprint).cloned().unwrap_or_default();
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HISTORY)?;
+        let pid = p.record.id;
+        let mut history = Vec::new();
+        for e in table.range((pid, fingerprint, 0)..=(pid, fingerprint, u64::MAX))? {
+            history.push(decode(e?.1.value(), "history")?);
+        }
+        Ok((group, rec, history))
+    }
+
+    /// Dry run: would a crash with these attributes (and time) reopen the group?
+    /// Returns the reason it would, or None.
+    pub fn would_reopen(
+        &self,
+        project: &str,
+        fingerprint: &str,
+        attributes: &[(String, String)],
+        timestamp: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let p = self.project_index(project)?;
+        if !p.groups.contains_key(fingerprint) {
+            return Err(StoreError::NotFound(format!("group {fingerprint} in project {project}")));
+        }
+        let Some(rec) = p.triage.get(fingerprint) else { return Ok(None) };
+        let (triage::State::Resolved, Some(until)) = (rec.state, &rec.resolved_until) else { return Ok(None) };
+        let attr = |n: &str| attributes.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        // A version the store never saw would be first seen now: after everything.
+        let unseen = p.strings.len() as u32;
+        let seen = |s: &str| Some(p.string_ids.get(s).copied().unwrap_or(unseen));
+        let crash = triage::Crash { timestamp, host: "", attr: &attr, seen: &seen };
+        Ok(triage::breaks(until, &crash).map(|r| r.reason))
+    }
+
+    // ---------------------------------------------------------------------------
+    // Notifications: integrations, rules, the outbox
+
+    pub fn integration_add(&self, project: &str, integration: outbox::Integration) -> Result<(), StoreError> {
+        let pid = self.project_id(project)?;
+        if !ingest::valid_attr_name(&integration.name) {
+            return Err(StoreError::BadInput(format!(
+                "bad integration name {:?}: letters, digits, '.', '_', '-'",
+                integration.name
+            )));
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(INTEGRATIONS)?;
+            if t.get((pid, integration.name.as_str()))?.is_some() {
+                return Err(StoreError::BadInput(format!("integration {} exists", integration.name)));
+            }
+            t.insert((pid, integration.name.as_str()), encode(&integration)?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn integration_remove(&self, project: &str, name: &str) -> Result<(), StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(INTEGRATIONS)?;
+            if t.remove((pid, name))?.is_none() {
+                return Err(StoreError::NotFound(format!("integration {name}")));
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn integrations(&self, project: &str) -> Result<Vec<outbox::Integration>, StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INTEGRATIONS)?;
+        let mut out = Vec::new();
+        for e in t.range((pid, "")..(pid + 1, ""))? {
+            out.push(decode(e?.1.value(), "integration")?);
+        }
+        Ok(out)
+    }
+
+    /// An integration of a project, secrets included (for the sender only).
+    pub fn integration(&self, project: &str, name: &str) -> Result<outbox::Integration, StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INTEGRATIONS)?;
+        let v = t.get((pid, name))?.ok_or_else(|| StoreError::NotFound(format!("integration {name}")))?;
+        decode(v.value(), "integration")
+    }
+
+    /// Adds a rule (its id is assigned); every integration it names must exist.
+    pub fn rule_add(&self, project: &str, mut rule: outbox::Rule) -> Result<u32, StoreError> {
+        let pid = self.project_id(project)?;
+        if rule.to.is_empty() || rule.triggers.is_empty() {
+            return Err(StoreError::BadInput("a rule needs --on and --to".into()));
+        }
+        let txn = self.begin_write()?;
+        {
+            let integ = txn.open_table(INTEGRATIONS)?;
+            for to in &rule.to {
+                if integ.get((pid, to.as_str()))?.is_none() {
+                    return Err(StoreError::NotFound(format!("integration {to}")));
+                }
+            }
+            let mut t = txn.open_table(RULES)?;
+            let last = t.range((pid, 0)..=(pid, u32::MAX))?.next_back().transpose()?.map(|(k, _)| k.value().1);
+            rule.id = last.map(|l| l + 1).unwrap_or(1);
+            t.insert((pid, rule.id), encode(&rule)?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(rule.id)
+    }
+
+    pub fn rule_remove(&self, project: &str, id: u32) -> Result<(), StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(RULES)?;
+            if t.remove((pid, id))?.is_none() {
+                return Err(StoreError::NotFound(format!("rule {id}")));
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn notification_rules(&self, project: &str) -> Result<Vec<outbox::Rule>, StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(RULES)?;
+        let mut out = Vec::new();
+        for e in t.range((pid, 0)..=(pid, u32::MAX))? {
+            out.push(decode(e?.1.value(), "rule")?);
+        }
+        Ok(out)
+    }
+
+    /// The delivery log of an integration, newest first.
+    pub fn deliveries(&self, project: &str, name: &str, limit: usize) -> Result<Vec<outbox::Delivery>, StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(DELIVERIES)?;
+        let mut out = Vec::new();
+        for e in t.range((pid, name, 0)..=(pid, name, u64::MAX))?.rev().take(limit) {
+            out.push(decode(e?.1.value(), "delivery")?);
+        }
+        Ok(out)
+    }
+
+    /// Puts a test message for an integration in the outbox; returns its delivery id.
+    pub fn notify_test(&self, project: &str, name: &str) -> Result<u64, StoreError> {
+        let pid = self.project_id(project)?;
+        self.integration(project, name)?;
+        let txn = self.begin_write()?;
+        let id;
+        {
+            let mut meta = txn.open_table(META)?;
+            let cur = meta
+                .get("next_delivery")?
+                .map(|v| {
+                    let mut a = [0u8; 8];
+                    let b = v.value();
+                    let k = b.len().min(8);
+                    a[..k].copy_from_slice(&b[..k]);
+                    u64::from_le_bytes(a).max(1)
+                })
+                .unwrap_or(1);
+            meta.insert("next_delivery", (cur + 1).to_le_bytes().as_slice())?;
+            id = cur;
+            let pending = outbox::Pending {
+                id,
+                integration: name.to_string(),
+                event: outbox::Event {
+                    kind: "test".into(),
+                    project: project.to_string(),
+                    fingerprint: String::new(),
+                    object: 0,
+                    reason: "a test message from bt coroner integration test".into(),
+                    time: now(),
+                },
+                attempts: 0,
+                next_at_ms: 0,
+            };
+            txn.open_table(OUTBOX)?.insert(id, encode(&(pid, pending))?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(id)
+    }
+
+    /// Notifications due at `now_ms`, oldest first, at most `limit`.
+    pub fn due_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<outbox::Pending>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (_, p): (u32, outbox::Pending) = decode(e?.1.value(), "outbox entry")?;
+            if p.next_at_ms <= now_ms {
+                out.push(p);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Notifications waiting (due or not).
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(&txn.open_table(OUTBOX)?)?)
+    }
+
+    /// Records a delivery attempt: `retry_at` (Unix ms) keeps it in the outbox.
+    pub fn settle_notification(
+        &self,
+        id: u64,
+        delivery: outbox::Delivery,
+        retry_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(writer::Job::Delivered { outcome: Box::new((id, delivery, retry_at)), reply: tx })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// What a notification about a group says: the group's aggregates, its triage,
+    /// and the most frequent values of a few attributes among its crashes.
+    pub fn group_summary(
+        &self,
+        project: &str,
+        fingerprint: &str,
+    ) -> Result<(GroupRecord, triage::TriageRecord, Vec<(String, Vec<(String, u64)>)>), StoreError> {
+        let p = self.project_index(project)?;
+        let group = p
+            .groups
+            .get(fingerprint)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("group {fingerprint} in project {project}")))?;
+        let rec = p.triage.get(fingerprint).cloned().unwrap_or_default();
+        let mut top = Vec::new();
+        let fp_sid = p.string_ids.get(fingerprint).map(|s| s + 1);
+        if let (Some(fp_sid), Some(index::Column::Str(fps))) = (fp_sid, p.attr("fingerprint").map(|a| &a.column)) {
+            for name in ["hostname", "version", "application"] {
+                let Some(index::Column::Str(col)) = p.attr(name).map(|a| &a.column) else { continue };
+                let mut counts: HashMap<u32, u64> = HashMap::new();
+                for (row, &f) in fps.iter().enumerate() {
+                    if f == fp_sid && p.alive[row] && col[row] > 0 {
+                        *counts.entry(col[row]).or_default() += 1;
+                    }
+                }
+                let mut v: Vec<(String, u64)> =
+                    counts.into_iter().map(|(s, n)| (p.strings[s as usize - 1].clone(), n)).collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                v.truncate(5);
+                top.push((name.to_string(), v));
+            }
+        }
+        Ok((group, rec, top))
+    }
+
     /// Deletes what a query's filter selects, oldest first, at most `limit`
     /// objects. Refuses a filter on an attribute the project does not have (with
     /// `is-not-set` it would select everything), and a filter that selects every
@@ -575,6 +890,12 @@ impl Store {
                 (a.name.clone(), a.ty, set)
             })
             .collect();
+        // The triage of each object's group, filterable like any attribute.
+        if p.attr("fingerprint").is_some() {
+            for f in triage::FIELDS {
+                out.push((format!("fingerprint;issues;{f}"), AttrType::Str, p.n_alive as u64));
+            }
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use super::StoreError;
 
 /// Bumped when a table or record layout changes; `Store::open` refuses newer files.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `"schema"` → SCHEMA_VERSION (u32 LE).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -31,6 +31,28 @@ pub const BLOBS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("blob
 pub const ATTACHMENTS: TableDefinition<(u32, u64, &str), &[u8]> = TableDefinition::new("attachments");
 /// (project id, fingerprint) → [`GroupRecord`]: per-group aggregates maintained on ingest.
 pub const GROUPS: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("groups");
+
+/// (project id, fingerprint) → [`super::triage::TriageRecord`] (schema 2).
+pub const TRIAGE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("triage");
+/// (project id, fingerprint, sequence) → [`super::triage::HistoryEntry`]: append-only.
+pub const HISTORY: TableDefinition<(u32, &str, u64), &[u8]> = TableDefinition::new("history");
+/// (project id, integration name) → [`super::outbox::Integration`].
+pub const INTEGRATIONS: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("integrations");
+/// (project id, rule id) → [`super::outbox::Rule`].
+pub const RULES: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("rules");
+/// Delivery id → (project id, [`super::outbox::Pending`]): notifications not yet settled.
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// (project id, integration name, delivery id) → [`super::outbox::Delivery`]: the delivery log.
+pub const DELIVERIES: TableDefinition<(u32, &str, u64), &[u8]> = TableDefinition::new("deliveries");
+/// (project id, rule id, fingerprint) → [`NotifyState`]: when a rule last fired for a group.
+pub const NOTIFIED: TableDefinition<(u32, u32, &str), &[u8]> = TableDefinition::new("notified");
+
+/// Per rule and group: the last notification and the recent crashes a threshold counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyState {
+    pub last: i64,
+    pub window: Vec<i64>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectRecord {

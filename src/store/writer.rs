@@ -11,7 +11,9 @@ use redb::{Database, ReadableTable, Table, WriteTransaction};
 
 use super::index::{Column, ProjectIndex, UNSET_INT};
 use super::ingest::{Prepared, Value, parse_int};
+use super::outbox::{Delivery, Event, Pending, Rule, Trigger};
 use super::schema::*;
+use super::triage::{self, Change, State, TriageRecord};
 use super::{Ack, SharedIndex, StoreError};
 
 /// Most submissions committed together.
@@ -21,7 +23,24 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 
 pub enum Job {
     Ingest(Box<Prepared>, mpsc::Sender<Result<Ack, StoreError>>),
-    Delete { project: String, ids: Vec<u64>, reply: mpsc::Sender<Result<usize, StoreError>> },
+    Delete {
+        project: String,
+        ids: Vec<u64>,
+        reply: mpsc::Sender<Result<usize, StoreError>>,
+    },
+    /// A person's (or an integration's) triage change of some groups.
+    Triage {
+        project: String,
+        fingerprints: Vec<String>,
+        change: Change,
+        who: String,
+        reply: mpsc::Sender<Result<Vec<(String, TriageRecord)>, StoreError>>,
+    },
+    /// The sender's outcome for one notification: settled (delivered or failed) or retried.
+    Delivered {
+        outcome: Box<(u64, Delivery, Option<i64>)>,
+        reply: mpsc::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Attributes that are strings whatever their values look like.
@@ -59,6 +78,13 @@ pub fn run(db: Arc<Database>, index: SharedIndex, rx: mpsc::Receiver<Job>) {
                     ingests.push((p, reply));
                 }
                 Job::Delete { project, ids, reply } => deletes.push((project, ids, reply)),
+                Job::Triage { project, fingerprints, change, who, reply } => {
+                    let _ = reply.send(triage_change(&db, &index, &project, &fingerprints, &change, &who));
+                }
+                Job::Delivered { outcome, reply } => {
+                    let (id, delivery, retry_at) = *outcome;
+                    let _ = reply.send(settle(&db, id, delivery, retry_at));
+                }
             }
             if ingests.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 next = rx.try_recv().ok();
@@ -81,6 +107,12 @@ struct Tables<'t> {
     blobs: Table<'t, (u32, u64), &'static [u8]>,
     attachments: Table<'t, (u32, u64, &'static str), &'static [u8]>,
     groups: Table<'t, (u32, &'static str), &'static [u8]>,
+    triage: Table<'t, (u32, &'static str), &'static [u8]>,
+    history: Table<'t, (u32, &'static str, u64), &'static [u8]>,
+    rules: Table<'t, (u32, u32), &'static [u8]>,
+    outbox: Table<'t, u64, &'static [u8]>,
+    notified: Table<'t, (u32, u32, &'static str), &'static [u8]>,
+    meta: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -93,8 +125,43 @@ impl<'t> Tables<'t> {
             blobs: txn.open_table(BLOBS)?,
             attachments: txn.open_table(ATTACHMENTS)?,
             groups: txn.open_table(GROUPS)?,
+            triage: txn.open_table(TRIAGE)?,
+            history: txn.open_table(HISTORY)?,
+            rules: txn.open_table(RULES)?,
+            outbox: txn.open_table(OUTBOX)?,
+            notified: txn.open_table(NOTIFIED)?,
+            meta: txn.open_table(META)?,
         })
     }
+}
+
+/// The next delivery id (META `next_delivery`), advanced by `n` in this transaction.
+fn take_delivery_ids(meta: &mut Table<&'static str, &'static [u8]>, n: u64) -> Result<u64, StoreError> {
+    let cur = match meta.get("next_delivery")? {
+        Some(v) => {
+            let b = v.value();
+            let mut a = [0u8; 8];
+            let k = b.len().min(8);
+            a[..k].copy_from_slice(&b[..k]);
+            u64::from_le_bytes(a).max(1)
+        }
+        None => 1,
+    };
+    meta.insert("next_delivery", (cur + n).to_le_bytes().as_slice())?;
+    Ok(cur)
+}
+
+/// Appends one line to a group's history (sequence = last + 1).
+fn append_history(
+    history: &mut Table<(u32, &'static str, u64), &'static [u8]>,
+    pid: u32,
+    fp: &str,
+    entry: &triage::HistoryEntry,
+) -> Result<(), StoreError> {
+    let last = history.range((pid, fp, 0)..=(pid, fp, u64::MAX))?.next_back().transpose()?.map(|(k, _)| k.value().2);
+    let seq = last.map(|l| l + 1).unwrap_or(0);
+    history.insert((pid, fp, seq), encode(entry)?.as_slice())?;
+    Ok(())
 }
 
 /// What one batch adds to one project, applied to the index after the commit.
@@ -109,6 +176,10 @@ struct Overlay {
     groups: HashMap<String, GroupRecord>,
     /// (object id, blob length, values) of each object added.
     rows: Vec<NewRow>,
+    /// Triage records changed by this batch (regressions, mutes ending).
+    triage: HashMap<String, TriageRecord>,
+    /// The project's notification rules (read once per batch).
+    rules: Option<Vec<Rule>>,
 }
 
 type NewRow = (u64, u64, Vec<(u32, Val)>);
@@ -135,6 +206,8 @@ impl Overlay {
             string_ids: HashMap::new(),
             groups: HashMap::new(),
             rows: Vec::new(),
+            triage: HashMap::new(),
+            rules: None,
         })
     }
 
@@ -257,12 +330,192 @@ impl Overlay {
         g.first_object = g.first_object.min(id);
         g.last_object = g.last_object.max(id);
         self.rows.push((id, blob_len, vals));
+        self.after_crash(p, t, obj, id, unique)?;
         Ok(Ack { rxid: id, fingerprint: obj.fingerprint.clone(), unique })
+    }
+
+    /// What a crash does to its group's triage (a regression reopens it, a mute may
+    /// end) and which notifications it causes: all in this transaction.
+    fn after_crash(
+        &mut self,
+        p: &ProjectIndex,
+        t: &mut Tables,
+        obj: &Prepared,
+        id: u64,
+        unique: bool,
+    ) -> Result<(), StoreError> {
+        let pid = self.record.id;
+        let fp = obj.fingerprint.as_str();
+        let text = |name: &str| -> Option<String> {
+            obj.values.iter().find(|(n, _)| n == name).map(|(_, v)| match v {
+                Value::Text(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+            })
+        };
+        let host = text("hostname").unwrap_or_default();
+        let string_ids = &self.string_ids;
+        let seen = |s: &str| string_ids.get(s).copied().or_else(|| p.string_ids.get(s).copied());
+        let crash = triage::Crash { timestamp: obj.timestamp, host: &host, attr: &text, seen: &seen };
+        let mut events: Vec<(&'static str, String)> = Vec::new();
+        if unique {
+            events.push(("new", "the first crash of this group".into()));
+        }
+        let current = match self.triage.get(fp) {
+            Some(r) => Some(r.clone()),
+            None => match t.triage.get((pid, fp))? {
+                Some(v) => Some(decode::<TriageRecord>(v.value(), "triage")?),
+                None => None,
+            },
+        };
+        let mut muted = false;
+        if let Some(mut rec) = current {
+            let mut changed = None;
+            match rec.state {
+                State::Resolved => {
+                    if let Some(r) = rec.resolved_until.as_ref().and_then(|u| triage::breaks(u, &crash)) {
+                        rec.state = State::Open;
+                        rec.regressed = true;
+                        rec.resolved_until = None;
+                        let what = format!(
+                            "reopened as a regression by object {}: {}",
+                            crate::store::format_object_id(id),
+                            r.reason
+                        );
+                        changed = Some(("rule:regression", what));
+                        events.push(("regression", r.reason));
+                    }
+                }
+                State::Muted => {
+                    let before = rec.window.clone();
+                    match triage::unmutes(&mut rec, &crash) {
+                        Some(why) => {
+                            rec.state = State::Open;
+                            rec.muted_until = None;
+                            rec.window.clear();
+                            changed = Some((
+                                "rule:unmute",
+                                format!("unmuted by object {}: {why}", crate::store::format_object_id(id)),
+                            ));
+                            events.push(("unmuted", why));
+                        }
+                        None => {
+                            muted = true;
+                            if rec.window != before {
+                                self.triage.insert(fp.to_string(), rec.clone());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some((who, what)) = changed {
+                rec.updated = obj.timestamp;
+                append_history(
+                    &mut t.history,
+                    pid,
+                    fp,
+                    &triage::HistoryEntry { time: super::now(), who: who.into(), what },
+                )?;
+                self.triage.insert(fp.to_string(), rec);
+            }
+        }
+        self.notify(t, obj, id, &events, muted, &text)
+    }
+
+    /// Puts in the outbox one notification per matching rule and integration.
+    fn notify(
+        &mut self,
+        t: &mut Tables,
+        obj: &Prepared,
+        id: u64,
+        events: &[(&'static str, String)],
+        muted: bool,
+        text: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), StoreError> {
+        let pid = self.record.id;
+        if self.rules.is_none() {
+            let mut rules = Vec::new();
+            for e in t.rules.range((pid, 0)..=(pid, u32::MAX))? {
+                rules.push(decode::<Rule>(e?.1.value(), "rule")?);
+            }
+            self.rules = Some(rules);
+        }
+        let rules = self.rules.clone().unwrap_or_default();
+        let fp = obj.fingerprint.as_str();
+        let now = obj.timestamp.max(super::now());
+        for rule in &rules {
+            if !rule.filters.iter().all(|c| c.matches(text(&c.attr).as_deref())) {
+                continue;
+            }
+            let mut state: NotifyState = match t.notified.get((pid, rule.id, fp))? {
+                Some(v) => decode(v.value(), "notify state")?,
+                None => NotifyState::default(),
+            };
+            let before = state.clone();
+            let mut fire: Option<(&str, String)> = None;
+            for trig in &rule.triggers {
+                match trig {
+                    Trigger::Threshold { n, window } => {
+                        state.window.retain(|ts| *ts > obj.timestamp - window);
+                        state.window.push(obj.timestamp);
+                        let keep = (*n as usize).saturating_add(1);
+                        if state.window.len() > keep {
+                            let cut = state.window.len() - keep;
+                            state.window.drain(..cut);
+                        }
+                        if state.window.len() as u64 > *n && !muted && fire.is_none() {
+                            fire = Some(("threshold", format!("more than {n} crashes within {window} s")));
+                            state.window.clear();
+                        }
+                    }
+                    other => {
+                        if let Some((k, why)) = events.iter().find(|(k, _)| *k == other.event())
+                            && fire.is_none()
+                        {
+                            fire = Some((k, why.clone()));
+                        }
+                    }
+                }
+            }
+            if let Some((kind, reason)) = fire {
+                // New groups and regressions always notify; repeats of a rule within
+                // its interval do not.
+                let due = state.last == 0 || now - state.last >= rule.every || matches!(kind, "new" | "regression");
+                if due {
+                    state.last = now;
+                    let first = take_delivery_ids(&mut t.meta, rule.to.len() as u64)?;
+                    for (i, to) in rule.to.iter().enumerate() {
+                        let pending = Pending {
+                            id: first + i as u64,
+                            integration: to.clone(),
+                            event: Event {
+                                kind: kind.to_string(),
+                                project: self.name.clone(),
+                                fingerprint: fp.to_string(),
+                                object: id,
+                                reason: reason.clone(),
+                                time: now,
+                            },
+                            attempts: 0,
+                            next_at_ms: 0,
+                        };
+                        t.outbox.insert(pending.id, encode(&(pid, pending.clone()))?.as_slice())?;
+                    }
+                }
+            }
+            if state != before {
+                t.notified.insert((pid, rule.id, fp), encode(&state)?.as_slice())?;
+            }
+        }
+        Ok(())
     }
 
     fn finish(&self, t: &mut Tables) -> Result<(), StoreError> {
         for (fp, g) in &self.groups {
             t.groups.insert((self.record.id, fp.as_str()), encode(g)?.as_slice())?;
+        }
+        for (fp, r) in &self.triage {
+            t.triage.insert((self.record.id, fp.as_str()), encode(r)?.as_slice())?;
         }
         t.projects.insert(self.name.as_str(), encode(&self.record)?.as_slice())?;
         Ok(())
@@ -284,6 +537,7 @@ impl Overlay {
             p.push_row(*id, *blob_len, vals);
         }
         p.groups.extend(self.groups);
+        p.triage.extend(self.triage);
         let (max_age, max_bytes) = (p.record.max_age, p.record.max_bytes);
         p.record = self.record;
         p.record.max_age = max_age;
@@ -422,4 +676,80 @@ fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Res
             Err(e)
         }
     }
+}
+
+/// A triage change of some groups, with its history lines, in one transaction;
+/// the index follows after the commit.
+fn triage_change(
+    db: &Database,
+    index: &SharedIndex,
+    project: &str,
+    fps: &[String],
+    change: &Change,
+    who: &str,
+) -> Result<Vec<(String, TriageRecord)>, StoreError> {
+    let (pid, dict_len) = {
+        let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
+        let p = idx.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        for fp in fps {
+            if !p.groups.contains_key(fp) {
+                return Err(StoreError::NotFound(format!("group {fp} in project {project}")));
+            }
+        }
+        (p.record.id, p.strings.len() as u32)
+    };
+    let now = super::now();
+    let mut out = Vec::new();
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    {
+        let mut table = txn.open_table(TRIAGE)?;
+        let mut history = txn.open_table(HISTORY)?;
+        for fp in fps {
+            let mut rec: TriageRecord = match table.get((pid, fp.as_str()))? {
+                Some(v) => decode(v.value(), "triage")?,
+                None => TriageRecord::default(),
+            };
+            let what = triage::apply(&mut rec, change, now, dict_len).map_err(StoreError::BadInput)?;
+            table.insert((pid, fp.as_str()), encode(&rec)?.as_slice())?;
+            append_history(&mut history, pid, fp, &triage::HistoryEntry { time: now, who: who.to_string(), what })?;
+            out.push((fp.clone(), rec));
+        }
+    }
+    txn.commit()?;
+    let mut idx = index.write().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
+    if let Some(p) = idx.get_mut(project).map(Arc::make_mut) {
+        for (fp, rec) in &out {
+            p.triage.insert(fp.clone(), rec.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Records the sender's outcome: a settled notification leaves the outbox, a retried
+/// one gets its next time; either way the integration's log gets a line.
+fn settle(db: &Database, id: u64, delivery: Delivery, retry_at: Option<i64>) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    {
+        let mut outbox = txn.open_table(OUTBOX)?;
+        let mut log = txn.open_table(DELIVERIES)?;
+        let Some(v) = outbox.get(id)?.map(|v| v.value().to_vec()) else { return Ok(()) };
+        let (pid, mut pending): (u32, Pending) = decode(&v, "outbox entry")?;
+        // One line per attempt: the key orders by delivery, then attempt.
+        let key = (pid, pending.integration.as_str(), id << 8 | u64::from(delivery.attempts.min(255)));
+        log.insert(key, encode(&delivery)?.as_slice())?;
+        match retry_at {
+            Some(at) => {
+                pending.attempts = delivery.attempts;
+                pending.next_at_ms = at;
+                outbox.insert(id, encode(&(pid, pending))?.as_slice())?;
+            }
+            None => {
+                outbox.remove(id)?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }

@@ -74,6 +74,16 @@ enum Pred<'a> {
         value: u64,
         text: String,
     },
+    /// A triage attribute of the object's group (`fingerprint;issues;state`): the
+    /// fingerprint column, memoised per fingerprint string.
+    Triage {
+        cells: &'a [u32],
+        memo: Vec<u8>,
+        field: String,
+        op: Op,
+        value: String,
+        re: Option<fancy_regex::Regex>,
+    },
 }
 
 impl<'a> Pred<'a> {
@@ -85,6 +95,19 @@ impl<'a> Pred<'a> {
         if c.attr == "object" || c.attr == "_rxid" {
             let value = crate::store::parse_object_id(&c.value).unwrap_or(u64::MAX);
             return Ok(Pred::Object { op: c.op, value, text: c.value.clone() });
+        }
+        if let Some(field) = crate::store::triage::triage_field(&c.attr) {
+            if crate::store::triage::attribute(None, field).is_none() {
+                return Err(bad(format!(
+                    "unknown triage attribute {:?}: state, assignee, tags, ticket, regressed",
+                    c.attr
+                )));
+            }
+            let Some(Column::Str(cells)) = p.attr("fingerprint").map(|a| &a.column) else {
+                return Ok(Pred::Const(c.op.on_unset()));
+            };
+            let memo = vec![0; p.strings.len() + 1];
+            return Ok(Pred::Triage { cells, memo, field: field.to_string(), op: c.op, value: c.value.clone(), re });
         }
         let Some(attr) = p.attr(&c.attr) else { return Ok(Pred::Const(c.op.on_unset())) };
         Ok(match &attr.column {
@@ -148,6 +171,24 @@ impl<'a> Pred<'a> {
             Pred::IntText { cells, op, value, re } => {
                 let v = cells[row];
                 if v == UNSET_INT { op.on_unset() } else { str_test(*op, &v.to_string(), value, re.as_ref()) }
+            }
+            Pred::Triage { cells, memo, field, op, value, re } => {
+                let cell = cells[row] as usize;
+                match memo[cell] {
+                    1 => false,
+                    2 => true,
+                    _ => {
+                        let r = if cell == 0 {
+                            op.on_unset()
+                        } else {
+                            let fp = &p.strings[cell - 1];
+                            let text = crate::store::triage::attribute(p.triage.get(fp), field).unwrap_or_default();
+                            str_test(*op, &text, value, re.as_ref())
+                        };
+                        memo[cell] = if r { 2 } else { 1 };
+                        r
+                    }
+                }
             }
             Pred::Object { op, value, text } => {
                 let id = p.ids[row];
