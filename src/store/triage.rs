@@ -398,10 +398,11 @@ mod tests {
     fn a_count_mute_ends_on_the_crash_past_the_limit() {
         let mut rec = TriageRecord { state: State::Muted, ..TriageRecord::default() };
         rec.muted_until = Some(MuteUntil::Count { n: 3, period: 100, hosts: false });
-        let none = |_: &str| None;
+        let none = |_: &str| -> Option<String> { None };
+        let unseen = |_: &str| -> Option<u32> { None };
         let mut ended = None;
         for i in 0..4 {
-            let c = Crash { timestamp: 1000 + i, host: "h", attr: &none, seen: &none };
+            let c = Crash { timestamp: 1000 + i, host: "h", attr: &none, seen: &unseen };
             ended = unmutes(&mut rec, &c);
             assert_eq!(ended.is_some(), i == 3, "crash {i}");
         }
@@ -412,7 +413,7 @@ mod tests {
             ..Default::default()
         };
         for t in [0, 20, 40] {
-            let c = Crash { timestamp: t, host: "h", attr: &none, seen: &none };
+            let c = Crash { timestamp: t, host: "h", attr: &none, seen: &unseen };
             assert!(unmutes(&mut rec, &c).is_none(), "{t}");
         }
     }
