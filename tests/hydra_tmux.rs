@@ -207,6 +207,7 @@ fn store_mode_and_sigterm() {
     let s = t.settled();
     assert!(s.contains(&format!("object: {object}")), "Summary names the stored object:\n{s}");
     assert!(s.contains("project: hp"), "{s}");
+    assert!(s.contains("state: open"), "Summary shows the group's triage state:\n{s}");
     // SIGTERM: hydra leaves its loop and restores the terminal.
     // The bt process itself (not the shell whose command line also names it).
     let pattern = format!("^{} hydra hp {object}", bt_bin().display());

@@ -114,8 +114,45 @@ fn load(t: Target, data: Option<PathBuf>, url: Option<String>, token: Option<Str
             }
             let mut snap = Snapshot::decode(&bytes).map_err(|e| format!("object {object} of {project}: {e}"))?;
             values::render_snapshot(&mut snap, &values::VariableOptions::default());
-            Ok((snap, vec![("store".into(), origin), ("project".into(), project), ("object".into(), object)]))
+            let mut facts =
+                vec![("store".into(), origin), ("project".into(), project.clone()), ("object".into(), object.clone())];
+            facts.extend(group_facts(&backend, &project, &object));
+            Ok((snap, facts))
         }
+    }
+}
+
+/// The object's group and its triage (state, assignee, tickets), best effort: a
+/// store that cannot say leaves them out.
+fn group_facts(backend: &Backend, project: &str, object: &str) -> Vec<(String, String)> {
+    let q = serde_json::json!({"filter": [{"object": [["equal", object]]}], "select": ["fingerprint"]});
+    let Ok(answer) = backend.query(project, &q) else { return Vec::new() };
+    let Some(fp) = find_hex(&answer, 32) else { return Vec::new() };
+    let mut out = vec![("group".to_string(), fp.clone())];
+    if let Ok(t) = backend.workflow(project, crate::store::workflow::Call::Triage { fingerprint: &fp }) {
+        let mut state = t["state"].as_str().unwrap_or("open").to_string();
+        if t["regressed"].as_bool() == Some(true) {
+            state.push_str(" (regressed)");
+        }
+        out.push(("state".into(), state));
+        if let Some(a) = t["assignee"].as_str() {
+            out.push(("assignee".into(), a.to_string()));
+        }
+        for tk in t["tickets"].as_array().into_iter().flatten() {
+            let (sys, key, url) = (tk["system"].as_str(), tk["key"].as_str(), tk["url"].as_str());
+            out.push(("ticket".into(), format!("{}:{} {}", sys.unwrap_or(""), key.unwrap_or(""), url.unwrap_or(""))));
+        }
+    }
+    out
+}
+
+/// The first string of `len` hex digits anywhere in a JSON answer (the fingerprint).
+fn find_hex(v: &serde_json::Value, len: usize) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some(s.clone()),
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find_hex(x, len)),
+        serde_json::Value::Object(o) => o.values().find_map(|x| find_hex(x, len)),
+        _ => None,
     }
 }
 

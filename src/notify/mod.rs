@@ -264,7 +264,7 @@ fn jira(store: &Store, agent: &ureq::Agent, opts: &Options, i: &Integration, p: 
         return classify(agent.get(&format!("{base}/rest/api/2/myself")).header("Authorization", &auth).call());
     }
     let payload = payload(store, opts, p);
-    let existing = store.triage_of(&p.event.project, &p.event.fingerprint).ok().and_then(|(_, rec, _)| {
+    let existing = store.triage_of(&p.event.project, &p.event.fingerprint).ok().and_then(|(_, _, rec, _)| {
         // This Jira's ticket: same site, same project (another Jira integration
         // may file the group in another project).
         let prefix = format!("{project_key}-");

@@ -66,6 +66,22 @@ pub struct ProjectIndex {
 }
 
 impl ProjectIndex {
+    /// The group a fingerprint names, or the one group it is the unique prefix of
+    /// (at least 8 hex digits, as `morgue list` abbreviates them).
+    pub fn group_named(&self, fp: &str) -> Option<String> {
+        if self.groups.contains_key(fp) {
+            return Some(fp.to_string());
+        }
+        if fp.len() < 8 {
+            return None;
+        }
+        let mut hits = self.groups.keys().filter(|k| k.starts_with(fp));
+        match (hits.next(), hits.next()) {
+            (Some(one), None) => Some(one.clone()),
+            _ => None,
+        }
+    }
+
     pub fn new(name: &str, record: ProjectRecord) -> ProjectIndex {
         ProjectIndex {
             name: name.to_string(),

@@ -551,13 +551,19 @@ impl Store {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// A group's triage (default: open) and its history, oldest first.
+    /// A group (named by its fingerprint or a unique prefix): its full fingerprint,
+    /// aggregates, triage (default: open) and history, oldest first.
+    #[allow(clippy::type_complexity)]
     pub fn triage_of(
         &self,
         project: &str,
         fingerprint: &str,
-    ) -> Result<(GroupRecord, triage::TriageRecord, Vec<triage::HistoryEntry>), StoreError> {
+    ) -> Result<(String, GroupRecord, triage::TriageRecord, Vec<triage::HistoryEntry>), StoreError> {
         let p = self.project_index(project)?;
+        let fingerprint = p
+            .group_named(fingerprint)
+            .ok_or_else(|| StoreError::NotFound(format!("group {fingerprint} in project {project}")))?;
+        let fingerprint = fingerprint.as_str();
         let group = p
             .groups
             .get(fingerprint)
@@ -571,7 +577,7 @@ impl Store {
         for e in table.range((pid, fingerprint, 0)..=(pid, fingerprint, u64::MAX))? {
             history.push(decode(e?.1.value(), "history")?);
         }
-        Ok((group, rec, history))
+        Ok((fingerprint.to_string(), group, rec, history))
     }
 
     /// Dry run: would a crash with these attributes (and time) reopen the group?
@@ -584,10 +590,10 @@ impl Store {
         timestamp: i64,
     ) -> Result<Option<String>, StoreError> {
         let p = self.project_index(project)?;
-        if !p.groups.contains_key(fingerprint) {
+        let Some(fingerprint) = p.group_named(fingerprint) else {
             return Err(StoreError::NotFound(format!("group {fingerprint} in project {project}")));
-        }
-        let Some(rec) = p.triage.get(fingerprint) else { return Ok(None) };
+        };
+        let Some(rec) = p.triage.get(&fingerprint) else { return Ok(None) };
         let (triage::State::Resolved, Some(until)) = (rec.state, &rec.resolved_until) else { return Ok(None) };
         let attr = |n: &str| attributes.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         // A version the store never saw would be first seen now: after everything.

@@ -322,7 +322,9 @@ pub fn apply(rec: &mut TriageRecord, change: &Change, now: i64, dictionary_len: 
             }
             rec.tags.retain(|t| !remove.contains(t));
             rec.tags.sort();
-            format!("tags +{} -{}", add.join(" +"), remove.join(" -"))
+            let words: Vec<String> =
+                add.iter().map(|t| format!("+{t}")).chain(remove.iter().map(|t| format!("-{t}"))).collect();
+            format!("tags {}", words.join(" "))
         }
         Change::Ticket(t) => {
             rec.tickets.retain(|x| !(x.system == t.system && x.key == t.key));

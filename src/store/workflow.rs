@@ -56,8 +56,8 @@ fn bad(m: impl Into<String>) -> StoreError {
 pub fn call(store: &Store, project: &str, who: &str, c: Call) -> Result<Json, StoreError> {
     match c {
         Call::Triage { fingerprint } => {
-            let (g, rec, history) = store.triage_of(project, fingerprint)?;
-            let mut v = record_json(fingerprint, &rec);
+            let (fp, g, rec, history) = store.triage_of(project, fingerprint)?;
+            let mut v = record_json(&fp, &rec);
             v["count"] = json!(g.count);
             v["first_seen"] = json!(g.first_seen);
             v["last_seen"] = json!(g.last_seen);

@@ -688,16 +688,19 @@ fn triage_change(
     change: &Change,
     who: &str,
 ) -> Result<Vec<(String, TriageRecord)>, StoreError> {
-    let (pid, dict_len) = {
+    let (pid, dict_len, fps) = {
         let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
         let p = idx.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        let mut full = Vec::with_capacity(fps.len());
         for fp in fps {
-            if !p.groups.contains_key(fp) {
-                return Err(StoreError::NotFound(format!("group {fp} in project {project}")));
+            match p.group_named(fp) {
+                Some(f) => full.push(f),
+                None => return Err(StoreError::NotFound(format!("group {fp} in project {project}"))),
             }
         }
-        (p.record.id, p.strings.len() as u32)
+        (p.record.id, p.strings.len() as u32, full)
     };
+    let fps = fps.as_slice();
     let now = super::now();
     let mut out = Vec::new();
     let mut txn = db.begin_write()?;
