@@ -524,3 +524,38 @@ fn triage_on_a_local_data_directory_works_the_same() {
     assert_eq!(c, 1, "{e}");
     let _ = Path::new(&data);
 }
+
+#[test]
+fn a_threshold_fires_once_per_breach_and_query_tokens_cannot_triage() {
+    let data = scratch("wf-threshold");
+    let token = project_with_token(&data, "p", &["submit", "query", "object", "admin"]);
+    let (code, out, _) = admin(&data, &["token", "create", "p", "--scope", "query"], None);
+    assert_eq!(code, 0);
+    let reader = out.trim().to_string();
+    let server = Server::start(&data, &[]);
+    let sink = Sink::start(ok_answer());
+    webhook(&server, &token, &sink, "threshold:3/1h");
+    let fp = crash(&server, &token, "hot_loop", "h", "");
+    for _ in 0..2 {
+        crash(&server, &token, "hot_loop", "h", "");
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(sink.got().is_empty(), "three crashes are not more than three");
+    crash(&server, &token, "hot_loop", "h", "");
+    let got = sink.wait("the threshold", 20, |g| !g.is_empty());
+    let v = got[0].json();
+    assert_eq!(v["event"], "threshold");
+    assert!(v["reason"].as_str().is_some_and(|r| r.contains("more than 3 crashes")), "{v}");
+    crash(&server, &token, "hot_loop", "h", "");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(sink.got().len(), 1, "the window restarts after it fires");
+
+    // A token with the query scope reads triage but may not change it.
+    let (c, out, _) = morgue(&server, &reader, &["history", "p", &fp]);
+    assert_eq!(c, 0, "{out}");
+    let (c, _, e) = morgue(&server, &reader, &["set", "p", &fp, "state=resolved"]);
+    assert_ne!(c, 0);
+    assert!(e.contains("forbidden") || e.contains("403") || e.contains("not allowed"), "{e}");
+    let (c, _, e) = coroner(&server, &reader, &["integration", "list", "p"]);
+    assert_ne!(c, 0, "integrations need the admin scope: {e}");
+}
