@@ -25,9 +25,18 @@ fn snapshot_of(name: &str, exe: &Path, core: &Path, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// The snapshot of an example crash, made once per test binary (tests run in
+/// parallel and share it; a scratch directory is wiped when made again).
 fn crash_snapshot(name: &str) -> PathBuf {
+    static MADE: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = made.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
     let c = crash(name);
-    snapshot_of(name, &c.exe, &c.core, &[])
+    let p = snapshot_of(name, &c.exe, &c.core, &[]);
+    made.push((name.to_string(), p.clone()));
+    p
 }
 
 /// The screen after `keys`, as `bt hydra FILE --screen SIZE --keys KEYS` renders it.

@@ -111,7 +111,13 @@ fn trimmed(s: &str) -> Vec<String> {
     s.lines().map(|l| l.trim_end().to_string()).collect()
 }
 
+/// Made once per test binary: the tests run in parallel and share it.
 fn c_threads_snapshot() -> PathBuf {
+    static MADE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MADE.get_or_init(make_c_threads_snapshot).clone()
+}
+
+fn make_c_threads_snapshot() -> PathBuf {
     let c = crash("c_threads");
     let out = scratch_dir("bt-hydra-tmux-snap").join("c_threads.bt");
     let o =
