@@ -1,7 +1,8 @@
 //! Bad input never stores anything, always gets a clear 4xx, and never takes the
-//! server down: malformed JSON, truncated snapshots, huge
-//! attribute values and bodies, unknown formats, wrong tokens, path tricks in
-//! object ids, malformed HTTP, and slow clients that must not block others.
+//! server down: malformed JSON, truncated snapshots, huge bodies, unknown formats,
+//! wrong tokens, path tricks in object ids, malformed HTTP, and slow clients that
+//! must not block others. A report that parses is never lost for an attribute: odd
+//! names and huge values are stored renamed or truncated, with warnings.
 
 mod server_common;
 
@@ -54,23 +55,13 @@ fn bad_submissions_are_refused_and_store_nothing() {
     body.truncate(body.len() - 10);
     expect(&post("&format=json", &ct, &body), 400, "ends in the middle");
 
-    // Huge attribute values: in a form field (refused by the store) and in the URL (by HTTP).
+    // Huge bodies and URLs: refused by HTTP before anything is read.
     let big = vec![b'x'; 10 << 20];
-    let (ct, body) = multipart(&[("upload_file", Some("s.bt"), &good), ("note", None, &big[..1 << 20])]);
-    expect(&post("&format=snapshot", &ct, &body), 400, "bytes long");
     let (ct, body) = multipart(&[("upload_file", Some("s.bt"), &good), ("note", None, &big)]);
     expect(&post("&format=snapshot", &ct, &body), 413, "larger than the limit");
     let url_attr = format!("&note={}", "y".repeat(100_000));
     let r = post(&format!("&format=snapshot{url_attr}"), "application/octet-stream", &good);
     assert_eq!(r.status, 431, "{}", r.text());
-    let mut report: serde_json::Value = serde_json::from_slice(&json_report("f", "h", 1)).expect("json");
-    report["attributes"]["huge"] = json!("z".repeat(1 << 20));
-    expect(&post("&format=json", "application/json", report.to_string().as_bytes()), 400, "bytes long");
-    expect(&post("&format=snapshot&fingerprint=abc", "application/octet-stream", &good), 400, "computed by the store");
-    expect(&post("&format=snapshot&bad%20name=1", "application/octet-stream", &good), 400, "bad attribute name");
-    let (ct, body) =
-        multipart(&[("upload_file", Some("s.bt"), &good), ("attachment_../../etc/passwd", Some("x"), b"x")]);
-    expect(&post("&format=snapshot", &ct, &body), 400, "bad attachment name");
 
     // Wrong tokens.
     let r = server.post("/api/post?token=not-a-token&format=snapshot", "application/octet-stream", &good);
@@ -91,6 +82,37 @@ fn bad_submissions_are_refused_and_store_nothing() {
         assert_eq!(r.status, 200, "{ct}: {}", r.text());
     }
     assert_eq!(server.query(&token, json!({"group": ["*"]}))["objects"], 5);
+
+    // Never lose a crash for an attribute (issue 18): an over-long value, an odd or
+    // reserved name, a bad attachment name are stored renamed, truncated or dropped,
+    // said in the reply's `warnings` and in the object's `bt.warnings`.
+    let (ct, body) = multipart(&[("upload_file", Some("s.bt"), &good), ("note", None, &big[..1 << 20])]);
+    let mut report: serde_json::Value = serde_json::from_slice(&json_report("f", "h", 1)).expect("json");
+    report["attributes"]["huge"] = json!("z".repeat(1 << 20));
+    let report = report.to_string();
+    let (act, abody) =
+        multipart(&[("upload_file", Some("s.bt"), &good), ("attachment_../../etc/passwd", Some("x"), b"x")]);
+    let salvaged: Vec<(String, &str, &[u8], &str)> = vec![
+        ("&format=snapshot".into(), ct.as_str(), &body, "note is 1048576 bytes long: truncated to 8192"),
+        ("&format=json".into(), "application/json", report.as_bytes(), "huge is 1048576 bytes long: truncated"),
+        ("&format=snapshot&fingerprint=abc".into(), "application/octet-stream", &good, "kept as client.fingerprint"),
+        ("&format=snapshot&bad%20name=1".into(), "application/octet-stream", &good, "\"bad name\" renamed to bad_name"),
+        ("&format=snapshot&a%3Ab=2".into(), "application/octet-stream", &good, "\"a:b\" renamed to a_b"),
+        ("&format=snapshot".into(), act.as_str(), &abody, "renamed to _.._etc_passwd"),
+    ];
+    for (q, ct, body, want) in &salvaged {
+        let r = post(q, ct, body);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let v = r.json();
+        let warnings =
+            v["warnings"].as_array().map(|w| w.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "));
+        assert!(warnings.as_deref().is_some_and(|w| w.contains(want)), "{q}: want {want:?} in {v}");
+        assert_eq!(v["object"], v["_rxid"], "{v}");
+        let id = v["object"].as_str().expect("object");
+        let out = server.query(&token, json!({"filter": [{"object": [["equal", id]]}], "select": ["bt.warnings"]}));
+        assert!(out.to_string().contains(&want.replace('"', "\\\"")), "{q}: the object records it: {out}");
+    }
+    assert_eq!(server.query(&token, json!({"group": ["*"]}))["objects"], 5 + salvaged.len());
 
     // Path tricks in object ids and attachment names.
     for obj in ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "1/../2", "-1", "0x1", "1%00", "", "11111111111111111"] {

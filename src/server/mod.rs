@@ -284,9 +284,13 @@ impl Api {
         let sub = Submission { project, format, body: report, attributes, attachments };
         match self.store.submit(sub) {
             Ok(ack) => {
-                let mut o = ok(
-                    json!({"response": "ok", "_rxid": format_object_id(ack.rxid), "fingerprint": ack.fingerprint, "unique": ack.unique}),
-                );
+                // `object` is what backtrace-node reads; `_rxid` what morgue and coronerd use.
+                let mut v = json!({"response": "ok", "_rxid": format_object_id(ack.rxid), "object": format_object_id(ack.rxid),
+                    "fingerprint": ack.fingerprint, "unique": ack.unique});
+                if !ack.warnings.is_empty() {
+                    v["warnings"] = json!(ack.warnings);
+                }
+                let mut o = ok(v);
                 o.note = Some(format!("object {}", format_object_id(ack.rxid)));
                 o
             }

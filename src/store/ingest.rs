@@ -21,6 +21,9 @@ pub const MAX_ATTRS: usize = 512;
 /// Most frames kept in the `callstack` attribute.
 const CALLSTACK_FRAMES: usize = 32;
 
+/// The attribute that records what ingest changed in a report to store it.
+pub const WARNINGS: &str = "bt.warnings";
+
 /// Attributes the store computes; a client may not set them.
 pub const RESERVED: &[&str] = &["fingerprint", "callstack", "received", "object", "_rxid", "classifiers"];
 
@@ -74,6 +77,8 @@ pub struct Prepared {
     pub blob: Vec<u8>,
     /// (name, zstd bytes).
     pub attachments: Vec<(String, Vec<u8>)>,
+    /// What was renamed, truncated or dropped to store the crash (also `bt.warnings`).
+    pub warnings: Vec<String>,
 }
 
 fn bad(msg: impl Into<String>) -> StoreError {
@@ -169,30 +174,61 @@ pub fn prepare(
     for (k, v) in sub.attributes {
         attrs.insert(k, v);
     }
+    // Never lose a crash for an attribute: what cannot be stored as sent is renamed,
+    // truncated or dropped, and the object says so (`bt.warnings`, and the reply).
+    let mut warnings = Vec::new();
     if let Some(ts) = attrs.remove("timestamp") {
-        timestamp = Some(
-            parse_int(&ts)
-                .ok_or_else(|| bad(format!("attribute timestamp is not a number of seconds: {:?}", clip(&ts))))?,
-        );
+        match parse_int(&ts) {
+            Some(t) => timestamp = Some(t),
+            None => warnings.push(format!("attribute timestamp {:?} is not a number of seconds: dropped", clip(&ts))),
+        }
     }
     let timestamp = timestamp.unwrap_or(received);
-    if attrs.len() > MAX_ATTRS {
-        return Err(bad(format!("{} attributes, at most {MAX_ATTRS} are accepted", attrs.len())));
-    }
-    for (k, v) in &attrs {
-        if !valid_attr_name(k) {
-            return Err(bad(format!(
-                "bad attribute name {:?}: letters, digits, '.', '_', '-', at most {MAX_ATTR_NAME} bytes",
-                clip(k)
-            )));
+    let mut kept: BTreeMap<String, String> = BTreeMap::new();
+    let mut dropped = 0usize;
+    for (k, mut v) in attrs {
+        let mut name = if RESERVED.contains(&k.as_str()) {
+            let renamed = format!("client.{k}");
+            warnings.push(format!("attribute {k} is computed by the store: kept as {renamed}"));
+            renamed
+        } else {
+            k.clone()
+        };
+        if !valid_attr_name(&name) {
+            let mut fixed: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+                .collect();
+            fixed.truncate(MAX_ATTR_NAME);
+            if fixed.trim_matches('_').is_empty() {
+                warnings.push(format!("attribute {:?} has no usable name: dropped", clip(&k)));
+                continue;
+            }
+            warnings.push(format!("attribute {:?} renamed to {fixed}", clip(&k)));
+            name = fixed;
         }
-        if RESERVED.contains(&k.as_str()) {
-            return Err(bad(format!("attribute {k} is computed by the store and cannot be set")));
+        if kept.contains_key(&name) {
+            warnings.push(format!("attribute {:?} clashes with {name} after renaming: dropped", clip(&k)));
+            continue;
         }
         if v.len() > MAX_ATTR_VALUE {
-            return Err(bad(format!("attribute {k} is {} bytes long, at most {MAX_ATTR_VALUE} are accepted", v.len())));
+            let mut end = MAX_ATTR_VALUE;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            warnings.push(format!("attribute {name} is {} bytes long: truncated to {end}", v.len()));
+            v.truncate(end);
         }
+        if kept.len() >= MAX_ATTRS {
+            dropped += 1;
+            continue;
+        }
+        kept.insert(name, v);
     }
+    if dropped > 0 {
+        warnings.push(format!("{dropped} attributes beyond the first {MAX_ATTRS}: dropped"));
+    }
+    let attrs = kept;
     let (fingerprint, pretty) = fingerprint(rules, &frames, &classifiers);
     let callstack = pretty.iter().take(CALLSTACK_FRAMES).cloned().collect::<Vec<_>>().join("\n");
     let mut classifiers = classifiers;
@@ -200,11 +236,31 @@ pub fn prepare(
     classifiers.dedup();
     let classifiers = classifiers.join(" ");
 
-    let mut attachments = Vec::with_capacity(sub.attachments.len());
+    let mut attachments: Vec<(String, Vec<u8>)> = Vec::with_capacity(sub.attachments.len());
     for (name, bytes) in sub.attachments {
-        if !valid_attachment_name(&name) {
-            return Err(bad(format!("bad attachment name {:?}", clip(&name))));
-        }
+        let name = if valid_attachment_name(&name) {
+            name
+        } else {
+            let fixed: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+                .collect::<String>()
+                .trim_start_matches('.')
+                .chars()
+                .take(MAX_ATTR_NAME)
+                .collect();
+            if fixed.is_empty() || attachments.iter().any(|(n, _)| *n == fixed) {
+                warnings.push(format!(
+                    "attachment {:?} has no usable name: kept as attachment-{}",
+                    clip(&name),
+                    attachments.len()
+                ));
+                format!("attachment-{}", attachments.len())
+            } else {
+                warnings.push(format!("attachment {:?} renamed to {fixed}", clip(&name)));
+                fixed
+            }
+        };
         let z = zstd::bulk::compress(&bytes, 3).map_err(|e| StoreError::Io(format!("compressing attachment: {e}")))?;
         attachments.push((name, z));
     }
@@ -220,7 +276,27 @@ pub fn prepare(
     for (k, v) in attrs {
         values.push((k, Value::Text(v)));
     }
-    Ok(Prepared { project: sub.project, values, fingerprint, callstack, classifiers, timestamp, blob, attachments })
+    if !warnings.is_empty() {
+        let mut text = warnings.join("; ");
+        let mut end = text.len().min(MAX_ATTR_VALUE);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        values.retain(|(k, _)| k != WARNINGS);
+        values.push((WARNINGS.into(), Value::Text(text)));
+    }
+    Ok(Prepared {
+        project: sub.project,
+        values,
+        fingerprint,
+        callstack,
+        classifiers,
+        timestamp,
+        blob,
+        attachments,
+        warnings,
+    })
 }
 
 /// An integer as a client writes it: `42`, `-7`, `1700000000.` (morgue's timestamps).
@@ -372,20 +448,31 @@ mod tests {
     }
 
     #[test]
-    fn attribute_limits() {
+    fn odd_attributes_are_salvaged_and_said() {
         let rules = RuleSet::default_rules();
         let body = br#"{"timestamp":1,"threads":{}}"#;
-        for (k, v, want) in [
-            ("big", "x".repeat(MAX_ATTR_VALUE + 1), "bytes long"),
-            ("../etc", "x".to_string(), "bad attribute name"),
-            ("fingerprint", "x".to_string(), "computed by the store"),
-            ("timestamp", "soon".to_string(), "not a number"),
+        for (k, v, want, stored) in [
+            ("big", "x".repeat(MAX_ATTR_VALUE + 1), "bytes long: truncated", Some(("big", MAX_ATTR_VALUE))),
+            ("../etc", "x".to_string(), "renamed to .._etc", Some((".._etc", 1))),
+            ("build id", "x".to_string(), "renamed to build_id", Some(("build_id", 1))),
+            ("fingerprint", "x".to_string(), "kept as client.fingerprint", Some(("client.fingerprint", 1))),
+            ("timestamp", "soon".to_string(), "not a number of seconds: dropped", None),
+            ("::", "x".to_string(), "no usable name: dropped", None),
         ] {
             let mut s = sub(Format::Json, body);
             s.attributes.push((k.to_string(), v));
-            let e = prepare(s, &rules, 1, &Default::default()).unwrap_err().to_string();
-            assert!(e.contains(want), "{k}: {e}");
+            let p = prepare(s, &rules, 1, &Default::default()).unwrap_or_else(|e| panic!("{k}: {e}"));
+            assert!(p.warnings.iter().any(|w| w.contains(want)), "{k}: {:?}", p.warnings);
+            let w = p.values.iter().find(|(n, _)| n == WARNINGS).expect("bt.warnings");
+            assert!(matches!(&w.1, Value::Text(t) if t.contains(want)), "{k}");
+            if let Some((name, len)) = stored {
+                let v = p.values.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{k}: {name} not stored"));
+                assert!(matches!(&v.1, Value::Text(t) if t.len() == len), "{k}");
+            }
         }
+        let mut s = sub(Format::Json, body);
+        s.attributes.push(("fine".into(), "1".into()));
+        assert!(prepare(s, &rules, 1, &Default::default()).unwrap().warnings.is_empty());
     }
 
     #[test]

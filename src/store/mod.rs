@@ -82,6 +82,8 @@ pub struct Ack {
     pub rxid: u64,
     pub fingerprint: String,
     pub unique: bool,
+    /// What ingest renamed, truncated or dropped to store the report.
+    pub warnings: Vec<String>,
 }
 
 /// Object ids travel as lowercase hex.

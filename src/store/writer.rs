@@ -331,7 +331,7 @@ impl Overlay {
         g.last_object = g.last_object.max(id);
         self.rows.push((id, blob_len, vals));
         self.after_crash(p, t, obj, id, unique)?;
-        Ok(Ack { rxid: id, fingerprint: obj.fingerprint.clone(), unique })
+        Ok(Ack { rxid: id, fingerprint: obj.fingerprint.clone(), unique, warnings: obj.warnings.clone() })
     }
 
     /// What a crash does to its group's triage (a regression reopens it, a mute may
