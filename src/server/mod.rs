@@ -3,7 +3,7 @@
 //!
 //! | route | scope | what |
 //! |---|---|---|
-//! | `POST /api/post`, `POST /post` | submit | ingest a snapshot or JSON report |
+//! | `POST /api/post`, `POST /post`, `POST /{project-or-universe}/{token}/{format}` | submit | ingest a snapshot or JSON report (raw or multipart, gzip/deflate); `&object=ID&attachment_name=N` adds an attachment to a stored object |
 //! | `POST /api/login` | — | user name + password → session token |
 //! | `POST /api/query?project=P` | query | run a query |
 //! | `GET /api/get?project=P&object=ID[&attachment=NAME]` | object | download |
@@ -144,6 +144,43 @@ fn store_error(e: StoreError) -> Outcome {
     }
 }
 
+/// `/{a}/{b}/{format}` with a known format → (a, b, format).
+fn submit_style(path: &str) -> Option<(String, String, String)> {
+    let mut it = path.trim_start_matches('/').split('/');
+    let (Some(a), Some(b), Some(f), None) = (it.next(), it.next(), it.next(), it.next()) else { return None };
+    let known = ["json", "snapshot", "bt", "minidump"];
+    (!a.is_empty() && !b.is_empty() && a != "api" && known.contains(&f))
+        .then(|| (a.to_string(), b.to_string(), f.to_string()))
+}
+
+/// Inflates a `Content-Encoding: gzip` or `deflate` body, at most `limit` bytes.
+fn inflate(encoding: &str, body: Vec<u8>, limit: u64) -> Result<Vec<u8>, Outcome> {
+    use std::io::Read;
+    let enc = encoding.trim().to_ascii_lowercase();
+    let mut out = Vec::new();
+    let read = |r: &mut dyn Read, out: &mut Vec<u8>| r.take(limit + 1).read_to_end(out);
+    let result = match enc.as_str() {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => read(&mut flate2::read::MultiGzDecoder::new(body.as_slice()), &mut out),
+        // HTTP's deflate is zlib-wrapped; some clients send raw deflate.
+        "deflate" => match read(&mut flate2::read::ZlibDecoder::new(body.as_slice()), &mut out) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                out.clear();
+                read(&mut flate2::read::DeflateDecoder::new(body.as_slice()), &mut out)
+            }
+        },
+        other => return Err(err(415, &format!("unsupported Content-Encoding {other:?}: gzip or deflate"))),
+    };
+    match result {
+        Ok(_) if out.len() as u64 > limit => {
+            Err(err(413, &format!("request body inflates to more than the limit of {limit} bytes")))
+        }
+        Ok(_) => Ok(out),
+        Err(e) => Err(err(400, &format!("request body is not valid {enc}: {e}"))),
+    }
+}
+
 fn body_error(e: BodyError) -> Outcome {
     match e {
         BodyError::TooLarge { limit } => err(413, &format!("request body is larger than the limit of {limit} bytes")),
@@ -199,6 +236,18 @@ impl Api {
                 "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete"
                 | "/api/describe",
             ) => err(405, "method not allowed"),
+            ("POST", p) if submit_style(p).is_some() => {
+                // `POST /{project-or-universe}/{token}/{format}`, as submit.backtrace.io
+                // URLs are written and SDKs post to a custom URL.
+                if let Some((first, token, format)) = submit_style(p) {
+                    if self.store.index().map(|i| i.contains_key(&first)).unwrap_or(false) {
+                        req.query.push(("project".into(), first));
+                    }
+                    req.query.push(("token".into(), token));
+                    req.query.push(("format".into(), format));
+                }
+                self.post(req)
+            }
             (m, p) if p.starts_with("/api/") => {
                 let m = m.to_string();
                 self.workflow(req, &m, &path).unwrap_or_else(|| err(404, "no such endpoint"))
@@ -228,11 +277,37 @@ impl Api {
             Ok(b) => b,
             Err(e) => return body_error(e),
         };
+        // A compressed body counts inflated against the size limit and the budget.
+        let body = match req.header("content-encoding").map(str::to_string) {
+            Some(enc) => {
+                if !reservation.grow_to(self.opts.max_submission.saturating_add(body.len() as u64)) {
+                    return busy("too many submissions in flight: try again");
+                }
+                match inflate(&enc, body, self.opts.max_submission) {
+                    Ok(b) => b,
+                    Err(o) => return o,
+                }
+            }
+            None => body,
+        };
+        // An attachment sent after its report (`&object=ID&attachment_name=NAME`, raw body).
+        if let (Some(object), Some(name)) = (req.param("object"), req.param("attachment_name")) {
+            let Some(id) = parse_object_id(object) else {
+                return err(400, "parameter object must be an object id (hex)");
+            };
+            let name = name.to_string();
+            return match self.store.add_attachment(&project, id, &name, &body) {
+                Ok(n) => ok(
+                    json!({"response": "ok", "object": format_object_id(id), "_rxid": format_object_id(id), "attachment": n}),
+                ),
+                Err(e) => store_error(e),
+            };
+        }
         let decode = crate::snapshot::DecodeLimits::for_submission(body.len() as u64, self.opts.max_submission);
         if !reservation.grow_to((body.len() as u64).saturating_mul(2).saturating_add(decode.max_memory)) {
             return busy("too many submissions in flight: try again");
         }
-        let control = ["token", "format", "project", "universe"];
+        let control = ["token", "format", "project", "universe", "object", "attachment_name"];
         let mut attributes: Vec<(String, String)> =
             req.query.iter().filter(|(k, _)| !control.contains(&k.as_str())).cloned().collect();
         let mut format = req.param("format").map(str::to_string);

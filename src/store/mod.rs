@@ -516,6 +516,33 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("attachment {name} of object {id:x}: {e}")))
     }
 
+    /// Adds an attachment to a stored object (sent after the report, as
+    /// @backtrace/node does). A name the object already has is replaced.
+    pub fn add_attachment(&self, project: &str, id: u64, name: &str, bytes: &[u8]) -> Result<String, StoreError> {
+        let pid = self.project_id(project)?;
+        let name = if ingest::valid_attachment_name(name) {
+            name.to_string()
+        } else {
+            return Err(StoreError::BadInput(format!("bad attachment name {name:?}")));
+        };
+        let z = zstd::bulk::compress(bytes, 3).map_err(|e| StoreError::Io(format!("compressing attachment: {e}")))?;
+        let txn = self.begin_write()?;
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut row: ObjectRow = match objects.get((pid, id))? {
+                Some(v) => decode(v.value(), "object")?,
+                None => return Err(StoreError::NotFound(format!("object {}", format_object_id(id)))),
+            };
+            if !row.attachments.contains(&name) {
+                row.attachments.push(name.clone());
+                objects.insert((pid, id), encode(&row)?.as_slice())?;
+            }
+            txn.open_table(ATTACHMENTS)?.insert((pid, id, name.as_str()), z.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(name)
+    }
+
     fn project_id(&self, project: &str) -> Result<u32, StoreError> {
         self.index()?.get(project).map(|p| p.record.id).ok_or_else(|| StoreError::NoProject(project.to_string()))
     }
