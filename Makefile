@@ -10,7 +10,8 @@ STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
 # Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers):
 # command-or-path:debian-package.
 TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
-           objcopy:binutils strip:binutils dwz:dwz clang:clang jq:jq curl:curl openssl:openssl make:make python3:python3 /usr/bin/time:time
+           objcopy:binutils strip:binutils dwz:dwz clang:clang jq:jq curl:curl openssl:openssl make:make python3:python3 /usr/bin/time:time \
+           node:nodejs npm:npm
 # Scratch directory for the example programs of `make demo` (never the source tree).
 EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
 # Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
@@ -22,7 +23,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: fuzz bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: sdk fuzz bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -45,10 +46,23 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# The crash-reporting SDKs the compatibility tests run for real, from the registries
+# (pinned): backtracepython in a venv, @backtrace/node and backtrace-node with npm.
+SDK_DIR ?= $(abspath $(CARGO_TARGET_DIR))/sdk
+sdk: deps
+	@mkdir -p $(SDK_DIR)
+	@test -x $(SDK_DIR)/venv/bin/python || python3 -m venv $(SDK_DIR)/venv 2>/dev/null || { \
+	  rm -rf $(SDK_DIR)/venv; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
+	  python3 -m venv $(SDK_DIR)/venv; }
+	@$(SDK_DIR)/venv/bin/python -c 'import backtracepython' 2>/dev/null || \
+	  $(SDK_DIR)/venv/bin/pip install -q --disable-pip-version-check backtracepython==0.4.3
+	@test -d $(SDK_DIR)/node_modules/@backtrace/node -a -d $(SDK_DIR)/node_modules/backtrace-node || \
+	  (cd $(SDK_DIR) && npm install --silent --no-audit --no-fund --save-exact --prefix $(SDK_DIR) @backtrace/node@0.8.0 backtrace-node@1.2.0)
+
 # The tests are built with the same profile, target and flags as `bt`, so the
 # dependencies compile once (CI has two cores). BT_BIN is the static release build.
-test: deps bt
-	BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --no-fail-fast --target $(TARGET) $(FEATURES) -- --test-threads=2
+test: deps sdk bt
+	BT_SDK=$(SDK_DIR) BT_BIN=$(BIN) $(STATIC) cargo test --release --locked --no-fail-fast --target $(TARGET) $(FEATURES) -- --test-threads=2
 
 # The in-tree mutation fuzzers (tests/fuzz.rs) for longer than `make test` runs them.
 FUZZ_CASES ?= 500000

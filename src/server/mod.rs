@@ -9,6 +9,7 @@
 //! | `GET /api/get?project=P&object=ID[&attachment=NAME]` | object | download |
 //! | `POST`/`DELETE /api/delete?project=P` | admin | delete the objects a filter selects |
 //! | `GET /api/describe?project=P` | query | the attributes of a project and their types |
+//! | `GET /api/list?project=P&object=ID` | object | the object's attachments |
 //! | `GET /api/health` | — | liveness |
 //! | `/api/triage…`, `/api/integrations…`, `/api/rules` | see [`workflow`] | triage and notifications |
 
@@ -231,10 +232,11 @@ impl Api {
             ("GET" | "HEAD", "/api/get") => self.get(req),
             ("POST" | "DELETE", "/api/delete") => self.delete(req),
             ("GET", "/api/describe") => self.describe(req),
+            ("GET", "/api/list") => self.list_attachments(req),
             (
                 _,
                 "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete"
-                | "/api/describe",
+                | "/api/describe" | "/api/list",
             ) => err(405, "method not allowed"),
             ("POST", p) if submit_style(p).is_some() => {
                 // `POST /{project-or-universe}/{token}/{format}`, as submit.backtrace.io
@@ -493,6 +495,25 @@ impl Api {
                 resp.headers.push(("X-Object-Id".into(), format_object_id(id)));
                 Outcome { resp, note: Some(format!("object {}", format_object_id(id))) }
             }
+            Err(e) => store_error(e),
+        }
+    }
+
+    /// `GET /api/list?project=P&object=ID`: the object's attachments.
+    fn list_attachments(&self, req: &mut Request<'_>) -> Outcome {
+        let project = match self.authorize(req, Scope::Object) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        let Some(id) = req.param("object").and_then(parse_object_id) else {
+            return err(400, "parameter object must be an object id (hex)");
+        };
+        match self.store.attachment_names(&project, id) {
+            Ok(names) => ok(json!({
+                "response": "ok",
+                "object": format_object_id(id),
+                "attachments": names.iter().map(|(n, s)| json!({"name": n, "size": s})).collect::<Vec<_>>(),
+            })),
             Err(e) => store_error(e),
         }
     }

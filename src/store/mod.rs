@@ -516,6 +516,24 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("attachment {name} of object {id:x}: {e}")))
     }
 
+    /// The attachments of an object: (name, size in bytes as stored, compressed).
+    pub fn attachment_names(&self, project: &str, id: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let pid = self.project_id(project)?;
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let row: ObjectRow = match objects.get((pid, id))? {
+            Some(v) => decode(v.value(), "object")?,
+            None => return Err(StoreError::NotFound(format!("object {}", format_object_id(id)))),
+        };
+        let t = txn.open_table(ATTACHMENTS)?;
+        let mut out = Vec::new();
+        for name in row.attachments {
+            let size = t.get((pid, id, name.as_str()))?.map(|v| v.value().len() as u64).unwrap_or(0);
+            out.push((name, size));
+        }
+        Ok(out)
+    }
+
     /// Adds an attachment to a stored object (sent after the report, as
     /// @backtrace/node does). A name the object already has is replaced.
     pub fn add_attachment(&self, project: &str, id: u64, name: &str, bytes: &[u8]) -> Result<String, StoreError> {
