@@ -559,3 +559,61 @@ fn a_threshold_fires_once_per_breach_and_query_tokens_cannot_triage() {
     let (c, _, e) = coroner(&server, &reader, &["integration", "list", "p"]);
     assert_ne!(c, 0, "integrations need the admin scope: {e}");
 }
+
+#[test]
+fn merged_groups_answer_as_one_and_keep_their_own_fingerprints() {
+    let (server, token) = setup("wf-merge");
+    let a = crash(&server, &token, "alloc_fail", "h1", "&version=1.0");
+    let b = crash(&server, &token, "alloc_fail_again", "h2", "&version=1.0");
+    crash(&server, &token, "alloc_fail_again", "h2", "&version=1.0");
+    let groups = |extra: &[&str]| {
+        let mut args = vec!["list", "p", "--json"];
+        args.extend_from_slice(extra);
+        let (c, out, e) = morgue(&server, &token, &args);
+        assert_eq!(c, 0, "{e}");
+        serde_json::from_str::<Json>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    assert_eq!(groups(&[])["rows"].as_array().map(Vec::len), Some(2));
+    // Merge b into a (by a prefix, as list shows them).
+    let (c, out, e) = morgue(&server, &token, &["merge", "p", &a[..12], &b]);
+    assert_eq!(c, 0, "{e}");
+    assert!(out.contains(&format!("merged into {a}")), "{out}");
+    let v = groups(&[]);
+    let gs = v["rows"].as_array().expect("rows");
+    assert_eq!(gs.len(), 1, "one group answers for both: {v}");
+    assert_eq!(gs[0]["group"], a.as_str(), "{v}");
+    assert_eq!(gs[0]["count"], 3, "three crashes: {v}");
+    // The originals stay queryable.
+    let v = groups(&["--factor", "fingerprint;original"]);
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(2), "{v}");
+    let (_, out, _) = morgue(
+        &server,
+        &token,
+        &["list", "p", &format!("--filter=fingerprint;original,equal,{b}"), "--select", "object"],
+    );
+    assert_eq!(out.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_hexdigit())).count(), 2, "{out}");
+    let (_, out, _) =
+        morgue(&server, &token, &["list", "p", &format!("--filter=fingerprint,equal,{a}"), "--select", "object"]);
+    assert_eq!(out.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_hexdigit())).count(), 3, "{out}");
+    // The target's triage is the members': resolving a resolves b's crashes too.
+    assert_eq!(morgue(&server, &token, &["set", "p", &a, "state=resolved", "--until", "version:1.0"]).0, 0);
+    let (_, out, _) = morgue(
+        &server,
+        &token,
+        &["list", "p", "--filter=fingerprint;issues;state,equal,resolved", "--select", "object"],
+    );
+    assert_eq!(out.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_hexdigit())).count(), 3, "{out}");
+    // A crash of the merged group breaks the target's invariant: the target regresses.
+    crash(&server, &token, "alloc_fail_again", "h2", "&version=1.1");
+    let (_, hist, _) = morgue(&server, &token, &["history", "p", &a]);
+    assert!(hist.lines().next().is_some_and(|l| l.contains("open (regressed)")), "{hist}");
+    assert!(hist.contains(&format!("merged {b} into this group")), "{hist}");
+    // Unmerge: two groups again, both histories say so.
+    assert_eq!(morgue(&server, &token, &["unmerge", "p", &b]).0, 0);
+    assert_eq!(groups(&[])["rows"].as_array().map(Vec::len), Some(2));
+    let (_, hist, _) = morgue(&server, &token, &["history", "p", &b]);
+    assert!(hist.contains("merged into") && hist.contains("unmerged from"), "{hist}");
+    // Refusals: into itself, into a merged group, an unknown group.
+    assert_ne!(morgue(&server, &token, &["merge", "p", &a, &a]).0, 0);
+    assert_ne!(morgue(&server, &token, &["merge", "p", "ffffffffffff", &b]).0, 0);
+}

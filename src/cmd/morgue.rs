@@ -41,6 +41,45 @@ enum Sub {
     Comment(CommentArgs),
     History(HistoryArgs),
     WouldReopen(WouldReopenArgs),
+    Merge(MergeArgs),
+    Unmerge(UnmergeArgs),
+}
+
+/// Merge groups into one: bt morgue merge PROJECT TARGET FINGERPRINT…; the target
+/// answers for them (their own fingerprints stay as fingerprint;original).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "merge")]
+struct MergeArgs {
+    /// the project, the target group, the groups to merge into it
+    #[argh(positional)]
+    words: Vec<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token (admin scope) instead of the session
+    #[argh(option)]
+    token: Option<String>,
+}
+
+/// Undo a merge: bt morgue unmerge PROJECT FINGERPRINT….
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "unmerge")]
+struct UnmergeArgs {
+    /// the project, the merged groups
+    #[argh(positional)]
+    words: Vec<String>,
+    /// local data directory, no server
+    #[argh(option)]
+    data: Option<PathBuf>,
+    /// server URL (default: the session's)
+    #[argh(option)]
+    url: Option<String>,
+    /// an API token (admin scope) instead of the session
+    #[argh(option)]
+    token: Option<String>,
 }
 
 /// Set the triage state of groups: bt morgue set PROJECT FINGERPRINT… state=STATE
@@ -408,6 +447,9 @@ fn triage_line(v: &serde_json::Value) -> String {
     if !tags.is_empty() {
         line.push_str(&format!(" · tags {}", tags.join(" ")));
     }
+    if let Some(m) = v["merged_into"].as_str() {
+        line.push_str(&format!(" · merged into {m}"));
+    }
     for t in v["tickets"].as_array().into_iter().flatten() {
         line.push_str(&format!(
             " · {}:{} {}",
@@ -454,7 +496,7 @@ fn split_equals(raw: &[String]) -> Vec<String> {
     out
 }
 
-const USAGE: &str = "usage: bt morgue login URL | logout | list PROJECT | describe PROJECT | get PROJECT OBJECT | put PROJECT FILE | delete PROJECT | set|assign|tag|ticket|comment PROJECT FINGERPRINT… | history PROJECT FINGERPRINT | would-reopen PROJECT FINGERPRINT ATTR=V (bt morgue --help, bt morgue list --help)";
+const USAGE: &str = "usage: bt morgue login URL | logout | list PROJECT | describe PROJECT | get PROJECT OBJECT | put PROJECT FILE | delete PROJECT | set|assign|tag|ticket|comment PROJECT FINGERPRINT… | merge PROJECT TARGET FP… | unmerge PROJECT FP… | history PROJECT FINGERPRINT | would-reopen PROJECT FINGERPRINT ATTR=V (bt morgue --help, bt morgue list --help)";
 
 pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     if raw.is_empty() {
@@ -619,6 +661,19 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             let (fps, text) = rest.split_at(rest.len() - 1);
             let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
             change(&b, project, fps, Change::Comment(text[0].clone()))?;
+        }
+        Sub::Merge(a) => {
+            let (project, rest) = project_and(&a.words, "merge PROJECT TARGET FINGERPRINT…")?;
+            let (target, fps) = rest.split_at(1);
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            change(&b, project, fps, Change::Merge(target[0].clone()))?;
+        }
+        Sub::Unmerge(a) => {
+            let Some((project, fps)) = a.words.split_first().filter(|(_, f)| !f.is_empty()) else {
+                bail!("usage: bt morgue unmerge PROJECT FINGERPRINT…");
+            };
+            let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;
+            change(&b, project, fps, Change::Unmerge)?;
         }
         Sub::History(a) => {
             let b = backend(a.data.as_deref(), a.url.as_deref(), a.token.as_deref())?;

@@ -66,6 +66,24 @@ pub struct ProjectIndex {
 }
 
 impl ProjectIndex {
+    /// For grouping and filtering by `fingerprint` when groups were merged: the
+    /// dictionary id + 1 of each string → that of the group answering for it (a
+    /// merged group's target, else itself). None when nothing is merged.
+    pub fn merge_remap(&self) -> Option<Vec<u32>> {
+        let merged: Vec<(&String, &String)> =
+            self.triage.iter().filter_map(|(fp, r)| r.merged_into.as_ref().map(|t| (fp, t))).collect();
+        if merged.is_empty() {
+            return None;
+        }
+        let mut remap: Vec<u32> = (0..=self.strings.len() as u32).collect();
+        for (fp, target) in merged {
+            if let (Some(&from), Some(&to)) = (self.string_ids.get(fp), self.string_ids.get(target)) {
+                remap[from as usize + 1] = to + 1;
+            }
+        }
+        Some(remap)
+    }
+
     /// The group a fingerprint names, or the one group it is the unique prefix of
     /// (at least 8 hex digits, as `morgue list` abbreviates them).
     pub fn group_named(&self, fp: &str) -> Option<String> {

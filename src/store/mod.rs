@@ -948,6 +948,7 @@ impl Store {
             for f in triage::FIELDS {
                 out.push((format!("fingerprint;issues;{f}"), AttrType::Str, p.n_alive as u64));
             }
+            out.push(("fingerprint;original".into(), AttrType::Str, p.n_alive as u64));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)

@@ -116,11 +116,20 @@ pub struct HistoryEntry {
 /// A change asked for by a person (or a script).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
-    State { state: State, until: Option<UntilSpec> },
+    State {
+        state: State,
+        until: Option<UntilSpec>,
+    },
     Assign(Option<String>),
-    Tags { add: Vec<String>, remove: Vec<String> },
+    Tags {
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
     Ticket(Ticket),
     Comment(String),
+    /// Merge into another group: it answers for this one from now on.
+    Merge(String),
+    Unmerge,
 }
 
 /// `--until` as written: `version:1.4.0` (attribute `version`, or `ATTR=1.4.0`),
@@ -335,6 +344,14 @@ pub fn apply(rec: &mut TriageRecord, change: &Change, now: i64, dictionary_len: 
             rec.comments += 1;
             format!("comment: {text}")
         }
+        Change::Merge(into) => {
+            rec.merged_into = Some(into.clone());
+            format!("merged into {into}")
+        }
+        Change::Unmerge => match rec.merged_into.take() {
+            Some(from) => format!("unmerged from {from}"),
+            None => return Err("the group is not merged".into()),
+        },
     };
     rec.updated = now;
     Ok(what)

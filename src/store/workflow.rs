@@ -39,6 +39,7 @@ pub fn record_json(fp: &str, r: &TriageRecord) -> Json {
         "resolved_until": r.resolved_until.as_ref().map(|u| serde_json::to_value(u).unwrap_or(Json::Null)),
         "muted_until": r.muted_until.as_ref().map(|u| serde_json::to_value(u).unwrap_or(Json::Null)),
         "comments": r.comments,
+        "merged_into": r.merged_into,
         "updated": r.updated,
     })
 }

@@ -360,12 +360,24 @@ impl Overlay {
         if unique {
             events.push(("new", "the first crash of this group".into()));
         }
-        let current = match self.triage.get(fp) {
-            Some(r) => Some(r.clone()),
-            None => match t.triage.get((pid, fp))? {
-                Some(v) => Some(decode::<TriageRecord>(v.value(), "triage")?),
-                None => None,
-            },
+        let load = |ov: &Overlay, t: &Tables, fp: &str| -> Result<Option<TriageRecord>, StoreError> {
+            Ok(match ov.triage.get(fp) {
+                Some(r) => Some(r.clone()),
+                None => match t.triage.get((pid, fp))? {
+                    Some(v) => Some(decode::<TriageRecord>(v.value(), "triage")?),
+                    None => None,
+                },
+            })
+        };
+        let mut current = load(self, t, fp)?;
+        // A merged group's crashes count for its target: its triage, its notifications.
+        let target = current.as_ref().and_then(|r| r.merged_into.clone());
+        let fp = match &target {
+            Some(tg) => {
+                current = load(self, t, tg)?;
+                tg.as_str()
+            }
+            None => fp,
         };
         let mut muted = false;
         if let Some(mut rec) = current {
@@ -419,14 +431,17 @@ impl Overlay {
                 self.triage.insert(fp.to_string(), rec);
             }
         }
-        self.notify(t, obj, id, &events, muted, &text)
+        let fp = fp.to_string();
+        self.notify(t, obj, &fp, id, &events, muted, &text)
     }
 
     /// Puts in the outbox one notification per matching rule and integration.
+    #[allow(clippy::too_many_arguments)]
     fn notify(
         &mut self,
         t: &mut Tables,
         obj: &Prepared,
+        fp: &str,
         id: u64,
         events: &[(&'static str, String)],
         muted: bool,
@@ -441,7 +456,6 @@ impl Overlay {
             self.rules = Some(rules);
         }
         let rules = self.rules.clone().unwrap_or_default();
-        let fp = obj.fingerprint.as_str();
         let now = obj.timestamp.max(super::now());
         for rule in &rules {
             if !rule.filters.iter().all(|c| c.matches(text(&c.attr).as_deref())) {
@@ -688,7 +702,7 @@ fn triage_change(
     change: &Change,
     who: &str,
 ) -> Result<Vec<(String, TriageRecord)>, StoreError> {
-    let (pid, dict_len, fps) = {
+    let (pid, dict_len, fps, change) = {
         let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
         let p = idx.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
         let mut full = Vec::with_capacity(fps.len());
@@ -698,9 +712,27 @@ fn triage_change(
                 None => return Err(StoreError::NotFound(format!("group {fp} in project {project}"))),
             }
         }
-        (p.record.id, p.strings.len() as u32, full)
+        // A merge names its target in full (or by a unique prefix); it must exist,
+        // not be among the merged, and not be merged itself.
+        let change = match change {
+            Change::Merge(target) => {
+                let t = p
+                    .group_named(target)
+                    .ok_or_else(|| StoreError::NotFound(format!("group {target} in project {project}")))?;
+                if full.contains(&t) {
+                    return Err(StoreError::BadInput("a group cannot be merged into itself".into()));
+                }
+                if p.triage.get(&t).is_some_and(|r| r.merged_into.is_some()) {
+                    return Err(StoreError::BadInput(format!("group {t} is itself merged: merge into its target")));
+                }
+                Change::Merge(t)
+            }
+            other => other.clone(),
+        };
+        (p.record.id, p.strings.len() as u32, full, change)
     };
     let fps = fps.as_slice();
+    let change = &change;
     let now = super::now();
     let mut out = Vec::new();
     let mut txn = db.begin_write()?;
@@ -713,9 +745,19 @@ fn triage_change(
                 Some(v) => decode(v.value(), "triage")?,
                 None => TriageRecord::default(),
             };
+            let before = rec.merged_into.clone();
             let what = triage::apply(&mut rec, change, now, dict_len).map_err(StoreError::BadInput)?;
             table.insert((pid, fp.as_str()), encode(&rec)?.as_slice())?;
             append_history(&mut history, pid, fp, &triage::HistoryEntry { time: now, who: who.to_string(), what })?;
+            // The other side of a merge hears of it too.
+            let other = match change {
+                Change::Merge(t) => Some((t.clone(), format!("merged {fp} into this group"))),
+                Change::Unmerge => before.map(|t| (t, format!("unmerged {fp} from this group"))),
+                _ => None,
+            };
+            if let Some((t, what)) = other {
+                append_history(&mut history, pid, &t, &triage::HistoryEntry { time: now, who: who.to_string(), what })?;
+            }
             out.push((fp.clone(), rec));
         }
     }

@@ -74,6 +74,15 @@ enum Pred<'a> {
         value: u64,
         text: String,
     },
+    /// A string column seen through a remap of its dictionary ids (merged groups).
+    Remapped {
+        cells: &'a [u32],
+        remap: Vec<u32>,
+        memo: Vec<u8>,
+        op: Op,
+        value: String,
+        re: Option<fancy_regex::Regex>,
+    },
     /// A triage attribute of the object's group (`fingerprint;issues;state`): the
     /// fingerprint column, memoised per fingerprint string.
     Triage {
@@ -109,7 +118,24 @@ impl<'a> Pred<'a> {
             let memo = vec![0; p.strings.len() + 1];
             return Ok(Pred::Triage { cells, memo, field: field.to_string(), op: c.op, value: c.value.clone(), re });
         }
-        let Some(attr) = p.attr(&c.attr) else { return Ok(Pred::Const(c.op.on_unset())) };
+        // `fingerprint` names the group that answers for an object (a merged group's
+        // target); `fingerprint;original` the object's own.
+        let (name, remap) = match c.attr.as_str() {
+            "fingerprint;original" => ("fingerprint", None),
+            "fingerprint" => ("fingerprint", p.merge_remap()),
+            other => (other, None),
+        };
+        let Some(attr) = p.attr(name) else { return Ok(Pred::Const(c.op.on_unset())) };
+        if let (Some(remap), Column::Str(cells)) = (remap, &attr.column) {
+            return Ok(Pred::Remapped {
+                cells,
+                remap,
+                memo: vec![0; p.strings.len() + 1],
+                op: c.op,
+                value: c.value.clone(),
+                re,
+            });
+        }
         Ok(match &attr.column {
             Column::Str(cells) => {
                 Pred::Str { cells, memo: vec![0; p.strings.len() + 1], op: c.op, value: c.value.clone(), re }
@@ -172,6 +198,22 @@ impl<'a> Pred<'a> {
                 let v = cells[row];
                 if v == UNSET_INT { op.on_unset() } else { str_test(*op, &v.to_string(), value, re.as_ref()) }
             }
+            Pred::Remapped { cells, remap, memo, op, value, re } => {
+                let cell = remap.get(cells[row] as usize).copied().unwrap_or(0) as usize;
+                match memo[cell] {
+                    1 => false,
+                    2 => true,
+                    _ => {
+                        let r = if cell == 0 {
+                            op.on_unset()
+                        } else {
+                            str_test(*op, &p.strings[cell - 1], value, re.as_ref())
+                        };
+                        memo[cell] = if r { 2 } else { 1 };
+                        r
+                    }
+                }
+            }
             Pred::Triage { cells, memo, field, op, value, re } => {
                 let cell = cells[row] as usize;
                 match memo[cell] {
@@ -181,7 +223,11 @@ impl<'a> Pred<'a> {
                         let r = if cell == 0 {
                             op.on_unset()
                         } else {
-                            let fp = &p.strings[cell - 1];
+                            let mut fp = &p.strings[cell - 1];
+                            // A merged group's triage is its target's.
+                            if let Some(t) = p.triage.get(fp).and_then(|r| r.merged_into.as_ref()) {
+                                fp = t;
+                            }
                             let text = crate::store::triage::attribute(p.triage.get(fp), field).unwrap_or_default();
                             str_test(*op, &text, value, re.as_ref())
                         };

@@ -255,6 +255,7 @@ pub(super) fn groups_from_aggregates(
 ) -> Option<(Vec<GroupRow>, usize)> {
     let fits = group == "fingerprint"
         && q.filter.is_empty()
+        && !p.triage.values().any(|r| r.merged_into.is_some())
         && folds.iter().all(|f| f.name == "timestamp" && matches!(f.op, FoldOp::Range | FoldOp::Min | FoldOp::Max));
     if !fits {
         return None;
@@ -282,6 +283,13 @@ pub(super) fn groups_from_aggregates(
 
 /// Groups by one pass over the rows.
 fn groups_by_scan(p: &ProjectIndex, q: &Query, group: &str, folds: &[Fold]) -> Result<Scanned, StoreError> {
+    // Grouped by `fingerprint`, a merged group's objects count in its target's group;
+    // `fingerprint;original` groups by the objects' own fingerprints.
+    let (group, remap) = match group {
+        "fingerprint" => ("fingerprint", p.merge_remap()),
+        "fingerprint;original" => ("fingerprint", None),
+        g => (g, None),
+    };
     let gattr = if group == "*" { None } else { p.attr(group) };
     // Group slots: dense over dictionary ids for string factors, hashed otherwise.
     let mut dense: Vec<u32> = match gattr.map(|a| &a.column) {
@@ -299,10 +307,15 @@ fn groups_by_scan(p: &ProjectIndex, q: &Query, group: &str, folds: &[Fold]) -> R
     let cells_budget = MAX_FOLD_CELLS / folds.len().max(1);
     for row in filtered_rows(p, q, &clock)? {
         n_objects += 1;
-        let key = gattr.and_then(|a| cell_key(a, row));
+        let mut key = gattr.and_then(|a| cell_key(a, row));
         let slot = match gattr.map(|a| &a.column) {
             Some(Column::Str(c)) => {
-                let s = &mut dense[c[row] as usize];
+                let cell = match &remap {
+                    Some(r) => r.get(c[row] as usize).copied().unwrap_or(0),
+                    None => c[row],
+                };
+                key = (cell != 0).then_some(cell as u64);
+                let s = &mut dense[cell as usize];
                 if *s == u32::MAX {
                     if keys.len() >= cells_budget {
                         return Err(too_many_groups(folds.len()));
