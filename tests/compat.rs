@@ -162,3 +162,32 @@ fn curl_urllib_gzip_submit_urls_and_late_attachments() {
     let out = server.query(&token, json!({"group": ["*"]}));
     assert_eq!(out["objects"], 7, "{out}");
 }
+
+/// morgue's `login` posts a form and saves the answer as its config; it reads
+/// `token` (coroner.ts login), `config.user.uid`, `config.universe.id/name`,
+/// `config.universes` (its keys name the default universe) and
+/// `config.endpoints.post[i].{protocol,port}` (bin/morgue.ts saveConfig).
+#[test]
+fn login_answers_in_the_shape_morgue_saves() {
+    let data = scratch("compat-login");
+    let (code, _, e) = admin(&data, &["project", "create", "p"], None);
+    assert_eq!(code, 0, "{e}");
+    let (code, _, e) = admin(&data, &["user", "add", "bob"], Some("a-long-password\n"));
+    assert_eq!(code, 0, "{e}");
+    let server = Server::start(&data, &["--universe", "acme"]);
+    let port: u16 = server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let (code, v) =
+        curl(&["-d", "username=bob&password=a-long-password", &format!("http://{}/api/login", server.addr)]);
+    assert_eq!(code, 200, "{v}");
+    assert!(v["token"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    assert!(v["user"]["uid"].is_number() && v["user"]["username"] == "bob", "{v}");
+    assert_eq!(v["universe"]["name"], "acme");
+    assert!(v["universe"]["id"].is_number(), "{v}");
+    assert!(v["universes"]["acme"].is_object(), "{v}");
+    assert_eq!(v["endpoints"]["post"][0]["protocol"], "http");
+    assert_eq!(v["endpoints"]["post"][0]["port"], port);
+    // The token works as a session, with a universe parameter as morgue adds it.
+    let token = v["token"].as_str().unwrap_or("");
+    let r = server.post(&format!("/api/query?project=p&universe=acme&token={token}"), "application/json", b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -48,6 +48,9 @@ struct ServeArgs {
     /// base URL of this server for links in notifications (default: the listening address)
     #[argh(option)]
     public_url: Option<String>,
+    /// the universe name Backtrace clients see (default: the host name)
+    #[argh(option)]
+    universe: Option<String>,
 }
 
 /// Administer the data directory of the object store (stop the server first: one
@@ -295,6 +298,13 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         max_submission: args.max_submission,
         max_inflight: args.max_inflight,
         retention_every: Duration::from_secs(args.retention_every.max(1)),
+        universe: args.universe.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "bt".into())
+        }),
         ..server::Options::default()
     };
     let data_shown = data.display().to_string();

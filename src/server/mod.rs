@@ -46,6 +46,8 @@ pub struct Options {
     pub retention_every: Duration,
     /// Bytes all submissions being ingested may hold at once (bodies and decoding).
     pub max_inflight: u64,
+    /// The universe name reported to Backtrace clients (bt has one per server).
+    pub universe: String,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             max_query: 1 << 20,
             retention_every: Duration::from_secs(60),
             max_inflight: 1 << 30,
+            universe: "bt".into(),
         }
     }
 }
@@ -92,6 +95,8 @@ pub fn log_line(v: Json) {
 }
 
 struct Api {
+    /// Where submissions go, as login answers tell morgue: (protocol, port).
+    endpoint: (&'static str, u16),
     store: Arc<Store>,
     opts: Options,
     logins: throttle::Throttle,
@@ -416,7 +421,19 @@ impl Api {
         match result {
             Ok(Some(token)) => {
                 self.logins.record(ip, &user, true);
-                ok(json!({"response": "ok", "token": token, "user": user}))
+                // coronerd's shape, which morgue saves as its config: the user, the
+                // universe (bt has one), and where to post.
+                let universe = &self.opts.universe;
+                let (protocol, port) = self.endpoint;
+                let admin = matches!(self.store.authenticate(&token), Ok(Some(Principal::User { admin: true, .. })));
+                ok(json!({
+                    "response": "ok",
+                    "token": token,
+                    "user": {"uid": 1, "username": user, "role": if admin { "admin" } else { "member" }},
+                    "universe": {"id": 1, "name": universe},
+                    "universes": {universe.as_str(): {"id": 1, "name": universe}},
+                    "endpoints": {"post": [{"protocol": protocol, "port": port}]},
+                }))
             }
             Ok(None) => {
                 self.logins.record(ip, &user, false);
@@ -625,6 +642,7 @@ pub fn serve(
     let limits = opts.limits.clone();
     let handler = Arc::new(Handler {
         api: Api {
+            endpoint: (if wrap.is_some() { "https" } else { "http" }, addr.port()),
             store,
             logins: throttle::Throttle::default(),
             inflight: budget::Inflight::new(
