@@ -493,12 +493,30 @@ impl Api {
         let Some(id) = req.param("object").and_then(parse_object_id) else {
             return err(400, "parameter object must be an object id (hex)");
         };
-        if let Some(name) = req.param("attachment") {
-            if !crate::store::ingest::valid_attachment_name(name) {
+        // `attachment=NAME` (bt), `attachment_name=NAME` or `attachment_id=N` (morgue:
+        // the N-th of the object's attachments, as /api/list orders them).
+        let by_id = match req.param("attachment_id") {
+            Some(n) => match (n.parse::<usize>(), self.store.attachment_names(&project, id)) {
+                (Ok(i), Ok(names)) => match names.into_iter().nth(i) {
+                    Some((name, _)) => Some(name),
+                    None => return err(404, "attachment not found"),
+                },
+                (Err(_), _) => return err(400, "attachment_id must be a number"),
+                (_, Err(e)) => return store_error(e),
+            },
+            None => None,
+        };
+        let named = req.param("attachment").or_else(|| req.param("attachment_name")).map(str::to_string).or(by_id);
+        if let Some(name) = named {
+            if !crate::store::ingest::valid_attachment_name(&name) {
                 return err(400, "bad attachment name");
             }
-            return match self.store.get_attachment(&project, id, name) {
-                Ok(bytes) => Outcome { resp: Response::new(200, "application/octet-stream", bytes), note: None },
+            return match self.store.get_attachment(&project, id, &name) {
+                Ok(bytes) => {
+                    let mut resp = Response::new(200, "application/octet-stream", bytes);
+                    resp.headers.push(("Content-Disposition".into(), format!("attachment; filename=\"{name}\"")));
+                    Outcome { resp, note: None }
+                }
                 Err(e) => store_error(e),
             };
         }
@@ -508,8 +526,13 @@ impl Api {
                     BlobKind::Snapshot => "application/x-bt-snapshot",
                     BlobKind::JsonZstd => "application/json",
                 };
+                let file = match obj.kind {
+                    BlobKind::Snapshot => format!("{}.bt", format_object_id(id)),
+                    BlobKind::JsonZstd => format!("{}.json", format_object_id(id)),
+                };
                 let mut resp = Response::new(200, ct, obj.bytes);
                 resp.headers.push(("X-Object-Id".into(), format_object_id(id)));
+                resp.headers.push(("Content-Disposition".into(), format!("attachment; filename=\"{file}\"")));
                 Outcome { resp, note: Some(format!("object {}", format_object_id(id))) }
             }
             Err(e) => store_error(e),
