@@ -14,6 +14,7 @@
 //! | `/api/triage…`, `/api/integrations…`, `/api/rules` | see [`workflow`] | triage and notifications |
 
 pub mod budget;
+mod coronerd;
 pub mod http;
 pub mod multipart;
 pub mod throttle;
@@ -304,9 +305,18 @@ impl Api {
             };
             let name = name.to_string();
             return match self.store.add_attachment(&project, id, &name, &body) {
-                Ok(n) => ok(
-                    json!({"response": "ok", "object": format_object_id(id), "_rxid": format_object_id(id), "attachment": n}),
-                ),
+                Ok(n) => {
+                    // The id is the attachment's place among the object's (morgue
+                    // prints `attachment_id` and fetches by it).
+                    let place = self
+                        .store
+                        .attachment_names(&project, id)
+                        .ok()
+                        .and_then(|all| all.iter().position(|(x, _)| *x == n))
+                        .unwrap_or(0);
+                    ok(json!({"response": "ok", "object": format_object_id(id), "_rxid": format_object_id(id),
+                        "attachment": n, "attachment_name": n, "attachment_id": place.to_string()}))
+                }
                 Err(e) => store_error(e),
             };
         }
@@ -452,11 +462,62 @@ impl Api {
             Ok(b) => b,
             Err(e) => return body_error(e),
         };
-        let q = match Query::parse(&body) {
+        if req.param("action") == Some("describe") {
+            return match self.store.describe(&project) {
+                Ok(attrs) => {
+                    let attrs: Vec<(String, String, u64)> =
+                        attrs.into_iter().map(|(n, t, c)| (n, t.as_str().to_string(), c)).collect();
+                    ok(coronerd::describe(&attrs))
+                }
+                Err(e) => store_error(e),
+            };
+        }
+        // morgue's requests name a universe and carry its own fields; they get
+        // coronerd's answer. bt's own clients get bt's.
+        let parsed: Option<Json> = serde_json::from_slice(&body).ok();
+        let morgue = parsed.as_ref().is_some_and(|v| coronerd::is_coronerd(req.param("universe").is_some(), v));
+        let q = if morgue {
+            let mut v = parsed.unwrap_or(Json::Null);
+            if let Err(m) = coronerd::strip(&mut v) {
+                return err(400, &m);
+            }
+            Query::from_json(&v)
+        } else {
+            Query::parse(&body)
+        };
+        let q = match q {
             Ok(q) => q,
             Err(e) => return store_error(e),
         };
+        let started = Instant::now();
         match self.store.query(&project, &q) {
+            Ok(out) if morgue => {
+                let types: std::collections::HashMap<String, String> = self
+                    .store
+                    .describe(&project)
+                    .map(|a| a.into_iter().map(|(n, t, _)| (n, t.as_str().to_string())).collect())
+                    .unwrap_or_default();
+                let us = started.elapsed().as_micros() as u64;
+                let rows = out.json["objects"].as_u64().unwrap_or(0);
+                let meta = json!({
+                    "user": match credential(req).map(|c| self.store.authenticate(c)) {
+                        Some(Ok(Some(Principal::User { name, .. }))) => name,
+                        _ => "token".to_string(),
+                    },
+                    "universe": self.opts.universe,
+                    "project": project,
+                    "latency": format!("{:.3} ms", us as f64 / 1000.0),
+                    "runtime": {
+                        "filter": {"rows": rows, "time": us},
+                        "group_by": {"groups": out.json["total"].as_u64().unwrap_or(0), "time": 0},
+                        "aggregate": {"time": 0},
+                        "sort": {"time": 0},
+                        "total_time": us,
+                    },
+                });
+                let ty = |a: &str| types.get(a).cloned().unwrap_or_else(|| "string".into());
+                ok(coronerd::answer(&out.json, &ty, meta))
+            }
             Ok(out) => {
                 let mut v = out.json;
                 if let Json::Object(o) = &mut v {
@@ -552,21 +613,49 @@ impl Api {
             Ok(names) => ok(json!({
                 "response": "ok",
                 "object": format_object_id(id),
-                "attachments": names.iter().map(|(n, s)| json!({"name": n, "size": s})).collect::<Vec<_>>(),
+                "attachments": names.iter().enumerate().map(|(i, (n, s))| json!({
+                    "id": i.to_string(), "name": n, "size": s,
+                    "content_type": "application/octet-stream", "inline": false,
+                })).collect::<Vec<_>>(),
             })),
             Err(e) => store_error(e),
         }
     }
 
     fn delete(&self, req: &mut Request<'_>) -> Outcome {
-        let project = match self.authorize(req, Scope::Admin) {
-            Ok(p) => p,
-            Err(o) => return o,
-        };
         let body = match req.body(self.opts.max_query) {
             Ok(b) => b,
             Err(e) => return body_error(e),
         };
+        // morgue sends everything in the body: `{"project", "objects": [hex…]}`.
+        let morgue: Option<Json> = serde_json::from_slice::<Json>(&body).ok().filter(|v| v.get("objects").is_some());
+        if let Some(p) = morgue.as_ref().and_then(|v| v["project"].as_str())
+            && req.param("project").is_none()
+        {
+            req.query.push(("project".into(), p.to_string()));
+        }
+        let project = match self.authorize(req, Scope::Admin) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
+        if let Some(v) = morgue {
+            let mut ids = Vec::new();
+            for o in v["objects"].as_array().into_iter().flatten() {
+                let id = match o {
+                    Json::String(s) => parse_object_id(s),
+                    Json::Number(n) => n.as_u64(),
+                    _ => None,
+                };
+                match id {
+                    Some(id) => ids.push(id),
+                    None => return err(400, "objects must be object ids (hex strings)"),
+                }
+            }
+            return match self.store.delete(&project, ids) {
+                Ok(n) => ok(json!({"response": "ok", "deleted": n})),
+                Err(e) => store_error(e),
+            };
+        }
         if let Some(o) = req.param("object") {
             let Some(id) = parse_object_id(o) else {
                 return err(400, "parameter object must be an object id (hex)");
