@@ -772,19 +772,7 @@ impl Store {
         let txn = self.begin_write()?;
         let id;
         {
-            let mut meta = txn.open_table(META)?;
-            let cur = meta
-                .get("next_delivery")?
-                .map(|v| {
-                    let mut a = [0u8; 8];
-                    let b = v.value();
-                    let k = b.len().min(8);
-                    a[..k].copy_from_slice(&b[..k]);
-                    u64::from_le_bytes(a).max(1)
-                })
-                .unwrap_or(1);
-            meta.insert("next_delivery", (cur + 1).to_le_bytes().as_slice())?;
-            id = cur;
+            id = writer::take_delivery_ids(&mut txn.open_table(META)?, 1)?;
             let pending = outbox::Pending {
                 id,
                 integration: name.to_string(),

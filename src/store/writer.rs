@@ -136,7 +136,7 @@ impl<'t> Tables<'t> {
 }
 
 /// The next delivery id (META `next_delivery`), advanced by `n` in this transaction.
-fn take_delivery_ids(meta: &mut Table<&'static str, &'static [u8]>, n: u64) -> Result<u64, StoreError> {
+pub(super) fn take_delivery_ids(meta: &mut Table<&'static str, &'static [u8]>, n: u64) -> Result<u64, StoreError> {
     let cur = match meta.get("next_delivery")? {
         Some(v) => {
             let b = v.value();

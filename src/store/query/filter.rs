@@ -47,6 +47,21 @@ fn str_test(op: Op, cell: &str, value: &str, re: Option<&fancy_regex::Regex>) ->
     }
 }
 
+/// A predicate's answer for a dictionary cell, computed once per cell (0 = not
+/// yet, 1 = false, 2 = true).
+#[inline]
+fn memoised(memo: &mut [u8], cell: usize, test: impl FnOnce() -> bool) -> bool {
+    match memo[cell] {
+        1 => false,
+        2 => true,
+        _ => {
+            let r = test();
+            memo[cell] = if r { 2 } else { 1 };
+            r
+        }
+    }
+}
+
 enum Pred<'a> {
     Const(bool),
     /// Memo over dictionary ids: 0 = not evaluated yet, 1 = false, 2 = true.
@@ -164,19 +179,9 @@ impl<'a> Pred<'a> {
             Pred::Const(b) => *b,
             Pred::Str { cells, memo, op, value, re } => {
                 let cell = cells[row] as usize;
-                match memo[cell] {
-                    1 => false,
-                    2 => true,
-                    _ => {
-                        let r = if cell == 0 {
-                            op.on_unset()
-                        } else {
-                            str_test(*op, &p.strings[cell - 1], value, re.as_ref())
-                        };
-                        memo[cell] = if r { 2 } else { 1 };
-                        r
-                    }
-                }
+                memoised(memo, cell, || {
+                    if cell == 0 { op.on_unset() } else { str_test(*op, &p.strings[cell - 1], value, re.as_ref()) }
+                })
             }
             Pred::Int { cells, op, value } => {
                 let v = cells[row];
@@ -200,41 +205,24 @@ impl<'a> Pred<'a> {
             }
             Pred::Remapped { cells, remap, memo, op, value, re } => {
                 let cell = remap.get(cells[row] as usize).copied().unwrap_or(0) as usize;
-                match memo[cell] {
-                    1 => false,
-                    2 => true,
-                    _ => {
-                        let r = if cell == 0 {
-                            op.on_unset()
-                        } else {
-                            str_test(*op, &p.strings[cell - 1], value, re.as_ref())
-                        };
-                        memo[cell] = if r { 2 } else { 1 };
-                        r
-                    }
-                }
+                memoised(memo, cell, || {
+                    if cell == 0 { op.on_unset() } else { str_test(*op, &p.strings[cell - 1], value, re.as_ref()) }
+                })
             }
             Pred::Triage { cells, memo, field, op, value, re } => {
                 let cell = cells[row] as usize;
-                match memo[cell] {
-                    1 => false,
-                    2 => true,
-                    _ => {
-                        let r = if cell == 0 {
-                            op.on_unset()
-                        } else {
-                            let mut fp = &p.strings[cell - 1];
-                            // A merged group's triage is its target's.
-                            if let Some(t) = p.triage.get(fp).and_then(|r| r.merged_into.as_ref()) {
-                                fp = t;
-                            }
-                            let text = crate::store::triage::attribute(p.triage.get(fp), field).unwrap_or_default();
-                            str_test(*op, &text, value, re.as_ref())
-                        };
-                        memo[cell] = if r { 2 } else { 1 };
-                        r
+                memoised(memo, cell, || {
+                    if cell == 0 {
+                        return op.on_unset();
                     }
-                }
+                    let mut fp = &p.strings[cell - 1];
+                    // A merged group's triage is its target's.
+                    if let Some(t) = p.triage.get(fp).and_then(|r| r.merged_into.as_ref()) {
+                        fp = t;
+                    }
+                    let text = crate::store::triage::attribute(p.triage.get(fp), field).unwrap_or_default();
+                    str_test(*op, &text, value, re.as_ref())
+                })
             }
             Pred::Object { op, value, text } => {
                 let id = p.ids[row];
