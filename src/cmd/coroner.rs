@@ -832,7 +832,8 @@ fn integration(name: &str, raw: &[String]) -> anyhow::Result<i32> {
                         d["code"].as_u64().map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                         d["attempts"].as_u64().unwrap_or(0),
                         d["fingerprint"].as_str().unwrap_or(""),
-                        d["error"].as_str().unwrap_or("")
+                        // A receiver's answer: escaped for the terminal.
+                        crate::snapshot::render::for_terminal(d["error"].as_str().unwrap_or(""))
                     );
                 }
             }

@@ -12,6 +12,7 @@ use crate::query::flags::{self, ListSpec};
 use crate::query::remote::{self, Remote};
 use crate::query::render::{ago, latency};
 use crate::query::{Answer, Backend, MorgueError, parse_kv, session, sniff_format};
+use crate::snapshot::render::for_terminal;
 use crate::store::triage::{Change, State, Ticket, UntilSpec};
 use crate::store::workflow::Call;
 
@@ -433,8 +434,13 @@ fn project_and<'a>(words: &'a [String], usage: &str) -> anyhow::Result<(&'a str,
     }
 }
 
-/// One line of a group's triage: `FP  state (regressed) · assignee · tags · tickets`.
+/// One line of a group's triage: `FP  state (regressed) · assignee · tags · tickets`,
+/// escaped for the terminal (assignees, tags and tickets are people's text).
 fn triage_line(v: &serde_json::Value) -> String {
+    for_terminal(&triage_text(v)).into_owned()
+}
+
+fn triage_text(v: &serde_json::Value) -> String {
     let mut line = format!("{}  {}", v["fingerprint"].as_str().unwrap_or(""), v["state"].as_str().unwrap_or(""));
     if v["regressed"].as_bool() == Some(true) {
         line.push_str(" (regressed)");
@@ -682,12 +688,13 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
                 write_stdout(format!("{v:#}\n").as_bytes())?;
             } else {
                 let mut out = format!("{}\n", triage_line(&v));
+                // Comments and tags are other people's text: escaped for the terminal.
                 for h in v["history"].as_array().into_iter().flatten() {
                     out.push_str(&format!(
                         "{}  {:<20} {}\n",
                         crate::query::render::utc(h["time"].as_i64().unwrap_or(0)),
-                        h["who"].as_str().unwrap_or(""),
-                        h["what"].as_str().unwrap_or("")
+                        for_terminal(h["who"].as_str().unwrap_or("")),
+                        for_terminal(h["what"].as_str().unwrap_or(""))
                     ));
                 }
                 write_stdout(out.as_bytes())?;
