@@ -277,3 +277,11 @@ fn opens_every_snapshot_format_version() {
         assert!(s.contains("[1 Summary]") && s.contains("SIGSEGV"), "v{v}:\n{s}");
     }
 }
+
+#[test]
+fn a_fault_in_the_null_page_opens_on_the_null_pointer() {
+    // c_null reads e->value with e NULL: the fault address is 0x8, not 0.
+    let s = screen(&crash_snapshot("c_null"), "120x30", "");
+    assert!(s.contains("fault address 0x8"), "{s}");
+    assert!(rows_with(&s, "›  e: (const struct entry *) 0x0").len() == 1, "e is selected:\n{s}");
+}

@@ -164,6 +164,18 @@ impl Hydra {
                     return l;
                 }
             }
+            // A fault in the null page (`p->field` with p NULL): the NULL pointer
+            // nearest the fault is the likely culprit.
+            // Only in the frames down to the first one with source: a NULL deeper in
+            // the stack (libc's start code) says nothing about this fault.
+            let top = thread.frames.iter().position(|f| f.file.is_some()).unwrap_or(0);
+            if addr < 0x1000
+                && addr != 0
+                && let Some(l) =
+                    self.holders_of(0, false).into_iter().find(|l| l.thread == t && l.frame.is_some_and(|f| f <= top))
+            {
+                return l;
+            }
         }
         let f = thread.frames.iter().position(|f| f.file.is_some()).unwrap_or(0);
         Loc { thread: t, frame: Some(f), var: None }
