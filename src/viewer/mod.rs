@@ -49,7 +49,10 @@ pub struct Options {
 
 /// What to view: a snapshot and the store's facts about it, or the error that
 /// prevented loading it.
-pub type Loaded = Result<(Snapshot, Vec<(String, String)>), String>;
+pub type Loaded = Result<Opened, String>;
+
+/// A snapshot and the store's facts about it.
+pub type Opened = (Snapshot, Vec<(String, String)>);
 
 /// `COLSxROWS` → size.
 pub fn parse_screen(s: &str) -> Result<Size, ViewerError> {
@@ -226,7 +229,7 @@ pub fn interactive(load: Receiver<Loaded>, opts: &Options) -> Result<(), ViewerE
 
 fn run_in(
     term: &mut CrosstermTerminalAdapter,
-    early: Option<(Snapshot, Vec<(String, String)>)>,
+    early: Option<Opened>,
     load: &Receiver<Loaded>,
     opts: &Options,
 ) -> Result<(), ViewerError> {
@@ -259,10 +262,7 @@ fn run_in(
 
 /// The loading screen: a spinner until the snapshot arrives; q or Ctrl-C gives up
 /// (None).
-fn spin(
-    term: &mut CrosstermTerminalAdapter,
-    load: &Receiver<Loaded>,
-) -> Result<Option<(Snapshot, Vec<(String, String)>)>, ViewerError> {
+fn spin(term: &mut CrosstermTerminalAdapter, load: &Receiver<Loaded>) -> Result<Option<Opened>, ViewerError> {
     use tuirealm::ratatui::crossterm::event::{self, KeyCode, KeyModifiers as Mods};
     use tuirealm::ratatui::widgets::Paragraph;
     const SPIN: [char; 4] = ['|', '/', '-', '\\'];

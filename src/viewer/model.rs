@@ -207,10 +207,10 @@ impl Hydra {
         let name = |f: &crate::snapshot::Frame| f.function.clone().unwrap_or_else(|| "??".into());
         let mut top = t.frames.first().map(name).unwrap_or_else(|| "??".into());
         let exe = self.snap.modules.iter().find(|m| m.is_executable).map(|m| base(&m.path).to_string());
-        if let Some(app) = t.frames.iter().skip(1).find(|f| f.module.as_deref().map(base) == exe.as_deref()) {
-            if t.frames.first().map(|f| f.module.as_deref().map(base)) != Some(exe.as_deref()) {
-                top = format!("{top} ‹ {}", name(app));
-            }
+        if let Some(app) = t.frames.iter().skip(1).find(|f| f.module.as_deref().map(base) == exe.as_deref())
+            && t.frames.first().map(|f| f.module.as_deref().map(base)) != Some(exe.as_deref())
+        {
+            top = format!("{top} ‹ {}", name(app));
         }
         format!(
             "{}{}{:>7} {:<15} {}{} {}",

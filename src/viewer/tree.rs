@@ -253,20 +253,17 @@ pub fn summary(v: &Value) -> String {
     }
 }
 
+/// What [`walk`] calls for each node: (ancestors' paths, name, path, value).
+pub type Visit<'a> = dyn FnMut(&[String], &str, &str, &Value) + 'a;
+
 /// Every (path chain, value) of a variable's structured value, depth first, for
 /// search and alias lookup; `visit` gets the ancestors' paths and the node.
-pub fn walk(name: &str, v: &Value, chain: &mut Vec<String>, visit: &mut dyn FnMut(&[String], &str, &str, &Value)) {
+pub fn walk(name: &str, v: &Value, chain: &mut Vec<String>, visit: &mut Visit) {
     visit(chain, name, name, v);
     walk_kids(name, v, chain, visit, 0);
 }
 
-fn walk_kids(
-    path: &str,
-    v: &Value,
-    chain: &mut Vec<String>,
-    visit: &mut dyn FnMut(&[String], &str, &str, &Value),
-    d: u32,
-) {
+fn walk_kids(path: &str, v: &Value, chain: &mut Vec<String>, visit: &mut Visit, d: u32) {
     if d > 16 {
         return;
     }
