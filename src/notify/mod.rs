@@ -178,7 +178,7 @@ pub fn payload(store: &Store, opts: &Options, p: &Pending) -> Json {
         v["count"] = json!(g.count);
         v["first_seen"] = json!(g.first_seen);
         v["last_seen"] = json!(g.last_seen);
-        v["state"] = json!(triage.state.as_str());
+        v["state"] = json!(triage.state_at(crate::store::now()).as_str());
         v["regressed"] = json!(triage.regressed);
         let mut attrs = serde_json::Map::new();
         for (name, values) in top {

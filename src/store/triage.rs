@@ -104,6 +104,17 @@ pub struct TriageRecord {
     pub updated: i64,
 }
 
+impl TriageRecord {
+    /// The state as of `now`: a mute until a time that has passed reads as open
+    /// (the record itself changes, with a history line, on the next crash).
+    pub fn state_at(&self, now: i64) -> State {
+        match (self.state, &self.muted_until) {
+            (State::Muted, Some(MuteUntil::Time(t))) if now > *t => State::Open,
+            (s, _) => s,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub time: i64,
@@ -363,7 +374,7 @@ pub fn attribute(rec: Option<&TriageRecord>, field: &str) -> Option<String> {
     let default = TriageRecord::default();
     let r = rec.unwrap_or(&default);
     Some(match field {
-        "state" => r.state.as_str().to_string(),
+        "state" => r.state_at(super::now()).as_str().to_string(),
         "assignee" => r.assignee.clone().unwrap_or_default(),
         "tags" => r.tags.join(" "),
         "ticket" => r.tickets.iter().map(|t| format!("{}:{}", t.system, t.key)).collect::<Vec<_>>().join(" "),
@@ -411,6 +422,15 @@ mod tests {
                 assert!(r.reason.contains("1.3.1 > 1.3") && r.reason.contains("semver"), "{}", r.reason);
             }
         }
+    }
+
+    #[test]
+    fn a_mute_until_a_time_reads_open_once_it_passed() {
+        let rec = TriageRecord { state: State::Muted, muted_until: Some(MuteUntil::Time(100)), ..Default::default() };
+        assert_eq!(rec.state_at(99), State::Muted);
+        assert_eq!(rec.state_at(101), State::Open);
+        let rec = TriageRecord { state: State::Muted, ..Default::default() };
+        assert_eq!(rec.state_at(i64::MAX), State::Muted, "a mute without an end stays");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum Call<'a> {
 pub fn record_json(fp: &str, r: &TriageRecord) -> Json {
     json!({
         "fingerprint": fp,
-        "state": r.state.as_str(),
+        "state": r.state_at(now()).as_str(),
         "regressed": r.regressed,
         "assignee": r.assignee,
         "tags": r.tags,
