@@ -712,6 +712,16 @@ impl Store {
         if rule.to.is_empty() || rule.triggers.is_empty() {
             return Err(StoreError::BadInput("a rule needs --on and --to".into()));
         }
+        // A threshold keeps its window of recent crashes per group: bounded.
+        if rule.triggers.iter().any(|t| matches!(t, outbox::Trigger::Threshold { n, .. } if *n > triage::MAX_COUNT))
+            || rule.to.len() > 16
+            || rule.filters.len() > 16
+        {
+            return Err(StoreError::BadInput(format!(
+                "a rule has at most 16 integrations and 16 filters, and a threshold of at most {}",
+                triage::MAX_COUNT
+            )));
+        }
         let txn = self.begin_write()?;
         {
             let integ = txn.open_table(INTEGRATIONS)?;

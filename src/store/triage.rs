@@ -288,7 +288,51 @@ pub fn unmutes(rec: &mut TriageRecord, crash: &Crash) -> Option<String> {
 
 /// Applies a person's change; returns the history line, or an error for a change
 /// that makes no sense.
+/// Most crashes (or hosts) a count mute or a threshold may wait for: the window of
+/// recent crashes it keeps is at most this long.
+pub const MAX_COUNT: u64 = 10_000;
+/// Longest comment, tag, assignee or ticket field; most tags per group.
+pub const MAX_TEXT: usize = 8 * 1024;
+pub const MAX_TAG: usize = 128;
+pub const MAX_TAGS: usize = 64;
+
+/// Refuses a change whose sizes would let one request grow a record without bound.
+fn check(change: &Change) -> Result<(), String> {
+    let long = |s: &str, max: usize, what: &str| {
+        if s.len() > max {
+            Err(format!("{what} is {} bytes long, at most {max} are accepted", s.len()))
+        } else {
+            Ok(())
+        }
+    };
+    match change {
+        Change::State { until: Some(UntilSpec::Count { n, .. }), .. } if *n > MAX_COUNT => {
+            Err(format!("a mute may wait for at most {MAX_COUNT} crashes or hosts"))
+        }
+        Change::State { until: Some(UntilSpec::Version { attr, version }), .. } => {
+            long(attr, MAX_TAG, "the attribute")?;
+            long(version, MAX_TAG, "the version")
+        }
+        Change::Assign(Some(u)) => long(u, MAX_TAG, "the assignee"),
+        Change::Tags { add, remove } => {
+            if add.len() + remove.len() > MAX_TAGS {
+                return Err(format!("at most {MAX_TAGS} tags at once"));
+            }
+            add.iter().chain(remove).try_for_each(|t| long(t, MAX_TAG, "a tag"))
+        }
+        Change::Ticket(t) => {
+            long(&t.system, MAX_TAG, "the ticket system")?;
+            long(&t.key, MAX_TAG, "the ticket key")?;
+            long(&t.url, MAX_TEXT, "the ticket URL")
+        }
+        Change::Comment(c) => long(c, MAX_TEXT, "the comment"),
+        Change::Merge(fp) => long(fp, MAX_TAG, "the fingerprint"),
+        _ => Ok(()),
+    }
+}
+
 pub fn apply(rec: &mut TriageRecord, change: &Change, now: i64, dictionary_len: u32) -> Result<String, String> {
+    check(change)?;
     let what = match change {
         Change::State { state, until } => {
             let before = rec.state;
@@ -341,6 +385,9 @@ pub fn apply(rec: &mut TriageRecord, change: &Change, now: i64, dictionary_len: 
                 }
             }
             rec.tags.retain(|t| !remove.contains(t));
+            if rec.tags.len() > MAX_TAGS {
+                return Err(format!("a group has at most {MAX_TAGS} tags"));
+            }
             rec.tags.sort();
             let words: Vec<String> =
                 add.iter().map(|t| format!("+{t}")).chain(remove.iter().map(|t| format!("-{t}"))).collect();
@@ -348,6 +395,9 @@ pub fn apply(rec: &mut TriageRecord, change: &Change, now: i64, dictionary_len: 
         }
         Change::Ticket(t) => {
             rec.tickets.retain(|x| !(x.system == t.system && x.key == t.key));
+            if rec.tickets.len() >= MAX_TAGS {
+                return Err(format!("a group has at most {MAX_TAGS} tickets"));
+            }
             rec.tickets.push(t.clone());
             format!("ticket {}:{} {}", t.system, t.key, t.url)
         }
@@ -422,6 +472,20 @@ mod tests {
                 assert!(r.reason.contains("1.3.1 > 1.3") && r.reason.contains("semver"), "{}", r.reason);
             }
         }
+    }
+
+    #[test]
+    fn absurd_changes_are_refused() {
+        let mut rec = TriageRecord::default();
+        let big = Change::State {
+            state: State::Muted,
+            until: Some(UntilSpec::Count { n: u64::MAX, period: 1, hosts: false }),
+        };
+        assert!(apply(&mut rec, &big, 0, 0).is_err());
+        assert!(apply(&mut rec, &Change::Comment("x".repeat(MAX_TEXT + 1)), 0, 0).is_err());
+        let many = Change::Tags { add: (0..=MAX_TAGS).map(|i| i.to_string()).collect(), remove: vec![] };
+        assert!(apply(&mut rec, &many, 0, 0).is_err());
+        assert_eq!(rec, TriageRecord::default(), "a refused change changes nothing");
     }
 
     #[test]
