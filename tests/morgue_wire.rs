@@ -143,6 +143,22 @@ fn morgue_requests_get_the_answers_morgue_reads() {
                 let runs: u64 =
                     vals[0].as_array().expect("column")[1..].iter().map(|x| x[1].as_u64().unwrap_or(0)).sum();
                 assert_eq!(runs as usize, ids.len(), "one value per object: {v}");
+                if note.contains("owner,equal,alice") {
+                    // What `morgue set … owner=alice` wrote, read back.
+                    assert_eq!(vals[0][1][0], "alice", "{v}");
+                }
+            }
+            _ if note.starts_with("morgue set p --table=issues") => {
+                // bin/morgue.js coronerSet reads only success; bt says how many groups changed.
+                assert!(v["response"]["issues"].as_u64().is_some_and(|n| n >= 1), "{v}");
+            }
+            _ if note.starts_with("morgue set") => {
+                assert!(v["response"]["objects"].as_u64().is_some_and(|n| n >= 1), "{v}");
+            }
+            _ if note.starts_with("morgue list p --filter=fingerprint;issues;state") => {
+                // The group `set` resolved is found by its triage state.
+                let vals = v["response"]["values"].as_array().expect("values");
+                assert!(!vals.is_empty(), "{v}");
             }
             _ if note.starts_with("morgue describe") => {
                 // bin/morgue.js coronerDescribe: `describe[i].name`, `.custom`, `.format`, `.state`.

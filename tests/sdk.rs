@@ -2,8 +2,9 @@
 //! registries by `make sdk` (backtracepython 0.4.3 from PyPI, @backtrace/node 0.8.0
 //! and backtrace-node 1.2.0 from npm), run for real against `bt serve` on loopback:
 //! handled errors, messages, attachments, attributes with odd names, both URL
-//! styles (`/post?format=json&token=T` and `/{project}/{token}/json`); then the
-//! objects are checked through the query API.
+//! styles (`/post?format=json&token=T` and `/{project}/{token}/json`), uncaught
+//! exceptions (through the Node SDK's offline database after a crash while the
+//! server was unreachable); then the objects are checked through the query API.
 
 mod server_common;
 
@@ -113,4 +114,56 @@ fn python_and_node_sdks_submit_to_bt_serve() {
     let rows = objects_of(&server, &token, "node-legacy");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["odd_name"], "y");
+}
+
+#[test]
+fn uncaught_exceptions_reach_bt_serve_also_after_being_offline() {
+    let sdk = sdk_dir();
+    let data = scratch("sdk-uncaught");
+    let token = project_with_token(&data, "p", &["submit", "query", "object"]);
+    let server = Server::start(&data, &[]);
+    let base = format!("http://{}", server.addr);
+    let select = |sdk: &str, cols: serde_json::Value| {
+        let out = server.query(&token, json!({"filter": [{"sdk": [["equal", sdk]]}], "select": cols}));
+        out["rows"].as_array().cloned().unwrap_or_default()
+    };
+
+    // backtracepython's exception hook reports the exception that ends the script.
+    let py = sdk.join("venv/bin/python");
+    let out = Command::new(&py).arg(script("python_uncaught.py")).arg(&base).arg(&token).output().expect("python");
+    assert!(!out.status.success(), "the script ends with its uncaught exception");
+    let rows = select("python-uncaught", json!(["classifiers", "error.message"]));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][1], json!(["RuntimeError", "uncaught error from python"]));
+
+    // @backtrace/node with its offline database: the crash happens while the
+    // server cannot be reached; the next run of the application sends it.
+    let node_path = sdk.join("node_modules");
+    let db = data.join("node-db");
+    let dead = format!("http://127.0.0.1:1/post?format=json&token={token}");
+    let out = Command::new("node")
+        .arg(script("node_uncaught.js"))
+        .arg(&dead)
+        .arg(&db)
+        .arg("crash")
+        .env("NODE_PATH", &node_path)
+        .output()
+        .expect("node");
+    assert!(!out.status.success(), "the process dies of its uncaught exception");
+    let kept = std::fs::read_dir(&db).expect("database").filter_map(Result::ok);
+    assert_eq!(kept.filter(|e| e.file_name().to_string_lossy().ends_with("-record.json")).count(), 1, "kept offline");
+    assert!(select("node-uncaught", json!(["classifiers"])).is_empty());
+    let live = format!("{base}/post?format=json&token={token}");
+    run(
+        Command::new("node")
+            .arg(script("node_uncaught.js"))
+            .arg(&live)
+            .arg(&db)
+            .arg("resend")
+            .env("NODE_PATH", &node_path),
+        "@backtrace/node (resend)",
+    );
+    let rows = select("node-uncaught", json!(["error.type", "errorOrigin", "application.version"]));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][1], json!(["Unhandled exception", "uncaughtException", "3.0"]));
 }

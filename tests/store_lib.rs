@@ -94,6 +94,46 @@ fn attributes_widen_from_integers_to_strings_and_survive_reload() {
 }
 
 #[test]
+fn set_changes_stored_objects_widens_and_survives_reload() {
+    let d = dir("set");
+    let before;
+    {
+        let store = Store::open(&d).expect("open");
+        store.create_project("p").expect("project");
+        for (i, host) in ["h1", "h2", "h1"].iter().enumerate() {
+            store.submit(report("a", json!({"hostname": host, "build": 41}), i as u64 + 1)).expect("submit");
+        }
+        let q1 = Query::from_json(&json!({"filter": [{"hostname": [["equal", "h1"]]}]})).expect("query");
+        let ids = store.select_ids("p", &q1).expect("select");
+        assert_eq!(ids.len(), 2);
+        let n = store
+            .set_attributes("p", ids, vec![("owner".into(), "alice".into()), ("build".into(), "beta".into())])
+            .expect("set");
+        assert_eq!(n, 2);
+        let out = q(
+            &store,
+            json!({"select": ["hostname", "owner", "build"], "order": [{"name": "object", "ordering": "ascending"}]}),
+        );
+        let rows: Vec<_> = out["rows"].as_array().expect("rows").iter().map(|r| r[1].clone()).collect();
+        assert_eq!(
+            rows,
+            vec![json!(["h1", "alice", "beta"]), json!(["h2", null, "41"]), json!(["h1", "alice", "beta"])]
+        );
+        for bad in ["fingerprint", "timestamp", "bt.warnings", "odd name"] {
+            let e = store.set_attributes("p", vec![1], vec![(bad.into(), "x".into())]).expect_err(bad);
+            assert!(matches!(e, StoreError::BadInput(_)), "{bad}: {e}");
+        }
+        assert_eq!(store.set_attributes("p", vec![99], vec![("owner".into(), "x".into())]).expect("none"), 0);
+        before = q(&store, json!({"select": ["hostname", "owner", "build"], "limit": 100}));
+        assert_eq!(store.check().expect("check"), Vec::<String>::new());
+    }
+    let store = Store::open(&d).expect("reopen");
+    let mut after = q(&store, json!({"select": ["hostname", "owner", "build"], "limit": 100}));
+    after["time_us"] = before["time_us"].clone();
+    assert_eq!(after, before, "what set wrote is on disk");
+}
+
+#[test]
 fn deletions_update_groups_and_keep_ids_unique() {
     let d = dir("delete");
     let store = Store::open(&d).expect("open");

@@ -40,6 +40,62 @@ pub fn strip(body: &mut Json) -> Result<(), String> {
     Ok(())
 }
 
+/// What a query with `set` changes: attributes of the objects the filter selects,
+/// or the triage fields of their groups (`table: "issues"`).
+#[derive(Debug, PartialEq)]
+pub enum SetRequest {
+    Objects(Vec<(String, String)>),
+    Issues(Vec<(String, String)>),
+}
+
+/// The triage fields `set` may change on the issues table.
+pub const ISSUE_FIELDS: [&str; 4] = ["state", "assignee", "tags", "ticket"];
+
+/// Takes `set` and `table` out of a morgue query (the rest is its filter). On the
+/// issues table a filter on an issue field (`tags`, `state`, …) means the group's
+/// (`fingerprint;issues;tags`).
+pub fn take_set(body: &mut Json) -> Result<Option<SetRequest>, String> {
+    let Json::Object(o) = body else { return Ok(None) };
+    let Some(set) = o.remove("set") else { return Ok(None) };
+    let table = o.remove("table");
+    let table = table.as_ref().and_then(Json::as_str).unwrap_or("objects");
+    let Json::Object(set) = set else { return Err("set must be an object of attribute: value".into()) };
+    let mut values = Vec::with_capacity(set.len());
+    for (k, v) in set {
+        let v = match v {
+            Json::String(s) => s,
+            Json::Number(n) => n.to_string(),
+            Json::Bool(b) => b.to_string(),
+            _ => return Err(format!("set {k}: the value must be a string or a number")),
+        };
+        values.push((k, v));
+    }
+    for k in ["select", "fold", "group", "order"] {
+        o.remove(k);
+    }
+    match table {
+        "objects" => Ok(Some(SetRequest::Objects(values))),
+        "issues" => {
+            if let Some(k) = values.iter().map(|(k, _)| k).find(|k| !ISSUE_FIELDS.contains(&k.as_str())) {
+                return Err(format!("issues have the fields {}; {k} is not one", ISSUE_FIELDS.join(", ")));
+            }
+            if let Some(Json::Array(filters)) = o.get_mut("filter") {
+                for f in filters.iter_mut() {
+                    if let Json::Object(f) = f {
+                        for field in ISSUE_FIELDS {
+                            if let Some(c) = f.remove(field) {
+                                f.insert(format!("fingerprint;issues;{field}"), c);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(Some(SetRequest::Issues(values)))
+        }
+        t => Err(format!("table {t} is not supported by bt (objects or issues)")),
+    }
+}
+
 /// The type coronerd names for an attribute of bt's type.
 fn format_of(ty: &str) -> &'static str {
     match ty {
@@ -110,4 +166,27 @@ pub fn describe(attrs: &[(String, String, u64)]) -> Json {
         "custom": !(BUILTIN.contains(&name.as_str()) || name.starts_with("uname.") || name.starts_with("fingerprint;")),
         "state": "enabled",
     })).collect::<Vec<_>>()})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_on_issues_renames_issue_filters() {
+        let mut b = json!({"filter": [{"tags": [["not-contains", "x"]], "fingerprint": [["regular-expression", "^a$"]]}],
+            "set": {"tags": "x"}, "table": "issues", "select": ["tags"]});
+        let s = take_set(&mut b).unwrap();
+        assert_eq!(s, Some(SetRequest::Issues(vec![("tags".into(), "x".into())])));
+        assert!(b["filter"][0].get("fingerprint;issues;tags").is_some());
+        assert!(b["filter"][0].get("tags").is_none());
+        assert!(b.get("select").is_none() && b.get("table").is_none());
+        let mut b = json!({"set": {"owner": 3}, "filter": [{"owner": [["equal", "x"]]}]});
+        assert_eq!(take_set(&mut b).unwrap(), Some(SetRequest::Objects(vec![("owner".into(), "3".into())])));
+        assert!(b["filter"][0].get("owner").is_some());
+        assert!(take_set(&mut json!({"set": {"colour": "x"}, "table": "issues"})).is_err());
+        assert!(take_set(&mut json!({"set": {"a": [1]}})).is_err());
+        assert!(take_set(&mut json!({"set": {"a": "b"}, "table": "users"})).is_err());
+        assert_eq!(take_set(&mut json!({"filter": []})).unwrap(), None);
+    }
 }

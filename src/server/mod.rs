@@ -478,6 +478,11 @@ impl Api {
         let morgue = parsed.as_ref().is_some_and(|v| coronerd::is_coronerd(req.param("universe").is_some(), v));
         let q = if morgue {
             let mut v = parsed.unwrap_or(Json::Null);
+            match coronerd::take_set(&mut v) {
+                Ok(Some(set)) => return self.set(req, set, &v),
+                Ok(None) => {}
+                Err(m) => return err(400, &m),
+            }
             if let Err(m) = coronerd::strip(&mut v) {
                 return err(400, &m);
             }

@@ -11,6 +11,7 @@
 //! | `GET /api/integrations/log?project=P&name=N` | admin | the delivery log |
 
 use super::*;
+use crate::store::triage::{Change, State, Ticket};
 use crate::store::workflow::{self, Call};
 
 fn json_body(req: &mut Request<'_>, limit: u64) -> Result<Json, Outcome> {
@@ -44,6 +45,57 @@ impl Api {
             Principal::User { name, .. } => Ok((project, format!("user:{name}"))),
             Principal::Token { ref scopes, .. } if scopes.contains(&Scope::Admin) => Ok((project, "token".into())),
             Principal::Token { .. } => Err(forbidden()),
+        }
+    }
+
+    /// morgue's `set`: new attribute values for the objects a filter selects, or
+    /// triage fields for their groups (`table: "issues"`). Who may: as for triage.
+    pub(super) fn set(&self, req: &mut Request<'_>, set: coronerd::SetRequest, filter: &Json) -> Outcome {
+        let (project, who) = match self.triager(req) {
+            Ok(x) => x,
+            Err(o) => return o,
+        };
+        let mut filter = filter.clone();
+        if let Err(m) = coronerd::strip(&mut filter) {
+            return err(400, &m);
+        }
+        let q = match Query::from_json(&filter) {
+            Ok(q) => q,
+            Err(e) => return store_error(e),
+        };
+        let meta = json!({"universe": self.opts.universe, "project": project, "user": who});
+        match set {
+            coronerd::SetRequest::Objects(values) => {
+                let ids = match self.store.select_ids(&project, &q) {
+                    Ok(ids) => ids,
+                    Err(e) => return store_error(e),
+                };
+                match self.store.set_attributes(&project, ids, values) {
+                    Ok(n) => ok(json!({"response": {"objects": n}, "_": meta})),
+                    Err(e) => store_error(e),
+                }
+            }
+            coronerd::SetRequest::Issues(values) => {
+                let fps = match self.store.select_fingerprints(&project, &q) {
+                    Ok(f) => f,
+                    Err(e) => return store_error(e),
+                };
+                let mut changes = Vec::new();
+                for (k, v) in &values {
+                    match issue_change(k, v) {
+                        Ok(c) => changes.push(c),
+                        Err(m) => return err(400, &m),
+                    }
+                }
+                if !fps.is_empty() {
+                    for c in changes {
+                        if let Err(e) = self.store.triage(&project, &fps, c, &who) {
+                            return store_error(e);
+                        }
+                    }
+                }
+                ok(json!({"response": {"issues": fps.len()}, "_": meta}))
+            }
         }
     }
 
@@ -100,4 +152,34 @@ impl Api {
         };
         Some(answer(workflow::call(&self.store, &project, &who, c)))
     }
+}
+
+/// One issue field as morgue sets it, as a triage change: `state` (open,
+/// in-progress, resolved, muted), `assignee` (empty: nobody), `tags` (added; several
+/// separated by commas or spaces), `ticket` (`SYSTEM:KEY URL`, `SYSTEM:KEY` or a URL).
+fn issue_change(field: &str, value: &str) -> Result<Change, String> {
+    Ok(match field {
+        "state" => Change::State {
+            state: State::parse(value)
+                .ok_or_else(|| format!("state {value:?}: expected open, in-progress, resolved or muted"))?,
+            until: None,
+        },
+        "assignee" => Change::Assign((!value.trim().is_empty()).then(|| value.trim().to_string())),
+        "tags" => Change::Tags {
+            add: value.split([',', ' ']).filter(|t| !t.is_empty()).map(str::to_string).collect(),
+            remove: Vec::new(),
+        },
+        "ticket" => {
+            let words: Vec<&str> = value.split_whitespace().collect();
+            let url = words.iter().find(|w| w.starts_with("http://") || w.starts_with("https://")).copied();
+            let key = words.iter().find(|w| Some(**w) != url).copied();
+            let (system, key) = match (key.and_then(|k| k.split_once(':')), url) {
+                (Some((s, k)), _) => (s.to_string(), k.to_string()),
+                (None, Some(u)) => ("link".to_string(), u.rsplit('/').find(|p| !p.is_empty()).unwrap_or(u).to_string()),
+                (None, None) => return Err(format!("ticket {value:?}: expected SYSTEM:KEY URL, SYSTEM:KEY or a URL")),
+            };
+            Change::Ticket(Ticket { system, key, url: url.unwrap_or_default().to_string() })
+        }
+        f => return Err(format!("issues have no field {f}")),
+    })
 }

@@ -178,27 +178,32 @@ impl ProjectIndex {
         self.n_alive += 1;
         self.alive_bytes += blob_len;
         for &(attr_id, val) in values {
-            let Some(attr) = self.attrs.get_mut(attr_id as usize) else { continue };
-            match (&mut attr.column, val) {
-                (Column::Str(c), Val::S(s)) => c[row] = s + 1,
-                (Column::Int(c), Val::I(i)) => c[row] = i,
-                // A row written before the attribute widened to strings.
-                (Column::Str(c), Val::I(i)) => {
-                    let text = i.to_string();
-                    let sid = match self.string_ids.get(&text) {
-                        Some(&sid) => sid,
-                        None => {
-                            let sid = self.strings.len() as u32;
-                            self.strings.push(text.clone());
-                            self.string_ids.insert(text, sid);
-                            sid
-                        }
-                    };
-                    c[row] = sid + 1;
-                }
-                // Never written: an attribute only widens from integer to string.
-                (Column::Int(_), Val::S(_)) => {}
+            self.set_cell(row, attr_id, val);
+        }
+    }
+
+    /// Writes one cell of a row (ingest, or `set` on stored objects).
+    pub fn set_cell(&mut self, row: usize, attr_id: u32, val: Val) {
+        let Some(attr) = self.attrs.get_mut(attr_id as usize) else { return };
+        match (&mut attr.column, val) {
+            (Column::Str(c), Val::S(s)) => c[row] = s + 1,
+            (Column::Int(c), Val::I(i)) => c[row] = i,
+            // A row written before the attribute widened to strings.
+            (Column::Str(c), Val::I(i)) => {
+                let text = i.to_string();
+                let sid = match self.string_ids.get(&text) {
+                    Some(&sid) => sid,
+                    None => {
+                        let sid = self.strings.len() as u32;
+                        self.strings.push(text.clone());
+                        self.string_ids.insert(text, sid);
+                        sid
+                    }
+                };
+                c[row] = sid + 1;
             }
+            // Never written: an attribute only widens from integer to string.
+            (Column::Int(_), Val::S(_)) => {}
         }
     }
 

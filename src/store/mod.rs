@@ -657,6 +657,50 @@ impl Store {
         query::matching_ids(&p, q)
     }
 
+    /// The groups of the live objects a query's filter selects.
+    pub fn select_fingerprints(&self, project: &str, q: &query::Query) -> Result<Vec<String>, StoreError> {
+        let p = self.project_index(project)?;
+        query::matching_fingerprints(&p, q)
+    }
+
+    /// Sets attributes of stored objects (morgue's `set`); returns how many objects
+    /// were changed. Attributes the store computes (`fingerprint`, `timestamp`,
+    /// …) cannot be set; names and values follow ingest's limits.
+    pub fn set_attributes(
+        &self,
+        project: &str,
+        ids: Vec<u64>,
+        values: Vec<(String, String)>,
+    ) -> Result<usize, StoreError> {
+        if values.is_empty() {
+            return Err(StoreError::BadInput("nothing to set".into()));
+        }
+        if values.len() > ingest::MAX_ATTRS {
+            return Err(StoreError::BadInput(format!("at most {} attributes at once", ingest::MAX_ATTRS)));
+        }
+        for (k, v) in &values {
+            if ingest::RESERVED.contains(&k.as_str()) || k == "timestamp" || k == ingest::WARNINGS {
+                return Err(StoreError::BadInput(format!("attribute {k} is computed by the store and cannot be set")));
+            }
+            if !ingest::valid_attr_name(k) {
+                return Err(StoreError::BadInput(format!(
+                    "attribute name {k:?}: letters, digits, '.', '_' and '-', at most {} bytes",
+                    ingest::MAX_ATTR_NAME
+                )));
+            }
+            if v.len() > ingest::MAX_ATTR_VALUE {
+                return Err(StoreError::BadInput(format!(
+                    "value of {k} is {} bytes long, at most {}",
+                    v.len(),
+                    ingest::MAX_ATTR_VALUE
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        self.send(writer::Job::SetAttrs { project: project.to_string(), ids, values, reply: tx })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
     /// One retention pass over every project: removes objects received longer ago
     /// than `max_age`, then the oldest while blobs exceed `max_bytes`. Returns the
     /// number of objects removed.

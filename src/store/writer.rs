@@ -36,6 +36,13 @@ pub enum Job {
         who: String,
         reply: mpsc::Sender<Result<Vec<(String, TriageRecord)>, StoreError>>,
     },
+    /// New values of some attributes of stored objects (`set`).
+    SetAttrs {
+        project: String,
+        ids: Vec<u64>,
+        values: Vec<(String, String)>,
+        reply: mpsc::Sender<Result<usize, StoreError>>,
+    },
     /// The sender's outcome for one notification: settled (delivered or failed) or retried.
     Delivered {
         outcome: Box<(u64, Delivery, Option<i64>)>,
@@ -80,6 +87,9 @@ pub fn run(db: Arc<Database>, index: SharedIndex, rx: mpsc::Receiver<Job>) {
                 Job::Delete { project, ids, reply } => deletes.push((project, ids, reply)),
                 Job::Triage { project, fingerprints, change, who, reply } => {
                     let _ = reply.send(triage_change(&db, &index, &project, &fingerprints, &change, &who));
+                }
+                Job::SetAttrs { project, ids, values, reply } => {
+                    let _ = reply.send(set_attrs(&db, &index, &project, &ids, &values));
                 }
                 Job::Delivered { outcome, reply } => {
                     let (id, delivery, retry_at) = *outcome;
@@ -279,23 +289,29 @@ impl Overlay {
         Ok(())
     }
 
+    /// The attribute id and stored value of one `name = value`, creating the
+    /// attribute, interning the string, or widening the column as needed.
+    fn cell(&mut self, p: &ProjectIndex, t: &mut Tables, name: &str, value: &Value) -> Result<(u32, Val), StoreError> {
+        let (id, ty) = self.attr(p, t, name, value)?;
+        let val = match (ty, value) {
+            (AttrType::Str, Value::Text(s)) => Val::S(self.string(p, t, s)?),
+            (AttrType::Str, Value::Int(i)) => Val::S(self.string(p, t, &i.to_string())?),
+            (_, Value::Int(i)) => Val::I(*i),
+            (_, Value::Text(s)) => match parse_int(s) {
+                Some(i) => Val::I(i),
+                None => {
+                    self.widen(p, t, id, name)?;
+                    Val::S(self.string(p, t, s)?)
+                }
+            },
+        };
+        Ok((id, val))
+    }
+
     fn add(&mut self, p: &ProjectIndex, t: &mut Tables, obj: &Prepared) -> Result<Ack, StoreError> {
         let mut vals = Vec::with_capacity(obj.values.len());
         for (name, value) in &obj.values {
-            let (id, ty) = self.attr(p, t, name, value)?;
-            let val = match (ty, value) {
-                (AttrType::Str, Value::Text(s)) => Val::S(self.string(p, t, s)?),
-                (AttrType::Str, Value::Int(i)) => Val::S(self.string(p, t, &i.to_string())?),
-                (_, Value::Int(i)) => Val::I(*i),
-                (_, Value::Text(s)) => match parse_int(s) {
-                    Some(i) => Val::I(i),
-                    None => {
-                        self.widen(p, t, id, name)?;
-                        Val::S(self.string(p, t, s)?)
-                    }
-                },
-            };
-            vals.push((id, val));
+            vals.push(self.cell(p, t, name, value)?);
         }
         vals.sort_by_key(|v| v.0);
         let pid = self.record.id;
@@ -614,6 +630,63 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
             }
         }
     }
+}
+
+/// Sets attributes of stored objects, in their rows and then in the index;
+/// returns how many objects were changed.
+fn set_attrs(
+    db: &Database,
+    index: &SharedIndex,
+    project: &str,
+    ids: &[u64],
+    values: &[(String, String)],
+) -> Result<usize, StoreError> {
+    let (ov, rows, cells) = {
+        let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
+        let p = idx.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        let rows: Vec<(usize, u64)> = ids.iter().filter_map(|&id| p.row_of(id).map(|r| (r, id))).collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = db.begin_write()?;
+        txn.set_quick_repair(true);
+        let mut cells = Vec::with_capacity(values.len());
+        let ov = {
+            let mut t = Tables::open(&txn)?;
+            let mut ov = Overlay::new(p, &t)?;
+            for (name, text) in values {
+                cells.push(ov.cell(p, &mut t, name, &Value::Text(text.clone()))?);
+            }
+            let pid = ov.record.id;
+            for &(_, id) in &rows {
+                let mut row: ObjectRow = match t.objects.get((pid, id))? {
+                    Some(v) => decode(v.value(), "object")?,
+                    None => continue,
+                };
+                for &(a, v) in &cells {
+                    match row.values.binary_search_by_key(&a, |x| x.0) {
+                        Ok(i) => row.values[i].1 = v,
+                        Err(i) => row.values.insert(i, (a, v)),
+                    }
+                }
+                t.objects.insert((pid, id), encode(&row)?.as_slice())?;
+            }
+            ov.finish(&mut t)?;
+            ov
+        };
+        txn.commit()?;
+        (ov, rows, cells)
+    };
+    let mut idx = index.write().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
+    if let Some(p) = idx.get_mut(project).map(Arc::make_mut) {
+        ov.apply(p);
+        for &(r, _) in &rows {
+            for &(a, v) in &cells {
+                p.set_cell(r, a, v);
+            }
+        }
+    }
+    Ok(rows.len())
 }
 
 fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Result<usize, StoreError> {

@@ -292,3 +292,22 @@ pub fn matching_ids(p: &ProjectIndex, q: &Query) -> Result<Vec<u64>, StoreError>
     clock.check()?;
     Ok(ids)
 }
+
+/// The fingerprints (groups) of the live objects the query's filter selects, in
+/// order of first appearance (for `set` on the issues table).
+pub fn matching_fingerprints(p: &ProjectIndex, q: &Query) -> Result<Vec<String>, StoreError> {
+    let clock = Clock::start();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    if let Some(a) = p.attr("fingerprint") {
+        for r in filtered_rows(p, q, &clock)? {
+            if let Some(fp) = p.str_cell(a, r)
+                && seen.insert(fp)
+            {
+                out.push(fp.to_string());
+            }
+        }
+    }
+    clock.check()?;
+    Ok(out)
+}

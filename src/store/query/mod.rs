@@ -346,5 +346,5 @@ mod fold;
 #[cfg(test)]
 mod tests;
 
-pub use filter::matching_ids;
+pub use filter::{matching_fingerprints, matching_ids};
 pub use fold::run;
