@@ -21,7 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("trace", &["snapshot", "capture", "symbols", "unwind", "analysis"]),
     ("dedup", &["snapshot"]),
     ("store", &["snapshot", "dedup"]),
-    ("server", &["snapshot", "store"]),
+    ("server", &["snapshot", "store", "units"]),
     // The notification sender reads the outbox and records outcomes through the store.
     ("notify", &["store"]),
     ("query", &["snapshot", "store", "units"]),

@@ -51,6 +51,9 @@ struct ServeArgs {
     /// the universe name Backtrace clients see (default: the host name)
     #[argh(option)]
     universe: Option<String>,
+    /// how long a login session (console cookie, morgue login) lasts: 7d, 12h, 900s (default 7d)
+    #[argh(option, default = "String::from(\"7d\")")]
+    session_ttl: String,
 }
 
 /// Administer the data directory of the object store (stop the server first: one
@@ -199,9 +202,12 @@ struct UserAdd {
     /// the user name
     #[argh(positional)]
     name: String,
-    /// the user may delete objects (admin scope)
+    /// an admin: every project, deleting objects, settings (admin scope)
     #[argh(switch)]
     admin: bool,
+    /// a member sees only this project (repeat for several; none: every project)
+    #[argh(option)]
+    project: Vec<String>,
 }
 
 /// List the users.
@@ -230,7 +236,7 @@ const ADMIN_USAGE: &str = "usage: bt coroner [--data DIR] COMMAND
   project retention NAME [--max-age D] [--max-size S]
   token create PROJECT [--scope submit|query|object|admin ...]   (prints the token)
   token list | token remove ID
-  user add NAME [--admin]                (password from the terminal, or the first line of stdin)
+  user add NAME [--admin | --project P…] (password from the terminal, or the first line of stdin)
   user list | user remove NAME
   check                                  verify the store's invariants
   integration add PROJECT NAME --webhook URL [--secret S] | --slack URL
@@ -305,6 +311,11 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "bt".into())
         }),
+        session_secs: crate::units::seconds(&args.session_ttl)
+            .ok()
+            .and_then(|s| i64::try_from(s).ok())
+            .filter(|&s| s > 0)
+            .with_context(|| format!("--session-ttl {:?}: a duration such as 7d, 12h or 900s", args.session_ttl))?,
         ..server::Options::default()
     };
     let data_shown = data.display().to_string();
@@ -499,13 +510,18 @@ fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
                 let user = &a.name;
                 let store = open()?;
                 let password = read_password(user)?;
-                store.add_user(user, &password, a.admin).with_context(|| format!("adding user {user}"))?;
+                store.add_user(user, &password, a.admin, &a.project).with_context(|| format!("adding user {user}"))?;
                 eprintln!("{name}: added user {user}");
             }
             UserCmd::List(_) => {
-                println!("{:<24} {:<6} created", "user", "admin");
-                for (u, rec) in open()?.list_users()? {
-                    println!("{:<24} {:<6} {}", u, rec.admin, when(rec.created));
+                println!("{:<24} {:<6} {:<20} projects", "user", "admin", "created");
+                let store = open()?;
+                for (u, rec) in store.list_users()? {
+                    let projects = match store.member_projects(&u)? {
+                        Some(ps) if !rec.admin => ps.join(","),
+                        _ => "*".to_string(),
+                    };
+                    println!("{:<24} {:<6} {:<20} {projects}", u, rec.admin, when(rec.created));
                 }
             }
             UserCmd::Remove(r) => {

@@ -12,8 +12,10 @@
 //! | `GET /api/list?project=P&object=ID` | object | the object's attachments |
 //! | `GET /api/health` | — | liveness |
 //! | `/api/triage…`, `/api/integrations…`, `/api/rules` | see [`workflow`] | triage and notifications |
+//! | `/`, `/p/…`, `/settings`, `/login`, `/logout`, `/assets/…`, `/api/console/…`, `/api/admin/…` | see [`console`] | the web console |
 
 pub mod budget;
+mod console;
 mod coronerd;
 pub mod http;
 pub mod multipart;
@@ -49,6 +51,8 @@ pub struct Options {
     pub max_inflight: u64,
     /// The universe name reported to Backtrace clients (bt has one per server).
     pub universe: String,
+    /// How long a login session lasts (the console's cookie, morgue's token).
+    pub session_secs: i64,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             retention_every: Duration::from_secs(60),
             max_inflight: 1 << 30,
             universe: "bt".into(),
+            session_secs: crate::store::auth::SESSION_SECS,
         }
     }
 }
@@ -102,6 +107,8 @@ struct Api {
     opts: Options,
     logins: throttle::Throttle,
     inflight: budget::Inflight,
+    /// The console debugger's recently decoded snapshots.
+    snapshots: console::SnapshotCache,
 }
 
 fn busy(why: &str) -> Outcome {
@@ -205,12 +212,22 @@ fn credential<'a>(req: &'a Request<'_>) -> Option<&'a str> {
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
+        .or_else(|| console::cookie_credential(req))
+}
+
+/// 401, or 403 when the request carried the console's session cookie without
+/// the CSRF token a state-changing request needs.
+fn unauthenticated(req: &Request<'_>) -> Outcome {
+    if console::csrf_missing(req) {
+        return err(403, "missing or wrong X-Bt-Csrf header (cross-site request refused)");
+    }
+    unauthorized()
 }
 
 impl Api {
     /// Authenticates and authorizes; returns the project the request acts on.
     fn authorize(&self, req: &mut Request<'_>, scope: Scope) -> Result<String, Outcome> {
-        let Some(cred) = credential(req) else { return Err(unauthorized()) };
+        let Some(cred) = credential(req) else { return Err(unauthenticated(req)) };
         let principal = match self.store.authenticate(cred) {
             Ok(Some(p)) => p,
             Ok(None) => return Err(unauthorized()),
@@ -258,9 +275,14 @@ impl Api {
             }
             (m, p) if p.starts_with("/api/") => {
                 let m = m.to_string();
-                self.workflow(req, &m, &path).unwrap_or_else(|| err(404, "no such endpoint"))
+                self.workflow(req, &m, &path)
+                    .or_else(|| self.console_api(req, &m, &path))
+                    .unwrap_or_else(|| err(404, "no such endpoint"))
             }
-            _ => err(404, "no such endpoint"),
+            (m, _) => {
+                let m = m.to_string();
+                self.console_page(req, &m, &path).unwrap_or_else(|| err(404, "no such endpoint"))
+            }
         }
     }
 
@@ -426,7 +448,7 @@ impl Api {
                 return o;
             }
         };
-        let result = self.store.login(&user, &password);
+        let result = self.store.login(&user, &password, self.opts.session_secs);
         drop(permit);
         match result {
             Ok(Some(token)) => {
@@ -762,6 +784,7 @@ pub fn serve(
             endpoint: (if wrap.is_some() { "https" } else { "http" }, addr.port()),
             store,
             logins: throttle::Throttle::default(),
+            snapshots: console::SnapshotCache::default(),
             inflight: budget::Inflight::new(
                 opts.max_inflight.max(opts.max_submission.saturating_mul(10).saturating_add(32 << 20)),
             ),

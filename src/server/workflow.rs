@@ -34,7 +34,7 @@ fn answer(r: Result<Json, StoreError>) -> Outcome {
 impl Api {
     /// Who changes triage: a logged-in user, or a token with the admin scope.
     fn triager(&self, req: &mut Request<'_>) -> Result<(String, String), Outcome> {
-        let Some(cred) = credential(req) else { return Err(unauthorized()) };
+        let Some(cred) = credential(req) else { return Err(unauthenticated(req)) };
         let principal = match self.store.authenticate(cred) {
             Ok(Some(p)) => p,
             Ok(None) => return Err(unauthorized()),

@@ -8,6 +8,7 @@ mod memory;
 mod model;
 pub mod print;
 pub mod render;
+pub mod tree;
 pub mod v1;
 pub mod v2;
 pub mod values;

@@ -17,8 +17,9 @@ pub const SESSION_SECS: i64 = 7 * 24 * 3600;
 pub enum Principal {
     /// A project token: one project, some scopes.
     Token { project: String, scopes: Vec<Scope> },
-    /// A logged-in user: every project; admin users also have the admin scope.
-    User { name: String, admin: bool },
+    /// A logged-in user: an admin has every project and the admin scope; a
+    /// member the projects given (`None`: every project), without the admin scope.
+    User { name: String, admin: bool, projects: Option<Vec<String>> },
 }
 
 impl Principal {
@@ -26,7 +27,10 @@ impl Principal {
     pub fn allows(&self, project: &str, scope: Scope) -> bool {
         match self {
             Principal::Token { project: p, scopes } => p == project && scopes.contains(&scope),
-            Principal::User { admin, .. } => scope != Scope::Admin || *admin,
+            Principal::User { admin: true, .. } => true,
+            Principal::User { projects, .. } => {
+                scope != Scope::Admin && projects.as_ref().is_none_or(|ps| ps.iter().any(|p| p == project))
+            }
         }
     }
 }
@@ -43,6 +47,28 @@ fn random_hex(n_bytes: usize) -> Result<String, StoreError> {
     let mut buf = vec![0u8; n_bytes];
     getrandom::fill(&mut buf).map_err(|e| StoreError::Io(format!("the system's random source: {e}")))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// An Argon2id hash (PHC string) of a password of at least 8 characters.
+fn hash_password(password: &str) -> Result<String, StoreError> {
+    if password.len() < 8 {
+        return Err(StoreError::BadInput("a password needs at least 8 characters".into()));
+    }
+    let salt_hex = random_hex(16)?;
+    let salt_bytes: Vec<u8> =
+        (0..16).map(|i| u8::from_str_radix(&salt_hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| StoreError::Io(format!("salt: {e}")))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| StoreError::Io(format!("hashing password: {e}")))?
+        .to_string())
+}
+
+/// The CSRF token of a login session: what the console's pages send back in
+/// `X-Bt-Csrf` with every state-changing request made with the session cookie.
+/// Derived from the session id, so only who holds the session can compute it.
+pub fn csrf_token(session: &str) -> String {
+    token_key(&format!("bt-csrf\0{session}"))
 }
 
 /// The key a token or session id is stored under.
@@ -107,21 +133,15 @@ impl Store {
         Ok(())
     }
 
-    pub fn add_user(&self, name: &str, password: &str, admin: bool) -> Result<(), StoreError> {
+    /// Adds a user: an admin, or a member of `projects` (empty: every project).
+    pub fn add_user(&self, name: &str, password: &str, admin: bool, projects: &[String]) -> Result<(), StoreError> {
         if !super::ingest::valid_attr_name(name) {
             return Err(StoreError::BadInput(format!("bad user name {name:?}: letters, digits, '.', '_', '-'")));
         }
-        if password.len() < 8 {
-            return Err(StoreError::BadInput("a password needs at least 8 characters".into()));
+        for p in projects {
+            self.project(p)?;
         }
-        let salt_hex = random_hex(16)?;
-        let salt_bytes: Vec<u8> =
-            (0..16).map(|i| u8::from_str_radix(&salt_hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
-        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| StoreError::Io(format!("salt: {e}")))?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| StoreError::Io(format!("hashing password: {e}")))?
-            .to_string();
+        let hash = hash_password(password)?;
         let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(USERS)?;
@@ -129,7 +149,75 @@ impl Store {
                 return Err(StoreError::UserExists(name.to_string()));
             }
             t.insert(name, encode(&UserRecord { password_hash: hash, admin, created: now() })?.as_slice())?;
+            let mut m = txn.open_table(MEMBERS)?;
+            if !admin && !projects.is_empty() {
+                m.insert(name, encode(&projects.to_vec())?.as_slice())?;
+            } else {
+                m.remove(name)?;
+            }
         }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A new password for a user; their sessions end.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
+        let hash = hash_password(password)?;
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(USERS)?;
+            let mut rec: UserRecord = match t.get(name)? {
+                Some(v) => decode(v.value(), "user")?,
+                None => return Err(StoreError::NotFound(format!("user {name}"))),
+            };
+            rec.password_hash = hash;
+            t.insert(name, encode(&rec)?.as_slice())?;
+            txn.open_table(SESSIONS)?
+                .retain(|_, v| decode::<SessionRecord>(v, "session").map(|s| s.user != name).unwrap_or(false))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A user's role: admin, or a member of `projects` (empty: every project).
+    pub fn set_role(&self, name: &str, admin: bool, projects: &[String]) -> Result<(), StoreError> {
+        for p in projects {
+            self.project(p)?;
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(USERS)?;
+            let mut rec: UserRecord = match t.get(name)? {
+                Some(v) => decode(v.value(), "user")?,
+                None => return Err(StoreError::NotFound(format!("user {name}"))),
+            };
+            rec.admin = admin;
+            t.insert(name, encode(&rec)?.as_slice())?;
+            let mut m = txn.open_table(MEMBERS)?;
+            if !admin && !projects.is_empty() {
+                m.insert(name, encode(&projects.to_vec())?.as_slice())?;
+            } else {
+                m.remove(name)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The projects a member was given (`None`: every project).
+    pub fn member_projects(&self, name: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let t = txn.open_table(MEMBERS)?;
+        Ok(match t.get(name)? {
+            Some(v) => Some(decode(v.value(), "member")?),
+            None => None,
+        })
+    }
+
+    /// Ends one login session (logout).
+    pub fn end_session(&self, token: &str) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        txn.open_table(SESSIONS)?.remove(token_key(token).as_str())?;
         txn.commit()?;
         Ok(())
     }
@@ -153,6 +241,7 @@ impl Store {
             if t.remove(name)?.is_none() {
                 return Err(StoreError::NotFound(format!("user {name}")));
             }
+            txn.open_table(MEMBERS)?.remove(name)?;
             txn.open_table(SESSIONS)?
                 .retain(|_, v| decode::<SessionRecord>(v, "session").map(|s| s.user != name).unwrap_or(false))?;
         }
@@ -160,9 +249,9 @@ impl Store {
         Ok(())
     }
 
-    /// Checks a password; on success opens a session and returns its token.
+    /// Checks a password; on success opens a session of `ttl_secs` and returns its token.
     /// Unknown users and wrong passwords are the same `None`.
-    pub fn login(&self, name: &str, password: &str) -> Result<Option<String>, StoreError> {
+    pub fn login(&self, name: &str, password: &str, ttl_secs: i64) -> Result<Option<String>, StoreError> {
         let user: Option<UserRecord> = {
             let txn = self.db().begin_read()?;
             let t = txn.open_table(USERS)?;
@@ -194,7 +283,8 @@ impl Store {
             t.retain(|_, v| decode::<SessionRecord>(v, "session").map(|s| s.expires > now).unwrap_or(false))?;
             t.insert(
                 token_key(&token).as_str(),
-                encode(&SessionRecord { user: name.to_string(), expires: now + SESSION_SECS })?.as_slice(),
+                encode(&SessionRecord { user: name.to_string(), expires: now + ttl_secs.clamp(1, SESSION_SECS * 52) })?
+                    .as_slice(),
             )?;
         }
         txn.commit()?;
@@ -221,6 +311,10 @@ impl Store {
             Some(v) => decode::<UserRecord>(v.value(), "user")?.admin,
             None => return Ok(None),
         };
-        Ok(Some(Principal::User { name: s.user, admin }))
+        let projects = match txn.open_table(MEMBERS)?.get(s.user.as_str())? {
+            Some(v) if !admin => Some(decode::<Vec<String>>(v.value(), "member")?),
+            _ => None,
+        };
+        Ok(Some(Principal::User { name: s.user, admin, projects }))
     }
 }

@@ -314,11 +314,11 @@ fn clip(s: &str) -> String {
     if end < s.len() { format!("{}…", &s[..end]) } else { s.to_string() }
 }
 
-struct JsonReport {
-    timestamp: i64,
-    attributes: BTreeMap<String, String>,
-    frames: Vec<Frame>,
-    classifiers: Vec<String>,
+pub(super) struct JsonReport {
+    pub timestamp: i64,
+    pub attributes: BTreeMap<String, String>,
+    pub frames: Vec<Frame>,
+    pub classifiers: Vec<String>,
 }
 
 fn scalar(v: &Json) -> Option<String> {
@@ -331,7 +331,7 @@ fn scalar(v: &Json) -> Option<String> {
 }
 
 /// Reads the fields of a Backtrace-style JSON crash report that the store indexes.
-fn parse_json_report(body: &[u8]) -> Result<JsonReport, StoreError> {
+pub(super) fn parse_json_report(body: &[u8]) -> Result<JsonReport, StoreError> {
     let v: Json = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON report: {e}")))?;
     let Json::Object(obj) = &v else { return Err(bad("a JSON report must be an object")) };
     let timestamp = match obj.get("timestamp") {

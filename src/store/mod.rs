@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod outbox;
 pub mod query;
 pub mod schema;
+pub mod summary;
 pub mod triage;
 pub mod workflow;
 mod writer;
@@ -215,8 +216,10 @@ impl Store {
                 Some(v) if v > SCHEMA_VERSION => {
                     return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: v });
                 }
-                Some(_) => {}
-                None => {
+                // Older schemas only lack tables, created below; the file is then
+                // marked, so that an older bt does not open it without them.
+                Some(v) if v == SCHEMA_VERSION => {}
+                _ => {
                     meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
                 }
             }
@@ -225,6 +228,7 @@ impl Store {
             txn.open_table(TOKENS)?;
             txn.open_table(USERS)?;
             txn.open_table(SESSIONS)?;
+            txn.open_table(MEMBERS)?;
             txn.open_table(ATTRS)?;
             txn.open_table(STRINGS)?;
             txn.open_table(OBJECTS)?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use super::StoreError;
 
 /// Bumped when a table or record layout changes; `Store::open` refuses newer files.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `"schema"` → SCHEMA_VERSION (u32 LE).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -19,6 +19,9 @@ pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// Hex BLAKE2s-256 of a session token → [`SessionRecord`].
 pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// user name → the projects a member may see (`Vec<String>`); no row: every project
+/// (an admin, or a member given none). Schema 3.
+pub const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 /// (project id, attribute id) → [`AttrRecord`].
 pub const ATTRS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("attrs");
 /// (project id, string id) → the string: the per-project dictionary of attribute values.

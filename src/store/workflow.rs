@@ -51,7 +51,7 @@ pub fn record_json(fp: &str, r: &TriageRecord) -> Json {
     })
 }
 
-fn history_json(h: &[HistoryEntry]) -> Json {
+pub fn history_json(h: &[HistoryEntry]) -> Json {
     json!(h.iter().map(|e| json!({"time": e.time, "who": e.who, "what": e.what})).collect::<Vec<_>>())
 }
 

@@ -3,7 +3,7 @@
 //! tui-realm and ratatui; it reads snapshots only through [`crate::snapshot`].
 //!
 //! - [`model`]: the state and what each key does (no terminal);
-//! - [`tree`]: the variables tree, expanded past the captured depth from kept memory;
+//! - the variables tree is [`crate::snapshot::tree`] (the console shows it too);
 //! - [`tabs`]: the peripheral tabs as lines; [`draw`]: ratatui drawing;
 //! - [`app`]: the tui-realm application, shared by the terminal and `--screen`.
 
@@ -11,7 +11,6 @@ mod app;
 mod draw;
 pub mod model;
 mod tabs;
-pub mod tree;
 
 use crate::snapshot::Snapshot;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! data and plain functions (no terminal), so the headless screen, the
 //! interactive UI and the tests drive the same code.
 
-use super::tree::{self, Tree};
+use crate::snapshot::tree::{self, Tree};
 use crate::snapshot::{Scope, Snapshot, Value};
 use tuirealm::event::{Key, KeyEvent, KeyModifiers};
 

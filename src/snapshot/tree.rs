@@ -1,6 +1,7 @@
-//! The Variables pane's tree: a frame's variables expanded through their
-//! structured values, and past the depth the tracer rendered by evaluating the
-//! node's expression again from the snapshot's types and kept memory
+//! The variables tree of a frame, as hydra's Variables pane and the web console's
+//! debugger show it: a frame's variables expanded through their structured
+//! values, and past the depth the tracer rendered by evaluating the node's
+//! expression again from the snapshot's types and kept memory
 //! ([`crate::snapshot::print::evaluate`]). Bytes the snapshot does not hold end a
 //! branch with `<not captured>`, never with invented values.
 
