@@ -11,7 +11,7 @@ STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
 # command-or-path:debian-package.
 TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
            objcopy:binutils strip:binutils dwz:dwz clang:clang jq:jq curl:curl openssl:openssl make:make python3:python3 /usr/bin/time:time \
-           node:nodejs npm:npm
+           node:nodejs npm:npm /usr/bin/chromium:chromium
 # Scratch directory for the example programs of `make demo` (never the source tree).
 EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
 # Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
@@ -46,8 +46,9 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# The crash-reporting SDKs the compatibility tests run for real, from the registries
-# (pinned): backtracepython in a venv, @backtrace/node and backtrace-node with npm.
+# The clients the tests run for real, from the registries (pinned): the crash-reporting
+# SDKs (backtracepython in a venv, @backtrace/node and backtrace-node with npm) and
+# playwright-core, which drives Debian's chromium for the console's browser tests.
 SDK_DIR ?= $(abspath $(CARGO_TARGET_DIR))/sdk
 sdk: deps
 	@mkdir -p $(SDK_DIR)
@@ -56,8 +57,8 @@ sdk: deps
 	  python3 -m venv $(SDK_DIR)/venv; }
 	@$(SDK_DIR)/venv/bin/python -c 'import backtracepython' 2>/dev/null || \
 	  $(SDK_DIR)/venv/bin/pip install -q --disable-pip-version-check backtracepython==0.4.3
-	@test -d $(SDK_DIR)/node_modules/@backtrace/node -a -d $(SDK_DIR)/node_modules/backtrace-node || \
-	  (cd $(SDK_DIR) && npm install --silent --no-audit --no-fund --save-exact --prefix $(SDK_DIR) @backtrace/node@0.8.0 backtrace-node@1.2.0)
+	@test -d $(SDK_DIR)/node_modules/@backtrace/node -a -d $(SDK_DIR)/node_modules/backtrace-node -a -d $(SDK_DIR)/node_modules/playwright-core || \
+	  (cd $(SDK_DIR) && npm install --silent --no-audit --no-fund --save-exact --prefix $(SDK_DIR) @backtrace/node@0.8.0 backtrace-node@1.2.0 playwright-core@1.64.1)
 
 # The tests are built with the same profile, target and flags as `bt`, so the
 # dependencies compile once (CI has two cores). BT_BIN is the static release build.

@@ -219,35 +219,6 @@ fn cpp_inlines_and_rust_panics() {
     assert!(s.contains("\"panic\": match 1/"), "the panic machinery is found:\n{s}");
 }
 
-/// A live process of `n` threads from examples/c/many_threads.c; killed on drop.
-pub struct ManyThreads {
-    pub child: std::process::Child,
-}
-
-impl ManyThreads {
-    pub fn start(n: usize) -> ManyThreads {
-        use std::io::BufRead;
-        let mut child = Command::new(examples_dir().join("many_threads"))
-            .arg(n.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start many_threads");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        std::io::BufReader::new(out).read_line(&mut line).expect("read ready");
-        assert_eq!(line.trim(), "ready");
-        wait_all_asleep(child.id(), n, 30);
-        ManyThreads { child }
-    }
-}
-
-impl Drop for ManyThreads {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_thousand_threads_grouped_and_a_deadlock_with_kernel_stacks() {
     let p = ManyThreads::start(1000);

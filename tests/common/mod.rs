@@ -990,3 +990,32 @@ pub fn wait_all_asleep(pid: u32, min_tasks: usize, secs: u64) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A live process of `n` threads from examples/c/many_threads.c; killed on drop.
+pub struct ManyThreads {
+    pub child: std::process::Child,
+}
+
+impl ManyThreads {
+    pub fn start(n: usize) -> ManyThreads {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(examples_dir().join("many_threads"))
+            .arg(n.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start many_threads");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(out).read_line(&mut line).expect("read ready");
+        assert_eq!(line.trim(), "ready");
+        wait_all_asleep(child.id(), n, 30);
+        ManyThreads { child }
+    }
+}
+
+impl Drop for ManyThreads {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
