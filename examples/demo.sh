@@ -95,4 +95,12 @@ echo "  $BT hydra $CORES/c_null.btsnap"
 [ -n "$OBJ" ] && echo "  $BT hydra demo $OBJ --data $CS/data        # a crash collected into the store"
 echo "  $BT hydra --core $CORES/c_threads.core $OUT/c_threads"
 
+banner "the web console: the same crashes in a browser"
+printf 'demo-password\n' | "$BT" coroner --data "$CS/data" user add demo --admin >/dev/null 2>&1 || true
+echo "\$ bt coroner --data $CS/data user add demo --admin      # (password: demo-password)"
+echo "Serve them and open the console (overview, triage, group details, the debugger):"
+echo "  $BT serve --data $CS/data --listen 127.0.0.1:6097"
+echo "  then open http://127.0.0.1:6097/ and log in as demo / demo-password"
+[ -n "$OBJ" ] && echo "  the debugger of one crash: http://127.0.0.1:6097/p/demo/o/$OBJ"
+
 banner "done: cores and snapshots are in $CORES; core_pattern restored"
