@@ -23,7 +23,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: sdk fuzz bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: sdk fuzz bench-console bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -80,7 +80,7 @@ demo: deps bt examples
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
 bench: deps bt
 	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
-	$(MAKE) bench-variables bench-store bench-coresnap bench-hydra
+	$(MAKE) bench-variables bench-store bench-coresnap bench-hydra bench-console
 
 # hydra: first screen and per-key cost on a 1,000-thread snapshot, against gdb.
 bench-hydra: deps bt
@@ -99,6 +99,15 @@ bench-store: deps bt
 	$(STATIC) cargo build --release --locked --target $(TARGET) $(FEATURES) --example store_bench
 	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_BIN=$(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/examples/store_bench \
 	  BENCH_STORE_OBJECTS=$(BENCH_STORE_OBJECTS) BENCH_RUNS=$(BENCH_RUNS) bench/store/run.sh
+
+# The web console on a store of BENCH_STORE_OBJECTS objects in 10,000 groups: its API
+# calls, and its pages in headless Chromium (playwright-core from make sdk).
+bench-console: deps sdk bt
+	$(STATIC) cargo build --release --locked --target $(TARGET) $(FEATURES) --example store_bench
+	@S=$(BENCH_OUT)/console-$(BENCH_STORE_OBJECTS); B=$(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/examples/store_bench; \
+	  if [ ! -f $$S/.complete ]; then $$B load $$S $(BENCH_STORE_OBJECTS) 10000 && touch $$S/.complete; fi; \
+	  cp -a $$S $$S.run && BENCH_NODE_PATH=$(SDK_DIR)/node_modules $$B console $(BIN) $$S.run $(BENCH_RUNS); \
+	  rc=$$?; rm -rf $$S.run; exit $$rc
 
 clean:
 	cargo clean

@@ -5,7 +5,11 @@
 //! - `load`: fills a data directory with N objects through the library (the same
 //!   prepare → group-commit path as the server, without HTTP);
 //! - `query`: starts `bt serve` on that data, times the list query and filtered
-//!   queries over HTTP (median of runs), and the bytes per object beyond the blobs.
+//!   queries over HTTP (median of runs), and the bytes per object beyond the blobs;
+//! - `console`: the web console's API on that data (the triage page's calls, a
+//!   group's details, the debugger of a 1,000-thread snapshot), median of runs;
+//!   with `BENCH_NODE_PATH` (playwright-core) also the pages in headless Chromium
+//!   (bench/console.js): the time until each page shows its data.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,7 +23,9 @@ use bt::snapshot::{Attribute, Environment, Frame, Process, Signal, Snapshot, Thr
 use bt::store::{Format, Store, Submission};
 
 fn usage() -> ! {
-    eprintln!("usage: store_bench ingest BT DIR [N] [CLIENTS] | load DIR N | query BT DIR [RUNS]");
+    eprintln!(
+        "usage: store_bench ingest BT DIR [N] [CLIENTS] | load DIR N [GROUPS] | query BT DIR [RUNS] | console BT DIR [RUNS]"
+    );
     std::process::exit(2)
 }
 
@@ -29,15 +35,16 @@ fn main() {
     let n = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
         Some("ingest") => ingest(Path::new(&a(1)), Path::new(&a(2)), n(3, 20_000), n(4, 32) as usize),
-        Some("load") => load(Path::new(&a(1)), n(2, 1_000_000)),
+        Some("load") => load(Path::new(&a(1)), n(2, 1_000_000), n(3, 40)),
+        Some("console") => console(Path::new(&a(1)), Path::new(&a(2)), n(3, 21) as usize),
         Some("query") => query(Path::new(&a(1)), Path::new(&a(2)), n(3, 21) as usize),
         _ => usage(),
     }
 }
 
-/// A realistic small crash: 3 threads, a 15-frame faulting stack, ~40 groups.
-fn snapshot(i: u64) -> Snapshot {
-    let group = i % 40;
+/// A realistic small crash: 3 threads, a 15-frame faulting stack, one of `groups` groups.
+fn snapshot(i: u64, groups: u64) -> Snapshot {
+    let group = i % groups;
     let frame = |f: String, m: &str, k: u64| Frame {
         pc: 0x55d0_0000_1000 + k * 0x40 + group * 0x1000,
         sp: 0x7ffd_0000_0000 + k * 0x80,
@@ -162,6 +169,11 @@ struct Client {
 
 impl Client {
     fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        self.send("POST", path, "", body)
+    }
+
+    /// One request; `headers` are extra header lines, each ending in CRLF.
+    fn send(&mut self, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
         for _ in 0..3 {
             if self.conn.is_none() {
                 let s = TcpStream::connect(&self.addr).expect("connect");
@@ -171,7 +183,7 @@ impl Client {
             }
             let (s, r) = self.conn.as_mut().expect("connection");
             let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                "{method} {path} HTTP/1.1\r\nHost: b\r\n{headers}Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
             if s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).is_err() {
@@ -188,7 +200,7 @@ impl Client {
                 Err(_) => self.conn = None,
             }
         }
-        panic!("POST {path} failed three times");
+        panic!("{method} {path} failed three times");
     }
 }
 
@@ -222,7 +234,7 @@ fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
     let _ = std::fs::remove_dir_all(dir);
     admin(bt, dir, &["project", "create", "bench"]);
     let token = admin(bt, dir, &["token", "create", "bench", "--scope", "submit"]);
-    let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..400).map(|i| snapshot(i).encode().expect("encode")).collect());
+    let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..400).map(|i| snapshot(i, 40).encode().expect("encode")).collect());
     let avg = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
     let server = Server::start(bt, dir);
     let next = Arc::new(AtomicU64::new(0));
@@ -257,11 +269,13 @@ fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
     );
 }
 
-fn load(dir: &Path, n: u64) {
+fn load(dir: &Path, n: u64, groups: u64) {
     let _ = std::fs::remove_dir_all(dir);
     let store = Arc::new(Store::open(dir).expect("open store"));
     store.create_project("bench").expect("project");
-    let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..1000).map(|i| snapshot(i).encode().expect("encode")).collect());
+    let pool_n = groups.max(1000);
+    let pool: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..pool_n).map(|i| snapshot(i, groups).encode().expect("encode")).collect());
     let now = bt::store::now();
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -280,7 +294,7 @@ fn load(dir: &Path, n: u64) {
                     let sub = Submission {
                         project: "bench".into(),
                         format: Format::Snapshot,
-                        body: pool[(i % 1000) as usize].clone(),
+                        body: pool[(i % pool_n) as usize].clone(),
                         attributes: vec![
                             ("timestamp".into(), (now - age as i64).to_string()),
                             ("seq".into(), i.to_string()),
@@ -370,5 +384,103 @@ fn query(bt: &Path, dir: &Path, runs: usize) {
             median(wall),
             median(engine)
         );
+    }
+}
+
+/// A live-looking snapshot of 1,000 threads: 997 idle workers with one stack, three
+/// others, the faulting one with a few variables.
+fn thousand_threads() -> Snapshot {
+    let mut s = snapshot(7, 40);
+    let idle = s.threads[1].frames.clone();
+    s.threads.truncate(1);
+    for t in 0..999 {
+        let mut frames = idle.clone();
+        if t < 2 {
+            frames[0].function = Some(format!("lock_in_order_{t}"));
+        }
+        s.threads.push(Thread {
+            tid: 100 + t,
+            name: format!("worker-{t}"),
+            state: "S".into(),
+            frames,
+            ..Default::default()
+        });
+    }
+    s
+}
+
+fn console(bt: &Path, dir: &Path, runs: usize) {
+    let _ = admin(bt, dir, &["user", "add", "bench-admin", "--admin"]);
+    let submit = admin(bt, dir, &["token", "create", "bench", "--scope", "submit"]);
+    // The password comes from stdin; `admin` gives none, so add it here.
+    let mut add = Command::new(bt)
+        .args(["coroner", "--data"])
+        .arg(dir)
+        .args(["user", "add", "bench-user", "--admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("user add");
+    add.stdin.take().expect("stdin").write_all(b"bench-password\n").expect("password");
+    let _ = add.wait();
+    let server = Server::start(bt, dir);
+    let mut c = Client { addr: server.1.clone(), conn: None };
+    let (status, out) = c.post("/api/login", b"username=bench-user&password=bench-password");
+    assert_eq!(status, 200, "login: {}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let auth = format!("Authorization: Bearer {}\r\n", v["token"].as_str().expect("token"));
+    let (status, out) =
+        c.post(&format!("/api/post?token={submit}&format=snapshot"), &thousand_threads().encode().expect("encode"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let many = v["object"].as_str().expect("object").to_string();
+    let mut get = |path: &str| -> (f64, serde_json::Value) {
+        let t = Instant::now();
+        let (status, out) = c.send("GET", path, &auth, b"");
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&out));
+        (ms, serde_json::from_slice(&out).expect("json"))
+    };
+    let (_, groups) = get("/api/console/groups?project=bench&age=all&limit=1");
+    let top = groups["groups"][0]["fingerprint"].as_str().expect("a group").to_string();
+    println!(
+        "console: {} objects, {} groups in the last year",
+        groups["objects"].as_u64().unwrap_or(0),
+        groups["total"].as_u64().unwrap_or(0)
+    );
+    let calls = [
+        ("overview (every project's activity)", "/api/console/overview".to_string(), 100.0),
+        ("triage page: groups of 30 days, by count, 50 a page", "/api/console/groups?project=bench".to_string(), 100.0),
+        ("triage page: sorted by last seen", "/api/console/groups?project=bench&sort=last".to_string(), 100.0),
+        (
+            "triage page: filtered (classifiers contains null)",
+            "/api/console/groups?project=bench&filter=classifiers,contains,null".to_string(),
+            100.0,
+        ),
+        ("triage page: page 100 (offset 5000)", "/api/console/groups?project=bench&offset=5000".to_string(), 100.0),
+        ("group details", format!("/api/console/group?project=bench&fingerprint={top}"), 250.0),
+        ("debugger: a 1,000-thread snapshot", format!("/api/console/object?project=bench&object={many}"), 500.0),
+        (
+            "debugger: variables of a frame",
+            format!("/api/console/vars?project=bench&object={many}&thread=1&frame=0"),
+            100.0,
+        ),
+    ];
+    for (name, path, goal) in calls {
+        let times: Vec<f64> = (0..runs).map(|_| get(&path).0).collect();
+        println!("console: {name}: median {:.1} ms over HTTP, goal < {goal} ms", median(times));
+    }
+    if let Some(nm) = std::env::var_os("BENCH_NODE_PATH") {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/console.js");
+        let st = Command::new("node")
+            .arg(script)
+            .env("NODE_PATH", nm)
+            .env("BASE", format!("http://{}", server.1))
+            .env("FP", &top)
+            .env("OBJECT", &many)
+            .status()
+            .expect("node");
+        assert!(st.success(), "bench/console.js failed");
     }
 }

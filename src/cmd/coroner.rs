@@ -427,7 +427,16 @@ fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let open = || Store::open_admin(&data).with_context(|| format!("opening the store in {}", data.display()));
+    let open = || match Store::open_admin(&data) {
+        Err(crate::store::StoreError::Busy(dir)) => Err(anyhow::anyhow!(
+            "{} is held by a running bt serve (one process holds the store): stop it, or make this change while it \
+             runs in the console's Settings page (http://HOST:PORT/settings) or with its admin API, e.g. \
+             curl -H \"Authorization: Bearer $SESSION\" -d '{{\"create\":\"NAME\"}}' http://HOST:PORT/api/admin/projects \
+             (projects, tokens, users; README, \"The web console\")",
+            dir.display()
+        )),
+        r => r.with_context(|| format!("opening the store in {}", data.display())),
+    };
     match args.cmd {
         AdminCmd::Project(p) => match p.cmd {
             ProjectCmd::Create(c) => {
