@@ -326,20 +326,18 @@ pub(super) fn vm_readv(
     bufs: &mut [Vec<u8>],
     done: &[usize],
 ) -> Result<usize, Errno> {
+    // Distinct mutable borrows of the batch's buffers (an index listed twice is
+    // read once).
+    let mut slots: Vec<Option<&mut Vec<u8>>> = bufs.iter_mut().map(Some).collect();
     let mut local = Vec::with_capacity(batch.len());
     let mut remote = Vec::with_capacity(batch.len());
     for &i in batch {
-        let rest = &mut bufs[i][done[i]..];
-        local.push(libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() });
-        remote.push(libc::iovec { iov_base: (ranges[i].0 + done[i] as u64) as *mut libc::c_void, iov_len: rest.len() });
+        let Some(buf) = slots.get_mut(i).and_then(Option::take) else { continue };
+        let rest = &mut buf[done[i]..];
+        remote.push(nix::sys::uio::RemoteIoVec { base: (ranges[i].0 + done[i] as u64) as usize, len: rest.len() });
+        local.push(std::io::IoSliceMut::new(rest));
     }
-    // Raw, not nix's process_vm_readv: its `&mut [IoSliceMut]` would borrow several
-    // elements of `bufs` mutably at once; iovecs into distinct buffers say the same.
-    // SAFETY: each local iovec points into a distinct live buffer of exactly
-    // iov_len bytes; remote iovecs are only addresses in the target.
-    let n =
-        unsafe { libc::process_vm_readv(pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0) };
-    if n < 0 { Err(Errno::last()) } else { Ok(n as usize) }
+    nix::sys::uio::process_vm_readv(nix::unistd::Pid::from_raw(pid), &mut local, &remote)
 }
 
 /// Reads as much of `buf` as possible from /proc/PID/mem at `addr`.

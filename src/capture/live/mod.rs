@@ -135,14 +135,16 @@ impl Drop for Attachment {
     }
 }
 
-/// `ptrace(2)` with errno. Raw, not nix's per-request wrappers: attach, interrupt,
-/// registers, siginfo and detach all go through this one function, whose errno
-/// handling the freeze loop depends on; moving them to nix is a change of the
-/// attach path to make with its own tests, not in passing.
+/// `ptrace(2)` with errno, for the two requests nix's wrappers cannot express:
+/// `PTRACE_DETACH` with a signal to re-inject (nix's `detach` takes a `Signal`,
+/// which has no real-time signals, and a thread stopped on one must get it back),
+/// and `PTRACE_GETSIGINFO` into the raw 128 bytes that `signals::from_siginfo`
+/// decodes (nix gives libc's `siginfo_t`, whose union fields libc does not expose
+/// for every signal). Seize, interrupt and registers use nix's safe wrappers.
 fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, Errno> {
     Errno::clear();
-    // SAFETY: every request used here either ignores addr/data or (GETREGS,
-    // GETSIGINFO) receives a pointer to a live buffer of the size the kernel writes.
+    // SAFETY: DETACH ignores addr and takes a signal number in data; GETSIGINFO
+    // receives a pointer to a live 128-byte buffer, the size the kernel writes.
     let r = unsafe { libc::ptrace(req as _, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
     if r == -1 { Err(Errno::last()) } else { Ok(r) }
 }
@@ -198,13 +200,14 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, CaptureError> {
     let mut threads = Vec::with_capacity(att.threads.len());
     let mut signal = None;
     for t in att.threads.iter().filter(|t| t.stopped && t.attached) {
-        let mut regs = std::mem::MaybeUninit::<libc::user_regs_struct>::zeroed();
-        if let Err(e) = ptrace(libc::PTRACE_GETREGS as _, t.tid, 0, regs.as_mut_ptr() as usize) {
-            problems.push(Problem::new(Scope::Thread(t.tid), format!("reading registers of thread {}: {e}", t.tid)));
-            continue;
-        }
-        // SAFETY: zero-initialised plain-old-data, filled by the kernel on success.
-        let regs = unsafe { regs.assume_init() };
+        let regs = match nix::sys::ptrace::getregs(nix::unistd::Pid::from_raw(t.tid)) {
+            Ok(r) => r,
+            Err(e) => {
+                problems
+                    .push(Problem::new(Scope::Thread(t.tid), format!("reading registers of thread {}: {e}", t.tid)));
+                continue;
+            }
+        };
         let mut faulted = false;
         if t.inject != 0 && signal.is_none() {
             // The thread was about to receive a signal; a fatal one is worth reporting.
@@ -438,7 +441,7 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
                     .push(Problem::new(Scope::Thread(tid), format!("thread {tid} has exited (zombie); not captured")));
                 continue;
             }
-            match ptrace(libc::PTRACE_SEIZE as _, tid, 0, 0) {
+            match nix::sys::ptrace::seize(nix::unistd::Pid::from_raw(tid), nix::sys::ptrace::Options::empty()) {
                 Ok(_) => {}
                 Err(Errno::ESRCH) => {
                     problems.push(Problem::new(Scope::Thread(tid), format!("thread {tid} exited during attach")));
@@ -460,7 +463,7 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
             }
             att.threads.push(Tracee { tid, name, state, attached: true, stopped: false, inject: 0 });
             // ESRCH here means it is exiting; waitpid reports that below.
-            let _ = ptrace(libc::PTRACE_INTERRUPT as _, tid, 0, 0);
+            let _ = nix::sys::ptrace::interrupt(nix::unistd::Pid::from_raw(tid));
         }
         wait_for_stops(&mut att.threads[first_new..], deadline, problems);
     }
