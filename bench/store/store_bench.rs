@@ -410,7 +410,6 @@ fn thousand_threads() -> Snapshot {
 }
 
 fn console(bt: &Path, dir: &Path, runs: usize) {
-    let _ = admin(bt, dir, &["user", "add", "bench-admin", "--admin"]);
     let submit = admin(bt, dir, &["token", "create", "bench", "--scope", "submit"]);
     // The password comes from stdin; `admin` gives none, so add it here.
     let mut add = Command::new(bt)
