@@ -17,6 +17,7 @@
 pub mod corefile;
 pub mod linkmap;
 pub mod live;
+pub mod minidump;
 pub mod procfs;
 pub mod signals;
 
@@ -164,6 +165,8 @@ pub enum CaptureError {
     TruncatedCore { path: String, reason: String },
     #[error("core {core} was not dumped by {exe}: {reason}")]
     ExeMismatch { core: String, exe: String, reason: String },
+    #[error("minidump: {0}")]
+    Minidump(String),
 }
 
 #[cfg(test)]

@@ -7,12 +7,16 @@ use anyhow::{Context, bail};
 use argh::FromArgs;
 use std::path::PathBuf;
 
-/// Snapshot a live process (PID) or a core file (--core CORE [EXE]) and print all threads.
+/// Snapshot a live process (PID), a core file (--core CORE [EXE]) or a minidump
+/// (--minidump FILE) and print all threads.
 #[derive(FromArgs, Debug)]
 struct Args {
     /// read this ELF core file instead of a live process
     #[argh(option)]
     core: Option<PathBuf>,
+    /// read this minidump (Breakpad, Crashpad; Linux x86-64) instead of a live process
+    #[argh(option)]
+    minidump: Option<PathBuf>,
     /// print a saved snapshot file again (no target needed); variables are rendered
     /// again from the snapshot's types and kept memory
     #[argh(option)]
@@ -149,6 +153,10 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         }
         values::render_snapshot(&mut snap, &opts.variables.options);
         snap
+    } else if let Some(md) = &args.minidump {
+        let bytes = std::fs::read(md).with_context(|| format!("reading {}", md.display()))?;
+        trace::trace_minidump(&md.display().to_string(), &bytes, &opts)
+            .with_context(|| format!("tracing minidump {}", md.display()))?
     } else if let Some(core) = &args.core {
         if args.target.len() > 1 {
             bail!("expected at most one executable after --core, got {}", args.target.len());

@@ -95,6 +95,13 @@ pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Resul
     Ok(build(cap, &TraceOptions { symbols: sym, ..opts.clone() }))
 }
 
+/// Snapshots a minidump (Linux x86-64, as Breakpad and Crashpad write them): the
+/// same unwinder, symbolizer and analysis as a core, over the memory the dump holds.
+pub fn trace_minidump(name: &str, bytes: &[u8], opts: &TraceOptions) -> Result<Snapshot, CaptureError> {
+    let cap = capture::minidump::open(name, bytes, &opts.symbols.debug_dirs)?;
+    Ok(build(cap, opts))
+}
+
 /// One thread after the stopped phase: raw frames, their variables, problems.
 type Stopped = (Vec<crate::snapshot::Frame>, Vec<Vec<Vec<crate::snapshot::Variable>>>, Vec<Problem>);
 
