@@ -45,7 +45,8 @@ fn bad_submissions_are_refused_and_store_nothing() {
     }
     expect(&post("&format=snapshot", "application/octet-stream", &corrupt), 400, "invalid snapshot");
     expect(&post("&format=snapshot", "application/json", br#"{"uuid": "x"}"#), 400, "invalid snapshot");
-    expect(&post("&format=minidump", "application/octet-stream", &good), 400, "unknown format");
+    expect(&post("&format=minidump", "application/octet-stream", &good), 400, "not a minidump");
+    expect(&post("&format=pdf", "application/octet-stream", &good), 400, "unknown format");
     expect(&post("", "application/octet-stream", b"some bytes"), 400, "missing parameter format");
     expect(&post("&format=json", "application/json", b""), 400, "empty report");
     expect(&post("&format=json", "multipart/form-data", b"--x\r\n"), 400, "without a boundary");

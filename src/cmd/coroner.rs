@@ -311,6 +311,7 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "bt".into())
         }),
+        minidump: Some(minidump_processor(data.join("symbols"))),
         session_secs: crate::units::seconds(&args.session_ttl)
             .ok()
             .and_then(|s| i64::try_from(s).ok())
@@ -418,6 +419,18 @@ fn retention(max_age: &Option<String>, max_size: &Option<String>) -> anyhow::Res
     Ok(Retention {
         max_age: max_age.as_deref().map(parse_duration).transpose()?,
         max_bytes: max_size.as_deref().map(parse_size).transpose()?,
+    })
+}
+
+/// How `bt serve` turns a minidump into a snapshot: the tracer over the dump, with
+/// module files found by build id on this machine and under `symbols` (uploaded
+/// symbols, `.build-id/xx/rest` or by name).
+fn minidump_processor(symbols: PathBuf) -> server::MinidumpProcessor {
+    Arc::new(move |bytes: &[u8]| {
+        let mut opts = crate::trace::TraceOptions::default();
+        opts.symbols.debug_dirs.push(symbols.clone());
+        let snap = crate::trace::trace_minidump("upload", bytes, &opts).map_err(|e| e.to_string())?;
+        snap.encode().map_err(|e| format!("encoding the snapshot: {e}"))
     })
 }
 

