@@ -71,7 +71,7 @@ fn frames(s: &Snapshot) -> Vec<(Option<String>, Option<String>, Option<u32>, u64
 fn crashpad_minidumps_match_the_core_of_the_same_crash() {
     let handler = crashpad_handler();
     let data = scratch("minidump");
-    let token = project_with_token(&data, "app", &["submit", "query", "object"]);
+    let token = project_with_token(&data, "app", &["submit", "query", "object", "symbols"]);
     let server = Server::start(&data, &[]);
     let src = common::repo_root().join("tests/minidump/crasher.c");
     for (name, compiler, flags, mode) in [
@@ -141,7 +141,79 @@ fn crashpad_minidumps_match_the_core_of_the_same_crash() {
         }
         let ack = server.post(&format!("/api/post?token={token}&format=snapshot&kind=core"), "", &core_snap).json();
         assert_eq!(ack["fingerprint"], fp_dump.as_str(), "{name}: one group for the dump and the core");
+
+        if name == "md_c_o0" {
+            symbols_found_by_build_id(&server, &token, &exe, &dump.body, &fp_dump);
+        }
     }
+}
+
+/// The executable gone from where the dump says it was: the module is reported
+/// missing; uploaded as symbols (a directory walked by `bt morgue symbol`, a tar.gz,
+/// a zip), the same dump is traced as before.
+fn symbols_found_by_build_id(server: &Server, token: &str, exe: &std::path::Path, dump: &[u8], fingerprint: &str) {
+    let moved = exe.with_extension("moved");
+    std::fs::rename(exe, &moved).expect("moving the executable away");
+    let post = |attrs: &str| server.post(&format!("/api/post?token={token}&format=minidump&{attrs}"), "", dump).json();
+    let a = post("prod=without-symbols");
+    assert_ne!(a["fingerprint"], fingerprint, "without the executable the frames differ");
+    let out = server.query(
+        token,
+        json!({"filter": [{"application": [["equal", "without-symbols"]]}], "select": ["_missing_symbols"]}),
+    );
+    assert!(out["rows"][0][1][0].as_str().is_some_and(|m| m.contains(&exe.display().to_string())), "{out}");
+    let url = format!("http://{}", server.addr);
+    let o = common::bt(&["morgue", "symbol", "app", "missing", "--url", &url, "--token", token]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&exe.display().to_string()),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Archives: garbage is refused, a tar.gz and a zip of the executable are kept.
+    let r = server.post(&format!("/api/post?token={token}&format=symbols&name=x.bin"), "", b"not symbols");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let dir = moved.parent().expect("dir").join("symbols-upload");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(&moved, dir.join("app.bin")).expect("copy");
+    let tgz = dir.with_extension("tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&dir)
+        .arg("app.bin")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let r = server.post(
+        &format!("/api/post?token={token}&format=symbols&name=app.tar.gz"),
+        "",
+        &std::fs::read(&tgz).expect("tgz"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["symbols"][0]["kind"], "code", "{}", r.text());
+    let zip = dir.with_extension("zip");
+    let st = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED); z.write(sys.argv[2], 'bin/app'); z.close()"])
+        .arg(&zip)
+        .arg(dir.join("app.bin"))
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    let r = server.post(
+        &format!("/api/post?token={token}&format=symbols&name=app.zip"),
+        "",
+        &std::fs::read(&zip).expect("zip"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The CLI walks a directory for ELF files.
+    let o = common::bt(&["morgue", "symbol", "app", "upload", &dir.to_string_lossy(), "--url", &url, "--token", token]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::bt(&["morgue", "symbol", "app", "list", "--url", &url, "--token", token]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("code"), "{}", String::from_utf8_lossy(&o.stdout));
+    let b = post("prod=with-symbols");
+    assert_eq!(b["fingerprint"], fingerprint, "with the uploaded executable the dump traces as before: {b}");
+    std::fs::rename(&moved, exe).expect("moving the executable back");
 }
 
 #[test]

@@ -234,7 +234,7 @@ const ADMIN_USAGE: &str = "usage: bt coroner [--data DIR] COMMAND
   project create NAME [--max-age D] [--max-size S]
   project list | project remove NAME
   project retention NAME [--max-age D] [--max-size S]
-  token create PROJECT [--scope submit|query|object|admin ...]   (prints the token)
+  token create PROJECT [--scope submit|query|object|symbols|admin ...]   (prints the token)
   token list | token remove ID
   user add NAME [--admin | --project P…] (password from the terminal, or the first line of stdin)
   user list | user remove NAME
@@ -429,7 +429,24 @@ fn minidump_processor(symbols: PathBuf) -> server::MinidumpProcessor {
     Arc::new(move |bytes: &[u8]| {
         let mut opts = crate::trace::TraceOptions::default();
         opts.symbols.debug_dirs.push(symbols.clone());
-        let snap = crate::trace::trace_minidump("upload", bytes, &opts).map_err(|e| e.to_string())?;
+        let mut snap = crate::trace::trace_minidump("upload", bytes, &opts).map_err(|e| e.to_string())?;
+        // Modules whose files were not found (`bt morgue symbol P missing` counts them).
+        let missing: Vec<String> = snap
+            .problems
+            .iter()
+            .filter(|p| p.message.starts_with("no file of "))
+            .filter_map(|p| match &p.scope {
+                crate::snapshot::Scope::Module(m) => {
+                    let id = p.message.split("build id ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("");
+                    Some(format!("{m} {id}"))
+                }
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            snap.attributes
+                .push(crate::snapshot::Attribute { key: "_missing_symbols".into(), value: missing.join(", ") });
+        }
         snap.encode().map_err(|e| format!("encoding the snapshot: {e}"))
     })
 }
@@ -497,10 +514,9 @@ fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
                 let mut scopes = Vec::new();
                 for s in if c.scope.is_empty() { vec!["submit".to_string()] } else { c.scope.clone() } {
                     for one in s.split(',') {
-                        scopes.push(
-                            Scope::parse(one.trim())
-                                .with_context(|| format!("unknown scope {one:?} (submit, query, object, admin)"))?,
-                        );
+                        scopes.push(Scope::parse(one.trim()).with_context(|| {
+                            format!("unknown scope {one:?} (submit, query, object, symbols, admin)")
+                        })?);
                     }
                 }
                 let token = open()?

@@ -184,6 +184,43 @@ impl Backend {
     }
 
     /// Submits a report; `format` is `snapshot` or `json`.
+    /// Uploads symbol files (ELF, Breakpad `.sym`, tar/tar.gz/zip); the answer lists
+    /// what was kept (`symbols`) and what was not (`skipped`).
+    pub fn upload_symbols(&self, project: &str, name: &str, body: &[u8]) -> Result<Json, MorgueError> {
+        match self {
+            Backend::Remote(r) => r.upload_symbols(project, name, body),
+            Backend::Local { store, .. } => {
+                let (kept, skipped) =
+                    store.add_symbols(name, body, 1 << 30).map_err(|e| Backend::local_err(store, e))?;
+                Ok(serde_json::json!({"symbols": kept, "skipped": skipped}))
+            }
+        }
+    }
+
+    /// The uploaded symbols: (build id, kind).
+    pub fn symbols(&self, project: &str) -> Result<Vec<(String, String)>, MorgueError> {
+        match self {
+            Backend::Remote(r) => {
+                let v =
+                    r.call_json("GET", &format!("/api/symbols?project={}", remote::encode(project)), project, None)?;
+                Ok(v["symbols"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| {
+                                (
+                                    x["build_id"].as_str().unwrap_or("").to_string(),
+                                    x["kind"].as_str().unwrap_or("").to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            }
+            Backend::Local { store, .. } => store.list_symbols().map_err(|e| Backend::local_err(store, e)),
+        }
+    }
+
     pub fn put(&self, project: &str, body: Vec<u8>, format: &str, kv: &[(String, String)]) -> Result<Ack, MorgueError> {
         match self {
             Backend::Remote(r) => r.put(project, &body, format, kv),

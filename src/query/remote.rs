@@ -232,6 +232,12 @@ impl Remote {
         })
     }
 
+    pub fn upload_symbols(&self, project: &str, name: &str, body: &[u8]) -> Result<Json, MorgueError> {
+        let path = format!("/api/post?project={}&format=symbols&name={}", encode(project), encode(name));
+        let (b, _) = self.call("POST", &path, project, Some(("application/octet-stream", body)), MAX_ANSWER)?;
+        self.json(&b)
+    }
+
     pub fn delete(&self, project: &str, q: &Json, all: bool) -> Result<u64, MorgueError> {
         let (b, _) = self.call(
             "POST",

@@ -266,10 +266,11 @@ impl Api {
             ("POST" | "DELETE", "/api/delete") => self.delete(req),
             ("GET", "/api/describe") => self.describe(req),
             ("GET", "/api/list") => self.list_attachments(req),
+            ("GET", "/api/symbols") => self.list_symbols(req),
             (
                 _,
                 "/api/health" | "/api/post" | "/post" | "/api/login" | "/api/query" | "/api/get" | "/api/delete"
-                | "/api/describe" | "/api/list",
+                | "/api/describe" | "/api/list" | "/api/symbols",
             ) => err(405, "method not allowed"),
             ("POST", p) if submit_style(p).is_some() => {
                 // `POST /{project-or-universe}/{token}/{format}`, as submit.backtrace.io
@@ -297,7 +298,8 @@ impl Api {
     }
 
     fn post(&self, req: &mut Request<'_>) -> Outcome {
-        let project = match self.authorize(req, Scope::Submit) {
+        let symbols = req.param("format") == Some("symbols");
+        let project = match self.authorize(req, if symbols { Scope::Symbols } else { Scope::Submit }) {
             Ok(p) => p,
             Err(o) => return o,
         };
@@ -330,6 +332,9 @@ impl Api {
             }
             None => body,
         };
+        if symbols {
+            return self.symbols_upload(req, &body);
+        }
         // An attachment sent after its report (`&object=ID&attachment_name=NAME`, raw body).
         if let (Some(object), Some(name)) = (req.param("object"), req.param("attachment_name")) {
             let Some(id) = parse_object_id(object) else {
@@ -459,6 +464,52 @@ impl Api {
                 o.note = Some(format!("object {}", format_object_id(ack.rxid)));
                 o
             }
+            Err(e) => store_error(e),
+        }
+    }
+
+    /// `format=symbols`: ELF files, Breakpad `.sym` files, or a tar/tar.gz/zip of
+    /// them (raw, or multipart with the files as parts); kept by build id.
+    fn symbols_upload(&self, req: &Request<'_>, body: &[u8]) -> Outcome {
+        let content_type = req.header("content-type").unwrap_or("").to_string();
+        let uploads: Vec<(String, Vec<u8>)> = if content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
+            let Some(boundary) = multipart::boundary(&content_type) else {
+                return err(400, "multipart/form-data without a boundary");
+            };
+            match multipart::parse(body, &boundary) {
+                Ok(parts) => parts.into_iter().map(|p| (p.filename.unwrap_or(p.name), p.data)).collect(),
+                Err(m) => return err(400, &m),
+            }
+        } else {
+            vec![(req.param("name").unwrap_or("upload").to_string(), body.to_vec())]
+        };
+        let (mut kept, mut skipped) = (Vec::new(), Vec::new());
+        for (name, data) in uploads {
+            match self.store.add_symbols(&name, &data, self.opts.max_submission) {
+                Ok((k, s)) => {
+                    kept.extend(k);
+                    skipped.extend(s);
+                }
+                Err(e) => return store_error(e),
+            }
+        }
+        if kept.is_empty() {
+            let why = skipped.first().map(|s| format!("{}: {}", s.name, s.reason)).unwrap_or_default();
+            return err(400, &format!("no symbols in the upload ({why})"));
+        }
+        let mut o = ok(json!({"response": "ok", "symbols": kept, "skipped": skipped}));
+        o.note = Some(format!("{} symbol files", kept.len()));
+        o
+    }
+
+    fn list_symbols(&self, req: &mut Request<'_>) -> Outcome {
+        if let Err(o) = self.authorize(req, Scope::Query) {
+            return o;
+        }
+        match self.store.list_symbols() {
+            Ok(l) => ok(
+                json!({"response": "ok", "symbols": l.iter().map(|(id, kind)| json!({"build_id": id, "kind": kind})).collect::<Vec<_>>()}),
+            ),
             Err(e) => store_error(e),
         }
     }

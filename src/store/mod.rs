@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod query;
 pub mod schema;
 pub mod summary;
+pub mod symbols;
 pub mod triage;
 pub mod workflow;
 mod writer;

@@ -79,6 +79,8 @@ pub enum Scope {
     Query,
     Object,
     Admin,
+    /// Uploading symbols (`format=symbols`).
+    Symbols,
 }
 
 impl Scope {
@@ -88,6 +90,7 @@ impl Scope {
             "query" => Scope::Query,
             "object" => Scope::Object,
             "admin" => Scope::Admin,
+            "symbols" => Scope::Symbols,
             _ => return None,
         })
     }
@@ -98,6 +101,7 @@ impl Scope {
             Scope::Query => "query",
             Scope::Object => "object",
             Scope::Admin => "admin",
+            Scope::Symbols => "symbols",
         }
     }
 }

@@ -104,8 +104,10 @@ impl Api {
             let project = c["project"].as_str().ok_or_else(|| bad("create needs a project".into()))?;
             let mut scopes = Vec::new();
             for s in strings(&c["scopes"]) {
-                scopes
-                    .push(Scope::parse(&s).ok_or_else(|| bad(format!("scope {s:?}: submit, query, object or admin")))?);
+                scopes.push(
+                    Scope::parse(&s)
+                        .ok_or_else(|| bad(format!("scope {s:?}: submit, query, object, admin or symbols")))?,
+                );
             }
             let token = self.store.create_token(project, &scopes)?;
             let mut v = self.list_tokens_json()?;

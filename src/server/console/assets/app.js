@@ -665,11 +665,11 @@ async function settings() {
   const shownToken = h('p', { id: 'new-token', class: 'token' });
   const tokenForm = h('form', { id: 'token-form' },
     h('select', { name: 'project', 'aria-label': 'project' }, pr.projects.map((x) => h('option', { value: x.name }, x.name))),
-    ['submit', 'query', 'object', 'admin'].map((sc) => h('label', {}, h('input', { type: 'checkbox', name: `scope-${sc}`, checked: sc === 'submit' }), sc)),
+    ['submit', 'query', 'object', 'symbols', 'admin'].map((sc) => h('label', {}, h('input', { type: 'checkbox', name: `scope-${sc}`, checked: sc === 'submit' }), sc)),
     h('button', { type: 'submit' }, 'Create token'));
   tokenForm.onsubmit = (ev) => {
     ev.preventDefault();
-    const scopes = ['submit', 'query', 'object', 'admin'].filter((sc) => tokenForm.elements[`scope-${sc}`].checked);
+    const scopes = ['submit', 'query', 'object', 'symbols', 'admin'].filter((sc) => tokenForm.elements[`scope-${sc}`].checked);
     act('/api/admin/tokens', { create: { project: val(tokenForm, 'project'), scopes } }, (r) => {
       settings().then(() => { document.getElementById('new-token').textContent = `New token (shown once): ${r.token}`; });
     });
