@@ -261,3 +261,63 @@ fn malformed_minidumps_are_refused_and_nothing_is_stored() {
     let mut server = server;
     assert!(server.alive(), "the server is still running");
 }
+
+/// A Breakpad-style dump (the `minidump-writer` crate, which writes the Linux
+/// streams Breakpad does: /proc maps, auxv, command line, environment) of a live
+/// process, without an exception: every thread is there, the requesting one first,
+/// the modules come from the maps stream, no signal is claimed; frames as bt sees the
+/// live process.
+#[test]
+fn breakpad_style_dumps_of_a_live_process_without_an_exception() {
+    let data = scratch("minidump-live");
+    let token = project_with_token(&data, "app", &["submit", "query", "object"]);
+    let server = Server::start(&data, &[]);
+    let p = common::ManyThreads::start(4);
+    let pid = p.child.id() as i32;
+    let dump_path = data.join("live.dmp");
+    {
+        let mut f = std::fs::File::create(&dump_path).expect("dump file");
+        minidump_writer::minidump_writer::MinidumpWriterConfig::new(pid, pid).write(&mut f).expect("minidump-writer");
+    }
+    let live = common::bt(&["ptrace", &pid.to_string(), "-o", &data.join("live.bt").to_string_lossy()]);
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    drop(p);
+    let dump = std::fs::read(&dump_path).expect("dump");
+    let (ct, body) = server_common::multipart(&[
+        ("prod", None, b"many_threads"),
+        ("ver", None, b"0.9"),
+        ("upload_file_minidump", Some("live.dmp"), &dump),
+    ]);
+    let r = server.post(&format!("/api/post?token={token}"), &ct, &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let object = r.json()["object"].as_str().expect("object").to_string();
+    let got = server.get(&format!("/api/get?token={token}&object={object}"));
+    let from_dump = Snapshot::decode(&got.body).expect("snapshot");
+    let from_live = Snapshot::read_file(&data.join("live.bt")).expect("live snapshot");
+    assert!(from_dump.signal.is_none(), "a dump without an exception claims no signal: {:?}", from_dump.signal);
+    assert_eq!(from_dump.threads.len(), from_live.threads.len(), "every thread");
+    assert!(from_dump.maps.iter().any(|m| m.path.ends_with("/many_threads")), "the maps stream");
+    assert!(from_dump.maps.iter().any(|m| m.path.contains("libc.so")), "libc from the maps stream");
+    // The workers' stacks as bt sees them live: same functions, thread by thread.
+    let names = |s: &Snapshot, tid: i32| -> Vec<Option<String>> {
+        s.threads
+            .iter()
+            .find(|t| t.tid == tid)
+            .map(|t| t.frames.iter().map(|f| f.function.clone()).collect())
+            .unwrap_or_default()
+    };
+    for t in from_live.threads.iter().filter(|t| t.tid != pid) {
+        let d = names(&from_dump, t.tid);
+        assert!(!d.is_empty(), "thread {} in the dump", t.tid);
+        assert!(
+            d.iter().any(|f| f.as_deref().is_some_and(|f| f.contains("idle") || f.contains("lock_in_order"))),
+            "thread {}: {d:?}",
+            t.tid
+        );
+    }
+    let q = server.query(
+        &token,
+        json!({"filter": [{"application": [["equal", "many_threads"]]}], "select": ["version", "bt.source"]}),
+    );
+    assert_eq!(q["rows"][0][1], json!(["0.9", "minidump"]), "{q}");
+}

@@ -160,7 +160,7 @@ struct TokenCreate {
     /// the project
     #[argh(positional)]
     project: String,
-    /// scopes: submit, query, object, admin (repeatable or comma-separated; default submit)
+    /// scopes: submit, query, object, symbols, admin (repeatable or comma-separated; default submit)
     #[argh(option)]
     scope: Vec<String>,
 }
