@@ -213,6 +213,29 @@ fn symbols_found_by_build_id(server: &Server, token: &str, exe: &std::path::Path
     assert!(String::from_utf8_lossy(&o.stdout).contains("code"), "{}", String::from_utf8_lossy(&o.stdout));
     let b = post("prod=with-symbols");
     assert_eq!(b["fingerprint"], fingerprint, "with the uploaded executable the dump traces as before: {b}");
+    // The crash stored before its symbols was traced again: a new object in the
+    // right group, its attributes kept, the old one gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let q = json!({"filter": [{"application": [["equal", "without-symbols"]]}],
+        "select": ["fingerprint", "bt.reprocessed_from", "_missing_symbols"]});
+    let row = loop {
+        let out = server.query(token, q.clone());
+        let rows = out["rows"].as_array().cloned().unwrap_or_default();
+        if rows.len() == 1 && rows[0][1][0] == fingerprint {
+            break rows[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "not reprocessed: {out}\n{}", server.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // (A hex id of digits only reads as a number.)
+    let from = match &row[1][1] {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    assert_eq!(from, a["object"].as_str().unwrap_or(""), "it names the object it replaced: {row}");
+    assert!(row[1][2].is_null(), "nothing missing any more: {row}");
+    let names = server.get(&format!("/api/list?token={token}&object={}", row[0].as_str().unwrap_or(""))).json();
+    assert!(names.to_string().contains("upload_file_minidump.dmp"), "the dump moved with it: {names}");
     std::fs::rename(&moved, exe).expect("moving the executable back");
 }
 

@@ -168,6 +168,71 @@ fn store_error(e: StoreError) -> Outcome {
     }
 }
 
+/// Attributes the store computes or the tracer derives again: not carried over
+/// when a crash is traced again.
+const RECOMPUTED: &[&str] = &["fingerprint", "callstack", "classifiers", "received", "_missing_symbols", "bt.warnings"];
+
+/// Traces again, with newly uploaded symbols, the minidumps whose modules with these
+/// build ids were missing: each becomes a new object (attributes, timestamp and
+/// attachments carried over, `bt.reprocessed_from` naming the old one), stored
+/// before the old one is deleted, so the crash is never lost and the group counts
+/// move with it.
+fn reprocess(store: &Store, process: &MinidumpProcessor, build_ids: &[String]) {
+    let projects = match store.list_projects() {
+        Ok(p) => p,
+        Err(e) => return log_line(json!({"ts": now(), "reprocess": {"error": e.to_string()}})),
+    };
+    for p in projects {
+        let mut ids: Vec<u64> = Vec::new();
+        for b in build_ids {
+            let q = json!({"filter": [{"_missing_symbols": [["contains", b]]}], "select": ["fingerprint"], "limit": 100000});
+            if let Ok(q) = Query::from_json(&q)
+                && let Ok(found) = store.select_ids(&p.name, &q)
+            {
+                ids.extend(found);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let result = (|| -> Result<u64, String> {
+                let dump = store.get_attachment(&p.name, id, "upload_file_minidump.dmp").map_err(|e| e.to_string())?;
+                let snapshot = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&dump)))
+                    .map_err(|_| "processing panicked".to_string())??;
+                let mut attributes: Vec<(String, String)> = store
+                    .object_attributes(&p.name, id)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .filter(|(k, _)| !RECOMPUTED.contains(&k.as_str()) && !k.starts_with("fingerprint;"))
+                    .collect();
+                attributes.retain(|(k, _)| k != "bt.reprocessed_from");
+                attributes.push(("bt.reprocessed_from".into(), format_object_id(id)));
+                let mut attachments = Vec::new();
+                for (name, _) in store.attachment_names(&p.name, id).map_err(|e| e.to_string())? {
+                    attachments
+                        .push((name.clone(), store.get_attachment(&p.name, id, &name).map_err(|e| e.to_string())?));
+                }
+                let ack = store
+                    .submit(Submission {
+                        project: p.name.clone(),
+                        format: Format::Snapshot,
+                        body: snapshot,
+                        attributes,
+                        attachments,
+                    })
+                    .map_err(|e| e.to_string())?;
+                store.delete(&p.name, vec![id]).map_err(|e| e.to_string())?;
+                Ok(ack.rxid)
+            })();
+            let v = match result {
+                Ok(new) => json!({"project": p.name, "from": format_object_id(id), "to": format_object_id(new)}),
+                Err(e) => json!({"project": p.name, "object": format_object_id(id), "error": e}),
+            };
+            log_line(json!({"ts": now(), "reprocess": v}));
+        }
+    }
+}
+
 /// `/{a}/{b}/{format}` with a known format → (a, b, format).
 fn submit_style(path: &str) -> Option<(String, String, String)> {
     let mut it = path.trim_start_matches('/').split('/');
@@ -497,7 +562,19 @@ impl Api {
             let why = skipped.first().map(|s| format!("{}: {}", s.name, s.reason)).unwrap_or_default();
             return err(400, &format!("no symbols in the upload ({why})"));
         }
-        let mut o = ok(json!({"response": "ok", "symbols": kept, "skipped": skipped}));
+        // Crashes that arrived before these symbols are traced again with them.
+        let reprocessing = match self.opts.minidump.clone() {
+            Some(process) => {
+                let ids: Vec<String> = kept.iter().map(|k| k.build_id.clone()).collect();
+                let store = self.store.clone();
+                std::thread::Builder::new()
+                    .name("reprocess".into())
+                    .spawn(move || reprocess(&store, &process, &ids))
+                    .is_ok()
+            }
+            None => false,
+        };
+        let mut o = ok(json!({"response": "ok", "symbols": kept, "skipped": skipped, "reprocessing": reprocessing}));
         o.note = Some(format!("{} symbol files", kept.len()));
         o
     }
