@@ -344,3 +344,43 @@ fn breakpad_style_dumps_of_a_live_process_without_an_exception() {
     );
     assert_eq!(q["rows"][0][1], json!(["0.9", "minidump"]), "{q}");
 }
+
+/// A dump of another platform is stored, walked by minidump-processor and marked
+/// as such. (No Windows or macOS machine here: the dump is a real Linux dump whose
+/// system-information stream is rewritten to say Windows NT, which is what decides
+/// the path.)
+#[test]
+fn dumps_of_other_platforms_are_walked_by_minidump_processor_and_marked() {
+    let data = scratch("minidump-foreign");
+    let token = project_with_token(&data, "app", &["submit", "query", "object"]);
+    let server = Server::start(&data, &[]);
+    let p = common::ManyThreads::start(2);
+    let pid = p.child.id() as i32;
+    let mut dump = std::io::Cursor::new(Vec::new());
+    minidump_writer::minidump_writer::MinidumpWriterConfig::new(pid, pid).write(&mut dump).expect("minidump-writer");
+    drop(p);
+    let mut dump = dump.into_inner();
+    // The stream directory: (type, size, rva) from the offset at byte 12; the system
+    // information (type 7) has platform_id at byte 20 (Linux 0x8201, Windows NT 2).
+    let (n, dir) =
+        (u32::from_le_bytes(dump[8..12].try_into().unwrap()), u32::from_le_bytes(dump[12..16].try_into().unwrap()));
+    let sys = (0..n as usize)
+        .map(|i| dir as usize + 12 * i)
+        .find(|&e| u32::from_le_bytes(dump[e..e + 4].try_into().unwrap()) == 7)
+        .map(|e| u32::from_le_bytes(dump[e + 8..e + 12].try_into().unwrap()) as usize)
+        .expect("a system information stream");
+    dump[sys + 20..sys + 24].copy_from_slice(&2u32.to_le_bytes());
+    let r = server.post(&format!("/api/post?token={token}&format=minidump&prod=foreign"), "", &dump);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let object = r.json()["object"].as_str().expect("object").to_string();
+    let q = server.query(
+        &token,
+        json!({"filter": [{"application": [["equal", "foreign"]]}], "select": ["minidump.os", "bt.source"]}),
+    );
+    assert_eq!(q["rows"][0][1], json!(["windows", "minidump"]), "{q}");
+    let snap =
+        Snapshot::decode(&server.get(&format!("/api/get?token={token}&object={object}")).body).expect("snapshot");
+    assert!(snap.problems.iter().any(|p| p.message.contains("walked by minidump-processor")), "{:?}", snap.problems);
+    assert!(!snap.threads.is_empty() && snap.threads.iter().all(|t| !t.frames.is_empty()), "stacks");
+    assert!(snap.modules.iter().any(|m| m.path.ends_with("many_threads")), "modules");
+}

@@ -35,6 +35,15 @@ pub fn looks_like_minidump(bytes: &[u8]) -> bool {
     bytes.starts_with(b"MDMP")
 }
 
+/// Whether a minidump is of Linux on x86-64 (what bt's tracer reads); an error for
+/// bytes that are not a readable minidump.
+pub fn is_linux_x86_64(bytes: &[u8]) -> Result<bool, CaptureError> {
+    let dump = Minidump::read(bytes).map_err(|e| bad(format!("unreadable minidump: {e}")))?;
+    let system: MinidumpSystemInfo =
+        dump.get_stream().map_err(|e| bad(format!("minidump without system information: {e}")))?;
+    Ok(system.os == minidump::system_info::Os::Linux && system.cpu == minidump::system_info::Cpu::X86_64)
+}
+
 fn bad(why: impl Into<String>) -> CaptureError {
     CaptureError::Minidump(why.into())
 }

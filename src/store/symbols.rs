@@ -160,7 +160,9 @@ impl Store {
                     Err(reason) => skipped.push(Skipped { name: entry, reason }),
                 }
             } else if let Some((id, module)) = breakpad_module(&data) {
-                write_atomic(&root.join("breakpad").join(&module).join(&id).join(format!("{module}.sym")), &data)?;
+                // Breakpad's layout: NAME/ID/NAME.sym, with a Windows `.pdb` name's extension dropped.
+                let stem = module.strip_suffix(".pdb").unwrap_or(&module);
+                write_atomic(&root.join("breakpad").join(&module).join(&id).join(format!("{stem}.sym")), &data)?;
                 kept.push(SymbolFile { name: base, kind: "breakpad".into(), build_id: id });
             } else {
                 skipped.push(Skipped { name: entry, reason: "neither an ELF file nor a Breakpad .sym file".into() });

@@ -3,6 +3,7 @@
 //! the slow work here begins — except when variables are captured, which need the
 //! live memory: then the process stays stopped until the variables are read.
 
+pub mod foreign;
 mod memory;
 
 use crate::analysis::{self, AnalysisOptions};
@@ -97,7 +98,18 @@ pub fn trace_core(core: &Path, exe: Option<&Path>, opts: &TraceOptions) -> Resul
 
 /// Snapshots a minidump (Linux x86-64, as Breakpad and Crashpad write them): the
 /// same unwinder, symbolizer and analysis as a core, over the memory the dump holds.
+///
+/// Dumps of other platforms are walked by `minidump-processor` instead
+/// ([`foreign`]), with the Breakpad symbols under `DIR/breakpad` of each
+/// `opts.symbols.debug_dirs`.
 pub fn trace_minidump(name: &str, bytes: &[u8], opts: &TraceOptions) -> Result<Snapshot, CaptureError> {
+    if !capture::minidump::looks_like_minidump(bytes) {
+        return Err(CaptureError::Minidump("not a minidump (no MDMP header)".into()));
+    }
+    if !capture::minidump::is_linux_x86_64(bytes)? {
+        let roots = opts.symbols.debug_dirs.iter().map(|d| d.join("breakpad")).collect();
+        return foreign::snapshot(name, bytes, roots);
+    }
     let cap = capture::minidump::open(name, bytes, &opts.symbols.debug_dirs)?;
     Ok(build(cap, opts))
 }
