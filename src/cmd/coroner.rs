@@ -429,7 +429,25 @@ fn minidump_processor(symbols: PathBuf) -> server::MinidumpProcessor {
     Arc::new(move |bytes: &[u8]| {
         let mut opts = crate::trace::TraceOptions::default();
         opts.symbols.debug_dirs.push(symbols.clone());
-        let mut snap = crate::trace::trace_minidump("upload", bytes, &opts).map_err(|e| e.to_string())?;
+        // bt's tracer, under catch_unwind; if it fails on a dump the parser accepted,
+        // the crash is still stored: walked by minidump-processor, or with nothing but
+        // the problem, the dump kept with it.
+        let traced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::trace::trace_minidump("upload", bytes, &opts)
+        }));
+        let mut snap = match traced {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(_) => {
+                let why = "bt's tracer failed on this minidump (a bug: the dump is kept with the object)";
+                let roots = opts.symbols.debug_dirs.iter().map(|d| d.join("breakpad")).collect();
+                let mut s = std::panic::catch_unwind(|| crate::trace::foreign::snapshot("upload", bytes, roots))
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                s.problems.push(crate::snapshot::Problem::new(crate::snapshot::Scope::Snapshot, why));
+                s
+            }
+        };
         // Modules whose files were not found (`bt morgue symbol P missing` counts them).
         let missing: Vec<String> = snap
             .problems
