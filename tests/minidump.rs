@@ -61,6 +61,20 @@ fn snapshot_of_core(core: &std::path::Path, exe: &std::path::Path) -> Vec<u8> {
     std::fs::read(out).expect("snapshot")
 }
 
+/// Waits (at most 30 s) until the server's minidump queue is empty: uploads are
+/// acknowledged when durable and processed after.
+fn drained(server: &Server) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let h = server.get("/api/health").json();
+        if h["minidumps_queued"] == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the minidump queue did not drain: {h}\n{}", server.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// (function, file, line, pc, inlined) of the faulting thread's frames.
 fn frames(s: &Snapshot) -> Vec<(Option<String>, Option<String>, Option<u32>, u64, bool)> {
     let t = s.faulting_thread().expect("a faulting thread");
@@ -107,6 +121,7 @@ fn crashpad_minidumps_match_the_core_of_the_same_crash() {
         };
 
         // What Crashpad uploaded: one object with the annotations as attributes.
+        drained(&server);
         let q = json!({"filter": [{"application": [["equal", name]]}],
             "select": ["version", "guid", "bt.source", "fingerprint", "signal", "classifiers"]});
         let out = server.query(&token, q);
@@ -154,7 +169,17 @@ fn crashpad_minidumps_match_the_core_of_the_same_crash() {
 fn symbols_found_by_build_id(server: &Server, token: &str, exe: &std::path::Path, dump: &[u8], fingerprint: &str) {
     let moved = exe.with_extension("moved");
     std::fs::rename(exe, &moved).expect("moving the executable away");
-    let post = |attrs: &str| server.post(&format!("/api/post?token={token}&format=minidump&{attrs}"), "", dump).json();
+    // Posts the dump and returns its object's (object, fingerprint) once processed.
+    let post = |attrs: &str| {
+        let r = server.post(&format!("/api/post?token={token}&format=minidump&{attrs}"), "", dump);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json()["queued"].is_string(), "{}", r.text());
+        drained(server);
+        let app = attrs.trim_start_matches("prod=");
+        let out =
+            server.query(token, json!({"filter": [{"application": [["equal", app]]}], "select": ["fingerprint"]}));
+        json!({"object": out["rows"][0][0], "fingerprint": out["rows"][0][1][0]})
+    };
     let a = post("prod=without-symbols");
     assert_ne!(a["fingerprint"], fingerprint, "without the executable the frames differ");
     let out = server.query(
@@ -279,6 +304,27 @@ fn malformed_minidumps_are_refused_and_nothing_is_stored() {
     ]);
     let r = server.post(&format!("/api/post?token={token}"), &ct, &body);
     assert_eq!(r.status, 400, "{}", r.text());
+    // Plausible on the surface (a thread list and system information inside the
+    // file) but unreadable: acknowledged, then kept aside with the reason, not stored.
+    let mut plausible = Vec::new();
+    plausible.extend_from_slice(b"MDMP");
+    plausible.extend_from_slice(&0xa793u32.to_le_bytes());
+    plausible.extend_from_slice(&2u32.to_le_bytes());
+    plausible.extend_from_slice(&32u32.to_le_bytes());
+    plausible.extend_from_slice(&[0; 16]);
+    for ty in [3u32, 7] {
+        plausible.extend_from_slice(&ty.to_le_bytes());
+        plausible.extend_from_slice(&8u32.to_le_bytes());
+        plausible.extend_from_slice(&56u32.to_le_bytes());
+    }
+    plausible.extend_from_slice(&[0xff; 8]);
+    let r = server.post(&format!("/api/post?token={token}&format=minidump"), "", &plausible);
+    assert_eq!(r.status, 200, "{}", r.text());
+    drained(&server);
+    let failed = data.join("minidumps/failed");
+    let kept: Vec<_> = std::fs::read_dir(&failed).expect("failed dir").filter_map(Result::ok).collect();
+    assert_eq!(kept.len(), 1, "the refused dump is kept aside");
+    assert!(kept[0].path().join("dump.dmp").exists() && kept[0].path().join("reason.txt").exists());
     let out = server.query(&token, json!({"select": ["fingerprint"]}));
     assert_eq!(out["rows"].as_array().map(Vec::len), Some(0), "nothing stored: {out}");
     let mut server = server;
@@ -313,7 +359,10 @@ fn breakpad_style_dumps_of_a_live_process_without_an_exception() {
     ]);
     let r = server.post(&format!("/api/post?token={token}"), &ct, &body);
     assert_eq!(r.status, 200, "{}", r.text());
-    let object = r.json()["object"].as_str().expect("object").to_string();
+    drained(&server);
+    let q =
+        server.query(&token, json!({"filter": [{"application": [["equal", "many_threads"]]}], "select": ["version"]}));
+    let object = q["rows"][0][0].as_str().expect("object").to_string();
     let got = server.get(&format!("/api/get?token={token}&object={object}"));
     let from_dump = Snapshot::decode(&got.body).expect("snapshot");
     let from_live = Snapshot::read_file(&data.join("live.bt")).expect("live snapshot");
@@ -372,7 +421,9 @@ fn dumps_of_other_platforms_are_walked_by_minidump_processor_and_marked() {
     dump[sys + 20..sys + 24].copy_from_slice(&2u32.to_le_bytes());
     let r = server.post(&format!("/api/post?token={token}&format=minidump&prod=foreign"), "", &dump);
     assert_eq!(r.status, 200, "{}", r.text());
-    let object = r.json()["object"].as_str().expect("object").to_string();
+    drained(&server);
+    let q = server.query(&token, json!({"filter": [{"application": [["equal", "foreign"]]}], "select": ["version"]}));
+    let object = q["rows"][0][0].as_str().expect("object").to_string();
     let q = server.query(
         &token,
         json!({"filter": [{"application": [["equal", "foreign"]]}], "select": ["minidump.os", "bt.source"]}),

@@ -19,6 +19,7 @@ mod console;
 mod coronerd;
 pub mod http;
 pub mod multipart;
+mod queue;
 pub mod throttle;
 #[cfg(feature = "tls")]
 mod tls;
@@ -119,6 +120,8 @@ struct Api {
     inflight: budget::Inflight,
     /// The console debugger's recently decoded snapshots.
     snapshots: console::SnapshotCache,
+    /// Minidumps acknowledged and waiting to be processed (None: not processed here).
+    queue: Option<Arc<queue::Queue>>,
 }
 
 fn busy(why: &str) -> Outcome {
@@ -323,7 +326,9 @@ impl Api {
     fn route(&self, req: &mut Request<'_>) -> Outcome {
         let path = req.path.trim_end_matches('/').to_string();
         match (req.method.as_str(), path.as_str()) {
-            ("GET" | "HEAD", "/api/health") => ok(json!({"response": "ok"})),
+            ("GET" | "HEAD", "/api/health") => {
+                ok(json!({"response": "ok", "minidumps_queued": self.queue.as_ref().map(|q| q.len()).unwrap_or(0)}))
+            }
             ("POST", "/api/post" | "/post") => self.post(req),
             ("POST", "/api/login") => self.login(req),
             ("POST", "/api/query") => self.query(req),
@@ -471,39 +476,29 @@ impl Api {
         if report.is_empty() {
             return err(400, "empty report");
         }
-        // A minidump (Crashpad, Breakpad) goes through the tracer into a snapshot; the
-        // dump itself is kept with the object.
+        // A minidump (Crashpad, Breakpad) is acknowledged once it is durable in the
+        // queue; the queue's worker traces it into a snapshot and stores it, the dump
+        // kept with the object.
         let minidump = format.as_deref() == Some("minidump") || (format.is_none() && report.starts_with(b"MDMP"));
-        let (format, report) = if minidump {
-            let Some(process) = self.opts.minidump.clone() else {
-                return err(400, "this server does not process minidumps");
-            };
-            if !report.starts_with(b"MDMP") {
-                return err(400, "not a minidump (no MDMP header)");
+        if minidump {
+            let Some(queue) = &self.queue else { return err(400, "this server does not process minidumps") };
+            if let Err(why) = queue::plausible_minidump(&report) {
+                return err(400, &why);
             }
-            let snapshot = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&report))) {
-                Ok(Ok(s)) => s,
-                Ok(Err(why)) => return err(400, &why),
-                Err(_) => {
-                    let mut o = err(500, "processing the minidump failed");
-                    o.note = Some("minidump processing panicked".into());
-                    return o;
+            let entry = queue::Entry { project, attributes, attachments, dump: report };
+            return match queue.push(&entry) {
+                Ok(id) => {
+                    let mut o = ok(json!({"response": "ok", "queued": id}));
+                    o.note = Some(format!("minidump queued {id}"));
+                    o
+                }
+                Err(e) => {
+                    let mut o = err(503, "could not queue the minidump: try again");
+                    o.note = Some(e.to_string());
+                    o
                 }
             };
-            for (from, to) in MINIDUMP_FIELDS {
-                if let Some(i) = attributes.iter().position(|(k, _)| k == from) {
-                    let (_, v) = attributes.remove(i);
-                    if !attributes.iter().any(|(k, _)| k == to) {
-                        attributes.push((to.to_string(), v));
-                    }
-                }
-            }
-            attributes.push(("bt.source".into(), "minidump".into()));
-            attachments.push(("upload_file_minidump.dmp".into(), report));
-            (Some("snapshot".to_string()), snapshot)
-        } else {
-            (format, report)
-        };
+        }
         let format = match format.as_deref() {
             Some(f) => match Format::parse(f) {
                 Some(f) => f,
@@ -957,6 +952,17 @@ pub fn serve(
         }
     });
     store.limit_decoding(opts.max_submission);
+    let minidump_queue = match &opts.minidump {
+        Some(process) => {
+            let q = queue::Queue::open(store.dir())
+                .map_err(|e| ServerError::Listen { addr: "the minidump queue".into(), source: e })?;
+            let (worker_q, worker_store, process) = (q.clone(), store.clone(), process.clone());
+            let _ =
+                std::thread::Builder::new().name("minidumps".into()).spawn(move || worker_q.run(worker_store, process));
+            Some(q)
+        }
+        None => None,
+    };
     let limits = opts.limits.clone();
     let handler = Arc::new(Handler {
         api: Api {
@@ -964,6 +970,7 @@ pub fn serve(
             store,
             logins: throttle::Throttle::default(),
             snapshots: console::SnapshotCache::default(),
+            queue: minidump_queue,
             inflight: budget::Inflight::new(
                 opts.max_inflight.max(opts.max_submission.saturating_mul(10).saturating_add(32 << 20)),
             ),
