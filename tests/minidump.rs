@@ -435,3 +435,46 @@ fn dumps_of_other_platforms_are_walked_by_minidump_processor_and_marked() {
     assert!(!snap.threads.is_empty() && snap.threads.iter().all(|t| !t.frames.is_empty()), "stacks");
     assert!(snap.modules.iter().any(|m| m.path.ends_with("many_threads")), "modules");
 }
+
+/// Uploads acknowledged by a server killed at random moments (SIGKILL) are all
+/// stored by the next one, each once.
+#[test]
+fn acknowledged_minidumps_survive_a_killed_server_and_are_stored_once() {
+    let data = scratch("minidump-kill");
+    let token = project_with_token(&data, "app", &["submit", "query", "object"]);
+    let p = common::ManyThreads::start(2);
+    let mut dump = std::io::Cursor::new(Vec::new());
+    let pid = p.child.id() as i32;
+    minidump_writer::minidump_writer::MinidumpWriterConfig::new(pid, pid).write(&mut dump).expect("minidump-writer");
+    drop(p);
+    let dump = dump.into_inner();
+    let mut acked = 0;
+    for round in 0..8u64 {
+        let mut server = Server::start(&data, &[]);
+        let addr = server.addr.clone();
+        let n = 1 + round % 3;
+        for i in 0..n {
+            let r = server_common::request(
+                &addr,
+                "POST",
+                &format!("/api/post?token={token}&format=minidump&round={round}&i={i}"),
+                &[],
+                &dump,
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            acked += 1;
+        }
+        // Killed at once, or after a few milliseconds: before, during or after processing.
+        std::thread::sleep(std::time::Duration::from_millis(round * 7 % 40));
+        server.kill9();
+    }
+    let server = Server::start(&data, &[]);
+    drained(&server);
+    let out = server.query(&token, json!({"select": ["bt.upload"], "limit": 1000}));
+    let rows = out["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), acked, "every acknowledged upload, once: {out}");
+    let mut uploads: Vec<String> = rows.iter().map(|r| r[1][0].as_str().unwrap_or("").to_string()).collect();
+    uploads.sort();
+    uploads.dedup();
+    assert_eq!(uploads.len(), acked, "no upload stored twice");
+}

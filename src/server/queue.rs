@@ -3,7 +3,8 @@
 //! to a temporary directory, synced, then renamed), and one worker processes the
 //! queue in order: the tracer (given by the command), then the store. An entry is
 //! removed only after its object is stored; a server killed in between processes
-//! it again when it starts. A dump the processor refuses moves to
+//! it again when it starts, and finds it stored (the object's `bt.upload` is the
+//! entry's id), so each upload becomes one object. A dump the processor refuses moves to
 //! `DATA/minidumps/failed/ID/` with the reason, never lost.
 
 use std::io::Write;
@@ -183,6 +184,16 @@ impl Queue {
             Ok(e) => e,
             Err(e) => return fail(e.to_string()),
         };
+        // Stored already by a run killed before it removed the entry: once only.
+        let q = crate::store::query::Query::from_json(
+            &json!({"filter": [{"bt.upload": [["equal", id]]}], "select": ["bt.upload"]}),
+        );
+        if let Ok(q) = q
+            && store.select_ids(&entry.project, &q).is_ok_and(|ids| !ids.is_empty())
+        {
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        }
         let snapshot = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&entry.dump))) {
             Ok(Ok(s)) => s,
             Ok(Err(why)) => return fail(why),
@@ -198,6 +209,7 @@ impl Queue {
             }
         }
         attributes.push(("bt.source".into(), "minidump".into()));
+        attributes.push(("bt.upload".into(), id.clone()));
         let mut attachments = entry.attachments;
         attachments.push(("upload_file_minidump.dmp".into(), entry.dump));
         let sub =
