@@ -337,6 +337,91 @@ fn rust_rules() {
 }
 
 #[test]
+fn alloc_rules() {
+    // One heap bug, whichever internal check noticed it, plain or ASan: the
+    // allocator operation and its caller.
+    let free_bug: &[&str] = &["free", "bug_a"];
+    run(&[
+        (
+            "free: munmap_chunk",
+            &["munmap_chunk @libc.so.6", "free @libc.so.6", "bug_a @app #a.c:3", "main @app #a.c:9"],
+            free_bug,
+        ),
+        (
+            "free: arena_for_chunk inlined",
+            &["~arena_for_chunk @libc.so.6 #./malloc/arena.c:1", "free @libc.so.6", "bug_a @app #a.c:3", "main @app"],
+            free_bug,
+        ),
+        (
+            "free: malloc_printerr abort",
+            &[
+                "__pthread_kill_implementation @libc.so.6",
+                "raise @libc.so.6",
+                "abort @libc.so.6",
+                "__libc_message_impl @libc.so.6",
+                "malloc_printerr @libc.so.6",
+                "_int_free @libc.so.6",
+                "__GI___libc_free @libc.so.6",
+                "bug_a @app #a.c:3",
+                "main @app",
+            ],
+            free_bug,
+        ),
+        (
+            "free: ASan double free",
+            &[
+                "__sanitizer::Die() @libasan.so.8",
+                "__asan::ReportDoubleFree(unsigned long, __sanitizer::BufferedStackTrace*) @libasan.so.8",
+                "__asan::Allocator::Deallocate(void*) @libasan.so.8",
+                "__interceptor_free @libasan.so.8",
+                "bug_a @app #a.c:3",
+                "main @app",
+            ],
+            free_bug,
+        ),
+        (
+            "Boehm GC: the collector's internals",
+            &[
+                "GC_allocobj @libgc.so.1",
+                "GC_generic_malloc_inner @libgc.so.1",
+                "GC_malloc_kind @libgc.so.1",
+                "GC_malloc @libgc.so.1",
+                "alloc_node @app #n.c:4",
+                "main @app",
+            ],
+            &["GC_malloc", "alloc_node"],
+        ),
+        (
+            "mimalloc",
+            &[
+                "_mi_page_malloc @libmimalloc.so.2",
+                "mi_heap_malloc @libmimalloc.so.2",
+                "mi_malloc @libmimalloc.so.2",
+                "make_buf @app #b.c:2",
+            ],
+            &["mi_malloc", "make_buf"],
+        ),
+        (
+            "ASan report: the access",
+            &[
+                "__sanitizer::Die() @libasan.so.8",
+                "__asan::ScopedInErrorReport::~ScopedInErrorReport() @libasan.so.8",
+                "__asan::ReportGenericError(unsigned long, unsigned long) @libasan.so.8",
+                "__asan_report_load4 @libasan.so.8",
+                "parse_header @app #p.c:7",
+                "main @app",
+            ],
+            &["parse_header"],
+        ),
+        (
+            "UBSan handler",
+            &["__ubsan_handle_divrem_overflow_abort @libubsan.so.1", "ratio @app #r.c:5", "main @app"],
+            &["ratio"],
+        ),
+    ]);
+}
+
+#[test]
 fn go_rules() {
     run(&[
         (

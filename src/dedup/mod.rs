@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_RULES: &[(&str, &str)] = &[
     ("00-names.rules", include_str!("../../rules/00-names.rules")),
     ("10-glibc.rules", include_str!("../../rules/10-glibc.rules")),
+    ("15-alloc.rules", include_str!("../../rules/15-alloc.rules")),
     ("20-cxx.rules", include_str!("../../rules/20-cxx.rules")),
     ("30-rust.rules", include_str!("../../rules/30-rust.rules")),
     ("40-go.rules", include_str!("../../rules/40-go.rules")),
