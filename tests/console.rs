@@ -27,18 +27,10 @@ fn node_modules() -> PathBuf {
     nm
 }
 
-/// `bt ptrace --core CORE EXE -o FILE`.
-fn snapshot_of_core(name: &str, exe: &Path, core: &Path) -> PathBuf {
+/// The snapshot of a core, in a scratch file.
+fn snapshot_file(name: &str, exe: &Path, core: &Path) -> PathBuf {
     let out = common::scratch_dir(&format!("bt-console-{name}")).join("snap.bt");
-    let o = common::bt(&[
-        "ptrace",
-        "--core",
-        &core.to_string_lossy(),
-        &exe.to_string_lossy(),
-        "-o",
-        &out.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "bt ptrace: {}", String::from_utf8_lossy(&o.stderr));
+    common::snapshot_of_core(exe, core, &out, &[]);
     out
 }
 
@@ -92,9 +84,9 @@ fn the_console_in_a_real_browser() {
         &["-O0", "-g"],
         &common::repo_root().join("examples/variables/vars.c"),
     );
-    let vars_snap = std::fs::read(snapshot_of_core("vars", &vars.exe, &vars.core)).expect("vars snapshot");
+    let vars_snap = std::fs::read(snapshot_file("vars", &vars.exe, &vars.core)).expect("vars snapshot");
     let threads = common::crash("c_threads");
-    let threads_snap = std::fs::read(snapshot_of_core("threads", &threads.exe, &threads.core)).expect("snapshot");
+    let threads_snap = std::fs::read(snapshot_file("threads", &threads.exe, &threads.core)).expect("snapshot");
     let many_file = common::scratch_dir("bt-console-many").join("many.bt");
     {
         let p = common::ManyThreads::start(1000);

@@ -15,13 +15,7 @@ use std::process::{Command, Stdio};
 /// `bt ptrace --core CORE EXE [EXTRA…] -o FILE` into a scratch file; returns it.
 fn snapshot_of(name: &str, exe: &Path, core: &Path, extra: &[&str]) -> PathBuf {
     let out = scratch_dir(&format!("bt-hydra-{name}")).join("snap.bt");
-    let core_s = core.to_string_lossy();
-    let exe_s = exe.to_string_lossy();
-    let out_s = out.to_string_lossy();
-    let mut args = vec!["ptrace", "--core", &core_s, &exe_s, "-o", &out_s];
-    args.extend_from_slice(extra);
-    let o = bt(&args);
-    assert!(o.status.success(), "bt ptrace: {}", String::from_utf8_lossy(&o.stderr));
+    snapshot_of_core(exe, core, &out, extra);
     out
 }
 

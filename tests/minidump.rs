@@ -49,15 +49,7 @@ fn crashpad_database(dir: &std::path::Path) -> PathBuf {
 
 fn snapshot_of_core(core: &std::path::Path, exe: &std::path::Path) -> Vec<u8> {
     let out = core.with_extension("bt");
-    let o = common::bt(&[
-        "ptrace",
-        "--core",
-        &core.to_string_lossy(),
-        &exe.to_string_lossy(),
-        "-o",
-        &out.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "bt ptrace --core: {}", String::from_utf8_lossy(&o.stderr));
+    common::snapshot_of_core(exe, core, &out, &[]);
     std::fs::read(out).expect("snapshot")
 }
 

@@ -71,6 +71,17 @@ pub fn csrf_token(session: &str) -> String {
     token_key(&format!("bt-csrf\0{session}"))
 }
 
+/// A user's row in `members`: the projects of a member given some; none otherwise.
+fn set_members(txn: &redb::WriteTransaction, name: &str, admin: bool, projects: &[String]) -> Result<(), StoreError> {
+    let mut m = txn.open_table(MEMBERS)?;
+    if !admin && !projects.is_empty() {
+        m.insert(name, encode(&projects.to_vec())?.as_slice())?;
+    } else {
+        m.remove(name)?;
+    }
+    Ok(())
+}
+
 /// The key a token or session id is stored under.
 pub fn token_key(token: &str) -> String {
     Blake2s256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
@@ -149,12 +160,7 @@ impl Store {
                 return Err(StoreError::UserExists(name.to_string()));
             }
             t.insert(name, encode(&UserRecord { password_hash: hash, admin, created: now() })?.as_slice())?;
-            let mut m = txn.open_table(MEMBERS)?;
-            if !admin && !projects.is_empty() {
-                m.insert(name, encode(&projects.to_vec())?.as_slice())?;
-            } else {
-                m.remove(name)?;
-            }
+            set_members(&txn, name, admin, projects)?;
         }
         txn.commit()?;
         Ok(())
@@ -163,20 +169,12 @@ impl Store {
     /// A new password for a user; their sessions end.
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
         let hash = hash_password(password)?;
-        let txn = self.begin_write()?;
-        {
-            let mut t = txn.open_table(USERS)?;
-            let mut rec: UserRecord = match t.get(name)? {
-                Some(v) => decode(v.value(), "user")?,
-                None => return Err(StoreError::NotFound(format!("user {name}"))),
-            };
+        self.update_user(name, |rec, txn| {
             rec.password_hash = hash;
-            t.insert(name, encode(&rec)?.as_slice())?;
             txn.open_table(SESSIONS)?
                 .retain(|_, v| decode::<SessionRecord>(v, "session").map(|s| s.user != name).unwrap_or(false))?;
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// A user's role: admin, or a member of `projects` (empty: every project).
@@ -184,6 +182,18 @@ impl Store {
         for p in projects {
             self.project(p)?;
         }
+        self.update_user(name, |rec, txn| {
+            rec.admin = admin;
+            set_members(txn, name, admin, projects)
+        })
+    }
+
+    /// Changes an existing user's record (and what else `change` writes) in one transaction.
+    fn update_user(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut UserRecord, &redb::WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(USERS)?;
@@ -191,14 +201,8 @@ impl Store {
                 Some(v) => decode(v.value(), "user")?,
                 None => return Err(StoreError::NotFound(format!("user {name}"))),
             };
-            rec.admin = admin;
+            change(&mut rec, &txn)?;
             t.insert(name, encode(&rec)?.as_slice())?;
-            let mut m = txn.open_table(MEMBERS)?;
-            if !admin && !projects.is_empty() {
-                m.insert(name, encode(&projects.to_vec())?.as_slice())?;
-            } else {
-                m.remove(name)?;
-            }
         }
         txn.commit()?;
         Ok(())

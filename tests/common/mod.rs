@@ -1019,3 +1019,12 @@ impl Drop for ManyThreads {
         let _ = self.child.wait();
     }
 }
+
+/// `bt ptrace --core CORE EXE [EXTRA…] -o OUT`; panics with bt's message on failure.
+pub fn snapshot_of_core(exe: &Path, core: &Path, out: &Path, extra: &[&str]) {
+    let (core_s, exe_s, out_s) = (core.to_string_lossy(), exe.to_string_lossy(), out.to_string_lossy());
+    let mut args = vec!["ptrace", "--core", &core_s, &exe_s, "-o", &out_s];
+    args.extend_from_slice(extra);
+    let o = bt(&args);
+    assert!(o.status.success(), "bt ptrace --core: {}", String::from_utf8_lossy(&o.stderr));
+}
