@@ -319,6 +319,28 @@ fn eval(rules: &RuleSet, a: &EvalArgs) -> anyhow::Result<i32> {
             );
         }
     }
+    // Per program (the label's part before `:`), bt against the best baseline there.
+    let mut programs: Vec<&str> = labels.iter().map(|l| l.split(':').next().unwrap_or(l)).collect();
+    programs.sort_unstable();
+    programs.dedup();
+    if programs.len() > 1 && !a.json {
+        println!();
+        println!("{:<16} {:>7} {:>6}  {:>9}  {:>9}  best baseline", "program", "crashes", "bugs", "bt F1", "best F1");
+        for prog in &programs {
+            let idx: Vec<usize> = (0..records.len()).filter(|&i| labels[i].split(':').next() == Some(*prog)).collect();
+            let l: Vec<&str> = idx.iter().map(|&i| labels[i]).collect();
+            let bt_f1 = score(&l, &idx.iter().map(|&i| fps[i]).collect::<Vec<_>>()).bcubed_f1;
+            let (best_name, best_f1) = Baseline::ALL
+                .iter()
+                .map(|b| {
+                    let keys: Vec<String> = idx.iter().map(|&i| b.key(&records[i].frames)).collect();
+                    (b.name(), score(&l, &keys).bcubed_f1)
+                })
+                .fold(("", -1.0), |acc, x| if x.1 > acc.1 { x } else { acc });
+            let bugs = l.iter().collect::<std::collections::HashSet<_>>().len();
+            println!("{prog:<16} {:>7} {bugs:>6}  {bt_f1:>9.3}  {best_f1:>9.3}  {best_name}", idx.len());
+        }
+    }
     if a.details {
         let mut by_label: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
         let mut by_fp: HashMap<&str, BTreeMap<&str, usize>> = HashMap::new();

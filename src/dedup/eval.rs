@@ -78,11 +78,52 @@ pub enum Baseline {
     FirstAppFrame,
     /// The three innermost raw names.
     Top3,
+    /// The first frame past the abort, assert, fortify, allocator-check and
+    /// sanitizer-report frames (a fixed list, not the rules).
+    FirstPastPrologue,
+    /// The crash site's `file:line` (its name when it has no line).
+    CrashSite,
+}
+
+/// The frames [`Baseline::FirstPastPrologue`] passes over: how a process is
+/// stopped (signals, abort, asserts, fortify, malloc checks, sanitizer reports).
+fn is_prologue(f: &Frame) -> bool {
+    let n = raw_name(f);
+    let n = n.trim_start_matches("__GI_");
+    const EXACT: &[&str] = &[
+        "raise",
+        "abort",
+        "gsignal",
+        "pthread_kill",
+        "__pthread_kill",
+        "__pthread_kill_implementation",
+        "__pthread_kill_internal",
+        "__restore_rt",
+        "__libc_message",
+        "__libc_message_impl",
+        "malloc_printerr",
+        "__assert_fail",
+        "__assert_fail_base",
+        "__stack_chk_fail",
+        "__fortify_fail",
+        "__chk_fail",
+        "__libc_fatal",
+    ];
+    EXACT.contains(&n)
+        || ["__sanitizer", "__asan", "__ubsan", "__msan", "__tsan", "__lsan", "__interceptor_", "___interceptor_"]
+            .iter()
+            .any(|p| n.starts_with(p))
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 4] =
-        [Baseline::WholeStack, Baseline::FirstFrame, Baseline::FirstAppFrame, Baseline::Top3];
+    pub const ALL: [Baseline; 6] = [
+        Baseline::WholeStack,
+        Baseline::FirstFrame,
+        Baseline::FirstAppFrame,
+        Baseline::Top3,
+        Baseline::FirstPastPrologue,
+        Baseline::CrashSite,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -90,6 +131,8 @@ impl Baseline {
             Baseline::FirstFrame => "first frame",
             Baseline::FirstAppFrame => "first application frame",
             Baseline::Top3 => "top 3 frames",
+            Baseline::FirstPastPrologue => "first past abort/sanitizer",
+            Baseline::CrashSite => "crash-site file:line",
         }
     }
 
@@ -103,6 +146,18 @@ impl Baseline {
             Baseline::FirstAppFrame => match frames.iter().find(|f| !is_system_module(f.module.as_deref())) {
                 Some(f) => raw_name(f),
                 None => names(&frames[..frames.len().min(1)]),
+            },
+            Baseline::FirstPastPrologue => {
+                // The outermost prologue frame wins, as with the rules' skip-through.
+                let past = frames.iter().rposition(is_prologue).map(|i| i + 1).unwrap_or(0);
+                match frames.get(past) {
+                    Some(f) => raw_name(f),
+                    None => names(&frames[..frames.len().min(1)]),
+                }
+            }
+            Baseline::CrashSite => match frames.first() {
+                Some(Frame { file: Some(file), line: Some(line), .. }) => format!("{file}:{line}"),
+                _ => names(&frames[..frames.len().min(1)]),
             },
         }
     }
