@@ -159,6 +159,25 @@ async function walk(browser) {
   assert.equal(await page.locator(`tr[data-fingerprint="${SEED.vars_fingerprint}"] td.assignee`).textContent(), 'alice');
   step('triage changes from the console, seen in the list');
 
+  // Several groups at once from the list: select two (a click and `x`), mute them.
+  const others = page.locator(`#groups tbody tr:not([data-fingerprint="${SEED.vars_fingerprint}"])`);
+  const fpA = await others.nth(0).getAttribute('data-fingerprint');
+  const fpB = await others.nth(1).getAttribute('data-fingerprint');
+  await page.check(`#groups tr[data-fingerprint="${fpA}"] input.select`);
+  const idxB = (await page.$$eval('#groups tbody tr', (rs) => rs.map((r) => r.getAttribute('data-fingerprint')))).indexOf(fpB);
+  await page.locator('body').click({ position: { x: 1, y: 1 } });
+  for (let i = 0; i <= idxB; i++) await page.keyboard.press('j');
+  await page.keyboard.press('x');
+  await page.selectOption('#bulk-state', 'muted');
+  await page.click('#bulk button[type=submit]');
+  await page.waitForFunction(([a, b]) => [a, b].every((fp) => {
+    const td = document.querySelector(`#groups tr[data-fingerprint="${fp}"] td.state`);
+    return td && td.textContent === 'muted';
+  }), [fpA, fpB]);
+  await ready(page);
+  assert.equal(await page.locator(`tr[data-fingerprint="${SEED.vars_fingerprint}"] td.state`).textContent(), 'resolved', 'unselected groups unchanged');
+  step('triage of several groups from the list (click and x)');
+
   // CSRF: a state-changing request with the cookie but without the token is refused.
   const csrf = await page.evaluate(async (fp) => {
     const body = JSON.stringify({ fingerprints: [fp], change: { Assign: 'mallory' } });

@@ -316,6 +316,7 @@ async function triage(project) {
   const th = (key, label) => h('th', { class: `sortable${sort === key ? ` sorted ${dir}` : ''}`, 'data-sort': key },
     h('button', { type: 'button', onclick: () => sortBy(key) }, label, sort === key ? (dir === 'desc' ? ' ▼' : ' ▲') : ''));
   const rows = d.groups.map((g) => h('tr', { 'data-fingerprint': g.fingerprint },
+    h('td', { class: 'pick' }, h('input', { type: 'checkbox', class: 'select', value: g.fingerprint, 'aria-label': `select ${g.fingerprint}` })),
     h('td', { class: `state state-${g.state}` }, g.state || 'open'),
     h('td', { class: 'title' }, link(projectUrl(project, `/g/${g.fingerprint}`), groupTitle(g)),
       h('div', { class: 'fp' }, g.fingerprint)),
@@ -332,12 +333,32 @@ async function triage(project) {
     setParams(np);
   };
   const total = Number(d.total || 0);
+  // Triage of the selected groups, several at once.
+  const STATES = { open: 'Open', 'in-progress': 'InProgress', resolved: 'Resolved', muted: 'Muted' };
+  const bulkState = h('select', { id: 'bulk-state', 'aria-label': 'state of the selected groups' },
+    Object.keys(STATES).map((x) => h('option', { value: x }, x)));
+  const bulkStatus = h('span', { id: 'bulk-status', role: 'status' });
+  const bulk = h('form', { class: 'bulk', id: 'bulk', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const fingerprints = Array.from(document.querySelectorAll('#groups input.select:checked')).map((c) => c.value);
+    if (!fingerprints.length) {
+      bulkStatus.textContent = 'select groups first';
+      return;
+    }
+    try {
+      await post(`/api/triage?${q({ project })}`, { fingerprints, change: { State: { state: STATES[bulkState.value], until: null } } });
+      route();
+    } catch (e) {
+      bulkStatus.textContent = e.message;
+    }
+  } }, 'Selected groups: ', bulkState, h('button', { type: 'submit' }, 'Set state'), bulkStatus);
   put(
     h('h1', {}, project),
     bar,
+    bulk,
     h('p', { class: 'summary', id: 'summary' }, `${total} groups, ${d.objects} crashes (${d.server_ms.toFixed(1)} ms)`),
     h('table', { class: 'list', id: 'groups' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'State'), h('th', {}, 'Group'), th('count', 'Count'), th('hosts', 'Hosts'),
+      h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'State'), h('th', {}, 'Group'), th('count', 'Count'), th('hosts', 'Hosts'),
         th('first', 'First seen'), th('last', 'Last seen'), h('th', {}, 'Activity'), h('th', {}, 'Assignee'), h('th', {}, 'Ticket'))),
       h('tbody', {}, rows)),
     h('div', { class: 'pager' },
@@ -363,7 +384,10 @@ function keyboardList(tbody) {
     if (ev.target.closest('input, select, textarea')) return;
     if (ev.key === 'j' || ev.key === 'ArrowDown') { mark(cur + 1); ev.preventDefault(); }
     else if (ev.key === 'k' || ev.key === 'ArrowUp') { mark(cur - 1); ev.preventDefault(); }
-    else if (ev.key === 'Enter' && cur >= 0) {
+    else if (ev.key === 'x' && cur >= 0) {
+      const c = rows()[cur] && rows()[cur].querySelector('input.select');
+      if (c) c.checked = !c.checked;
+    } else if (ev.key === 'Enter' && cur >= 0) {
       const a = rows()[cur] && rows()[cur].querySelector('a[data-link]');
       if (a) a.click();
     }
