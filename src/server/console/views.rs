@@ -232,7 +232,8 @@ impl Api {
                     "last": cell(r, c_max),
                     "spark": counts(cell(r, c_bin)),
                     "hosts": cell(r, c_hosts),
-                    "frames": callstack.lines().take(3).collect::<Vec<_>>(),
+                    // The title: the first frames, without the folded runs (`[14 frames of error handling: …]`).
+                    "frames": callstack.lines().filter(|l| !l.starts_with('[')).take(3).collect::<Vec<_>>(),
                     "classifiers": classifiers,
                     "state": triage["state"],
                     "assignee": triage["assignee"],

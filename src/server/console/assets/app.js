@@ -448,7 +448,7 @@ async function group(project, fp) {
   const from = Math.min(d.first_seen, ...ts), to = Math.max(d.last_seen, ...ts) + 1;
   const ex = d.explain || {};
   put(
-    h('h1', { class: 'group-title' }, d.classifiers ? `[${d.classifiers}] ` : '', (d.callstack || []).slice(0, 2).join(' ← ') || d.fingerprint),
+    h('h1', { class: 'group-title' }, d.classifiers ? `[${d.classifiers}] ` : '', (d.callstack || []).filter((f) => !f.startsWith('[')).slice(0, 2).join(' ← ') || d.fingerprint),
     h('div', { class: 'facts' },
       h('span', {}, 'fingerprint ', h('code', { id: 'fingerprint' }, d.fingerprint)),
       h('span', {}, 'state ', h('b', { id: 'state' }, t.state)),
