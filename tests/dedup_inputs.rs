@@ -222,9 +222,22 @@ fn eval_needs_labels_and_scores_the_baselines() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     let results = v["results"].as_array().expect("results");
     let methods: Vec<&str> = results.iter().map(|r| r["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, vec!["bt", "whole callstack", "first frame", "first application frame", "top 3 frames"]);
+    assert_eq!(
+        methods,
+        vec![
+            "bt",
+            "whole callstack",
+            "first frame",
+            "first application frame",
+            "top 3 frames",
+            "first past abort/sanitizer",
+            "crash-site file:line"
+        ]
+    );
     assert_eq!(results[0]["scores"]["bcubed_f1"], 1.0);
     assert!(results[2]["scores"]["bcubed_f1"].as_f64().unwrap() < 1.0);
+    // Past raise and abort, x_fn and y_fn tell the two bugs apart.
+    assert_eq!(results[5]["scores"]["bcubed_f1"], 1.0);
     std::fs::write(&corpus, "{\"frames\":[\"a\"]}\n").unwrap();
     let (code, _, err) = bt(&["rules", "eval", corpus.to_str().unwrap()], b"");
     assert_eq!(code, 1);
