@@ -189,6 +189,16 @@ fn symbols_found_by_build_id(server: &Server, token: &str, exe: &std::path::Path
     // Archives: garbage is refused, a tar.gz and a zip of the executable are kept.
     let r = server.post(&format!("/api/post?token={token}&format=symbols&name=x.bin"), "", b"not symbols");
     assert_eq!(r.status, 400, "{}", r.text());
+    // A gzip of a gzip (of a gzip …) is refused, not unpacked layer after layer.
+    let mut nested = b"not symbols".to_vec();
+    for _ in 0..3 {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, &nested).expect("gzip");
+        nested = e.finish().expect("gzip");
+    }
+    let r = server.post(&format!("/api/post?token={token}&format=symbols&name=x.gz"), "", &nested);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("gzip inside gzip"), "{}", r.text());
     let dir = moved.parent().expect("dir").join("symbols-upload");
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::copy(&moved, dir.join("app.bin")).expect("copy");

@@ -97,6 +97,10 @@ impl Store {
             if out.len() as u64 > limit {
                 return Err(StoreError::TooLarge(format!("{name} inflates beyond {limit} bytes")));
             }
+            // One layer: a gzip inside a gzip would let an upload recurse without end.
+            if out.starts_with(b"\x1f\x8b") {
+                return Err(bad(format!("{name}: gzip inside gzip")));
+            }
             return self.add_symbols(name.trim_end_matches(".gz"), &out, limit);
         } else if bytes.starts_with(b"PK\x03\x04") {
             let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(format!("{name}: {e}")))?;
