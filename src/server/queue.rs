@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
-use super::{MINIDUMP_FIELDS, MinidumpProcessor, log_line};
+use super::{MinidumpProcessor, log_line};
 use crate::store::{Format, Store, Submission, format_object_id, now};
+
+/// Crashpad's and Breakpad's form fields, as Backtrace maps them.
+const MINIDUMP_FIELDS: &[(&str, &str)] = &[("prod", "application"), ("product", "application"), ("ver", "version")];
 
 /// One upload waiting to be processed.
 pub struct Entry {
