@@ -10,7 +10,6 @@ use bt::snapshot::{Snapshot, values};
 use bt::viewer::{self, Options};
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// `bt ptrace --core CORE EXE [EXTRA…] -o FILE` into a scratch file; returns it.
 fn snapshot_of(name: &str, exe: &Path, core: &Path, extra: &[&str]) -> PathBuf {
