@@ -349,7 +349,12 @@ fn a_thread_id_captures_its_process() {
 fn zombie_main_thread() {
     let target = Target::spawn(&["zombie", "4"]);
     let tids = target.tids(6);
-    std::thread::sleep(Duration::from_millis(100));
+    // Until the main thread has exited (a zombie leader).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/status", target.pid())).unwrap_or_default().contains("State:\tZ") {
+        assert!(Instant::now() < deadline, "the main thread never exited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let cap = live::capture(target.pid(), &live::LiveOptions::default()).expect("capture despite a zombie leader");
     assert_eq!(cap.threads.len(), 5, "all but the exited main thread; problems {:?}", cap.problems);
     assert!(cap.threads.iter().all(|t| t.tid != target.pid() && tids.contains(&t.tid)));
@@ -403,6 +408,8 @@ fn a_stopped_process_stays_stopped() {
     }
     let cap = live::capture(pid, &live::LiveOptions::default()).expect("capture a stopped process");
     assert_eq!((cap.threads.len(), cap.threads[0].state.as_str()), (1, "T"));
+    // A fixed wait, the one a negative check needs: had the detach resumed it, the
+    // process would run again within this time.
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(state(), 'T', "a job-control stop survives our attach/detach");
     // SAFETY: as above.
@@ -478,7 +485,12 @@ fn a_32_bit_process_is_captured_and_flagged() {
     assert!(out.status.success(), "gcc -m32 failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut child = Command::new(dir.join("p32")).spawn().expect("spawn p32");
     let pid = child.id() as i32;
-    std::thread::sleep(Duration::from_millis(100));
+    // Until it sleeps in pause().
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") S ") {
+        assert!(Instant::now() < deadline, "p32 never reached pause()");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let cap = live::capture(pid, &live::LiveOptions::default());
     let _ = child.kill();
     let _ = child.wait();

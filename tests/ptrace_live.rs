@@ -127,6 +127,8 @@ fn live_process_survives_repeated_traces() {
     let mut first = None;
     for round in 0..3 {
         let snap = bt_json(&["ptrace", &pid.to_string()]);
+        // A fixed wait, the one a negative check needs: a thread left stopped by the
+        // trace would show as such within this time.
         std::thread::sleep(Duration::from_millis(100));
         assert_running_not_stopped(pid, &format!("after trace {round}"));
         let tids: Vec<i32> = bt_threads(&snap).iter().map(|t| t.tid).collect();

@@ -549,7 +549,16 @@ fn submissions_in_flight_are_bounded_in_bytes() {
         s.write_all(&body[..1000]).expect("start");
         slow.push(s);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Until the server has taken every slow upload's reservation (its health says so).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let used = server.get("/api/health").json()["inflight_bytes"].as_u64();
+        if used.unwrap_or(0) >= 41 * (body.len() as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow uploads never held the budget: {used:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let started = Instant::now();
     let r = server.post(&format!("/api/post?token={token}&format=snapshot"), "application/octet-stream", &body);
     assert_eq!(r.status, 503, "{}", head(&r));

@@ -12,7 +12,7 @@
 //! | `GET /api/list?project=P&object=ID` | object | the object's attachments |
 //! | `POST /api/post?format=minidump` | submit | a minidump: queued durably, then traced ([`queue`]) |
 //! | `POST /api/post?format=symbols`, `GET /api/symbols` | symbols, query | symbol files by build id ([`symbols`]) |
-//! | `GET /api/health` | — | liveness, and the minidumps waiting |
+//! | `GET /api/health` | — | liveness, the minidumps waiting, the bytes of uploads in flight |
 //! | `/api/triage…`, `/api/integrations…`, `/api/rules` | see [`workflow`] | triage and notifications |
 //! | `/`, `/p/…`, `/settings`, `/login`, `/logout`, `/assets/…`, `/api/console/…`, `/api/admin/…` | see [`console`] | the web console |
 
@@ -261,9 +261,11 @@ impl Api {
     fn route(&self, req: &mut Request<'_>) -> Outcome {
         let path = req.path.trim_end_matches('/').to_string();
         match (req.method.as_str(), path.as_str()) {
-            ("GET" | "HEAD", "/api/health") => {
-                ok(json!({"response": "ok", "minidumps_queued": self.queue.as_ref().map(|q| q.len()).unwrap_or(0)}))
-            }
+            ("GET" | "HEAD", "/api/health") => ok(json!({
+                "response": "ok",
+                "minidumps_queued": self.queue.as_ref().map(|q| q.len()).unwrap_or(0),
+                "inflight_bytes": self.inflight.used(),
+            })),
             ("POST", "/api/post" | "/post") => self.post(req),
             ("POST", "/api/login") => self.login(req),
             ("POST", "/api/query") => self.query(req),
