@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use argh::FromArgs;
 
 use crate::collector::config::Config;
@@ -20,8 +20,10 @@ const USAGE: &str = "usage: bt coresnap COMMAND [--config FILE] ...
 config: --config FILE, else /etc/coresnap/coresnap.conf or /usr/local/etc/coresnap/coresnap.conf
 ";
 
-/// Daemon options.
+/// Trace the crashes waiting in the archive and send them to server.url, in a loop
+/// (also run as `coresnapd`).
 #[derive(FromArgs, Debug)]
+#[argh(example = "bt coresnap daemon --once")]
 struct DaemonArgs {
     /// configuration file
     #[argh(option, short = 'c')]
@@ -34,8 +36,10 @@ struct DaemonArgs {
     tracer: Option<PathBuf>,
 }
 
-/// Install options.
+/// Point kernel.core_pattern at this bt (the previous value is remembered for
+/// uninstall).
 #[derive(FromArgs, Debug)]
+#[argh(example = "bt coresnap install --config /etc/coresnap/coresnap.conf")]
 struct InstallArgs {
     /// configuration file (named in core_pattern so the handler reads it)
     #[argh(option, short = 'c')]
@@ -45,18 +49,37 @@ struct InstallArgs {
     force: bool,
 }
 
-/// Options of list, retry, uninstall.
+/// Restore the core_pattern and core_pipe_limit that install replaced.
 #[derive(FromArgs, Debug)]
-struct CommonArgs {
+#[argh(example = "bt coresnap uninstall")]
+struct UninstallArgs {
+    /// configuration file (for the archive that remembers the previous values)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+/// The crashes in the archive: stage, flags, executable, time, size.
+#[derive(FromArgs, Debug)]
+#[argh(example = "bt coresnap list --json | jq .stage")]
+struct ListArgs {
     /// configuration file
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
-    /// list: JSON lines instead of a table
+    /// JSON lines instead of a table
     #[argh(switch)]
     json: bool,
-    /// retry: the crash id (a prefix of its uuid)
+}
+
+/// Re-queue one crash: traced again when its core is kept, else sent again.
+#[derive(FromArgs, Debug)]
+#[argh(example = "bt coresnap retry 3f2a")]
+struct RetryArgs {
+    /// the crash id (a prefix of its uuid, as list shows it)
     #[argh(positional)]
-    id: Vec<String>,
+    id: String,
+    /// configuration file
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
 }
 
 pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
@@ -88,7 +111,7 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             Ok(super::exit::OK)
         }
         "uninstall" => {
-            let a: CommonArgs = match super::parse_args(&name, rest) {
+            let a: UninstallArgs = match super::parse_args(&name, rest) {
                 Ok(a) => a,
                 Err(c) => return Ok(c),
             };
@@ -99,7 +122,7 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             Ok(super::exit::OK)
         }
         "list" => {
-            let a: CommonArgs = match super::parse_args(&name, rest) {
+            let a: ListArgs = match super::parse_args(&name, rest) {
                 Ok(a) => a,
                 Err(c) => return Ok(c),
             };
@@ -107,11 +130,11 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             list(&cfg, a.json)
         }
         "retry" => {
-            let a: CommonArgs = match super::parse_args(&name, rest) {
+            let a: RetryArgs = match super::parse_args(&name, rest) {
                 Ok(a) => a,
                 Err(c) => return Ok(c),
             };
-            let [id] = a.id.as_slice() else { bail!("expected one crash id (a uuid prefix)") };
+            let id = &a.id;
             let cfg = Config::load(a.config.as_deref())?;
             let sp = spool::Spool::new(&cfg.archive);
             let e = sp.find(id)?;
