@@ -249,6 +249,26 @@ fn cxx_rules() {
             &["decode_packet"],
         ),
         ("operator< survives", &["Key::operator<(Key const&) const @app"], &["Key::operator<"]),
+        // One function, named from DWARF and from the symbol table (no debug info).
+        ("dwarf name", &["ns::bar<long> @app #t.cc:3"], &["ns::bar"]),
+        (
+            "symtab name with return type",
+            &["long ns::bar<long>(std::vector<long, std::allocator<long> >&) @app"],
+            &["ns::bar"],
+        ),
+        ("symtab return type of two words", &["unsigned long ns::size<int>(int) @app"], &["ns::size"]),
+        ("symtab pointer return type", &["char const* ns::name<Kind>(Kind) @app"], &["ns::name"]),
+        (
+            "operator with a return type",
+            &["bool ns::operator==<int>(ns::V<int> const&, ns::V<int> const&) @app"],
+            &["ns::operator=="],
+        ),
+        (
+            "conversion operator keeps its type",
+            &["ns::Str::operator char const*() const @app"],
+            &["ns::Str::operator char const*"],
+        ),
+        ("operator new", &["operator new(unsigned long) @app"], &["operator new"]),
         (
             "pure virtual",
             &["raise @libc.so.6", "abort @libc.so.6", "__cxa_pure_virtual @libstdc++.so.6", "Shape::draw_all() @app"],

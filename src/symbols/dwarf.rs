@@ -117,8 +117,8 @@ pub(crate) fn frames(ctx: &Context, names: &mut NameCache, probe: u64) -> Vec<So
             }
             _ => None,
         };
-        let function =
-            qualified.or_else(|| f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned()));
+        let function = qualified
+            .or_else(|| f.function.as_ref().and_then(|n| n.raw_name().ok()).map(|n| super::names::function_name(&n)));
         let (file, line, column) = match &f.location {
             Some(l) => (l.file.map(str::to_string), l.line, l.column.filter(|c| *c > 0)),
             None => (None, None, None),

@@ -21,9 +21,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub(crate) struct Fallback;
 
-pub(crate) use super::scopes::{
-    MAX_DEPTH, Off, Scopes, language, push_ranges, qualified_name, read_string, scope_names, sorted,
-};
+pub(crate) use super::scopes::{MAX_DEPTH, Off, Scopes, push_ranges, qualified_name, read_string, scope_names, sorted};
 
 /// Bounds that keep corrupt DWARF from making a lookup spin or recurse without end.
 const MAX_UNITS: usize = 4_000_000;
@@ -272,10 +270,7 @@ impl Index {
         };
         let name = match qualified_name(uref, die, scopes) {
             Some(n) => Some(n),
-            None => self.plain_name(ui, die, MAX_LINKS)?.map(|raw| {
-                let lang = language(uref);
-                addr2line::demangle_auto(raw.into(), lang).into_owned()
-            }),
+            None => self.plain_name(ui, die, MAX_LINKS)?.map(|raw| super::names::function_name(&raw)),
         };
         self.names.insert((ui, die.0), name.clone());
         Ok(name)

@@ -23,6 +23,23 @@ pub(crate) fn demangle(name: &str) -> String {
     base.to_string()
 }
 
+/// gdb's frame name for a linkage name: C++ demangled without the return type, then
+/// without the parameter list as gdb's `cp_remove_params` does it ([`gdb_frame_name`]);
+/// Rust and C as [`demangle`] gives them.
+///
+/// [`gdb_frame_name`]: super::scopes::gdb_frame_name
+pub(crate) fn function_name(linkage: &str) -> String {
+    let base = linkage.split('@').next().unwrap_or(linkage);
+    if base.starts_with("_Z")
+        && !is_rust_legacy(base)
+        && let Ok(sym) = cpp_demangle::Symbol::new(base)
+        && let Ok(d) = sym.demangle_with_options(&cpp_demangle::DemangleOptions::new().no_return_type())
+    {
+        return super::scopes::gdb_frame_name(&d);
+    }
+    demangle(linkage)
+}
+
 /// Rust legacy mangling ends with a `17h<16 hex digits>E` hash path element,
 /// possibly followed by an LLVM `.llvm.NNN` suffix.
 fn is_rust_legacy(name: &str) -> bool {
@@ -171,6 +188,21 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(demangle(input), want, "demangle({input})");
+        }
+        // gdb's frame names: no return type, no parameter list unless gdb's parser
+        // gives up on an earlier one (a function type inside template arguments).
+        let frames = [
+            ("_ZN2ns3barIiEEvT_", "ns::bar<int>"),
+            ("_ZN8pipeline10run_stagesIlEET_RKSt6vectorIS1_SaIS1_EE", "pipeline::run_stages<long>"),
+            (
+                "_ZNKSt8functionIFlRKN8pipeline5ChainIlEEmEEclES4_m",
+                "std::function<long (pipeline::Chain<long> const&, unsigned long)>::operator()(pipeline::Chain<long> const&, unsigned long) const",
+            ),
+            ("_ZN4core9panicking5panic17h0123456789abcdefE", "core::panicking::panic"),
+            ("raise", "raise"),
+        ];
+        for (input, want) in frames {
+            assert_eq!(function_name(input), want, "function_name({input})");
         }
     }
 }

@@ -70,10 +70,10 @@ pub(crate) struct Scopes {
 /// `scopes` finds around the final DIE. The one naming rule of both lookup paths
 /// (this module's point lookups and the addr2line path in `dwarf.rs`).
 ///
-/// Folklore: for a function local to another one (a lambda's `operator()`, a member
-/// of a class defined in a function) gdb names the symbol from its demangled linkage
-/// name when DWARF has one (Clang: `main::$_2::operator()`); GCC gives no linkage
-/// name there and gdb, like us, falls back to the bare DWARF scopes (`operator()`).
+/// Folklore: a C++ function is named from its demangled linkage name when DWARF has
+/// one (also a function local to another one, Clang: `main::$_2::operator()`); GCC
+/// gives a lambda's `operator()` no linkage name and gdb, like us, falls back to the
+/// bare DWARF scopes (`operator()`).
 pub(crate) fn qualified_name(
     uref: gimli::UnitRef<'_, Reader>,
     off: Off,
@@ -104,19 +104,19 @@ pub(crate) fn qualified_name(
             None => break,
         }
     }
+    // C++: gdb names a function from its demangled linkage name (libiberty's
+    // rendering: `std::vector<int, std::allocator<int> >`, `{lambda(int)#1}`, `long`),
+    // not from GCC's DW_AT_name (`vector<int>`, `<lambda(int)>`, `long int`), so the
+    // name is the same with or without DWARF and across compilers.
+    if let Some(m) = mangled.filter(|m| m.starts_with("_Z"))
+        && is_cplus(uref)
+    {
+        return Some(super::names::function_name(&m));
+    }
     let name = name?;
     // `target` is a function DIE, never a scope tag, so the enclosing scopes are all
     // its scopes.
-    let Scopes { mut names, local } = scopes(target)?;
-    if local
-        && let Some(m) = mangled.filter(|m| m.starts_with("_Z"))
-        && is_cplus(uref)
-    {
-        let demangled = super::names::demangle(&m);
-        if demangled != m {
-            return Some(gdb_frame_name(&demangled));
-        }
-    }
+    let Scopes { mut names, .. } = scopes(target)?;
     names.push(name);
     Some(names.join("::"))
 }
