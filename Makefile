@@ -7,11 +7,15 @@ export CARGO_TARGET_DIR
 BIN     := $(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/bt
 APPLETS := ptrace coresnap coresnapd coroner serve morgue hydra rules
 STATIC  := RUSTFLAGS="-C target-feature=+crt-static"
-# Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers):
+# Tools the tests, the demo and the benchmarks drive (oracles, peers, compilers, and the
+# real Debian programs tests/real_programs.rs crashes, with python's and libc's debug info):
 # command-or-path:debian-package.
 TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
            objcopy:binutils strip:binutils dwz:dwz clang:clang jq:jq curl:curl openssl:openssl make:make python3:python3 /usr/bin/time:time \
-           node:nodejs npm:npm /usr/bin/chromium:chromium
+           node:nodejs npm:npm /usr/bin/chromium:chromium \
+           redis-server:redis-server memcached:memcached lua5.4:lua5.4 tclsh:tcl vim.tiny:vim-tiny \
+           nano:nano gawk:gawk sotruss:libc-devtools rsync:rsync /usr/sbin/nginx:nginx-light \
+           /usr/bin/python3.11-dbg:python3.11-dbg /usr/lib/debug/.build-id:libc6-dbg
 # Scratch directory for the example programs of `make demo` (never the source tree).
 EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples
 # Benchmark knobs: total DWARF of the big C++ workload, runs per measurement.
@@ -40,7 +44,7 @@ install: bt
 # Installs what the tests need and the machine lacks (apt-get update once).
 deps:
 	@missing=""; for t in $(TOOLS); do \
-	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	  command -v $${t%%:*} >/dev/null 2>&1 || test -e $${t%%:*} || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

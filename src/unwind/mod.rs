@@ -206,74 +206,113 @@ fn walk_with(
 /// to `raise`, so the physical walk never sees `pthread_kill`. gdb shows such tail-call
 /// frames (from DWARF call-site info), and so do we when the code says so unambiguously:
 /// the caller's `call rel32` targets a function T other than the callee (directly, or
-/// through a PLT stub bound to T in another module), T holds
-/// exactly one `jmp rel32` to the callee's start, the caller's DWARF records a call
-/// site at its return address, and T's DWARF has a tail-call site there. The inserted frame's pc is the address after that jmp; it has no recovered
-/// registers (that is how it is told apart).
+/// through a PLT stub bound to T in another module); from T exactly one chain of
+/// `jmp rel32` tail calls (T → … → callee, each jump to the start of the next
+/// function, at most [`MAX_TAIL_CHAIN`] long) reaches the callee's start; the caller's
+/// DWARF records a call site at its return address, and each jump is a tail-call site
+/// in DWARF (glibc's `sem_wait`: `__new_sem_wait_slow64` calls `do_futex_wait`, which
+/// jumps to `__futex_abstimed_wait_cancelable64`, which jumps to
+/// `__futex_abstimed_wait_common`). An inserted frame's pc is the address after its
+/// jmp; it has no recovered registers (that is how it is told apart).
 fn insert_tail_calls(frames: &mut Vec<Frame>, u: &Unwinder<'_>) {
     let mut i = 1;
     while i < frames.len() {
-        if let Some(tail) = tail_call_between(&frames[i - 1], &frames[i], u) {
-            frames.insert(i, tail);
-            i += 1;
+        let chain = tail_calls_between(&frames[i - 1], &frames[i], u);
+        let n = chain.len();
+        // Innermost first: the jump into the callee is the frame right above it.
+        for (k, f) in chain.into_iter().rev().enumerate() {
+            frames.insert(i + k, f);
         }
-        i += 1;
+        i += n + 1;
     }
 }
 
-fn tail_call_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Option<Frame> {
+/// Longest chain of tail calls looked for between a call and its callee.
+const MAX_TAIL_CHAIN: usize = 4;
+
+fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<Frame> {
     let modules = u.modules;
     if caller.signal_frame || caller.trust != Trust::Cfi || caller.pc < 5 {
-        return None;
+        return Vec::new();
     }
     let mut call = [0u8; 5];
     if modules.read_code(caller.pc - 5, &mut call) != 5 || call[0] != 0xe8 {
-        return None;
+        return Vec::new();
     }
     let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
     let mut target = caller.pc.wrapping_add_signed(rel as i64);
     let callee_pc =
         if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
     // Cheap check first: the callee's FDE (cached by the walk) starts at the call target.
-    let idx = modules.find(callee_pc)?;
+    let Some(idx) = modules.find(callee_pc) else { return Vec::new() };
     let bias = modules.entry(idx).record.load_bias;
     if cfi::rule(u, idx, callee_pc.wrapping_sub(bias)).is_some_and(|r| r.fde_start.wrapping_add(bias) == target) {
-        return None;
+        return Vec::new();
     }
-    let callee_start = modules.symbol_start(callee_pc)?;
+    let Some(callee_start) = modules.symbol_start(callee_pc) else { return Vec::new() };
     if modules.in_plt(target) {
         // A call into another module through its PLT (main → qsort@plt, and
         // qsort jumps to __qsort_r): the function the stub binds to is T.
-        target = u.plt_target(target)?;
+        match u.plt_target(target) {
+            Some(t) => target = t,
+            None => return Vec::new(),
+        }
     }
-    if target == callee_start {
-        return None;
+    if target == callee_start || modules.find(target) != modules.find(callee_start) {
+        return Vec::new();
     }
-    let (start, end) = modules.symbol_range(target)?;
-    if start != target || end - start > 4096 || modules.find(target) != modules.find(callee_start) {
-        return None;
+    // Only where DWARF confirms it, as gdb requires: the caller records a call
+    // returning to its pc.
+    if !modules.is_call_site(caller.pc, false) {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    tail_chains(u, target, callee_start, &mut Vec::new(), &mut found);
+    match found.as_slice() {
+        // gdb too shows tail-call frames only when the chain is unique.
+        [one] => one.iter().map(|&pc| Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() }).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every chain of DWARF-confirmed `jmp rel32` tail calls from the function starting at
+/// `from` to the one starting at `to`, as the addresses after each jump (outermost
+/// first); stops looking once two are found (an ambiguous chain is not shown).
+fn tail_chains(u: &Unwinder<'_>, from: u64, to: u64, path: &mut Vec<u64>, found: &mut Vec<Vec<u64>>) {
+    let modules = u.modules;
+    if path.len() >= MAX_TAIL_CHAIN || found.len() > 1 {
+        return;
+    }
+    let Some((start, end)) = modules.symbol_range(from) else { return };
+    if start != from || end - start > 4096 {
+        return;
     }
     let mut code = vec![0u8; (end - start) as usize];
     if modules.read_code(start, &mut code) != code.len() {
-        return None;
+        return;
     }
-    let mut hits = (0..code.len().saturating_sub(4)).filter(|&o| {
-        code[o] == 0xe9 && {
-            let rel = i32::from_le_bytes([code[o + 1], code[o + 2], code[o + 3], code[o + 4]]);
-            (start + o as u64 + 5).wrapping_add_signed(rel as i64) == callee_start
+    for o in 0..code.len().saturating_sub(4) {
+        if code[o] != 0xe9 {
+            continue;
         }
-    });
-    let at = hits.next()?;
-    if hits.next().is_some() {
-        return None;
+        let after = start + o as u64 + 5;
+        let dest =
+            after.wrapping_add_signed(i32::from_le_bytes([code[o + 1], code[o + 2], code[o + 3], code[o + 4]]) as i64);
+        // A jump inside the function is a branch, not a call.
+        if (start..end).contains(&dest) || path.contains(&after) || !modules.is_tail_call_site(after) {
+            continue;
+        }
+        path.push(after);
+        if dest == to {
+            found.push(path.clone());
+        } else if modules.find(dest) == modules.find(to) {
+            tail_chains(u, dest, to, path, found);
+        }
+        path.pop();
+        if found.len() > 1 {
+            return;
+        }
     }
-    let pc = start + at as u64 + 5;
-    // Only where DWARF confirms it, as gdb requires: the caller records a call
-    // returning to its pc, and T records the tail call.
-    if !modules.is_call_site(caller.pc, false) || !modules.is_tail_call_site(pc) {
-        return None;
-    }
-    Some(Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() })
 }
 
 /// One unwind step from the frame whose registers are `cur`.

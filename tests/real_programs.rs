@@ -1,0 +1,536 @@
+//! Real, unmodified Debian programs that nobody here wrote — interpreters, servers,
+//! editors, a debugger, a terminal multiplexer, programs with many threads and many
+//! libraries — are started, left to block where they normally wait, and killed by a
+//! signal so that the kernel writes their core. bt's frames of every thread are then
+//! compared with gdb's (full function names, files, lines): per program the frames
+//! compared and matched are printed and appended to `real_programs.tsv` in Cargo's
+//! test scratch directory, and the bar is ≥ 99 % of gdb's frames matched by name and
+//! every line where both give one.
+//!
+//! Among them: gdb (mmaps ELF files as data while it reads their symbols), Python and
+//! Perl (dlopen their C modules after start), `sotruss` (its audit library lives in a
+//! second link-map namespace, loaded with dlmopen), node and memcached (many threads),
+//! Python with its Debian debug package (`python3.11-dbg`) and libc with `libc6-dbg`,
+//! the others with only their symbol tables. `make deps` installs them all; a missing
+//! one fails its test (the deps are part of `make test`).
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One program: how to start it and when it has settled.
+struct Program {
+    name: &'static str,
+    /// The Debian package that provides it (for the failure message).
+    package: &'static str,
+    argv: &'static [&'static str],
+    /// Settled: at least this many tasks, all asleep.
+    min_tasks: usize,
+    /// The signal that kills it (one it does not catch, or whose handler re-raises it;
+    /// nano saves its buffers and exits on SIGSEGV and SIGABRT, so it gets SIGBUS).
+    signal: i32,
+    /// A script written to the scratch directory and named by `{script}` in argv.
+    script: Option<&'static str>,
+    /// Runs on a pseudo-terminal (an editor that needs one).
+    tty: bool,
+    /// Modules bt must list (path suffixes; one entry per expected copy).
+    modules: &'static [&'static str],
+    /// Files the process maps (the core's file mappings say so) that are data, not
+    /// loaded images: bt must not list them as modules.
+    data_files: &'static [&'static str],
+}
+
+const PROGRAMS: &[Program] = &[
+    Program {
+        name: "python3",
+        package: "python3, python3.11-dbg",
+        argv: &[
+            "/usr/bin/python3",
+            "-c",
+            "import threading, time, ctypes, json, decimal, sqlite3\n\
+             for _ in range(4): threading.Thread(target=time.sleep, args=(600,)).start()\n\
+             time.sleep(600)",
+        ],
+        min_tasks: 5,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &["/_ctypes.cpython-311-x86_64-linux-gnu.so", "/_decimal.cpython-311-x86_64-linux-gnu.so"],
+        data_files: &[],
+    },
+    Program {
+        name: "perl",
+        package: "perl",
+        argv: &["/usr/bin/perl", "-MPOSIX", "-MSocket", "-e", "sleep 600"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &["/POSIX/POSIX.so", "/Socket/Socket.so"],
+        data_files: &[],
+    },
+    Program {
+        name: "redis-server",
+        package: "redis-server",
+        argv: &[
+            "/usr/bin/redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            "{dir}/redis.sock",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--io-threads",
+            "4",
+        ],
+        min_tasks: 4,
+        signal: libc::SIGABRT,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "memcached",
+        package: "memcached",
+        argv: &["/usr/bin/memcached", "-u", "root", "-p", "0", "-U", "0", "-s", "{dir}/memcached.sock", "-t", "8"],
+        min_tasks: 10,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "lua5.4",
+        package: "lua5.4",
+        argv: &["/usr/bin/lua5.4", "-e", "os.execute('sleep 600')"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "tclsh",
+        package: "tcl",
+        argv: &["/usr/bin/tclsh", "{script}"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: Some("after 600000\n"),
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "bash",
+        package: "bash",
+        argv: &["/bin/bash", "-c", "read -t 600 line < {dir}/fifo; echo $line"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "gawk",
+        package: "gawk",
+        argv: &["/usr/bin/gawk", "BEGIN { getline line < \"{dir}/fifo\" }"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "node",
+        package: "nodejs",
+        argv: &["/usr/bin/node", "-e", "setTimeout(() => {}, 600000)"],
+        min_tasks: 7,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "vim",
+        package: "vim-tiny",
+        argv: &["/usr/bin/vim.tiny", "-N", "-u", "NONE", "-i", "NONE", "-es", "-c", "sleep 600"],
+        min_tasks: 1,
+        signal: libc::SIGABRT,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "gdb",
+        package: "gdb",
+        // gdb runs python3.11 to main, reading the symbols of it and its libraries:
+        // it maps those files as data beside its own libc.
+        argv: &[
+            "/usr/bin/gdb",
+            "-nx",
+            "-batch",
+            "-ex",
+            "file /usr/bin/python3.11",
+            "-ex",
+            "break main",
+            "-ex",
+            "run",
+            "-ex",
+            "shell touch {dir}/ready; read x < {dir}/fifo",
+        ],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &["/libc.so.6"],
+        data_files: &["/usr/bin/python3.11"],
+    },
+    Program {
+        name: "sotruss",
+        package: "libc-devtools",
+        argv: &["/usr/bin/sotruss", "-o", "{dir}/sotruss.log", "/usr/bin/sleep", "600"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &["/audit/sotruss-lib.so", "/libc.so.6", "/libc.so.6"],
+        data_files: &[],
+    },
+    Program {
+        name: "tmux",
+        package: "tmux",
+        argv: &["/usr/bin/tmux", "-S", "{dir}/tmux.sock", "-f", "/dev/null", "-D"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "nano",
+        package: "nano",
+        argv: &["/bin/nano", "--ignorercfiles", "{dir}/fifo"],
+        min_tasks: 1,
+        signal: libc::SIGBUS,
+        script: None,
+        tty: true,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "rsync",
+        package: "rsync",
+        argv: &["/usr/bin/rsync", "--daemon", "--no-detach", "--port=0", "--config={script}"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: Some("use chroot = no\n[x]\npath = /tmp\n"),
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "nginx",
+        package: "nginx-light",
+        argv: &["/usr/sbin/nginx", "-p", "{dir}", "-c", "{script}"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: Some(
+            "daemon off; master_process off; error_log {dir}/nginx.err; pid {dir}/nginx.pid;\n\
+             events {}\n\
+             http { access_log off; client_body_temp_path {dir}/b; proxy_temp_path {dir}/p;\n\
+             fastcgi_temp_path {dir}/f; uwsgi_temp_path {dir}/u; scgi_temp_path {dir}/s;\n\
+             server { listen unix:{dir}/nginx.sock; } }\n",
+        ),
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+];
+
+/// What one program's comparison found.
+#[derive(Default, Debug)]
+struct Tally {
+    threads: usize,
+    frames: usize,
+    named: usize,
+    lines: usize,
+    lines_matched: usize,
+    misses: Vec<String>,
+}
+
+/// Aligns gdb's and bt's frames of one thread (longest common subsequence on the
+/// function name) and counts the frames gdb has, those bt names the same, and the
+/// lines both give and agree on.
+fn tally_thread(g: &GdbThread, b: &BtThread, t: &mut Tally) {
+    let same = |gf: &GdbFrame, bf: &BtFrame| -> bool {
+        if gf.signal_trampoline {
+            return bf.signal_frame || bf.function.as_deref() == Some("__restore_rt");
+        }
+        match (&gf.function, &bf.function) {
+            (Some(a), Some(b)) => same_function(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    };
+    let (n, m) = (g.frames.len(), b.frames.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] =
+                if same(&g.frames[i], &b.frames[j]) { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    t.threads += 1;
+    t.frames += n;
+    while i < n && j < m {
+        if same(&g.frames[i], &b.frames[j]) {
+            t.named += 1;
+            if let (Some(gl), Some(bl)) = (g.frames[i].line, b.frames[j].line) {
+                t.lines += 1;
+                if gl == bl {
+                    t.lines_matched += 1;
+                } else {
+                    t.misses.push(format!("thread {} line: {}  <> bt line {bl}", g.tid, g.frames[i].raw));
+                }
+            }
+            i += 1;
+            j += 1;
+        } else if lcs[i + 1][j] >= lcs[i][j + 1] {
+            t.misses.push(format!(
+                "thread {} gdb #{i} not in bt: {}  (bt #{j}: {:?})",
+                g.tid, g.frames[i].raw, b.frames[j].function
+            ));
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    for f in &g.frames[i..] {
+        t.misses.push(format!("thread {} gdb frame not in bt: {}", g.tid, f.raw));
+    }
+}
+
+/// Starts the program, waits until it settles, kills it with its signal and returns
+/// (executable, core) once the kernel has written the core.
+fn crash(p: &Program, dir: &Path, core_dir: &Path) -> (PathBuf, PathBuf) {
+    let fifo = dir.join("fifo");
+    if !fifo.exists() {
+        let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("path");
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    let script = dir.join(format!("{}.script", p.name));
+    let dir_s = dir.to_str().expect("utf-8");
+    if let Some(text) = p.script {
+        fs::write(&script, text.replace("{dir}", dir_s)).expect("write the script");
+    }
+    let args: Vec<String> = p.argv[1..]
+        .iter()
+        .map(|a| a.replace("{dir}", dir_s).replace("{script}", script.to_str().expect("utf-8")))
+        .collect();
+    let exe = Path::new(p.argv[0]);
+    assert!(exe.exists(), "{} is missing: install the Debian package {} (make deps does)", exe.display(), p.package);
+    let mut cmd = Command::new(exe);
+    cmd.args(&args).current_dir(dir).env("HOME", dir).env("TERM", "xterm");
+    // An editor gets a pseudo-terminal of 24 × 80; the others get nothing.
+    let _master = if p.tty {
+        let (master, slave) = pty();
+        cmd.stdin(slave.try_clone().expect("dup")).stdout(slave.try_clone().expect("dup")).stderr(slave);
+        Some(master)
+    } else {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        None
+    };
+    // SAFETY: setrlimit and setsid are async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+    let pid = child.id();
+    // A program that says when it is ready (by creating `ready`) is waited for first.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.argv.iter().any(|a| a.contains("{dir}/ready")) && !dir.join("ready").exists() {
+        assert!(Instant::now() < deadline, "{} never said it was ready", p.name);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let settled = std::panic::catch_unwind(|| wait_all_asleep(pid, p.min_tasks, 60));
+    if settled.is_err() {
+        let _ = child.kill();
+        panic!("{} never settled (exited? {:?})", p.name, child.try_wait());
+    }
+    let real_exe = fs::read_link(format!("/proc/{pid}/exe")).expect("readlink exe");
+    // SAFETY: kill on our own child.
+    unsafe { libc::kill(pid as i32, p.signal) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{} did not die of signal {}", p.name, p.signal);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.core_dumped(), "{} died without a core: {status}", p.name);
+    let written = core_dir.join(format!("core.{pid}"));
+    let core = dir.join(format!("{}.core", p.name));
+    fs::rename(&written, &core).unwrap_or_else(|e| panic!("core of {} missing at {}: {e}", p.name, written.display()));
+    (real_exe, core)
+}
+
+/// A pseudo-terminal pair (master, slave) of 24 rows and 80 columns.
+fn pty() -> (fs::File, fs::File) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on the descriptor just opened;
+    // ptsname_r writes a NUL-terminated name into the buffer it is given.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::grantpt(m), 0, "grantpt");
+        assert_eq!(libc::unlockpt(m), 0, "unlockpt");
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0, "ptsname_r");
+        let ws = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+        libc::ioctl(m, libc::TIOCSWINSZ, &ws);
+        let name = std::ffi::CStr::from_ptr(buf.as_ptr()).to_str().expect("utf-8 pty name").to_string();
+        let slave = fs::OpenOptions::new().read(true).write(true).open(&name).expect("open the pty slave");
+        (fs::File::from_raw_fd(m), slave)
+    }
+}
+
+fn check(name: &str) {
+    let p = PROGRAMS.iter().find(|p| p.name == name).expect("program");
+    let dir = scratch_dir(&format!("real-{name}"));
+    let core_dir = scratch_dir(&format!("bt-cores-real-{name}"));
+    let (exe, core) = {
+        let _guard = CorePatternGuard::set(&core_dir);
+        crash(p, &dir, &core_dir)
+    };
+    let gdb = gdb_core(&exe, &core);
+    let deepest = gdb.threads.iter().map(|t| t.frames.len()).max().unwrap_or(0);
+    let cap = (deepest * 2 + 64).to_string();
+    let snap = bt_json(&[
+        "ptrace",
+        "--max-frames",
+        &cap,
+        "--core",
+        core.to_str().expect("utf-8"),
+        exe.to_str().expect("utf-8"),
+    ]);
+    let bt = bt_threads(&snap);
+    let modules: Vec<&str> =
+        snap["modules"].as_array().into_iter().flatten().filter_map(|m| m["path"].as_str()).collect();
+    let maps: Vec<&str> = snap["maps"].as_array().into_iter().flatten().filter_map(|m| m["path"].as_str()).collect();
+    for want in p.modules {
+        let need = p.modules.iter().filter(|m| *m == want).count();
+        let have = modules.iter().filter(|m| m.ends_with(want)).count();
+        assert!(have >= need, "{name}: bt lists {have} module(s) *{want}, expected {need}: {modules:?}");
+    }
+    for data in p.data_files {
+        assert!(maps.contains(data), "{name}: the precondition failed: {data} is not mapped at all: {maps:?}");
+        assert!(!modules.contains(data), "{name}: {data} is mapped as data only, yet bt lists it as a module");
+    }
+    let mut t = Tally::default();
+    let mut problems = vec![];
+    for g in &gdb.threads {
+        match bt.iter().find(|b| b.tid == g.tid) {
+            Some(b) => tally_thread(g, b, &mut t),
+            None => problems.push(format!("thread {} is missing in bt", g.tid)),
+        }
+    }
+    if bt.len() != gdb.threads.len() {
+        problems.push(format!("threads: gdb {}, bt {}", gdb.threads.len(), bt.len()));
+    }
+    let line = format!(
+        "{name}\t{}\t{}\t{}\t{}\t{}\t{}",
+        exe.display(),
+        t.threads,
+        t.frames,
+        t.named,
+        t.lines,
+        t.lines_matched
+    );
+    eprintln!("program\texe\tthreads\tframes\tnamed\tlines\tlines_matched\n{line}");
+    let tsv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("real_programs.tsv");
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&tsv) {
+        let _ = writeln!(f, "{line}");
+    }
+    // The oracle must have said something, or every comparison passes vacuously.
+    assert!(t.frames >= 3 * t.threads && t.frames > 0, "{name}: gdb gave too few frames:\n{}", gdb.raw);
+    let named = t.named as f64 / t.frames as f64;
+    if named < 0.99 || t.lines_matched != t.lines || !problems.is_empty() {
+        panic!(
+            "{name}: bt matched {}/{} of gdb's frames by name ({:.1} %), {}/{} lines; {}\n{}\n\ngdb:\n{}",
+            t.named,
+            t.frames,
+            named * 100.0,
+            t.lines_matched,
+            t.lines,
+            problems.join("; "),
+            t.misses.join("\n"),
+            gdb.raw
+        );
+    }
+}
+
+macro_rules! programs {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                check($name);
+            }
+        )*
+
+        #[test]
+        fn every_program_has_a_test() {
+            let tested = [$($name),*];
+            for p in PROGRAMS {
+                assert!(tested.contains(&p.name), "{} has no test", p.name);
+            }
+            assert!(PROGRAMS.len() >= 15, "the issue asks for at least 15 programs");
+        }
+    };
+}
+
+programs! {
+    python3 => "python3",
+    perl => "perl",
+    redis_server => "redis-server",
+    memcached => "memcached",
+    lua => "lua5.4",
+    tclsh => "tclsh",
+    bash => "bash",
+    gawk => "gawk",
+    node => "node",
+    vim => "vim",
+    gdb => "gdb",
+    sotruss_dlmopen => "sotruss",
+    tmux => "tmux",
+    nano => "nano",
+    rsync => "rsync",
+    nginx => "nginx",
+}
