@@ -21,6 +21,25 @@ use std::io::{Read, Write};
 
 /// Extension name of the threads' kernel stacks (see [`Snapshot::kernel_stacks`]).
 pub const KERNEL_STACKS: &str = "kernel-stacks";
+/// The extension holding a Go program's goroutines (version 1: JSON `[Goroutine]`).
+pub const GOROUTINES: &str = "go.goroutines";
+
+/// One goroutine of a Go program (the [`GOROUTINES`] extension).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Goroutine {
+    pub id: u64,
+    /// `running`, `runnable`, `syscall`, `waiting`, `preempted` …
+    pub status: String,
+    /// Why a waiting goroutine waits (`chan receive`, `sleep`, `semacquire` …), as the
+    /// Go runtime names it.
+    pub wait_reason: Option<String>,
+    /// The OS thread (M) running it, when one does; its stack is that thread's.
+    pub thread: Option<i32>,
+    /// The goroutine whose panic killed the process.
+    pub panicking: bool,
+    /// A parked goroutine's stack, innermost first.
+    pub frames: Vec<Frame>,
+}
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 6] = *b"BTSNAP";
@@ -167,6 +186,20 @@ impl Snapshot {
         self.extensions.retain(|e| e.name != KERNEL_STACKS);
         if let Ok(bytes) = serde_json::to_vec(stacks) {
             self.extensions.push(Extension { name: KERNEL_STACKS.into(), version: 1, bytes });
+        }
+    }
+
+    /// The goroutines of a Go program, from the [`GOROUTINES`] extension.
+    pub fn goroutines(&self) -> Option<Vec<Goroutine>> {
+        let e = self.extensions.iter().find(|e| e.name == GOROUTINES && e.version == 1)?;
+        serde_json::from_slice(&e.bytes).ok()
+    }
+
+    /// Stores the goroutines as the [`GOROUTINES`] extension, replacing earlier ones.
+    pub fn set_goroutines(&mut self, goroutines: &[Goroutine]) {
+        self.extensions.retain(|e| e.name != GOROUTINES);
+        if let Ok(bytes) = serde_json::to_vec(goroutines) {
+            self.extensions.push(Extension { name: GOROUTINES.into(), version: 1, bytes });
         }
     }
 

@@ -89,6 +89,22 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
         out.push('\n');
         thread(&mut out, t, opts);
     }
+    if let Some(gs) = snap.goroutines() {
+        for g in &gs {
+            let status = g.wait_reason.as_deref().unwrap_or(&g.status);
+            let _ = write!(out, "\nGoroutine {} [{}]", g.id, t(status));
+            if let Some(tid) = g.thread {
+                let _ = write!(out, " on thread {tid}");
+            }
+            out.push_str(if g.panicking { " (panicked)\n" } else { "\n" });
+            if let (true, Some(tid)) = (g.frames.is_empty(), g.thread) {
+                let _ = writeln!(out, "    (its stack is thread {tid}'s)");
+            }
+            for (idx, f) in g.frames.iter().enumerate() {
+                frame_line(&mut out, idx, f, false);
+            }
+        }
+    }
     if !snap.globals.is_empty() {
         out.push_str("\nglobals:\n");
         for v in &snap.globals {

@@ -472,7 +472,7 @@ pub(crate) fn has_call_site(uref: gimli::UnitRef<'_, Reader>, function: Off, aft
 
 #[cfg(test)]
 mod tests {
-    use crate::symbols::scopes::gdb_frame_name;
+    use crate::symbols::names::gdb_frame_name;
 
     #[test]
     fn frame_names_drop_the_last_parameter_list_as_gdb_does() {

@@ -11,6 +11,7 @@ mod debugfile;
 mod dwarf;
 pub(crate) mod elf;
 mod indexcache;
+mod layout;
 mod lines;
 mod linetable;
 mod location;

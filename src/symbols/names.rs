@@ -26,8 +26,6 @@ pub(crate) fn demangle(name: &str) -> String {
 /// gdb's frame name for a linkage name: C++ demangled without the return type, then
 /// without the parameter list as gdb's `cp_remove_params` does it ([`gdb_frame_name`]);
 /// Rust and C as [`demangle`] gives them.
-///
-/// [`gdb_frame_name`]: super::scopes::gdb_frame_name
 pub(crate) fn function_name(linkage: &str) -> String {
     let base = linkage.split('@').next().unwrap_or(linkage);
     if base.starts_with("_Z")
@@ -35,9 +33,44 @@ pub(crate) fn function_name(linkage: &str) -> String {
         && let Ok(sym) = cpp_demangle::Symbol::new(base)
         && let Ok(d) = sym.demangle_with_options(&cpp_demangle::DemangleOptions::new().no_return_type())
     {
-        return super::scopes::gdb_frame_name(&d);
+        return gdb_frame_name(&d);
     }
     demangle(linkage)
+}
+
+/// What gdb prints for a C++ function whose symbol is the demangled `name`: the name
+/// without its parameter list and qualifiers — unless an earlier parameter list (a
+/// function-local entity: `app::Scope::fn(int)::$_0::operator()(int) const`) makes
+/// gdb's name parser give up, and then the whole name.
+pub(crate) fn gdb_frame_name(name: &str) -> String {
+    let mut s = name.trim_end();
+    while let Some(rest) = [" const", " volatile", " &&", " &"].iter().find_map(|q| s.strip_suffix(q)) {
+        s = rest.trim_end();
+    }
+    if !s.ends_with(')') {
+        return name.to_string();
+    }
+    let mut depth = 0usize;
+    let mut open = None;
+    for (i, c) in s.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    open = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    match open.map(|i| &s[..i]) {
+        Some(prefix) if !prefix.is_empty() && !prefix.replace("operator()", "").contains(['(', ')']) => {
+            prefix.to_string()
+        }
+        _ => name.to_string(),
+    }
 }
 
 /// Rust legacy mangling ends with a `17h<16 hex digits>E` hash path element,

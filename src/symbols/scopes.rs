@@ -135,41 +135,6 @@ pub(crate) fn is_cplus(uref: gimli::UnitRef<'_, Reader>) -> bool {
     )
 }
 
-/// What gdb prints for a C++ function whose symbol is the demangled `name`: the name
-/// without its parameter list and qualifiers — unless an earlier parameter list (a
-/// function-local entity: `app::Scope::fn(int)::$_0::operator()(int) const`) makes
-/// gdb's name parser give up, and then the whole name.
-pub(crate) fn gdb_frame_name(name: &str) -> String {
-    let mut s = name.trim_end();
-    while let Some(rest) = [" const", " volatile", " &&", " &"].iter().find_map(|q| s.strip_suffix(q)) {
-        s = rest.trim_end();
-    }
-    if !s.ends_with(')') {
-        return name.to_string();
-    }
-    let mut depth = 0usize;
-    let mut open = None;
-    for (i, c) in s.char_indices().rev() {
-        match c {
-            ')' => depth += 1,
-            '(' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    open = Some(i);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    match open.map(|i| &s[..i]) {
-        Some(prefix) if !prefix.is_empty() && !prefix.replace("operator()", "").contains(['(', ')']) => {
-            prefix.to_string()
-        }
-        _ => name.to_string(),
-    }
-}
-
 /// Scopes of the DIE `target`, outermost first: the path from the unit root (or from
 /// `from`, with `scopes` holding what lies above it), descending at each level into
 /// the last child that starts at or before the target (DIE offsets grow in pre-order,

@@ -4,6 +4,7 @@
 //! live memory: then the process stays stopped until the variables are read.
 
 pub mod foreign;
+mod golang;
 mod memory;
 
 use crate::analysis::{self, AnalysisOptions};
@@ -250,6 +251,8 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     };
     let stopped = spread(threads.iter().collect(), stopped_one);
     timing.mark("unwind, variables");
+    // A Go program: its goroutines, read while the memory is consistent.
+    let go = golang::is_go(&modules).then(|| golang::read(&modules, memory.as_ref(), &unwinder));
     let mut globals = Vec::new();
     if !opts.variables.globals.is_empty() {
         // Thread-locals are read in the faulting thread (or the first one).
@@ -374,6 +377,9 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // released live target: what was copied while it was stopped).
     let reader = analysis::Reader::new(memory.clone(), modules.clone());
     analysis::run_builtin(&mut snap, &reader, &opts.analysis);
+    if let Some(found) = go {
+        golang::annotate(&mut snap, &modules, found);
+    }
     timing.mark("built-in analysis");
     analysis::run_modules(&mut snap, &reader, &opts.analysis);
     // Modules opened lazily by the analysis (rodata of libc, type names) may have met problems.

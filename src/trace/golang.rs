@@ -1,0 +1,328 @@
+//! Go programs: every goroutine (not only the OS threads) and the panic that killed
+//! the process, read from the Go runtime's own data — `runtime.allgs`, each `g`'s
+//! status, wait reason, scheduler registers and `_panic` — with the member offsets
+//! taken from the binary's DWARF (`runtime.g`, `runtime.gobuf`, `runtime.m`,
+//! `runtime._panic`), so no Go version's layout is written down here.
+//!
+//! A parked goroutine's stack is walked from its saved `sched.pc/sp/bp` by the same
+//! unwinder as the threads; a running one points at the thread (M) that runs it.
+//! What could not be read is said in `problems`, never guessed.
+//!
+//! The result travels in the snapshot as the `go.goroutines` extension (version 1,
+//! JSON), with the `go-panic` / `go-fatal-error` classifiers, the panic message as an
+//! annotation and the `go.panic` attribute.
+
+use crate::capture::Memory;
+use crate::snapshot::{Annotation, Goroutine, Problem, Registers, Scope, Severity, Snapshot};
+use crate::symbols::ModuleSet;
+use crate::unwind::{Unwinder, WalkOptions};
+use std::collections::HashMap;
+
+/// Most goroutines read (a corrupt `allgs` length must not size an allocation).
+const MAX_GOROUTINES: u64 = 1_000_000;
+/// Most frames kept per parked goroutine.
+const MAX_GOROUTINE_FRAMES: usize = 256;
+/// Longest panic message or string read.
+const MAX_STRING: u64 = 4096;
+
+/// What the raw walk found, before symbolization.
+pub struct Found {
+    pub goroutines: Vec<Goroutine>,
+    pub panic: Option<Panic>,
+    pub problems: Vec<Problem>,
+}
+
+/// A panic in flight.
+#[derive(Debug, Clone)]
+pub struct Panic {
+    pub goroutine: u64,
+    pub message: String,
+    /// The signal a runtime error came from (SIGSEGV of a nil dereference) and the
+    /// faulting address.
+    pub signal: Option<(u32, u64)>,
+}
+
+struct Layout {
+    g: HashMap<String, u64>,
+    gobuf: HashMap<String, u64>,
+    m: HashMap<String, u64>,
+    panic: HashMap<String, u64>,
+}
+
+fn member(map: &HashMap<String, u64>, name: &str) -> Result<u64, String> {
+    map.get(name).copied().ok_or_else(|| format!("the runtime's DWARF has no member {name}"))
+}
+
+/// The target's memory, and for what a core leaves out (read-only file-backed
+/// mappings: the runtime's strings and type names live in `.rodata`) the module files.
+struct Mem<'a> {
+    memory: &'a dyn Memory,
+    modules: &'a ModuleSet,
+}
+
+impl Mem<'_> {
+    fn read_exact(&self, addr: u64, buf: &mut [u8]) -> bool {
+        self.memory.read_exact(addr, buf) || self.modules.read_code(addr, buf) == buf.len()
+    }
+
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read_exact(addr, &mut b).then(|| u64::from_le_bytes(b))
+    }
+}
+
+/// True when the process is a Go program (its runtime's goroutine list is there).
+pub fn is_go(modules: &ModuleSet) -> bool {
+    modules.symbol_address("runtime.allgs").is_some() && modules.symbol_address("runtime.main").is_some()
+}
+
+/// Reads every goroutine and the panic in flight; walks parked goroutines' stacks.
+/// Call while the memory is consistent (a live target still stopped).
+pub fn read(modules: &ModuleSet, memory: &dyn Memory, unwinder: &Unwinder<'_>) -> Found {
+    let mut found = Found { goroutines: Vec::new(), panic: None, problems: Vec::new() };
+    let mem = Mem { memory, modules };
+    if let Err(e) = read_into(modules, &mem, unwinder, &mut found) {
+        found.problems.push(Problem::new(Scope::Snapshot, format!("Go goroutines: {e}")));
+    }
+    found
+}
+
+fn read_into(modules: &ModuleSet, memory: &Mem<'_>, unwinder: &Unwinder<'_>, out: &mut Found) -> Result<(), String> {
+    let layout = Layout {
+        g: modules.struct_members("runtime.g").ok_or("no DWARF for runtime.g (a binary built with -ldflags=-w?)")?,
+        gobuf: modules.struct_members("runtime.gobuf").ok_or("no DWARF for runtime.gobuf")?,
+        m: modules.struct_members("runtime.m").ok_or("no DWARF for runtime.m")?,
+        panic: modules.struct_members("runtime._panic").ok_or("no DWARF for runtime._panic")?,
+    };
+    let (allgs, _) = modules.symbol_address("runtime.allgs").ok_or("no symbol runtime.allgs")?;
+    let u64_at = |addr: u64| memory.read_u64(addr);
+    let base = u64_at(allgs).ok_or("runtime.allgs is unreadable")?;
+    let len = u64_at(allgs + 8).ok_or("runtime.allgs is unreadable")?;
+    if len > MAX_GOROUTINES {
+        return Err(format!("runtime.allgs claims {len} goroutines: not read"));
+    }
+    let reasons = wait_reasons(modules, memory);
+    let (goid, status, reason) =
+        (member(&layout.g, "goid")?, member(&layout.g, "atomicstatus")?, member(&layout.g, "waitreason")?);
+    let (sched, m_off, panic_off) =
+        (member(&layout.g, "sched")?, member(&layout.g, "m")?, member(&layout.g, "_panic")?);
+    let (pc, sp, bp) = (member(&layout.gobuf, "pc")?, member(&layout.gobuf, "sp")?, member(&layout.gobuf, "bp")?);
+    let procid = member(&layout.m, "procid")?;
+    let walk = WalkOptions { max_frames: MAX_GOROUTINE_FRAMES };
+    for i in 0..len {
+        let Some(g) = u64_at(base + 8 * i) else {
+            out.problems.push(Problem::new(Scope::Snapshot, format!("Go: allgs[{i}] is unreadable")));
+            continue;
+        };
+        if g == 0 {
+            continue;
+        }
+        let read32 = |addr: u64| {
+            let mut b = [0u8; 4];
+            memory.read_exact(addr, &mut b).then(|| u32::from_le_bytes(b))
+        };
+        let Some(st) = read32(g + status) else { continue };
+        let st = st & !0x1000; // _Gscan
+        if st == 6 {
+            continue; // _Gdead: a free g kept for reuse
+        }
+        let id = u64_at(g + goid).unwrap_or(0);
+        let mut byte = [0u8; 1];
+        let wait = if st == 4 && memory.read_exact(g + reason, &mut byte) {
+            reasons.get(byte[0] as usize).cloned().filter(|r| !r.is_empty())
+        } else {
+            None
+        };
+        let m = u64_at(g + m_off).unwrap_or(0);
+        let thread =
+            if m != 0 && (st == 2 || st == 3) { u64_at(m + procid).map(|t| t as i32).filter(|t| *t > 0) } else { None };
+        let mut gr = Goroutine { id, status: status_name(st).into(), wait_reason: wait, thread, ..Default::default() };
+        if thread.is_none() {
+            let regs = Registers {
+                rip: u64_at(g + sched + pc).unwrap_or(0),
+                rsp: u64_at(g + sched + sp).unwrap_or(0),
+                rbp: u64_at(g + sched + bp).unwrap_or(0),
+                ..Default::default()
+            };
+            if regs.rip != 0 && regs.rsp != 0 {
+                let (mut frames, _) = unwinder.walk(&regs, memory.memory, &walk);
+                // The saved pc is a return address (into gopark, after its call of
+                // mcall): looked up as a caller's, not as an interrupted instruction.
+                if let Some(f) = frames.first_mut() {
+                    f.trust = crate::snapshot::Trust::Cfi;
+                }
+                gr.frames = frames;
+            }
+        }
+        let p = u64_at(g + panic_off).unwrap_or(0);
+        if p != 0 && out.panic.is_none() {
+            gr.panicking = true;
+            let arg = member(&layout.panic, "arg")?;
+            let (typ, data) = (u64_at(p + arg).unwrap_or(0), u64_at(p + arg + 8).unwrap_or(0));
+            let message = panic_message(modules, memory, typ, data);
+            let sig = member(&layout.g, "sig").ok().and_then(|o| read32(g + o)).unwrap_or(0);
+            let addr = member(&layout.g, "sigcode1").ok().and_then(|o| u64_at(g + o)).unwrap_or(0);
+            out.panic = Some(Panic { goroutine: id, message, signal: (sig != 0).then_some((sig, addr)) });
+        }
+        out.goroutines.push(gr);
+    }
+    Ok(())
+}
+
+/// The runtime's names of wait reasons (`runtime.waitReasonStrings`, an array of Go
+/// strings), by index.
+fn wait_reasons(modules: &ModuleSet, memory: &Mem<'_>) -> Vec<String> {
+    let Some((addr, size)) = modules.symbol_address("runtime.waitReasonStrings") else { return Vec::new() };
+    (0..(size / 16).min(256)).map(|i| go_string(memory, addr + 16 * i).unwrap_or_default()).collect()
+}
+
+/// A Go string header (pointer, length) at `addr`, read as text.
+fn go_string(memory: &Mem<'_>, addr: u64) -> Option<String> {
+    let ptr = memory.read_u64(addr)?;
+    let len = memory.read_u64(addr + 8)?.min(MAX_STRING);
+    let mut buf = vec![0u8; len as usize];
+    memory.read_exact(ptr, &mut buf).then(|| String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn status_name(st: u32) -> &'static str {
+    match st {
+        0 => "idle",
+        1 => "runnable",
+        2 => "running",
+        3 => "syscall",
+        4 => "waiting",
+        8 => "copystack",
+        9 => "preempted",
+        _ => "unknown",
+    }
+}
+
+/// What Go prints after `panic: ` for the value `(typ, data)` of an `any`: strings
+/// and errors by their text, runtime errors as the runtime words them, other values
+/// by their type.
+fn panic_message(modules: &ModuleSet, memory: &Mem<'_>, typ: u64, data: u64) -> String {
+    let name = type_name(modules, memory, typ).unwrap_or_default();
+    let t = name.as_str();
+    let text = |addr: u64| go_string(memory, addr).unwrap_or_else(|| "<unreadable>".into());
+    match t {
+        "string" => text(data),
+        "runtime.errorString" => format!("runtime error: {}", text(data)),
+        "runtime.plainError" => text(data),
+        "*errors.errorString" => memory.read_u64(data).map(text).unwrap_or_else(|| "<unreadable>".into()),
+        "runtime.boundsError" => {
+            bounds_error(memory, data).unwrap_or_else(|| "runtime error: index out of range".into())
+        }
+        "" => format!("<a value of unknown type at {typ:#x}>"),
+        other if other.starts_with("*fmt.wrapError") => {
+            memory.read_u64(data).map(text).unwrap_or_else(|| "<unreadable>".into())
+        }
+        other => format!("<a value of type {other}>"),
+    }
+}
+
+/// The name of the Go type whose descriptor (`runtime._type`) is at `typ`, as the
+/// runtime keeps it: the descriptor's `str` is an offset into the module's type
+/// data (`runtime.firstmoduledata.types`), where a name is a flags byte, a uvarint
+/// length and the bytes; `tflagExtraStar` says the stored name has a `*` too many.
+fn type_name(modules: &ModuleSet, memory: &Mem<'_>, typ: u64) -> Option<String> {
+    if typ == 0 {
+        return None;
+    }
+    let t = modules.struct_members("runtime._type")?;
+    let md = modules.struct_members("runtime.moduledata")?;
+    let (first, _) = modules.symbol_address("runtime.firstmoduledata")?;
+    let types = memory.read_u64(first + md.get("types")?)?;
+    let mut b4 = [0u8; 4];
+    memory.read_exact(typ + t.get("str")?, &mut b4).then_some(())?;
+    let off = i32::from_le_bytes(b4);
+    let mut flag = [0u8; 1];
+    memory.read_exact(typ + t.get("tflag")?, &mut flag).then_some(())?;
+    let at = types.checked_add_signed(off as i64)?;
+    let mut head = [0u8; 11];
+    memory.read_exact(at, &mut head).then_some(())?;
+    let (mut len, mut shift, mut used) = (0u64, 0u32, 0usize);
+    for &b in &head[1..] {
+        len |= u64::from(b & 0x7f) << shift;
+        used += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    let mut bytes = vec![0u8; len.min(MAX_STRING) as usize];
+    memory.read_exact(at + 1 + used as u64, &mut bytes).then_some(())?;
+    let name = String::from_utf8_lossy(&bytes).into_owned();
+    Some(if flag[0] & 2 != 0 { name.strip_prefix('*').unwrap_or(&name).to_string() } else { name })
+}
+
+/// `runtime.boundsError{x int64, y int, signed bool, code uint8}` as the runtime words it.
+fn bounds_error(memory: &Mem<'_>, data: u64) -> Option<String> {
+    let x = memory.read_u64(data)? as i64;
+    let y = memory.read_u64(data + 8)? as i64;
+    let mut b = [0u8; 2];
+    memory.read_exact(data + 16, &mut b).then_some(())?;
+    let (signed, code) = (b[0] != 0, b[1]);
+    let x = if signed { x.to_string() } else { (x as u64).to_string() };
+    Some(match code {
+        0 => format!("runtime error: index out of range [{x}] with length {y}"),
+        1 => format!("runtime error: slice bounds out of range [:{x}] with length {y}"),
+        2 => format!("runtime error: slice bounds out of range [:{x}] with capacity {y}"),
+        3 => format!("runtime error: slice bounds out of range [{x}:{y}]"),
+        _ => format!("runtime error: slice bounds out of range ({x}, {y})"),
+    })
+}
+
+/// Symbolizes the goroutines' frames and writes what was found into the snapshot:
+/// the extension, the classifiers, the panic annotation and attribute. Runs after
+/// the built-in analysis, whose `abort` a Go panic replaces (the runtime raised
+/// SIGABRT only to dump core).
+pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, found: Found) {
+    let Found { mut goroutines, panic, problems } = found;
+    snap.problems.extend(problems);
+    for g in goroutines.iter_mut() {
+        g.frames = std::mem::take(&mut g.frames).into_iter().flat_map(|f| modules.symbolize(f)).collect();
+    }
+    let on = |name: &str| {
+        snap.threads.iter().any(|t| t.frames.iter().any(|f| f.function.as_deref() == Some(name)))
+            || goroutines.iter().any(|g| g.frames.iter().any(|f| f.function.as_deref() == Some(name)))
+    };
+    let fatal = on("runtime.fatalthrow") || on("runtime.throw") || on("runtime.fatal");
+    let deadlock = on("runtime.checkdead");
+    let map_misuse = on("runtime.mapassign") || on("runtime.mapassign_faststr") || on("runtime.mapassign_fast64");
+    let not_abort = |snap: &mut Snapshot| {
+        snap.classifiers.retain(|c| c != "abort");
+        snap.annotations.retain(|a| !a.text.starts_with("the process aborted itself"));
+    };
+    if let Some(p) = &panic {
+        not_abort(snap);
+        snap.classifiers.push("go-panic".into());
+        if let Some((sig, addr)) = p.signal {
+            // A runtime error that began as a signal: what the fault was.
+            if sig == 11 || sig == 7 {
+                snap.classifiers.push(if addr < 4096 { "null-dereference" } else { "invalid-read" }.into());
+            }
+        }
+        let signal = p.signal.map(|(s, a)| format!(" [signal {s} addr={a:#x}]")).unwrap_or_default();
+        snap.annotations.push(note(format!("goroutine {} panicked: {}{signal}", p.goroutine, p.message)));
+        snap.set_attribute("go.panic", &p.message);
+    } else if fatal {
+        not_abort(snap);
+        snap.classifiers.push("go-fatal-error".into());
+        let what = if deadlock {
+            "fatal error: all goroutines are asleep - deadlock!".to_string()
+        } else if map_misuse {
+            "fatal error: concurrent map writes (or another map misuse)".to_string()
+        } else {
+            "fatal error (runtime.throw)".to_string()
+        };
+        snap.annotations.push(note(what.clone()));
+        snap.set_attribute("go.fatal", &what);
+    }
+    snap.classifiers.dedup();
+    snap.set_attribute("go.goroutines", &goroutines.len().to_string());
+    snap.set_goroutines(&goroutines);
+}
+
+fn note(text: String) -> Annotation {
+    Annotation { scope: Scope::Snapshot, severity: Severity::Error, source: "bt go".into(), text }
+}
