@@ -1,0 +1,3 @@
+module crashgo
+
+go 1.19

@@ -1,0 +1,87 @@
+// crashgo: Go crashes for bt's tests, one per mode (first argument):
+//
+//	nil       a nil pointer dereference (a runtime error from SIGSEGV)
+//	panic     a user panic with a formatted string
+//	index     an index out of range
+//	error     a panic with an error value (errors.New)
+//	deadlock  every goroutine blocked: fatal error, all goroutines are asleep
+//	many      1,000 parked goroutines, then a nil dereference
+//	wait      1,000 parked goroutines; prints "ready" and waits (for live attach)
+//
+// Run with GOTRACEBACK=crash so that the runtime dumps core after printing.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+type Node struct {
+	Name  string
+	Next  *Node
+	Items []int
+}
+
+func worker(id int, ch chan int, wg *sync.WaitGroup) {
+	wg.Done()
+	for v := range ch {
+		fmt.Println(id, v)
+	}
+}
+
+//go:noinline
+func deref(n *Node, label string) int {
+	return len(n.Items) + len(label)
+}
+
+//go:noinline
+func lookup(a []int, i int) int {
+	return a[i]
+}
+
+func park(n int, ch chan int) {
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go worker(i, ch, &wg)
+	}
+	wg.Wait()
+}
+
+func main() {
+	mode := "nil"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	ch := make(chan int)
+	switch mode {
+	case "nil":
+		park(5, ch)
+		go func() { time.Sleep(time.Hour) }()
+		var n *Node
+		fmt.Println(deref(n, "hello"))
+	case "panic":
+		park(3, ch)
+		panic(fmt.Sprintf("user panic: bad state %d", 42))
+	case "index":
+		park(3, ch)
+		fmt.Println(lookup([]int{1, 2, 3}, len(os.Args)+5))
+	case "error":
+		park(2, ch)
+		panic(errors.New("configuration file is missing"))
+	case "deadlock":
+		park(4, ch)
+		<-ch
+	case "many":
+		park(1000, ch)
+		var n *Node
+		fmt.Println(deref(n, "many"))
+	case "wait":
+		park(1000, ch)
+		fmt.Println("ready")
+		<-ch
+	}
+}
