@@ -479,8 +479,10 @@ fn quota_drops_the_core_and_keeps_the_metadata() {
     let alpha = program(&s.dir, "alpha_segv", SEGV);
     let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
     // Past exec: before it, /proc/PID still shows the test binary.
+    // The exe link changes before the new arguments are in place: wait for both.
     s.wait_for("sleep exec'd", 10, || {
         fs::read_link(format!("/proc/{}/exe", sleeper.id())).is_ok_and(|p| p.ends_with("sleep"))
+            && fs::read(format!("/proc/{}/cmdline", sleeper.id())).is_ok_and(|c| c.starts_with(b"sleep\0"))
     });
     s.feed(sleeper.id(), &alpha, &vec![7u8; 1 << 20]);
     let uuid = s.stage("pending").pop().expect("one crash");

@@ -173,6 +173,19 @@ fn check_panic(mode: &str, fault: Option<&str>) {
     if let Some(f) = fault {
         assert!(cls.contains(&f.to_string()), "the fault under the panic: {cls:?}");
     }
+    // Go variables through the runtime's types (all in a unit of their own):
+    // `runtime.dieFromSignal(sig uint32)` was called with SIGABRT, as gdb reads it.
+    let sig: Vec<&Value> = snap["threads"][0]["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["function"] == "runtime.dieFromSignal")
+        .flat_map(|f| f["variables"].as_array().into_iter().flatten())
+        .filter(|v| v["name"] == "sig")
+        .collect();
+    assert!(!sig.is_empty() && sig.iter().all(|v| v["value"] == "6"), "sig of dieFromSignal: {sig:?}");
+    let texts = snap.to_string();
+    assert!(!texts.contains("expression stack underflow"), "an empty location is <optimized out>");
     let gs = goroutines(&snap);
     let panicking: Vec<u64> = gs.iter().filter(|g| g["panicking"] == true).filter_map(|g| g["id"].as_u64()).collect();
     assert_eq!(panicking, vec![1], "the main goroutine panicked");

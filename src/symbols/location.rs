@@ -235,6 +235,9 @@ pub(super) fn location_expr(
     let Some(v) = e.attr_value(gimli::DW_AT_location) else { return Ok(None) };
     let fail = |e: gimli::Error| EvalError::Unavailable(format!("location list: {e}"));
     let offset = match v {
+        // An empty expression describes an object that exists in the source but not
+        // in the program: optimized out (Go writes one for unnamed results).
+        AttributeValue::Exprloc(expr) if expr.0.is_empty() => return Ok(None),
         AttributeValue::Exprloc(expr) => return Ok(Some(expr)),
         AttributeValue::LocationListsRef(o) => o,
         AttributeValue::DebugLocListsIndex(i) => {
@@ -253,7 +256,7 @@ pub(super) fn location_expr(
             break;
         }
         if entry.range.begin <= probe && probe < entry.range.end {
-            return Ok(Some(entry.data));
+            return Ok((!entry.data.0.is_empty()).then_some(entry.data));
         }
     }
     Ok(None)

@@ -81,6 +81,8 @@ pub(crate) struct Entry {
     /// Units variables were read in, parsed once (abbreviations, line program
     /// header): threads share pcs, so they share units. By unit offset.
     pub(crate) units: Mutex<HashMap<usize, Arc<gimli::Unit<elf::Reader>>>>,
+    /// Start offsets of the DWARF units, in order (for references between units).
+    pub(crate) unit_starts: OnceLock<Vec<usize>>,
     /// `frame_dies` answers for variables, by probe (threads share pcs).
     pub(crate) frame_dies: Mutex<HashMap<u64, FrameDies>>,
     /// The "no debug info" problem is reported once.
@@ -777,6 +779,7 @@ impl Entry {
             locs: OnceLock::new(),
             data_symbols: OnceLock::new(),
             units: Mutex::default(),
+            unit_starts: OnceLock::new(),
             frame_dies: Mutex::default(),
             no_debug_reported: AtomicBool::new(false),
         }

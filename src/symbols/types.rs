@@ -127,9 +127,12 @@ fn string_attr(
     Some(unit.attr_string(v).ok()?.to_string_lossy().ok()?.into_owned())
 }
 
-fn type_attr(e: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeRef> {
+/// The DIE's type, by offset in its unit: a unit reference, or a section reference
+/// that lands in the same unit (Go writes every type reference as `DW_FORM_ref_addr`).
+pub(crate) fn type_attr(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeRef> {
     match e.attr_value(gimli::DW_AT_type)? {
         AttributeValue::UnitRef(o) => Some(o.0),
+        AttributeValue::DebugInfoRef(o) => o.to_unit_offset(&unit.unit.header).map(|u| u.0),
         _ => None,
     }
 }
@@ -162,7 +165,7 @@ fn parse_member(
     e: &gimli::DebuggingInformationEntry<Reader>,
     size_of: impl Fn(TypeRef) -> Option<u64>,
 ) -> Member {
-    let ty = type_attr(e);
+    let ty = type_attr(unit, e);
     let mut offset = member_offset(unit, e);
     let mut bits = None;
     if let Some(bit_size) = udata(e, gimli::DW_AT_bit_size) {
@@ -247,7 +250,7 @@ impl UnitTypes {
                 _ => Ty::Void,
             },
             gimli::DW_TAG_enumeration_type => {
-                let under = type_attr(&e).map(|t| self.get(unit, t));
+                let under = type_attr(unit, &e).map(|t| self.get(unit, t));
                 let signed = match under.as_deref() {
                     Some(Ty::Base { encoding, .. }) => {
                         *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char
@@ -274,10 +277,12 @@ impl UnitTypes {
                 Ty::Enum { name, size: udata(&e, gimli::DW_AT_byte_size).unwrap_or(4), signed, values }
             }
             gimli::DW_TAG_pointer_type | gimli::DW_TAG_ptr_to_member_type => {
-                Ty::Pointer { target: type_attr(&e), reference: false, rvalue: false }
+                Ty::Pointer { target: type_attr(unit, &e), reference: false, rvalue: false }
             }
-            gimli::DW_TAG_reference_type => Ty::Pointer { target: type_attr(&e), reference: true, rvalue: false },
-            gimli::DW_TAG_rvalue_reference_type => Ty::Pointer { target: type_attr(&e), reference: true, rvalue: true },
+            gimli::DW_TAG_reference_type => Ty::Pointer { target: type_attr(unit, &e), reference: true, rvalue: false },
+            gimli::DW_TAG_rvalue_reference_type => {
+                Ty::Pointer { target: type_attr(unit, &e), reference: true, rvalue: true }
+            }
             gimli::DW_TAG_structure_type | gimli::DW_TAG_class_type | gimli::DW_TAG_union_type => {
                 let kind = match e.tag() {
                     gimli::DW_TAG_class_type => Aggregate::Class,
@@ -313,7 +318,10 @@ impl UnitTypes {
                             }
                         }
                         gimli::DW_TAG_template_type_parameter => {
-                            params.push((string_attr(unit, c, gimli::DW_AT_name).unwrap_or_default(), type_attr(c)));
+                            params.push((
+                                string_attr(unit, c, gimli::DW_AT_name).unwrap_or_default(),
+                                type_attr(unit, c),
+                            ));
                         }
                         gimli::DW_TAG_variant_part => {
                             let discr = match c.attr_value(gimli::DW_AT_discr) {
@@ -380,13 +388,13 @@ impl UnitTypes {
                 if dims.is_empty() {
                     dims.push(None);
                 }
-                Ty::Array { elem: type_attr(&e), dims }
+                Ty::Array { elem: type_attr(unit, &e), dims }
             }
-            gimli::DW_TAG_typedef => Ty::Typedef { name: name.unwrap_or_default(), target: type_attr(&e) },
-            gimli::DW_TAG_const_type => Ty::Qualified { qualifier: "const", target: type_attr(&e) },
-            gimli::DW_TAG_volatile_type => Ty::Qualified { qualifier: "volatile", target: type_attr(&e) },
-            gimli::DW_TAG_restrict_type => Ty::Qualified { qualifier: "restrict", target: type_attr(&e) },
-            gimli::DW_TAG_atomic_type => Ty::Qualified { qualifier: "_Atomic", target: type_attr(&e) },
+            gimli::DW_TAG_typedef => Ty::Typedef { name: name.unwrap_or_default(), target: type_attr(unit, &e) },
+            gimli::DW_TAG_const_type => Ty::Qualified { qualifier: "const", target: type_attr(unit, &e) },
+            gimli::DW_TAG_volatile_type => Ty::Qualified { qualifier: "volatile", target: type_attr(unit, &e) },
+            gimli::DW_TAG_restrict_type => Ty::Qualified { qualifier: "restrict", target: type_attr(unit, &e) },
+            gimli::DW_TAG_atomic_type => Ty::Qualified { qualifier: "_Atomic", target: type_attr(unit, &e) },
             gimli::DW_TAG_subroutine_type => {
                 let mut params = Vec::new();
                 let mut variadic = false;
@@ -395,12 +403,14 @@ impl UnitTypes {
                 let mut children = root.children();
                 while let Ok(Some(child)) = children.next() {
                     match child.entry().tag() {
-                        gimli::DW_TAG_formal_parameter if params.len() < 256 => params.push(type_attr(child.entry())),
+                        gimli::DW_TAG_formal_parameter if params.len() < 256 => {
+                            params.push(type_attr(unit, child.entry()))
+                        }
                         gimli::DW_TAG_unspecified_parameters => variadic = true,
                         _ => {}
                     }
                 }
-                Ty::Function { ret: type_attr(&e), params, variadic }
+                Ty::Function { ret: type_attr(unit, &e), params, variadic }
             }
             other => Ty::Unknown(name.unwrap_or_else(|| other.static_string().unwrap_or("?").to_string())),
         })
@@ -660,6 +670,8 @@ pub(crate) struct DwarfTypes<'a> {
     pub types: &'a mut UnitTypes,
     pub scoped: &'a mut dyn FnMut(TypeRef, String) -> String,
     pub table: &'a TypeTable,
+    /// The unit (and offset in it) of a `.debug_info` offset in another unit.
+    pub foreign: &'a dyn Fn(gimli::DebugInfoOffset) -> Option<(Arc<gimli::Unit<Reader>>, gimli::UnitOffset)>,
 }
 
 impl DwarfTypes<'_> {

@@ -49,6 +49,18 @@ fn name_of(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reade
 fn type_of(unit: UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeRef> {
     match inherited(unit, e, gimli::DW_AT_type)? {
         AttributeValue::UnitRef(o) => Some(o.0),
+        AttributeValue::DebugInfoRef(o) => o.to_unit_offset(&unit.unit.header).map(|u| u.0),
+        _ => None,
+    }
+}
+
+/// A type in another unit (Go keeps all types in one unit of their own).
+fn foreign_type_of(
+    unit: UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+) -> Option<gimli::DebugInfoOffset> {
+    match inherited(unit, e, gimli::DW_AT_type)? {
+        AttributeValue::DebugInfoRef(o) if o.to_unit_offset(&unit.unit.header).is_none() => Some(o),
         _ => None,
     }
 }
@@ -229,7 +241,41 @@ pub(crate) fn variable(
         };
     };
     let name = name_of(unit, &e).unwrap_or_else(|| "<anonymous>".into());
-    let type_id = types.intern(type_of(unit, &e));
+    // A type in another unit is rendered with that unit's types.
+    if let Some(o) = foreign_type_of(unit, &e)
+        && let Some((other, off)) = (types.foreign)(o)
+    {
+        let mut fresh = super::types::UnitTypes::default();
+        let mut plain = |_: TypeRef, n: String| n;
+        let mut dt = DwarfTypes {
+            module: types.module,
+            unit: UnitRef::new(unit.dwarf, &other),
+            types: &mut fresh,
+            scoped: &mut plain,
+            table: types.table,
+            foreign: types.foreign,
+        };
+        return render_variable(unit, &e, name, kind, Some(off.0), probe, env, locs, &mut dt, ctx);
+    }
+    let ty = type_of(unit, &e);
+    render_variable(unit, &e, name, kind, ty, probe, env, locs, types, ctx)
+}
+
+/// Renders the variable DIE `e` of `unit`, whose type is `ty` in `types`' unit.
+#[allow(clippy::too_many_arguments)]
+fn render_variable(
+    unit: UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+    name: String,
+    kind: VariableKind,
+    ty: Option<TypeRef>,
+    probe: u64,
+    env: &FrameEnv<'_>,
+    locs: Option<&gimli::LocationLists<Reader>>,
+    types: &mut DwarfTypes<'_>,
+    ctx: &mut RenderCtx<'_>,
+) -> Variable {
+    let type_id = types.intern(ty);
     let lang = types.lang();
     let mut r = Renderer {
         types,
@@ -246,9 +292,9 @@ pub(crate) fn variable(
     let size = r.size(type_id).unwrap_or(8);
     let mut var = Variable { name, kind, type_name, type_id, ..Default::default() };
 
-    let place: Result<Place, EvalError> = match location_expr(unit, &e, probe, locs) {
+    let place: Result<Place, EvalError> = match location_expr(unit, e, probe, locs) {
         Ok(Some(expr)) => eval_expr(expr, unit, env).and_then(|p| place_of(p, size, env)),
-        Ok(None) => match inherited(unit, &e, gimli::DW_AT_const_value) {
+        Ok(None) => match inherited(unit, e, gimli::DW_AT_const_value) {
             Some(AttributeValue::Block(b)) => {
                 Ok(Place::Data(Data::known(b.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None)))
             }
@@ -357,6 +403,27 @@ fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REG
 
 impl ModuleSet {
     /// The unit at `off` of module `idx`, parsed once.
+    /// The unit holding `.debug_info` offset `o`, and `o` within it.
+    pub(crate) fn foreign_unit(
+        &self,
+        idx: usize,
+        sections: &gimli::Dwarf<Reader>,
+        o: gimli::DebugInfoOffset,
+    ) -> Option<(Arc<gimli::Unit<Reader>>, gimli::UnitOffset)> {
+        let starts = self.entry(idx).unit_starts.get_or_init(|| {
+            let mut v = Vec::new();
+            let mut units = sections.units();
+            while let Ok(Some(h)) = units.next() {
+                v.push(h.offset().0);
+            }
+            v
+        });
+        let i = starts.partition_point(|s| *s <= o.0).checked_sub(1)?;
+        let unit = self.unit_at(idx, sections, starts[i])?;
+        let off = o.to_unit_offset(&unit.header)?;
+        Some((unit, off))
+    }
+
     fn unit_at(&self, idx: usize, sections: &gimli::Dwarf<Reader>, off: usize) -> Option<Arc<gimli::Unit<Reader>>> {
         let cache = &self.entry(idx).units;
         if let Some(u) = cache.lock().ok()?.get(&off) {
@@ -603,7 +670,8 @@ impl ModuleSet {
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_key).or_default();
         let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
-        let mut dt = DwarfTypes { module: idx, unit, types, scoped: &mut scoped, table };
+        let foreign = |o| self.foreign_unit(idx, unit.dwarf, o);
+        let mut dt = DwarfTypes { module: idx, unit, types, scoped: &mut scoped, table, foreign: &foreign };
         let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
         let mut out = Vec::with_capacity(dies.len());
         for die in &dies {
@@ -802,7 +870,9 @@ impl ModuleSet {
             let (types_cache, scopes) = names.types_and_scopes();
             let types = types_cache.units.entry(unit_key).or_default();
             let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
-            let mut dt = DwarfTypes { module: idx, unit: unit_ref, types, scoped: &mut scoped, table };
+            let foreign = |o| self.foreign_unit(idx, &dwarf, o);
+            let mut dt =
+                DwarfTypes { module: idx, unit: unit_ref, types, scoped: &mut scoped, table, foreign: &foreign };
             let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
             let e = unit_ref.entry(off).ok()?;
             let is_tls = matches!(e.attr_value(gimli::DW_AT_location), Some(AttributeValue::Exprloc(x)) if x.0.to_slice().is_ok_and(|b| b.iter().any(|op| *op == 0x9b || *op == 0xe0)));

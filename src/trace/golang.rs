@@ -147,8 +147,11 @@ fn read_into(modules: &ModuleSet, memory: &Mem<'_>, unwinder: &Unwinder<'_>, out
             if regs.rip != 0 && regs.rsp != 0 {
                 let (mut frames, _) = unwinder.walk(&regs, memory.memory, &walk);
                 // The saved pc is a return address (into gopark, after its call of
-                // mcall): looked up as a caller's, not as an interrupted instruction.
-                if let Some(f) = frames.first_mut() {
+                // mcall): looked up as a caller's, not as an interrupted instruction —
+                // unless the goroutine never ran and it is its function's entry.
+                if let Some(f) = frames.first_mut()
+                    && modules.symbol_start(f.pc) != Some(f.pc)
+                {
                     f.trust = crate::snapshot::Trust::Cfi;
                 }
                 gr.frames = frames;
