@@ -1,5 +1,6 @@
 //! Readable forms of common library types: libstdc++ `std::string` / `std::vector`,
-//! Rust `&str`, `String`, `Vec` — recognised by language, name and members.
+//! Rust `&str`, `String`, `Vec`, Go `string` and slices — recognised by language, name
+//! and members.
 
 use super::*;
 
@@ -92,6 +93,45 @@ impl Renderer<'_> {
                     let len = l.uint(8)?;
                     let (items, texts, _) = self.elements(Some(elem), ptr, len, depth);
                     let text = format!("vec![{}]", texts.join(", "));
+                    return Some((Value::Array { length: len, items }, text));
+                }
+                None
+            }
+            // Go (its units carry no language bt has a name for): `string` is
+            // {str *uint8, len int}; a slice `[]T` is {array *T, len int, cap int}.
+            // Shown as Delve shows them.
+            Lang::Other => {
+                if name == "string" {
+                    let (p, _) = self.path(members, data, &["str"])?;
+                    let (l, _) = self.path(members, data, &["len"])?;
+                    let (Some(ptr), Some(len)) = (p.uint(8), l.uint(8)) else {
+                        return Some((Value::OptimizedOut, OPT_OUT.into()));
+                    };
+                    return Some(self.counted_string(ptr, len));
+                }
+                if name.starts_with("[]") {
+                    let (a, aty) = self.path(members, data, &["array"])?;
+                    let (l, _) = self.path(members, data, &["len"])?;
+                    let (c, _) = self.path(members, data, &["cap"])?;
+                    let (Some(ptr), Some(len), Some(cap)) = (a.uint(8), l.uint(8), c.uint(8)) else {
+                        return Some((Value::OptimizedOut, OPT_OUT.into()));
+                    };
+                    let elem = match self.strip(aty).map(|x| x.1) {
+                        Some(t) => match &t.kind {
+                            TypeKind::Pointer { target, .. } => *target,
+                            _ => None,
+                        },
+                        None => None,
+                    };
+                    if len > cap {
+                        return Some((
+                            Value::Unavailable("corrupt slice".into()),
+                            format!("<corrupt slice: len {len} > cap {cap}>"),
+                        ));
+                    }
+                    let (items, texts, complete) = self.elements(elem, ptr, len, depth);
+                    let more = if complete && (len as usize) > texts.len() { "..." } else { "" };
+                    let text = format!("{name} len: {len}, cap: {cap}, [{}{more}]", texts.join(","));
                     return Some((Value::Array { length: len, items }, text));
                 }
                 None
