@@ -10,7 +10,7 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -133,16 +133,7 @@ fn crash(mode: &str) -> (Value, String) {
         let _guard = CorePatternGuard::set(&core_dir);
         let mut cmd = Command::new(exe);
         cmd.arg(mode).env("GOTRACEBACK", "crash").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-                if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        allow_core_dumps(&mut cmd);
         let child = cmd.spawn().expect("start crashgo");
         let pid = child.id();
         let out = child.wait_with_output().expect("wait for crashgo");

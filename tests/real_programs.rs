@@ -358,14 +358,11 @@ fn crash(p: &Program, dir: &Path, core_dir: &Path) -> (PathBuf, PathBuf) {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         None
     };
-    // SAFETY: setrlimit and setsid are async-signal-safe; nothing else runs between
-    // fork and exec.
+    allow_core_dumps(&mut cmd);
+    // A session of its own: no terminal signal of ours reaches it.
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-            if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
             libc::setsid();
             Ok(())
         });

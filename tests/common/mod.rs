@@ -250,12 +250,8 @@ pub fn signal_number(name: &str) -> i32 {
     }
 }
 
-/// Runs `exe` (from its own directory, with RLIMIT_CORE unlimited) and waits for it
-/// to die of `spec.signal` with a core. The caller holds a [`CorePatternGuard`] for `core_dir`.
-pub fn crash_one(spec: &CrashSpec, exe: &Path, core_dir: &Path) -> Crash {
-    let mut cmd = Command::new(exe);
-    cmd.args(&spec.args).current_dir(exe.parent().expect("exe has a directory"));
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+/// Lets the child dump core: RLIMIT_CORE unlimited.
+pub fn allow_core_dumps(cmd: &mut Command) {
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -266,6 +262,15 @@ pub fn crash_one(spec: &CrashSpec, exe: &Path, core_dir: &Path) -> Crash {
             Ok(())
         });
     }
+}
+
+/// Runs `exe` (from its own directory, with RLIMIT_CORE unlimited) and waits for it
+/// to die of `spec.signal` with a core. The caller holds a [`CorePatternGuard`] for `core_dir`.
+pub fn crash_one(spec: &CrashSpec, exe: &Path, core_dir: &Path) -> Crash {
+    let mut cmd = Command::new(exe);
+    cmd.args(&spec.args).current_dir(exe.parent().expect("exe has a directory"));
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    allow_core_dumps(&mut cmd);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
     let pid = child.id() as i32;
     let deadline = Instant::now() + Duration::from_secs(60);
