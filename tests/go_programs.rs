@@ -178,6 +178,19 @@ fn check_panic(mode: &str, fault: Option<&str>) {
     let texts = snap.to_string();
     assert!(!texts.contains("expression stack underflow"), "an empty location is <optimized out>");
     let gs = goroutines(&snap);
+    // A parked worker's own variables: `id` is its index, `ch` the channel it waits on.
+    let worker_vars: Vec<&Value> = gs
+        .iter()
+        .flat_map(|g| g["frames"].as_array().into_iter().flatten())
+        .filter(|f| f["function"] == "main.worker")
+        .flat_map(|f| f["variables"].as_array().into_iter().flatten())
+        .filter(|v| v["name"] == "ch")
+        .collect();
+    assert!(
+        !worker_vars.is_empty()
+            && worker_vars.iter().all(|v| v["value"].as_str().is_some_and(|s| s.starts_with("0xc"))),
+        "the workers' channel: {worker_vars:?}"
+    );
     let panicking: Vec<u64> = gs.iter().filter(|g| g["panicking"] == true).filter_map(|g| g["id"].as_u64()).collect();
     assert_eq!(panicking, vec![1], "the main goroutine panicked");
     compare(&goroutines(&snap), &dump);

@@ -102,6 +102,9 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
             }
             for (idx, f) in g.frames.iter().enumerate() {
                 frame_line(&mut out, idx, f, false);
+                for v in &f.variables {
+                    let _ = writeln!(out, "        {} = {}", t(&v.name), t(&v.text));
+                }
             }
         }
     }

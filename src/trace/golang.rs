@@ -13,7 +13,7 @@
 //! annotation and the `go.panic` attribute.
 
 use crate::capture::Memory;
-use crate::snapshot::{Annotation, Goroutine, Problem, Registers, Scope, Severity, Snapshot};
+use crate::snapshot::{Annotation, Goroutine, Problem, Registers, Scope, Severity, Snapshot, Variable};
 use crate::symbols::ModuleSet;
 use crate::unwind::{Unwinder, WalkOptions};
 use std::collections::HashMap;
@@ -25,9 +25,14 @@ const MAX_GOROUTINE_FRAMES: usize = 256;
 /// Longest panic message or string read.
 const MAX_STRING: u64 = 4096;
 
+/// The variables of a walked stack: per raw frame, per function of its inline chain.
+pub type Vars = Vec<Vec<Vec<Variable>>>;
+
 /// What the raw walk found, before symbolization.
 pub struct Found {
     pub goroutines: Vec<Goroutine>,
+    /// Each parked goroutine's variables, by index into `goroutines`.
+    pub variables: Vec<Vars>,
     pub panic: Option<Panic>,
     pub problems: Vec<Problem>,
 }
@@ -78,16 +83,29 @@ pub fn is_go(modules: &ModuleSet) -> bool {
 
 /// Reads every goroutine and the panic in flight; walks parked goroutines' stacks.
 /// Call while the memory is consistent (a live target still stopped).
-pub fn read(modules: &ModuleSet, memory: &dyn Memory, unwinder: &Unwinder<'_>) -> Found {
-    let mut found = Found { goroutines: Vec::new(), panic: None, problems: Vec::new() };
+/// `variables` captures a parked goroutine's variables from its registers and raw
+/// frames (the tracer's capture, with its memory recorder and type table).
+pub fn read(
+    modules: &ModuleSet,
+    memory: &dyn Memory,
+    unwinder: &Unwinder<'_>,
+    variables: &dyn Fn(&Registers, &[crate::snapshot::Frame]) -> Vars,
+) -> Found {
+    let mut found = Found { goroutines: Vec::new(), variables: Vec::new(), panic: None, problems: Vec::new() };
     let mem = Mem { memory, modules };
-    if let Err(e) = read_into(modules, &mem, unwinder, &mut found) {
+    if let Err(e) = read_into(modules, &mem, unwinder, variables, &mut found) {
         found.problems.push(Problem::new(Scope::Snapshot, format!("Go goroutines: {e}")));
     }
     found
 }
 
-fn read_into(modules: &ModuleSet, memory: &Mem<'_>, unwinder: &Unwinder<'_>, out: &mut Found) -> Result<(), String> {
+fn read_into(
+    modules: &ModuleSet,
+    memory: &Mem<'_>,
+    unwinder: &Unwinder<'_>,
+    variables: &dyn Fn(&Registers, &[crate::snapshot::Frame]) -> Vars,
+    out: &mut Found,
+) -> Result<(), String> {
     let layout = Layout {
         g: modules.struct_members("runtime.g").ok_or("no DWARF for runtime.g (a binary built with -ldflags=-w?)")?,
         gobuf: modules.struct_members("runtime.gobuf").ok_or("no DWARF for runtime.gobuf")?,
@@ -137,6 +155,7 @@ fn read_into(modules: &ModuleSet, memory: &Mem<'_>, unwinder: &Unwinder<'_>, out
         let thread =
             if m != 0 && (st == 2 || st == 3) { u64_at(m + procid).map(|t| t as i32).filter(|t| *t > 0) } else { None };
         let mut gr = Goroutine { id, status: status_name(st).into(), wait_reason: wait, thread, ..Default::default() };
+        let mut vars = Vars::new();
         if thread.is_none() {
             let regs = Registers {
                 rip: u64_at(g + sched + pc).unwrap_or(0),
@@ -154,6 +173,7 @@ fn read_into(modules: &ModuleSet, memory: &Mem<'_>, unwinder: &Unwinder<'_>, out
                 {
                     f.trust = crate::snapshot::Trust::Cfi;
                 }
+                vars = variables(&regs, &frames);
                 gr.frames = frames;
             }
         }
@@ -168,6 +188,7 @@ fn read_into(modules: &ModuleSet, memory: &Mem<'_>, unwinder: &Unwinder<'_>, out
             out.panic = Some(Panic { goroutine: id, message, signal: (sig != 0).then_some((sig, addr)) });
         }
         out.goroutines.push(gr);
+        out.variables.push(vars);
     }
     Ok(())
 }
@@ -280,10 +301,21 @@ fn bounds_error(memory: &Mem<'_>, data: u64) -> Option<String> {
 /// the built-in analysis, whose `abort` a Go panic replaces (the runtime raised
 /// SIGABRT only to dump core).
 pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, found: Found) {
-    let Found { mut goroutines, panic, problems } = found;
+    let Found { mut goroutines, variables, panic, problems } = found;
     snap.problems.extend(problems);
-    for g in goroutines.iter_mut() {
-        g.frames = std::mem::take(&mut g.frames).into_iter().flat_map(|f| modules.symbolize(f)).collect();
+    for (g, mut vars) in goroutines.iter_mut().zip(variables) {
+        let mut frames = Vec::new();
+        for (k, f) in std::mem::take(&mut g.frames).into_iter().enumerate() {
+            let mut group = modules.symbolize(f);
+            // The variables of each function of the inline chain, innermost first.
+            if let Some(lists) = vars.get_mut(k) {
+                for (frame, list) in group.iter_mut().zip(lists.drain(..)) {
+                    frame.variables = list;
+                }
+            }
+            frames.extend(group);
+        }
+        g.frames = frames;
     }
     let on = |name: &str| {
         snap.threads.iter().any(|t| t.frames.iter().any(|f| f.function.as_deref() == Some(name)))

@@ -252,7 +252,18 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let stopped = spread(threads.iter().collect(), stopped_one);
     timing.mark("unwind, variables");
     // A Go program: its goroutines, read while the memory is consistent.
-    let go = golang::is_go(&modules).then(|| golang::read(&modules, memory.as_ref(), &unwinder));
+    let go = golang::is_go(&modules).then(|| {
+        // Goroutines' variables from cores; a held live target renders its values
+        // after it runs again, and that pass covers the threads only.
+        let vars = |regs: &crate::snapshot::Registers, frames: &[Frame]| {
+            if opts.variables.mode == VariableMode::All && hold.is_none() {
+                modules.capture_variables(regs, frames, &recorder, &opts.variables.options, &type_table)
+            } else {
+                Vec::new()
+            }
+        };
+        golang::read(&modules, memory.as_ref(), &unwinder, &vars)
+    });
     let mut globals = Vec::new();
     if !opts.variables.globals.is_empty() {
         // Thread-locals are read in the faulting thread (or the first one).
