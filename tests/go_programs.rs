@@ -152,7 +152,7 @@ fn classifiers(snap: &Value) -> Vec<String> {
 
 /// A panic: go-panic (not abort), the message as the runtime printed it, the
 /// panicking goroutine marked, and every goroutine as the runtime listed them.
-fn check_panic(mode: &str, fault: Option<&str>) {
+fn check_panic(mode: &str, fault: Option<&str>) -> Value {
     let (snap, stderr) = crash(mode);
     let (first, dump) = parse_dump(&stderr);
     let first = first.unwrap_or_else(|| panic!("the runtime printed no panic line:\n{stderr}"));
@@ -194,11 +194,23 @@ fn check_panic(mode: &str, fault: Option<&str>) {
     let panicking: Vec<u64> = gs.iter().filter(|g| g["panicking"] == true).filter_map(|g| g["id"].as_u64()).collect();
     assert_eq!(panicking, vec![1], "the main goroutine panicked");
     compare(&goroutines(&snap), &dump);
+    snap
 }
 
 #[test]
 fn nil_dereference() {
-    check_panic("nil", Some("null-dereference"));
+    let snap = check_panic("nil", Some("null-dereference"));
+    // A parked goroutine's map, slice and string, shown as Delve shows them.
+    let vars: BTreeMap<String, String> = goroutines(&snap)
+        .iter()
+        .flat_map(|g| g["frames"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["function"] == "main.holder")
+        .flat_map(|f| f["variables"].as_array().cloned().unwrap_or_default())
+        .map(|v| (v["name"].as_str().unwrap_or("").to_string(), v["value"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(vars.get("m").map(String::as_str), Some("map[string]int len: 3"), "{vars:?}");
+    assert_eq!(vars.get("xs").map(String::as_str), Some("[]int len: 4, cap: 4, [4,5,6,7]"), "{vars:?}");
+    assert_eq!(vars.get("name").map(String::as_str), Some("\"hello\""), "{vars:?}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 // crashgo: Go crashes for bt's tests, one per mode (first argument):
 //
-//	nil       a nil pointer dereference (a runtime error from SIGSEGV)
+//	nil       a nil pointer dereference (a runtime error from SIGSEGV), with a goroutine
+//	          parked holding a map, a slice and a string
 //	panic     a user panic with a formatted string
 //	index     an index out of range
 //	error     a panic with an error value (errors.New)
@@ -37,6 +38,15 @@ func deref(n *Node, label string) int {
 	return len(n.Items) + len(label)
 }
 
+// holder parks with values of Go's own kinds in its frame (a map, a slice, a string).
+//
+//go:noinline
+func holder(m map[string]int, xs []int, name string, wg *sync.WaitGroup) {
+	wg.Done()
+	time.Sleep(time.Hour)
+	fmt.Println(len(m), xs, name)
+}
+
 //go:noinline
 func lookup(a []int, i int) int {
 	return a[i]
@@ -61,6 +71,10 @@ func main() {
 	case "nil":
 		park(5, ch)
 		go func() { time.Sleep(time.Hour) }()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go holder(map[string]int{"a": 1, "b": 2, "c": 3}, []int{4, 5, 6, 7}, "hello", &wg)
+		wg.Wait()
 		var n *Node
 		fmt.Println(deref(n, "hello"))
 	case "panic":

@@ -319,6 +319,11 @@ impl Renderer<'_> {
     }
 
     fn render_nested(&mut self, ty: Option<TypeId>, data: &Data, depth: u32) -> (Value, String) {
+        if self.lang == Lang::Other
+            && let Some(r) = self.go_map(ty, data)
+        {
+            return r;
+        }
         let Some((off, t)) = self.strip(ty) else {
             return match ty {
                 None => (Value::Unavailable("void".into()), "void".into()),
@@ -367,6 +372,32 @@ impl Renderer<'_> {
                 (Value::Unavailable("type not in the snapshot".into()), "<type not in the snapshot>".into())
             }
         }
+    }
+
+    /// A Go map (`map[K]V`, a typedef of a pointer to the runtime's hash table) as
+    /// Delve shows it: its type and length (the table's `count`), or `nil`.
+    fn go_map(&mut self, ty: Option<TypeId>, data: &Data) -> Option<(Value, String)> {
+        let name = self.types.get(ty?)?.name.clone();
+        if !name.starts_with("map[") {
+            return None;
+        }
+        let (_, t) = self.strip(ty)?;
+        let TypeKind::Pointer { target, .. } = &t.kind else { return None };
+        let Some(addr) = data.uint(8) else { return Some((Value::OptimizedOut, OPT_OUT.into())) };
+        let value = Value::Pointer { address: addr, symbol: None, target: None };
+        if addr == 0 {
+            return Some((value, format!("{name} nil")));
+        }
+        let (_, hash) = self.strip(*target)?;
+        let TypeKind::Struct { members, .. } = &hash.kind else { return None };
+        let count = members.iter().find(|m| m.name.as_deref() == Some("count"))?.offset;
+        let text = match self.read(addr.wrapping_add(count), 8) {
+            Some(b) if b.len() == 8 => {
+                format!("{name} len: {}", u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])))
+            }
+            _ => format!("{name} {}", unreadable_text(addr)),
+        };
+        Some((value, text))
     }
 
     fn base(&mut self, b: &[u8], enc: Encoding, lang: Lang) -> (Value, String) {
