@@ -11,11 +11,13 @@ use std::collections::HashMap;
 const MAX_DIES: usize = 20_000_000;
 
 impl ModuleSet {
-    /// The runtime address and size of the symbol-table entry named exactly `name`, in
-    /// the first module that defines it.
+    /// The runtime address and size of the symbol-table entry named exactly `name` in
+    /// the executable (a language runtime linked into it: Go's). Libraries are not
+    /// searched: this runs on every trace, and reading every library's symbol table
+    /// would cost each one.
     pub fn symbol_address(&self, name: &str) -> Option<(u64, u64)> {
         use object::{Object, ObjectSymbol};
-        (0..self.len()).find_map(|idx| {
+        (0..self.len()).filter(|&i| self.entries[i].record.is_executable).find_map(|idx| {
             let bias = self.entries[idx].record.load_bias;
             self.symbol_images(idx).into_iter().find_map(|img| {
                 let f = object::File::parse(&*img.bytes).ok()?;
@@ -25,15 +27,19 @@ impl ModuleSet {
         })
     }
 
-    /// The data symbol at or around a runtime address (`type.runtime.errorString`).
-    pub fn data_symbol(&self, addr: u64) -> Option<String> {
-        self.data_name(addr)
+    /// For each struct type named in `names`: member name → byte offset (the first
+    /// definition in the executable's DWARF), e.g. `runtime.g` → `goid`, `sched` ….
+    /// One pass over the DWARF for all of them.
+    pub fn struct_members(&self, names: &[&str]) -> HashMap<String, HashMap<String, u64>> {
+        let mut found = HashMap::new();
+        for idx in (0..self.len()).filter(|&i| self.entries[i].record.is_executable) {
+            self.structs_of(idx, names, &mut found);
+        }
+        found
     }
 
-    /// Member name → byte offset of the struct type named `name` (the first
-    /// definition found in any module's DWARF), e.g. `runtime.g` → `goid`, `sched` ….
-    pub fn struct_members(&self, name: &str) -> Option<HashMap<String, u64>> {
-        (0..self.len()).find_map(|idx| {
+    fn structs_of(&self, idx: usize, names: &[&str], found: &mut HashMap<String, HashMap<String, u64>>) -> Option<()> {
+        {
             let ctx = self.dwarf(idx)?;
             let guard = ctx.lock().ok()?;
             let dwarf = guard.1.dwarf.clone()?;
@@ -48,10 +54,13 @@ impl ModuleSet {
                     if seen > MAX_DIES {
                         return None;
                     }
-                    if e.tag() != gimli::DW_TAG_structure_type
-                        || e.attr_value(gimli::DW_AT_declaration).is_some()
-                        || e.attr_value(gimli::DW_AT_name).and_then(|v| read_string(uref, v)).as_deref() != Some(name)
-                    {
+                    if e.tag() != gimli::DW_TAG_structure_type || e.attr_value(gimli::DW_AT_declaration).is_some() {
+                        continue;
+                    }
+                    let Some(name) = e.attr_value(gimli::DW_AT_name).and_then(|v| read_string(uref, v)) else {
+                        continue;
+                    };
+                    if !names.contains(&name.as_str()) || found.contains_key(&name) {
                         continue;
                     }
                     let mut out = HashMap::new();
@@ -83,10 +92,13 @@ impl ModuleSet {
                         };
                         out.insert(member, offset);
                     }
-                    return Some(out);
+                    found.insert(name, out);
+                    if found.len() == names.len() {
+                        return Some(());
+                    }
                 }
             }
-            None
-        })
+            Some(())
+        }
     }
 }

@@ -52,6 +52,8 @@ struct Layout {
     gobuf: HashMap<String, u64>,
     m: HashMap<String, u64>,
     panic: HashMap<String, u64>,
+    /// `runtime._type` and `runtime.moduledata`.
+    types: (Option<HashMap<String, u64>>, Option<HashMap<String, u64>>),
 }
 
 fn member(map: &HashMap<String, u64>, name: &str) -> Result<u64, String> {
@@ -106,11 +108,22 @@ fn read_into(
     variables: &dyn Fn(&Registers, &[crate::snapshot::Frame]) -> Vars,
     out: &mut Found,
 ) -> Result<(), String> {
+    let mut all = modules.struct_members(&[
+        "runtime.g",
+        "runtime.gobuf",
+        "runtime.m",
+        "runtime._panic",
+        "runtime._type",
+        "runtime.moduledata",
+    ]);
+    let mut take = |name: &str| all.remove(name).ok_or(format!("no DWARF for {name} (built with -ldflags=-w?)"));
     let layout = Layout {
-        g: modules.struct_members("runtime.g").ok_or("no DWARF for runtime.g (a binary built with -ldflags=-w?)")?,
-        gobuf: modules.struct_members("runtime.gobuf").ok_or("no DWARF for runtime.gobuf")?,
-        m: modules.struct_members("runtime.m").ok_or("no DWARF for runtime.m")?,
-        panic: modules.struct_members("runtime._panic").ok_or("no DWARF for runtime._panic")?,
+        g: take("runtime.g")?,
+        gobuf: take("runtime.gobuf")?,
+        m: take("runtime.m")?,
+        panic: take("runtime._panic")?,
+        // Needed only to name a panic value's type.
+        types: (take("runtime._type").ok(), take("runtime.moduledata").ok()),
     };
     let (allgs, _) = modules.symbol_address("runtime.allgs").ok_or("no symbol runtime.allgs")?;
     let u64_at = |addr: u64| memory.read_u64(addr);
@@ -182,7 +195,7 @@ fn read_into(
             gr.panicking = true;
             let arg = member(&layout.panic, "arg")?;
             let (typ, data) = (u64_at(p + arg).unwrap_or(0), u64_at(p + arg + 8).unwrap_or(0));
-            let message = panic_message(modules, memory, typ, data);
+            let message = panic_message(modules, memory, &layout, typ, data);
             let sig = member(&layout.g, "sig").ok().and_then(|o| read32(g + o)).unwrap_or(0);
             let addr = member(&layout.g, "sigcode1").ok().and_then(|o| u64_at(g + o)).unwrap_or(0);
             out.panic = Some(Panic { goroutine: id, message, signal: (sig != 0).then_some((sig, addr)) });
@@ -224,8 +237,8 @@ fn status_name(st: u32) -> &'static str {
 /// What Go prints after `panic: ` for the value `(typ, data)` of an `any`: strings
 /// and errors by their text, runtime errors as the runtime words them, other values
 /// by their type.
-fn panic_message(modules: &ModuleSet, memory: &Mem<'_>, typ: u64, data: u64) -> String {
-    let name = type_name(modules, memory, typ).unwrap_or_default();
+fn panic_message(modules: &ModuleSet, memory: &Mem<'_>, layout: &Layout, typ: u64, data: u64) -> String {
+    let name = type_name(modules, memory, layout, typ).unwrap_or_default();
     let t = name.as_str();
     let text = |addr: u64| go_string(memory, addr).unwrap_or_else(|| "<unreadable>".into());
     match t {
@@ -248,12 +261,11 @@ fn panic_message(modules: &ModuleSet, memory: &Mem<'_>, typ: u64, data: u64) -> 
 /// runtime keeps it: the descriptor's `str` is an offset into the module's type
 /// data (`runtime.firstmoduledata.types`), where a name is a flags byte, a uvarint
 /// length and the bytes; `tflagExtraStar` says the stored name has a `*` too many.
-fn type_name(modules: &ModuleSet, memory: &Mem<'_>, typ: u64) -> Option<String> {
+fn type_name(modules: &ModuleSet, memory: &Mem<'_>, layout: &Layout, typ: u64) -> Option<String> {
     if typ == 0 {
         return None;
     }
-    let t = modules.struct_members("runtime._type")?;
-    let md = modules.struct_members("runtime.moduledata")?;
+    let (Some(t), Some(md)) = &layout.types else { return None };
     let (first, _) = modules.symbol_address("runtime.firstmoduledata")?;
     let types = memory.read_u64(first + md.get("types")?)?;
     let mut b4 = [0u8; 4];
