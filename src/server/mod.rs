@@ -163,6 +163,11 @@ fn store_error(e: StoreError) -> Outcome {
         StoreError::NoProject(_) => err(404, "no such project"),
         StoreError::NotFound(m) => err(404, &format!("{m} not found")),
         StoreError::Closed => err(503, "the store is shutting down"),
+        StoreError::Unavailable(m) => {
+            let mut o = err(503, "storage unavailable, retry later");
+            o.note = Some(m);
+            o
+        }
         other => {
             let mut o = err(500, "internal error");
             o.note = Some(other.to_string());

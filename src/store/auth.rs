@@ -4,7 +4,6 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use blake2::{Blake2s256, Digest};
-use redb::{ReadableDatabase, ReadableTable};
 
 use super::schema::*;
 use super::{Store, StoreError, now};
@@ -72,7 +71,7 @@ pub fn csrf_token(session: &str) -> String {
 }
 
 /// A user's row in `members`: the projects of a member given some; none otherwise.
-fn set_members(txn: &redb::WriteTransaction, name: &str, admin: bool, projects: &[String]) -> Result<(), StoreError> {
+fn set_members(txn: &super::catalog::WriteTxn, name: &str, admin: bool, projects: &[String]) -> Result<(), StoreError> {
     let mut m = txn.open_table(MEMBERS)?;
     if !admin && !projects.is_empty() {
         m.insert(name, encode(&projects.to_vec())?.as_slice())?;
@@ -192,7 +191,7 @@ impl Store {
     fn update_user(
         &self,
         name: &str,
-        change: impl FnOnce(&mut UserRecord, &redb::WriteTransaction) -> Result<(), StoreError>,
+        change: impl FnOnce(&mut UserRecord, &super::catalog::WriteTxn) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
         {

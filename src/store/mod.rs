@@ -8,6 +8,7 @@
 #![doc = include_str!("STORE.md")]
 
 pub mod auth;
+pub mod catalog;
 pub mod index;
 pub mod ingest;
 pub mod outbox;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use catalog::{Catalog, WriteTxn};
 
 use crate::dedup::RuleSet;
 use index::ProjectIndex;
@@ -62,6 +63,11 @@ pub enum StoreError {
     Io(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The catalog or blob server cannot be reached (a 503: retry later).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("catalog: {0}")]
+    Catalog(String),
 }
 
 macro_rules! from_redb {
@@ -129,7 +135,7 @@ pub(crate) type SharedIndex = Arc<RwLock<HashMap<String, Arc<ProjectIndex>>>>;
 /// The store: one redb database plus the in-memory index and the writer thread.
 pub struct Store {
     dir: PathBuf,
-    db: Arc<Database>,
+    db: Arc<Catalog>,
     index: SharedIndex,
     jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -171,11 +177,7 @@ impl Store {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let path = dir.join(DB_FILE);
-        let db = match Database::builder().create(&path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Busy(dir.to_path_buf())),
-            Err(e) => return Err(e.into()),
-        };
+        let db = Catalog::new(Box::new(catalog::embedded::Embedded::open(&path, dir)?))?;
         let store = Store {
             dir: dir.to_path_buf(),
             db: Arc::new(db),
@@ -194,10 +196,8 @@ impl Store {
         &self.dir
     }
 
-    fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_quick_repair(true);
-        Ok(txn)
+    fn begin_write(&self) -> Result<WriteTxn<'_>, StoreError> {
+        self.db.begin_write()
     }
 
     fn init_schema(&self, path: &Path) -> Result<(), StoreError> {
@@ -217,34 +217,14 @@ impl Store {
                 Some(v) if v > SCHEMA_VERSION => {
                     return Err(StoreError::NewerSchema { path: path.to_path_buf(), found: v });
                 }
-                // Older schemas only lack tables, created below; the file is then
-                // marked, so that an older bt does not open it without them.
+                // Older schemas were migrated by the engine (schema 4 moved redb's
+                // typed tables to the catalog's) or only lacked tables, which the
+                // catalog creates on first write.
                 Some(v) if v == SCHEMA_VERSION => {}
                 _ => {
                     meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
                 }
             }
-            // Every table exists from the start, so readers never meet a missing one.
-            txn.open_table(PROJECTS)?;
-            txn.open_table(TOKENS)?;
-            txn.open_table(USERS)?;
-            txn.open_table(SESSIONS)?;
-            txn.open_table(MEMBERS)?;
-            txn.open_table(ATTRS)?;
-            txn.open_table(STRINGS)?;
-            txn.open_table(OBJECTS)?;
-            txn.open_table(BLOBS)?;
-            txn.open_table(ATTACHMENTS)?;
-            txn.open_table(GROUPS)?;
-            // Schema 2 (triage and notifications) only adds tables: a schema-1 file
-            // becomes schema 2 by creating them.
-            txn.open_table(TRIAGE)?;
-            txn.open_table(HISTORY)?;
-            txn.open_table(INTEGRATIONS)?;
-            txn.open_table(RULES)?;
-            txn.open_table(OUTBOX)?;
-            txn.open_table(DELIVERIES)?;
-            txn.open_table(NOTIFIED)?;
             meta.insert("schema", SCHEMA_VERSION.to_le_bytes().as_slice())?;
         }
         txn.commit()?;
@@ -265,7 +245,7 @@ impl Store {
             let (name, rec) = entry?;
             let rec: ProjectRecord = decode(rec.value(), "project")?;
             let pid = rec.id;
-            let mut p = ProjectIndex::new(name.value(), rec);
+            let mut p = ProjectIndex::new(&name.value(), rec);
             for e in attrs.range((pid, 0)..=(pid, u32::MAX))? {
                 let (k, v) = e?;
                 let a: AttrRecord = decode(v.value(), "attribute")?;
@@ -869,7 +849,7 @@ impl Store {
         Ok((p.n_alive, p.alive_bytes))
     }
 
-    pub(crate) fn db(&self) -> &Database {
+    pub(crate) fn db(&self) -> &Catalog {
         &self.db
     }
 }

@@ -1,54 +1,54 @@
 //! The redb tables of the store and the records kept in them (see STORE.md for the
 //! byte-level layout). Only this file names table definitions.
 
-use redb::TableDefinition;
+use super::catalog::{Bytes, Str, Table, Text};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::StoreError;
 
 /// Bumped when a table or record layout changes; `Store::open` refuses newer files.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `"schema"` → SCHEMA_VERSION (u32 LE).
-pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const META: Table<Str, Bytes> = Table::new("c.meta");
 /// Project name → [`ProjectRecord`].
-pub const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
+pub const PROJECTS: Table<Str, Bytes> = Table::new("c.projects");
 /// Hex BLAKE2s-256 of a token → [`TokenRecord`]. Tokens themselves are never stored.
-pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+pub const TOKENS: Table<Str, Bytes> = Table::new("c.tokens");
 /// User name → [`UserRecord`].
-pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub const USERS: Table<Str, Bytes> = Table::new("c.users");
 /// Hex BLAKE2s-256 of a session token → [`SessionRecord`].
-pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+pub const SESSIONS: Table<Str, Bytes> = Table::new("c.sessions");
 /// user name → the projects a member may see (`Vec<String>`); no row: every project
 /// (an admin, or a member given none). Schema 3.
-pub const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
+pub const MEMBERS: Table<Str, Bytes> = Table::new("c.members");
 /// (project id, attribute id) → [`AttrRecord`].
-pub const ATTRS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("attrs");
+pub const ATTRS: Table<(u32, u32), Bytes> = Table::new("c.attrs");
 /// (project id, string id) → the string: the per-project dictionary of attribute values.
-pub const STRINGS: TableDefinition<(u32, u32), &str> = TableDefinition::new("strings");
+pub const STRINGS: Table<(u32, u32), Text> = Table::new("c.strings");
 /// (project id, object id) → [`ObjectRow`]: the indexed attributes of one object.
-pub const OBJECTS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("objects");
+pub const OBJECTS: Table<(u32, u64), Bytes> = Table::new("c.objects");
 /// (project id, object id) → [`BlobHeader`] byte + payload: the submitted report.
-pub const BLOBS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("blobs");
+pub const BLOBS: Table<(u32, u64), Bytes> = Table::new("c.blobs");
 /// (project id, object id, attachment name) → attachment bytes (zstd).
-pub const ATTACHMENTS: TableDefinition<(u32, u64, &str), &[u8]> = TableDefinition::new("attachments");
+pub const ATTACHMENTS: Table<(u32, u64, Str), Bytes> = Table::new("c.attachments");
 /// (project id, fingerprint) → [`GroupRecord`]: per-group aggregates maintained on ingest.
-pub const GROUPS: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("groups");
+pub const GROUPS: Table<(u32, Str), Bytes> = Table::new("c.groups");
 
 /// (project id, fingerprint) → [`super::triage::TriageRecord`] (schema 2).
-pub const TRIAGE: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("triage");
+pub const TRIAGE: Table<(u32, Str), Bytes> = Table::new("c.triage");
 /// (project id, fingerprint, sequence) → [`super::triage::HistoryEntry`]: append-only.
-pub const HISTORY: TableDefinition<(u32, &str, u64), &[u8]> = TableDefinition::new("history");
+pub const HISTORY: Table<(u32, Str, u64), Bytes> = Table::new("c.history");
 /// (project id, integration name) → [`super::outbox::Integration`].
-pub const INTEGRATIONS: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("integrations");
+pub const INTEGRATIONS: Table<(u32, Str), Bytes> = Table::new("c.integrations");
 /// (project id, rule id) → [`super::outbox::Rule`].
-pub const RULES: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("rules");
+pub const RULES: Table<(u32, u32), Bytes> = Table::new("c.rules");
 /// Delivery id → (project id, [`super::outbox::Pending`]): notifications not yet settled.
-pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+pub const OUTBOX: Table<u64, Bytes> = Table::new("c.outbox");
 /// (project id, integration name, delivery id) → [`super::outbox::Delivery`]: the delivery log.
-pub const DELIVERIES: TableDefinition<(u32, &str, u64), &[u8]> = TableDefinition::new("deliveries");
+pub const DELIVERIES: Table<(u32, Str, u64), Bytes> = Table::new("c.deliveries");
 /// (project id, rule id, fingerprint) → [`NotifyState`]: when a rule last fired for a group.
-pub const NOTIFIED: TableDefinition<(u32, u32, &str), &[u8]> = TableDefinition::new("notified");
+pub const NOTIFIED: Table<(u32, u32, Str), Bytes> = Table::new("c.notified");
 
 /// Per rule and group: the last notification and the recent crashes a threshold counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

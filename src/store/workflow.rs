@@ -13,7 +13,7 @@ use super::schema::{DELIVERIES, GroupRecord, HISTORY, INTEGRATIONS, META, OUTBOX
 use super::triage::{Change, HistoryEntry, TriageRecord};
 use super::{Store, StoreError, now};
 use super::{index, ingest, outbox, triage, writer};
-use redb::{ReadableDatabase, ReadableTable};
+
 use std::collections::HashMap;
 use std::sync::mpsc;
 
@@ -397,7 +397,7 @@ impl Store {
     /// Notifications waiting (due or not).
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
-        Ok(redb::ReadableTableMetadata::len(&txn.open_table(OUTBOX)?)?)
+        Ok(txn.open_table(OUTBOX)?.iter()?.count() as u64)
     }
 
     /// Records a delivery attempt: `retry_at` (Unix ms) keeps it in the outbox.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use super::catalog::{Bytes, Catalog as Database, Str, TableMut as Table, Text, WriteTxn as WriteTransaction};
 
 use super::index::{Column, ProjectIndex, UNSET_INT};
 use super::ingest::{Prepared, Value, parse_int};
@@ -110,19 +110,19 @@ pub fn run(db: Arc<Database>, index: SharedIndex, rx: mpsc::Receiver<Job>) {
 }
 
 struct Tables<'t> {
-    projects: Table<'t, &'static str, &'static [u8]>,
-    attrs: Table<'t, (u32, u32), &'static [u8]>,
-    strings: Table<'t, (u32, u32), &'static str>,
-    objects: Table<'t, (u32, u64), &'static [u8]>,
-    blobs: Table<'t, (u32, u64), &'static [u8]>,
-    attachments: Table<'t, (u32, u64, &'static str), &'static [u8]>,
-    groups: Table<'t, (u32, &'static str), &'static [u8]>,
-    triage: Table<'t, (u32, &'static str), &'static [u8]>,
-    history: Table<'t, (u32, &'static str, u64), &'static [u8]>,
-    rules: Table<'t, (u32, u32), &'static [u8]>,
-    outbox: Table<'t, u64, &'static [u8]>,
-    notified: Table<'t, (u32, u32, &'static str), &'static [u8]>,
-    meta: Table<'t, &'static str, &'static [u8]>,
+    projects: Table<'t, Str, Bytes>,
+    attrs: Table<'t, (u32, u32), Bytes>,
+    strings: Table<'t, (u32, u32), Text>,
+    objects: Table<'t, (u32, u64), Bytes>,
+    blobs: Table<'t, (u32, u64), Bytes>,
+    attachments: Table<'t, (u32, u64, Str), Bytes>,
+    groups: Table<'t, (u32, Str), Bytes>,
+    triage: Table<'t, (u32, Str), Bytes>,
+    history: Table<'t, (u32, Str, u64), Bytes>,
+    rules: Table<'t, (u32, u32), Bytes>,
+    outbox: Table<'t, u64, Bytes>,
+    notified: Table<'t, (u32, u32, Str), Bytes>,
+    meta: Table<'t, Str, Bytes>,
 }
 
 impl<'t> Tables<'t> {
@@ -146,7 +146,7 @@ impl<'t> Tables<'t> {
 }
 
 /// The next delivery id (META `next_delivery`), advanced by `n` in this transaction.
-pub(super) fn take_delivery_ids(meta: &mut Table<&'static str, &'static [u8]>, n: u64) -> Result<u64, StoreError> {
+pub(super) fn take_delivery_ids(meta: &mut Table<Str, Bytes>, n: u64) -> Result<u64, StoreError> {
     let cur = match meta.get("next_delivery")? {
         Some(v) => {
             let b = v.value();
@@ -163,7 +163,7 @@ pub(super) fn take_delivery_ids(meta: &mut Table<&'static str, &'static [u8]>, n
 
 /// Appends one line to a group's history (sequence = last + 1).
 fn append_history(
-    history: &mut Table<(u32, &'static str, u64), &'static [u8]>,
+    history: &mut Table<(u32, Str, u64), Bytes>,
     pid: u32,
     fp: &str,
     entry: &triage::HistoryEntry,
@@ -584,8 +584,7 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
     let mut refused = vec![false; jobs.len()];
     let result = (|| -> Result<HashMap<String, Overlay>, StoreError> {
         let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
-        let mut txn = db.begin_write()?;
-        txn.set_quick_repair(true);
+        let txn = db.begin_write()?;
         let mut overlays: HashMap<String, Overlay> = HashMap::new();
         {
             let mut t = Tables::open(&txn)?;
@@ -648,8 +647,7 @@ fn set_attrs(
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut txn = db.begin_write()?;
-        txn.set_quick_repair(true);
+        let txn = db.begin_write()?;
         let mut cells = Vec::with_capacity(values.len());
         let ov = {
             let mut t = Tables::open(&txn)?;
@@ -711,8 +709,7 @@ fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Res
     let fps: Vec<String> = fps.into_iter().collect();
     let new_groups: Vec<(String, Option<GroupRecord>)> = p.recompute_groups(&fps).into_iter().collect();
     let result = (|| -> Result<(), StoreError> {
-        let mut txn = db.begin_write()?;
-        txn.set_quick_repair(true);
+        let txn = db.begin_write()?;
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut blobs = txn.open_table(BLOBS)?;
@@ -808,8 +805,7 @@ fn triage_change(
     let change = &change;
     let now = super::now();
     let mut out = Vec::new();
-    let mut txn = db.begin_write()?;
-    txn.set_quick_repair(true);
+    let txn = db.begin_write()?;
     {
         let mut table = txn.open_table(TRIAGE)?;
         let mut history = txn.open_table(HISTORY)?;
@@ -847,8 +843,7 @@ fn triage_change(
 /// Records the sender's outcome: a settled notification leaves the outbox, a retried
 /// one gets its next time; either way the integration's log gets a line.
 fn settle(db: &Database, id: u64, delivery: Delivery, retry_at: Option<i64>) -> Result<(), StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_quick_repair(true);
+    let txn = db.begin_write()?;
     {
         let mut outbox = txn.open_table(OUTBOX)?;
         let mut log = txn.open_table(DELIVERIES)?;

@@ -1,0 +1,414 @@
+//! The PostgreSQL catalog engine: every catalog table in one relation
+//! `bt_catalog (t, k, v)` ordered by `(t, k)` with `bytea` keys, which sort bytewise
+//! as the catalog's key encoding requires. Several `bt serve` nodes share it.
+//!
+//! - A write transaction takes a transaction-level advisory lock first, so writers of
+//!   every node are serialized as redb's single writer is; the change log's sequence
+//!   numbers are therefore in commit order.
+//! - A read transaction is `REPEATABLE READ READ ONLY`: one snapshot, like redb's.
+//! - Connections are pooled; a connection that failed is dropped, not reused. A
+//!   server that cannot be reached is [`StoreError::Unavailable`] (503 to clients).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls, Statement};
+
+use super::{Engine, RawEntry, RawRange, RawRead, RawWrite};
+use crate::store::StoreError;
+
+/// The advisory lock every writer holds until its commit ("bt" in ASCII).
+const WRITE_LOCK: i64 = 0x6274;
+/// Rows fetched per round trip by a range.
+const PAGE: i64 = 2048;
+/// Connections kept idle.
+const POOL: usize = 8;
+
+/// One connection and its prepared statements.
+struct Conn {
+    client: Client,
+    stmts: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn stmt(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.stmts.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
+/// A PostgreSQL database as the catalog.
+pub struct Postgres {
+    config: postgres::Config,
+    shown: String,
+    pool: Mutex<Vec<Conn>>,
+}
+
+fn pg_error(e: postgres::Error) -> StoreError {
+    if e.is_closed() || e.as_db_error().is_none() {
+        StoreError::Unavailable(format!("catalog: {e}"))
+    } else {
+        StoreError::Catalog(e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+    }
+}
+
+/// The password of `user@host:port/db` in a `.pgpass` file (`*` matches anything).
+fn pgpass(text: &str, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => cur.extend(chars.next()),
+                ':' => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        if fields.len() != 5 {
+            continue;
+        }
+        let port = port.to_string();
+        let want = [host, port.as_str(), db, user];
+        if fields[..4].iter().zip(want).all(|(f, w)| f == "*" || f == w) {
+            return Some(fields[4].clone());
+        }
+    }
+    None
+}
+
+impl Postgres {
+    /// Connects to `postgres://USER@HOST:PORT/DB`; the password comes from the URL,
+    /// `PGPASSWORD`, or `.pgpass` (`PGPASSFILE`, else `~/.pgpass`).
+    pub fn connect(url: &str) -> Result<Postgres, StoreError> {
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| StoreError::BadInput(format!("catalog URL {url:?}: {e}")))?;
+        if config.get_password().is_none() {
+            if let Ok(p) = std::env::var("PGPASSWORD") {
+                config.password(p);
+            } else {
+                let file = std::env::var_os("PGPASSFILE")
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")));
+                if let Some(text) = file.and_then(|f| std::fs::read_to_string(f).ok()) {
+                    let host = match config.get_hosts().first() {
+                        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+                        _ => "localhost".to_string(),
+                    };
+                    let port = config.get_ports().first().copied().unwrap_or(5432);
+                    let user = config.get_user().unwrap_or("").to_string();
+                    let db = config.get_dbname().unwrap_or(&user).to_string();
+                    if let Some(p) = pgpass(&text, &host, port, &db, &user) {
+                        config.password(p);
+                    }
+                }
+            }
+        }
+        config.application_name("bt");
+        config.connect_timeout(std::time::Duration::from_secs(5));
+        // The URL without its password, for messages.
+        let shown = match url.split_once('@') {
+            Some((scheme_user, rest)) => {
+                let user = scheme_user.split(':').take(2).collect::<Vec<_>>().join(":");
+                format!("{user}@{rest}")
+            }
+            None => url.to_string(),
+        };
+        let pg = Postgres { config, shown, pool: Mutex::new(Vec::new()) };
+        drop(pg.conn()?);
+        Ok(pg)
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        if let Some(c) = self.pool.lock().map_err(|_| StoreError::Io("catalog pool poisoned".into()))?.pop() {
+            if !c.client.is_closed() {
+                return Ok(c);
+            }
+        }
+        let client = self.config.connect(NoTls).map_err(pg_error)?;
+        Ok(Conn { client, stmts: HashMap::new() })
+    }
+
+    fn give_back(&self, c: Conn) {
+        if c.client.is_closed() {
+            return;
+        }
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < POOL
+        {
+            pool.push(c);
+        }
+    }
+}
+
+/// A transaction on one pooled connection; ended (commit or rollback) before the
+/// connection goes back.
+struct Txn<'p> {
+    pg: &'p Postgres,
+    conn: RefCell<Option<Conn>>,
+}
+
+impl Txn<'_> {
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>) -> Result<T, StoreError> {
+        let mut slot = self.conn.borrow_mut();
+        let c = slot.as_mut().ok_or_else(|| StoreError::Unavailable("catalog: the connection was lost".into()))?;
+        match f(c) {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                // A failed statement aborts a PostgreSQL transaction: nothing more runs in it.
+                let err = pg_error(e);
+                if let Some(mut c) = slot.take() {
+                    let _ = c.client.batch_execute("ROLLBACK");
+                    self.pg.give_back(c);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn page(
+        &self,
+        table: &str,
+        lo: &Bound<Vec<u8>>,
+        hi: &Bound<Vec<u8>>,
+        desc: bool,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        let mut sql = String::from("SELECT k, v FROM bt_catalog WHERE t = $1");
+        let mut n = 1;
+        let mut args: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&table];
+        match lo {
+            Bound::Included(k) => {
+                n += 1;
+                sql += &format!(" AND k >= ${n}");
+                args.push(k);
+            }
+            Bound::Excluded(k) => {
+                n += 1;
+                sql += &format!(" AND k > ${n}");
+                args.push(k);
+            }
+            Bound::Unbounded => {}
+        }
+        match hi {
+            Bound::Included(k) => {
+                n += 1;
+                sql += &format!(" AND k <= ${n}");
+                args.push(k);
+            }
+            Bound::Excluded(k) => {
+                n += 1;
+                sql += &format!(" AND k < ${n}");
+                args.push(k);
+            }
+            Bound::Unbounded => {}
+        }
+        sql += if desc { " ORDER BY k DESC" } else { " ORDER BY k" };
+        sql += &format!(" LIMIT {PAGE}");
+        self.with(|c| {
+            let s = c.stmt(&sql)?;
+            let rows = c.client.query(&s, &args)?;
+            Ok(rows.into_iter().map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1))).collect())
+        })
+    }
+
+    fn end(&self, sql: &str) -> Result<(), StoreError> {
+        let mut c = self
+            .conn
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| StoreError::Unavailable("catalog: the connection was lost".into()))?;
+        let r = c.client.batch_execute(sql).map_err(pg_error);
+        self.pg.give_back(c);
+        r
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.conn.borrow_mut().take() {
+            if c.client.batch_execute("ROLLBACK").is_ok() {
+                self.pg.give_back(c);
+            }
+        }
+    }
+}
+
+/// A range read page by page from both ends; the ends never cross because each page
+/// is bounded by what the other end has already taken.
+struct Pages<'t, 'p> {
+    txn: &'t Txn<'p>,
+    table: &'static str,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    front: std::collections::VecDeque<RawEntry>,
+    back: std::collections::VecDeque<RawEntry>,
+    done: bool,
+    failed: bool,
+}
+
+impl Pages<'_, '_> {
+    fn fill(&mut self, desc: bool) -> Option<Result<(), StoreError>> {
+        if self.done || self.failed {
+            return None;
+        }
+        match self.txn.page(self.table, &self.lo, &self.hi, desc) {
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+            Ok(rows) => {
+                if (rows.len() as i64) < PAGE {
+                    self.done = true;
+                }
+                if desc {
+                    if let Some((k, _)) = rows.last() {
+                        self.hi = Bound::Excluded(k.clone());
+                    }
+                    self.back.extend(rows);
+                } else {
+                    if let Some((k, _)) = rows.last() {
+                        self.lo = Bound::Excluded(k.clone());
+                    }
+                    self.front.extend(rows);
+                }
+                Some(Ok(()))
+            }
+        }
+    }
+}
+
+impl Iterator for Pages<'_, '_> {
+    type Item = Result<RawEntry, StoreError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.front.pop_front() {
+                return Some(Ok(e));
+            }
+            match self.fill(false) {
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(())) if !self.front.is_empty() => continue,
+                _ => return self.back.pop_back().map(Ok),
+            }
+        }
+    }
+}
+
+impl DoubleEndedIterator for Pages<'_, '_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.back.pop_front() {
+                return Some(Ok(e));
+            }
+            match self.fill(true) {
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(())) if !self.back.is_empty() => continue,
+                _ => return self.front.pop_back().map(Ok),
+            }
+        }
+    }
+}
+
+impl RawRead for Txn<'_> {
+    fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            let s = c.stmt("SELECT v FROM bt_catalog WHERE t = $1 AND k = $2")?;
+            Ok(c.client.query_opt(&s, &[&table, &key])?.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
+    fn range(&self, table: &'static str, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<RawRange<'_>, StoreError> {
+        Ok(Box::new(Pages {
+            txn: self,
+            table,
+            lo,
+            hi,
+            front: Default::default(),
+            back: Default::default(),
+            done: false,
+            failed: false,
+        }))
+    }
+}
+
+impl RawWrite for Txn<'_> {
+    fn insert(&self, table: &'static str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let s = c.stmt(
+                "INSERT INTO bt_catalog (t, k, v) VALUES ($1, $2, $3) ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v",
+            )?;
+            c.client.execute(&s, &[&table, &key, &value])?;
+            Ok(())
+        })
+    }
+
+    fn remove(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            let s = c.stmt("DELETE FROM bt_catalog WHERE t = $1 AND k = $2 RETURNING v")?;
+            Ok(c.client.query_opt(&s, &[&table, &key])?.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.end("COMMIT")
+    }
+}
+
+impl Engine for Postgres {
+    fn begin_read(&self) -> Result<Box<dyn RawRead + '_>, StoreError> {
+        let mut c = self.conn()?;
+        c.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").map_err(pg_error)?;
+        Ok(Box::new(Txn { pg: self, conn: RefCell::new(Some(c)) }))
+    }
+
+    fn begin_write(&self) -> Result<Box<dyn RawWrite + '_>, StoreError> {
+        let mut c = self.conn()?;
+        c.client.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")).map_err(pg_error)?;
+        Ok(Box::new(Txn { pg: self, conn: RefCell::new(Some(c)) }))
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn prepare(&self) -> Result<(), StoreError> {
+        let mut c = self.conn()?;
+        // Two nodes starting at once: the lock makes the second wait for the first's DDL.
+        c.client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK});
+                 CREATE TABLE IF NOT EXISTS bt_catalog (t text NOT NULL, k bytea NOT NULL, v bytea NOT NULL,
+                     PRIMARY KEY (t, k));
+                 COMMIT"
+            ))
+            .map_err(pg_error)?;
+        self.give_back(c);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pgpass;
+
+    #[test]
+    fn pgpass_lines_match_with_wildcards_and_escapes() {
+        let text = "# comment\nother:5432:*:*:nope\n127.0.0.1:*:bt:alice:s\\:ecret\n*:*:*:*:fallback\n";
+        assert_eq!(pgpass(text, "127.0.0.1", 5544, "bt", "alice").as_deref(), Some("s:ecret"));
+        assert_eq!(pgpass(text, "127.0.0.1", 5544, "bt", "bob").as_deref(), Some("fallback"));
+        assert_eq!(pgpass("", "h", 1, "d", "u"), None);
+    }
+}
