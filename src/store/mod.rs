@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod catalog;
+mod follow;
 pub mod index;
 pub mod ingest;
 pub mod outbox;
@@ -141,6 +142,11 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     default_rules: Arc<RuleSet>,
     rules: Mutex<HashMap<String, Arc<RuleSet>>>,
+    /// The change log position the index reflects (a shared catalog); held by
+    /// whoever applies entries or writes, so both happen in commit order.
+    follow: Arc<Mutex<u64>>,
+    /// Tells the follower thread to end.
+    stop: Arc<std::sync::atomic::AtomicBool>,
     /// The server's largest submission, which bounds what decoding one may
     /// allocate (0: the command line's limits).
     max_submission: std::sync::atomic::AtomicU64,
@@ -150,18 +156,55 @@ fn lock_poisoned<T>(_: T) -> StoreError {
     StoreError::Io("internal lock poisoned".into())
 }
 
+/// Where a store keeps its catalog: the data directory's redb file (the default),
+/// or a PostgreSQL database that several `bt serve` nodes share.
+#[derive(Debug, Clone, Default)]
+pub struct Backend {
+    /// `postgres://USER@HOST:PORT/DB`; `None`: `DATA/store.redb`.
+    pub catalog: Option<String>,
+}
+
+/// How often a node on a shared catalog applies the other nodes' changes.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`, loads the index and starts the
     /// writer. Only one process may open a data directory at a time.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let store = Store::open_admin(dir)?;
+        Store::open_with(dir, &Backend::default())
+    }
+
+    /// [`Store::open`] on a chosen backend. On a shared catalog a follower thread
+    /// applies the other nodes' commits to the index every [`FOLLOW_EVERY`].
+    pub fn open_with(dir: &Path, backend: &Backend) -> Result<Store, StoreError> {
+        let store = Store::open_admin_with(dir, backend)?;
         store.load_index()?;
+        if store.db.shared() {
+            let db = store.db.clone();
+            let index = store.index.clone();
+            let follow = store.follow.clone();
+            let stop = store.stop.clone();
+            std::thread::Builder::new()
+                .name("store-follower".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(FOLLOW_EVERY);
+                        let Ok(mut last) = follow.lock() else { return };
+                        let r = db.begin_read().and_then(|txn| follow::catch_up(&db, txn.raw(), &index, &mut last));
+                        if let Err(e) = r {
+                            log::warn!("following the catalog {}: {e}", db.engine().describe());
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Io(format!("starting the follower thread: {e}")))?;
+        }
         let (tx, rx) = mpsc::channel();
         let db = store.db.clone();
         let index = store.index.clone();
+        let follow = store.follow.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(db, index, rx))
+            .spawn(move || writer::run(db, index, follow, rx))
             .map_err(|e| StoreError::Io(format!("starting the writer thread: {e}")))?;
         *store.jobs.lock().map_err(lock_poisoned)? = Some(tx);
         *store.writer.lock().map_err(lock_poisoned)? = Some(handle);
@@ -170,6 +213,11 @@ impl Store {
 
     /// Opens the database for administration only: no index, no writer.
     pub fn open_admin(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_admin_with(dir, &Backend::default())
+    }
+
+    /// [`Store::open_admin`] on a chosen backend.
+    pub fn open_admin_with(dir: &Path, backend: &Backend) -> Result<Store, StoreError> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("creating {}: {e}", dir.display())))?;
             // Crash data can be sensitive: a new data directory is private to its owner.
@@ -177,7 +225,16 @@ impl Store {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let path = dir.join(DB_FILE);
-        let db = Catalog::new(Box::new(catalog::embedded::Embedded::open(&path, dir)?))?;
+        let engine: Box<dyn catalog::Engine> = match &backend.catalog {
+            None => Box::new(catalog::embedded::Embedded::open(&path, dir)?),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Box::new(catalog::postgres::Postgres::connect(url)?)
+            }
+            Some(other) => {
+                return Err(StoreError::BadInput(format!("catalog {other:?}: expected postgres://USER@HOST:PORT/DB")));
+            }
+        };
+        let db = Catalog::new(engine, follow::FOLLOWED)?;
         let store = Store {
             dir: dir.to_path_buf(),
             db: Arc::new(db),
@@ -186,6 +243,8 @@ impl Store {
             writer: Mutex::new(None),
             default_rules: Arc::new(RuleSet::default_rules()),
             rules: Mutex::new(HashMap::new()),
+            follow: Arc::new(Mutex::new(0)),
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             max_submission: std::sync::atomic::AtomicU64::new(0),
         };
         store.init_schema(&path)?;
@@ -231,60 +290,13 @@ impl Store {
         Ok(())
     }
 
-    /// Rebuilds the in-memory index from the tables.
+    /// Rebuilds the in-memory index from the tables (and, on a shared catalog, notes
+    /// the change log position it reflects).
     fn load_index(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
-        let projects = txn.open_table(PROJECTS)?;
-        let attrs = txn.open_table(ATTRS)?;
-        let strings = txn.open_table(STRINGS)?;
-        let objects = txn.open_table(OBJECTS)?;
-        let groups = txn.open_table(GROUPS)?;
-        let triage = txn.open_table(TRIAGE)?;
-        let mut all = HashMap::new();
-        for entry in projects.iter()? {
-            let (name, rec) = entry?;
-            let rec: ProjectRecord = decode(rec.value(), "project")?;
-            let pid = rec.id;
-            let mut p = ProjectIndex::new(&name.value(), rec);
-            for e in attrs.range((pid, 0)..=(pid, u32::MAX))? {
-                let (k, v) = e?;
-                let a: AttrRecord = decode(v.value(), "attribute")?;
-                let id = p.add_attr(&a.name, a.ty);
-                if id != k.value().1 {
-                    return Err(StoreError::Corrupt(format!(
-                        "project {}: attribute ids are not dense at {}",
-                        p.name,
-                        k.value().1
-                    )));
-                }
-            }
-            for e in strings.range((pid, 0)..=(pid, u32::MAX))? {
-                let (k, v) = e?;
-                let id = p.add_string(v.value());
-                if id != k.value().1 {
-                    return Err(StoreError::Corrupt(format!(
-                        "project {}: string ids are not dense at {}",
-                        p.name,
-                        k.value().1
-                    )));
-                }
-            }
-            for e in objects.range((pid, 0)..=(pid, u64::MAX))? {
-                let (k, v) = e?;
-                let row: ObjectRow = decode(v.value(), "object")?;
-                p.push_row(k.value().1, row.blob_len, &row.values);
-            }
-            for e in groups.range((pid, "")..(pid + 1, ""))? {
-                let (k, v) = e?;
-                p.groups.insert(k.value().1.to_string(), decode(v.value(), "group")?);
-            }
-            for e in triage.range((pid, "")..(pid + 1, ""))? {
-                let (k, v) = e?;
-                p.triage.insert(k.value().1.to_string(), decode(v.value(), "triage")?);
-            }
-            all.insert(p.name.clone(), Arc::new(p));
-        }
+        let (all, seq) = follow::load_all(txn.raw())?;
         *self.index.write().map_err(lock_poisoned)? = all;
+        *self.follow.lock().map_err(lock_poisoned)? = seq;
         Ok(())
     }
 
@@ -827,6 +839,7 @@ impl Store {
 
     /// Stops the writer after the jobs already queued; later submissions fail.
     pub fn close(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take();
         }

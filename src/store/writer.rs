@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, mpsc};
 
 use super::catalog::{Bytes, Catalog as Database, Str, TableMut as Table, Text, WriteTxn as WriteTransaction};
 
@@ -72,7 +72,23 @@ fn builtin_type(name: &str) -> Option<AttrType> {
     }
 }
 
-pub fn run(db: Arc<Database>, index: SharedIndex, rx: mpsc::Receiver<Job>) {
+/// Opens a write transaction; on a shared catalog, first brings the index up to the
+/// change log (other nodes' writes), so that ids and dictionaries go on from the
+/// catalog's. The caller holds the position's lock until its own change is in the
+/// index, and records the sequence its commit took.
+fn begin<'d>(db: &'d Database, index: &SharedIndex, last: &mut u64) -> Result<WriteTransaction<'d>, StoreError> {
+    let txn = db.begin_write()?;
+    if db.shared() {
+        super::follow::catch_up(db, txn.raw(), index, last)?;
+    }
+    Ok(txn)
+}
+
+fn lock_follow(follow: &Mutex<u64>) -> Result<MutexGuard<'_, u64>, StoreError> {
+    follow.lock().map_err(|_| StoreError::Io("follow lock poisoned".into()))
+}
+
+pub fn run(db: Arc<Database>, index: SharedIndex, follow: Arc<Mutex<u64>>, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut ingests = Vec::new();
         let mut deletes = Vec::new();
@@ -86,10 +102,10 @@ pub fn run(db: Arc<Database>, index: SharedIndex, rx: mpsc::Receiver<Job>) {
                 }
                 Job::Delete { project, ids, reply } => deletes.push((project, ids, reply)),
                 Job::Triage { project, fingerprints, change, who, reply } => {
-                    let _ = reply.send(triage_change(&db, &index, &project, &fingerprints, &change, &who));
+                    let _ = reply.send(triage_change(&db, &index, &follow, &project, &fingerprints, &change, &who));
                 }
                 Job::SetAttrs { project, ids, values, reply } => {
-                    let _ = reply.send(set_attrs(&db, &index, &project, &ids, &values));
+                    let _ = reply.send(set_attrs(&db, &index, &follow, &project, &ids, &values));
                 }
                 Job::Delivered { outcome, reply } => {
                     let (id, delivery, retry_at) = *outcome;
@@ -101,10 +117,10 @@ pub fn run(db: Arc<Database>, index: SharedIndex, rx: mpsc::Receiver<Job>) {
             }
         }
         if !ingests.is_empty() {
-            ingest_batch(&db, &index, ingests);
+            ingest_batch(&db, &index, &follow, ingests);
         }
         for (project, ids, reply) in deletes {
-            let _ = reply.send(delete(&db, &index, &project, &ids));
+            let _ = reply.send(delete(&db, &index, &follow, &project, &ids));
         }
     }
 }
@@ -577,14 +593,15 @@ impl Overlay {
 
 type Reply = mpsc::Sender<Result<Ack, StoreError>>;
 
-fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Reply)>) {
+fn ingest_batch(db: &Database, index: &SharedIndex, follow: &Mutex<u64>, jobs: Vec<(Box<Prepared>, Reply)>) {
     let mut acks: Vec<(Reply, Ack)> = Vec::with_capacity(jobs.len());
     // Every submission of a failed batch hears why, not only those written before the failure.
     let all: Vec<Reply> = jobs.iter().map(|(_, r)| r.clone()).collect();
     let mut refused = vec![false; jobs.len()];
-    let result = (|| -> Result<HashMap<String, Overlay>, StoreError> {
+    let result = (|| -> Result<(HashMap<String, Overlay>, MutexGuard<'_, u64>), StoreError> {
+        let mut last = lock_follow(follow)?;
+        let txn = begin(db, index, &mut last)?;
         let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
-        let txn = db.begin_write()?;
         let mut overlays: HashMap<String, Overlay> = HashMap::new();
         {
             let mut t = Tables::open(&txn)?;
@@ -605,11 +622,14 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
                 ov.finish(&mut t)?;
             }
         }
-        txn.commit()?;
-        Ok(overlays)
+        drop(idx);
+        if let Some(seq) = txn.commit()? {
+            *last = seq;
+        }
+        Ok((overlays, last))
     })();
     match result {
-        Ok(overlays) => {
+        Ok((overlays, _last)) => {
             if let Ok(mut idx) = index.write() {
                 for (name, ov) in overlays {
                     if let Some(p) = idx.get_mut(&name).map(Arc::make_mut) {
@@ -636,10 +656,13 @@ fn ingest_batch(db: &Database, index: &SharedIndex, jobs: Vec<(Box<Prepared>, Re
 fn set_attrs(
     db: &Database,
     index: &SharedIndex,
+    follow: &Mutex<u64>,
     project: &str,
     ids: &[u64],
     values: &[(String, String)],
 ) -> Result<usize, StoreError> {
+    let mut last = lock_follow(follow)?;
+    let txn = begin(db, index, &mut last)?;
     let (ov, rows, cells) = {
         let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
         let p = idx.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
@@ -647,7 +670,6 @@ fn set_attrs(
         if rows.is_empty() {
             return Ok(0);
         }
-        let txn = db.begin_write()?;
         let mut cells = Vec::with_capacity(values.len());
         let ov = {
             let mut t = Tables::open(&txn)?;
@@ -672,9 +694,11 @@ fn set_attrs(
             ov.finish(&mut t)?;
             ov
         };
-        txn.commit()?;
         (ov, rows, cells)
     };
+    if let Some(seq) = txn.commit()? {
+        *last = seq;
+    }
     let mut idx = index.write().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
     if let Some(p) = idx.get_mut(project).map(Arc::make_mut) {
         ov.apply(p);
@@ -687,7 +711,15 @@ fn set_attrs(
     Ok(rows.len())
 }
 
-fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Result<usize, StoreError> {
+fn delete(
+    db: &Database,
+    index: &SharedIndex,
+    follow: &Mutex<u64>,
+    project: &str,
+    ids: &[u64],
+) -> Result<usize, StoreError> {
+    let mut last = lock_follow(follow)?;
+    let txn = begin(db, index, &mut last)?;
     let mut idx = index.write().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
     let p = idx.get_mut(project).map(Arc::make_mut).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
     let rows: Vec<usize> = ids.iter().filter_map(|&id| p.row_of(id)).collect();
@@ -709,7 +741,6 @@ fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Res
     let fps: Vec<String> = fps.into_iter().collect();
     let new_groups: Vec<(String, Option<GroupRecord>)> = p.recompute_groups(&fps).into_iter().collect();
     let result = (|| -> Result<(), StoreError> {
-        let txn = db.begin_write()?;
         {
             let mut objects = txn.open_table(OBJECTS)?;
             let mut blobs = txn.open_table(BLOBS)?;
@@ -737,7 +768,9 @@ fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Res
                 }
             }
         }
-        txn.commit()?;
+        if let Some(seq) = txn.commit()? {
+            *last = seq;
+        }
         Ok(())
     })();
     match result {
@@ -767,11 +800,14 @@ fn delete(db: &Database, index: &SharedIndex, project: &str, ids: &[u64]) -> Res
 fn triage_change(
     db: &Database,
     index: &SharedIndex,
+    follow: &Mutex<u64>,
     project: &str,
     fps: &[String],
     change: &Change,
     who: &str,
 ) -> Result<Vec<(String, TriageRecord)>, StoreError> {
+    let mut last = lock_follow(follow)?;
+    let txn = begin(db, index, &mut last)?;
     let (pid, dict_len, fps, change) = {
         let idx = index.read().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
         let p = idx.get(project).ok_or_else(|| StoreError::NoProject(project.to_string()))?;
@@ -805,7 +841,6 @@ fn triage_change(
     let change = &change;
     let now = super::now();
     let mut out = Vec::new();
-    let txn = db.begin_write()?;
     {
         let mut table = txn.open_table(TRIAGE)?;
         let mut history = txn.open_table(HISTORY)?;
@@ -830,7 +865,9 @@ fn triage_change(
             out.push((fp.clone(), rec));
         }
     }
-    txn.commit()?;
+    if let Some(seq) = txn.commit()? {
+        *last = seq;
+    }
     let mut idx = index.write().map_err(|_| StoreError::Io("index lock poisoned".into()))?;
     if let Some(p) = idx.get_mut(project).map(Arc::make_mut) {
         for (fp, rec) in &out {

@@ -18,6 +18,10 @@ struct AdminArgs {
     /// data directory (default $XDG_DATA_HOME/bt/store, or ~/.local/share/bt/store)
     #[argh(option)]
     data: Option<PathBuf>,
+    /// the catalog in PostgreSQL instead of DATA/store.redb: postgres://USER@HOST:PORT/DB (password from
+    /// PGPASSWORD or .pgpass)
+    #[argh(option)]
+    catalog: Option<String>,
     #[argh(subcommand)]
     cmd: AdminCmd,
 }
@@ -230,10 +234,10 @@ fn data_first(raw: &[String]) -> Vec<String> {
     let (mut front, mut rest) = (Vec::new(), Vec::new());
     let mut i = 0;
     while i < raw.len() {
-        if raw[i] == "--data" && i + 1 < raw.len() {
+        if (raw[i] == "--data" || raw[i] == "--catalog") && i + 1 < raw.len() {
             front.extend_from_slice(&raw[i..i + 2]);
             i += 2;
-        } else if raw[i].starts_with("--data=") {
+        } else if raw[i].starts_with("--data=") || raw[i].starts_with("--catalog=") {
             front.push(raw[i].clone());
             i += 1;
         } else {
@@ -258,7 +262,8 @@ pub(super) fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let open = || match Store::open_admin(&data) {
+    let backend = crate::store::Backend { catalog: args.catalog.clone() };
+    let open = || match Store::open_admin_with(&data, &backend) {
         Err(crate::store::StoreError::Busy(dir)) => Err(anyhow::anyhow!(
             "{} is held by a running bt serve (one process holds the store): stop it, or make this change while it \
              runs in the console's Settings page (http://HOST:PORT/settings) or with its admin API, e.g. \

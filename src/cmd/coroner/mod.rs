@@ -24,6 +24,10 @@ struct ServeArgs {
     /// data directory (default $XDG_DATA_HOME/bt/store, or ~/.local/share/bt/store)
     #[argh(option)]
     data: Option<PathBuf>,
+    /// the catalog in PostgreSQL, shared by every node given the same URL:
+    /// postgres://USER@HOST:PORT/DB (password from PGPASSWORD or .pgpass)
+    #[argh(option)]
+    catalog: Option<String>,
     /// address to listen on (default 127.0.0.1:6097; port 0 picks a free port)
     #[argh(option, default = "String::from(\"127.0.0.1:6097\")")]
     listen: String,
@@ -104,7 +108,11 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         bail!("this bt was built without TLS (cargo feature tls); rebuild with --features tls or use a TLS proxy");
     }
     let data = args.data.unwrap_or_else(default_data_dir);
-    let store = Store::open(&data).with_context(|| format!("opening the store in {}", data.display()))?;
+    let backend = crate::store::Backend { catalog: args.catalog.clone() };
+    let store = Store::open_with(&data, &backend).with_context(|| match &args.catalog {
+        Some(_) => format!("opening the store (data {}, catalog {})", data.display(), "in PostgreSQL"),
+        None => format!("opening the store in {}", data.display()),
+    })?;
     let opts = server::Options {
         limits: Limits {
             max_body: args.max_submission.max(1 << 20),

@@ -53,22 +53,89 @@ pub trait Engine: Send + Sync {
 /// The catalog of one store, on its engine.
 pub struct Catalog {
     engine: Box<dyn Engine>,
+    /// Tables whose changes a shared catalog logs for the other nodes' indexes.
+    followed: &'static [&'static str],
 }
 
+/// The change log of a shared catalog: sequence → the keys one commit wrote in the
+/// followed tables. Sequences are taken under the writers' lock, so they are in
+/// commit order; the oldest entries are pruned ([`LOG_KEEP`] are kept).
+pub const LOG: Table<u64, Bytes> = Table::new("c.log");
+/// `c.meta` key of the last sequence taken.
+const LOG_SEQ: &str = "log_seq";
+/// Log entries kept; a node further behind reloads its index.
+pub const LOG_KEEP: u64 = 20_000;
+
+/// One commit's changes: (followed table, encoded key) pairs.
+pub type Change = Vec<(&'static str, Vec<u8>)>;
+
 impl Catalog {
-    pub fn new(engine: Box<dyn Engine>) -> Result<Catalog, StoreError> {
+    pub fn new(engine: Box<dyn Engine>, followed: &'static [&'static str]) -> Result<Catalog, StoreError> {
         engine.prepare()?;
-        Ok(Catalog { engine })
+        Ok(Catalog { engine, followed })
     }
     pub fn begin_read(&self) -> Result<ReadTxn<'_>, StoreError> {
         Ok(ReadTxn::new(self.engine.begin_read()?))
     }
     pub fn begin_write(&self) -> Result<WriteTxn<'_>, StoreError> {
-        Ok(WriteTxn::new(self.engine.begin_write()?))
+        let mut txn = WriteTxn::new(self.engine.begin_write()?);
+        if self.engine.shared() {
+            txn.followed = self.followed;
+        }
+        Ok(txn)
     }
     pub fn engine(&self) -> &dyn Engine {
         &*self.engine
     }
+    pub fn shared(&self) -> bool {
+        self.engine.shared()
+    }
+
+    /// The log entries after `after`, in order, read in `txn`. `None` when entries
+    /// after it were pruned (the reader must reload).
+    pub fn log_since(&self, raw: &dyn RawRead, after: u64) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+        let mut out = Vec::new();
+        let lo = key::<u64, u64>(&after);
+        for e in raw.range(LOG.name, Bound::Excluded(lo), Bound::Unbounded)? {
+            let (k, v) = e?;
+            let seq = u64::decode(&mut k.as_slice()).ok_or_else(|| StoreError::Corrupt("a change log key".into()))?;
+            if out.is_empty() && seq != after + 1 {
+                return Ok(None);
+            }
+            out.push((seq, self.decode_change(&v)?));
+        }
+        if out.is_empty() {
+            let last = last_seq(raw)?;
+            if last > after {
+                return Ok(None);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn decode_change(&self, mut b: &[u8]) -> Result<Change, StoreError> {
+        let bad = || StoreError::Corrupt("a change log entry".into());
+        let mut out = Vec::new();
+        while let Some((&t, rest)) = b.split_first() {
+            let table = *self.followed.get(t as usize).ok_or_else(bad)?;
+            let (n, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+            let n = u32::from_le_bytes(*n) as usize;
+            if rest.len() < n {
+                return Err(bad());
+            }
+            out.push((table, rest[..n].to_vec()));
+            b = &rest[n..];
+        }
+        Ok(out)
+    }
+}
+
+/// The last sequence of the change log (0: none yet).
+pub fn last_seq(raw: &dyn RawRead) -> Result<u64, StoreError> {
+    Ok(raw
+        .get("c.meta", &key::<Str, &str>(&LOG_SEQ))?
+        .and_then(|v| v.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))))
+        .unwrap_or(0))
 }
 
 // ---------------------------------------------------------------------------
@@ -289,11 +356,22 @@ pub struct ReadTxn<'c> {
 /// A write transaction; dropped without [`WriteTxn::commit`], it leaves nothing.
 pub struct WriteTxn<'c> {
     raw: Box<dyn RawWrite + 'c>,
+    /// On a shared catalog: the tables whose written keys go to the change log.
+    followed: &'static [&'static str],
+    touched: std::cell::RefCell<Vec<(u8, Vec<u8>)>>,
+}
+
+/// A table read through any transaction's reads.
+pub fn table<K: KeyDef, V: ValueDef>(raw: &dyn RawRead, t: Table<K, V>) -> TableRef<'_, K, V> {
+    TableRef { raw, t }
 }
 
 impl<'c> ReadTxn<'c> {
     pub fn new(raw: Box<dyn RawRead + 'c>) -> ReadTxn<'c> {
         ReadTxn { raw }
+    }
+    pub fn raw(&self) -> &dyn RawRead {
+        &*self.raw
     }
     pub fn open_table<K: KeyDef, V: ValueDef>(&self, t: Table<K, V>) -> Result<TableRef<'_, K, V>, StoreError> {
         Ok(TableRef { raw: &*self.raw, t })
@@ -302,13 +380,38 @@ impl<'c> ReadTxn<'c> {
 
 impl<'c> WriteTxn<'c> {
     pub fn new(raw: Box<dyn RawWrite + 'c>) -> WriteTxn<'c> {
-        WriteTxn { raw }
+        WriteTxn { raw, followed: &[], touched: Default::default() }
     }
     pub fn open_table<K: KeyDef, V: ValueDef>(&self, t: Table<K, V>) -> Result<TableMut<'_, K, V>, StoreError> {
-        Ok(TableMut { raw: &*self.raw, t })
+        let follow = self.followed.iter().position(|&n| n == t.name).map(|i| (i as u8, &self.touched));
+        Ok(TableMut { raw: &*self.raw, t, follow })
     }
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.raw.commit()
+    /// The transaction's reads, for the change log.
+    pub fn raw(&self) -> &dyn RawRead {
+        &*self.raw
+    }
+    /// Commits; on a shared catalog, with the change log entry of what was written
+    /// (its sequence is returned).
+    pub fn commit(self) -> Result<Option<u64>, StoreError> {
+        let touched = self.touched.into_inner();
+        let mut seq = None;
+        if !touched.is_empty() {
+            let s = last_seq(&*self.raw)? + 1;
+            let mut entry = Vec::new();
+            for (t, k) in &touched {
+                entry.push(*t);
+                entry.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                entry.extend_from_slice(k);
+            }
+            self.raw.insert(LOG.name, &key::<u64, u64>(&s), &entry)?;
+            self.raw.insert("c.meta", &key::<Str, &str>(&LOG_SEQ), &s.to_le_bytes())?;
+            if s > LOG_KEEP {
+                self.raw.remove(LOG.name, &key::<u64, u64>(&(s - LOG_KEEP)))?;
+            }
+            seq = Some(s);
+        }
+        self.raw.commit()?;
+        Ok(seq)
     }
 }
 
@@ -322,6 +425,8 @@ pub struct TableRef<'t, K, V> {
 pub struct TableMut<'t, K, V> {
     raw: &'t dyn RawWrite,
     t: Table<K, V>,
+    /// The table's number among the followed ones and the transaction's log.
+    follow: Option<(u8, &'t std::cell::RefCell<Vec<(u8, Vec<u8>)>>)>,
 }
 
 /// Entries of a range, typed.
@@ -381,11 +486,25 @@ impl<K: KeyDef, V: ValueDef> TableMut<'_, K, V> {
     read_methods!();
 
     pub fn insert<Q: EncodeKey<K>>(&mut self, q: Q, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
-        self.raw.insert(self.t.name, &key::<K, Q>(&q), value.as_ref())
+        let k = key::<K, Q>(&q);
+        self.raw.insert(self.t.name, &k, value.as_ref())?;
+        self.note(k);
+        Ok(())
     }
 
     pub fn remove<Q: EncodeKey<K>>(&mut self, q: Q) -> Result<Option<ValueGuard<V>>, StoreError> {
-        Ok(self.raw.remove(self.t.name, &key::<K, Q>(&q))?.map(|bytes| ValueGuard { bytes, _v: PhantomData }))
+        let k = key::<K, Q>(&q);
+        let old = self.raw.remove(self.t.name, &k)?;
+        if old.is_some() {
+            self.note(k);
+        }
+        Ok(old.map(|bytes| ValueGuard { bytes, _v: PhantomData }))
+    }
+
+    fn note(&self, k: Vec<u8>) {
+        if let Some((t, log)) = self.follow {
+            log.borrow_mut().push((t, k));
+        }
     }
 
     /// Keeps the entries for which `keep` is true.
@@ -419,6 +538,7 @@ impl<K: KeyDef, V: ValueDef> TableMut<'_, K, V> {
         }
         for k in gone {
             self.raw.remove(self.t.name, &k)?;
+            self.note(k);
         }
         Ok(())
     }
