@@ -643,9 +643,14 @@ fn ingest_batch(db: &Database, index: &SharedIndex, follow: &Mutex<u64>, jobs: V
         }
         Err(e) => {
             log::error!("batch of {} submissions failed, none stored: {e}", all.len());
+            let unavailable = matches!(e, StoreError::Unavailable(_));
             let msg = e.to_string();
             for (reply, _) in all.iter().zip(&refused).filter(|(_, r)| !**r) {
-                let _ = reply.send(Err(StoreError::Io(format!("storing failed: {msg}"))));
+                let _ = reply.send(Err(if unavailable {
+                    StoreError::Unavailable(format!("storing failed: {msg}"))
+                } else {
+                    StoreError::Io(format!("storing failed: {msg}"))
+                }));
             }
         }
     }

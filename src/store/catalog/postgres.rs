@@ -50,11 +50,15 @@ pub struct Postgres {
     pool: Mutex<Vec<Conn>>,
 }
 
+/// A lost or refused connection, a server shutting down or out of resources, a
+/// serialization failure: the client may retry (503); anything else is a fault.
 fn pg_error(e: postgres::Error) -> StoreError {
-    if e.is_closed() || e.as_db_error().is_none() {
-        StoreError::Unavailable(format!("catalog: {e}"))
+    let Some(db) = e.as_db_error() else { return StoreError::Unavailable(format!("catalog: {e}")) };
+    let code = db.code().code();
+    if e.is_closed() || ["08", "53", "57P", "40001", "40P01"].iter().any(|c| code.starts_with(c)) {
+        StoreError::Unavailable(format!("catalog: {}", db.message()))
     } else {
-        StoreError::Catalog(e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+        StoreError::Catalog(format!("{} ({code})", db.message()))
     }
 }
 
