@@ -162,7 +162,16 @@ fn lock_poisoned<T>(_: T) -> StoreError {
 pub struct Backend {
     /// `postgres://USER@HOST:PORT/DB`; `None`: `DATA/store.redb`.
     pub catalog: Option<String>,
+    /// `s3://BUCKET?endpoint=URL&region=R`: reports and attachments in that bucket;
+    /// `None`: in the catalog.
+    pub blobs: Option<String>,
+    /// A file with the bucket's credentials (else `AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY`).
+    pub blobs_credentials: Option<PathBuf>,
 }
+
+/// The catalog tables an external blob store holds.
+const BLOB_TABLES: &[&str] = &[BLOBS.name, ATTACHMENTS.name];
 
 /// How often a node on a shared catalog applies the other nodes' changes.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -234,7 +243,14 @@ impl Store {
                 return Err(StoreError::BadInput(format!("catalog {other:?}: expected postgres://USER@HOST:PORT/DB")));
             }
         };
-        let db = Catalog::new(engine, follow::FOLLOWED)?;
+        let blobs: Option<(Box<dyn catalog::blobs::BlobStore>, _)> = match &backend.blobs {
+            None => None,
+            Some(url) => {
+                let s3 = catalog::blobs::S3::connect(url, backend.blobs_credentials.as_deref())?;
+                Some((Box::new(s3), BLOB_TABLES))
+            }
+        };
+        let db = Catalog::new(engine, follow::FOLLOWED, blobs)?;
         let store = Store {
             dir: dir.to_path_buf(),
             db: Arc::new(db),

@@ -22,6 +22,13 @@ struct AdminArgs {
     /// PGPASSWORD or .pgpass)
     #[argh(option)]
     catalog: Option<String>,
+    /// reports and attachments in an S3-compatible bucket: s3://BUCKET?endpoint=URL&region=R
+    /// (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --blobs-credentials)
+    #[argh(option)]
+    blobs: Option<String>,
+    /// a file with aws_access_key_id = … and aws_secret_access_key = … lines
+    #[argh(option)]
+    blobs_credentials: Option<PathBuf>,
     #[argh(subcommand)]
     cmd: AdminCmd,
 }
@@ -234,10 +241,10 @@ fn data_first(raw: &[String]) -> Vec<String> {
     let (mut front, mut rest) = (Vec::new(), Vec::new());
     let mut i = 0;
     while i < raw.len() {
-        if (raw[i] == "--data" || raw[i] == "--catalog") && i + 1 < raw.len() {
+        if ["--data", "--catalog", "--blobs", "--blobs-credentials"].contains(&raw[i].as_str()) && i + 1 < raw.len() {
             front.extend_from_slice(&raw[i..i + 2]);
             i += 2;
-        } else if raw[i].starts_with("--data=") || raw[i].starts_with("--catalog=") {
+        } else if ["--data=", "--catalog=", "--blobs=", "--blobs-credentials="].iter().any(|o| raw[i].starts_with(o)) {
             front.push(raw[i].clone());
             i += 1;
         } else {
@@ -262,7 +269,11 @@ pub(super) fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let backend = crate::store::Backend { catalog: args.catalog.clone() };
+    let backend = crate::store::Backend {
+        catalog: args.catalog.clone(),
+        blobs: args.blobs.clone(),
+        blobs_credentials: args.blobs_credentials.clone(),
+    };
     let open = || match Store::open_admin_with(&data, &backend) {
         Err(crate::store::StoreError::Busy(dir)) => Err(anyhow::anyhow!(
             "{} is held by a running bt serve (one process holds the store): stop it, or make this change while it \

@@ -28,6 +28,13 @@ struct ServeArgs {
     /// postgres://USER@HOST:PORT/DB (password from PGPASSWORD or .pgpass)
     #[argh(option)]
     catalog: Option<String>,
+    /// reports and attachments in an S3-compatible bucket: s3://BUCKET?endpoint=URL&region=R
+    /// (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --blobs-credentials)
+    #[argh(option)]
+    blobs: Option<String>,
+    /// a file with aws_access_key_id = … and aws_secret_access_key = … lines
+    #[argh(option)]
+    blobs_credentials: Option<PathBuf>,
     /// address to listen on (default 127.0.0.1:6097; port 0 picks a free port)
     #[argh(option, default = "String::from(\"127.0.0.1:6097\")")]
     listen: String,
@@ -108,7 +115,11 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         bail!("this bt was built without TLS (cargo feature tls); rebuild with --features tls or use a TLS proxy");
     }
     let data = args.data.unwrap_or_else(default_data_dir);
-    let backend = crate::store::Backend { catalog: args.catalog.clone() };
+    let backend = crate::store::Backend {
+        catalog: args.catalog.clone(),
+        blobs: args.blobs.clone(),
+        blobs_credentials: args.blobs_credentials.clone(),
+    };
     let store = Store::open_with(&data, &backend).with_context(|| match &args.catalog {
         Some(_) => format!("opening the store (data {}, catalog {})", data.display(), "in PostgreSQL"),
         None => format!("opening the store in {}", data.display()),

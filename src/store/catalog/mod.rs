@@ -10,6 +10,7 @@
 //! transaction-level advisory lock on PostgreSQL), so read-modify-write of counters
 //! and group records is safe across nodes.
 
+pub mod blobs;
 pub mod embedded;
 pub mod postgres;
 
@@ -55,6 +56,8 @@ pub struct Catalog {
     engine: Box<dyn Engine>,
     /// Tables whose changes a shared catalog logs for the other nodes' indexes.
     followed: &'static [&'static str],
+    /// Where the blob tables live when not in the catalog.
+    blobs: Option<(Box<dyn blobs::BlobStore>, &'static [&'static str])>,
 }
 
 /// The change log of a shared catalog: sequence → the keys one commit wrote in the
@@ -70,15 +73,29 @@ pub const LOG_KEEP: u64 = 20_000;
 pub type Change = Vec<(&'static str, Vec<u8>)>;
 
 impl Catalog {
-    pub fn new(engine: Box<dyn Engine>, followed: &'static [&'static str]) -> Result<Catalog, StoreError> {
+    /// A catalog on `engine`; with `blobs`, the named tables live in that object store.
+    pub fn new(
+        engine: Box<dyn Engine>,
+        followed: &'static [&'static str],
+        blobs: Option<(Box<dyn blobs::BlobStore>, &'static [&'static str])>,
+    ) -> Result<Catalog, StoreError> {
         engine.prepare()?;
-        Ok(Catalog { engine, followed })
+        Ok(Catalog { engine, followed, blobs })
     }
     pub fn begin_read(&self) -> Result<ReadTxn<'_>, StoreError> {
-        Ok(ReadTxn::new(self.engine.begin_read()?))
+        let raw = self.engine.begin_read()?;
+        Ok(ReadTxn::new(match &self.blobs {
+            Some((b, tables)) => Box::new(blobs::Routed::new(raw, &**b, tables)),
+            None => raw,
+        }))
     }
     pub fn begin_write(&self) -> Result<WriteTxn<'_>, StoreError> {
-        let mut txn = WriteTxn::new(self.engine.begin_write()?);
+        let raw = self.engine.begin_write()?;
+        let raw: Box<dyn RawWrite + '_> = match &self.blobs {
+            Some((b, tables)) => Box::new(blobs::Routed::new(raw, &**b, tables)),
+            None => raw,
+        };
+        let mut txn = WriteTxn::new(raw);
         if self.engine.shared() {
             txn.followed = self.followed;
         }
@@ -89,6 +106,10 @@ impl Catalog {
     }
     pub fn shared(&self) -> bool {
         self.engine.shared()
+    }
+    /// The object store of the blob tables, if they are not in the catalog.
+    pub fn blob_store(&self) -> Option<&dyn blobs::BlobStore> {
+        self.blobs.as_ref().map(|(b, _)| &**b)
     }
 
     /// The log entries after `after`, in order, read in `txn`. `None` when entries

@@ -1,0 +1,438 @@
+//! Blobs outside the catalog: the tables of submitted reports and attachments kept
+//! in an S3-compatible object store (SeaweedFS, MinIO, Ceph RGW, AWS S3) instead of
+//! the catalog, while every other table stays in it.
+//!
+//! [`Routed`] wraps an engine's transactions: a write to a blob table is held until
+//! commit, uploaded (in parallel) *before* the catalog commits, and removals happen
+//! after it. So an acknowledged object's blob is stored; a blob whose catalog row
+//! never committed (a node killed in between) is an orphan that the sweeper removes
+//! after a grace period. An object's blob key is derived from its catalog key
+//! (`TABLE/hex(key)`), so hex order is key order and a range is a prefix listing.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::time::Duration;
+
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+use super::{RawEntry, RawRange, RawRead, RawWrite};
+use crate::store::StoreError;
+
+/// Largest blob read back (a submission is bounded far below this).
+const MAX_BLOB: u64 = 1 << 30;
+/// Uploads in flight at once while a batch commits.
+const PARALLEL: usize = 16;
+
+/// An object store.
+pub trait BlobStore: Send + Sync {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Keys under a prefix, in order, with their last-modified time (Unix seconds).
+    fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    fn describe(&self) -> String;
+}
+
+/// An S3 bucket, requests signed with SigV4 (rusty-s3) and sent with ureq.
+pub struct S3 {
+    bucket: Bucket,
+    creds: Credentials,
+    agent: ureq::Agent,
+    shown: String,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("blob store: {what}: {e}"))
+}
+
+/// `aws_access_key_id = …` / `AWS_SECRET_ACCESS_KEY=…` lines (an AWS credentials file
+/// or an env file).
+fn credentials_file(text: &str) -> Option<(String, String)> {
+    let mut id = None;
+    let mut secret = None;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let v = v.trim().trim_matches('"').to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "aws_access_key_id" => id = Some(v),
+            "aws_secret_access_key" => secret = Some(v),
+            _ => {}
+        }
+    }
+    Some((id?, secret?))
+}
+
+/// Unix seconds of an S3 time (`2026-12-05T12:00:00.000Z`); 0 if unreadable.
+fn s3_time(s: &str) -> i64 {
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok());
+    let (Some(y), Some(m), Some(d), Some(hh), Some(mm), Some(ss)) =
+        (num(0..4), num(5..7), num(8..10), num(11..13), num(14..16), num(17..19))
+    else {
+        return 0;
+    };
+    // Days from the civil date (proleptic Gregorian), as in H. Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + hh * 3600 + mm * 60 + ss
+}
+
+impl S3 {
+    /// `s3://BUCKET?endpoint=URL&region=R`; credentials from `credentials` (a file) or
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`. The bucket is created if missing.
+    pub fn connect(url: &str, credentials: Option<&std::path::Path>) -> Result<S3, StoreError> {
+        let bad = |m: &str| {
+            StoreError::BadInput(format!("blob store {url:?}: {m} (expected s3://BUCKET?endpoint=URL&region=R)"))
+        };
+        let rest = url.strip_prefix("s3://").ok_or_else(|| bad("not an s3:// URL"))?;
+        let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let name = name.trim_end_matches('/');
+        if name.is_empty() || name.contains('/') {
+            return Err(bad("no bucket name"));
+        }
+        let mut endpoint = None;
+        let mut region = "us-east-1".to_string();
+        for kv in query.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| bad("a query parameter without a value"))?;
+            let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+            match k {
+                "endpoint" => endpoint = Some(v),
+                "region" => region = v,
+                _ => return Err(bad(&format!("unknown parameter {k}"))),
+            }
+        }
+        let endpoint = endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let parsed = endpoint.parse().map_err(|_| bad("the endpoint is not a URL"))?;
+        let bucket =
+            Bucket::new(parsed, UrlStyle::Path, name.to_string(), region).map_err(|e| bad(&format!("bucket: {e}")))?;
+        let (id, secret) = match credentials {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| StoreError::Io(format!("reading blob credentials {}: {e}", f.display())))?;
+                credentials_file(&text).ok_or_else(|| {
+                    StoreError::BadInput(format!(
+                        "{}: expected aws_access_key_id = … and aws_secret_access_key = … lines",
+                        f.display()
+                    ))
+                })?
+            }
+            None => match (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) {
+                (Ok(i), Ok(s)) => (i, s),
+                _ => {
+                    return Err(StoreError::BadInput(
+                        "blob store credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give --blobs-credentials FILE"
+                            .into(),
+                    ));
+                }
+            },
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .max_redirects(0)
+            .build()
+            .into();
+        let s3 = S3 { bucket, creds: Credentials::new(id, secret), agent, shown: format!("s3://{name} at {endpoint}") };
+        s3.ensure_bucket()?;
+        Ok(s3)
+    }
+
+    fn ensure_bucket(&self) -> Result<(), StoreError> {
+        let url = self.bucket.head_bucket(Some(&self.creds)).sign(Duration::from_secs(300));
+        let r = self.agent.head(url.as_str()).call().map_err(|e| unavailable("checking the bucket", e))?;
+        match r.status().as_u16() {
+            200 => Ok(()),
+            404 => {
+                let url = self.bucket.create_bucket(&self.creds).sign(Duration::from_secs(300));
+                let r = self.agent.put(url.as_str()).send_empty().map_err(|e| unavailable("creating the bucket", e))?;
+                match r.status().as_u16() {
+                    200 | 409 => Ok(()),
+                    s => Err(StoreError::Io(format!("blob store: creating the bucket: HTTP {s}"))),
+                }
+            }
+            403 => Err(StoreError::BadInput(format!("{}: access denied (check the credentials)", self.shown))),
+            s => Err(unavailable("checking the bucket", format!("HTTP {s}"))),
+        }
+    }
+
+    fn status_error(&self, what: &str, key: &str, status: u16) -> StoreError {
+        if status >= 500 || status == 429 {
+            unavailable(&format!("{what} {key}"), format!("HTTP {status}"))
+        } else {
+            StoreError::Io(format!("blob store: {what} {key}: HTTP {status}"))
+        }
+    }
+}
+
+impl BlobStore for S3 {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let url = self.bucket.put_object(Some(&self.creds), key).sign(Duration::from_secs(300));
+        let r = self.agent.put(url.as_str()).send(bytes).map_err(|e| unavailable(&format!("storing {key}"), e))?;
+        match r.status().as_u16() {
+            200 | 201 | 204 => Ok(()),
+            s => Err(self.status_error("storing", key, s)),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let url = self.bucket.get_object(Some(&self.creds), key).sign(Duration::from_secs(300));
+        let mut r = self.agent.get(url.as_str()).call().map_err(|e| unavailable(&format!("reading {key}"), e))?;
+        match r.status().as_u16() {
+            200 => Ok(Some(
+                r.body_mut()
+                    .with_config()
+                    .limit(MAX_BLOB)
+                    .read_to_vec()
+                    .map_err(|e| unavailable(&format!("reading {key}"), e))?,
+            )),
+            404 => Ok(None),
+            s => Err(self.status_error("reading", key, s)),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let url = self.bucket.delete_object(Some(&self.creds), key).sign(Duration::from_secs(300));
+        let r = self.agent.delete(url.as_str()).call().map_err(|e| unavailable(&format!("removing {key}"), e))?;
+        match r.status().as_u16() {
+            200 | 204 | 404 => Ok(()),
+            s => Err(self.status_error("removing", key, s)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.creds));
+            action.with_prefix(prefix);
+            if let Some(t) = &token {
+                action.with_continuation_token(t.as_str());
+            }
+            let url = action.sign(Duration::from_secs(300));
+            let mut r = self.agent.get(url.as_str()).call().map_err(|e| unavailable("listing", e))?;
+            let status = r.status().as_u16();
+            if status != 200 {
+                return Err(self.status_error("listing", prefix, status));
+            }
+            let text =
+                r.body_mut().with_config().limit(64 << 20).read_to_string().map_err(|e| unavailable("listing", e))?;
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
+                .map_err(|e| StoreError::Io(format!("blob store: listing: {e}")))?;
+            out.extend(page.contents.into_iter().map(|c| {
+                let t = c.last_modified.as_deref().map(s3_time).unwrap_or(0);
+                (c.key, t)
+            }));
+            match page.next_continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The object key of a blob table's entry.
+pub fn blob_key(table: &str, key: &[u8]) -> String {
+    format!("{table}/{}", hex(key))
+}
+
+/// The catalog key of an object key of `table`.
+pub fn catalog_key(table: &str, object: &str) -> Option<Vec<u8>> {
+    unhex(object.strip_prefix(table)?.strip_prefix('/')?)
+}
+
+fn within(k: &[u8], lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
+    let above = match lo {
+        Bound::Included(l) => k >= l.as_slice(),
+        Bound::Excluded(l) => k > l.as_slice(),
+        Bound::Unbounded => true,
+    };
+    let below = match hi {
+        Bound::Included(h) => k <= h.as_slice(),
+        Bound::Excluded(h) => k < h.as_slice(),
+        Bound::Unbounded => true,
+    };
+    above && below
+}
+
+/// The longest common prefix of two bounds, which every key between them shares.
+fn common_prefix(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Vec<u8> {
+    match (lo, hi) {
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a.iter().zip(b).take_while(|(x, y)| x == y).map(|(x, _)| *x).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A transaction whose blob tables live in a [`BlobStore`].
+pub struct Routed<'c, T: ?Sized> {
+    pub inner: Box<T>,
+    pub blobs: &'c dyn BlobStore,
+    pub tables: &'static [&'static str],
+    puts: RefCell<HashMap<String, Vec<u8>>>,
+    deletes: RefCell<Vec<String>>,
+}
+
+impl<'c, T: ?Sized> Routed<'c, T> {
+    pub fn new(inner: Box<T>, blobs: &'c dyn BlobStore, tables: &'static [&'static str]) -> Routed<'c, T> {
+        Routed { inner, blobs, tables, puts: Default::default(), deletes: Default::default() }
+    }
+
+    fn routed(&self, table: &str) -> bool {
+        self.tables.contains(&table)
+    }
+
+    fn blob_get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = blob_key(table, key);
+        if let Some(v) = self.puts.borrow().get(&k) {
+            return Ok(Some(v.clone()));
+        }
+        if self.deletes.borrow().contains(&k) {
+            return Ok(None);
+        }
+        self.blobs.get(&k)
+    }
+
+    fn blob_range(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+    ) -> Result<RawRange<'_>, StoreError> {
+        let prefix = format!("{table}/{}", hex(&common_prefix(&lo, &hi)));
+        let mut keys: Vec<Vec<u8>> = self
+            .blobs
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|(k, _)| catalog_key(table, &k))
+            .filter(|k| within(k, &lo, &hi))
+            .collect();
+        for k in self.puts.borrow().keys() {
+            if let Some(c) = catalog_key(table, k).filter(|c| within(c, &lo, &hi)) {
+                keys.push(c);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let deletes = self.deletes.borrow().clone();
+        keys.retain(|k| !deletes.contains(&blob_key(table, k)));
+        Ok(Box::new(keys.into_iter().filter_map(move |k| match self.blob_get(table, &k) {
+            Ok(Some(v)) => Some(Ok::<RawEntry, StoreError>((k, v))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        })))
+    }
+}
+
+impl<T: RawRead + ?Sized> RawRead for Routed<'_, T> {
+    fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.routed(table) { self.blob_get(table, key) } else { self.inner.get(table, key) }
+    }
+
+    fn range(&self, table: &'static str, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<RawRange<'_>, StoreError> {
+        if self.routed(table) { self.blob_range(table, lo, hi) } else { self.inner.range(table, lo, hi) }
+    }
+}
+
+impl<T: RawWrite + ?Sized> RawWrite for Routed<'_, T> {
+    fn insert(&self, table: &'static str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if !self.routed(table) {
+            return self.inner.insert(table, key, value);
+        }
+        let k = blob_key(table, key);
+        self.deletes.borrow_mut().retain(|d| *d != k);
+        self.puts.borrow_mut().insert(k, value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.routed(table) {
+            return self.inner.remove(table, key);
+        }
+        let k = blob_key(table, key);
+        let was = self.puts.borrow_mut().remove(&k);
+        self.deletes.borrow_mut().push(k);
+        Ok(was)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let Routed { inner, blobs, puts, deletes, .. } = *self;
+        let puts: Vec<(String, Vec<u8>)> = puts.into_inner().into_iter().collect();
+        // Every blob is stored before the rows that name it commit.
+        let chunk = puts.len().div_ceil(PARALLEL).max(1);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = puts
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().try_for_each(|(k, v)| blobs.put(k, v))))
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join().unwrap_or_else(|_| Err(StoreError::Io("a blob upload thread panicked".into())))
+            })
+        })?;
+        inner.commit()?;
+        // After the commit, blobs of removed rows go; one left behind by a crash here
+        // has no row, and the sweeper takes it.
+        for k in deletes.into_inner() {
+            if let Err(e) = blobs.delete(&k) {
+                log::warn!("{e} (the sweeper will remove it)");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_times_are_unix_seconds() {
+        assert_eq!(s3_time("1970-01-01T00:00:00.000Z"), 0);
+        assert_eq!(s3_time("2026-12-05T12:34:56.000Z"), 1_796_474_096);
+        assert_eq!(s3_time("2000-03-01T00:00:00Z"), 951_868_800);
+        assert_eq!(s3_time("garbage"), 0);
+    }
+
+    #[test]
+    fn blob_keys_round_trip_and_keep_key_order() {
+        let a = blob_key("c.blobs", &[0, 0, 0, 1, 0xff]);
+        let b = blob_key("c.blobs", &[0, 0, 0, 2, 0]);
+        assert!(a < b);
+        assert_eq!(catalog_key("c.blobs", &a), Some(vec![0, 0, 0, 1, 0xff]));
+        assert_eq!(catalog_key("c.blobs", "c.blobs/zz"), None);
+        assert_eq!(catalog_key("c.attachments", &a), None);
+    }
+
+    #[test]
+    fn credentials_files_of_both_spellings() {
+        let ini = "[default]\naws_access_key_id = AKIA\naws_secret_access_key = s3cr=et\n";
+        assert_eq!(credentials_file(ini), Some(("AKIA".into(), "s3cr=et".into())));
+        assert_eq!(
+            credentials_file("AWS_ACCESS_KEY_ID=a\nAWS_SECRET_ACCESS_KEY=\"b\"\n"),
+            Some(("a".into(), "b".into()))
+        );
+        assert_eq!(credentials_file("aws_access_key_id = a\n"), None);
+    }
+}
