@@ -156,6 +156,11 @@ fn forbidden() -> Outcome {
     err(403, "forbidden")
 }
 
+/// How often a server with an external blob store sweeps it, and how old an
+/// unreferenced blob must be to go (far longer than any commit).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+const SWEEP_GRACE: Duration = Duration::from_secs(3600);
+
 fn store_error(e: StoreError) -> Outcome {
     match e {
         StoreError::BadInput(m) => err(400, &m),
@@ -835,6 +840,19 @@ pub fn serve(
             }
         }
     });
+    if store.db().blob_store().is_some() {
+        let sweep_store = store.clone();
+        let _ = std::thread::Builder::new().name("sweeper".into()).spawn(move || {
+            loop {
+                std::thread::sleep(SWEEP_EVERY);
+                match sweep_store.sweep_blobs(SWEEP_GRACE.as_secs() as i64) {
+                    Ok(s) if s.removed == 0 => {}
+                    Ok(s) => log_line(json!({"ts": now(), "sweep": {"blobs": s.blobs, "removed": s.removed}})),
+                    Err(e) => log_line(json!({"ts": now(), "sweep": {"error": e.to_string()}})),
+                }
+            }
+        });
+    }
     store.limit_decoding(opts.max_submission);
     let minidump_queue = match &opts.minidump {
         Some(process) => {

@@ -12,10 +12,12 @@ pub mod catalog;
 mod follow;
 pub mod index;
 pub mod ingest;
+pub mod migrate;
 pub mod outbox;
 pub mod query;
 pub mod schema;
 pub mod summary;
+pub mod sweep;
 pub mod symbols;
 pub mod triage;
 pub mod workflow;
@@ -500,6 +502,11 @@ impl Store {
     pub fn get(&self, project: &str, id: u64) -> Result<Object, StoreError> {
         let pid = self.project_id(project)?;
         let txn = self.db.begin_read()?;
+        // A blob is served only with its committed row: an external blob store may
+        // hold one whose commit never happened, until the sweeper removes it.
+        if txn.open_table(OBJECTS)?.get((pid, id))?.is_none() {
+            return Err(StoreError::NotFound(format!("object {}", format_object_id(id))));
+        }
         let blobs = txn.open_table(BLOBS)?;
         let v =
             blobs.get((pid, id))?.ok_or_else(|| StoreError::NotFound(format!("object {}", format_object_id(id))))?;

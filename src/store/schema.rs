@@ -50,6 +50,29 @@ pub const DELIVERIES: Table<(u32, Str, u64), Bytes> = Table::new("c.deliveries")
 /// (project id, rule id, fingerprint) → [`NotifyState`]: when a rule last fired for a group.
 pub const NOTIFIED: Table<(u32, u32, Str), Bytes> = Table::new("c.notified");
 
+/// Every table of the catalog (the change log aside), for copies between engines.
+pub const ALL_TABLES: &[&str] = &[
+    META.name,
+    PROJECTS.name,
+    TOKENS.name,
+    USERS.name,
+    SESSIONS.name,
+    MEMBERS.name,
+    ATTRS.name,
+    STRINGS.name,
+    OBJECTS.name,
+    BLOBS.name,
+    ATTACHMENTS.name,
+    GROUPS.name,
+    TRIAGE.name,
+    HISTORY.name,
+    INTEGRATIONS.name,
+    RULES.name,
+    OUTBOX.name,
+    DELIVERIES.name,
+    NOTIFIED.name,
+];
+
 /// Per rule and group: the last notification and the recent crashes a threshold counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyState {

@@ -40,6 +40,8 @@ enum AdminCmd {
     Token(TokenArgs),
     User(UserArgs),
     Check(CheckArgs),
+    Sweep(SweepArgs),
+    Migrate(MigrateArgs),
 }
 
 /// Projects: create, list, remove, retention.
@@ -195,6 +197,32 @@ struct UserRemove {
 #[argh(subcommand, name = "check")]
 struct CheckArgs {}
 
+/// Remove blobs of the --blobs bucket that no committed object names (bt serve does it hourly).
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "sweep",
+    example = "bt coroner --catalog postgres://bt@db:5432/bt --blobs 's3://crashes?endpoint=http://s3:8333' sweep --grace 1h"
+)]
+struct SweepArgs {
+    /// leave blobs younger than this (default 1h; it must exceed any commit in progress)
+    #[argh(option, default = "String::from(\"1h\")")]
+    grace: String,
+}
+
+/// Copy the store in --data to --catalog/--blobs (or back with --back), resumable, verified.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "migrate",
+    example = "bt coroner --data /var/lib/bt --catalog postgres://bt@db:5432/bt --blobs 's3://crashes?endpoint=http://s3:8333' migrate"
+)]
+struct MigrateArgs {
+    /// from --catalog/--blobs into the data directory's own file instead
+    #[argh(switch)]
+    back: bool,
+}
+
 pub(super) const ADMIN_USAGE: &str = "usage: bt coroner [--data DIR] COMMAND
   serve [--listen ADDR] ...              run the server (also: bt serve, bt coroner --listen ...)
   project create NAME [--max-age D] [--max-size S]
@@ -205,6 +233,8 @@ pub(super) const ADMIN_USAGE: &str = "usage: bt coroner [--data DIR] COMMAND
   user add NAME [--admin | --project P…] (password from the terminal, or the first line of stdin)
   user list | user remove NAME
   check                                  verify the store's invariants
+  sweep [--grace 1h]                     remove blobs no object names (with --blobs)
+  migrate [--back]                       copy --data's store to --catalog/--blobs (or back)
   integration add PROJECT NAME --webhook URL [--secret S] | --slack URL
                 | --jira URL --jira-project KEY --jira-user EMAIL --jira-token-file F
   integration list PROJECT | remove PROJECT NAME | log PROJECT NAME | test PROJECT NAME
@@ -385,6 +415,45 @@ pub(super) fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
                 eprintln!("{name}: removed user {user}");
             }
         },
+        AdminCmd::Sweep(a) => {
+            if backend.blobs.is_none() {
+                bail!(
+                    "sweep needs --blobs (and the --catalog that names its objects): the embedded store has nothing to sweep"
+                );
+            }
+            let grace = parse_duration(&a.grace)?;
+            let s = open()?.sweep_blobs(grace as i64)?;
+            println!("{} blobs, {} named by no object, {} removed", s.blobs, s.orphans, s.removed);
+        }
+        AdminCmd::Migrate(a) => {
+            if backend.catalog.is_none() {
+                bail!("migrate needs --catalog postgres://… (and usually --blobs s3://…)");
+            }
+            let embedded = match Store::open_admin(&data) {
+                Err(crate::store::StoreError::Busy(dir)) => {
+                    bail!("{} is held by a running bt serve: stop it first", dir.display())
+                }
+                r => r.with_context(|| format!("opening the store in {}", data.display()))?,
+            };
+            let shared = open()?;
+            let (from, to) = if a.back { (&shared, &embedded) } else { (&embedded, &shared) };
+            let t0 = std::time::Instant::now();
+            let tables = from.migrate_into(to, |t| {
+                eprintln!(
+                    "{name}: {:<16} {:>10} entries ({} copied now), sha256 {}",
+                    t.table,
+                    t.entries,
+                    t.copied,
+                    &t.checksum[..16]
+                );
+            })?;
+            let n: u64 = tables.iter().map(|t| t.entries).sum();
+            eprintln!(
+                "{name}: migrated and verified {n} entries in {} tables in {:.1} s",
+                tables.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
         AdminCmd::Check(_) => {
             let problems = open()?.check()?;
             for p in &problems {

@@ -91,7 +91,7 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     }
     match raw.get(i).map(String::as_str) {
         Some("serve") => serve(name, &[&raw[..i], &raw[i + 1..]].concat()),
-        Some("project" | "token" | "user" | "check") if !is_serve_applet => admin(name, raw),
+        Some("project" | "token" | "user" | "check" | "sweep" | "migrate") if !is_serve_applet => admin(name, raw),
         Some("integration") if !is_serve_applet => integration(name, &[&raw[..i], &raw[i + 1..]].concat()),
         Some("help") => {
             print!("{ADMIN_USAGE}");

@@ -149,10 +149,16 @@ impl S3 {
             200 => Ok(()),
             404 => {
                 let url = self.bucket.create_bucket(&self.creds).sign(Duration::from_secs(300));
-                let r = self.agent.put(url.as_str()).send_empty().map_err(|e| unavailable("creating the bucket", e))?;
+                let mut r =
+                    self.agent.put(url.as_str()).send_empty().map_err(|e| unavailable("creating the bucket", e))?;
                 match r.status().as_u16() {
                     200 | 409 => Ok(()),
-                    s => Err(StoreError::Io(format!("blob store: creating the bucket: HTTP {s}"))),
+                    s => {
+                        let text = r.body_mut().with_config().limit(64 << 10).read_to_string().unwrap_or_default();
+                        let why =
+                            text.split("<Message>").nth(1).and_then(|m| m.split("</Message>").next()).unwrap_or("");
+                        Err(StoreError::BadInput(format!("{}: creating the bucket: HTTP {s} {why}", self.shown)))
+                    }
                 }
             }
             403 => Err(StoreError::BadInput(format!("{}: access denied (check the credentials)", self.shown))),

@@ -411,6 +411,14 @@ impl<'c> WriteTxn<'c> {
     pub fn raw(&self) -> &dyn RawRead {
         &*self.raw
     }
+    /// Writes encoded entries as they are (copies between catalogs); not logged for
+    /// followers, so only while no node serves the destination.
+    pub fn raw_insert(&self, table: &'static str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.raw.insert(table, key, value)
+    }
+    pub fn raw_remove(&self, table: &'static str, key: &[u8]) -> Result<(), StoreError> {
+        self.raw.remove(table, key).map(|_| ())
+    }
     /// Commits; on a shared catalog, with the change log entry of what was written
     /// (its sequence is returned).
     pub fn commit(self) -> Result<Option<u64>, StoreError> {

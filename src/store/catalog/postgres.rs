@@ -393,7 +393,7 @@ impl Engine for Postgres {
         // Two nodes starting at once: the lock makes the second wait for the first's DDL.
         c.client
             .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK});
+                "SET client_min_messages = warning; BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK});
                  CREATE TABLE IF NOT EXISTS bt_catalog (t text NOT NULL, k bytea NOT NULL, v bytea NOT NULL,
                      PRIMARY KEY (t, k));
                  COMMIT"
