@@ -28,7 +28,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: sdk fuzz bench-console bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: sdk fuzz bench-scale bench-console bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -113,6 +113,14 @@ bench-store: deps bt
 
 # The web console on a store of BENCH_STORE_OBJECTS objects in 10,000 groups: its API
 # calls, and its pages in headless Chromium (playwright-core from make sdk).
+# Beyond one machine (issue 21): the embedded store beside PostgreSQL + S3 (SeaweedFS),
+# ingest with 1 and 2 nodes, BENCH_SCALE_OBJECTS objects, catch-up, memory, queries, size.
+BENCH_SCALE_OBJECTS ?= 10000000
+bench-scale: deps sdk bt
+	$(STATIC) cargo build --release --locked --target $(TARGET) $(FEATURES) --example store_bench
+	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_BIN=$(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/examples/store_bench \
+	  WEED=$(SDK_DIR)/venv/bin/weed BENCH_SCALE_OBJECTS=$(BENCH_SCALE_OBJECTS) bench/store/scale.sh
+
 bench-console: deps sdk bt
 	$(STATIC) cargo build --release --locked --target $(TARGET) $(FEATURES) --example store_bench
 	@S=$(BENCH_OUT)/console-$(BENCH_STORE_OBJECTS); B=$(abspath $(CARGO_TARGET_DIR))/$(TARGET)/release/examples/store_bench; \

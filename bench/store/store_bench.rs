@@ -34,7 +34,7 @@ fn main() {
     let a = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
     let n = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
-        Some("ingest") => ingest(Path::new(&a(1)), Path::new(&a(2)), n(3, 20_000), n(4, 32) as usize),
+        Some("ingest") => ingest(Path::new(&a(1)), Path::new(&a(2)), n(3, 20_000), n(4, 32) as usize, n(5, 1) as usize),
         Some("load") => load(Path::new(&a(1)), n(2, 1_000_000), n(3, 40)),
         Some("console") => console(Path::new(&a(1)), Path::new(&a(2)), n(3, 21) as usize),
         Some("query") => query(Path::new(&a(1)), Path::new(&a(2)), n(3, 21) as usize),
@@ -124,8 +124,43 @@ fn snapshot(i: u64, groups: u64) -> Snapshot {
     }
 }
 
+/// The backend under test: `BENCH_CATALOG` (postgres://…), `BENCH_BLOBS` (s3://…) and
+/// `BENCH_BLOBS_CREDENTIALS`; none set: the embedded store.
+fn backend() -> bt::store::Backend {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    bt::store::Backend {
+        catalog: var("BENCH_CATALOG"),
+        blobs: var("BENCH_BLOBS"),
+        blobs_credentials: var("BENCH_BLOBS_CREDENTIALS").map(Into::into),
+    }
+}
+
+/// The backend as `bt serve` / `bt coroner` flags.
+fn backend_args() -> Vec<String> {
+    let b = backend();
+    let mut out = Vec::new();
+    for (flag, v) in [
+        ("--catalog", b.catalog),
+        ("--blobs", b.blobs),
+        ("--blobs-credentials", b.blobs_credentials.map(|p| p.display().to_string())),
+    ] {
+        if let Some(v) = v {
+            out.push(flag.to_string());
+            out.push(v);
+        }
+    }
+    out
+}
+
 fn admin(bt: &Path, data: &Path, args: &[&str]) -> String {
-    let out = Command::new(bt).arg("coroner").arg("--data").arg(data).args(args).output().expect("bt coroner");
+    let out = Command::new(bt)
+        .arg("coroner")
+        .arg("--data")
+        .arg(data)
+        .args(backend_args())
+        .args(args)
+        .output()
+        .expect("bt coroner");
     assert!(out.status.success(), "bt coroner {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -138,6 +173,7 @@ impl Server {
             .arg("serve")
             .arg("--data")
             .arg(data)
+            .args(backend_args())
             .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -230,18 +266,24 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>,
     Ok((status, body, close))
 }
 
-fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
+fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize, nodes: usize) {
     let _ = std::fs::remove_dir_all(dir);
-    admin(bt, dir, &["project", "create", "bench"]);
-    let token = admin(bt, dir, &["token", "create", "bench", "--scope", "submit"]);
+    let project = format!("bench{}", std::process::id());
+    admin(bt, dir, &["project", "create", &project]);
+    let token = admin(bt, dir, &["token", "create", &project, "--scope", "submit"]);
     let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..400).map(|i| snapshot(i, 40).encode().expect("encode")).collect());
     let avg = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
-    let server = Server::start(bt, dir);
+    // Several nodes share a catalog (BENCH_CATALOG); each has its own data directory.
+    let shared = backend().catalog.is_some();
+    let servers: Vec<Server> = (0..if shared { nodes.max(1) } else { 1 })
+        .map(|i| Server::start(bt, &if shared { dir.join(format!("node{i}")) } else { dir.to_path_buf() }))
+        .collect();
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let (pool, next, token, addr) = (pool.clone(), next.clone(), token.clone(), server.1.clone());
+        .map(|c| {
+            let addr = servers[c % servers.len()].1.clone();
+            let (pool, next, token) = (pool.clone(), next.clone(), token.clone());
             std::thread::spawn(move || {
                 let mut c = Client { addr, conn: None };
                 loop {
@@ -263,7 +305,8 @@ fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "ingest: {n} snapshots ({avg} bytes each), {clients} keep-alive clients: {:.2} s, {:.0} submissions/s (goal >= 2000/s)",
+        "ingest: {n} snapshots ({avg} bytes each), {clients} keep-alive clients, {} node(s): {:.2} s, {:.0} submissions/s (goal >= 2000/s per node)",
+        servers.len(),
         secs,
         n as f64 / secs
     );
@@ -271,7 +314,7 @@ fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize) {
 
 fn load(dir: &Path, n: u64, groups: u64) {
     let _ = std::fs::remove_dir_all(dir);
-    let store = Arc::new(Store::open(dir).expect("open store"));
+    let store = Arc::new(Store::open_with(dir, &backend()).expect("open store"));
     store.create_project("bench").expect("project");
     let pool_n = groups.max(1000);
     let pool: Arc<Vec<Vec<u8>>> =
@@ -317,6 +360,9 @@ fn load(dir: &Path, n: u64, groups: u64) {
     store.close();
     let file = store.file_size();
     println!("load: {objects} objects in {secs:.1} s ({:.0}/s through the library)", objects as f64 / secs);
+    if backend().catalog.is_some() {
+        return;
+    }
     println!(
         "size: database {:.1} MiB, blobs {:.1} MiB, beyond the blobs {:.0} bytes/object (goal < 1024)",
         file as f64 / 1048576.0,
@@ -336,6 +382,13 @@ fn query(bt: &Path, dir: &Path, runs: usize) {
     let server = Server::start(bt, dir);
     println!("startup: index of {} loaded in {:.2} s", dir.display(), started.elapsed().as_secs_f64());
     let mut c = Client { addr: server.1.clone(), conn: None };
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    println!("memory: the node holds {:.0} MiB resident after loading its index", rss_kib as f64 / 1024.0);
     let month_ago = bt::store::now() - 30 * 86400;
     let queries = [
         (
