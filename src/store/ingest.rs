@@ -73,8 +73,11 @@ pub struct Prepared {
     pub callstack: String,
     pub classifiers: String,
     pub timestamp: i64,
-    /// Kind byte followed by the payload.
+    /// Kind byte followed by the payload (or, with an external blob store, the
+    /// catalog's reference to where it was stored).
     pub blob: Vec<u8>,
+    /// The payload's length (without the kind byte).
+    pub blob_len: u64,
     /// (name, zstd bytes).
     pub attachments: Vec<(String, Vec<u8>)>,
     /// What was renamed, truncated or dropped to store the crash (also `bt.warnings`).
@@ -293,6 +296,7 @@ pub fn prepare(
         callstack,
         classifiers,
         timestamp,
+        blob_len: blob.len() as u64 - 1,
         blob,
         attachments,
         warnings,

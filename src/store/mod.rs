@@ -172,7 +172,8 @@ pub struct Backend {
     pub blobs_credentials: Option<PathBuf>,
 }
 
-/// The catalog tables an external blob store holds.
+/// The catalog tables whose values an external blob store holds (the catalog keeps
+/// references).
 const BLOB_TABLES: &[&str] = &[BLOBS.name, ATTACHMENTS.name];
 
 /// How often a node on a shared catalog applies the other nodes' changes.
@@ -486,7 +487,22 @@ impl Store {
             0 => crate::snapshot::DecodeLimits::default(),
             max => crate::snapshot::DecodeLimits::for_submission(sub.body.len() as u64, max),
         };
-        let prepared = ingest::prepare(sub, &rules, now(), &limits)?;
+        let mut prepared = ingest::prepare(sub, &rules, now(), &limits)?;
+        if let Some(blobs) = self.db.blob_store() {
+            // Stored here, in parallel with other requests and outside the writers'
+            // lock; the writer commits references. A blob whose commit never comes
+            // is the sweeper's.
+            let mut puts = Vec::with_capacity(1 + prepared.attachments.len());
+            let key = catalog::blobs::new_key();
+            let blob = std::mem::replace(&mut prepared.blob, catalog::blobs::reference(&key));
+            puts.push((key, blob));
+            for (_, bytes) in &mut prepared.attachments {
+                let key = catalog::blobs::new_key();
+                let b = std::mem::replace(bytes, catalog::blobs::reference(&key));
+                puts.push((key, b));
+            }
+            catalog::blobs::put_all(blobs, &puts)?;
+        }
         let (tx, rx) = mpsc::channel();
         self.send(writer::Job::Ingest(Box::new(prepared), tx))?;
         rx.recv().map_err(|_| StoreError::Closed)?

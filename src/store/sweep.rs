@@ -1,14 +1,13 @@
 //! The sweeper of an external blob store: removes blobs that no committed catalog
-//! row names (an upload whose commit never happened: a node killed between the two,
-//! or a removal whose delete failed after its commit), once they are older than a
-//! grace period that covers any commit in progress.
+//! row refers to (a submission stored but never committed: a node killed in between,
+//! a refused batch; or a removal whose delete failed after its commit), once they are
+//! older than a grace period that covers any submission in progress.
 //!
 //! Candidates are listed without a lock; each is checked again and removed inside a
-//! catalog write transaction, which holds the writers' lock: no node can store a blob
-//! under the same key and commit its row in between.
+//! catalog write transaction, which holds the writers' lock. A blob is referred to
+//! when `c.blobrefs` names a row for it and that row's value is still its reference.
 
-use super::catalog::{Str, blobs};
-use super::schema::*;
+use super::catalog::blobs;
 use super::{Store, StoreError};
 
 /// What one sweep found.
@@ -30,63 +29,37 @@ impl Store {
         let mut out = Sweep::default();
         let cutoff = super::now() - grace_secs;
         let mut candidates = Vec::new();
-        for table in [BLOBS.name, ATTACHMENTS.name] {
-            for (k, modified) in store.list(&format!("{table}/"))? {
-                out.blobs += 1;
-                if modified > cutoff {
-                    continue;
-                }
-                match blobs::catalog_key(table, &k) {
-                    Some(ck) => candidates.push((table, ck, k)),
-                    // Not a key this store writes: not ours to remove.
-                    None => log::warn!("blob store: {k} is not a bt key; left alone"),
-                }
+        for (k, modified) in store.list(blobs::PREFIX)? {
+            out.blobs += 1;
+            if modified <= cutoff {
+                candidates.push(k);
             }
         }
         for chunk in candidates.chunks(PER_TXN) {
             let txn = self.db().begin_write()?;
-            let objects = txn.open_table(OBJECTS)?;
             let mut gone = Vec::new();
-            for (table, ck, k) in chunk {
-                if !referenced(&objects, table, ck)? {
+            for k in chunk {
+                if !referred(txn.raw(), k)? {
                     gone.push(k);
                 }
             }
             out.orphans += gone.len() as u64;
             for k in gone {
                 store.delete(k)?;
+                txn.raw_remove(blobs::BLOBREFS, k.as_bytes())?;
                 out.removed += 1;
             }
-            // Nothing was written: the transaction only held the lock.
-            drop(objects);
-            drop(txn);
+            txn.commit()?;
         }
         Ok(out)
     }
 }
 
-/// Whether the committed rows name this blob (`c.blobs`: its object's row exists;
-/// `c.attachments`: the row lists the attachment).
-fn referenced(
-    objects: &super::catalog::TableMut<'_, (u32, u64), super::catalog::Bytes>,
-    table: &str,
-    ck: &[u8],
-) -> Result<bool, StoreError> {
-    use super::catalog::KeyDef;
-    let (pid, id, name) = if table == ATTACHMENTS.name {
-        match <(u32, u64, Str)>::decode(&mut &ck[..]) {
-            Some((p, i, n)) => (p, i, Some(n)),
-            None => return Ok(true),
-        }
-    } else {
-        match <(u32, u64)>::decode(&mut &ck[..]) {
-            Some((p, i)) => (p, i, None),
-            None => return Ok(true),
-        }
-    };
-    let Some(v) = objects.get((pid, id))? else { return Ok(false) };
-    Ok(match name {
-        None => true,
-        Some(n) => decode::<ObjectRow>(v.value(), "object")?.attachments.contains(&n),
-    })
+/// Whether a committed row still refers to object key `k`.
+fn referred(raw: &dyn super::catalog::RawRead, k: &str) -> Result<bool, StoreError> {
+    let Some(target) = raw.get(blobs::BLOBREFS, k.as_bytes())? else { return Ok(false) };
+    let Some((table, key)) = blobs::blobref_target(&target) else { return Ok(false) };
+    let Some(table) = super::schema::ALL_TABLES.iter().find(|t| **t == table) else { return Ok(false) };
+    // The row as stored (a reference), not resolved: read below the blob layer.
+    Ok(raw.get_stored(table, key)?.as_deref().and_then(blobs::referred) == Some(k))
 }

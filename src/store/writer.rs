@@ -333,7 +333,7 @@ impl Overlay {
         let pid = self.record.id;
         let id = self.record.next_object;
         self.record.next_object += 1;
-        let blob_len = obj.blob.len() as u64 - 1;
+        let blob_len = obj.blob_len;
         let row = ObjectRow {
             blob_len,
             attachments: obj.attachments.iter().map(|a| a.0.clone()).collect(),

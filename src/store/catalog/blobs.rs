@@ -2,12 +2,15 @@
 //! in an S3-compatible object store (SeaweedFS, MinIO, Ceph RGW, AWS S3) instead of
 //! the catalog, while every other table stays in it.
 //!
-//! [`Routed`] wraps an engine's transactions: a write to a blob table is held until
-//! commit, uploaded (in parallel) *before* the catalog commits, and removals happen
-//! after it. So an acknowledged object's blob is stored; a blob whose catalog row
-//! never committed (a node killed in between) is an orphan that the sweeper removes
-//! after a grace period. An object's blob key is derived from its catalog key
-//! (`TABLE/hex(key)`), so hex order is key order and a range is a prefix listing.
+//! [`Routed`] wraps an engine's transactions: the blob tables keep, in the catalog, a
+//! small *reference* to an object key (`b/UUID`) instead of the bytes. Ingest stores
+//! a submission's blobs from the request thread, before the writer and outside the
+//! writers' lock, and hands the writer references; any other write of bytes to a blob
+//! table is stored at commit, in parallel, before the catalog commits. Removed blobs
+//! go after the commit. So an acknowledged object's blob is stored; a blob that no
+//! committed row refers to (a node killed in between, a refused batch) is an orphan
+//! that the sweeper removes after a grace period, finding its row through
+//! `c.blobrefs`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -135,6 +138,9 @@ impl S3 {
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(60)))
             .max_redirects(0)
+            // Every upload thread of a commit keeps its connection between batches.
+            .max_idle_connections(4 * PARALLEL)
+            .max_idle_connections_per_host(4 * PARALLEL)
             .build()
             .into();
         let s3 = S3 { bucket, creds: Credentials::new(id, secret), agent, shown: format!("s3://{name} at {endpoint}") };
@@ -247,52 +253,53 @@ impl BlobStore for S3 {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A catalog value that stands for a blob in the object store: `00 "btref:" KEY`.
+/// No stored value starts with a zero byte (reports begin with their kind, 1 or 2;
+/// attachments with zstd's magic), so a reference is never taken for data.
+const REF: &[u8] = b"\0btref:";
+
+/// The catalog value referring to object key `key`.
+pub fn reference(key: &str) -> Vec<u8> {
+    [REF, key.as_bytes()].concat()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+/// The object key a catalog value refers to, if it is a reference.
+pub fn referred(value: &[u8]) -> Option<&str> {
+    value.strip_prefix(REF).and_then(|k| std::str::from_utf8(k).ok())
 }
 
-/// The object key of a blob table's entry.
-pub fn blob_key(table: &str, key: &[u8]) -> String {
-    format!("{table}/{}", hex(key))
+/// A fresh object key: blobs are named at random (`b/UUID`), so that they can be
+/// stored before the object they belong to has an id, outside the writers' lock.
+pub fn new_key() -> String {
+    format!("b/{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The catalog key of an object key of `table`.
-pub fn catalog_key(table: &str, object: &str) -> Option<Vec<u8>> {
-    unhex(object.strip_prefix(table)?.strip_prefix('/')?)
+/// The prefix of every object key bt writes.
+pub const PREFIX: &str = "b/";
+
+/// `c.blobrefs`: object key → the (table, catalog key) whose value refers to it,
+/// written with the reference; the sweeper's way back from a key to its row.
+pub const BLOBREFS: &str = "c.blobrefs";
+
+fn blobref_value(table: &str, key: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(table.len() + 1 + key.len());
+    v.extend_from_slice(table.as_bytes());
+    v.push(0);
+    v.extend_from_slice(key);
+    v
 }
 
-fn within(k: &[u8], lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
-    let above = match lo {
-        Bound::Included(l) => k >= l.as_slice(),
-        Bound::Excluded(l) => k > l.as_slice(),
-        Bound::Unbounded => true,
-    };
-    let below = match hi {
-        Bound::Included(h) => k <= h.as_slice(),
-        Bound::Excluded(h) => k < h.as_slice(),
-        Bound::Unbounded => true,
-    };
-    above && below
+/// Splits a `c.blobrefs` value into (table, catalog key).
+pub fn blobref_target(v: &[u8]) -> Option<(&str, &[u8])> {
+    let at = v.iter().position(|&b| b == 0)?;
+    Some((std::str::from_utf8(&v[..at]).ok()?, &v[at + 1..]))
 }
 
-/// The longest common prefix of two bounds, which every key between them shares.
-fn common_prefix(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Vec<u8> {
-    match (lo, hi) {
-        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
-            a.iter().zip(b).take_while(|(x, y)| x == y).map(|(x, _)| *x).collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// A transaction whose blob tables live in a [`BlobStore`].
+/// A transaction whose blob tables hold references to an object store. A value
+/// written to a blob table is stored under a new key when the transaction commits
+/// (in parallel, before the catalog commit) and replaced by its reference; a value
+/// that is already a reference (stored beforehand, as ingest does outside the lock)
+/// is kept. Reads resolve references; removals delete the blob after the commit.
 pub struct Routed<'c, T: ?Sized> {
     pub inner: Box<T>,
     pub blobs: &'c dyn BlobStore,
@@ -310,55 +317,38 @@ impl<'c, T: ?Sized> Routed<'c, T> {
         self.tables.contains(&table)
     }
 
-    fn blob_get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let k = blob_key(table, key);
-        if let Some(v) = self.puts.borrow().get(&k) {
-            return Ok(Some(v.clone()));
+    /// The blob a stored value stands for (the value itself if it is not a reference).
+    fn resolve(&self, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let Some(k) = referred(&value) else { return Ok(value) };
+        if let Some(v) = self.puts.borrow().get(k) {
+            return Ok(v.clone());
         }
-        if self.deletes.borrow().contains(&k) {
-            return Ok(None);
-        }
-        self.blobs.get(&k)
-    }
-
-    fn blob_range(
-        &self,
-        table: &'static str,
-        lo: Bound<Vec<u8>>,
-        hi: Bound<Vec<u8>>,
-    ) -> Result<RawRange<'_>, StoreError> {
-        let prefix = format!("{table}/{}", hex(&common_prefix(&lo, &hi)));
-        let mut keys: Vec<Vec<u8>> = self
-            .blobs
-            .list(&prefix)?
-            .into_iter()
-            .filter_map(|(k, _)| catalog_key(table, &k))
-            .filter(|k| within(k, &lo, &hi))
-            .collect();
-        for k in self.puts.borrow().keys() {
-            if let Some(c) = catalog_key(table, k).filter(|c| within(c, &lo, &hi)) {
-                keys.push(c);
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        let deletes = self.deletes.borrow().clone();
-        keys.retain(|k| !deletes.contains(&blob_key(table, k)));
-        Ok(Box::new(keys.into_iter().filter_map(move |k| match self.blob_get(table, &k) {
-            Ok(Some(v)) => Some(Ok::<RawEntry, StoreError>((k, v))),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
-        })))
+        self.blobs.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("blob store: {k} is missing (its row names it)")))
     }
 }
 
 impl<T: RawRead + ?Sized> RawRead for Routed<'_, T> {
+    fn get_stored(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if self.routed(table) { self.blob_get(table, key) } else { self.inner.get(table, key) }
+        let v = self.inner.get(table, key)?;
+        if !self.routed(table) {
+            return Ok(v);
+        }
+        v.map(|v| self.resolve(v)).transpose()
     }
 
     fn range(&self, table: &'static str, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<RawRange<'_>, StoreError> {
-        if self.routed(table) { self.blob_range(table, lo, hi) } else { self.inner.range(table, lo, hi) }
+        let r = self.inner.range(table, lo, hi)?;
+        if !self.routed(table) {
+            return Ok(r);
+        }
+        Ok(Box::new(r.map(move |e| {
+            let (k, v) = e?;
+            Ok::<RawEntry, StoreError>((k, self.resolve(v)?))
+        })))
     }
 }
 
@@ -367,39 +357,40 @@ impl<T: RawWrite + ?Sized> RawWrite for Routed<'_, T> {
         if !self.routed(table) {
             return self.inner.insert(table, key, value);
         }
-        let k = blob_key(table, key);
-        self.deletes.borrow_mut().retain(|d| *d != k);
-        self.puts.borrow_mut().insert(k, value.to_vec());
-        Ok(())
+        let object_key = match referred(value) {
+            Some(k) => k.to_string(),
+            None => {
+                let k = new_key();
+                self.puts.borrow_mut().insert(k.clone(), value.to_vec());
+                k
+            }
+        };
+        self.inner.insert(table, key, &reference(&object_key))?;
+        self.inner.insert(BLOBREFS, object_key.as_bytes(), &blobref_value(table, key))
     }
 
     fn remove(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let old = self.inner.remove(table, key)?;
         if !self.routed(table) {
-            return self.inner.remove(table, key);
+            return Ok(old);
         }
-        let k = blob_key(table, key);
-        let was = self.puts.borrow_mut().remove(&k);
-        self.deletes.borrow_mut().push(k);
-        Ok(was)
+        if let Some(k) = old.as_deref().and_then(referred) {
+            self.inner.remove(BLOBREFS, k.as_bytes())?;
+            if self.puts.borrow_mut().remove(k).is_none() {
+                self.deletes.borrow_mut().push(k.to_string());
+            }
+        }
+        Ok(old)
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         let Routed { inner, blobs, puts, deletes, .. } = *self;
         let puts: Vec<(String, Vec<u8>)> = puts.into_inner().into_iter().collect();
         // Every blob is stored before the rows that name it commit.
-        let chunk = puts.len().div_ceil(PARALLEL).max(1);
-        std::thread::scope(|s| {
-            let workers: Vec<_> = puts
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().try_for_each(|(k, v)| blobs.put(k, v))))
-                .collect();
-            workers.into_iter().try_for_each(|w| {
-                w.join().unwrap_or_else(|_| Err(StoreError::Io("a blob upload thread panicked".into())))
-            })
-        })?;
+        put_all(blobs, &puts)?;
         inner.commit()?;
         // After the commit, blobs of removed rows go; one left behind by a crash here
-        // has no row, and the sweeper takes it.
+        // has no reference, and the sweeper takes it.
         for k in deletes.into_inner() {
             if let Err(e) = blobs.delete(&k) {
                 log::warn!("{e} (the sweeper will remove it)");
@@ -407,6 +398,23 @@ impl<T: RawWrite + ?Sized> RawWrite for Routed<'_, T> {
         }
         Ok(())
     }
+}
+
+/// Stores blobs in parallel ([`PARALLEL`] connections).
+pub fn put_all(blobs: &dyn BlobStore, puts: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+    if puts.len() == 1 {
+        return blobs.put(&puts[0].0, &puts[0].1);
+    }
+    let chunk = puts.len().div_ceil(PARALLEL).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = puts
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().try_for_each(|(k, v)| blobs.put(k, v))))
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().unwrap_or_else(|_| Err(StoreError::Io("a blob upload thread panicked".into()))))
+    })
 }
 
 #[cfg(test)]
@@ -422,13 +430,15 @@ mod tests {
     }
 
     #[test]
-    fn blob_keys_round_trip_and_keep_key_order() {
-        let a = blob_key("c.blobs", &[0, 0, 0, 1, 0xff]);
-        let b = blob_key("c.blobs", &[0, 0, 0, 2, 0]);
-        assert!(a < b);
-        assert_eq!(catalog_key("c.blobs", &a), Some(vec![0, 0, 0, 1, 0xff]));
-        assert_eq!(catalog_key("c.blobs", "c.blobs/zz"), None);
-        assert_eq!(catalog_key("c.attachments", &a), None);
+    fn references_are_never_data() {
+        let k = new_key();
+        assert!(k.starts_with(PREFIX) && k.len() == 34, "{k}");
+        assert_eq!(referred(&reference(&k)), Some(k.as_str()));
+        // A report (kind 1 or 2) and an attachment (zstd) are not references.
+        assert_eq!(referred(b"\x01snapshot"), None);
+        assert_eq!(referred(&zstd::encode_all(&b"log"[..], 3).expect("zstd")), None);
+        let v = blobref_value("c.blobs", &[0, 0, 0, 1, 0]);
+        assert_eq!(blobref_target(&v), Some(("c.blobs", &[0u8, 0, 0, 1, 0][..])));
     }
 
     #[test]

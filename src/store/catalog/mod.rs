@@ -28,6 +28,10 @@ pub type RawRange<'a> = Box<dyn DoubleEndedIterator<Item = Result<RawEntry, Stor
 pub trait RawRead {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn range(&self, table: &'static str, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<RawRange<'_>, StoreError>;
+    /// The value as the catalog holds it: a blob table's reference, not the blob.
+    fn get_stored(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(table, key)
+    }
 }
 
 /// What an engine's write transaction adds. Nothing is visible to others before

@@ -23,8 +23,9 @@ use crate::store::StoreError;
 const WRITE_LOCK: i64 = 0x6274;
 /// Rows fetched per round trip by a range.
 const PAGE: i64 = 2048;
-/// Connections kept idle.
-const POOL: usize = 8;
+/// Connections kept idle: enough for every request thread of a busy node, since a
+/// new PostgreSQL connection costs a process fork on the server.
+const POOL: usize = 64;
 
 /// One connection and its prepared statements.
 struct Conn {
@@ -160,7 +161,15 @@ impl Postgres {
 struct Txn<'p> {
     pg: &'p Postgres,
     conn: RefCell<Option<Conn>>,
+    /// Writes not yet sent: (table, key) → value, `None` for a removal. They go in
+    /// one statement per kind before a range, and before the commit; a read of a
+    /// written key is answered from here. A batch of a thousand objects is then a
+    /// few round trips instead of thousands.
+    pending: RefCell<std::collections::BTreeMap<(&'static str, Vec<u8>), Option<Vec<u8>>>>,
 }
+
+/// Pending writes sent per statement at most (PostgreSQL's parameter arrays).
+const FLUSH_ROWS: usize = 5000;
 
 impl Txn<'_> {
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>) -> Result<T, StoreError> {
@@ -223,6 +232,41 @@ impl Txn<'_> {
             let rows = c.client.query(&s, &args)?;
             Ok(rows.into_iter().map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1))).collect())
         })
+    }
+
+    /// Sends the pending writes (upserts, then removals).
+    fn flush(&self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (mut put, mut del): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, v)| v.is_some());
+        while !put.is_empty() {
+            let part: Vec<_> = put.drain(..put.len().min(FLUSH_ROWS)).collect();
+            let t: Vec<&str> = part.iter().map(|((t, _), _)| *t).collect();
+            let k: Vec<&[u8]> = part.iter().map(|((_, k), _)| k.as_slice()).collect();
+            let v: Vec<&[u8]> = part.iter().map(|(_, v)| v.as_deref().unwrap_or_default()).collect();
+            self.with(|c| {
+                let s = c.stmt(
+                    "INSERT INTO bt_catalog (t, k, v) SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) \
+                     ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v",
+                )?;
+                c.client.execute(&s, &[&t, &k, &v])?;
+                Ok(())
+            })?;
+        }
+        while !del.is_empty() {
+            let part: Vec<_> = del.drain(..del.len().min(FLUSH_ROWS)).collect();
+            let t: Vec<&str> = part.iter().map(|((t, _), _)| *t).collect();
+            let k: Vec<&[u8]> = part.iter().map(|((_, k), _)| k.as_slice()).collect();
+            self.with(|c| {
+                let s =
+                    c.stmt("DELETE FROM bt_catalog WHERE (t, k) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))")?;
+                c.client.execute(&s, &[&t, &k])?;
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     fn end(&self, sql: &str) -> Result<(), StoreError> {
@@ -324,6 +368,9 @@ impl DoubleEndedIterator for Pages<'_, '_> {
 
 impl RawRead for Txn<'_> {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.pending.borrow().get(&(table, key.to_vec())) {
+            return Ok(v.clone());
+        }
         self.with(|c| {
             let s = c.stmt("SELECT v FROM bt_catalog WHERE t = $1 AND k = $2")?;
             Ok(c.client.query_opt(&s, &[&table, &key])?.map(|r| r.get::<_, Vec<u8>>(0)))
@@ -331,6 +378,7 @@ impl RawRead for Txn<'_> {
     }
 
     fn range(&self, table: &'static str, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<RawRange<'_>, StoreError> {
+        self.flush()?;
         Ok(Box::new(Pages {
             txn: self,
             table,
@@ -346,23 +394,20 @@ impl RawRead for Txn<'_> {
 
 impl RawWrite for Txn<'_> {
     fn insert(&self, table: &'static str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.with(|c| {
-            let s = c.stmt(
-                "INSERT INTO bt_catalog (t, k, v) VALUES ($1, $2, $3) ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v",
-            )?;
-            c.client.execute(&s, &[&table, &key, &value])?;
-            Ok(())
-        })
+        self.pending.borrow_mut().insert((table, key.to_vec()), Some(value.to_vec()));
+        Ok(())
     }
 
     fn remove(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with(|c| {
-            let s = c.stmt("DELETE FROM bt_catalog WHERE t = $1 AND k = $2 RETURNING v")?;
-            Ok(c.client.query_opt(&s, &[&table, &key])?.map(|r| r.get::<_, Vec<u8>>(0)))
-        })
+        let old = self.get(table, key)?;
+        if old.is_some() {
+            self.pending.borrow_mut().insert((table, key.to_vec()), None);
+        }
+        Ok(old)
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.flush()?;
         self.end("COMMIT")
     }
 }
@@ -371,13 +416,13 @@ impl Engine for Postgres {
     fn begin_read(&self) -> Result<Box<dyn RawRead + '_>, StoreError> {
         let mut c = self.conn()?;
         c.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").map_err(pg_error)?;
-        Ok(Box::new(Txn { pg: self, conn: RefCell::new(Some(c)) }))
+        Ok(Box::new(Txn { pg: self, conn: RefCell::new(Some(c)), pending: Default::default() }))
     }
 
     fn begin_write(&self) -> Result<Box<dyn RawWrite + '_>, StoreError> {
         let mut c = self.conn()?;
         c.client.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")).map_err(pg_error)?;
-        Ok(Box::new(Txn { pg: self, conn: RefCell::new(Some(c)) }))
+        Ok(Box::new(Txn { pg: self, conn: RefCell::new(Some(c)), pending: Default::default() }))
     }
 
     fn describe(&self) -> String {
