@@ -490,6 +490,19 @@ fn blobs_in_s3_are_shared_by_two_nodes_and_orphans_are_swept() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("41 blobs, 1 named by no object, 1 removed"), "{out}");
     assert_eq!(bucket.get(&orphan).expect("get"), None, "the orphan is gone");
+    // `bt morgue --data` reaches the same store through BT_CATALOG / BT_BLOBS.
+    let out = Command::new(bt_bin())
+        .args(["morgue", "list", "--json", "--data"])
+        .arg(scratch("s3-morgue"))
+        .arg("p")
+        .env("BT_CATALOG", &url)
+        .env("BT_BLOBS", s3.url("crashes"))
+        .env("BT_BLOBS_CREDENTIALS", &s3.creds)
+        .output()
+        .expect("bt morgue");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((v["objects"].as_i64(), v["groups"].as_i64()), (Some(40), Some(7)), "{v}");
     for (id, body) in &acked {
         let r = nodes[1].get(&format!("/api/get?token={token}&object={id:x}"));
         assert_eq!(&r.body, body, "object {id:x} survives the sweep");

@@ -88,14 +88,17 @@ pub enum Answer {
 
 impl Backend {
     /// Opens the local store in `dir` (it must not be in use by a running server).
+    /// With `BT_CATALOG` (and `BT_BLOBS`) set, the store is the distributed one they name.
     pub fn local(dir: &Path) -> Result<Backend, MorgueError> {
-        if !dir.join(crate::store::DB_FILE).exists() {
+        let backend = crate::store::Backend::from_env();
+        if !backend.is_distributed() && !dir.join(crate::store::DB_FILE).exists() {
             return Err(MorgueError::Store {
                 dir: dir.to_path_buf(),
                 source: StoreError::Io("no store here (bt coroner --data DIR project create NAME makes one)".into()),
             });
         }
-        let store = Store::open(dir).map_err(|e| MorgueError::Store { dir: dir.to_path_buf(), source: e })?;
+        let store =
+            Store::open_with(dir, &backend).map_err(|e| MorgueError::Store { dir: dir.to_path_buf(), source: e })?;
         let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "local".into());
         Ok(Backend::Local { store, user })
     }

@@ -172,6 +172,25 @@ pub struct Backend {
     pub blobs_credentials: Option<PathBuf>,
 }
 
+impl Backend {
+    /// The backend named by `BT_CATALOG`, `BT_BLOBS` and `BT_BLOBS_CREDENTIALS` (how
+    /// `bt morgue --data` reaches a distributed store; flags of `bt serve` and
+    /// `bt coroner` fall back to them too).
+    pub fn from_env() -> Backend {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Backend {
+            catalog: var("BT_CATALOG"),
+            blobs: var("BT_BLOBS"),
+            blobs_credentials: var("BT_BLOBS_CREDENTIALS").map(PathBuf::from),
+        }
+    }
+
+    /// Whether the catalog lives outside the data directory.
+    pub fn is_distributed(&self) -> bool {
+        self.catalog.is_some()
+    }
+}
+
 /// The catalog tables whose values an external blob store holds (the catalog keeps
 /// references).
 const BLOB_TABLES: &[&str] = &[BLOBS.name, ATTACHMENTS.name];

@@ -299,10 +299,13 @@ pub(super) fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let backend = crate::store::Backend {
-        catalog: args.catalog.clone(),
-        blobs: args.blobs.clone(),
-        blobs_credentials: args.blobs_credentials.clone(),
+    let backend = {
+        let env = crate::store::Backend::from_env();
+        crate::store::Backend {
+            catalog: args.catalog.clone().or(env.catalog),
+            blobs: args.blobs.clone().or(env.blobs),
+            blobs_credentials: args.blobs_credentials.clone().or(env.blobs_credentials),
+        }
     };
     let open = || match Store::open_admin_with(&data, &backend) {
         Err(crate::store::StoreError::Busy(dir)) => Err(anyhow::anyhow!(

@@ -115,12 +115,15 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         bail!("this bt was built without TLS (cargo feature tls); rebuild with --features tls or use a TLS proxy");
     }
     let data = args.data.unwrap_or_else(default_data_dir);
-    let backend = crate::store::Backend {
-        catalog: args.catalog.clone(),
-        blobs: args.blobs.clone(),
-        blobs_credentials: args.blobs_credentials.clone(),
+    let backend = {
+        let env = crate::store::Backend::from_env();
+        crate::store::Backend {
+            catalog: args.catalog.clone().or(env.catalog),
+            blobs: args.blobs.clone().or(env.blobs),
+            blobs_credentials: args.blobs_credentials.clone().or(env.blobs_credentials),
+        }
     };
-    let store = Store::open_with(&data, &backend).with_context(|| match &args.catalog {
+    let store = Store::open_with(&data, &backend).with_context(|| match &backend.catalog {
         Some(_) => format!("opening the store (data {}, catalog {})", data.display(), "in PostgreSQL"),
         None => format!("opening the store in {}", data.display()),
     })?;
