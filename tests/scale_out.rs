@@ -579,3 +579,78 @@ fn an_embedded_store_migrates_to_postgres_and_s3_and_back() {
         assert_eq!(&r.body, body, "object {id:x} byte for byte after the way back");
     }
 }
+
+/// Records the requests it receives and answers 200, slowly.
+fn webhook_sink() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", l.local_addr().expect("addr"));
+    let got: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let g = got.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Read, Write};
+        for conn in l.incoming().flatten() {
+            let mut r = std::io::BufReader::new(conn.try_clone().expect("clone"));
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            g.lock().expect("lock").push(serde_json::from_slice(&body).unwrap_or_default());
+            // A slow receiver: the notification stays unsettled while the other
+            // node's sender polls the outbox several times.
+            std::thread::sleep(Duration::from_millis(1500));
+            let mut w = conn;
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn a_notification_is_delivered_once_by_two_nodes() {
+    let pg = Postgres::start("notify");
+    let url = pg.url();
+    let (d1, d2) = (scratch("notify1"), scratch("notify2"));
+    admin_pg(&d1, &url, &["project", "create", "p"]);
+    let token = admin_pg(&d1, &url, &["token", "create", "p", "--scope", "submit,query,object,admin"]);
+    let nodes = [node(&d1, &url), node(&d2, &url)];
+    let (hook, got) = webhook_sink();
+    let coroner = |args: &[&str]| {
+        let out = Command::new(bt_bin())
+            .arg("coroner")
+            .args(args)
+            .args(["--url", &format!("http://{}", nodes[0].addr), "--token", &token])
+            .env("HOME", &d1)
+            .output()
+            .expect("bt coroner");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    coroner(&["integration", "add", "p", "hook", "--webhook", &hook]);
+    coroner(&["integration", "rule", "add", "p", "--on", "new", "--to", "hook"]);
+    // Five new groups, through both nodes; both senders poll the one outbox.
+    for i in 0..5u64 {
+        let body = json_report(&format!("new_group_{i}"), "h", 1_700_000_000 + i);
+        let r =
+            nodes[(i % 2) as usize].post(&format!("/api/post?token={token}&format=json"), "application/json", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.lock().expect("lock").len() < 5 {
+        assert!(Instant::now() < deadline, "only {} deliveries", got.lock().expect("lock").len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both senders have had many polls since: nothing is sent twice.
+    std::thread::sleep(Duration::from_secs(3));
+    let got = got.lock().expect("lock").clone();
+    let mut ids: Vec<String> = got.iter().map(|g| g["delivery"].to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((got.len(), ids.len()), (5, 5), "each notification exactly once: {got:#?}");
+}

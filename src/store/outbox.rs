@@ -159,6 +159,10 @@ impl Status {
     }
 }
 
+/// How long a node's claim on a due notification lasts (several nodes): longer than
+/// a delivery may take (15 s), so that only a dead node's claims run out.
+pub const CLAIM_LEASE_MS: i64 = 60_000;
+
 /// A notification waiting to be delivered to one integration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {

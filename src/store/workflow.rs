@@ -379,6 +379,9 @@ impl Store {
 
     /// Notifications due at `now_ms`, oldest first, at most `limit`.
     pub fn due_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<outbox::Pending>, StoreError> {
+        if self.db.shared() {
+            return self.claim_notifications(now_ms, limit);
+        }
         let txn = self.db.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
         let mut out = Vec::new();
@@ -391,6 +394,53 @@ impl Store {
                 }
             }
         }
+        Ok(out)
+    }
+
+    /// On a shared catalog every node's sender looks at the same outbox: due entries
+    /// are *claimed* in a write transaction (the writers' lock makes the claim
+    /// exclusive, as `SELECT … FOR UPDATE SKIP LOCKED` would) by moving their next
+    /// time a lease ahead. The claimant settles them; if it dies, the lease runs out
+    /// and another node sends, with the same delivery id.
+    fn claim_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<outbox::Pending>, StoreError> {
+        // A look without the lock first: most polls find nothing due.
+        {
+            let txn = self.db.begin_read()?;
+            let mut any = false;
+            for e in txn.open_table(OUTBOX)?.iter()? {
+                let (_, p): (u32, outbox::Pending) = decode(e?.1.value(), "outbox entry")?;
+                if p.next_at_ms <= now_ms {
+                    any = true;
+                    break;
+                }
+            }
+            if !any {
+                return Ok(Vec::new());
+            }
+        }
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut t = txn.open_table(OUTBOX)?;
+            let mut due = Vec::new();
+            for e in t.iter()? {
+                let (k, v) = e?;
+                let (pid, p): (u32, outbox::Pending) = decode(v.value(), "outbox entry")?;
+                if p.next_at_ms <= now_ms {
+                    due.push((k.value(), pid, p));
+                    if due.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            for (id, pid, p) in due {
+                let mut leased = p.clone();
+                leased.next_at_ms = now_ms + outbox::CLAIM_LEASE_MS;
+                t.insert(id, encode(&(pid, leased))?.as_slice())?;
+                out.push(p);
+            }
+        }
+        txn.commit()?;
         Ok(out)
     }
 
