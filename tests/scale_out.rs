@@ -490,6 +490,10 @@ fn blobs_in_s3_are_shared_by_two_nodes_and_orphans_are_swept() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("41 blobs, 1 named by no object, 1 removed"), "{out}");
     assert_eq!(bucket.get(&orphan).expect("get"), None, "the orphan is gone");
+    // The invariants of STORE.md hold on PostgreSQL + S3 (blob lengths read back).
+    let (code, _, err) = admin_s3(&d1, &url, &s3, "crashes", &["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("store is consistent"), "{err}");
     // `bt morgue --data` reaches the same store through BT_CATALOG / BT_BLOBS.
     let out = Command::new(bt_bin())
         .args(["morgue", "list", "--json", "--data"])

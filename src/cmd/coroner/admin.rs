@@ -299,14 +299,7 @@ pub(super) fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let backend = {
-        let env = crate::store::Backend::from_env();
-        crate::store::Backend {
-            catalog: args.catalog.clone().or(env.catalog),
-            blobs: args.blobs.clone().or(env.blobs),
-            blobs_credentials: args.blobs_credentials.clone().or(env.blobs_credentials),
-        }
-    };
+    let backend = super::backend(&args.catalog, &args.blobs, &args.blobs_credentials);
     let open = || match Store::open_admin_with(&data, &backend) {
         Err(crate::store::StoreError::Busy(dir)) => Err(anyhow::anyhow!(
             "{} is held by a running bt serve (one process holds the store): stop it, or make this change while it \

@@ -73,6 +73,22 @@ struct ServeArgs {
     session_ttl: String,
 }
 
+/// The backend the flags name (`--catalog`, `--blobs`, `--blobs-credentials`; argh
+/// has no flattening, so serve and the admin commands declare them each), falling
+/// back to `BT_CATALOG`, `BT_BLOBS` and `BT_BLOBS_CREDENTIALS`.
+pub(super) fn backend(
+    catalog: &Option<String>,
+    blobs: &Option<String>,
+    credentials: &Option<PathBuf>,
+) -> crate::store::Backend {
+    let env = crate::store::Backend::from_env();
+    crate::store::Backend {
+        catalog: catalog.clone().or(env.catalog),
+        blobs: blobs.clone().or(env.blobs),
+        blobs_credentials: credentials.clone().or(env.blobs_credentials),
+    }
+}
+
 /// The documented default data directory.
 pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
@@ -115,16 +131,9 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         bail!("this bt was built without TLS (cargo feature tls); rebuild with --features tls or use a TLS proxy");
     }
     let data = args.data.unwrap_or_else(default_data_dir);
-    let backend = {
-        let env = crate::store::Backend::from_env();
-        crate::store::Backend {
-            catalog: args.catalog.clone().or(env.catalog),
-            blobs: args.blobs.clone().or(env.blobs),
-            blobs_credentials: args.blobs_credentials.clone().or(env.blobs_credentials),
-        }
-    };
+    let backend = backend(&args.catalog, &args.blobs, &args.blobs_credentials);
     let store = Store::open_with(&data, &backend).with_context(|| match &backend.catalog {
-        Some(_) => format!("opening the store (data {}, catalog {})", data.display(), "in PostgreSQL"),
+        Some(_) => format!("opening the store (data {}, catalog in PostgreSQL)", data.display()),
         None => format!("opening the store in {}", data.display()),
     })?;
     let opts = server::Options {
