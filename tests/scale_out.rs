@@ -151,7 +151,11 @@ impl Seaweed {
             format!("[default]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n"),
         )
         .expect("credentials");
-        let ports: Vec<u16> = (0..14).map(|_| free_port()).collect();
+        // Held open until all are chosen, so that no two are the same.
+        let held: Vec<std::net::TcpListener> =
+            (0..14).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+        drop(held);
         let child = Seaweed::spawn(&dir, &ports);
         let w = Seaweed { child, dir, ports, creds };
         w.wait_ready();
