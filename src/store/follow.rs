@@ -87,22 +87,31 @@ struct Touched {
     triage: Vec<String>,
 }
 
-/// Applies the log entries after `*last` (read in `raw`) to the index; reloads
-/// everything when the log no longer holds them.
+/// Log entries applied per read of the log.
+const LOG_CHUNK: usize = 256;
+
+/// Applies the log entries after `*last` (read in `raw`) to the index, a chunk at a
+/// time; reloads everything when the log no longer holds them.
 pub fn catch_up(db: &Catalog, raw: &dyn RawRead, index: &SharedIndex, last: &mut u64) -> Result<usize, StoreError> {
-    let Some(entries) = db.log_since(raw, *last)? else {
-        let (all, seq) = load_all(raw)?;
-        log::warn!("the catalog's change log was pruned past this node's position {}: index reloaded", *last);
-        *index.write().map_err(|_| StoreError::Io("index lock poisoned".into()))? = all;
-        *last = seq;
-        return Ok(1);
-    };
-    let n = entries.len();
-    for (seq, change) in entries {
-        apply(raw, index, &change)?;
-        *last = seq;
+    let mut n = 0;
+    loop {
+        let Some(entries) = db.log_since(raw, *last, LOG_CHUNK)? else {
+            let (all, seq) = load_all(raw)?;
+            log::warn!("the catalog's change log was pruned past this node's position {}: index reloaded", *last);
+            *index.write().map_err(poisoned)? = all;
+            *last = seq;
+            return Ok(n + 1);
+        };
+        let got = entries.len();
+        for (seq, change) in entries {
+            apply(raw, index, &change)?;
+            *last = seq;
+        }
+        n += got;
+        if got < LOG_CHUNK {
+            return Ok(n);
+        }
     }
-    Ok(n)
 }
 
 fn apply(raw: &dyn RawRead, index: &SharedIndex, change: &catalog::Change) -> Result<(), StoreError> {

@@ -118,10 +118,17 @@ impl Catalog {
 
     /// The log entries after `after`, in order, read in `txn`. `None` when entries
     /// after it were pruned (the reader must reload).
-    pub fn log_since(&self, raw: &dyn RawRead, after: u64) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
+    /// At most `limit` entries are read, so that a node far behind holds a bounded
+    /// part of the log at a time.
+    pub fn log_since(
+        &self,
+        raw: &dyn RawRead,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<(u64, Change)>>, StoreError> {
         let mut out = Vec::new();
         let lo = key::<u64, u64>(&after);
-        for e in raw.range(LOG.name, Bound::Excluded(lo), Bound::Unbounded)? {
+        for e in raw.range(LOG.name, Bound::Excluded(lo), Bound::Unbounded)?.take(limit) {
             let (k, v) = e?;
             let seq = u64::decode(&mut k.as_slice()).ok_or_else(|| StoreError::Corrupt("a change log key".into()))?;
             if out.is_empty() && seq != after + 1 {
