@@ -63,6 +63,58 @@ fn concurrent_submissions_get_distinct_ids_and_exact_groups() {
 }
 
 #[test]
+fn a_crash_sent_again_under_its_coresnap_uuid_is_stored_once() {
+    // The collector resends a crash whose answer it lost (killed, timed out): the
+    // resend, concurrent or later, from another batch or the same one, answers with
+    // the first object's id and stores nothing.
+    let d = dir("idempotent");
+    let store = Arc::new(Store::open(&d).expect("open"));
+    store.create_project("p").expect("project");
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut acks = Vec::new();
+                for i in 0..20 {
+                    let key = format!("crash-{}", i % 4);
+                    acks.push((
+                        key.clone(),
+                        store.submit(report("f", json!({"coresnap.uuid": key}), 100 + t)).expect("submit"),
+                    ));
+                }
+                acks
+            })
+        })
+        .collect();
+    let acks: Vec<_> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    for key in ["crash-0", "crash-1", "crash-2", "crash-3"] {
+        let mut ids: Vec<u64> = acks.iter().filter(|(k, _)| k == key).map(|(_, a)| a.rxid).collect();
+        assert_eq!(ids.len(), 40);
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{key}: one object for 40 submissions");
+    }
+    assert_eq!(acks.iter().filter(|(_, a)| a.unique).count(), 1, "the group is new once");
+    assert_eq!(acks.iter().filter(|(_, a)| a.warnings.iter().any(|w| w.contains("already stored"))).count(), 156);
+    assert_eq!(q(&store, json!({"group": ["*"]}))["objects"], 4);
+    assert_eq!(q(&store, json!({}))["rows"][0][2], 4, "the group counts each crash once");
+    // Other submissions are not affected; neither is a key after its object was deleted.
+    let plain1 = store.submit(report("f", json!({}), 1)).expect("submit");
+    let plain2 = store.submit(report("f", json!({}), 1)).expect("submit");
+    assert_ne!(plain1.rxid, plain2.rxid);
+    let first = acks.iter().find(|(k, _)| k == "crash-0").expect("crash-0").1.rxid;
+    store.close();
+    drop(store);
+    let store = Store::open(&d).expect("reopen");
+    let again = store.submit(report("f", json!({"coresnap.uuid": "crash-0"}), 7)).expect("submit");
+    assert_eq!(again.rxid, first, "the key holds across a restart");
+    assert_eq!(store.delete("p", vec![first]).expect("delete"), 1);
+    let after = store.submit(report("f", json!({"coresnap.uuid": "crash-0"}), 7)).expect("submit");
+    assert!(after.rxid > first, "a deleted object's key may be stored again");
+    assert_eq!(q(&store, json!({"group": ["*"]}))["objects"], 6);
+    assert_eq!(store.check().expect("check"), Vec::<String>::new());
+}
+
+#[test]
 fn attributes_widen_from_integers_to_strings_and_survive_reload() {
     let d = dir("widen");
     let before;

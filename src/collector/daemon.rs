@@ -313,8 +313,11 @@ fn fail(sp: &Spool, cfg: &Config, e: &Entry, why: &str) {
 /// How a submission went.
 enum Sent {
     Ok(String),
-    /// Try again later (server unreachable, 5xx, 429).
+    /// Try again later: the server answered 5xx or 429, so nothing was stored.
     Later(String),
+    /// Try again later, not knowing whether the server stored it (no connection, or
+    /// the answer was lost): the `attempt` mark stays, so the next try asks first.
+    Unknown(String),
     /// Do not retry (4xx: bad token, refused input).
     Refused(String),
 }
@@ -361,7 +364,7 @@ async fn send(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry) {
     let path = format!("/api/post?token={}&format={format}", enc(&token));
     let ctype = if format == "json" { "application/json" } else { "application/octet-stream" };
     let r = match http_post(url, &path, ctype, &body).await {
-        Err(err) => Sent::Later(err),
+        Err(err) => Sent::Unknown(err),
         Ok((200, b)) => Sent::Ok(String::from_utf8_lossy(&b).into_owned()),
         Ok((s, b)) if s == 429 || s >= 500 => {
             Sent::Later(format!("server answered {s}: {}", String::from_utf8_lossy(&b)))
@@ -376,6 +379,7 @@ async fn send(sp: &Spool, cfg: &Config, state: &Shared, e: &Entry) {
             let _ = fs::remove_file(&attempt);
             later(cfg, state, e, &why)
         }
+        Sent::Unknown(why) => later(cfg, state, e, &why),
         Sent::Refused(why) => {
             let _ = fs::remove_file(&attempt);
             lock(state).summary.failed += 1;

@@ -207,6 +207,14 @@ impl ProjectIndex {
         }
     }
 
+    /// The first live row whose string attribute `attr` holds `value`. Cheap when no
+    /// object has the value (one dictionary lookup); a scan of one column otherwise.
+    pub fn find_text(&self, attr: &str, value: &str) -> Option<usize> {
+        let sid = *self.string_ids.get(value)? + 1;
+        let Column::Str(col) = &self.attr(attr)?.column else { return None };
+        col.iter().enumerate().position(|(r, &c)| c == sid && self.alive[r])
+    }
+
     pub fn row_of(&self, id: u64) -> Option<usize> {
         self.ids.binary_search(&id).ok().filter(|&r| self.alive[r])
     }

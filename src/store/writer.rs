@@ -14,7 +14,7 @@ use super::ingest::{Prepared, Value, parse_int};
 use super::outbox::{Delivery, Event, Pending, Rule, Trigger};
 use super::schema::*;
 use super::triage::{self, Change, State, TriageRecord};
-use super::{Ack, SharedIndex, StoreError};
+use super::{Ack, SharedIndex, StoreError, format_object_id};
 
 /// Most submissions committed together.
 const MAX_BATCH: usize = 1024;
@@ -206,6 +206,20 @@ struct Overlay {
     triage: HashMap<String, TriageRecord>,
     /// The project's notification rules (read once per batch).
     rules: Option<Vec<Rule>>,
+    /// Idempotency key → the answer given to the first submission with it in this batch.
+    keys: HashMap<String, Ack>,
+}
+
+/// The attribute a submission carries to be stored at most once: the collector's
+/// crash uuid. A client that lost the answer (killed, timed out) sends the crash
+/// again; the second submission gets the first one's id and stores nothing.
+pub const IDEMPOTENCY_KEY: &str = "coresnap.uuid";
+
+fn idempotency_key(obj: &Prepared) -> Option<&str> {
+    obj.values.iter().find(|(n, _)| n == IDEMPOTENCY_KEY).and_then(|(_, v)| match v {
+        Value::Text(s) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    })
 }
 
 type NewRow = (u64, u64, Vec<(u32, Val)>);
@@ -234,6 +248,7 @@ impl Overlay {
             rows: Vec::new(),
             triage: HashMap::new(),
             rules: None,
+            keys: HashMap::new(),
         })
     }
 
@@ -324,7 +339,30 @@ impl Overlay {
         Ok((id, val))
     }
 
+    /// The answer to a submission already stored (by an earlier request or earlier in
+    /// this batch) under the same idempotency key.
+    fn stored_before(&self, p: &ProjectIndex, obj: &Prepared) -> Option<Ack> {
+        let key = idempotency_key(obj)?;
+        let (rxid, fingerprint) = match self.keys.get(key) {
+            Some(first) => (first.rxid, first.fingerprint.clone()),
+            None => {
+                let row = p.find_text(IDEMPOTENCY_KEY, key)?;
+                let fp = p.attr("fingerprint").and_then(|a| p.str_cell(a, row)).unwrap_or_default();
+                (p.ids[row], fp.to_string())
+            }
+        };
+        Some(Ack {
+            rxid,
+            fingerprint,
+            unique: false,
+            warnings: vec![format!("{IDEMPOTENCY_KEY} {key} was already stored as object {}", format_object_id(rxid))],
+        })
+    }
+
     fn add(&mut self, p: &ProjectIndex, t: &mut Tables, obj: &Prepared) -> Result<Ack, StoreError> {
+        if let Some(ack) = self.stored_before(p, obj) {
+            return Ok(ack);
+        }
         let mut vals = Vec::with_capacity(obj.values.len());
         for (name, value) in &obj.values {
             vals.push(self.cell(p, t, name, value)?);
@@ -363,7 +401,11 @@ impl Overlay {
         g.last_object = g.last_object.max(id);
         self.rows.push((id, blob_len, vals));
         self.after_crash(p, t, obj, id, unique)?;
-        Ok(Ack { rxid: id, fingerprint: obj.fingerprint.clone(), unique, warnings: obj.warnings.clone() })
+        let ack = Ack { rxid: id, fingerprint: obj.fingerprint.clone(), unique, warnings: obj.warnings.clone() };
+        if let Some(key) = idempotency_key(obj) {
+            self.keys.insert(key.to_string(), ack.clone());
+        }
+        Ok(ack)
     }
 
     /// What a crash does to its group's triage (a regression reopens it, a mute may
