@@ -200,7 +200,7 @@ fn check_panic(mode: &str, fault: Option<&str>) -> Value {
 #[test]
 fn nil_dereference() {
     let snap = check_panic("nil", Some("null-dereference"));
-    // A parked goroutine's map, slice and string, shown as Delve shows them.
+    // A parked goroutine's map, slice, string and interfaces, shown as Delve shows them.
     let vars: BTreeMap<String, String> = goroutines(&snap)
         .iter()
         .flat_map(|g| g["frames"].as_array().cloned().unwrap_or_default())
@@ -211,6 +211,11 @@ fn nil_dereference() {
     assert_eq!(vars.get("m").map(String::as_str), Some("map[string]int len: 3"), "{vars:?}");
     assert_eq!(vars.get("xs").map(String::as_str), Some("[]int len: 4, cap: 4, [4,5,6,7]"), "{vars:?}");
     assert_eq!(vars.get("name").map(String::as_str), Some("\"hello\""), "{vars:?}");
+    // Interfaces with their dynamic types, as Delve shows them (gdb prints the raw
+    // `{_type = …, data = …}` pair): a boxed int, a pointer, an error.
+    assert_eq!(vars.get("v").map(String::as_str), Some("interface {}(int) 42"), "{vars:?}");
+    assert!(vars.get("p").is_some_and(|p| p.starts_with("interface {}(*main.Node) 0xc")), "{vars:?}");
+    assert_eq!(vars.get("err").map(String::as_str), Some("error(*errors.errorString) *{s: \"boom\"}"), "{vars:?}");
 }
 
 #[test]

@@ -38,13 +38,14 @@ func deref(n *Node, label string) int {
 	return len(n.Items) + len(label)
 }
 
-// holder parks with values of Go's own kinds in its frame (a map, a slice, a string).
+// holder parks with values of Go's own kinds in its frame (a map, a slice, a string,
+// interfaces holding an int, a pointer and an error).
 //
 //go:noinline
-func holder(m map[string]int, xs []int, name string, wg *sync.WaitGroup) {
+func holder(m map[string]int, xs []int, name string, v any, p any, err error, wg *sync.WaitGroup) {
 	wg.Done()
 	time.Sleep(time.Hour)
-	fmt.Println(len(m), xs, name)
+	fmt.Println(len(m), xs, name, v, p, err)
 }
 
 //go:noinline
@@ -73,7 +74,7 @@ func main() {
 		go func() { time.Sleep(time.Hour) }()
 		var wg sync.WaitGroup
 		wg.Add(1)
-		go holder(map[string]int{"a": 1, "b": 2, "c": 3}, []int{4, 5, 6, 7}, "hello", &wg)
+		go holder(map[string]int{"a": 1, "b": 2, "c": 3}, []int{4, 5, 6, 7}, "hello", 42, &Node{Name: "n"}, errors.New("boom"), &wg)
 		wg.Wait()
 		var n *Node
 		fmt.Println(deref(n, "hello"))

@@ -35,7 +35,11 @@ pub struct Found {
     pub variables: Vec<Vars>,
     pub panic: Option<Panic>,
     pub problems: Vec<Problem>,
+    /// `runtime._type` and `runtime.moduledata`, to name interfaces' dynamic types.
+    types: Types,
 }
+
+type Types = (Option<HashMap<String, u64>>, Option<HashMap<String, u64>>);
 
 /// A panic in flight.
 #[derive(Debug, Clone)]
@@ -53,7 +57,7 @@ struct Layout {
     m: HashMap<String, u64>,
     panic: HashMap<String, u64>,
     /// `runtime._type` and `runtime.moduledata`.
-    types: (Option<HashMap<String, u64>>, Option<HashMap<String, u64>>),
+    types: Types,
 }
 
 fn member(map: &HashMap<String, u64>, name: &str) -> Result<u64, String> {
@@ -93,7 +97,8 @@ pub fn read(
     unwinder: &Unwinder<'_>,
     variables: &dyn Fn(&Registers, &[crate::snapshot::Frame]) -> Vars,
 ) -> Found {
-    let mut found = Found { goroutines: Vec::new(), variables: Vec::new(), panic: None, problems: Vec::new() };
+    let mut found =
+        Found { goroutines: Vec::new(), variables: Vec::new(), panic: None, problems: Vec::new(), types: (None, None) };
     let mem = Mem { memory, modules };
     if let Err(e) = read_into(modules, &mem, unwinder, variables, &mut found) {
         found.problems.push(Problem::new(Scope::Snapshot, format!("Go goroutines: {e}")));
@@ -122,9 +127,10 @@ fn read_into(
         gobuf: take("runtime.gobuf")?,
         m: take("runtime.m")?,
         panic: take("runtime._panic")?,
-        // Needed only to name a panic value's type.
+        // Needed only to name a panic value's or an interface's type.
         types: (take("runtime._type").ok(), take("runtime.moduledata").ok()),
     };
+    out.types = layout.types.clone();
     let (allgs, _) = modules.symbol_address("runtime.allgs").ok_or("no symbol runtime.allgs")?;
     let u64_at = |addr: u64| memory.read_u64(addr);
     let base = u64_at(allgs).ok_or("runtime.allgs is unreadable")?;
@@ -234,11 +240,74 @@ fn status_name(st: u32) -> &'static str {
     }
 }
 
+/// A Go interface value (`any`, `error`, any interface type: a pair of the dynamic
+/// type — for a non-empty interface through its itab — and a data word) as Delve
+/// shows it: `interface {}(int) 42`, `error(*errors.errorString) *{s: "boom"}`,
+/// `interface {}(*main.Node) 0xc000070180`, `error nil`. Basic kinds and strings are
+/// read; other values stay an address. The structured value is left as it was.
+fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &mut crate::snapshot::Variable) {
+    use crate::snapshot::Value;
+    let Value::Struct(fields) = &v.value else { return };
+    let word = |name: &str| {
+        fields.iter().find(|f| f.name == name).and_then(|f| match f.value {
+            Value::Pointer { address, .. } => Some(address),
+            Value::UInt(u) => Some(u),
+            _ => None,
+        })
+    };
+    let (typ, data) = match (fields.len(), word("_type"), word("tab"), word("data")) {
+        (2, Some(t), None, Some(d)) => (t, d),
+        // itab: inter *interfacetype, _type *_type, …
+        (2, None, Some(tab), Some(d)) => (if tab == 0 { 0 } else { memory.read_u64(tab + 8).unwrap_or(0) }, d),
+        _ => return,
+    };
+    let stat = v.type_name.as_str();
+    if typ == 0 {
+        v.text = format!("{stat} nil");
+        return;
+    }
+    let Some(name) = type_name(modules, memory, types, typ) else { return };
+    let mut kind = [0u8; 1];
+    let kind_off = types.0.as_ref().and_then(|t| t.get("kind")).copied();
+    let kind = match kind_off {
+        Some(o) if memory.read_exact(typ + o, &mut kind) => kind[0],
+        _ => 0,
+    };
+    let read = |n: usize| {
+        let mut b = [0u8; 8];
+        memory.read_exact(data, &mut b[..n]).then(|| u64::from_le_bytes(b))
+    };
+    let signed = |n: usize| read(n).map(|u| ((u << (64 - 8 * n)) as i64 >> (64 - 8 * n)).to_string());
+    let unsigned = |n: usize| read(n).map(|u| u.to_string());
+    // Kinds of the runtime (reflect.Kind); 32 is kindDirectIface: the data word is the value.
+    let value = match kind & 0x1f {
+        _ if kind & 32 != 0 => match name.as_str() {
+            "*errors.errorString" => go_string(memory, data).map(|s| format!("*{{s: {s:?}}}")),
+            _ if data == 0 => Some("nil".into()),
+            _ => Some(format!("{data:#x}")),
+        },
+        1 => read(1).map(|b| (b != 0).to_string()),
+        2 | 6 => signed(8),
+        3 => signed(1),
+        4 => signed(2),
+        5 => signed(4),
+        7 | 11 | 12 => unsigned(8),
+        8 => unsigned(1),
+        9 => unsigned(2),
+        10 => unsigned(4),
+        13 => read(4).map(|u| f32::from_bits(u as u32).to_string()),
+        14 => read(8).map(|u| f64::from_bits(u).to_string()),
+        24 => go_string(memory, data).map(|s| format!("{s:?}")),
+        _ => Some(format!("*{data:#x}")),
+    };
+    v.text = format!("{stat}({name}) {}", value.unwrap_or_else(|| format!("<unreadable at {data:#x}>")));
+}
+
 /// What Go prints after `panic: ` for the value `(typ, data)` of an `any`: strings
 /// and errors by their text, runtime errors as the runtime words them, other values
 /// by their type.
 fn panic_message(modules: &ModuleSet, memory: &Mem<'_>, layout: &Layout, typ: u64, data: u64) -> String {
-    let name = type_name(modules, memory, layout, typ).unwrap_or_default();
+    let name = type_name(modules, memory, &layout.types, typ).unwrap_or_default();
     let t = name.as_str();
     let text = |addr: u64| go_string(memory, addr).unwrap_or_else(|| "<unreadable>".into());
     match t {
@@ -261,11 +330,11 @@ fn panic_message(modules: &ModuleSet, memory: &Mem<'_>, layout: &Layout, typ: u6
 /// runtime keeps it: the descriptor's `str` is an offset into the module's type
 /// data (`runtime.firstmoduledata.types`), where a name is a flags byte, a uvarint
 /// length and the bytes; `tflagExtraStar` says the stored name has a `*` too many.
-fn type_name(modules: &ModuleSet, memory: &Mem<'_>, layout: &Layout, typ: u64) -> Option<String> {
+fn type_name(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, typ: u64) -> Option<String> {
     if typ == 0 {
         return None;
     }
-    let (Some(t), Some(md)) = &layout.types else { return None };
+    let (Some(t), Some(md)) = types else { return None };
     let (first, _) = modules.symbol_address("runtime.firstmoduledata")?;
     let types = memory.read_u64(first + md.get("types")?)?;
     let mut b4 = [0u8; 4];
@@ -312,8 +381,8 @@ fn bounds_error(memory: &Mem<'_>, data: u64) -> Option<String> {
 /// the extension, the classifiers, the panic annotation and attribute. Runs after
 /// the built-in analysis, whose `abort` a Go panic replaces (the runtime raised
 /// SIGABRT only to dump core).
-pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, found: Found) {
-    let Found { mut goroutines, variables, panic, problems } = found;
+pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, found: Found) {
+    let Found { mut goroutines, variables, panic, problems, types } = found;
     snap.problems.extend(problems);
     for (g, mut vars) in goroutines.iter_mut().zip(variables) {
         let mut frames = Vec::new();
@@ -328,6 +397,15 @@ pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, found: Found) {
             frames.extend(group);
         }
         g.frames = frames;
+    }
+    let mem = Mem { memory, modules };
+    let frames = snap
+        .threads
+        .iter_mut()
+        .flat_map(|t| t.frames.iter_mut())
+        .chain(goroutines.iter_mut().flat_map(|g| g.frames.iter_mut()));
+    for v in frames.flat_map(|f| f.variables.iter_mut()) {
+        describe_interface(modules, &mem, &types, v);
     }
     let on = |name: &str| {
         snap.threads.iter().any(|t| t.frames.iter().any(|f| f.function.as_deref() == Some(name)))

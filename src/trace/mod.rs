@@ -389,7 +389,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let reader = analysis::Reader::new(memory.clone(), modules.clone());
     analysis::run_builtin(&mut snap, &reader, &opts.analysis);
     if let Some(found) = go {
-        golang::annotate(&mut snap, &modules, found);
+        golang::annotate(&mut snap, &modules, memory.as_ref(), found);
     }
     timing.mark("built-in analysis");
     analysis::run_modules(&mut snap, &reader, &opts.analysis);
