@@ -300,6 +300,26 @@ fn live_goroutines_match_the_runtime_dump() {
     }
     let gs = goroutines(&snap);
     assert!(gs.len() > 1000, "bt found {} goroutines", gs.len());
+    // Parked goroutines' variables, live: each worker's `id` is its index (0..1000,
+    // each once) and `ch` the channel they all wait on.
+    let workers: Vec<BTreeMap<String, String>> = gs
+        .iter()
+        .flat_map(|g| g["frames"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["function"] == "main.worker")
+        .map(|f| {
+            f["variables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| (v["name"].as_str().unwrap_or("").to_string(), v["value"].as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .collect();
+    let mut ids: Vec<u64> = workers.iter().filter_map(|w| w.get("id")?.parse().ok()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..1000).collect::<Vec<u64>>(), "the workers' ids, live");
+    let chans: std::collections::BTreeSet<&String> = workers.iter().filter_map(|w| w.get("ch")).collect();
+    assert!(chans.len() == 1 && chans.iter().all(|c| c.starts_with("0xc")), "one channel: {chans:?}");
     let running_in_dump: Vec<u64> = dump.iter().filter(|(_, g)| g.status == "running").map(|(id, _)| *id).collect();
     for id in running_in_dump {
         dump.remove(&id);

@@ -377,6 +377,30 @@ fn bounds_error(memory: &Mem<'_>, data: u64) -> Option<String> {
     })
 }
 
+/// Renders the goroutines' variables of a held live target from the bytes copied
+/// while it was stopped, as its threads' are (captured then, rendered after).
+pub fn render_variables(
+    snap: &Snapshot,
+    found: &mut Found,
+    memory: &dyn Memory,
+    opts: &crate::snapshot::values::VariableOptions,
+) {
+    let stacks: Vec<Vec<(bool, &mut Vec<Variable>)>> = found
+        .variables
+        .iter_mut()
+        .map(|frames| {
+            frames
+                .iter_mut()
+                .flat_map(|chain| {
+                    let n = chain.len();
+                    chain.iter_mut().enumerate().map(move |(i, vars)| (i + 1 < n, vars))
+                })
+                .collect()
+        })
+        .collect();
+    crate::snapshot::values::render_stacks(snap, stacks, memory, opts);
+}
+
 /// Symbolizes the goroutines' frames and writes what was found into the snapshot:
 /// the extension, the classifiers, the panic annotation and attribute. Runs after
 /// the built-in analysis, whose `abort` a Go panic replaces (the runtime raised

@@ -252,11 +252,11 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let stopped = spread(threads.iter().collect(), stopped_one);
     timing.mark("unwind, variables");
     // A Go program: its goroutines, read while the memory is consistent.
-    let go = golang::is_go(&modules).then(|| {
-        // Goroutines' variables from cores; a held live target renders its values
-        // after it runs again, and that pass covers the threads only.
+    let mut go = golang::is_go(&modules).then(|| {
+        // Goroutines' variables: a held live target's are rendered after it runs
+        // again, from what was copied, with the threads'.
         let vars = |regs: &crate::snapshot::Registers, frames: &[Frame]| {
-            if opts.variables.mode == VariableMode::All && hold.is_none() {
+            if opts.variables.mode == VariableMode::All {
                 modules.capture_variables(regs, frames, &recorder, &opts.variables.options, &type_table)
             } else {
                 Vec::new()
@@ -382,6 +382,9 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         // target are rendered now, from the bytes copied while it was stopped, with
         // the finished type table and names: what a viewer of the snapshot renders.
         values::render_snapshot_from(&mut snap, &Regions::new(&reads), &opts.variables.options);
+        if let Some(found) = go.as_mut() {
+            golang::render_variables(&snap, found, &Regions::new(&reads), &opts.variables.options);
+        }
         timing.mark("names and text");
     }
     // Analysis last: it reads frames, symbols and the capture's memory (for a

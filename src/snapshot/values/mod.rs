@@ -63,6 +63,33 @@ pub fn render_snapshot(snap: &mut Snapshot, opts: &VariableOptions) {
 
 /// [`render_snapshot`] reading values from `memory` instead of the kept regions.
 pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &VariableOptions) {
+    let mut threads = std::mem::take(&mut snap.threads);
+    let mut globals = std::mem::take(&mut snap.globals);
+    let frames = threads.iter_mut().map(|t| t.frames.iter_mut().map(|f| (f.inlined, &mut f.variables)).collect());
+    render_variables(snap, frames, globals.iter_mut(), memory, opts);
+    snap.threads = threads;
+    snap.globals = globals;
+}
+
+/// Renders variables that are not (yet) in `snap` — a Go program's goroutines —
+/// with its type table and symbol names, the same way as its threads': per stack,
+/// per frame (inlined or not, as the read budget is per physical frame).
+pub fn render_stacks(
+    snap: &Snapshot,
+    stacks: Vec<Vec<(bool, &mut Vec<Variable>)>>,
+    memory: &dyn Memory,
+    opts: &VariableOptions,
+) {
+    render_variables(snap, stacks, std::iter::empty(), memory, opts);
+}
+
+fn render_variables<'v>(
+    snap: &Snapshot,
+    stacks: impl IntoIterator<Item = Vec<(bool, &'v mut Vec<Variable>)>>,
+    globals: impl Iterator<Item = &'v mut Variable>,
+    memory: &dyn Memory,
+    opts: &VariableOptions,
+) {
     let mut types = Table::new(&snap.types);
     let names: std::collections::HashMap<(u64, bool), &str> =
         snap.symbols.iter().map(|s| ((s.address, s.code), s.name.as_str())).collect();
@@ -92,17 +119,17 @@ pub fn render_snapshot_from(snap: &mut Snapshot, memory: &dyn Memory, opts: &Var
         *budget = r.budget;
         nodes_left -= before - r.nodes;
     };
-    for t in snap.threads.iter_mut() {
-        for f in t.frames.iter_mut() {
-            for v in f.variables.iter_mut() {
+    for frames in stacks {
+        for (inlined, vars) in frames {
+            for v in vars.iter_mut() {
                 one(v, &mut budget);
             }
-            if !f.inlined {
+            if !inlined {
                 budget = FRAME_READ_BUDGET;
             }
         }
     }
-    for g in snap.globals.iter_mut() {
+    for g in globals {
         budget = FRAME_READ_BUDGET;
         one(g, &mut budget);
     }
