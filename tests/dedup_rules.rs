@@ -85,7 +85,29 @@ fn glibc_rules() {
         "main @/opt/app",
     ];
     run(&[
-        ("assert prologue", assert_stack, &["validate_order"]),
+        // An assertion keeps its caller: the check is often a precondition.
+        ("assert prologue", assert_stack, &["validate_order", "main"]),
+        (
+            "assert wrappers nest (JerryScript's assert → fatal → port fatal → abort)",
+            &[
+                "__pthread_kill_implementation @libc.so.6",
+                "__GI_raise @libc.so.6",
+                "__GI_abort @libc.so.6",
+                "jerry_port_fatal @jerry",
+                "jerry_fatal @jerry",
+                "jerry_assert_fail @jerry",
+                "jmem_decompress_pointer @jerry",
+                "ecma_create_property @jerry",
+                "ecma_create_named_data_property @jerry",
+                "main @jerry",
+            ],
+            &["jmem_decompress_pointer", "ecma_create_property"],
+        ),
+        (
+            "a segfault keeps one application frame",
+            &["jmem_decompress_pointer @jerry", "ecma_create_property @jerry", "main @jerry"],
+            &["jmem_decompress_pointer"],
+        ),
         (
             "fatal() wrapper",
             &["raise @libc.so.6", "__GI_abort @libc.so.6", "fatal @app", "load_config @app", "main @app"],

@@ -93,6 +93,10 @@ struct EvalArgs {
     /// list bt's groups per label and labels per group
     #[argh(switch)]
     details: bool,
+    /// the rules before a change (a rules directory, or "default" for the embedded
+    /// ones): how many crashes change group, and how many groups split or merge
+    #[argh(option)]
+    from: Option<String>,
     /// the corpus (JSON lines)
     #[argh(positional)]
     corpus: PathBuf,
@@ -341,6 +345,25 @@ fn eval(rules: &RuleSet, a: &EvalArgs) -> anyhow::Result<i32> {
             println!("{prog:<16} {:>7} {bugs:>6}  {bt_f1:>9.3}  {best_f1:>9.3}  {best_name}", idx.len());
         }
     }
+    if let Some(from) = &a.from {
+        let before = if from == "default" { RuleSet::default_rules() } else { ruleset(Some(Path::new(from)))? };
+        let old: Vec<String> = records.iter().map(|r| before.evaluate(&r.frames, &r.classifiers).fingerprint).collect();
+        let m = moves(&old, &fps);
+        let text = format!(
+            "against the rules {from}: {} of {} crashes change fingerprint; groups {} before, {} after: {} split, {} merged",
+            m.changed,
+            records.len(),
+            m.groups_before,
+            m.groups_after,
+            m.split,
+            m.merged
+        );
+        if a.json {
+            eprintln!("{text}");
+        } else {
+            println!("\n{text}");
+        }
+    }
     if a.details {
         let mut by_label: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
         let mut by_fp: HashMap<&str, BTreeMap<&str, usize>> = HashMap::new();
@@ -367,4 +390,46 @@ fn eval(rules: &RuleSet, a: &EvalArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(super::exit::OK)
+}
+
+/// How a change of rules moves crashes between groups.
+#[derive(Debug, PartialEq, Eq)]
+struct Moves {
+    /// Crashes whose fingerprint changes (in a store: they would land in another group).
+    changed: usize,
+    groups_before: usize,
+    groups_after: usize,
+    /// Old groups whose crashes now go to more than one group.
+    split: usize,
+    /// New groups that hold crashes of more than one old group.
+    merged: usize,
+}
+
+fn moves<A: AsRef<str>, B: AsRef<str>>(old: &[A], new: &[B]) -> Moves {
+    let mut fwd: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+    let mut back: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+    for (o, n) in old.iter().zip(new) {
+        fwd.entry(o.as_ref()).or_default().insert(n.as_ref());
+        back.entry(n.as_ref()).or_default().insert(o.as_ref());
+    }
+    Moves {
+        changed: old.iter().zip(new).filter(|(o, n)| o.as_ref() != n.as_ref()).count(),
+        groups_before: fwd.len(),
+        groups_after: back.len(),
+        split: fwd.values().filter(|s| s.len() > 1).count(),
+        merged: back.values().filter(|s| s.len() > 1).count(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_count_changes_splits_and_merges() {
+        let m = moves(&["a", "a", "b", "c", "c"], &["x", "y", "b", "z", "z"]);
+        assert_eq!(m, Moves { changed: 4, groups_before: 3, groups_after: 4, split: 1, merged: 0 });
+        let m = moves(&["a", "b", "c"], &["x", "x", "c"]);
+        assert_eq!(m, Moves { changed: 2, groups_before: 3, groups_after: 2, split: 0, merged: 1 });
+    }
 }

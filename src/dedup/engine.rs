@@ -20,6 +20,7 @@ struct Outcome {
     lines: Option<bool>,
     attrs: Vec<(String, String)>,
     cap: Option<usize>,
+    app_frames: Option<usize>,
     /// Indexes into the rule list of the rules that fired, in order.
     fired: Vec<usize>,
 }
@@ -168,6 +169,7 @@ fn run_rules(rules: &[Rule], f: &Facts, classifiers: &[String]) -> Outcome {
                 }
                 Action::Attr(k, v) => o.attrs.push((k.clone(), v.clone())),
                 Action::Cap(n) => o.cap = Some(*n),
+                Action::AppFrames(n) => o.app_frames = Some(*n),
             }
         }
     }
@@ -322,6 +324,7 @@ pub(super) fn evaluate(
     let mut stopped_at: Option<usize> = None;
     let mut prologue_end = 0usize;
     let mut cap = settings.max_frames;
+    let mut app_frames = settings.max_app_frames;
     let mut attributes = BTreeMap::new();
     let mut collapsed = vec![false; n];
     let mut stop_reason: Vec<Option<&'static str>> = vec![None; n];
@@ -337,6 +340,7 @@ pub(super) fn evaluate(
             stopped_at = None;
             prologue_end = idx + 1;
             cap = settings.max_frames;
+            app_frames = settings.max_app_frames;
         }
         if stopped_at.is_some() {
             continue;
@@ -346,6 +350,9 @@ pub(super) fn evaluate(
         }
         if let Some(c) = o.cap {
             cap = cap.min(c);
+        }
+        if let Some(a) = o.app_frames {
+            app_frames = a;
         }
         match o.disposition {
             Disposition::SkipThrough | Disposition::Skip | Disposition::Bypass => {}
@@ -368,7 +375,7 @@ pub(super) fn evaluate(
                 if o.disposition == Disposition::StopAfter {
                     stopped_at = Some(idx);
                     stop_reason[idx] = Some("stop-after: last frame of the signature");
-                } else if n_app >= settings.max_app_frames && kept.last().is_some_and(|k| k.app && k.frame_idx == idx) {
+                } else if n_app >= app_frames && kept.last().is_some_and(|k| k.app && k.frame_idx == idx) {
                     stopped_at = Some(idx);
                     stop_reason[idx] = Some("max-app-frames reached: last frame of the signature");
                 } else if kept.len() >= cap {

@@ -125,6 +125,9 @@ pub enum Action {
     SigStrip(Strip),
     Attr(String, String),
     Cap(usize),
+    /// The signature of this crash ends after this many application frames
+    /// (instead of `max-app-frames`).
+    AppFrames(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +351,12 @@ fn parse_actions(toks: &[Token], origin: &Origin) -> Result<Vec<Action>, RuleErr
             "cap" => {
                 let n = it.next().and_then(|t| t.text.parse().ok()).filter(|n| *n > 0);
                 Action::Cap(n.ok_or_else(|| RuleError::new(origin, "cap takes a positive number of frames"))?)
+            }
+            "app-frames" => {
+                let n = it.next().and_then(|t| t.text.parse().ok()).filter(|n| *n > 0);
+                Action::AppFrames(
+                    n.ok_or_else(|| RuleError::new(origin, "app-frames takes a positive number of frames"))?,
+                )
             }
             other => return Err(RuleError::new(origin, format!("unknown action {other:?}"))),
         };
