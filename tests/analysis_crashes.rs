@@ -26,6 +26,10 @@ const FAULT_CLASSIFIERS: &[&str] = &[
     "double-free",
     "division-by-zero",
     "illegal-instruction",
+    "asan",
+    "ubsan",
+    "invalid-free",
+    "undefined-behavior",
 ];
 
 /// One case: mode (argv[1]), the signal, the exact fault classifiers, whether
@@ -223,6 +227,35 @@ fn c_faults_are_classified() {
     );
     let crashes = crash_all("c", &exe, &CASES);
     check_all(&exe, &CASES, &crashes);
+}
+
+/// A sanitizer's report that ends in abort(): the tool and what it reported, blamed
+/// on the first frame past its runtime, never a plain `abort`.
+#[test]
+fn sanitizer_reports_are_classified() {
+    let dir = scratch_dir("analysis-build-sanitizers");
+    let src = repo().join("examples/analysis/sanitizers.c");
+    let src = src.to_str().expect("utf-8");
+    let asan = build(&dir, "asan", &["gcc", "-O0", "-g", "-fsanitize=address", "-fno-omit-frame-pointer", src]);
+    let ubsan = build(&dir, "ubsan", &["gcc", "-O0", "-g", "-fsanitize=undefined", src]);
+    let cases = [
+        case("heap_read", "SIGABRT", &["asan", "invalid-read"], false, &["invalid read of 4 bytes in sum_prices"]),
+        case("heap_write", "SIGABRT", &["asan"], false, &["bad memory passed to strcpy() by copy_name"]),
+        case("double_free", "SIGABRT", &["asan", "double-free"], false, &["double free in release"]),
+        case("bad_free", "SIGABRT", &["asan", "invalid-free"], false, &["bad free in release"]),
+        case("segv", "SIGABRT", &["asan"], false, &["caught a fatal signal in field_of"]),
+    ];
+    let crashes = crash_all("asan", &asan, &cases);
+    check_all(&asan, &cases, &crashes);
+    let cases = [case(
+        "ubsan_shift",
+        "SIGABRT",
+        &["ubsan", "undefined-behavior"],
+        false,
+        &["UndefinedBehaviorSanitizer: shift out of bounds in scale"],
+    )];
+    let crashes = crash_all("ubsan", &ubsan, &cases);
+    check_all(&ubsan, &cases, &crashes);
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //!   `misaligned-access`;
 //! - a SIGABRT gets exactly one cause: the most specific of `stack-overflow` (Rust's
 //!   guard-page handler), `stack-smash`, `double-free`, `heap-corruption`, `assert`,
-//!   `uncaught-exception`, `rust-panic`; plain `abort` only when none applies.
+//!   `uncaught-exception`, `rust-panic`; plain `abort` only when none applies;
+//! - a sanitizer's abort gets the tool (`asan`, `ubsan`, `msan`, `tsan`) and the error
+//!   its report functions name instead.
 
 use super::decode;
 pub use super::facts::{MemoryFault, NULL_LIMIT, base_name, mapping_of};
@@ -348,6 +350,9 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         recursion(&interrupted, f);
         return;
     }
+    if sanitizer(t, f) {
+        return;
+    }
     if let Some(i) = find_frame(t, |n| n == "__stack_chk_fail" || n == "__stack_chk_fail_local") {
         f.classify(names::STACK_SMASH);
         let victim = t.frames.get(i + 1).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
@@ -514,6 +519,93 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         let scope = caller.map(|(k, _)| Scope::Frame(t.tid, k as u32)).unwrap_or(scope);
         f.annotate(scope, Severity::Error, SOURCE, text);
     }
+}
+
+/// A sanitizer's report ended the process (ASan, UBSan, MSan or TSan with
+/// `abort_on_error`/`halt_on_error`): the tool, and what it reported as far as its
+/// report functions tell (the report's text went to stderr, not into the core).
+/// The annotation goes on the first frame past the sanitizer's runtime.
+fn sanitizer(t: &Thread, f: &mut Findings) -> bool {
+    // `__asan::__asan_report_load4`: libasan's DWARF puts its entry points in its namespace.
+    let names_of: Vec<String> = t
+        .frames
+        .iter()
+        .map(|fr| {
+            let n = base_name(fr);
+            match n.split_once("::") {
+                Some((ns, rest)) if ns.starts_with("__") && rest.starts_with(ns) => rest.to_string(),
+                _ => n,
+            }
+        })
+        .collect();
+    let runtime = |n: &str| {
+        ["__asan", "__ubsan", "__msan", "__tsan", "__lsan", "__sanitizer", "__interceptor_", "___interceptor_"]
+            .iter()
+            .any(|p| n.starts_with(p))
+    };
+    let Some(last) = names_of.iter().rposition(|n| runtime(n)) else { return false };
+    let has = |p: &str| names_of.iter().any(|n| n.starts_with(p));
+    let access = |kind: &str| {
+        names_of.iter().find_map(|n| {
+            let rest = n.strip_prefix(kind)?;
+            let rest = rest.strip_prefix("exp_").unwrap_or(rest);
+            let dir = if rest.starts_with("load") {
+                "read"
+            } else if rest.starts_with("store") {
+                "write"
+            } else {
+                return None;
+            };
+            let size: String = rest.chars().filter(char::is_ascii_digit).collect();
+            Some((dir, size))
+        })
+    };
+    // The faulty code: past the runtime, and past a signal frame the runtime caught.
+    let mut at = last + 1;
+    if names_of.get(at).is_some_and(|n| n == "__restore_rt" || n.starts_with("<signal handler")) {
+        at += 1;
+    }
+    let culprit = t.frames.get(at).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
+    let (tool, kind, what): (&str, Option<&str>, String) = if let Some((dir, size)) = access("__asan_report_") {
+        let bytes = if size.is_empty() { String::new() } else { format!(" of {size} bytes") };
+        let kind = if dir == "read" { names::INVALID_READ } else { names::INVALID_WRITE };
+        (names::ASAN, Some(kind), format!("AddressSanitizer: invalid {dir}{bytes} in {culprit}"))
+    } else if has("__asan::ReportDoubleFree") {
+        (names::ASAN, Some(names::DOUBLE_FREE), format!("AddressSanitizer: double free in {culprit}"))
+    } else if has("__asan::ReportFreeNotMalloced") || has("__asan::ReportAllocTypeMismatch") {
+        (names::ASAN, Some(names::INVALID_FREE), format!("AddressSanitizer: bad free in {culprit}"))
+    } else if has("__asan::ReportStackOverflow") {
+        (names::ASAN, Some(names::STACK_OVERFLOW), format!("AddressSanitizer: stack overflow in {culprit}"))
+    } else if has("__asan::ReportDeadlySignal") || has("__sanitizer::HandleDeadlySignal") {
+        (names::ASAN, None, format!("AddressSanitizer caught a fatal signal in {culprit}"))
+    } else if let Some(call) = names_of.iter().find_map(|n| n.trim_start_matches('_').strip_prefix("interceptor_")) {
+        // A libc call's arguments checked by its interceptor (strcpy, memcpy …): the
+        // report says whether the source or the destination was bad; the frames do not.
+        (names::ASAN, None, format!("AddressSanitizer: bad memory passed to {call}() by {culprit}"))
+    } else if has("__asan") {
+        (names::ASAN, None, format!("AddressSanitizer stopped the process in {culprit}"))
+    } else if has("__msan") {
+        (
+            names::MSAN,
+            Some(names::UNINITIALIZED_READ),
+            format!("MemorySanitizer: use of an uninitialized value in {culprit}"),
+        )
+    } else if has("__tsan") {
+        let kind = has("__tsan::ReportRace").then_some(names::DATA_RACE);
+        (names::TSAN, kind, format!("ThreadSanitizer stopped the process in {culprit}"))
+    } else if let Some(h) = names_of.iter().find_map(|n| n.strip_prefix("__ubsan_handle_")) {
+        let check = h.trim_end_matches("_abort").trim_end_matches("_v1").replace('_', " ");
+        (names::UBSAN, Some(names::UNDEFINED_BEHAVIOR), format!("UndefinedBehaviorSanitizer: {check} in {culprit}"))
+    } else {
+        return false;
+    };
+    f.classify(tool);
+    if let Some(k) = kind {
+        f.classify(k);
+    }
+    let scope = if at < t.frames.len() { Scope::Frame(t.tid, at as u32) } else { Scope::Thread(t.tid) };
+    f.annotate(scope, Severity::Error, SOURCE, what);
+    true
 }
 
 fn quoted(msg: &Option<String>) -> String {

@@ -42,6 +42,15 @@ pub mod names {
     pub const DIVISION_BY_ZERO: &str = "division-by-zero";
     pub const ILLEGAL_INSTRUCTION: &str = "illegal-instruction";
     pub const CONSTRAINT_VIOLATION: &str = "constraint-violation";
+    /// The sanitizer that stopped the process (with the kind of error it reported).
+    pub const ASAN: &str = "asan";
+    pub const UBSAN: &str = "ubsan";
+    pub const MSAN: &str = "msan";
+    pub const TSAN: &str = "tsan";
+    pub const INVALID_FREE: &str = "invalid-free";
+    pub const UNINITIALIZED_READ: &str = "uninitialized-read";
+    pub const DATA_RACE: &str = "data-race";
+    pub const UNDEFINED_BEHAVIOR: &str = "undefined-behavior";
 }
 
 /// Limits that keep a user module from hurting the trace.
