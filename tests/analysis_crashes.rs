@@ -210,6 +210,13 @@ fn c_faults_are_classified() {
             ),
             case("alias", "SIGSEGV", &["invalid-read"], false, &["holds the faulting address in rsi"]),
             case(
+                "handled_null_write",
+                "SIGABRT",
+                &["invalid-write", "null-dereference"],
+                false,
+                &["invalid write at 0x10 in handled_null_write, caught by a signal handler"],
+            ),
+            case(
                 "alias_variable",
                 "SIGSEGV",
                 &["invalid-read"],
@@ -243,7 +250,13 @@ fn sanitizer_reports_are_classified() {
         case("heap_write", "SIGABRT", &["asan"], false, &["bad memory passed to strcpy() by copy_name"]),
         case("double_free", "SIGABRT", &["asan", "double-free"], false, &["double free in release"]),
         case("bad_free", "SIGABRT", &["asan", "invalid-free"], false, &["bad free in release"]),
-        case("segv", "SIGABRT", &["asan"], false, &["caught a fatal signal in field_of"]),
+        case(
+            "segv",
+            "SIGABRT",
+            &["asan", "invalid-read", "null-dereference"],
+            false,
+            &["caught a SIGSEGV in field_of: invalid read at 0x8"],
+        ),
     ];
     let crashes = crash_all("asan", &asan, &cases);
     check_all(&asan, &cases, &crashes);

@@ -3,6 +3,7 @@
  * Inline assembly pins down the exact instruction where the direction matters. */
 #include <assert.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,21 @@ __attribute__((noinline)) static void deadlock(void)
     pthread_mutex_lock(&lock_b);
 }
 
+/* A crash handler (as many programs install) catches the SIGSEGV of a null write
+ * and aborts: the fault is what to report, not the abort. */
+static void crash_handler(int sig)
+{
+    (void)sig;
+    abort();
+}
+
+__attribute__((noinline)) static void handled_null_write(void)
+{
+    signal(SIGSEGV, crash_handler);
+    volatile int *p = (volatile int *)(uintptr_t)sink;
+    *(p + 4) = 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -290,7 +306,7 @@ int main(int argc, char **argv)
         {"header_smash", header_smash}, {"double_free_large", double_free_large},
         {"memcpy_null", memcpy_null},   {"alias", alias},               {"deadlock", deadlock},
         {"alias_variable", alias_variable},
-        {"thread_overflow", thread_overflow},
+        {"thread_overflow", thread_overflow}, {"handled_null_write", handled_null_write},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(m, modes[i].name) == 0)

@@ -350,7 +350,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         recursion(&interrupted, f);
         return;
     }
-    if sanitizer(t, f) {
+    if sanitizer(t, reader, f) {
         return;
     }
     if let Some(i) = find_frame(t, |n| n == "__stack_chk_fail" || n == "__stack_chk_fail_local") {
@@ -503,6 +503,26 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         return;
     }
     let aborted = find_frame(t, is_abort_fn);
+    // A crash handler that caught a fault and aborted: the fault is the cause.
+    if let (Some(_), Some(c)) = (aborted, caught_fault(t, reader)) {
+        f.classify(c.direction);
+        if c.null {
+            f.classify(names::NULL_DEREFERENCE);
+        }
+        let j = t.frames.iter().position(|fr| base_name(fr) == "__restore_rt").unwrap_or(0);
+        let at = t.frames.get(j + 1).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
+        f.annotate(
+            Scope::Frame(t.tid, (j + 1) as u32),
+            Severity::Error,
+            SOURCE,
+            format!(
+                "{} at {:#x} in {at}, caught by a signal handler that then aborted",
+                c.direction.replace('-', " "),
+                c.address
+            ),
+        );
+        return;
+    }
     let self_sent = sig.sender_pid.is_some_and(|p| p == snap.process.pid);
     if aborted.is_some() || (sig.signo == SIGABRT && self_sent) {
         f.classify(names::ABORT);
@@ -525,7 +545,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
 /// `abort_on_error`/`halt_on_error`): the tool, and what it reported as far as its
 /// report functions tell (the report's text went to stderr, not into the core).
 /// The annotation goes on the first frame past the sanitizer's runtime.
-fn sanitizer(t: &Thread, f: &mut Findings) -> bool {
+fn sanitizer(t: &Thread, reader: &Reader, f: &mut Findings) -> bool {
     // `__asan::__asan_report_load4`: libasan's DWARF puts its entry points in its namespace.
     let names_of: Vec<String> = t
         .frames
@@ -577,7 +597,21 @@ fn sanitizer(t: &Thread, f: &mut Findings) -> bool {
     } else if has("__asan::ReportStackOverflow") {
         (names::ASAN, Some(names::STACK_OVERFLOW), format!("AddressSanitizer: stack overflow in {culprit}"))
     } else if has("__asan::ReportDeadlySignal") || has("__sanitizer::HandleDeadlySignal") {
-        (names::ASAN, None, format!("AddressSanitizer caught a fatal signal in {culprit}"))
+        match caught_fault(t, reader) {
+            Some(c) => {
+                f.classify(c.direction);
+                if c.null {
+                    f.classify(names::NULL_DEREFERENCE);
+                }
+                let what = format!(
+                    "AddressSanitizer caught a SIGSEGV in {culprit}: {} at {:#x}",
+                    c.direction.replace('-', " "),
+                    c.address
+                );
+                (names::ASAN, None, what)
+            }
+            None => (names::ASAN, None, format!("AddressSanitizer caught a fatal signal in {culprit}")),
+        }
     } else if let Some(call) = names_of.iter().find_map(|n| n.trim_start_matches('_').strip_prefix("interceptor_")) {
         // A libc call's arguments checked by its interceptor (strcpy, memcpy …): the
         // report says whether the source or the destination was bad; the frames do not.
@@ -606,6 +640,42 @@ fn sanitizer(t: &Thread, f: &mut Findings) -> bool {
     let scope = if at < t.frames.len() { Scope::Frame(t.tid, at as u32) } else { Scope::Thread(t.tid) };
     f.annotate(scope, Severity::Error, SOURCE, what);
     true
+}
+
+/// A page fault that a signal handler caught (and then aborted): read from the
+/// kernel's signal frame on the stack. At the trampoline's frame (`__restore_rt`)
+/// the stack holds the `ucontext`, whose machine context keeps the trap number, the
+/// page-fault error code and the faulting address (`cr2`); the saved `rip` must be
+/// the interrupted frame's pc, or the layout is not trusted.
+struct CaughtFault {
+    direction: &'static str,
+    null: bool,
+    address: u64,
+}
+
+fn caught_fault(t: &Thread, reader: &Reader) -> Option<CaughtFault> {
+    // struct ucontext: uc_flags, uc_link, uc_stack (24 bytes), then uc_mcontext.
+    const MCONTEXT: u64 = 40;
+    const RIP: u64 = MCONTEXT + 16 * 8;
+    const ERR: u64 = MCONTEXT + 19 * 8;
+    const TRAPNO: u64 = MCONTEXT + 20 * 8;
+    const CR2: u64 = MCONTEXT + 22 * 8;
+    const PAGE_FAULT: u64 = 14;
+    let j = t.frames.iter().position(|fr| base_name(fr) == "__restore_rt")?;
+    let uc = t.frames[j].sp;
+    let interrupted = t.frames.get(j + 1)?;
+    if reader.u64(uc + RIP)? != interrupted.pc || reader.u64(uc + TRAPNO)? != PAGE_FAULT {
+        return None;
+    }
+    let (err, address) = (reader.u64(uc + ERR)?, reader.u64(uc + CR2)?);
+    let direction = if err & 16 != 0 {
+        names::INVALID_EXECUTE
+    } else if err & 2 != 0 {
+        names::INVALID_WRITE
+    } else {
+        names::INVALID_READ
+    };
+    Some(CaughtFault { direction, null: address < NULL_LIMIT, address })
 }
 
 fn quoted(msg: &Option<String>) -> String {
