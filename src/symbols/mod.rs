@@ -10,6 +10,7 @@ mod callsite;
 mod debugfile;
 mod dwarf;
 pub(crate) mod elf;
+mod globals;
 mod indexcache;
 mod layout;
 mod lines;
