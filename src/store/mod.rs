@@ -14,6 +14,7 @@ pub mod index;
 pub mod ingest;
 pub mod migrate;
 pub mod outbox;
+mod overlay;
 pub mod query;
 pub mod schema;
 pub mod summary;
