@@ -11,7 +11,6 @@ use super::ingest::{Prepared, Value, parse_int};
 use super::outbox::{Event, Pending, Rule, Trigger};
 use super::schema::*;
 use super::triage::{self, State, TriageRecord};
-use super::writer::take_delivery_ids;
 use super::{Ack, StoreError, format_object_id};
 
 /// Attributes that are strings whatever their values look like.
@@ -70,6 +69,22 @@ impl<'t> Tables<'t> {
             meta: txn.open_table(META)?,
         })
     }
+}
+
+/// The next delivery id (META `next_delivery`), advanced by `n` in this transaction.
+pub(super) fn take_delivery_ids(meta: &mut Table<Str, Bytes>, n: u64) -> Result<u64, StoreError> {
+    let cur = match meta.get("next_delivery")? {
+        Some(v) => {
+            let b = v.value();
+            let mut a = [0u8; 8];
+            let k = b.len().min(8);
+            a[..k].copy_from_slice(&b[..k]);
+            u64::from_le_bytes(a).max(1)
+        }
+        None => 1,
+    };
+    meta.insert("next_delivery", (cur + n).to_le_bytes().as_slice())?;
+    Ok(cur)
 }
 
 /// Appends one line to a group's history (sequence = last + 1).

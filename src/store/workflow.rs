@@ -12,7 +12,7 @@ use super::outbox::{Integration, Rule};
 use super::schema::{DELIVERIES, GroupRecord, HISTORY, INTEGRATIONS, META, OUTBOX, RULES, decode, encode};
 use super::triage::{Change, HistoryEntry, TriageRecord};
 use super::{Store, StoreError, now};
-use super::{index, ingest, outbox, triage, writer};
+use super::{index, ingest, outbox, overlay, triage, writer};
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -356,7 +356,7 @@ impl Store {
         let txn = self.begin_write()?;
         let id;
         {
-            id = writer::take_delivery_ids(&mut txn.open_table(META)?, 1)?;
+            id = overlay::take_delivery_ids(&mut txn.open_table(META)?, 1)?;
             let pending = outbox::Pending {
                 id,
                 integration: name.to_string(),

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, mpsc};
 
-use super::catalog::{Bytes, Catalog as Database, Str, TableMut as Table, WriteTxn as WriteTransaction};
+use super::catalog::{Catalog as Database, WriteTxn as WriteTransaction};
 
 use super::index::Column;
 use super::ingest::{Prepared, Value};
@@ -102,22 +102,6 @@ pub fn run(db: Arc<Database>, index: SharedIndex, follow: Arc<Mutex<u64>>, rx: m
             let _ = reply.send(delete(&db, &index, &follow, &project, &ids));
         }
     }
-}
-
-/// The next delivery id (META `next_delivery`), advanced by `n` in this transaction.
-pub(super) fn take_delivery_ids(meta: &mut Table<Str, Bytes>, n: u64) -> Result<u64, StoreError> {
-    let cur = match meta.get("next_delivery")? {
-        Some(v) => {
-            let b = v.value();
-            let mut a = [0u8; 8];
-            let k = b.len().min(8);
-            a[..k].copy_from_slice(&b[..k]);
-            u64::from_le_bytes(a).max(1)
-        }
-        None => 1,
-    };
-    meta.insert("next_delivery", (cur + n).to_le_bytes().as_slice())?;
-    Ok(cur)
 }
 
 type Reply = mpsc::Sender<Result<Ack, StoreError>>;
