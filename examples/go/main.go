@@ -97,6 +97,10 @@ func main() {
 	case "wait":
 		park(1000, ch)
 		fmt.Println("ready")
-		<-ch
+		// Asleep on a timer, not on ch: newer runtimes call 1,000 goroutines
+		// blocked on channels with no timer pending a deadlock and exit.
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 }

@@ -119,6 +119,7 @@ fn read_into(
         "runtime.m",
         "runtime._panic",
         "runtime._type",
+        "internal/abi.Type",
         "runtime.moduledata",
     ]);
     let mut take = |name: &str| all.remove(name).ok_or(format!("no DWARF for {name} (built with -ldflags=-w?)"));
@@ -128,7 +129,11 @@ fn read_into(
         m: take("runtime.m")?,
         panic: take("runtime._panic")?,
         // Needed only to name a panic value's or an interface's type.
-        types: (take("runtime._type").ok(), take("runtime.moduledata").ok()),
+        // Go ≥ 1.21 describes types with `internal/abi.Type` (`runtime._type` is an alias).
+        types: (
+            take("runtime._type").or_else(|_| take("internal/abi.Type")).ok().map(old_type_names),
+            take("runtime.moduledata").ok(),
+        ),
     };
     out.types = layout.types.clone();
     let (allgs, _) = modules.symbol_address("runtime.allgs").ok_or("no symbol runtime.allgs")?;
@@ -212,6 +217,16 @@ fn read_into(
     Ok(())
 }
 
+/// `internal/abi.Type`'s members under the names `runtime._type` had before Go 1.21.
+fn old_type_names(mut members: HashMap<String, u64>) -> HashMap<String, u64> {
+    for (new, old) in [("Str", "str"), ("TFlag", "tflag"), ("Kind_", "kind")] {
+        if let Some(off) = members.remove(new) {
+            members.entry(old.to_string()).or_insert(off);
+        }
+    }
+    members
+}
+
 /// The runtime's names of wait reasons (`runtime.waitReasonStrings`, an array of Go
 /// strings), by index.
 fn wait_reasons(modules: &ModuleSet, memory: &Mem<'_>) -> Vec<String> {
@@ -267,21 +282,23 @@ fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &
         return;
     }
     let Some(name) = type_name(modules, memory, types, typ) else { return };
-    let mut kind = [0u8; 1];
-    let kind_off = types.0.as_ref().and_then(|t| t.get("kind")).copied();
-    let kind = match kind_off {
-        Some(o) if memory.read_exact(typ + o, &mut kind) => kind[0],
-        _ => 0,
+    let byte_at = |member: &str| {
+        let mut b = [0u8; 1];
+        let off = types.0.as_ref().and_then(|t| t.get(member)).copied();
+        off.filter(|o| memory.read_exact(typ + o, &mut b)).map(|_| b[0]).unwrap_or(0)
     };
+    // The value is the data word itself: kindDirectIface in the kind byte of older
+    // runtimes, TFlagDirectIface in the flags of newer ones (each bit unused in the other).
+    let (kind, direct) = (byte_at("kind"), byte_at("kind") & 32 != 0 || byte_at("tflag") & 32 != 0);
     let read = |n: usize| {
         let mut b = [0u8; 8];
         memory.read_exact(data, &mut b[..n]).then(|| u64::from_le_bytes(b))
     };
     let signed = |n: usize| read(n).map(|u| ((u << (64 - 8 * n)) as i64 >> (64 - 8 * n)).to_string());
     let unsigned = |n: usize| read(n).map(|u| u.to_string());
-    // Kinds of the runtime (reflect.Kind); 32 is kindDirectIface: the data word is the value.
+    // Kinds of the runtime (reflect.Kind).
     let value = match kind & 0x1f {
-        _ if kind & 32 != 0 => match name.as_str() {
+        _ if direct => match name.as_str() {
             "*errors.errorString" => go_string(memory, data).map(|s| format!("*{{s: {s:?}}}")),
             _ if data == 0 => Some("nil".into()),
             _ => Some(format!("{data:#x}")),

@@ -402,7 +402,7 @@ impl Renderer<'_> {
     }
 
     /// A Go map (`map[K]V`, a typedef of a pointer to the runtime's hash table) as
-    /// Delve shows it: its type and length (the table's `count`), or `nil`.
+    /// Delve shows it: its type and length (the table's element count), or `nil`.
     fn go_map(&mut self, ty: Option<TypeId>, data: &Data) -> Option<(Value, String)> {
         let name = self.types.get(ty?)?.name.clone();
         if !name.starts_with("map[") {
@@ -417,7 +417,8 @@ impl Renderer<'_> {
         }
         let (_, hash) = self.strip(*target)?;
         let TypeKind::Struct { members, .. } = &hash.kind else { return None };
-        let count = members.iter().find(|m| m.name.as_deref() == Some("count"))?.offset;
+        // `runtime.hmap.count`; `used` of the Swiss table `internal/runtime/maps.Map` (Go ≥ 1.24).
+        let count = members.iter().find(|m| matches!(m.name.as_deref(), Some("count" | "used")))?.offset;
         let text = match self.read(addr.wrapping_add(count), 8) {
             Some(b) if b.len() == 8 => {
                 format!("{name} len: {}", u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])))
