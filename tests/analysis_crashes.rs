@@ -257,6 +257,8 @@ fn sanitizer_reports_are_classified() {
             false,
             &["caught a SIGSEGV in field_of: invalid read at 0x8"],
         ),
+        // On ASan's own stack (sigaltstack): the overflow is read from the interrupted context.
+        case("recurse", "SIGABRT", &["asan", "invalid-write", "stack-overflow"], false, &["stack overflow: access at"]),
     ];
     let crashes = crash_all("asan", &asan, &cases);
     check_all(&asan, &cases, &crashes);

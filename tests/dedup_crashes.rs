@@ -111,6 +111,9 @@ fn c_bugs_across_compilers_levels_and_paths() {
         ("strlen_null", "SIGSEGV", "strlen_null"),
         ("fatal_config", "SIGABRT", "fatal_config"),
         ("fatal_db", "SIGABRT", "fatal_db"),
+        // Stack overflows: one group per recursion wherever the stack ran out.
+        ("overflow_expr", "SIGSEGV", "overflow_expr"),
+        ("overflow_list", "SIGSEGV", "overflow_list"),
     ];
     check(&fingerprints(&dir, &builds, &bugs, PATHS));
 }

@@ -570,6 +570,32 @@ fn signature_settings() {
     ]);
 }
 
+/// A stack overflow is signed by the functions that recur, wherever the stack ran out.
+#[test]
+fn stack_overflows_are_signed_by_their_recursion() {
+    let rules = RuleSet::default_rules();
+    let overflow = ["stack-overflow".to_string()];
+    // A demangler-like grammar: the cycle is not periodic, and the stack ran out
+    // in a different function (or a helper) each time.
+    let grammar = |start: usize, helper: Option<&'static str>| {
+        let cycle = ["parse_type", "parse_args", "parse_type", "parse_expr", "parse_args", "parse_type", "parse_name"];
+        let mut frames: Vec<Frame> = helper.into_iter().map(|h| frame(&format!("{h} @libc.so.6"))).collect();
+        frames.extend((0..600).map(|i| frame(&format!("{} @app", cycle[(start + i) % cycle.len()]))));
+        frames.extend(["demangle @app", "main @app"].map(frame));
+        frames
+    };
+    let a = rules.evaluate(&grammar(0, None), &overflow);
+    let b = rules.evaluate(&grammar(3, Some("__memset_avx2_unaligned_erms")), &overflow);
+    let c = rules.evaluate(&grammar(6, Some("strlen")), &overflow);
+    assert_eq!(a.signature, ["parse_args", "parse_expr", "parse_name", "parse_type"], "{:#?}", a.explanation);
+    assert_eq!((a.fingerprint == b.fingerprint, a.fingerprint == c.fingerprint), (true, true), "{b:?} {c:?}");
+    // Without the classifier (a deep but finite recursion that crashed): the crash site.
+    assert_eq!(rules.evaluate(&grammar(3, None), &[]).signature, ["parse_expr"]);
+    // An overflow with no recursion (one huge frame): the crash site too.
+    let flat: Vec<Frame> = ["memset @libc.so.6", "load_image @app", "main @app"].map(frame).to_vec();
+    assert_eq!(rules.evaluate(&flat, &overflow).signature, rules.evaluate(&flat, &[]).signature);
+}
+
 #[test]
 fn pretty_names_are_clean_but_recognizable() {
     let rules = RuleSet::default_rules();

@@ -7,6 +7,7 @@
  *   double_free  frees a block twice
  *   bad_free     frees a pointer into the middle of a block
  *   segv         dereferences NULL (ASan's deadly-signal handler reports it)
+ *   recurse      recurses without end (ASan's handler reports a stack-overflow)
  *   ubsan_shift  shifts an int by 40 (-fsanitize=shift)
  */
 #include <stdio.h>
@@ -31,6 +32,12 @@ __attribute__((noinline)) int field_of(int *record) { return record[2]; }
 
 __attribute__((noinline)) int scale(int v, int by) { return v << by; }
 
+__attribute__((noinline)) int descend(int depth) {
+    volatile char frame[256];
+    frame[depth % 256] = (char)depth;
+    return descend(depth + 1) + frame[0];
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "heap_read";
     volatile int sink = 0;
@@ -50,6 +57,8 @@ int main(int argc, char **argv) {
         release(p + 8);
     } else if (!strcmp(mode, "segv")) {
         sink = field_of((int *)(argc > 100 ? argv : NULL));
+    } else if (!strcmp(mode, "recurse")) {
+        sink = descend(argc);
     } else if (!strcmp(mode, "ubsan_shift")) {
         sink = scale(argc, 40 + argc - 2);
     }

@@ -246,14 +246,15 @@ fn memory_fault(
         );
     }
 
-    stack_overflow(snap, t, out.target, f);
+    stack_overflow(snap, t, t.registers.rsp, out.target, f);
     out
 }
 
 /// Stack overflow: the access (or the stack pointer) is just beyond the stack,
 /// in no mapping or in a guard mapping.
-fn stack_overflow(snap: &Snapshot, t: &Thread, target: Option<u64>, f: &mut Findings) {
-    let sp = t.registers.rsp;
+/// `sp` is the stack pointer of the faulting code: the thread's, or for a fault a
+/// signal handler caught (on an alternate stack, as sanitizers do) the interrupted one.
+fn stack_overflow(snap: &Snapshot, t: &Thread, sp: u64, target: Option<u64>, f: &mut Findings) {
     let is_guard = |a: u64| match mapping_of(&snap.maps, a) {
         None => true,
         Some(m) => !m.perms.contains('r') && !m.perms.contains('w'),
@@ -350,7 +351,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         recursion(&interrupted, f);
         return;
     }
-    if sanitizer(t, reader, f) {
+    if sanitizer(snap, t, reader, f) {
         return;
     }
     if let Some(i) = find_frame(t, |n| n == "__stack_chk_fail" || n == "__stack_chk_fail_local") {
@@ -509,6 +510,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         if c.null {
             f.classify(names::NULL_DEREFERENCE);
         }
+        stack_overflow(snap, t, c.sp, Some(c.address), f);
         let j = t.frames.iter().position(|fr| base_name(fr) == "__restore_rt").unwrap_or(0);
         let at = t.frames.get(j + 1).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
         f.annotate(
@@ -545,7 +547,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
 /// `abort_on_error`/`halt_on_error`): the tool, and what it reported as far as its
 /// report functions tell (the report's text went to stderr, not into the core).
 /// The annotation goes on the first frame past the sanitizer's runtime.
-fn sanitizer(t: &Thread, reader: &Reader, f: &mut Findings) -> bool {
+fn sanitizer(snap: &Snapshot, t: &Thread, reader: &Reader, f: &mut Findings) -> bool {
     // `__asan::__asan_report_load4`: libasan's DWARF puts its entry points in its namespace.
     let names_of: Vec<String> = t
         .frames
@@ -603,6 +605,8 @@ fn sanitizer(t: &Thread, reader: &Reader, f: &mut Findings) -> bool {
                 if c.null {
                     f.classify(names::NULL_DEREFERENCE);
                 }
+                // ASan reports a fault on the stack's guard as `stack-overflow`.
+                stack_overflow(snap, t, c.sp, Some(c.address), f);
                 let what = format!(
                     "AddressSanitizer caught a SIGSEGV in {culprit}: {} at {:#x}",
                     c.direction.replace('-', " "),
@@ -651,11 +655,14 @@ struct CaughtFault {
     direction: &'static str,
     null: bool,
     address: u64,
+    /// The interrupted code's stack pointer.
+    sp: u64,
 }
 
 fn caught_fault(t: &Thread, reader: &Reader) -> Option<CaughtFault> {
     // struct ucontext: uc_flags, uc_link, uc_stack (24 bytes), then uc_mcontext.
     const MCONTEXT: u64 = 40;
+    const RSP: u64 = MCONTEXT + 15 * 8;
     const RIP: u64 = MCONTEXT + 16 * 8;
     const ERR: u64 = MCONTEXT + 19 * 8;
     const TRAPNO: u64 = MCONTEXT + 20 * 8;
@@ -675,7 +682,7 @@ fn caught_fault(t: &Thread, reader: &Reader) -> Option<CaughtFault> {
     } else {
         names::INVALID_READ
     };
-    Some(CaughtFault { direction, null: address < NULL_LIMIT, address })
+    Some(CaughtFault { direction, null: address < NULL_LIMIT, address, sp: reader.u64(uc + RSP)? })
 }
 
 fn quoted(msg: &Option<String>) -> String {

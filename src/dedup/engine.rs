@@ -260,6 +260,38 @@ fn collapse_tail(kept: &mut Vec<Kept>) -> Vec<usize> {
     Vec::new()
 }
 
+/// Most frames of an overflowing stack looked at, from the crash site.
+const RECURSION_WINDOW: usize = 256;
+/// Most functions in a recursion signature.
+const RECURSION_FUNCTIONS: usize = 8;
+
+/// The functions that recur in the innermost [`RECURSION_WINDOW`] frames of an
+/// overflowing stack, each at its innermost frame, in name order — the same set
+/// whichever function the stack ran out in and however the cycle was entered (a
+/// grammar's recursion is rarely periodic). A function counts when it appears at
+/// least twice and at least a quarter as often as the most frequent one (helpers
+/// called at the crash site appear once); the most frequent [`RECURSION_FUNCTIONS`]
+/// are kept. None when nothing repeats three times (a huge frame, not recursion).
+fn recursion(frames: &[Frame], outcomes: &[Rc<Outcome>], settings: &Settings) -> Option<Vec<Kept>> {
+    let mut counts: HashMap<String, (usize, usize, bool)> = HashMap::new();
+    for (idx, (frame, o)) in frames.iter().zip(outcomes).enumerate().take(RECURSION_WINDOW) {
+        if !matches!(o.disposition, Disposition::Keep | Disposition::StopAfter) || frame.function.is_none() {
+            continue;
+        }
+        counts.entry(sig_text(frame, o, settings)).or_insert((0, idx, o.app)).0 += 1;
+    }
+    let most = counts.values().map(|c| c.0).max()?;
+    if most < 3 {
+        return None;
+    }
+    let mut recurring: Vec<(String, (usize, usize, bool))> =
+        counts.into_iter().filter(|(_, c)| c.0 >= (most / 4).max(2)).collect();
+    recurring.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
+    recurring.truncate(RECURSION_FUNCTIONS);
+    recurring.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(recurring.into_iter().map(|(text, (_, frame_idx, app))| Kept { text, frame_idx, app }).collect())
+}
+
 /// What the rules can see of a frame: raw name, module, file, inlined, trust,
 /// clamped index, caller and callee. Frames with equal keys get equal outcomes.
 type MemoKey<'a> =
@@ -384,6 +416,18 @@ pub(super) fn evaluate(
                 }
             }
         }
+    }
+    // A stack overflow: where the stack ran out is an accident of depth and frame
+    // sizes; the functions that recur are the bug.
+    if settings.overflow_recursion
+        && classifiers.iter().any(|c| c == "stack-overflow") // the analysis names it so
+        && let Some(recurring) = recursion(frames, &outcomes, settings)
+    {
+        for k in &recurring {
+            stop_reason[k.frame_idx] = Some("recursion: recurs in the overflowing stack (stack-overflow)");
+        }
+        stopped_at = recurring.iter().map(|k| k.frame_idx).max();
+        kept = recurring;
     }
     let signature: Vec<String> = kept.iter().map(|k| k.text.clone()).collect();
     let in_sig: HashMap<usize, &str> = kept.iter().map(|k| (k.frame_idx, k.text.as_str())).collect();

@@ -157,6 +157,9 @@ pub struct Settings {
     pub max_app_frames: usize,
     /// Fold repeated runs (recursion, up to 4 frames per cycle) to one occurrence.
     pub collapse_recursion: bool,
+    /// A stack overflow's signature: the recursion's functions (`recursion`) or the
+    /// crash site like any crash (`crash-site`).
+    pub overflow_recursion: bool,
     pub unsymbolized: Unsymbolized,
     /// Default for `lines on|off`.
     pub lines: bool,
@@ -170,6 +173,7 @@ impl Default for Settings {
             max_frames: 5,
             max_app_frames: 1,
             collapse_recursion: true,
+            overflow_recursion: true,
             unsymbolized: Unsymbolized::Module,
             lines: false,
             max_pretty: 64,
@@ -374,11 +378,12 @@ fn check_setting(name: &str, value: &str, origin: &Origin) -> Result<(), RuleErr
         "max-frames" | "max-app-frames" | "max-pretty" => value.parse::<usize>().is_ok_and(|n| n > 0),
         "collapse-recursion" | "lines" => matches!(value, "on" | "off"),
         "unsymbolized" => matches!(value, "module" | "offset"),
+        "stack-overflow" => matches!(value, "recursion" | "crash-site"),
         _ => {
             return Err(RuleError::new(
                 origin,
                 format!(
-                    "unknown setting {name:?} (max-frames, max-app-frames, max-pretty, collapse-recursion, lines, unsymbolized)"
+                    "unknown setting {name:?} (max-frames, max-app-frames, max-pretty, collapse-recursion, stack-overflow, lines, unsymbolized)"
                 ),
             ));
         }
@@ -393,6 +398,7 @@ pub fn apply_setting(s: &mut Settings, name: &str, value: &str) {
         "max-app-frames" => s.max_app_frames = value.parse().unwrap_or(s.max_app_frames),
         "max-pretty" => s.max_pretty = value.parse().unwrap_or(s.max_pretty),
         "collapse-recursion" => s.collapse_recursion = value == "on",
+        "stack-overflow" => s.overflow_recursion = value == "recursion",
         "lines" => s.lines = value == "on",
         "unsymbolized" => s.unsymbolized = if value == "offset" { Unsymbolized::Offset } else { Unsymbolized::Module },
         _ => {}

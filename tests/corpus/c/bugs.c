@@ -100,6 +100,33 @@ void log_message(const char *msg) {
     g_sink += (int)n;
 }
 
+/* Unbounded recursion: a parser's mutual recursion through three functions (frames
+ * of varying size, so the stack runs out in a different one depending on the path
+ * and the build) and a direct recursion that runs out in memset or in itself. */
+int parse_expr(const char *s, int d);
+int parse_factor(const char *s, int d) {
+    volatile char pad[40 + 16 * (d % 5)];
+    pad[0] = s[d % 4];
+    return parse_expr(s, d + 1) + pad[0];
+}
+int parse_term(const char *s, int d) {
+    volatile char pad[32];
+    pad[1] = s[d % 4];
+    return parse_factor(s, d + 1) + pad[1];
+}
+int parse_expr(const char *s, int d) {
+    volatile char pad[24];
+    pad[2] = s[d % 4];
+    return parse_term(s, d + 1) + pad[2];
+}
+void nest_list(int d) {
+    char pad[200];
+    memset(pad, d, sizeof pad);
+    g_keep(pad);
+    nest_list(d + 1);
+    g_sink += pad[d % 200];
+}
+
 static const char *g_bug;
 
 void run_bug(void) {
@@ -112,6 +139,8 @@ void run_bug(void) {
     else if (!strcmp(b, "fatal_config")) load_config("/etc/app.conf");
     else if (!strcmp(b, "fatal_db")) open_database("orders");
     else if (!strcmp(b, "strlen_null")) log_message(g_msg);
+    else if (!strcmp(b, "overflow_expr")) g_sink += parse_expr("(1+", 0);
+    else if (!strcmp(b, "overflow_list")) nest_list(0);
     else { fprintf(stderr, "unknown bug %s\n", b); exit(2); }
 }
 
