@@ -50,6 +50,12 @@ fn as_pg(cmd: &Path) -> Command {
 
 impl Postgres {
     fn start(name: &str) -> Postgres {
+        Postgres::start_with(name, false)
+    }
+
+    /// With `tls`: the server has a certificate for 127.0.0.1 signed by `ca.pem` in its
+    /// directory, and accepts TCP connections over TLS only (`hostssl`).
+    fn start_with(name: &str, tls: bool) -> Postgres {
         let bin = pg_bin();
         let dir = scratch(&format!("pg-{name}"));
         if (unsafe { libc::geteuid() } == 0) {
@@ -63,6 +69,9 @@ impl Postgres {
             .output()
             .expect("initdb");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        if tls {
+            tls_only(&dir);
+        }
         let pg = Postgres { bin, dir, port: free_port() };
         pg.up();
         let out = Command::new("psql")
@@ -108,6 +117,77 @@ impl Postgres {
     fn url(&self) -> String {
         format!("postgres://bt@127.0.0.1:{}/bt", self.port)
     }
+}
+
+/// Runs openssl; panics with its output.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA (`ca.pem`), another one (`other-ca.pem`), a server certificate for IP
+/// 127.0.0.1 signed by the first, and a cluster that takes TCP over TLS only.
+fn tls_only(dir: &Path) {
+    let data = dir.join("data");
+    for ca in ["ca", "other-ca"] {
+        let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN=bt test {ca}"));
+        openssl(
+            dir,
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-days", "2"]
+                .into_iter()
+                .chain(["-subj", &subj, "-addext", "basicConstraints=critical,CA:TRUE"])
+                .collect::<Vec<_>>(),
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(dir.join(f), data.join(f)).expect("copy the server's certificate");
+    }
+    let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
+    conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    std::fs::write(data.join("postgresql.conf"), conf).expect("postgresql.conf");
+    std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n").expect("hba");
+    if (unsafe { libc::geteuid() } == 0) {
+        let st = Command::new("chown").args(["-R", "postgres"]).arg(&data).status().expect("chown");
+        assert!(st.success());
+    }
+    let st = Command::new("chmod").arg("600").arg(data.join("server.key")).status().expect("chmod");
+    assert!(st.success());
 }
 
 impl Drop for Postgres {
@@ -661,4 +741,42 @@ fn a_notification_is_delivered_once_by_two_nodes() {
     ids.sort();
     ids.dedup();
     assert_eq!((got.len(), ids.len()), (5, 5), "each notification exactly once: {got:#?}");
+}
+
+/// TLS to the catalog as libpq reads `sslmode`: a server that takes TLS only is
+/// reached with `verify-full` and its CA, `verify-ca` (the name not compared),
+/// `require` (encrypted, not checked); a certificate from another CA, a host name
+/// the certificate does not name under `verify-full`, and `sslmode=disable` are
+/// refused with a one-line error.
+#[test]
+fn the_catalog_is_reached_over_tls_as_libpq_does() {
+    let pg = Postgres::start_with("tls", true);
+    let ca = pg.dir.join("ca.pem").display().to_string();
+    let other = pg.dir.join("other-ca.pem").display().to_string();
+    let at = |host: &str, query: &str| format!("postgres://bt@{host}:{}/bt?{query}", pg.port);
+    let data = scratch("tls-node");
+    let full = at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}"));
+    admin_pg(&data, &full, &["project", "create", "p"]);
+    let token = admin_pg(&data, &full, &["token", "create", "p", "--scope", "submit,query,object"]);
+    let n = node(&data, &full);
+    for i in 0..5 {
+        submit(&n, &token, i).expect("acknowledged over a verified TLS catalog");
+    }
+    assert_eq!(wait_count(&n, &token, 5), 5);
+    drop(n);
+    for ok in [at("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")), at("127.0.0.1", "sslmode=require")] {
+        let (code, out, err) = admin(&data, &["--catalog", &ok, "project", "list"], None);
+        assert!(code == 0 && out.contains('p'), "{ok}: {code} {out} {err}");
+    }
+    let refused = [
+        (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={other}")), "certificate"),
+        (at("localhost", &format!("sslmode=verify-full&sslrootcert={ca}")), "certificate"),
+        (at("127.0.0.1", "sslmode=disable"), "no encryption"),
+        (at("127.0.0.1", "sslmode=sometimes"), "sslmode"),
+    ];
+    for (url, why) in refused {
+        let (code, _, err) = admin(&data, &["--catalog", &url, "project", "list"], None);
+        assert_ne!(code, 0, "{url} was accepted");
+        assert!(err.trim().lines().count() == 1 && err.contains(why), "{url}: {err:?} should say {why:?}");
+    }
 }

@@ -12,6 +12,7 @@
 
 pub mod blobs;
 pub mod embedded;
+pub mod pgtls;
 pub mod postgres;
 
 use std::marker::PhantomData;

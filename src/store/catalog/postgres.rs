@@ -47,6 +47,8 @@ impl Conn {
 /// A PostgreSQL database as the catalog.
 pub struct Postgres {
     config: postgres::Config,
+    /// TLS as the URL's `sslmode` asks (None: plain).
+    tls: Option<super::pgtls::Connector>,
     shown: String,
     pool: Mutex<Vec<Conn>>,
 }
@@ -54,7 +56,19 @@ pub struct Postgres {
 /// A lost or refused connection, a server shutting down or out of resources, a
 /// serialization failure: the client may retry (503); anything else is a fault.
 fn pg_error(e: postgres::Error) -> StoreError {
-    let Some(db) = e.as_db_error() else { return StoreError::Unavailable(format!("catalog: {e}")) };
+    let Some(db) = e.as_db_error() else {
+        // The causes too: "error performing TLS handshake" alone does not say why.
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            cause = c.source();
+        }
+        return StoreError::Unavailable(format!("catalog: {text}"));
+    };
     let code = db.code().code();
     if e.is_closed() || ["08", "53", "57P", "40001", "40P01"].iter().any(|c| code.starts_with(c)) {
         StoreError::Unavailable(format!("catalog: {}", db.message()))
@@ -96,8 +110,10 @@ impl Postgres {
     /// Connects to `postgres://USER@HOST:PORT/DB`; the password comes from the URL,
     /// `PGPASSWORD`, or `.pgpass` (`PGPASSFILE`, else `~/.pgpass`).
     pub fn connect(url: &str) -> Result<Postgres, StoreError> {
+        let (theirs, tls) = super::pgtls::split(url)?;
+        let tls = super::pgtls::connector(&tls)?;
         let mut config: postgres::Config =
-            url.parse().map_err(|e| StoreError::BadInput(format!("catalog URL {url:?}: {e}")))?;
+            theirs.parse().map_err(|e| StoreError::BadInput(format!("catalog URL {url:?}: {e}")))?;
         if config.get_password().is_none() {
             if let Ok(p) = std::env::var("PGPASSWORD") {
                 config.password(p);
@@ -129,7 +145,7 @@ impl Postgres {
             }
             None => url.to_string(),
         };
-        let pg = Postgres { config, shown, pool: Mutex::new(Vec::new()) };
+        let pg = Postgres { config, tls, shown, pool: Mutex::new(Vec::new()) };
         drop(pg.conn()?);
         Ok(pg)
     }
@@ -140,7 +156,14 @@ impl Postgres {
                 return Ok(c);
             }
         }
-        let client = self.config.connect(NoTls).map_err(pg_error)?;
+        let client = match &self.tls {
+            None => self.config.connect(NoTls),
+            #[cfg(feature = "tls")]
+            Some(tls) => self.config.connect(tls.clone()),
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+        }
+        .map_err(pg_error)?;
         Ok(Conn { client, stmts: HashMap::new() })
     }
 

@@ -1,0 +1,237 @@
+//! TLS to the PostgreSQL catalog, as libpq reads the connection URL: `sslmode`
+//! (`disable`, `prefer` — the default —, `require`, `verify-ca`, `verify-full`) and
+//! `sslrootcert=FILE` (PEM). As with libpq, `prefer` and `require` encrypt without
+//! checking the server's certificate unless `sslrootcert` is given (then the chain is
+//! checked, as `verify-ca`); `verify-ca` checks the chain, `verify-full` the chain
+//! and the host name. Roots are `sslrootcert`, else the public web roots.
+//! tokio-postgres itself knows only `disable`/`prefer`/`require`: the two parameters
+//! are taken out of the URL here and the rest is its own.
+
+use crate::store::StoreError;
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// What the catalog URL asks of TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsParams {
+    pub mode: SslMode,
+    pub root_cert: Option<std::path::PathBuf>,
+}
+
+/// Splits `sslmode` and `sslrootcert` out of a `postgres://` URL's query; returns the
+/// URL for tokio-postgres (with `sslmode` it understands) and the parameters.
+pub fn split(url: &str) -> Result<(String, TlsParams), StoreError> {
+    let mut params = TlsParams { mode: SslMode::Prefer, root_cert: None };
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), params)) };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+        match k {
+            "sslmode" => {
+                params.mode = match v.as_str() {
+                    "disable" => SslMode::Disable,
+                    "allow" | "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(StoreError::BadInput(format!(
+                            "catalog URL: sslmode={other:?} (disable, prefer, require, verify-ca, verify-full)"
+                        )));
+                    }
+                }
+            }
+            "sslrootcert" => params.root_cert = Some(v.into()),
+            _ => kept.push(pair),
+        }
+    }
+    // What tokio-postgres does with the connection: TLS or not, falling back or not.
+    kept.push(match params.mode {
+        SslMode::Disable => "sslmode=disable",
+        SslMode::Prefer => "sslmode=prefer",
+        _ => "sslmode=require",
+    });
+    Ok((format!("{base}?{}", kept.join("&")), params))
+}
+
+#[cfg(feature = "tls")]
+pub use with_tls::connector;
+
+/// The connector handed to tokio-postgres when TLS is on.
+#[cfg(feature = "tls")]
+pub type Connector = tokio_postgres_rustls::MakeRustlsConnect;
+/// Without the `tls` feature there is none.
+#[cfg(not(feature = "tls"))]
+pub type Connector = std::convert::Infallible;
+
+#[cfg(feature = "tls")]
+mod with_tls {
+    use super::{SslMode, TlsParams};
+    use crate::store::StoreError;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+    use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+    use std::sync::Arc;
+
+    /// The rustls connector for `params`, or None for `sslmode=disable`.
+    pub fn connector(params: &TlsParams) -> Result<Option<super::Connector>, StoreError> {
+        if params.mode == SslMode::Disable {
+            return Ok(None);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        match &params.root_cert {
+            Some(file) => {
+                let bad = |e: String| StoreError::BadInput(format!("sslrootcert {}: {e}", file.display()));
+                for cert in CertificateDer::pem_file_iter(file).map_err(|e| bad(e.to_string()))? {
+                    roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad("no certificate in it".into()));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| StoreError::BadInput(format!("catalog TLS roots: {e}")))?;
+        let verifier: Arc<dyn ServerCertVerifier> = match (params.mode, &params.root_cert) {
+            (SslMode::VerifyFull, _) => chain,
+            (SslMode::VerifyCa, _) | (_, Some(_)) => Arc::new(ChainOnly(chain)),
+            _ => Arc::new(Unchecked(provider.clone())),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::BadInput(format!("catalog TLS: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+    }
+
+    /// `verify-ca`: the chain must lead to a root; the name in it is not compared.
+    #[derive(Debug)]
+    struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+    impl ServerCertVerifier for ChainOnly {
+        fn verify_server_cert(
+            &self,
+            end: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            name: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, Error> {
+            match self.0.verify_server_cert(end, intermediates, name, ocsp, now) {
+                Err(Error::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                )) => Ok(ServerCertVerified::assertion()),
+                other => other,
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            self.0.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            self.0.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_verify_schemes()
+        }
+    }
+
+    /// `prefer`/`require` without `sslrootcert`, as libpq: encrypted, the certificate
+    /// not checked (the handshake's signatures still are).
+    #[derive(Debug)]
+    struct Unchecked(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for Unchecked {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+/// Without the `tls` feature only `sslmode=disable` and `prefer` (which then stays
+/// unencrypted) connect.
+#[cfg(not(feature = "tls"))]
+pub fn connector(params: &TlsParams) -> Result<Option<Connector>, StoreError> {
+    match params.mode {
+        SslMode::Disable | SslMode::Prefer => Ok(None),
+        _ => Err(StoreError::BadInput("this bt was built without TLS (cargo feature tls): sslmode needs it".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_parameters_are_taken_out_of_the_url() {
+        let (url, p) =
+            split("postgres://bt@db:5432/bt?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3")
+                .expect("valid");
+        assert_eq!(url, "postgres://bt@db:5432/bt?connect_timeout=3&sslmode=require");
+        assert_eq!(p, TlsParams { mode: SslMode::VerifyFull, root_cert: Some("/etc/ca.pem".into()) });
+        let (url, p) = split("postgres://bt@db/bt").expect("valid");
+        assert_eq!((url.as_str(), p.mode), ("postgres://bt@db/bt", SslMode::Prefer));
+        assert_eq!(
+            split("postgres://bt@db/bt?sslmode=disable").expect("valid").0,
+            "postgres://bt@db/bt?sslmode=disable"
+        );
+        assert!(split("postgres://bt@db/bt?sslmode=sometimes").is_err());
+    }
+}
