@@ -555,6 +555,21 @@ fn signature_settings() {
         ),
         ("recursion collapses", &["walk @app", "walk @app", "walk @app", "main @app"], &["walk"]),
         (
+            "a header's inline accessor keeps its caller",
+            &["~EXTRACT_16BITS @tcpdump #./extract.h:51", "stp_print @tcpdump #./print-stp.c:312", "main @tcpdump"],
+            &["EXTRACT_16BITS", "stp_print"],
+        ),
+        (
+            "… also where it was not inlined (-O0)",
+            &["EXTRACT_16BITS @tcpdump #/src/tcpdump/extract.h:51", "stp_print @tcpdump #/src/tcpdump/print-stp.c:312"],
+            &["EXTRACT_16BITS", "stp_print"],
+        ),
+        (
+            "a system header is not the application's",
+            &["Config::load @app #/usr/include/c++/12/bits/new_allocator.h:137", "run_bug @app #bugs.cpp:70"],
+            &["Config::load"],
+        ),
+        (
             "system frames cap",
             &[
                 "a @libc.so.6",
