@@ -20,6 +20,10 @@ import (
 	"time"
 )
 
+type point struct {
+	X, Y int
+}
+
 type Node struct {
 	Name  string
 	Next  *Node
@@ -39,13 +43,13 @@ func deref(n *Node, label string) int {
 }
 
 // holder parks with values of Go's own kinds in its frame (a map, a slice, a string,
-// interfaces holding an int, a pointer and an error).
+// interfaces holding an int, a pointer, a struct and an error).
 //
 //go:noinline
-func holder(m map[string]int, xs []int, name string, v any, p any, err error, wg *sync.WaitGroup) {
+func holder(m map[string]int, xs []int, name string, v any, p any, pt any, err error, wg *sync.WaitGroup) {
 	wg.Done()
 	time.Sleep(time.Hour)
-	fmt.Println(len(m), xs, name, v, p, err)
+	fmt.Println(len(m), xs, name, v, p, pt, err)
 }
 
 //go:noinline
@@ -74,7 +78,7 @@ func main() {
 		go func() { time.Sleep(time.Hour) }()
 		var wg sync.WaitGroup
 		wg.Add(1)
-		go holder(map[string]int{"a": 1, "b": 2, "c": 3}, []int{4, 5, 6, 7}, "hello", 42, &Node{Name: "n"}, errors.New("boom"), &wg)
+		go holder(map[string]int{"a": 1, "b": 2, "c": 3}, []int{4, 5, 6, 7}, "hello", 42, &Node{Name: "n"}, point{X: 3, Y: 4}, errors.New("boom"), &wg)
 		wg.Wait()
 		var n *Node
 		fmt.Println(deref(n, "hello"))

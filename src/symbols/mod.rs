@@ -21,6 +21,7 @@ mod names;
 mod outline;
 mod scopes;
 mod seccache;
+mod typed;
 mod types;
 mod variables;
 

@@ -339,6 +339,42 @@ fn render_variable(
     var
 }
 
+/// The value of type `ty` (of `types`' unit) at `addr`, rendered like a variable
+/// in memory there (how a Go interface's dynamic value is shown).
+pub(crate) fn value_at(
+    ty: TypeRef,
+    addr: u64,
+    memory: &dyn Memory,
+    types: &mut DwarfTypes<'_>,
+    ctx: &mut RenderCtx<'_>,
+) -> Variable {
+    let type_id = types.intern(Some(ty));
+    let lang = types.lang();
+    let mut r = Renderer {
+        types,
+        lang,
+        memory,
+        opts: ctx.opts,
+        symbol: ctx.symbol,
+        data_symbol: ctx.data_symbol,
+        budget: ctx.budget,
+        nesting: 0,
+        nodes: crate::snapshot::values::MAX_NODES_PER_VALUE,
+    };
+    let type_name = r.type_name(type_id);
+    let mut var = Variable {
+        type_name,
+        type_id,
+        address: Some(addr),
+        location: Location::Memory(addr),
+        kind: VariableKind::Local,
+        ..Default::default()
+    };
+    r.variable(&mut var);
+    ctx.budget = r.budget;
+    var
+}
+
 /// The DW_TAG_call_site (or GNU_call_site) under function `func` whose return pc is `ret`.
 fn find_call_site(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, ret: u64) -> Option<gimli::UnitOffset> {
     let mut cursor = unit.entries_at_offset(func).ok()?;

@@ -82,6 +82,17 @@ impl Mem<'_> {
     }
 }
 
+/// Reads the target's memory, and the module files for what it lacks.
+impl Memory for Mem<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let n = self.memory.read(addr, buf);
+        if n == buf.len() {
+            return n;
+        }
+        n.max(self.modules.read_code(addr, buf))
+    }
+}
+
 /// True when the process is a Go program (its runtime's goroutine list is there).
 pub fn is_go(modules: &ModuleSet) -> bool {
     modules.symbol_address("runtime.allgs").is_some() && modules.symbol_address("runtime.main").is_some()
@@ -301,6 +312,10 @@ fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &
         _ if direct => match name.as_str() {
             "*errors.errorString" => go_string(memory, data).map(|s| format!("*{{s: {s:?}}}")),
             _ if data == 0 => Some("nil".into()),
+            // A pointer to a named type: what it points at, as Delve shows it.
+            n if n.starts_with('*') => Some(
+                named_value(modules, memory, &n[1..], data).map(|t| format!("*{t}")).unwrap_or(format!("{data:#x}")),
+            ),
             _ => Some(format!("{data:#x}")),
         },
         1 => read(1).map(|b| (b != 0).to_string()),
@@ -315,9 +330,17 @@ fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &
         13 => read(4).map(|u| f32::from_bits(u as u32).to_string()),
         14 => read(8).map(|u| f64::from_bits(u).to_string()),
         24 => go_string(memory, data).map(|s| format!("{s:?}")),
-        _ => Some(format!("*{data:#x}")),
+        // A struct, array or slice held by address: the value there, by its DWARF type.
+        _ => Some(named_value(modules, memory, &name, data).unwrap_or(format!("*{data:#x}"))),
     };
     v.text = format!("{stat}({name}) {}", value.unwrap_or_else(|| format!("<unreadable at {data:#x}>")));
+}
+
+/// The value of the Go type `name` at `addr`, by the executable's DWARF; None when
+/// the type is not there or its memory cannot be read.
+fn named_value(modules: &ModuleSet, memory: &Mem<'_>, name: &str, addr: u64) -> Option<String> {
+    let text = modules.render_named_type(name, addr, memory)?;
+    (!text.starts_with("<error") && !text.starts_with("<unavailable")).then_some(text)
 }
 
 /// What Go prints after `panic: ` for the value `(typ, data)` of an `any`: strings
