@@ -175,13 +175,43 @@ fn tls_only(dir: &Path) {
             "ext.cnf",
         ],
     );
-    for f in ["server.crt", "server.key"] {
+    // A client certificate for user bt (`cert` authentication to the database certdb).
+    std::fs::write(dir.join("client.cnf"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").expect("ext");
+    openssl(
+        dir,
+        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=bt"],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+        ],
+    );
+    for f in ["server.crt", "server.key", "ca.pem"] {
         std::fs::copy(dir.join(f), data.join(f)).expect("copy the server's certificate");
     }
     let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
-    conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.pem'\n");
     std::fs::write(data.join("postgresql.conf"), conf).expect("postgresql.conf");
-    std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n").expect("hba");
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl certdb all 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .expect("hba");
     if (unsafe { libc::geteuid() } == 0) {
         let st = Command::new("chown").args(["-R", "postgres"]).arg(&data).status().expect("chown");
         assert!(st.success());
@@ -745,9 +775,10 @@ fn a_notification_is_delivered_once_by_two_nodes() {
 
 /// TLS to the catalog as libpq reads `sslmode`: a server that takes TLS only is
 /// reached with `verify-full` and its CA, `verify-ca` (the name not compared),
-/// `require` (encrypted, not checked); a certificate from another CA, a host name
-/// the certificate does not name under `verify-full`, and `sslmode=disable` are
-/// refused with a one-line error.
+/// `require` (encrypted, not checked), and with a client certificate where it asks
+/// for one (`cert` authentication); a certificate from another CA, a host name the
+/// certificate does not name under `verify-full`, a missing client certificate and
+/// `sslmode=disable` are refused with a one-line error.
 #[test]
 fn the_catalog_is_reached_over_tls_as_libpq_does() {
     let pg = Postgres::start_with("tls", true);
@@ -768,7 +799,16 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
         let (code, out, err) = admin(&data, &["--catalog", &ok, "project", "list"], None);
         assert!(code == 0 && out.contains('p'), "{ok}: {code} {out} {err}");
     }
+    // `cert` authentication: the client's certificate is the credential.
+    psql(&pg, "CREATE DATABASE certdb");
+    let (cert, key) =
+        (pg.dir.join("client.crt").display().to_string(), pg.dir.join("client.key").display().to_string());
+    let at_certdb = |query: &str| format!("postgres://bt@127.0.0.1:{}/certdb?{query}", pg.port);
+    let mutual = at_certdb(&format!("sslmode=verify-full&sslrootcert={ca}&sslcert={cert}&sslkey={key}"));
+    let (code, _, err) = admin(&scratch("tls-cert"), &["--catalog", &mutual, "project", "create", "q"], None);
+    assert_eq!(code, 0, "client certificate: {err}");
     let refused = [
+        (at_certdb(&format!("sslmode=verify-full&sslrootcert={ca}")), "certificate"),
         (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={other}")), "certificate"),
         (at("localhost", &format!("sslmode=verify-full&sslrootcert={ca}")), "certificate"),
         (at("127.0.0.1", "sslmode=disable"), "no encryption"),

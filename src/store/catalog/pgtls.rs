@@ -1,6 +1,7 @@
 //! TLS to the PostgreSQL catalog, as libpq reads the connection URL: `sslmode`
 //! (`disable`, `prefer` — the default —, `require`, `verify-ca`, `verify-full`) and
-//! `sslrootcert=FILE` (PEM). As with libpq, `prefer` and `require` encrypt without
+//! `sslrootcert=FILE` (PEM), and a client certificate for `cert` authentication:
+//! `sslcert=FILE` and `sslkey=FILE` (PEM; the key PKCS#8, PKCS#1 or SEC1). As with libpq, `prefer` and `require` encrypt without
 //! checking the server's certificate unless `sslrootcert` is given (then the chain is
 //! checked, as `verify-ca`); `verify-ca` checks the chain, `verify-full` the chain
 //! and the host name. Roots are `sslrootcert`, else the public web roots.
@@ -24,12 +25,15 @@ pub enum SslMode {
 pub struct TlsParams {
     pub mode: SslMode,
     pub root_cert: Option<std::path::PathBuf>,
+    /// The client's certificate chain and key.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Splits `sslmode` and `sslrootcert` out of a `postgres://` URL's query; returns the
 /// URL for tokio-postgres (with `sslmode` it understands) and the parameters.
 pub fn split(url: &str) -> Result<(String, TlsParams), StoreError> {
-    let mut params = TlsParams { mode: SslMode::Prefer, root_cert: None };
+    let mut params = TlsParams { mode: SslMode::Prefer, root_cert: None, client: None };
+    let (mut cert, mut key) = (None, None);
     let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), params)) };
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -51,9 +55,16 @@ pub fn split(url: &str) -> Result<(String, TlsParams), StoreError> {
                 }
             }
             "sslrootcert" => params.root_cert = Some(v.into()),
+            "sslcert" => cert = Some(std::path::PathBuf::from(v)),
+            "sslkey" => key = Some(std::path::PathBuf::from(v)),
             _ => kept.push(pair),
         }
     }
+    params.client = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err(StoreError::BadInput("catalog URL: sslcert and sslkey go together".into())),
+    };
     // What tokio-postgres does with the connection: TLS or not, falling back or not.
     kept.push(match params.mode {
         SslMode::Disable => "sslmode=disable",
@@ -80,7 +91,7 @@ mod with_tls {
     use rustls::client::WebPkiServerVerifier;
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::crypto::CryptoProvider;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
     use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
     use std::sync::Arc;
 
@@ -111,12 +122,28 @@ mod with_tls {
             (SslMode::VerifyCa, _) | (_, Some(_)) => Arc::new(ChainOnly(chain)),
             _ => Arc::new(Unchecked(provider.clone())),
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| StoreError::BadInput(format!("catalog TLS: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match &params.client {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let bad = |f: &std::path::Path, e: String| StoreError::BadInput(format!("{}: {e}", f.display()));
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .map_err(|e| bad(cert, e.to_string()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(cert, e.to_string()))?;
+                if chain.is_empty() {
+                    return Err(bad(cert, "no certificate in it".into()));
+                }
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    StoreError::BadInput(format!("sslcert {} with sslkey {}: {e}", cert.display(), key.display()))
+                })?
+            }
+        };
         Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
     }
 
@@ -225,7 +252,13 @@ mod tests {
             split("postgres://bt@db:5432/bt?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3")
                 .expect("valid");
         assert_eq!(url, "postgres://bt@db:5432/bt?connect_timeout=3&sslmode=require");
-        assert_eq!(p, TlsParams { mode: SslMode::VerifyFull, root_cert: Some("/etc/ca.pem".into()) });
+        assert_eq!(p, TlsParams { mode: SslMode::VerifyFull, root_cert: Some("/etc/ca.pem".into()), client: None });
+        let (url, p) = split("postgres://bt@db/bt?sslcert=/c.pem&sslkey=/k.pem").expect("valid");
+        assert_eq!(
+            (url.as_str(), p.client),
+            ("postgres://bt@db/bt?sslmode=prefer", Some(("/c.pem".into(), "/k.pem".into())))
+        );
+        assert!(split("postgres://bt@db/bt?sslcert=/c.pem").is_err(), "a certificate without its key");
         let (url, p) = split("postgres://bt@db/bt").expect("valid");
         assert_eq!((url.as_str(), p.mode), ("postgres://bt@db/bt", SslMode::Prefer));
         assert_eq!(
