@@ -34,6 +34,7 @@ fn default_rules_beat_every_baseline_on_the_corpus() {
 /// bt's BCubed F1 on the real corpora when the default rules last changed (rules/CHANGES.md).
 const PLAIN_F1: f64 = 0.721;
 const ASAN_F1: f64 = 0.937;
+const TCPDUMP_ASAN_F1: f64 = 0.895;
 
 /// BCubed F1 of bt and of every baseline on one recorded corpus file.
 fn scores(file: &str) -> (usize, usize, f64, Vec<(&'static str, f64)>) {
@@ -51,21 +52,42 @@ fn scores(file: &str) -> (usize, usize, f64, Vec<(&'static str, f64)>) {
     (records.len(), bugs, score(&labels, &fps).bcubed_f1, baselines)
 }
 
-/// JerryScript's crashes, each labeled by the upstream fix that stops it
-/// (tests/corpus/real/README.md): the figures measured when the rules last changed
-/// may not drop by more than 0.01, and bt stays at least as good as every baseline
-/// (above all of them on the plain builds; on the ASan builds it ties the first frame
-/// past the sanitizer's report, see the last row of rules/CHANGES.md).
+/// How bt must stand against the naive baselines on one corpus.
+#[derive(Clone, Copy)]
+enum Margin {
+    /// More than 0.05 above every baseline.
+    Clearly,
+    /// At least as good as every baseline.
+    AtLeast,
+    /// Within 0.005 of the best baseline (a tie).
+    Ties,
+}
+
+/// The real corpora (tests/corpus/real/README.md): the figures measured when the
+/// rules last changed may not drop by more than 0.01, and bt keeps its standing
+/// against every baseline: clearly above them on JerryScript's plain builds, at
+/// least equal on its ASan builds (the first frame past the sanitizer's report ties
+/// it), a tie with the whole callstack on tcpdump's ASan builds, where each bug's
+/// crashes differ only in tcpdump's options and so share their whole stack (see the
+/// last rows of rules/CHANGES.md).
 #[test]
-fn real_jerryscript_crashes_plain_and_asan() {
-    for (file, min_crashes, min_bugs, figure, strictly) in
-        [("jerryscript-plain.jsonl", 800, 100, PLAIN_F1, true), ("jerryscript-asan.jsonl", 150, 25, ASAN_F1, false)]
-    {
+fn real_crashes_of_programs_nobody_here_wrote() {
+    let corpora = [
+        ("jerryscript-plain.jsonl", 800, 100, PLAIN_F1, Margin::Clearly),
+        ("jerryscript-asan.jsonl", 150, 25, ASAN_F1, Margin::AtLeast),
+        ("tcpdump-asan.jsonl", 850, 110, TCPDUMP_ASAN_F1, Margin::Ties),
+    ];
+    for (file, min_crashes, min_bugs, figure, margin) in corpora {
         let (n, bugs, bt, baselines) = scores(file);
         assert!(n >= min_crashes && bugs >= min_bugs, "{file}: {n} crashes of {bugs} bugs");
         assert!(bt >= figure - 0.01, "{file}: BCubed F1 {bt:.3} dropped below the recorded {figure:.3} - 0.01");
         for (name, f1) in baselines {
-            assert!(if strictly { bt > f1 + 0.05 } else { bt >= f1 }, "{file}: bt {bt:.3} is not above {name} {f1:.3}");
+            let holds = match margin {
+                Margin::Clearly => bt > f1 + 0.05,
+                Margin::AtLeast => bt >= f1,
+                Margin::Ties => bt >= f1 - 0.005,
+            };
+            assert!(holds, "{file}: bt {bt:.3} lost its standing against {name} {f1:.3}");
         }
     }
 }
