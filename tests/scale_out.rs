@@ -813,6 +813,7 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
         (at("localhost", &format!("sslmode=verify-full&sslrootcert={ca}")), "certificate"),
         (at("127.0.0.1", "sslmode=disable"), "no encryption"),
         (at("127.0.0.1", "sslmode=sometimes"), "sslmode"),
+        (at("127.0.0.1", "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"), "sslrootcert"),
     ];
     for (url, why) in refused {
         let (code, _, err) = admin(&data, &["--catalog", &url, "project", "list"], None);

@@ -87,6 +87,9 @@ pub(crate) struct Entry {
     pub(crate) unit_starts: OnceLock<Vec<usize>>,
     /// `frame_dies` answers for variables, by probe (threads share pcs).
     pub(crate) frame_dies: Mutex<HashMap<u64, FrameDies>>,
+    /// Type DIEs found by name (unit offset, DIE offset), or not found: each name is
+    /// searched once (a Go program names many interfaces' dynamic types).
+    pub(crate) named_types: Mutex<HashMap<String, Option<(usize, gimli::UnitOffset)>>>,
     /// The "no debug info" problem is reported once.
     no_debug_reported: AtomicBool,
 }
@@ -783,6 +786,7 @@ impl Entry {
             units: Mutex::default(),
             unit_starts: OnceLock::new(),
             frame_dies: Mutex::default(),
+            named_types: Mutex::default(),
             no_debug_reported: AtomicBool::new(false),
         }
     }

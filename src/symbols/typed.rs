@@ -23,39 +23,47 @@ impl ModuleSet {
         let mut guard = ctx.lock().ok()?;
         let (_, names) = &mut *guard;
         let dwarf = names.dwarf.clone()?;
-        let mut units = dwarf.units();
-        let mut seen = 0usize;
-        while let Ok(Some(header)) = units.next() {
-            let Ok(unit) = dwarf.unit(header) else { continue };
-            let unit_ref = unit.unit_ref(&dwarf);
-            let Some(off) = find_type(unit_ref, name, &mut seen) else {
-                if seen > MAX_DIES {
-                    return None;
-                }
-                continue;
-            };
-            let table = TypeTable::default();
-            let symbolize = |a: u64| self.function_name(a);
-            let data_symbol = |a: u64| self.data_name(a);
-            let (types_cache, scopes) = names.types_and_scopes();
-            let types = types_cache.units.entry(unit.header.offset().0).or_default();
-            let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
-            let foreign = |o| self.foreign_unit(idx, &dwarf, o);
-            let mut dt = DwarfTypes {
-                module: idx,
-                unit: unit_ref,
-                types,
-                scoped: &mut scoped,
-                table: &table,
-                foreign: &foreign,
-            };
-            let opts = VariableOptions::default();
-            let mut rc =
-                RenderCtx { opts: &opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
-            return Some(value_at(off.0, addr, memory, &mut dt, &mut rc).text);
-        }
-        None
+        let known = self.entry(idx).named_types.lock().ok()?.get(name).cloned();
+        let (unit_off, die) = match known {
+            Some(found) => found?,
+            None => {
+                let found = find_in_units(&dwarf, name);
+                self.entry(idx).named_types.lock().ok()?.insert(name.to_string(), found);
+                found?
+            }
+        };
+        let unit = self.unit_at(idx, &dwarf, unit_off)?;
+        let unit_ref = UnitRef::new(&dwarf, &unit);
+        let table = TypeTable::default();
+        let symbolize = |a: u64| self.function_name(a);
+        let data_symbol = |a: u64| self.data_name(a);
+        let (types_cache, scopes) = names.types_and_scopes();
+        let types = types_cache.units.entry(unit_off).or_default();
+        let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit_ref, o, n, scopes);
+        let foreign = |o| self.foreign_unit(idx, &dwarf, o);
+        let mut dt =
+            DwarfTypes { module: idx, unit: unit_ref, types, scoped: &mut scoped, table: &table, foreign: &foreign };
+        let opts = VariableOptions::default();
+        let mut rc =
+            RenderCtx { opts: &opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
+        Some(value_at(die.0, addr, memory, &mut dt, &mut rc).text)
     }
+}
+
+/// The unit (its `.debug_info` offset) and DIE of the type named `name`.
+fn find_in_units(dwarf: &gimli::Dwarf<Reader>, name: &str) -> Option<(usize, gimli::UnitOffset)> {
+    let mut units = dwarf.units();
+    let mut seen = 0usize;
+    while let Ok(Some(header)) = units.next() {
+        let Ok(unit) = dwarf.unit(header) else { continue };
+        if let Some(off) = find_type(unit.unit_ref(dwarf), name, &mut seen) {
+            return Some((unit.header.offset().0, off));
+        }
+        if seen > MAX_DIES {
+            return None;
+        }
+    }
+    None
 }
 
 /// A type DIE (struct, typedef, base, array) named `name` in `unit`.

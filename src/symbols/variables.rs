@@ -460,7 +460,12 @@ impl ModuleSet {
         Some((unit, off))
     }
 
-    fn unit_at(&self, idx: usize, sections: &gimli::Dwarf<Reader>, off: usize) -> Option<Arc<gimli::Unit<Reader>>> {
+    pub(crate) fn unit_at(
+        &self,
+        idx: usize,
+        sections: &gimli::Dwarf<Reader>,
+        off: usize,
+    ) -> Option<Arc<gimli::Unit<Reader>>> {
         let cache = &self.entry(idx).units;
         if let Some(u) = cache.lock().ok()?.get(&off) {
             return Some(u.clone());
