@@ -218,6 +218,25 @@ pub(crate) struct RenderCtx<'a> {
     pub budget: usize,
 }
 
+impl RenderCtx<'_> {
+    /// A renderer of values of `types`' unit reading `memory`, with this context's
+    /// bounds and symbol lookups.
+    fn renderer<'r>(&'r self, types: &'r mut DwarfTypes<'_>, memory: &'r dyn Memory) -> Renderer<'r> {
+        let lang = types.lang();
+        Renderer {
+            types,
+            lang,
+            memory,
+            opts: self.opts,
+            symbol: self.symbol,
+            data_symbol: self.data_symbol,
+            budget: self.budget,
+            nesting: 0,
+            nodes: crate::snapshot::values::MAX_NODES_PER_VALUE,
+        }
+    }
+}
+
 /// Evaluates one variable DIE to its type and location, then renders it through the
 /// snapshot's renderer (the one that re-renders saved snapshots).
 #[allow(clippy::too_many_arguments)]
@@ -276,18 +295,7 @@ fn render_variable(
     ctx: &mut RenderCtx<'_>,
 ) -> Variable {
     let type_id = types.intern(ty);
-    let lang = types.lang();
-    let mut r = Renderer {
-        types,
-        lang,
-        memory: env.memory,
-        opts: ctx.opts,
-        symbol: ctx.symbol,
-        data_symbol: ctx.data_symbol,
-        budget: ctx.budget,
-        nesting: 0,
-        nodes: crate::snapshot::values::MAX_NODES_PER_VALUE,
-    };
+    let mut r = ctx.renderer(types, env.memory);
     let type_name = r.type_name(type_id);
     let size = r.size(type_id).unwrap_or(8);
     let mut var = Variable { name, kind, type_name, type_id, ..Default::default() };
@@ -349,18 +357,7 @@ pub(crate) fn value_at(
     ctx: &mut RenderCtx<'_>,
 ) -> Variable {
     let type_id = types.intern(Some(ty));
-    let lang = types.lang();
-    let mut r = Renderer {
-        types,
-        lang,
-        memory,
-        opts: ctx.opts,
-        symbol: ctx.symbol,
-        data_symbol: ctx.data_symbol,
-        budget: ctx.budget,
-        nesting: 0,
-        nodes: crate::snapshot::values::MAX_NODES_PER_VALUE,
-    };
+    let mut r = ctx.renderer(types, memory);
     let type_name = r.type_name(type_id);
     let mut var = Variable {
         type_name,

@@ -90,7 +90,6 @@ mod with_tls {
     use crate::store::StoreError;
     use rustls::client::WebPkiServerVerifier;
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::CryptoProvider;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
     use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
     use std::sync::Arc;
@@ -119,8 +118,8 @@ mod with_tls {
             .map_err(|e| StoreError::BadInput(format!("catalog TLS roots: {e}")))?;
         let verifier: Arc<dyn ServerCertVerifier> = match (params.mode, &params.root_cert) {
             (SslMode::VerifyFull, _) => chain,
-            (SslMode::VerifyCa, _) | (_, Some(_)) => Arc::new(ChainOnly(chain)),
-            _ => Arc::new(Unchecked(provider.clone())),
+            (SslMode::VerifyCa, _) | (_, Some(_)) => Arc::new(Relaxed { webpki: chain, chain: true }),
+            _ => Arc::new(Relaxed { webpki: chain, chain: false }),
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -147,11 +146,17 @@ mod with_tls {
         Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
     }
 
-    /// `verify-ca`: the chain must lead to a root; the name in it is not compared.
+    /// The certificate check `verify-ca` and `prefer`/`require` ask for: the WebPKI
+    /// verifier with the name not compared (`verify-ca`), or the certificate not checked
+    /// at all (`prefer`/`require` without a root, as libpq). The handshake's signatures
+    /// are always checked.
     #[derive(Debug)]
-    struct ChainOnly(Arc<WebPkiServerVerifier>);
+    struct Relaxed {
+        webpki: Arc<WebPkiServerVerifier>,
+        chain: bool,
+    }
 
-    impl ServerCertVerifier for ChainOnly {
+    impl ServerCertVerifier for Relaxed {
         fn verify_server_cert(
             &self,
             end: &CertificateDer<'_>,
@@ -160,7 +165,10 @@ mod with_tls {
             ocsp: &[u8],
             now: UnixTime,
         ) -> Result<ServerCertVerified, Error> {
-            match self.0.verify_server_cert(end, intermediates, name, ocsp, now) {
+            if !self.chain {
+                return Ok(ServerCertVerified::assertion());
+            }
+            match self.webpki.verify_server_cert(end, intermediates, name, ocsp, now) {
                 Err(Error::InvalidCertificate(
                     CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
                 )) => Ok(ServerCertVerified::assertion()),
@@ -174,7 +182,7 @@ mod with_tls {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, Error> {
-            self.0.verify_tls12_signature(message, cert, dss)
+            self.webpki.verify_tls12_signature(message, cert, dss)
         }
 
         fn verify_tls13_signature(
@@ -183,51 +191,11 @@ mod with_tls {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, Error> {
-            self.0.verify_tls13_signature(message, cert, dss)
+            self.webpki.verify_tls13_signature(message, cert, dss)
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.supported_verify_schemes()
-        }
-    }
-
-    /// `prefer`/`require` without `sslrootcert`, as libpq: encrypted, the certificate
-    /// not checked (the handshake's signatures still are).
-    #[derive(Debug)]
-    struct Unchecked(Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for Unchecked {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
+            self.webpki.supported_verify_schemes()
         }
     }
 }
