@@ -13,6 +13,9 @@ use gimli::{Reader as _, UnitRef};
 
 /// Most DIEs looked at for one name, over all units.
 const MAX_DIES: usize = 20_000_000;
+/// Most names searched per module: a corrupt heap can make every interface name a
+/// different garbage type, and each search may walk the whole DWARF.
+const MAX_NAMES: usize = 256;
 
 impl ModuleSet {
     /// The text of the value of the type named `name` at `addr`, or None when the
@@ -27,6 +30,9 @@ impl ModuleSet {
         let (unit_off, die) = match known {
             Some(found) => found?,
             None => {
+                if self.entry(idx).named_types.lock().ok()?.len() >= MAX_NAMES {
+                    return None;
+                }
                 let found = find_in_units(&dwarf, name);
                 self.entry(idx).named_types.lock().ok()?.insert(name.to_string(), found);
                 found?
