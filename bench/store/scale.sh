@@ -33,9 +33,13 @@ echo '{"identities":[{"name":"bt","credentials":[{"accessKey":"bench","secretKey
 printf 'aws_access_key_id = bench\naws_secret_access_key = bench-secret-0123456789\n' >"$W/weed/credentials"
 S3PORT=$(free_port)
 set -- -s3.port="$S3PORT"
-for f in s3.port.grpc master.port master.port.grpc filer.port filer.port.grpc volume.port volume.port.grpc \
-  admin.port admin.port.grpc s3.port.iceberg s3.port.lance; do set -- "$@" "-$f=$(free_port)"; done
-"$WEED" mini -dir="$W/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -webdav=false -admin.ui=false \
+for f in s3.port.grpc master.port master.port.grpc filer.port filer.port.grpc volume.port volume.port.grpc; do
+  set -- "$@" "-$f=$(free_port)"
+done
+# weed server rather than weed mini: the same components without mini's admin and
+# maintenance worker, and with the volume server's limits settable (as tests/scale_out.rs).
+"$WEED" server -dir="$W/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -filer -s3 -s3.port.iceberg=0 -s3.port.lance=0 \
+  -volume.max=0 -volume.minFreeSpace=1GiB -master.volumeSizeLimitMB=1024 -volume.preStopSeconds=1 \
   -s3.config="$W/weed/s3.json" "$@" >"$W/weed/log" 2>&1 &
 WEED_PID=$!
 cleanup() {
