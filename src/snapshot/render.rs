@@ -10,6 +10,10 @@ use std::fmt::Write;
 /// (`\x1b`, `\n`, `\u{202e}`), so a thread name or an attribute cannot move
 /// the cursor, retitle the window, hide text or forge lines.
 pub fn for_terminal(s: &str) -> Cow<'_, str> {
+    // Printable ASCII, most text, is checked a byte at a time.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(s);
+    }
     let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !s.chars().any(unsafe_char) {
         return Cow::Borrowed(s);

@@ -29,22 +29,36 @@ fn needed(id: gimli::SectionId) -> bool {
     )
 }
 
-/// Builds the addr2line context for `image` (the module or its debug file). This
-/// reads unit headers / aranges, not DIEs; compile units are parsed at first lookup.
+/// Loads the DWARF sections of `image` (the module or its debug file) for a module's
+/// lookups; the addr2line context over them is built only when a lookup needs it.
 pub(crate) fn context(
     image: &Image,
     sup: Option<&Image>,
     outlines: Arc<super::lookup::OutlineStore>,
-) -> Result<(Context, NameCache), String> {
+) -> Result<(LazyContext, NameCache), String> {
     let mut dwarf = load_dwarf(image)?;
     if let Some(sup) = sup {
         // dwz: DIEs and strings shared between binaries live in a supplementary file.
         dwarf.set_sup(load_dwarf(sup)?);
     }
     let dwarf = std::sync::Arc::new(dwarf);
-    let ctx = Context::from_arc_dwarf(dwarf.clone()).map_err(|e| e.to_string())?;
     let scopes = ScopeCache { store: Some(outlines), ..Default::default() };
-    Ok((ctx, NameCache { dwarf: Some(dwarf), scopes, ..Default::default() }))
+    Ok((LazyContext::default(), NameCache { dwarf: Some(dwarf), scopes, ..Default::default() }))
+}
+
+/// A module's addr2line context, built on first use. Building it parses the header
+/// and root DIE of every unit (tens of milliseconds for libc), which the point
+/// lookups that answer most frames never need; only their fallbacks do.
+#[derive(Default)]
+pub(crate) struct LazyContext(Option<Option<Context>>);
+
+impl LazyContext {
+    /// The context over `names`' sections; None when they do not make one.
+    pub(crate) fn get(&mut self, names: &NameCache) -> Option<&Context> {
+        self.0
+            .get_or_insert_with(|| names.dwarf.as_ref().and_then(|d| Context::from_arc_dwarf(d.clone()).ok()))
+            .as_ref()
+    }
 }
 
 pub(crate) fn load_dwarf(image: &Image) -> Result<gimli::Dwarf<Reader>, String> {
@@ -163,9 +177,16 @@ pub(crate) struct NameCache {
     pub(crate) scope_vars: HashMap<(u64, usize), ScopeVars>,
     /// Call-site DIE (and its function) at a return address, by return address.
     pub(crate) call_sites: HashMap<u64, Option<gimli::UnitOffset>>,
+    /// DW_AT_frame_base of functions, by (unit offset, function DIE offset).
+    pub(crate) frame_bases: HashMap<(usize, usize), Option<gimli::Expression<Reader>>>,
 }
 
 impl NameCache {
+    /// The scope outlines, for qualified names.
+    pub(crate) fn scopes_mut(&mut self) -> &mut ScopeCache {
+        &mut self.scopes
+    }
+
     /// The type cache and the scope cache, borrowed together.
     pub(crate) fn types_and_scopes(&mut self) -> (&mut super::types::TypeCache, &mut ScopeCache) {
         (&mut self.types, &mut self.scopes)
@@ -243,7 +264,7 @@ impl ScopeCache {
 }
 
 /// Variable DIEs (and whether each is a parameter or a local) in scope at a pc.
-pub(crate) type ScopeVars = std::sync::Arc<Vec<(gimli::UnitOffset, crate::snapshot::VariableKind)>>;
+pub(crate) type ScopeVars = std::sync::Arc<Vec<super::variables::VarPlan>>;
 
 /// The scope DIEs (namespaces, classes, structs, unions) of one unit as offset
 /// ranges `[start, end)` covering their subtrees, with their names; None marks a

@@ -136,12 +136,11 @@ impl ModuleSet {
         let ctx = self.dwarf(idx)?;
         let locs = self.loclists(idx);
         let mut guard = ctx.lock().ok()?;
-        let (ctx, names) = &mut *guard;
+        let (_, names) = &mut *guard;
         let (short, qual) = match want.rsplit_once("::") {
             Some((q, s)) => (s, Some(q)),
             None => (want, None),
         };
-        let _ = ctx;
         let dwarf = names.dwarf.clone()?;
         let mut units = dwarf.units();
         while let Ok(Some(header)) = units.next() {

@@ -54,7 +54,7 @@ pub(super) fn single_register(bytes: &[u8]) -> Option<u16> {
 }
 
 /// Why a location did not give bytes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum EvalError {
     OptimizedOut,
     Unavailable(String),

@@ -44,6 +44,19 @@ pub fn demangle(name: &str) -> String {
 const AT_ENTRY: u64 = 9;
 const AT_SYSINFO_EHDR: u64 = 33;
 const CACHE_SHARDS: usize = 16;
+/// Type caches per module for variable rendering (see `Entry::type_shards`).
+const TYPE_SHARDS: usize = 8;
+
+/// A small number for this thread, handed out in turn at first use: which of a
+/// sharded cache's parts it uses.
+pub(crate) fn worker_slot() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    MINE.with(|m| *m)
+}
 
 /// Where to look for separate debug files, besides the defaults.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +83,7 @@ pub(crate) struct Entry {
     headers: Option<Headers>,
     image: OnceLock<Option<Image>>,
     debug_file: OnceLock<Option<Image>>,
-    dwarf: OnceLock<Option<Mutex<(dwarf::Context, dwarf::NameCache)>>>,
+    dwarf: OnceLock<Option<Mutex<(dwarf::LazyContext, dwarf::NameCache)>>>,
     /// Point lookups that read only what a pc needs; `dwarf` is the exact fallback.
     lookup: OnceLock<Option<Mutex<lookup::Index>>>,
     /// Unit outlines and line spans, shared by `lookup` and `dwarf` (each built once).
@@ -90,6 +103,10 @@ pub(crate) struct Entry {
     /// Type DIEs found by name (unit offset, DIE offset), or not found: each name is
     /// searched once (a Go program names many interfaces' dynamic types).
     pub(crate) named_types: Mutex<HashMap<String, Option<(usize, gimli::UnitOffset)>>>,
+    /// Types parsed for rendering frame variables, one cache per tracing worker
+    /// (`worker_slot`), so that workers rendering values of the same module do not
+    /// wait for each other; each parses the types it meets.
+    pub(crate) type_shards: Vec<Mutex<types::TypeCache>>,
     /// The "no debug info" problem is reported once.
     no_debug_reported: AtomicBool,
 }
@@ -526,7 +543,10 @@ impl ModuleSet {
             return answer;
         }
         let Some(ctx) = self.dwarf(idx) else { return false };
-        ctx.lock().is_ok_and(|g| dwarf::is_call_site(&g.0, vaddr, tail))
+        ctx.lock().is_ok_and(|mut g| {
+            let (lazy, names) = &mut *g;
+            lazy.get(names).is_some_and(|c| dwarf::is_call_site(c, vaddr, tail))
+        })
     }
 
     /// True when `addr` is inside a PLT section of its module.
@@ -646,7 +666,7 @@ impl ModuleSet {
             .as_ref()
     }
 
-    fn dwarf(&self, idx: usize) -> Option<&Mutex<(dwarf::Context, dwarf::NameCache)>> {
+    fn dwarf(&self, idx: usize) -> Option<&Mutex<(dwarf::LazyContext, dwarf::NameCache)>> {
         self.entries[idx]
             .dwarf
             .get_or_init(|| {
@@ -741,8 +761,10 @@ impl ModuleSet {
         } else if let Some(ctx) = self.dwarf(idx)
             && let Ok(mut guard) = ctx.lock()
         {
-            let (ctx, names) = &mut *guard;
-            res.frames = dwarf::frames(ctx, names, probe);
+            let (lazy, names) = &mut *guard;
+            if let Some(ctx) = lazy.get(names) {
+                res.frames = dwarf::frames(ctx, names, probe);
+            }
         }
         let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
         if !has_name {
@@ -787,6 +809,7 @@ impl Entry {
             unit_starts: OnceLock::new(),
             frame_dies: Mutex::default(),
             named_types: Mutex::default(),
+            type_shards: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
             no_debug_reported: AtomicBool::new(false),
         }
     }

@@ -237,6 +237,48 @@ impl RenderCtx<'_> {
     }
 }
 
+/// What rendering a variable DIE at one pc needs from the DIE, read once: threads
+/// that stop at the same pc share it, and only the values differ between them.
+#[derive(Clone)]
+pub(crate) struct VarPlan {
+    pub kind: VariableKind,
+    /// None: no DIE at that offset.
+    pub name: Option<String>,
+    pub ty: Option<TypeRef>,
+    /// A type in another unit (Go keeps all types in one unit of their own).
+    pub foreign: Option<gimli::DebugInfoOffset>,
+    /// The location expression at the pc, Ok(None) when there is none.
+    pub location: Result<Option<gimli::Expression<Reader>>, EvalError>,
+    pub const_value: Option<AttributeValue<Reader>>,
+}
+
+impl VarPlan {
+    /// Reads the variable DIE at `off` for link-time pc `probe`.
+    pub(crate) fn read(
+        unit: UnitRef<'_, Reader>,
+        off: gimli::UnitOffset,
+        kind: VariableKind,
+        probe: u64,
+        locs: Option<&gimli::LocationLists<Reader>>,
+    ) -> VarPlan {
+        let Ok(e) = unit.entry(off) else {
+            return VarPlan { kind, name: None, ty: None, foreign: None, location: Ok(None), const_value: None };
+        };
+        let location = location_expr(unit, &e, probe, locs);
+        VarPlan {
+            kind,
+            name: Some(name_of(unit, &e).unwrap_or_else(|| "<anonymous>".into())),
+            ty: type_of(unit, &e),
+            foreign: foreign_type_of(unit, &e),
+            const_value: match location {
+                Ok(None) => inherited(unit, &e, gimli::DW_AT_const_value),
+                _ => None,
+            },
+            location,
+        }
+    }
+}
+
 /// Evaluates one variable DIE to its type and location, then renders it through the
 /// snapshot's renderer (the one that re-renders saved snapshots).
 #[allow(clippy::too_many_arguments)]
@@ -250,18 +292,28 @@ pub(crate) fn variable(
     types: &mut DwarfTypes<'_>,
     ctx: &mut RenderCtx<'_>,
 ) -> Variable {
-    let Ok(e) = unit.entry(off) else {
+    planned(unit, &VarPlan::read(unit, off, kind, probe, locs), env, types, ctx)
+}
+
+/// Renders a variable as `plan` describes it, in the frame `env`.
+pub(crate) fn planned(
+    unit: UnitRef<'_, Reader>,
+    plan: &VarPlan,
+    env: &FrameEnv<'_>,
+    types: &mut DwarfTypes<'_>,
+    ctx: &mut RenderCtx<'_>,
+) -> Variable {
+    let Some(name) = plan.name.clone() else {
         return Variable {
             name: "?".into(),
-            kind,
+            kind: plan.kind,
             text: "<bad DIE>".into(),
             value: Value::Unavailable("bad DIE".into()),
             ..Default::default()
         };
     };
-    let name = name_of(unit, &e).unwrap_or_else(|| "<anonymous>".into());
     // A type in another unit is rendered with that unit's types.
-    if let Some(o) = foreign_type_of(unit, &e)
+    if let Some(o) = plan.foreign
         && let Some((other, off)) = (types.foreign)(o)
     {
         let mut fresh = super::types::UnitTypes::default();
@@ -274,23 +326,18 @@ pub(crate) fn variable(
             table: types.table,
             foreign: types.foreign,
         };
-        return render_variable(unit, &e, name, kind, Some(off.0), probe, env, locs, &mut dt, ctx);
+        return render_variable(unit, plan, name, Some(off.0), env, &mut dt, ctx);
     }
-    let ty = type_of(unit, &e);
-    render_variable(unit, &e, name, kind, ty, probe, env, locs, types, ctx)
+    render_variable(unit, plan, name, plan.ty, env, types, ctx)
 }
 
-/// Renders the variable DIE `e` of `unit`, whose type is `ty` in `types`' unit.
-#[allow(clippy::too_many_arguments)]
+/// Renders the variable of `plan`, whose type is `ty` in `types`' unit.
 fn render_variable(
     unit: UnitRef<'_, Reader>,
-    e: &gimli::DebuggingInformationEntry<Reader>,
+    plan: &VarPlan,
     name: String,
-    kind: VariableKind,
     ty: Option<TypeRef>,
-    probe: u64,
     env: &FrameEnv<'_>,
-    locs: Option<&gimli::LocationLists<Reader>>,
     types: &mut DwarfTypes<'_>,
     ctx: &mut RenderCtx<'_>,
 ) -> Variable {
@@ -298,11 +345,11 @@ fn render_variable(
     let mut r = ctx.renderer(types, env.memory);
     let type_name = r.type_name(type_id);
     let size = r.size(type_id).unwrap_or(8);
-    let mut var = Variable { name, kind, type_name, type_id, ..Default::default() };
+    let mut var = Variable { name, kind: plan.kind, type_name, type_id, ..Default::default() };
 
-    let place: Result<Place, EvalError> = match location_expr(unit, e, probe, locs) {
-        Ok(Some(expr)) => eval_expr(expr, unit, env).and_then(|p| place_of(p, size, env)),
-        Ok(None) => match inherited(unit, e, gimli::DW_AT_const_value) {
+    let place: Result<Place, EvalError> = match &plan.location {
+        Ok(Some(expr)) => eval_expr(expr.clone(), unit, env).and_then(|p| place_of(p, size, env)),
+        Ok(None) => match plan.const_value.clone() {
             Some(AttributeValue::Block(b)) => {
                 Ok(Place::Data(Data::known(b.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None)))
             }
@@ -320,7 +367,7 @@ fn render_variable(
             },
             None => Err(EvalError::OptimizedOut),
         },
-        Err(e) => Err(e),
+        Err(e) => Err(e.clone()),
     };
     match place {
         Ok(Place::Memory(addr)) => {
@@ -396,18 +443,32 @@ fn find_call_site(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, ret: u64) 
     None
 }
 
-/// DW_AT_frame_base of the physical function `func`, evaluated in its frame.
-fn frame_base(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, env: &FrameEnv<'_>) -> Option<u64> {
-    let fe = unit.entry(func).ok()?;
-    match fe.attr_value(gimli::DW_AT_frame_base)? {
-        AttributeValue::Exprloc(expr) => {
-            let pieces = eval_expr(expr, unit, env).ok()?;
-            match pieces.first()?.location {
-                gimli::Location::Address { address } => Some(address),
-                gimli::Location::Register { register } => env.regs.get(register.0 as usize).copied().flatten(),
-                _ => None,
-            }
-        }
+/// DW_AT_frame_base of the physical function `func`, read once per function
+/// (`known`, by unit and DIE): threads share functions.
+fn frame_base_expr(
+    unit: UnitRef<'_, Reader>,
+    func: gimli::UnitOffset,
+    known: &mut std::collections::HashMap<(usize, usize), Option<gimli::Expression<Reader>>>,
+) -> Option<gimli::Expression<Reader>> {
+    let key = (unit.unit.header.offset().0, func.0);
+    known
+        .entry(key)
+        .or_insert_with(|| match unit.entry(func).ok()?.attr_value(gimli::DW_AT_frame_base)? {
+            AttributeValue::Exprloc(expr) => Some(expr),
+            _ => None,
+        })
+        .clone()
+}
+
+/// A frame base expression evaluated in its frame; most are just the CFA.
+fn eval_frame_base(expr: gimli::Expression<Reader>, unit: UnitRef<'_, Reader>, env: &FrameEnv<'_>) -> Option<u64> {
+    if matches!(expr.0.to_slice().ok().as_deref(), Some(&[op]) if op == gimli::constants::DW_OP_call_frame_cfa.0) {
+        return env.cfa;
+    }
+    let pieces = eval_expr(expr, unit, env).ok()?;
+    match pieces.first()?.location {
+        gimli::Location::Address { address } => Some(address),
+        gimli::Location::Register { register } => env.regs.get(register.0 as usize).copied().flatten(),
         _ => None,
     }
 }
@@ -540,7 +601,7 @@ impl ModuleSet {
         let fast = self.frame_dies_cached(idx, probe);
         let Some(ctx) = self.dwarf(idx) else { return out };
         let Ok(mut guard) = ctx.lock() else { return out };
-        let (ctx, names) = &mut *guard;
+        let (lazy, names) = &mut *guard;
         let sections = names.dwarf.clone();
         let parsed;
         // The point lookup when it can answer (it reads only the DIE path to the pc),
@@ -554,6 +615,7 @@ impl ModuleSet {
                 (UnitRef::new(sections, &*parsed), func)
             }
             _ => {
+                let Some(ctx) = lazy.get(names) else { return out };
                 let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
                 let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
                 let mut func = None;
@@ -564,11 +626,11 @@ impl ModuleSet {
                 (unit, func)
             }
         };
-        let mut env = self.frame_env(idx, thread, frame_regs(thread, caller), false, cfa, memory, entry);
-        env.frame_base = frame_base(unit, func, &env);
         // The call site at this return address (cached: threads share return addresses).
         let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
         let Some(site) = site else { return out };
+        let mut env = self.frame_env(idx, thread, frame_regs(thread, caller), false, cfa, memory, entry);
+        env.frame_base = frame_base_expr(unit, func, &mut names.frame_bases).and_then(|x| eval_frame_base(x, unit, &env));
         let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
         let Ok(root) = tree.root() else { return out };
         let mut children = root.children();
@@ -662,52 +724,70 @@ impl ModuleSet {
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
         let fast = self.frame_dies_cached(idx, probe);
-        let Ok(mut guard) = ctx.lock() else { return none() };
-        let (ctx, names) = &mut *guard;
-        let sections = names.dwarf.clone();
-        let parsed;
-        // The point lookup when it can answer (it reads only the DIE path to the pc),
-        // else addr2line (which parses the unit's functions and lines).
-        let (unit, mut dies) = match (fast, &sections) {
-            (Some(None), _) => return none(),
-            (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = self.unit_at(idx, sections, off) else { return none() };
-                parsed = u;
-                (UnitRef::new(sections, &*parsed), dies.into_iter().map(Some).collect::<Vec<_>>())
-            }
-            _ => {
-                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return none() };
-                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return none() };
-                let mut dies = Vec::new();
-                while let Ok(Some(f)) = iter.next() {
-                    dies.push(f.dw_die_offset);
-                    if dies.len() > 256 {
-                        break;
+        // Under the module's lock: what DWARF says about this pc, read once per pc
+        // and shared by every thread stopped there. Values are rendered after it is
+        // released, so that threads in the same module render in parallel.
+        let (sections, parsed, dies, lists, base_expr) = {
+            let Ok(mut guard) = ctx.lock() else { return none() };
+            let (lazy, names) = &mut *guard;
+            let Some(sections) = names.dwarf.clone() else { return none() };
+            // The point lookup when it can answer (it reads only the DIE path to the pc),
+            // else addr2line (which parses the unit's functions and lines).
+            let (unit_off, mut dies) = match fast {
+                Some(None) => return none(),
+                Some(Some((off, dies))) => (off, dies.into_iter().map(Some).collect::<Vec<_>>()),
+                None => {
+                    let Some(ctx) = lazy.get(names) else { return none() };
+                    let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return none() };
+                    let off = unit.unit.header.offset();
+                    let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return none() };
+                    let mut dies = Vec::new();
+                    while let Ok(Some(f)) = iter.next() {
+                        dies.push(f.dw_die_offset);
+                        if dies.len() > 256 {
+                            break;
+                        }
                     }
+                    (off.0, dies)
                 }
-                (unit, dies)
+            };
+            let Some(parsed) = self.unit_at(idx, &sections, unit_off) else { return none() };
+            let unit = UnitRef::new(&sections, &parsed);
+            if tail_call {
+                dies.truncate(1);
             }
+            let Some(Some(func)) = dies.last().copied() else { return none() };
+            // The frame base belongs to the physical function (the outermost DIE).
+            let base_expr = frame_base_expr(unit, func, &mut names.frame_bases);
+            // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
+            let mut lists = std::collections::HashMap::new();
+            for die in dies.iter().flatten() {
+                let v = names
+                    .scope_vars
+                    .entry((probe, die.0))
+                    .or_insert_with(|| {
+                        let offs = scope_variables(unit, *die, probe);
+                        Arc::new(offs.into_iter().map(|(off, kind)| VarPlan::read(unit, off, kind, probe, locs)).collect())
+                    })
+                    .clone();
+                lists.insert(die.0, v);
+            }
+            (sections, parsed, dies, lists, base_expr)
         };
-        if tail_call {
-            dies.truncate(1);
-        }
-        let Some(Some(func)) = dies.last().copied() else { return none() };
-        // The frame base belongs to the physical function (the outermost DIE).
+        let unit = UnitRef::new(&sections, &parsed);
         let mut env = self.frame_env(idx, thread, regs, innermost, cfa, memory, entry);
-        env.frame_base = frame_base(unit, func, &env);
+        env.frame_base = base_expr.and_then(|expr| eval_frame_base(expr, unit, &env));
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
         let data_symbol = |a: u64| table.symbol(a, false, |a| self.data_name(a));
-        // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
-        let mut lists = std::collections::HashMap::new();
-        for die in dies.iter().flatten() {
-            let key = (probe, die.0);
-            let v = names.scope_vars.entry(key).or_insert_with(|| Arc::new(scope_variables(unit, *die, probe))).clone();
-            lists.insert(die.0, v);
-        }
-        let (types_cache, scopes) = names.types_and_scopes();
-        let types = types_cache.units.entry(unit_key).or_default();
-        let mut scoped = |off: TypeRef, name: String| super::dwarf::scoped_name(unit, off, name, scopes);
+        // Parsed types: this worker's own cache of the module (see `Entry::type_shards`).
+        let Ok(mut shard) = e.type_shards[super::worker_slot() % e.type_shards.len()].lock() else { return none() };
+        let types = shard.units.entry(unit_key).or_default();
+        // Qualified type names read the unit's scopes, kept under the module's lock.
+        let mut scoped = |off: TypeRef, name: String| match ctx.lock() {
+            Ok(mut g) => super::dwarf::scoped_name(unit, off, name, g.1.scopes_mut()),
+            Err(_) => name,
+        };
         let foreign = |o| self.foreign_unit(idx, unit.dwarf, o);
         let mut dt = DwarfTypes { module: idx, unit, types, scoped: &mut scoped, table, foreign: &foreign };
         let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
@@ -720,7 +800,7 @@ impl ModuleSet {
             // Unnamed parameters (C++ `int main(int, char **)`, Rust closures) are not shown, as in gdb.
             out.push(
                 vars.iter()
-                    .map(|&(off, kind)| variable(unit, off, kind, probe, &env, locs, &mut dt, &mut rc))
+                    .map(|plan| planned(unit, plan, &env, &mut dt, &mut rc))
                     .filter(|v| v.name != "<anonymous>")
                     .collect(),
             );

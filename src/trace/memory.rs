@@ -20,11 +20,14 @@ pub(crate) struct Recorder<'a> {
 
 const SHARDS: usize = 16;
 
+/// This thread's shard: threads take the next one in turn when they first read.
 fn shard() -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::thread::current().id().hash(&mut h);
-    h.finish() as usize % SHARDS
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    MINE.with(|m| *m)
 }
 
 impl<'a> Recorder<'a> {
