@@ -493,10 +493,7 @@ fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REG
     regs
 }
 
-/// The unit whose header is at `.debug_info` offset `off` (from the point lookup).
-
 impl ModuleSet {
-    /// The unit at `off` of module `idx`, parsed once.
     /// The unit holding `.debug_info` offset `o`, and `o` within it.
     pub(crate) fn foreign_unit(
         &self,
@@ -518,6 +515,7 @@ impl ModuleSet {
         Some((unit, off))
     }
 
+    /// The unit whose header is at `.debug_info` offset `off` of module `idx`, parsed once.
     pub(crate) fn unit_at(
         &self,
         idx: usize,
