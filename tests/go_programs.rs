@@ -231,6 +231,22 @@ fn check_panic(go: Go, mode: &str, fault: Option<&str>) -> Value {
     assert!(!sig.is_empty() && sig.iter().all(|v| v["value"] == "6"), "sig of dieFromSignal: {sig:?}");
     let texts = snap.to_string();
     assert!(!texts.contains("expression stack underflow"), "an empty location is <optimized out>");
+    // An interface inside a struct: the panic record's `arg` (by the time of the
+    // crash the runtime has replaced an error's value by its text), shown as Delve
+    // shows interfaces, not as the raw `{_type = …, data = …}` pair.
+    let records: Vec<String> = snap["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(goroutines(&snap).iter())
+        .flat_map(|t| t["frames"].as_array().into_iter().flatten())
+        .filter(|f| f["function"] == "runtime.gopanic")
+        .flat_map(|f| f["variables"].as_array().into_iter().flatten())
+        .filter(|v| v["name"] == "p")
+        .map(|v| v["value"].as_str().unwrap_or("").to_string())
+        .collect();
+    let arg = format!("arg = interface {{}}(string) {message:?}");
+    assert!(!records.is_empty() && records.iter().all(|r| r.contains(&arg)), "gopanic's p should hold {arg}: {records:?}");
     let gs = goroutines(&snap);
     // A parked worker's own variables: `id` is its index, `ch` the channel it waits on.
     let worker_vars: Vec<&Value> = gs

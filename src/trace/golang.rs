@@ -271,9 +271,80 @@ fn status_name(st: u32) -> &'static str {
 /// shows it: `interface {}(int) 42`, `error(*errors.errorString) *{s: "boom"}`,
 /// `interface {}(*main.Node) 0xc000070180`, `error nil`. Basic kinds and strings are
 /// read; other values stay an address. The structured value is left as it was.
+/// Interfaces inside the variable (a struct member such as `_panic.arg`, an element
+/// of `[]any`) are shown the same way within its text.
 fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &mut crate::snapshot::Variable) {
+    if let crate::snapshot::Value::Struct(fields) = &v.value
+        && let Some(text) = interface_text(modules, memory, types, &v.type_name, fields)
+    {
+        v.text = text;
+        return;
+    }
+    let mut found = Vec::new();
+    nested_interfaces(&v.value, 0, &mut found);
+    for (pair, typ, data) in found {
+        // The pair as the renderer printed it: `{_type = 0x…[ <sym>], data = 0x…[ <sym>]}`.
+        let head = format!("{{{pair} = {typ:#x}");
+        let Some(at) = v.text.find(&head) else { continue };
+        let Some(len) = v.text[at..].find('}').map(|n| n + 1) else { continue };
+        if !v.text[at..at + len].contains(&format!("data = {data:#x}")) {
+            continue;
+        }
+        let fields = [pair_field(pair, typ), pair_field("data", data)];
+        // The static type of a member is not in the value: `interface {}` for an
+        // empty interface, the itab's interface type for another.
+        let stat = match pair {
+            "tab" => itab_interface_name(modules, memory, types, typ).unwrap_or_else(|| "interface".into()),
+            _ => "interface {}".into(),
+        };
+        if let Some(text) = interface_text(modules, memory, types, &stat, &fields) {
+            v.text.replace_range(at..at + len, &text);
+        }
+    }
+}
+
+fn pair_field(name: &str, address: u64) -> crate::snapshot::Field {
+    crate::snapshot::Field {
+        name: name.into(),
+        value: crate::snapshot::Value::Pointer { address, symbol: None, target: None },
+    }
+}
+
+/// The name of the interface type of an itab (its first word, `inter`).
+fn itab_interface_name(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, tab: u64) -> Option<String> {
+    let inter = memory.read_u64(tab).filter(|a| *a != 0)?;
+    type_name(modules, memory, types, inter)
+}
+
+/// Interface pairs (`_type`/`tab` and `data` words) inside a value shown in its text:
+/// struct members and array elements, not what pointers point at.
+fn nested_interfaces(v: &crate::snapshot::Value, depth: usize, out: &mut Vec<(&'static str, u64, u64)>) {
     use crate::snapshot::Value;
-    let Value::Struct(fields) = &v.value else { return };
+    if depth > 16 || out.len() >= 64 {
+        return;
+    }
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::Struct(fields) => Box::new(fields.iter().map(|f| &f.value)),
+        Value::Array { items, .. } => Box::new(items.iter()),
+        _ => return,
+    };
+    for c in children {
+        if let Value::Struct(fields) = c
+            && let Some((pair, typ, data)) = interface_words(fields)
+        {
+            // A nil interface inside a value stays as the renderer printed it.
+            if typ != 0 {
+                out.push((pair, typ, data));
+            }
+            continue;
+        }
+        nested_interfaces(c, depth + 1, out);
+    }
+}
+
+/// The words of an interface value's fields: ("_type" or "tab", that word, data).
+fn interface_words(fields: &[crate::snapshot::Field]) -> Option<(&'static str, u64, u64)> {
+    use crate::snapshot::Value;
     let word = |name: &str| {
         fields.iter().find(|f| f.name == name).and_then(|f| match f.value {
             Value::Pointer { address, .. } => Some(address),
@@ -281,18 +352,31 @@ fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &
             _ => None,
         })
     };
-    let (typ, data) = match (fields.len(), word("_type"), word("tab"), word("data")) {
-        (2, Some(t), None, Some(d)) => (t, d),
-        // itab: inter *interfacetype, _type *_type, …
-        (2, None, Some(tab), Some(d)) => (if tab == 0 { 0 } else { memory.read_u64(tab + 8).unwrap_or(0) }, d),
-        _ => return,
-    };
-    let stat = v.type_name.as_str();
-    if typ == 0 {
-        v.text = format!("{stat} nil");
-        return;
+    match (fields.len(), word("_type"), word("tab"), word("data")) {
+        (2, Some(t), None, Some(d)) => Some(("_type", t, d)),
+        (2, None, Some(tab), Some(d)) => Some(("tab", tab, d)),
+        _ => None,
     }
-    let Some(name) = type_name(modules, memory, types, typ) else { return };
+}
+
+/// The text of an interface value of static type `stat` whose fields are `fields`;
+/// None when they are not an interface's pair or its dynamic type has no name.
+fn interface_text(
+    modules: &ModuleSet,
+    memory: &Mem<'_>,
+    types: &Types,
+    stat: &str,
+    fields: &[crate::snapshot::Field],
+) -> Option<String> {
+    let (typ, data) = match interface_words(fields)? {
+        ("_type", t, d) => (t, d),
+        // itab: inter *interfacetype, _type *_type, …
+        (_, tab, d) => (if tab == 0 { 0 } else { memory.read_u64(tab + 8).unwrap_or(0) }, d),
+    };
+    if typ == 0 {
+        return Some(format!("{stat} nil"));
+    }
+    let name = type_name(modules, memory, types, typ)?;
     let byte_at = |member: &str| {
         let mut b = [0u8; 1];
         let off = types.0.as_ref().and_then(|t| t.get(member)).copied();
@@ -333,7 +417,7 @@ fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &
         // A struct, array or slice held by address: the value there, by its DWARF type.
         _ => Some(named_value(modules, memory, &name, data).unwrap_or(format!("*{data:#x}"))),
     };
-    v.text = format!("{stat}({name}) {}", value.unwrap_or_else(|| format!("<unreadable at {data:#x}>")));
+    Some(format!("{stat}({name}) {}", value.unwrap_or_else(|| format!("<unreadable at {data:#x}>"))))
 }
 
 /// The value of the Go type `name` at `addr`, by the executable's DWARF; None when
