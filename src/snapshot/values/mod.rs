@@ -48,7 +48,8 @@ const MAX_NESTING: u32 = 200;
 /// does not bound a rendering: a corrupt table whose struct holds itself twice
 /// is 2^200 nodes deep 200 levels. gdb's 200 elements of 200 elements fit.
 pub const MAX_NODES_PER_VALUE: usize = 100_000;
-/// Values all the variables of one snapshot may render.
+/// Values all the variables of one snapshot may render (shared evenly by the
+/// threads that render a snapshot with many stacks).
 pub const MAX_NODES_PER_SNAPSHOT: usize = 4_000_000;
 
 /// Renders every variable of a version 3 snapshot again, from its type table, its
@@ -90,13 +91,54 @@ fn render_variables<'v>(
     memory: &dyn Memory,
     opts: &VariableOptions,
 ) {
-    let mut types = Table::new(&snap.types);
     let names: std::collections::HashMap<(u64, bool), &str> =
         snap.symbols.iter().map(|s| ((s.address, s.code), s.name.as_str())).collect();
+    let mut stacks: Vec<_> = stacks.into_iter().collect();
+    let globals: Vec<&mut Variable> = globals.collect();
+    // Many stacks (a thousand threads) are rendered by several threads, each with an
+    // even share of the snapshot's node bound; a few, by this one.
+    let workers = if stacks.len() >= 64 {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8)
+    } else {
+        1
+    };
+    if workers <= 1 {
+        render_stacks_with(snap, &names, stacks, globals, memory, opts, MAX_NODES_PER_SNAPSHOT);
+        return;
+    }
+    let per = stacks.len().div_ceil(workers);
+    let mut parts = Vec::new();
+    while !stacks.is_empty() {
+        let rest = stacks.split_off(per.min(stacks.len()));
+        parts.push(std::mem::replace(&mut stacks, rest));
+    }
+    let share = MAX_NODES_PER_SNAPSHOT / parts.len();
+    let names = &names;
+    std::thread::scope(|s| {
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        for part in parts {
+            s.spawn(move || render_stacks_with(snap, names, part, Vec::new(), memory, opts, share));
+        }
+        render_stacks_with(snap, names, first, globals, memory, opts, share);
+    });
+}
+
+/// Renders `stacks` (per frame: inlined or not, its variables) and `globals` with
+/// at most `nodes_left` nodes in all.
+fn render_stacks_with(
+    snap: &Snapshot,
+    names: &std::collections::HashMap<(u64, bool), &str>,
+    stacks: Vec<Vec<(bool, &mut Vec<Variable>)>>,
+    globals: Vec<&mut Variable>,
+    memory: &dyn Memory,
+    opts: &VariableOptions,
+    mut nodes_left: usize,
+) {
+    let mut types = Table::new(&snap.types);
     let symbol = |a: u64| names.get(&(a, true)).map(|n| n.to_string());
     let data_symbol = |a: u64| names.get(&(a, false)).map(|n| n.to_string());
     let mut budget = FRAME_READ_BUDGET;
-    let mut nodes_left = MAX_NODES_PER_SNAPSHOT;
     let mut one = |v: &mut Variable, budget: &mut usize| {
         let ty = v.type_id.and_then(|id| types.get(id));
         let lang = ty.as_ref().map(|t| t.lang).unwrap_or_default();
