@@ -264,7 +264,7 @@ impl ScopeCache {
 }
 
 /// Variable DIEs (and whether each is a parameter or a local) in scope at a pc.
-pub(crate) type ScopeVars = std::sync::Arc<Vec<super::variables::VarPlan>>;
+pub(crate) type ScopeVars = std::sync::Arc<Vec<super::location::VarPlan>>;
 
 /// The scope DIEs (namespaces, classes, structs, unions) of one unit as offset
 /// ranges `[start, end)` covering their subtrees, with their names; None marks a

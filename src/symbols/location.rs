@@ -1,6 +1,7 @@
 //! DWARF location expressions of one frame: the registers, CFA, frame base, TLS block
 //! and entry values they may ask for (`FrameEnv`), evaluated into a place (memory,
-//! register, implicit bytes or pieces).
+//! register, implicit bytes or pieces); and what a variable DIE says at one pc
+//! (`VarPlan`, read by `variables`, cached by `dwarf`'s name cache).
 
 use super::ModuleSet;
 use super::elf::Reader;
@@ -51,6 +52,21 @@ pub(super) fn single_register(bytes: &[u8]) -> Option<u16> {
         }
         _ => None,
     }
+}
+
+/// What rendering a variable DIE at one pc needs from the DIE, read once: threads
+/// that stop at the same pc share it, and only the values differ between them.
+#[derive(Clone)]
+pub(crate) struct VarPlan {
+    pub kind: crate::snapshot::VariableKind,
+    /// None: no DIE at that offset.
+    pub name: Option<String>,
+    pub ty: Option<super::types::TypeRef>,
+    /// A type in another unit (Go keeps all types in one unit of their own).
+    pub foreign: Option<gimli::DebugInfoOffset>,
+    /// The location expression at the pc, Ok(None) when there is none.
+    pub location: Result<Option<gimli::Expression<Reader>>, EvalError>,
+    pub const_value: Option<AttributeValue<Reader>>,
 }
 
 /// Why a location did not give bytes.

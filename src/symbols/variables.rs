@@ -237,21 +237,6 @@ impl RenderCtx<'_> {
     }
 }
 
-/// What rendering a variable DIE at one pc needs from the DIE, read once: threads
-/// that stop at the same pc share it, and only the values differ between them.
-#[derive(Clone)]
-pub(crate) struct VarPlan {
-    pub kind: VariableKind,
-    /// None: no DIE at that offset.
-    pub name: Option<String>,
-    pub ty: Option<TypeRef>,
-    /// A type in another unit (Go keeps all types in one unit of their own).
-    pub foreign: Option<gimli::DebugInfoOffset>,
-    /// The location expression at the pc, Ok(None) when there is none.
-    pub location: Result<Option<gimli::Expression<Reader>>, EvalError>,
-    pub const_value: Option<AttributeValue<Reader>>,
-}
-
 impl VarPlan {
     /// Reads the variable DIE at `off` for link-time pc `probe`.
     pub(crate) fn read(
