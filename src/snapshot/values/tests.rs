@@ -2,6 +2,7 @@
 //! type tables, sign extension.
 
 use super::*;
+use crate::snapshot::Regions;
 
 #[test]
 #[allow(clippy::approx_constant)] // 3.14 is the value the example programs hold
