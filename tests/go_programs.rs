@@ -246,7 +246,10 @@ fn check_panic(go: Go, mode: &str, fault: Option<&str>) -> Value {
         .map(|v| v["value"].as_str().unwrap_or("").to_string())
         .collect();
     let arg = format!("arg = interface {{}}(string) {message:?}");
-    assert!(!records.is_empty() && records.iter().all(|r| r.contains(&arg)), "gopanic's p should hold {arg}: {records:?}");
+    assert!(
+        !records.is_empty() && records.iter().all(|r| r.contains(&arg)),
+        "gopanic's p should hold {arg}: {records:?}"
+    );
     let gs = goroutines(&snap);
     // A parked worker's own variables: `id` is its index, `ch` the channel it waits on.
     let worker_vars: Vec<&Value> = gs

@@ -125,6 +125,13 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Signs `NAME.csr` with the test CA (`ca.pem`) into `NAME.crt`, with the extensions in `ext`.
+fn sign_by_ca(dir: &Path, name: &str, ext: &str) {
+    let (csr, crt) = (format!("{name}.csr"), format!("{name}.crt"));
+    let args = ["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
+    openssl(dir, &[&args[..], &["-out", &crt, "-days", "2", "-extfile", ext]].concat());
+}
+
 /// A CA (`ca.pem`), another one (`other-ca.pem`), a server certificate for IP
 /// 127.0.0.1 signed by the first, and a cluster that takes TCP over TLS only.
 fn tls_only(dir: &Path) {
@@ -155,52 +162,14 @@ fn tls_only(dir: &Path) {
         ],
     );
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    sign_by_ca(dir, "server", "ext.cnf");
     // A client certificate for user bt (`cert` authentication to the database certdb).
     std::fs::write(dir.join("client.cnf"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").expect("ext");
     openssl(
         dir,
         &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=bt"],
     );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "client.cnf",
-        ],
-    );
+    sign_by_ca(dir, "client", "client.cnf");
     for f in ["server.crt", "server.key", "ca.pem"] {
         std::fs::copy(dir.join(f), data.join(f)).expect("copy the server's certificate");
     }
@@ -312,8 +281,7 @@ impl Seaweed {
     fn wait_ready(&self) {
         use rusty_s3::S3Action;
         let endpoint = format!("http://127.0.0.1:{}", self.ports[0]).parse().expect("endpoint");
-        let bucket =
-            rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "ready", "us-east-1").expect("bucket");
+        let bucket = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "ready", "us-east-1").expect("bucket");
         let creds = rusty_s3::Credentials::new(S3_KEY, S3_SECRET);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

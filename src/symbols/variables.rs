@@ -613,7 +613,8 @@ impl ModuleSet {
         let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
         let Some(site) = site else { return out };
         let mut env = self.frame_env(idx, thread, frame_regs(thread, caller), false, cfa, memory, entry);
-        env.frame_base = frame_base_expr(unit, func, &mut names.frame_bases).and_then(|x| eval_frame_base(x, unit, &env));
+        env.frame_base =
+            frame_base_expr(unit, func, &mut names.frame_bases).and_then(|x| eval_frame_base(x, unit, &env));
         let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
         let Ok(root) = tree.root() else { return out };
         let mut children = root.children();
@@ -750,7 +751,9 @@ impl ModuleSet {
                     .entry((probe, die.0))
                     .or_insert_with(|| {
                         let offs = scope_variables(unit, *die, probe);
-                        Arc::new(offs.into_iter().map(|(off, kind)| VarPlan::read(unit, off, kind, probe, locs)).collect())
+                        Arc::new(
+                            offs.into_iter().map(|(off, kind)| VarPlan::read(unit, off, kind, probe, locs)).collect(),
+                        )
                     })
                     .clone();
                 lists.insert(die.0, v);

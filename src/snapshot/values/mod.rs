@@ -8,9 +8,7 @@
 //! per value and per frame. Missing bytes are said (`<optimized out>`,
 //! `<error: Cannot access memory at address 0x…>`), never invented.
 
-use super::{
-    Encoding, Field, Lang, Location, Member, Memory, Type, TypeId, TypeKind, Value, Variable, Variants,
-};
+use super::{Encoding, Field, Lang, Location, Member, Memory, Type, TypeId, TypeKind, Value, Variable, Variants};
 use std::fmt::Write;
 use std::sync::Arc;
 

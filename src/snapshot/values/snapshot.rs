@@ -2,7 +2,9 @@
 //! goroutines, its globals) with one [`Renderer`] per thread of rendering, within the
 //! per-frame read budget and the snapshot's node bound.
 
-use super::{FRAME_READ_BUDGET, MAX_NODES_PER_SNAPSHOT, MAX_NODES_PER_VALUE, Renderer, Table, TypeSource, VariableOptions};
+use super::{
+    FRAME_READ_BUDGET, MAX_NODES_PER_SNAPSHOT, MAX_NODES_PER_VALUE, Renderer, Table, TypeSource, VariableOptions,
+};
 use crate::snapshot::{Memory, Regions, Snapshot, Variable};
 
 /// Renders every variable of a version 3 snapshot again, from its type table, its
@@ -50,11 +52,8 @@ fn render_variables<'v>(
     let globals: Vec<&mut Variable> = globals.collect();
     // Many stacks (a thousand threads) are rendered by several threads, each with an
     // even share of the snapshot's node bound; a few, by this one.
-    let workers = if stacks.len() >= 64 {
-        std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8)
-    } else {
-        1
-    };
+    let workers =
+        if stacks.len() >= 64 { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8) } else { 1 };
     if workers <= 1 {
         render_stacks_with(snap, &names, stacks, globals, memory, opts, MAX_NODES_PER_SNAPSHOT);
         return;
@@ -129,4 +128,3 @@ fn render_stacks_with(
         one(g, &mut budget);
     }
 }
-
