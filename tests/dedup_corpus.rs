@@ -35,6 +35,10 @@ fn default_rules_beat_every_baseline_on_the_corpus() {
 const PLAIN_F1: f64 = 0.721;
 const ASAN_F1: f64 = 0.937;
 const TCPDUMP_ASAN_F1: f64 = 0.895;
+const JASPER_PLAIN_F1: f64 = 0.823;
+const JASPER_ASAN_F1: f64 = 0.791;
+const OPENJPEG_PLAIN_F1: f64 = 0.816;
+const OPENJPEG_ASAN_F1: f64 = 0.857;
 
 /// BCubed F1 of bt and of every baseline on one recorded corpus file.
 fn scores(file: &str) -> (usize, usize, f64, Vec<(&'static str, f64)>) {
@@ -61,6 +65,9 @@ enum Margin {
     AtLeast,
     /// Within 0.005 of the best baseline (a tie).
     Ties,
+    /// Behind the best baseline by at most this much: a known loss, written down
+    /// in rules/CHANGES.md, that may not grow.
+    Trails(f64),
 }
 
 /// The real corpora (tests/corpus/real/README.md): the figures measured when the
@@ -69,16 +76,26 @@ enum Margin {
 /// least equal on its ASan builds (the first frame past the sanitizer's report ties
 /// it), a tie with the whole callstack on tcpdump's ASan builds, where each bug's
 /// crashes differ only in tcpdump's options and so share their whole stack (see the
-/// last rows of rules/CHANGES.md).
+/// last rows of rules/CHANGES.md). On JasPer's and OpenJPEG's plain builds bt is at
+/// least equal to every baseline; on their ASan builds it trails the whole callstack
+/// (0.791 vs 0.822, 0.857 vs 0.864: fixes that stop several crashes, bugs that share a
+/// stack; rules/CHANGES.md), and that gap may not grow.
 #[test]
 fn real_crashes_of_programs_nobody_here_wrote() {
     let corpora = [
         ("jerryscript-plain.jsonl", 800, 100, PLAIN_F1, Margin::Clearly),
         ("jerryscript-asan.jsonl", 150, 25, ASAN_F1, Margin::AtLeast),
         ("tcpdump-asan.jsonl", 850, 110, TCPDUMP_ASAN_F1, Margin::Ties),
+        ("jasper-plain.jsonl", 270, 28, JASPER_PLAIN_F1, Margin::AtLeast),
+        ("jasper-asan.jsonl", 160, 30, JASPER_ASAN_F1, Margin::Trails(0.035)),
+        ("openjpeg-plain.jsonl", 180, 18, OPENJPEG_PLAIN_F1, Margin::AtLeast),
+        ("openjpeg-asan.jsonl", 150, 35, OPENJPEG_ASAN_F1, Margin::Trails(0.01)),
     ];
+    let (mut all, mut programs) = (0, std::collections::HashSet::new());
     for (file, min_crashes, min_bugs, figure, margin) in corpora {
         let (n, bugs, bt, baselines) = scores(file);
+        all += n;
+        programs.insert(file.split('-').next().unwrap_or(file));
         assert!(n >= min_crashes && bugs >= min_bugs, "{file}: {n} crashes of {bugs} bugs");
         assert!(bt >= figure - 0.01, "{file}: BCubed F1 {bt:.3} dropped below the recorded {figure:.3} - 0.01");
         for (name, f1) in baselines {
@@ -86,8 +103,10 @@ fn real_crashes_of_programs_nobody_here_wrote() {
                 Margin::Clearly => bt > f1 + 0.05,
                 Margin::AtLeast => bt >= f1,
                 Margin::Ties => bt >= f1 - 0.005,
+                Margin::Trails(gap) => bt >= f1 - gap,
             };
             assert!(holds, "{file}: bt {bt:.3} lost its standing against {name} {f1:.3}");
         }
     }
+    assert!(all >= 2600 && programs.len() >= 4, "{all} crashes of {} programs", programs.len());
 }

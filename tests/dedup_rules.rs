@@ -434,6 +434,34 @@ fn alloc_rules() {
             &["GC_malloc", "alloc_node"],
         ),
         (
+            "free through the application's wrapper (JasPer)",
+            &[
+                "malloc_printerr @libc.so.6",
+                "_int_free @libc.so.6",
+                "__GI___libc_free @libc.so.6",
+                "jas_free @app #jas_malloc.c:5",
+                "mem_close @app #jas_stream.c:9",
+                "jas_stream_close @app #jas_stream.c:20",
+            ],
+            &["free", "mem_close"],
+        ),
+        (
+            "nested wrappers, snake and camel case (SQLite)",
+            &[
+                "__GI___libc_free @libc.so.6",
+                "sqlite3MemFree @app #sqlite3.c:10",
+                "sqlite3_free @app #sqlite3.c:20",
+                "vdbeFreeOpArray @app #sqlite3.c:30",
+                "sqlite3VdbeDelete @app #sqlite3.c:40",
+            ],
+            &["free", "vdbeFreeOpArray"],
+        ),
+        (
+            "a function that frees one kind of object keeps the blame",
+            &["__GI___libc_free @libc.so.6", "free_tree @app #t.c:3", "main @app"],
+            &["free", "free_tree"],
+        ),
+        (
             "mimalloc",
             &[
                 "_mi_page_malloc @libmimalloc.so.2",
