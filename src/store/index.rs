@@ -207,12 +207,14 @@ impl ProjectIndex {
         }
     }
 
-    /// The first live row whose string attribute `attr` holds `value`. Cheap when no
-    /// object has the value (one dictionary lookup); a scan of one column otherwise.
+    /// The newest live row whose string attribute `attr` holds `value`. Cheap when no
+    /// object has the value (one dictionary lookup); otherwise a scan of one column
+    /// from the newest row back, so a resend (a client retrying within seconds) is
+    /// found among the last rows, not after the whole column.
     pub fn find_text(&self, attr: &str, value: &str) -> Option<usize> {
         let sid = *self.string_ids.get(value)? + 1;
         let Column::Str(col) = &self.attr(attr)?.column else { return None };
-        col.iter().enumerate().position(|(r, &c)| c == sid && self.alive[r])
+        col.iter().enumerate().rev().find(|&(r, &c)| c == sid && self.alive[r]).map(|(r, _)| r)
     }
 
     pub fn row_of(&self, id: u64) -> Option<usize> {
