@@ -49,15 +49,28 @@ pub(crate) fn context(
 /// A module's addr2line context, built on first use. Building it parses the header
 /// and root DIE of every unit (tens of milliseconds for libc), which the point
 /// lookups that answer most frames never need; only their fallbacks do.
+/// Why it could not be built is kept until the module set collects its problems.
 #[derive(Default)]
-pub(crate) struct LazyContext(Option<Option<Context>>);
+pub(crate) struct LazyContext {
+    ctx: Option<Option<Context>>,
+    failure: Option<String>,
+}
 
 impl LazyContext {
     /// The context over `names`' sections; None when they do not make one.
     pub(crate) fn get(&mut self, names: &NameCache) -> Option<&Context> {
-        self.0
-            .get_or_insert_with(|| names.dwarf.as_ref().and_then(|d| Context::from_arc_dwarf(d.clone()).ok()))
+        let failure = &mut self.failure;
+        self.ctx
+            .get_or_insert_with(|| {
+                let d = names.dwarf.as_ref()?;
+                Context::from_arc_dwarf(d.clone()).map_err(|e| *failure = Some(e.to_string())).ok()
+            })
             .as_ref()
+    }
+
+    /// Why the context could not be built, once.
+    pub(crate) fn take_failure(&mut self) -> Option<String> {
+        self.failure.take()
     }
 }
 

@@ -469,6 +469,15 @@ impl ModuleSet {
     /// Problems met lazily since [`ModuleSet::load`] (files that could not be opened,
     /// build-id mismatches, rejected debug files). Drains the list.
     pub fn take_problems(&self) -> Vec<Problem> {
+        // The addr2line context is built only when a lookup needs it; its failure is
+        // collected here rather than on the hot path.
+        for idx in 0..self.entries.len() {
+            let Some(Some(m)) = self.entries[idx].dwarf.get() else { continue };
+            let failure = m.lock().ok().and_then(|mut g| g.0.take_failure());
+            if let Some(err) = failure {
+                self.problem(idx, format!("DWARF units: {err}: some inlined frames and variables may be missing"));
+            }
+        }
         self.problems.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default()
     }
 
