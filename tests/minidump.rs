@@ -67,6 +67,26 @@ fn drained(server: &Server) {
     }
 }
 
+/// Waits until the server has received a minidump upload of `application` (the
+/// request, not yet its processing: the queue may still hold it).
+fn uploaded(server: &Server, token: &str, application: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let q = json!({"filter": [{"application": [["equal", application]]}], "select": ["version"]});
+        let stored = server.query(token, q)["rows"].as_array().is_some_and(|r| !r.is_empty());
+        let queued = server.get("/api/health").json()["minidumps_queued"] != 0;
+        if stored || queued {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{application}: Crashpad's upload did not arrive in 30 s\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// (function, file, line, pc, inlined) of the faulting thread's frames.
 fn frames(s: &Snapshot) -> Vec<(Option<String>, Option<String>, Option<u32>, u64, bool)> {
     let t = s.faulting_thread().expect("a faulting thread");
@@ -112,10 +132,13 @@ fn crashpad_minidumps_match_the_core_of_the_same_crash() {
             common::crash_one(&spec, &exe, &dir)
         };
 
-        // What Crashpad uploaded: one object with the annotations as attributes.
-        drained(&server);
+        // What Crashpad uploaded: one object with the annotations as attributes. The
+        // handler uploads from its own process, possibly after the crasher is gone:
+        // wait for the upload to arrive, then for the queue to drain.
         let q = json!({"filter": [{"application": [["equal", name]]}],
             "select": ["version", "guid", "bt.source", "fingerprint", "signal", "classifiers"]});
+        uploaded(&server, &token, name);
+        drained(&server);
         let out = server.query(&token, q);
         let rows = out["rows"].as_array().expect("rows");
         assert_eq!(rows.len(), 1, "{name}: the upload arrived once: {out}\n{}", server.log_text());
