@@ -1,6 +1,6 @@
 # Sourced by the corpus scripts whose reproducers are not added by their fix commit
-# (jasper.sh, openjpeg.sh): finds each reproducer's fix by bisection and records the
-# labeled crashes. Not run on its own.
+# (jasper.sh, openjpeg.sh), after common.sh: finds each reproducer's fix by bisection
+# and records the labeled crashes. Not run on its own.
 #
 # The sourcing script sets NAME, WORK, OUT, BT, CONFIGS, STEP, SINCE and UNTIL, calls
 # preflight and first_parents (which set SRC, COMMITS and LAST), sets POCS (file names
@@ -16,16 +16,6 @@
 # corpus only if it dies of a signal on the commit before it (its first parent) and
 # ends without one on it, in the same configuration; its crash is the kernel's core
 # of the run before the fix, traced with `bt ptrace --core CORE EXE --json`.
-
-# preflight TOOL…: core_pattern must be a file name (the scripts never change it) and
-# the tools must be installed.
-preflight() {
-  local t
-  case "$(cat /proc/sys/kernel/core_pattern)" in
-    \|*) echo "$NAME: core_pattern is a pipe; set it to 'core'" >&2; exit 1 ;;
-  esac
-  for t in "$@"; do command -v "$t" >/dev/null || { echo "$NAME: $t is needed" >&2; exit 1; }; done
-}
 
 # first_parents REPO: clones REPO to $WORK/src (once) and sets SRC, COMMITS (the first-parent
 # history of its default branch between SINCE and UNTIL, oldest first) and LAST.
@@ -93,14 +83,6 @@ fix_of() {
   done
   [ $((hi - lo)) = 1 ] || { echo "$NAME: $cfg $poc: bisection stopped at commits that do not build" >&2; return 1; }
   echo "$hi"
-}
-
-record() { # snapshot label variant
-  jq -c --arg lab "$2" --arg var "$3" '
-    {"label": $lab, "variant": $var, "classifiers": (.classifiers // []),
-     "frames": [ ((([.threads[] | select(.faulted)] | first) // .threads[0]).frames // [])[]
-               | {function, "module": .module, module_offset, pc, file, line, inlined, trust} ]}' \
-    "$1" >> "$OUT.tmp"
 }
 
 # label CONFIG POC FIX: records every variant that crashes before FIX and not at it.

@@ -40,6 +40,8 @@ BT=${BT:-bt}
 WORK=${WORK:-/tmp/bt-corpus-jasper}
 CONFIGS=${CONFIGS:-dbg asan rel}
 NAME=jasper
+# shellcheck source=tests/corpus/real/common.sh
+. "$(dirname "$0")/common.sh"
 # shellcheck source=tests/corpus/real/bisect.sh
 . "$(dirname "$0")/bisect.sh"
 preflight gcc ccache jq

@@ -32,10 +32,10 @@ UNTIL=${4:-2019-12-31}
 MAX=${5:-1000}
 BT=${BT:-bt}
 WORK=${WORK:-/tmp/bt-corpus-jerry}
-case "$(cat /proc/sys/kernel/core_pattern)" in
-  \|*) echo "jerryscript.sh: core_pattern is a pipe; set it to 'core'" >&2; exit 1 ;;
-esac
-for t in gcc cmake python3 jq; do command -v $t >/dev/null || { echo "jerryscript.sh: $t is needed" >&2; exit 1; }; done
+NAME=jerryscript
+# shellcheck source=tests/corpus/real/common.sh
+. "$(dirname "$0")/common.sh"
+preflight gcc cmake python3 jq
 mkdir -p "$WORK"
 SRC="$WORK/src"
 [ -d "$SRC/.git" ] || git clone -q "$REPO" "$SRC"

@@ -39,6 +39,8 @@ BT=${BT:-bt}
 WORK=${WORK:-/tmp/bt-corpus-openjpeg}
 CONFIGS=${CONFIGS:-dbg asan rel}
 NAME=openjpeg
+# shellcheck source=tests/corpus/real/common.sh
+. "$(dirname "$0")/common.sh"
 # shellcheck source=tests/corpus/real/bisect.sh
 . "$(dirname "$0")/bisect.sh"
 preflight gcc ccache jq

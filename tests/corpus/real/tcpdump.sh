@@ -33,10 +33,10 @@ UNTIL=${4:-2020-12-31}
 MAX=${5:-1000}
 BT=${BT:-bt}
 WORK=${WORK:-/tmp/bt-corpus-tcpdump}
-case "$(cat /proc/sys/kernel/core_pattern)" in
-  \|*) echo "tcpdump.sh: core_pattern is a pipe; set it to 'core'" >&2; exit 1 ;;
-esac
-for t in gcc make ccache jq; do command -v $t >/dev/null || { echo "tcpdump.sh: $t is needed" >&2; exit 1; }; done
+NAME=tcpdump
+# shellcheck source=tests/corpus/real/common.sh
+. "$(dirname "$0")/common.sh"
+preflight gcc make ccache jq
 [ -f /usr/include/pcap/pcap.h ] || { echo "tcpdump.sh: libpcap-dev is needed" >&2; exit 1; }
 mkdir -p "$WORK/bin"
 for cfg in asan dbg; do
@@ -123,14 +123,6 @@ options() { # fix pcap-name
   git -C "$WORK/src-asan" show "$1:tests/TESTLIST" 2>/dev/null |
     awk -v p="$2" '$2 == p { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }'
   printf '%s\n' "" "-v" "-vv" "-vvv" "-e -vvv" "-x -vv"
-}
-
-record() { # snapshot label variant
-  jq -c --arg lab "$2" --arg var "$3" '
-    {"label": $lab, "variant": $var, "classifiers": (.classifiers // []),
-     "frames": [ ((([.threads[] | select(.faulted)] | first) // .threads[0]).frames // [])[]
-               | {function, "module": .module, module_offset, pc, file, line, inlined, trust} ]}' \
-    "$1" >> "$OUT.tmp"
 }
 
 fixes > "$WORK/fixes"
