@@ -271,8 +271,13 @@ fn check_panic(go: Go, mode: &str, fault: Option<&str>) -> Value {
 
 fn nil_dereference(go: Go) {
     let snap = check_panic(go, "nil", Some("null-dereference"));
-    // A parked goroutine's map, slice, string and interfaces, shown as Delve shows them.
-    let vars: BTreeMap<String, String> = goroutines(&snap)
+    check_holder(&snap);
+}
+
+/// The parked `holder` goroutine's map, slice, string and interfaces, shown as Delve
+/// shows them (in a core, and live).
+fn check_holder(snap: &Value) {
+    let vars: BTreeMap<String, String> = goroutines(snap)
         .iter()
         .flat_map(|g| g["frames"].as_array().cloned().unwrap_or_default())
         .filter(|f| f["function"] == "main.holder")
@@ -371,6 +376,7 @@ fn live_goroutines_match_the_runtime_dump(go: Go) {
     }
     let gs = goroutines(&snap);
     assert!(gs.len() > 1000, "bt found {} goroutines", gs.len());
+    check_holder(&snap);
     // Parked goroutines' variables, live: each worker's `id` is its index (0..1000,
     // each once) and `ch` the channel they all wait on.
     let workers: Vec<BTreeMap<String, String>> = gs

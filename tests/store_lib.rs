@@ -110,6 +110,8 @@ fn a_crash_sent_again_under_its_coresnap_uuid_is_stored_once() {
     assert_eq!(store.delete("p", vec![first]).expect("delete"), 1);
     let after = store.submit(report("f", json!({"coresnap.uuid": "crash-0"}), 7)).expect("submit");
     assert!(after.rxid > first, "a deleted object's key may be stored again");
+    let third = store.submit(report("f", json!({"coresnap.uuid": "crash-0"}), 8)).expect("submit");
+    assert_eq!(third.rxid, after.rxid, "and then answers for the new object");
     assert_eq!(q(&store, json!({"group": ["*"]}))["objects"], 6);
     assert_eq!(store.check().expect("check"), Vec::<String>::new());
 }

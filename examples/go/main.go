@@ -7,7 +7,7 @@
 //	error     a panic with an error value (errors.New)
 //	deadlock  every goroutine blocked: fatal error, all goroutines are asleep
 //	many      1,000 parked goroutines, then a nil dereference
-//	wait      1,000 parked goroutines; prints "ready" and waits (for live attach)
+//	wait      1,000 parked goroutines and holder; prints "ready" and waits (for live attach)
 //
 // Run with GOTRACEBACK=crash so that the runtime dumps core after printing.
 package main
@@ -52,6 +52,14 @@ func holder(m map[string]int, xs []int, name string, v any, p any, pt any, err e
 	fmt.Println(len(m), xs, name, v, p, pt, err)
 }
 
+// hold starts holder and returns once it is parked.
+func hold() {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go holder(map[string]int{"a": 1, "b": 2, "c": 3}, []int{4, 5, 6, 7}, "hello", 42, &Node{Name: "n"}, point{X: 3, Y: 4}, errors.New("boom"), &wg)
+	wg.Wait()
+}
+
 //go:noinline
 func lookup(a []int, i int) int {
 	return a[i]
@@ -76,10 +84,7 @@ func main() {
 	case "nil":
 		park(5, ch)
 		go func() { time.Sleep(time.Hour) }()
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go holder(map[string]int{"a": 1, "b": 2, "c": 3}, []int{4, 5, 6, 7}, "hello", 42, &Node{Name: "n"}, point{X: 3, Y: 4}, errors.New("boom"), &wg)
-		wg.Wait()
+		hold()
 		var n *Node
 		fmt.Println(deref(n, "hello"))
 	case "panic":
@@ -100,6 +105,7 @@ func main() {
 		fmt.Println(deref(n, "many"))
 	case "wait":
 		park(1000, ch)
+		hold()
 		fmt.Println("ready")
 		// Asleep on a timer, not on ch: newer runtimes call 1,000 goroutines
 		// blocked on channels with no timer pending a deadlock and exit.

@@ -10,6 +10,11 @@ use super::triage::TriageRecord;
 /// Marks an unset integer cell.
 pub const UNSET_INT: i64 = i64::MIN;
 
+/// The attribute a submission carries to be stored at most once: the collector's
+/// crash uuid. A client that lost the answer (killed, timed out) sends the crash
+/// again; the second submission gets the first one's id and stores nothing.
+pub const IDEMPOTENCY_KEY: &str = "coresnap.uuid";
+
 /// One attribute's values, one cell per row.
 #[derive(Debug, Clone)]
 pub enum Column {
@@ -63,6 +68,11 @@ pub struct ProjectIndex {
     pub groups: HashMap<String, GroupRecord>,
     /// Triage of the groups somebody (or a rule) triaged; others are `open`.
     pub triage: HashMap<String, TriageRecord>,
+    /// The [`IDEMPOTENCY_KEY`] attribute's id, once it exists.
+    key_attr: Option<u32>,
+    /// Dictionary id of an idempotency key → the newest row holding it: a resend is
+    /// found in one lookup however old the original (about 10 bytes a row).
+    key_rows: HashMap<u32, u32>,
 }
 
 impl ProjectIndex {
@@ -115,6 +125,8 @@ impl ProjectIndex {
             string_ids: HashMap::new(),
             groups: HashMap::new(),
             triage: HashMap::new(),
+            key_attr: None,
+            key_rows: HashMap::new(),
         }
     }
 
@@ -127,6 +139,9 @@ impl ProjectIndex {
         let id = self.attrs.len() as u32;
         self.attrs.push(Attr { name: name.to_string(), ty, column: Column::new(ty, self.ids.len()) });
         self.attr_ids.insert(name.to_string(), id);
+        if name == IDEMPOTENCY_KEY {
+            self.key_attr = Some(id);
+        }
         id
     }
 
@@ -186,7 +201,12 @@ impl ProjectIndex {
     pub fn set_cell(&mut self, row: usize, attr_id: u32, val: Val) {
         let Some(attr) = self.attrs.get_mut(attr_id as usize) else { return };
         match (&mut attr.column, val) {
-            (Column::Str(c), Val::S(s)) => c[row] = s + 1,
+            (Column::Str(c), Val::S(s)) => {
+                c[row] = s + 1;
+                if self.key_attr == Some(attr_id) {
+                    self.key_rows.insert(s, row as u32);
+                }
+            }
             (Column::Int(c), Val::I(i)) => c[row] = i,
             // A row written before the attribute widened to strings.
             (Column::Str(c), Val::I(i)) => {
@@ -207,14 +227,13 @@ impl ProjectIndex {
         }
     }
 
-    /// The newest live row whose string attribute `attr` holds `value`. Cheap when no
-    /// object has the value (one dictionary lookup); otherwise a scan of one column
-    /// from the newest row back, so a resend (a client retrying within seconds) is
-    /// found among the last rows, not after the whole column.
-    pub fn find_text(&self, attr: &str, value: &str) -> Option<usize> {
-        let sid = *self.string_ids.get(value)? + 1;
-        let Column::Str(col) = &self.attr(attr)?.column else { return None };
-        col.iter().enumerate().rev().find(|&(r, &c)| c == sid && self.alive[r]).map(|(r, _)| r)
+    /// The live row stored under an idempotency key, if any: one dictionary lookup
+    /// and one map lookup.
+    pub fn row_of_key(&self, key: &str) -> Option<usize> {
+        let sid = *self.string_ids.get(key)?;
+        let row = *self.key_rows.get(&sid)? as usize;
+        let Column::Str(col) = &self.attrs[self.key_attr? as usize].column else { return None };
+        (col.get(row) == Some(&(sid + 1)) && self.alive[row]).then_some(row)
     }
 
     pub fn row_of(&self, id: u64) -> Option<usize> {

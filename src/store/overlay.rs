@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::catalog::{Bytes, Str, TableMut as Table, Text, WriteTxn as WriteTransaction};
-use super::index::{Column, ProjectIndex, UNSET_INT};
+use super::index::{Column, IDEMPOTENCY_KEY, ProjectIndex, UNSET_INT};
 use super::ingest::{Prepared, Value, parse_int};
 use super::outbox::{Event, Pending, Rule, Trigger};
 use super::schema::*;
@@ -119,11 +119,6 @@ pub(super) struct Overlay {
     /// Idempotency key → the answer given to the first submission with it in this batch.
     keys: HashMap<String, Ack>,
 }
-
-/// The attribute a submission carries to be stored at most once: the collector's
-/// crash uuid. A client that lost the answer (killed, timed out) sends the crash
-/// again; the second submission gets the first one's id and stores nothing.
-const IDEMPOTENCY_KEY: &str = "coresnap.uuid";
 
 fn idempotency_key(obj: &Prepared) -> Option<&str> {
     obj.values.iter().find(|(n, _)| n == IDEMPOTENCY_KEY).and_then(|(_, v)| match v {
@@ -262,7 +257,7 @@ impl Overlay {
         let (rxid, fingerprint) = match self.keys.get(key) {
             Some(first) => (first.rxid, first.fingerprint.clone()),
             None => {
-                let row = p.find_text(IDEMPOTENCY_KEY, key)?;
+                let row = p.row_of_key(key)?;
                 let fp = p.attr("fingerprint").and_then(|a| p.str_cell(a, row)).unwrap_or_default();
                 (p.ids[row], fp.to_string())
             }

@@ -525,6 +525,22 @@ pub fn render_variables(
     crate::snapshot::values::render_stacks(snap, stacks, memory, opts);
 }
 
+/// For a held live target, whose interfaces [`annotate`] describes after it runs
+/// again from the bytes copied while it was stopped: describes them once now,
+/// through `memory` (the recorder), so that what a description reads (the dynamic
+/// value, the strings it holds) is among those copies. The texts are dropped.
+pub fn read_interfaces<'v>(
+    modules: &ModuleSet,
+    memory: &dyn Memory,
+    found: &'v Found,
+    threads: impl Iterator<Item = &'v Variable>,
+) {
+    let mem = Mem { memory, modules };
+    for v in found.variables.iter().flatten().flatten().flatten().chain(threads) {
+        describe_interface(modules, &mem, &found.types, &mut v.clone());
+    }
+}
+
 /// Symbolizes the goroutines' frames and writes what was found into the snapshot:
 /// the extension, the classifiers, the panic annotation and attribute. Runs after
 /// the built-in analysis, whose `abort` a Go panic replaces (the runtime raised

@@ -9,6 +9,20 @@ use std::sync::Mutex;
 /// Largest stack slice kept per thread.
 const MAX_STACK_KEPT: u64 = 1 << 20;
 
+/// `first`, then `then` for what `first` lacks: a released live target's copies of
+/// what the variables read, over the capture's own memory.
+pub(crate) struct Layered<'a>(pub &'a dyn Memory, pub &'a dyn Memory);
+
+impl Memory for Layered<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let n = self.0.read(addr, buf);
+        if n == buf.len() {
+            return n;
+        }
+        n + self.1.read(addr.wrapping_add(n as u64), &mut buf[n..])
+    }
+}
+
 /// A `Memory` that remembers which ranges were read successfully.
 pub(crate) struct Recorder<'a> {
     inner: &'a dyn Memory,

@@ -264,6 +264,12 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         };
         golang::read(&modules, memory.as_ref(), &unwinder, &vars)
     });
+    if hold.is_some()
+        && let Some(found) = go.as_ref()
+    {
+        let thread_vars = stopped.iter().flat_map(|(_, v, _)| v.iter().flatten().flatten());
+        golang::read_interfaces(&modules, &recorder, found, thread_vars);
+    }
     let mut globals = Vec::new();
     if !opts.variables.globals.is_empty() {
         // Thread-locals are read in the faulting thread (or the first one).
@@ -392,7 +398,10 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let reader = analysis::Reader::new(memory.clone(), modules.clone());
     analysis::run_builtin(&mut snap, &reader, &opts.analysis);
     if let Some(found) = go {
-        golang::annotate(&mut snap, &modules, memory.as_ref(), found);
+        // A released target's interfaces are described from what was copied for them
+        // (`golang::read_interfaces`).
+        let copied = Regions::new(&reads);
+        golang::annotate(&mut snap, &modules, &memory::Layered(&copied, memory.as_ref()), found);
     }
     timing.mark("built-in analysis");
     analysis::run_modules(&mut snap, &reader, &opts.analysis);
