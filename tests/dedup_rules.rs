@@ -632,6 +632,29 @@ fn stack_overflows_are_signed_by_their_recursion() {
     let c = rules.evaluate(&grammar(6, Some("strlen")), &overflow);
     assert_eq!(a.signature, ["parse_args", "parse_expr", "parse_name", "parse_type"], "{:#?}", a.explanation);
     assert_eq!((a.fingerprint == b.fingerprint, a.fingerprint == c.fingerprint), (true, true), "{b:?} {c:?}");
+    // A long cycle (NASM's expression parser: bexpr → rexp0…3 → expr0…6 → cexpr →
+    // bexpr …, 14 functions) is signed whole, wherever in it the stack ran out; with
+    // a cap below its length, each crash kept a different subset.
+    let levels: Vec<String> = ["bexpr", "rexp0", "rexp1", "rexp2", "rexp3"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..7).map(|i| format!("expr{i}")))
+        .chain(["cexpr".to_string(), "expr_paren".to_string()])
+        .collect();
+    let long = |start: usize| {
+        let mut frames: Vec<Frame> = (0..1000)
+            .map(|i| frame(&format!("{} @nasm", levels[levels.len() - 1 - (start + i) % levels.len()])))
+            .collect();
+        frames.extend(["evaluate @nasm", "parse_line @nasm", "main @nasm"].map(frame));
+        frames
+    };
+    let signs: Vec<_> = (0..levels.len()).map(|s| rules.evaluate(&long(s), &overflow)).collect();
+    assert_eq!(signs[0].signature.len(), levels.len(), "{:?}", signs[0].signature);
+    assert!(
+        signs.iter().all(|s| s.fingerprint == signs[0].fingerprint),
+        "{:?}",
+        signs.iter().map(|s| &s.signature).collect::<Vec<_>>()
+    );
     // Without the classifier (a deep but finite recursion that crashed): the crash site.
     assert_eq!(rules.evaluate(&grammar(3, None), &[]).signature, ["parse_expr"]);
     // An overflow with no recursion (one huge frame): the crash site too.

@@ -262,8 +262,10 @@ fn collapse_tail(kept: &mut Vec<Kept>) -> Vec<usize> {
 
 /// Most frames of an overflowing stack looked at, from the crash site.
 const RECURSION_WINDOW: usize = 256;
-/// Most functions in a recursion signature.
-const RECURSION_FUNCTIONS: usize = 8;
+/// Most functions in a recursion signature. A grammar's cycle can be long (NASM's
+/// expression parser recurses through 14 functions): a cap below its length keeps a
+/// different subset depending on where the stack ran out.
+const RECURSION_FUNCTIONS: usize = 32;
 
 /// The functions that recur in the innermost [`RECURSION_WINDOW`] frames of an
 /// overflowing stack, each at its innermost frame, in name order — the same set
