@@ -1,8 +1,9 @@
 # Sourced by the corpus scripts whose reproducers are not added by their fix commit
-# (jasper.sh, openjpeg.sh), after common.sh: finds each reproducer's fix by bisection
+# (jasper.sh, openjpeg.sh, nasm.sh, libarchive.sh), after common.sh: finds each reproducer's fix by bisection
 # and records the labeled crashes. Not run on its own.
 #
-# The sourcing script sets NAME, WORK, OUT, BT, CONFIGS, STEP, SINCE and UNTIL, calls
+# The sourcing script sets NAME, WORK, OUT, BT, CONFIGS, STEP, SINCE and UNTIL (and
+# may set TIMEOUT, a run's limit in seconds, default 4), calls
 # preflight and first_parents (which set SRC, COMMITS and LAST), sets POCS (file names
 # under $WORK/poc), and defines:
 #   build CONFIG INDEX   prints the directory of the programs built at COMMITS[INDEX]
@@ -31,6 +32,15 @@ first_parents() {
   LAST=${COMMITS[-1]}
 }
 
+# cflags CONFIG → the compiler flags of a configuration (dbg, rel or asan).
+cflags() {
+  case $1 in
+    asan) echo "-O1 -g -fsanitize=address -fno-omit-frame-pointer" ;;
+    dbg) echo "-O0 -g" ;;
+    rel) echo "-O2 -g" ;;
+  esac
+}
+
 # run DIR POC VARIANT [CORE] → exit status (128+signal when killed); with CORE
 # (a ulimit -c value, default unlimited) leaves DIR/core on a crash. Probes pass 0: a
 # reproducer that makes the program allocate gigabytes dumps a core of gigabytes.
@@ -40,7 +50,7 @@ run() {
   rm -rf "$dir" && mkdir -p "$dir"
   ( cd "$dir" && ulimit -c "$core" && \
     ASAN_OPTIONS=abort_on_error=1:disable_coredump=0:detect_leaks=0:handle_abort=0:allocator_may_return_null=1 \
-    timeout -s KILL 4 "$BIN/${CMD[0]}" "${CMD[@]:1}" </dev/null ) >/dev/null 2>&1
+    timeout -s KILL "${TIMEOUT:-4}" "$BIN/${CMD[0]}" "${CMD[@]:1}" </dev/null ) >/dev/null 2>&1
 }
 
 # killed STATUS → 0 when a run died of a signal other than the timeout's SIGKILL.

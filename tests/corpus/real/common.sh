@@ -1,5 +1,5 @@
-# Sourced by every corpus script (jerryscript.sh, tcpdump.sh, jasper.sh,
-# openjpeg.sh): the checks before a run and the corpus line of one crash. The script
+# Sourced by every corpus script (jerryscript.sh, tcpdump.sh, jasper.sh, openjpeg.sh,
+# nasm.sh, libarchive.sh): the checks before a run and the corpus line of one crash. The script
 # sets NAME (its messages' prefix) and OUT. Not run on its own.
 
 # preflight TOOL…: core_pattern must be a file name (the scripts never change it) and

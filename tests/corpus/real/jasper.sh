@@ -104,11 +104,7 @@ build() {
   [ -f "$out.failed" ] && return 1
   git -C "$SRC" checkout -q -f "$rev" && git -C "$SRC" clean -qfdx || return 1
   config_header
-  case $cfg in
-    asan) flags="-O1 -g -fsanitize=address -fno-omit-frame-pointer" ;;
-    dbg) flags="-O0 -g" ;;
-    rel) flags="-O2 -g" ;;
-  esac
+  flags=$(cflags "$cfg")
   srcs=$(cd "$SRC" && ls src/libjasper/*/*.c | grep -vE '^src/libjasper/(heic|dummy)/')
   if echo "$srcs" | grep -q 'jpg/jpg_dec\.c'; then srcs=$(echo "$srcs" | grep -v 'jpg/jpg_dummy\.c'); fi
   mkdir -p "$WORK/obj-$cfg" "$out"

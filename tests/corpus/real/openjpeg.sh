@@ -102,11 +102,7 @@ build() {
   [ -f "$out.failed" ] && return 1
   git -C "$SRC" checkout -q -f "$rev" && git -C "$SRC" clean -qfdx || return 1
   rm -rf "$WORK/include" && mkdir -p "$WORK/include" && config_headers
-  case $cfg in
-    asan) flags="-O1 -g -fsanitize=address -fno-omit-frame-pointer" ;;
-    dbg) flags="-O0 -g" ;;
-    rel) flags="-O2 -g" ;;
-  esac
+  flags=$(cflags "$cfg")
   flags="$flags -std=gnu99 -w -DOPJ_STATIC -DMUTEX_pthread -I$WORK/include -Isrc/lib/openjp2 -Isrc/bin/common -Isrc/bin/jp2"
   srcs=$(cd "$SRC" && ls src/lib/openjp2/*.c | grep -vE '/(bench_dwt|t1_generate_luts|test_.*|.*_test|cidx_manager|phix_manager|ppix_manager|thix_manager|tpix_manager)\.c$')
   mkdir -p "$WORK/obj-$cfg" "$out"
