@@ -71,7 +71,8 @@ pub struct ProjectIndex {
     /// The [`IDEMPOTENCY_KEY`] attribute's id, once it exists.
     key_attr: Option<u32>,
     /// Dictionary id of an idempotency key → the newest row holding it: a resend is
-    /// found in one lookup however old the original (about 10 bytes a row).
+    /// found in one lookup however old the original (10 to 20 bytes a row, by how
+    /// full the table is).
     key_rows: HashMap<u32, u32>,
 }
 
