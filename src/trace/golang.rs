@@ -274,20 +274,36 @@ fn status_name(st: u32) -> &'static str {
 /// Interfaces inside the variable (a struct member such as `_panic.arg`, an element
 /// of `[]any`) are shown the same way within its text.
 fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &mut crate::snapshot::Variable) {
+    if let Some(text) = interface_description(modules, memory, types, v) {
+        v.text = text;
+    }
+}
+
+/// The text [`describe_interface`] gives `v`, when it holds interfaces (None leaves
+/// it as it is).
+fn interface_description(
+    modules: &ModuleSet,
+    memory: &Mem<'_>,
+    types: &Types,
+    v: &crate::snapshot::Variable,
+) -> Option<String> {
     if let crate::snapshot::Value::Struct(fields) = &v.value
         && let Some(text) = interface_text(modules, memory, types, &v.type_name, fields)
     {
-        v.text = text;
-        return;
+        return Some(text);
     }
     let mut found = Vec::new();
     nested_interfaces(&v.value, 0, &mut found);
+    if found.is_empty() {
+        return None;
+    }
+    let mut out = v.text.clone();
     for (pair, typ, data) in found {
         // The pair as the renderer printed it: `{_type = 0x…[ <sym>], data = 0x…[ <sym>]}`.
         let head = format!("{{{pair} = {typ:#x}");
-        let Some(at) = v.text.find(&head) else { continue };
-        let Some(len) = v.text[at..].find('}').map(|n| n + 1) else { continue };
-        if !v.text[at..at + len].contains(&format!("data = {data:#x}")) {
+        let Some(at) = out.find(&head) else { continue };
+        let Some(len) = out[at..].find('}').map(|n| n + 1) else { continue };
+        if !out[at..at + len].contains(&format!("data = {data:#x}")) {
             continue;
         }
         let fields = [pair_field(pair, typ), pair_field("data", data)];
@@ -298,9 +314,10 @@ fn describe_interface(modules: &ModuleSet, memory: &Mem<'_>, types: &Types, v: &
             _ => "interface {}".into(),
         };
         if let Some(text) = interface_text(modules, memory, types, &stat, &fields) {
-            v.text.replace_range(at..at + len, &text);
+            out.replace_range(at..at + len, &text);
         }
     }
+    Some(out)
 }
 
 fn pair_field(name: &str, address: u64) -> crate::snapshot::Field {
@@ -537,7 +554,7 @@ pub fn read_interfaces<'v>(
 ) {
     let mem = Mem { memory, modules };
     for v in found.variables.iter().flatten().flatten().flatten().chain(threads) {
-        describe_interface(modules, &mem, &found.types, &mut v.clone());
+        interface_description(modules, &mem, &found.types, v);
     }
 }
 

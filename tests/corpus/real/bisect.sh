@@ -6,7 +6,8 @@
 # may set TIMEOUT, a run's limit in seconds, default 4), calls
 # preflight and first_parents (which set SRC, COMMITS and LAST), sets POCS (file names
 # under $WORK/poc), and defines:
-#   build CONFIG INDEX   prints the directory of the programs built at COMMITS[INDEX]
+#   compile_at CONFIG OUT FLAGS  builds the checked-out tree ($SRC) with FLAGS (cflags
+#                        CONFIG) into the directory OUT; $WORK/obj-CONFIG is its scratch
 #   invocation POC VARIANT  sets CMD (program name in that directory, then arguments)
 #   probes POC           the variants run to decide whether a commit crashes
 #   variants POC         the variants recorded at the fix
@@ -39,6 +40,24 @@ cflags() {
     dbg) echo "-O0 -g" ;;
     rel) echo "-O2 -g" ;;
   esac
+}
+
+# build CONFIG INDEX → prints the directory of the programs built at COMMITS[INDEX], by
+# compile_at; kept by commit, and a commit that failed to build is not tried again.
+build() {
+  local cfg=$1 rev=${COMMITS[$2]} out
+  exec </dev/null
+  out="$WORK/bin/$cfg-${rev:0:12}"
+  [ -f "$out/.built" ] && { echo "$out"; return 0; }
+  [ -f "$out.failed" ] && return 1
+  git -C "$SRC" checkout -q -f "$rev" && git -C "$SRC" clean -qfdx || return 1
+  rm -rf "$out" && mkdir -p "$out" "$WORK/obj-$cfg" || return 1
+  if compile_at "$cfg" "$out" "$(cflags "$cfg")" >"$WORK/build-$cfg.log" 2>&1; then
+    touch "$out/.built" && echo "$out"
+  else
+    rm -rf "$out"; touch "$out.failed"
+    return 1
+  fi
 }
 
 # run DIR POC VARIANT [CORE] → exit status (128+signal when killed); with CORE

@@ -95,28 +95,15 @@ compile() {
       done)
 }
 
-# build CONFIG INDEX → prints the directory holding imginfo and jasper.
-build() {
-  local cfg=$1 rev=${COMMITS[$2]} out flags srcs
-  exec </dev/null
-  out="$WORK/bin/$cfg-${rev:0:12}"
-  [ -x "$out/jasper" ] && { echo "$out"; return 0; }
-  [ -f "$out.failed" ] && return 1
-  git -C "$SRC" checkout -q -f "$rev" && git -C "$SRC" clean -qfdx || return 1
+# compile_at CONFIG OUT FLAGS: imginfo and jasper into OUT.
+compile_at() {
+  local cfg=$1 out=$2 flags=$3 srcs
   config_header
-  flags=$(cflags "$cfg")
   srcs=$(cd "$SRC" && ls src/libjasper/*/*.c | grep -vE '^src/libjasper/(heic|dummy)/')
   if echo "$srcs" | grep -q 'jpg/jpg_dec\.c'; then srcs=$(echo "$srcs" | grep -v 'jpg/jpg_dummy\.c'); fi
-  mkdir -p "$WORK/obj-$cfg" "$out"
   # A few commits of late 2016 declare helpers `inline` in headers without an external
   # definition (C99 semantics): they link only with GNU89 inline semantics.
-  if compile "$cfg" "$out" "$flags" "$srcs" "" >"$WORK/build-$cfg.log" 2>&1 ||
-     compile "$cfg" "$out" "$flags" "$srcs" "-fgnu89-inline" >>"$WORK/build-$cfg.log" 2>&1; then
-    echo "$out"
-  else
-    rm -rf "$out"; touch "$out.failed"
-    return 1
-  fi
+  compile "$cfg" "$out" "$flags" "$srcs" "" || compile "$cfg" "$out" "$flags" "$srcs" "-fgnu89-inline"
 }
 
 probes() { echo imginfo pnm jpc bmp; }

@@ -85,26 +85,10 @@ compile() {
    gcc $flags -o "$out/bsdtar" "$obj"/*.o -lz -lbz2 -llzma -lxml2 -lpthread)
 }
 
-# build CONFIG INDEX → prints the directory holding bsdtar.
-build() {
-  local cfg=$1 rev=${COMMITS[$2]} out flags obj
-  exec </dev/null
-  out="$WORK/bin/$cfg-${rev:0:12}"
-  [ -x "$out/bsdtar" ] && { echo "$out"; return 0; }
-  [ -f "$out.failed" ] && return 1
-  git -C "$SRC" checkout -q -f "$rev" && git -C "$SRC" clean -qfdx || return 1
-  flags=$(cflags "$cfg")
-  obj="$WORK/obj-$cfg"
-  mkdir -p "$obj" "$out"
-  cp "$WORK/config.h" "$SRC/config.h"
-  # Some commits do not build this way (autumn 2014's encryption support needs a
-  # crypto library); bisection steps over them.
-  if compile "$flags" "$obj" "$out" >"$WORK/build-$cfg.log" 2>&1; then
-    echo "$out"
-  else
-    rm -rf "$out"; touch "$out.failed"
-    return 1
-  fi
+# compile_at CONFIG OUT FLAGS: bsdtar into OUT. Some commits do not build this way
+# (autumn 2014's encryption support needs a crypto library); bisection steps over them.
+compile_at() {
+  cp "$WORK/config.h" "$SRC/config.h" && compile "$3" "$WORK/obj-$1" "$2"
 }
 
 probes() { echo list cat; }

@@ -64,27 +64,15 @@ helpers() {
   done
 }
 
-# build CONFIG INDEX → prints the directory holding nasm.
-build() {
-  local cfg=$1 rev=${COMMITS[$2]} out flags
-  exec </dev/null
-  out="$WORK/bin/$cfg-${rev:0:12}"
-  [ -x "$out/nasm" ] && { echo "$out"; return 0; }
-  [ -f "$out.failed" ] && return 1
-  git -C "$SRC" checkout -q -f "$rev" && git -C "$SRC" clean -qfdx || return 1
-  flags=$(cflags "$cfg")
-  mkdir -p "$out"
-  if (cd "$SRC" && export PERL_USE_UNSAFE_INC=1 &&
-      sed -i -E 's/-Werror=[a-z-]+//g' configure.* &&
-      { sh autogen.sh || autoreconf -fi; } && helpers &&
-      sed -i -E 's/^(done|fi)( +)(for|if|ac_) /\1\n\3 /' configure &&
-      ./configure CC="ccache gcc" CFLAGS="$flags" LDFLAGS="$flags" &&
-      make -j"$(nproc)" nasm && cp nasm "$out/nasm") >"$WORK/build-$cfg.log" 2>&1; then
-    echo "$out"
-  else
-    rm -rf "$out"; touch "$out.failed"
-    return 1
-  fi
+# compile_at CONFIG OUT FLAGS: nasm into OUT.
+compile_at() {
+  local out=$2 flags=$3
+  (cd "$SRC" && export PERL_USE_UNSAFE_INC=1 &&
+    sed -i -E 's/-Werror=[a-z-]+//g' configure.* &&
+    { sh autogen.sh || autoreconf -fi; } && helpers &&
+    sed -i -E 's/^(done|fi)( +)(for|if|ac_) /\1\n\3 /' configure &&
+    ./configure CC="ccache gcc" CFLAGS="$flags" LDFLAGS="$flags" &&
+    make -j"$(nproc)" nasm && cp nasm "$out/nasm")
 }
 
 probes() { echo bin elf64; }

@@ -93,23 +93,16 @@ config_headers() {
   done
 }
 
-# build CONFIG INDEX → prints the directory holding opj_decompress and opj_dump.
-build() {
-  local cfg=$1 rev=${COMMITS[$2]} out flags srcs app extra
-  exec </dev/null
-  out="$WORK/bin/$cfg-${rev:0:12}"
-  [ -x "$out/opj_dump" ] && { echo "$out"; return 0; }
-  [ -f "$out.failed" ] && return 1
-  git -C "$SRC" checkout -q -f "$rev" && git -C "$SRC" clean -qfdx || return 1
+# compile_at CONFIG OUT FLAGS: opj_decompress and opj_dump into OUT.
+compile_at() {
+  local cfg=$1 out=$2 flags=$3 srcs extra c app
   rm -rf "$WORK/include" && mkdir -p "$WORK/include" && config_headers
-  flags=$(cflags "$cfg")
   flags="$flags -std=gnu99 -w -DOPJ_STATIC -DMUTEX_pthread -I$WORK/include -Isrc/lib/openjp2 -Isrc/bin/common -Isrc/bin/jp2"
   srcs=$(cd "$SRC" && ls src/lib/openjp2/*.c | grep -vE '/(bench_dwt|t1_generate_luts|test_.*|.*_test|cidx_manager|phix_manager|ppix_manager|thix_manager|tpix_manager)\.c$')
-  mkdir -p "$WORK/obj-$cfg" "$out"
-  # opj_decompress of some years defines its own opj_clock, as the library does.
   rm -f "$WORK/obj-$cfg"/*.o
+  # opj_decompress of some years defines its own opj_clock, as the library does.
   # shellcheck disable=SC2086
-  if (cd "$SRC" && echo "$srcs" | xargs -P"$(nproc)" -I{} sh -c \
+  (cd "$SRC" && echo "$srcs" | xargs -P"$(nproc)" -I{} sh -c \
         'ccache gcc '"$flags"' -c {} -o "'"$WORK/obj-$cfg"'/lib_$(basename {} .c).o"' &&
       extra=$(ls src/bin/jp2/convert.c src/bin/jp2/convertbmp.c src/bin/jp2/index.c \
                  src/bin/common/color.c src/bin/common/opj_getopt.c 2>/dev/null; true) &&
@@ -117,12 +110,7 @@ build() {
       for app in opj_decompress opj_dump; do
         ccache gcc $flags -c src/bin/jp2/$app.c -o "$WORK/obj-$cfg/app_$app.o" &&
         gcc $flags -Wl,--allow-multiple-definition -o "$out/$app" "$WORK/obj-$cfg/app_$app.o" "$WORK/obj-$cfg"/bin_*.o "$WORK/obj-$cfg"/lib_*.o -lm -lpthread || exit 1
-      done) >"$WORK/build-$cfg.log" 2>&1; then
-    echo "$out"
-  else
-    rm -rf "$out"; touch "$out.failed"
-    return 1
-  fi
+      done)
 }
 
 echo "$NAME: ${#COMMITS[@]} commits from ${COMMITS[0]:0:9} to ${LAST:0:9}, ${#POCS[@]} reproducers" >&2
