@@ -456,6 +456,16 @@ fn two_nodes_share_one_catalog_and_see_each_others_objects() {
             assert_eq!(&r.body, body, "object {id:x} byte for byte from {}", n.addr);
         }
     }
+    // A token removed by an admin command: every node stops accepting it within the
+    // 2 s a node trusts a token it has checked.
+    admin_pg(&d1, &url, &["token", "remove", &token]);
+    let removed = Instant::now();
+    for n in nodes.iter() {
+        while submit(n, &token, 1000).is_some() {
+            assert!(removed.elapsed() < Duration::from_secs(4), "{} still takes a removed token", n.addr);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[test]
@@ -627,16 +637,113 @@ fn blobs_in_s3_are_shared_by_two_nodes_and_orphans_are_swept() {
     }
 }
 
+/// A PostgreSQL catalog and a SeaweedFS bucket with project `p` and a token for it.
+fn project_on_s3(name: &str, bucket: &str) -> (Postgres, Seaweed, String, PathBuf, String) {
+    let pg = Postgres::start(name);
+    let s3 = Seaweed::start(name);
+    let url = pg.url();
+    let d = scratch(name);
+    let (code, _, err) = admin_s3(&d, &url, &s3, bucket, &["project", "create", "p"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, token, err) =
+        admin_s3(&d, &url, &s3, bucket, &["token", "create", "p", "--scope", "submit,query,object"]);
+    assert_eq!(code, 0, "{err}");
+    (pg, s3, url, d, token.trim().to_string())
+}
+
+/// `bt morgue delete --data` on the shared catalog and bucket.
+fn morgue_delete(data: &Path, url: &str, s3: &Seaweed, bucket: &str, filter: &str) {
+    let out = Command::new(bt_bin())
+        .args(["morgue", "delete", "--yes", "--all", "--data"])
+        .arg(data)
+        .args(["p", "--filter", filter])
+        .env("BT_CATALOG", url)
+        .env("BT_BLOBS", s3.url(bucket))
+        .env("BT_BLOBS_CREDENTIALS", &s3.creds)
+        .output()
+        .expect("bt morgue delete");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The packs the catalog's blob rows refer to (`p/UUID` of `p/UUID/OFFSET/LEN`).
+fn packs_named(pg: &Postgres) -> std::collections::BTreeSet<String> {
+    psql(pg, "SELECT convert_from(substring(v from 8), 'UTF8') FROM bt_catalog WHERE t = 'c.blobs'")
+        .lines()
+        .map(|r| r.rsplitn(3, '/').nth(2).unwrap_or_else(|| panic!("not a pack member: {r}")).to_string())
+        .collect()
+}
+
+/// The `N blobs, M named by no object, K removed` of `bt coroner sweep`.
+fn sweep(data: &Path, url: &str, s3: &Seaweed, bucket: &str, grace: &str) -> (u64, u64) {
+    let (code, out, err) = admin_s3(data, url, s3, bucket, &["sweep", "--grace", grace]);
+    assert_eq!(code, 0, "{err}");
+    let n: Vec<u64> = out.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(n.len(), 3, "{out}");
+    (n[0], n[2])
+}
+
+#[test]
+fn concurrent_submissions_share_packs_and_a_pack_goes_with_its_last_object() {
+    let (pg, s3, url, d, token) = project_on_s3("packs", "packs");
+    let n = node_s3(&d, &url, &s3, "packs");
+    // 8 clients at once: their submissions are packed together.
+    let acked: Vec<(u64, Vec<u8>)> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..8u64)
+            .map(|c| {
+                let (n, token) = (&n, &token);
+                sc.spawn(move || {
+                    (0..12).map(|i| submit(n, token, c * 12 + i).expect("acknowledged")).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("client")).collect()
+    });
+    assert_eq!(wait_count(&n, &token, 96), 96);
+    let packs = packs_named(&pg);
+    let (stored, removed) = sweep(&d, &url, &s3, "packs", "0s");
+    assert_eq!((stored, removed), (packs.len() as u64, 0), "every pack is named by a row; nothing is removed");
+    assert!(stored < 96, "96 concurrent submissions were stored as {stored} objects: none shared a pack");
+    for (id, body) in &acked {
+        let r = n.get(&format!("/api/get?token={token}&object={id:x}"));
+        assert_eq!((r.status, &r.body), (200, body), "object {id:x} read back from its pack");
+    }
+    // Half the objects go: packs that still hold one live object stay, whole.
+    morgue_delete(&d, &url, &s3, "packs", "hostname,regular-expression,[02468]$");
+    assert_eq!(wait_count(&n, &token, 48), 48);
+    let live = packs_named(&pg);
+    assert!(live.is_subset(&packs));
+    let (_, removed) = sweep(&d, &url, &s3, "packs", "0s");
+    assert_eq!(removed, (packs.len() - live.len()) as u64, "exactly the packs with no live object go");
+    for (id, body) in &acked {
+        let host = serde_json::from_slice::<serde_json::Value>(body).expect("json")["attributes"]["hostname"]
+            .as_str()
+            .map(str::to_string);
+        let gone = host.as_deref().is_some_and(|h| h.ends_with(['0', '2', '4', '6', '8']));
+        let r = n.get(&format!("/api/get?token={token}&object={id:x}"));
+        if gone {
+            assert_eq!(r.status, 404, "deleted object {id:x}");
+        } else {
+            assert_eq!((r.status, &r.body), (200, body), "object {id:x} outlives its deleted pack neighbours");
+        }
+    }
+    // A pack uploaded whose rows never committed (a node killed in between).
+    let bucket = bt::store::catalog::blobs::S3::connect(&s3.url("packs"), Some(&s3.creds)).expect("bucket");
+    use bt::store::catalog::blobs::BlobStore;
+    let orphan = format!("p/{}", "0".repeat(32));
+    bucket.put(&orphan, b"\x01one\x01two").expect("put orphan pack");
+    assert_eq!(sweep(&d, &url, &s3, "packs", "1h").1, 0, "the grace period protects a young pack");
+    assert_eq!(sweep(&d, &url, &s3, "packs", "0s").1, 1);
+    assert_eq!(bucket.get(&orphan).expect("get"), None);
+    // The rest goes: no pack is left.
+    morgue_delete(&d, &url, &s3, "packs", "hostname,regular-expression,.");
+    assert_eq!(wait_count(&n, &token, 0), 0);
+    sweep(&d, &url, &s3, "packs", "0s");
+    assert_eq!(sweep(&d, &url, &s3, "packs", "0s"), (0, 0), "every pack is gone with its last object");
+}
+
 #[test]
 fn s3_down_is_503_and_service_returns_with_it() {
-    let pg = Postgres::start("s3down");
-    let mut s3 = Seaweed::start("s3down");
-    let url = pg.url();
-    let d = scratch("s3down");
-    let (code, _, err) = admin_s3(&d, &url, &s3, "bt-down", &["project", "create", "p"]);
-    assert_eq!(code, 0, "{err}");
-    let (_, token, _) = admin_s3(&d, &url, &s3, "bt-down", &["token", "create", "p", "--scope", "submit,query,object"]);
-    let token = token.trim().to_string();
+    let (_pg, mut s3, url, d, token) = project_on_s3("s3down", "bt-down");
     let n = node_s3(&d, &url, &s3, "bt-down");
     assert!(submit(&n, &token, 1).is_some());
     s3.stop();

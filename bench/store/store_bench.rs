@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bt::snapshot::{Attribute, Environment, Frame, Process, Signal, Snapshot, Thread, Trust, Uname};
+use bt::snapshot::{Attribute, Environment, Frame, MemoryRegion, Process, Signal, Snapshot, Thread, Trust, Uname};
 use bt::store::{Format, Store, Submission};
 
 fn usage() -> ! {
@@ -111,10 +111,8 @@ fn snapshot(i: u64, groups: u64) -> Snapshot {
             cpu_count: 2,
             ..Default::default()
         },
-        attributes: vec![
-            Attribute { key: "version".into(), value: format!("1.{}", i % 9) },
-            Attribute { key: "build".into(), value: format!("{}", 100 + i % 20) },
-        ],
+        attributes: attributes(i),
+        memory: vec![stack_bytes(i)],
         classifiers: if group.is_multiple_of(3) {
             vec!["null-dereference".into()]
         } else {
@@ -122,6 +120,37 @@ fn snapshot(i: u64, groups: u64) -> Snapshot {
         },
         ..Default::default()
     }
+}
+
+/// About 20 attributes, as a collector's defaults and a client's own add.
+fn attributes(i: u64) -> Vec<Attribute> {
+    let mut a = vec![
+        Attribute { key: "version".into(), value: format!("1.{}", i % 9) },
+        Attribute { key: "build".into(), value: format!("{}", 100 + i % 20) },
+        Attribute { key: "datacenter".into(), value: format!("dc-{}", i % 4) },
+        Attribute { key: "customer".into(), value: format!("customer-{}", i % 97) },
+        Attribute { key: "release_channel".into(), value: ["stable", "beta", "nightly"][(i % 3) as usize].into() },
+    ];
+    for k in 0..15 {
+        a.push(Attribute { key: format!("feature.flag_{k}"), value: format!("{}", (i >> k) & 1) });
+    }
+    a
+}
+
+/// Stack memory kept for re-rendering values: 1.5 to 7 KB of bytes that compress
+/// little, so that stored reports are 2 to 8 KB as real ones are.
+fn stack_bytes(i: u64) -> MemoryRegion {
+    let len = 1536 + (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize % 5632;
+    let mut x = i | 1;
+    let bytes = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    MemoryRegion { address: 0x7ffd_0000_0000, label: "stack 1".into(), bytes }
 }
 
 /// The backend under test: `BENCH_CATALOG` (postgres://…), `BENCH_BLOBS` (s3://…) and

@@ -1,6 +1,8 @@
 //! Credentials: project tokens with scopes, users with Argon2id password hashes,
 //! and login sessions. Tokens and session ids are stored only as BLAKE2s hashes.
 
+use std::collections::HashMap;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use blake2::{Blake2s256, Digest};
@@ -10,6 +12,37 @@ use super::{Store, StoreError, now};
 
 /// How long a login session lasts.
 pub const SESSION_SECS: i64 = 7 * 24 * 3600;
+
+/// How long a node trusts a project token it has checked without checking again.
+pub const TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most tokens remembered at once (then all are forgotten).
+const TOKENS_KEPT: usize = 4096;
+
+/// Project tokens recently checked, by their key (`token_key`).
+#[derive(Default)]
+pub struct TokenCache(std::sync::Mutex<HashMap<String, (std::time::Instant, Principal)>>);
+
+impl TokenCache {
+    fn get(&self, key: &str) -> Option<Principal> {
+        let map = self.0.lock().ok()?;
+        map.get(key).filter(|(at, _)| at.elapsed() < TOKEN_TTL).map(|(_, p)| p.clone())
+    }
+
+    fn put(&self, key: String, p: Principal) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= TOKENS_KEPT {
+                map.clear();
+            }
+            map.insert(key, (std::time::Instant::now(), p));
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+}
 
 /// Who a request is, once its credential checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +166,7 @@ impl Store {
                 0 => return Err(StoreError::NotFound(format!("token {id_or_token}"))),
                 1 => {
                     t.remove(matches[0].as_str())?;
+                    self.tokens.clear();
                 }
                 n => {
                     return Err(StoreError::BadInput(format!("{n} tokens start with {id_or_token}; give more digits")));
@@ -294,16 +328,24 @@ impl Store {
         Ok(Some(token))
     }
 
-    /// Who holds this token or session id, if anyone.
+    /// Who holds this token or session id, if anyone. A project token that checked
+    /// out is remembered for [`TOKEN_TTL`], so that a busy submitter costs the catalog
+    /// no read per request; removing a token forgets them all on this node, and other
+    /// nodes (a shared catalog) stop accepting it within [`TOKEN_TTL`].
     pub fn authenticate(&self, credential: &str) -> Result<Option<Principal>, StoreError> {
         if credential.is_empty() || credential.len() > 256 {
             return Ok(None);
         }
         let key = token_key(credential);
+        if let Some(p) = self.tokens.get(&key) {
+            return Ok(Some(p));
+        }
         let txn = self.db().begin_read()?;
         if let Some(v) = txn.open_table(TOKENS)?.get(key.as_str())? {
             let t: TokenRecord = decode(v.value(), "token")?;
-            return Ok(Some(Principal::Token { project: t.project, scopes: t.scopes }));
+            let p = Principal::Token { project: t.project, scopes: t.scopes };
+            self.tokens.put(key, p.clone());
+            return Ok(Some(p));
         }
         let session: Option<SessionRecord> = match txn.open_table(SESSIONS)?.get(key.as_str())? {
             Some(v) => Some(decode(v.value(), "session")?),

@@ -155,6 +155,10 @@ pub struct Store {
     /// The server's largest submission, which bounds what decoding one may
     /// allocate (0: the command line's limits).
     max_submission: std::sync::atomic::AtomicU64,
+    /// Gathers concurrent submissions' blobs into one object (an external blob store).
+    packer: catalog::packs::Packer,
+    /// Project tokens recently checked.
+    tokens: auth::TokenCache,
 }
 
 fn lock_poisoned<T>(_: T) -> StoreError {
@@ -287,6 +291,8 @@ impl Store {
             follow: Arc::new(Mutex::new(0)),
             stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             max_submission: std::sync::atomic::AtomicU64::new(0),
+            packer: Default::default(),
+            tokens: Default::default(),
         };
         store.init_schema(&path)?;
         Ok(store)
@@ -391,19 +397,27 @@ impl Store {
         };
         let mut prepared = ingest::prepare(sub, &rules, now(), &limits)?;
         if let Some(blobs) = self.db.blob_store() {
-            // Stored here, in parallel with other requests and outside the writers'
-            // lock; the writer commits references. A blob whose commit never comes
-            // is the sweeper's.
-            let mut puts = Vec::with_capacity(1 + prepared.attachments.len());
-            let key = catalog::blobs::new_key();
-            let blob = std::mem::replace(&mut prepared.blob, catalog::blobs::reference(&key));
-            puts.push((key, blob));
-            for (_, bytes) in &mut prepared.attachments {
+            // Stored here, outside the writers' lock, packed with the blobs of
+            // concurrent requests (large ones alone); the writer commits references.
+            // A blob whose commit never comes is the sweeper's.
+            let slots = std::iter::once(&mut prepared.blob).chain(prepared.attachments.iter_mut().map(|(_, b)| b));
+            let (alone, mut packed): (Vec<&mut Vec<u8>>, Vec<&mut Vec<u8>>) =
+                slots.partition(|b| b.len() >= catalog::packs::ALONE);
+            let mut puts = Vec::with_capacity(alone.len());
+            for slot in alone {
                 let key = catalog::blobs::new_key();
-                let b = std::mem::replace(bytes, catalog::blobs::reference(&key));
-                puts.push((key, b));
+                puts.push((key.clone(), std::mem::replace(slot, catalog::blobs::reference(&key))));
             }
-            catalog::blobs::put_all(blobs, &puts)?;
+            if !packed.is_empty() {
+                let parts = packed.iter_mut().map(|b| std::mem::take(&mut **b)).collect();
+                let keys = self.packer.store(blobs, parts)?;
+                for (slot, key) in packed.into_iter().zip(keys) {
+                    *slot = catalog::blobs::reference(&key);
+                }
+            }
+            if !puts.is_empty() {
+                catalog::blobs::put_all(blobs, &puts)?;
+            }
         }
         let (tx, rx) = mpsc::channel();
         self.send(writer::Job::Ingest(Box::new(prepared), tx))?;

@@ -345,21 +345,15 @@ impl Overlay {
         if unique {
             events.push(("new", "the first crash of this group".into()));
         }
-        let load = |ov: &Overlay, t: &Tables, fp: &str| -> Result<Option<TriageRecord>, StoreError> {
-            Ok(match ov.triage.get(fp) {
-                Some(r) => Some(r.clone()),
-                None => match t.triage.get((pid, fp))? {
-                    Some(v) => Some(decode::<TriageRecord>(v.value(), "triage")?),
-                    None => None,
-                },
-            })
-        };
-        let mut current = load(self, t, fp)?;
+        // The index holds every group's triage as committed (a writer catches up
+        // first); this batch's changes are in the overlay.
+        let load = |ov: &Overlay, fp: &str| ov.triage.get(fp).or_else(|| p.triage.get(fp)).cloned();
+        let mut current = load(self, fp);
         // A merged group's crashes count for its target: its triage, its notifications.
         let target = current.as_ref().and_then(|r| r.merged_into.clone());
         let fp = match &target {
             Some(tg) => {
-                current = load(self, t, tg)?;
+                current = load(self, tg);
                 tg.as_str()
             }
             None => fp,

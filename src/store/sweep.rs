@@ -7,7 +7,9 @@
 //! catalog write transaction, which holds the writers' lock. A blob is referred to
 //! when `c.blobrefs` names a row for it and that row's value is still its reference.
 
-use super::catalog::blobs;
+use std::ops::Bound;
+
+use super::catalog::{RawRead, blobs, packs};
 use super::{Store, StoreError};
 
 /// What one sweep found.
@@ -29,10 +31,12 @@ impl Store {
         let mut out = Sweep::default();
         let cutoff = super::now() - grace_secs;
         let mut candidates = Vec::new();
-        for (k, modified) in store.list(blobs::PREFIX)? {
-            out.blobs += 1;
-            if modified <= cutoff {
-                candidates.push(k);
+        for prefix in [blobs::PREFIX, packs::PREFIX] {
+            for (k, modified) in store.list(prefix)? {
+                out.blobs += 1;
+                if modified <= cutoff {
+                    candidates.push(k);
+                }
             }
         }
         for chunk in candidates.chunks(PER_TXN) {
@@ -46,7 +50,20 @@ impl Store {
             out.orphans += gone.len() as u64;
             for k in gone {
                 store.delete(k)?;
-                txn.raw_remove(blobs::BLOBREFS, k.as_bytes())?;
+                if k.starts_with(packs::PREFIX) {
+                    // Members' entries left by rows that now name another blob.
+                    let (lo, hi) = packs::member_range(k);
+                    let stale: Vec<Vec<u8>> = txn
+                        .raw()
+                        .range(blobs::BLOBREFS, Bound::Included(lo), Bound::Excluded(hi))?
+                        .map(|e| e.map(|(key, _)| key))
+                        .collect::<Result<_, _>>()?;
+                    for key in stale {
+                        txn.raw_remove(blobs::BLOBREFS, &key)?;
+                    }
+                } else {
+                    txn.raw_remove(blobs::BLOBREFS, k.as_bytes())?;
+                }
                 out.removed += 1;
             }
             txn.commit()?;
@@ -55,10 +72,26 @@ impl Store {
     }
 }
 
-/// Whether a committed row still refers to object key `k`.
-fn referred(raw: &dyn super::catalog::RawRead, k: &str) -> Result<bool, StoreError> {
+/// Whether a committed row still refers to object key `k` (for a pack: to any of
+/// its members).
+fn referred(raw: &dyn RawRead, k: &str) -> Result<bool, StoreError> {
+    if k.starts_with(packs::PREFIX) {
+        let (lo, hi) = packs::member_range(k);
+        for e in raw.range(blobs::BLOBREFS, Bound::Included(lo), Bound::Excluded(hi))? {
+            let (member, target) = e?;
+            if refers(raw, &target, &String::from_utf8_lossy(&member))? {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
     let Some(target) = raw.get(blobs::BLOBREFS, k.as_bytes())? else { return Ok(false) };
-    let Some((table, key)) = blobs::blobref_target(&target) else { return Ok(false) };
+    refers(raw, &target, k)
+}
+
+/// Whether the row a `c.blobrefs` value names still refers to object key `k`.
+fn refers(raw: &dyn RawRead, target: &[u8], k: &str) -> Result<bool, StoreError> {
+    let Some((table, key)) = blobs::blobref_target(target) else { return Ok(false) };
     let Some(table) = super::schema::ALL_TABLES.iter().find(|t| **t == table) else { return Ok(false) };
     // The row as stored (a reference), not resolved: read below the blob layer.
     Ok(raw.get_stored(table, key)?.as_deref().and_then(blobs::referred) == Some(k))

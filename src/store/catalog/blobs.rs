@@ -3,9 +3,10 @@
 //! the catalog, while every other table stays in it.
 //!
 //! [`Routed`] wraps an engine's transactions: the blob tables keep, in the catalog, a
-//! small *reference* to an object key (`b/UUID`) instead of the bytes. Ingest stores
-//! a submission's blobs from the request thread, before the writer and outside the
-//! writers' lock, and hands the writer references; any other write of bytes to a blob
+//! small *reference* to an object key (`b/UUID`, or `p/UUID/OFFSET/LEN` inside a pack,
+//! see [`super::packs`]) instead of the bytes. Ingest stores a submission's blobs from
+//! the request thread, before the writer and outside the writers' lock, and hands the
+//! writer references; any other write of bytes to a blob
 //! table is stored at commit, in parallel, before the catalog commits. Removed blobs
 //! go after the commit. So an acknowledged object's blob is stored; a blob that no
 //! committed row refers to (a node killed in between, a refused batch) is an orphan
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
+use super::packs;
 use super::{RawEntry, RawRange, RawRead, RawWrite};
 use crate::store::StoreError;
 
@@ -31,6 +33,9 @@ const PARALLEL: usize = 16;
 pub trait BlobStore: Send + Sync {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// `len` bytes of an object from `offset` (a blob inside a pack); `None` if the
+    /// object is missing.
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Keys under a prefix, in order, with their last-modified time (Unix seconds).
     fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError>;
@@ -207,6 +212,51 @@ impl BlobStore for S3 {
         }
     }
 
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if len == 0 {
+            return Ok(self.get(key)?.map(|_| Vec::new()));
+        }
+        if len > MAX_BLOB {
+            return Err(StoreError::Corrupt(format!("blob store: a blob of {len} bytes in {key}")));
+        }
+        let url = self.bucket.get_object(Some(&self.creds), key).sign(Duration::from_secs(300));
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let mut r = self
+            .agent
+            .get(url.as_str())
+            .header("Range", &range)
+            .call()
+            .map_err(|e| unavailable(&format!("reading {key}"), e))?;
+        let status = r.status().as_u16();
+        let body = match status {
+            206 | 200 => r
+                .body_mut()
+                .with_config()
+                .limit(if status == 206 { len } else { MAX_BLOB })
+                .read_to_vec()
+                .map_err(|e| unavailable(&format!("reading {key}"), e))?,
+            404 => return Ok(None),
+            s => return Err(self.status_error("reading", key, s)),
+        };
+        // A server that ignores ranges answers 200 with the whole object.
+        let bytes = if status == 200 {
+            usize::try_from(offset)
+                .ok()
+                .and_then(|o| body.get(o..o.checked_add(len as usize)?))
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()
+        } else {
+            body
+        };
+        if bytes.len() as u64 != len {
+            return Err(StoreError::Corrupt(format!(
+                "blob store: {key} holds {} bytes at {offset}, its row names {len}",
+                bytes.len()
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         let url = self.bucket.delete_object(Some(&self.creds), key).sign(Duration::from_secs(300));
         let r = self.agent.delete(url.as_str()).call().map_err(|e| unavailable(&format!("removing {key}"), e))?;
@@ -274,7 +324,7 @@ pub fn new_key() -> String {
     format!("b/{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The prefix of every object key bt writes.
+/// The prefix of the keys of blobs stored alone (packs are under [`packs::PREFIX`]).
 pub const PREFIX: &str = "b/";
 
 /// `c.blobrefs`: object key → the (table, catalog key) whose value refers to it,
@@ -323,7 +373,11 @@ impl<'c, T: ?Sized> Routed<'c, T> {
         if let Some(v) = self.puts.borrow().get(k) {
             return Ok(v.clone());
         }
-        self.blobs.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("blob store: {k} is missing (its row names it)")))
+        let found = match packs::member(k) {
+            Some(m) => self.blobs.get_range(m.pack, m.offset, m.len)?,
+            None => self.blobs.get(k)?,
+        };
+        found.ok_or_else(|| StoreError::Corrupt(format!("blob store: {k} is missing (its row names it)")))
     }
 }
 
@@ -376,7 +430,8 @@ impl<T: RawWrite + ?Sized> RawWrite for Routed<'_, T> {
         }
         if let Some(k) = old.as_deref().and_then(referred) {
             self.inner.remove(BLOBREFS, k.as_bytes())?;
-            if self.puts.borrow_mut().remove(k).is_none() {
+            // A pack goes with its last member, by the sweeper.
+            if self.puts.borrow_mut().remove(k).is_none() && packs::member(k).is_none() {
                 self.deletes.borrow_mut().push(k.to_string());
             }
         }

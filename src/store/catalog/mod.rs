@@ -12,6 +12,7 @@
 
 pub mod blobs;
 pub mod embedded;
+pub mod packs;
 pub mod pgtls;
 pub mod postgres;
 
