@@ -92,15 +92,34 @@ impl Packer {
                 let batch = take_batch(&mut st.waiting);
                 st.in_flight += 1;
                 drop(st);
-                let results = write_pack(blobs, batch);
+                let mut flight = Flight { packer: self, tickets: batch.iter().map(|w| w.ticket).collect(), done: None };
+                flight.done = Some(write_pack(blobs, batch));
+                drop(flight);
                 st = self.state.lock().map_err(poisoned)?;
-                st.in_flight -= 1;
-                st.done.extend(results);
-                self.wake.notify_all();
                 continue;
             }
             st = self.wake.wait(st).map_err(poisoned)?;
         }
+    }
+}
+
+/// One pack being written. Its end, even by a panic in the upload, frees the slot and
+/// answers every submission of the batch, so that none waits for ever.
+struct Flight<'p> {
+    packer: &'p Packer,
+    tickets: Vec<u64>,
+    done: Option<Vec<(u64, Result<Vec<String>, String>)>>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let results = self.done.take().unwrap_or_else(|| {
+            self.tickets.iter().map(|&t| (t, Err("blob store: storing a pack failed unexpectedly".into()))).collect()
+        });
+        let mut st = self.packer.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.in_flight -= 1;
+        st.done.extend(results);
+        self.packer.wake.notify_all();
     }
 }
 
@@ -159,6 +178,97 @@ mod tests {
         let (lo, hi) = member_range("p/0123abcd");
         assert!(lo.as_slice() < b"p/0123abcd/4096/77".as_slice() && b"p/0123abcd/4096/77".as_slice() < hi.as_slice());
         assert!(b"p/0123abcde/0/1".as_slice() >= hi.as_slice() || b"p/0123abcde/0/1".as_slice() < lo.as_slice());
+    }
+
+    /// A bucket in memory; `fail` makes every upload fail, `panic` panic.
+    #[derive(Default)]
+    struct Memory {
+        objects: Mutex<HashMap<String, Vec<u8>>>,
+        fail: bool,
+        panic: bool,
+    }
+
+    impl BlobStore for Memory {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            assert!(!self.panic, "an upload panicked");
+            if self.fail {
+                return Err(StoreError::Unavailable("blob store: down".into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            self.objects.lock().unwrap().insert(key.into(), bytes.to_vec());
+            Ok(())
+        }
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.objects.lock().unwrap().get(key).cloned())
+        }
+        fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.get(key)?.map(|b| b[offset as usize..(offset + len) as usize].to_vec()))
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.objects.lock().unwrap().remove(key);
+            Ok(())
+        }
+        fn list(&self, _: &str) -> Result<Vec<(String, i64)>, StoreError> {
+            Ok(self.objects.lock().unwrap().keys().map(|k| (k.clone(), 0)).collect())
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    fn store_from_threads(
+        packer: &Packer,
+        bucket: &Memory,
+        n: u64,
+    ) -> Vec<(Vec<Vec<u8>>, Result<Vec<String>, StoreError>)> {
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..n)
+                .map(|i| {
+                    s.spawn(move || {
+                        let parts = vec![format!("report {i}").into_bytes(), vec![i as u8; i as usize]];
+                        (parts.clone(), packer.store(bucket, parts))
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("thread")).collect()
+        })
+    }
+
+    #[test]
+    fn concurrent_blobs_share_packs_and_each_reads_back_as_stored() {
+        let (packer, bucket) = (Packer::default(), Memory::default());
+        for (parts, keys) in store_from_threads(&packer, &bucket, 32) {
+            let keys = keys.expect("stored");
+            assert_eq!(keys.len(), parts.len());
+            for (part, key) in parts.iter().zip(&keys) {
+                let m = member(key).expect("a pack member");
+                assert_eq!(bucket.get_range(m.pack, m.offset, m.len).expect("read").as_ref(), Some(part), "{key}");
+            }
+        }
+        let packs = bucket.objects.lock().unwrap().len();
+        assert!(packs < 32, "32 concurrent submissions made {packs} packs");
+        let st = packer.state.lock().unwrap();
+        assert!(st.waiting.is_empty() && st.done.is_empty() && st.in_flight == 0);
+    }
+
+    #[test]
+    fn a_failed_or_panicking_upload_answers_every_waiting_submission() {
+        let packer = Packer::default();
+        let down = Memory { fail: true, ..Default::default() };
+        for (_, r) in store_from_threads(&packer, &down, 8) {
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+        }
+        let broken = Memory { panic: true, ..Default::default() };
+        let answered = std::thread::scope(|s| {
+            let workers: Vec<_> =
+                (0..8).map(|_| s.spawn(|| packer.store(&broken, vec![b"x".to_vec()]).is_err())).collect();
+            // A thread whose upload panicked ends with the panic; the others hear an error.
+            workers.into_iter().filter_map(|w| w.join().ok()).collect::<Vec<bool>>()
+        });
+        assert!(answered.iter().all(|&failed| failed), "{answered:?}");
+        assert_eq!(packer.state.lock().unwrap().in_flight, 0, "the slots are free again");
+        let bucket = Memory::default();
+        assert!(packer.store(&bucket, vec![b"after".to_vec()]).is_ok(), "the packer still works");
     }
 
     #[test]
