@@ -220,7 +220,7 @@ impl BlobStore for S3 {
             return Err(StoreError::Corrupt(format!("blob store: a blob of {len} bytes in {key}")));
         }
         let url = self.bucket.get_object(Some(&self.creds), key).sign(Duration::from_secs(300));
-        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
         let mut r = self
             .agent
             .get(url.as_str())

@@ -44,9 +44,11 @@ pub fn member(key: &str) -> Option<Member<'_>> {
         return None;
     }
     let mut parts = key.rsplitn(3, '/');
-    let len = parts.next()?.parse().ok()?;
-    let offset = parts.next()?.parse().ok()?;
+    let len: u64 = parts.next()?.parse().ok()?;
+    let offset: u64 = parts.next()?.parse().ok()?;
     let pack = parts.next()?;
+    // A range past the end of any object (a corrupt row) is no member.
+    offset.checked_add(len)?;
     (pack.len() > PREFIX.len() && !pack[PREFIX.len()..].contains('/')).then_some(Member { pack, offset, len })
 }
 
@@ -172,7 +174,8 @@ mod tests {
     fn member_keys_round_trip_and_nothing_else_is_one() {
         let m = member("p/0123abcd/4096/77").expect("a member");
         assert_eq!((m.pack, m.offset, m.len), ("p/0123abcd", 4096, 77));
-        for k in ["b/0123abcd", "p/0123abcd", "p//1/2", "p/x/y/1/2", "p/x/-1/2", "p/x/1/"] {
+        for k in ["b/0123abcd", "p/0123abcd", "p//1/2", "p/x/y/1/2", "p/x/-1/2", "p/x/1/", "p/x/18446744073709551615/2"]
+        {
             assert!(member(k).is_none(), "{k}");
         }
         let (lo, hi) = member_range("p/0123abcd");
