@@ -372,6 +372,9 @@ fn load(dir: &Path, n: u64, groups: u64) {
                         attributes: vec![
                             ("timestamp".into(), (now - age as i64).to_string()),
                             ("seq".into(), i.to_string()),
+                            // Every crash has its own uuid: one unique string a row,
+                            // as in a real store.
+                            ("uuid".into(), format!("{:08x}-0000-4000-8000-{:012x}", i >> 48, i & 0xffff_ffff_ffff)),
                         ],
                         attachments: vec![],
                     };
@@ -387,6 +390,18 @@ fn load(dir: &Path, n: u64, groups: u64) {
         t.join().expect("loader");
     }
     let secs = started.elapsed().as_secs_f64();
+    for (project, rows, parts) in store.index_memory().expect("index") {
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        let top: Vec<String> =
+            parts.iter().take(6).map(|(k, b)| format!("{k} {:.0}", *b as f64 / rows.max(1) as f64)).collect();
+        println!(
+            "index: project {project}: {rows} rows, {:.0} MiB in the heap, {:.0} bytes a row ({}; {} columns)",
+            total as f64 / 1048576.0,
+            total as f64 / rows.max(1) as f64,
+            top.join(", "),
+            parts.len() - 3
+        );
+    }
     let (objects, blob_bytes) = store.blob_bytes("bench").expect("bytes");
     store.close();
     let file = store.file_size();

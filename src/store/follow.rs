@@ -29,7 +29,10 @@ pub fn load_all(raw: &dyn RawRead) -> Result<(HashMap<String, Arc<ProjectIndex>>
 /// One project's index from its tables.
 pub fn load_project(raw: &dyn RawRead, name: &str, rec: ProjectRecord) -> Result<ProjectIndex, StoreError> {
     let pid = rec.id;
+    // The record counts the strings: the dictionary's table is sized once.
+    let n_strings = rec.next_string as usize;
     let mut p = ProjectIndex::new(name, rec);
+    p.strings.reserve(n_strings);
     for e in catalog::table(raw, ATTRS).range((pid, 0)..=(pid, u32::MAX))? {
         let (k, v) = e?;
         let a: AttrRecord = decode(v.value(), "attribute")?;
@@ -260,7 +263,7 @@ fn patch(
         }
     }
     for (id, row) in rows {
-        match (p.ids.binary_search(&id), row) {
+        match (p.ids.search(id), row) {
             (Ok(r), Some(row)) => {
                 if !p.alive[r] {
                     return false;

@@ -24,11 +24,11 @@ impl Store {
                         continue;
                     }
                     let old = p.record.max_age > 0
-                        && matches!(received, Some(index::Column::Int(c)) if c[row] != index::UNSET_INT && c[row] < now - p.record.max_age as i64);
+                        && matches!(received, Some(index::Column::Int(c)) if c.get(row) != index::UNSET_INT && c.get(row) < now - p.record.max_age as i64);
                     let big = p.record.max_bytes > 0 && bytes > p.record.max_bytes;
                     if old || big {
-                        doomed.push(p.ids[row]);
-                        bytes -= p.blob_len[row];
+                        doomed.push(p.ids.get(row));
+                        bytes -= p.blob_len.get(row);
                     } else {
                         // Rows are in arrival order: once one is young and the rest fits, stop.
                         break;

@@ -354,6 +354,15 @@ impl Store {
         self.index.read().map_err(lock_poisoned)
     }
 
+    /// What each project's in-memory index holds: (project, rows, heap bytes by
+    /// part, largest first).
+    pub fn index_memory(&self) -> Result<Vec<(String, usize, Vec<(String, usize)>)>, StoreError> {
+        let index = self.index()?;
+        let mut out: Vec<_> = index.values().map(|p| (p.name.clone(), p.ids.len(), p.heap_bytes())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// One project's index, shared: queries run on it without holding the lock.
     pub(crate) fn project_index(&self, project: &str) -> Result<Arc<ProjectIndex>, StoreError> {
         self.index()?.get(project).cloned().ok_or_else(|| StoreError::NoProject(project.to_string()))
@@ -580,15 +589,7 @@ impl Store {
             .attrs
             .iter()
             .map(|a| {
-                let set = (0..p.ids.len())
-                    .filter(|&row| {
-                        p.alive[row]
-                            && match &a.column {
-                                index::Column::Str(c) => c[row] != 0,
-                                index::Column::Int(c) => c[row] != index::UNSET_INT,
-                            }
-                    })
-                    .count() as u64;
+                let set = (0..p.ids.len()).filter(|&row| p.alive[row] && a.column.is_set(row)).count() as u64;
                 (a.name.clone(), a.ty, set)
             })
             .collect();

@@ -158,7 +158,7 @@ impl Overlay {
     }
 
     fn string(&mut self, p: &ProjectIndex, t: &mut Tables, s: &str) -> Result<u32, StoreError> {
-        if let Some(&id) = p.string_ids.get(s).or_else(|| self.string_ids.get(s)) {
+        if let Some(id) = p.string_id(s).or_else(|| self.string_ids.get(s).copied()) {
             return Ok(id);
         }
         let id = self.record.next_string;
@@ -201,7 +201,7 @@ impl Overlay {
         if let Some(a) = p.attrs.get(id as usize)
             && let Column::Int(c) = &a.column
         {
-            ints.extend(c.iter().copied().filter(|&v| v != UNSET_INT));
+            ints.extend((0..c.len()).map(|r| c.get(r)).filter(|&v| v != UNSET_INT));
         }
         for (_, _, vals) in &self.rows {
             for &(a, v) in vals {
@@ -259,7 +259,7 @@ impl Overlay {
             None => {
                 let row = p.row_of_key(key)?;
                 let fp = p.attr("fingerprint").and_then(|a| p.str_cell(a, row)).unwrap_or_default();
-                (p.ids[row], fp.to_string())
+                (p.ids.get(row), fp.to_string())
             }
         };
         Some(Ack {
@@ -339,7 +339,7 @@ impl Overlay {
         };
         let host = text("hostname").unwrap_or_default();
         let string_ids = &self.string_ids;
-        let seen = |s: &str| string_ids.get(s).copied().or_else(|| p.string_ids.get(s).copied());
+        let seen = |s: &str| string_ids.get(s).copied().or_else(|| p.string_id(s));
         let crash = triage::Crash { timestamp: obj.timestamp, host: &host, attr: &text, seen: &seen };
         let mut events: Vec<(&'static str, String)> = Vec::new();
         if unique {

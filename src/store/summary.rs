@@ -43,19 +43,19 @@ impl Store {
         a.spark = vec![0; SPARK_BUCKETS];
         let span = WINDOWS[2];
         let ts = match p.attr("timestamp").map(|a| &a.column) {
-            Some(Column::Int(c)) => c.as_slice(),
-            _ => &[],
+            Some(Column::Int(c)) => Some(c),
+            _ => None,
         };
         let fps = match p.attr("fingerprint").map(|a| &a.column) {
-            Some(Column::Str(c)) => c.as_slice(),
-            _ => &[],
+            Some(Column::Str(c)) => Some(c),
+            _ => None,
         };
         let mut seen: [HashSet<u32>; 3] = Default::default();
         for row in 0..p.ids.len() {
             if !p.alive[row] {
                 continue;
             }
-            let Some(&t) = ts.get(row) else { continue };
+            let Some(t) = ts.map(|c| c.get(row)) else { continue };
             // Crashes "from the future" (clock skew) count as now.
             let age = (now - t).max(0);
             if age >= span {
@@ -64,8 +64,8 @@ impl Store {
             for (w, win) in WINDOWS.iter().enumerate() {
                 if age < *win {
                     a.crashes[w] += 1;
-                    if let Some(&fp) = fps.get(row) {
-                        seen[w].insert(fp);
+                    if let Some(fps) = fps {
+                        seen[w].insert(fps.get(row));
                     }
                 }
             }
@@ -99,7 +99,7 @@ impl Store {
         for a in &p.attrs {
             let v = match &a.column {
                 Column::Str(_) => p.str_cell(a, row).map(str::to_string),
-                Column::Int(c) => (c[row] != super::index::UNSET_INT).then(|| c[row].to_string()),
+                Column::Int(c) => (c.get(row) != super::index::UNSET_INT).then(|| c.get(row).to_string()),
             };
             if let Some(v) = v {
                 out.push((a.name.clone(), v));

@@ -219,7 +219,7 @@ impl Store {
         let attr = |n: &str| attributes.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         // A version the store never saw would be first seen now: after everything.
         let unseen = p.strings.len() as u32;
-        let seen = |s: &str| Some(p.string_ids.get(s).copied().unwrap_or(unseen));
+        let seen = |s: &str| Some(p.string_id(s).unwrap_or(unseen));
         let crash = triage::Crash { timestamp, host: "", attr: &attr, seen: &seen };
         Ok(triage::breaks(until, &crash).map(|r| r.reason))
     }
@@ -477,18 +477,18 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("group {fingerprint} in project {project}")))?;
         let rec = p.triage.get(fingerprint).cloned().unwrap_or_default();
         let mut top = Vec::new();
-        let fp_sid = p.string_ids.get(fingerprint).map(|s| s + 1);
+        let fp_sid = p.string_id(fingerprint).map(|s| s + 1);
         if let (Some(fp_sid), Some(index::Column::Str(fps))) = (fp_sid, p.attr("fingerprint").map(|a| &a.column)) {
             for name in ["hostname", "version", "application"] {
                 let Some(index::Column::Str(col)) = p.attr(name).map(|a| &a.column) else { continue };
                 let mut counts: HashMap<u32, u64> = HashMap::new();
-                for (row, &f) in fps.iter().enumerate() {
-                    if f == fp_sid && p.alive[row] && col[row] > 0 {
-                        *counts.entry(col[row]).or_default() += 1;
+                for row in 0..fps.len() {
+                    if fps.get(row) == fp_sid && p.alive[row] && col.get(row) > 0 {
+                        *counts.entry(col.get(row)).or_default() += 1;
                     }
                 }
                 let mut v: Vec<(String, u64)> =
-                    counts.into_iter().map(|(s, n)| (p.strings[s as usize - 1].clone(), n)).collect();
+                    counts.into_iter().map(|(s, n)| (p.strings.text(s - 1).to_string(), n)).collect();
                 v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
                 v.truncate(5);
                 top.push((name.to_string(), v));

@@ -248,8 +248,8 @@ fn delete(
     let mut fps: HashSet<String> = HashSet::new();
     if let Some(Column::Str(c)) = p.attr("fingerprint").map(|a| &a.column) {
         for &r in &rows {
-            if c[r] > 0 {
-                fps.insert(p.strings[c[r] as usize - 1].clone());
+            if c.get(r) > 0 {
+                fps.insert(p.strings.text(c.get(r) - 1).to_string());
             }
         }
     }
@@ -265,7 +265,7 @@ fn delete(
             let mut attachments = txn.open_table(ATTACHMENTS)?;
             let mut groups = txn.open_table(GROUPS)?;
             for &r in &rows {
-                let id = p.ids[r];
+                let id = p.ids.get(r);
                 let names = match objects.remove((pid, id))? {
                     Some(v) => decode::<ObjectRow>(v.value(), "object")?.attachments,
                     None => Vec::new(),
@@ -306,7 +306,7 @@ fn delete(
             for &r in &rows {
                 p.alive[r] = true;
                 p.n_alive += 1;
-                p.alive_bytes += p.blob_len[r];
+                p.alive_bytes += p.blob_len.get(r);
             }
             Err(e)
         }

@@ -164,6 +164,11 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         ..server::Options::default()
     };
     let data_shown = data.display().to_string();
+    // What the index costs, for whoever sizes the node.
+    let (rows, bytes) = store
+        .index_memory()
+        .map(|ps| ps.iter().fold((0, 0), |(r, b), p| (r + p.1, b + p.2.iter().map(|x| x.1).sum::<usize>())))
+        .unwrap_or_default();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let store = Arc::new(store);
     let notifier = store.clone();
@@ -181,7 +186,8 @@ fn serve(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         println!("listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         server::log_line(
-            serde_json::json!({"ts": crate::store::now(), "listening": addr.to_string(), "data": data_shown}),
+            serde_json::json!({"ts": crate::store::now(), "listening": addr.to_string(), "data": data_shown,
+                "index": {"objects": rows, "bytes": bytes}}),
         );
     })?;
     Ok(super::exit::OK)

@@ -64,22 +64,22 @@ fn memoised(memo: &mut [u8], cell: usize, test: impl FnOnce() -> bool) -> bool {
 
 enum Pred<'a> {
     Const(bool),
-    /// Memo over dictionary ids: 0 = not evaluated yet, 1 = false, 2 = true.
+    /// Memo over the column's codes: 0 = not evaluated yet, 1 = false, 2 = true.
     Str {
-        cells: &'a [u32],
+        cells: &'a StrColumn,
         memo: Vec<u8>,
         op: Op,
         value: String,
         re: Option<fancy_regex::Regex>,
     },
     Int {
-        cells: &'a [i64],
+        cells: &'a IntColumn,
         op: Op,
         value: i64,
     },
     /// String operators on an integer column test the decimal text.
     IntText {
-        cells: &'a [i64],
+        cells: &'a IntColumn,
         op: Op,
         value: String,
         re: Option<fancy_regex::Regex>,
@@ -91,7 +91,7 @@ enum Pred<'a> {
     },
     /// A string column seen through a remap of its dictionary ids (merged groups).
     Remapped {
-        cells: &'a [u32],
+        cells: &'a StrColumn,
         remap: Vec<u32>,
         memo: Vec<u8>,
         op: Op,
@@ -101,7 +101,7 @@ enum Pred<'a> {
     /// A triage attribute of the object's group (`fingerprint;issues;state`): the
     /// fingerprint column, memoised per fingerprint string.
     Triage {
-        cells: &'a [u32],
+        cells: &'a StrColumn,
         memo: Vec<u8>,
         field: String,
         op: Op,
@@ -130,7 +130,7 @@ impl<'a> Pred<'a> {
             let Some(Column::Str(cells)) = p.attr("fingerprint").map(|a| &a.column) else {
                 return Ok(Pred::Const(c.op.on_unset()));
             };
-            let memo = vec![0; p.strings.len() + 1];
+            let memo = vec![0; cells.code_bound(p.strings.len())];
             return Ok(Pred::Triage { cells, memo, field: field.to_string(), op: c.op, value: c.value.clone(), re });
         }
         // `fingerprint` names the group that answers for an object (a merged group's
@@ -152,9 +152,13 @@ impl<'a> Pred<'a> {
             });
         }
         Ok(match &attr.column {
-            Column::Str(cells) => {
-                Pred::Str { cells, memo: vec![0; p.strings.len() + 1], op: c.op, value: c.value.clone(), re }
-            }
+            Column::Str(cells) => Pred::Str {
+                cells,
+                memo: vec![0; cells.code_bound(p.strings.len())],
+                op: c.op,
+                value: c.value.clone(),
+                re,
+            },
             Column::Int(cells) => match (c.op, parse_int(&c.value)) {
                 (Op::Equal | Op::NotEqual | Op::AtLeast | Op::GreaterThan | Op::AtMost | Op::LessThan, Some(v)) => {
                     Pred::Int { cells, op: c.op, value: v }
@@ -178,13 +182,14 @@ impl<'a> Pred<'a> {
         match self {
             Pred::Const(b) => *b,
             Pred::Str { cells, memo, op, value, re } => {
-                let cell = cells[row] as usize;
-                memoised(memo, cell, || {
-                    if cell == 0 { op.on_unset() } else { str_test(*op, &p.strings[cell - 1], value, re.as_ref()) }
+                let code = cells.code(row);
+                memoised(memo, code as usize, || match cells.sid1_of(code) {
+                    0 => op.on_unset(),
+                    sid1 => str_test(*op, p.strings.text(sid1 - 1), value, re.as_ref()),
                 })
             }
             Pred::Int { cells, op, value } => {
-                let v = cells[row];
+                let v = cells.get(row);
                 if v == UNSET_INT {
                     return op.on_unset();
                 }
@@ -200,32 +205,37 @@ impl<'a> Pred<'a> {
                 }
             }
             Pred::IntText { cells, op, value, re } => {
-                let v = cells[row];
+                let v = cells.get(row);
                 if v == UNSET_INT { op.on_unset() } else { str_test(*op, &v.to_string(), value, re.as_ref()) }
             }
             Pred::Remapped { cells, remap, memo, op, value, re } => {
-                let cell = remap.get(cells[row] as usize).copied().unwrap_or(0) as usize;
+                let cell = remap.get(cells.get(row) as usize).copied().unwrap_or(0) as usize;
                 memoised(memo, cell, || {
-                    if cell == 0 { op.on_unset() } else { str_test(*op, &p.strings[cell - 1], value, re.as_ref()) }
+                    if cell == 0 {
+                        op.on_unset()
+                    } else {
+                        str_test(*op, p.strings.text(cell as u32 - 1), value, re.as_ref())
+                    }
                 })
             }
             Pred::Triage { cells, memo, field, op, value, re } => {
-                let cell = cells[row] as usize;
-                memoised(memo, cell, || {
-                    if cell == 0 {
+                let code = cells.code(row);
+                memoised(memo, code as usize, || {
+                    let sid1 = cells.sid1_of(code);
+                    if sid1 == 0 {
                         return op.on_unset();
                     }
-                    let mut fp = &p.strings[cell - 1];
+                    let mut fp = p.strings.text(sid1 - 1);
                     // A merged group's triage is its target's.
                     if let Some(t) = p.triage.get(fp).and_then(|r| r.merged_into.as_ref()) {
-                        fp = t;
+                        fp = t.as_str();
                     }
                     let text = crate::store::triage::attribute(p.triage.get(fp), field).unwrap_or_default();
                     str_test(*op, &text, value, re.as_ref())
                 })
             }
             Pred::Object { op, value, text } => {
-                let id = p.ids[row];
+                let id = p.ids.get(row);
                 match op {
                     Op::Equal => id == *value,
                     Op::NotEqual => id != *value,
@@ -288,7 +298,7 @@ pub(super) fn filtered_rows<'a>(
 /// The ids of the live objects the query's filter selects (for deletion).
 pub fn matching_ids(p: &ProjectIndex, q: &Query) -> Result<Vec<u64>, StoreError> {
     let clock = Clock::start();
-    let ids = filtered_rows(p, q, &clock)?.map(|r| p.ids[r]).collect();
+    let ids = filtered_rows(p, q, &clock)?.map(|r| p.ids.get(r)).collect();
     clock.check()?;
     Ok(ids)
 }

@@ -6,36 +6,47 @@ use super::*;
 
 fn cell_json(p: &ProjectIndex, attr: &Attr, row: usize) -> Json {
     match &attr.column {
-        Column::Str(c) => match c[row] {
+        Column::Str(c) => match c.get(row) {
             0 => Json::Null,
-            s => Json::String(p.strings[s as usize - 1].clone()),
+            s => Json::String(p.strings.text(s - 1).to_string()),
         },
-        Column::Int(c) => match c[row] {
+        Column::Int(c) => match c.get(row) {
             UNSET_INT => Json::Null,
             v => json!(v),
         },
     }
 }
 
-/// A cell as a hashable key: dictionary id + 1 for strings, the bits for integers; None = unset.
+/// A cell as a hashable key: the column's code for strings (one per distinct string),
+/// the bits for integers; None = unset.
 #[inline]
 fn cell_key(attr: &Attr, row: usize) -> Option<u64> {
     match &attr.column {
-        Column::Str(c) => (c[row] != 0).then_some(c[row] as u64),
-        Column::Int(c) => (c[row] != UNSET_INT).then_some(c[row] as u64),
+        Column::Str(c) => Some(c.code(row) as u64).filter(|&k| k != 0),
+        Column::Int(c) => Some(c.get(row)).filter(|&v| v != UNSET_INT).map(|v| v as u64),
     }
+}
+
+/// The string a column code stands for.
+fn code_text<'p>(p: &'p ProjectIndex, c: &StrColumn, code: u64) -> &'p str {
+    c.sid1_of(code as u32).checked_sub(1).map_or("", |sid| p.strings.text(sid))
 }
 
 fn key_json(p: &ProjectIndex, attr: &Attr, key: u64) -> Json {
     match &attr.column {
-        Column::Str(_) => p.strings.get(key as usize - 1).map(|s| Json::String(s.clone())).unwrap_or(Json::Null),
+        Column::Str(c) => sid_json(p, c.sid1_of(key as u32)),
         Column::Int(_) => json!(key as i64),
     }
 }
 
+/// A dictionary id + 1 as its string (null when unset).
+fn sid_json(p: &ProjectIndex, sid1: u32) -> Json {
+    sid1.checked_sub(1).and_then(|sid| p.strings.get(sid)).map_or(Json::Null, |s| Json::String(s.to_string()))
+}
+
 fn cmp_keys(p: &ProjectIndex, attr: &Attr, a: u64, b: u64) -> std::cmp::Ordering {
     match &attr.column {
-        Column::Str(_) => p.strings[a as usize - 1].cmp(&p.strings[b as usize - 1]),
+        Column::Str(c) => code_text(p, c, a).cmp(code_text(p, c, b)),
         Column::Int(_) => (a as i64).cmp(&(b as i64)),
     }
 }
@@ -100,7 +111,7 @@ impl Fold<'_> {
             Acc::Sum(s, n) => {
                 let v = match &attr.column {
                     Column::Int(_) => Some(key as i64 as f64),
-                    Column::Str(_) => p.strings[key as usize - 1].trim().parse::<f64>().ok(),
+                    Column::Str(c) => code_text(p, c, key).trim().parse::<f64>().ok(),
                 };
                 if let Some(v) = v {
                     *s += v;
@@ -291,9 +302,10 @@ fn groups_by_scan(p: &ProjectIndex, q: &Query, group: &str, folds: &[Fold]) -> R
         g => (g, None),
     };
     let gattr = if group == "*" { None } else { p.attr(group) };
-    // Group slots: dense over dictionary ids for string factors, hashed otherwise.
+    // Group slots: dense over the column's codes for string factors (each code's slot
+    // found once, by its remapped string id), hashed otherwise.
     let mut dense: Vec<u32> = match gattr.map(|a| &a.column) {
-        Some(Column::Str(_)) => vec![u32::MAX; p.strings.len() + 1],
+        Some(Column::Str(c)) => vec![u32::MAX; c.code_bound(p.strings.len())],
         _ => Vec::new(),
     };
     let mut hashed: IntMap<u32> = IntMap::default();
@@ -307,27 +319,34 @@ fn groups_by_scan(p: &ProjectIndex, q: &Query, group: &str, folds: &[Fold]) -> R
     let cells_budget = MAX_FOLD_CELLS / folds.len().max(1);
     for row in filtered_rows(p, q, &clock)? {
         n_objects += 1;
-        let mut key = gattr.and_then(|a| cell_key(a, row));
         let slot = match gattr.map(|a| &a.column) {
             Some(Column::Str(c)) => {
-                let cell = match &remap {
-                    Some(r) => r.get(c[row] as usize).copied().unwrap_or(0),
-                    None => c[row],
-                };
-                key = (cell != 0).then_some(cell as u64);
-                let s = &mut dense[cell as usize];
-                if *s == u32::MAX {
-                    if keys.len() >= cells_budget {
-                        return Err(too_many_groups(folds.len()));
+                let code = c.code(row);
+                match dense[code as usize] {
+                    u32::MAX => {
+                        let sid1 = c.sid1_of(code);
+                        let cell = match &remap {
+                            Some(r) => r.get(sid1 as usize).copied().unwrap_or(0),
+                            None => sid1,
+                        };
+                        let next = keys.len() as u32;
+                        let s = *hashed.entry(cell as u64).or_insert(next);
+                        if s == next {
+                            if keys.len() >= cells_budget {
+                                return Err(too_many_groups(folds.len()));
+                            }
+                            keys.push((cell != 0).then_some(cell as u64));
+                            counts.push(0);
+                            accs.push(folds.iter().map(Fold::new_acc).collect());
+                        }
+                        dense[code as usize] = s;
+                        s as usize
                     }
-                    *s = keys.len() as u32;
-                    keys.push(key);
-                    counts.push(0);
-                    accs.push(folds.iter().map(Fold::new_acc).collect());
+                    s => s as usize,
                 }
-                *s as usize
             }
             _ => {
+                let key = gattr.and_then(|a| cell_key(a, row));
                 let k = key.map(|k| k.wrapping_add(1)).unwrap_or(0);
                 let next = keys.len() as u32;
                 let s = *hashed.entry(k).or_insert(next);
@@ -361,6 +380,8 @@ fn groups_by_scan(p: &ProjectIndex, q: &Query, group: &str, folds: &[Fold]) -> R
     let factors = keys
         .iter()
         .map(|key| match (gattr, key) {
+            // String groups are keyed by (remapped) dictionary id + 1, not by code.
+            (Some(a), Some(k)) if matches!(a.column, Column::Str(_)) => sid_json(p, *k as u32),
             (Some(a), Some(k)) => key_json(p, a, *k),
             (None, _) if group == "*" => json!("*"),
             _ => Json::Null,
@@ -507,7 +528,7 @@ fn run_select(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
     rows.sort_by(|&a, &b| {
         for (attr, o) in sort_attrs.iter().zip(&order) {
             let c = match attr {
-                None => p.ids[a].cmp(&p.ids[b]),
+                None => p.ids.get(a).cmp(&p.ids.get(b)),
                 Some(at) => match (cell_key(at, a), cell_key(at, b)) {
                     (Some(x), Some(y)) => cmp_keys(p, at, x, y),
                     (x, y) => x.is_some().cmp(&y.is_some()),
@@ -518,7 +539,7 @@ fn run_select(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
                 return c;
             }
         }
-        p.ids[a].cmp(&p.ids[b])
+        p.ids.get(a).cmp(&p.ids.get(b))
     });
     let columns: Vec<Json> = attrs
         .iter()
@@ -539,12 +560,12 @@ fn run_select(p: &ProjectIndex, q: &Query) -> Result<Output, StoreError> {
             let vals: Vec<Json> = attrs
                 .iter()
                 .map(|(name, a)| match (name.as_str(), a) {
-                    ("object" | "_rxid", _) => json!(format_object_id(p.ids[r])),
+                    ("object" | "_rxid", _) => json!(format_object_id(p.ids.get(r))),
                     (_, Some(a)) => cell_json(p, a, r),
                     (_, None) => Json::Null,
                 })
                 .collect();
-            json!([format_object_id(p.ids[r]), vals])
+            json!([format_object_id(p.ids.get(r)), vals])
         })
         .collect();
     Ok(Output {

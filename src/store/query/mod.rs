@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde_json::{Value as Json, json};
 
-use super::index::{Attr, Column, ProjectIndex, UNSET_INT};
+use super::index::{Attr, Column, IntColumn, ProjectIndex, StrColumn, UNSET_INT};
 use super::ingest::parse_int;
 use super::schema::AttrType;
 use super::{StoreError, format_object_id};

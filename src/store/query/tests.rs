@@ -14,8 +14,8 @@ fn project(rows: &[(i64, &str, &str, i64)]) -> ProjectIndex {
     let fp = p.add_attr("fingerprint", AttrType::Str);
     let pid = p.add_attr("pid", AttrType::Int);
     for (i, (t, h, f, n)) in rows.iter().enumerate() {
-        let hs = p.string_ids.get(*h).copied().unwrap_or_else(|| p.add_string(h));
-        let fs = p.string_ids.get(*f).copied().unwrap_or_else(|| p.add_string(f));
+        let hs = p.string_id(h).unwrap_or_else(|| p.add_string(h));
+        let fs = p.string_id(f).unwrap_or_else(|| p.add_string(f));
         p.push_row(i as u64 + 1, 10, &[(ts, Val::I(*t)), (host, Val::S(hs)), (fp, Val::S(fs)), (pid, Val::I(*n))]);
     }
     // The group aggregates, as ingest maintains them.
