@@ -26,6 +26,42 @@ pub fn load_all(raw: &dyn RawRead) -> Result<(HashMap<String, Arc<ProjectIndex>>
     Ok((all, catalog::last_seq(raw)?))
 }
 
+/// Runs `apply` on a second thread over the items `read` sends (in batches), so that
+/// reading and applying overlap. `read`'s `send` answers false once `apply` failed:
+/// reading stops, and `apply`'s error is the answer.
+fn overlapped<T: Send>(
+    read: impl FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), StoreError>,
+    mut apply: impl FnMut(T) -> Result<(), StoreError> + Send,
+) -> Result<(), StoreError> {
+    const BATCH: usize = 4096;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(4);
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || -> Result<(), StoreError> {
+            for batch in rx {
+                for item in batch {
+                    apply(item)?;
+                }
+            }
+            Ok(())
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut open = true;
+        let read = read(&mut |item| {
+            batch.push(item);
+            if batch.len() == BATCH {
+                open = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_ok();
+            }
+            open
+        });
+        if open && !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        drop(tx);
+        let applied = worker.join().unwrap_or_else(|_| Err(StoreError::Corrupt("the index loader panicked".into())));
+        applied.and(read)
+    })
+}
+
 /// One project's index from its tables.
 pub fn load_project(raw: &dyn RawRead, name: &str, rec: ProjectRecord) -> Result<ProjectIndex, StoreError> {
     let pid = rec.id;
@@ -45,22 +81,42 @@ pub fn load_project(raw: &dyn RawRead, name: &str, rec: ProjectRecord) -> Result
             )));
         }
     }
-    for e in catalog::table(raw, STRINGS).range((pid, 0)..=(pid, u32::MAX))? {
-        let (k, v) = e?;
-        let id = p.add_string(v.value());
-        if id != k.value().1 {
-            return Err(StoreError::Corrupt(format!(
-                "project {}: string ids are not dense at {}",
-                p.name,
-                k.value().1
-            )));
-        }
-    }
-    for e in catalog::table(raw, OBJECTS).range((pid, 0)..=(pid, u64::MAX))? {
-        let (k, v) = e?;
-        let row: ObjectRow = decode(v.value(), "object")?;
-        p.push_row(k.value().1, row.blob_len, &row.values);
-    }
+    // Reading the catalog (on PostgreSQL a page is a round trip) and building the
+    // columns overlap: this thread reads, a second one decodes and appends.
+    let name = p.name.clone();
+    overlapped(
+        |send| {
+            for e in catalog::table(raw, STRINGS).range((pid, 0)..=(pid, u32::MAX))? {
+                let (k, v) = e?;
+                if !send((k.value().1, v)) {
+                    break;
+                }
+            }
+            Ok(())
+        },
+        |(id, v)| {
+            if p.add_string(v.value()) != id {
+                return Err(StoreError::Corrupt(format!("project {name}: string ids are not dense at {id}")));
+            }
+            Ok(())
+        },
+    )?;
+    overlapped(
+        |send| {
+            for e in catalog::table(raw, OBJECTS).range((pid, 0)..=(pid, u64::MAX))? {
+                let (k, v) = e?;
+                if !send((k.value().1, v)) {
+                    break;
+                }
+            }
+            Ok(())
+        },
+        |(id, v)| {
+            let row: ObjectRow = decode(v.value(), "object")?;
+            p.push_row(id, row.blob_len, &row.values);
+            Ok(())
+        },
+    )?;
     for e in catalog::table(raw, GROUPS).range((pid, "")..(pid + 1, ""))? {
         let (k, v) = e?;
         p.groups.insert(k.value().1, decode(v.value(), "group")?);
@@ -292,4 +348,72 @@ fn patch(
     }
     p.record = record;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapped_applies_everything_in_order_and_stops_on_either_side_s_error() {
+        let mut got = Vec::new();
+        overlapped(
+            |send| {
+                for i in 0..10_000u32 {
+                    assert!(send(i));
+                }
+                Ok(())
+            },
+            |i| {
+                got.push(i);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(got.iter().copied().eq(0..10_000));
+
+        // apply fails: reading stops soon after, and apply's error is the answer.
+        let mut sent = 0;
+        let r = overlapped(
+            |send| {
+                for i in 0..1_000_000u32 {
+                    sent += 1;
+                    if !send(i) {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+            |i| if i == 5000 { Err(StoreError::Corrupt("bad row 5000".into())) } else { Ok(()) },
+        );
+        assert!(matches!(r, Err(StoreError::Corrupt(m)) if m == "bad row 5000"));
+        assert!(sent < 100_000, "{sent} items read after apply failed");
+
+        // read fails: what was sent is applied, and read's error is the answer.
+        let mut applied = 0;
+        let r = overlapped(
+            |send| {
+                for i in 0..5000u32 {
+                    send(i);
+                }
+                Err(StoreError::Io("catalog gone".into()))
+            },
+            |_| {
+                applied += 1;
+                Ok(())
+            },
+        );
+        assert!(matches!(r, Err(StoreError::Io(m)) if m == "catalog gone"));
+        assert_eq!(applied, 5000);
+
+        // A panic in apply is an error, not a crash of the node.
+        let r = overlapped(
+            |send| {
+                send(1u8);
+                Ok(())
+            },
+            |_| panic!("boom"),
+        );
+        assert!(matches!(r, Err(StoreError::Corrupt(_))));
+    }
 }
