@@ -170,6 +170,7 @@ fn tls_only(dir: &Path) {
         &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=bt"],
     );
     sign_by_ca(dir, "client", "client.cnf");
+    revocation_lists(dir);
     for f in ["server.crt", "server.key", "ca.pem"] {
         std::fs::copy(dir.join(f), data.join(f)).expect("copy the server's certificate");
     }
@@ -187,6 +188,19 @@ fn tls_only(dir: &Path) {
     }
     let st = Command::new("chmod").arg("600").arg(data.join("server.key")).status().expect("chmod");
     assert!(st.success());
+}
+
+/// Revocation lists of the test CA (`openssl ca`): `empty.crl` revokes nothing,
+/// `revoked.crl` the server's certificate.
+fn revocation_lists(dir: &Path) {
+    let conf = "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n";
+    std::fs::write(dir.join("ca.cnf"), conf).expect("ca.cnf");
+    std::fs::write(dir.join("index.txt"), "").expect("index.txt");
+    std::fs::write(dir.join("crlnumber"), "01\n").expect("crlnumber");
+    let ca = ["-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem"];
+    openssl(dir, &[&["ca", "-gencrl", "-out", "empty.crl"][..], &ca].concat());
+    openssl(dir, &[&["ca", "-revoke", "server.crt"][..], &ca].concat());
+    openssl(dir, &[&["ca", "-gencrl", "-out", "revoked.crl"][..], &ca].concat());
 }
 
 impl Drop for Postgres {
@@ -902,7 +916,12 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
     }
     assert_eq!(wait_count(&n, &token, 5), 5);
     drop(n);
-    for ok in [at("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")), at("127.0.0.1", "sslmode=require")] {
+    let crl = |name: &str| pg.dir.join(name).display().to_string();
+    for ok in [
+        at("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+        at("127.0.0.1", "sslmode=require"),
+        at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrl={}", crl("empty.crl"))),
+    ] {
         let (code, out, err) = admin(&data, &["--catalog", &ok, "project", "list"], None);
         assert!(code == 0 && out.contains('p'), "{ok}: {code} {out} {err}");
     }
@@ -921,6 +940,9 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
         (at("127.0.0.1", "sslmode=disable"), "no encryption"),
         (at("127.0.0.1", "sslmode=sometimes"), "sslmode"),
         (at("127.0.0.1", "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"), "sslrootcert"),
+        (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrl={}", crl("revoked.crl"))), "Revoked"),
+        (at("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}&sslcrl={}", crl("revoked.crl"))), "Revoked"),
+        (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrl={ca}")), "sslcrl"),
     ];
     for (url, why) in refused {
         let (code, _, err) = admin(&data, &["--catalog", &url, "project", "list"], None);

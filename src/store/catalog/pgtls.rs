@@ -5,6 +5,9 @@
 //! checking the server's certificate unless `sslrootcert` is given (then the chain is
 //! checked, as `verify-ca`); `verify-ca` checks the chain, `verify-full` the chain
 //! and the host name. Roots are `sslrootcert`, else the public web roots.
+//! `sslcrl=FILE` (PEM, one or more lists) makes a revoked certificate fail the check,
+//! as libpq asks OpenSSL to: every certificate of the chain below the root, and one
+//! whose issuer has no list in the file fails too.
 //! tokio-postgres itself knows only `disable`/`prefer`/`require`: the two parameters
 //! are taken out of the URL here and the rest is its own.
 
@@ -25,6 +28,8 @@ pub enum SslMode {
 pub struct TlsParams {
     pub mode: SslMode,
     pub root_cert: Option<std::path::PathBuf>,
+    /// Certificate revocation lists the server's chain is checked against.
+    pub crl: Option<std::path::PathBuf>,
     /// The client's certificate chain and key.
     pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
@@ -32,7 +37,7 @@ pub struct TlsParams {
 /// Splits `sslmode` and `sslrootcert` out of a `postgres://` URL's query; returns the
 /// URL for tokio-postgres (with `sslmode` it understands) and the parameters.
 pub fn split(url: &str) -> Result<(String, TlsParams), StoreError> {
-    let mut params = TlsParams { mode: SslMode::Prefer, root_cert: None, client: None };
+    let mut params = TlsParams { mode: SslMode::Prefer, root_cert: None, crl: None, client: None };
     let (mut cert, mut key) = (None, None);
     let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), params)) };
     let mut kept = Vec::new();
@@ -55,6 +60,7 @@ pub fn split(url: &str) -> Result<(String, TlsParams), StoreError> {
                 }
             }
             "sslrootcert" => params.root_cert = Some(v.into()),
+            "sslcrl" => params.crl = Some(v.into()),
             "sslcert" => cert = Some(std::path::PathBuf::from(v)),
             "sslkey" => key = Some(std::path::PathBuf::from(v)),
             _ => kept.push(pair),
@@ -90,7 +96,9 @@ mod with_tls {
     use crate::store::StoreError;
     use rustls::client::WebPkiServerVerifier;
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+    use rustls::pki_types::{
+        CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject,
+    };
     use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
     use std::sync::Arc;
 
@@ -113,9 +121,19 @@ mod with_tls {
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| StoreError::BadInput(format!("catalog TLS roots: {e}")))?;
+        let mut chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        if let Some(file) = &params.crl {
+            let bad = |e: String| StoreError::BadInput(format!("sslcrl {}: {e}", file.display()));
+            let crls = CertificateRevocationListDer::pem_file_iter(file)
+                .map_err(|e| bad(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            if crls.is_empty() {
+                return Err(bad("no certificate revocation list in it".into()));
+            }
+            chain = chain.with_crls(crls);
+        }
+        let chain = chain.build().map_err(|e| StoreError::BadInput(format!("catalog TLS roots: {e}")))?;
         let verifier: Arc<dyn ServerCertVerifier> = match (params.mode, &params.root_cert) {
             (SslMode::VerifyFull, _) => chain,
             (SslMode::VerifyCa, _) | (_, Some(_)) => Arc::new(Relaxed { webpki: chain, chain: true }),
@@ -216,11 +234,20 @@ mod tests {
 
     #[test]
     fn libpq_parameters_are_taken_out_of_the_url() {
-        let (url, p) =
-            split("postgres://bt@db:5432/bt?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3")
-                .expect("valid");
+        let (url, p) = split(
+            "postgres://bt@db:5432/bt?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3&sslcrl=/c.crl",
+        )
+        .expect("valid");
         assert_eq!(url, "postgres://bt@db:5432/bt?connect_timeout=3&sslmode=require");
-        assert_eq!(p, TlsParams { mode: SslMode::VerifyFull, root_cert: Some("/etc/ca.pem".into()), client: None });
+        assert_eq!(
+            p,
+            TlsParams {
+                mode: SslMode::VerifyFull,
+                root_cert: Some("/etc/ca.pem".into()),
+                crl: Some("/c.crl".into()),
+                client: None
+            }
+        );
         let (url, p) = split("postgres://bt@db/bt?sslcert=/c.pem&sslkey=/k.pem").expect("valid");
         assert_eq!(
             (url.as_str(), p.client),
