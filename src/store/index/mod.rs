@@ -1,5 +1,5 @@
 //! The in-memory columnar index of every project: one column per attribute, a
-//! per-project string dictionary, group aggregates. Rebuilt from redb at start,
+//! per-project string dictionary, group aggregates. Rebuilt from the catalog at start,
 //! appended to only after a commit succeeded, so it never shows uncommitted data.
 
 mod cells;
