@@ -4,10 +4,11 @@
 //! it re-reads the keys the entry names and makes the index agree with them.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::catalog::{self, Catalog, KeyDef, RawRead, Str};
-use super::index::ProjectIndex;
+use super::index::{Dict, ProjectIndex};
 use super::schema::*;
 use super::{SharedIndex, StoreError};
 
@@ -26,40 +27,81 @@ pub fn load_all(raw: &dyn RawRead) -> Result<(HashMap<String, Arc<ProjectIndex>>
     Ok((all, catalog::last_seq(raw)?))
 }
 
-/// Runs `apply` on a second thread over the items `read` sends (in batches), so that
-/// reading and applying overlap. `read`'s `send` answers false once `apply` failed:
-/// reading stops, and `apply`'s error is the answer.
-fn overlapped<T: Send>(
-    read: impl FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), StoreError>,
-    mut apply: impl FnMut(T) -> Result<(), StoreError> + Send,
+/// Entries on their way from the reading thread to the applying one: keys and values
+/// back to back in one buffer, so a batch costs a few allocations, not two an entry.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Where each entry's key and value end in `bytes`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    const ENTRIES: usize = 4096;
+    const BYTES: usize = 4 << 20;
+    fn full(&self) -> bool {
+        self.ends.len() >= Self::ENTRIES || self.bytes.len() >= Self::BYTES
+    }
+    fn push(&mut self, k: &[u8], v: &[u8]) {
+        self.bytes.extend_from_slice(k);
+        let k_end = self.bytes.len();
+        self.bytes.extend_from_slice(v);
+        self.ends.push((k_end, self.bytes.len()));
+    }
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(k_end, v_end)| {
+            let e = (&self.bytes[start..k_end], &self.bytes[k_end..v_end]);
+            start = v_end;
+            e
+        })
+    }
+}
+
+/// Runs `apply` on a second thread over the entries `read` hands its `send`, so that
+/// reading (on PostgreSQL, the server's work and the client's parsing) and applying
+/// overlap. `send` answers false once `apply` failed: reading stops, and `apply`'s
+/// error is the answer.
+fn overlapped(
+    read: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>,
+    mut apply: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError> + Send,
 ) -> Result<(), StoreError> {
-    const BATCH: usize = 4096;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    // Emptied batches go back to the reader, which refills them without allocating.
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
     std::thread::scope(|s| {
         let worker = s.spawn(move || -> Result<(), StoreError> {
-            for batch in rx {
-                for item in batch {
-                    apply(item)?;
+            for mut batch in rx {
+                for (k, v) in batch.entries() {
+                    apply(k, v)?;
                 }
+                batch.bytes.clear();
+                batch.ends.clear();
+                let _ = back_tx.send(batch);
             }
             Ok(())
         });
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Batch::default();
         let mut open = true;
-        let read = read(&mut |item| {
-            batch.push(item);
-            if batch.len() == BATCH {
-                open = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_ok();
+        let read = read(&mut |k, v| {
+            batch.push(k, v);
+            if batch.full() {
+                let next = back_rx.try_recv().unwrap_or_default();
+                open = tx.send(std::mem::replace(&mut batch, next)).is_ok();
             }
             open
         });
-        if open && !batch.is_empty() {
+        if open && !batch.ends.is_empty() {
             let _ = tx.send(batch);
         }
         drop(tx);
         let applied = worker.join().unwrap_or_else(|_| Err(StoreError::Corrupt("the index loader panicked".into())));
         applied.and(read)
     })
+}
+
+fn entry_key<K: KeyDef>(k: &[u8], what: &str) -> Result<K::Owned, StoreError> {
+    K::decode(&mut &k[..]).ok_or_else(|| StoreError::Corrupt(format!("a key of {what}")))
 }
 
 /// One project's index from its tables.
@@ -81,42 +123,75 @@ pub fn load_project(raw: &dyn RawRead, name: &str, rec: ProjectRecord) -> Result
             )));
         }
     }
-    // Reading the catalog (on PostgreSQL a page is a round trip) and building the
-    // columns overlap: this thread reads, a second one decodes and appends.
+    // The strings and the objects load at once where the engine shares a snapshot
+    // between two connections; each on two threads, reading and applying.
+    let mut strings = std::mem::take(&mut p.strings);
     let name = p.name.clone();
-    overlapped(
-        |send| {
-            for e in catalog::table(raw, STRINGS).range((pid, 0)..=(pid, u32::MAX))? {
-                let (k, v) = e?;
-                if !send((k.value().1, v)) {
-                    break;
+    // Integer cells of an attribute that later widened to strings: their text is
+    // looked up once the dictionary is whole.
+    let mut widened: Vec<(usize, u32, i64)> = Vec::new();
+    let load_strings = |raw: &dyn RawRead, strings: &mut Dict| -> Result<f64, StoreError> {
+        let started = std::time::Instant::now();
+        let (lo, hi) = (catalog::key::<(u32, u32), _>(&(pid, 0u32)), catalog::key::<(u32, u32), _>(&(pid, u32::MAX)));
+        overlapped(
+            |send| raw.scan(STRINGS.name, Bound::Included(lo), Bound::Included(hi), send),
+            |k, v| {
+                let (_, id) = entry_key::<(u32, u32)>(k, "strings")?;
+                let text = std::str::from_utf8(v)
+                    .map_err(|_| StoreError::Corrupt(format!("project {name}: string {id} is not UTF-8")))?;
+                if strings.add(text) != id {
+                    return Err(StoreError::Corrupt(format!("project {name}: string ids are not dense at {id}")));
                 }
-            }
-            Ok(())
-        },
-        |(id, v)| {
-            if p.add_string(v.value()) != id {
-                return Err(StoreError::Corrupt(format!("project {name}: string ids are not dense at {id}")));
-            }
-            Ok(())
-        },
-    )?;
-    overlapped(
-        |send| {
-            for e in catalog::table(raw, OBJECTS).range((pid, 0)..=(pid, u64::MAX))? {
-                let (k, v) = e?;
-                if !send((k.value().1, v)) {
-                    break;
-                }
-            }
-            Ok(())
-        },
-        |(id, v)| {
-            let row: ObjectRow = decode(v.value(), "object")?;
-            p.push_row(id, row.blob_len, &row.values);
-            Ok(())
-        },
-    )?;
+                Ok(())
+            },
+        )?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let load_objects = |raw: &dyn RawRead, p: &mut ProjectIndex, widened: &mut Vec<_>| -> Result<f64, StoreError> {
+        let started = std::time::Instant::now();
+        let mut values = Vec::new();
+        let (lo, hi) = (catalog::key::<(u32, u64), _>(&(pid, 0u64)), catalog::key::<(u32, u64), _>(&(pid, u64::MAX)));
+        overlapped(
+            |send| raw.scan(OBJECTS.name, Bound::Included(lo), Bound::Included(hi), send),
+            |k, v| {
+                let (_, id) = entry_key::<(u32, u64)>(k, "objects")?;
+                // Read in place into one reused buffer: no row is built.
+                values.clear();
+                let row = p.ids.len();
+                let blob_len = ObjectRow::visit(v, |a, val| match val {
+                    Val::I(i) if p.is_str(a) => widened.push((row, a, i)),
+                    _ => values.push((a, val)),
+                })?;
+                p.push_row(id, blob_len, &values);
+                Ok(())
+            },
+        )?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let (strings_secs, objects_secs) = match raw.twin()? {
+        Some(twin) => std::thread::scope(|s| {
+            let (load_strings, mut dict) = (&load_strings, std::mem::take(&mut strings));
+            let loading = s.spawn(move || load_strings(&*twin, &mut dict).map(|secs| (secs, dict)));
+            let objects = load_objects(raw, &mut p, &mut widened);
+            let (secs, dict) =
+                loading.join().unwrap_or_else(|_| Err(StoreError::Corrupt("the index loader panicked".into())))?;
+            strings = dict;
+            Ok::<_, StoreError>((secs, objects?))
+        })?,
+        None => (load_strings(raw, &mut strings)?, load_objects(raw, &mut p, &mut widened)?),
+    };
+    p.strings = strings;
+    for (row, a, i) in widened {
+        p.set_cell(row, a, Val::I(i));
+    }
+    // Not at info: every command that opens a store loads its index.
+    log::debug!(
+        target: "bt::index",
+        "project {}: {} strings in {strings_secs:.1} s, {} objects in {objects_secs:.1} s",
+        p.name,
+        p.strings.len(),
+        p.ids.len(),
+    );
     for e in catalog::table(raw, GROUPS).range((pid, "")..(pid + 1, ""))? {
         let (k, v) = e?;
         p.groups.insert(k.value().1, decode(v.value(), "group")?);
@@ -356,21 +431,25 @@ mod tests {
 
     #[test]
     fn overlapped_applies_everything_in_order_and_stops_on_either_side_s_error() {
-        let mut got = Vec::new();
+        // Values of 0 to 2,999 bytes: batches end by count and by size.
+        let value = |i: u32| vec![i as u8; (i % 3000) as usize];
+        let mut got = 0u32;
         overlapped(
             |send| {
                 for i in 0..10_000u32 {
-                    assert!(send(i));
+                    assert!(send(&i.to_be_bytes(), &value(i)));
                 }
                 Ok(())
             },
-            |i| {
-                got.push(i);
+            |k, v| {
+                let i = u32::from_be_bytes(k.try_into().unwrap());
+                assert_eq!((i, v), (got, &value(i)[..]));
+                got += 1;
                 Ok(())
             },
         )
         .unwrap();
-        assert!(got.iter().copied().eq(0..10_000));
+        assert_eq!(got, 10_000);
 
         // apply fails: reading stops soon after, and apply's error is the answer.
         let mut sent = 0;
@@ -378,13 +457,15 @@ mod tests {
             |send| {
                 for i in 0..1_000_000u32 {
                     sent += 1;
-                    if !send(i) {
+                    if !send(&i.to_be_bytes(), b"") {
                         break;
                     }
                 }
                 Ok(())
             },
-            |i| if i == 5000 { Err(StoreError::Corrupt("bad row 5000".into())) } else { Ok(()) },
+            |k, _| {
+                if k == 5000u32.to_be_bytes() { Err(StoreError::Corrupt("bad row 5000".into())) } else { Ok(()) }
+            },
         );
         assert!(matches!(r, Err(StoreError::Corrupt(m)) if m == "bad row 5000"));
         assert!(sent < 100_000, "{sent} items read after apply failed");
@@ -394,11 +475,11 @@ mod tests {
         let r = overlapped(
             |send| {
                 for i in 0..5000u32 {
-                    send(i);
+                    send(&i.to_be_bytes(), b"v");
                 }
                 Err(StoreError::Io("catalog gone".into()))
             },
-            |_| {
+            |_, _| {
                 applied += 1;
                 Ok(())
             },
@@ -409,10 +490,10 @@ mod tests {
         // A panic in apply is an error, not a crash of the node.
         let r = overlapped(
             |send| {
-                send(1u8);
+                send(b"k", b"v");
                 Ok(())
             },
-            |_| panic!("boom"),
+            |_, _| panic!("boom"),
         );
         assert!(matches!(r, Err(StoreError::Corrupt(_))));
     }

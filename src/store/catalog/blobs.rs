@@ -404,6 +404,23 @@ impl<T: RawRead + ?Sized> RawRead for Routed<'_, T> {
             Ok::<RawEntry, StoreError>((k, self.resolve(v)?))
         })))
     }
+
+    fn twin(&self) -> Result<Option<Box<dyn RawRead + Send + '_>>, StoreError> {
+        self.inner.twin()
+    }
+
+    fn scan(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if !self.routed(table) {
+            return self.inner.scan(table, lo, hi, f);
+        }
+        super::scan_range(self.range(table, lo, hi)?, f)
+    }
 }
 
 impl<T: RawWrite + ?Sized> RawWrite for Routed<'_, T> {

@@ -65,22 +65,28 @@ struct Write {
     txn: redb::WriteTransaction,
 }
 
+impl Read {
+    /// The table, or None if nothing was ever written to it.
+    fn table(
+        &self,
+        table: &'static str,
+    ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>, StoreError> {
+        match self.txn.open_table(def(table)) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 impl RawRead for Read {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let t = match self.txn.open_table(def(table)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+        let Some(t) = self.table(table)? else { return Ok(None) };
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
 
     fn range(&self, table: &'static str, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<RawRange<'_>, StoreError> {
-        let t = match self.txn.open_table(def(table)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Box::new(std::iter::empty())),
-            Err(e) => return Err(e.into()),
-        };
+        let Some(t) = self.table(table)? else { return Ok(Box::new(std::iter::empty())) };
         if crossed(&lo, &hi) {
             return Ok(Box::new(std::iter::empty()));
         }
@@ -89,6 +95,52 @@ impl RawRead for Read {
             let (k, v) = e?;
             Ok((k.value().to_vec(), v.value().to_vec()))
         })))
+    }
+
+    /// redb's read transactions may be read from several threads at once.
+    fn twin(&self) -> Result<Option<Box<dyn RawRead + Send + '_>>, StoreError> {
+        Ok(Some(Box::new(Twin(self))))
+    }
+
+    fn scan(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let Some(t) = self.table(table)? else { return Ok(()) };
+        if crossed(&lo, &hi) {
+            return Ok(());
+        }
+        for e in t.range::<&[u8]>((as_slices(&lo), as_slices(&hi)))? {
+            let (k, v) = e?;
+            if !f(k.value(), v.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A read transaction lent to a second thread.
+struct Twin<'r>(&'r Read);
+
+impl RawRead for Twin<'_> {
+    fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(table, key)
+    }
+    fn range(&self, table: &'static str, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Result<RawRange<'_>, StoreError> {
+        self.0.range(table, lo, hi)
+    }
+    fn scan(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.0.scan(table, lo, hi, f)
     }
 }
 

@@ -34,6 +34,35 @@ pub trait RawRead {
     fn get_stored(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(table, key)
     }
+    /// A second reader of this transaction's snapshot, for another thread: two tables
+    /// then load at once. It reads the catalog's own tables (not a blob store's).
+    /// `None` where the engine cannot share a snapshot; the tables then load in turn.
+    fn twin(&self) -> Result<Option<Box<dyn RawRead + Send + '_>>, StoreError> {
+        Ok(None)
+    }
+    /// Calls `f` on every entry of a range in key order until it answers false: the
+    /// bulk read of a node's catch-up, without an owned copy of each entry where the
+    /// engine can lend it.
+    fn scan(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        scan_range(self.range(table, lo, hi)?, f)
+    }
+}
+
+/// [`RawRead::scan`] over a range's owned entries.
+pub fn scan_range(range: RawRange<'_>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+    for e in range {
+        let (k, v) = e?;
+        if !f(&k, &v) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// What an engine's write transaction adds. Nothing is visible to others before

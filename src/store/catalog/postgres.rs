@@ -212,43 +212,36 @@ impl Txn<'_> {
         }
     }
 
+    /// The query of a range: its SQL and arguments, in key order (or descending).
+    fn range_sql<'a>(
+        table: &'a &'static str,
+        lo: &'a Bound<Vec<u8>>,
+        hi: &'a Bound<Vec<u8>>,
+        desc: bool,
+    ) -> (String, Vec<&'a (dyn postgres::types::ToSql + Sync)>) {
+        let mut sql = String::from("SELECT k, v FROM bt_catalog WHERE t = $1");
+        let mut args: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![table];
+        for (b, incl, excl) in [(lo, ">=", ">"), (hi, "<=", "<")] {
+            let (op, k) = match b {
+                Bound::Included(k) => (incl, k),
+                Bound::Excluded(k) => (excl, k),
+                Bound::Unbounded => continue,
+            };
+            args.push(k);
+            sql += &format!(" AND k {op} ${}", args.len());
+        }
+        sql += if desc { " ORDER BY k DESC" } else { " ORDER BY k" };
+        (sql, args)
+    }
+
     fn page(
         &self,
-        table: &str,
+        table: &'static str,
         lo: &Bound<Vec<u8>>,
         hi: &Bound<Vec<u8>>,
         desc: bool,
     ) -> Result<Vec<RawEntry>, StoreError> {
-        let mut sql = String::from("SELECT k, v FROM bt_catalog WHERE t = $1");
-        let mut n = 1;
-        let mut args: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&table];
-        match lo {
-            Bound::Included(k) => {
-                n += 1;
-                sql += &format!(" AND k >= ${n}");
-                args.push(k);
-            }
-            Bound::Excluded(k) => {
-                n += 1;
-                sql += &format!(" AND k > ${n}");
-                args.push(k);
-            }
-            Bound::Unbounded => {}
-        }
-        match hi {
-            Bound::Included(k) => {
-                n += 1;
-                sql += &format!(" AND k <= ${n}");
-                args.push(k);
-            }
-            Bound::Excluded(k) => {
-                n += 1;
-                sql += &format!(" AND k < ${n}");
-                args.push(k);
-            }
-            Bound::Unbounded => {}
-        }
-        sql += if desc { " ORDER BY k DESC" } else { " ORDER BY k" };
+        let (mut sql, args) = Self::range_sql(&table, lo, hi, desc);
         sql += &format!(" LIMIT {PAGE}");
         self.with(|c| {
             let s = c.stmt(&sql)?;
@@ -412,6 +405,44 @@ impl RawRead for Txn<'_> {
             done: false,
             failed: false,
         }))
+    }
+
+    /// A transaction on another connection that imports this one's snapshot
+    /// (`pg_export_snapshot`), as `pg_dump --jobs` shares one view between workers.
+    fn twin(&self) -> Result<Option<Box<dyn RawRead + Send + '_>>, StoreError> {
+        let id: String = self.with(|c| Ok(c.client.query_one("SELECT pg_export_snapshot()", &[])?.get(0)))?;
+        if !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(StoreError::Corrupt(format!("catalog: an unexpected snapshot name {id:?}")));
+        }
+        let mut c = self.pg.conn()?;
+        c.client
+            .batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"))
+            .map_err(pg_error)?;
+        Ok(Some(Box::new(Txn { pg: self.pg, conn: RefCell::new(Some(c)), pending: Default::default() })))
+    }
+
+    /// One query whose rows stream in as the server produces them (the client reads
+    /// a bounded buffer ahead): no page boundaries, no copies of the rows.
+    fn scan(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.flush()?;
+        let (sql, args) = Self::range_sql(&table, &lo, &hi, false);
+        self.with(|c| {
+            use postgres::fallible_iterator::FallibleIterator;
+            let s = c.stmt(&sql)?;
+            let mut rows = c.client.query_raw(&s, args)?;
+            while let Some(r) = rows.next()? {
+                if !f(r.get::<_, &[u8]>(0), r.get::<_, &[u8]>(1)) {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 }
 

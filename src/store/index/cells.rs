@@ -99,6 +99,17 @@ impl Packed {
         }
     }
 
+    /// Appends a 0 (an unset cell): it fits any width.
+    #[inline]
+    pub fn push_zero(&mut self) {
+        match self {
+            Packed::W8(v) => v.push(0),
+            Packed::W16(v) => v.push(0),
+            Packed::W32(v) => v.push(0),
+            Packed::W64(v) => v.push(0),
+        }
+    }
+
     /// Widens the cells, if needed, so that `x` fits.
     #[inline]
     pub fn fit(&mut self, x: u64) {
@@ -172,8 +183,14 @@ impl IntColumn {
     }
 
     pub fn push(&mut self, v: i64) {
-        self.cells.push(0);
+        self.cells.push_zero();
         self.set(self.cells.len() - 1, v);
+    }
+
+    /// Appends an unset cell.
+    #[inline]
+    pub fn push_unset(&mut self) {
+        self.cells.push_zero();
     }
 
     pub fn set(&mut self, row: usize, v: i64) {
@@ -217,8 +234,9 @@ impl IntColumn {
 struct Local {
     /// Column code - 1 → project string id + 1.
     sids: Vec<u32>,
-    /// Project string id + 1 → column code.
-    codes: HashMap<u32, u32>,
+    /// Project string id + 1 → column code. Ids are the project's own numbers, not
+    /// chosen by a client: a fast hash serves.
+    codes: HashMap<u32, u32, foldhash::fast::RandomState>,
 }
 
 /// Distinct values past which a string column's cells hold project string ids
@@ -282,8 +300,14 @@ impl StrColumn {
     }
 
     pub fn push(&mut self, sid1: u32) {
-        self.cells.push(0);
+        self.cells.push_zero();
         self.set(self.cells.len() - 1, sid1);
+    }
+
+    /// Appends an unset cell.
+    #[inline]
+    pub fn push_unset(&mut self) {
+        self.cells.push_zero();
     }
 
     /// Sets `row` to the project string id + 1 `sid1` (0 = unset).

@@ -40,8 +40,8 @@ impl Column {
 
     fn push_unset(&mut self) {
         match self {
-            Column::Str(v) => v.push(0),
-            Column::Int(v) => v.push(UNSET_INT),
+            Column::Str(v) => v.push_unset(),
+            Column::Int(v) => v.push_unset(),
         }
     }
 
@@ -142,7 +142,7 @@ pub struct ProjectIndex {
     /// Dictionary id of an idempotency key → the newest row holding it: a resend is
     /// found in one lookup however old the original (10 to 20 bytes a row, by how
     /// full the table is).
-    key_rows: HashMap<u32, u32>,
+    key_rows: HashMap<u32, u32, foldhash::fast::RandomState>,
 }
 
 impl ProjectIndex {
@@ -195,7 +195,7 @@ impl ProjectIndex {
             groups: HashMap::new(),
             triage: HashMap::new(),
             key_attr: None,
-            key_rows: HashMap::new(),
+            key_rows: HashMap::default(),
         }
     }
 
@@ -285,6 +285,11 @@ impl ProjectIndex {
         for &(attr_id, val) in values {
             self.set_cell(row, attr_id, val);
         }
+    }
+
+    /// Whether attribute `attr_id` holds strings.
+    pub fn is_str(&self, attr_id: u32) -> bool {
+        matches!(self.attrs.get(attr_id as usize), Some(Attr { column: Column::Str(_), .. }))
     }
 
     /// Writes one cell of a row (ingest, or `set` on stored objects).
