@@ -67,6 +67,25 @@ pub fn score<L: AsRef<str>, G: AsRef<str>>(labels: &[L], groups: &[G]) -> Scores
     }
 }
 
+/// What a grouping by frame names can reach on a labeled corpus: the crashes whose
+/// whole callstacks have the same names are put in the group of their most common
+/// label (ties: the first in byte order). It reads the labels, so it is a reference,
+/// not a method: crashes of different bugs with the same stack are beyond any grouping
+/// that sees only the names (merging more of them would only cost more precision).
+pub fn names_ceiling<L: AsRef<str>>(labels: &[L], stacks: &[&[Frame]]) -> Scores {
+    let keys: Vec<String> = stacks.iter().map(|f| Baseline::WholeStack.key(f)).collect();
+    let mut counts: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
+    for (k, l) in keys.iter().zip(labels) {
+        *counts.entry(k).or_default().entry(l.as_ref()).or_default() += 1;
+    }
+    let majority: HashMap<&str, &str> = counts
+        .iter()
+        .map(|(k, ls)| (*k, ls.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(l, _)| *l).unwrap_or("")))
+        .collect();
+    let groups: Vec<&str> = keys.iter().map(|k| majority[k.as_str()]).collect();
+    score(labels, &groups)
+}
+
 /// The naive groupings bt is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Baseline {
@@ -231,5 +250,20 @@ mod tests {
         assert_eq!(Baseline::FirstAppFrame.key(&frames), "die");
         assert_eq!(Baseline::Top3.key(&frames), "raise | abort | die");
         assert_eq!(Baseline::WholeStack.key(&[]), "");
+    }
+
+    #[test]
+    fn the_names_ceiling_groups_each_stack_with_its_most_common_label() {
+        let f = |n: &str| vec![Frame { function: Some(n.into()), ..Default::default() }];
+        let (x, y, z) = (f("x"), f("y"), f("z"));
+        // Stack x: bugs a, a, b (b is lost); stack y: bug a (joins x's group); z: c.
+        let stacks: Vec<&[Frame]> = vec![&x, &x, &x, &y, &z];
+        let labels = ["a", "a", "b", "a", "c"];
+        let s = names_ceiling(&labels, &stacks);
+        assert_eq!(s, score(&labels, &["a", "a", "a", "a", "c"]));
+        assert_eq!(s.n_groups, 2);
+        // A tie goes to the first label in byte order, whatever the order of the crashes.
+        let s = names_ceiling(&["q", "p"], &[&x[..], &x[..]]);
+        assert_eq!(s, score(&["q", "p"], &["p", "p"]));
     }
 }
