@@ -171,6 +171,7 @@ fn tls_only(dir: &Path) {
     );
     sign_by_ca(dir, "client", "client.cnf");
     revocation_lists(dir);
+    encrypted_keys(dir);
     for f in ["server.crt", "server.key", "ca.pem"] {
         std::fs::copy(dir.join(f), data.join(f)).expect("copy the server's certificate");
     }
@@ -201,6 +202,24 @@ fn revocation_lists(dir: &Path) {
     openssl(dir, &[&["ca", "-gencrl", "-out", "empty.crl"][..], &ca].concat());
     openssl(dir, &[&["ca", "-revoke", "server.crt"][..], &ca].concat());
     openssl(dir, &[&["ca", "-gencrl", "-out", "revoked.crl"][..], &ca].concat());
+    // The same lists in OpenSSL's hashed directories (`sslcrldir`), and a directory
+    // with no list.
+    let out = Command::new("openssl").args(["crl", "-hash", "-noout", "-in", "empty.crl"]).current_dir(dir).output();
+    let hash = String::from_utf8(out.expect("openssl crl -hash").stdout).expect("hash");
+    for (sub, crl) in [("crls-empty", "empty.crl"), ("crls-revoked", "revoked.crl")] {
+        std::fs::create_dir_all(dir.join(sub)).expect("crl dir");
+        std::fs::copy(dir.join(crl), dir.join(sub).join(format!("{}.r0", hash.trim()))).expect("crl");
+    }
+    std::fs::create_dir_all(dir.join("crls-none")).expect("crl dir");
+    std::fs::write(dir.join("crls-none/README"), "no list here\n").expect("readme");
+}
+
+/// The client's key encrypted (`sslpassword`): as PKCS#8 (`client-pkcs8.key`) and in
+/// OpenSSL's legacy PEM encryption (`client-legacy.key`), passphrase `s3cret&more`.
+fn encrypted_keys(dir: &Path) {
+    let (pass, key) = ("pass:s3cret&more", "client.key");
+    openssl(dir, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", key, "-out", "client-pkcs8.key", "-passout", pass]);
+    openssl(dir, &["rsa", "-aes256", "-traditional", "-in", key, "-out", "client-legacy.key", "-passout", pass]);
 }
 
 impl Drop for Postgres {
@@ -897,9 +916,11 @@ fn a_notification_is_delivered_once_by_two_nodes() {
 /// TLS to the catalog as libpq reads `sslmode`: a server that takes TLS only is
 /// reached with `verify-full` and its CA, `verify-ca` (the name not compared),
 /// `require` (encrypted, not checked), and with a client certificate where it asks
-/// for one (`cert` authentication); a certificate from another CA, a host name the
-/// certificate does not name under `verify-full`, a missing client certificate and
-/// `sslmode=disable` are refused with a one-line error.
+/// for one (`cert` authentication, the key also encrypted with `sslpassword`); a
+/// certificate from another CA, a host name the certificate does not name under
+/// `verify-full`, a missing client certificate, a revoked server certificate
+/// (`sslcrl`, `sslcrldir`), a wrong or missing passphrase and `sslmode=disable` are
+/// refused with a one-line error.
 #[test]
 fn the_catalog_is_reached_over_tls_as_libpq_does() {
     let pg = Postgres::start_with("tls", true);
@@ -921,6 +942,7 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
         at("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")),
         at("127.0.0.1", "sslmode=require"),
         at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrl={}", crl("empty.crl"))),
+        at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrldir={}", crl("crls-empty"))),
     ] {
         let (code, out, err) = admin(&data, &["--catalog", &ok, "project", "list"], None);
         assert!(code == 0 && out.contains('p'), "{ok}: {code} {out} {err}");
@@ -933,6 +955,17 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
     let mutual = at_certdb(&format!("sslmode=verify-full&sslrootcert={ca}&sslcert={cert}&sslkey={key}"));
     let (code, _, err) = admin(&scratch("tls-cert"), &["--catalog", &mutual, "project", "create", "q"], None);
     assert_eq!(code, 0, "client certificate: {err}");
+    // The same key encrypted, opened with its passphrase (URL-encoded, as libpq reads it).
+    let enc = |file: &str, password: &str| {
+        let key = pg.dir.join(file).display().to_string();
+        at_certdb(&format!("sslmode=verify-full&sslrootcert={ca}&sslcert={cert}&sslkey={key}{password}"))
+    };
+    let (code, out, err) = admin(
+        &scratch("tls-cert"),
+        &["--catalog", &enc("client-pkcs8.key", "&sslpassword=s3cret%26more"), "project", "list"],
+        None,
+    );
+    assert!(code == 0 && out.contains('q'), "an encrypted client key: {code} {out} {err}");
     let refused = [
         (at_certdb(&format!("sslmode=verify-full&sslrootcert={ca}")), "certificate"),
         (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={other}")), "certificate"),
@@ -943,6 +976,15 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
         (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrl={}", crl("revoked.crl"))), "Revoked"),
         (at("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}&sslcrl={}", crl("revoked.crl"))), "Revoked"),
         (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrl={ca}")), "sslcrl"),
+        (
+            at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrldir={}", crl("crls-revoked"))),
+            "Revoked",
+        ),
+        (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrldir={}", crl("crls-none"))), "sslcrldir"),
+        (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrldir=/nonexistent")), "sslcrldir"),
+        (enc("client-pkcs8.key", ""), "give its passphrase as sslpassword"),
+        (enc("client-pkcs8.key", "&sslpassword=wrong"), "cannot decrypt it with sslpassword"),
+        (enc("client-legacy.key", "&sslpassword=s3cret%26more"), "openssl pkcs8 -topk8"),
     ];
     for (url, why) in refused {
         let (code, _, err) = admin(&data, &["--catalog", &url, "project", "list"], None);

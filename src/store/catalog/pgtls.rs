@@ -5,9 +5,12 @@
 //! checking the server's certificate unless `sslrootcert` is given (then the chain is
 //! checked, as `verify-ca`); `verify-ca` checks the chain, `verify-full` the chain
 //! and the host name. Roots are `sslrootcert`, else the public web roots.
-//! `sslcrl=FILE` (PEM, one or more lists) makes a revoked certificate fail the check,
-//! as libpq asks OpenSSL to: every certificate of the chain below the root, and one
-//! whose issuer has no list in the file fails too.
+//! `sslcrl=FILE` (PEM, one or more lists) and `sslcrldir=DIR` (every PEM list in the
+//! directory's files: OpenSSL's hashed directory, or any files) make a revoked
+//! certificate fail the check, as libpq asks OpenSSL to: every certificate of the chain
+//! below the root, and one whose issuer has no list fails too. `sslpassword` opens an
+//! encrypted client key (PKCS#8, `-----BEGIN ENCRYPTED PRIVATE KEY-----`; OpenSSL's
+//! older `Proc-Type: 4,ENCRYPTED` keys are refused with how to convert them).
 //! tokio-postgres itself knows only `disable`/`prefer`/`require`: the two parameters
 //! are taken out of the URL here and the rest is its own.
 
@@ -28,16 +31,37 @@ pub enum SslMode {
 pub struct TlsParams {
     pub mode: SslMode,
     pub root_cert: Option<std::path::PathBuf>,
-    /// Certificate revocation lists the server's chain is checked against.
+    /// Certificate revocation lists the server's chain is checked against: a file, a
+    /// directory.
     pub crl: Option<std::path::PathBuf>,
+    pub crl_dir: Option<std::path::PathBuf>,
     /// The client's certificate chain and key.
     pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The passphrase of an encrypted client key.
+    pub key_password: Option<Password>,
+}
+
+/// A passphrase, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 /// Splits `sslmode` and `sslrootcert` out of a `postgres://` URL's query; returns the
 /// URL for tokio-postgres (with `sslmode` it understands) and the parameters.
 pub fn split(url: &str) -> Result<(String, TlsParams), StoreError> {
-    let mut params = TlsParams { mode: SslMode::Prefer, root_cert: None, crl: None, client: None };
+    let mut params = TlsParams {
+        mode: SslMode::Prefer,
+        root_cert: None,
+        crl: None,
+        crl_dir: None,
+        client: None,
+        key_password: None,
+    };
     let (mut cert, mut key) = (None, None);
     let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), params)) };
     let mut kept = Vec::new();
@@ -61,6 +85,8 @@ pub fn split(url: &str) -> Result<(String, TlsParams), StoreError> {
             }
             "sslrootcert" => params.root_cert = Some(v.into()),
             "sslcrl" => params.crl = Some(v.into()),
+            "sslcrldir" => params.crl_dir = Some(v.into()),
+            "sslpassword" => params.key_password = Some(Password(v)),
             "sslcert" => cert = Some(std::path::PathBuf::from(v)),
             "sslkey" => key = Some(std::path::PathBuf::from(v)),
             _ => kept.push(pair),
@@ -122,15 +148,23 @@ mod with_tls {
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
         let mut chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        let mut crls = Vec::new();
         if let Some(file) = &params.crl {
-            let bad = |e: String| StoreError::BadInput(format!("sslcrl {}: {e}", file.display()));
-            let crls = CertificateRevocationListDer::pem_file_iter(file)
-                .map_err(|e| bad(e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(e.to_string()))?;
-            if crls.is_empty() {
-                return Err(bad("no certificate revocation list in it".into()));
+            crls.extend(revocation_lists("sslcrl", file, std::slice::from_ref(file))?);
+        }
+        if let Some(dir) = &params.crl_dir {
+            let bad = |e: std::io::Error| StoreError::BadInput(format!("sslcrldir {}: {e}", dir.display()));
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(bad)? {
+                let path = entry.map_err(bad)?.path();
+                if path.is_file() {
+                    files.push(path);
+                }
             }
+            files.sort();
+            crls.extend(revocation_lists("sslcrldir", dir, &files)?);
+        }
+        if !crls.is_empty() {
             chain = chain.with_crls(crls);
         }
         let chain = chain.build().map_err(|e| StoreError::BadInput(format!("catalog TLS roots: {e}")))?;
@@ -155,13 +189,69 @@ mod with_tls {
                 if chain.is_empty() {
                     return Err(bad(cert, "no certificate in it".into()));
                 }
-                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+                let key_der = client_key(key, params.key_password.as_ref())?;
                 builder.with_client_auth_cert(chain, key_der).map_err(|e| {
                     StoreError::BadInput(format!("sslcert {} with sslkey {}: {e}", cert.display(), key.display()))
                 })?
             }
         };
         Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+    }
+
+    /// The revocation lists in the files of `sslcrl` or `sslcrldir` (`param`, naming
+    /// `place`), PEM; none at all is an error, as a check against no list would refuse
+    /// every certificate.
+    fn revocation_lists(
+        param: &str,
+        place: &std::path::Path,
+        files: &[std::path::PathBuf],
+    ) -> Result<Vec<CertificateRevocationListDer<'static>>, StoreError> {
+        let mut crls = Vec::new();
+        for file in files {
+            let bad = |e: String| StoreError::BadInput(format!("{param} {}: {e}", file.display()));
+            for crl in CertificateRevocationListDer::pem_file_iter(file).map_err(|e| bad(e.to_string()))? {
+                crls.push(crl.map_err(|e| bad(e.to_string()))?);
+            }
+        }
+        if crls.is_empty() {
+            return Err(StoreError::BadInput(format!(
+                "{param} {}: no certificate revocation list in it",
+                place.display()
+            )));
+        }
+        Ok(crls)
+    }
+
+    /// The client's key from `sslkey`: PEM, PKCS#8, PKCS#1 or SEC1, or PKCS#8 encrypted
+    /// with the passphrase `sslpassword`.
+    fn client_key(
+        key: &std::path::Path,
+        password: Option<&super::Password>,
+    ) -> Result<PrivateKeyDer<'static>, StoreError> {
+        let bad = |e: String| StoreError::BadInput(format!("sslkey {}: {e}", key.display()));
+        let text = std::fs::read(key).map_err(|e| bad(e.to_string()))?;
+        const BEGIN: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
+        const END: &[u8] = b"-----END ENCRYPTED PRIVATE KEY-----";
+        let find = |what: &[u8]| text.windows(what.len()).position(|w| w == what);
+        if let Some(start) = find(BEGIN) {
+            let password =
+                password.ok_or_else(|| bad("the key is encrypted: give its passphrase as sslpassword".into()))?;
+            let end =
+                find(END).filter(|&e| e > start).ok_or_else(|| bad("an encrypted key without its end line".into()))?;
+            let (_, der) =
+                pkcs8::der::pem::decode_vec(&text[start..end + END.len()]).map_err(|e| bad(e.to_string()))?;
+            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice()).map_err(|e| bad(e.to_string()))?;
+            let plain = info
+                .decrypt(password.0.as_bytes())
+                .map_err(|e| bad(format!("cannot decrypt it with sslpassword ({e})")))?;
+            return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+        }
+        if text.windows(b"Proc-Type: 4,ENCRYPTED".len()).any(|w| w == b"Proc-Type: 4,ENCRYPTED") {
+            return Err(bad("encrypted in OpenSSL's legacy format, which bt does not read: convert it with \
+                 `openssl pkcs8 -topk8 -v2 aes-256-cbc -in KEY -out NEW`"
+                .into()));
+        }
+        PrivateKeyDer::from_pem_slice(&text).map_err(|e| bad(e.to_string()))
     }
 
     /// The certificate check `verify-ca` and `prefer`/`require` ask for: the WebPKI
@@ -245,14 +335,19 @@ mod tests {
                 mode: SslMode::VerifyFull,
                 root_cert: Some("/etc/ca.pem".into()),
                 crl: Some("/c.crl".into()),
-                client: None
+                crl_dir: None,
+                client: None,
+                key_password: None
             }
         );
-        let (url, p) = split("postgres://bt@db/bt?sslcert=/c.pem&sslkey=/k.pem").expect("valid");
+        let (url, p) =
+            split("postgres://bt@db/bt?sslcert=/c.pem&sslkey=/k.pem&sslpassword=p%26w&sslcrldir=/crls").expect("valid");
         assert_eq!(
             (url.as_str(), p.client),
             ("postgres://bt@db/bt?sslmode=prefer", Some(("/c.pem".into(), "/k.pem".into())))
         );
+        assert_eq!((p.key_password, p.crl_dir), (Some(Password("p&w".into())), Some("/crls".into())));
+        assert_eq!(format!("{:?}", Password("secret".into())), "Password(..)");
         assert!(split("postgres://bt@db/bt?sslcert=/c.pem").is_err(), "a certificate without its key");
         let (url, p) = split("postgres://bt@db/bt").expect("valid");
         assert_eq!((url.as_str(), p.mode), ("postgres://bt@db/bt", SslMode::Prefer));
