@@ -126,3 +126,27 @@ fn fingerprint_is_a_pinned_function_of_the_signature() {
 
 /// `printf 'bt-signature-v1\nf validate_order\n' | sha256sum | cut -c1-32`
 const PINNED: &str = "3052dcaab8edc49478af4075671dc86b";
+
+/// The evaluator remembers frame outcomes across evaluations (per thread): the same
+/// frames must still give what the rule set and the crash's classifiers say, whatever
+/// was evaluated before, and a new rule set must not see another's outcomes.
+#[test]
+fn remembered_outcomes_follow_the_rule_set_and_the_classifiers() {
+    let r = rules("set max-app-frames 9\nclassifier:assert function:a => skip");
+    let fs = frames(&["a", "b", "c"]);
+    for _ in 0..3 {
+        assert_eq!(r.evaluate(&fs, &["assert".to_string()]).signature, ["b", "c"]);
+        assert_eq!(r.evaluate(&fs, &[]).signature, ["a", "b", "c"]);
+        // One classifier or two that spell the same bytes together are different.
+        assert_eq!(r.evaluate(&fs, &["ass".to_string(), "ert".to_string()]).signature, ["a", "b", "c"]);
+    }
+    let first = r.evaluate(&fs, &["assert".to_string()]);
+    let again = r.evaluate(&fs, &["assert".to_string()]);
+    assert_eq!((first.fingerprint, first.pretty), (again.fingerprint, again.pretty));
+    // Rule sets built one after another with the same frames: each its own outcome.
+    for (text, want) in [("function:a => skip", ["b", "c"]), ("function:b => skip", ["a", "c"])] {
+        for _ in 0..2 {
+            assert_eq!(rules(&format!("set max-app-frames 9\n{text}")).evaluate(&fs, &[]).signature, want);
+        }
+    }
+}

@@ -299,8 +299,44 @@ fn recursion(frames: &[Frame], outcomes: &[Rc<Outcome>], settings: &Settings) ->
 type MemoKey<'a> =
     (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool, Trust, usize, Option<&'a str>, Option<&'a str>);
 
+/// Outcomes this thread has already computed, across evaluations: a server's
+/// submissions share most of their frames (libc's, the hot paths of an
+/// application), and the rules' regexes are most of the cost of a signature.
+/// Keyed by the rule set, the crash's classifiers (`classifier:` conditions) and
+/// the frame's [`MemoKey`], encoded; emptied when it holds [`SEEN_MAX`] outcomes.
+struct Seen {
+    map: HashMap<Box<[u8]>, Rc<Outcome>, foldhash::fast::RandomState>,
+    key: Vec<u8>,
+}
+
+const SEEN_MAX: usize = 4096;
+
+thread_local! {
+    static SEEN: std::cell::RefCell<Seen> =
+        std::cell::RefCell::new(Seen { map: HashMap::default(), key: Vec::new() });
+}
+
+/// Appends an unambiguous encoding of `key` (after the rule set and classifiers).
+fn encode_memo_key(out: &mut Vec<u8>, key: &MemoKey) {
+    let (raw, module, file, inlined, trust, idx, caller, callee) = *key;
+    for s in [raw, module, file, caller, callee] {
+        match s {
+            None => out.push(0),
+            Some(s) => {
+                out.push(1);
+                out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+    out.push(inlined as u8);
+    out.push(trust as u8);
+    out.extend_from_slice(&(idx as u64).to_le_bytes());
+}
+
 /// Evaluates the rules over `frames` (crash site first).
 pub(super) fn evaluate(
+    rules_id: u64,
     rules: &[Rule],
     settings: &Settings,
     shape: &Shape,
@@ -309,6 +345,17 @@ pub(super) fn evaluate(
 ) -> Signature {
     let n = frames.len();
     let mut memo: HashMap<MemoKey, Rc<Outcome>> = HashMap::new();
+    // What every key of this evaluation starts with: the rule set, the classifiers.
+    let mut prefix = rules_id.to_le_bytes().to_vec();
+    prefix.extend_from_slice(&(classifiers.len() as u64).to_le_bytes());
+    for c in classifiers {
+        prefix.extend_from_slice(&(c.len() as u64).to_le_bytes());
+        prefix.extend_from_slice(c.as_bytes());
+    }
+    SEEN.with_borrow_mut(|seen| {
+        seen.key.clear();
+        seen.key.extend_from_slice(&prefix);
+    });
     let mut outcomes: Vec<Rc<Outcome>> = Vec::with_capacity(n);
     let mut langs = Vec::with_capacity(n);
     for (idx, frame) in frames.iter().enumerate() {
@@ -335,19 +382,32 @@ pub(super) fn evaluate(
         let o = memo
             .entry(key)
             .or_insert_with(|| {
-                let facts = Facts {
-                    raw: frame.function.as_deref(),
-                    module: frame.module.as_deref().map(module_name),
-                    path: frame.module.as_deref(),
-                    file: frame.file.as_deref(),
-                    lang,
-                    inlined: frame.inlined,
-                    trust: frame.trust,
-                    idx,
-                    caller,
-                    callee,
-                };
-                Rc::new(run_rules(rules, &facts, classifiers))
+                SEEN.with_borrow_mut(|seen| {
+                    let Seen { map, key: buf } = seen;
+                    buf.truncate(prefix.len());
+                    encode_memo_key(buf, &key);
+                    if let Some(o) = map.get(buf.as_slice()) {
+                        return o.clone();
+                    }
+                    let facts = Facts {
+                        raw: frame.function.as_deref(),
+                        module: frame.module.as_deref().map(module_name),
+                        path: frame.module.as_deref(),
+                        file: frame.file.as_deref(),
+                        lang,
+                        inlined: frame.inlined,
+                        trust: frame.trust,
+                        idx,
+                        caller,
+                        callee,
+                    };
+                    let o = Rc::new(run_rules(rules, &facts, classifiers));
+                    if map.len() >= SEEN_MAX {
+                        map.clear();
+                    }
+                    map.insert(buf.as_slice().into(), o.clone());
+                    o
+                })
             })
             .clone();
         outcomes.push(o);

@@ -68,6 +68,8 @@ pub struct RuleSet {
     files: Vec<(String, String)>,
     /// Hash of every file's name and text, in order.
     version: String,
+    /// Unique in the process: the evaluator's cache of frame outcomes is per rule set.
+    id: u64,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -140,13 +142,15 @@ impl RuleSet {
             canon.push_str(&format!("{} {}\n{}\n", base, text.len(), text));
         }
         let version = sha256::hex(&sha256::sha256(canon.as_bytes())[..8]);
-        (RuleSet { rules, settings, shape, files, version }, errors, warnings)
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (RuleSet { rules, settings, shape, files, version, id }, errors, warnings)
     }
 
     /// Evaluates the rules over the frames of a faulting thread (crash site first)
     /// and the crash's classifiers. Never fails: an empty stack has a signature too.
     pub fn evaluate(&self, frames: &[Frame], classifiers: &[String]) -> Signature {
-        engine::evaluate(&self.rules, &self.settings, &self.shape, frames, classifiers)
+        engine::evaluate(self.id, &self.rules, &self.settings, &self.shape, frames, classifiers)
     }
 
     pub fn settings(&self) -> &Settings {
