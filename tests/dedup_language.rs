@@ -143,6 +143,11 @@ fn remembered_outcomes_follow_the_rule_set_and_the_classifiers() {
     let first = r.evaluate(&fs, &["assert".to_string()]);
     let again = r.evaluate(&fs, &["assert".to_string()]);
     assert_eq!((first.fingerprint, first.pretty), (again.fingerprint, again.pretty));
+    // A frame too long to be remembered is evaluated each time, alike.
+    let long = frames(&[&"a".repeat(4000), "b"]);
+    let want = r.evaluate(&long, &["assert".to_string()]).signature;
+    assert_eq!(r.evaluate(&long, &["assert".to_string()]).signature, want);
+    assert_eq!(r.evaluate(&long, &[]).signature, want, "the rule names `a`, not this frame");
     // Rule sets built one after another with the same frames: each its own outcome.
     for (text, want) in [("function:a => skip", ["b", "c"]), ("function:b => skip", ["a", "c"])] {
         for _ in 0..2 {

@@ -310,6 +310,9 @@ struct Seen {
 }
 
 const SEEN_MAX: usize = 4096;
+/// Longest encoded key remembered: a frame with longer names (a hostile or absurd
+/// submission) is evaluated every time, so the cache stays within a few MiB a thread.
+const SEEN_KEY_MAX: usize = 1024;
 
 thread_local! {
     static SEEN: std::cell::RefCell<Seen> =
@@ -402,10 +405,12 @@ pub(super) fn evaluate(
                         callee,
                     };
                     let o = Rc::new(run_rules(rules, &facts, classifiers));
-                    if map.len() >= SEEN_MAX {
-                        map.clear();
+                    if buf.len() <= SEEN_KEY_MAX {
+                        if map.len() >= SEEN_MAX {
+                            map.clear();
+                        }
+                        map.insert(buf.as_slice().into(), o.clone());
                     }
-                    map.insert(buf.as_slice().into(), o.clone());
                     o
                 })
             })

@@ -100,10 +100,6 @@ fn overlapped(
     })
 }
 
-fn entry_key<K: KeyDef>(k: &[u8], what: &str) -> Result<K::Owned, StoreError> {
-    K::decode(&mut &k[..]).ok_or_else(|| StoreError::Corrupt(format!("a key of {what}")))
-}
-
 /// One project's index from its tables.
 pub fn load_project(raw: &dyn RawRead, name: &str, rec: ProjectRecord) -> Result<ProjectIndex, StoreError> {
     let pid = rec.id;
@@ -136,7 +132,7 @@ pub fn load_project(raw: &dyn RawRead, name: &str, rec: ProjectRecord) -> Result
         overlapped(
             |send| raw.scan(STRINGS.name, Bound::Included(lo), Bound::Included(hi), send),
             |k, v| {
-                let (_, id) = entry_key::<(u32, u32)>(k, "strings")?;
+                let (_, id) = key_of::<(u32, u32)>(k, "strings")?;
                 let text = std::str::from_utf8(v)
                     .map_err(|_| StoreError::Corrupt(format!("project {name}: string {id} is not UTF-8")))?;
                 if strings.add(text) != id {
@@ -154,7 +150,7 @@ pub fn load_project(raw: &dyn RawRead, name: &str, rec: ProjectRecord) -> Result
         overlapped(
             |send| raw.scan(OBJECTS.name, Bound::Included(lo), Bound::Included(hi), send),
             |k, v| {
-                let (_, id) = entry_key::<(u32, u64)>(k, "objects")?;
+                let (_, id) = key_of::<(u32, u64)>(k, "objects")?;
                 // Read in place into one reused buffer: no row is built.
                 values.clear();
                 let row = p.ids.len();
@@ -207,8 +203,9 @@ fn poisoned<T>(_: T) -> StoreError {
     StoreError::Io("index lock poisoned".into())
 }
 
-fn key_of<K: KeyDef>(k: &[u8]) -> Result<K::Owned, StoreError> {
-    K::decode(&mut &k[..]).ok_or_else(|| StoreError::Corrupt("a key in the change log".into()))
+/// A catalog key of `what` (a table, the change log), decoded.
+fn key_of<K: KeyDef>(k: &[u8], what: &str) -> Result<K::Owned, StoreError> {
+    K::decode(&mut &k[..]).ok_or_else(|| StoreError::Corrupt(format!("a key in {what}")))
 }
 
 /// What one project's part of a log entry names.
@@ -253,25 +250,25 @@ fn apply(raw: &dyn RawRead, index: &SharedIndex, change: &catalog::Change) -> Re
     let mut by_pid: HashMap<u32, Touched> = HashMap::new();
     for (table, k) in change {
         match *table {
-            t if t == PROJECTS.name => projects.push(key_of::<Str>(k)?),
+            t if t == PROJECTS.name => projects.push(key_of::<Str>(k, "the change log")?),
             t if t == ATTRS.name => {
-                let (p, a) = key_of::<(u32, u32)>(k)?;
+                let (p, a) = key_of::<(u32, u32)>(k, "the change log")?;
                 by_pid.entry(p).or_default().attrs.push(a);
             }
             t if t == STRINGS.name => {
-                let (p, s) = key_of::<(u32, u32)>(k)?;
+                let (p, s) = key_of::<(u32, u32)>(k, "the change log")?;
                 by_pid.entry(p).or_default().strings.push(s);
             }
             t if t == OBJECTS.name => {
-                let (p, o) = key_of::<(u32, u64)>(k)?;
+                let (p, o) = key_of::<(u32, u64)>(k, "the change log")?;
                 by_pid.entry(p).or_default().objects.push(o);
             }
             t if t == GROUPS.name => {
-                let (p, f) = key_of::<(u32, Str)>(k)?;
+                let (p, f) = key_of::<(u32, Str)>(k, "the change log")?;
                 by_pid.entry(p).or_default().groups.push(f);
             }
             t if t == TRIAGE.name => {
-                let (p, f) = key_of::<(u32, Str)>(k)?;
+                let (p, f) = key_of::<(u32, Str)>(k, "the change log")?;
                 by_pid.entry(p).or_default().triage.push(f);
             }
             _ => {}
