@@ -706,13 +706,48 @@ fn packs_named(pg: &Postgres) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// The `N blobs, M named by no object, K removed` of `bt coroner sweep`.
-fn sweep(data: &Path, url: &str, s3: &Seaweed, bucket: &str, grace: &str) -> (u64, u64) {
+/// The packs the catalog's blob rows refer to, each with its members: (object id, length).
+fn pack_members(pg: &Postgres) -> std::collections::BTreeMap<String, Vec<(u64, u64)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
+    let rows = psql(
+        pg,
+        "SELECT encode(k, 'hex'), convert_from(substring(v from 8), 'UTF8') FROM bt_catalog WHERE t = 'c.blobs'",
+    );
+    for row in rows.lines() {
+        let (k, r) = row.split_once('|').expect("key|reference");
+        // The key is (project u32, object u64), big-endian.
+        let id = u64::from_str_radix(&k[k.len() - 16..], 16).expect("an object id");
+        let mut parts = r.rsplitn(3, '/');
+        let len: u64 = parts.next().and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("not a pack member: {r}"));
+        let pack = parts.nth(1).expect("a pack").to_string();
+        out.entry(pack).or_default().push((id, len));
+    }
+    out
+}
+
+/// What `bt coroner sweep` said.
+#[derive(Debug)]
+struct Swept {
+    stored: u64,
+    removed: u64,
+    compacted: u64,
+    moved: u64,
+}
+
+/// Runs `bt coroner sweep`: `N blobs, M named by no object, K removed` and
+/// `C sparse packs compacted (B blobs moved; …)`.
+fn sweep_all(data: &Path, url: &str, s3: &Seaweed, bucket: &str, grace: &str) -> Swept {
     let (code, out, err) = admin_s3(data, url, s3, bucket, &["sweep", "--grace", grace]);
     assert_eq!(code, 0, "{err}");
     let n: Vec<u64> = out.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
-    assert_eq!(n.len(), 3, "{out}");
-    (n[0], n[2])
+    assert_eq!(n.len(), 5, "{out}");
+    Swept { stored: n[0], removed: n[2], compacted: n[3], moved: n[4] }
+}
+
+/// The stored and removed counts of `bt coroner sweep`.
+fn sweep(data: &Path, url: &str, s3: &Seaweed, bucket: &str, grace: &str) -> (u64, u64) {
+    let s = sweep_all(data, url, s3, bucket, grace);
+    (s.stored, s.removed)
 }
 
 #[test]
@@ -740,28 +775,62 @@ fn concurrent_submissions_share_packs_and_a_pack_goes_with_its_last_object() {
         let r = n.get(&format!("/api/get?token={token}&object={id:x}"));
         assert_eq!((r.status, &r.body), (200, body), "object {id:x} read back from its pack");
     }
-    // Half the objects go: packs that still hold one live object stay, whole.
-    morgue_delete(&d, &url, &s3, "packs", "hostname,regular-expression,[02468]$");
-    assert_eq!(wait_count(&n, &token, 48), 48);
-    let live = packs_named(&pg);
-    assert!(live.is_subset(&packs));
-    let (_, removed) = sweep(&d, &url, &s3, "packs", "0s");
-    assert_eq!(removed, (packs.len() - live.len()) as u64, "exactly the packs with no live object go");
-    for (id, body) in &acked {
-        let host = serde_json::from_slice::<serde_json::Value>(body).expect("json")["attributes"]["hostname"]
+    // Of every pack of several objects, all but its smallest go: it is sparse and is
+    // compacted. Of the packs of one, every other goes whole.
+    let members = pack_members(&pg);
+    let host_of = |id: u64| {
+        let body = &acked.iter().find(|(i, _)| *i == id).expect("an acknowledged object").1;
+        serde_json::from_slice::<serde_json::Value>(body).expect("json")["attributes"]["hostname"]
             .as_str()
-            .map(str::to_string);
-        let gone = host.as_deref().is_some_and(|h| h.ends_with(['0', '2', '4', '6', '8']));
-        let r = n.get(&format!("/api/get?token={token}&object={id:x}"));
-        if gone {
-            assert_eq!(r.status, 404, "deleted object {id:x}");
-        } else {
-            assert_eq!((r.status, &r.body), (200, body), "object {id:x} outlives its deleted pack neighbours");
+            .expect("hostname")
+            .to_string()
+    };
+    let (mut doomed, mut sparse, mut emptied) = (Vec::new(), Vec::new(), 0);
+    for (i, (pack, objects)) in members.iter().enumerate() {
+        if objects.len() > 1 {
+            let keep = objects.iter().min_by_key(|(_, len)| *len).expect("a member").0;
+            doomed.extend(objects.iter().filter(|(id, _)| *id != keep).map(|(id, _)| host_of(*id)));
+            sparse.push(pack.clone());
+        } else if i % 2 == 0 {
+            doomed.push(host_of(objects[0].0));
+            emptied += 1;
         }
     }
-    // A pack uploaded whose rows never committed (a node killed in between).
+    assert!(!sparse.is_empty(), "no pack holds two objects: {members:?}");
+    morgue_delete(&d, &url, &s3, "packs", &format!("hostname,regular-expression,^({})$", doomed.join("|")));
+    let left = 96 - doomed.len() as i64;
+    assert_eq!(wait_count(&n, &token, left), left);
     let bucket = bt::store::catalog::blobs::S3::connect(&s3.url("packs"), Some(&s3.creds)).expect("bucket");
     use bt::store::catalog::blobs::BlobStore;
+    let bytes_in = |b: &bt::store::catalog::blobs::S3| b.list("p/").expect("list").iter().map(|l| l.size).sum::<u64>();
+    let before = bytes_in(&bucket);
+    let swept = sweep_all(&d, &url, &s3, "packs", "0s");
+    assert_eq!(swept.removed, emptied, "exactly the packs with no live object go");
+    assert_eq!((swept.compacted, swept.moved), (sparse.len() as u64, sparse.len() as u64), "{swept:?}");
+    let named = packs_named(&pg);
+    assert!(sparse.iter().all(|p| !named.contains(p)), "no row names a compacted pack");
+    let check = |what: &str| {
+        for (id, body) in &acked {
+            let r = n.get(&format!("/api/get?token={token}&object={id:x}"));
+            if doomed.contains(&host_of(*id)) {
+                assert_eq!(r.status, 404, "deleted object {id:x}");
+            } else {
+                assert_eq!((r.status, &r.body), (200, body), "object {id:x} {what}");
+            }
+        }
+    };
+    check("outlives its deleted pack neighbours and is read from its new pack");
+    let (code, _, err) = admin_s3(&d, &url, &s3, "packs", &["check"]);
+    assert!(code == 0 && err.contains("store is consistent"), "after compaction: {err}");
+    // The old packs go with the next sweep; the new one is whole and stays.
+    let again = sweep_all(&d, &url, &s3, "packs", "0s");
+    assert_eq!((again.removed, again.compacted), (sparse.len() as u64, 0), "{again:?}");
+    for p in &sparse {
+        assert_eq!(bucket.get(p).expect("get"), None, "{p} is gone");
+    }
+    assert!(bytes_in(&bucket) < before, "compaction freed no space");
+    check("survives the removal of its old pack");
+    // A pack uploaded whose rows never committed (a node killed in between).
     let orphan = format!("p/{}", "0".repeat(32));
     bucket.put(&orphan, b"\x01one\x01two").expect("put orphan pack");
     assert_eq!(sweep(&d, &url, &s3, "packs", "1h").1, 0, "the grace period protects a young pack");

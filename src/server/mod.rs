@@ -846,8 +846,10 @@ pub fn serve(
             loop {
                 std::thread::sleep(SWEEP_EVERY);
                 match sweep_store.sweep_blobs(SWEEP_GRACE.as_secs() as i64) {
-                    Ok(s) if s.removed == 0 => {}
-                    Ok(s) => log_line(json!({"ts": now(), "sweep": {"blobs": s.blobs, "removed": s.removed}})),
+                    Ok(s) if s.removed == 0 && s.compacted == 0 => {}
+                    Ok(s) => log_line(json!({"ts": now(), "sweep": {
+                        "blobs": s.blobs, "removed": s.removed, "compacted": s.compacted, "moved": s.moved
+                    }})),
                     Err(e) => log_line(json!({"ts": now(), "sweep": {"error": e.to_string()}})),
                 }
             }

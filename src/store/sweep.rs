@@ -6,22 +6,39 @@
 //! Candidates are listed without a lock; each is checked again and removed inside a
 //! catalog write transaction, which holds the writers' lock. A blob is referred to
 //! when `c.blobrefs` names a row for it and that row's value is still its reference.
+//!
+//! The sweeper also compacts packs: a pack past the grace period whose live members
+//! hold at most half its bytes has them copied into a new pack, and their rows are
+//! pointed at the copies inside a write transaction, each checked again there (a row
+//! removed or moved meanwhile keeps what it names; its copy is an orphan). The old
+//! pack is then named by no row and goes with the next sweep, not this one, so that a
+//! read that resolved the old reference just before the commit still finds it.
 
 use std::ops::Bound;
 
+use super::catalog::blobs::{BlobStore, Listed};
 use super::catalog::{RawRead, blobs, packs};
 use super::{Store, StoreError};
 
-/// What one sweep found.
+/// What one sweep found and did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Sweep {
     pub blobs: u64,
     pub orphans: u64,
     pub removed: u64,
+    /// Packs whose live members were copied into new packs (they go with the next
+    /// sweep).
+    pub compacted: u64,
+    /// Blobs copied by that.
+    pub moved: u64,
 }
 
-/// Most orphans removed per write transaction (each holds the writers' lock).
+/// Most orphans removed, or rows pointed at a new pack, per write transaction (each
+/// holds the writers' lock).
 const PER_TXN: usize = 500;
+/// A pack is compacted when its live members hold at most this percentage of its
+/// bytes.
+const COMPACT_AT: u64 = 50;
 
 impl Store {
     /// Removes unreferenced blobs older than `grace_secs`. Without an external blob
@@ -31,11 +48,15 @@ impl Store {
         let mut out = Sweep::default();
         let cutoff = super::now() - grace_secs;
         let mut candidates = Vec::new();
+        let mut old_packs = Vec::new();
         for prefix in [blobs::PREFIX, packs::PREFIX] {
-            for (k, modified) in store.list(prefix)? {
+            for listed in store.list(prefix)? {
                 out.blobs += 1;
-                if modified <= cutoff {
-                    candidates.push(k);
+                if listed.modified <= cutoff {
+                    candidates.push(listed.key.clone());
+                    if prefix == packs::PREFIX {
+                        old_packs.push(listed);
+                    }
                 }
             }
         }
@@ -68,31 +89,116 @@ impl Store {
             }
             txn.commit()?;
         }
+        self.compact(store, &old_packs, &mut out)?;
         Ok(out)
     }
+
+    /// Copies the live members of sparse packs among `old` into new packs.
+    fn compact(&self, store: &dyn BlobStore, old: &[Listed], out: &mut Sweep) -> Result<(), StoreError> {
+        // Found without the lock; checked again when the rows are rewritten.
+        let mut sparse = Vec::new();
+        {
+            let read = self.db().begin_read()?;
+            for pack in old {
+                let live = live_members(read.raw(), &pack.key)?;
+                let bytes: u64 = live.iter().filter_map(|(m, _)| packs::member(m)).map(|m| m.len).sum();
+                if !live.is_empty() && bytes * 100 <= pack.size * COMPACT_AT {
+                    sparse.push((pack.key.clone(), live));
+                }
+            }
+        }
+        let mut group: Vec<Moving> = Vec::new();
+        let mut size = 0;
+        for (pack, live) in sparse {
+            // One read of the pack for all its live members.
+            let Some(bytes) = store.get(&pack)? else { continue };
+            for (member, target) in live {
+                let Some(m) = packs::member(&member) else { continue };
+                let Some(data) = usize::try_from(m.offset)
+                    .ok()
+                    .zip(usize::try_from(m.len).ok())
+                    .and_then(|(at, len)| bytes.get(at..at.checked_add(len)?))
+                else {
+                    return Err(StoreError::Corrupt(format!(
+                        "blob store: {pack} holds {} bytes, a row names {member}",
+                        bytes.len()
+                    )));
+                };
+                size += data.len();
+                group.push(Moving { from: member, target, data: data.to_vec() });
+            }
+            out.compacted += 1;
+            if size >= packs::MAX_PACK {
+                out.moved += self.move_into_pack(store, std::mem::take(&mut group), size)?;
+                size = 0;
+            }
+        }
+        if !group.is_empty() {
+            out.moved += self.move_into_pack(store, group, size)?;
+        }
+        Ok(())
+    }
+
+    /// Stores `group` as one new pack and points the rows that still name the old
+    /// members at their copies; returns how many did.
+    fn move_into_pack(&self, store: &dyn BlobStore, group: Vec<Moving>, size: usize) -> Result<u64, StoreError> {
+        let (key, bytes, keys) = packs::pack(group.iter().map(|g| g.data.as_slice()), size);
+        store.put(&key, &bytes)?;
+        let mut moved = 0;
+        let pairs: Vec<(&Moving, &String)> = group.iter().zip(&keys).collect();
+        for chunk in pairs.chunks(PER_TXN) {
+            let txn = self.db().begin_write()?;
+            for (m, new) in chunk {
+                let Some((table, row)) = row_of(txn.raw(), &m.target, &m.from)? else { continue };
+                txn.raw_insert(table, row, &blobs::reference(new))?;
+                txn.raw_remove(blobs::BLOBREFS, m.from.as_bytes())?;
+                moved += 1;
+            }
+            txn.commit()?;
+        }
+        Ok(moved)
+    }
+}
+
+/// A live pack member on its way to a new pack.
+struct Moving {
+    from: String,
+    /// Its `c.blobrefs` value: the row that names it.
+    target: Vec<u8>,
+    data: Vec<u8>,
+}
+
+/// The members of `pack` that a committed row still names, with their `c.blobrefs`
+/// values.
+fn live_members(raw: &dyn RawRead, pack: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let (lo, hi) = packs::member_range(pack);
+    let mut live = Vec::new();
+    for e in raw.range(blobs::BLOBREFS, Bound::Included(lo), Bound::Excluded(hi))? {
+        let (member, target) = e?;
+        let member = String::from_utf8_lossy(&member).into_owned();
+        if row_of(raw, &target, &member)?.is_some() {
+            live.push((member, target));
+        }
+    }
+    Ok(live)
 }
 
 /// Whether a committed row still refers to object key `k` (for a pack: to any of
 /// its members).
 fn referred(raw: &dyn RawRead, k: &str) -> Result<bool, StoreError> {
     if k.starts_with(packs::PREFIX) {
-        let (lo, hi) = packs::member_range(k);
-        for e in raw.range(blobs::BLOBREFS, Bound::Included(lo), Bound::Excluded(hi))? {
-            let (member, target) = e?;
-            if refers(raw, &target, &String::from_utf8_lossy(&member))? {
-                return Ok(true);
-            }
-        }
-        return Ok(false);
+        return Ok(!live_members(raw, k)?.is_empty());
     }
     let Some(target) = raw.get(blobs::BLOBREFS, k.as_bytes())? else { return Ok(false) };
-    refers(raw, &target, k)
+    Ok(row_of(raw, &target, k)?.is_some())
 }
 
-/// Whether the row a `c.blobrefs` value names still refers to object key `k`.
-fn refers(raw: &dyn RawRead, target: &[u8], k: &str) -> Result<bool, StoreError> {
-    let Some((table, key)) = blobs::blobref_target(target) else { return Ok(false) };
-    let Some(table) = super::schema::ALL_TABLES.iter().find(|t| **t == table) else { return Ok(false) };
+/// The (table, key) of the row a `c.blobrefs` value names, if that row still refers
+/// to object key `k`.
+fn row_of<'t>(raw: &dyn RawRead, target: &'t [u8], k: &str) -> Result<Option<(&'static str, &'t [u8])>, StoreError> {
+    let Some((table, key)) = blobs::blobref_target(target) else { return Ok(None) };
+    let Some(table) = super::schema::ALL_TABLES.iter().copied().find(|t| *t == table) else { return Ok(None) };
     // The row as stored (a reference), not resolved: read below the blob layer.
-    Ok(raw.get_stored(table, key)?.as_deref().and_then(blobs::referred) == Some(k))
+    let names = raw.get_stored(table, key)?.as_deref().and_then(blobs::referred) == Some(k);
+    Ok(names.then_some((table, key)))
 }

@@ -420,6 +420,10 @@ pub(super) fn admin(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             let grace = parse_duration(&a.grace)?;
             let s = open()?.sweep_blobs(grace as i64)?;
             println!("{} blobs, {} named by no object, {} removed", s.blobs, s.orphans, s.removed);
+            println!(
+                "{} sparse packs compacted ({} blobs moved; the old packs go with the next sweep)",
+                s.compacted, s.moved
+            );
         }
         AdminCmd::Migrate(a) => {
             if backend.catalog.is_none() {

@@ -37,9 +37,18 @@ pub trait BlobStore: Send + Sync {
     /// object is missing.
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Keys under a prefix, in order, with their last-modified time (Unix seconds).
-    fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Objects under a prefix, in key order.
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError>;
     fn describe(&self) -> String;
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    pub key: String,
+    /// Last modified, Unix seconds (0 if the server did not say).
+    pub modified: i64,
+    pub size: u64,
 }
 
 /// An S3 bucket, requests signed with SigV4 (rusty-s3) and sent with ureq.
@@ -266,7 +275,7 @@ impl BlobStore for S3 {
         }
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -285,9 +294,10 @@ impl BlobStore for S3 {
                 r.body_mut().with_config().limit(64 << 20).read_to_string().map_err(|e| unavailable("listing", e))?;
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
                 .map_err(|e| StoreError::Io(format!("blob store: listing: {e}")))?;
-            out.extend(page.contents.into_iter().map(|c| {
-                let t = c.last_modified.as_deref().map(s3_time).unwrap_or(0);
-                (c.key, t)
+            out.extend(page.contents.into_iter().map(|c| Listed {
+                modified: c.last_modified.as_deref().map(s3_time).unwrap_or(0),
+                size: c.size.unwrap_or(0),
+                key: c.key,
             }));
             match page.next_continuation_token {
                 Some(t) if !t.is_empty() => token = Some(t),

@@ -8,12 +8,13 @@
 //! (up to [`MAX_PACK`] bytes) and writes it; the others wait for their pack. Alone,
 //! a submission is a pack of one, at the cost of one PUT as before.
 //!
-//! A pack is never rewritten. Removing an object drops its reference only; a pack is
-//! removed by the sweeper once no committed row refers to any of its blobs and it is
-//! older than the grace period (which also covers a pack whose rows are still on
-//! their way to the writer). Bytes of removed objects whose pack still holds live
-//! ones stay until their neighbours go; retention removes objects by age, and the
-//! blobs of one pack arrived together.
+//! A pack is never written again. Removing an object drops its reference only; a pack
+//! is removed by the sweeper once no committed row refers to any of its blobs and it
+//! is older than the grace period (which also covers a pack whose rows are still on
+//! their way to the writer). A pack past the grace period whose live blobs hold at
+//! most half its bytes is compacted by the sweeper: they are copied into a new pack
+//! and their rows repointed (`src/store/sweep.rs`), and the old pack goes with a later
+//! sweep.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -28,7 +29,7 @@ use crate::store::StoreError;
 /// with one node, 1,243/s against 1,064/s with two.
 const IN_FLIGHT: usize = 1;
 /// Largest pack (the blobs waiting beyond it go in the next one).
-const MAX_PACK: usize = 8 << 20;
+pub const MAX_PACK: usize = 8 << 20;
 /// Blobs from this size on are stored alone (`b/UUID`), not packed.
 pub const ALONE: usize = 1 << 20;
 /// The prefix of pack keys.
@@ -143,28 +144,34 @@ fn take_batch(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
     waiting.drain(..n).collect()
 }
 
+/// A new pack of `parts`, end to end: its key, its bytes and each part's member key.
+pub fn pack<'a>(parts: impl IntoIterator<Item = &'a [u8]>, size: usize) -> (String, Vec<u8>, Vec<String>) {
+    let pack = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
+    let mut bytes = Vec::with_capacity(size);
+    let keys = parts
+        .into_iter()
+        .map(|p| {
+            let k = format!("{pack}/{}/{}", bytes.len(), p.len());
+            bytes.extend_from_slice(p);
+            k
+        })
+        .collect();
+    (pack, bytes, keys)
+}
+
 /// Writes one pack; every submission of the batch gets its keys or the same error.
 fn write_pack(blobs: &dyn BlobStore, batch: Vec<Waiting>) -> Vec<(u64, Result<Vec<String>, String>)> {
-    let pack = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
-    let mut bytes = Vec::with_capacity(batch.iter().flat_map(|w| &w.parts).map(Vec::len).sum());
-    let mut keys = Vec::with_capacity(batch.len());
-    for w in &batch {
-        let ks = w
-            .parts
-            .iter()
-            .map(|p| {
-                let k = format!("{pack}/{}/{}", bytes.len(), p.len());
-                bytes.extend_from_slice(p);
-                k
-            })
-            .collect::<Vec<_>>();
-        keys.push((w.ticket, ks));
+    let size = batch.iter().flat_map(|w| &w.parts).map(Vec::len).sum();
+    let (pack, bytes, mut keys) = pack(batch.iter().flat_map(|w| &w.parts).map(Vec::as_slice), size);
+    let mut each = Vec::with_capacity(batch.len());
+    for w in batch.iter().rev() {
+        each.push((w.ticket, keys.split_off(keys.len() - w.parts.len())));
     }
     match blobs.put(&pack, &bytes) {
-        Ok(()) => keys.into_iter().map(|(t, ks)| (t, Ok(ks))).collect(),
+        Ok(()) => each.into_iter().map(|(t, ks)| (t, Ok(ks))).collect(),
         Err(e) => {
             let why = e.to_string();
-            keys.into_iter().map(|(t, _)| (t, Err(why.clone()))).collect()
+            each.into_iter().map(|(t, _)| (t, Err(why.clone()))).collect()
         }
     }
 }
@@ -214,8 +221,12 @@ mod tests {
             self.objects.lock().unwrap().remove(key);
             Ok(())
         }
-        fn list(&self, _: &str) -> Result<Vec<(String, i64)>, StoreError> {
-            Ok(self.objects.lock().unwrap().keys().map(|k| (k.clone(), 0)).collect())
+        fn list(&self, _: &str) -> Result<Vec<super::super::blobs::Listed>, StoreError> {
+            let objects = self.objects.lock().unwrap();
+            Ok(objects
+                .iter()
+                .map(|(k, v)| super::super::blobs::Listed { key: k.clone(), modified: 0, size: v.len() as u64 })
+                .collect())
         }
         fn describe(&self) -> String {
             "memory".into()
