@@ -215,11 +215,13 @@ fn revocation_lists(dir: &Path) {
 }
 
 /// The client's key encrypted (`sslpassword`): as PKCS#8 (`client-pkcs8.key`) and in
-/// OpenSSL's legacy PEM encryption (`client-legacy.key`), passphrase `s3cret&more`.
+/// OpenSSL's legacy PEM encryption (`client-legacy.key` AES-256, `client-des3.key`
+/// DES-EDE3), passphrase `s3cret&more`.
 fn encrypted_keys(dir: &Path) {
     let (pass, key) = ("pass:s3cret&more", "client.key");
     openssl(dir, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", key, "-out", "client-pkcs8.key", "-passout", pass]);
     openssl(dir, &["rsa", "-aes256", "-traditional", "-in", key, "-out", "client-legacy.key", "-passout", pass]);
+    openssl(dir, &["rsa", "-des3", "-traditional", "-in", key, "-out", "client-des3.key", "-passout", pass]);
 }
 
 impl Drop for Postgres {
@@ -1029,12 +1031,14 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
         let key = pg.dir.join(file).display().to_string();
         at_certdb(&format!("sslmode=verify-full&sslrootcert={ca}&sslcert={cert}&sslkey={key}{password}"))
     };
-    let (code, out, err) = admin(
-        &scratch("tls-cert"),
-        &["--catalog", &enc("client-pkcs8.key", "&sslpassword=s3cret%26more"), "project", "list"],
-        None,
-    );
-    assert!(code == 0 && out.contains('q'), "an encrypted client key: {code} {out} {err}");
+    for file in ["client-pkcs8.key", "client-legacy.key", "client-des3.key"] {
+        let (code, out, err) = admin(
+            &scratch("tls-cert"),
+            &["--catalog", &enc(file, "&sslpassword=s3cret%26more"), "project", "list"],
+            None,
+        );
+        assert!(code == 0 && out.contains('q'), "the encrypted client key {file}: {code} {out} {err}");
+    }
     let refused = [
         (at_certdb(&format!("sslmode=verify-full&sslrootcert={ca}")), "certificate"),
         (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={other}")), "certificate"),
@@ -1053,7 +1057,8 @@ fn the_catalog_is_reached_over_tls_as_libpq_does() {
         (at("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}&sslcrldir=/nonexistent")), "sslcrldir"),
         (enc("client-pkcs8.key", ""), "give its passphrase as sslpassword"),
         (enc("client-pkcs8.key", "&sslpassword=wrong"), "cannot decrypt it with sslpassword"),
-        (enc("client-legacy.key", "&sslpassword=s3cret%26more"), "openssl pkcs8 -topk8"),
+        (enc("client-legacy.key", ""), "give its passphrase as sslpassword"),
+        (enc("client-des3.key", "&sslpassword=wrong"), "cannot decrypt it with sslpassword"),
     ];
     for (url, why) in refused {
         let (code, _, err) = admin(&data, &["--catalog", &url, "project", "list"], None);

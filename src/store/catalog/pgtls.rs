@@ -9,8 +9,9 @@
 //! directory's files: OpenSSL's hashed directory, or any files) make a revoked
 //! certificate fail the check, as libpq asks OpenSSL to: every certificate of the chain
 //! below the root, and one whose issuer has no list fails too. `sslpassword` opens an
-//! encrypted client key (PKCS#8, `-----BEGIN ENCRYPTED PRIVATE KEY-----`; OpenSSL's
-//! older `Proc-Type: 4,ENCRYPTED` keys are refused with how to convert them).
+//! encrypted client key: PKCS#8 (`-----BEGIN ENCRYPTED PRIVATE KEY-----`), or an RSA or
+//! EC key in OpenSSL's legacy PEM encryption (`Proc-Type: 4,ENCRYPTED` with AES-CBC or
+//! DES-EDE3-CBC, the key derived by EVP_BytesToKey with MD5, as libpq reads).
 //! tokio-postgres itself knows only `disable`/`prefer`/`require`: the two parameters
 //! are taken out of the URL here and the rest is its own.
 
@@ -247,11 +248,101 @@ mod with_tls {
             return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
         }
         if text.windows(b"Proc-Type: 4,ENCRYPTED".len()).any(|w| w == b"Proc-Type: 4,ENCRYPTED") {
-            return Err(bad("encrypted in OpenSSL's legacy format, which bt does not read: convert it with \
-                 `openssl pkcs8 -topk8 -v2 aes-256-cbc -in KEY -out NEW`"
-                .into()));
+            let password =
+                password.ok_or_else(|| bad("the key is encrypted: give its passphrase as sslpassword".into()))?;
+            return legacy_key(&String::from_utf8_lossy(&text), password.0.as_bytes()).map_err(bad);
         }
         PrivateKeyDer::from_pem_slice(&text).map_err(|e| bad(e.to_string()))
+    }
+
+    /// An RSA or EC key in OpenSSL's legacy PEM encryption: `Proc-Type: 4,ENCRYPTED`,
+    /// `DEK-Info: CIPHER,IV`, the key from the passphrase by EVP_BytesToKey (MD5, one
+    /// round, the IV's first 8 bytes as salt), CBC with PKCS#7 padding.
+    pub(super) fn legacy_key(text: &str, password: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+        use base64::Engine as _;
+        use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+        let mut lines = text.lines().map(str::trim).skip_while(|l| !l.starts_with("-----BEGIN "));
+        let begin = lines.next().ok_or("no PEM key")?;
+        let kind = begin
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix(" PRIVATE KEY-----"))
+            .ok_or_else(|| format!("{begin:?} is not a private key"))?
+            .to_string();
+        let mut dek = None;
+        let mut body = String::new();
+        let mut headers = true;
+        for line in lines {
+            if line.starts_with("-----END ") {
+                break;
+            }
+            if headers {
+                if line.is_empty() {
+                    headers = false;
+                } else if let Some(v) = line.strip_prefix("DEK-Info:") {
+                    dek = Some(v.trim().to_string());
+                }
+                continue;
+            }
+            body.push_str(line);
+        }
+        let dek = dek.ok_or("an encrypted key without its DEK-Info line")?;
+        let (cipher, iv) = dek.split_once(',').ok_or("a DEK-Info line without its IV")?;
+        let iv = (0..iv.len() / 2)
+            .map(|i| iv.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .filter(|iv| iv.len() >= 8)
+            .ok_or("a DEK-Info IV that is not hexadecimal")?;
+        let data = base64::engine::general_purpose::STANDARD.decode(&body).map_err(|e| format!("its base64: {e}"))?;
+        let key_len = match cipher {
+            "AES-128-CBC" => 16,
+            "AES-192-CBC" => 24,
+            "AES-256-CBC" => 32,
+            "DES-EDE3-CBC" => 24,
+            other => return Err(format!("encrypted with {other}, which bt does not read (AES-CBC or DES-EDE3-CBC)")),
+        };
+        let key = bytes_to_key(password, &iv[..8], key_len);
+        let wrong = || "cannot decrypt it with sslpassword (wrong passphrase?)".to_string();
+        let sizes = |_| "a DEK-Info IV of the wrong length".to_string();
+        let plain = match cipher {
+            "AES-128-CBC" => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key, &iv)
+                .map_err(sizes)?
+                .decrypt_padded_vec_mut::<Pkcs7>(&data),
+            "AES-192-CBC" => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key, &iv)
+                .map_err(sizes)?
+                .decrypt_padded_vec_mut::<Pkcs7>(&data),
+            "AES-256-CBC" => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
+                .map_err(sizes)?
+                .decrypt_padded_vec_mut::<Pkcs7>(&data),
+            _ => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
+                .map_err(sizes)?
+                .decrypt_padded_vec_mut::<Pkcs7>(&data),
+        }
+        .map_err(|_| wrong())?;
+        // The right passphrase gives one DER SEQUENCE; a wrong one that happens to end
+        // in valid padding does not.
+        pkcs8::der::Document::try_from(plain.as_slice()).map_err(|_| wrong())?;
+        match kind.as_str() {
+            "RSA" => Ok(PrivateKeyDer::Pkcs1(plain.into())),
+            "EC" => Ok(PrivateKeyDer::Sec1(plain.into())),
+            other => Err(format!("an encrypted {other} key, which TLS here cannot use (RSA or EC)")),
+        }
+    }
+
+    /// OpenSSL's EVP_BytesToKey with MD5 and one round: D_i = MD5(D_{i-1} ‖ pass ‖ salt).
+    pub(super) fn bytes_to_key(password: &[u8], salt: &[u8], len: usize) -> Vec<u8> {
+        use md5::Digest as _;
+        let mut key = Vec::with_capacity(len + 16);
+        let mut last: Vec<u8> = Vec::new();
+        while key.len() < len {
+            let mut h = md5::Md5::new();
+            h.update(&last);
+            h.update(password);
+            h.update(salt);
+            last = h.finalize().to_vec();
+            key.extend_from_slice(&last);
+        }
+        key.truncate(len);
+        key
     }
 
     /// The certificate check `verify-ca` and `prefer`/`require` ask for: the WebPKI
@@ -356,5 +447,91 @@ mod tests {
             "postgres://bt@db/bt?sslmode=disable"
         );
         assert!(split("postgres://bt@db/bt?sslmode=sometimes").is_err());
+    }
+
+    /// Against `openssl enc -aes-256-cbc -P -md md5 -S 0102030405060708 -pass
+    /// 'pass:s3cret&more'` and the same with `-des-ede3-cbc`.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn legacy_keys_are_derived_as_openssl_does() {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+        let salt = [1, 2, 3, 4, 5, 6, 7, 8];
+        let k = with_tls::bytes_to_key(b"s3cret&more", &salt, 48);
+        assert_eq!(hex(&k[..32]), "90EB9DFC918C86670CAA851570962970AB0C19C12C1B3ED5869A122FB4710D96");
+        assert_eq!(hex(&k[32..]), "93CA15AB2303348ABEC3319D667C2725", "the IV openssl derives next");
+        assert_eq!(hex(&with_tls::bytes_to_key(b"s3cret&more", &salt, 24)), hex(&k[..24]));
+        let broken = [
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END RSA PRIVATE KEY-----",
+                "DEK-Info",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,XYZ\n\nAAAA\n",
+                "hexadecimal",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: RC2-CBC,0102030405060708\n\nAAAA\n",
+                "RC2-CBC",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0102030405060708\n\nAAAAAAAAAAAAAAAAAAAAAA==\n",
+                "IV",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0102030405060708090A0B0C0D0E0F10\n\nAAAAAAAAAAAAAAAAAAAAAA==\n",
+                "passphrase",
+            ),
+            ("Proc-Type: 4,ENCRYPTED", "no PEM key"),
+        ];
+        for (text, says) in broken {
+            let e = with_tls::legacy_key(text, b"pw").expect_err(text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    /// Keys that OpenSSL encrypted in its legacy format decrypt to the DER that OpenSSL
+    /// itself decrypts them to (RSA as PKCS#1, EC as SEC1), for every cipher read.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn legacy_keys_decrypt_as_openssl_decrypts_them() {
+        use rustls::pki_types::PrivateKeyDer;
+        let dir = std::env::temp_dir().join(format!("bt-legacy-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&["genrsa", "-out", "rsa.pem", "2048"]);
+        openssl(&["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "ec.pem"]);
+        for (tool, plain) in [("rsa", "rsa.pem"), ("ec", "ec.pem")] {
+            let der = format!("{tool}.der");
+            // OpenSSL 3 writes PKCS#8 unless told otherwise; the legacy format is PKCS#1.
+            let mut args = vec![tool, "-in", plain, "-outform", "DER", "-out", &der];
+            if tool == "rsa" {
+                args.push("-traditional");
+            }
+            openssl(&args);
+            let want = std::fs::read(dir.join(&der)).expect("der");
+            // Single DES is not offered: OpenSSL 3 writes it only with its legacy provider.
+            for cipher in ["-aes128", "-aes192", "-aes256", "-des3"] {
+                let enc = format!("{tool}{cipher}.pem");
+                let mut args = vec![tool, "-in", plain, cipher, "-passout", "pass:s3cret&more", "-out", &enc];
+                if tool == "rsa" {
+                    args.push("-traditional");
+                }
+                openssl(&args);
+                let text = std::fs::read_to_string(dir.join(&enc)).expect("key");
+                assert!(text.contains("Proc-Type: 4,ENCRYPTED"), "{enc} is not in the legacy format");
+                let got = with_tls::legacy_key(&text, b"s3cret&more").unwrap_or_else(|e| panic!("{enc}: {e}"));
+                match (tool, got) {
+                    ("rsa", PrivateKeyDer::Pkcs1(k)) => assert!(k.secret_pkcs1_der() == want, "{enc}"),
+                    ("ec", PrivateKeyDer::Sec1(k)) => assert!(k.secret_sec1_der() == want, "{enc}"),
+                    (_, other) => panic!("{enc}: {other:?}"),
+                }
+                let e = with_tls::legacy_key(&text, b"wrong").expect_err("a wrong passphrase");
+                assert!(e.contains("cannot decrypt"), "{enc}: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
