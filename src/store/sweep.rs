@@ -16,7 +16,7 @@
 
 use std::ops::Bound;
 
-use super::catalog::blobs::{BlobStore, Listed};
+use super::catalog::blobs::BlobStore;
 use super::catalog::{RawRead, blobs, packs};
 use super::{Store, StoreError};
 
@@ -48,23 +48,31 @@ impl Store {
         let mut out = Sweep::default();
         let cutoff = super::now() - grace_secs;
         let mut candidates = Vec::new();
-        let mut old_packs = Vec::new();
         for prefix in [blobs::PREFIX, packs::PREFIX] {
             for listed in store.list(prefix)? {
                 out.blobs += 1;
                 if listed.modified <= cutoff {
-                    candidates.push(listed.key.clone());
-                    if prefix == packs::PREFIX {
-                        old_packs.push(listed);
-                    }
+                    candidates.push(listed);
                 }
             }
         }
+        // Sparse packs are found on the way (checked again when their rows are
+        // rewritten).
+        let mut sparse = Vec::new();
         for chunk in candidates.chunks(PER_TXN) {
             let txn = self.db().begin_write()?;
             let mut gone = Vec::new();
-            for k in chunk {
-                if !referred(txn.raw(), k)? {
+            for listed in chunk {
+                let k = &listed.key;
+                if k.starts_with(packs::PREFIX) {
+                    let live = live_members(txn.raw(), k)?;
+                    let bytes: u64 = live.iter().filter_map(|(m, _)| packs::member(m)).map(|m| m.len).sum();
+                    if live.is_empty() {
+                        gone.push(k);
+                    } else if bytes * 100 <= listed.size * COMPACT_AT {
+                        sparse.push((k.clone(), live));
+                    }
+                } else if !blob_referred(txn.raw(), k)? {
                     gone.push(k);
                 }
             }
@@ -89,24 +97,18 @@ impl Store {
             }
             txn.commit()?;
         }
-        self.compact(store, &old_packs, &mut out)?;
+        self.compact(store, sparse, &mut out)?;
         Ok(out)
     }
 
-    /// Copies the live members of sparse packs among `old` into new packs.
-    fn compact(&self, store: &dyn BlobStore, old: &[Listed], out: &mut Sweep) -> Result<(), StoreError> {
-        // Found without the lock; checked again when the rows are rewritten.
-        let mut sparse = Vec::new();
-        {
-            let read = self.db().begin_read()?;
-            for pack in old {
-                let live = live_members(read.raw(), &pack.key)?;
-                let bytes: u64 = live.iter().filter_map(|(m, _)| packs::member(m)).map(|m| m.len).sum();
-                if !live.is_empty() && bytes * 100 <= pack.size * COMPACT_AT {
-                    sparse.push((pack.key.clone(), live));
-                }
-            }
-        }
+    /// Copies the live members of `sparse` packs (with their `c.blobrefs` values) into
+    /// new packs.
+    fn compact(
+        &self,
+        store: &dyn BlobStore,
+        sparse: Vec<(String, Vec<(String, Vec<u8>)>)>,
+        out: &mut Sweep,
+    ) -> Result<(), StoreError> {
         let mut group: Vec<Moving> = Vec::new();
         let mut size = 0;
         for (pack, live) in sparse {
@@ -183,12 +185,8 @@ fn live_members(raw: &dyn RawRead, pack: &str) -> Result<Vec<(String, Vec<u8>)>,
     Ok(live)
 }
 
-/// Whether a committed row still refers to object key `k` (for a pack: to any of
-/// its members).
-fn referred(raw: &dyn RawRead, k: &str) -> Result<bool, StoreError> {
-    if k.starts_with(packs::PREFIX) {
-        return Ok(!live_members(raw, k)?.is_empty());
-    }
+/// Whether a committed row still refers to the blob stored alone under `k`.
+fn blob_referred(raw: &dyn RawRead, k: &str) -> Result<bool, StoreError> {
     let Some(target) = raw.get(blobs::BLOBREFS, k.as_bytes())? else { return Ok(false) };
     Ok(row_of(raw, &target, k)?.is_some())
 }
