@@ -9,6 +9,10 @@ use gimli::{AttributeValue, Reader as _, UnitRef};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The hasher of the tracer's type caches: keys are DIE offsets and addresses, looked
+/// up for every value rendered; SipHash showed in profiles of 1,000-thread traces.
+type Fast = foldhash::fast::RandomState;
+
 /// Offset of a type DIE inside its unit.
 pub(crate) type TypeRef = usize;
 
@@ -104,9 +108,33 @@ pub(crate) enum Ty {
 /// The types of one unit seen so far.
 #[derive(Default)]
 pub(crate) struct UnitTypes {
-    types: HashMap<TypeRef, Arc<Ty>>,
-    names: HashMap<TypeRef, String>,
+    types: HashMap<TypeRef, Arc<Ty>, Fast>,
+    names: HashMap<TypeRef, String, Fast>,
+    /// What this worker already took from one type table.
+    local: Local,
     pub lang: Option<Lang>,
+}
+
+/// A worker's copies from one [`TypeTable`] (its [`TypeTable::id`]): ids (which never
+/// change) and converted types (which change only when a deferred table is named,
+/// after the last rendering with it), so that rendering does not take the shared
+/// table's lock for each. A cache of parsed types outlives a table (each trace has
+/// its own): another table's id empties it.
+#[derive(Default)]
+struct Local {
+    table: u64,
+    ids: HashMap<TypeRef, snap::TypeId, Fast>,
+    /// A map, not a vector by id: a unit sees few of a table's many ids.
+    types: HashMap<snap::TypeId, Arc<snap::Type>, Fast>,
+}
+
+impl Local {
+    fn of(&mut self, table: u64) -> &mut Local {
+        if self.table != table {
+            *self = Local { table, ..Default::default() };
+        }
+        self
+    }
 }
 
 /// Per-unit type caches, keyed by unit header offset.
@@ -548,8 +576,9 @@ impl UnitTypes {
 /// variables: a DWARF type gets its `TypeId` when something refers to it, and its
 /// content when rendering first asks for it (so the table holds what rendering used
 /// plus the ids it saw). Also caches the symbol names rendering asked for.
-#[derive(Default)]
 pub struct TypeTable {
+    /// Unique in the process (never 0): which table a unit's cached ids belong to.
+    id: u64,
     /// Read far more often than written (every type a rendering looks at): a read
     /// lock lets the threads capturing variables in parallel share it.
     inner: std::sync::RwLock<TableInner>,
@@ -559,15 +588,26 @@ pub struct TypeTable {
     deferred: bool,
 }
 
+impl Default for TypeTable {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        TypeTable {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            inner: Default::default(),
+            deferred: false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct TableInner {
     /// None: referenced, not converted yet.
     types: Vec<Option<Arc<snap::Type>>>,
     /// (module index, unit offset, DIE offset) of each id, and the way back.
     origin: Vec<(usize, usize, TypeRef)>,
-    ids: HashMap<(usize, usize, TypeRef), snap::TypeId>,
+    ids: HashMap<(usize, usize, TypeRef), snap::TypeId, Fast>,
     /// (address, code?) → name, hits and misses.
-    symbols: HashMap<(u64, bool), Option<String>>,
+    symbols: HashMap<(u64, bool), Option<String>, Fast>,
 }
 
 use crate::snapshot as snap;
@@ -679,8 +719,15 @@ impl DwarfTypes<'_> {
         self.unit.unit.header.offset().0
     }
 
-    pub(crate) fn intern(&self, off: Option<TypeRef>) -> Option<snap::TypeId> {
-        off.map(|o| self.table.intern(self.module, self.unit_key(), o))
+    pub(crate) fn intern(&mut self, off: Option<TypeRef>) -> Option<snap::TypeId> {
+        let o = off?;
+        let local = self.types.local.of(self.table.id);
+        if let Some(id) = local.ids.get(&o) {
+            return Some(*id);
+        }
+        let id = self.table.intern(self.module, self.unit_key(), o);
+        self.types.local.ids.insert(o, id);
+        Some(id)
     }
 
     pub(crate) fn lang(&mut self) -> snap::Lang {
@@ -692,7 +739,7 @@ impl DwarfTypes<'_> {
         }
     }
 
-    fn member(&self, m: &Member) -> snap::Member {
+    fn member(&mut self, m: &Member) -> snap::Member {
         snap::Member { name: m.name.clone(), type_id: self.intern(m.ty), offset: m.offset, bits: m.bits, base: m.base }
     }
 
@@ -756,12 +803,26 @@ fn encoding_of(e: gimli::DwAte) -> snap::Encoding {
     }
 }
 
+impl DwarfTypes<'_> {
+    /// `ty`, the table's type `id`, remembered by this worker.
+    fn keep(&mut self, id: snap::TypeId, ty: Arc<snap::Type>) -> Arc<snap::Type> {
+        self.types.local.of(self.table.id).types.insert(id, ty.clone());
+        ty
+    }
+}
+
 impl crate::snapshot::values::TypeSource for DwarfTypes<'_> {
     fn get(&mut self, id: snap::TypeId) -> Option<Arc<snap::Type>> {
+        let local = self.types.local.of(self.table.id);
+        if let Some(ty) = local.types.get(&id) {
+            return Some(ty.clone());
+        }
         let (module, unit, off) = {
             let t = self.table.read();
             if let Some(Some(ty)) = t.types.get(id as usize) {
-                return Some(ty.clone());
+                let ty = ty.clone();
+                drop(t);
+                return Some(self.keep(id, ty));
             }
             *t.origin.get(id as usize)?
         };
@@ -770,8 +831,11 @@ impl crate::snapshot::values::TypeSource for DwarfTypes<'_> {
             return None;
         }
         let ty = Arc::new(self.convert(off));
-        let mut t = self.table.lock();
-        let slot = t.types.get_mut(id as usize)?;
-        Some(slot.get_or_insert(ty).clone())
+        let ty = {
+            let mut t = self.table.lock();
+            let slot = t.types.get_mut(id as usize)?;
+            slot.get_or_insert(ty).clone()
+        };
+        Some(self.keep(id, ty))
     }
 }
