@@ -30,6 +30,8 @@ pub(crate) struct Recorder<'a> {
     /// Sharded by reading thread, so that threads capturing variables in parallel do
     /// not queue on one lock.
     reads: Vec<Mutex<Vec<(u64, u64)>>>,
+    /// What [`Recorder::coalesced`] merged so far.
+    merged: Mutex<Vec<(u64, u64)>>,
 }
 
 const SHARDS: usize = 16;
@@ -46,17 +48,22 @@ fn shard() -> usize {
 
 impl<'a> Recorder<'a> {
     pub(crate) fn new(inner: &'a dyn Memory, modules: Option<&'a crate::symbols::ModuleSet>) -> Self {
-        Recorder { inner, modules, reads: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect() }
+        Recorder {
+            inner,
+            modules,
+            reads: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            merged: Mutex::new(Vec::new()),
+        }
     }
 
     /// Copies of every range read so far, coalesced: what rendering the variables
     /// again needs, whatever the budget keeps (for rendering after a live target is
     /// released).
     pub(crate) fn copy_reads(&self) -> Vec<MemoryRegion> {
-        let reads: Vec<(u64, u64)> =
-            self.reads.iter().flat_map(|m| m.lock().map(|r| r.clone()).unwrap_or_default()).collect();
-        coalesce(reads)
-            .into_iter()
+        let merged = self.coalesced();
+        merged
+            .iter()
+            .copied()
             .filter_map(|(a, e)| {
                 let mut buf = vec![0u8; (e - a) as usize];
                 let n = self.read_unrecorded(a, &mut buf);
@@ -78,9 +85,7 @@ impl<'a> Recorder<'a> {
                 wanted.push((lo, hi, format!("stack {tid}")));
             }
         }
-        let reads: Vec<(u64, u64)> =
-            self.reads.iter().flat_map(|m| m.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()).collect();
-        let merged = coalesce(reads);
+        let merged = self.coalesced();
         // Objects already inside a kept stack are not kept twice.
         let mut stacks: Vec<(u64, u64)> = wanted.iter().map(|(lo, hi, _)| (*lo, *hi)).collect();
         stacks.sort_unstable();
@@ -116,12 +121,11 @@ impl<'a> Recorder<'a> {
     }
 }
 
-/// (address, length) reads → sorted, merged [start, end) ranges.
-fn coalesce(mut reads: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    reads.sort_unstable();
+/// [start, end) ranges → sorted, merged.
+fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
     let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (a, n) in reads {
-        let end = a.saturating_add(n);
+    for (a, end) in ranges {
         match merged.last_mut() {
             Some(last) if a <= last.1 => last.1 = last.1.max(end),
             _ => merged.push((a, end)),
@@ -131,6 +135,21 @@ fn coalesce(mut reads: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 }
 
 impl Recorder<'_> {
+    /// Every range read so far, sorted and merged; remembered, so that copying the
+    /// reads and keeping them sort them once (hundreds of thousands of reads on a
+    /// process of 1,000 threads). Reads made after the first call are merged in.
+    fn coalesced(&self) -> Vec<(u64, u64)> {
+        let mut done = self.merged.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh: Vec<(u64, u64)> =
+            self.reads.iter().flat_map(|m| m.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()).collect();
+        if !fresh.is_empty() {
+            let mut all = std::mem::take(&mut *done);
+            all.extend(fresh.into_iter().map(|(a, n)| (a, a.saturating_add(n))));
+            *done = merge(all);
+        }
+        done.clone()
+    }
+
     fn read_unrecorded(&self, addr: u64, buf: &mut [u8]) -> usize {
         let mut n = self.inner.read(addr, buf);
         if n < buf.len()
