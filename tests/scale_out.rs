@@ -830,7 +830,14 @@ fn concurrent_submissions_share_packs_and_a_pack_goes_with_its_last_object() {
     for p in &sparse {
         assert_eq!(bucket.get(p).expect("get"), None, "{p} is gone");
     }
-    assert!(bytes_in(&bucket) < before, "compaction freed no space");
+    let after = bytes_in(&bucket);
+    eprintln!(
+        "compaction: {} sparse packs, {} packs emptied; packed bytes {before} -> {after} ({:.0} % freed)",
+        sparse.len(),
+        emptied,
+        100.0 * (before - after.min(before)) as f64 / before.max(1) as f64
+    );
+    assert!(after < before, "compaction freed no space");
     check("survives the removal of its old pack");
     // A pack uploaded whose rows never committed (a node killed in between).
     let orphan = format!("p/{}", "0".repeat(32));
