@@ -852,6 +852,92 @@ fn concurrent_submissions_share_packs_and_a_pack_goes_with_its_last_object() {
     assert_eq!(sweep(&d, &url, &s3, "packs", "0s"), (0, 0), "every pack is gone with its last object");
 }
 
+/// A row that names bytes past the end of its pack (a damaged catalog) leaves that
+/// pack as it is; the sweep still succeeds and compacts the other sparse packs.
+#[test]
+fn a_pack_a_row_misnames_is_left_and_the_others_are_compacted() {
+    let (pg, s3, url, d, token) = project_on_s3("packs-bad", "packsbad");
+    let n = node_s3(&d, &url, &s3, "packsbad");
+    let acked: Vec<(u64, Vec<u8>)> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..8u64)
+            .map(|c| {
+                let (n, token) = (&n, &token);
+                sc.spawn(move || (0..8).map(|i| submit(n, token, c * 8 + i).expect("acknowledged")).collect::<Vec<_>>())
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("client")).collect()
+    });
+    assert_eq!(wait_count(&n, &token, 64), 64);
+    let host_of = |id: u64| {
+        let body = &acked.iter().find(|(i, _)| *i == id).expect("an acknowledged object").1;
+        serde_json::from_slice::<serde_json::Value>(body).expect("json")["attributes"]["hostname"]
+            .as_str()
+            .expect("hostname")
+            .to_string()
+    };
+    // Every pack of several objects keeps its smallest one only: all are sparse.
+    let members = pack_members(&pg);
+    let mut doomed = Vec::new();
+    let mut sparse = Vec::new();
+    for (pack, objects) in &members {
+        if objects.len() > 1 {
+            let keep = objects.iter().min_by_key(|(_, len)| *len).expect("a member").0;
+            doomed.extend(objects.iter().filter(|(id, _)| *id != keep).map(|(id, _)| host_of(*id)));
+            sparse.push((pack.clone(), keep));
+        }
+    }
+    assert!(sparse.len() >= 2, "fewer than two packs of several objects: {members:?}");
+    morgue_delete(&d, &url, &s3, "packsbad", &format!("hostname,regular-expression,^({})$", doomed.join("|")));
+    let left = 64 - doomed.len() as i64;
+    assert_eq!(wait_count(&n, &token, left), left);
+    // The first sparse pack's live row now names bytes past the pack's end.
+    let (bad_pack, bad_id) = &sparse[0];
+    let old = psql(
+        &pg,
+        &format!(
+            "SELECT convert_from(substring(v from 8), 'UTF8') FROM bt_catalog WHERE t = 'c.blobs' AND substring(k from 5) = decode('{bad_id:016x}', 'hex')"
+        ),
+    );
+    assert!(old.starts_with(bad_pack.as_str()), "{old} is not in {bad_pack}");
+    let offset = old.rsplitn(3, '/').nth(1).expect("an offset");
+    let wrong = format!("{bad_pack}/{offset}/999999");
+    psql(
+        &pg,
+        &format!(
+            "UPDATE bt_catalog SET v = decode('00', 'hex') || convert_to('btref:{wrong}', 'UTF8') \
+             WHERE t = 'c.blobs' AND substring(k from 5) = decode('{bad_id:016x}', 'hex')"
+        ),
+    );
+    psql(
+        &pg,
+        &format!(
+            "INSERT INTO bt_catalog (t, k, v) SELECT t, convert_to('{wrong}', 'UTF8'), v FROM bt_catalog \
+             WHERE t = 'c.blobrefs' AND k = convert_to('{old}', 'UTF8')"
+        ),
+    );
+    let swept = sweep_all(&d, &url, &s3, "packsbad", "0s");
+    assert_eq!(
+        (swept.compacted, swept.moved),
+        (sparse.len() as u64 - 1, sparse.len() as u64 - 1),
+        "every sparse pack but the misnamed one: {swept:?}"
+    );
+    let named = packs_named(&pg);
+    assert!(named.contains(bad_pack), "the misnamed pack is still named");
+    assert!(sparse[1..].iter().all(|(p, _)| !named.contains(p)), "the other sparse packs were compacted");
+    // The damaged object says so; the others read back whole.
+    for (id, body) in &acked {
+        if doomed.contains(&host_of(*id)) {
+            continue;
+        }
+        let r = n.get(&format!("/api/get?token={token}&object={id:x}"));
+        if id == bad_id {
+            assert_ne!(r.status, 200, "the misnamed object read back");
+        } else {
+            assert_eq!((r.status, &r.body), (200, body), "object {id:x} after compaction");
+        }
+    }
+}
+
 #[test]
 fn s3_down_is_503_and_service_returns_with_it() {
     let (_pg, mut s3, url, d, token) = project_on_s3("s3down", "bt-down");
