@@ -752,22 +752,35 @@ fn sweep(data: &Path, url: &str, s3: &Seaweed, bucket: &str, grace: &str) -> (u6
     (s.stored, s.removed)
 }
 
+/// `clients` clients submitting `each` reports at once; what was acknowledged.
+fn submit_at_once(n: &Server, token: &str, clients: u64, each: u64) -> Vec<(u64, Vec<u8>)> {
+    std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..clients)
+            .map(|c| {
+                sc.spawn(move || {
+                    (0..each).map(|i| submit(n, token, c * each + i).expect("acknowledged")).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("client")).collect()
+    })
+}
+
+/// The hostname of acknowledged object `id`.
+fn host_of(acked: &[(u64, Vec<u8>)], id: u64) -> String {
+    let body = &acked.iter().find(|(i, _)| *i == id).expect("an acknowledged object").1;
+    serde_json::from_slice::<serde_json::Value>(body).expect("json")["attributes"]["hostname"]
+        .as_str()
+        .expect("hostname")
+        .to_string()
+}
+
 #[test]
 fn concurrent_submissions_share_packs_and_a_pack_goes_with_its_last_object() {
     let (pg, s3, url, d, token) = project_on_s3("packs", "packs");
     let n = node_s3(&d, &url, &s3, "packs");
     // 8 clients at once: their submissions are packed together.
-    let acked: Vec<(u64, Vec<u8>)> = std::thread::scope(|sc| {
-        let workers: Vec<_> = (0..8u64)
-            .map(|c| {
-                let (n, token) = (&n, &token);
-                sc.spawn(move || {
-                    (0..12).map(|i| submit(n, token, c * 12 + i).expect("acknowledged")).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("client")).collect()
-    });
+    let acked = submit_at_once(&n, &token, 8, 12);
     assert_eq!(wait_count(&n, &token, 96), 96);
     let packs = packs_named(&pg);
     let (stored, removed) = sweep(&d, &url, &s3, "packs", "0s");
@@ -780,13 +793,7 @@ fn concurrent_submissions_share_packs_and_a_pack_goes_with_its_last_object() {
     // Of every pack of several objects, all but its smallest go: it is sparse and is
     // compacted. Of the packs of one, every other goes whole.
     let members = pack_members(&pg);
-    let host_of = |id: u64| {
-        let body = &acked.iter().find(|(i, _)| *i == id).expect("an acknowledged object").1;
-        serde_json::from_slice::<serde_json::Value>(body).expect("json")["attributes"]["hostname"]
-            .as_str()
-            .expect("hostname")
-            .to_string()
-    };
+    let host_of = |id: u64| host_of(&acked, id);
     let (mut doomed, mut sparse, mut emptied) = (Vec::new(), Vec::new(), 0);
     for (i, (pack, objects)) in members.iter().enumerate() {
         if objects.len() > 1 {
@@ -858,23 +865,9 @@ fn concurrent_submissions_share_packs_and_a_pack_goes_with_its_last_object() {
 fn a_pack_a_row_misnames_is_left_and_the_others_are_compacted() {
     let (pg, s3, url, d, token) = project_on_s3("packs-bad", "packsbad");
     let n = node_s3(&d, &url, &s3, "packsbad");
-    let acked: Vec<(u64, Vec<u8>)> = std::thread::scope(|sc| {
-        let workers: Vec<_> = (0..8u64)
-            .map(|c| {
-                let (n, token) = (&n, &token);
-                sc.spawn(move || (0..8).map(|i| submit(n, token, c * 8 + i).expect("acknowledged")).collect::<Vec<_>>())
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("client")).collect()
-    });
+    let acked = submit_at_once(&n, &token, 8, 8);
     assert_eq!(wait_count(&n, &token, 64), 64);
-    let host_of = |id: u64| {
-        let body = &acked.iter().find(|(i, _)| *i == id).expect("an acknowledged object").1;
-        serde_json::from_slice::<serde_json::Value>(body).expect("json")["attributes"]["hostname"]
-            .as_str()
-            .expect("hostname")
-            .to_string()
-    };
+    let host_of = |id: u64| host_of(&acked, id);
     // Every pack of several objects keeps its smallest one only: all are sparse.
     let members = pack_members(&pg);
     let mut doomed = Vec::new();
