@@ -3,9 +3,11 @@
 //! a refused batch; or a removal whose delete failed after its commit), once they are
 //! older than a grace period that covers any submission in progress.
 //!
-//! Candidates are listed without a lock; each is checked again and removed inside a
-//! catalog write transaction, which holds the writers' lock. A blob is referred to
-//! when `c.blobrefs` names a row for it and that row's value is still its reference.
+//! The bucket is listed and the blob tables' references are read in one streamed
+//! pass, both without a lock; only the blobs that no reference names are checked
+//! again, and removed, inside catalog write transactions, which hold the writers'
+//! lock (a row committed meanwhile keeps its blob). There a blob is referred to when
+//! `c.blobrefs` names a row for it and that row's value is still its reference.
 //!
 //! The sweeper also compacts packs: a pack past the grace period whose live members
 //! hold at most half its bytes has them copied into a new pack, and their rows are
@@ -14,6 +16,7 @@
 //! pack is then named by no row and goes with the next sweep, not this one, so that a
 //! read that resolved the old reference just before the commit still finds it.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 
 use super::catalog::blobs::BlobStore;
@@ -47,32 +50,56 @@ impl Store {
         let Some(store) = self.db().blob_store() else { return Ok(Sweep::default()) };
         let mut out = Sweep::default();
         let cutoff = super::now() - grace_secs;
-        let mut candidates = Vec::new();
+        let mut old = Vec::new();
         for prefix in [blobs::PREFIX, packs::PREFIX] {
             for listed in store.list(prefix)? {
                 out.blobs += 1;
                 if listed.modified <= cutoff {
-                    candidates.push(listed);
+                    old.push(listed);
                 }
             }
         }
-        // Sparse packs are found on the way (checked again when their rows are
-        // rewritten).
+        if old.is_empty() {
+            return Ok(out);
+        }
+        // What the committed rows name, read in one pass over the blob tables without
+        // the lock: only the blobs that look unnamed are checked again under it.
+        let named = self.named_blobs()?;
+        let mut candidates = Vec::new();
         let mut sparse = Vec::new();
+        {
+            let read = self.db().begin_read()?;
+            for listed in &old {
+                let k = &listed.key;
+                if !k.starts_with(packs::PREFIX) {
+                    if !named.blobs.contains(k.as_str()) {
+                        candidates.push(k);
+                    }
+                    continue;
+                }
+                match pack_id(k).and_then(|id| named.packs.get(&id)) {
+                    None => candidates.push(k),
+                    Some(&bytes) if bytes * 100 <= listed.size * COMPACT_AT => {
+                        // Checked again when their rows are rewritten.
+                        let live = live_members(read.raw(), k)?;
+                        if !live.is_empty() {
+                            sparse.push((k.clone(), live));
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         for chunk in candidates.chunks(PER_TXN) {
             let txn = self.db().begin_write()?;
             let mut gone = Vec::new();
-            for listed in chunk {
-                let k = &listed.key;
-                if k.starts_with(packs::PREFIX) {
-                    let live = live_members(txn.raw(), k)?;
-                    let bytes: u64 = live.iter().filter_map(|(m, _)| packs::member(m)).map(|m| m.len).sum();
-                    if live.is_empty() {
-                        gone.push(k);
-                    } else if bytes * 100 <= listed.size * COMPACT_AT {
-                        sparse.push((k.clone(), live));
-                    }
-                } else if !blob_referred(txn.raw(), k)? {
+            for &k in chunk {
+                let referred = if k.starts_with(packs::PREFIX) {
+                    !live_members(txn.raw(), k)?.is_empty()
+                } else {
+                    blob_referred(txn.raw(), k)?
+                };
+                if !referred {
                     gone.push(k);
                 }
             }
@@ -99,6 +126,32 @@ impl Store {
         }
         self.compact(store, sparse, &mut out)?;
         Ok(out)
+    }
+
+    /// The blobs that committed rows of the blob tables name: stored alone, and the
+    /// live bytes of each pack. One streamed read of each table's references.
+    fn named_blobs(&self) -> Result<Named, StoreError> {
+        let mut named = Named::default();
+        let read = self.db().begin_read()?;
+        for table in super::BLOB_TABLES {
+            read.raw().scan_stored(table, Bound::Unbounded, Bound::Unbounded, &mut |_, v| {
+                if let Some(k) = blobs::referred(v) {
+                    match packs::member(k) {
+                        Some(m) => match pack_id(m.pack) {
+                            Some(id) => *named.packs.entry(id).or_default() += m.len,
+                            None => {
+                                named.blobs.insert(m.pack.to_string());
+                            }
+                        },
+                        None => {
+                            named.blobs.insert(k.to_string());
+                        }
+                    }
+                }
+                true
+            })?;
+        }
+        Ok(named)
     }
 
     /// Copies the live members of `sparse` packs (with their `c.blobrefs` values) into
@@ -160,6 +213,21 @@ impl Store {
         }
         Ok(moved)
     }
+}
+
+/// What the committed rows name (see [`Store::named_blobs`]).
+#[derive(Default)]
+struct Named {
+    /// Blobs stored alone (and packs whose name is not bt's own form).
+    blobs: HashSet<String>,
+    /// Live bytes per pack, by its UUID: 24 bytes a pack, for millions of them.
+    packs: HashMap<u128, u64>,
+}
+
+/// A pack's UUID (`p/` and 32 hex digits) as a number.
+fn pack_id(pack: &str) -> Option<u128> {
+    let hex = pack.strip_prefix(packs::PREFIX)?;
+    (hex.len() == 32).then(|| u128::from_str_radix(hex, 16).ok()).flatten()
 }
 
 /// A live pack member on its way to a new pack.

@@ -431,6 +431,16 @@ impl<T: RawRead + ?Sized> RawRead for Routed<'_, T> {
         }
         super::scan_range(self.range(table, lo, hi)?, f)
     }
+
+    fn scan_stored(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan(table, lo, hi, f)
+    }
 }
 
 impl<T: RawWrite + ?Sized> RawWrite for Routed<'_, T> {

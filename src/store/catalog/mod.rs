@@ -52,6 +52,17 @@ pub trait RawRead {
     ) -> Result<(), StoreError> {
         scan_range(self.range(table, lo, hi)?, f)
     }
+    /// [`RawRead::scan`] of the values as the catalog holds them: a blob table's
+    /// references, not the blobs.
+    fn scan_stored(
+        &self,
+        table: &'static str,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan(table, lo, hi, f)
+    }
 }
 
 /// [`RawRead::scan`] over a range's owned entries.
