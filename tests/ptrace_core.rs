@@ -166,3 +166,45 @@ fn a_panic_in_one_thread_is_a_problem_not_a_failed_trace() {
         }
     }
 }
+
+/// Guards the tracer's huge-page heaps (`src/cmd/tuning.rs`): where the kernel has
+/// transparent huge pages, `bt ptrace` starts itself once more with
+/// `glibc.malloc.hugetlb=1`, prints exactly what it prints without it, and puts the
+/// caller's `GLIBC_TUNABLES` back; a caller's own choice of the tunable stands.
+#[test]
+fn the_tracer_restarts_once_with_huge_page_heaps_and_prints_the_same() {
+    let crash = crash("c_threads");
+    let run = |envs: &[(&str, &str)]| {
+        let out = std::process::Command::new(bt_bin())
+            .args(["ptrace", "--core", crash.core.to_str().unwrap(), crash.exe.to_str().unwrap()])
+            .env("BT_LOG", "debug")
+            .env_remove("BT_NO_HUGEPAGES")
+            .env_remove("GLIBC_TUNABLES")
+            .envs(envs.iter().copied())
+            .output()
+            .expect("bt");
+        assert!(out.status.success(), "{envs:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let tuning: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("tuning:"))
+            .map(str::to_string)
+            .collect();
+        (out.stdout, tuning)
+    };
+    let (plain, none) = run(&[("BT_NO_HUGEPAGES", "1")]);
+    assert!(none.is_empty(), "BT_NO_HUGEPAGES: no restart, got {none:?}");
+    let (tuned, lines) = run(&[("GLIBC_TUNABLES", "glibc.malloc.check=0")]);
+    assert_eq!(String::from_utf8_lossy(&tuned), String::from_utf8_lossy(&plain), "the same text either way");
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if thp.contains("[madvise]") || thp.contains("[always]") {
+        assert_eq!(lines.len(), 1, "one restart: {lines:?}");
+        assert!(lines[0].contains("running with glibc.malloc.hugetlb=1"), "{lines:?}");
+        assert!(lines[0].contains("is back: Ok(\"glibc.malloc.check=0\")"), "the caller's tunables: {lines:?}");
+        let (_, unset) = run(&[]);
+        assert!(unset.len() == 1 && unset[0].contains("is back: Err(NotPresent)"), "unset stays unset: {unset:?}");
+    } else {
+        assert!(lines.is_empty(), "THP off ({thp:?}): nothing to gain, no restart: {lines:?}");
+    }
+    let (_, chosen) = run(&[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")]);
+    assert!(chosen.is_empty(), "the caller chose the tunable: no restart, got {chosen:?}");
+}

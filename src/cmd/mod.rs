@@ -7,6 +7,7 @@ pub mod hydra;
 pub mod morgue;
 pub mod ptrace;
 pub mod rules;
+mod tuning;
 
 use std::path::Path;
 
@@ -117,6 +118,9 @@ pub fn dispatch(args: &[String]) -> i32 {
         eprintln!("{name}: the {} applet is not built yet", applet.name);
         return exit::NOT_BUILT;
     };
+    if applet.name == "ptrace" {
+        tuning::huge_page_heaps();
+    }
     match run(&name, rest) {
         Ok(code) => code,
         Err(e) => {

@@ -114,6 +114,10 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         opts.variables.memory_budget = parse_size(b)
             .with_context(|| format!("bad --memory-budget {b:?}: expected bytes with an optional K, M or G suffix"))?;
     }
+    if args.output.is_none() && !args.json {
+        // Only text is printed: no memory is kept for a snapshot nobody saves.
+        opts.variables.memory_budget = 0;
+    }
     for m in &args.module {
         if !m.is_file() {
             bail!("module {}: no such file", m.display());

@@ -1,6 +1,6 @@
 //! Human-readable text rendering of a snapshot (the default `bt ptrace` output).
 
-use super::{Frame, Snapshot, Thread};
+use super::{Frame, Snapshot, Thread, Variable};
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -89,10 +89,7 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
         };
         let _ = writeln!(out, "{sev}{at}: {} ({})", t(&a.text), t(&a.source));
     }
-    for t in &snap.threads {
-        out.push('\n');
-        thread(&mut out, t, opts);
-    }
+    threads(&mut out, &snap.threads, opts);
     if let Some(gs) = snap.goroutines() {
         for g in &gs {
             let status = g.wait_reason.as_deref().unwrap_or(&g.status);
@@ -106,9 +103,7 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
             }
             for (idx, f) in g.frames.iter().enumerate() {
                 frame_line(&mut out, idx, f, false);
-                for v in &f.variables {
-                    let _ = writeln!(out, "        {} = {}", t(&v.name), t(&v.text));
-                }
+                variable_lines(&mut out, &f.variables);
             }
         }
     }
@@ -148,10 +143,54 @@ fn thread(out: &mut String, th: &Thread, opts: &TextOptions) {
         let trampoline =
             f.signal_frame && t_frames[idx + 1..].iter().find(|n| !n.inlined).is_some_and(|n| n.signal_frame);
         frame_line(out, idx, f, trampoline);
-        // Like gdb's `bt full`: the frame's variables, indented under it.
-        for v in &f.variables {
-            let _ = writeln!(out, "        {} = {}", t(&v.name), t(&v.text));
+        variable_lines(out, &f.variables);
+    }
+}
+
+/// Every thread, each after a blank line. A thousand threads with their variables
+/// are megabytes of text: many threads are written by several threads, in order.
+fn threads(out: &mut String, list: &[Thread], opts: &TextOptions) {
+    let one = |out: &mut String, part: &[Thread]| {
+        for th in part {
+            out.push('\n');
+            thread(out, th, opts);
         }
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    if list.len() < 64 || workers == 1 {
+        return one(out, list);
+    }
+    let per = list.len().div_ceil(workers);
+    let parts: Vec<String> = std::thread::scope(|s| {
+        let mut chunks = list.chunks(per);
+        let first = chunks.next().unwrap_or_default();
+        let rest: Vec<_> = chunks
+            .map(|c| {
+                s.spawn(move || {
+                    let mut part = String::new();
+                    one(&mut part, c);
+                    part
+                })
+            })
+            .collect();
+        one(out, first);
+        // A writer that panicked loses its threads' text, not the whole output.
+        rest.into_iter().map(|h| h.join().unwrap_or_else(|_| "\n<text of these threads failed>\n".into())).collect()
+    });
+    out.reserve(parts.iter().map(String::len).sum());
+    for p in parts {
+        out.push_str(&p);
+    }
+}
+
+/// Like gdb's `bt full`: a frame's variables, indented under it.
+fn variable_lines(out: &mut String, vars: &[Variable]) {
+    for v in vars {
+        out.push_str("        ");
+        out.push_str(&t(&v.name));
+        out.push_str(" = ");
+        out.push_str(&t(&v.text));
+        out.push('\n');
     }
 }
 
@@ -205,5 +244,40 @@ mod tests {
         ] {
             assert_eq!(for_terminal(raw), shown, "{raw:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod many_threads {
+    use super::*;
+
+    /// Many threads are written by several threads: the text is the same, in order.
+    #[test]
+    fn many_threads_are_written_in_order() {
+        let list: Vec<Thread> = (0..301)
+            .map(|i| Thread {
+                tid: 1000 + i,
+                name: format!("worker-{i}"),
+                frames: (0..(i % 7) as u64)
+                    .map(|k| Frame {
+                        pc: 0x1000 + k,
+                        function: Some(format!("f{k}")),
+                        variables: vec![Variable { name: "i".into(), text: format!("{i}"), ..Default::default() }],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        let opts = TextOptions::default();
+        let mut one_by_one = String::new();
+        for th in &list {
+            one_by_one.push('\n');
+            thread(&mut one_by_one, th, &opts);
+        }
+        let mut together = String::new();
+        threads(&mut together, &list, &opts);
+        assert_eq!(together, one_by_one);
+        assert!(together.contains("Thread 1300 \"worker-300\""));
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Recorder<'a> {
     reads: Vec<Mutex<Vec<(u64, u64)>>>,
     /// What [`Recorder::coalesced`] merged so far.
     merged: Mutex<Vec<(u64, u64)>>,
+    /// False: reads pass through, unrecorded (nothing is kept or copied).
+    record: bool,
 }
 
 const SHARDS: usize = 16;
@@ -47,12 +49,13 @@ fn shard() -> usize {
 }
 
 impl<'a> Recorder<'a> {
-    pub(crate) fn new(inner: &'a dyn Memory, modules: Option<&'a crate::symbols::ModuleSet>) -> Self {
+    pub(crate) fn new(inner: &'a dyn Memory, modules: Option<&'a crate::symbols::ModuleSet>, record: bool) -> Self {
         Recorder {
             inner,
             modules,
             reads: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
             merged: Mutex::new(Vec::new()),
+            record,
         }
     }
 
@@ -172,6 +175,7 @@ impl Memory for Recorder<'_> {
             n += m.read_code(addr.wrapping_add(n as u64), &mut buf[n..]);
         }
         if n > 0
+            && self.record
             && let Ok(mut r) = self.reads[shard()].lock()
         {
             r.push((addr, n as u64));

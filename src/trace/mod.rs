@@ -51,7 +51,8 @@ pub struct VariableCapture {
     pub options: VariableOptions,
     /// Globals, statics and thread-locals by name (`--global`).
     pub globals: Vec<String>,
-    /// Bytes of stacks and reached objects kept in `Snapshot::memory`.
+    /// Bytes of stacks and reached objects kept in `Snapshot::memory` (0: none, and
+    /// what variables read is not even recorded unless a held target needs it).
     pub memory_budget: usize,
 }
 
@@ -211,7 +212,10 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     problems.extend(module_problems);
     let modules = Arc::new(modules);
     timing.mark("modules");
-    let recorder = memory::Recorder::new(memory.as_ref(), Some(modules.as_ref()));
+    // What variables read is recorded to keep it in the snapshot, and to render a held
+    // target's values again once it runs.
+    let record = opts.variables.memory_budget > 0 || hold.is_some();
+    let recorder = memory::Recorder::new(memory.as_ref(), Some(modules.as_ref()), record);
     // A held live target: naming types and addresses (function pointers, globals)
     // waits until it runs again, and so does rendering (see below).
     let mut type_table = if hold.is_some() { TypeTable::deferred() } else { TypeTable::default() };
@@ -291,9 +295,11 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
             .zip(&stopped)
             .map(|(t, (raw, _, _))| (t.tid, t.registers.rsp, raw.iter().map(|f| f.sp).max().unwrap_or(t.registers.rsp)))
             .collect();
-        let (k, note) = recorder.keep(&stacks, opts.variables.memory_budget);
-        kept = k;
-        problems.extend(note.map(|n| Problem::new(Scope::Snapshot, n)));
+        if opts.variables.memory_budget > 0 {
+            let (k, note) = recorder.keep(&stacks, opts.variables.memory_budget);
+            kept = k;
+            problems.extend(note.map(|n| Problem::new(Scope::Snapshot, n)));
+        }
     } else {
         drop(recorder);
     }
