@@ -9,7 +9,10 @@
 //! - `console`: the web console's API on that data (the triage page's calls, a
 //!   group's details, the debugger of a 1,000-thread snapshot), median of runs;
 //!   with `BENCH_NODE_PATH` (playwright-core) also the pages in headless Chromium
-//!   (bench/console.js): the time until each page shows its data.
+//!   (bench/console.js): the time until each page shows its data;
+//! - `verify`: reads N objects of a project, picked at random among ids 1..=MAX,
+//!   through the library (after a sweep of a big store: does every sampled object
+//!   still read back?).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -24,7 +27,7 @@ use bt::store::{Format, Store, Submission};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: store_bench ingest BT DIR [N] [CLIENTS] | load DIR N [GROUPS] | query BT DIR [RUNS] | console BT DIR [RUNS]"
+        "usage: store_bench ingest BT DIR [N] [CLIENTS] | load DIR N [GROUPS] | query BT DIR [RUNS] | console BT DIR [RUNS] | verify DIR PROJECT MAX N"
     );
     std::process::exit(2)
 }
@@ -38,6 +41,7 @@ fn main() {
         Some("load") => load(Path::new(&a(1)), n(2, 1_000_000), n(3, 40)),
         Some("console") => console(Path::new(&a(1)), Path::new(&a(2)), n(3, 21) as usize),
         Some("query") => query(Path::new(&a(1)), Path::new(&a(2)), n(3, 21) as usize),
+        Some("verify") => verify(Path::new(&a(1)), &a(2), n(3, 1), n(4, 1000)),
         _ => usage(),
     }
 }
@@ -340,6 +344,34 @@ fn ingest(bt: &Path, dir: &Path, n: u64, clients: usize, nodes: usize) {
         servers.len(),
         secs,
         n as f64 / secs
+    );
+}
+
+fn verify(dir: &Path, project: &str, max: u64, n: u64) {
+    let store = Store::open_with(dir, &backend()).expect("open store");
+    // xorshift64*, seeded from the clock: a different sample each run.
+    let mut x =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let (mut ok, mut missing, mut failed) = (0u64, 0u64, 0u64);
+    let t = Instant::now();
+    for _ in 0..n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let id = x.wrapping_mul(0x2545_f491_4f6c_dd1d) % max.max(1) + 1;
+        match store.get(project, id) {
+            Ok(o) if !o.bytes.is_empty() => ok += 1,
+            Ok(_) => failed += 1,
+            Err(bt::store::StoreError::NotFound(_)) => missing += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("verify: object {id:x}: {e}");
+            }
+        }
+    }
+    println!(
+        "verify: {n} objects sampled among ids 1..={max}: {ok} read back, {missing} not found, {failed} failed ({:.1} s)",
+        t.elapsed().as_secs_f64()
     );
 }
 
