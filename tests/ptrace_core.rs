@@ -29,6 +29,7 @@ oracle_tests! {
     elf_files_mapped_as_data_do_not_displace_modules => "c_mmap_elf",
     tail_call_through_the_plt_keeps_the_qsort_frame => "c_qsort",
     a_library_in_a_dlmopen_namespace_is_its_own_module => "c_dlmopen",
+    a_fault_in_a_plt_stub_is_named_as_gdb_names_it => "c_plt",
     cpp_inlined_templates_lambdas_std_function_match_gdb => "cpp_templates",
     cpp_uncaught_exception_abort_matches_gdb => "cpp_exception",
     rust_panic_abort_matches_gdb => "rust_panic",

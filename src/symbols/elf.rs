@@ -223,8 +223,18 @@ pub(crate) struct Image {
     pub debug_frame: Option<Sect>,
     pub text: Option<Sect>,
     pub got: Option<Sect>,
-    /// `.plt`, `.plt.sec`, `.plt.got` address ranges (link-time).
-    pub plt: Vec<(u64, u64)>,
+    /// `.plt`, `.plt.sec`, `.plt.got` (link-time).
+    pub plt: Vec<Plt>,
+}
+
+/// One PLT section: its stubs are `entsize` bytes each from `start`; `.plt` begins
+/// with the lazy-binding resolver stub (PLT0), which calls no function of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Plt {
+    pub start: u64,
+    pub end: u64,
+    pub entsize: u64,
+    pub resolver_first: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,8 +273,16 @@ impl Image {
             .map(|(path, id)| (String::from_utf8_lossy(path).into_owned(), id.to_vec()));
         let plt = [".plt", ".plt.sec", ".plt.got"]
             .iter()
-            .filter_map(|n| file.section_by_name(n))
-            .map(|s| (s.address(), s.address() + s.size()))
+            .filter_map(|&n| Some((n, file.section_by_name(n)?)))
+            .map(|(n, s)| {
+                use object::read::elf::SectionHeader;
+                let declared = s.elf_section_header().sh_entsize(file.endian());
+                // Folklore: x86-64 stubs are 16 bytes, `.plt.got`'s 8 without IBT;
+                // linkers write that in sh_entsize, which is trusted when it fits.
+                let default = if n == ".plt.got" { 8 } else { 16 };
+                let entsize = if matches!(declared, 8 | 16 | 32) { declared } else { default };
+                Plt { start: s.address(), end: s.address() + s.size(), entsize, resolver_first: n == ".plt" }
+            })
             .collect();
         let has = |name: &str| sect(name).is_some_and(|s| s.size > 0);
         let img = Image {
@@ -349,7 +367,18 @@ impl Image {
     }
 
     pub(crate) fn in_plt(&self, vaddr: u64) -> bool {
-        self.plt.iter().any(|&(a, b)| vaddr >= a && vaddr < b)
+        self.plt.iter().any(|p| vaddr >= p.start && vaddr < p.end)
+    }
+
+    /// The PLT stub holding `vaddr`: its start and length (None outside the PLT and
+    /// in `.plt`'s resolver stub).
+    pub(crate) fn plt_stub(&self, vaddr: u64) -> Option<(u64, u64)> {
+        let p = self.plt.iter().find(|p| vaddr >= p.start && vaddr < p.end)?;
+        let k = (vaddr - p.start) / p.entsize;
+        if k == 0 && p.resolver_first {
+            return None;
+        }
+        Some((p.start + k * p.entsize, p.entsize))
     }
 }
 

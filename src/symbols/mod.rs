@@ -389,6 +389,15 @@ impl ModuleSet {
         frame.module = Some(if e.vdso.is_some() { "[vdso]".to_string() } else { file_name(&e.record.path) });
         frame.module_offset = vaddr;
         let exact = frame.trust == Trust::Context || frame.signal_frame;
+        // A pc inside a PLT stub (no symbol covers one): named as gdb names it. Only
+        // an exact pc can be there: stubs jump, they never call.
+        if exact
+            && self.image(idx).is_some_and(|img| img.in_plt(vaddr))
+            && let Some(name) = self.plt_name(frame.pc)
+        {
+            frame.function = Some(format!("{name}@plt"));
+            return vec![frame];
+        }
         let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
         let res = self.resolve(idx, probe);
 
@@ -572,29 +581,40 @@ impl ModuleSet {
     /// linker binds it) gives its address. Read from the files alone: a live
     /// capture does not copy the GOT.
     pub(crate) fn plt_target(&self, addr: u64) -> Option<u64> {
-        use object::{Object, ObjectSymbol, ObjectSymbolTable};
+        use object::{Object, ObjectSymbol};
         let idx = self.find(addr)?;
-        let bias = self.entries[idx].record.load_bias;
-        let img = self.image(idx)?;
-        let mut code = [0u8; 16];
-        let n = img.read_vaddr(addr.wrapping_sub(bias), &mut code);
-        // `ff 25 rel32` (after an optional endbr64 / bnd prefix), within the stub.
-        let at = (0..n.saturating_sub(5)).find(|&o| code[o] == 0xff && code[o + 1] == 0x25)?;
-        let rel = i32::from_le_bytes(code[at + 2..at + 6].try_into().ok()?);
-        let got = addr.wrapping_sub(bias).wrapping_add(at as u64 + 6).wrapping_add_signed(rel as i64);
-        let file = object::File::parse(&*img.bytes).ok()?;
-        let dynsym = file.dynamic_symbol_table()?;
-        let name = file.dynamic_relocations()?.find_map(|(off, r)| match r.target() {
-            object::RelocationTarget::Symbol(i) if off == got => {
-                dynsym.symbol_by_index(i).ok().and_then(|s| s.name().ok().map(str::to_string))
-            }
-            _ => None,
-        })?;
+        let name = self.plt_name(addr)?;
         self.entries.iter().enumerate().filter(|(j, _)| *j != idx).find_map(|(j, e)| {
             let img = self.image(j)?;
             let f = object::File::parse(&*img.bytes).ok()?;
             let sym = f.dynamic_symbols().find(|s| s.is_definition() && s.name().ok() == Some(name.as_str()))?;
             Some(sym.address().wrapping_add(e.record.load_bias))
+        })
+    }
+
+    /// The function the PLT stub holding `addr` jumps to, by name: the stub's
+    /// `jmp *GOT(%rip)` names a GOT slot, and the slot's `JUMP_SLOT`/`GLOB_DAT`
+    /// relocation names the symbol (what gdb shows as `NAME@plt`). None outside a
+    /// PLT, in the resolver stub, and for a slot without a named relocation.
+    pub(crate) fn plt_name(&self, addr: u64) -> Option<String> {
+        use object::{Object, ObjectSymbol, ObjectSymbolTable};
+        let idx = self.find(addr)?;
+        let bias = self.entries[idx].record.load_bias;
+        let img = self.image(idx)?;
+        let (stub, len) = img.plt_stub(addr.wrapping_sub(bias))?;
+        let mut code = [0u8; 32];
+        let n = img.read_vaddr(stub, &mut code[..len.min(32) as usize]);
+        // `ff 25 rel32` (after an optional endbr64 / bnd prefix), within the stub.
+        let at = (0..n.saturating_sub(5)).find(|&o| code[o] == 0xff && code[o + 1] == 0x25)?;
+        let rel = i32::from_le_bytes(code[at + 2..at + 6].try_into().ok()?);
+        let got = stub.wrapping_add(at as u64 + 6).wrapping_add_signed(rel as i64);
+        let file = object::File::parse(&*img.bytes).ok()?;
+        let dynsym = file.dynamic_symbol_table()?;
+        file.dynamic_relocations()?.find_map(|(off, r)| match r.target() {
+            object::RelocationTarget::Symbol(i) if off == got => {
+                dynsym.symbol_by_index(i).ok().and_then(|s| s.name().ok().filter(|n| !n.is_empty()).map(str::to_string))
+            }
+            _ => None,
         })
     }
 
