@@ -186,12 +186,31 @@ pub fn parse_stat_flags(text: &str) -> Option<u64> {
 /// stopped thread's stack shows only the ptrace stop). Unreadable ones are left out.
 pub fn kernel_stacks(pid: i32) -> Vec<(i32, String)> {
     let Ok(tids) = task_ids(pid) else { return Vec::new() };
-    tids.into_iter()
-        .filter_map(|tid| {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stack")).ok()?;
-            Some((tid, text))
-        })
+    per_task(&tids, |tid| Some((tid, std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stack")).ok()?)))
+        .into_iter()
+        .flatten()
         .collect()
+}
+
+/// `one` of every thread id, in order, spread over a few threads when there are
+/// many (a thousand /proc files are tens of milliseconds read one after another).
+/// A reader that panicked leaves its threads' answers `T::default()`.
+pub fn per_task<T: Send + Default + Clone>(tids: &[i32], one: impl Fn(i32) -> T + Sync) -> Vec<T> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    if tids.len() < 128 || workers < 2 {
+        return tids.iter().map(|&t| one(t)).collect();
+    }
+    let chunk = tids.len().div_ceil(workers);
+    let one = &one;
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            tids.chunks(chunk).map(|c| s.spawn(move || c.iter().map(|&t| one(t)).collect::<Vec<_>>())).collect();
+        handles
+            .into_iter()
+            .zip(tids.chunks(chunk))
+            .flat_map(|(h, c)| h.join().unwrap_or_else(|_| vec![T::default(); c.len()]))
+            .collect()
+    })
 }
 
 pub fn task_ids(pid: i32) -> io::Result<Vec<i32>> {

@@ -477,29 +477,13 @@ fn freeze(pid: i32, att: &mut Attachment, deadline: Instant, problems: &mut Vec<
     Ok(())
 }
 
-/// (comm, state letter) of each thread, None for those gone. Spread over a few
-/// threads when there are many (reading /proc needs no ptrace rights, so any of
-/// our threads may do it).
+/// (comm, state letter) of each thread, None for those gone, read by a few threads
+/// when there are many (reading /proc needs no ptrace rights).
 /// Folklore: /proc/PID/task/TID/stat carries comm too, so one read gives both.
 fn read_task_stats(pid: i32, tids: &[i32]) -> Vec<Option<(String, String)>> {
-    let one = |tid: &i32| {
+    procfs::per_task(tids, |tid| {
         let stat = procfs::read_small(&format!("/proc/{pid}/task/{tid}/stat")).ok()?;
         procfs::parse_task_stat(&stat)
-    };
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    if tids.len() < 128 || workers < 2 {
-        return tids.iter().map(one).collect();
-    }
-    let chunk = tids.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            tids.chunks(chunk).map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>())).collect();
-        // A worker only reads files; if one panicked anyway, its threads read as gone.
-        handles
-            .into_iter()
-            .zip(tids.chunks(chunk))
-            .flat_map(|(h, c)| h.join().unwrap_or_else(|_| vec![None; c.len()]))
-            .collect()
     })
 }
 
