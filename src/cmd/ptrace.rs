@@ -115,8 +115,10 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
             .with_context(|| format!("bad --memory-budget {b:?}: expected bytes with an optional K, M or G suffix"))?;
     }
     if args.output.is_none() && !args.json {
-        // Only text is printed: no memory is kept for a snapshot nobody saves.
+        // Only text is printed: no memory is kept for a snapshot nobody saves, and
+        // no kernel stack read (the text does not show them; hydra and -o do).
         opts.variables.memory_budget = 0;
+        opts.live.kernel_stacks = false;
     }
     for m in &args.module {
         if !m.is_file() {

@@ -79,7 +79,7 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError
     // Variables read heap objects the stack copies do not hold: keep the threads
     // stopped until they are read (build releases them before its slow tail).
     live.hold = opts.variables.mode != VariableMode::None || !opts.variables.globals.is_empty();
-    let kernel = capture::procfs::kernel_stacks(pid);
+    let kernel = if live.kernel_stacks { capture::procfs::kernel_stacks(pid) } else { Vec::new() };
     let cap = capture::live::capture(pid, &live)?;
     let mut snap = build(cap, &TraceOptions { symbols: sym, ..opts.clone() });
     if !kernel.is_empty() {
