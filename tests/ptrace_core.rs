@@ -194,10 +194,13 @@ fn the_tracer_restarts_once_with_huge_page_heaps_and_prints_the_same() {
     };
     let (plain, none) = run(&[("BT_NO_HUGEPAGES", "1")]);
     assert!(none.is_empty(), "BT_NO_HUGEPAGES: no restart, got {none:?}");
+    let (_, empty) = run(&[("BT_NO_HUGEPAGES", "")]);
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let available = thp.contains("[madvise]") || thp.contains("[always]");
+    assert_eq!(empty.len(), usize::from(available), "an empty BT_NO_HUGEPAGES counts as unset: {empty:?}");
     let (tuned, lines) = run(&[("GLIBC_TUNABLES", "glibc.malloc.check=0")]);
     assert_eq!(String::from_utf8_lossy(&tuned), String::from_utf8_lossy(&plain), "the same text either way");
-    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
-    if thp.contains("[madvise]") || thp.contains("[always]") {
+    if available {
         assert_eq!(lines.len(), 1, "one restart: {lines:?}");
         assert!(lines[0].contains("running with glibc.malloc.hugetlb=1"), "{lines:?}");
         assert!(lines[0].contains("is back: Ok(\"glibc.malloc.check=0\")"), "the caller's tunables: {lines:?}");

@@ -12,8 +12,8 @@
 //! could start a program runs: nothing bt starts sees the change.
 //!
 //! Nothing is done when the kernel has transparent huge pages off (`never`), when the
-//! caller already chose `glibc.malloc.hugetlb`, or when `BT_NO_HUGEPAGES` is set; a
-//! failed exec leaves the process as it is.
+//! caller already chose `glibc.malloc.hugetlb`, or when `BT_NO_HUGEPAGES` is set (not
+//! empty); a failed exec leaves the process as it is.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -42,7 +42,7 @@ pub fn huge_page_heaps() {
         log::debug!("tuning: running with {HUGE}; the caller's GLIBC_TUNABLES is back: {back:?}");
         return;
     }
-    if std::env::var_os("BT_NO_HUGEPAGES").is_some() {
+    if std::env::var_os("BT_NO_HUGEPAGES").is_some_and(|v| !v.is_empty()) {
         return;
     }
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
