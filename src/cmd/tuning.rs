@@ -28,11 +28,12 @@ const HUGE: &str = "glibc.malloc.hugetlb=1";
 /// Called by the dispatcher before the tracer applet runs, while the process has
 /// one thread.
 pub fn huge_page_heaps() {
-    if let Some(before) = std::env::var_os(BEFORE) {
-        let before = before.to_string_lossy().into_owned();
+    let before = std::env::var_os(BEFORE).map(|b| b.to_string_lossy().into_owned());
+    // A value bt did not write (set by hand) is not a restart: left alone.
+    if let Some(caller) = before.as_deref().and_then(restored) {
         // SAFETY: called from the dispatcher before any thread is started.
         unsafe {
-            match restored(&before) {
+            match caller {
                 Some(v) => std::env::set_var(TUNABLES, v),
                 None => std::env::remove_var(TUNABLES),
             }
@@ -74,9 +75,13 @@ fn plan(current: Option<&str>, thp: &str) -> Option<(String, String)> {
     }
 }
 
-/// The caller's `GLIBC_TUNABLES` from the value of [`BEFORE`] (None: unset).
-fn restored(before: &str) -> Option<&str> {
-    before.strip_prefix('+')
+/// The caller's `GLIBC_TUNABLES` from the value of [`BEFORE`] (`Some(None)`: it was
+/// unset), or None for a value bt does not write.
+fn restored(before: &str) -> Option<Option<&str>> {
+    match before {
+        "-" => Some(None),
+        b => b.strip_prefix('+').map(Some),
+    }
 }
 
 #[cfg(test)]
@@ -100,8 +105,10 @@ mod tests {
 
     #[test]
     fn the_callers_tunables_come_back_as_they_were() {
-        assert_eq!(restored("-"), None);
-        assert_eq!(restored("+"), Some(""));
-        assert_eq!(restored("+glibc.malloc.check=3"), Some("glibc.malloc.check=3"));
+        assert_eq!(restored("-"), Some(None));
+        assert_eq!(restored("+"), Some(Some("")));
+        assert_eq!(restored("+glibc.malloc.check=3"), Some(Some("glibc.malloc.check=3")));
+        assert_eq!(restored("set by hand"), None, "not bt's: the caller's tunables stay");
+        assert_eq!(restored(""), None);
     }
 }
