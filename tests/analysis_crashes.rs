@@ -11,6 +11,7 @@ use std::process::Command;
 
 /// Classifiers that say what kind of fault it was; a case must have exactly its own.
 const FAULT_CLASSIFIERS: &[&str] = &[
+    "sent-signal",
     "null-dereference",
     "invalid-read",
     "invalid-write",
@@ -216,6 +217,28 @@ fn c_faults_are_classified() {
                 false,
                 &["invalid write at 0x10 in handled_null_write, caught by a signal handler"],
             ),
+            // Regression: a handler that re-raises the signal (Python's faulthandler, crash
+            // reporters) left a SIGSEGV sent by the process itself; the fault it caught is
+            // the crash, not the `syscall` instruction of raise().
+            case(
+                "reraised_null_write",
+                "SIGSEGV",
+                &["invalid-write", "null-dereference"],
+                false,
+                &["invalid write of 4 bytes at 0x8", "raised again by the process (SI_TKILL) after a signal handler"],
+            ),
+            // The same with an SA_NODEFER handler: the process dies inside it.
+            case(
+                "reraised_nodefer",
+                "SIGSEGV",
+                &["invalid-write", "null-dereference"],
+                false,
+                &["invalid write at 0x8 in reraised_null_write, caught by a signal handler that raised SIGSEGV again"],
+            ),
+            // Regression: a SIGSEGV sent with kill() is no fault; it used to get a warning
+            // that the instruction at the pc had no memory operand for the fault address.
+            case("killed_by_self", "SIGSEGV", &["sent-signal"], false, &["SIGSEGV was sent by the process itself"]),
+            case("killed_by_other", "SIGSEGV", &["sent-signal"], false, &["SIGSEGV was sent by pid "]),
             case(
                 "alias_variable",
                 "SIGSEGV",

@@ -335,3 +335,30 @@ fn sizes_and_durations_are_checked_and_mean_one_thing() {
     let listed = String::from_utf8_lossy(&run(&["project", "list"]).stdout).into_owned();
     assert!(listed.contains("2592000") || listed.contains("30d"), "1M is 30 days: {listed}");
 }
+
+/// Regression: `bt ptrace --core CORE | head` panicked with "failed printing to stdout:
+/// Broken pipe" once the reader had gone. A command ends quietly when its reader does,
+/// as `cat` does (by SIGPIPE), and prints nothing to stderr.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let c = crash("c_null");
+    let (core, exe) = (c.core.to_str().unwrap(), c.exe.to_str().unwrap());
+    for args in [vec!["ptrace", "--core", core, exe], vec!["--list"]] {
+        let mut child = std::process::Command::new(bt_bin())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start bt");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait for bt");
+        let err = stderr_of(&out);
+        assert!(!err.contains("panicked"), "bt {args:?} panicked on a closed stdout:\n{err}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "bt {args:?} on a closed stdout: {} ({err})",
+            out.status
+        );
+    }
+}

@@ -292,6 +292,53 @@ __attribute__((noinline)) static void handled_null_write(void)
     *(p + 4) = 1;
 }
 
+/* A crash handler that puts the default action back and raises the signal again (the
+ * pattern of Python's faulthandler and many crash reporters): the core's signal is a
+ * SIGSEGV sent by the process itself, the fault is in the handler's interrupted frame. */
+static void reraise_handler(int sig)
+{
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+__attribute__((noinline)) static void reraised_null_write(void)
+{
+    struct sigaction old;
+    if (sigaction(SIGSEGV, NULL, &old) == 0 && old.sa_handler != reraise_handler)
+        signal(SIGSEGV, reraise_handler);
+    volatile int *p = (volatile int *)(uintptr_t)sink;
+    *(p + 2) = 1;
+}
+
+/* The same handler installed with SA_NODEFER: raise() takes effect inside it. */
+__attribute__((noinline)) static void reraised_nodefer(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = reraise_handler;
+    sa.sa_flags = SA_NODEFER;
+    sigaction(SIGSEGV, &sa, NULL);
+    reraised_null_write();
+}
+
+/* SIGSEGV sent with kill(): no fault at all. */
+__attribute__((noinline)) static void killed_by_self(void)
+{
+    kill(getpid(), SIGSEGV);
+}
+
+/* SIGSEGV sent by another process while this one sleeps. */
+__attribute__((noinline)) static void killed_by_other(void)
+{
+    pid_t parent = getpid();
+    if (fork() == 0) {
+        usleep(100 * 1000);
+        kill(parent, SIGSEGV);
+        _exit(0);
+    }
+    for (;;)
+        pause();
+}
+
 int main(int argc, char **argv)
 {
     const char *m = argc > 1 ? argv[1] : "";
@@ -307,6 +354,9 @@ int main(int argc, char **argv)
         {"memcpy_null", memcpy_null},   {"alias", alias},               {"deadlock", deadlock},
         {"alias_variable", alias_variable},
         {"thread_overflow", thread_overflow}, {"handled_null_write", handled_null_write},
+        {"reraised_null_write", reraised_null_write}, {"reraised_nodefer", reraised_nodefer},
+        {"killed_by_self", killed_by_self},
+        {"killed_by_other", killed_by_other},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(m, modes[i].name) == 0)

@@ -11,6 +11,9 @@
 //! - a SIGABRT gets exactly one cause: the most specific of `stack-overflow` (Rust's
 //!   guard-page handler), `stack-smash`, `double-free`, `heap-corruption`, `assert`,
 //!   `uncaught-exception`, `rust-panic`; plain `abort` only when none applies;
+//! - a fault signal a process sent (`si_code` ≤ 0: `kill`, `tgkill`, `raise`) is no
+//!   memory fault: the fault a signal handler caught and then re-raised is classified
+//!   as if it had killed the process, else the crash is `sent-signal`;
 //! - a sanitizer's abort gets the tool (`asan`, `ubsan`, `msan`, `tsan`) and the error
 //!   its report functions name instead.
 
@@ -62,11 +65,16 @@ pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
         return;
     };
     let mut fault = MemoryFault::default();
-    match sig.signo {
-        SIGSEGV | SIGBUS => fault = memory_fault(snap, t, &sig, reader, f),
-        SIGFPE => arithmetic(t, &sig, reader, f),
-        SIGILL => illegal(t, &sig, reader, f),
-        _ => {}
+    let fault_signal = matches!(sig.signo, SIGSEGV | SIGBUS | SIGFPE | SIGILL);
+    if fault_signal && sig.code <= 0 {
+        fault = sent_signal(snap, t, &sig, reader, f);
+    } else {
+        match sig.signo {
+            SIGSEGV | SIGBUS => fault = memory_fault(snap, t, &sig, reader, f),
+            SIGFPE => arithmetic(t, &sig, reader, f),
+            SIGILL => illegal(t, &sig, reader, f),
+            _ => {}
+        }
     }
     if matches!(sig.signo, SIGABRT | SIGTRAP) || find_frame(t, |n| n == "abort").is_some() {
         runtime_abort(snap, t, &sig, reader, f);
@@ -75,6 +83,74 @@ pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
     if let Some(addr) = fault.target.filter(|a| *a >= NULL_LIMIT) {
         aliases::run(snap, t.tid, addr, reader, f);
     }
+}
+
+/// A fault signal that a process sent (folklore: `si_code` ≤ 0 is `SI_USER`, `SI_QUEUE`,
+/// `SI_TKILL` …; only the kernel's own faults have positive codes). Crash handlers
+/// often catch the real fault, put the default action back and `raise()` the signal
+/// again (Python's faulthandler, crash reporters): the handler's interrupted frame
+/// then holds the fault, found through the `ucontext` that `__restore_rt` returns to.
+/// Otherwise the process was killed, and the instruction at the pc did nothing wrong.
+fn sent_signal(
+    snap: &Snapshot,
+    t: &Thread,
+    sig: &crate::snapshot::Signal,
+    reader: &Reader,
+    f: &mut Findings,
+) -> MemoryFault {
+    if let Some(c) = caught_fault(t, reader) {
+        report_caught(snap, t, &c, &format!("raised {} again", sig.name), f);
+        return MemoryFault { target: Some(c.address), ..Default::default() };
+    }
+    // The handler returned before the signal it raised was delivered (it was blocked
+    // while the handler ran): the process is back at the instruction that faulted.
+    // Folklore: `signal()` handlers run with their signal blocked, so `raise()` in one
+    // takes effect at `sigreturn`; `SA_NODEFER` handlers (faulthandler) die inside.
+    if sig.sender_pid == Some(snap.process.pid) && sig.signo != SIGFPE && sig.signo != SIGILL {
+        let bad = decode::decode_at(reader, &t.registers).and_then(|d| {
+            d.operands.iter().filter(|o| !o.stack).find_map(|o| {
+                let a = o.address?;
+                let ok = mapping_of(&snap.maps, a)
+                    .is_some_and(|m| m.perms.contains('r') && (!o.access.writes() || m.perms.contains('w')));
+                (!ok).then_some(a)
+            })
+        });
+        if let Some(a) = bad {
+            let again = crate::snapshot::Signal { fault_address: Some(a), code: 0, ..sig.clone() };
+            let out = memory_fault(snap, t, &again, reader, f);
+            f.annotate(
+                Scope::Frame(t.tid, 0),
+                Severity::Info,
+                SOURCE,
+                format!(
+                    "{} was raised again by the process ({}) after a signal handler had caught the fault",
+                    sig.name, sig.code_name
+                ),
+            );
+            return out;
+        }
+    }
+    f.classify(names::SENT_SIGNAL);
+    let by = match sig.sender_pid {
+        Some(p) if p == snap.process.pid => "by the process itself".to_string(),
+        Some(p) => format!("by pid {p}"),
+        None => "by a process".to_string(),
+    };
+    let code = if sig.code_name.is_empty() { sig.code.to_string() } else { sig.code_name.clone() };
+    // Raised from inside a handler for a signal other than a page fault (a SIGFPE or
+    // SIGILL caught and raised again): what the handler interrupted is where to look.
+    let interrupted = t
+        .frames
+        .iter()
+        .position(|fr| base_name(fr) == "__restore_rt")
+        .and_then(|j| t.frames.get(j + 1))
+        .map(|fr| fr.function.clone().unwrap_or_else(|| format!("{:#x}", fr.pc)));
+    let text = match interrupted {
+        Some(at) => format!("{} was sent {by} ({code}) from a signal handler that interrupted {at}", sig.name),
+        None => format!("{} was sent {by} ({code}), not raised by a fault: no instruction faulted", sig.name),
+    };
+    f.annotate(Scope::Frame(t.tid, 0), Severity::Warning, SOURCE, text);
+    MemoryFault::default()
 }
 
 fn memory_fault(
@@ -506,23 +582,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
     let aborted = find_frame(t, is_abort_fn);
     // A crash handler that caught a fault and aborted: the fault is the cause.
     if let (Some(_), Some(c)) = (aborted, caught_fault(t, reader)) {
-        f.classify(c.direction);
-        if c.null {
-            f.classify(names::NULL_DEREFERENCE);
-        }
-        stack_overflow(snap, t, c.sp, Some(c.address), f);
-        let j = t.frames.iter().position(|fr| base_name(fr) == "__restore_rt").unwrap_or(0);
-        let at = t.frames.get(j + 1).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
-        f.annotate(
-            Scope::Frame(t.tid, (j + 1) as u32),
-            Severity::Error,
-            SOURCE,
-            format!(
-                "{} at {:#x} in {at}, caught by a signal handler that then aborted",
-                c.direction.replace('-', " "),
-                c.address
-            ),
-        );
+        report_caught(snap, t, &c, "then aborted", f);
         return;
     }
     let self_sent = sig.sender_pid.is_some_and(|p| p == snap.process.pid);
@@ -657,6 +717,28 @@ struct CaughtFault {
     address: u64,
     /// The interrupted code's stack pointer.
     sp: u64,
+}
+
+/// Classifies and annotates a fault that a signal handler caught; `then` says what the
+/// handler did next ("then aborted", "raised SIGSEGV again").
+fn report_caught(snap: &Snapshot, t: &Thread, c: &CaughtFault, then: &str, f: &mut Findings) {
+    f.classify(c.direction);
+    if c.null {
+        f.classify(names::NULL_DEREFERENCE);
+    }
+    stack_overflow(snap, t, c.sp, Some(c.address), f);
+    let j = t.frames.iter().position(|fr| base_name(fr) == "__restore_rt").unwrap_or(0);
+    let at = t.frames.get(j + 1).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
+    f.annotate(
+        Scope::Frame(t.tid, (j + 1) as u32),
+        Severity::Error,
+        SOURCE,
+        format!(
+            "{} at {:#x} in {at}, caught by a signal handler that {then}",
+            c.direction.replace('-', " "),
+            c.address
+        ),
+    );
 }
 
 fn caught_fault(t: &Thread, reader: &Reader) -> Option<CaughtFault> {

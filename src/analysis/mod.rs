@@ -27,6 +27,9 @@ use std::sync::Arc;
 /// The classifier names, exactly as the product promises them.
 pub mod names {
     pub const NULL_DEREFERENCE: &str = "null-dereference";
+    /// A fault signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL) that a process sent with
+    /// `kill`, `tgkill` or `sigqueue`: no instruction faulted.
+    pub const SENT_SIGNAL: &str = "sent-signal";
     pub const INVALID_READ: &str = "invalid-read";
     pub const INVALID_WRITE: &str = "invalid-write";
     pub const INVALID_EXECUTE: &str = "invalid-execute";

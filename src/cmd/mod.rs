@@ -76,6 +76,7 @@ fn usage() -> String {
 /// Runs the applet named by argv[0] (after stripping a `bt-` prefix) or argv[1].
 /// Returns the process exit code; errors are printed here, as one line.
 pub fn dispatch(args: &[String]) -> i32 {
+    quiet_broken_pipe();
     let argv0 = args
         .first()
         .map(|a| Path::new(a).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
@@ -121,6 +122,9 @@ pub fn dispatch(args: &[String]) -> i32 {
     if applet.name == "ptrace" {
         tuning::huge_page_heaps();
     }
+    if matches!(applet.name, "coroner" | "serve" | "coresnap" | "coresnapd") {
+        broken_pipe_as_error();
+    }
     match run(&name, rest) {
         Ok(code) => code,
         Err(e) => {
@@ -128,6 +132,26 @@ pub fn dispatch(args: &[String]) -> i32 {
             exit::FAILURE
         }
     }
+}
+
+/// Folklore: Rust programs start with SIGPIPE ignored, so printing into a closed pipe
+/// (`bt ptrace --core CORE | head`) makes `print!` panic with "Broken pipe". A command
+/// that writes its results to stdout ends quietly instead, as `cat` does: the default
+/// action of SIGPIPE is put back. Servers and the collector keep ignoring it (a client
+/// that hangs up is an error for one request, not for the process).
+fn quiet_broken_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called once at start, before any thread exists; SIG_DFL installs no
+    // handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+/// Back to Rust's default for the long-running applets: a write to a closed pipe
+/// returns an error.
+fn broken_pipe_as_error() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: as in quiet_broken_pipe; SIG_IGN installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
 }
 
 /// An error as one line: the context chain joined with ": ", each cause once (a
