@@ -383,3 +383,18 @@ fn live_variables_match_gdb_and_render_again_from_the_snapshot() {
         assert_eq!(a["frames"], b["frames"]);
     }
 }
+
+/// Regression (issue 12): a data pointer into code is named as gdb names it, after the
+/// function or the PLT stub it points into (`stub = 0x401030 <puts@plt> "\377%…"`);
+/// bt used to print no name, since only data segments were searched.
+#[test]
+fn a_data_pointer_into_a_plt_stub_is_named_as_gdb_names_it() {
+    let c = crash("c_plt");
+    let text = gdb_text(&c.exe, &c.core, &[]);
+    let gdb = gdb_values(&text);
+    let stub = gdb.get(&("main".to_string(), "stub".to_string())).cloned().unwrap_or_default();
+    assert!(stub.contains(" <puts@plt> "), "gdb no longer names the stub; it said:\n{text}");
+    let snap = bt_json(&["ptrace", "--core", c.core.to_str().expect("utf-8"), c.exe.to_str().expect("utf-8")]);
+    let n = compare(&gdb, &bt_values(&snap), &["main"]);
+    assert!(n >= 4, "too few values compared ({n}); gdb said:\n{text}");
+}

@@ -597,6 +597,11 @@ impl ModuleSet {
     /// relocation names the symbol (what gdb shows as `NAME@plt`). None outside a
     /// PLT, in the resolver stub, and for a slot without a named relocation.
     pub(crate) fn plt_name(&self, addr: u64) -> Option<String> {
+        self.plt_symbol(addr).map(|(name, _)| name)
+    }
+
+    /// Like [`Self::plt_name`], with how far `addr` lies into the stub.
+    pub(crate) fn plt_symbol(&self, addr: u64) -> Option<(String, u64)> {
         use object::{Object, ObjectSymbol, ObjectSymbolTable};
         let idx = self.find(addr)?;
         let bias = self.entries[idx].record.load_bias;
@@ -610,12 +615,13 @@ impl ModuleSet {
         let got = stub.wrapping_add(at as u64 + 6).wrapping_add_signed(rel as i64);
         let file = object::File::parse(&*img.bytes).ok()?;
         let dynsym = file.dynamic_symbol_table()?;
-        file.dynamic_relocations()?.find_map(|(off, r)| match r.target() {
+        let name = file.dynamic_relocations()?.find_map(|(off, r)| match r.target() {
             object::RelocationTarget::Symbol(i) if off == got => {
                 dynsym.symbol_by_index(i).ok().and_then(|s| s.name().ok().filter(|n| !n.is_empty()).map(str::to_string))
             }
             _ => None,
-        })
+        })?;
+        Some((name, addr.wrapping_sub(bias).wrapping_sub(stub)))
     }
 
     /// Runtime start address of the symbol-table function containing `addr`.

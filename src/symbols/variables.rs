@@ -812,8 +812,12 @@ impl ModuleSet {
         Some(offs.iter().map(|o| types.name(unit, Some(*o), &mut scoped)).collect())
     }
 
-    /// The function (symbol) containing a runtime address, with `+offset` when not at its start.
+    /// The function (symbol) containing a runtime address, with `+offset` when not at its start;
+    /// an address in a PLT stub is `NAME@plt`, as gdb names it.
     pub(crate) fn function_name(&self, addr: u64) -> Option<String> {
+        if let Some((name, off)) = self.plt_symbol(addr) {
+            return Some(if off == 0 { format!("{name}@plt") } else { format!("{name}@plt+{off}") });
+        }
         let idx = self.find(addr)?;
         let bias = self.entries[idx].record.load_bias;
         let images = self.symbol_images(idx);
@@ -821,13 +825,24 @@ impl ModuleSet {
         Some(if hit.offset == 0 { hit.name } else { format!("{}+{}", hit.name, hit.offset) })
     }
 
-    /// The data object containing a runtime address: `name` or `name+offset`.
+    /// The object containing a runtime address: `name` or `name+offset`. A data
+    /// pointer into code is named as gdb names it, after the function (`<main+4>`,
+    /// `<puts@plt>`).
     pub(crate) fn data_name(&self, addr: u64) -> Option<String> {
         let idx = self.find(addr)?;
         let e = &self.entries[idx];
         // Only addresses in the module's file-backed segments can be its objects.
         let vaddr = addr.wrapping_sub(e.record.load_bias);
-        e.headers.as_ref()?.segment_for(vaddr).filter(|s| !s.executable)?;
+        if e.headers.as_ref()?.segment_for(vaddr)?.executable {
+            // Only inside a stub or a sized function: read-only data may share the
+            // code's segment (binaries linked without `-z separate-code`), and gdb
+            // names nothing there, where the last unsized symbol would match.
+            if self.plt_symbol(addr).is_none() {
+                let images = self.symbol_images(idx);
+                self.symbols(idx, &images).range_of(vaddr)?;
+            }
+            return self.function_name(addr);
+        }
         let images = self.symbol_images(idx);
         let hit = e.data_symbols.get_or_init(|| names::SymbolIndex::build_data(&images)).lookup(vaddr, &images)?;
         Some(if hit.offset == 0 { hit.name } else { format!("{}+{}", hit.name, hit.offset) })
