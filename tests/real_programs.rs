@@ -261,6 +261,28 @@ const PROGRAMS: &[Program] = &[
         modules: &[],
         data_files: &[],
     },
+    Program {
+        name: "less",
+        package: "less",
+        argv: &["/usr/bin/less", "/etc/services"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: true,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "top",
+        package: "procps",
+        argv: &["/usr/bin/top", "-d", "100"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: None,
+        tty: true,
+        modules: &[],
+        data_files: &[],
+    },
 ];
 
 /// What one program's comparison found.
@@ -530,4 +552,6 @@ programs! {
     nano => "nano",
     rsync => "rsync",
     nginx => "nginx",
+    less => "less",
+    top => "top",
 }
