@@ -118,6 +118,34 @@ fn c_bugs_across_compilers_levels_and_paths() {
     check(&fingerprints(&dir, &builds, &bugs, PATHS));
 }
 
+/// Heap corruption under Boehm GC (Debian's libgc1, the allocator of w3m and others):
+/// the crash comes in the collector's allocator, reached through tail calls that leave
+/// neither GC_malloc nor GC_malloc_kind on the stack (`GC_malloc_kind_global ←
+/// make_node`). Each bug is one group, signed by the allocation and its caller, at
+/// every optimization level and recursion depth.
+#[test]
+fn boehm_gc_heap_corruption_is_signed_by_the_allocation_and_its_caller() {
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/libgc.so.1").exists(),
+        "libgc.so.1 is missing (make deps installs libgc1)"
+    );
+    let dir = scratch_dir("bt-cores-dedup-gc");
+    let src = common::repo_root().join("tests/corpus/c/gc_bugs.c");
+    let builds = vec![
+        build(&["gcc", "-O0", "-g"], &src, &dir.join("gcc-O0")),
+        build(&["gcc", "-O2", "-g"], &src, &dir.join("gcc-O2")),
+        build(&["clang", "-O2", "-g"], &src, &dir.join("clang-O2")),
+    ];
+    let bugs = [("node_overflow", "SIGSEGV", "make_node"), ("tag_overflow", "SIGSEGV", "make_tag")];
+    let groups = fingerprints(&dir, &builds, &bugs, &[&["direct"], &["recurse", "1"], &["recurse", "4"]]);
+    check(&groups);
+    for (caller, seen) in &groups {
+        for (_, sig) in seen {
+            assert!(sig.starts_with(&format!("GC_malloc | {caller} <- ")), "{caller}: signature {sig}");
+        }
+    }
+}
+
 #[test]
 fn c_heap_and_stack_checks_at_o0() {
     // At -O2 the double free is reached through a tail call (the frame of

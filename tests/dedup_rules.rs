@@ -433,6 +433,44 @@ fn alloc_rules() {
             ],
             &["GC_malloc", "alloc_node"],
         ),
+        // Debian's libgc 8.2: GC_malloc jumps to GC_malloc_kind, which jumps to
+        // GC_malloc_kind_global; neither public name is on the stack.
+        (
+            "Boehm GC: an optimized library's tail calls",
+            &[
+                "GC_clear_fl_marks @libgc.so.1",
+                "GC_start_reclaim @libgc.so.1",
+                "GC_try_to_collect_inner @libgc.so.1",
+                "GC_generic_malloc @libgc.so.1",
+                "GC_malloc_kind_global @libgc.so.1",
+                "GC_malloc_kind @libgc.so.1",
+                "alloc_node @app #n.c:4",
+                "main @app",
+            ],
+            &["GC_malloc", "alloc_node"],
+        ),
+        (
+            "Boehm GC built into the program, GC_strdup's own allocation",
+            &[
+                "GC_mark_from @app",
+                "GC_allocobj @app",
+                "GC_malloc_atomic @app",
+                "GC_strdup @app",
+                "alloc_node @app #n.c:4",
+                "main @app",
+            ],
+            &["GC_strdup", "alloc_node"],
+        ),
+        (
+            "Boehm GC: a bad free stays apart",
+            &["GC_free_inner @libgc.so.1", "GC_free @libgc.so.1", "alloc_node @app #n.c:4", "main @app"],
+            &["GC_free", "alloc_node"],
+        ),
+        (
+            "Boehm GC through the application's xmalloc",
+            &["GC_malloc_kind @libgc.so.1", "xmalloc @app #x.c:2", "alloc_node @app #n.c:4", "main @app"],
+            &["GC_malloc", "alloc_node"],
+        ),
         (
             "free through the application's wrapper (JasPer)",
             &[
