@@ -48,7 +48,8 @@ fn fingerprints(
             for path in paths {
                 let mut args = vec![bug.to_string()];
                 args.extend(path.iter().map(|s| s.to_string()));
-                let name = format!("{}-{}-{}", exe.file_name().unwrap().to_string_lossy(), bug, path.join("-"));
+                let name = format!("{}-{}-{}", exe.file_name().unwrap().to_string_lossy(), bug, path.join("-"))
+                    .replace('/', "_");
                 let spec = CrashSpec {
                     name: name.clone(),
                     program: String::new(),
@@ -144,6 +145,43 @@ fn boehm_gc_heap_corruption_is_signed_by_the_allocation_and_its_caller() {
             assert!(sig.starts_with(&format!("GC_malloc | {caller} <- ")), "{caller}: signature {sig}");
         }
     }
+}
+
+/// Heap bugs under Debian's jemalloc, tcmalloc and mimalloc (LD_PRELOAD): the crash
+/// comes in the allocator's internals, which Debian strips (jemalloc's and tcmalloc's
+/// frames there have no symbol) or which run inlined in the caller's frame. Each bug is
+/// one group at -O0 and -O2, signed by the allocation or free (its name, or the
+/// allocator's module when only internals are left) and the application's caller.
+#[test]
+fn third_party_allocators_are_signed_by_the_operation_and_its_caller() {
+    let lib = |name: &str| format!("/usr/lib/x86_64-linux-gnu/{name}");
+    let cases = [
+        ("libjemalloc.so.2", "bad_free", "SIGSEGV", "libjemalloc.so | release_item"),
+        ("libtcmalloc_minimal.so.4", "overflow", "SIGSEGV", "libtcmalloc_minimal.so | make_node"),
+        ("libtcmalloc_minimal.so.4", "bad_free", "SIGABRT", "libtcmalloc_minimal.so | release_item"),
+        ("libmimalloc.so.2", "overflow", "SIGSEGV", "malloc | make_node"),
+        ("libmimalloc.so.2", "bad_free", "SIGSEGV", "free | release_item"),
+    ];
+    for (name, _, _, _) in &cases {
+        assert!(Path::new(&lib(name)).exists(), "{} is missing (make deps installs it)", lib(name));
+    }
+    let dir = scratch_dir("bt-cores-dedup-alloc");
+    let src = common::repo_root().join("tests/corpus/c/alloc_bugs.c");
+    let builds = vec![
+        build(&["gcc", "-O0", "-g"], &src, &dir.join("gcc-O0")),
+        build(&["gcc", "-O2", "-g", "-Wno-free-nonheap-object"], &src, &dir.join("gcc-O2")),
+    ];
+    let mut groups = BTreeMap::new();
+    for (name, bug, signal, want) in cases {
+        let path = lib(name);
+        let label = format!("{name} {bug}");
+        let found = fingerprints(&dir, &builds, &[(path.as_str(), signal, label.as_str())], &[&[bug]]);
+        for (_, sig) in found.values().flatten() {
+            assert!(sig.starts_with(&format!("{want} <- ")), "{label}: signature {sig}, want {want}");
+        }
+        groups.extend(found);
+    }
+    check(&groups);
 }
 
 #[test]

@@ -499,6 +499,7 @@ fn alloc_rules() {
             &["__GI___libc_free @libc.so.6", "free_tree @app #t.c:3", "main @app"],
             &["free", "free_tree"],
         ),
+        // mimalloc's `malloc` and `mi_malloc` are one operation: the prefix goes.
         (
             "mimalloc",
             &[
@@ -507,7 +508,27 @@ fn alloc_rules() {
                 "mi_malloc @libmimalloc.so.2",
                 "make_buf @app #b.c:2",
             ],
-            &["mi_malloc", "make_buf"],
+            &["malloc", "make_buf"],
+        ),
+        (
+            "mimalloc's malloc override with its internals inlined",
+            &["malloc @libmimalloc.so.2", "make_buf @app #b.c:2", "main @app"],
+            &["malloc", "make_buf"],
+        ),
+        (
+            "tcmalloc: only internals left, the entry inlined",
+            &[
+                "tcmalloc::CentralFreeList::FetchFromOneSpans(int, void**, void**) @libtcmalloc_minimal.so.4",
+                "tcmalloc::ThreadCache::FetchFromCentralCache(unsigned int, int, void* (*)(unsigned long)) @libtcmalloc_minimal.so.4",
+                "make_buf @app #b.c:2",
+                "main @app",
+            ],
+            &["libtcmalloc_minimal.so", "make_buf"],
+        ),
+        (
+            "jemalloc built into the program (je_ prefix)",
+            &["je_arena_dalloc_small @redis", "je_free @redis", "freeClient @redis #networking.c:9", "main @redis"],
+            &["free", "freeClient"],
         ),
         (
             "ASan report: the access",

@@ -37,6 +37,8 @@ struct Facts<'a> {
     idx: usize,
     caller: Option<&'a str>,
     callee: Option<&'a str>,
+    /// The caller's module, version-free.
+    caller_module: Option<String>,
 }
 
 /// One frame's story, for `bt rules explain`.
@@ -113,6 +115,7 @@ fn cond_holds(cond: &Cond, f: &Facts, o: &Outcome, classifiers: &[String]) -> bo
         Cond::Frame(Cmp::Gt, n) => f.idx > *n,
         Cond::Caller(re) => test(re, f.caller),
         Cond::Callee(re) => test(re, f.callee),
+        Cond::CallerModule(re) => test(re, f.caller_module.as_deref()),
         Cond::Trust(t) => f.trust == *t,
         Cond::App => o.app,
         Cond::System => !o.app,
@@ -295,9 +298,19 @@ fn recursion(frames: &[Frame], outcomes: &[Rc<Outcome>], settings: &Settings) ->
 }
 
 /// What the rules can see of a frame: raw name, module, file, inlined, trust,
-/// clamped index, caller and callee. Frames with equal keys get equal outcomes.
-type MemoKey<'a> =
-    (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool, Trust, usize, Option<&'a str>, Option<&'a str>);
+/// clamped index, caller, callee and the caller's module. Frames with equal keys
+/// get equal outcomes.
+type MemoKey<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    bool,
+    Trust,
+    usize,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
 
 /// Outcomes this thread has already computed, across evaluations: a server's
 /// submissions share most of their frames (libc's, the hot paths of an
@@ -321,8 +334,8 @@ thread_local! {
 
 /// Appends an unambiguous encoding of `key` (after the rule set and classifiers).
 fn encode_memo_key(out: &mut Vec<u8>, key: &MemoKey) {
-    let (raw, module, file, inlined, trust, idx, caller, callee) = *key;
-    for s in [raw, module, file, caller, callee] {
+    let (raw, module, file, inlined, trust, idx, caller, callee, caller_module) = *key;
+    for s in [raw, module, file, caller, callee, caller_module] {
         match s {
             None => out.push(0),
             Some(s) => {
@@ -362,13 +375,14 @@ pub(super) fn evaluate(
     let mut outcomes: Vec<Rc<Outcome>> = Vec::with_capacity(n);
     let mut langs = Vec::with_capacity(n);
     for (idx, frame) in frames.iter().enumerate() {
-        let (caller, callee) = if shape.uses_neighbours {
+        let (caller, callee, caller_module) = if shape.uses_neighbours {
             (
                 frames.get(idx + 1).and_then(|f| f.function.as_deref()),
                 idx.checked_sub(1).and_then(|i| frames[i].function.as_deref()),
+                frames.get(idx + 1).and_then(|f| f.module.as_deref()),
             )
         } else {
-            (None, None)
+            (None, None, None)
         };
         let key = (
             frame.function.as_deref(),
@@ -379,6 +393,7 @@ pub(super) fn evaluate(
             idx.min(shape.max_frame_ref + 1),
             caller,
             callee,
+            caller_module,
         );
         let lang = guess_lang(frame.function.as_deref(), frame.file.as_deref());
         langs.push(lang);
@@ -403,6 +418,7 @@ pub(super) fn evaluate(
                         idx,
                         caller,
                         callee,
+                        caller_module: caller_module.map(module_name),
                     };
                     let o = Rc::new(run_rules(rules, &facts, classifiers));
                     if buf.len() <= SEEN_KEY_MAX {

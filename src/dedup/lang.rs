@@ -61,6 +61,9 @@ pub enum Cond {
     Caller(Regex),
     /// The raw name of the previous frame toward the crash site (the callee).
     Callee(Regex),
+    /// The version-free module file name of the caller (`libc.so`, `app`); no
+    /// caller, or a caller without a module, never matches.
+    CallerModule(Regex),
     Trust(Trust),
     App,
     System,
@@ -277,6 +280,7 @@ fn parse_matcher(tok: &str, origin: &Origin) -> Result<Matcher, RuleError> {
             "classifier" => Cond::Classifier(anchored(value, origin, "classifier")?),
             "caller" => Cond::Caller(anchored(value, origin, "caller")?),
             "callee" => Cond::Callee(anchored(value, origin, "callee")?),
+            "caller-module" => Cond::CallerModule(anchored(value, origin, "caller-module")?),
             "lang" => Cond::Lang(Lang::parse(value).ok_or_else(|| {
                 RuleError::new(origin, format!("unknown language {value:?} (c, c++, rust, go, unknown)"))
             })?),

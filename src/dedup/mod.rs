@@ -134,7 +134,7 @@ impl RuleSet {
             uses_neighbours: rules
                 .iter()
                 .flat_map(|r| r.matchers.iter())
-                .any(|m| matches!(m.cond, Cond::Caller(_) | Cond::Callee(_))),
+                .any(|m| matches!(m.cond, Cond::Caller(_) | Cond::Callee(_) | Cond::CallerModule(_))),
         };
         let mut canon = String::from("bt-rules-v1\n");
         for (name, _, text) in sources {
