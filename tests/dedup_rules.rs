@@ -526,6 +526,21 @@ fn alloc_rules() {
             &["libtcmalloc_minimal.so", "make_buf"],
         ),
         (
+            "Rust with tikv-jemallocator as the global allocator",
+            &[
+                "_rjem_je_arena_ralloc @app",
+                "_rjem_je_arena_dalloc_small @app",
+                "_rjem_sdallocx @app",
+                "<tikv_jemallocator::Jemalloc as core::alloc::global::GlobalAlloc>::dealloc @app #lib.rs:9",
+                "__rg_dealloc @app",
+                "__rust_dealloc @app",
+                "alloc::alloc::dealloc @app #/rustc/abc/library/alloc/src/alloc.rs:1",
+                "parser::Parser::drop_token @app #src/parser.rs:40",
+                "main @app",
+            ],
+            &["sdallocx", "parser::Parser::drop_token"],
+        ),
+        (
             "jemalloc built into the program (je_ prefix)",
             &["je_arena_dalloc_small @redis", "je_free @redis", "freeClient @redis #networking.c:9", "main @redis"],
             &["free", "freeClient"],
