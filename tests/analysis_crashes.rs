@@ -615,3 +615,65 @@ fn c_call_constraints_in_a_static_executable() {
     // (an IRELATIVE slot), free is `__free`.
     constraints_with("constraints_static", &["-static", "-O2", "-g"], &constraint_cases());
 }
+
+/// A memory fault inside an allocator's own code is heap corruption (or a pointer the
+/// allocator never handed out): real crashes under Debian's Boehm GC (dlopen), tcmalloc,
+/// mimalloc and jemalloc (LD_PRELOAD), from tests/corpus/c. Until this was checked, they
+/// were a bare `invalid-read` (jemalloc's bad free even a `null-dereference` alone).
+#[test]
+fn faults_inside_an_allocator_are_heap_corruption() {
+    let dir = scratch_dir("analysis-build-alloc");
+    let lib = |name: &str| format!("/usr/lib/x86_64-linux-gnu/{name}");
+    let gc =
+        build(&dir, "gc_bugs", &["gcc", "-O2", "-g", repo().join("tests/corpus/c/gc_bugs.c").to_str().expect("utf-8")]);
+    let ab = build(
+        &dir,
+        "alloc_bugs",
+        &[
+            "gcc",
+            "-O2",
+            "-g",
+            "-Wno-free-nonheap-object",
+            repo().join("tests/corpus/c/alloc_bugs.c").to_str().expect("utf-8"),
+        ],
+    );
+    let cases: [(&Path, Vec<String>, &str, [&str; 2]); 4] = [
+        (&gc, vec!["node_overflow".into(), "direct".into()], "SIGSEGV", ["(Boehm GC: ", "called from make_node)"]),
+        (
+            &ab,
+            vec![lib("libtcmalloc_minimal.so.4"), "overflow".into()],
+            "SIGSEGV",
+            ["(tcmalloc: ", "called from make_node)"],
+        ),
+        (&ab, vec![lib("libmimalloc.so.2"), "overflow".into()], "SIGSEGV", ["(mimalloc: ", "called from make_node)"]),
+        (
+            &ab,
+            vec![lib("libjemalloc.so.2"), "bad_free".into()],
+            "SIGSEGV",
+            ["(jemalloc: ", "called from release_item)"],
+        ),
+    ];
+    let cores = scratch_dir("bt-cores-analysis_alloc");
+    let _guard = CorePatternGuard::set(&cores);
+    let mut errors = Vec::new();
+    for (i, (exe, args, signal, needle)) in cases.iter().enumerate() {
+        let spec = CrashSpec {
+            name: format!("alloc_{i}"),
+            program: String::new(),
+            args: args.clone(),
+            signal: signal.to_string(),
+            what: format!("heap corruption under {}", args[0]),
+        };
+        let crash = crash_one(&spec, exe, &cores);
+        let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+        let got = strings(&snap["classifiers"]);
+        let texts: Vec<String> = snap["annotations"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["text"].as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        if !got.iter().any(|c| c == "heap-corruption") || !texts.iter().any(|t| needle.iter().all(|n| t.contains(n))) {
+            errors.push(format!("{:?}: classifiers {got:?}, annotations {texts:#?}, want {needle:?}", args));
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
