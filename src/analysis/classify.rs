@@ -81,8 +81,10 @@ pub fn run(snap: &Snapshot, reader: &Reader, f: &mut Findings) {
         runtime_abort(snap, t, &sig, reader, f);
     }
     heap::call_constraints(snap, t, &fault, reader, f);
-    // A stack that ran out inside malloc is a stack overflow, not a heap problem.
-    if matches!(sig.signo, SIGSEGV | SIGBUS) && !f.has(names::CONSTRAINT_VIOLATION) && !f.has(names::STACK_OVERFLOW) {
+    // A stack that ran out inside malloc is a stack overflow, not a heap problem; a
+    // process killed while it was in malloc did nothing wrong there.
+    let explained = [names::CONSTRAINT_VIOLATION, names::STACK_OVERFLOW, names::SENT_SIGNAL];
+    if matches!(sig.signo, SIGSEGV | SIGBUS) && !explained.iter().any(|c| f.has(c)) {
         allocator_fault(t, f);
     }
     if let Some(addr) = fault.target.filter(|a| *a >= NULL_LIMIT) {
@@ -864,6 +866,51 @@ fn quoted(msg: &Option<String>) -> String {
 mod tests {
     use super::*;
     use crate::snapshot::Frame;
+
+    /// A SIGSEGV with `si_code` `code` (sent by pid 99 when ≤ 0, else a fault at 0x10)
+    /// delivered while the thread was inside glibc's malloc.
+    fn in_malloc(code: i32) -> Findings {
+        let frame = |f: &str, m: &str| Frame {
+            function: Some(f.into()),
+            module: Some(m.into()),
+            pc: 0x1000,
+            ..Default::default()
+        };
+        let thread = Thread {
+            tid: 7,
+            faulted: true,
+            frames: vec![frame("_int_malloc", "libc.so.6"), frame("malloc", "libc.so.6"), frame("make_node", "app")],
+            ..Default::default()
+        };
+        let mut snap = Snapshot { threads: vec![thread], ..Default::default() };
+        snap.process.pid = 7;
+        snap.signal = Some(crate::snapshot::Signal {
+            signo: SIGSEGV,
+            name: "SIGSEGV".into(),
+            code,
+            code_name: if code == 0 { "SI_USER".into() } else { "SEGV_MAPERR".into() },
+            fault_address: (code > 0).then_some(0x10),
+            tid: 7,
+            sender_pid: (code <= 0).then_some(99),
+        });
+        let memory = crate::capture::CopiedMemory::default();
+        let (modules, _) =
+            crate::symbols::ModuleSet::load(&[], &[], &[], &memory, &crate::symbols::SymbolOptions::default());
+        let reader = Reader::new(std::sync::Arc::new(memory), std::sync::Arc::new(modules));
+        let mut f = Findings::default();
+        run(&snap, &reader, &mut f);
+        f
+    }
+
+    #[test]
+    fn a_process_killed_inside_malloc_has_no_heap_corruption() {
+        let killed = in_malloc(0);
+        assert!(killed.has(names::SENT_SIGNAL), "{:?}", killed.classifiers);
+        assert!(!killed.has(names::HEAP_CORRUPTION), "{:?}", killed.classifiers);
+        // The same frames with a real fault: the allocator read garbage.
+        let faulted = in_malloc(1);
+        assert!(faulted.has(names::HEAP_CORRUPTION), "{:?}", faulted.classifiers);
+    }
 
     #[test]
     fn base_names() {
