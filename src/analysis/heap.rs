@@ -2,7 +2,7 @@
 //! with a null, unreadable, overlapping or absurd argument; strcpy/stpcpy with
 //! overlapping ranges or an unterminated source; free/realloc of a pointer
 //! whose glibc chunk header is not sane, named) and the glibc chunk reading they share
-//! with aliases.
+//! with aliases; a fault inside an allocator's own code (heap corruption).
 
 use super::calls::{self, Call};
 use super::decode::{self, Access};
@@ -495,6 +495,87 @@ pub fn malloc_error_constraint(t: &Thread, printerr_frame: usize, msg: &str, rea
         Severity::Error,
         SOURCE,
         format!("{called}() in {caller} was passed a pointer{passed} whose chunk header is not sane ({msg})"),
+    );
+}
+
+/// The allocator a frame belongs to: a library allocator by its module, glibc's
+/// malloc by its function names, allocators built into a program by their prefixes.
+fn allocator_of(fr: &crate::snapshot::Frame) -> Option<&'static str> {
+    let module = fr.module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m)).unwrap_or("");
+    for (prefix, name) in [
+        ("libjemalloc.so", "jemalloc"),
+        ("libtcmalloc", "tcmalloc"),
+        ("libmimalloc", "mimalloc"),
+        ("libgc.so", "Boehm GC"),
+    ] {
+        if module.starts_with(prefix) {
+            return Some(name);
+        }
+    }
+    let n = base_name(fr);
+    let glibc = matches!(
+        n.as_str(),
+        "malloc"
+            | "free"
+            | "realloc"
+            | "calloc"
+            | "cfree"
+            | "__libc_malloc"
+            | "__libc_free"
+            | "__libc_realloc"
+            | "__libc_calloc"
+            | "_int_malloc"
+            | "_int_free"
+            | "_int_realloc"
+            | "_int_memalign"
+            | "_int_free_merge_chunk"
+            | "_int_free_create_chunk"
+            | "_int_free_maybe_consolidate"
+            | "malloc_consolidate"
+            | "unlink_chunk"
+            | "sysmalloc"
+            | "munmap_chunk"
+    ) || n.starts_with("tcache_");
+    if glibc && module.starts_with("libc.so") {
+        return Some("glibc malloc");
+    }
+    if n.starts_with("GC_") {
+        return Some("Boehm GC");
+    }
+    if n.starts_with("je_") || n.starts_with("_rjem_") {
+        return Some("jemalloc");
+    }
+    if n.starts_with("mi_") || n.starts_with("_mi_") {
+        return Some("mimalloc");
+    }
+    if n.starts_with("tcmalloc::") {
+        return Some("tcmalloc");
+    }
+    None
+}
+
+/// A memory fault inside the allocator's own code: the allocator read its metadata
+/// (free lists, chunk headers, page maps) and found garbage, because the heap was
+/// overwritten or because it was handed a pointer it never returned.
+pub fn allocator_fault(t: &Thread, f: &mut Findings) {
+    let Some(first) = t.frames.first() else { return };
+    let Some(allocator) = allocator_of(first) else { return };
+    let outside = t.frames.iter().position(|fr| allocator_of(fr).is_none());
+    let (entry, caller) = match outside {
+        Some(k) if k > 0 => (t.frames.get(k - 1), t.frames.get(k)),
+        _ => (t.frames.last(), None),
+    };
+    let entry = entry.and_then(|fr| fr.function.clone()).unwrap_or_else(|| "its code".into());
+    let caller =
+        caller.map(|fr| format!(", called from {}", fr.function.as_deref().unwrap_or("??"))).unwrap_or_default();
+    f.classify(names::HEAP_CORRUPTION);
+    f.annotate(
+        Scope::Frame(t.tid, outside.unwrap_or(0) as u32),
+        Severity::Error,
+        SOURCE,
+        format!(
+            "the fault is inside the allocator ({allocator}: {entry}{caller}): its heap was overwritten, or it was handed a pointer it never returned"
+        ),
     );
 }
 
