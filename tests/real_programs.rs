@@ -283,6 +283,32 @@ const PROGRAMS: &[Program] = &[
         modules: &[],
         data_files: &[],
     },
+    Program {
+        name: "ripgrep",
+        package: "ripgrep",
+        // Rust: blocked opening a FIFO, with its searcher threads started. Rust's own
+        // SIGSEGV handler lets a sent SIGSEGV through once and the program lives on,
+        // so it gets SIGQUIT.
+        argv: &["/usr/bin/rg", "--threads", "4", "x", "{dir}/fifo", "/usr/share/doc"],
+        min_tasks: 1,
+        signal: libc::SIGQUIT,
+        script: None,
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
+    Program {
+        name: "cmake",
+        package: "cmake",
+        // C++ (templates, libuv): a script waiting for its child process.
+        argv: &["/usr/bin/cmake", "-P", "{script}"],
+        min_tasks: 1,
+        signal: libc::SIGSEGV,
+        script: Some("execute_process(COMMAND /usr/bin/sleep 600)\n"),
+        tty: false,
+        modules: &[],
+        data_files: &[],
+    },
 ];
 
 /// What one program's comparison found.
@@ -554,4 +580,6 @@ programs! {
     nginx => "nginx",
     less => "less",
     top => "top",
+    ripgrep => "ripgrep",
+    cmake => "cmake",
 }
