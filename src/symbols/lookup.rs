@@ -486,9 +486,70 @@ mod tests {
             ("main::{lambda(int)#1}::operator()(int) const", "main::{lambda(int)#1}::operator()(int) const"),
             ("no_params", "no_params"),
             ("unbalanced)", "unbalanced)"),
+            // Casts and function types in template arguments, operators, anonymous
+            // namespaces: gdb's parser takes them (seen with gdb 13 on GCC and Clang).
+            (
+                "outer::(anonymous namespace)::Holder<long, 3, true, (Color)1>::operator<<(int)",
+                "outer::(anonymous namespace)::Holder<long, 3, true, (Color)1>::operator<<",
+            ),
+            ("K<7ul, (char)120>::operator<(K<7ul, (char)120> const&) const", "K<7ul, (char)120>::operator<"),
+            ("K<7ul, (char)120>::operator->()", "K<7ul, (char)120>::operator->"),
+            ("K<7ul, (char)120>::operator long() const", "K<7ul, (char)120>::operator long"),
+            ("Cmp::operator()(int, int) const", "Cmp::operator()"),
+            ("V::operator[](unsigned long)", "V::operator[]"),
+            ("viafp<&(f(int)), long>(long)", "viafp<&(f(int)), long>"),
+            ("std::function<void (int)>::operator()(int) const", "std::function<void (int)>::operator()(int) const"),
+            ("S<int (*)(long, ...), 22>::run(int)", "S<int (*)(long, ...), 22>::run"),
+            ("S<int>::operator>><char>(char)", "S<int>::operator>><char>"),
+            // ABI tags and function-local classes: whole.
+            ("tagged[abi:cxx11](short)", "tagged[abi:cxx11](short)"),
+            ("Inner<char>::run(int const (&) [2], char*)", "Inner<char>::run"),
+            (
+                "tagged(short)::Local::m(unsigned short, long long)",
+                "tagged(short)::Local::m(unsigned short, long long)",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(gdb_frame_name(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn names_from_dwarf_take_gdbs_spelling_of_integer_types() {
+        use crate::symbols::names::gdb_canonical_name;
+        let cases = [
+            ("(anonymous namespace)::S<long int, 0>::run", "(anonymous namespace)::S<long, 0>::run"),
+            ("S<long unsigned int, 1>::run", "S<unsigned long, 1>::run"),
+            ("S<long long unsigned int, 6>::run", "S<unsigned long long, 6>::run"),
+            ("S<long long int, 5>::run", "S<long long, 5>::run"),
+            ("S<short unsigned int, 4>::run", "S<unsigned short, 4>::run"),
+            ("S<short int, 3>::run", "S<short, 3>::run"),
+            ("S<int (*)(long int, ...), 22>::run", "S<int (*)(long, ...), 22>::run"),
+            ("S<long int&, 17>::run", "S<long&, 17>::run"),
+            ("S<std::map<int, long int, std::less<int> >, 8>::run", "S<std::map<int, long, std::less<int> >, 8>::run"),
+            ("V1<-5, 7, 3, true, 'a'>::run", "V1<-5, 7, 3, true, (char)'a'>::run"),
+            // Unchanged: already gdb's, or a name gdb's parser rejects.
+            ("S<unsigned int, 19>::run", "S<unsigned int, 19>::run"),
+            ("S<signed char, 10>::run", "S<signed char, 10>::run"),
+            ("S<unsigned char, 12>::run", "S<unsigned char, 12>::run"),
+            ("S<long double, 20>::run", "S<long double, 20>::run"),
+            ("S<char const*, 2>::run", "S<char const*, 2>::run"),
+            ("internal_long_intern::longer", "internal_long_intern::longer"),
+            ("f<long int, 3>::operator()(int)::<lambda(int)>", "f<long int, 3>::operator()(int)::<lambda(int)>"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(gdb_canonical_name(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn demangled_integer_literals_take_libiberty_suffixes() {
+        use crate::symbols::names::{demangle, function_name};
+        // K<7ul, 'x'>::operator->() and f<-5l, 3u, 9ull>(), as c++filt prints them.
+        assert_eq!(function_name("_ZN1KILm7ELc120EEptEv"), "K<7ul, (char)120>::operator->");
+        assert_eq!(demangle("_Z1fILln5ELj3ELy9EEvv"), "void f<-5l, 3u, 9ull>()");
+        // viafp<&f, long>(long) and g<&var>(): a function's address is parenthesized.
+        assert_eq!(function_name("_Z5viafpIXadL_Z1fiEElEvT0_"), "viafp<&(f(int)), long>");
+        assert_eq!(demangle("_Z1gIXadL_Z3varEEEvv"), "void g<&var>()");
     }
 }

@@ -18,7 +18,7 @@ pub(crate) fn demangle(name: &str) -> String {
         && let Ok(sym) = cpp_demangle::Symbol::new(base)
         && let Ok(d) = sym.demangle()
     {
-        return d;
+        return libiberty_literals(d);
     }
     base.to_string()
 }
@@ -33,16 +33,117 @@ pub(crate) fn function_name(linkage: &str) -> String {
         && let Ok(sym) = cpp_demangle::Symbol::new(base)
         && let Ok(d) = sym.demangle_with_options(&cpp_demangle::DemangleOptions::new().no_return_type())
     {
-        return gdb_frame_name(&d);
+        return gdb_frame_name(&libiberty_literals(d));
     }
     demangle(linkage)
 }
 
+/// Integer literals of template arguments as libiberty (gdb, c++filt) prints them:
+/// `7ul`, `-5l`, `3u`, where cpp_demangle writes `(unsigned long)7`. Other types keep
+/// the cast in both (`(char)120`, `(Color)1`).
+fn libiberty_literals(name: String) -> String {
+    const SUFFIXES: [(&str, &str); 5] = [
+        ("(unsigned long long)", "ull"),
+        ("(unsigned long)", "ul"),
+        ("(unsigned int)", "u"),
+        ("(long long)", "ll"),
+        ("(long)", "l"),
+    ];
+    let name = wrap_function_addresses(name);
+    if !name.contains(")") || !SUFFIXES.iter().any(|(cast, _)| name.contains(cast)) {
+        return name;
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name.as_str();
+    'scan: while !rest.is_empty() {
+        for (cast, suffix) in SUFFIXES {
+            if let Some(after) = rest.strip_prefix(cast) {
+                let digits = after.strip_prefix('-').unwrap_or(after);
+                let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+                if n > 0 {
+                    let len = after.len() - digits.len() + n;
+                    out.push_str(&after[..len]);
+                    out.push_str(suffix);
+                    rest = &after[len..];
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().expect("rest is not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The address of a function as a template argument, as libiberty prints it:
+/// `viafp<&(f(int))>`, where cpp_demangle writes `viafp<&f(int)>`.
+fn wrap_function_addresses(name: String) -> String {
+    if !name.contains("<&") && !name.contains(", &") {
+        return name;
+    }
+    let b = name.as_bytes();
+    let mut out = String::with_capacity(name.len() + 8);
+    let mut i = 0;
+    while i < b.len() {
+        let arg_start = b[i] == b'&' && (out.ends_with('<') || out.ends_with(", "));
+        if arg_start {
+            // The operand: a name (with its own template arguments) then a parameter list.
+            let (mut j, mut angle) = (i + 1, 0usize);
+            while j < b.len() && (angle > 0 || !matches!(b[j], b'(' | b',' | b'>')) {
+                match b[j] {
+                    b'<' => angle += 1,
+                    b'>' => angle -= 1,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if b.get(j) == Some(&b'(') {
+                let mut depth = 0usize;
+                let mut k = j;
+                while k < b.len() {
+                    match b[k] {
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    k += 1;
+                }
+                if k < b.len() && matches!(b.get(k + 1), Some(b',' | b'>')) {
+                    out.push_str("&(");
+                    out.push_str(&name[i + 1..=k]);
+                    out.push(')');
+                    i = k + 1;
+                    continue;
+                }
+            }
+        }
+        let c = name[i..].chars().next().expect("i is inside the name");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
 /// What gdb prints for a C++ function whose symbol is the demangled `name`: the name
-/// without its parameter list and qualifiers — unless an earlier parameter list (a
-/// function-local entity: `app::Scope::fn(int)::$_0::operator()(int) const`) makes
-/// gdb's name parser give up, and then the whole name.
+/// without its parameter list and qualifiers, as gdb's `cp_remove_params` gives it —
+/// or the whole name where gdb's C++ name parser gives up: on a lambda
+/// (`{lambda(int)#1}`), an ABI tag (`[abi:cxx11]`), a function type as a template
+/// argument (`std::function<void (int)>`), and a function-local entity
+/// (`app::Scope::fn(int)::Local::go(int)`: a parameter list outside the template
+/// arguments). Casts, function pointers and addresses in template arguments
+/// (`(Color)1`, `int (*)(long)`, `&(f(int))`), Clang's closure names (`$_0`),
+/// `(anonymous namespace)` and the operators (`operator<<`, `operator()`,
+/// `operator->`) parse.
 pub(crate) fn gdb_frame_name(name: &str) -> String {
+    if name.contains('{') || name.contains("[abi:") {
+        return name.to_string();
+    }
     let mut s = name.trim_end();
     while let Some(rest) = [" const", " volatile", " &&", " &"].iter().find_map(|q| s.strip_suffix(q)) {
         s = rest.trim_end();
@@ -66,11 +167,165 @@ pub(crate) fn gdb_frame_name(name: &str) -> String {
         }
     }
     match open.map(|i| &s[..i]) {
-        Some(prefix) if !prefix.is_empty() && !prefix.replace("operator()", "").contains(['(', ')']) => {
+        Some(prefix)
+            if !prefix.is_empty() && !has_outer_parameter_list(prefix) && !has_function_type_argument(prefix) =>
+        {
             prefix.to_string()
         }
         _ => name.to_string(),
     }
+}
+
+/// Whether a C++ name has a `(` outside its template arguments that is not
+/// `(anonymous namespace)` or part of an operator's name: the parameter list of an
+/// enclosing function (a local entity).
+fn has_outer_parameter_list(name: &str) -> bool {
+    scan_parens(name).0
+}
+
+/// Whether a template argument of a C++ name is a function type, `void (int)`: a
+/// parenthesis after a type and a space (not after `, `: a cast, `(Color)1`) that
+/// opens no declarator such as `(*)`, `(&)` or `(Class::*)`.
+fn has_function_type_argument(name: &str) -> bool {
+    scan_parens(name).1
+}
+
+/// One pass over a C++ name, operators' symbols skipped (`operator<<`, `operator()`
+/// are no brackets): (a parameter list outside the template arguments, a function
+/// type inside them).
+fn scan_parens(name: &str) -> (bool, bool) {
+    let b = name.as_bytes();
+    let (mut outer, mut function_type) = (false, false);
+    let mut angle = 0usize;
+    let mut paren = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        let ident_start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if ident_start && name[i..].starts_with("operator") {
+            let after = i + "operator".len();
+            if b.get(after).is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_')) {
+                i = after;
+                while i < b.len() && b[i] == b' ' {
+                    i += 1;
+                }
+                if name[i..].starts_with("()") {
+                    i += 2;
+                } else {
+                    while i < b.len() && b"<>=!+-*/%^&|~,".contains(&b[i]) {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+        }
+        match b[i] {
+            b'<' => angle += 1,
+            b'>' => angle = angle.saturating_sub(1),
+            b'(' if angle == 0 && paren == 0 => {
+                if name[i..].starts_with("(anonymous namespace)") {
+                    i += "(anonymous namespace)".len();
+                    continue;
+                }
+                outer = true;
+                paren += 1;
+            }
+            b'(' => {
+                if paren == 0 && i >= 2 && b[i - 1] == b' ' && b[i - 2] != b',' {
+                    let inner = &name[i + 1..];
+                    let close = inner.find(')').unwrap_or(inner.len());
+                    if !(inner.starts_with(['*', '&']) || inner[..close].ends_with("::*")) {
+                        function_type = true;
+                    }
+                }
+                paren += 1;
+            }
+            b')' => paren = paren.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    (outer, function_type)
+}
+
+/// gdb's spelling of a C++ name built from DWARF names (`DW_AT_name` of a function and
+/// its scopes, for a function without a linkage name: a lambda, a member of a class in
+/// an anonymous namespace). gdb re-prints every such name its C++ parser accepts, so
+/// GCC's `long int`, `short unsigned int`, `long long unsigned int` become `long`,
+/// `unsigned short`, `unsigned long long`, and a `char` template argument `'a'`
+/// becomes `(char)'a'`. Names the parser rejects (GCC's `<lambda(int)>`, `{…}`) stay.
+pub(crate) fn gdb_canonical_name(name: &str) -> String {
+    if name.contains("<lambda") || name.contains('{') || name.contains("[abi:") || has_function_type_argument(name) {
+        return name.to_string();
+    }
+    let b = name.as_bytes();
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = String::with_capacity(name.len());
+    let mut i = 0;
+    while i < b.len() {
+        // A run of integer keywords separated by single spaces: `long unsigned int`.
+        if (i == 0 || !is_ident(b[i - 1])) && b[i].is_ascii_alphabetic() {
+            let (mut j, mut words) = (i, Vec::new());
+            loop {
+                let end = j + b[j..].iter().take_while(|c| is_ident(**c)).count();
+                let word = &name[j..end];
+                if !matches!(word, "long" | "short" | "int" | "unsigned" | "signed" | "char") {
+                    break;
+                }
+                words.push(word);
+                j = end;
+                if b.get(j) == Some(&b' ') && b.get(j + 1).is_some_and(|c| c.is_ascii_alphabetic()) {
+                    let next_end = j + 1 + b[j + 1..].iter().take_while(|c| is_ident(**c)).count();
+                    if matches!(&name[j + 1..next_end], "long" | "short" | "int" | "unsigned" | "signed" | "char") {
+                        j += 1;
+                        continue;
+                    }
+                }
+                break;
+            }
+            if words.len() > 1 {
+                let count = |w: &str| words.iter().filter(|x| **x == w).count();
+                let unsigned = if count("unsigned") > 0 { "unsigned " } else { "" };
+                let canonical = if count("char") > 0 {
+                    None
+                } else if count("short") > 0 {
+                    Some(format!("{unsigned}short"))
+                } else if count("long") == 2 {
+                    Some(format!("{unsigned}long long"))
+                } else if count("long") == 1 {
+                    Some(format!("{unsigned}long"))
+                } else {
+                    None
+                };
+                match canonical {
+                    Some(c) => out.push_str(&c),
+                    None => out.push_str(&name[i..j]),
+                }
+                i = j;
+                continue;
+            }
+            if let Some(w) = words.first() {
+                out.push_str(w);
+                i += w.len();
+                continue;
+            }
+        }
+        // A character literal as a template argument.
+        if b[i] == b'\'' && (out.ends_with('<') || out.ends_with(", ")) {
+            let lit_len = name[i + 1..].find('\'').map(|n| n + 2);
+            if let Some(n) = lit_len
+                && matches!(b.get(i + n), Some(b'>' | b','))
+            {
+                out.push_str("(char)");
+                out.push_str(&name[i..i + n]);
+                i += n;
+                continue;
+            }
+        }
+        let c = name[i..].chars().next().expect("i is inside the name");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
 }
 
 /// Rust legacy mangling ends with a `17h<16 hex digits>E` hash path element,

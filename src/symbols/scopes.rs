@@ -118,7 +118,8 @@ pub(crate) fn qualified_name(
     // its scopes.
     let Scopes { mut names, .. } = scopes(target)?;
     names.push(name);
-    Some(names.join("::"))
+    let joined = names.join("::");
+    Some(if is_cplus(uref) { super::names::gdb_canonical_name(&joined) } else { joined })
 }
 
 pub(crate) fn is_cplus(uref: gimli::UnitRef<'_, Reader>) -> bool {

@@ -207,7 +207,7 @@ fn walk_with(
 /// frames (from DWARF call-site info), and so do we when the code says so unambiguously:
 /// the caller's `call rel32` targets a function T other than the callee (directly, or
 /// through a PLT stub bound to T in another module); from T exactly one chain of
-/// `jmp rel32` tail calls (T → … → callee, each jump to the start of the next
+/// `jmp` tail calls (T → … → callee, each jump to the start of the next
 /// function, at most [`MAX_TAIL_CHAIN`] long) reaches the callee's start; the caller's
 /// DWARF records a call site at its return address, and each jump is a tail-call site
 /// in DWARF (glibc's `sem_wait`: `__new_sem_wait_slow64` calls `do_futex_wait`, which
@@ -227,8 +227,13 @@ fn insert_tail_calls(frames: &mut Vec<Frame>, u: &Unwinder<'_>) {
     }
 }
 
-/// Longest chain of tail calls looked for between a call and its callee.
-const MAX_TAIL_CHAIN: usize = 4;
+/// Longest chain of tail calls looked for between a call and its callee. gdb sets
+/// none: GCC -O2 turns a chain of forwarding calls (`S<0>::run` → `S<1>::run` → …)
+/// into as many jumps, and gdb shows every one.
+const MAX_TAIL_CHAIN: usize = 64;
+/// Functions scanned for one search, whatever the chain's shape: the search stays
+/// cheap on code that jumps everywhere.
+const TAIL_SEARCH_BUDGET: usize = 512;
 
 fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<Frame> {
     let modules = u.modules;
@@ -267,7 +272,7 @@ fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<F
         return Vec::new();
     }
     let mut found = Vec::new();
-    tail_chains(u, target, callee_start, &mut Vec::new(), &mut found);
+    tail_chains(u, target, callee_start, &mut Vec::new(), &mut found, &mut { TAIL_SEARCH_BUDGET });
     match found.as_slice() {
         // gdb too shows tail-call frames only when the chain is unique.
         [one] => one.iter().map(|&pc| Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() }).collect(),
@@ -275,14 +280,22 @@ fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<F
     }
 }
 
-/// Every chain of DWARF-confirmed `jmp rel32` tail calls from the function starting at
+/// Every chain of DWARF-confirmed `jmp` tail calls from the function starting at
 /// `from` to the one starting at `to`, as the addresses after each jump (outermost
 /// first); stops looking once two are found (an ambiguous chain is not shown).
-fn tail_chains(u: &Unwinder<'_>, from: u64, to: u64, path: &mut Vec<u64>, found: &mut Vec<Vec<u64>>) {
+fn tail_chains(
+    u: &Unwinder<'_>,
+    from: u64,
+    to: u64,
+    path: &mut Vec<u64>,
+    found: &mut Vec<Vec<u64>>,
+    budget: &mut usize,
+) {
     let modules = u.modules;
-    if path.len() >= MAX_TAIL_CHAIN || found.len() > 1 {
+    if path.len() >= MAX_TAIL_CHAIN || found.len() > 1 || *budget == 0 {
         return;
     }
+    *budget -= 1;
     let Some((start, end)) = modules.symbol_range(from) else { return };
     if start != from || end - start > 4096 {
         return;
@@ -291,13 +304,16 @@ fn tail_chains(u: &Unwinder<'_>, from: u64, to: u64, path: &mut Vec<u64>, found:
     if modules.read_code(start, &mut code) != code.len() {
         return;
     }
-    for o in 0..code.len().saturating_sub(4) {
-        if code[o] != 0xe9 {
-            continue;
-        }
-        let after = start + o as u64 + 5;
-        let dest =
-            after.wrapping_add_signed(i32::from_le_bytes([code[o + 1], code[o + 2], code[o + 3], code[o + 4]]) as i64);
+    for o in 0..code.len().saturating_sub(1) {
+        // `jmp rel32` (e9) or, between neighbouring functions, `jmp rel8` (eb).
+        let (after, rel) = match code[o] {
+            0xe9 if o + 5 <= code.len() => {
+                (start + o as u64 + 5, i32::from_le_bytes([code[o + 1], code[o + 2], code[o + 3], code[o + 4]]) as i64)
+            }
+            0xeb => (start + o as u64 + 2, code[o + 1] as i8 as i64),
+            _ => continue,
+        };
+        let dest = after.wrapping_add_signed(rel);
         // A jump inside the function is a branch, not a call.
         if (start..end).contains(&dest) || path.contains(&after) || !modules.is_tail_call_site(after) {
             continue;
@@ -306,7 +322,7 @@ fn tail_chains(u: &Unwinder<'_>, from: u64, to: u64, path: &mut Vec<u64>, found:
         if dest == to {
             found.push(path.clone());
         } else if modules.find(dest) == modules.find(to) {
-            tail_chains(u, dest, to, path, found);
+            tail_chains(u, dest, to, path, found, budget);
         }
         path.pop();
         if found.len() > 1 {
