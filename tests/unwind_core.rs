@@ -308,3 +308,30 @@ fn fault_at_function_entry_inside_signal_frame() {
     assert!(frames[i].signal_frame, "interrupted frame not marked exact");
     assert_eq!(frames[i + 1].function.as_deref(), Some("before"));
 }
+
+/// A caller frame at an address where the line program has two non-statement rows of
+/// two files (GCC -O2, std::regex's _Compiler constructor: `regex_automaton.h:372`, then
+/// `regex_compiler.tcc:76`): gdb records the second, since no statement row is there to
+/// keep, and so must bt. Every frame's name, file and line against gdb's.
+#[test]
+fn non_statement_rows_of_two_files_at_one_address_keep_the_last_as_gdb() {
+    let dir = scratch("regex-throw");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/regex_throw.cpp");
+    let crash = common::build_and_crash(&dir, "regex_throw", "g++", &["-O2", "-g"], &src);
+    let gdb = common::gdb_core(&crash.exe, &crash.core);
+    assert!(
+        gdb.raw.contains("regex_compiler.tcc:76"),
+        "the precondition failed: gdb shows no _Compiler frame at line 76:\n{}",
+        gdb.raw
+    );
+    let snap = common::bt_json(&[
+        "ptrace",
+        "--no-variables",
+        "--core",
+        crash.core.to_str().expect("utf-8"),
+        crash.exe.to_str().expect("utf-8"),
+    ]);
+    if let Err(e) = common::compare_report(&gdb, &snap) {
+        panic!("{e}");
+    }
+}

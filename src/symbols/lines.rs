@@ -121,6 +121,8 @@ impl UnitLines {
         let mut last_line = 0u32;
         let mut last_addr: Option<u64> = None;
         let mut last_disc = false;
+        // A statement row was seen at `last_addr` (gdb's `m_stmt_at_address`).
+        let mut stmt_at_addr = false;
         let mut n_rows = 0usize;
         while let Ok(Some((header, row))) = rows.next_row() {
             n_rows += 1;
@@ -136,6 +138,7 @@ impl UnitLines {
                 last_line = 0;
                 last_addr = None;
                 last_disc = false;
+                stmt_at_addr = false;
                 continue;
             }
             let index = row.file_index();
@@ -158,7 +161,9 @@ impl UnitLines {
             let disc = row.discriminator() != 0;
             let line_has_disc = if line == last_line && Some(file) == last_file { last_disc || disc } else { disc };
             let file_changed = last_file != Some(file);
-            let ignore = (file_changed && last_addr == Some(addr) && !row.is_stmt()) || line == 0;
+            // A non-statement row in another file at the address of a statement row
+            // would erase it (the end marker below): gdb skips it, and only then.
+            let ignore = (file_changed && last_addr == Some(addr) && !row.is_stmt() && stmt_at_addr) || line == 0;
             if file_changed
                 && !ignore
                 && let Some(f) = last_file
@@ -175,6 +180,10 @@ impl UnitLines {
                 last_line = line;
                 last_disc = line_has_disc;
             }
+            if last_addr != Some(addr) {
+                stmt_at_addr = false;
+            }
+            stmt_at_addr |= row.is_stmt();
             last_addr = Some(addr);
         }
         for (_, rows) in out.files.iter_mut() {

@@ -469,7 +469,7 @@ pub fn parse_gdb(text: &str) -> GdbReport {
             report.current_tid = lwp_of(line);
         } else if line.starts_with("Thread ") && line.ends_with(':') {
             if let Some(t) = current.take() {
-                report.threads.push(t);
+                report.threads.push(without_null_tail(t));
             }
             let tid = lwp_of(line).unwrap_or_else(|| panic!("no LWP in gdb thread header {line:?}"));
             // `Thread 2 (Thread 0x7f… (LWP 123) "worker-0"):`
@@ -485,9 +485,21 @@ pub fn parse_gdb(text: &str) -> GdbReport {
         }
     }
     if let Some(t) = current.take() {
-        report.threads.push(t);
+        report.threads.push(without_null_tail(t));
     }
     report
+}
+
+/// gdb's last frame `0x0000000000000000 in ?? ()` is no frame: gdb unwound past the
+/// end of a stack, seen on a thread caught inside `clone3` before the new thread's
+/// first instruction (its CFI does not yet mark the outermost frame); bt stops there.
+fn without_null_tail(mut t: GdbThread) -> GdbThread {
+    if t.frames.len() > 1
+        && t.frames.last().is_some_and(|f| f.function.is_none() && f.raw.contains(" 0x0000000000000000 in ?? ()"))
+    {
+        t.frames.pop();
+    }
+    t
 }
 
 fn is_ident_byte(b: u8) -> bool {
