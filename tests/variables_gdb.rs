@@ -250,6 +250,38 @@ fn cpp_variables_match_gdb() {
 }
 
 #[test]
+fn libstdcxx_containers_and_smart_pointers_match_gdbs_printers() {
+    // std::map, set, multiset, unordered_map/set, list, unique_ptr, shared_ptr,
+    // weak_ptr and optional, as gdb's libstdc++ pretty printers print them. GCC only:
+    // Clang leaves std::string's type a declaration (-fno-standalone-debug), where
+    // gdb's printers raise Python exceptions and no oracle is left.
+    for (compiler, opt) in [("g++", "-O0"), ("g++", "-O2")] {
+        let name = format!("containers-{compiler}{opt}");
+        let (exe, core) = crashed(&name, "tests/data/containers.cpp", compiler, &[opt, "-std=c++17"]);
+        let text = gdb_text(&exe, &core, &[]);
+        let gdb = gdb_values(&text);
+        // -O2 leaves the smart pointers and the optionals <optimized out>.
+        let want = if opt == "-O0" { 15 } else { 8 };
+        let printed = gdb.iter().filter(|((f, _), v)| f == "main" && v.starts_with("std::")).count();
+        assert!(printed >= want, "{name}: gdb's libstdc++ printers did not run ({printed} values):\n{text}");
+        let saved = core.with_extension("bt");
+        let snap = bt_json(&[
+            "ptrace",
+            "--core",
+            core.to_str().expect("utf-8"),
+            exe.to_str().expect("utf-8"),
+            "-o",
+            saved.to_str().expect("utf-8"),
+        ]);
+        let n = compare(&gdb, &bt_values(&snap), &["main"]);
+        assert!(n >= want, "{name}: too few values compared ({n}); gdb said:\n{text}");
+        // The nodes walked are kept: the snapshot alone renders the same values.
+        let again = bt_json(&["ptrace", "--snapshot", saved.to_str().expect("utf-8")]);
+        assert_eq!(bt_values(&again), bt_values(&snap), "{name}: the saved snapshot renders other values");
+    }
+}
+
+#[test]
 fn rust_variables_match_gdb() {
     // Plain gdb prints Rust String and Vec as their raw layout while bt reads them
     // ("grace", vec![1, 2, 3]); scalars, &str, Option and pointers must agree.

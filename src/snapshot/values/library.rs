@@ -1,4 +1,5 @@
-//! Readable forms of common library types: libstdc++ `std::string` / `std::vector`,
+//! Readable forms of common library types: libstdc++ `std::string` / `std::vector`
+//! (the node containers and smart pointers in `stl.rs`),
 //! Rust `&str`, `String`, `Vec`, Go `string` and slices — recognised by language, name
 //! and members.
 
@@ -10,7 +11,7 @@ impl Renderer<'_> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn library_type(
         &mut self,
-        _off: TypeId,
+        off: TypeId,
         name: Option<&str>,
         members: &[Member],
         params: &[(String, Option<TypeId>)],
@@ -21,6 +22,9 @@ impl Renderer<'_> {
         let name = name?;
         match lang {
             Lang::Cpp => {
+                if let Some(r) = self.libstdcxx(off, name, members, params, data, depth) {
+                    return Some(r);
+                }
                 // Folklore: libstdc++'s (C++11 ABI) basic_string is {_M_dataplus {_M_p},
                 // _M_string_length, union {_M_local_buf[16], _M_allocated_capacity}}.
                 if name.starts_with("basic_string<char") {

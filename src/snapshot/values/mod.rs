@@ -815,6 +815,7 @@ impl Renderer<'_> {
 
 mod library;
 mod snapshot;
+mod stl;
 #[cfg(test)]
 mod tests;
 mod text;

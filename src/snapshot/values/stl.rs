@@ -1,0 +1,283 @@
+//! libstdc++'s smart pointers, `std::optional` and node-based containers (`std::map`,
+//! `std::set`, `std::unordered_map`, `std::list` and their multi- variants) rendered
+//! as gdb's libstdc++ pretty printers print them: `std::map with 2 elements = {[1] =
+//! 10, [2] = 20}`, `std::shared_ptr<int> (use count 2, weak count 1) = {get() = 0x…}`.
+//! Nodes are walked from the snapshot's memory, never more than `max_elements`.
+
+use super::*;
+
+/// Folklore: libstdc++'s `_Rb_tree_node_base` is {int _M_color; 4 bytes of padding;
+/// _M_parent, _M_left, _M_right}; a node's value follows it.
+const RB_PARENT: u64 = 8;
+const RB_LEFT: u64 = 16;
+const RB_RIGHT: u64 = 24;
+const RB_VALUE: u64 = 32;
+/// `_List_node_base` is {_M_next, _M_prev}; a list node's value follows it.
+const LIST_VALUE: u64 = 16;
+/// A hash-table node (`_Hash_node_base`) is {_M_nxt}; its value follows it.
+const HASH_VALUE: u64 = 8;
+/// `_Sp_counted_base` is {vptr; _Atomic_word _M_use_count; _Atomic_word _M_weak_count}.
+const SP_USE_COUNT: u64 = 8;
+
+/// The container families by the tag's name (unqualified, template arguments cut).
+#[derive(Clone, Copy, PartialEq)]
+enum Family {
+    Tree { pairs: bool },
+    Hash { pairs: bool },
+    List,
+}
+
+impl Renderer<'_> {
+    /// libstdc++ smart pointers, optional and node containers; None for any other type
+    /// or a layout that does not match.
+    pub(super) fn libstdcxx(
+        &mut self,
+        off: TypeId,
+        name: &str,
+        members: &[Member],
+        params: &[(String, Option<TypeId>)],
+        data: &Data,
+        depth: u32,
+    ) -> Option<(Value, String)> {
+        let base = name.split('<').next().unwrap_or(name);
+        // gdb names the container by its qualified name without template arguments
+        // (`std::map`, `std::__cxx11::list`).
+        let full = self.type_name(Some(off));
+        let qualified = full.split('<').next().unwrap_or(&full).to_string();
+        let param = |n: &str| params.iter().find(|(p, _)| p == n).and_then(|p| p.1);
+        match base {
+            "unique_ptr" => {
+                let ptr = self.first_pointer(Some(off), data, 0)?;
+                let tp = self.type_name(param("_Tp"));
+                Some((
+                    Value::Pointer { address: ptr, symbol: None, target: None },
+                    format!("std::unique_ptr<{tp}> = {{get() = {ptr:#x}}}"),
+                ))
+            }
+            "shared_ptr" | "weak_ptr" => {
+                let (p, _) = self.path(members, data, &["_M_ptr"])?;
+                let (pi, _) = self.path(members, data, &["_M_refcount", "_M_pi"])?;
+                let (ptr, pi) = (p.uint(8)?, pi.uint(8)?);
+                let tp = self.type_name(param("_Tp"));
+                let state = if pi == 0 {
+                    "(empty)".to_string()
+                } else {
+                    match self.read(pi.wrapping_add(SP_USE_COUNT), 8) {
+                        Some(b) if b.len() == 8 => {
+                            let used = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32;
+                            let weak = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as i32;
+                            // The weak count holds one more while any owner lives.
+                            if used == 0 {
+                                format!("(expired, weak count {weak})")
+                            } else {
+                                format!("(use count {used}, weak count {})", weak - 1)
+                            }
+                        }
+                        _ => format!("(control block {})", unreadable_text(pi)),
+                    }
+                };
+                let text = format!("std::{base}<{tp}> {state} = {{get() = {ptr:#x}}}");
+                Some((Value::Pointer { address: ptr, symbol: None, target: None }, text))
+            }
+            "optional" => {
+                let (engaged, _) = self.path(members, data, &["_M_payload", "_M_engaged"])?;
+                let tp = self.type_name(param("_Tp"));
+                if engaged.uint(1)? == 0 {
+                    return Some((Value::Struct(vec![]), format!("std::optional<{tp}> [no contained value]")));
+                }
+                let (v, vty) = self.path(members, data, &["_M_payload", "_M_payload", "_M_value"])?;
+                let (value, text) = self.render(vty, &v, depth);
+                let field = Field { name: "contained value".into(), value };
+                Some((Value::Struct(vec![field]), format!("std::optional<{tp}> = {{[contained value] = {text}}}")))
+            }
+            "map" | "multimap" => {
+                self.container(Family::Tree { pairs: true }, &qualified, members, params, data, depth)
+            }
+            "set" | "multiset" => {
+                self.container(Family::Tree { pairs: false }, &qualified, members, params, data, depth)
+            }
+            "unordered_map" | "unordered_multimap" => {
+                self.container(Family::Hash { pairs: true }, &qualified, members, params, data, depth)
+            }
+            "unordered_set" | "unordered_multiset" => {
+                self.container(Family::Hash { pairs: false }, &qualified, members, params, data, depth)
+            }
+            "list" => self.container(Family::List, &qualified, members, params, data, depth),
+            _ => None,
+        }
+    }
+
+    /// A node container: its count, then its first `max_elements` nodes in iteration
+    /// order, each `[key] = value` (maps) or `[i] = value`.
+    #[allow(clippy::too_many_arguments)]
+    fn container(
+        &mut self,
+        family: Family,
+        qualified: &str,
+        members: &[Member],
+        params: &[(String, Option<TypeId>)],
+        data: &Data,
+        depth: u32,
+    ) -> Option<(Value, String)> {
+        let param = |n: &str| params.iter().find(|(p, _)| p == n).and_then(|p| p.1);
+        let (key, mapped) = match family {
+            Family::Tree { pairs: true } | Family::Hash { pairs: true } => (param("_Key")?, param("_Tp")),
+            Family::Tree { pairs: false } => (param("_Key")?, None),
+            // std::unordered_set<_Value, …>.
+            Family::Hash { pairs: false } => (param("_Value").or_else(|| param("_Key"))?, None),
+            Family::List => (param("_Tp")?, None),
+        };
+        let (count, first, value_at) = match family {
+            Family::Tree { .. } => {
+                let (n, _) = self.path(members, data, &["_M_t", "_M_impl", "_M_node_count"])?;
+                let (h, _) = self.path(members, data, &["_M_t", "_M_impl", "_M_header"])?;
+                (n.uint(8)?, h.slice(RB_LEFT, 8)?.uint(8)?, RB_VALUE)
+            }
+            Family::Hash { .. } => {
+                let (n, _) = self.path(members, data, &["_M_h", "_M_element_count"])?;
+                let (b, _) = self.path(members, data, &["_M_h", "_M_before_begin", "_M_nxt"])?;
+                let align = self.align_of(Some(key))?.max(match mapped {
+                    Some(v) => self.align_of(Some(v))?,
+                    None => 1,
+                });
+                (n.uint(8)?, b.uint(8)?, HASH_VALUE.next_multiple_of(align))
+            }
+            Family::List => {
+                let (n, _) = self.path(members, data, &["_M_impl", "_M_node", "_M_size"])?;
+                let (h, _) = self.path(members, data, &["_M_impl", "_M_node", "_M_next"])?;
+                (n.uint(8)?, h.uint(8)?, LIST_VALUE)
+            }
+        };
+        // The mapped value of a pair<const K, V> sits after the key, at V's alignment.
+        let mapped_at = match mapped {
+            Some(v) => Some(self.size(Some(key))?.next_multiple_of(self.align_of(Some(v))?)),
+            None => None,
+        };
+        let noun = match family {
+            Family::List if count == 0 => {
+                return Some((Value::Array { length: 0, items: vec![] }, format!("empty {qualified}")));
+            }
+            Family::List => String::new(),
+            _ => format!(" with {count} elements"),
+        };
+        if count == 0 {
+            return Some((Value::Array { length: 0, items: vec![] }, format!("{qualified}{noun}")));
+        }
+        let shown = (count as usize).min(self.opts.max_elements);
+        let mut items = Vec::with_capacity(shown);
+        let mut parts = Vec::with_capacity(shown);
+        let mut node = first;
+        let mut complete = true;
+        for i in 0..shown {
+            if node == 0 {
+                parts.push(unreadable_text(node));
+                complete = false;
+                break;
+            }
+            let at = node.wrapping_add(value_at);
+            let (kv, kt) = self.value_at(Some(key), at, depth);
+            match (mapped, mapped_at) {
+                (Some(v), Some(off)) => {
+                    let (vv, vt) = self.value_at(Some(v), at.wrapping_add(off), depth);
+                    parts.push(format!("[{kt}] = {vt}"));
+                    items.push(Value::Struct(vec![
+                        Field { name: "key".into(), value: kv },
+                        Field { name: "value".into(), value: vv },
+                    ]));
+                }
+                _ => {
+                    parts.push(format!("[{i}] = {kt}"));
+                    items.push(kv);
+                }
+            }
+            if i + 1 == shown {
+                break;
+            }
+            match self.next_node(family, node) {
+                Some(n) => node = n,
+                None => {
+                    parts.push(unreadable_text(node));
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        let more = if complete && (count as usize) > shown { "..." } else { "" };
+        let text = format!("{qualified}{noun} = {{{}{more}}}", parts.join(", "));
+        Some((Value::Array { length: count, items }, text))
+    }
+
+    /// The node after `node` in iteration order: a tree's in-order successor
+    /// (`_Rb_tree_increment`), a list's or hash table's next link.
+    fn next_node(&mut self, family: Family, node: u64) -> Option<u64> {
+        let word = |r: &mut Self, addr: u64| -> Option<u64> {
+            let b = r.read(addr, 8)?;
+            Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?))
+        };
+        match family {
+            Family::List | Family::Hash { .. } => word(self, node),
+            Family::Tree { .. } => {
+                let right = word(self, node.wrapping_add(RB_RIGHT))?;
+                if right != 0 {
+                    let mut n = right;
+                    // A corrupt tree must not make this loop forever.
+                    for _ in 0..64 {
+                        let left = word(self, n.wrapping_add(RB_LEFT))?;
+                        if left == 0 {
+                            return Some(n);
+                        }
+                        n = left;
+                    }
+                    return None;
+                }
+                let mut n = node;
+                let mut parent = word(self, n.wrapping_add(RB_PARENT))?;
+                for _ in 0..64 {
+                    if word(self, parent.wrapping_add(RB_RIGHT))? != n {
+                        return Some(parent);
+                    }
+                    n = parent;
+                    parent = word(self, n.wrapping_add(RB_PARENT))?;
+                }
+                None
+            }
+        }
+    }
+
+    /// The value of type `ty` stored at `addr`, rendered.
+    fn value_at(&mut self, ty: Option<TypeId>, addr: u64, depth: u32) -> (Value, String) {
+        match self.read_value(ty, addr) {
+            Ok(d) => self.render(ty, &d, depth),
+            Err(a) => (Value::Unreadable { address: a }, unreadable_text(a)),
+        }
+    }
+
+    /// A type's alignment, from its base types (None when a part is unknown).
+    fn align_of(&mut self, ty: Option<TypeId>) -> Option<u64> {
+        self.align_depth(ty, 0)
+    }
+
+    fn align_depth(&mut self, ty: Option<TypeId>, depth: usize) -> Option<u64> {
+        if depth > MAX_CHAIN {
+            return None;
+        }
+        let (_, t) = self.strip(ty)?;
+        match &t.kind {
+            TypeKind::Base { size, .. } | TypeKind::Enum { size, .. } => Some((*size).clamp(1, 16)),
+            TypeKind::Pointer { .. } => Some(8),
+            TypeKind::Array { elem, .. } => self.align_depth(*elem, depth + 1),
+            TypeKind::Struct { members, .. } => {
+                // Members of no known alignment (a type the snapshot lacks) are passed
+                // over; an empty class aligns to 1.
+                let mut align = 1;
+                for m in members.iter().filter(|m| m.bits.is_none()) {
+                    if let Some(a) = self.align_depth(m.type_id, depth + 1) {
+                        align = align.max(a);
+                    }
+                }
+                Some(align)
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,40 @@
+// libstdc++ containers and smart pointers in one frame, for comparison with gdb's
+// libstdc++ pretty printers (tests/variables_gdb.rs).
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+struct P {
+    int a;
+    char b;
+};
+
+int *volatile bad = nullptr;
+[[gnu::noinline]] void use(void *) { *bad = 1; }
+
+int main() {
+    std::map<int, long> m{{1, 10}, {2, 20}, {3, 30}};
+    std::map<std::string, P> ms{{"one", {1, 'x'}}, {"two", {2, 'y'}}};
+    std::map<char, double> mixed{{'a', 1.5}, {'b', -2.25}};
+    std::set<int> s{5, 3, 9};
+    std::multiset<int> mm{1, 1, 2};
+    std::unordered_map<int, int> um{{1, 2}, {3, 4}};
+    std::unordered_set<std::string> us{"a", "b"};
+    std::list<int> l{7, 8, 9};
+    std::list<std::string> empty_list;
+    std::unique_ptr<int> up(new int(5));
+    std::unique_ptr<P> upn;
+    std::shared_ptr<int> sp = std::make_shared<int>(6);
+    std::shared_ptr<int> sp2 = sp;
+    std::weak_ptr<int> wp = sp;
+    std::shared_ptr<P> spn;
+    std::optional<int> o1 = 4, o2;
+    std::map<int, long> empty;
+    use(&m), use(&ms), use(&mixed), use(&s), use(&mm), use(&um), use(&us), use(&l), use(&empty_list);
+    use(&up), use(&upn), use(&sp), use(&sp2), use(&wp), use(&spn), use(&o1), use(&o2), use(&empty);
+}
