@@ -1,18 +1,23 @@
 // libstdc++ containers and smart pointers in one frame, for comparison with gdb's
 // libstdc++ pretty printers (tests/variables_gdb.rs).
+#include <deque>
 #include <list>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 struct P {
     int a;
     char b;
 };
+struct Empty {};
+struct OnlyBase : Empty {};
 
 int *volatile bad = nullptr;
 [[gnu::noinline]] void use(void *) { *bad = 1; }
@@ -35,6 +40,15 @@ int main() {
     std::shared_ptr<P> spn;
     std::optional<int> o1 = 4, o2;
     std::map<int, long> empty;
+    std::deque<long> dq;
+    for (long i = 0; i < 150; i++) dq.push_back(i * 3);
+    dq.pop_front();
+    std::deque<std::string> ds{"x", "yy"};
+    std::tuple<int, std::string, double> t{1, "two", 3.5};
+    std::pair<int, char> pr{1, 'c'};
+    Empty e;
+    OnlyBase ob;
+    use(&dq), use(&ds), use(&t), use(&pr), use(&e), use(&ob);
     use(&m), use(&ms), use(&mixed), use(&s), use(&mm), use(&um), use(&us), use(&l), use(&empty_list);
     use(&up), use(&upn), use(&sp), use(&sp2), use(&wp), use(&spn), use(&o1), use(&o2), use(&empty);
 }

@@ -653,6 +653,11 @@ impl Renderer<'_> {
             }
             fields.push(Field { name: fname, value: v });
         }
+        // gdb: a C or C++ struct without data members (an empty class, or one made only
+        // of bases) says so after its bases: `{<No data fields>}`.
+        if lang != Lang::Rust && members.iter().all(|m| m.base) {
+            parts.push("<No data fields>".into());
+        }
         let text = if lang == Lang::Rust {
             // gdb's Rust syntax: `path::Name {field: value}`, tuples as `Name(a, b)`.
             let full = self.type_name(Some(off));

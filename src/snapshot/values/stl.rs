@@ -1,5 +1,6 @@
-//! libstdc++'s smart pointers, `std::optional` and node-based containers (`std::map`,
-//! `std::set`, `std::unordered_map`, `std::list` and their multi- variants) rendered
+//! libstdc++'s smart pointers, `std::optional`, `std::tuple` and node-based containers
+//! (`std::map`, `std::set`, `std::unordered_map`, `std::list`, their multi- variants,
+//! `std::deque`) rendered
 //! as gdb's libstdc++ pretty printers print them: `std::map with 2 elements = {[1] =
 //! 10, [2] = 20}`, `std::shared_ptr<int> (use count 2, weak count 1) = {get() = 0x…}`.
 //! Nodes are walked from the snapshot's memory, never more than `max_elements`.
@@ -103,8 +104,134 @@ impl Renderer<'_> {
                 self.container(Family::Hash { pairs: false }, &qualified, members, params, data, depth)
             }
             "list" => self.container(Family::List, &qualified, members, params, data, depth),
+            "deque" => self.deque(&qualified, members, param("_Tp"), data, depth),
+            // Its `first` and `second`, without the empty `__pair_base`.
+            "pair" => {
+                let mut fields = Vec::new();
+                let mut parts = Vec::new();
+                for m in members.iter().filter(|m| !m.base) {
+                    let fname = m.name.clone()?;
+                    let (value, text) = self.member_value(m, data, depth);
+                    parts.push(format!("{fname} = {text}"));
+                    fields.push(Field { name: fname, value });
+                }
+                Some((Value::Struct(fields), format!("{{{}}}", parts.join(", "))))
+            }
+            "tuple" => {
+                let mut items = Vec::new();
+                let mut parts = Vec::new();
+                self.tuple_elements(members, data, depth, &mut items, &mut parts, 0)?;
+                if items.is_empty() {
+                    return Some((Value::Struct(vec![]), "empty std::tuple".into()));
+                }
+                let text: Vec<String> = parts.iter().enumerate().map(|(i, t)| format!("[{}] = {t}", i + 1)).collect();
+                let fields =
+                    items.into_iter().enumerate().map(|(i, value)| Field { name: format!("{}", i + 1), value });
+                Some((Value::Struct(fields.collect()), format!("std::tuple containing = {{{}}}", text.join(", "))))
+            }
             _ => None,
         }
+    }
+
+    /// A tuple's elements in order: each `_Tuple_impl<N, …>` holds its element in its
+    /// `_Head_base<N, …>` base (`_M_head_impl`) and the rest in its `_Tuple_impl<N+1, …>` base.
+    fn tuple_elements(
+        &mut self,
+        members: &[Member],
+        data: &Data,
+        depth: u32,
+        items: &mut Vec<Value>,
+        parts: &mut Vec<String>,
+        level: usize,
+    ) -> Option<()> {
+        if level > 64 {
+            return None;
+        }
+        let mut tail = None;
+        for m in members.iter().filter(|m| m.base) {
+            let bname = self.type_name(m.type_id);
+            let size = self.size(m.type_id).unwrap_or(0);
+            // An empty base (a stateless element) may have size 0 or 1.
+            let Some(d) = data.slice(m.offset, size).or_else(|| data.slice(m.offset, 0)) else { continue };
+            if bname.starts_with("std::_Head_base<") {
+                let hm = self.members_of(m.type_id)?;
+                match self.path(&hm, &d, &["_M_head_impl"]) {
+                    Some((v, vty)) => {
+                        let (value, text) = self.render(vty, &v, depth);
+                        items.push(value);
+                        parts.push(text);
+                    }
+                    None => return None,
+                }
+            } else if bname.starts_with("std::_Tuple_impl<") {
+                tail = Some((m.type_id, d));
+            }
+        }
+        if let Some((ty, d)) = tail {
+            let tm = self.members_of(ty)?;
+            self.tuple_elements(&tm, &d, depth, items, parts, level + 1)?;
+        }
+        Some(())
+    }
+
+    /// A deque: its elements in order, buffer after buffer through its map of nodes
+    /// (`_M_start` and `_M_finish` iterators: {_M_cur, _M_first, _M_last, _M_node}).
+    fn deque(
+        &mut self,
+        qualified: &str,
+        members: &[Member],
+        elem: Option<TypeId>,
+        data: &Data,
+        depth: u32,
+    ) -> Option<(Value, String)> {
+        let esize = self.size(elem).filter(|s| *s > 0)?;
+        let word = |d: &Data, i: u64| d.slice(i * 8, 8).and_then(|w| w.uint(8));
+        let (start, _) = self.path(members, data, &["_M_impl", "_M_start"])?;
+        let (finish, _) = self.path(members, data, &["_M_impl", "_M_finish"])?;
+        let (s_cur, s_last, s_node) = (word(&start, 0)?, word(&start, 2)?, word(&start, 3)?);
+        let (f_cur, f_first, f_node) = (word(&finish, 0)?, word(&finish, 1)?, word(&finish, 3)?);
+        // Folklore: libstdc++'s __deque_buf_size: 512 bytes of elements per buffer.
+        let per_buffer = if esize < 512 { 512 / esize } else { 1 };
+        let nodes = (f_node.wrapping_sub(s_node) as i64) / 8;
+        let count = (per_buffer as i64)
+            .saturating_mul(nodes - 1)
+            .saturating_add((f_cur.wrapping_sub(f_first) / esize) as i64)
+            .saturating_add((s_last.wrapping_sub(s_cur) / esize) as i64);
+        if !(0..1 << 40).contains(&count) {
+            return Some((Value::Unavailable("corrupt deque".into()), format!("<corrupt {qualified}>")));
+        }
+        let count = count as u64;
+        if count == 0 {
+            return Some((Value::Array { length: 0, items: vec![] }, format!("{qualified} with 0 elements")));
+        }
+        let shown = (count as usize).min(self.opts.max_elements);
+        let (mut cur, mut last, mut node) = (s_cur, s_last, s_node);
+        let mut items = Vec::with_capacity(shown);
+        let mut parts = Vec::with_capacity(shown);
+        let mut complete = true;
+        for i in 0..shown {
+            let (v, t) = self.value_at(elem, cur, depth);
+            items.push(v);
+            parts.push(t);
+            cur = cur.wrapping_add(esize);
+            if cur == last && i + 1 < shown {
+                node = node.wrapping_add(8);
+                match self.read(node, 8) {
+                    Some(b) if b.len() == 8 => {
+                        cur = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+                        last = cur.wrapping_add(per_buffer * esize);
+                    }
+                    _ => {
+                        parts.push(unreadable_text(node));
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+        }
+        let more = if complete && (count as usize) > shown { "..." } else { "" };
+        let text = format!("{qualified} with {count} elements = {{{}{more}}}", parts.join(", "));
+        Some((Value::Array { length: count, items }, text))
     }
 
     /// A node container: its count, then its first `max_elements` nodes in iteration
