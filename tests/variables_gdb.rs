@@ -431,3 +431,32 @@ fn a_data_pointer_into_a_plt_stub_is_named_as_gdb_names_it() {
     let n = compare(&gdb, &bt_values(&snap), &["main"]);
     assert!(n >= 4, "too few values compared ({n}); gdb said:\n{text}");
 }
+
+/// A thread waiting in pthread_join: glibc reaches the futex wait by tail calls
+/// (`__futex_abstimed_wait_cancelable64` jumps to `__futex_abstimed_wait_common`), so
+/// the frame above the wait is a reconstructed tail-call frame. The wait's frame base
+/// is the CFA, the sp of the next physical frame past it: its values (read through the
+/// frame base at this pc) must be gdb's, not read from the wrong stack slots.
+#[test]
+fn values_under_a_tail_call_frame_match_gdb() {
+    let src = "#include <pthread.h>\n#include <unistd.h>\n\
+               static void *crash(void *p) { (void)p; usleep(200000); *(volatile int *)0 = 1; return 0; }\n\
+               int main(void) { pthread_t t; pthread_create(&t, 0, crash, 0); pthread_join(t, 0); return 0; }\n";
+    let dir = scratch_dir("bt-cores-variables-tailcall");
+    let c = dir.join("join.c");
+    std::fs::write(&c, src).expect("write the source");
+    let crash = common::build_and_crash(&dir, "join", "gcc", &["-O2", "-g", "-pthread"], &c);
+    let text = gdb_text(&crash.exe, &crash.core, &[]);
+    let gdb = gdb_values(&text);
+    let snap = bt_json(&["ptrace", "--core", crash.core.to_str().expect("utf-8"), crash.exe.to_str().expect("utf-8")]);
+    let bt = bt_values(&snap);
+    let f = "__futex_abstimed_wait_common";
+    let mut compared = 0;
+    for name in ["futex_word", "op", "abstime", "expected"] {
+        let key = (f.to_string(), name.to_string());
+        let Some(want) = gdb.get(&key).filter(|w| !w.contains("@entry") && *w != "<optimized out>") else { continue };
+        assert_eq!(bt.get(&key), Some(want), "{f}: {name}: bt differs from gdb; gdb said:\n{text}");
+        compared += 1;
+    }
+    assert!(compared >= 2, "the precondition failed: gdb shows too few values of {f} ({compared}):\n{text}");
+}

@@ -66,6 +66,8 @@ pub(crate) enum Ty {
         size: u64,
         signed: bool,
         values: Vec<(i64, String)>,
+        /// A C++ `enum class` (DW_AT_enum_class): its enumerators are in its scope.
+        class: bool,
     },
     /// Pointers and references (`reference`: C++ `&`/`&&`, printed with `@`).
     Pointer {
@@ -302,7 +304,8 @@ impl UnitTypes {
                     };
                     values.push((v, string_attr(unit, c, gimli::DW_AT_name).unwrap_or_default()));
                 }
-                Ty::Enum { name, size: udata(&e, gimli::DW_AT_byte_size).unwrap_or(4), signed, values }
+                let class = matches!(e.attr_value(gimli::DW_AT_enum_class), Some(AttributeValue::Flag(true)));
+                Ty::Enum { name, size: udata(&e, gimli::DW_AT_byte_size).unwrap_or(4), signed, values, class }
             }
             gimli::DW_TAG_pointer_type | gimli::DW_TAG_ptr_to_member_type => {
                 Ty::Pointer { target: type_attr(unit, &e), reference: false, rvalue: false }
@@ -752,8 +755,22 @@ impl DwarfTypes<'_> {
         let kind = match &*t {
             Ty::Void => snap::TypeKind::Void,
             Ty::Base { size, encoding, .. } => snap::TypeKind::Base { size: *size, encoding: encoding_of(*encoding) },
-            Ty::Enum { size, signed, values, .. } => {
-                snap::TypeKind::Enum { size: *size, signed: *signed, values: values.clone() }
+            Ty::Enum { size, signed, values, class, name: enum_name } => {
+                // gdb names a C++ enumerator with its scope: the enum's namespaces and
+                // classes (`std::regex_constants::_S_ECMAScript`), and the enum itself
+                // for an `enum class` (`Color::Green`).
+                let prefix = match (lang, enum_name) {
+                    (snap::Lang::Cpp, _) if self.table.deferred => String::new(),
+                    (snap::Lang::Cpp, Some(n)) if *class => (self.scoped)(off, format!("{n}::")),
+                    (snap::Lang::Cpp, _) => (self.scoped)(off, String::new()),
+                    _ => String::new(),
+                };
+                let values = if prefix.is_empty() {
+                    values.clone()
+                } else {
+                    values.iter().map(|(v, n)| (*v, format!("{prefix}{n}"))).collect()
+                };
+                snap::TypeKind::Enum { size: *size, signed: *signed, values }
             }
             Ty::Pointer { target, reference, rvalue } => {
                 snap::TypeKind::Pointer { target: self.intern(*target), reference: *reference, rvalue: *rvalue }

@@ -545,19 +545,25 @@ impl ModuleSet {
         table: &TypeTable,
     ) -> Vec<Vec<Vec<Variable>>> {
         let mut out = Vec::with_capacity(frames.len());
+        // A tail-call frame (reconstructed by the unwinder: a caller frame with no
+        // recovered registers) carries its callee's sp, not a CFA.
+        let is_tail_call = |f: &Frame| f.trust != Trust::Context && f.registers.is_empty();
         for (k, frame) in frames.iter().enumerate() {
-            let cfa = frames.get(k + 1).map(|n| n.sp);
+            // The CFA is the sp of the next physical frame: past any tail-call frames
+            // (sem_wait's futex wait, entered by jumps, has its frame base there).
+            let cfa = frames.iter().skip(k + 1).find(|n| !is_tail_call(n)).map(|n| n.sp);
             // The caller's call-site parameters, evaluated in the caller's frame.
+            // Through a tail call the call site is the jump: its registers are gone
+            // (a tail-call frame has none), constants and the CFA still hold.
             let entry = match frames.get(k + 1) {
                 Some(caller) if !frame.signal_frame => {
-                    let caller_cfa = frames.get(k + 2).map(|n| n.sp);
+                    let caller_cfa = frames.iter().skip(k + 2).find(|n| !is_tail_call(n)).map(|n| n.sp);
                     self.call_site_values(thread, caller, caller_cfa, memory, Vec::new())
                 }
                 _ => Vec::new(),
             };
-            // A tail-call frame (reconstructed by the unwinder: a caller frame with no
-            // recovered registers) is only its innermost function, as `symbolize` shows it.
-            let tail_call = frame.trust != Trust::Context && frame.registers.is_empty();
+            // A tail-call frame is only its innermost function, as `symbolize` shows it.
+            let tail_call = is_tail_call(frame);
             out.push(self.frame_variables(thread, frame, tail_call, cfa, entry, memory, opts, table));
         }
         out

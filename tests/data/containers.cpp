@@ -1,5 +1,5 @@
-// libstdc++ containers and smart pointers in one frame, for comparison with gdb's
-// libstdc++ pretty printers (tests/variables_gdb.rs).
+// libstdc++ containers, iterators and smart pointers, and C++ enumerators, in one
+// frame, for comparison with gdb's libstdc++ pretty printers (tests/variables_gdb.rs).
 #include <deque>
 #include <list>
 #include <map>
@@ -11,12 +11,21 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 struct P {
     int a;
     char b;
 };
 struct Empty {};
+namespace ns {
+enum E { A, B };
+enum class C { X, Y };
+struct S {
+    enum In { P, Q };
+};
+}  // namespace ns
+enum G { G0, G1 };
 struct OnlyBase : Empty {};
 
 int *volatile bad = nullptr;
@@ -46,6 +55,13 @@ int main() {
     std::deque<std::string> ds{"x", "yy"};
     std::tuple<int, std::string, double> t{1, "two", 3.5};
     std::pair<int, char> pr{1, 'c'};
+    std::vector<int> v{7, 8};
+    std::vector<int>::iterator it = v.begin() + 1;
+    ns::E e1 = ns::B;
+    ns::C c1 = ns::C::Y;
+    ns::S::In in = ns::S::Q;
+    G g = G1;
+    use(&v), use(&it), use(&e1), use(&c1), use(&in), use(&g);
     Empty e;
     OnlyBase ob;
     use(&dq), use(&ds), use(&t), use(&pr), use(&e), use(&ob);

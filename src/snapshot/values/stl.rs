@@ -20,6 +20,11 @@ const HASH_VALUE: u64 = 8;
 /// `_Sp_counted_base` is {vptr; _Atomic_word _M_use_count; _Atomic_word _M_weak_count}.
 const SP_USE_COUNT: u64 = 8;
 
+/// gdb's count of a container's elements: `1 element`, `3 elements`.
+fn elements(count: u64) -> String {
+    if count == 1 { "1 element".into() } else { format!("{count} elements") }
+}
+
 /// The container families by the tag's name (unqualified, template arguments cut).
 #[derive(Clone, Copy, PartialEq)]
 enum Family {
@@ -105,6 +110,22 @@ impl Renderer<'_> {
             }
             "list" => self.container(Family::List, &qualified, members, params, data, depth),
             "deque" => self.deque(&qualified, members, param("_Tp"), data, depth),
+            // A vector's or string's iterator: the element it points at.
+            "__normal_iterator" => {
+                let (p, pty) = self.path(members, data, &["_M_current"])?;
+                let ptr = p.uint(8)?;
+                if ptr == 0 {
+                    return Some((
+                        Value::Pointer { address: 0, symbol: None, target: None },
+                        "non-dereferenceable iterator for std::vector".into(),
+                    ));
+                }
+                let target = match &self.strip(pty)?.1.kind {
+                    TypeKind::Pointer { target, .. } => *target,
+                    _ => return None,
+                };
+                Some(self.value_at(target, ptr, depth))
+            }
             // Its `first` and `second`, without the empty `__pair_base`.
             "pair" => {
                 let mut fields = Vec::new();
@@ -230,7 +251,7 @@ impl Renderer<'_> {
             }
         }
         let more = if complete && (count as usize) > shown { "..." } else { "" };
-        let text = format!("{qualified} with {count} elements = {{{}{more}}}", parts.join(", "));
+        let text = format!("{qualified} with {} = {{{}{more}}}", elements(count), parts.join(", "));
         Some((Value::Array { length: count, items }, text))
     }
 
@@ -285,7 +306,7 @@ impl Renderer<'_> {
                 return Some((Value::Array { length: 0, items: vec![] }, format!("empty {qualified}")));
             }
             Family::List => String::new(),
-            _ => format!(" with {count} elements"),
+            _ => format!(" with {}", elements(count)),
         };
         if count == 0 {
             return Some((Value::Array { length: 0, items: vec![] }, format!("{qualified}{noun}")));
