@@ -17,6 +17,13 @@ struct P {
     int a;
     char b;
 };
+int *volatile bad = nullptr;
+volatile int armed = 0;
+// Keeps its argument alive; faults once armed (in refs(), every local of main set).
+[[gnu::noinline]] void use(void *) {
+    if (armed) *bad = 1;
+}
+
 struct Empty {};
 namespace ns {
 enum E { A, B };
@@ -26,10 +33,16 @@ struct S {
 };
 }  // namespace ns
 enum G { G0, G1 };
+struct R {
+    int &n;
+    std::string &s;
+    P &p;
+};
+[[gnu::noinline]] void refs(const std::string &s, const int &n, std::map<int, long> &m, P &p, R r) {
+    use(&r), use((void *)&s), use((void *)&n), use(&m), use(&p);
+}
 struct OnlyBase : Empty {};
 
-int *volatile bad = nullptr;
-[[gnu::noinline]] void use(void *) { *bad = 1; }
 
 int main() {
     std::map<int, long> m{{1, 10}, {2, 20}, {3, 30}};
@@ -64,7 +77,12 @@ int main() {
     use(&v), use(&it), use(&e1), use(&c1), use(&in), use(&g);
     Empty e;
     OnlyBase ob;
+    std::string str = "str";
+    int n = 42;
+    P pp{3, 'z'};
     use(&dq), use(&ds), use(&t), use(&pr), use(&e), use(&ob);
     use(&m), use(&ms), use(&mixed), use(&s), use(&mm), use(&um), use(&us), use(&l), use(&empty_list);
     use(&up), use(&upn), use(&sp), use(&sp2), use(&wp), use(&spn), use(&o1), use(&o2), use(&empty);
+    armed = 1;
+    refs(str, n, m, pp, R{n, str, pp});
 }

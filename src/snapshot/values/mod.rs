@@ -442,18 +442,23 @@ impl Renderer<'_> {
         let followable =
             pointee.as_ref().is_some_and(|(_, t)| !matches!(&t.kind, TypeKind::Void | TypeKind::Unknown(_)));
         if reference {
-            // gdb prints a reference as `@0xADDR: value`.
+            // gdb prints a reference as `@0xADDR: value`; inside a struct as `@0xADDR`
+            // alone; and a reference to a type a pretty printer knows (std::string,
+            // the containers) as the printer's text alone.
             if !followable {
                 return (Value::Pointer { address: addr, symbol: None, target: None }, format!("@{addr:#x}"));
             }
+            let printed = self.has_printer(target);
             let (v, text) = match self.read_value(target, addr) {
                 Ok(d) => self.render(target, &d, depth + 1),
                 Err(a) => (Value::Unreadable { address: a }, unreadable_text(a)),
             };
-            return (
-                Value::Pointer { address: addr, symbol: None, target: Some(Box::new(v)) },
-                format!("@{addr:#x}: {text}"),
-            );
+            let text = match (printed, self.nesting > 1) {
+                (true, _) => text,
+                (false, true) => format!("@{addr:#x}"),
+                (false, false) => format!("@{addr:#x}: {text}"),
+            };
+            return (Value::Pointer { address: addr, symbol: None, target: Some(Box::new(v)) }, text);
         }
         let mut followed = None;
         if followable && addr != 0 && depth < self.opts.max_depth.max(self.opts.keep_depth) {

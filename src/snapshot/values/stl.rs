@@ -33,7 +33,45 @@ enum Family {
     List,
 }
 
+/// The libstdc++ class templates gdb's printers know and bt renders their way (here
+/// and in `library.rs`).
+const PRINTED: &[&str] = &[
+    "basic_string",
+    "vector",
+    "unique_ptr",
+    "shared_ptr",
+    "weak_ptr",
+    "optional",
+    "map",
+    "multimap",
+    "set",
+    "multiset",
+    "unordered_map",
+    "unordered_multimap",
+    "unordered_set",
+    "unordered_multiset",
+    "list",
+    "deque",
+    "tuple",
+    "pair",
+    "__normal_iterator",
+];
+
 impl Renderer<'_> {
+    /// Whether a C++ value of type `ty` is one a libstdc++ pretty printer shows.
+    pub(super) fn has_printer(&mut self, ty: Option<TypeId>) -> bool {
+        if self.lang != Lang::Cpp {
+            return false;
+        }
+        match self.strip(ty) {
+            Some((_, t)) => match &t.kind {
+                TypeKind::Struct { tag: Some(tag), .. } => PRINTED.contains(&tag.split('<').next().unwrap_or(tag)),
+                _ => false,
+            },
+            None => false,
+        }
+    }
+
     /// libstdc++ smart pointers, optional and node containers; None for any other type
     /// or a layout that does not match.
     pub(super) fn libstdcxx(
