@@ -84,6 +84,9 @@ impl Renderer<'_> {
         depth: u32,
     ) -> Option<(Value, String)> {
         let base = name.split('<').next().unwrap_or(name);
+        if !PRINTED.contains(&base) {
+            return None;
+        }
         // gdb names the container by its qualified name without template arguments
         // (`std::map`, `std::__cxx11::list`).
         let full = self.type_name(Some(off));
