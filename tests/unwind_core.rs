@@ -335,3 +335,33 @@ fn non_statement_rows_of_two_files_at_one_address_keep_the_last_as_gdb() {
         panic!("{e}");
     }
 }
+
+const STATIC_QSORT: &str = r#"
+#include <pthread.h>
+#include <stdlib.h>
+volatile int *volatile bad;
+static int cmp(const void *a, const void *b) { if (*(const int *)a == 3) *bad = 1; return *(const int *)a - *(const int *)b; }
+static void *worker(void *p) { (void)p; int v[] = {5, 3, 9, 1}; qsort(v, 4, sizeof(int), cmp); return 0; }
+int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_join(t, 0); return 0; }
+"#;
+
+/// A static executable names libc's functions from its symbol table, where aliases
+/// share addresses (`__qsort_r` and the weak `qsort_r`): the name is gdb's choice
+/// (the last by name among the sized symbols at the address). One exception, gdb's
+/// own: it reads some file-local clones as Go names and drops their numeric suffix
+/// (`msort_with_tmp.part.0` prints as `msort_with_tmp.part`).
+#[test]
+fn static_executable_aliases_are_named_as_gdb_names_them() {
+    let (exe, core) = crash("static-qsort", STATIC_QSORT, &["-g", "-O2", "-static", "-pthread"], &[]);
+    let snap = snapshot(&exe, &core, 64);
+    let ours = bt_frames(&snap);
+    let gdb = gdb_frames(&exe, &core);
+    assert!(gdb.iter().any(|(f, _)| f == "qsort_r"), "the precondition failed: gdb shows no qsort_r frame: {gdb:?}");
+    assert!(ours.len() >= gdb.len(), "bt has fewer frames than gdb:\nbt  {ours:?}\ngdb {gdb:?}");
+    for ((b, _), (g, _)) in ours.iter().zip(&gdb) {
+        let go_quirk = b.strip_prefix(g.as_str()).is_some_and(|rest| {
+            rest.strip_prefix('.').is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+        });
+        assert!(b == g || go_quirk, "bt names a frame {b:?} where gdb says {g:?}:\nbt  {ours:?}\ngdb {gdb:?}");
+    }
+}

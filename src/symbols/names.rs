@@ -422,12 +422,32 @@ impl SymbolIndex {
                 }
             }
         }
-        // Sort by address; for equal addresses prefer sized, then global, then earlier source.
+        // Several names at one address (aliases: `__qsort_r` and `qsort_r`, `raise` and
+        // `gsignal`): gdb's choice. gdb sorts a module's symbols by address and then
+        // by name, and takes the last one that has a size; a file-local symbol gives
+        // way to a global one of the same size just before it.
+        let name = |s: &Sym| -> &[u8] {
+            images
+                .get(s.source as usize)
+                .and_then(|img| img.bytes.get(s.name_off..s.name_off.saturating_add(s.name_len as usize)))
+                .unwrap_or_default()
+        };
         syms.sort_by(|a, b| {
-            a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)).then(b.global.cmp(&a.global)).then(a.source.cmp(&b.source))
+            a.addr.cmp(&b.addr).then((b.size > 0).cmp(&(a.size > 0))).then_with(|| name(b).cmp(name(a)))
         });
-        syms.dedup_by_key(|s| s.addr);
-        SymbolIndex { syms }
+        let mut chosen: Vec<Sym> = Vec::with_capacity(syms.len());
+        let mut i = 0;
+        while i < syms.len() {
+            let end = i + syms[i..].iter().take_while(|s| s.addr == syms[i].addr).count();
+            let group = &syms[i..end];
+            let pick = match group {
+                [first, second, ..] if !first.global && second.global && second.size == first.size => *second,
+                _ => group[0],
+            };
+            chosen.push(pick);
+            i = end;
+        }
+        SymbolIndex { syms: chosen }
     }
 
     /// The nearest symbol at or before `vaddr` that contains it (size check; a sizeless
