@@ -443,28 +443,35 @@ impl Renderer<'_> {
 
     /// A type's alignment, from its base types (None when a part is unknown).
     fn align_of(&mut self, ty: Option<TypeId>) -> Option<u64> {
-        self.align_depth(ty, 0)
+        // A budget of types looked at: DWARF from a hostile binary may nest wide
+        // structs deeply, and depth alone would not bound the walk.
+        self.align_depth(ty, 0, &mut 4096)
     }
 
-    fn align_depth(&mut self, ty: Option<TypeId>, depth: usize) -> Option<u64> {
-        if depth > MAX_CHAIN {
+    fn align_depth(&mut self, ty: Option<TypeId>, depth: usize, budget: &mut usize) -> Option<u64> {
+        if depth > MAX_CHAIN || *budget == 0 {
             return None;
         }
+        *budget -= 1;
         let (_, t) = self.strip(ty)?;
         match &t.kind {
             TypeKind::Base { size, .. } | TypeKind::Enum { size, .. } => Some((*size).clamp(1, 16)),
             TypeKind::Pointer { .. } => Some(8),
-            TypeKind::Array { elem, .. } => self.align_depth(*elem, depth + 1),
+            TypeKind::Array { elem, .. } => self.align_depth(*elem, depth + 1, budget),
             TypeKind::Struct { members, .. } => {
                 // Members of no known alignment (a type the snapshot lacks) are passed
                 // over; an empty class aligns to 1.
                 let mut align = 1;
                 for m in members.iter().filter(|m| m.bits.is_none()) {
-                    if let Some(a) = self.align_depth(m.type_id, depth + 1) {
+                    if let Some(a) = self.align_depth(m.type_id, depth + 1, budget) {
                         align = align.max(a);
                     }
+                    if align >= 16 {
+                        break;
+                    }
                 }
-                Some(align)
+                // Out of budget: unknown, and the container is shown raw.
+                (*budget > 0 || align >= 16).then_some(align)
             }
             _ => None,
         }
