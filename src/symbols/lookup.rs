@@ -464,7 +464,84 @@ pub(crate) fn has_call_site(uref: gimli::UnitRef<'_, Reader>, function: Off, aft
             .and_then(|v| uref.attr_address(v).ok().flatten());
         let is_tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
         if pc == Some(after) && (!tail || matches!(is_tail, Some(gimli::AttributeValue::Flag(true)))) {
+            return target_known(uref, &e, tail);
+        }
+    }
+    false
+}
+
+/// gdb follows a call site only when DWARF names where it goes: an expression
+/// (`DW_AT_call_target`; evaluated in the caller's frame, so unknown for the jumps of a
+/// tail-call chain, which have no frame yet), or a reference (`DW_AT_call_origin`) to a
+/// declaration (found by name) or to a DIE with an address (its own `DW_AT_ranges`,
+/// or a `DW_AT_low_pc` here or through its origins). GCC's LTO refers to an abstract
+/// DIE with none of these (Python's `pymain_main` jumping to `Py_RunMain`); gdb shows
+/// no tail-call frame there, and neither does bt.
+fn target_known(uref: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, tail: bool) -> bool {
+    use gimli::AttributeValue as V;
+    let attr = [
+        gimli::DW_AT_call_target,
+        gimli::DW_AT_GNU_call_site_target,
+        gimli::DW_AT_call_origin,
+        gimli::DW_AT_abstract_origin,
+    ]
+    .into_iter()
+    .find_map(|at| e.attr_value(at));
+    match attr {
+        Some(V::Exprloc(x)) => !tail && !x.0.is_empty(),
+        Some(V::Block(b)) => !tail && !b.is_empty(),
+        Some(V::UnitRef(o)) => die_has_target(uref, o),
+        Some(V::DebugInfoRef(o)) => {
+            other_unit(uref, o).is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off))
+        }
+        // In a dwz supplementary file, which this check does not open: as before.
+        Some(V::DebugInfoRefSup(_)) => true,
+        _ => false,
+    }
+}
+
+/// The unit holding `.debug_info` offset `o`, parsed, and `o` inside it.
+fn other_unit(
+    uref: gimli::UnitRef<'_, Reader>,
+    o: gimli::DebugInfoOffset<usize>,
+) -> Option<(gimli::Unit<Reader>, Off)> {
+    let mut headers = uref.dwarf.units();
+    while let Ok(Some(h)) = headers.next() {
+        let start = h.offset().0;
+        if (start..start + h.length_including_self()).contains(&o.0) {
+            let unit = uref.dwarf.unit(h).ok()?;
+            return Some((unit, gimli::UnitOffset(o.0 - start)));
+        }
+    }
+    None
+}
+
+/// A call site's target DIE gives gdb an address (see [`target_known`]).
+fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off) -> bool {
+    let Ok(e) = uref.entry(die) else { return false };
+    let own_spec = e.attr_value(gimli::DW_AT_specification).is_some();
+    if e.attr_value(gimli::DW_AT_ranges).is_some() {
+        return true;
+    }
+    // Attributes gdb reads through DW_AT_abstract_origin / DW_AT_specification.
+    let mut cur = die;
+    for _ in 0..MAX_LINKS {
+        let Ok(c) = uref.entry(cur) else { return false };
+        if c.attr_value(gimli::DW_AT_low_pc).is_some() || c.attr_value(gimli::DW_AT_ranges).is_some() {
             return true;
+        }
+        if !own_spec && matches!(c.attr_value(gimli::DW_AT_declaration), Some(gimli::AttributeValue::Flag(true))) {
+            return true;
+        }
+        match c.attr_value(gimli::DW_AT_abstract_origin).or_else(|| c.attr_value(gimli::DW_AT_specification)) {
+            Some(gimli::AttributeValue::UnitRef(o)) => cur = o,
+            Some(gimli::AttributeValue::DebugInfoRef(o)) => {
+                return other_unit(uref, o)
+                    .is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off));
+            }
+            // Across to a dwz file: as before, trusted.
+            Some(gimli::AttributeValue::DebugInfoRefSup(_)) => return true,
+            _ => return false,
         }
     }
     false
