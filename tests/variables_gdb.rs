@@ -252,7 +252,8 @@ fn cpp_variables_match_gdb() {
 #[test]
 fn libstdcxx_containers_and_smart_pointers_match_gdbs_printers() {
     // std::map, set, multiset, unordered_map/set, list, deque, tuple, pair, unique_ptr,
-    // shared_ptr, weak_ptr and optional, as gdb's libstdc++ pretty printers print
+    // shared_ptr, weak_ptr, optional and variant (type names as gdb's type printers
+    // shorten them: `std::variant<int, std::string>`), as gdb's libstdc++ pretty printers print
     // them, and empty classes (`{<No data fields>}`) and references (`@0x…: 42`; in a
     // struct `@0x…`; to a printed type the printer's text) as gdb prints them. GCC only:
     // Clang leaves std::string's type a declaration (-fno-standalone-debug), where

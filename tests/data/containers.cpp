@@ -10,8 +10,9 @@
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
-#include <utility>
+#include <variant>
 #include <vector>
+#include <utility>
 
 struct P {
     int a;
@@ -78,6 +79,13 @@ int main() {
     Empty e;
     OnlyBase ob;
     std::string str = "str";
+    std::variant<int, std::string, double> va = std::string("hello"), vb = 2.5, vc = 7;
+    std::variant<P, std::vector<int>, std::map<int, long>> vp = P{3, 'q'}, vv = std::vector<int>{1, 2}, vm;
+    vm = std::map<int, long>{{4, 40}};
+    std::variant<std::monostate, long, std::list<std::string>> vmono, vlong = 9L;
+    std::optional<std::string> ostr = "in";
+    std::unique_ptr<std::vector<int>> uvec;
+    use(&va), use(&vb), use(&vc), use(&vp), use(&vv), use(&vm), use(&vmono), use(&vlong), use(&ostr), use(&uvec);
     int n = 42;
     P pp{3, 'z'};
     use(&dq), use(&ds), use(&t), use(&pr), use(&e), use(&ob);

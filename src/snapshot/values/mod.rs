@@ -831,5 +831,5 @@ mod tests;
 mod text;
 
 pub use snapshot::{render_snapshot, render_snapshot_from, render_stacks};
-pub use text::fmt_g;
 use text::*;
+pub use text::{fmt_g, gdb_spelling};

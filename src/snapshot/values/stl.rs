@@ -1,6 +1,6 @@
-//! libstdc++'s smart pointers, `std::optional`, `std::tuple` and node-based containers
-//! (`std::map`, `std::set`, `std::unordered_map`, `std::list`, their multi- variants,
-//! `std::deque`) rendered
+//! libstdc++'s smart pointers, `std::optional`, `std::variant`, `std::tuple` and
+//! node-based containers (`std::map`, `std::set`, `std::unordered_map`, `std::list`,
+//! their multi- variants, `std::deque`) rendered
 //! as gdb's libstdc++ pretty printers print them: `std::map with 2 elements = {[1] =
 //! 10, [2] = 20}`, `std::shared_ptr<int> (use count 2, weak count 1) = {get() = 0x…}`.
 //! Nodes are walked from the snapshot's memory, never more than `max_elements`.
@@ -55,7 +55,67 @@ const PRINTED: &[&str] = &[
     "tuple",
     "pair",
     "__normal_iterator",
+    "variant",
 ];
+
+/// The printed templates whose gdb printer has no children: their text is the whole
+/// value (a variant holding one shows `= {"text"}`, holding a container `containing …`).
+const CHILDLESS: &[&str] = &["basic_string", "pair", "__normal_iterator"];
+
+/// Class templates whose defaulted arguments gdb's libstdc++ type printers hide
+/// (`std::vector<int>`, `std::map<int, long>`), with the defaults: `{0}`, `{1}` stand
+/// for the first arguments as DWARF names them.
+const DEFAULTED: &[(&str, &[Option<&str>])] = &[
+    ("std::vector", &[None, Some("std::allocator<{0}>")]),
+    ("std::list", &[None, Some("std::allocator<{0}>")]),
+    ("std::deque", &[None, Some("std::allocator<{0}>")]),
+    ("std::forward_list", &[None, Some("std::allocator<{0}>")]),
+    ("std::unique_ptr", &[None, Some("std::default_delete<{0}>")]),
+    ("std::basic_string", &[None, Some("std::char_traits<{0}>"), Some("std::allocator<{0}>")]),
+    ("std::map", &[None, None, Some("std::less<{0}>"), Some("std::allocator<std::pair<{0} const, {1}>>")]),
+    ("std::multimap", &[None, None, Some("std::less<{0}>"), Some("std::allocator<std::pair<{0} const, {1}>>")]),
+    ("std::set", &[None, Some("std::less<{0}>"), Some("std::allocator<{0}>")]),
+    ("std::multiset", &[None, Some("std::less<{0}>"), Some("std::allocator<{0}>")]),
+    (
+        "std::unordered_map",
+        &[
+            None,
+            None,
+            Some("std::hash<{0}>"),
+            Some("std::equal_to<{0}>"),
+            Some("std::allocator<std::pair<{0} const, {1}>>"),
+        ],
+    ),
+    (
+        "std::unordered_multimap",
+        &[
+            None,
+            None,
+            Some("std::hash<{0}>"),
+            Some("std::equal_to<{0}>"),
+            Some("std::allocator<std::pair<{0} const, {1}>>"),
+        ],
+    ),
+    ("std::unordered_set", &[None, Some("std::hash<{0}>"), Some("std::equal_to<{0}>"), Some("std::allocator<{0}>")]),
+    (
+        "std::unordered_multiset",
+        &[None, Some("std::hash<{0}>"), Some("std::equal_to<{0}>"), Some("std::allocator<{0}>")],
+    ),
+];
+
+/// The strings gdb's type printers name outright, by character type.
+const STRINGS: &[(&str, &str)] = &[
+    ("char", "std::string"),
+    ("wchar_t", "std::wstring"),
+    ("char8_t", "std::u8string"),
+    ("char16_t", "std::u16string"),
+    ("char32_t", "std::u32string"),
+];
+
+/// A type name compared as text: gdb's spelling, no space between closing brackets.
+fn comparable(name: &str) -> String {
+    gdb_spelling(name).replace(" >", ">")
+}
 
 impl Renderer<'_> {
     /// Whether a C++ value of type `ty` is one a libstdc++ pretty printer shows.
@@ -128,7 +188,7 @@ impl Renderer<'_> {
             }
             "optional" => {
                 let (engaged, _) = self.path(members, data, &["_M_payload", "_M_engaged"])?;
-                let tp = self.type_name(param("_Tp"));
+                let tp = self.recognize(param("_Tp"), 0);
                 if engaged.uint(1)? == 0 {
                     return Some((Value::Struct(vec![]), format!("std::optional<{tp}> [no contained value]")));
                 }
@@ -179,6 +239,7 @@ impl Renderer<'_> {
                 }
                 Some((Value::Struct(fields), format!("{{{}}}", parts.join(", "))))
             }
+            "variant" => self.variant(&qualified, members, data, depth),
             "tuple" => {
                 let mut items = Vec::new();
                 let mut parts = Vec::new();
@@ -193,6 +254,111 @@ impl Renderer<'_> {
             }
             _ => None,
         }
+    }
+
+    /// `std::variant`: gdb's `std::variant<int, std::string> [index 1] = {"text"}`.
+    /// The alternatives are read from the union's chain (`_M_u` is a
+    /// `_Variadic_union<T, Rest…>` of `_M_first`, an `_Uninitialized<T>`, and
+    /// `_M_rest`); the held one starts the union.
+    fn variant(&mut self, qualified: &str, members: &[Member], data: &Data, depth: u32) -> Option<(Value, String)> {
+        let (u, uty) = self.deep_member(members, data, "_M_u", 0)?;
+        let (ix, ixty) = self.deep_member(members, data, "_M_index", 0)?;
+        let index = ix.uint(usize::try_from(self.size(ixty)?).ok()?)?;
+        let mut alternatives = Vec::new();
+        let mut cur = uty;
+        while alternatives.len() < 256 {
+            let ms = self.members_of(cur)?;
+            let Some(first) = ms.iter().find(|m| m.name.as_deref() == Some("_M_first")) else { break };
+            let (_, t) = self.strip(first.type_id)?;
+            let TypeKind::Struct { params, .. } = &t.kind else { return None };
+            alternatives.push(params.first()?.1);
+            cur = ms.iter().find(|m| m.name.as_deref() == Some("_M_rest"))?.type_id;
+        }
+        let names: Vec<String> = alternatives.iter().map(|a| self.recognize(*a, 0)).collect();
+        let name = format!("{qualified}<{}>", names.join(", "));
+        let Some(&alt) = usize::try_from(index).ok().and_then(|i| alternatives.get(i)) else {
+            return Some((Value::Struct(vec![]), format!("{name} [no contained value]")));
+        };
+        let held = u.slice(0, self.size(alt)?)?;
+        let (value, text) = self.render(alt, &held, depth);
+        let children = self.has_printer(alt)
+            && self.strip(alt).is_some_and(|(_, t)| match &t.kind {
+                TypeKind::Struct { tag: Some(tag), .. } => !CHILDLESS.contains(&tag.split('<').next().unwrap_or(tag)),
+                _ => false,
+            });
+        let text = if children {
+            format!("{name} [index {index}] containing {text}")
+        } else {
+            format!("{name} [index {index}] = {{{text}}}")
+        };
+        Some((Value::Struct(vec![Field { name: "contained value".into(), value }]), text))
+    }
+
+    /// A member by name, searched through base classes at any depth (a variant's
+    /// storage is six bases down).
+    fn deep_member(
+        &mut self,
+        members: &[Member],
+        data: &Data,
+        name: &str,
+        depth: u32,
+    ) -> Option<(Data, Option<TypeId>)> {
+        if let Some(m) = members.iter().find(|m| !m.base && m.name.as_deref() == Some(name)) {
+            let size = self.size(m.type_id)?;
+            return Some((data.slice(m.offset, size)?, m.type_id));
+        }
+        if depth >= 16 {
+            return None;
+        }
+        for b in members.iter().filter(|m| m.base) {
+            let (Some(bm), Some(size)) = (self.members_of(b.type_id), self.size(b.type_id)) else { continue };
+            let Some(bd) = data.slice(b.offset, size) else { continue };
+            if let Some(found) = self.deep_member(&bm, &bd, name, depth + 1) {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// A type's name as gdb's libstdc++ type printers show it inside a printer's text:
+    /// `std::string`, `std::vector<int>`, `std::map<int, long>`, `std::list<…>`
+    /// (inline namespaces dropped); defaulted template arguments hidden only where
+    /// they are the defaults; anything else as gdb spells it.
+    fn recognize(&mut self, ty: Option<TypeId>, depth: u32) -> String {
+        let name = self.type_name(ty);
+        let params = match ty.and_then(|id| self.types.get(id)) {
+            Some(t) => match &t.kind {
+                TypeKind::Struct { tag: Some(_), params, .. } => params.clone(),
+                _ => return gdb_spelling(&name),
+            },
+            None => return gdb_spelling(&name),
+        };
+        let template = name.split('<').next().unwrap_or(&name).replace("::__cxx11::", "::");
+        let Some((_, defaults)) = DEFAULTED.iter().find(|(t, _)| *t == template) else { return gdb_spelling(&name) };
+        if depth > 8 || params.len() != defaults.len() {
+            return gdb_spelling(&name);
+        }
+        let raw: Vec<String> = params.iter().map(|(_, t)| self.type_name(*t)).collect();
+        if template == "std::basic_string" {
+            let same = comparable(&raw[1]) == comparable(&format!("std::char_traits<{}>", raw[0]))
+                && comparable(&raw[2]) == comparable(&format!("std::allocator<{}>", raw[0]));
+            if let Some((_, s)) = STRINGS.iter().find(|(c, _)| same && *c == raw[0]) {
+                return s.to_string();
+            }
+        }
+        let mut shown = Vec::new();
+        for (i, d) in defaults.iter().enumerate() {
+            match d {
+                Some(d) => {
+                    let want = d.replace("{0}", &raw[0]).replace("{1}", raw.get(1).map_or("", |s| s.as_str()));
+                    if comparable(&raw[i]) != comparable(&want) {
+                        return gdb_spelling(&name);
+                    }
+                }
+                None => shown.push(self.recognize(params[i].1, depth + 1)),
+            }
+        }
+        format!("{template}<{}>", shown.join(", "))
     }
 
     /// A tuple's elements in order: each `_Tuple_impl<N, …>` holds its element in its

@@ -147,3 +147,79 @@ pub(super) fn flags_text(v: i64, values: &[(i64, String)]) -> String {
     }
     v.to_string()
 }
+
+/// gdb's spelling of C++ names in what it prints: GCC's `long int`, `short unsigned
+/// int`, `long long unsigned int` are `long`, `unsigned short`, `unsigned long long`,
+/// and a `char` template argument `'a'` is `(char)'a'` (gdb re-prints the names its
+/// C++ parser reads; the caller decides which those are).
+pub fn gdb_spelling(name: &str) -> String {
+    let b = name.as_bytes();
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = String::with_capacity(name.len());
+    let mut i = 0;
+    while i < b.len() {
+        // A run of integer keywords separated by single spaces: `long unsigned int`.
+        if (i == 0 || !is_ident(b[i - 1])) && b[i].is_ascii_alphabetic() {
+            let (mut j, mut words) = (i, Vec::new());
+            loop {
+                let end = j + b[j..].iter().take_while(|c| is_ident(**c)).count();
+                let word = &name[j..end];
+                if !matches!(word, "long" | "short" | "int" | "unsigned" | "signed" | "char") {
+                    break;
+                }
+                words.push(word);
+                j = end;
+                if b.get(j) == Some(&b' ') && b.get(j + 1).is_some_and(|c| c.is_ascii_alphabetic()) {
+                    let next_end = j + 1 + b[j + 1..].iter().take_while(|c| is_ident(**c)).count();
+                    if matches!(&name[j + 1..next_end], "long" | "short" | "int" | "unsigned" | "signed" | "char") {
+                        j += 1;
+                        continue;
+                    }
+                }
+                break;
+            }
+            if words.len() > 1 {
+                let count = |w: &str| words.iter().filter(|x| **x == w).count();
+                let unsigned = if count("unsigned") > 0 { "unsigned " } else { "" };
+                let canonical = if count("char") > 0 {
+                    None
+                } else if count("short") > 0 {
+                    Some(format!("{unsigned}short"))
+                } else if count("long") == 2 {
+                    Some(format!("{unsigned}long long"))
+                } else if count("long") == 1 {
+                    Some(format!("{unsigned}long"))
+                } else {
+                    None
+                };
+                match canonical {
+                    Some(c) => out.push_str(&c),
+                    None => out.push_str(&name[i..j]),
+                }
+                i = j;
+                continue;
+            }
+            if let Some(w) = words.first() {
+                out.push_str(w);
+                i += w.len();
+                continue;
+            }
+        }
+        // A character literal as a template argument.
+        if b[i] == b'\'' && (out.ends_with('<') || out.ends_with(", ")) {
+            let lit_len = name[i + 1..].find('\'').map(|n| n + 2);
+            if let Some(n) = lit_len
+                && matches!(b.get(i + n), Some(b'>' | b','))
+            {
+                out.push_str("(char)");
+                out.push_str(&name[i..i + n]);
+                i += n;
+                continue;
+            }
+        }
+        let c = name[i..].chars().next().expect("i is inside the name");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
