@@ -458,11 +458,27 @@ fn values_under_a_tail_call_frame_match_gdb() {
     let bt = bt_values(&snap);
     let f = "__futex_abstimed_wait_common";
     let mut compared = 0;
-    for name in ["futex_word", "op", "abstime", "expected"] {
+    let mut entry = 0;
+    // `private`, `clockid` and `clockbit` are known only from the entry values the
+    // caller passed: its call site is the jump of the tail-call frame above
+    // (`__futex_abstimed_wait_cancelable64`), evaluated with the registers of the next
+    // physical frame and that frame's own entry values. gdb prints such a parameter
+    // `private=private@entry=128`; bt prints the value.
+    for name in ["futex_word", "op", "abstime", "expected", "private", "clockid", "cancel", "clockbit"] {
         let key = (f.to_string(), name.to_string());
-        let Some(want) = gdb.get(&key).filter(|w| !w.contains("@entry") && *w != "<optimized out>") else { continue };
-        assert_eq!(bt.get(&key), Some(want), "{f}: {name}: bt differs from gdb; gdb said:\n{text}");
+        let Some(said) = gdb.get(&key).filter(|w| *w != "<optimized out>") else { continue };
+        let want = match said.rsplit_once("@entry=") {
+            Some((_, v)) => {
+                entry += 1;
+                v.to_string()
+            }
+            None => said.clone(),
+        };
+        assert_eq!(bt.get(&key), Some(&want), "{f}: {name}: bt differs from gdb; gdb said:\n{text}");
         compared += 1;
     }
-    assert!(compared >= 2, "the precondition failed: gdb shows too few values of {f} ({compared}):\n{text}");
+    assert!(
+        compared >= 6 && entry >= 2,
+        "the precondition failed: gdb shows too few values of {f} ({compared}, {entry} entry values):\n{text}"
+    );
 }

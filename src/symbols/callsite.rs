@@ -5,7 +5,7 @@
 use super::ModuleSet;
 use super::variables::EntryKey;
 use crate::capture::Memory;
-use crate::snapshot::{Frame, Registers};
+use crate::snapshot::{Frame, Registers, Trust};
 
 /// How many callers up a chain of entry values is followed (a call value that is the
 /// caller's own `DW_OP_entry_value(rdi)` asks the caller's caller, and so on).
@@ -56,7 +56,13 @@ impl ModuleSet {
         }
         let outer =
             if k < MAX_ENTRY_DEPTH { self.entries_at(thread, frames, physical, memory, k + 1) } else { Vec::new() };
-        let caller_cfa = physical.get(k + 2).map(|&n| frames[n].sp);
-        self.call_site_values(thread, &frames[caller], caller_cfa, memory, outer)
+        // A tail-call frame has no registers: at its jump they were those of the next
+        // frame that has some.
+        let is_tail_call = |f: &Frame| f.trust != Trust::Context && f.registers.is_empty();
+        let Some(regs) = physical[k + 1..].iter().map(|&n| &frames[n]).find(|f| !is_tail_call(f)) else {
+            return Vec::new();
+        };
+        let caller_cfa = physical[k + 2..].iter().map(|&n| &frames[n]).find(|f| !is_tail_call(f)).map(|f| f.sp);
+        self.call_site_values(thread, &frames[caller], regs, caller_cfa, memory, outer)
     }
 }

@@ -548,20 +548,28 @@ impl ModuleSet {
         // A tail-call frame (reconstructed by the unwinder: a caller frame with no
         // recovered registers) carries its callee's sp, not a CFA.
         let is_tail_call = |f: &Frame| f.trust != Trust::Context && f.registers.is_empty();
-        for (k, frame) in frames.iter().enumerate() {
+        let physical_after = |k: usize| frames.iter().skip(k).find(|n| !is_tail_call(n));
+        // Each frame's entry values: its caller's call-site parameters, evaluated in the
+        // caller's frame with the caller's own entry values (a call value may be the
+        // caller's `DW_OP_entry_value(rdi)`), so outermost first. Through a tail call
+        // the call site is the jump, and the registers at the jump are those the next
+        // physical frame holds: callee-saved ones survive, as do constants and the CFA.
+        let mut entries = vec![Vec::new(); frames.len()];
+        for k in (0..frames.len().saturating_sub(1)).rev() {
+            let (frame, caller) = (&frames[k], &frames[k + 1]);
+            if frame.signal_frame {
+                continue;
+            }
+            let Some(regs) = physical_after(k + 1) else { continue };
+            let caller_cfa = physical_after(k + 2).map(|n| n.sp);
+            let outer = std::mem::take(&mut entries[k + 1]);
+            entries[k] = self.call_site_values(thread, caller, regs, caller_cfa, memory, outer.clone());
+            entries[k + 1] = outer;
+        }
+        for (k, (frame, entry)) in frames.iter().zip(entries).enumerate() {
             // The CFA is the sp of the next physical frame: past any tail-call frames
             // (sem_wait's futex wait, entered by jumps, has its frame base there).
-            let cfa = frames.iter().skip(k + 1).find(|n| !is_tail_call(n)).map(|n| n.sp);
-            // The caller's call-site parameters, evaluated in the caller's frame.
-            // Through a tail call the call site is the jump: its registers are gone
-            // (a tail-call frame has none), constants and the CFA still hold.
-            let entry = match frames.get(k + 1) {
-                Some(caller) if !frame.signal_frame => {
-                    let caller_cfa = frames.iter().skip(k + 2).find(|n| !is_tail_call(n)).map(|n| n.sp);
-                    self.call_site_values(thread, caller, caller_cfa, memory, Vec::new())
-                }
-                _ => Vec::new(),
-            };
+            let cfa = physical_after(k + 1).map(|n| n.sp);
             // A tail-call frame is only its innermost function, as `symbolize` shows it.
             let tail_call = is_tail_call(frame);
             out.push(self.frame_variables(thread, frame, tail_call, cfa, entry, memory, opts, table));
@@ -573,11 +581,14 @@ impl ModuleSet {
     /// caller's return address, its parameters' DW_AT_call_value evaluated with the
     /// caller's registers. Only callee-saved registers and memory survive the call, so
     /// a value that needs a clobbered register is simply not found. `entry` holds the
-    /// caller's own entry values (from its caller's call site), when known.
+    /// caller's own entry values (from its caller's call site), when known. `regs` is
+    /// the frame whose recovered registers are the caller's: the caller itself, or for
+    /// a tail-call frame (which has none) the next physical frame.
     pub(crate) fn call_site_values(
         &self,
         thread: &Registers,
         caller: &Frame,
+        regs: &Frame,
         cfa: Option<u64>,
         memory: &dyn Memory,
         entry: Vec<(EntryKey, u64)>,
@@ -618,7 +629,7 @@ impl ModuleSet {
         // The call site at this return address (cached: threads share return addresses).
         let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
         let Some(site) = site else { return out };
-        let mut env = self.frame_env(idx, thread, frame_regs(thread, caller), false, cfa, memory, entry);
+        let mut env = self.frame_env(idx, thread, frame_regs(thread, regs), false, cfa, memory, entry);
         env.frame_base =
             frame_base_expr(unit, func, &mut names.frame_bases).and_then(|x| eval_frame_base(x, unit, &env));
         let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
