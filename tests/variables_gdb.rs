@@ -289,6 +289,22 @@ fn libstdcxx_containers_and_smart_pointers_match_gdbs_printers() {
 }
 
 #[test]
+fn pointers_to_versioned_copies_of_library_data_are_named_as_gdb_names_them() {
+    // An executable's copies of std::cout and of typeinfo objects carry the library's
+    // symbol version in its symbol table; gdb prints `<std::cout@GLIBCXX_3.4>`,
+    // `<typeinfo for int@CXXABI_1.3>`.
+    let (exe, core) = crashed("versioned-data", "tests/data/versioned_data.cpp", "g++", &["-O0"]);
+    let text = gdb_text(&exe, &core, &[]);
+    let gdb = gdb_values(&text);
+    let versioned =
+        gdb.iter().filter(|((f, _), v)| f == "main" && (v.contains("@GLIBCXX_") || v.contains("@CXXABI_"))).count();
+    assert!(versioned >= 3, "the precondition failed: gdb names no versioned copies:\n{text}");
+    let snap = bt_json(&["ptrace", "--core", core.to_str().expect("utf-8"), exe.to_str().expect("utf-8")]);
+    let n = compare_where(&gdb, &bt_values(&snap), &["main"], |_| true);
+    assert!(n >= 4, "too few values compared ({n}); gdb said:\n{text}");
+}
+
+#[test]
 fn rust_variables_match_gdb() {
     // Plain gdb prints Rust String and Vec as their raw layout while bt reads them
     // ("grace", vec![1, 2, 3]); scalars, &str, Option and pointers must agree.

@@ -6,9 +6,25 @@ use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 /// Demangles a linkage name; returns it unchanged when it is not mangled (C).
 pub(crate) fn demangle(name: &str) -> String {
-    // Folklore: symbol versions may be glued on (`memcpy@GLIBC_2.14`, `foo@@V2`); keep them
-    // out of the demangler and drop them, as gdb prints the plain name.
-    let base = name.split('@').next().unwrap_or(name);
+    let (base, version) = split_version(name);
+    let mut out = demangle_base(base);
+    out.push_str(version);
+    out
+}
+
+/// Folklore: symbol versions may be glued on a symbol-table name. A default version
+/// (`foo@@V2`) is dropped, as gdb shows the plain name; a non-default one is kept, as
+/// gdb and c++filt print it: an executable's copy of `std::cout` is
+/// `_ZSt4cout@GLIBCXX_3.4`, shown `std::cout@GLIBCXX_3.4`. Returns (name, kept suffix).
+fn split_version(name: &str) -> (&str, &str) {
+    match name.find('@') {
+        Some(at) if at > 0 && !name[at..].starts_with("@@") => (&name[..at], &name[at..]),
+        Some(at) if at > 0 => (&name[..at], ""),
+        _ => (name, ""),
+    }
+}
+
+fn demangle_base(base: &str) -> String {
     if (base.starts_with("_R") || (base.starts_with("_ZN") && is_rust_legacy(base)))
         && let Ok(d) = rustc_demangle::try_demangle(base)
     {
@@ -27,13 +43,13 @@ pub(crate) fn demangle(name: &str) -> String {
 /// without the parameter list as gdb's `cp_remove_params` does it ([`gdb_frame_name`]);
 /// Rust and C as [`demangle`] gives them.
 pub(crate) fn function_name(linkage: &str) -> String {
-    let base = linkage.split('@').next().unwrap_or(linkage);
+    let (base, version) = split_version(linkage);
     if base.starts_with("_Z")
         && !is_rust_legacy(base)
         && let Ok(sym) = cpp_demangle::Symbol::new(base)
         && let Ok(d) = sym.demangle_with_options(&cpp_demangle::DemangleOptions::new().no_return_type())
     {
-        return gdb_frame_name(&libiberty_literals(d));
+        return gdb_frame_name(&libiberty_literals(d)) + version;
     }
     demangle(linkage)
 }
@@ -423,7 +439,11 @@ mod tests {
             ("_ZN4core9panicking5panic17h0123456789abcdefE", "core::panicking::panic"),
             ("_ZN3std2rt10lang_start17h1234567890abcdefE.llvm.42", "std::rt::lang_start"),
             ("_RNvCs1234_7mycrate4main", "mycrate::main"),
-            ("memcpy@GLIBC_2.14", "memcpy"),
+            // A default version is dropped, another kept (as gdb and c++filt print them).
+            ("memcpy@@GLIBC_2.14", "memcpy"),
+            ("memcpy@GLIBC_2.2.5", "memcpy@GLIBC_2.2.5"),
+            ("_ZSt4cout@GLIBCXX_3.4", "std::cout@GLIBCXX_3.4"),
+            ("_ZTIi@CXXABI_1.3", "typeinfo for int@CXXABI_1.3"),
             ("_Znot-mangled", "_Znot-mangled"),
         ];
         for (input, want) in cases {
@@ -440,6 +460,7 @@ mod tests {
             ),
             ("_ZN4core9panicking5panic17h0123456789abcdefE", "core::panicking::panic"),
             ("raise", "raise"),
+            ("_ZN2ns3barIiEEvT_@V1", "ns::bar<int>@V1"),
         ];
         for (input, want) in frames {
             assert_eq!(function_name(input), want, "function_name({input})");
