@@ -586,8 +586,17 @@ impl ModuleSet {
         let name = self.plt_name(addr)?;
         self.entries.iter().enumerate().filter(|(j, _)| *j != idx).find_map(|(j, e)| {
             let img = self.image(j)?;
-            let f = object::File::parse(&*img.bytes).ok()?;
-            let sym = f.dynamic_symbols().find(|s| s.is_definition() && s.name().ok() == Some(name.as_str()))?;
+            let f = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
+            // Several versions of one name (glibc's `pthread_cond_timedwait@GLIBC_2.2.5`,
+            // a compat wrapper that jumps to `pthread_cond_timedwait@@GLIBC_2.3.2`): a
+            // call binds to the default one, whose version index is not hidden.
+            let versions = f.elf_section_table().versions(f.endian(), f.data()).ok().flatten();
+            let hidden = |s: &object::read::elf::ElfSymbol64<'_, '_, object::LittleEndian>| {
+                versions.as_ref().is_some_and(|v| v.version_index(f.endian(), s.index()).is_hidden())
+            };
+            let mut found = f.dynamic_symbols().filter(|s| s.is_definition() && s.name().ok() == Some(name.as_str()));
+            let first = found.next()?;
+            let sym = if hidden(&first) { found.find(|s| !hidden(s)).unwrap_or(first) } else { first };
             Some(sym.address().wrapping_add(e.record.load_bias))
         })
     }
