@@ -63,6 +63,8 @@ impl ModuleSet {
             return Vec::new();
         };
         let caller_cfa = physical[k + 2..].iter().map(|&n| &frames[n]).find(|f| !is_tail_call(f)).map(|f| f.sp);
-        self.call_site_values(thread, &frames[caller], regs, caller_cfa, memory, outer)
+        let f = &frames[callee];
+        let inside = if f.trust == Trust::Context { f.pc } else { f.pc.wrapping_sub(1) };
+        self.call_site_values(thread, &frames[caller], Some(inside), regs, caller_cfa, memory, outer)
     }
 }

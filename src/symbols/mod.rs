@@ -143,6 +143,9 @@ pub struct ModuleSet {
     /// Problems found lazily (opening files, debug lookup); see [`ModuleSet::take_problems`].
     problems: Mutex<Vec<Problem>>,
     cache: Vec<Cache>,
+    /// The function each PLT stub binds to, by stub address (a search of every other
+    /// module's `.dynsym`, done once per stub).
+    plt_targets: Mutex<HashMap<u64, Option<u64>>>,
 }
 
 fn is_file_mapping(path: &str) -> bool {
@@ -372,6 +375,7 @@ impl ModuleSet {
             roots,
             problems: Mutex::new(Vec::new()),
             cache: (0..CACHE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            plt_targets: Mutex::new(HashMap::new()),
         };
         (set, problems)
     }
@@ -581,6 +585,55 @@ impl ModuleSet {
     /// linker binds it) gives its address. Read from the files alone: a live
     /// capture does not copy the GOT.
     pub(crate) fn plt_target(&self, addr: u64) -> Option<u64> {
+        let stub = self.plt_symbol(addr).map(|(_, off)| addr.wrapping_sub(off))?;
+        if let Some(hit) = self.plt_targets.lock().ok().and_then(|m| m.get(&stub).copied()) {
+            return hit;
+        }
+        let t = self.plt_target_uncached(stub);
+        if let Ok(mut m) = self.plt_targets.lock() {
+            m.insert(stub, t);
+        }
+        t
+    }
+
+    /// The function a `call rel32` returning to `ret` calls (through a PLT stub, the
+    /// function the stub binds to); None for another kind of call (indirect) or an
+    /// unknown binding.
+    pub(crate) fn direct_call_target(&self, ret: u64) -> Option<u64> {
+        let mut call = [0u8; 5];
+        if ret < 5 || self.read_code(ret - 5, &mut call) != 5 || call[0] != 0xe8 {
+            return None;
+        }
+        let target = ret.wrapping_add_signed(i32::from_le_bytes([call[1], call[2], call[3], call[4]]) as i64);
+        if self.in_plt(target) { self.plt_target(target) } else { Some(target) }
+    }
+
+    /// Whether a call to `target` entered the function holding `pc`: `pc` lies in the
+    /// sized symbol starting at `target`, or in its cold part (GCC's `foo.cold`, `foo(int)
+    /// [clone .cold]`). True when the symbol table cannot tell.
+    pub(crate) fn call_enters(&self, target: u64, pc: u64) -> bool {
+        let Some((start, _)) = self.symbol_range(pc) else { return true };
+        if start == target {
+            return true;
+        }
+        let name = |a: u64| -> Option<String> {
+            let idx = self.find(a)?;
+            let bias = self.entries[idx].record.load_bias;
+            let images = self.symbol_images(idx);
+            self.symbols(idx, &images)
+                .lookup(a.wrapping_sub(bias), &images)
+                .filter(|h| h.offset == 0 || a != target)
+                .map(|h| h.name)
+        };
+        match (name(pc), name(target)) {
+            (Some(callee), Some(called)) => {
+                callee.strip_prefix(called.as_str()).is_some_and(|rest| rest.contains(".cold"))
+            }
+            _ => true,
+        }
+    }
+
+    fn plt_target_uncached(&self, addr: u64) -> Option<u64> {
         use object::{Object, ObjectSymbol};
         let idx = self.find(addr)?;
         let name = self.plt_name(addr)?;
@@ -594,9 +647,18 @@ impl ModuleSet {
             let hidden = |s: &object::read::elf::ElfSymbol64<'_, '_, object::LittleEndian>| {
                 versions.as_ref().is_some_and(|v| v.version_index(f.endian(), s.index()).is_hidden())
             };
-            let mut found = f.dynamic_symbols().filter(|s| s.is_definition() && s.name().ok() == Some(name.as_str()));
+            // (An IFUNC is no "definition" to `object`; it is defined all the same.)
+            let defined = |s: &object::read::elf::ElfSymbol64<'_, '_, object::LittleEndian>| {
+                s.is_definition() || (!s.is_undefined() && s.elf_symbol().st_type() == object::elf::STT_GNU_IFUNC)
+            };
+            let mut found = f.dynamic_symbols().filter(|s| defined(s) && s.name().ok() == Some(name.as_str()));
             let first = found.next()?;
             let sym = if hidden(&first) { found.find(|s| !hidden(s)).unwrap_or(first) } else { first };
+            // An IFUNC's address is its resolver's; where the call lands is chosen at
+            // load time (glibc's memcpy → __memmove_avx_unaligned_erms): unknown here.
+            if sym.elf_symbol().st_type() == object::elf::STT_GNU_IFUNC {
+                return None;
+            }
             Some(sym.address().wrapping_add(e.record.load_bias))
         })
     }

@@ -563,7 +563,8 @@ impl ModuleSet {
             let Some(regs) = physical_after(k + 1) else { continue };
             let caller_cfa = physical_after(k + 2).map(|n| n.sp);
             let outer = std::mem::take(&mut entries[k + 1]);
-            entries[k] = self.call_site_values(thread, caller, regs, caller_cfa, memory, outer.clone());
+            let inside = if frame.trust == Trust::Context { frame.pc } else { frame.pc.wrapping_sub(1) };
+            entries[k] = self.call_site_values(thread, caller, Some(inside), regs, caller_cfa, memory, outer.clone());
             entries[k + 1] = outer;
         }
         for (k, (frame, entry)) in frames.iter().zip(entries).enumerate() {
@@ -583,11 +584,14 @@ impl ModuleSet {
     /// a value that needs a clobbered register is simply not found. `entry` holds the
     /// caller's own entry values (from its caller's call site), when known. `regs` is
     /// the frame whose recovered registers are the caller's: the caller itself, or for
-    /// a tail-call frame (which has none) the next physical frame.
+    /// a tail-call frame (which has none) the next physical frame. `callee_pc` is a pc
+    /// inside the called frame's function (its return address less one), when known.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn call_site_values(
         &self,
         thread: &Registers,
         caller: &Frame,
+        callee_pc: Option<u64>,
         regs: &Frame,
         cfa: Option<u64>,
         memory: &dyn Memory,
@@ -629,6 +633,15 @@ impl ModuleSet {
         // The call site at this return address (cached: threads share return addresses).
         let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
         let Some(site) = site else { return out };
+        // As gdb, only for the function it calls: a caller that reached the callee
+        // through jumps no tail-call frame stands for (an ambiguous chain) called
+        // another function, and these are that function's arguments.
+        if let Some(pc) = callee_pc
+            && let Some(target) = self.direct_call_target(caller.pc)
+            && !self.call_enters(target, pc)
+        {
+            return out;
+        }
         let mut env = self.frame_env(idx, thread, frame_regs(thread, regs), false, cfa, memory, entry);
         env.frame_base =
             frame_base_expr(unit, func, &mut names.frame_bases).and_then(|x| eval_frame_base(x, unit, &env));
