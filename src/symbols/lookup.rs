@@ -490,10 +490,9 @@ fn target_known(uref: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformatio
     match attr {
         Some(V::Exprloc(x)) => !tail && !x.0.is_empty(),
         Some(V::Block(b)) => !tail && !b.is_empty(),
-        Some(V::UnitRef(o)) => die_has_target(uref, o),
-        Some(V::DebugInfoRef(o)) => {
-            other_unit(uref, o).is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off))
-        }
+        Some(V::UnitRef(o)) => die_has_target(uref, o, &mut { MAX_LINKS }),
+        Some(V::DebugInfoRef(o)) => other_unit(uref, o)
+            .is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off, &mut { MAX_LINKS })),
         // In a dwz supplementary file, which this check does not open: as before.
         Some(V::DebugInfoRefSup(_)) => true,
         _ => false,
@@ -516,8 +515,9 @@ fn other_unit(
     None
 }
 
-/// A call site's target DIE gives gdb an address (see [`target_known`]).
-fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off) -> bool {
+/// A call site's target DIE gives gdb an address (see [`target_known`]). `links`
+/// bounds the origins followed, across units too (hostile DWARF may make them a cycle).
+fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off, links: &mut usize) -> bool {
     let Ok(e) = uref.entry(die) else { return false };
     let own_spec = e.attr_value(gimli::DW_AT_specification).is_some();
     if e.attr_value(gimli::DW_AT_ranges).is_some() {
@@ -525,7 +525,8 @@ fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off) -> bool {
     }
     // Attributes gdb reads through DW_AT_abstract_origin / DW_AT_specification.
     let mut cur = die;
-    for _ in 0..MAX_LINKS {
+    while *links > 0 {
+        *links -= 1;
         let Ok(c) = uref.entry(cur) else { return false };
         if c.attr_value(gimli::DW_AT_low_pc).is_some() || c.attr_value(gimli::DW_AT_ranges).is_some() {
             return true;
@@ -537,7 +538,7 @@ fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off) -> bool {
             Some(gimli::AttributeValue::UnitRef(o)) => cur = o,
             Some(gimli::AttributeValue::DebugInfoRef(o)) => {
                 return other_unit(uref, o)
-                    .is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off));
+                    .is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off, links));
             }
             // Across to a dwz file: as before, trusted.
             Some(gimli::AttributeValue::DebugInfoRefSup(_)) => return true,

@@ -75,30 +75,11 @@ fn frame_registers(regs: &Regs) -> Vec<(u16, u64)> {
 pub struct Unwinder<'m> {
     pub(crate) modules: &'m ModuleSet,
     caches: Vec<cfi::ModuleCache>,
-    /// PLT stub → the function it binds to (resolving one parses relocations and
-    /// dynamic symbols; threads share their stubs).
-    plt: std::sync::Mutex<std::collections::HashMap<u64, Option<u64>>>,
 }
 
 impl<'m> Unwinder<'m> {
     pub fn new(modules: &'m ModuleSet) -> Unwinder<'m> {
-        Unwinder {
-            modules,
-            caches: (0..modules.len()).map(|_| cfi::ModuleCache::default()).collect(),
-            plt: Default::default(),
-        }
-    }
-
-    /// [`ModuleSet::plt_target`], remembered per stub.
-    fn plt_target(&self, stub: u64) -> Option<u64> {
-        if let Some(hit) = self.plt.lock().ok().and_then(|m| m.get(&stub).copied()) {
-            return hit;
-        }
-        let t = self.modules.plt_target(stub);
-        if let Ok(mut m) = self.plt.lock() {
-            m.insert(stub, t);
-        }
-        t
+        Unwinder { modules, caches: (0..modules.len()).map(|_| cfi::ModuleCache::default()).collect() }
     }
 
     pub(crate) fn cache(&self, idx: usize) -> Option<&cfi::ModuleCache> {
@@ -258,7 +239,7 @@ fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<F
     if modules.in_plt(target) {
         // A call into another module through its PLT (main → qsort@plt, and
         // qsort jumps to __qsort_r): the function the stub binds to is T.
-        match u.plt_target(target) {
+        match modules.plt_target(target) {
             Some(t) => target = t,
             None => return Vec::new(),
         }

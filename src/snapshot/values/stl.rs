@@ -261,8 +261,8 @@ impl Renderer<'_> {
     /// `_Variadic_union<T, Rest…>` of `_M_first`, an `_Uninitialized<T>`, and
     /// `_M_rest`); the held one starts the union.
     fn variant(&mut self, qualified: &str, members: &[Member], data: &Data, depth: u32) -> Option<(Value, String)> {
-        let (u, uty) = self.deep_member(members, data, "_M_u", 0)?;
-        let (ix, ixty) = self.deep_member(members, data, "_M_index", 0)?;
+        let (u, uty) = self.deep_member(members, data, "_M_u", 0, &mut 256)?;
+        let (ix, ixty) = self.deep_member(members, data, "_M_index", 0, &mut 256)?;
         let index = ix.uint(usize::try_from(self.size(ixty)?).ok()?)?;
         let mut alternatives = Vec::new();
         let mut cur = uty;
@@ -295,13 +295,15 @@ impl Renderer<'_> {
     }
 
     /// A member by name, searched through base classes at any depth (a variant's
-    /// storage is six bases down).
+    /// storage is six bases down). `budget` bounds the bases visited: hostile DWARF may
+    /// give every class many bases.
     fn deep_member(
         &mut self,
         members: &[Member],
         data: &Data,
         name: &str,
         depth: u32,
+        budget: &mut usize,
     ) -> Option<(Data, Option<TypeId>)> {
         if let Some(m) = members.iter().find(|m| !m.base && m.name.as_deref() == Some(name)) {
             let size = self.size(m.type_id)?;
@@ -311,9 +313,13 @@ impl Renderer<'_> {
             return None;
         }
         for b in members.iter().filter(|m| m.base) {
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
             let (Some(bm), Some(size)) = (self.members_of(b.type_id), self.size(b.type_id)) else { continue };
             let Some(bd) = data.slice(b.offset, size) else { continue };
-            if let Some(found) = self.deep_member(&bm, &bd, name, depth + 1) {
+            if let Some(found) = self.deep_member(&bm, &bd, name, depth + 1, budget) {
                 return Some(found);
             }
         }
