@@ -118,6 +118,9 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         // Only text is printed: no memory is kept for a snapshot nobody saves, and
         // no kernel stack read (the text does not show them; hydra and -o do).
         opts.variables.memory_budget = 0;
+        // Objects read only to be kept (one pointer deeper than shown) are not read.
+        let o = &mut opts.variables.options;
+        o.keep_depth = o.max_depth;
         opts.live.kernel_stacks = false;
     }
     for m in &args.module {

@@ -178,6 +178,27 @@ pub(super) fn value_bytes(v: gimli::Value) -> Vec<u8> {
 }
 
 /// Turns evaluated pieces into a place: one memory address, or assembled bytes.
+/// The place of the commonest locations, `DW_OP_fbreg N` (every local of an -O0
+/// build) and `DW_OP_bregR N`, read straight from the bytes: no evaluator to set
+/// up, and no clone of the expression's reader (whose shared reference count the
+/// workers would bounce between them). None: anything else, or a base this frame
+/// lacks, which the evaluator then reports as it always has.
+pub(super) fn simple_place(expr: &gimli::Expression<Reader>, env: &FrameEnv<'_>) -> Option<Place> {
+    let bytes = expr.0.to_slice().ok()?;
+    let (&op, rest) = bytes.split_first()?;
+    let mut r = gimli::EndianSlice::new(rest, gimli::LittleEndian);
+    let off = gimli::leb128::read::signed(&mut r).ok()?;
+    if !r.is_empty() {
+        return None;
+    }
+    let base = match op {
+        0x91 => env.frame_base?,
+        0x70..=0x8f => env.regs.get(usize::from(op - 0x70)).copied().flatten()?,
+        _ => return None,
+    };
+    Some(Place::Memory(base.wrapping_add(off as u64)))
+}
+
 pub(super) fn place_of(pieces: Vec<gimli::Piece<Reader>>, size: u64, env: &FrameEnv<'_>) -> Result<Place, EvalError> {
     use gimli::Location as L;
     let reg_bytes = |r: u16| -> Result<Vec<u8>, EvalError> {

@@ -333,7 +333,10 @@ fn render_variable(
     let mut var = Variable { name, kind: plan.kind, type_name, type_id, ..Default::default() };
 
     let place: Result<Place, EvalError> = match &plan.location {
-        Ok(Some(expr)) => eval_expr(expr.clone(), unit, env).and_then(|p| place_of(p, size, env)),
+        Ok(Some(expr)) => match simple_place(expr, env) {
+            Some(place) => Ok(place),
+            None => eval_expr(expr.clone(), unit, env).and_then(|p| place_of(p, size, env)),
+        },
         Ok(None) => match plan.const_value.clone() {
             Some(AttributeValue::Block(b)) => {
                 Ok(Place::Data(Data::known(b.to_slice().map(|c| c.into_owned()).unwrap_or_default(), None)))
@@ -602,8 +605,13 @@ impl ModuleSet {
         let bias = self.entry(idx).record.load_bias;
         let ret = caller.pc.wrapping_sub(bias);
         let probe = ret.wrapping_sub(1);
-        let fast = self.frame_dies_cached(idx, probe);
         let Some(ctx) = self.dwarf(idx) else { return out };
+        // Most return addresses have no call site (an -O0 build has none): known
+        // already, the frame's DIEs need not be looked up again.
+        if ctx.lock().is_ok_and(|g| matches!(g.1.call_sites.get(&ret), Some(None))) {
+            return out;
+        }
+        let fast = self.frame_dies_cached(idx, probe);
         let Ok(mut guard) = ctx.lock() else { return out };
         let (lazy, names) = &mut *guard;
         let sections = names.dwarf.clone();
@@ -879,7 +887,9 @@ impl ModuleSet {
     }
 
     /// .debug_loc / .debug_loclists of a module, loaded on first use (symbolization
-    /// never needs them, so they are not part of the addr2line context).
+    /// never needs them, so they are not part of the addr2line context), through the
+    /// section cache: libc's debug file compresses them, and inflating its location
+    /// lists on every trace stalled the other workers waiting for them.
     pub(super) fn loclists(&self, idx: usize) -> Option<&gimli::LocationLists<Reader>> {
         self.entries[idx]
             .locs
@@ -888,7 +898,8 @@ impl ModuleSet {
                 let src = if img.has_debug_info { img } else { self.debug_file(idx).filter(|d| d.has_debug_info)? };
                 let empty = super::elf::SharedBytes::owned(Vec::new());
                 let sect = |name: &str| {
-                    Reader::new(src.section_data(name).unwrap_or_else(|| empty.clone()), gimli::LittleEndian)
+                    let data = super::seccache::section_data(src, name);
+                    Reader::new(data.unwrap_or_else(|| empty.clone()), gimli::LittleEndian)
                 };
                 Some(gimli::LocationLists::new(
                     gimli::DebugLoc::from(sect(".debug_loc")),

@@ -94,6 +94,17 @@ impl CoreMemory {
         segments.sort_by_key(|s| s.0);
         CoreMemory { data, segments }
     }
+
+    /// Whether the `len` bytes at `addr` are in the file, without reading them (a
+    /// read would fault in a page of the mapped core per thread before the
+    /// unwinders, which read those pages in parallel, start).
+    fn holds(&self, addr: u64, len: u64) -> bool {
+        let idx = self.segments.partition_point(|s| s.0 <= addr);
+        let Some(&(vaddr, _, present)) = idx.checked_sub(1).and_then(|i| self.segments.get(i)) else {
+            return false;
+        };
+        (addr - vaddr).checked_add(len).is_some_and(|end| end <= present)
+    }
 }
 
 impl Memory for CoreMemory {
@@ -381,7 +392,7 @@ pub fn from_bytes(
     }
 
     for t in &threads {
-        if memory.read_u64(t.registers.rsp).is_none() {
+        if !memory.holds(t.registers.rsp, 8) {
             problems.push(Problem::new(
                 Scope::Thread(t.tid),
                 format!(
