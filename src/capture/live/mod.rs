@@ -293,7 +293,7 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, CaptureError> {
             let mut att = att;
             att.detach_all()
         };
-        (Box::new(HeldMemory { copies: memory, mem, released }), Some(Box::new(release)))
+        (Box::new(HeldMemory::new(memory, mem, released)), Some(Box::new(release)))
     } else {
         problems.extend(att.detach_all());
         drop(att);
@@ -340,6 +340,36 @@ struct HeldMemory {
     copies: CopiedMemory,
     mem: Option<std::fs::File>,
     released: Arc<AtomicBool>,
+    /// Pages small reads came from (None: unreadable), valid while the process is
+    /// held: a thousand threads waiting on one mutex read that global's page a
+    /// thousand times, a system call each.
+    pages: std::sync::Mutex<std::collections::HashMap<u64, Option<Arc<[u8]>>>>,
+}
+
+/// Reads at most this long go through [`HeldMemory::pages`].
+const SMALL_READ: usize = 256;
+const PAGE: u64 = 4096;
+/// Pages kept at most (16 MiB); past it, small reads go to the file as large ones do.
+const MAX_PAGES: usize = 4096;
+
+impl HeldMemory {
+    fn new(copies: CopiedMemory, mem: Option<std::fs::File>, released: Arc<AtomicBool>) -> HeldMemory {
+        HeldMemory { copies, mem, released, pages: Default::default() }
+    }
+
+    /// The page at `page` (page-aligned) of the held process, read once.
+    fn page(&self, f: &std::fs::File, page: u64) -> Option<Arc<[u8]>> {
+        if let Some(hit) = self.pages.lock().ok()?.get(&page) {
+            return hit.clone();
+        }
+        let mut buf = vec![0u8; PAGE as usize];
+        let got = (pread_all(f, page, &mut buf) == buf.len()).then(|| Arc::<[u8]>::from(buf));
+        let mut pages = self.pages.lock().ok()?;
+        if pages.len() < MAX_PAGES {
+            pages.insert(page, got.clone());
+        }
+        got
+    }
 }
 
 impl super::Memory for HeldMemory {
@@ -350,6 +380,21 @@ impl super::Memory for HeldMemory {
         }
         let Some(f) = self.mem.as_ref().filter(|_| !self.released.load(Ordering::SeqCst)) else { return n };
         let mut done = n;
+        if buf.len() - done <= SMALL_READ {
+            // Whole pages, so a read that crosses into an unreadable one stops there.
+            while done < buf.len() {
+                let at = addr.wrapping_add(done as u64);
+                let Some(page) = self.page(f, at & !(PAGE - 1)) else { break };
+                let off = (at % PAGE) as usize;
+                let k = (buf.len() - done).min(page.len() - off);
+                buf[done..done + k].copy_from_slice(&page[off..off + k]);
+                done += k;
+            }
+            // A page that would not read whole may still hold the bytes asked for.
+            if done == buf.len() {
+                return done;
+            }
+        }
         while done < buf.len() {
             match f.read_at(&mut buf[done..], addr.wrapping_add(done as u64)) {
                 Ok(0) | Err(_) => break,

@@ -218,3 +218,40 @@ fn copies_across_a_prot_none_page() {
     // SAFETY: unmapping what we mapped.
     unsafe { libc::munmap(base as *mut libc::c_void, 3 * page) };
 }
+
+#[test]
+fn held_memory_pages_stop_where_memory_ends() {
+    use crate::capture::Memory;
+    use std::os::fd::AsRawFd;
+    // A one-page file mapped two pages long: its second page (past the end of the
+    // file) cannot be read, not even through /proc/self/mem, which this reads as a
+    // held target's memory is read (PROT_NONE would not stop it, and a hole could be
+    // filled by another test's mapping).
+    let page = PAGE as usize;
+    let path = std::env::temp_dir().join(format!("bt-held-{}", std::process::id()));
+    let data: Vec<u8> = (0..page).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    // SAFETY: a fresh private read-only mapping of the file, unmapped below; the page
+    // past the end is never touched from here, only read through /proc/self/mem.
+    let base =
+        unsafe { libc::mmap(std::ptr::null_mut(), 2 * page, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+    assert_ne!(base, libc::MAP_FAILED);
+    let mem = std::fs::File::open("/proc/self/mem").ok();
+    let held = HeldMemory::new(CopiedMemory::default(), mem, Arc::new(AtomicBool::new(false)));
+    let a = base as u64;
+    let mut small = [0u8; 8];
+    assert_eq!(held.read(a + 100, &mut small), 8);
+    assert_eq!(small[..], data[100..108]);
+    // Across the end of the file: the readable part only.
+    let mut across = [0u8; 16];
+    assert_eq!(held.read(a + PAGE - 8, &mut across), 8);
+    assert_eq!(across[..8], data[page - 8..]);
+    assert_eq!(held.read(a + PAGE, &mut small), 0);
+    // Once released, nothing but the copies (here none) is read.
+    held.released.store(true, Ordering::SeqCst);
+    assert_eq!(held.read(a + 100, &mut small), 0);
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(base, 2 * page) };
+}
