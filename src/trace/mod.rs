@@ -144,10 +144,22 @@ fn inject_panic(phase: &str, tid: i32) {
 }
 
 fn spread<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    spread_after(items, f, || ()).0
+}
+
+/// [`spread`], with `first` run by the calling thread before it joins the others
+/// (releasing a held live target, which only the thread that attached may do,
+/// while the others already symbolize).
+fn spread_after<T: Send, R: Send, P>(
+    items: Vec<T>,
+    f: impl Fn(T) -> R + Sync,
+    first: impl FnOnce() -> P,
+) -> (Vec<R>, P) {
     let n = items.len();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(n.max(1));
     if workers <= 1 {
-        return items.into_iter().map(f).collect();
+        let p = first();
+        return (items.into_iter().map(f).collect(), p);
     }
     // Handed out one at a time, not in fixed chunks: the first thread to reach a
     // module pays for its DWARF (a big unit's outline and line program take
@@ -162,16 +174,17 @@ fn spread<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> 
             done.push((i, f(item)));
         }
     };
-    let mut indexed: Vec<(usize, R)> = std::thread::scope(|s| {
+    let (mut indexed, p): (Vec<(usize, R)>, P) = std::thread::scope(|s| {
         let handles: Vec<_> = (1..workers).map(|_| s.spawn(worker)).collect();
+        let p = first();
         let mut all = worker();
         for h in handles {
             all.extend(h.join().expect("tracer worker thread panicked"));
         }
-        all
+        (all, p)
     });
     indexed.sort_unstable_by_key(|r| r.0);
-    indexed.into_iter().map(|r| r.1).collect()
+    (indexed.into_iter().map(|r| r.1).collect(), p)
 }
 
 /// `BT_TIMING` set (or `BT_LOG=debug`): how long each phase of [`build`] took, on
@@ -310,11 +323,9 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     }
     timing.mark("globals, memory kept");
     // A live target held for variable capture runs again from here on: the rest
-    // (symbolization, names, text, analysis) works on what was copied.
-    if let Some(release) = hold {
-        problems.extend(release());
-        timing.mark("released");
-    }
+    // (symbolization, names, text, analysis) works on what was copied. This thread
+    // releases it while the other workers start symbolizing (which reads the
+    // modules' files, not the target).
 
     let symbolize_one = |(t, (raw, mut vars, mut probs)): (&capture::ThreadState, Stopped)| {
         let mut frames = Vec::with_capacity(raw.len());
@@ -360,8 +371,12 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         };
         (thread, probs)
     };
-    let results = spread(threads.iter().zip(stopped).collect(), symbolize_one);
-    timing.mark("symbolize");
+    let release = || hold.map(|release| release());
+    let (results, released) = spread_after(threads.iter().zip(stopped).collect(), symbolize_one, release);
+    if let Some(p) = released {
+        problems.extend(p);
+    }
+    timing.mark("released, symbolize");
     let mut out_threads = Vec::with_capacity(results.len());
     for (t, p) in results {
         out_threads.push(t);
