@@ -150,7 +150,14 @@ fn thread(out: &mut String, th: &Thread, opts: &TextOptions) {
 /// Every thread, each after a blank line. A thousand threads with their variables
 /// are megabytes of text: many threads are written by several threads, in order.
 fn threads(out: &mut String, list: &[Thread], opts: &TextOptions) {
+    // Sized up front from a guess of each line's length: a thousand threads' text is
+    // megabytes, and growing it by doubling copied it and faulted in fresh pages
+    // several times over.
+    let guess = |part: &[Thread]| -> usize {
+        part.iter().map(|th| 64 + th.frames.iter().map(|f| 96 + 40 * f.variables.len()).sum::<usize>()).sum()
+    };
     let one = |out: &mut String, part: &[Thread]| {
+        out.reserve(guess(part));
         for th in part {
             out.push('\n');
             thread(out, th, opts);
@@ -161,6 +168,7 @@ fn threads(out: &mut String, list: &[Thread], opts: &TextOptions) {
         return one(out, list);
     }
     let per = list.len().div_ceil(workers);
+    out.reserve(guess(list));
     let parts: Vec<String> = std::thread::scope(|s| {
         let mut chunks = list.chunks(per);
         let first = chunks.next().unwrap_or_default();
