@@ -78,7 +78,13 @@ pub(super) fn interrupted_stacks(
         let word = |o: usize| buf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
         // `o` is the offset of uc_stack; pretcode is 24 bytes before it.
         for o in (24..n.saturating_sub(160)).step_by(8) {
-            let (Some(ss_sp), Some(flags), Some(ss_size)) = (word(o), word(o + 8), word(o + 16)) else { break };
+            // Almost every word is no pointer to just below rsp: rejected on one load
+            // (a thousand stacks are scanned while their threads are stopped).
+            let Some(ss_sp) = word(o) else { break };
+            if ss_sp > sp || sp - ss_sp >= 1 << 28 {
+                continue;
+            }
+            let (Some(flags), Some(ss_size)) = (word(o + 8), word(o + 16)) else { break };
             let ss_flags = flags as u32;
             // ss_flags: 0 or SS_ONSTACK, possibly with SS_AUTODISARM (1 << 31).
             if ss_flags & !(1 | 1 << 31) != 0
