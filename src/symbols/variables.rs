@@ -407,33 +407,9 @@ pub(crate) fn value_at(
     var
 }
 
-/// The DW_TAG_call_site (or GNU_call_site) under function `func` whose return pc is `ret`.
-fn find_call_site(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, ret: u64) -> Option<gimli::UnitOffset> {
-    let mut cursor = unit.entries_at_offset(func).ok()?;
-    let (mut seen, mut base) = (0usize, None);
-    while let Ok(Some(e)) = cursor.next_dfs() {
-        let depth = e.depth();
-        let b = *base.get_or_insert(depth);
-        seen += 1;
-        if (depth <= b && seen > 1) || seen > 200_000 {
-            break;
-        }
-        if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
-            let pc = e
-                .attr_value(gimli::DW_AT_call_return_pc)
-                .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
-                .and_then(|v| unit.attr_address(v).ok().flatten());
-            if pc == Some(ret) {
-                return Some(e.offset());
-            }
-        }
-    }
-    None
-}
-
 /// DW_AT_frame_base of the physical function `func`, read once per function
 /// (`known`, by unit and DIE): threads share functions.
-fn frame_base_expr(
+pub(super) fn frame_base_expr(
     unit: UnitRef<'_, Reader>,
     func: gimli::UnitOffset,
     known: &mut std::collections::HashMap<(usize, usize), Option<gimli::Expression<Reader>>>,
@@ -449,7 +425,11 @@ fn frame_base_expr(
 }
 
 /// A frame base expression evaluated in its frame; most are just the CFA.
-fn eval_frame_base(expr: gimli::Expression<Reader>, unit: UnitRef<'_, Reader>, env: &FrameEnv<'_>) -> Option<u64> {
+pub(super) fn eval_frame_base(
+    expr: gimli::Expression<Reader>,
+    unit: UnitRef<'_, Reader>,
+    env: &FrameEnv<'_>,
+) -> Option<u64> {
     if matches!(expr.0.to_slice().ok().as_deref(), Some(&[op]) if op == gimli::constants::DW_OP_call_frame_cfa.0) {
         return env.cfa;
     }
@@ -463,7 +443,7 @@ fn eval_frame_base(expr: gimli::Expression<Reader>, unit: UnitRef<'_, Reader>, e
 
 /// Registers of a frame by DWARF number: the thread's for frame 0, the recovered
 /// ones for callers (callee-saved ones, rsp and rip).
-fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REGS] {
+pub(super) fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REGS] {
     let mut regs = [None; N_DWARF_REGS];
     if physical.trust == Trust::Context {
         for (i, slot) in regs.iter_mut().enumerate() {
@@ -521,7 +501,7 @@ impl ModuleSet {
     }
 
     /// `frame_dies`, remembered per module and probe.
-    fn frame_dies_cached(&self, idx: usize, probe: u64) -> super::FrameDies {
+    pub(super) fn frame_dies_cached(&self, idx: usize, probe: u64) -> super::FrameDies {
         let cache = &self.entry(idx).frame_dies;
         if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&probe).cloned()) {
             return hit;
@@ -577,120 +557,6 @@ impl ModuleSet {
             // A tail-call frame is only its innermost function, as `symbolize` shows it.
             let tail_call = is_tail_call(frame);
             out.push(self.frame_variables(thread, frame, tail_call, cfa, entry, memory, opts, table));
-        }
-        out
-    }
-
-    /// Values the caller at `caller` passed to its callee: the DW_TAG_call_site at the
-    /// caller's return address, its parameters' DW_AT_call_value evaluated with the
-    /// caller's registers. Only callee-saved registers and memory survive the call, so
-    /// a value that needs a clobbered register is simply not found. `entry` holds the
-    /// caller's own entry values (from its caller's call site), when known. `regs` is
-    /// the frame whose recovered registers are the caller's: the caller itself, or for
-    /// a tail-call frame (which has none) the next physical frame. `callee_pc` is a pc
-    /// inside the called frame's function (its return address less one), when known.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn call_site_values(
-        &self,
-        thread: &Registers,
-        caller: &Frame,
-        callee_pc: Option<u64>,
-        regs: &Frame,
-        cfa: Option<u64>,
-        memory: &dyn Memory,
-        entry: Vec<(EntryKey, u64)>,
-    ) -> Vec<(EntryKey, u64)> {
-        let mut out = Vec::new();
-        let Some(idx) = self.find(caller.pc) else { return out };
-        let bias = self.entry(idx).record.load_bias;
-        let ret = caller.pc.wrapping_sub(bias);
-        let probe = ret.wrapping_sub(1);
-        let Some(ctx) = self.dwarf(idx) else { return out };
-        // Most return addresses have no call site (an -O0 build has none): known
-        // already, the frame's DIEs need not be looked up again.
-        if ctx.lock().is_ok_and(|g| matches!(g.1.call_sites.get(&ret), Some(None))) {
-            return out;
-        }
-        let fast = self.frame_dies_cached(idx, probe);
-        let Ok(mut guard) = ctx.lock() else { return out };
-        let (lazy, names) = &mut *guard;
-        let sections = names.dwarf.clone();
-        let parsed;
-        // The point lookup when it can answer (it reads only the DIE path to the pc),
-        // else addr2line (which parses the unit's functions and lines).
-        let (unit, func) = match (fast, &sections) {
-            (Some(None), _) => return out,
-            (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = self.unit_at(idx, sections, off) else { return out };
-                parsed = u;
-                let Some(func) = dies.last().copied() else { return out };
-                (UnitRef::new(sections, &*parsed), func)
-            }
-            _ => {
-                let Some(ctx) = lazy.get(names) else { return out };
-                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
-                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
-                let mut func = None;
-                while let Ok(Some(f)) = iter.next() {
-                    func = f.dw_die_offset.or(func);
-                }
-                let Some(func) = func else { return out };
-                (unit, func)
-            }
-        };
-        // The call site at this return address (cached: threads share return addresses).
-        let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
-        let Some(site) = site else { return out };
-        // As gdb, only for the function it calls: a caller that reached the callee
-        // through jumps no tail-call frame stands for (an ambiguous chain) called
-        // another function, and these are that function's arguments.
-        if let Some(pc) = callee_pc
-            && let Some(target) = self.direct_call_target(caller.pc)
-            && !self.call_enters(target, pc)
-        {
-            return out;
-        }
-        let mut env = self.frame_env(idx, thread, frame_regs(thread, regs), false, cfa, memory, entry);
-        env.frame_base =
-            frame_base_expr(unit, func, &mut names.frame_bases).and_then(|x| eval_frame_base(x, unit, &env));
-        let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
-        let Ok(root) = tree.root() else { return out };
-        let mut children = root.children();
-        let mut n = 0;
-        while let Ok(Some(child)) = children.next() {
-            n += 1;
-            if n > 1024 {
-                break;
-            }
-            let e = child.entry();
-            if e.tag() != gimli::DW_TAG_call_site_parameter && e.tag() != gimli::DW_TAG_GNU_call_site_parameter {
-                continue;
-            }
-            let value =
-                e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
-            let Some(AttributeValue::Exprloc(expr)) = value else { continue };
-            let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
-            let v = match pieces.first().map(|p| &p.location) {
-                Some(gimli::Location::Address { address }) => *address,
-                Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
-                Some(gimli::Location::Register { register }) => {
-                    match env.regs.get(register.0 as usize).copied().flatten() {
-                        Some(v) => v,
-                        None => continue,
-                    }
-                }
-                _ => continue,
-            };
-            if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
-                && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
-            {
-                out.push((EntryKey::Register(r), v));
-            }
-            if let Some(AttributeValue::UnitRef(p)) =
-                e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin))
-            {
-                out.push((EntryKey::Parameter(p.0), v));
-            }
         }
         out
     }

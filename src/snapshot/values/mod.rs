@@ -254,12 +254,7 @@ impl Renderer<'_> {
     /// path's two vectors per value were a tenth of a thousand threads' capture.
     /// None: another type, or memory not all readable (the general path says how).
     fn base_in_memory(&mut self, ty: Option<TypeId>, addr: u64) -> Option<(Value, String)> {
-        if self.nodes == 0 || self.lang == Lang::Other {
-            return None;
-        }
-        let (_, t) = self.strip(ty)?;
-        let TypeKind::Base { size, encoding, .. } = t.kind else { return None };
-        let size = usize::try_from(size).ok().filter(|s| (1..=8).contains(s) && *s <= self.budget)?;
+        let (size, encoding) = self.scalar(ty).filter(|(s, _)| *s <= self.budget)?;
         let mut buf = [0u8; 8];
         if self.memory.read(addr, &mut buf[..size]) != size {
             return None;
@@ -267,6 +262,18 @@ impl Renderer<'_> {
         self.budget -= size;
         self.nodes -= 1;
         Some(self.base(&buf[..size], encoding, self.lang))
+    }
+
+    /// The size (1 to 8 bytes) and encoding of `ty` when it is a base type that the
+    /// fast paths may render as `render` would: a node left to spend, nesting to
+    /// spare, and not Go (whose maps are typedefs `render` looks at first).
+    fn scalar(&mut self, ty: Option<TypeId>) -> Option<(usize, Encoding)> {
+        if self.nodes == 0 || self.nesting >= MAX_NESTING || self.lang == Lang::Other {
+            return None;
+        }
+        let (_, t) = self.strip(ty)?;
+        let TypeKind::Base { size, encoding, .. } = t.kind else { return None };
+        usize::try_from(size).ok().filter(|s| (1..=8).contains(s)).map(|s| (s, encoding))
     }
 
     /// Renders `data` as type `ty`: the structured value and gdb's text.
@@ -643,13 +650,8 @@ impl Renderer<'_> {
             return if signed { (Value::Int(v as i64), v.to_string()) } else { (Value::UInt(v), v.to_string()) };
         }
         // A scalar member straight from the struct's bytes, without a copy of them.
-        if self.nodes > 0
-            && self.nesting < MAX_NESTING
-            && self.lang != Lang::Other
-            && let Some((_, t)) = self.strip(m.type_id)
-            && let TypeKind::Base { size, encoding, .. } = t.kind
-            && (1..=8).contains(&size)
-            && let Some(range) = usize::try_from(m.offset).ok().and_then(|o| Some(o..o.checked_add(size as usize)?))
+        if let Some((size, encoding)) = self.scalar(m.type_id)
+            && let Some(range) = usize::try_from(m.offset).ok().and_then(|o| Some(o..o.checked_add(size)?))
             && data.valid.get(range.clone()).is_some_and(|v| v.iter().all(|v| *v))
             && let Some(bytes) = data.bytes.get(range)
         {
