@@ -5,7 +5,6 @@
 //! realloc really got when the fault happened deep inside them).
 
 use super::ModuleSet;
-use super::elf::Reader;
 use super::location::{eval_expr, single_register};
 use super::variables::{EntryKey, eval_frame_base, frame_base_expr, frame_regs};
 use crate::capture::Memory;
@@ -133,7 +132,10 @@ impl ModuleSet {
             }
         };
         // The call site at this return address (cached: threads share return addresses).
-        let site = *names.call_sites.entry(ret).or_insert_with(|| find_call_site(unit, func, ret));
+        let site = *names
+            .call_sites
+            .entry(ret)
+            .or_insert_with(|| super::lookup::call_site_at(unit, func, ret, |e| Some(e.offset())));
         let Some(site) = site else { return out };
         // As gdb, only for the function it calls: a caller that reached the callee
         // through jumps no tail-call frame stands for (an ambiguous chain) called
@@ -188,28 +190,4 @@ impl ModuleSet {
         }
         out
     }
-}
-
-/// The DW_TAG_call_site (or GNU_call_site) under function `func` whose return pc is `ret`.
-fn find_call_site(unit: UnitRef<'_, Reader>, func: gimli::UnitOffset, ret: u64) -> Option<gimli::UnitOffset> {
-    let mut cursor = unit.entries_at_offset(func).ok()?;
-    let (mut seen, mut base) = (0usize, None);
-    while let Ok(Some(e)) = cursor.next_dfs() {
-        let depth = e.depth();
-        let b = *base.get_or_insert(depth);
-        seen += 1;
-        if (depth <= b && seen > 1) || seen > 200_000 {
-            break;
-        }
-        if e.tag() == gimli::DW_TAG_call_site || e.tag() == gimli::DW_TAG_GNU_call_site {
-            let pc = e
-                .attr_value(gimli::DW_AT_call_return_pc)
-                .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
-                .and_then(|v| unit.attr_address(v).ok().flatten());
-            if pc == Some(ret) {
-                return Some(e.offset());
-            }
-        }
-    }
-    None
 }

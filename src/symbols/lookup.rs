@@ -443,7 +443,22 @@ fn walk_inlined(
 /// Scans the subtree of `function` for a call site (a tail call when `tail`)
 /// returning to `after`.
 pub(crate) fn has_call_site(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64, tail: bool) -> bool {
-    let Ok(mut cursor) = uref.entries_at_offset(function) else { return false };
+    call_site_at(uref, function, after, |e| {
+        let is_tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
+        (!tail || matches!(is_tail, Some(gimli::AttributeValue::Flag(true)))).then(|| target_known(uref, e, tail))
+    })
+    .unwrap_or(false)
+}
+
+/// What `accept` makes of the first `DW_TAG_call_site` (or GNU's pre-DWARF-5 tag) in
+/// the subtree of `function` that returns to `after` and that it takes (Some).
+pub(crate) fn call_site_at<T>(
+    uref: gimli::UnitRef<'_, Reader>,
+    function: Off,
+    after: u64,
+    mut accept: impl FnMut(&gimli::DebuggingInformationEntry<Reader>) -> Option<T>,
+) -> Option<T> {
+    let mut cursor = uref.entries_at_offset(function).ok()?;
     let mut seen = 0usize;
     let mut base = None;
     while let Ok(Some(e)) = cursor.next_dfs() {
@@ -462,12 +477,13 @@ pub(crate) fn has_call_site(uref: gimli::UnitRef<'_, Reader>, function: Off, aft
             .attr_value(gimli::DW_AT_call_return_pc)
             .or_else(|| e.attr_value(gimli::DW_AT_low_pc))
             .and_then(|v| uref.attr_address(v).ok().flatten());
-        let is_tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
-        if pc == Some(after) && (!tail || matches!(is_tail, Some(gimli::AttributeValue::Flag(true)))) {
-            return target_known(uref, &e, tail);
+        if pc == Some(after)
+            && let Some(t) = accept(e)
+        {
+            return Some(t);
         }
     }
-    false
+    None
 }
 
 /// gdb follows a call site only when DWARF names where it goes: an expression
