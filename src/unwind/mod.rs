@@ -111,11 +111,14 @@ fn walk_with(
     opts: &WalkOptions,
 ) -> (Vec<Frame>, Vec<Problem>) {
     let modules = u.modules;
-    let mut frames = vec![Frame { pc: regs.rip, sp: regs.rsp, trust: Trust::Context, ..Default::default() }];
+    let max = opts.max_frames.max(1);
+    // Room for a typical stack up front: growing a vector of frames (200 bytes each)
+    // by doubling copied them four times per thread.
+    let mut frames = Vec::with_capacity(max.min(32));
+    frames.push(Frame { pc: regs.rip, sp: regs.rsp, trust: Trust::Context, ..Default::default() });
     let mut problems = Vec::new();
     let mut cur = regs_from(regs);
     let mut exact = true;
-    let max = opts.max_frames.max(1);
 
     loop {
         let sp = cur[RSP].unwrap_or(0);

@@ -683,8 +683,24 @@ impl Renderer<'_> {
             return self.rust_enum(&full, members, vs, data, depth);
         }
         let _ = kind;
-        let mut fields = Vec::new();
+        let rust = lang == Lang::Rust;
+        let mut fields = Vec::with_capacity(members.len().min(10_000));
+        // Rust's syntax is decided once every member is known; C and C++ text is
+        // written as the members come (no string per member: a thousand threads'
+        // structs are hundreds of thousands of them).
         let mut parts = Vec::new();
+        let mut c_text = String::with_capacity(if rust { 0 } else { 2 + 24 * members.len().min(64) });
+        c_text.push('{');
+        let c_part = |c_text: &mut String, later: bool, fname: &str, text: &str| {
+            if later {
+                c_text.push_str(", ");
+            }
+            if !fname.is_empty() {
+                c_text.push_str(fname);
+                c_text.push_str(" = ");
+            }
+            c_text.push_str(text);
+        };
         for m in members.iter().take(10_000) {
             // gdb hides the vtable pointer of C++ classes only when it is artificial and named _vptr.
             let (v, text) = self.member_value(m, data, depth);
@@ -694,19 +710,19 @@ impl Renderer<'_> {
             } else {
                 m.name.clone().unwrap_or_default()
             };
-            if fname.is_empty() {
-                parts.push(text);
+            if rust {
+                parts.push(if fname.is_empty() { text } else { format!("{fname} = {text}") });
             } else {
-                parts.push(format!("{fname} = {text}"));
+                c_part(&mut c_text, !fields.is_empty(), &fname, &text);
             }
             fields.push(Field { name: fname, value: v });
         }
         // gdb: a C or C++ struct without data members (an empty class, or one made only
         // of bases) says so after its bases: `{<No data fields>}`.
-        if lang != Lang::Rust && members.iter().all(|m| m.base) {
-            parts.push("<No data fields>".into());
+        if !rust && members.iter().all(|m| m.base) {
+            c_part(&mut c_text, !fields.is_empty(), "", "<No data fields>");
         }
-        let text = if lang == Lang::Rust {
+        let text = if rust {
             // gdb's Rust syntax: `path::Name {field: value}`, tuples as `Name(a, b)`.
             let full = self.type_name(Some(off));
             let rust_parts: Vec<String> = parts.iter().map(|p| p.replacen(" = ", ": ", 1)).collect();
@@ -717,7 +733,8 @@ impl Renderer<'_> {
                 format!("{full} {{{}}}", rust_parts.join(", "))
             }
         } else {
-            format!("{{{}}}", parts.join(", "))
+            c_text.push('}');
+            c_text
         };
         (Value::Struct(fields), text)
     }
