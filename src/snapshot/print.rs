@@ -141,6 +141,8 @@ pub fn evaluate(snap: &Snapshot, expr: &str, opts: &VariableOptions) -> Result<E
         budget: super::values::FRAME_READ_BUDGET,
         nesting: 0,
         nodes: super::values::MAX_NODES_PER_VALUE,
+        follow: usize::MAX,
+        follow_from: None,
     };
     let mut data = match &var.location {
         Location::Memory(a) => r.read_value(Some(ty), *a).map_err(PrintError::Unreadable)?,

@@ -161,7 +161,14 @@ impl ModuleSet {
             let foreign = |o| self.foreign_unit(idx, &dwarf, o);
             let mut dt =
                 DwarfTypes { module: idx, unit: unit_ref, types, scoped: &mut scoped, table, foreign: &foreign };
-            let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
+            // Each global alone, as the rendering from a snapshot gives it.
+            let mut rc = RenderCtx {
+                opts,
+                symbol: &symbolize,
+                data_symbol: &data_symbol,
+                budget: FRAME_READ_BUDGET,
+                follow: crate::snapshot::values::FOLLOW_NODES_PER_SNAPSHOT,
+            };
             let e = unit_ref.entry(off).ok()?;
             let is_tls = matches!(e.attr_value(gimli::DW_AT_location), Some(AttributeValue::Exprloc(x)) if x.0.to_slice().is_ok_and(|b| b.iter().any(|op| *op == 0x9b || *op == 0xe0)));
             let kind = if is_tls { VariableKind::ThreadLocal } else { VariableKind::Global };

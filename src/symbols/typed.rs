@@ -8,7 +8,7 @@ use super::elf::Reader;
 use super::types::{DwarfTypes, TypeRef, TypeTable};
 use super::variables::{RenderCtx, value_at};
 use crate::capture::Memory;
-use crate::snapshot::values::{FRAME_READ_BUDGET, VariableOptions};
+use crate::snapshot::values::{FRAME_READ_BUDGET, VariableOptions, follow_share};
 use gimli::{Reader as _, UnitRef};
 
 /// Most DIEs looked at for one name, over all units.
@@ -50,8 +50,13 @@ impl ModuleSet {
         let mut dt =
             DwarfTypes { module: idx, unit: unit_ref, types, scoped: &mut scoped, table: &table, foreign: &foreign };
         let opts = VariableOptions::default();
-        let mut rc =
-            RenderCtx { opts: &opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
+        let mut rc = RenderCtx {
+            opts: &opts,
+            symbol: &symbolize,
+            data_symbol: &data_symbol,
+            budget: FRAME_READ_BUDGET,
+            follow: follow_share(1),
+        };
         Some(value_at(die.0, addr, memory, &mut dt, &mut rc).text)
     }
 }

@@ -216,6 +216,9 @@ pub(crate) struct RenderCtx<'a> {
     pub symbol: &'a dyn Fn(u64) -> Option<String>,
     pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
     pub budget: usize,
+    /// Values the stack's objects behind pointers may still add
+    /// (`values::follow_share`).
+    pub follow: usize,
 }
 
 impl RenderCtx<'_> {
@@ -233,6 +236,8 @@ impl RenderCtx<'_> {
             budget: self.budget,
             nesting: 0,
             nodes: crate::snapshot::values::MAX_NODES_PER_VALUE,
+            follow: self.follow,
+            follow_from: None,
         }
     }
 }
@@ -378,7 +383,9 @@ fn render_variable(
         }
     };
     r.variable(&mut var);
-    ctx.budget = r.budget;
+    let (budget, follow) = (r.budget, r.follow);
+    ctx.budget = budget;
+    ctx.follow = follow;
     var
 }
 
@@ -403,7 +410,9 @@ pub(crate) fn value_at(
         ..Default::default()
     };
     r.variable(&mut var);
-    ctx.budget = r.budget;
+    let (budget, follow) = (r.budget, r.follow);
+    ctx.budget = budget;
+    ctx.follow = follow;
     var
 }
 
@@ -518,7 +527,9 @@ impl ModuleSet {
     /// at its pc, innermost first, the order in which `symbolize` lists the frames it
     /// makes of it. Only the DIE path to each pc is looked up (no line tables), so a
     /// held live target runs again sooner. Values never fail wholesale: what cannot be
-    /// read says so in the variable.
+    /// read says so in the variable. `follow` bounds the values of the objects its
+    /// variables point to (the stack's `values::follow_share`).
+    #[allow(clippy::too_many_arguments)]
     pub fn capture_variables(
         &self,
         thread: &Registers,
@@ -526,6 +537,7 @@ impl ModuleSet {
         memory: &dyn Memory,
         opts: &VariableOptions,
         table: &TypeTable,
+        mut follow: usize,
     ) -> Vec<Vec<Vec<Variable>>> {
         let mut out = Vec::with_capacity(frames.len());
         // A tail-call frame (reconstructed by the unwinder: a caller frame with no
@@ -556,7 +568,7 @@ impl ModuleSet {
             let cfa = physical_after(k + 1).map(|n| n.sp);
             // A tail-call frame is only its innermost function, as `symbolize` shows it.
             let tail_call = is_tail_call(frame);
-            out.push(self.frame_variables(thread, frame, tail_call, cfa, entry, memory, opts, table));
+            out.push(self.frame_variables(thread, frame, tail_call, cfa, entry, memory, opts, table, &mut follow));
         }
         out
     }
@@ -599,6 +611,7 @@ impl ModuleSet {
         memory: &dyn Memory,
         opts: &VariableOptions,
         table: &TypeTable,
+        follow: &mut usize,
     ) -> Vec<Vec<Variable>> {
         let none = Vec::new;
         let Some(idx) = self.find(physical.pc) else { return none() };
@@ -680,7 +693,13 @@ impl ModuleSet {
         };
         let foreign = |o| self.foreign_unit(idx, unit.dwarf, o);
         let mut dt = DwarfTypes { module: idx, unit, types, scoped: &mut scoped, table, foreign: &foreign };
-        let mut rc = RenderCtx { opts, symbol: &symbolize, data_symbol: &data_symbol, budget: FRAME_READ_BUDGET };
+        let mut rc = RenderCtx {
+            opts,
+            symbol: &symbolize,
+            data_symbol: &data_symbol,
+            budget: FRAME_READ_BUDGET,
+            follow: *follow,
+        };
         let mut out = Vec::with_capacity(dies.len());
         for die in &dies {
             let Some(vars) = die.and_then(|d| lists.get(&d.0)) else {
@@ -699,6 +718,7 @@ impl ModuleSet {
             }
             out.push(list);
         }
+        *follow = rc.follow;
         out
     }
 

@@ -106,7 +106,7 @@ pub fn read(
     modules: &ModuleSet,
     memory: &dyn Memory,
     unwinder: &Unwinder<'_>,
-    variables: &dyn Fn(&Registers, &[crate::snapshot::Frame]) -> Vars,
+    variables: &(dyn Fn(&Registers, &[crate::snapshot::Frame], usize) -> Vars + Sync),
 ) -> Found {
     let mut found =
         Found { goroutines: Vec::new(), variables: Vec::new(), panic: None, problems: Vec::new(), types: (None, None) };
@@ -121,7 +121,7 @@ fn read_into(
     modules: &ModuleSet,
     memory: &Mem<'_>,
     unwinder: &Unwinder<'_>,
-    variables: &dyn Fn(&Registers, &[crate::snapshot::Frame]) -> Vars,
+    variables: &(dyn Fn(&Registers, &[crate::snapshot::Frame], usize) -> Vars + Sync),
     out: &mut Found,
 ) -> Result<(), String> {
     let mut all = modules.struct_members(&[
@@ -162,6 +162,7 @@ fn read_into(
     let (pc, sp, bp) = (member(&layout.gobuf, "pc")?, member(&layout.gobuf, "sp")?, member(&layout.gobuf, "bp")?);
     let procid = member(&layout.m, "procid")?;
     let walk = WalkOptions { max_frames: MAX_GOROUTINE_FRAMES };
+    let mut parked = Vec::new();
     for i in 0..len {
         let Some(g) = u64_at(base + 8 * i) else {
             out.problems.push(Problem::new(Scope::Snapshot, format!("Go: allgs[{i}] is unreadable")));
@@ -190,7 +191,6 @@ fn read_into(
         let thread =
             if m != 0 && (st == 2 || st == 3) { u64_at(m + procid).map(|t| t as i32).filter(|t| *t > 0) } else { None };
         let mut gr = Goroutine { id, status: status_name(st).into(), wait_reason: wait, thread, ..Default::default() };
-        let mut vars = Vars::new();
         if thread.is_none() {
             let regs = Registers {
                 rip: u64_at(g + sched + pc).unwrap_or(0),
@@ -199,17 +199,7 @@ fn read_into(
                 ..Default::default()
             };
             if regs.rip != 0 && regs.rsp != 0 {
-                let (mut frames, _) = unwinder.walk(&regs, memory.memory, &walk);
-                // The saved pc is a return address (into gopark, after its call of
-                // mcall): looked up as a caller's, not as an interrupted instruction —
-                // unless the goroutine never ran and it is its function's entry.
-                if let Some(f) = frames.first_mut()
-                    && modules.symbol_start(f.pc) != Some(f.pc)
-                {
-                    f.trust = crate::snapshot::Trust::Cfi;
-                }
-                vars = variables(&regs, &frames);
-                gr.frames = frames;
+                parked.push((out.goroutines.len(), regs));
             }
         }
         let p = u64_at(g + panic_off).unwrap_or(0);
@@ -223,7 +213,28 @@ fn read_into(
             out.panic = Some(Panic { goroutine: id, message, signal: (sig != 0).then_some((sig, addr)) });
         }
         out.goroutines.push(gr);
-        out.variables.push(vars);
+        out.variables.push(Vars::new());
+    }
+    // The parked goroutines' stacks and variables, spread over the tracer's workers
+    // (a server has thousands), each with its share of what pointed-to objects may
+    // render (every goroutine counts, as when they are rendered again).
+    let follow = crate::snapshot::values::follow_share(out.goroutines.len());
+    let stacks = super::spread(parked, |(i, regs)| {
+        let (mut frames, _) = unwinder.walk(&regs, memory.memory, &walk);
+        // The saved pc is a return address (into gopark, after its call of mcall):
+        // looked up as a caller's, not as an interrupted instruction — unless the
+        // goroutine never ran and it is its function's entry.
+        if let Some(f) = frames.first_mut()
+            && modules.symbol_start(f.pc) != Some(f.pc)
+        {
+            f.trust = crate::snapshot::Trust::Cfi;
+        }
+        let vars = variables(&regs, &frames, follow);
+        (i, frames, vars)
+    });
+    for (i, frames, vars) in stacks {
+        out.goroutines[i].frames = frames;
+        out.variables[i] = vars;
     }
     Ok(())
 }

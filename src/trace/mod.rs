@@ -253,6 +253,9 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // the stack copies; variables evaluate their locations and read what rendering
     // them needs (heap objects behind pointers) through the recorder.
     let unwinder = unwind::Unwinder::new(&modules);
+    // Each thread's share of what pointed-to objects may render (every thread counts,
+    // as when the snapshot's variables are rendered again).
+    let follow = values::follow_share(threads.len());
     // A panic in one thread's work (a bug met on a strange binary) costs that
     // thread, recorded as a problem, never the whole trace.
     let stopped_one = |t: &capture::ThreadState| {
@@ -260,7 +263,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
             inject_panic("unwind", t.tid);
             let (raw, probs) = unwinder.walk(&t.registers, memory.as_ref(), &opts.walk);
             let vars = if want_vars(t) {
-                modules.capture_variables(&t.registers, &raw, &recorder, &opts.variables.options, &type_table)
+                modules.capture_variables(&t.registers, &raw, &recorder, &opts.variables.options, &type_table, follow)
             } else {
                 Vec::new()
             };
@@ -277,9 +280,9 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let mut go = golang::is_go(&modules).then(|| {
         // Goroutines' variables: a held live target's are rendered after it runs
         // again, from what was copied, with the threads'.
-        let vars = |regs: &crate::snapshot::Registers, frames: &[Frame]| {
+        let vars = |regs: &crate::snapshot::Registers, frames: &[Frame], follow: usize| {
             if opts.variables.mode == VariableMode::All {
-                modules.capture_variables(regs, frames, &recorder, &opts.variables.options, &type_table)
+                modules.capture_variables(regs, frames, &recorder, &opts.variables.options, &type_table, follow)
             } else {
                 Vec::new()
             }

@@ -49,6 +49,20 @@ pub const MAX_NODES_PER_VALUE: usize = 100_000;
 /// threads that render a snapshot with many stacks).
 pub const MAX_NODES_PER_SNAPSHOT: usize = 4_000_000;
 
+/// Nodes that objects reached only through pointers (the structured value; text never
+/// follows a pointer) may add to one snapshot's stacks: its threads share one such
+/// bound, a Go program's goroutines another, evenly. Without it the cost grew with
+/// the stacks: each of a thousand goroutines followed its `*g`, `*sudog` and `*hchan`
+/// three deep into the runtime's structures, four million values and half a second
+/// while the target was held.
+pub const FOLLOW_NODES_PER_SNAPSHOT: usize = 200_000;
+
+/// One stack's share of [`FOLLOW_NODES_PER_SNAPSHOT`] among `stacks` (capture and
+/// the rendering from a snapshot use the same, so they follow the same pointers).
+pub fn follow_share(stacks: usize) -> usize {
+    FOLLOW_NODES_PER_SNAPSHOT / stacks.max(1)
+}
+
 /// Bounds of variable capture.
 #[derive(Debug, Clone)]
 pub struct VariableOptions {
@@ -140,6 +154,11 @@ pub struct Renderer<'a> {
     pub nesting: u32,
     /// Values this rendering may still produce (start at [`MAX_NODES_PER_VALUE`]).
     pub nodes: usize,
+    /// Values that objects reached through pointers may still add (the stack's share
+    /// of [`FOLLOW_NODES_PER_SNAPSHOT`]); at 0 pointers are no longer followed.
+    pub follow: usize,
+    /// `nodes` when the outermost pointer being followed was entered.
+    pub follow_from: Option<usize>,
 }
 
 const OPT_OUT: &str = "<optimized out>";
@@ -495,11 +514,26 @@ impl Renderer<'_> {
             return (Value::Pointer { address: addr, symbol: None, target: Some(Box::new(v)) }, text);
         }
         let mut followed = None;
-        if followable && addr != 0 && depth < self.opts.max_depth.max(self.opts.keep_depth) {
+        // What the objects being followed have spent already counts against the share.
+        let spent = self.follow_from.map_or(0, |from| from.saturating_sub(self.nodes));
+        let within = depth < self.opts.max_depth.max(self.opts.keep_depth);
+        if followable && addr != 0 && within && self.follow <= spent {
+            // Not rendered, but read: what is rendered again from the bytes read (a
+            // held Go program's values, once it runs again) may look inside it (a
+            // map's length, by its type's name, which the first rendering lacks).
+            let _ = self.read_value(target, addr);
+        } else if followable && addr != 0 && within {
+            let outermost = self.follow_from.is_none();
+            if outermost {
+                self.follow_from = Some(self.nodes);
+            }
             let v = match self.read_value(target, addr) {
                 Ok(d) => self.render(target, &d, depth + 1).0,
                 Err(a) => Value::Unreadable { address: a },
             };
+            if outermost && let Some(from) = self.follow_from.take() {
+                self.follow = self.follow.saturating_sub(from.saturating_sub(self.nodes));
+            }
             // Past `max_depth` the object is read (and kept) but not shown.
             followed = (depth < self.opts.max_depth).then(|| Box::new(v));
         }

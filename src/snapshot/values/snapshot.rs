@@ -3,7 +3,8 @@
 //! per-frame read budget and the snapshot's node bound.
 
 use super::{
-    FRAME_READ_BUDGET, MAX_NODES_PER_SNAPSHOT, MAX_NODES_PER_VALUE, Renderer, Table, TypeSource, VariableOptions,
+    FOLLOW_NODES_PER_SNAPSHOT, FRAME_READ_BUDGET, MAX_NODES_PER_SNAPSHOT, MAX_NODES_PER_VALUE, Renderer, Table,
+    TypeSource, VariableOptions, follow_share,
 };
 use crate::snapshot::{Memory, Regions, Snapshot, Variable};
 
@@ -50,12 +51,13 @@ fn render_variables<'v>(
         snap.symbols.iter().map(|s| ((s.address, s.code), s.name.as_str())).collect();
     let mut stacks: Vec<_> = stacks.into_iter().collect();
     let globals: Vec<&mut Variable> = globals.collect();
+    let follow = follow_share(stacks.len());
     // Many stacks (a thousand threads) are rendered by several threads, each with an
     // even share of the snapshot's node bound; a few, by this one.
     let workers =
         if stacks.len() >= 64 { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8) } else { 1 };
     if workers <= 1 {
-        render_stacks_with(snap, &names, stacks, globals, memory, opts, MAX_NODES_PER_SNAPSHOT);
+        render_stacks_with(snap, &names, stacks, globals, memory, opts, MAX_NODES_PER_SNAPSHOT, follow);
         return;
     }
     let per = stacks.len().div_ceil(workers);
@@ -70,14 +72,16 @@ fn render_variables<'v>(
         let mut parts = parts.into_iter();
         let first = parts.next().unwrap_or_default();
         for part in parts {
-            s.spawn(move || render_stacks_with(snap, names, part, Vec::new(), memory, opts, share));
+            s.spawn(move || render_stacks_with(snap, names, part, Vec::new(), memory, opts, share, follow));
         }
-        render_stacks_with(snap, names, first, globals, memory, opts, share);
+        render_stacks_with(snap, names, first, globals, memory, opts, share, follow);
     });
 }
 
 /// Renders `stacks` (per frame: inlined or not, its variables) and `globals` with
-/// at most `nodes_left` nodes in all.
+/// at most `nodes_left` nodes in all, and `follow` nodes behind pointers per stack
+/// (each global has [`FOLLOW_NODES_PER_SNAPSHOT`], as when it was captured).
+#[allow(clippy::too_many_arguments)]
 fn render_stacks_with(
     snap: &Snapshot,
     names: &std::collections::HashMap<(u64, bool), &str>,
@@ -86,12 +90,13 @@ fn render_stacks_with(
     memory: &dyn Memory,
     opts: &VariableOptions,
     mut nodes_left: usize,
+    follow: usize,
 ) {
     let mut types = Table::new(&snap.types);
     let symbol = |a: u64| names.get(&(a, true)).map(|n| n.to_string());
     let data_symbol = |a: u64| names.get(&(a, false)).map(|n| n.to_string());
     let mut budget = FRAME_READ_BUDGET;
-    let mut one = |v: &mut Variable, budget: &mut usize| {
+    let mut one = |v: &mut Variable, budget: &mut usize, follow: &mut usize| {
         let ty = v.type_id.and_then(|id| types.get(id));
         let lang = ty.as_ref().map(|t| t.lang).unwrap_or_default();
         if let Some(t) = ty.filter(|t| !t.name.is_empty()) {
@@ -107,16 +112,20 @@ fn render_stacks_with(
             budget: *budget,
             nesting: 0,
             nodes: nodes_left.min(MAX_NODES_PER_VALUE),
+            follow: *follow,
+            follow_from: None,
         };
         let before = r.nodes;
         r.variable(v);
         *budget = r.budget;
+        *follow = r.follow;
         nodes_left -= before - r.nodes;
     };
     for frames in stacks {
+        let mut left = follow;
         for (inlined, vars) in frames {
             for v in vars.iter_mut() {
-                one(v, &mut budget);
+                one(v, &mut budget, &mut left);
             }
             if !inlined {
                 budget = FRAME_READ_BUDGET;
@@ -125,6 +134,7 @@ fn render_stacks_with(
     }
     for g in globals {
         budget = FRAME_READ_BUDGET;
-        one(g, &mut budget);
+        let mut each = FOLLOW_NODES_PER_SNAPSHOT;
+        one(g, &mut budget, &mut each);
     }
 }

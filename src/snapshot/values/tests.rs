@@ -4,6 +4,29 @@
 use super::*;
 use crate::snapshot::Regions;
 
+/// A C renderer with the usual bounds and `follow` values behind pointers.
+fn c_renderer<'a>(
+    table: &'a mut Table,
+    memory: &'a dyn Memory,
+    opts: &'a VariableOptions,
+    none: &'a dyn Fn(u64) -> Option<String>,
+    follow: usize,
+) -> Renderer<'a> {
+    Renderer {
+        types: table,
+        lang: Lang::C,
+        memory,
+        opts,
+        symbol: none,
+        data_symbol: none,
+        budget: FRAME_READ_BUDGET,
+        nesting: 0,
+        nodes: MAX_NODES_PER_VALUE,
+        follow,
+        follow_from: None,
+    }
+}
+
 #[test]
 #[allow(clippy::approx_constant)] // 3.14 is the value the example programs hold
 fn floats_like_gdb() {
@@ -61,17 +84,7 @@ fn corrupt_tables_render_bounded() {
     let memory = Regions::new(&regions);
     let opts = VariableOptions::default();
     let none = |_: u64| None;
-    let mut r = Renderer {
-        types: &mut table,
-        lang: Lang::C,
-        memory: &memory,
-        opts: &opts,
-        symbol: &none,
-        data_symbol: &none,
-        budget: FRAME_READ_BUDGET,
-        nesting: 0,
-        nodes: MAX_NODES_PER_VALUE,
-    };
+    let mut r = c_renderer(&mut table, &memory, &opts, &none, usize::MAX);
     let data = Data::known(vec![0; 8], None);
     assert!(r.render(Some(0), &data, 0).1.contains("<nesting too deep>"));
     assert_eq!(r.render(Some(1), &data, 0).1, "<unknown type>");
@@ -122,17 +135,7 @@ fn hostile_tables_render_bounded_in_breadth_and_dimensions() {
             let memory = Regions::new(&regions);
             let opts = VariableOptions::default();
             let none = |_: u64| None;
-            let mut r = Renderer {
-                types: &mut table,
-                lang: Lang::C,
-                memory: &memory,
-                opts: &opts,
-                symbol: &none,
-                data_symbol: &none,
-                budget: FRAME_READ_BUDGET,
-                nesting: 0,
-                nodes: MAX_NODES_PER_VALUE,
-            };
+            let mut r = c_renderer(&mut table, &memory, &opts, &none, usize::MAX);
             let data = Data::known(vec![0; 8], None);
             let started = std::time::Instant::now();
             let (_, text) = r.render(Some(0), &data, 0);
@@ -150,4 +153,88 @@ fn hostile_tables_render_bounded_in_breadth_and_dimensions() {
         .expect("rendering on a 1 MiB stack does not overflow it");
     assert!(out.0 < std::time::Duration::from_secs(10), "took {:?}", out.0);
     assert!(out.1.contains("<nesting too deep>"), "{}", out.1);
+}
+
+/// Objects behind pointers render within the stack's follow share: past it pointers
+/// are no longer followed (their objects still read), and the text never changes.
+#[test]
+fn pointers_are_followed_within_the_share() {
+    use crate::snapshot::{Member, MemoryRegion, Type};
+    use std::sync::Mutex;
+    // struct node { struct node *next; long v; }, ten of them chained at 0x1000 + 16 k.
+    let member =
+        |name: &str, ty, offset| Member { name: Some(name.into()), type_id: Some(ty), offset, ..Default::default() };
+    let types = vec![
+        Type {
+            name: "struct node".into(),
+            lang: Lang::C,
+            kind: TypeKind::Struct {
+                kind: Default::default(),
+                tag: Some("node".into()),
+                size: Some(16),
+                members: vec![member("next", 1, 0), member("v", 2, 8)],
+                variants: None,
+                declaration: false,
+                params: vec![],
+            },
+        },
+        Type {
+            name: "struct node *".into(),
+            lang: Lang::C,
+            kind: TypeKind::Pointer { target: Some(0), reference: false, rvalue: false },
+        },
+        Type { name: "long".into(), lang: Lang::C, kind: TypeKind::Base { size: 8, encoding: Encoding::Signed } },
+    ];
+    let mut bytes = Vec::new();
+    for k in 0..10u64 {
+        let next = if k < 9 { 0x1000 + 16 * (k + 1) } else { 0 };
+        bytes.extend(next.to_le_bytes());
+        bytes.extend((100 + k).to_le_bytes());
+    }
+    let regions = [MemoryRegion { address: 0x1000, label: "list".into(), bytes }];
+    /// The regions, noting every address read.
+    struct Noted<'a>(Regions<'a>, Mutex<Vec<u64>>);
+    impl Memory for Noted<'_> {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+            self.1.lock().unwrap().push(addr);
+            self.0.read(addr, buf)
+        }
+    }
+    let opts = VariableOptions { max_depth: 3, keep_depth: 4, ..Default::default() };
+    let none = |_: u64| None;
+    let render = |follow: usize| {
+        let memory = Noted(Regions::new(&regions), Mutex::new(Vec::new()));
+        let mut table = Table::new(&types);
+        let mut r = c_renderer(&mut table, &memory, &opts, &none, follow);
+        let (value, text) = r.render(Some(1), &Data::known(0x1000u64.to_le_bytes().to_vec(), None), 0);
+        let left = r.follow;
+        (value, text, left, memory.1.into_inner().unwrap())
+    };
+    // How many objects deep the structured value goes.
+    fn depth(v: &Value) -> usize {
+        match v {
+            Value::Pointer { target: Some(t), .. } => match &**t {
+                Value::Struct(fields) => 1 + fields.first().map_or(0, |f| depth(&f.value)),
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+    let (all, text_all, left_all, read_all) = render(usize::MAX);
+    assert_eq!(depth(&all), 3, "max_depth objects shown: {all:?}");
+    assert!(left_all < usize::MAX, "what was followed is counted");
+    // A share that the first object exhausts (its struct and pointer are 2 values
+    // when the pointer inside it would be followed): that one only.
+    let (some, text_some, left_some, read_some) = render(2);
+    assert_eq!(depth(&some), 1, "{some:?}");
+    assert_eq!(left_some, 0);
+    let (none_v, text_none, _, read_none) = render(0);
+    assert_eq!(depth(&none_v), 0, "{none_v:?}");
+    assert_eq!(text_all, "0x1000");
+    assert_eq!((text_some.as_str(), text_none.as_str()), (text_all.as_str(), text_all.as_str()), "text never follows");
+    // Objects not followed are still read (a later rendering from what was read may
+    // look inside them): the first node even with no share, its next one with one.
+    assert!(read_none.contains(&0x1000), "{read_none:x?}");
+    assert!(read_some.contains(&0x1010), "{read_some:x?}");
+    assert!(read_all.contains(&0x1030), "keep_depth reads one object deeper than shown: {read_all:x?}");
 }
