@@ -115,6 +115,10 @@ pub(crate) struct UnitTypes {
     /// What this worker already took from one type table.
     local: Local,
     pub lang: Option<Lang>,
+    /// The types of other units that this unit's variables have (a Go function's
+    /// `*runtime.g`), by unit offset, named without scopes as `planned` names them:
+    /// kept, or each such variable converted and copied its types again.
+    pub foreign: HashMap<usize, UnitTypes>,
 }
 
 /// A worker's copies from one [`TypeTable`] (its [`TypeTable::id`]): ids (which never

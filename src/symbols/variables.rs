@@ -306,12 +306,13 @@ pub(crate) fn planned(
     if let Some(o) = plan.foreign
         && let Some((other, off)) = (types.foreign)(o)
     {
-        let mut fresh = super::types::UnitTypes::default();
+        let other = UnitRef::new(unit.dwarf, &other);
+        let cached = types.types.foreign.entry(other.unit.header.offset().0).or_default();
         let mut plain = |_: TypeRef, n: String| n;
         let mut dt = DwarfTypes {
             module: types.module,
-            unit: UnitRef::new(unit.dwarf, &other),
-            types: &mut fresh,
+            unit: other,
+            types: cached,
             scoped: &mut plain,
             table: types.table,
             foreign: types.foreign,
