@@ -104,7 +104,7 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
         let _ = writeln!(out, "{sev}{at}: {} ({})", t(&a.text), t(&a.source));
     }
     threads(&mut out, &snap.threads, opts);
-    if let Some(gs) = snap.goroutines() {
+    if let Some(gs) = snap.goroutines_for_text() {
         for g in &gs {
             let status = g.wait_reason.as_deref().unwrap_or(&g.status);
             let _ = write!(out, "\nGoroutine {} [{}]", g.id, t(status));
@@ -365,5 +365,79 @@ mod many_threads {
         threads(&mut together, &list, &opts);
         assert_eq!(together, one_by_one);
         assert!(together.contains("Thread 1300 \"worker-300\""));
+    }
+}
+
+#[cfg(test)]
+mod goroutines {
+    use super::*;
+    use crate::snapshot::{Goroutine, Trust, Value};
+
+    /// The goroutines' text reads the extension without the structured values, and
+    /// shows what the whole goroutines show.
+    #[test]
+    fn goroutine_text_skips_only_what_it_does_not_show() {
+        let var = |name: &str, text: &str| Variable {
+            name: name.into(),
+            text: text.into(),
+            type_name: "runtime.g *".into(),
+            value: Value::Pointer { address: 0xc000, symbol: None, target: Some(Box::new(Value::Int(7))) },
+            ..Default::default()
+        };
+        let frame = |pc: u64, function: &str, vars: Vec<Variable>| Frame {
+            pc,
+            sp: 0x7000,
+            module: Some("gor".into()),
+            module_offset: pc - 0x1000,
+            function: Some(function.into()),
+            file: Some("/src/main.go".into()),
+            line: Some(20),
+            trust: Trust::Cfi,
+            registers: vec![(6, 0x7000)],
+            variables: vars,
+            ..Default::default()
+        };
+        let gs = vec![
+            Goroutine {
+                id: 7,
+                status: "waiting".into(),
+                wait_reason: Some("chan receive".into()),
+                thread: None,
+                panicking: false,
+                frames: vec![
+                    frame(0x4343d6, "runtime.gopark", vec![var("gp", "0xc000")]),
+                    frame(0x4832c5, "main.work", vec![var("i", "494"), var("name", "\"w494\"")]),
+                ],
+            },
+            Goroutine { id: 1, status: "running".into(), thread: Some(42), panicking: true, ..Default::default() },
+        ];
+        let mut snap = Snapshot::default();
+        snap.set_goroutines(&gs);
+        let lean = snap.goroutines_for_text().expect("the extension reads");
+        let full = snap.goroutines().expect("the extension reads");
+        assert_eq!(full, gs);
+        assert_eq!(lean.len(), gs.len());
+        for (l, g) in lean.iter().zip(&gs) {
+            assert_eq!(
+                (l.id, &l.status, &l.wait_reason, l.thread, l.panicking),
+                (g.id, &g.status, &g.wait_reason, g.thread, g.panicking)
+            );
+            let mut a = String::new();
+            let mut b = String::new();
+            for (idx, (lf, gf)) in l.frames.iter().zip(&g.frames).enumerate() {
+                frame_line(&mut a, idx, lf, false);
+                variable_lines(&mut a, &lf.variables);
+                frame_line(&mut b, idx, gf, false);
+                variable_lines(&mut b, &gf.variables);
+            }
+            assert_eq!(a, b);
+            assert!(l.frames.iter().flat_map(|f| &f.variables).all(|v| v.value == Value::OptimizedOut), "not built");
+        }
+        let text = text(&snap, &TextOptions::default());
+        assert!(text.contains("Goroutine 7 [chan receive]\n#0  0x00000000004343d6 in runtime.gopark (/src/main.go:20) [gor+0x4333d6]\n        gp = 0xc000\n"), "{text}");
+        assert!(
+            text.contains("Goroutine 1 [running] on thread 42 (panicked)\n    (its stack is thread 42's)\n"),
+            "{text}"
+        );
     }
 }

@@ -638,6 +638,7 @@ pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, f
     snap.classifiers.dedup();
     snap.set_attribute("go.goroutines", &goroutines.len().to_string());
     snap.set_goroutines(&goroutines);
+    super::free_aside(goroutines);
 }
 
 fn note(text: String) -> Annotation {
