@@ -18,7 +18,7 @@ TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
            rg:ripgrep cmake:cmake \
            /usr/lib/x86_64-linux-gnu/libgc.so.1:libgc1 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2:libjemalloc2 \
            /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4:libtcmalloc-minimal4 /usr/lib/x86_64-linux-gnu/libmimalloc.so.2:libmimalloc2.0 \
-           /usr/bin/python3.11-dbg:python3.11-dbg /usr/share/doc/libc6-dbg/copyright:libc6-dbg go:golang-go \
+           /usr/bin/python3.11-dbg:python3.11-dbg /usr/share/doc/libc6-dbg/copyright:libc6-dbg go:golang-go dlv:delve \
            /usr/share/doc/postgresql/copyright:postgresql
 # Scratch directory for the example programs of `make demo` (never the source tree).
 EXAMPLES_OUT ?= $(abspath $(CARGO_TARGET_DIR))/examples

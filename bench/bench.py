@@ -180,7 +180,7 @@ def measure(cmd, pid=None):
         wall = time.time() - t0
         fields = tf.read().split()
         rss_mb = int(fields[-1]) / 1024 if fields else float("nan")
-        frames = sum(1 for line in open(of.name, errors="replace") if re.match(r"\s*#\d+", line))
+        frames = sum(1 for line in open(of.name, errors="replace") if re.match(r"\s*#\d+|\d+\s+0x[0-9a-f]+ in ", line))
         ok = r.returncode == 0
         err = "" if ok else r.stderr.decode(errors="replace").strip().splitlines()[-1:]
     if pid is not None:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Variables benchmark: `bt ptrace` with variables (all threads, the default) against
 `gdb -batch -ex 'thread apply all bt full'` on the workloads of bench.py (large DWARF
-and 1000 threads), live and core; and the snapshot size against the core size of a
-process with a few GB of heap (default memory budget).
+and 1000 threads), live and core; a Go program's 1,000 goroutines against Delve's
+`stack -full` of every goroutine (gdb sees only the OS threads); and the snapshot size
+against the core size of a process with a few GB of heap (default memory budget).
 
 Environment as bench.py (BT, OUT, BENCH_RUNS, BENCH_GDB_RUNS, BENCH_ONLY, BENCH_REUSE=1
 to reuse built workloads), plus BENCH_HEAP_GB (2). Needs root (core_pattern, ptrace).
@@ -26,6 +27,33 @@ bench.TOOLS = [
                           lambda core, exe: [bench.BT, "ptrace", "--no-variables", "--core", core, exe]),
     ("gdb bt full", lambda pid: ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt full", "-p", str(pid)],
                     lambda core, exe: ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt full", exe, core]),
+]
+
+GDB_TOOLS = bench.TOOLS
+
+
+def build_goroutines():
+    exe = os.path.join(bench.OUT, "goroutines1000")
+    if not (bench.REUSE and os.path.exists(exe)):
+        env = dict(os.environ, HOME=bench.OUT, GOCACHE=os.path.join(bench.OUT, "gocache"), GOFLAGS="", GO111MODULE="off")
+        subprocess.run(["go", "build", "-o", exe, os.path.join(HERE, "goroutines1000.go")], check=True, env=env)
+    return exe
+
+
+def delve(target):
+    """Delve with every goroutine's `stack -full` (Delve numbers goroutines from 1 in
+    creation order; ids it does not know are refused and skipped). On exit it asks
+    whether to kill an attached process: no."""
+    script = os.path.join(bench.OUT, "delve.init")
+    with open(script, "w") as f:
+        f.write("".join(f"goroutine {g} stack -full\n" for g in range(1, 1101)) + "exit\n")
+    args = " ".join(target + ["--init", script, "--allow-non-terminal-interactive=true"])
+    return ["sh", "-c", f"echo n | dlv {args}"]
+
+
+GO_TOOLS = [
+    GDB_TOOLS[0],
+    ("dlv stack -full", lambda pid: delve(["attach", str(pid)]), lambda core, exe: delve(["core", exe, core])),
 ]
 
 HEAP_C = r"""
@@ -86,6 +114,19 @@ def main():
         core = bench.make_core(exe, cores)
         rows += bench.bench_one("threads1000", "core", (core, exe))
         os.remove(core)
+    if bench.ONLY in ("", "go"):
+        exe = build_goroutines()
+        bench.TOOLS = GO_TOOLS
+        p = bench.start_forever(exe, 2)
+        try:
+            rows += bench.bench_one("goroutines1000", "live", None, pid=p.pid)
+        finally:
+            p.kill()
+            p.wait()
+        core = bench.make_core(exe, cores)
+        rows += bench.bench_one("goroutines1000", "core", (core, exe))
+        os.remove(core)
+        bench.TOOLS = GDB_TOOLS
     if bench.ONLY in ("", "dwarf"):
         exe, size, _ = bench.build_big()
         name = f"big_dwarf {size / 1e9:.2f}GB"
@@ -99,9 +140,10 @@ def main():
         rows += bench.bench_one(name, "core", (core, exe))
         os.remove(core)
     print()
-    print(f"{'workload':<22} {'mode':<5} {'tool':<18} {'wall s':>8} {'peak MB':>8} {'frames':>7} {'gdb/bt time':>12}")
+    print(f"{'workload':<22} {'mode':<5} {'tool':<18} {'wall s':>8} {'peak MB':>8} {'frames':>7} {'peer/bt time':>12}")
+    peers = ("gdb bt full", "dlv stack -full")
     for r in rows:
-        g = next((x for x in rows if x["workload"] == r["workload"] and x["mode"] == r["mode"] and x["tool"] == "gdb bt full"), None)
+        g = next((x for x in rows if x["workload"] == r["workload"] and x["mode"] == r["mode"] and x["tool"] in peers), None)
         ratio = f"{g['wall'] / r['wall']:.1f}x" if g and r["tool"].startswith("bt (") else ""
         print(f"{r['workload']:<22} {r['mode']:<5} {r['tool']:<18} {r['wall']:8.3f} {r['rss_mb']:8.1f} {r['frames']:7d} {ratio:>12}"
               + ("" if r["ok"] else "  FAILED " + r["error"]))
