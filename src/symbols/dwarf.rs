@@ -353,5 +353,5 @@ pub(crate) fn is_call_site(ctx: &Context, after: u64, tail: bool) -> bool {
         function = f.dw_die_offset.or(function);
     }
     let Some(function) = function else { return false };
-    super::lookup::has_call_site(unit, function, after, tail)
+    super::lookup::has_call_site(unit, function, after, tail, &|o| super::lookup::other_unit(unit, o))
 }

@@ -335,7 +335,26 @@ impl Index {
     /// inside the function holding `after - 1`.
     pub(crate) fn is_call_site(&mut self, after: u64, tail: bool) -> Result<bool, Fallback> {
         let Some((_, unit, function)) = self.function_unit(after.wrapping_sub(1))? else { return Ok(false) };
-        Ok(has_call_site(unit.unit_ref(&self.dwarf), function, after, tail))
+        let uref = unit.unit_ref(&self.dwarf);
+        Ok(has_call_site(uref, function, after, tail, &|o| self.unit_holding(uref, o)))
+    }
+
+    /// The unit holding `.debug_info` offset `o` (parsed) and `o` inside it, found by
+    /// its header among the sorted ones (an LTO build's call sites name DIEs of other
+    /// units, and big programs have thousands of units).
+    fn unit_holding(
+        &self,
+        uref: gimli::UnitRef<'_, Reader>,
+        o: gimli::DebugInfoOffset<usize>,
+    ) -> Option<(gimli::Unit<Reader>, Off)> {
+        let i = self.headers.partition_point(|h| h.offset().0 <= o.0).checked_sub(1);
+        match i.map(|i| &self.headers[i]) {
+            Some(h) if o.0 < h.offset().0 + h.length_including_self() => {
+                Some((self.dwarf.unit(h.clone()).ok()?, gimli::UnitOffset(o.0 - h.offset().0)))
+            }
+            // Past the units indexed (see MAX_UNITS): the headers one by one.
+            _ => other_unit(uref, o),
+        }
     }
 }
 
@@ -440,12 +459,22 @@ fn walk_inlined(
     false
 }
 
+/// Finds the unit holding a `.debug_info` offset, parsed, and the offset inside it.
+pub(crate) type UnitFinder<'f> = dyn Fn(gimli::DebugInfoOffset<usize>) -> Option<(gimli::Unit<Reader>, Off)> + 'f;
+
 /// Scans the subtree of `function` for a call site (a tail call when `tail`)
-/// returning to `after`.
-pub(crate) fn has_call_site(uref: gimli::UnitRef<'_, Reader>, function: Off, after: u64, tail: bool) -> bool {
+/// returning to `after`; `units` finds the units its references lead to.
+pub(crate) fn has_call_site(
+    uref: gimli::UnitRef<'_, Reader>,
+    function: Off,
+    after: u64,
+    tail: bool,
+    units: &UnitFinder<'_>,
+) -> bool {
     call_site_at(uref, function, after, |e| {
         let is_tail = e.attr_value(gimli::DW_AT_call_tail_call).or_else(|| e.attr_value(gimli::DW_AT_GNU_tail_call));
-        (!tail || matches!(is_tail, Some(gimli::AttributeValue::Flag(true)))).then(|| target_known(uref, e, tail))
+        (!tail || matches!(is_tail, Some(gimli::AttributeValue::Flag(true))))
+            .then(|| target_known(uref, e, tail, units))
     })
     .unwrap_or(false)
 }
@@ -493,7 +522,12 @@ pub(crate) fn call_site_at<T>(
 /// or a `DW_AT_low_pc` here or through its origins). GCC's LTO refers to an abstract
 /// DIE with none of these (Python's `pymain_main` jumping to `Py_RunMain`); gdb shows
 /// no tail-call frame there, and neither does bt.
-fn target_known(uref: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformationEntry<Reader>, tail: bool) -> bool {
+fn target_known(
+    uref: gimli::UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+    tail: bool,
+    units: &UnitFinder<'_>,
+) -> bool {
     use gimli::AttributeValue as V;
     let attr = [
         gimli::DW_AT_call_target,
@@ -506,17 +540,19 @@ fn target_known(uref: gimli::UnitRef<'_, Reader>, e: &gimli::DebuggingInformatio
     match attr {
         Some(V::Exprloc(x)) => !tail && !x.0.is_empty(),
         Some(V::Block(b)) => !tail && !b.is_empty(),
-        Some(V::UnitRef(o)) => die_has_target(uref, o, &mut { MAX_LINKS }),
-        Some(V::DebugInfoRef(o)) => other_unit(uref, o)
-            .is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off, &mut { MAX_LINKS })),
+        Some(V::UnitRef(o)) => die_has_target(uref, o, &mut { MAX_LINKS }, units),
+        Some(V::DebugInfoRef(o)) => units(o).is_some_and(|(unit, off)| {
+            die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off, &mut { MAX_LINKS }, units)
+        }),
         // In a dwz supplementary file, which this check does not open: as before.
         Some(V::DebugInfoRefSup(_)) => true,
         _ => false,
     }
 }
 
-/// The unit holding `.debug_info` offset `o`, parsed, and `o` inside it.
-fn other_unit(
+/// The unit holding `.debug_info` offset `o`, parsed, and `o` inside it, by reading
+/// the unit headers from the start (where no sorted list of them is at hand).
+pub(crate) fn other_unit(
     uref: gimli::UnitRef<'_, Reader>,
     o: gimli::DebugInfoOffset<usize>,
 ) -> Option<(gimli::Unit<Reader>, Off)> {
@@ -533,7 +569,7 @@ fn other_unit(
 
 /// A call site's target DIE gives gdb an address (see [`target_known`]). `links`
 /// bounds the origins followed, across units too (hostile DWARF may make them a cycle).
-fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off, links: &mut usize) -> bool {
+fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off, links: &mut usize, units: &UnitFinder<'_>) -> bool {
     let Ok(e) = uref.entry(die) else { return false };
     let own_spec = e.attr_value(gimli::DW_AT_specification).is_some();
     if e.attr_value(gimli::DW_AT_ranges).is_some() {
@@ -553,8 +589,9 @@ fn die_has_target(uref: gimli::UnitRef<'_, Reader>, die: Off, links: &mut usize)
         match c.attr_value(gimli::DW_AT_abstract_origin).or_else(|| c.attr_value(gimli::DW_AT_specification)) {
             Some(gimli::AttributeValue::UnitRef(o)) => cur = o,
             Some(gimli::AttributeValue::DebugInfoRef(o)) => {
-                return other_unit(uref, o)
-                    .is_some_and(|(unit, off)| die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off, links));
+                return units(o).is_some_and(|(unit, off)| {
+                    die_has_target(gimli::UnitRef::new(uref.dwarf, &unit), off, links, units)
+                });
             }
             // Across to a dwz file: as before, trusted.
             Some(gimli::AttributeValue::DebugInfoRefSup(_)) => return true,
