@@ -574,10 +574,11 @@ pub fn read_interfaces<'v>(
 /// the built-in analysis, whose `abort` a Go panic replaces (the runtime raised
 /// SIGABRT only to dump core).
 pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, found: Found) {
-    let Found { mut goroutines, variables, panic, problems, types } = found;
+    let Found { goroutines, variables, panic, problems, types } = found;
     snap.problems.extend(problems);
-    for (g, mut vars) in goroutines.iter_mut().zip(variables) {
-        let mut frames = Vec::new();
+    // Symbolized by the tracer's workers: a server's goroutines are tens of thousands of frames.
+    let mut goroutines = super::spread(goroutines.into_iter().zip(variables).collect(), |(mut g, mut vars)| {
+        let mut frames = Vec::with_capacity(g.frames.len());
         for (k, f) in std::mem::take(&mut g.frames).into_iter().enumerate() {
             let mut group = modules.symbolize(f);
             // The variables of each function of the inline chain, innermost first.
@@ -589,7 +590,8 @@ pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, f
             frames.extend(group);
         }
         g.frames = frames;
-    }
+        g
+    });
     let mem = Mem { memory, modules };
     let frames = snap
         .threads
