@@ -101,7 +101,8 @@ pub fn is_go(modules: &ModuleSet) -> bool {
 /// Reads every goroutine and the panic in flight; walks parked goroutines' stacks.
 /// Call while the memory is consistent (a live target still stopped).
 /// `variables` captures a parked goroutine's variables from its registers and raw
-/// frames (the tracer's capture, with its memory recorder and type table).
+/// frames (the tracer's capture, with its memory recorder and type table), within
+/// the goroutine's share of what pointers may lead to (`values::follow_share`).
 pub fn read(
     modules: &ModuleSet,
     memory: &dyn Memory,
