@@ -103,42 +103,28 @@ def main():
     os.makedirs(cores, exist_ok=True)
     os.chmod(cores, 0o777)
     rows = []
+    def live_and_core(name, exe, n_tasks):
+        """The workload live (started in `forever` mode) and from its core."""
+        p = bench.start_forever(exe, n_tasks)
+        try:
+            out = bench.bench_one(name, "live", None, pid=p.pid)
+        finally:
+            p.kill()
+            p.wait()
+        core = bench.make_core(exe, cores)
+        out += bench.bench_one(name, "core", (core, exe))
+        os.remove(core)
+        return out
+
     if bench.ONLY in ("", "threads"):
-        exe = bench.build_threads()
-        p = bench.start_forever(exe, 1001)
-        try:
-            rows += bench.bench_one("threads1000", "live", None, pid=p.pid)
-        finally:
-            p.kill()
-            p.wait()
-        core = bench.make_core(exe, cores)
-        rows += bench.bench_one("threads1000", "core", (core, exe))
-        os.remove(core)
+        rows += live_and_core("threads1000", bench.build_threads(), 1001)
     if bench.ONLY in ("", "go"):
-        exe = build_goroutines()
         bench.TOOLS = GO_TOOLS
-        p = bench.start_forever(exe, 2)
-        try:
-            rows += bench.bench_one("goroutines1000", "live", None, pid=p.pid)
-        finally:
-            p.kill()
-            p.wait()
-        core = bench.make_core(exe, cores)
-        rows += bench.bench_one("goroutines1000", "core", (core, exe))
-        os.remove(core)
+        rows += live_and_core("goroutines1000", build_goroutines(), 2)
         bench.TOOLS = GDB_TOOLS
     if bench.ONLY in ("", "dwarf"):
         exe, size, _ = bench.build_big()
-        name = f"big_dwarf {size / 1e9:.2f}GB"
-        p = bench.start_forever(exe, 5)
-        try:
-            rows += bench.bench_one(name, "live", None, pid=p.pid)
-        finally:
-            p.kill()
-            p.wait()
-        core = bench.make_core(exe, cores)
-        rows += bench.bench_one(name, "core", (core, exe))
-        os.remove(core)
+        rows += live_and_core(f"big_dwarf {size / 1e9:.2f}GB", exe, 5)
     print()
     print(f"{'workload':<22} {'mode':<5} {'tool':<18} {'wall s':>8} {'peak MB':>8} {'frames':>7} {'peer/bt time':>12}")
     peers = ("gdb bt full", "dlv stack -full")
