@@ -7,7 +7,6 @@ pub mod hydra;
 pub mod morgue;
 pub mod ptrace;
 pub mod rules;
-mod tuning;
 
 use std::path::Path;
 
@@ -119,9 +118,6 @@ pub fn dispatch(args: &[String]) -> i32 {
         eprintln!("{name}: the {} applet is not built yet", applet.name);
         return exit::NOT_BUILT;
     };
-    if applet.name == "ptrace" {
-        tuning::huge_page_heaps();
-    }
     if matches!(applet.name, "coroner" | "serve" | "coresnap" | "coresnapd") {
         broken_pipe_as_error();
     }
