@@ -387,8 +387,16 @@ impl ModuleSet {
     /// The lookup address is `pc - 1` for return addresses, and `pc` itself for
     /// frame 0 (`Trust::Context`) and for signal frames (`signal_frame`: the
     /// trampoline and the frame a signal interrupted), whose pcs are exact.
-    pub fn symbolize(&self, mut frame: Frame) -> Vec<Frame> {
-        let Some(idx) = self.find(frame.pc) else { return vec![frame] };
+    pub fn symbolize(&self, frame: Frame) -> Vec<Frame> {
+        let mut out = Vec::new();
+        self.symbolize_into(frame, &mut out);
+        out
+    }
+
+    /// [`symbolize`](Self::symbolize) appending to `out` (a thread's frames, without
+    /// a vector per frame).
+    pub fn symbolize_into(&self, mut frame: Frame, out: &mut Vec<Frame>) {
+        let Some(idx) = self.find(frame.pc) else { return out.push(frame) };
         let e = &self.entries[idx];
         let vaddr = frame.pc.wrapping_sub(e.record.load_bias);
         frame.module = Some(if e.vdso.is_some() { "[vdso]".to_string() } else { file_name(&e.record.path) });
@@ -401,7 +409,7 @@ impl ModuleSet {
             && let Some(name) = self.plt_name(frame.pc)
         {
             frame.function = Some(format!("{name}@plt"));
-            return vec![frame];
+            return out.push(frame);
         }
         let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
         let res = self.resolve(idx, probe);
@@ -410,14 +418,17 @@ impl ModuleSet {
             frame.function_offset = Some(vaddr.wrapping_sub(*start));
             if res.frames.is_empty() {
                 frame.function = Some(name.clone());
-                return vec![frame];
+                return out.push(frame);
             }
         }
         // A tail-call frame (reconstructed by the unwinder: a caller frame with no
         // recovered registers) shows only its innermost function, as gdb does.
         let tail_call = frame.trust != Trust::Context && frame.registers.is_empty() && !frame.inlined;
         let n = if tail_call { res.frames.len().min(1) } else { res.frames.len() };
-        let mut out = Vec::with_capacity(n.max(1));
+        if n == 0 {
+            return out.push(frame);
+        }
+        out.reserve(n);
         for (i, sf) in res.frames.iter().take(n).enumerate() {
             let mut f = if i + 1 == n {
                 std::mem::take(&mut frame)
@@ -440,10 +451,6 @@ impl ModuleSet {
             f.column = sf.column;
             out.push(f);
         }
-        if out.is_empty() {
-            out.push(frame);
-        }
-        out
     }
 
     /// The modules as recorded in the snapshot (with debug-info status). Opens each

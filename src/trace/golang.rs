@@ -581,14 +581,14 @@ pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, f
     let mut goroutines = super::spread(goroutines.into_iter().zip(variables).collect(), |(mut g, mut vars)| {
         let mut frames = Vec::with_capacity(g.frames.len());
         for (k, f) in std::mem::take(&mut g.frames).into_iter().enumerate() {
-            let mut group = modules.symbolize(f);
+            let first = frames.len();
+            modules.symbolize_into(f, &mut frames);
             // The variables of each function of the inline chain, innermost first.
             if let Some(lists) = vars.get_mut(k) {
-                for (frame, list) in group.iter_mut().zip(lists.drain(..)) {
+                for (frame, list) in frames[first..].iter_mut().zip(lists.drain(..)) {
                     frame.variables = list;
                 }
             }
-            frames.extend(group);
         }
         g.frames = frames;
         g

@@ -331,15 +331,17 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // modules' files, not the target).
 
     let symbolize_one = |(t, (raw, mut vars, mut probs)): (&capture::ThreadState, Stopped)| {
-        let mut frames = Vec::with_capacity(raw.len());
+        // Room for a few inlined frames besides the physical ones.
+        let mut frames = Vec::with_capacity(raw.len() + 4);
         for (k, f) in raw.into_iter().enumerate() {
             // What a frame keeps if symbolizing it panics (no clone on the hot path).
             let (pc, sp, trust, signal_frame) = (f.pc, f.sp, f.trust, f.signal_frame);
-            let mut group = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let first = frames.len();
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 inject_panic("symbolize", t.tid);
-                modules.symbolize(f)
-            }))
-            .unwrap_or_else(|p| {
+                modules.symbolize_into(f, &mut frames)
+            }));
+            if let Err(p) = done {
                 probs.push(Problem::new(
                     Scope::Thread(t.tid),
                     format!(
@@ -348,16 +350,16 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
                         panic_text(&*p)
                     ),
                 ));
-                vec![Frame { pc, sp, trust, signal_frame, ..Default::default() }]
-            });
+                frames.truncate(first);
+                frames.push(Frame { pc, sp, trust, signal_frame, ..Default::default() });
+            }
             // The variables of each function of the inline chain, innermost first, as
             // symbolize lists the frames.
             if let Some(lists) = vars.get_mut(k) {
-                for (frame, list) in group.iter_mut().zip(lists.drain(..)) {
+                for (frame, list) in frames[first..].iter_mut().zip(lists.drain(..)) {
                     frame.variables = list;
                 }
             }
-            frames.extend(group);
         }
         for p in probs.iter_mut() {
             if p.scope == Scope::Snapshot {

@@ -66,7 +66,10 @@ fn regs_from(r: &Registers) -> Regs {
 }
 
 fn frame_registers(regs: &Regs) -> Vec<(u16, u64)> {
-    regs.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as u16, v))).collect()
+    // Sized once: collecting from a filter grew the vector twice for the usual eight.
+    let mut out = Vec::with_capacity(regs.iter().flatten().count());
+    out.extend(regs.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as u16, v))));
+    out
 }
 
 /// The unwinder of one module set: it owns its per-module caches (CFI rules,
@@ -75,11 +78,21 @@ fn frame_registers(regs: &Regs) -> Vec<(u16, u64)> {
 pub struct Unwinder<'m> {
     pub(crate) modules: &'m ModuleSet,
     caches: Vec<cfi::ModuleCache>,
+    /// The tail-call chain found between a caller's return address and its callee's
+    /// pc (usually none), by those two pcs: the threads of a pool share their frames.
+    tails: [std::sync::Mutex<TailCache>; TAIL_SHARDS],
 }
+
+const TAIL_SHARDS: usize = 8;
+type TailCache = std::collections::HashMap<(u64, u64), std::sync::Arc<[u64]>, foldhash::fast::RandomState>;
 
 impl<'m> Unwinder<'m> {
     pub fn new(modules: &'m ModuleSet) -> Unwinder<'m> {
-        Unwinder { modules, caches: (0..modules.len()).map(|_| cfi::ModuleCache::default()).collect() }
+        Unwinder {
+            modules,
+            caches: (0..modules.len()).map(|_| cfi::ModuleCache::default()).collect(),
+            tails: Default::default(),
+        }
     }
 
     pub(crate) fn cache(&self, idx: usize) -> Option<&cfi::ModuleCache> {
@@ -220,18 +233,34 @@ const MAX_TAIL_CHAIN: usize = 64;
 const TAIL_SEARCH_BUDGET: usize = 512;
 
 fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<Frame> {
-    let modules = u.modules;
     if caller.signal_frame || caller.trust != Trust::Cfi || caller.pc < 5 {
         return Vec::new();
     }
+    let callee_pc =
+        if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
+    let key = (caller.pc, callee_pc);
+    let shard = &u.tails[(caller.pc as usize ^ (callee_pc as usize >> 4)) % TAIL_SHARDS];
+    let cached = shard.lock().ok().and_then(|m| m.get(&key).cloned());
+    let pcs = cached.unwrap_or_else(|| {
+        let pcs: std::sync::Arc<[u64]> = tail_chain(callee_pc, caller.pc, u).into();
+        if let Ok(mut m) = shard.lock() {
+            m.insert(key, pcs.clone());
+        }
+        pcs
+    });
+    pcs.iter().map(|&pc| Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() }).collect()
+}
+
+/// The pcs of the tail-call frames between a call returning to `caller_pc` and the
+/// callee at `callee_pc` (see [`insert_tail_calls`]), outermost first; usually none.
+fn tail_chain(callee_pc: u64, caller_pc: u64, u: &Unwinder<'_>) -> Vec<u64> {
+    let modules = u.modules;
     let mut call = [0u8; 5];
-    if modules.read_code(caller.pc - 5, &mut call) != 5 || call[0] != 0xe8 {
+    if modules.read_code(caller_pc - 5, &mut call) != 5 || call[0] != 0xe8 {
         return Vec::new();
     }
     let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
-    let mut target = caller.pc.wrapping_add_signed(rel as i64);
-    let callee_pc =
-        if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
+    let mut target = caller_pc.wrapping_add_signed(rel as i64);
     // Cheap check first: the callee's FDE (cached by the walk) starts at the call target.
     let Some(idx) = modules.find(callee_pc) else { return Vec::new() };
     let bias = modules.entry(idx).record.load_bias;
@@ -252,16 +281,13 @@ fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<F
     }
     // Only where DWARF confirms it, as gdb requires: the caller records a call
     // returning to its pc.
-    if !modules.is_call_site(caller.pc, false) {
+    if !modules.is_call_site(caller_pc, false) {
         return Vec::new();
     }
     let mut found = Vec::new();
     tail_chains(u, target, callee_start, &mut Vec::new(), &mut found, &mut { TAIL_SEARCH_BUDGET });
-    match found.as_slice() {
-        // gdb too shows tail-call frames only when the chain is unique.
-        [one] => one.iter().map(|&pc| Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() }).collect(),
-        _ => Vec::new(),
-    }
+    // gdb too shows tail-call frames only when the chain is unique.
+    if found.len() == 1 { found.swap_remove(0) } else { Vec::new() }
 }
 
 /// Every chain of DWARF-confirmed `jmp` tail calls from the function starting at
