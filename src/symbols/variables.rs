@@ -451,6 +451,21 @@ pub(super) fn eval_frame_base(
     }
 }
 
+/// What DWARF says about the variables at one pc of a module: its unit, the
+/// variables in scope of each function of the inline chain there (innermost first,
+/// as `symbolize` lists the frames), and the physical function's frame base. Threads of a
+/// pool stop at the same pcs: one lookup serves them all.
+pub(crate) struct FramePlan {
+    sections: Arc<gimli::Dwarf<Reader>>,
+    unit: Arc<gimli::Unit<Reader>>,
+    lists: Vec<Option<super::dwarf::ScopeVars>>,
+    base_expr: Option<gimli::Expression<Reader>>,
+}
+
+/// Plans by (probe, tail call), one part per shard of `Entry::frame_plans`.
+pub(crate) type FramePlans =
+    std::collections::HashMap<(u64, bool), Option<Arc<FramePlan>>, foldhash::fast::RandomState>;
+
 /// Registers of a frame by DWARF number: the thread's for frame 0, the recovered
 /// ones for callers (callee-saved ones, rsp and rip).
 pub(super) fn frame_regs(thread: &Registers, physical: &Frame) -> [Option<u64>; N_DWARF_REGS] {
@@ -622,65 +637,13 @@ impl ModuleSet {
         let vaddr = physical.pc.wrapping_sub(bias);
         let probe = if exact { vaddr } else { vaddr.wrapping_sub(1) };
         let Some(ctx) = self.dwarf(idx) else { return none() };
-        let locs = self.loclists(idx);
         let regs = frame_regs(thread, physical);
         let innermost = physical.trust == Trust::Context;
-        let fast = self.frame_dies_cached(idx, probe);
-        // Under the module's lock: what DWARF says about this pc, read once per pc
-        // and shared by every thread stopped there. Values are rendered after it is
-        // released, so that threads in the same module render in parallel.
-        let (sections, parsed, dies, lists, base_expr) = {
-            let Ok(mut guard) = ctx.lock() else { return none() };
-            let (lazy, names) = &mut *guard;
-            let Some(sections) = names.dwarf.clone() else { return none() };
-            // The point lookup when it can answer (it reads only the DIE path to the pc),
-            // else addr2line (which parses the unit's functions and lines).
-            let (unit_off, mut dies) = match fast {
-                Some(None) => return none(),
-                Some(Some((off, dies))) => (off, dies.into_iter().map(Some).collect::<Vec<_>>()),
-                None => {
-                    let Some(ctx) = lazy.get(names) else { return none() };
-                    let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return none() };
-                    let off = unit.unit.header.offset();
-                    let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return none() };
-                    let mut dies = Vec::new();
-                    while let Ok(Some(f)) = iter.next() {
-                        dies.push(f.dw_die_offset);
-                        if dies.len() > 256 {
-                            break;
-                        }
-                    }
-                    (off.0, dies)
-                }
-            };
-            let Some(parsed) = self.unit_at(idx, &sections, unit_off) else { return none() };
-            let unit = UnitRef::new(&sections, &parsed);
-            if tail_call {
-                dies.truncate(1);
-            }
-            let Some(Some(func)) = dies.last().copied() else { return none() };
-            // The frame base belongs to the physical function (the outermost DIE).
-            let base_expr = frame_base_expr(unit, func, &mut names.frame_bases);
-            // Variable DIEs in scope, cached by (probe, scope): threads share pcs.
-            let mut lists = std::collections::HashMap::new();
-            for die in dies.iter().flatten() {
-                let v = names
-                    .scope_vars
-                    .entry((probe, die.0))
-                    .or_insert_with(|| {
-                        let offs = scope_variables(unit, *die, probe);
-                        Arc::new(
-                            offs.into_iter().map(|(off, kind)| VarPlan::read(unit, off, kind, probe, locs)).collect(),
-                        )
-                    })
-                    .clone();
-                lists.insert(die.0, v);
-            }
-            (sections, parsed, dies, lists, base_expr)
-        };
-        let unit = UnitRef::new(&sections, &parsed);
+        let Some(plan) = self.frame_plan(idx, probe, tail_call) else { return none() };
+        let FramePlan { sections, unit: parsed, lists, base_expr } = &*plan;
+        let unit = UnitRef::new(sections, parsed);
         let mut env = self.frame_env(idx, thread, regs, innermost, cfa, memory, entry);
-        env.frame_base = base_expr.and_then(|expr| eval_frame_base(expr, unit, &env));
+        env.frame_base = base_expr.clone().and_then(|expr| eval_frame_base(expr, unit, &env));
         let unit_key = unit.unit.header.offset().0;
         let symbolize = |a: u64| table.symbol(a, true, |a| self.function_name(a));
         let data_symbol = |a: u64| table.symbol(a, false, |a| self.data_name(a));
@@ -701,9 +664,9 @@ impl ModuleSet {
             budget: FRAME_READ_BUDGET,
             follow: *follow,
         };
-        let mut out = Vec::with_capacity(dies.len());
-        for die in &dies {
-            let Some(vars) = die.and_then(|d| lists.get(&d.0)) else {
+        let mut out = Vec::with_capacity(lists.len());
+        for vars in lists {
+            let Some(vars) = vars else {
                 out.push(Vec::new());
                 continue;
             };
@@ -721,6 +684,72 @@ impl ModuleSet {
         }
         *follow = rc.follow;
         out
+    }
+
+    /// The [`FramePlan`] of module `idx` at `probe` (None: nothing to show there),
+    /// worked out once per pc and shared by every thread stopped there.
+    fn frame_plan(&self, idx: usize, probe: u64, tail_call: bool) -> Option<Arc<FramePlan>> {
+        let shards = &self.entry(idx).frame_plans;
+        let shard = &shards[(probe as usize ^ (probe as usize >> 6)) % shards.len()];
+        if let Some(hit) = shard.lock().ok()?.get(&(probe, tail_call)) {
+            return hit.clone();
+        }
+        let plan = self.make_frame_plan(idx, probe, tail_call).map(Arc::new);
+        shard.lock().ok()?.insert((probe, tail_call), plan.clone());
+        plan
+    }
+
+    fn make_frame_plan(&self, idx: usize, probe: u64, tail_call: bool) -> Option<FramePlan> {
+        let ctx = self.dwarf(idx)?;
+        let locs = self.loclists(idx);
+        let fast = self.frame_dies_cached(idx, probe);
+        // Under the module's lock: the DIEs of the inline chain at this pc and the
+        // variables in scope of each.
+        let mut guard = ctx.lock().ok()?;
+        let (lazy, names) = &mut *guard;
+        let sections = names.dwarf.clone()?;
+        // The point lookup when it can answer (it reads only the DIE path to the pc),
+        // else addr2line (which parses the unit's functions and lines).
+        let (unit_off, mut dies) = match fast {
+            Some(None) => return None,
+            Some(Some((off, dies))) => (off, dies.into_iter().map(Some).collect::<Vec<_>>()),
+            None => {
+                let ctx = lazy.get(names)?;
+                let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads()?;
+                let off = unit.unit.header.offset();
+                let mut iter = ctx.find_frames(probe).skip_all_loads().ok()?;
+                let mut dies = Vec::new();
+                while let Ok(Some(f)) = iter.next() {
+                    dies.push(f.dw_die_offset);
+                    if dies.len() > 256 {
+                        break;
+                    }
+                }
+                (off.0, dies)
+            }
+        };
+        let parsed = self.unit_at(idx, &sections, unit_off)?;
+        let unit = UnitRef::new(&sections, &parsed);
+        if tail_call {
+            dies.truncate(1);
+        }
+        let func = dies.last().copied()??;
+        // The frame base belongs to the physical function (the outermost DIE).
+        let base_expr = frame_base_expr(unit, func, &mut names.frame_bases);
+        // Variable DIEs in scope, cached by (probe, scope) for the other frame kinds.
+        let lists = dies
+            .iter()
+            .map(|die| {
+                let die = (*die)?;
+                let v = names.scope_vars.entry((probe, die.0)).or_insert_with(|| {
+                    let offs = scope_variables(unit, die, probe);
+                    Arc::new(offs.into_iter().map(|(off, kind)| VarPlan::read(unit, off, kind, probe, locs)).collect())
+                });
+                Some(v.clone())
+            })
+            .collect();
+        drop(guard);
+        Some(FramePlan { sections, unit: parsed, lists, base_expr })
     }
 
     /// gdb's names of the types at `offs` in the unit at `unit_off` of module `idx`.
