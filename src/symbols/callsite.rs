@@ -5,11 +5,13 @@
 //! realloc really got when the fault happened deep inside them).
 
 use super::ModuleSet;
+use super::elf::Reader;
 use super::location::{eval_expr, single_register};
 use super::variables::{EntryKey, eval_frame_base, frame_base_expr, frame_regs};
 use crate::capture::Memory;
 use crate::snapshot::{Frame, Registers, Trust};
 use gimli::{AttributeValue, Reader as _, UnitRef};
+use std::sync::Arc;
 
 /// How many callers up a chain of entry values is followed (a call value that is the
 /// caller's own `DW_OP_entry_value(rdi)` asks the caller's caller, and so on).
@@ -95,48 +97,8 @@ impl ModuleSet {
     ) -> Vec<(EntryKey, u64)> {
         let mut out = Vec::new();
         let Some(idx) = self.find(caller.pc) else { return out };
-        let bias = self.entry(idx).record.load_bias;
-        let ret = caller.pc.wrapping_sub(bias);
-        let probe = ret.wrapping_sub(1);
-        let Some(ctx) = self.dwarf(idx) else { return out };
-        // Most return addresses have no call site (an -O0 build has none): known
-        // already, the frame's DIEs need not be looked up again.
-        if ctx.lock().is_ok_and(|g| matches!(g.1.call_sites.get(&ret), Some(None))) {
-            return out;
-        }
-        let fast = self.frame_dies_cached(idx, probe);
-        let Ok(mut guard) = ctx.lock() else { return out };
-        let (lazy, names) = &mut *guard;
-        let sections = names.dwarf.clone();
-        let parsed;
-        // The point lookup when it can answer (it reads only the DIE path to the pc),
-        // else addr2line (which parses the unit's functions and lines).
-        let (unit, func) = match (fast, &sections) {
-            (Some(None), _) => return out,
-            (Some(Some((off, dies))), Some(sections)) => {
-                let Some(u) = self.unit_at(idx, sections, off) else { return out };
-                parsed = u;
-                let Some(func) = dies.last().copied() else { return out };
-                (UnitRef::new(sections, &*parsed), func)
-            }
-            _ => {
-                let Some(ctx) = lazy.get(names) else { return out };
-                let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else { return out };
-                let Ok(mut iter) = ctx.find_frames(probe).skip_all_loads() else { return out };
-                let mut func = None;
-                while let Ok(Some(f)) = iter.next() {
-                    func = f.dw_die_offset.or(func);
-                }
-                let Some(func) = func else { return out };
-                (unit, func)
-            }
-        };
-        // The call site at this return address (cached: threads share return addresses).
-        let site = *names
-            .call_sites
-            .entry(ret)
-            .or_insert_with(|| super::lookup::call_site_at(unit, func, ret, |e| Some(e.offset())));
-        let Some(site) = site else { return out };
+        let ret = caller.pc.wrapping_sub(self.entry(idx).record.load_bias);
+        let Some(plan) = self.call_plan(idx, ret) else { return out };
         // As gdb, only for the function it calls: a caller that reached the callee
         // through jumps no tail-call frame stands for (an ambiguous chain) called
         // another function, and these are that function's arguments.
@@ -146,11 +108,77 @@ impl ModuleSet {
         {
             return out;
         }
+        let unit = UnitRef::new(&plan.sections, &plan.unit);
         let mut env = self.frame_env(idx, thread, frame_regs(thread, regs), false, cfa, memory, entry);
-        env.frame_base =
-            frame_base_expr(unit, func, &mut names.frame_bases).and_then(|x| eval_frame_base(x, unit, &env));
-        let Ok(mut tree) = unit.entries_tree(Some(site)) else { return out };
-        let Ok(root) = tree.root() else { return out };
+        env.frame_base = plan.base_expr.clone().and_then(|x| eval_frame_base(x, unit, &env));
+        for (expr, register, parameter) in &plan.params {
+            let Ok(pieces) = eval_expr(expr.clone(), unit, &env) else { continue };
+            let v = match pieces.first().map(|p| &p.location) {
+                Some(gimli::Location::Address { address }) => *address,
+                Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
+                Some(gimli::Location::Register { register }) => {
+                    match env.regs.get(register.0 as usize).copied().flatten() {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
+            if let Some(r) = register {
+                out.push((EntryKey::Register(*r), v));
+            }
+            if let Some(p) = parameter {
+                out.push((EntryKey::Parameter(*p), v));
+            }
+        }
+        out
+    }
+
+    /// The [`CallPlan`] at return address `ret` (link-time) of module `idx`, worked
+    /// out once: the threads of a pool return to the same addresses. None: no call
+    /// site is recorded there (most return addresses; an -O0 build has none).
+    fn call_plan(&self, idx: usize, ret: u64) -> Option<Arc<CallPlan>> {
+        let shards = &self.entry(idx).call_plans;
+        let shard = &shards[(ret as usize ^ (ret as usize >> 6)) % shards.len()];
+        if let Some(hit) = shard.lock().ok()?.get(&ret) {
+            return hit.clone();
+        }
+        let plan = self.make_call_plan(idx, ret).map(Arc::new);
+        shard.lock().ok()?.insert(ret, plan.clone());
+        plan
+    }
+
+    fn make_call_plan(&self, idx: usize, ret: u64) -> Option<CallPlan> {
+        let probe = ret.wrapping_sub(1);
+        let ctx = self.dwarf(idx)?;
+        let fast = self.frame_dies_cached(idx, probe);
+        let mut guard = ctx.lock().ok()?;
+        let (lazy, names) = &mut *guard;
+        let sections = names.dwarf.clone()?;
+        // The point lookup when it can answer (it reads only the DIE path to the pc),
+        // else addr2line (which parses the unit's functions and lines).
+        let (unit_off, func) = match fast {
+            Some(None) => return None,
+            Some(Some((off, dies))) => (off, dies.last().copied()?),
+            None => {
+                let ctx = lazy.get(names)?;
+                let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads()?;
+                let mut iter = ctx.find_frames(probe).skip_all_loads().ok()?;
+                let mut func = None;
+                while let Ok(Some(f)) = iter.next() {
+                    func = f.dw_die_offset.or(func);
+                }
+                (unit.unit.header.offset().0, func?)
+            }
+        };
+        let parsed = self.unit_at(idx, &sections, unit_off)?;
+        let unit = UnitRef::new(&sections, &parsed);
+        let site = super::lookup::call_site_at(unit, func, ret, |e| Some(e.offset()))?;
+        let base_expr = frame_base_expr(unit, func, &mut names.frame_bases);
+        drop(guard);
+        let mut params = Vec::new();
+        let mut tree = unit.entries_tree(Some(site)).ok()?;
+        let root = tree.root().ok()?;
         let mut children = root.children();
         let mut n = 0;
         while let Ok(Some(child)) = children.next() {
@@ -165,29 +193,32 @@ impl ModuleSet {
             let value =
                 e.attr_value(gimli::DW_AT_call_value).or_else(|| e.attr_value(gimli::DW_AT_GNU_call_site_value));
             let Some(AttributeValue::Exprloc(expr)) = value else { continue };
-            let Ok(pieces) = eval_expr(expr, unit, &env) else { continue };
-            let v = match pieces.first().map(|p| &p.location) {
-                Some(gimli::Location::Address { address }) => *address,
-                Some(gimli::Location::Value { value }) => value.to_u64(u64::MAX).unwrap_or(0),
-                Some(gimli::Location::Register { register }) => {
-                    match env.regs.get(register.0 as usize).copied().flatten() {
-                        Some(v) => v,
-                        None => continue,
-                    }
-                }
-                _ => continue,
+            let register = match e.attr_value(gimli::DW_AT_location) {
+                Some(AttributeValue::Exprloc(loc)) => loc.0.to_slice().ok().and_then(|b| single_register(&b)),
+                _ => None,
             };
-            if let Some(AttributeValue::Exprloc(loc)) = e.attr_value(gimli::DW_AT_location)
-                && let Some(r) = loc.0.to_slice().ok().and_then(|b| single_register(&b))
+            let parameter = match e
+                .attr_value(gimli::DW_AT_call_parameter)
+                .or_else(|| e.attr_value(gimli::DW_AT_abstract_origin))
             {
-                out.push((EntryKey::Register(r), v));
-            }
-            if let Some(AttributeValue::UnitRef(p)) =
-                e.attr_value(gimli::DW_AT_call_parameter).or_else(|| e.attr_value(gimli::DW_AT_abstract_origin))
-            {
-                out.push((EntryKey::Parameter(p.0), v));
-            }
+                Some(AttributeValue::UnitRef(p)) => Some(p.0),
+                _ => None,
+            };
+            params.push((expr, register, parameter));
         }
-        out
+        Some(CallPlan { sections, unit: parsed, base_expr, params })
     }
 }
+
+/// What DWARF says about the call at one return address: the unit, the calling
+/// function's frame base, and each call-site parameter's value expression with what
+/// it gives the callee (the register it was passed in, the callee's parameter DIE).
+pub(crate) struct CallPlan {
+    sections: Arc<gimli::Dwarf<Reader>>,
+    unit: Arc<gimli::Unit<Reader>>,
+    base_expr: Option<gimli::Expression<Reader>>,
+    params: Vec<(gimli::Expression<Reader>, Option<u16>, Option<usize>)>,
+}
+
+/// Plans by return address, one part per shard of `Entry::call_plans`.
+pub(crate) type CallPlans = std::collections::HashMap<u64, Option<Arc<CallPlan>>, foldhash::fast::RandomState>;

@@ -188,8 +188,6 @@ pub(crate) struct NameCache {
     pub(crate) dwarf: Option<std::sync::Arc<gimli::Dwarf<Reader>>>,
     /// Variable DIEs in scope, by (probe, scope DIE): threads share pcs.
     pub(crate) scope_vars: HashMap<(u64, usize), ScopeVars>,
-    /// Call-site DIE (and its function) at a return address, by return address.
-    pub(crate) call_sites: HashMap<u64, Option<gimli::UnitOffset>>,
     /// DW_AT_frame_base of functions, by (unit offset, function DIE offset).
     pub(crate) frame_bases: HashMap<(usize, usize), Option<gimli::Expression<Reader>>>,
 }

@@ -103,6 +103,8 @@ pub(crate) struct Entry {
     pub(crate) frame_dies: Mutex<HashMap<u64, FrameDies>>,
     /// What variables need at each pc, in parts by probe (see `variables::FramePlan`).
     pub(crate) frame_plans: Vec<Mutex<variables::FramePlans>>,
+    /// What call-site values need at each return address (see `callsite::CallPlan`).
+    pub(crate) call_plans: Vec<Mutex<callsite::CallPlans>>,
     /// Type DIEs found by name (unit offset, DIE offset), or not found: each name is
     /// searched once (a Go program names many interfaces' dynamic types).
     pub(crate) named_types: Mutex<HashMap<String, Option<(usize, gimli::UnitOffset)>>>,
@@ -742,6 +744,7 @@ impl Entry {
             unit_starts: OnceLock::new(),
             frame_dies: Mutex::default(),
             frame_plans: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
+            call_plans: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
             named_types: Mutex::default(),
             type_shards: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
             no_debug_reported: AtomicBool::new(false),
