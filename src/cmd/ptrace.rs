@@ -5,6 +5,7 @@ use crate::snapshot::{Snapshot, render, values};
 use crate::trace::{self, TraceOptions};
 use anyhow::{Context, bail};
 use argh::FromArgs;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Snapshot a live process (PID), a core file (--core CORE [EXE]) or a minidump
@@ -189,7 +190,19 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         println!("{text}");
     } else if args.output.is_none() || args.text {
         let opts = render::TextOptions { registers: args.registers, problems: args.problems };
-        print!("{}", render::text(&snap, &opts));
+        // Written part by part, as several threads wrote it; a reader that stopped
+        // early (`| head`) ends the output quietly.
+        let mut stdout = std::io::stdout().lock();
+        let written = render::text_parts(&snap, &opts)
+            .iter()
+            .try_for_each(|part| stdout.write_all(part.as_bytes()))
+            .and_then(|()| stdout.flush());
+        match written {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(anyhow::Error::new(e).context("writing the text"));
+            }
+            _ => {}
+        }
     }
     // The process exits next: freeing a big snapshot value by value (a 1,000-thread
     // one with variables is millions of small allocations) is work nobody waits for.

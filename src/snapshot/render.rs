@@ -66,6 +66,13 @@ pub struct TextOptions {
 
 /// Renders the whole snapshot: a header, then every thread, faulting thread first.
 pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
+    text_parts(snap, opts).concat()
+}
+
+/// [`text`] in consecutive parts, to be written one after the other: a thousand
+/// threads' text is megabytes, written by several threads, and joining their parts
+/// into one string copied it all once more into fresh pages.
+pub fn text_parts(snap: &Snapshot, opts: &TextOptions) -> Vec<String> {
     let mut out = String::new();
     let p = &snap.process;
     let _ = write!(out, "pid {} ({})", p.pid, t(if p.exe.is_empty() { &p.comm } else { &p.exe }));
@@ -103,7 +110,11 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
         };
         let _ = writeln!(out, "{sev}{at}: {} ({})", t(&a.text), t(&a.source));
     }
-    threads(&mut out, &snap.threads, opts);
+    let rest = threads(&mut out, &snap.threads, opts);
+    let mut parts = Vec::with_capacity(rest.len() + 2);
+    parts.push(out);
+    parts.extend(rest);
+    let mut out = String::new();
     if let Some(gs) = snap.goroutines_for_text() {
         for g in &gs {
             let status = g.wait_reason.as_deref().unwrap_or(&g.status);
@@ -133,7 +144,10 @@ pub fn text(snap: &Snapshot, opts: &TextOptions) -> String {
             let _ = writeln!(out, "  {}: {}", t(&format!("{:?}", pr.scope)), t(&pr.message));
         }
     }
-    out
+    if !out.is_empty() {
+        parts.push(out);
+    }
+    parts
 }
 
 fn thread(out: &mut String, th: &Thread, opts: &TextOptions) {
@@ -161,9 +175,10 @@ fn thread(out: &mut String, th: &Thread, opts: &TextOptions) {
     }
 }
 
-/// Every thread, each after a blank line. A thousand threads with their variables
+/// Every thread, each after a blank line: the first ones appended to `out`, the rest
+/// returned as the parts that follow it. A thousand threads with their variables
 /// are megabytes of text: many threads are written by several threads, in order.
-fn threads(out: &mut String, list: &[Thread], opts: &TextOptions) {
+fn threads(out: &mut String, list: &[Thread], opts: &TextOptions) -> Vec<String> {
     // Sized up front from a guess of each line's length: a thousand threads' text is
     // megabytes, and growing it by doubling copied it and faulted in fresh pages
     // several times over.
@@ -179,11 +194,11 @@ fn threads(out: &mut String, list: &[Thread], opts: &TextOptions) {
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     if list.len() < 64 || workers == 1 {
-        return one(out, list);
+        one(out, list);
+        return Vec::new();
     }
     let per = list.len().div_ceil(workers);
-    out.reserve(guess(list));
-    let parts: Vec<String> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let mut chunks = list.chunks(per);
         let first = chunks.next().unwrap_or_default();
         let rest: Vec<_> = chunks
@@ -198,11 +213,7 @@ fn threads(out: &mut String, list: &[Thread], opts: &TextOptions) {
         one(out, first);
         // A writer that panicked loses its threads' text, not the whole output.
         rest.into_iter().map(|h| h.join().unwrap_or_else(|_| "\n<text of these threads failed>\n".into())).collect()
-    });
-    out.reserve(parts.iter().map(String::len).sum());
-    for p in parts {
-        out.push_str(&p);
-    }
+    })
 }
 
 /// Like gdb's `bt full`: a frame's variables, indented under it.
@@ -362,7 +373,11 @@ mod many_threads {
             thread(&mut one_by_one, th, &opts);
         }
         let mut together = String::new();
-        threads(&mut together, &list, &opts);
+        let rest = threads(&mut together, &list, &opts);
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert!(!rest.is_empty(), "written by several threads, in parts");
+        }
+        together.extend(rest);
         assert_eq!(together, one_by_one);
         assert!(together.contains("Thread 1300 \"worker-300\""));
     }
