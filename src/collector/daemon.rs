@@ -189,7 +189,18 @@ fn attributes(cfg: &Config, m: &Meta) -> Vec<(String, String)> {
 fn defaults_command(cmd: &str, exe: &str) -> Vec<(String, String)> {
     let mut words = cmd.split_whitespace();
     let Some(prog) = words.next() else { return vec![] };
-    match std::process::Command::new(prog).args(words).arg(exe).stdin(std::process::Stdio::null()).output() {
+    let mut command = std::process::Command::new(prog);
+    command.args(words).arg(exe).stdin(std::process::Stdio::null());
+    // bt's allocator turns transparent huge pages off for bt (mimalloc's `no_thp`
+    // sets PR_SET_THP_DISABLE, which children inherit): the command gets them back.
+    // SAFETY: prctl is async-signal-safe and touches only the child's own flag.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+            Ok(())
+        });
+    }
+    match command.output() {
         Ok(o) if o.status.success() => crate::snapshot::parse_defaults(&String::from_utf8_lossy(&o.stdout)),
         _ => vec![],
     }
@@ -503,5 +514,21 @@ pub fn purge(sp: &Spool, cfg: &Config) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// bt's allocator sets PR_SET_THP_DISABLE on bt, which children inherit; the
+    /// defaults command runs with it cleared (fails without the `pre_exec`).
+    #[test]
+    fn the_defaults_command_gets_transparent_huge_pages_back() {
+        // SAFETY: sets this test process's own flag, as mimalloc does in bt.
+        assert_eq!(unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) }, 0);
+        let script = std::env::temp_dir().join(format!("bt-thp-{}.sh", std::process::id()));
+        std::fs::write(&script, "awk '/^THP_enabled/ { print \"thp=\" $2 }' /proc/self/status\n").unwrap();
+        let got = super::defaults_command(&format!("/bin/sh {}", script.display()), "prog");
+        let _ = std::fs::remove_file(&script);
+        assert_eq!(got, vec![("thp".to_string(), "1".to_string())]);
     }
 }
