@@ -7,7 +7,7 @@
 use super::ModuleSet;
 use super::elf::Reader;
 use super::location::{eval_expr, single_register};
-use super::variables::{EntryKey, eval_frame_base, frame_base_expr, frame_regs};
+use super::variables::{EntryKey, die_path, eval_frame_base, frame_base_expr, frame_regs};
 use crate::capture::Memory;
 use crate::snapshot::{Frame, Registers, Trust};
 use gimli::{AttributeValue, Reader as _, UnitRef};
@@ -138,14 +138,7 @@ impl ModuleSet {
     /// out once: the threads of a pool return to the same addresses. None: no call
     /// site is recorded there (most return addresses; an -O0 build has none).
     fn call_plan(&self, idx: usize, ret: u64) -> Option<Arc<CallPlan>> {
-        let shards = &self.entry(idx).call_plans;
-        let shard = &shards[(ret as usize ^ (ret as usize >> 6)) % shards.len()];
-        if let Some(hit) = shard.lock().ok()?.get(&ret) {
-            return hit.clone();
-        }
-        let plan = self.make_call_plan(idx, ret).map(Arc::new);
-        shard.lock().ok()?.insert(ret, plan.clone());
-        plan
+        self.entry(idx).call_plans.get_or_make(ret, || self.make_call_plan(idx, ret).map(Arc::new))
     }
 
     fn make_call_plan(&self, idx: usize, ret: u64) -> Option<CallPlan> {
@@ -155,22 +148,9 @@ impl ModuleSet {
         let mut guard = ctx.lock().ok()?;
         let (lazy, names) = &mut *guard;
         let sections = names.dwarf.clone()?;
-        // The point lookup when it can answer (it reads only the DIE path to the pc),
-        // else addr2line (which parses the unit's functions and lines).
-        let (unit_off, func) = match fast {
-            Some(None) => return None,
-            Some(Some((off, dies))) => (off, dies.last().copied()?),
-            None => {
-                let ctx = lazy.get(names)?;
-                let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads()?;
-                let mut iter = ctx.find_frames(probe).skip_all_loads().ok()?;
-                let mut func = None;
-                while let Ok(Some(f)) = iter.next() {
-                    func = f.dw_die_offset.or(func);
-                }
-                (unit.unit.header.offset().0, func?)
-            }
-        };
+        // The physical function is the outermost DIE of the chain.
+        let (unit_off, dies) = die_path(fast, probe, lazy, names)?;
+        let func = dies.iter().rev().find_map(|d| *d)?;
         let parsed = self.unit_at(idx, &sections, unit_off)?;
         let unit = UnitRef::new(&sections, &parsed);
         let site = super::lookup::call_site_at(unit, func, ret, |e| Some(e.offset()))?;
@@ -219,6 +199,3 @@ pub(crate) struct CallPlan {
     base_expr: Option<gimli::Expression<Reader>>,
     params: Vec<(gimli::Expression<Reader>, Option<u16>, Option<usize>)>,
 }
-
-/// Plans by return address, one part per shard of `Entry::call_plans`.
-pub(crate) type CallPlans = std::collections::HashMap<u64, Option<Arc<CallPlan>>, foldhash::fast::RandomState>;

@@ -186,8 +186,6 @@ pub(crate) struct NameCache {
     types: super::types::TypeCache,
     /// The sections the context reads (for walking units when looking up globals).
     pub(crate) dwarf: Option<std::sync::Arc<gimli::Dwarf<Reader>>>,
-    /// Variable DIEs in scope, by (probe, scope DIE): threads share pcs.
-    pub(crate) scope_vars: HashMap<(u64, usize), ScopeVars>,
     /// DW_AT_frame_base of functions, by (unit offset, function DIE offset).
     pub(crate) frame_bases: HashMap<(usize, usize), Option<gimli::Expression<Reader>>>,
 }

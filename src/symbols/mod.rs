@@ -22,6 +22,7 @@ mod names;
 mod outline;
 mod scopes;
 mod seccache;
+mod sharded;
 mod typed;
 mod types;
 mod variables;
@@ -32,6 +33,7 @@ pub use types::TypeTable;
 use crate::capture::Memory;
 use crate::snapshot::{DebugInfo, Frame, Mapping, Module, Problem, Scope, Trust};
 use elf::{Headers, Image, SharedBytes};
+pub(crate) use sharded::ShardedCache;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,9 +104,9 @@ pub(crate) struct Entry {
     /// `frame_dies` answers for variables, by probe (threads share pcs).
     pub(crate) frame_dies: Mutex<HashMap<u64, FrameDies>>,
     /// What variables need at each pc, in parts by probe (see `variables::FramePlan`).
-    pub(crate) frame_plans: Vec<Mutex<variables::FramePlans>>,
+    pub(crate) frame_plans: ShardedCache<(u64, bool), Option<Arc<variables::FramePlan>>>,
     /// What call-site values need at each return address (see `callsite::CallPlan`).
-    pub(crate) call_plans: Vec<Mutex<callsite::CallPlans>>,
+    pub(crate) call_plans: ShardedCache<u64, Option<Arc<callsite::CallPlan>>>,
     /// Type DIEs found by name (unit offset, DIE offset), or not found: each name is
     /// searched once (a Go program names many interfaces' dynamic types).
     pub(crate) named_types: Mutex<HashMap<String, Option<(usize, gimli::UnitOffset)>>>,
@@ -743,8 +745,8 @@ impl Entry {
             units: Mutex::default(),
             unit_starts: OnceLock::new(),
             frame_dies: Mutex::default(),
-            frame_plans: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
-            call_plans: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
+            frame_plans: ShardedCache::default(),
+            call_plans: ShardedCache::default(),
             named_types: Mutex::default(),
             type_shards: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
             no_debug_reported: AtomicBool::new(false),

@@ -462,9 +462,34 @@ pub(crate) struct FramePlan {
     base_expr: Option<gimli::Expression<Reader>>,
 }
 
-/// Plans by (probe, tail call), one part per shard of `Entry::frame_plans`.
-pub(crate) type FramePlans =
-    std::collections::HashMap<(u64, bool), Option<Arc<FramePlan>>, foldhash::fast::RandomState>;
+/// The unit offset and the DIEs of the inline chain at `probe` (innermost first;
+/// None for a function without one): `fast`, the point lookup, when it could answer
+/// (it reads only the DIE path to the pc), else addr2line (which parses the unit's
+/// functions and lines). Called under the module's DWARF lock.
+pub(super) fn die_path(
+    fast: super::FrameDies,
+    probe: u64,
+    lazy: &mut super::dwarf::LazyContext,
+    names: &super::dwarf::NameCache,
+) -> Option<(usize, Vec<Option<gimli::UnitOffset>>)> {
+    match fast {
+        Some(None) => None,
+        Some(Some((off, dies))) => Some((off, dies.into_iter().map(Some).collect())),
+        None => {
+            let ctx = lazy.get(names)?;
+            let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads()?;
+            let mut iter = ctx.find_frames(probe).skip_all_loads().ok()?;
+            let mut dies = Vec::new();
+            while let Ok(Some(f)) = iter.next() {
+                dies.push(f.dw_die_offset);
+                if dies.len() > 256 {
+                    break;
+                }
+            }
+            Some((unit.unit.header.offset().0, dies))
+        }
+    }
+}
 
 /// Registers of a frame by DWARF number: the thread's for frame 0, the recovered
 /// ones for callers (callee-saved ones, rsp and rip).
@@ -689,14 +714,8 @@ impl ModuleSet {
     /// The [`FramePlan`] of module `idx` at `probe` (None: nothing to show there),
     /// worked out once per pc and shared by every thread stopped there.
     fn frame_plan(&self, idx: usize, probe: u64, tail_call: bool) -> Option<Arc<FramePlan>> {
-        let shards = &self.entry(idx).frame_plans;
-        let shard = &shards[(probe as usize ^ (probe as usize >> 6)) % shards.len()];
-        if let Some(hit) = shard.lock().ok()?.get(&(probe, tail_call)) {
-            return hit.clone();
-        }
-        let plan = self.make_frame_plan(idx, probe, tail_call).map(Arc::new);
-        shard.lock().ok()?.insert((probe, tail_call), plan.clone());
-        plan
+        let make = || self.make_frame_plan(idx, probe, tail_call).map(Arc::new);
+        self.entry(idx).frame_plans.get_or_make((probe, tail_call), make)
     }
 
     fn make_frame_plan(&self, idx: usize, probe: u64, tail_call: bool) -> Option<FramePlan> {
@@ -708,26 +727,7 @@ impl ModuleSet {
         let mut guard = ctx.lock().ok()?;
         let (lazy, names) = &mut *guard;
         let sections = names.dwarf.clone()?;
-        // The point lookup when it can answer (it reads only the DIE path to the pc),
-        // else addr2line (which parses the unit's functions and lines).
-        let (unit_off, mut dies) = match fast {
-            Some(None) => return None,
-            Some(Some((off, dies))) => (off, dies.into_iter().map(Some).collect::<Vec<_>>()),
-            None => {
-                let ctx = lazy.get(names)?;
-                let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads()?;
-                let off = unit.unit.header.offset();
-                let mut iter = ctx.find_frames(probe).skip_all_loads().ok()?;
-                let mut dies = Vec::new();
-                while let Ok(Some(f)) = iter.next() {
-                    dies.push(f.dw_die_offset);
-                    if dies.len() > 256 {
-                        break;
-                    }
-                }
-                (off.0, dies)
-            }
-        };
+        let (unit_off, mut dies) = die_path(fast, probe, lazy, names)?;
         let parsed = self.unit_at(idx, &sections, unit_off)?;
         let unit = UnitRef::new(&sections, &parsed);
         if tail_call {
@@ -736,16 +736,14 @@ impl ModuleSet {
         let func = dies.last().copied()??;
         // The frame base belongs to the physical function (the outermost DIE).
         let base_expr = frame_base_expr(unit, func, &mut names.frame_bases);
-        // Variable DIEs in scope, cached by (probe, scope) for the other frame kinds.
+        // The variable DIEs in scope of each function of the chain.
         let lists = dies
             .iter()
             .map(|die| {
-                let die = (*die)?;
-                let v = names.scope_vars.entry((probe, die.0)).or_insert_with(|| {
-                    let offs = scope_variables(unit, die, probe);
-                    Arc::new(offs.into_iter().map(|(off, kind)| VarPlan::read(unit, off, kind, probe, locs)).collect())
-                });
-                Some(v.clone())
+                let offs = scope_variables(unit, (*die)?, probe);
+                Some(Arc::new(
+                    offs.into_iter().map(|(off, kind)| VarPlan::read(unit, off, kind, probe, locs)).collect(),
+                ))
             })
             .collect();
         drop(guard);

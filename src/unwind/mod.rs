@@ -19,7 +19,7 @@ mod sigframe;
 
 use crate::capture::Memory;
 use crate::snapshot::{Frame, Problem, Registers, Scope, Trust};
-use crate::symbols::ModuleSet;
+use crate::symbols::{ModuleSet, ShardedCache};
 use cfi::{N_REGS, RIP, RSP, Regs};
 
 #[derive(Debug, Clone)]
@@ -80,11 +80,8 @@ pub struct Unwinder<'m> {
     caches: Vec<cfi::ModuleCache>,
     /// The tail-call chain found between a caller's return address and its callee's
     /// pc (usually none), by those two pcs: the threads of a pool share their frames.
-    tails: [std::sync::Mutex<TailCache>; TAIL_SHARDS],
+    tails: ShardedCache<(u64, u64), std::sync::Arc<[u64]>>,
 }
-
-const TAIL_SHARDS: usize = 8;
-type TailCache = std::collections::HashMap<(u64, u64), std::sync::Arc<[u64]>, foldhash::fast::RandomState>;
 
 impl<'m> Unwinder<'m> {
     pub fn new(modules: &'m ModuleSet) -> Unwinder<'m> {
@@ -238,16 +235,7 @@ fn tail_calls_between(callee: &Frame, caller: &Frame, u: &Unwinder<'_>) -> Vec<F
     }
     let callee_pc =
         if callee.trust == Trust::Context || callee.signal_frame { callee.pc } else { callee.pc.wrapping_sub(1) };
-    let key = (caller.pc, callee_pc);
-    let shard = &u.tails[(caller.pc as usize ^ (callee_pc as usize >> 4)) % TAIL_SHARDS];
-    let cached = shard.lock().ok().and_then(|m| m.get(&key).cloned());
-    let pcs = cached.unwrap_or_else(|| {
-        let pcs: std::sync::Arc<[u64]> = tail_chain(callee_pc, caller.pc, u).into();
-        if let Ok(mut m) = shard.lock() {
-            m.insert(key, pcs.clone());
-        }
-        pcs
-    });
+    let pcs = u.tails.get_or_make((caller.pc, callee_pc), || tail_chain(callee_pc, caller.pc, u).into());
     pcs.iter().map(|&pc| Frame { pc, sp: callee.sp, trust: Trust::Cfi, ..Default::default() }).collect()
 }
 
