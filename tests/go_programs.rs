@@ -51,9 +51,31 @@ impl Go {
 /// Builds examples/go once per toolchain and test binary; returns the executable.
 fn program(go: Go) -> &'static Path {
     static EXES: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    EXES[go.slot()].get_or_init(|| build(go, &[]))
+}
+
+/// The same built with `-ldflags=-s -w`, as release builds and Debian's Go packages
+/// are: no symbol table, no DWARF, no CFI — only Go's own function table.
+fn stripped_program(go: Go) -> &'static Path {
+    static EXES: [OnceLock<PathBuf>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     EXES[go.slot()].get_or_init(|| {
+        let exe = build(go, &["-ldflags=-s -w"]);
+        let bytes = std::fs::read(&exe).expect("read the stripped build");
+        for section in [&b".symtab"[..], b".debug_info", b".debug_frame", b".eh_frame"] {
+            assert!(
+                !bytes.windows(section.len()).any(|w| w == section),
+                "{} still has a section {section:?}",
+                exe.display()
+            );
+        }
+        exe
+    })
+}
+
+fn build(go: Go, flags: &[&str]) -> PathBuf {
+    {
         let (command, version) = go.command();
-        let dir = scratch_dir(&format!("go-build-{version}"));
+        let dir = scratch_dir(&format!("go-build-{version}{}", if flags.is_empty() { "" } else { "-stripped" }));
         for f in ["main.go", "go.mod"] {
             std::fs::copy(repo_root().join("examples/go").join(f), dir.join(f)).expect("copy the Go example");
         }
@@ -77,10 +99,13 @@ fn program(go: Go) -> &'static Path {
             "{} is {said}",
             command.display()
         );
-        let out = run(&["build", "-o", "crashgo", "."]);
+        let mut args = vec!["build", "-o", "crashgo"];
+        args.extend(flags);
+        args.push(".");
+        let out = run(&args);
         assert!(out.status.success(), "go build failed: {}", String::from_utf8_lossy(&out.stderr));
         dir.join("crashgo")
-    })
+    }
 }
 
 /// A Go heap address as bt prints a pointer: `0xc…` in older Go, anywhere once the
@@ -181,8 +206,11 @@ fn compare(gs: &[Value], dump: &BTreeMap<u64, GoDump>) {
 /// Runs the program in `mode` with GOTRACEBACK=crash until it dumps core; returns
 /// (snapshot JSON, the runtime's stderr).
 fn crash(go: Go, mode: &str) -> (Value, String) {
-    let exe = program(go);
-    let core_dir = scratch_dir(&format!("bt-cores-go-{}-{mode}", go.slot()));
+    crash_exe(program(go), &format!("go-{}-{mode}", go.slot()), mode)
+}
+
+fn crash_exe(exe: &Path, name: &str, mode: &str) -> (Value, String) {
+    let core_dir = scratch_dir(&format!("bt-cores-{name}"));
     let (pid, status, stderr) = {
         let _guard = CorePatternGuard::set(&core_dir);
         let mut cmd = Command::new(exe);
@@ -340,19 +368,24 @@ fn grouped_by_the_application_frame(go: Go) {
     assert_eq!(v["signature"], serde_json::json!(["main.deref"]), "{v}");
 }
 
-fn live_goroutines_match_the_runtime_dump(go: Go) {
-    let exe = program(go);
+/// `exe wait` started, its 1,000 goroutines parked and every thread asleep.
+fn start_waiting(exe: &Path, stderr: Stdio) -> std::process::Child {
     let mut child = Command::new(exe)
         .arg("wait")
         .env("GOTRACEBACK", "system")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("start crashgo wait");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
     assert_eq!(line.trim(), "ready");
     wait_all_asleep(child.id(), 2, 30);
+    child
+}
+
+fn live_goroutines_match_the_runtime_dump(go: Go) {
+    let child = start_waiting(program(go), Stdio::piped());
     let snap = bt_json(&["ptrace", &child.id().to_string()]);
     // Now the runtime's own list: SIGQUIT makes it dump every goroutine and exit.
     // SAFETY: kill on our own child.
@@ -405,6 +438,151 @@ fn live_goroutines_match_the_runtime_dump(go: Go) {
     compare(&kept, &dump);
 }
 
+/// The functions of goroutine `id` in the runtime's dump, each with the
+/// `file:line` printed under it.
+fn dump_frames(text: &str, id: u64) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("goroutine ") {
+            inside = rest.split([' ', '[']).next().and_then(|n| n.parse::<u64>().ok()) == Some(id);
+            continue;
+        }
+        if !inside || line.is_empty() {
+            inside = inside && !line.is_empty();
+            continue;
+        }
+        if line.starts_with('\t') || line.starts_with("created by ") || !line.ends_with(')') {
+            continue;
+        }
+        let function = line[..line.rfind('(').unwrap_or(line.len())].to_string();
+        let at =
+            lines.peek().and_then(|l| l.strip_prefix('\t')).map(|l| l.split(" +0x").next().unwrap_or(l).to_string());
+        out.push((function, at.unwrap_or_default()));
+    }
+    out
+}
+
+/// Every frame of every thread named and walked exactly (from Go's table: no
+/// frame-pointer guess, no stack scan), each stack ending where Go's own
+/// traceback ends one.
+fn assert_walked_from_table(snap: &Value) {
+    // Where Go's traceback ends a stack: its outermost functions, and the stack
+    // switches it does not unwind through.
+    const ENDS: [&str; 7] = [
+        "runtime.goexit",
+        "runtime.mstart",
+        "runtime.rt0_go",
+        "runtime.mcall",
+        "runtime.systemstack",
+        "runtime.morestack",
+        "runtime.asmcgocall",
+    ];
+    let threads = snap["threads"].as_array().expect("threads");
+    assert!(!threads.is_empty());
+    for t in threads {
+        let frames = t["frames"].as_array().expect("frames");
+        let names: Vec<&str> = frames.iter().map(|f| f["function"].as_str().unwrap_or("??")).collect();
+        for f in frames {
+            assert!(
+                f["function"].is_string() && f["file"].is_string() && f["line"].is_u64(),
+                "thread {}: a frame without a name, file or line: {f}\n{names:?}",
+                t["tid"]
+            );
+            assert!(f["trust"] == "cfi" || f["trust"] == "context", "thread {}: {f}", t["tid"]);
+        }
+        let last = names.last().copied().unwrap_or("");
+        assert!(ENDS.contains(&last), "thread {} ends in {last}: {names:?}", t["tid"]);
+    }
+}
+
+/// A stripped build's crash: walked through the signal frame into the panicking
+/// goroutine's stack, named with files and lines as the runtime's own dump names
+/// them (the faulting line itself, not the one before it), classified `go-panic`,
+/// and grouped with the same crash of the build that has DWARF.
+fn stripped_crash_is_walked_from_gos_table(go: Go) {
+    let name = format!("go-{}-stripped-nil", go.slot());
+    let (snap, stderr) = crash_exe(stripped_program(go), &name, "nil");
+    let cls = classifiers(&snap);
+    assert!(cls.contains(&"go-panic".to_string()) && !cls.contains(&"abort".to_string()), "{cls:?}");
+    assert_walked_from_table(&snap);
+    let walked: Vec<(String, String)> = snap["threads"][0]["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("").to_string(),
+                format!("{}:{}", f["file"].as_str().unwrap_or(""), f["line"]),
+            )
+        })
+        .collect();
+    let dump = dump_frames(&stderr, 1);
+    let from_bt =
+        walked.iter().position(|(f, _)| f == "main.deref").unwrap_or_else(|| panic!("no main.deref: {walked:?}"));
+    let from_go = dump.iter().position(|(f, _)| f == "main.deref").unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(walked[from_bt..], dump[from_go..], "bt's frames against the runtime's own traceback of goroutine 1");
+    let (with_dwarf, _) = crash(go, "nil");
+    let dir = scratch_dir(&format!("{name}-fingerprints"));
+    let files: Vec<String> = [("stripped", &snap), ("dwarf", &with_dwarf)]
+        .iter()
+        .map(|(n, v)| {
+            let path = dir.join(format!("{n}.json"));
+            std::fs::write(&path, v.to_string()).expect("write the snapshot");
+            path.to_str().expect("utf-8").to_string()
+        })
+        .collect();
+    let out = bt(&["rules", "fingerprint", &files[0], &files[1]]);
+    let prints: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a fingerprint line"))
+        .collect();
+    assert_eq!(prints.len(), 2, "{out:?}");
+    assert_eq!(prints[0]["signature"], serde_json::json!(["main.deref"]));
+    assert_eq!(prints[0]["fingerprint"], prints[1]["fingerprint"], "stripped and DWARF builds group together");
+}
+
+/// A stripped build attached to live: every thread walked from Go's table.
+fn stripped_live_is_walked_from_gos_table(go: Go) {
+    let mut child = start_waiting(stripped_program(go), Stdio::null());
+    let snap = bt_json(&["ptrace", &child.id().to_string()]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_walked_from_table(&snap);
+}
+
+/// A real Go program nobody here wrote, as Debian ships it (stripped, Go 1.19):
+/// gofmt blocked reading its standard input. gdb shows `??` for each of its frames;
+/// bt walks and names them all from Go's table, down to gofmt's own functions.
+#[test]
+fn debian_gofmt_stripped_live() {
+    let out = Command::new("go").args(["env", "GOROOT"]).output().expect("go (make deps installs golang-go)");
+    let gofmt = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/gofmt");
+    let bytes = std::fs::read(&gofmt).unwrap_or_else(|e| panic!("{}: {e}", gofmt.display()));
+    assert!(!bytes.windows(11).any(|w| w == b".debug_info"), "Debian's gofmt is expected stripped");
+    let mut child = Command::new(&gofmt)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gofmt");
+    wait_all_asleep(child.id(), 2, 30);
+    let snap = bt_json(&["ptrace", &child.id().to_string()]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_walked_from_table(&snap);
+    let reading: Vec<&str> = snap["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["frames"].as_array().into_iter().flatten())
+        .filter_map(|f| f["function"].as_str())
+        .filter(|f| f.starts_with("main."))
+        .collect();
+    assert!(reading.contains(&"main.processFile"), "gofmt's own frames: {reading:?}");
+}
+
 /// Every test above, once per toolchain.
 macro_rules! toolchain {
     ($module:ident, $go:expr) => {
@@ -442,6 +620,14 @@ macro_rules! toolchain {
             #[test]
             fn live_goroutines_match_the_runtime_dump() {
                 super::live_goroutines_match_the_runtime_dump(GO)
+            }
+            #[test]
+            fn stripped_crash_is_walked_from_gos_table() {
+                super::stripped_crash_is_walked_from_gos_table(GO)
+            }
+            #[test]
+            fn stripped_live_is_walked_from_gos_table() {
+                super::stripped_live_is_walked_from_gos_table(GO)
             }
         }
     };

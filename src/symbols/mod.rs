@@ -12,6 +12,7 @@ mod debugfile;
 mod dwarf;
 pub(crate) mod elf;
 mod globals;
+mod gopclntab;
 mod indexcache;
 mod layout;
 mod lines;
@@ -28,6 +29,7 @@ mod types;
 mod variables;
 
 pub use crate::snapshot::values::VariableOptions;
+pub use gopclntab::GoFrame;
 pub use types::TypeTable;
 
 use crate::capture::Memory;
@@ -114,6 +116,8 @@ pub(crate) struct Entry {
     /// (`worker_slot`), so that workers rendering values of the same module do not
     /// wait for each other; each parses the types it meets.
     pub(crate) type_shards: Vec<Mutex<types::TypeCache>>,
+    /// Go's function table (`.gopclntab`), for a Go program without DWARF.
+    go_table: OnceLock<Option<gopclntab::GoTable>>,
     /// The "no debug info" problem is reported once.
     no_debug_reported: AtomicBool,
 }
@@ -473,6 +477,19 @@ impl ModuleSet {
                 }
                 let dbg = self.debug_file(i);
                 let dwarf_from = if img.has_debug_info { Some(img) } else { dbg.filter(|d| d.has_debug_info) };
+                if m.is_executable
+                    && dwarf_from.is_none()
+                    && self.go_table(i).is_some()
+                    && !e.no_debug_reported.swap(true, Ordering::Relaxed)
+                {
+                    self.problem(
+                        i,
+                        format!(
+                            "no debug info for the Go executable {}: functions, files, lines and frames come from Go's function table (.gopclntab); no variables, no inlined frames",
+                            e.record.path
+                        ),
+                    );
+                }
                 if m.is_executable && dwarf_from.is_none() && !e.no_debug_reported.swap(true, Ordering::Relaxed) {
                     self.problem(
                         i,
@@ -482,11 +499,15 @@ impl ModuleSet {
                         ),
                     );
                 }
+                let go = self.go_table(i).is_some();
                 m.debug = DebugInfo {
                     found: dwarf_from.is_some(),
                     path: dwarf_from.map(|d| d.path.display().to_string()),
-                    symbols: img.has_symtab || img.has_dynsym || dbg.is_some_and(|d| d.has_symtab),
-                    unwind: img.eh_frame.is_some() || img.debug_frame.is_some() || dbg.is_some_and(|d| d.debug_frame.is_some()),
+                    symbols: img.has_symtab || img.has_dynsym || dbg.is_some_and(|d| d.has_symtab) || go,
+                    unwind: img.eh_frame.is_some()
+                        || img.debug_frame.is_some()
+                        || dbg.is_some_and(|d| d.debug_frame.is_some())
+                        || go,
                 };
                 m
             })
@@ -703,7 +724,13 @@ impl ModuleSet {
                 res.frames = dwarf::frames(ctx, names, probe);
             }
         }
-        let has_name = res.frames.last().is_some_and(|f| f.function.is_some());
+        let mut has_name = res.frames.last().is_some_and(|f| f.function.is_some());
+        if !has_name && let Some((frame, entry)) = self.go_frame(idx, probe) {
+            // A Go program without DWARF: Go's own table names it, with its line.
+            res.symbol = frame.function.clone().map(|name| (name, entry));
+            res.frames = vec![frame];
+            has_name = true;
+        }
         if !has_name {
             let images = self.symbol_images(idx);
             let index = self.symbols(idx, &images);
@@ -749,6 +776,7 @@ impl Entry {
             call_plans: ShardedCache::default(),
             named_types: Mutex::default(),
             type_shards: (0..TYPE_SHARDS).map(|_| Mutex::default()).collect(),
+            go_table: OnceLock::new(),
             no_debug_reported: AtomicBool::new(false),
         }
     }

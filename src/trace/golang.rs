@@ -606,14 +606,42 @@ pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, f
         snap.threads.iter().any(|t| t.frames.iter().any(|f| f.function.as_deref() == Some(name)))
             || goroutines.iter().any(|g| g.frames.iter().any(|f| f.function.as_deref() == Some(name)))
     };
-    let fatal = on("runtime.fatalthrow") || on("runtime.throw") || on("runtime.fatal");
-    let deadlock = on("runtime.checkdead");
-    let map_misuse = on("runtime.mapassign") || on("runtime.mapassign_faststr") || on("runtime.mapassign_fast64");
+    let called = Called::on(on);
+    classify(snap, panic.as_ref(), &called);
+    snap.classifiers.dedup();
+    snap.set_attribute("go.goroutines", &goroutines.len().to_string());
+    snap.set_goroutines(&goroutines);
+    super::free_aside(goroutines);
+}
+
+/// Which of the runtime's failure paths a snapshot's stacks show.
+struct Called {
+    fatal: bool,
+    deadlock: bool,
+    map_misuse: bool,
+    /// `runtime.gopanic` on a stack (what is said when the panic record was not read).
+    panicked: bool,
+}
+
+impl Called {
+    /// From whether a function is on any stack.
+    fn on(on: impl Fn(&str) -> bool) -> Called {
+        Called {
+            fatal: on("runtime.fatalthrow") || on("runtime.throw") || on("runtime.fatal"),
+            deadlock: on("runtime.checkdead"),
+            map_misuse: on("runtime.mapassign") || on("runtime.mapassign_faststr") || on("runtime.mapassign_fast64"),
+            panicked: on("runtime.gopanic") || on("runtime.fatalpanic"),
+        }
+    }
+}
+
+/// `go-panic` or `go-fatal-error` instead of `abort`, with what is known of why.
+fn classify(snap: &mut Snapshot, panic: Option<&Panic>, called: &Called) {
     let not_abort = |snap: &mut Snapshot| {
         snap.classifiers.retain(|c| c != "abort");
         snap.annotations.retain(|a| !a.text.starts_with("the process aborted itself"));
     };
-    if let Some(p) = &panic {
+    if let Some(p) = panic {
         not_abort(snap);
         snap.classifiers.push("go-panic".into());
         if let Some((sig, addr)) = p.signal {
@@ -625,12 +653,19 @@ pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, f
         let signal = p.signal.map(|(s, a)| format!(" [signal {s} addr={a:#x}]")).unwrap_or_default();
         snap.annotations.push(note(format!("goroutine {} panicked: {}{signal}", p.goroutine, p.message)));
         snap.set_attribute("go.panic", &p.message);
-    } else if fatal {
+    } else if called.panicked {
+        not_abort(snap);
+        snap.classifiers.push("go-panic".into());
+        snap.annotations.push(note(
+            "a goroutine panicked (its panic record was not read: without DWARF its layout is unknown; Go printed the value on stderr)"
+                .into(),
+        ));
+    } else if called.fatal {
         not_abort(snap);
         snap.classifiers.push("go-fatal-error".into());
-        let what = if deadlock {
+        let what = if called.deadlock {
             "fatal error: all goroutines are asleep - deadlock!".to_string()
-        } else if map_misuse {
+        } else if called.map_misuse {
             "fatal error: concurrent map writes (or another map misuse)".to_string()
         } else {
             "fatal error (runtime.throw)".to_string()
@@ -639,9 +674,18 @@ pub fn annotate(snap: &mut Snapshot, modules: &ModuleSet, memory: &dyn Memory, f
         snap.set_attribute("go.fatal", &what);
     }
     snap.classifiers.dedup();
-    snap.set_attribute("go.goroutines", &goroutines.len().to_string());
-    snap.set_goroutines(&goroutines);
-    super::free_aside(goroutines);
+}
+
+/// A Go program without DWARF (`-ldflags=-s -w`): its threads' frames come from Go's
+/// function table, its goroutines and panic record cannot be read (their layout is
+/// in DWARF); the failure is still told from the runtime functions on its stacks.
+pub fn annotate_stripped(snap: &mut Snapshot) {
+    let on = |name: &str| snap.threads.iter().any(|t| t.frames.iter().any(|f| f.function.as_deref() == Some(name)));
+    if !on("runtime.goexit") && !on("runtime.mstart") && !on("runtime.rt0_go") && !on("runtime.main") {
+        return;
+    }
+    let called = Called::on(on);
+    classify(snap, None, &called);
 }
 
 fn note(text: String) -> Annotation {

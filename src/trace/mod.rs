@@ -432,6 +432,8 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         // (`golang::read_interfaces`).
         let copied = Regions::new(&reads);
         golang::annotate(&mut snap, &modules, &memory::Layered(&copied, memory.as_ref()), found);
+    } else {
+        golang::annotate_stripped(&mut snap);
     }
     timing.mark("built-in analysis");
     analysis::run_modules(&mut snap, &reader, &opts.analysis);

@@ -351,10 +351,12 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
             match cfi::apply(u, idx, &rule, cur, memory) {
                 Some(a) if a.outermost => return Outcome::End,
                 Some(a) => {
+                    // Go's sigpanic "returns" to the faulting instruction (see GoFrame).
+                    let sigpanic = modules.go_unwind(idx, lookup).is_some_and(|g| g.sigpanic);
                     return Outcome::Caller(Step {
                         regs: a.regs,
                         trust: Trust::Cfi,
-                        interrupted: rule.signal,
+                        interrupted: rule.signal || sigpanic,
                         callee_is_trampoline: rule.signal,
                     });
                 }
@@ -363,6 +365,8 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
                     // register we do not have.
                 }
             }
+        } else if let Some(go) = modules.go_unwind(idx, lookup) {
+            return go_step(cur, first, &go, memory, modules);
         }
     }
 
@@ -442,6 +446,48 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
         None if n == 0 => format!("walk stopped: stack at {sp:#x} is unreadable"),
         None => format!("walk stopped: pc {pc:#x} is not in any module"),
     })
+}
+
+/// One frame of a Go function without CFI (a stripped Go program), from Go's own
+/// table: the return address is at sp + the frame size, the caller's sp just above
+/// it. Go keeps no register across calls but its frame pointer, saved 16 bytes below
+/// that once the prologue has run — which it has when rbp already points there.
+/// Where Go's own traceback stops, so does this: at the outermost function of a
+/// stack, and at a stack switch above the innermost frame — except that the
+/// outermost function of a signal handler's stack (`runtime.sigtramp`) returns to
+/// the signal trampoline, through which the walk goes on to the interrupted code.
+fn go_step(cur: &Regs, first: bool, go: &crate::symbols::GoFrame, memory: &dyn Memory, modules: &ModuleSet) -> Outcome {
+    if go.switches_stack && !first {
+        return Outcome::End;
+    }
+    let (Some(sp), Some(delta)) = (cur[RSP], go.sp_delta) else {
+        return if go.top {
+            Outcome::End
+        } else {
+            Outcome::Stuck("walk stopped: Go's table has no frame size at this pc".into())
+        };
+    };
+    let cfa = sp.wrapping_add(delta).wrapping_add(8);
+    let ret = memory.read_u64(cfa.wrapping_sub(8));
+    if go.top {
+        let mut code = [0u8; sigframe::RESTORE_RT.len()];
+        let to_trampoline = ret.is_some_and(|r| {
+            (modules.read_code(r, &mut code) == code.len() || memory.read_exact(r, &mut code))
+                && sigframe::is_restore_rt(&code)
+        });
+        if !to_trampoline {
+            return Outcome::End;
+        }
+    }
+    let Some(ret) = ret else {
+        return Outcome::Stuck(format!("walk stopped: return address at {:#x} unreadable", cfa.wrapping_sub(8)));
+    };
+    let mut regs: Regs = [None; N_REGS];
+    let saved_bp = cfa.wrapping_sub(16);
+    regs[RBP] = if delta >= 16 && cur[RBP] == Some(saved_bp) { memory.read_u64(saved_bp) } else { cur[RBP] };
+    regs[RSP] = Some(cfa);
+    regs[RIP] = Some(ret);
+    Outcome::Caller(Step { regs, trust: Trust::Cfi, interrupted: go.sigpanic, callee_is_trampoline: false })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
