@@ -75,7 +75,8 @@ fn stripped_program(go: Go) -> &'static Path {
 fn build(go: Go, flags: &[&str]) -> PathBuf {
     {
         let (command, version) = go.command();
-        let dir = scratch_dir(&format!("go-build-{version}{}", if flags.is_empty() { "" } else { "-stripped" }));
+        let suffix: String = flags.concat().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let dir = scratch_dir(&format!("go-build-{version}{suffix}"));
         for f in ["main.go", "go.mod"] {
             std::fs::copy(repo_root().join("examples/go").join(f), dir.join(f)).expect("copy the Go example");
         }
@@ -546,6 +547,18 @@ fn stripped_crash_is_walked_from_gos_table(go: Go) {
 /// A stripped build attached to live: every thread walked from Go's table.
 fn stripped_live_is_walked_from_gos_table(go: Go) {
     let mut child = start_waiting(stripped_program(go), Stdio::null());
+    let snap = bt_json(&["ptrace", &child.id().to_string()]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_walked_from_table(&snap);
+}
+
+/// A stripped position-independent build (its table is then `.data.rel.ro.gopclntab`,
+/// loaded at a random base) attached to live.
+#[test]
+fn stripped_pie_live_is_walked_from_gos_table() {
+    let exe = build(Go::Debian, &["-buildmode=pie", "-ldflags=-s -w"]);
+    let mut child = start_waiting(&exe, Stdio::null());
     let snap = bt_json(&["ptrace", &child.id().to_string()]);
     let _ = child.kill();
     let _ = child.wait();

@@ -281,7 +281,9 @@ impl super::ModuleSet {
             .go_table
             .get_or_init(|| {
                 let img = self.image(idx)?;
-                GoTable::parse(img.section_data(".gopclntab")?, img.text.map(|t| t.addr))
+                // A position-independent build keeps it among its relocated data.
+                let data = img.section_data(".gopclntab").or_else(|| img.section_data(".data.rel.ro.gopclntab"))?;
+                GoTable::parse(data, img.text.map(|t| t.addr))
             })
             .as_ref()
     }
