@@ -565,6 +565,53 @@ fn stripped_pie_live_is_walked_from_gos_table() {
     assert_walked_from_table(&snap);
 }
 
+/// A stripped cgo program blocked in C: the C frames (named from `.eh_frame` and
+/// `.dynsym` at best) are never given the name of the Go function before them in
+/// Go's table, and the walk reaches Go's `runtime.asmcgocall`.
+#[test]
+fn stripped_cgo_c_frames_are_not_named_as_go() {
+    let dir = scratch_dir("go-cgo-stripped");
+    std::fs::write(
+        dir.join("main.go"),
+        "package main\n\n/*\n#include <unistd.h>\nstatic void c_wait(void) { for (;;) pause(); }\n\
+         void c_outer(void) { c_wait(); }\n*/\nimport \"C\"\nimport \"fmt\"\n\n\
+         func main() {\n\tfmt.Println(\"ready\")\n\tC.c_outer()\n}\n",
+    )
+    .expect("write main.go");
+    std::fs::write(dir.join("go.mod"), "module cg\n\ngo 1.19\n").expect("write go.mod");
+    let out = Command::new("go")
+        .args(["build", "-ldflags=-s -w", "-o", "cg", "."])
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .env("GOCACHE", dir.join("cache"))
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "1")
+        .output()
+        .expect("go build");
+    assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
+    let mut child =
+        Command::new(dir.join("cg")).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start cg");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    wait_all_asleep(child.id(), 2, 30);
+    let snap = bt_json(&["ptrace", &child.id().to_string()]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let in_c = snap["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t["frames"].as_array().cloned().unwrap_or_default())
+        .find(|f| f.iter().any(|f| f["function"] == "runtime.asmcgocall"))
+        .unwrap_or_else(|| panic!("no thread in C through runtime.asmcgocall: {snap}"));
+    let at = in_c.iter().position(|f| f["function"] == "runtime.asmcgocall").expect("asmcgocall");
+    for f in &in_c[..at] {
+        let file = f["file"].as_str().unwrap_or("");
+        assert!(!file.ends_with(".go") && !file.ends_with(".s"), "a C frame named from Go's table: {f}");
+    }
+    assert!(in_c[..at].iter().any(|f| f["module"] == "cg"), "the cgo wrapper's frame: {in_c:?}");
+}
+
 /// A real Go program nobody here wrote, as Debian ships it (stripped, Go 1.19):
 /// gofmt blocked reading its standard input. gdb shows `??` for each of its frames;
 /// bt walks and names them all from Go's table, down to gofmt's own functions.

@@ -121,7 +121,7 @@ impl GoTable {
         Some((entry, self.funcs.checked_add(usize::try_from(off).ok()?)?))
     }
 
-    /// The function holding link-time address `pc`.
+    /// The function holding link-time address `pc`, if Go's tables cover it.
     pub(crate) fn func(&self, pc: u64) -> Option<GoFunc> {
         let (first, _) = self.index(0)?;
         let (end, _) = self.index(self.nfunc)?;
@@ -139,7 +139,10 @@ impl GoTable {
             }
         }
         let (entry, record) = self.index(lo)?;
-        Some(GoFunc { entry, record })
+        let f = GoFunc { entry, record };
+        // Past the end of the function's own tables the pc is not its code: C code
+        // linked in between Go functions (cgo), or padding.
+        self.sp_delta(&f, pc).map(|_| f)
     }
 
     /// A `u32` field of a function's record, by its index after the entry field.
@@ -365,6 +368,12 @@ mod tests {
     fn a_function_is_found_named_and_its_frame_and_lines_read() {
         let t = GoTable::parse(SharedBytes::owned(table()), None).expect("a 1.18 table");
         assert!(t.func(0xfff).is_none() && t.func(0x1040).is_none());
+        let mut short = table();
+        // pcsp covering only 0x1000..0x1004 and 0x1004..0x1010: 0x1010.. is not main.f's.
+        let at = short.windows(5).position(|w| w == [2, 4, 0x50, 0x3c, 0]).expect("pcsp");
+        short[at + 3] = 0x0c;
+        let t2 = GoTable::parse(SharedBytes::owned(short), None).expect("a table");
+        assert!(t2.func(0x100f).is_some() && t2.func(0x1010).is_none(), "past the function's tables");
         let f = t.func(0x1020).expect("inside main.f");
         assert_eq!((f.entry, t.name(&f)), (0x1000, Some("main.f")));
         assert_eq!(t.sp_delta(&f, 0x1000), Some(0));
