@@ -228,8 +228,9 @@ impl GoTable {
         let mut at = f.entry;
         let mut value: i32 = -1;
         let mut first = true;
-        // A function's table ends well before this many steps; a corrupt one ends here.
-        for _ in 0..1_000_000 {
+        // A function's table ends well before this many steps (one per change of
+        // value); a corrupt one ends here.
+        for _ in 0..65_536 {
             let (delta, n) = self.uvarint(p)?;
             if delta == 0 && !first {
                 return None;
