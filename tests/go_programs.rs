@@ -235,7 +235,7 @@ fn classifiers(snap: &Value) -> Vec<String> {
 
 /// A panic: go-panic (not abort), the message as the runtime printed it, the
 /// panicking goroutine marked, and every goroutine as the runtime listed them.
-fn check_panic(go: Go, mode: &str, fault: Option<&str>) -> Value {
+fn check_panic(go: Go, mode: &str, fault: Option<&str>) -> (Value, String) {
     let (snap, stderr) = crash(go, mode);
     let (first, dump) = parse_dump(&stderr);
     let first = first.unwrap_or_else(|| panic!("the runtime printed no panic line:\n{stderr}"));
@@ -295,11 +295,24 @@ fn check_panic(go: Go, mode: &str, fault: Option<&str>) -> Value {
     let panicking: Vec<u64> = gs.iter().filter(|g| g["panicking"] == true).filter_map(|g| g["id"].as_u64()).collect();
     assert_eq!(panicking, vec![1], "the main goroutine panicked");
     compare(&goroutines(&snap), &dump);
-    snap
+    (snap, stderr)
 }
 
 fn nil_dereference(go: Go) {
-    let snap = check_panic(go, "nil", Some("null-dereference"));
+    let (snap, stderr) = check_panic(go, "nil", Some("null-dereference"));
+    // The faulting function's line is the faulting one, as the runtime prints it (the
+    // runtime makes it seem to call sigpanic; its pc is not a return address).
+    let line = |f: &Value| format!("{}:{}", f["file"].as_str().unwrap_or(""), f["line"]);
+    let deref: Vec<String> = snap["threads"][0]["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["function"] == "main.deref")
+        .map(line)
+        .collect();
+    let printed: Vec<String> =
+        dump_frames(&stderr, 1).into_iter().filter(|(f, _)| f == "main.deref").map(|(_, at)| at).collect();
+    assert!(!printed.is_empty() && deref == printed, "main.deref: bt {deref:?}, the runtime {printed:?}");
     check_holder(&snap);
 }
 

@@ -51,6 +51,9 @@ pub(crate) struct GoFunc {
 const FLAG_TOPFRAME: u8 = 1;
 const FLAG_SPWRITE: u8 = 2;
 
+/// The function the runtime's signal handler makes a faulting function seem to call.
+const SIGPANIC: &str = "runtime.sigpanic";
+
 /// Go 1.16 had no `flag` byte: the functions its traceback stopped at, by name.
 const TOP_116: [&str; 3] = ["runtime.goexit", "runtime.mstart", "runtime.rt0_go"];
 const SPWRITE_116: [&str; 4] = ["runtime.mcall", "runtime.systemstack", "runtime.morestack", "runtime.gogo"];
@@ -123,6 +126,14 @@ impl GoTable {
 
     /// The function holding link-time address `pc`, if Go's tables cover it.
     pub(crate) fn func(&self, pc: u64) -> Option<GoFunc> {
+        let f = self.func_by_index(pc)?;
+        // Past the end of the function's own tables the pc is not its code: C code
+        // linked in between Go functions (cgo), or padding.
+        self.sp_delta(&f, pc).map(|_| f)
+    }
+
+    /// The last function of the index starting at or before `pc` (within the text).
+    fn func_by_index(&self, pc: u64) -> Option<GoFunc> {
         let (first, _) = self.index(0)?;
         let (end, _) = self.index(self.nfunc)?;
         if pc < first || pc >= end {
@@ -139,10 +150,7 @@ impl GoTable {
             }
         }
         let (entry, record) = self.index(lo)?;
-        let f = GoFunc { entry, record };
-        // Past the end of the function's own tables the pc is not its code: C code
-        // linked in between Go functions (cgo), or padding.
-        self.sp_delta(&f, pc).map(|_| f)
+        Some(GoFunc { entry, record })
     }
 
     /// A `u32` field of a function's record, by its index after the entry field.
@@ -302,6 +310,12 @@ impl super::ModuleSet {
         Some((frame, f.entry))
     }
 
+    /// Whether link-time address `probe` of module `idx` is in Go's `runtime.sigpanic`
+    /// (asked of every frame with CFI: a search of the index, no table walked).
+    pub fn in_go_sigpanic(&self, idx: usize, probe: u64) -> bool {
+        self.go_table(idx).and_then(|t| t.name(&t.func_by_index(probe)?)).is_some_and(|n| n == SIGPANIC)
+    }
+
     /// How to unwind the Go function at link-time address `probe` of module `idx`.
     pub fn go_unwind(&self, idx: usize, probe: u64) -> Option<GoFrame> {
         let t = self.go_table(idx)?;
@@ -310,7 +324,7 @@ impl super::ModuleSet {
             sp_delta: t.sp_delta(&f, probe).and_then(|d| u64::try_from(d).ok()),
             top: t.is_top(&f),
             switches_stack: t.switches_stack(&f),
-            sigpanic: t.name(&f) == Some("runtime.sigpanic"),
+            sigpanic: t.name(&f) == Some(SIGPANIC),
         })
     }
 }

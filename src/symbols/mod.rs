@@ -477,29 +477,23 @@ impl ModuleSet {
                 }
                 let dbg = self.debug_file(i);
                 let dwarf_from = if img.has_debug_info { Some(img) } else { dbg.filter(|d| d.has_debug_info) };
-                if m.is_executable
-                    && dwarf_from.is_none()
-                    && self.go_table(i).is_some()
-                    && !e.no_debug_reported.swap(true, Ordering::Relaxed)
-                {
-                    self.problem(
-                        i,
-                        format!(
-                            "no debug info for the Go executable {}: functions, files, lines and frames come from Go's function table (.gopclntab); no variables, no inlined frames",
-                            e.record.path
-                        ),
-                    );
-                }
+                let go = self.go_table(i).is_some();
                 if m.is_executable && dwarf_from.is_none() && !e.no_debug_reported.swap(true, Ordering::Relaxed) {
                     self.problem(
                         i,
-                        format!(
-                            "no debug info for the executable {} (nor a separate debug file): functions come from the symbol table, without files and lines",
-                            e.record.path
-                        ),
+                        if go {
+                            format!(
+                                "no debug info for the Go executable {}: functions, files, lines and frames come from Go's function table (.gopclntab); no variables, no inlined frames",
+                                e.record.path
+                            )
+                        } else {
+                            format!(
+                                "no debug info for the executable {} (nor a separate debug file): functions come from the symbol table, without files and lines",
+                                e.record.path
+                            )
+                        },
                     );
                 }
-                let go = self.go_table(i).is_some();
                 m.debug = DebugInfo {
                     found: dwarf_from.is_some(),
                     path: dwarf_from.map(|d| d.path.display().to_string()),

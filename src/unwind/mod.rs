@@ -352,7 +352,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
                 Some(a) if a.outermost => return Outcome::End,
                 Some(a) => {
                     // Go's sigpanic "returns" to the faulting instruction (see GoFrame).
-                    let sigpanic = modules.go_unwind(idx, lookup).is_some_and(|g| g.sigpanic);
+                    let sigpanic = modules.in_go_sigpanic(idx, lookup);
                     return Outcome::Caller(Step {
                         regs: a.regs,
                         trust: Trust::Cfi,
