@@ -557,6 +557,44 @@ fn stripped_crash_is_walked_from_gos_table(go: Go) {
     assert_eq!(prints[0]["fingerprint"], prints[1]["fingerprint"], "stripped and DWARF builds group together");
 }
 
+/// A stripped build's core read with a copy of the executable whose Go table is
+/// garbage past its header (function index, names, pc tables): bt still exits 0 with
+/// every thread, whatever it can name; it never panics or loops.
+#[test]
+fn stripped_with_a_corrupt_table_is_survived() {
+    let exe = stripped_program(Go::Debian);
+    let core_dir = scratch_dir("bt-cores-go-corrupt-table");
+    let pid = {
+        let _guard = CorePatternGuard::set(&core_dir);
+        let mut cmd = Command::new(exe);
+        cmd.arg("nil").env("GOTRACEBACK", "crash").stdout(Stdio::null()).stderr(Stdio::null());
+        allow_core_dumps(&mut cmd);
+        let mut child = cmd.spawn().expect("start crashgo");
+        let status = child.wait().expect("wait for crashgo");
+        assert!(status.core_dumped(), "{status}");
+        child.id()
+    };
+    let mut bytes = std::fs::read(exe).expect("read the executable");
+    let magic: [u8; 8] = [0xf0, 0xff, 0xff, 0xff, 0, 0, 1, 8];
+    let at = bytes.windows(8).position(|w| w == magic).expect("Go 1.19's table header");
+    // Keep the header (its offsets), scramble what they point to.
+    let mut x: u32 = 0x9e37_79b9;
+    let end = (at + 72 + (1 << 20)).min(bytes.len());
+    for b in &mut bytes[at + 72..end] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    // Named as the core names its executable (no build id to tell them apart).
+    std::fs::create_dir_all(core_dir.join("corrupt")).expect("mkdir");
+    let bad = core_dir.join("corrupt/crashgo");
+    std::fs::write(&bad, &bytes).expect("write the corrupt copy");
+    let core = core_dir.join(format!("core.{pid}"));
+    let snap = bt_json(&["ptrace", "--core", core.to_str().expect("utf-8"), bad.to_str().expect("utf-8")]);
+    assert!(snap["threads"].as_array().is_some_and(|t| !t.is_empty()), "{snap}");
+}
+
 /// A stripped build attached to live: every thread walked from Go's table.
 fn stripped_live_is_walked_from_gos_table(go: Go) {
     let mut child = start_waiting(stripped_program(go), Stdio::null());

@@ -294,7 +294,7 @@ impl super::ModuleSet {
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 // A position-independent build keeps it among its relocated data.
-                let data = img.section_data(".gopclntab").or_else(|| img.section_data(".data.rel.ro.gopclntab"))?;
+                let data = img.stored_section(".gopclntab").or_else(|| img.stored_section(".data.rel.ro.gopclntab"))?;
                 GoTable::parse(data, img.text.map(|t| t.addr))
             })
             .as_ref()
