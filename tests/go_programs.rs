@@ -532,11 +532,14 @@ fn stripped_crash_is_walked_from_gos_table(go: Go) {
             )
         })
         .collect();
+    // From the frame below the panic (Go prints `runtime.gopanic` as `panic`) to the
+    // end, inlined frames (`runtime.panicmem(...)`) included.
     let dump = dump_frames(&stderr, 1);
-    let from_bt =
-        walked.iter().position(|(f, _)| f == "main.deref").unwrap_or_else(|| panic!("no main.deref: {walked:?}"));
-    let from_go = dump.iter().position(|(f, _)| f == "main.deref").unwrap_or_else(|| panic!("{stderr}"));
+    let below = |f: &str| f == "panic" || f == "runtime.gopanic";
+    let from_bt = walked.iter().position(|(f, _)| below(f)).unwrap_or_else(|| panic!("{walked:?}")) + 1;
+    let from_go = dump.iter().position(|(f, _)| below(f)).unwrap_or_else(|| panic!("{stderr}")) + 1;
     assert_eq!(walked[from_bt..], dump[from_go..], "bt's frames against the runtime's own traceback of goroutine 1");
+    assert!(walked[from_bt..].iter().any(|(f, _)| f == "main.deref"), "{walked:?}");
     let (with_dwarf, _) = crash(go, "nil");
     let dir = scratch_dir(&format!("{name}-fingerprints"));
     let files: Vec<String> = [("stripped", &snap), ("dwarf", &with_dwarf)]
@@ -692,6 +695,17 @@ fn debian_gofmt_stripped_live() {
         .filter(|f| f.starts_with("main."))
         .collect();
     assert!(reading.contains(&"main.processFile"), "gofmt's own frames: {reading:?}");
+    // Its read goes through `syscall.Read`, which Go inlined into `(*FD).Read`.
+    let frames: Vec<&Value> = snap["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["frames"].as_array().into_iter().flatten())
+        .collect();
+    assert!(
+        frames.iter().any(|f| f["function"] == "syscall.Read" && f["inlined"] == true),
+        "syscall.Read inlined: {frames:?}"
+    );
 }
 
 /// Every test above, once per toolchain.

@@ -329,6 +329,12 @@ impl Image {
         Some(SharedBytes::owned(data.into_owned()))
     }
 
+    /// A section's link-time address by name.
+    pub(crate) fn section_address(&self, name: &str) -> Option<u64> {
+        let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes).ok()?;
+        Some(file.section_by_name(name)?.address())
+    }
+
     /// A section's contents by name when stored as is (a window on the mmap); None
     /// when absent or SHF_COMPRESSED (for a section no toolchain compresses, so that a
     /// crafted file cannot make bt inflate it).

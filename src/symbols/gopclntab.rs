@@ -3,9 +3,10 @@
 //! entry, name, source file and line at each pc, and its frame size at each pc.
 //! A Go program built with `-ldflags=-s -w` (Debian's Go packages, most container
 //! images) has neither a symbol table nor DWARF nor CFI; from this table bt still
-//! names its frames with files and lines (`symbols::ModuleSet::go_frame`) and
-//! unwinds them exactly (`unwind`: the return address sits at sp + frame size),
-//! where gdb shows `??` and guesses.
+//! names its frames with files and lines, the calls inlined there included (each
+//! function's inline tree, among its function data), and unwinds them exactly
+//! (`unwind`: the return address sits at sp + frame size), where gdb shows `??`
+//! and guesses.
 //!
 //! Layouts read (the header's magic): Go 1.16–1.17 (`0xfffffffa`), 1.18–1.19
 //! (`0xfffffff0`) and 1.20 onwards (`0xfffffff1`); older ones are ignored. Every
@@ -27,7 +28,17 @@ pub(crate) struct GoTable {
     pctab: usize,
     /// `pclntable`: the function index, then the `_func` records.
     funcs: usize,
+    /// Where function data (`funcdata`, the inline trees among it) is counted from:
+    /// the runtime's `moduledata.gofunc`; None when it could not be found (no inlined
+    /// frames then).
+    gofunc: Option<u64>,
 }
+
+/// `_PCDATA_InlTreeIndex` and `_FUNCDATA_InlTree` in the runtime's tables.
+const PCDATA_INLINE_INDEX: usize = 2;
+const FUNCDATA_INLINE_TREE: usize = 3;
+/// Inlined calls followed outward from one pc, at most.
+const MAX_INLINE_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Version {
@@ -95,6 +106,7 @@ impl GoTable {
             pctab: at(first + 3)?,
             funcs: at(first + 4)?,
             data: data.clone(),
+            gofunc: None,
         };
         // The function index (nfunc + 1 entries, the last one the end of the text)
         // must fit.
@@ -257,6 +269,135 @@ impl GoTable {
         None
     }
 
+    /// Finds `moduledata.gofunc` without symbols: among the words of the runtime's
+    /// `moduledata` (in `.go.module`, or found in `.noptrdata` by its first two words:
+    /// this table's address and its name table's) and the starts of `.go.func` and
+    /// `.rodata`, the one from which the inline trees of a sample of functions read
+    /// as inline trees (each first entry names a function and points inside its
+    /// caller). Its place in `moduledata` moves between Go versions; this finds it in
+    /// each. `section` gives a section's address and stored bytes, `read` reads the
+    /// binary by link-time address; `table_addr` is this table's address.
+    pub(crate) fn find_gofunc(
+        &mut self,
+        table_addr: u64,
+        section: &dyn Fn(&str) -> Option<(u64, SharedBytes)>,
+        read: &dyn Fn(u64, &mut [u8]) -> usize,
+    ) {
+        if self.version == Version::Go116 {
+            return;
+        }
+        let names = table_addr.wrapping_add(self.funcnames as u64);
+        let word =
+            |b: &SharedBytes, k: usize| b.get(k * 8..k * 8 + 8).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes);
+        let module = section(".go.module").map(|(_, b)| b).or_else(|| {
+            let (_, b) = section(".noptrdata")?;
+            let at = (0..b.len() / 8).find(|&k| word(&b, k) == Some(table_addr) && word(&b, k + 1) == Some(names))?;
+            Some(b.slice(at * 8, b.len() - at * 8))
+        });
+        let mut candidates: Vec<u64> =
+            module.iter().flat_map(|m| (0..64).filter_map(|k| word(m, k))).filter(|&w| w != 0).collect();
+        candidates.extend([".go.func", ".rodata"].iter().filter_map(|n| Some(section(n)?.0)));
+        // Up to 16 functions with an inline tree, spread over the table.
+        let step = (self.nfunc / 256).max(1);
+        let samples: Vec<(GoFunc, u64, u32)> = (0..self.nfunc)
+            .step_by(step)
+            .filter_map(|i| {
+                let (entry, record) = self.index(i)?;
+                let (next, _) = self.index(i + 1)?;
+                let f = GoFunc { entry, record };
+                Some((f, next.checked_sub(entry)?, self.inline_tree_offset(&f)?))
+            })
+            .take(16)
+            .collect();
+        if samples.len() < 4 {
+            return;
+        }
+        let (size, name_at, parent_at) = self.inline_entry_layout();
+        self.gofunc = candidates.into_iter().find(|&base| {
+            samples.iter().all(|&(_, len, off)| {
+                let mut entry = [0u8; 20];
+                if read(base.wrapping_add(u64::from(off)), &mut entry[..size]) != size {
+                    return false;
+                }
+                let field = |k: usize| i32::from_le_bytes([entry[k], entry[k + 1], entry[k + 2], entry[k + 3]]);
+                let named = usize::try_from(field(name_at))
+                    .ok()
+                    .and_then(|o| self.string_at(self.funcnames.checked_add(o)?))
+                    .is_some_and(|n| n.contains('.'));
+                named && u64::try_from(field(parent_at)).is_ok_and(|p| p < len)
+            })
+        });
+    }
+
+    /// An inline tree entry: its size, and where its name offset and its parent pc
+    /// (from the function's entry) are.
+    fn inline_entry_layout(&self) -> (usize, usize, usize) {
+        // 1.18–1.19: parent, funcID, pad, file, line, name, parentPc; 1.20: funcID,
+        // pad, name, parentPc, startLine.
+        if self.version == Version::Go118 { (20, 12, 16) } else { (16, 4, 8) }
+    }
+
+    /// The functions inlined at `pc` into `f`, innermost first, each with the pc
+    /// whose file and line are its own (the innermost: `pc`; each outer one: its call
+    /// of the next); and the pc whose line is `f`'s own (its call of the outermost).
+    /// `read` reads the binary by link-time address.
+    pub(crate) fn inlined_at(
+        &self,
+        f: &GoFunc,
+        pc: u64,
+        read: &dyn Fn(u64, &mut [u8]) -> usize,
+    ) -> (Vec<(&str, u64)>, u64) {
+        let mut out = Vec::new();
+        let (Some(tree), Some(index_table)) = (self.inline_tree(f), self.pcdata(f, PCDATA_INLINE_INDEX)) else {
+            return (out, pc);
+        };
+        let (size, name_at, parent_at) = self.inline_entry_layout();
+        let size = size as u64;
+        let mut at = pc;
+        for _ in 0..MAX_INLINE_DEPTH {
+            let Some(ix) = self.pc_value(f, index_table, at).and_then(|i| u64::try_from(i).ok()) else { break };
+            let mut entry = [0u8; 20];
+            let Some(addr) = ix.checked_mul(size).and_then(|o| tree.checked_add(o)) else { break };
+            if read(addr, &mut entry[..size as usize]) != size as usize {
+                break;
+            }
+            let field = |k: usize| i32::from_le_bytes([entry[k], entry[k + 1], entry[k + 2], entry[k + 3]]);
+            let name = usize::try_from(field(name_at))
+                .ok()
+                .and_then(|o| self.funcnames.checked_add(o))
+                .and_then(|o| self.string_at(o));
+            let Some(name) = name else { break };
+            let Ok(parent) = u64::try_from(field(parent_at)) else { break };
+            out.push((name, at));
+            at = f.entry.wrapping_add(parent);
+        }
+        (out, at)
+    }
+
+    /// The link-time address of `f`'s inline tree, if it has one.
+    fn inline_tree(&self, f: &GoFunc) -> Option<u64> {
+        Some(self.gofunc?.wrapping_add(u64::from(self.inline_tree_offset(f)?)))
+    }
+
+    /// Where `f`'s inline tree is from `gofunc`, if it has one.
+    fn inline_tree_offset(&self, f: &GoFunc) -> Option<u32> {
+        let after = f.record + 4 + 4 * if self.version == Version::Go120 { 9 } else { 8 };
+        let nfuncdata = usize::from(*self.data.get(after + 3)?);
+        let npcdata = usize::try_from(self.field(f, 6)?).ok()?;
+        if FUNCDATA_INLINE_TREE >= nfuncdata {
+            return None;
+        }
+        let off = self.u32_at(after + 4 + 4 * npcdata + 4 * FUNCDATA_INLINE_TREE)?;
+        (off != u32::MAX).then_some(off)
+    }
+
+    /// The offset of `f`'s pc-data table `k` in the pc-value area, if it has one.
+    fn pcdata(&self, f: &GoFunc, k: usize) -> Option<u32> {
+        let after = f.record + 4 + 4 * if self.version == Version::Go120 { 9 } else { 8 };
+        let npcdata = usize::try_from(self.field(f, 6)?).ok()?;
+        (k < npcdata).then(|| self.u32_at(after + 4 + 4 * k)).flatten().filter(|&o| o != 0)
+    }
+
     /// An unsigned LEB128 varint (at most 32 bits) at `off`, and its length.
     fn uvarint(&self, off: usize) -> Option<(u32, usize)> {
         let mut v: u32 = 0;
@@ -294,20 +435,35 @@ impl super::ModuleSet {
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 // A position-independent build keeps it among its relocated data.
-                let data = img.stored_section(".gopclntab").or_else(|| img.stored_section(".data.rel.ro.gopclntab"))?;
-                GoTable::parse(data, img.text.map(|t| t.addr))
+                let (name, data) = [".gopclntab", ".data.rel.ro.gopclntab"]
+                    .into_iter()
+                    .find_map(|n| Some((n, img.stored_section(n)?)))?;
+                let mut table = GoTable::parse(data, img.text.map(|t| t.addr))?;
+                let section = |n: &str| Some((img.section_address(n)?, img.stored_section(n)?));
+                if let Some(addr) = img.section_address(name) {
+                    table.find_gofunc(addr, &section, &|at, buf| img.read_vaddr(at, buf));
+                }
+                Some(table)
             })
             .as_ref()
     }
 
     /// The function at link-time address `probe` of module `idx` from its Go table:
     /// its name, file and line, and its entry.
-    pub(crate) fn go_frame(&self, idx: usize, probe: u64) -> Option<(super::SourceFrame, u64)> {
+    pub(crate) fn go_frame(&self, idx: usize, probe: u64) -> Option<(Vec<super::SourceFrame>, u64)> {
         let t = self.go_table(idx)?;
         let f = t.func(probe)?;
-        let (file, line) = t.line(&f, probe).map_or((None, None), |(file, line)| (Some(file.to_string()), Some(line)));
-        let frame = super::SourceFrame { function: t.name(&f).map(str::to_string), file, line, column: None };
-        Some((frame, f.entry))
+        let at = |name: Option<&str>, pc: u64| {
+            let (file, line) = t.line(&f, pc).map_or((None, None), |(file, line)| (Some(file.to_string()), Some(line)));
+            super::SourceFrame { function: name.map(str::to_string), file, line, column: None }
+        };
+        let img = self.image(idx)?;
+        let (inlined, outer_pc) = t.inlined_at(&f, probe, &|addr, buf| img.read_vaddr(addr, buf));
+        // Innermost first, as the DWARF lookups list an inline chain; the function
+        // itself last, at its call of the outermost inlined one.
+        let mut frames: Vec<_> = inlined.iter().map(|&(name, pc)| at(Some(name), pc)).collect();
+        frames.push(at(t.name(&f), outer_pc));
+        Some((frames, f.entry))
     }
 
     /// Whether link-time address `probe` of module `idx` is in Go's `runtime.sigpanic`

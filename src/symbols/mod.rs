@@ -483,7 +483,7 @@ impl ModuleSet {
                         i,
                         if go {
                             format!(
-                                "no debug info for the Go executable {}: functions, files, lines and frames come from Go's function table (.gopclntab); no variables, no inlined frames",
+                                "no debug info for the Go executable {}: functions, inlined calls, files, lines and frames come from Go's function table (.gopclntab); no variables",
                                 e.record.path
                             )
                         } else {
@@ -719,10 +719,11 @@ impl ModuleSet {
             }
         }
         let mut has_name = res.frames.last().is_some_and(|f| f.function.is_some());
-        if !has_name && let Some((frame, entry)) = self.go_frame(idx, probe) {
-            // A Go program without DWARF: Go's own table names it, with its line.
-            res.symbol = frame.function.clone().map(|name| (name, entry));
-            res.frames = vec![frame];
+        if !has_name && let Some((frames, entry)) = self.go_frame(idx, probe) {
+            // A Go program without DWARF: Go's own table names it and what was inlined
+            // there, with their lines.
+            res.symbol = frames.last().and_then(|f| f.function.clone()).map(|name| (name, entry));
+            res.frames = frames;
             has_name = true;
         }
         if !has_name {
