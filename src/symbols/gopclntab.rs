@@ -187,6 +187,13 @@ impl GoTable {
         self.string_at(self.funcnames.checked_add(off)?)
     }
 
+    /// Where a 1.18+ record's fixed part ends: its `funcID`, `flag`, a pad byte and
+    /// `nfuncdata`, then the pc-data offsets (`npcdata` of them), then the function
+    /// data offsets (1.20 added `startLine` before them).
+    fn tail(&self, f: &GoFunc) -> usize {
+        f.record + 4 + 4 * if self.version == Version::Go120 { 9 } else { 8 }
+    }
+
     /// `_func.flag` (1.17+), or its equivalent from the name in a 1.16 table.
     fn flag(&self, f: &GoFunc) -> Option<u8> {
         if self.version == Version::Go116 {
@@ -199,9 +206,7 @@ impl GoTable {
                 0
             });
         }
-        // After the entry and eight u32 fields (1.20 adds startLine): funcID, flag.
-        let after = f.record + 4 + 4 * if self.version == Version::Go120 { 9 } else { 8 };
-        self.data.get(after + 1).copied()
+        self.data.get(self.tail(f) + 1).copied()
     }
 
     /// The outermost function of a stack (`runtime.goexit`, `runtime.mstart`,
@@ -299,13 +304,13 @@ impl GoTable {
         candidates.extend([".go.func", ".rodata"].iter().filter_map(|n| Some(section(n)?.0)));
         // Up to 16 functions with an inline tree, spread over the table.
         let step = (self.nfunc / 256).max(1);
-        let samples: Vec<(GoFunc, u64, u32)> = (0..self.nfunc)
+        // (the function's size, its tree's offset)
+        let samples: Vec<(u64, u32)> = (0..self.nfunc)
             .step_by(step)
             .filter_map(|i| {
                 let (entry, record) = self.index(i)?;
                 let (next, _) = self.index(i + 1)?;
-                let f = GoFunc { entry, record };
-                Some((f, next.checked_sub(entry)?, self.inline_tree_offset(&f)?))
+                Some((next.checked_sub(entry)?, self.inline_tree_offset(&GoFunc { entry, record })?))
             })
             .take(16)
             .collect();
@@ -314,7 +319,7 @@ impl GoTable {
         }
         let (size, name_at, parent_at) = self.inline_entry_layout();
         self.gofunc = candidates.into_iter().find(|&base| {
-            samples.iter().all(|&(_, len, off)| {
+            samples.iter().all(|&(len, off)| {
                 let mut entry = [0u8; 20];
                 if read(base.wrapping_add(u64::from(off)), &mut entry[..size]) != size {
                     return false;
@@ -381,7 +386,7 @@ impl GoTable {
 
     /// Where `f`'s inline tree is from `gofunc`, if it has one.
     fn inline_tree_offset(&self, f: &GoFunc) -> Option<u32> {
-        let after = f.record + 4 + 4 * if self.version == Version::Go120 { 9 } else { 8 };
+        let after = self.tail(f);
         let nfuncdata = usize::from(*self.data.get(after + 3)?);
         let npcdata = usize::try_from(self.field(f, 6)?).ok()?;
         if FUNCDATA_INLINE_TREE >= nfuncdata {
@@ -393,7 +398,7 @@ impl GoTable {
 
     /// The offset of `f`'s pc-data table `k` in the pc-value area, if it has one.
     fn pcdata(&self, f: &GoFunc, k: usize) -> Option<u32> {
-        let after = f.record + 4 + 4 * if self.version == Version::Go120 { 9 } else { 8 };
+        let after = self.tail(f);
         let npcdata = usize::try_from(self.field(f, 6)?).ok()?;
         (k < npcdata).then(|| self.u32_at(after + 4 + 4 * k)).flatten().filter(|&o| o != 0)
     }
