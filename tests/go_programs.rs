@@ -598,13 +598,17 @@ fn stripped_with_a_corrupt_table_is_survived() {
     assert!(snap["threads"].as_array().is_some_and(|t| !t.is_empty()), "{snap}");
 }
 
-/// A stripped build attached to live: every thread walked from Go's table.
-fn stripped_live_is_walked_from_gos_table(go: Go) {
-    let mut child = start_waiting(stripped_program(go), Stdio::null());
+/// bt's snapshot of a running child, which is then killed.
+fn trace_and_kill(mut child: std::process::Child) -> Value {
     let snap = bt_json(&["ptrace", &child.id().to_string()]);
     let _ = child.kill();
     let _ = child.wait();
-    assert_walked_from_table(&snap);
+    snap
+}
+
+/// A stripped build attached to live: every thread walked from Go's table.
+fn stripped_live_is_walked_from_gos_table(go: Go) {
+    assert_walked_from_table(&trace_and_kill(start_waiting(stripped_program(go), Stdio::null())));
 }
 
 /// A stripped position-independent build (its table is then `.data.rel.ro.gopclntab`,
@@ -612,11 +616,7 @@ fn stripped_live_is_walked_from_gos_table(go: Go) {
 #[test]
 fn stripped_pie_live_is_walked_from_gos_table() {
     let exe = build(Go::Debian, &["-buildmode=pie", "-ldflags=-s -w"]);
-    let mut child = start_waiting(&exe, Stdio::null());
-    let snap = bt_json(&["ptrace", &child.id().to_string()]);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_walked_from_table(&snap);
+    assert_walked_from_table(&trace_and_kill(start_waiting(&exe, Stdio::null())));
 }
 
 /// A stripped cgo program blocked in C: the C frames (named from `.eh_frame` and
@@ -648,9 +648,7 @@ fn stripped_cgo_c_frames_are_not_named_as_go() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
     wait_all_asleep(child.id(), 2, 30);
-    let snap = bt_json(&["ptrace", &child.id().to_string()]);
-    let _ = child.kill();
-    let _ = child.wait();
+    let snap = trace_and_kill(child);
     let in_c = snap["threads"]
         .as_array()
         .into_iter()
@@ -675,16 +673,14 @@ fn debian_gofmt_stripped_live() {
     let gofmt = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/gofmt");
     let bytes = std::fs::read(&gofmt).unwrap_or_else(|e| panic!("{}: {e}", gofmt.display()));
     assert!(!bytes.windows(11).any(|w| w == b".debug_info"), "Debian's gofmt is expected stripped");
-    let mut child = Command::new(&gofmt)
+    let child = Command::new(&gofmt)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start gofmt");
     wait_all_asleep(child.id(), 2, 30);
-    let snap = bt_json(&["ptrace", &child.id().to_string()]);
-    let _ = child.kill();
-    let _ = child.wait();
+    let snap = trace_and_kill(child);
     assert_walked_from_table(&snap);
     let reading: Vec<&str> = snap["threads"]
         .as_array()

@@ -321,7 +321,7 @@ impl Image {
     /// A section's contents by name, decompressed when SHF_COMPRESSED (zlib or zstd).
     /// Uncompressed sections are windows on the mmap; nothing is copied.
     pub(crate) fn section_data(&self, name: &str) -> Option<SharedBytes> {
-        if let Some(stored) = self.stored_section(name) {
+        if let Some((_, stored)) = self.stored_section(name) {
             return Some(stored);
         }
         let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes).ok()?;
@@ -329,23 +329,18 @@ impl Image {
         Some(SharedBytes::owned(data.into_owned()))
     }
 
-    /// A section's link-time address by name.
-    pub(crate) fn section_address(&self, name: &str) -> Option<u64> {
-        let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes).ok()?;
-        Some(file.section_by_name(name)?.address())
-    }
-
     /// A section's contents by name when stored as is (a window on the mmap); None
     /// when absent or SHF_COMPRESSED (for a section no toolchain compresses, so that a
     /// crafted file cannot make bt inflate it).
-    pub(crate) fn stored_section(&self, name: &str) -> Option<SharedBytes> {
+    /// With the section's link-time address.
+    pub(crate) fn stored_section(&self, name: &str) -> Option<(u64, SharedBytes)> {
         let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*self.bytes).ok()?;
         let s = file.section_by_name(name)?;
         if s.compressed_file_range().ok()?.format != object::CompressionFormat::None {
             return None;
         }
         let (offset, size) = s.file_range()?;
-        Some(self.bytes.slice(offset as usize, size as usize))
+        Some((s.address(), self.bytes.slice(offset as usize, size as usize)))
     }
 
     /// Names of the SHF_COMPRESSED sections among `names`.

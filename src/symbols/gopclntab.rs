@@ -440,14 +440,10 @@ impl super::ModuleSet {
             .get_or_init(|| {
                 let img = self.image(idx)?;
                 // A position-independent build keeps it among its relocated data.
-                let (name, data) = [".gopclntab", ".data.rel.ro.gopclntab"]
-                    .into_iter()
-                    .find_map(|n| Some((n, img.stored_section(n)?)))?;
+                let (addr, data) =
+                    [".gopclntab", ".data.rel.ro.gopclntab"].into_iter().find_map(|n| img.stored_section(n))?;
                 let mut table = GoTable::parse(data, img.text.map(|t| t.addr))?;
-                let section = |n: &str| Some((img.section_address(n)?, img.stored_section(n)?));
-                if let Some(addr) = img.section_address(name) {
-                    table.find_gofunc(addr, &section, &|at, buf| img.read_vaddr(at, buf));
-                }
+                table.find_gofunc(addr, &|n| img.stored_section(n), &|at, buf| img.read_vaddr(at, buf));
                 Some(table)
             })
             .as_ref()
