@@ -498,3 +498,118 @@ fn values_under_a_tail_call_frame_match_gdb() {
         "the precondition failed: gdb shows too few values of {f} ({compared}, {entry} entry values):\n{text}"
     );
 }
+
+/// The `.dwo` files in `dir`.
+fn dwo_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("scratch dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "dwo"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Frames (inlined calls, names as gdb names them) and variables of a split DWARF build
+/// against gdb, which reads the split units; then with the split units gone, which bt
+/// must say, and where it then has no variables of the program's functions.
+fn check_split(exe: &Path, core: &Path, moved: &[PathBuf]) {
+    let (c, e) = (core.to_str().expect("utf-8"), exe.to_str().expect("utf-8"));
+    let snap = bt_json(&["ptrace", "--core", c, e]);
+    let gdb = gdb_core(exe, core);
+    if let Err(diff) = compare_report(&gdb, &snap) {
+        panic!("{}: frames differ from gdb's:\n{diff}", exe.display());
+    }
+    let text = gdb_text(exe, core, &[]);
+    let n = compare(&gdb_values(&text), &bt_values(&snap), &["shop::Inventory::fail", "main"]);
+    assert!(n >= 2, "{}: too few values compared ({n}); gdb said:\n{text}", exe.display());
+    let functions: Vec<String> = snap["threads"][0]["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter_map(|f| f["function"].as_str().map(str::to_string))
+        .collect();
+    assert!(functions.iter().any(|f| f == "shop::Inventory::fail"), "{}: {functions:?}", exe.display());
+    for m in moved {
+        std::fs::rename(m, m.with_extension("away")).expect("moving the split unit away");
+    }
+    let without = bt_json(&["ptrace", "--core", c, e]);
+    for m in moved {
+        std::fs::rename(m.with_extension("away"), m).expect("moving the split unit back");
+    }
+    let said = without["problems"].to_string();
+    assert!(said.contains("split DWARF file") && said.contains("not found"), "no problem said: {said}");
+    let vars = bt_values(&without);
+    assert!(!vars.keys().any(|(f, _)| f.contains("Inventory")), "variables without the split unit: {vars:?}");
+}
+
+#[test]
+fn split_dwarf_units_are_read_from_dwo_files_and_dwp_packages_as_gdb_reads_them() {
+    let src = repo_root().join("examples/variables/vars.cpp");
+    // DWARF 5 (split units of DW_UT_split_compile) and DWARF 4 (GNU's extension), -O2
+    // (inlined calls, location lists in the .dwo): the .dwo beside the executable.
+    let mut built = Vec::new();
+    for (tag, version) in [("5", "-gdwarf-5"), ("4", "-gdwarf-4")] {
+        let dir = scratch_dir(&format!("bt-cores-split-dwarf-{tag}"));
+        let c = build_and_crash(&dir, &format!("split{tag}"), "g++", &["-O2", "-g", version, "-gsplit-dwarf"], &src);
+        let dwos = dwo_files(&dir);
+        assert_eq!(dwos.len(), 1, "g++ -gsplit-dwarf wrote no .dwo in {}", dir.display());
+        check_split(&c.exe, &c.core, &dwos);
+        built.push((c, dwos[0].clone()));
+    }
+    // A .dwo cut short, then the other build's .dwo, in the place of the DWARF 5 one:
+    // each said, every frame still there, never fatal.
+    let ((c, dwo), (_, other)) = (&built[0], &built[1]);
+    let kept = std::fs::read(dwo).expect("reading the .dwo");
+    let args = ["ptrace", "--core", c.core.to_str().expect("utf-8"), c.exe.to_str().expect("utf-8")];
+    let physical = |snap: &serde_json::Value| {
+        let frames = snap["threads"][0]["frames"].as_array().expect("frames").clone();
+        frames.iter().filter(|f| f["inlined"] == false).map(|f| f["pc"].clone()).collect::<Vec<_>>()
+    };
+    let good = physical(&bt_json(&args));
+    for (bad, said) in
+        [(kept[..kept.len() / 2].to_vec(), "not readable"), (std::fs::read(other).expect("dwo"), "another build")]
+    {
+        std::fs::write(dwo, &bad).expect("writing the bad .dwo");
+        let snap = bt_json(&args);
+        let problems = snap["problems"].to_string();
+        assert!(problems.contains(said), "a bad .dwo ({said}) not said: {problems}");
+        assert_eq!(physical(&snap), good, "frames lost with a bad .dwo ({said})");
+    }
+    std::fs::write(dwo, &kept).expect("restoring the .dwo");
+    // A .dwp package (what a release ships instead of the .dwo files): objects compiled
+    // apart, linked, packaged; the .dwo files deleted. DWARF 4 by binutils' dwp, read
+    // by gdb too; DWARF 5 by llvm-dwp, whose packages gdb 13 crashes on: there bt with
+    // the package must say what it said with the .dwo files (checked against gdb).
+    for (tag, version, packer) in [("4", "-gdwarf-4", "dwp"), ("5", "-gdwarf-5", "llvm-dwp")] {
+        let dir = scratch_dir(&format!("bt-cores-split-dwarf-dwp{tag}"));
+        let obj = dir.join("vars.o");
+        let st = Command::new("g++")
+            .args(["-O2", "-g", version, "-gsplit-dwarf", "-c", "-o"])
+            .arg(&obj)
+            .arg(&src)
+            .status()
+            .expect("g++");
+        assert!(st.success());
+        let c = build_and_crash(&dir, &format!("splitdwp{tag}"), "g++", &[], &obj);
+        let (core, exe) = (c.core.to_str().expect("utf-8"), c.exe.to_str().expect("utf-8"));
+        let with_dwo = bt_json(&["ptrace", "--core", core, exe]);
+        if packer == "llvm-dwp" {
+            // Before the package exists: gdb would read it, and crash.
+            check_split(&c.exe, &c.core, &dwo_files(&dir));
+        }
+        let dwp = dir.join(format!("splitdwp{tag}.dwp"));
+        let st = Command::new(packer).arg("-e").arg(&c.exe).arg("-o").arg(&dwp).status().expect(packer);
+        assert!(st.success(), "{packer} failed");
+        let dwos = dwo_files(&dir);
+        assert_eq!(dwos.len(), 1);
+        if packer == "dwp" {
+            std::fs::remove_file(&dwos[0]).expect("removing the .dwo");
+            check_split(&c.exe, &c.core, std::slice::from_ref(&dwp));
+        } else {
+            std::fs::remove_file(&dwos[0]).expect("removing the .dwo");
+            let with_dwp = bt_json(&["ptrace", "--core", core, exe]);
+            assert_eq!(with_dwp["threads"], with_dwo["threads"], "the package reads otherwise than the .dwo");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use super::location::{eval_expr, single_register};
 use super::variables::{EntryKey, die_path, eval_frame_base, frame_base_expr, frame_regs};
 use crate::capture::Memory;
 use crate::snapshot::{Frame, Registers, Trust};
-use gimli::{AttributeValue, Reader as _, UnitRef};
+use gimli::{AttributeValue, Reader as _};
 use std::sync::Arc;
 
 /// How many callers up a chain of entry values is followed (a call value that is the
@@ -108,7 +108,7 @@ impl ModuleSet {
         {
             return out;
         }
-        let unit = UnitRef::new(&plan.sections, &plan.unit);
+        let unit = plan.unit.unit_ref(&plan.sections);
         let mut env = self.frame_env(idx, thread, frame_regs(thread, regs), false, cfa, memory, entry);
         env.frame_base = plan.base_expr.clone().and_then(|x| eval_frame_base(x, unit, &env));
         for (expr, register, parameter) in &plan.params {
@@ -152,7 +152,7 @@ impl ModuleSet {
         let (unit_off, dies) = die_path(fast, probe, lazy, names)?;
         let func = dies.iter().rev().find_map(|d| *d)?;
         let parsed = self.unit_at(idx, &sections, unit_off)?;
-        let unit = UnitRef::new(&sections, &parsed);
+        let unit = parsed.unit_ref(&sections);
         let site = super::lookup::call_site_at(unit, func, ret, |e| Some(e.offset()))?;
         let base_expr = frame_base_expr(unit, func, &mut names.frame_bases);
         drop(guard);
@@ -195,7 +195,7 @@ impl ModuleSet {
 /// it gives the callee (the register it was passed in, the callee's parameter DIE).
 pub(crate) struct CallPlan {
     sections: Arc<gimli::Dwarf<Reader>>,
-    unit: Arc<gimli::Unit<Reader>>,
+    unit: Arc<super::split::Parsed>,
     base_expr: Option<gimli::Expression<Reader>>,
     params: Vec<(gimli::Expression<Reader>, Option<u16>, Option<usize>)>,
 }

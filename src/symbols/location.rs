@@ -277,15 +277,22 @@ pub(super) fn location_expr(
         AttributeValue::Exprloc(expr) if expr.0.is_empty() => return Ok(None),
         AttributeValue::Exprloc(expr) => return Ok(Some(expr)),
         AttributeValue::LocationListsRef(o) => o,
+        AttributeValue::DebugLocListsIndex(i) if unit.dwarf.file_type == gimli::DwarfFileType::Dwo => {
+            unit.dwarf.locations.get_offset(unit.encoding(), unit.loclists_base, i).map_err(fail)?
+        }
         AttributeValue::DebugLocListsIndex(i) => {
             let Some(l) = locs else { return Err(EvalError::Unavailable("no location list sections".into())) };
             l.get_offset(unit.encoding(), unit.loclists_base, i).map_err(fail)?
         }
         _ => return Err(EvalError::Unavailable("unsupported DW_AT_location form".into())),
     };
-    let Some(l) = locs else { return Err(EvalError::Unavailable("no location list sections".into())) };
-    let mut iter =
-        l.locations(offset, unit.encoding(), unit.low_pc, &unit.dwarf.debug_addr, unit.addr_base).map_err(fail)?;
+    // A split unit's lists are in its `.dwo`, in that file's encoding (see `split`).
+    let mut iter = if unit.dwarf.file_type == gimli::DwarfFileType::Dwo {
+        unit.dwarf.locations(unit.unit, offset).map_err(fail)?
+    } else {
+        let Some(l) = locs else { return Err(EvalError::Unavailable("no location list sections".into())) };
+        l.locations(offset, unit.encoding(), unit.low_pc, &unit.dwarf.debug_addr, unit.addr_base).map_err(fail)?
+    };
     let mut n = 0;
     while let Some(entry) = iter.next().map_err(fail)? {
         n += 1;

@@ -14,6 +14,7 @@ use super::elf::Reader;
 
 use super::linetable::Program;
 pub(crate) use super::outline::{MAX_OUTLINE_DIES, Outline, OutlineStore};
+use super::split::{Parsed, SplitFiles};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,8 +34,10 @@ pub(crate) struct Index {
     dwarf: Arc<gimli::Dwarf<Reader>>,
     /// Unit headers in section order (so sorted by offset).
     headers: Vec<gimli::UnitHeader<Reader>>,
-    /// Parsed units (abbreviations, root attributes, line-program header), by index.
-    units: Vec<Option<Arc<gimli::Unit<Reader>>>>,
+    /// Parsed units (abbreviations, root attributes, line-program header), by index;
+    /// a skeleton's split unit in its place (`split`).
+    units: Vec<Option<Arc<Parsed>>>,
+    split: Arc<SplitFiles>,
     /// Unit address ranges `[begin, end)` sorted by begin, with the unit index.
     ranges: Vec<(u64, u64, usize)>,
     /// Some compile unit has no known ranges: a pc outside `ranges` may still be in it.
@@ -77,7 +80,7 @@ pub(crate) fn contains(
 impl Index {
     /// Loads the sections (inflating compressed ones) and indexes unit ranges:
     /// `.debug_aranges` where it covers a unit, else the unit's root DIE ranges.
-    pub(crate) fn new(dwarf: gimli::Dwarf<Reader>, store: Arc<OutlineStore>) -> Index {
+    pub(crate) fn new(dwarf: gimli::Dwarf<Reader>, store: Arc<OutlineStore>, split: Arc<SplitFiles>) -> Index {
         let mut headers = Vec::new();
         let mut iter = dwarf.units();
         while let Ok(Some(h)) = iter.next() {
@@ -97,6 +100,7 @@ impl Index {
             outlines: HashMap::new(),
             nested: HashMap::new(),
             names: HashMap::new(),
+            split,
         };
         let mut covered = vec![false; ix.headers.len()];
         let mut aranges = ix.dwarf.debug_aranges.headers();
@@ -112,7 +116,8 @@ impl Index {
             }
         }
         for ui in (0..ix.headers.len()).filter(|&ui| !covered[ui]) {
-            let Some(unit) = ix.unit(ui) else { continue };
+            // A skeleton's ranges are its split unit's: no `.dwo` is opened here.
+            let Ok(unit) = ix.dwarf.unit(ix.headers[ui].clone()) else { continue };
             let uref = unit.unit_ref(&ix.dwarf);
             let before = ix.ranges.len();
             if let Ok(mut rs) = uref.unit_ranges() {
@@ -150,9 +155,9 @@ impl Index {
         i.checked_sub(1)
     }
 
-    fn unit(&mut self, ui: usize) -> Option<Arc<gimli::Unit<Reader>>> {
+    fn unit(&mut self, ui: usize) -> Option<Arc<Parsed>> {
         if self.units[ui].is_none() {
-            let unit = self.dwarf.unit(self.headers[ui].clone()).ok()?;
+            let unit = self.split.parse(&self.dwarf, self.headers[ui].clone())?;
             self.units[ui] = Some(Arc::new(unit));
         }
         self.units[ui].clone()
@@ -283,7 +288,8 @@ impl Index {
             return Ok(None);
         }
         let Some(unit) = self.unit(ui) else { return Ok(None) };
-        let uref = unit.unit_ref(&self.dwarf);
+        let dwarf = self.dwarf.clone();
+        let uref = unit.unit_ref(&dwarf);
         let Ok(e) = uref.entry(die) else { return Ok(None) };
         for at in [gimli::DW_AT_linkage_name, gimli::DW_AT_MIPS_linkage_name, gimli::DW_AT_name] {
             if let Some(n) = e.attr_value(at).and_then(|v| read_string(uref, v)) {
@@ -293,6 +299,8 @@ impl Index {
         let link = e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification));
         match link {
             Some(gimli::AttributeValue::UnitRef(o)) => self.plain_name(ui, o, budget - 1),
+            // A split unit's offsets are not the module's (see `split`).
+            Some(gimli::AttributeValue::DebugInfoRef(_)) if is_split(uref) => Ok(None),
             Some(gimli::AttributeValue::DebugInfoRef(o)) => {
                 let Some(other) = self.unit_containing(o.0) else { return Ok(None) };
                 let base = self.headers[other].offset().0;
@@ -306,7 +314,7 @@ impl Index {
 
     /// The unit and subprogram holding `probe`: the first candidate unit whose outline
     /// has a function there.
-    fn function_unit(&mut self, probe: u64) -> Result<Option<(usize, Arc<gimli::Unit<Reader>>, Off)>, Fallback> {
+    fn function_unit(&mut self, probe: u64) -> Result<Option<(usize, Arc<Parsed>, Off)>, Fallback> {
         let cands = self.candidates(probe);
         if cands.is_empty() && self.incomplete {
             return Err(Fallback);
@@ -347,6 +355,9 @@ impl Index {
         uref: gimli::UnitRef<'_, Reader>,
         o: gimli::DebugInfoOffset<usize>,
     ) -> Option<(gimli::Unit<Reader>, Off)> {
+        if is_split(uref) {
+            return other_unit(uref, o);
+        }
         let i = self.headers.partition_point(|h| h.offset().0 <= o.0).checked_sub(1);
         match i.map(|i| &self.headers[i]) {
             Some(h) if o.0 < h.offset().0 + h.length_including_self() => {
@@ -356,6 +367,11 @@ impl Index {
             _ => other_unit(uref, o),
         }
     }
+}
+
+/// Whether `uref` is a split unit, read from a `.dwo` (see `split`).
+fn is_split(uref: gimli::UnitRef<'_, Reader>) -> bool {
+    uref.dwarf.file_type == gimli::DwarfFileType::Dwo
 }
 
 /// Every subprogram of the unit with its address ranges, at any depth (inside types

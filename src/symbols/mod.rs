@@ -24,6 +24,7 @@ mod outline;
 mod scopes;
 mod seccache;
 mod sharded;
+mod split;
 mod typed;
 mod types;
 mod variables;
@@ -93,6 +94,8 @@ pub(crate) struct Entry {
     lookup: OnceLock<Option<Mutex<lookup::Index>>>,
     /// Unit outlines and line spans, shared by `lookup` and `dwarf` (each built once).
     outlines: OnceLock<Arc<lookup::OutlineStore>>,
+    /// The `.dwo`/`.dwp` files of a split DWARF build, shared by `lookup` and variables.
+    split: OnceLock<Arc<split::SplitFiles>>,
     symbols: OnceLock<names::SymbolIndex>,
     /// Data-object symbols, indexed when a pointer value first needs a name.
     data_symbols: OnceLock<names::SymbolIndex>,
@@ -100,7 +103,7 @@ pub(crate) struct Entry {
     locs: OnceLock<Option<gimli::LocationLists<elf::Reader>>>,
     /// Units variables were read in, parsed once (abbreviations, line program
     /// header): threads share pcs, so they share units. By unit offset.
-    pub(crate) units: Mutex<HashMap<usize, Arc<gimli::Unit<elf::Reader>>>>,
+    pub(crate) units: Mutex<HashMap<usize, Arc<split::Parsed>>>,
     /// Start offsets of the DWARF units, in order (for references between units).
     pub(crate) unit_starts: OnceLock<Vec<usize>>,
     /// `frame_dies` answers for variables, by probe (threads share pcs).
@@ -151,6 +154,8 @@ pub struct ModuleSet {
     entries: Vec<Entry>,
     /// Debug roots: /usr/lib/debug, then `SymbolOptions::debug_dirs`.
     roots: Vec<PathBuf>,
+    /// `SymbolOptions::sysroot` (split DWARF files are looked for under it too).
+    sysroot: Option<PathBuf>,
     /// Problems found lazily (opening files, debug lookup); see [`ModuleSet::take_problems`].
     problems: Mutex<Vec<Problem>>,
     cache: Vec<Cache>,
@@ -384,6 +389,7 @@ impl ModuleSet {
         let set = ModuleSet {
             entries,
             roots,
+            sysroot: opts.sysroot.clone(),
             problems: Mutex::new(Vec::new()),
             cache: (0..CACHE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             plt_targets: Mutex::new(HashMap::new()),
@@ -518,6 +524,11 @@ impl ModuleSet {
             let failure = m.lock().ok().and_then(|mut g| g.0.take_failure());
             if let Some(err) = failure {
                 self.problem(idx, format!("DWARF units: {err}: some inlined frames and variables may be missing"));
+            }
+            if let Some(split) = self.entries[idx].split.get() {
+                for note in split.take_notes() {
+                    self.problem(idx, note);
+                }
             }
         }
         self.problems.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default()
@@ -672,9 +683,20 @@ impl ModuleSet {
                     let sup = debugfile::find_alt(src, &self.roots)?;
                     dwarf.set_sup(dwarf::load_dwarf(&sup).ok()?);
                 }
-                Some(Mutex::new(lookup::Index::new(dwarf, self.outline_store(idx, src))))
+                Some(Mutex::new(lookup::Index::new(dwarf, self.outline_store(idx, src), self.split_files(idx))))
             })
             .as_ref()
+    }
+
+    /// The module's split DWARF files (opened when a skeleton unit is first read).
+    pub(crate) fn split_files(&self, idx: usize) -> Arc<split::SplitFiles> {
+        let e = &self.entries[idx];
+        e.split
+            .get_or_init(|| {
+                let dirs = self.roots.iter().skip(1).cloned().collect();
+                Arc::new(split::SplitFiles::new(e.open_path.clone(), self.sysroot.clone(), dirs))
+            })
+            .clone()
     }
 
     /// The module's outline store; `src` is the file holding its DWARF (the module or
@@ -761,6 +783,7 @@ impl Entry {
             dwarf: OnceLock::new(),
             lookup: OnceLock::new(),
             outlines: OnceLock::new(),
+            split: OnceLock::new(),
             symbols: OnceLock::new(),
             locs: OnceLock::new(),
             data_symbols: OnceLock::new(),

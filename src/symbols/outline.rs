@@ -41,7 +41,10 @@ impl OutlineStore {
     /// The outline of `uref`'s unit: from memory, else from the disk cache, else built
     /// (and stored). None when the outline pass fails on malformed DWARF.
     pub(crate) fn get(&self, uref: gimli::UnitRef<'_, Reader>) -> Option<Arc<Outline>> {
-        let unit = uref.header.offset().0;
+        // A split unit's DIEs are its `.dwo`'s, a skeleton's (the same offset, when the
+        // `.dwo` could not be had) its own: two outlines, kept apart on disk.
+        let split = uref.dwarf.file_type == gimli::DwarfFileType::Dwo;
+        let unit = uref.header.offset().0 | if split { 1 << 62 } else { 0 };
         // A panic while building cannot leave a half-made entry: insertion comes last.
         let mut units = self.units.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(o) = units.get(&unit) {

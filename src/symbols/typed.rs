@@ -39,7 +39,7 @@ impl ModuleSet {
             }
         };
         let unit = self.unit_at(idx, &dwarf, unit_off)?;
-        let unit_ref = UnitRef::new(&dwarf, &unit);
+        let unit_ref = unit.unit_ref(&dwarf);
         let table = TypeTable::default();
         let symbolize = |a: u64| self.function_name(a);
         let data_symbol = |a: u64| self.data_name(a);

@@ -457,7 +457,7 @@ pub(super) fn eval_frame_base(
 /// pool stop at the same pcs: one lookup serves them all.
 pub(crate) struct FramePlan {
     sections: Arc<gimli::Dwarf<Reader>>,
-    unit: Arc<gimli::Unit<Reader>>,
+    unit: Arc<super::split::Parsed>,
     lists: Vec<Option<super::dwarf::ScopeVars>>,
     base_expr: Option<gimli::Expression<Reader>>,
 }
@@ -519,6 +519,10 @@ impl ModuleSet {
         sections: &gimli::Dwarf<Reader>,
         o: gimli::DebugInfoOffset,
     ) -> Option<(Arc<gimli::Unit<Reader>>, gimli::UnitOffset)> {
+        // A split unit's references stay in it (see `split`).
+        if sections.file_type == gimli::DwarfFileType::Dwo {
+            return None;
+        }
         let starts = self.entry(idx).unit_starts.get_or_init(|| {
             let mut v = Vec::new();
             let mut units = sections.units();
@@ -528,24 +532,28 @@ impl ModuleSet {
             v
         });
         let i = starts.partition_point(|s| *s <= o.0).checked_sub(1)?;
-        let unit = self.unit_at(idx, sections, starts[i])?;
-        let off = o.to_unit_offset(&unit.header)?;
-        Some((unit, off))
+        let parsed = self.unit_at(idx, sections, starts[i])?;
+        if parsed.split.is_some() {
+            return None;
+        }
+        let off = o.to_unit_offset(&parsed.unit.header)?;
+        Some((parsed.unit.clone(), off))
     }
 
-    /// The unit whose header is at `.debug_info` offset `off` of module `idx`, parsed once.
+    /// The unit whose header is at `.debug_info` offset `off` of module `idx`, parsed
+    /// once; a skeleton's split unit in its place (see `split`).
     pub(crate) fn unit_at(
         &self,
         idx: usize,
         sections: &gimli::Dwarf<Reader>,
         off: usize,
-    ) -> Option<Arc<gimli::Unit<Reader>>> {
+    ) -> Option<Arc<super::split::Parsed>> {
         let cache = &self.entry(idx).units;
         if let Some(u) = cache.lock().ok()?.get(&off) {
             return Some(u.clone());
         }
         let header = sections.debug_info.header_from_offset(gimli::DebugInfoOffset(off)).ok()?;
-        let unit = Arc::new(sections.unit(header).ok()?);
+        let unit = Arc::new(self.split_files(idx).parse(sections, header)?);
         cache.lock().ok()?.insert(off, unit.clone());
         Some(unit)
     }
@@ -666,7 +674,7 @@ impl ModuleSet {
         let innermost = physical.trust == Trust::Context;
         let Some(plan) = self.frame_plan(idx, probe, tail_call) else { return none() };
         let FramePlan { sections, unit: parsed, lists, base_expr } = &*plan;
-        let unit = UnitRef::new(sections, parsed);
+        let unit = parsed.unit_ref(sections);
         let mut env = self.frame_env(idx, thread, regs, innermost, cfa, memory, entry);
         env.frame_base = base_expr.clone().and_then(|expr| eval_frame_base(expr, unit, &env));
         let unit_key = unit.unit.header.offset().0;
@@ -729,7 +737,7 @@ impl ModuleSet {
         let sections = names.dwarf.clone()?;
         let (unit_off, mut dies) = die_path(fast, probe, lazy, names)?;
         let parsed = self.unit_at(idx, &sections, unit_off)?;
-        let unit = UnitRef::new(&sections, &parsed);
+        let unit = parsed.unit_ref(&sections);
         if tail_call {
             dies.truncate(1);
         }
@@ -757,7 +765,7 @@ impl ModuleSet {
         let (_, names) = &mut *guard;
         let sections = names.dwarf.clone()?;
         let parsed = self.unit_at(idx, &sections, unit_off)?;
-        let unit = UnitRef::new(&sections, &*parsed);
+        let unit = parsed.unit_ref(&sections);
         let (types_cache, scopes) = names.types_and_scopes();
         let types = types_cache.units.entry(unit_off).or_default();
         let mut scoped = |o: TypeRef, n: String| super::dwarf::scoped_name(unit, o, n, scopes);
