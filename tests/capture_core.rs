@@ -415,3 +415,62 @@ fn a_fifo_in_the_file_list_does_not_hang_the_tracer() {
     assert!(status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("Thread"), "threads still listed: {text}");
 }
+
+/// Cores as systemd-coredump keeps them (zstd, streamed without a content size): read
+/// as the core they inflate to; a stream cut short gives the core as far as it goes,
+/// with the problem said; xz and lz4 cores, and zstd streams of something else, are
+/// clear errors.
+#[test]
+fn zstd_compressed_cores_are_read_as_the_core_they_hold() {
+    use std::io::Write;
+    let f = fixture();
+    let full = std::fs::read(&f.core).expect("read core");
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).expect("zstd");
+    enc.write_all(&full).expect("compress");
+    let packed = enc.finish().expect("compress");
+    let dir = f.dir.join("zstd");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let zst = dir.join("core.crashy.zst");
+    std::fs::write(&zst, &packed).expect("write");
+
+    let plain = corefile::open(&f.core, Some(&f.exe)).expect("the core");
+    let cap = corefile::open(&zst, Some(&f.exe)).expect("the compressed core");
+    let regs = |c: &bt::capture::Capture| {
+        c.threads.iter().map(|t| (t.tid, t.registers.rip, t.registers.rsp)).collect::<Vec<_>>()
+    };
+    assert_eq!(regs(&cap), regs(&plain));
+    assert_eq!(cap.maps.len(), plain.maps.len());
+    assert_eq!(cap.signal.as_ref().map(|s| s.fault_address), Some(Some(0x10)));
+    assert!(cap.problems.is_empty(), "{:?}", cap.problems);
+    for t in &plain.threads {
+        let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
+        assert_eq!(cap.memory.read(t.registers.rsp, &mut a), plain.memory.read(t.registers.rsp, &mut b));
+        assert_eq!(a, b, "stack of {}", t.tid);
+    }
+
+    // Cut short, as a disk that filled up while systemd-coredump wrote it.
+    let cut = dir.join("core.cut.zst");
+    std::fs::write(&cut, &packed[..packed.len() / 2]).expect("write");
+    let cap = corefile::open(&cut, None).expect("half a compressed core opens");
+    assert_eq!(cap.threads.len(), 5);
+    assert!(
+        cap.problems.iter().any(|p| p.message.contains("zstd stream") && p.message.contains("breaks")),
+        "{:?}",
+        cap.problems
+    );
+
+    // Other compressions, and a zstd stream of something that is no core.
+    for (name, bytes, want) in [
+        ("core.xz", b"\xfd7zXZ\x00\x00\x04garbage".to_vec(), "compressed with xz"),
+        ("core.lz4", b"\x04\x22\x4d\x18garbage".to_vec(), "compressed with lz4"),
+        ("junk.zst", zstd::encode_all(&b"not a core at all ".repeat(8)[..], 3).expect("zstd"), "no ELF magic"),
+        ("bad.zst", b"\x28\xb5\x2f\xfd\xff\xff\xff\xff".to_vec(), "zstd stream"),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, &bytes).expect("write");
+        match corefile::open(&p, None) {
+            Err(e @ CaptureError::NotACore { .. }) => assert!(e.to_string().contains(want), "{name}: {e}"),
+            other => panic!("{name}: {:?}", other.map(|c| c.threads.len())),
+        }
+    }
+}

@@ -185,6 +185,26 @@ pub fn open(path: &Path, exe: Option<&Path>) -> Result<Capture, CaptureError> {
         }
         Err(e) => return Err(io(e)),
     };
+    let mut head = [0u8; 8];
+    let got = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).map_err(io)?;
+    match compressed::compression(&head[..got]) {
+        Some(compressed::Compression::Zstd) => {
+            let (inflated, problem) = compressed::inflate(&file, &name)?;
+            let mut cap = from_bytes(&name, Box::new(inflated), exe)?;
+            cap.problems.extend(problem.map(|p| Problem::new(Scope::Snapshot, p)));
+            let (env, problems) = procfs::host_environment();
+            cap.environment = env;
+            cap.problems.extend(problems);
+            return Ok(cap);
+        }
+        Some(compressed::Compression::Other(tool)) => {
+            return Err(CaptureError::NotACore {
+                path: name,
+                reason: format!("compressed with {tool}; inflate it first (`{tool} -dk FILE`)"),
+            });
+        }
+        None => {}
+    }
     let len = file.metadata().map_err(io)?.len();
     if len < EHDR_SIZE as u64 {
         return Err(CaptureError::NotACore { path: name, reason: format!("{len} bytes, shorter than an ELF header") });
@@ -545,6 +565,7 @@ fn check_exe(
     Err(mismatch(format!("file name {exe_name:?}, core has {has:?} (no build id to compare)")))
 }
 
+mod compressed;
 mod notes;
 #[cfg(test)]
 mod tests;
