@@ -176,3 +176,54 @@ fn live_process_with_elf_files_mapped_as_data_matches_gdb() {
     let frames = &bt_threads(&snap)[0].frames;
     assert!(frames.iter().any(|f| f.function.as_deref() == Some("park")), "{frames:?}");
 }
+
+/// A thread no signal can stop (a vfork parent waits in the kernel, state D, until its
+/// child execs or exits; so does a read from a hung NFS server): gdb waits for it as
+/// long as that takes. bt gives up after its stop timeout, shows the other threads as
+/// always, and this one walked from the stack and instruction pointers the kernel
+/// gives for a blocked thread, saying so; the process goes on unharmed.
+#[test]
+fn a_thread_that_never_stops_is_walked_from_the_kernels_sp_and_pc() {
+    let dir = scratch_dir("bt-live-vfork");
+    let src = dir.join("vf.c");
+    std::fs::write(
+        &src,
+        "#include <pthread.h>\n#include <unistd.h>\n\
+         static void *other(void *a) { (void)a; for (;;) pause(); return 0; }\n\
+         int main(void) { pthread_t t; pthread_create(&t, 0, other, 0);\n\
+           if (vfork() == 0) { sleep(9); _exit(0); }\n  return 0; }\n",
+    )
+    .expect("write vf.c");
+    let exe = dir.join("vf");
+    let st = Command::new("gcc").args(["-g", "-pthread", "-o"]).arg(&exe).arg(&src).status().expect("gcc");
+    assert!(st.success());
+    let mut running = Running(Command::new(&exe).stdin(Stdio::null()).spawn().expect("start vf"));
+    let pid = running.0.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !task_states(pid).iter().any(|&(tid, s)| tid == pid as i32 && s == 'D') {
+        assert!(Instant::now() < deadline, "the vfork parent never waited: {:?}", task_states(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let snap = bt_json(&["ptrace", &pid.to_string()]);
+    assert!(started.elapsed() < Duration::from_secs(8), "bt waited {:?}", started.elapsed());
+    let threads = bt_threads(&snap);
+    assert_eq!(threads.len(), 2, "both threads: {:?}", threads.iter().map(|t| t.tid).collect::<Vec<_>>());
+    let main = threads.iter().find(|t| t.tid == pid as i32).expect("the vfork parent");
+    let top = main.frames.first().and_then(|f| f.function.clone()).unwrap_or_default();
+    assert!(top.contains("vfork"), "the parent's frame 0: {top:?}");
+    let other = threads.iter().find(|t| t.tid != pid as i32).expect("the other thread");
+    assert!(other.frames.iter().any(|f| f.function.as_deref() == Some("other")), "{:?}", other.frames);
+    let said = snap["problems"].to_string();
+    assert!(said.contains("never stopped"), "{said}");
+    // Unharmed: the child exits, the parent returns from vfork and exits 0.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = running.0.try_wait().expect("wait") {
+            assert!(status.success(), "vf ended with {status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "vf did not end: {:?}", task_states(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

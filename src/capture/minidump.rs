@@ -232,7 +232,14 @@ pub fn open(name: &str, bytes: &[u8], roots: &[std::path::PathBuf]) -> Result<Ca
             problems.push(Problem::new(Scope::Thread(tid), format!("thread {tid} has no x86-64 context in the dump")));
             continue;
         };
-        threads.push(ThreadState { tid, name: String::new(), state: String::new(), registers: regs, faulted });
+        threads.push(ThreadState {
+            tid,
+            name: String::new(),
+            state: String::new(),
+            registers: regs,
+            faulted,
+            partial: false,
+        });
     }
     if let Some(i) = threads.iter().position(|t| Some(t.tid) == crash_tid) {
         let t = threads.remove(i);

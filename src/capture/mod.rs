@@ -49,6 +49,9 @@ pub struct ThreadState {
     pub registers: Registers,
     /// The thread the fatal signal was delivered to.
     pub faulted: bool,
+    /// Only `rsp` and `rip` are known (a live thread that never stopped: see
+    /// `live::unstopped`); every other register reads 0 and means nothing.
+    pub partial: bool,
 }
 
 /// Everything a producer captured from the target, before unwinding and symbolization.

@@ -216,6 +216,7 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         cap;
 
     let want_vars = |t: &capture::ThreadState| match opts.variables.mode {
+        _ if t.partial => false,
         VariableMode::All => true,
         VariableMode::Faulted => t.faulted,
         VariableMode::None => false,

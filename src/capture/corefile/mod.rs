@@ -403,6 +403,7 @@ pub fn from_bytes(
     for i in order {
         let t = &notes.threads[i];
         threads.push(ThreadState {
+            partial: false,
             tid: t.tid,
             name: psinfo.fname.clone(),
             state: String::new(),

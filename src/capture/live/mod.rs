@@ -231,7 +231,11 @@ pub fn capture(pid: i32, opts: &LiveOptions) -> Result<Capture, CaptureError> {
             state: t.state.clone(),
             registers: registers_from_libc(&regs),
             faulted,
+            partial: false,
         });
+    }
+    for t in att.threads.iter().filter(|t| !t.stopped && t.attached) {
+        threads.extend(unstopped(pid, t, &mut problems));
     }
 
     let maps = match procfs::read_maps(pid) {
@@ -567,7 +571,7 @@ fn wait_for_stops(threads: &mut [Tracee], deadline: Instant, problems: &mut Vec<
                 let t = &threads[i];
                 problems.push(Problem::new(
                     Scope::Thread(t.tid),
-                    format!("thread {} (state {}) did not stop in time; not captured", t.tid, t.state),
+                    format!("thread {} (state {}) did not stop in time", t.tid, t.state),
                 ));
             }
             return;
@@ -575,6 +579,51 @@ fn wait_for_stops(threads: &mut [Tracee], deadline: Instant, problems: &mut Vec<
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(1));
     }
+}
+
+/// A thread that never stopped (asleep in the kernel where no signal wakes it: a
+/// vfork parent, a read from a hung NFS server): where it sleeps, from the stack and
+/// instruction pointers `/proc/PID/task/TID/syscall` gives for a blocked thread, so
+/// that its stack can be walked as far as those two registers allow (gdb waits for
+/// it for ever).
+fn unstopped(pid: i32, t: &Tracee, problems: &mut Vec<Problem>) -> Option<ThreadState> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{}/syscall", t.tid)).unwrap_or_default();
+    let Some((nr, sp, pc)) = parse_syscall(&text) else {
+        problems.push(Problem::new(Scope::Thread(t.tid), format!("thread {} not captured: it never stopped", t.tid)));
+        return None;
+    };
+    problems.push(Problem::new(
+        Scope::Thread(t.tid),
+        format!(
+            "thread {} never stopped: its stack is walked from the stack and instruction pointers the kernel gives for it (other registers unknown: no variables, and the walk may end early)",
+            t.tid
+        ),
+    ));
+    let registers =
+        Registers { rsp: sp, rip: pc, orig_rax: nr.map(|n| n as u64).unwrap_or(u64::MAX), ..Default::default() };
+    Some(ThreadState {
+        tid: t.tid,
+        name: t.name.clone(),
+        state: t.state.clone(),
+        registers,
+        faulted: false,
+        partial: true,
+    })
+}
+
+/// `/proc/PID/task/TID/syscall` of a blocked thread: `NR ARG×6 SP PC` inside a system
+/// call, `-1 SP PC` outside one (the syscall number when there is one, SP, PC); None
+/// for `running` or anything else.
+fn parse_syscall(text: &str) -> Option<(Option<i64>, u64, u64)> {
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
+    let nr: i64 = f.first()?.parse().ok()?;
+    let (sp, pc) = match (nr, f.len()) {
+        (-1, 3) => (hex(f[1])?, hex(f[2])?),
+        (n, 9) if n >= 0 => (hex(f[7])?, hex(f[8])?),
+        _ => return None,
+    };
+    (sp != 0 && pc != 0).then_some((Some(nr).filter(|n| *n >= 0), sp, pc))
 }
 
 /// The siginfo of a thread in a signal-delivery-stop.

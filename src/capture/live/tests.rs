@@ -255,3 +255,14 @@ fn held_memory_pages_stop_where_memory_ends() {
     // SAFETY: the mapping made above, no longer used.
     unsafe { libc::munmap(base, 2 * page) };
 }
+
+#[test]
+fn a_blocked_threads_syscall_file_gives_its_stack_and_instruction_pointers() {
+    // In a system call (wait4 of a vfork parent), outside one, running, and garbage.
+    let inside = "61 0xffffffff 0x7ffc1 0x0 0x0 0x0 0x0 0x7ffd3c1a9e48 0x7f2b8c8d1a3c\n";
+    assert_eq!(parse_syscall(inside), Some((Some(61), 0x7ffd3c1a9e48, 0x7f2b8c8d1a3c)));
+    assert_eq!(parse_syscall("-1 0x7ffd3c1a9e48 0x55d1c0a01234\n"), Some((None, 0x7ffd3c1a9e48, 0x55d1c0a01234)));
+    for bad in ["running\n", "", "61 0x1 0x2", "-1 0x0 0x0", "-1 zz 0x1", "12 0x1 0x2 0x3 0x4 0x5 0x6 0x7 0x8 0x9"] {
+        assert_eq!(parse_syscall(bad), None, "{bad:?}");
+    }
+}
