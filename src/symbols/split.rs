@@ -55,10 +55,14 @@ pub(crate) struct SplitFiles {
     dwp: OnceLock<Option<gimli::DwarfPackage<Reader>>>,
     /// Each `.dwo` by its `dwo_id`, or None when it could not be had.
     dwos: Mutex<HashMap<u64, Option<Arc<Dwarf>>>>,
-    /// What could not be found or read, for the module's problems.
-    notes: Mutex<Vec<String>>,
+    /// What could not be found or read, for the module's problems: the first
+    /// `MAX_NOTES`, then how many more (a release shipped without its thousands of
+    /// `.dwo` files says so in a few lines).
+    notes: Mutex<(Vec<String>, usize)>,
 }
 
+/// Split DWARF problems said one by one per module (see `SplitFiles::notes`).
+const MAX_NOTES: usize = 3;
 /// `.dwo` files above this size are refused (a split unit is rarely above a few MB).
 const MAX_DWO_BYTES: u64 = 1 << 32;
 
@@ -89,12 +93,21 @@ impl SplitFiles {
 
     /// What went wrong so far (each said once), emptied.
     pub(crate) fn take_notes(&self) -> Vec<String> {
-        self.notes.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default()
+        let Ok(mut n) = self.notes.lock() else { return Vec::new() };
+        let (mut out, more) = std::mem::take(&mut *n);
+        if more > 0 {
+            out.push(format!("and {more} more split DWARF files not found or not readable"));
+        }
+        out
     }
 
     fn note(&self, text: String) {
         if let Ok(mut n) = self.notes.lock() {
-            n.push(text);
+            if n.0.len() < MAX_NOTES {
+                n.0.push(text);
+            } else {
+                n.1 += 1;
+            }
         }
     }
 
@@ -321,4 +334,38 @@ fn load_package(bytes: SharedBytes) -> Option<gimli::DwarfPackage<Reader>> {
         Ok(reader(id.dwo_name().and_then(|n| section(&file, &bytes, n))))
     };
     gimli::DwarfPackage::load(load, reader(None)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_split_files_are_said_a_few_times_then_counted() {
+        let files = SplitFiles::new(None, None, Vec::new());
+        for i in 0..5 {
+            files.note(format!("split DWARF file u{i}.dwo not found"));
+        }
+        let said = files.take_notes();
+        assert_eq!(said.len(), MAX_NOTES + 1, "{said:?}");
+        assert_eq!(said.last().map(String::as_str), Some("and 2 more split DWARF files not found or not readable"));
+        assert!(files.take_notes().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_dwo_is_looked_for_where_gdb_looks() {
+        let files = SplitFiles::new(Some("/opt/app/bin/app".into()), Some("/proc/7/root".into()), vec!["/dbg".into()]);
+        let got = files.candidates(Path::new("obj/a.dwo"), Some(Path::new("/build")));
+        let want: Vec<PathBuf> = [
+            "/proc/7/root/build/obj/a.dwo",
+            "/build/obj/a.dwo",
+            "/opt/app/bin/obj/a.dwo",
+            "/opt/app/bin/a.dwo",
+            "/dbg/a.dwo",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(got, want);
+    }
 }
