@@ -113,47 +113,27 @@ impl SplitFiles {
 
     fn split_unit(&self, parent: &Dwarf, skeleton: &Unit, id: gimli::DwoId) -> Option<Parsed> {
         let dwo = self.dwo(parent, skeleton, id)?;
-        let mut headers = dwo.units();
-        let mut seen = 0;
-        while let Ok(Some(h)) = headers.next() {
-            seen += 1;
-            if seen > 4096 {
-                break;
-            }
-            let wanted = match h.type_() {
-                gimli::UnitType::SplitCompilation(d) => d == id,
-                // DWARF 4 (GNU): an ordinary compile unit, matched by DW_AT_GNU_dwo_id.
-                gimli::UnitType::Compilation => true,
-                _ => false,
-            };
-            if !wanted {
-                continue;
-            }
-            let entries = h.range_from(h.root_offset()..).ok()?;
-            let renamed = gimli::UnitHeader::new(
-                h.encoding(),
-                h.unit_length(),
-                h.type_(),
-                h.debug_abbrev_offset(),
-                gimli::SectionId::DebugInfo,
-                skeleton.header.offset(),
-                entries,
-            );
-            let Ok(mut unit) = dwo.unit(renamed) else { continue };
-            if unit.dwo_id != Some(id) {
-                continue;
-            }
-            unit.copy_relocated_attributes(skeleton);
-            unit.line_program = skeleton.line_program.clone();
-            if unit.comp_dir.is_none() {
-                unit.comp_dir = skeleton.comp_dir.clone();
-            }
-            if unit.name.is_none() {
-                unit.name = skeleton.name.clone();
-            }
-            return Some(Parsed { split: Some(dwo), unit: Arc::new(unit) });
+        let h = split_header(&dwo, id)?;
+        let entries = h.range_from(h.root_offset()..).ok()?;
+        let renamed = gimli::UnitHeader::new(
+            h.encoding(),
+            h.unit_length(),
+            h.type_(),
+            h.debug_abbrev_offset(),
+            gimli::SectionId::DebugInfo,
+            skeleton.header.offset(),
+            entries,
+        );
+        let mut unit = dwo.unit(renamed).ok()?;
+        unit.copy_relocated_attributes(skeleton);
+        unit.line_program = skeleton.line_program.clone();
+        if unit.comp_dir.is_none() {
+            unit.comp_dir = skeleton.comp_dir.clone();
         }
-        None
+        if unit.name.is_none() {
+            unit.name = skeleton.name.clone();
+        }
+        Some(Parsed { split: Some(dwo), unit: Arc::new(unit) })
     }
 
     /// The sections of the split unit `id`: from the module's `.dwp`, else its `.dwo`.
@@ -209,7 +189,7 @@ impl SplitFiles {
             };
             dwarf.make_dwo(parent);
             share_main_sections(&mut dwarf, parent);
-            if !holds(&dwarf, id) {
+            if split_header(&dwarf, id).is_none() {
                 self.note(format!(
                     "split DWARF file {} is of another build (no unit with dwo_id {:#x}); ignored",
                     path.display(),
@@ -255,26 +235,22 @@ impl SplitFiles {
     }
 }
 
-/// Whether `dwarf` holds the split compile unit `id`.
-fn holds(dwarf: &Dwarf, id: gimli::DwoId) -> bool {
+/// The header of the split compile unit `id` in `dwarf` (a `.dwo`, or a `.dwp`'s part).
+fn split_header(dwarf: &Dwarf, id: gimli::DwoId) -> Option<gimli::UnitHeader<Reader>> {
     let mut headers = dwarf.units();
-    let mut n = 0;
-    while let Ok(Some(h)) = headers.next() {
-        n += 1;
-        if n > 4096 {
-            return false;
-        }
-        match h.type_() {
-            gimli::UnitType::SplitCompilation(d) if d == id => return true,
-            gimli::UnitType::Compilation => {
-                if dwarf.unit(h).is_ok_and(|u| u.dwo_id == Some(id)) {
-                    return true;
-                }
-            }
-            _ => {}
+    for _ in 0..4096 {
+        let h = headers.next().ok()??;
+        let wanted = match h.type_() {
+            gimli::UnitType::SplitCompilation(d) => d == id,
+            // DWARF 4 (GNU): an ordinary compile unit, matched by DW_AT_GNU_dwo_id.
+            gimli::UnitType::Compilation => dwarf.unit(h.clone()).is_ok_and(|u| u.dwo_id == Some(id)),
+            _ => false,
+        };
+        if wanted {
+            return Some(h);
         }
     }
-    false
+    None
 }
 
 /// What a split unit reads from the main file besides `.debug_addr` (which `make_dwo`
@@ -320,20 +296,21 @@ fn reader(bytes: Option<SharedBytes>) -> Reader {
     Reader::new(bytes.unwrap_or_else(|| SharedBytes::owned(Vec::new())), gimli::LittleEndian)
 }
 
-fn load_dwo(bytes: SharedBytes) -> Option<Dwarf> {
+/// Runs a gimli loader over the `.dwo` sections of the ELF file `bytes`.
+fn with_sections<T>(
+    bytes: SharedBytes,
+    load: impl FnOnce(&mut dyn FnMut(gimli::SectionId) -> Result<Reader, gimli::Error>) -> Result<T, gimli::Error>,
+) -> Option<T> {
     let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*bytes).ok()?;
-    let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        Ok(reader(id.dwo_name().and_then(|n| section(&file, &bytes, n))))
-    };
-    gimli::Dwarf::load(load).ok()
+    load(&mut |id| Ok(reader(id.dwo_name().and_then(|n| section(&file, &bytes, n))))).ok()
+}
+
+fn load_dwo(bytes: SharedBytes) -> Option<Dwarf> {
+    with_sections(bytes, |sections| gimli::Dwarf::load(sections))
 }
 
 fn load_package(bytes: SharedBytes) -> Option<gimli::DwarfPackage<Reader>> {
-    let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*bytes).ok()?;
-    let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        Ok(reader(id.dwo_name().and_then(|n| section(&file, &bytes, n))))
-    };
-    gimli::DwarfPackage::load(load, reader(None)).ok()
+    with_sections(bytes, |sections| gimli::DwarfPackage::load(sections, reader(None)))
 }
 
 #[cfg(test)]
