@@ -8,6 +8,8 @@
 //	deadlock  every goroutine blocked: fatal error, all goroutines are asleep
 //	many      1,000 parked goroutines, then a nil dereference
 //	wait      1,000 parked goroutines and holder; prints "ready" and waits (for live attach)
+//	preempt   on one P, goroutines spinning in a loop around an inlined call, preempted
+//	          by the runtime's signal wherever they were, then a nil dereference
 //
 // Run with GOTRACEBACK=crash so that the runtime dumps core after printing.
 package main
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -65,6 +68,18 @@ func lookup(a []int, i int) int {
 	return a[i]
 }
 
+// bump is inlined into spin's loop, whose every instruction is the inlined call's
+// or the loop's jump back: a preemption lands at either.
+func bump(p *uint64) {
+	*p += 3
+}
+
+func spin(p *uint64) {
+	for {
+		bump(p)
+	}
+}
+
 func park(n int, ch chan int) {
 	var wg sync.WaitGroup
 	wg.Add(n)
@@ -103,6 +118,17 @@ func main() {
 		park(1000, ch)
 		var n *Node
 		fmt.Println(deref(n, "many"))
+	case "preempt":
+		// One P: a spinning goroutine leaves it only when the runtime preempts
+		// it asynchronously, parking it in asyncPreempt at the interrupted pc.
+		runtime.GOMAXPROCS(1)
+		counters := make([]uint64, 8*8)
+		for i := 0; i < 8; i++ {
+			go spin(&counters[i*8])
+		}
+		time.Sleep(300 * time.Millisecond)
+		var n *Node
+		fmt.Println(deref(n, "preempt"))
 	case "wait":
 		park(1000, ch)
 		hold()

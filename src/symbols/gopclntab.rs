@@ -62,8 +62,11 @@ pub(crate) struct GoFunc {
 const FLAG_TOPFRAME: u8 = 1;
 const FLAG_SPWRITE: u8 = 2;
 
-/// The function the runtime's signal handler makes a faulting function seem to call.
-const SIGPANIC: &str = "runtime.sigpanic";
+/// The functions the runtime's signal handler makes an interrupted function seem to
+/// call: `sigpanic` after a fault, `asyncPreempt` to preempt a goroutine in a loop,
+/// `debugCallV2` for a debugger's call. Their caller's pc is the interrupted
+/// instruction itself, not a return address (Go's traceback treats them alike).
+const TRAPS: [&str; 3] = ["runtime.sigpanic", "runtime.asyncPreempt", "runtime.debugCallV2"];
 
 /// Go 1.16 had no `flag` byte: the functions its traceback stopped at, by name.
 const TOP_116: [&str; 3] = ["runtime.goexit", "runtime.mstart", "runtime.rt0_go"];
@@ -426,10 +429,10 @@ pub struct GoFrame {
     pub top: bool,
     /// It moved sp to another stack (`runtime.mcall`, `runtime.systemstack`).
     pub switches_stack: bool,
-    /// `runtime.sigpanic`, which the runtime's signal handler made the faulting
-    /// function seem to call: that caller's pc is the faulting instruction itself,
-    /// not a return address.
-    pub sigpanic: bool,
+    /// One the runtime's signal handler made the interrupted function seem to call
+    /// (`runtime.sigpanic`, `runtime.asyncPreempt`): that caller's pc is the
+    /// interrupted instruction itself, not a return address.
+    pub trap: bool,
 }
 
 impl super::ModuleSet {
@@ -467,10 +470,11 @@ impl super::ModuleSet {
         Some((frames, f.entry))
     }
 
-    /// Whether link-time address `probe` of module `idx` is in Go's `runtime.sigpanic`
-    /// (asked of every frame with CFI: a search of the index, no table walked).
-    pub fn in_go_sigpanic(&self, idx: usize, probe: u64) -> bool {
-        self.go_table(idx).and_then(|t| t.name(&t.func_by_index(probe)?)).is_some_and(|n| n == SIGPANIC)
+    /// Whether link-time address `probe` of module `idx` is in one of Go's trap
+    /// functions (see [`TRAPS`]; asked of every frame with CFI: a search of the
+    /// index, no table walked).
+    pub fn in_go_trap(&self, idx: usize, probe: u64) -> bool {
+        self.go_table(idx).and_then(|t| t.name(&t.func_by_index(probe)?)).is_some_and(|n| TRAPS.contains(&n))
     }
 
     /// How to unwind the Go function at link-time address `probe` of module `idx`.
@@ -481,7 +485,7 @@ impl super::ModuleSet {
             sp_delta: t.sp_delta(&f, probe).and_then(|d| u64::try_from(d).ok()),
             top: t.is_top(&f),
             switches_stack: t.switches_stack(&f),
-            sigpanic: t.name(&f) == Some(SIGPANIC),
+            trap: t.name(&f).is_some_and(|n| TRAPS.contains(&n)),
         })
     }
 }

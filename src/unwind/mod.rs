@@ -351,12 +351,13 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
             match cfi::apply(u, idx, &rule, cur, memory) {
                 Some(a) if a.outermost => return Outcome::End,
                 Some(a) => {
-                    // Go's sigpanic "returns" to the faulting instruction (see GoFrame).
-                    let sigpanic = modules.in_go_sigpanic(idx, lookup);
+                    // Go's sigpanic and asyncPreempt "return" to the interrupted
+                    // instruction (see GoFrame).
+                    let trap = modules.in_go_trap(idx, lookup);
                     return Outcome::Caller(Step {
                         regs: a.regs,
                         trust: Trust::Cfi,
-                        interrupted: rule.signal || sigpanic,
+                        interrupted: rule.signal || trap,
                         callee_is_trampoline: rule.signal,
                     });
                 }
@@ -487,7 +488,7 @@ fn go_step(cur: &Regs, first: bool, go: &crate::symbols::GoFrame, memory: &dyn M
     regs[RBP] = if delta >= 16 && cur[RBP] == Some(saved_bp) { memory.read_u64(saved_bp) } else { cur[RBP] };
     regs[RSP] = Some(cfa);
     regs[RIP] = Some(ret);
-    Outcome::Caller(Step { regs, trust: Trust::Cfi, interrupted: go.sigpanic, callee_is_trampoline: false })
+    Outcome::Caller(Step { regs, trust: Trust::Cfi, interrupted: go.trap, callee_is_trampoline: false })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
