@@ -365,3 +365,69 @@ fn static_executable_aliases_are_named_as_gdb_names_them() {
         assert!(b == g || go_quirk, "bt names a frame {b:?} where gdb says {g:?}:\nbt  {ours:?}\ngdb {gdb:?}");
     }
 }
+
+/// musl's `raise` and `abort` carry no CFI, so the walk from an abort scans the
+/// stack. A scan finds the return address but not what the functions scanned past
+/// did to the callee-saved registers: rbp is kept for the walk to follow, never
+/// shown as a variable's value (GCC -O1 keeps `main`'s `argc` in rbp here; it was
+/// printed as whatever rbp held inside `raise`). The walk ends at musl's `_start`,
+/// which has no CFI either and was called by nothing.
+const MUSL_ABORT: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+struct item { int id; char name[16]; };
+__attribute__((noinline)) int check(struct item *it, int n) {
+    if (n > 2) abort();
+    return it->id + n;
+}
+__attribute__((noinline)) int walk(struct item *it, int n) { return check(it, n + 1) + 1; }
+int main(int argc, char **argv) {
+    struct item it = { 42, "musl" };
+    printf("%p\n", (void *)argv);
+    fflush(stdout);
+    int r = walk(&it, 2);
+    /* Both live across the call: kept in callee-saved registers (rbx, rbp). */
+    return r + argc + (argv[0][0] == 'x');
+}
+"#;
+
+#[test]
+fn registers_a_stack_scan_carries_are_not_shown_as_values() {
+    let dir = scratch("musl");
+    std::fs::write(dir.join("prog.c"), MUSL_ABORT).expect("write source");
+    let exe = dir.join("prog");
+    run(Command::new("musl-gcc").args(["-O1", "-g", "-static", "-o"]).arg(&exe).arg(dir.join("prog.c")));
+    let (core, argv) = {
+        let _pattern = common::CorePatternGuard::set(&dir);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("echo $$; ulimit -c unlimited; exec ./prog")
+            .current_dir(&dir)
+            .output()
+            .expect("run the crasher");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = said.split_whitespace().map(str::to_string);
+        let (pid, argv) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+        (find_core(&dir, &pid).expect("a core of the musl program"), argv)
+    };
+    let snap = snapshot(&exe, &core, 64);
+    let frames = &snap.threads[0].frames;
+    let names: Vec<&str> = frames.iter().map(|f| f.function.as_deref().unwrap_or("??")).collect();
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no {name} in {names:?}"));
+    assert!(at("raise") < at("abort") && at("abort") < at("check") && at("check") < at("walk"), "{names:?}");
+    assert_eq!(at("main"), at("walk") + 1, "{names:?}");
+    assert!(frames[at("check")].trust == Trust::Scan, "check is reached by a scan: {:?}", frames[at("check")].trust);
+    assert_eq!(names.last(), Some(&"_start"), "the walk ends at the entry point: {names:?}");
+    let main = &frames[at("main")];
+    let argc = main.variables.iter().find(|v| v.name == "argc").expect("main's argc");
+    assert!(argc.text == "1" || argc.text == "<optimized out>", "argc is 1 or unknown, not {:?}", argc.text);
+    let argv_now = main.variables.iter().find(|v| v.name == "argv").expect("main's argv");
+    assert!(
+        argv_now.text == argv || argv_now.text == "<optimized out>",
+        "argv is {argv} (the program said) or unknown, not {:?}",
+        argv_now.text
+    );
+    // What is known is still shown: main's struct on its stack.
+    let it = main.variables.iter().find(|v| v.name == "it").expect("main's it");
+    assert!(it.text.starts_with("{id = 42,"), "{}", it.text);
+}

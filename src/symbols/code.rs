@@ -181,6 +181,12 @@ impl ModuleSet {
     }
 
     /// Runtime start address of the symbol-table function containing `addr`.
+    /// Whether `addr` is in the function the process started at (`_start`): nothing
+    /// called it, so a walk without CFI for it ends there.
+    pub(crate) fn in_entry_function(&self, addr: u64) -> bool {
+        self.entry_point.is_some_and(|e| self.symbol_start(addr) == Some(e))
+    }
+
     pub(crate) fn symbol_start(&self, addr: u64) -> Option<u64> {
         let idx = self.find(addr)?;
         let bias = self.entries[idx].record.load_bias;

@@ -156,6 +156,8 @@ pub struct ModuleSet {
     roots: Vec<PathBuf>,
     /// `SymbolOptions::sysroot` (split DWARF files are looked for under it too).
     sysroot: Option<PathBuf>,
+    /// The program's entry point (`AT_ENTRY`): the first instruction the process ran.
+    entry_point: Option<u64>,
     /// Problems found lazily (opening files, debug lookup); see [`ModuleSet::take_problems`].
     problems: Mutex<Vec<Problem>>,
     cache: Vec<Cache>,
@@ -390,6 +392,7 @@ impl ModuleSet {
             entries,
             roots,
             sysroot: opts.sysroot.clone(),
+            entry_point,
             problems: Mutex::new(Vec::new()),
             cache: (0..CACHE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             plt_targets: Mutex::new(HashMap::new()),

@@ -240,6 +240,9 @@ pub(crate) struct Applied {
     pub regs: Regs,
     /// The return address rule is Undefined: the outermost frame (`_start`, `clone3`).
     pub outermost: bool,
+    /// The registers the caller has as the callee had them (a bit per DWARF number):
+    /// callee-saved ones without a rule, and those whose rule is same-value.
+    pub carried: u32,
 }
 
 /// Callee-saved registers in the SysV x86-64 ABI: rbx, rbp, r12–r15. Without an
@@ -259,8 +262,10 @@ pub(crate) fn apply(
         Cfa::Expr(e) => eval(bytes()?, e, None, regs, memory)?,
     };
     let mut out: Regs = [None; N_REGS];
+    let mut carried = 0u32;
     for r in CALLEE_SAVED {
         out[r] = regs[r];
+        carried |= 1 << r;
     }
     let mut ra_defined = true;
     let mut ra_explicit = false;
@@ -282,14 +287,16 @@ pub(crate) fn apply(
             }
         }
         out[reg as usize] = value;
+        let bit = 1u32.checked_shl(u32::from(reg)).unwrap_or(0);
+        carried = if matches!(r, Reg::SameValue) { carried | bit } else { carried & !bit };
     }
     if !ra_defined {
-        return Some(Applied { regs: out, outermost: true });
+        return Some(Applied { regs: out, outermost: true, carried });
     }
     // The return address: the RA register's rule (almost always Offset(-8)).
     let ra = if ra_explicit { out.get(rule.ra_register as usize).copied().flatten() } else { None };
     let ra = ra?;
     out[RSP] = Some(cfa);
     out[RIP] = Some(ra);
-    Some(Applied { regs: out, outermost: false })
+    Some(Applied { regs: out, outermost: false, carried })
 }

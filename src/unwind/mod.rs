@@ -45,7 +45,22 @@ struct Step {
     interrupted: bool,
     /// The current frame is a signal trampoline.
     callee_is_trampoline: bool,
+    /// Registers (bit per DWARF number) the caller has as the callee had them: a
+    /// guess about one stays a guess.
+    carried: u32,
+    /// Registers given a value the walk may follow but nothing else may trust: the
+    /// rbp a stack scan carries up past a function that may have changed it.
+    guessed: u32,
 }
+
+impl Step {
+    fn new(regs: Regs, trust: Trust) -> Step {
+        Step { regs, trust, interrupted: false, callee_is_trampoline: false, carried: 0, guessed: 0 }
+    }
+}
+
+/// The callee-saved registers as a mask of [`Step::carried`].
+const CALLEE_SAVED_MASK: u32 = 1 << 3 | 1 << 6 | 1 << 12 | 1 << 13 | 1 << 14 | 1 << 15;
 
 // A step's registers are moved once per frame; boxing them would cost more than it saves.
 #[allow(clippy::large_enum_variant)]
@@ -65,10 +80,13 @@ fn regs_from(r: &Registers) -> Regs {
     out
 }
 
-fn frame_registers(regs: &Regs) -> Vec<(u16, u64)> {
+/// A frame's registers: those the walk knows, less the `guessed` ones (a bit per
+/// DWARF number).
+fn frame_registers(regs: &Regs, guessed: u32) -> Vec<(u16, u64)> {
+    let known = |i: usize| guessed & (1 << i) == 0;
     // Sized once: collecting from a filter grew the vector twice for the usual eight.
-    let mut out = Vec::with_capacity(regs.iter().flatten().count());
-    out.extend(regs.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as u16, v))));
+    let mut out = Vec::with_capacity(regs.iter().enumerate().filter(|(i, v)| v.is_some() && known(*i)).count());
+    out.extend(regs.iter().enumerate().filter(|(i, _)| known(*i)).filter_map(|(i, v)| v.map(|v| (i as u16, v))));
     out
 }
 
@@ -129,6 +147,8 @@ fn walk_with(
     let mut problems = Vec::new();
     let mut cur = regs_from(regs);
     let mut exact = true;
+    // Registers of `cur` the walk follows but a frame does not report (Step::guessed).
+    let mut guessed = 0u32;
 
     loop {
         let sp = cur[RSP].unwrap_or(0);
@@ -172,12 +192,13 @@ fn walk_with(
             break;
         }
         let in_module = modules.find(new_pc).is_some();
+        guessed = (guessed & step.carried) | step.guessed;
         frames.push(Frame {
             pc: new_pc,
             sp: new_sp,
             trust: step.trust,
             signal_frame: step.interrupted,
-            registers: frame_registers(&step.regs),
+            registers: frame_registers(&step.regs, guessed),
             ..Default::default()
         });
         if !in_module {
@@ -355,10 +376,10 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
                     // instruction (see GoFrame).
                     let trap = modules.in_go_trap(idx, lookup);
                     return Outcome::Caller(Step {
-                        regs: a.regs,
-                        trust: Trust::Cfi,
                         interrupted: rule.signal || trap,
                         callee_is_trampoline: rule.signal,
+                        carried: a.carried,
+                        ..Step::new(a.regs, Trust::Cfi)
                     });
                 }
                 None => {
@@ -371,7 +392,13 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
         }
     }
 
-    // No usable CFI. 1) At a function's first instruction or in a PLT stub nothing has
+    // No usable CFI. The function the process started at (musl's `_start`, which
+    // has none) was called by nothing: what a scan would find above it is debris.
+    if modules.in_entry_function(if exact { pc } else { pc.wrapping_sub(1) }) {
+        return Outcome::End;
+    }
+
+    // 1) At a function's first instruction or in a PLT stub nothing has
     // been pushed yet: the return address is at [rsp]. Also used for frame 0 when pc
     // is outside every module (a call through a bad function pointer).
     let at_entry = module.is_some_and(|idx| {
@@ -387,7 +414,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
         regs[RSP] = Some(sp.wrapping_add(8));
         regs[RIP] = Some(ret);
         let trust = if at_entry { Trust::Cfi } else { Trust::Scan };
-        return Outcome::Caller(Step { regs, trust, interrupted: false, callee_is_trampoline: false });
+        return Outcome::Caller(Step { carried: CALLEE_SAVED_MASK, ..Step::new(regs, trust) });
     }
 
     // 2) A function known (from its first bytes) not to set up a frame pointer: a
@@ -400,7 +427,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
         let mut regs = keep_callee_saved(cur);
         regs[RSP] = Some(sp.wrapping_add(8));
         regs[RIP] = Some(ret);
-        return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
+        return Outcome::Caller(Step { carried: CALLEE_SAVED_MASK, ..Step::new(regs, Trust::Scan) });
     }
 
     // 3) Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
@@ -415,12 +442,7 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
         regs[RBP] = Some(next_rbp);
         regs[RSP] = Some(rbp.wrapping_add(16));
         regs[RIP] = Some(ret);
-        return Outcome::Caller(Step {
-            regs,
-            trust: Trust::FramePointer,
-            interrupted: false,
-            callee_is_trampoline: false,
-        });
+        return Outcome::Caller(Step::new(regs, Trust::FramePointer));
     }
 
     // 4) Stack scan: the first word above sp that is a plausible return address.
@@ -431,11 +453,13 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
         w.copy_from_slice(&buf[i * 8..i * 8 + 8]);
         let v = u64::from_le_bytes(w);
         if v != pc && looks_like_return(v, modules, memory) {
+            // rbp is kept for the walk (a frame-pointer chain may go on from it),
+            // though the functions scanned past may have changed it.
             let mut regs: Regs = [None; N_REGS];
             regs[RBP] = cur[RBP];
             regs[RSP] = Some(sp.wrapping_add((i as u64 + 1) * 8));
             regs[RIP] = Some(v);
-            return Outcome::Caller(Step { regs, trust: Trust::Scan, interrupted: false, callee_is_trampoline: false });
+            return Outcome::Caller(Step { guessed: 1 << RBP, ..Step::new(regs, Trust::Scan) });
         }
     }
 
@@ -485,10 +509,12 @@ fn go_step(cur: &Regs, first: bool, go: &crate::symbols::GoFrame, memory: &dyn M
     };
     let mut regs: Regs = [None; N_REGS];
     let saved_bp = cfa.wrapping_sub(16);
-    regs[RBP] = if delta >= 16 && cur[RBP] == Some(saved_bp) { memory.read_u64(saved_bp) } else { cur[RBP] };
+    let saved = delta >= 16 && cur[RBP] == Some(saved_bp);
+    regs[RBP] = if saved { memory.read_u64(saved_bp) } else { cur[RBP] };
     regs[RSP] = Some(cfa);
     regs[RIP] = Some(ret);
-    Outcome::Caller(Step { regs, trust: Trust::Cfi, interrupted: go.trap, callee_is_trampoline: false })
+    let carried = if saved { 0 } else { 1 << RBP };
+    Outcome::Caller(Step { interrupted: go.trap, carried, ..Step::new(regs, Trust::Cfi) })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -545,5 +571,5 @@ fn restore_from_ucontext(sp: u64, memory: &dyn Memory) -> Outcome {
     for (r, v) in sigframe::decode_gregs(&b) {
         regs[r as usize] = Some(v);
     }
-    Outcome::Caller(Step { regs, trust: Trust::Cfi, interrupted: true, callee_is_trampoline: true })
+    Outcome::Caller(Step { interrupted: true, callee_is_trampoline: true, ..Step::new(regs, Trust::Cfi) })
 }
