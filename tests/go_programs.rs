@@ -541,7 +541,10 @@ fn assert_walked_from_table(snap: &Value) {
             assert!(f["trust"] == "cfi" || f["trust"] == "context", "thread {}: {f}", t["tid"]);
         }
         let last = names.last().copied().unwrap_or("");
-        assert!(ENDS.contains(&last), "thread {} ends in {last}: {names:?}", t["tid"]);
+        // A thread the runtime had just created, dumped on the child's side of the
+        // clone system call before it called mstart: nothing is above it yet.
+        let newborn = names == ["runtime.clone"];
+        assert!(ENDS.contains(&last) || newborn, "thread {} ends in {last}: {names:?}", t["tid"]);
     }
 }
 
