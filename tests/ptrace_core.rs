@@ -34,6 +34,7 @@ oracle_tests! {
     cpp_uncaught_exception_abort_matches_gdb => "cpp_exception",
     rust_panic_abort_matches_gdb => "rust_panic",
     rust_null_write_matches_gdb => "rust_null",
+    rust_lto_cross_unit_inlines_match_gdb => "rust_lto",
 }
 
 /// Guards the coverage promise: every crash listed in examples/crashes.tsv has an

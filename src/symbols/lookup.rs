@@ -264,6 +264,17 @@ impl Index {
         uref: gimli::UnitRef<'_, Reader>,
         die: Off,
     ) -> Result<Option<String>, Fallback> {
+        self.function_name_within(ui, uref, die, MAX_LINKS)
+    }
+
+    /// [`Self::function_name`], following at most `budget` links into other units.
+    fn function_name_within(
+        &mut self,
+        ui: usize,
+        uref: gimli::UnitRef<'_, Reader>,
+        die: Off,
+        budget: usize,
+    ) -> Result<Option<String>, Fallback> {
         if let Some(n) = self.names.get(&(ui, die.0)) {
             return Ok(n.clone());
         }
@@ -275,10 +286,49 @@ impl Index {
         };
         let name = match qualified_name(uref, die, scopes) {
             Some(n) => Some(n),
-            None => self.plain_name(ui, die, MAX_LINKS)?.map(|raw| super::names::function_name(&raw)),
+            None => {
+                // An inlined function whose abstract DIE is in another unit (Rust's
+                // codegen units, LTO): named there as gdb names it, from its scopes.
+                let there = match self.origin_in_other_unit(uref, die).filter(|_| budget > 0) {
+                    Some((other, off)) => match self.unit(other) {
+                        Some(unit) => {
+                            let dwarf = self.dwarf.clone();
+                            self.function_name_within(other, unit.unit_ref(&dwarf), off, budget - 1)?
+                        }
+                        None => None,
+                    },
+                    None => None,
+                };
+                match there {
+                    Some(n) => Some(n),
+                    None => self.plain_name(ui, die, MAX_LINKS)?.map(|raw| super::names::function_name(&raw)),
+                }
+            }
         };
         self.names.insert((ui, die.0), name.clone());
         Ok(name)
+    }
+
+    /// The DIE in another unit that `die`'s abstract origin or specification chain
+    /// reaches (as unit index and offset in it), when it leaves this unit.
+    fn origin_in_other_unit(&self, uref: gimli::UnitRef<'_, Reader>, die: Off) -> Option<(usize, Off)> {
+        if is_split(uref) {
+            return None;
+        }
+        let mut target = die;
+        for _ in 0..MAX_LINKS {
+            let e = uref.entry(target).ok()?;
+            match e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification))? {
+                gimli::AttributeValue::UnitRef(o) => target = o,
+                gimli::AttributeValue::DebugInfoRef(o) => {
+                    let other = self.unit_containing(o.0)?;
+                    let base = self.headers[other].offset().0;
+                    return Some((other, gimli::UnitOffset(o.0 - base)));
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// addr2line's name of a DIE: its linkage name, else its name, else those of the
