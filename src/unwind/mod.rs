@@ -507,6 +507,12 @@ fn go_step(cur: &Regs, first: bool, go: &crate::symbols::GoFrame, memory: &dyn M
     let Some(ret) = ret else {
         return Outcome::Stuck(format!("walk stopped: return address at {:#x} unreadable", cfa.wrapping_sub(8)));
     };
+    // Go's traceback stops at a return address outside the program's code ("unexpected
+    // return pc"), and so does this, without a frame of garbage: a thread the runtime
+    // has just created, still in `runtime.clone` on its new stack, has nothing above.
+    if ret != 0 && !modules.is_code(ret) {
+        return Outcome::Stuck(format!("walk stopped: the Go frame's return address {ret:#x} is not code"));
+    }
     let mut regs: Regs = [None; N_REGS];
     let saved_bp = cfa.wrapping_sub(16);
     let saved = delta >= 16 && cur[RBP] == Some(saved_bp);
