@@ -34,7 +34,33 @@ fn pg_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct ports nothing listens on, below the kernel's ephemeral range: a port
+/// the kernel hands out for bind(0) may become the local port of any outgoing
+/// connection the parallel tests make before the server binds it (a seaweed filer
+/// once died of it: "bind: address already in use").
+fn free_ports(n: usize) -> Vec<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    let (from, to) = if low > 12000 { (10000, low) } else { (61000, 65535) };
+    let mut held = Vec::new();
+    for attempt in 0u64.. {
+        assert!(attempt < 10_000, "no {n} free ports in {from}..{to}");
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(attempt);
+        let port = from + (h.finish() % u64::from(to - from)) as u16;
+        // Held open until all are chosen, so that no two are the same.
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+            if held.len() == n {
+                break;
+            }
+        }
+    }
+    held.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
 /// PostgreSQL refuses to run as root: as root, its commands run as `postgres`.
@@ -271,14 +297,22 @@ impl Seaweed {
             format!("[default]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n"),
         )
         .expect("credentials");
-        // Held open until all are chosen, so that no two are the same.
-        let held: Vec<std::net::TcpListener> =
-            (0..8).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().expect("addr").port()).collect();
-        drop(held);
+        let ports = free_ports(8);
         let child = Seaweed::spawn(&dir, &ports);
-        let w = Seaweed { child, dir, ports, creds };
-        w.wait_ready();
+        let mut w = Seaweed { child, dir, ports, creds };
+        // A port taken between the choice and the bind ends the server at once: a
+        // second choice of ports then.
+        for _ in 0..3 {
+            match w.wait_ready() {
+                Ok(()) => return w,
+                Err(status) => {
+                    eprintln!("weed server exited ({status}) before it was ready: starting it on other ports");
+                    w.ports = free_ports(8);
+                    w.child = Seaweed::spawn(&w.dir, &w.ports);
+                }
+            }
+        }
+        w.wait_ready().unwrap_or_else(|status| panic!("weed server exited ({status}) four times before it was ready"));
         w
     }
 
@@ -313,7 +347,8 @@ impl Seaweed {
     /// Ready means an object can be written: the S3 gateway answers before the
     /// volume server has registered with the master, and on a busy machine writes
     /// fail (HTTP 500) for a while after that.
-    fn wait_ready(&self) {
+    /// Err: the server exited before it was ready, with its status.
+    fn wait_ready(&mut self) -> Result<(), String> {
         use rusty_s3::S3Action;
         let endpoint = format!("http://127.0.0.1:{}", self.ports[0]).parse().expect("endpoint");
         let bucket = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "ready", "us-east-1").expect("bucket");
@@ -330,7 +365,7 @@ impl Seaweed {
             let created = agent.put(create.as_str()).send_empty().map(|r| r.status().as_u16());
             let stored = agent.put(put.as_str()).send(&b"ready"[..]).map(|r| r.status().as_u16());
             let last = match (&created, &stored) {
-                (_, Ok(200)) => return,
+                (_, Ok(200)) => return Ok(()),
                 _ => format!("create bucket: {created:?}, put object: {stored:?}"),
             };
             assert!(
@@ -338,6 +373,9 @@ impl Seaweed {
                 "weed server cannot store an object after 120 s ({last}); log:\n{}",
                 std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
             );
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(status.to_string());
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -358,7 +396,7 @@ impl Seaweed {
 
     fn restart(&mut self) {
         self.child = Seaweed::spawn(&self.dir, &self.ports);
-        self.wait_ready();
+        self.wait_ready().unwrap_or_else(|status| panic!("weed server exited ({status}) when restarted"));
     }
 }
 
