@@ -247,7 +247,7 @@ pub(crate) struct Applied {
 
 /// Callee-saved registers in the SysV x86-64 ABI: rbx, rbp, r12–r15. Without an
 /// explicit rule they keep their value in the caller; caller-saved ones are unknown.
-const CALLEE_SAVED: [usize; 6] = [3, 6, 12, 13, 14, 15];
+pub(super) const CALLEE_SAVED: [usize; 6] = [3, 6, 12, 13, 14, 15];
 
 pub(crate) fn apply(
     u: &super::Unwinder<'_>,

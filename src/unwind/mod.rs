@@ -60,7 +60,15 @@ impl Step {
 }
 
 /// The callee-saved registers as a mask of [`Step::carried`].
-const CALLEE_SAVED_MASK: u32 = 1 << 3 | 1 << 6 | 1 << 12 | 1 << 13 | 1 << 14 | 1 << 15;
+const CALLEE_SAVED_MASK: u32 = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < cfi::CALLEE_SAVED.len() {
+        mask |= 1 << cfi::CALLEE_SAVED[i];
+        i += 1;
+    }
+    mask
+};
 
 // A step's registers are moved once per frame; boxing them would cost more than it saves.
 #[allow(clippy::large_enum_variant)]
@@ -545,7 +553,7 @@ fn prologue_of(pc: u64, modules: &ModuleSet) -> Prologue {
 
 fn keep_callee_saved(cur: &Regs) -> Regs {
     let mut regs: Regs = [None; N_REGS];
-    for r in [3usize, 6, 12, 13, 14, 15] {
+    for r in cfi::CALLEE_SAVED {
         regs[r] = cur[r];
     }
     regs
