@@ -310,7 +310,8 @@ impl Index {
     }
 
     /// The DIE in another unit that `die`'s abstract origin or specification chain
-    /// reaches (as unit index and offset in it), when it leaves this unit.
+    /// reaches (as unit index and offset in it), when it leaves this unit before any
+    /// linkage name (one here is what gdb names the function from, as `plain_name`).
     fn origin_in_other_unit(&self, uref: gimli::UnitRef<'_, Reader>, die: Off) -> Option<(usize, Off)> {
         if is_split(uref) {
             return None;
@@ -318,6 +319,12 @@ impl Index {
         let mut target = die;
         for _ in 0..MAX_LINKS {
             let e = uref.entry(target).ok()?;
+            if e.attr_value(gimli::DW_AT_linkage_name)
+                .or_else(|| e.attr_value(gimli::DW_AT_MIPS_linkage_name))
+                .is_some()
+            {
+                return None;
+            }
             match e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification))? {
                 gimli::AttributeValue::UnitRef(o) => target = o,
                 gimli::AttributeValue::DebugInfoRef(o) => {
