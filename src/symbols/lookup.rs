@@ -155,6 +155,12 @@ impl Index {
         i.checked_sub(1)
     }
 
+    /// The unit holding `.debug_info` offset `o`, and `o` within it.
+    fn die_at(&self, o: gimli::DebugInfoOffset) -> Option<(usize, Off)> {
+        let ui = self.unit_containing(o.0)?;
+        Some((ui, gimli::UnitOffset(o.0 - self.headers[ui].offset().0)))
+    }
+
     fn unit(&mut self, ui: usize) -> Option<Arc<Parsed>> {
         if self.units[ui].is_none() {
             let unit = self.split.parse(&self.dwarf, self.headers[ui].clone())?;
@@ -327,11 +333,7 @@ impl Index {
             }
             match e.attr_value(gimli::DW_AT_abstract_origin).or_else(|| e.attr_value(gimli::DW_AT_specification))? {
                 gimli::AttributeValue::UnitRef(o) => target = o,
-                gimli::AttributeValue::DebugInfoRef(o) => {
-                    let other = self.unit_containing(o.0)?;
-                    let base = self.headers[other].offset().0;
-                    return Some((other, gimli::UnitOffset(o.0 - base)));
-                }
+                gimli::AttributeValue::DebugInfoRef(o) => return self.die_at(o),
                 _ => return None,
             }
         }
@@ -358,11 +360,10 @@ impl Index {
             Some(gimli::AttributeValue::UnitRef(o)) => self.plain_name(ui, o, budget - 1),
             // A split unit's offsets are not the module's (see `split`).
             Some(gimli::AttributeValue::DebugInfoRef(_)) if is_split(uref) => Ok(None),
-            Some(gimli::AttributeValue::DebugInfoRef(o)) => {
-                let Some(other) = self.unit_containing(o.0) else { return Ok(None) };
-                let base = self.headers[other].offset().0;
-                self.plain_name(other, gimli::UnitOffset(o.0 - base), budget - 1)
-            }
+            Some(gimli::AttributeValue::DebugInfoRef(o)) => match self.die_at(o) {
+                Some((other, off)) => self.plain_name(other, off, budget - 1),
+                None => Ok(None),
+            },
             // The name lives in the dwz supplementary file: addr2line reads it there.
             Some(gimli::AttributeValue::DebugInfoRefSup(_)) => Err(Fallback),
             _ => Ok(None),
