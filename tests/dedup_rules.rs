@@ -70,6 +70,9 @@ fn names_rules() {
         ("plt", &["memcpy@plt @/opt/app", "copy @/opt/app"], &["copy"]),
         ("symbol version", &["fopen@@GLIBC_2.2.5 @libc.so.6", "open_log @/opt/app"], &["fopen", "open_log"]),
         ("rust hash", &["app::parse::h0123456789abcdef @/opt/app"], &["app::parse"]),
+        ("v8 optimized", &["JS:*leaf /srv/a.js:1:14 @[jit]"], &["JS:leaf /srv/a.js:1:14"]),
+        ("v8 interpreted", &["JS:~leaf /srv/a.js:1:14 @[jit]"], &["JS:leaf /srv/a.js:1:14"]),
+        ("not jit", &["JS:~leaf @/opt/app"], &["JS:~leaf"]),
     ]);
 }
 

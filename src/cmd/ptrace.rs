@@ -50,6 +50,10 @@ struct Args {
     /// extra directory searched for separate debug files (repeatable)
     #[argh(option)]
     debug_dir: Vec<PathBuf>,
+    /// the perf map naming JIT code (`node --perf-basic-prof` writes /tmp/perf-PID.map);
+    /// a live process's own is read without it
+    #[argh(option)]
+    jit_map: Option<PathBuf>,
     /// maximum frames per thread (default 1024)
     #[argh(option, default = "1024")]
     max_frames: usize,
@@ -98,6 +102,7 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
     opts.threads = args.thread.clone();
     opts.fault_thread = args.fault_thread;
     opts.symbols.debug_dirs = args.debug_dir.clone();
+    opts.symbols.jit_map = args.jit_map.clone();
     opts.variables.mode = if args.no_variables {
         trace::VariableMode::None
     } else if args.faulted {

@@ -4,6 +4,7 @@
 //! version of the symbol the stub binds to, as the dynamic linker resolves it).
 
 use super::{ModuleSet, dwarf};
+use crate::snapshot::{Frame, Trust};
 
 impl ModuleSet {
     /// True when `addr` lies in an executable PT_LOAD segment of some module.
@@ -14,6 +15,25 @@ impl ModuleSet {
         match &e.headers {
             Some(h) => h.segment_for(vaddr).is_some_and(|s| s.executable),
             None => false,
+        }
+    }
+
+    /// Whether `addr` is in code generated at run time (anonymous executable memory).
+    pub(crate) fn is_jit(&self, addr: u64) -> bool {
+        self.jit.mapping_of(addr).is_some()
+    }
+
+    /// Names a frame in JIT code: module `[jit]` (its offset into the mapping), and
+    /// the function the runtime's perf map gives, if any.
+    pub(crate) fn symbolize_jit(&self, frame: &mut Frame) {
+        let exact = frame.trust == Trust::Context || frame.signal_frame;
+        let probe = if exact { frame.pc } else { frame.pc.wrapping_sub(1) };
+        let Some(start) = self.jit.mapping_of(probe) else { return };
+        frame.module = Some("[jit]".into());
+        frame.module_offset = frame.pc - start;
+        if let Some((name, at)) = self.jit.name(probe) {
+            frame.function = Some(name.to_string());
+            frame.function_offset = Some(frame.pc - at);
         }
     }
 

@@ -14,6 +14,7 @@ pub(crate) mod elf;
 mod globals;
 mod gopclntab;
 mod indexcache;
+mod jit;
 mod layout;
 mod lines;
 mod linetable;
@@ -73,6 +74,8 @@ pub struct SymbolOptions {
     pub sysroot: Option<PathBuf>,
     /// The executable given on the command line, overriding the path recorded in a core.
     pub exe: Option<PathBuf>,
+    /// The perf map naming the process's JIT code (`/tmp/perf-PID.map`; see `jit.rs`).
+    pub jit_map: Option<PathBuf>,
 }
 
 /// One module and its lazily opened files. Invariant: `record.start..record.end`
@@ -158,6 +161,8 @@ pub struct ModuleSet {
     sysroot: Option<PathBuf>,
     /// The program's entry point (`AT_ENTRY`): the first instruction the process ran.
     entry_point: Option<u64>,
+    /// Code generated at run time, and its names (see `jit.rs`).
+    jit: jit::Jit,
     /// Problems found lazily (opening files, debug lookup); see [`ModuleSet::take_problems`].
     problems: Mutex<Vec<Problem>>,
     cache: Vec<Cache>,
@@ -388,11 +393,14 @@ impl ModuleSet {
             }
         }
         roots.extend(opts.debug_dirs.iter().cloned());
+        let (jit, note) = jit::Jit::new(maps, opts.jit_map.as_deref());
+        problems.extend(note.map(|n| Problem::new(Scope::Snapshot, n)));
         let set = ModuleSet {
             entries,
             roots,
             sysroot: opts.sysroot.clone(),
             entry_point,
+            jit,
             problems: Mutex::new(Vec::new()),
             cache: (0..CACHE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             plt_targets: Mutex::new(HashMap::new()),
@@ -415,7 +423,10 @@ impl ModuleSet {
     /// [`symbolize`](Self::symbolize) appending to `out` (a thread's frames, without
     /// a vector per frame).
     pub fn symbolize_into(&self, mut frame: Frame, out: &mut Vec<Frame>) {
-        let Some(idx) = self.find(frame.pc) else { return out.push(frame) };
+        let Some(idx) = self.find(frame.pc) else {
+            self.symbolize_jit(&mut frame);
+            return out.push(frame);
+        };
         let e = &self.entries[idx];
         let vaddr = frame.pc.wrapping_sub(e.record.load_bias);
         frame.module = Some(if e.vdso.is_some() { "[vdso]".to_string() } else { file_name(&e.record.path) });

@@ -75,6 +75,9 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError
         // its files are reachable through /proc/PID/root whatever our namespace is.
         sym.sysroot = Some(format!("/proc/{pid}/root").into());
     }
+    if sym.jit_map.is_none() {
+        sym.jit_map = perf_map_of(pid);
+    }
     let mut live = opts.live.clone();
     // Variables read heap objects the stack copies do not hold: keep the threads
     // stopped until they are read (build releases them before its slow tail).
@@ -86,6 +89,25 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError
         snap.set_kernel_stacks(&kernel);
     }
     Ok(snap)
+}
+
+/// The perf map a live process's JIT runtime writes (`/tmp/perf-PID.map`, in the
+/// process's own mount namespace), when there is one and it is the process's: `/tmp` is
+/// anyone's, so a file another user owns is not believed (as `perf` refuses it).
+fn perf_map_of(pid: i32) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    // A process in a container names the file by its pid there (the last of NSpid).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let ns_pid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|p| p.parse::<i32>().ok())
+        .unwrap_or(pid);
+    let path = std::path::PathBuf::from(format!("/proc/{pid}/root/tmp/perf-{ns_pid}.map"));
+    let owner = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
+    let file = std::fs::symlink_metadata(&path).ok()?;
+    (file.is_file() && (file.uid() == owner || file.uid() == 0)).then_some(path)
 }
 
 /// Snapshots an ELF core file, with the executable given explicitly or found via the core.

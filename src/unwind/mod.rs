@@ -45,6 +45,10 @@ struct Step {
     interrupted: bool,
     /// The current frame is a signal trampoline.
     callee_is_trampoline: bool,
+    /// The caller resumes at a function's first instruction, on the frame its frame
+    /// pointer links (see [`chain_return`]): its pc is exact, and only its frame
+    /// pointer leads further.
+    resumed: bool,
     /// Registers (bit per DWARF number) the caller has as the callee had them: a
     /// guess about one stays a guess.
     carried: u32,
@@ -55,7 +59,7 @@ struct Step {
 
 impl Step {
     fn new(regs: Regs, trust: Trust) -> Step {
-        Step { regs, trust, interrupted: false, callee_is_trampoline: false, carried: 0, guessed: 0 }
+        Step { regs, trust, interrupted: false, callee_is_trampoline: false, resumed: false, carried: 0, guessed: 0 }
     }
 }
 
@@ -155,6 +159,7 @@ fn walk_with(
     let mut problems = Vec::new();
     let mut cur = regs_from(regs);
     let mut exact = true;
+    let mut resumed = false;
     // Registers of `cur` the walk follows but a frame does not report (Step::guessed).
     let mut guessed = 0u32;
 
@@ -167,7 +172,7 @@ fn walk_with(
             ));
             break;
         }
-        let step = match step(&cur, exact, frames.len() == 1, memory, u) {
+        let step = match step(&cur, exact, resumed, frames.len() == 1, memory, u) {
             Outcome::Caller(s) => s,
             Outcome::End => break,
             Outcome::Stuck(msg) => {
@@ -199,13 +204,14 @@ fn walk_with(
             ));
             break;
         }
-        let in_module = modules.find(new_pc).is_some();
+        // JIT code is walked on (by its frame pointers, as nothing else describes it).
+        let in_module = modules.find(new_pc).is_some() || modules.is_jit(new_pc);
         guessed = (guessed & step.carried) | step.guessed;
         frames.push(Frame {
             pc: new_pc,
             sp: new_sp,
             trust: step.trust,
-            signal_frame: step.interrupted,
+            signal_frame: step.interrupted || step.resumed,
             registers: frame_registers(&step.regs, guessed),
             ..Default::default()
         });
@@ -217,7 +223,8 @@ fn walk_with(
             break;
         }
         cur = step.regs;
-        exact = step.interrupted;
+        exact = step.interrupted || step.resumed;
+        resumed = step.resumed;
     }
     insert_tail_calls(&mut frames, u);
     frames.truncate(max);
@@ -359,7 +366,7 @@ fn tail_chains(
 }
 
 /// One unwind step from the frame whose registers are `cur`.
-fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<'_>) -> Outcome {
+fn step(cur: &Regs, exact: bool, resumed: bool, first: bool, memory: &dyn Memory, u: &Unwinder<'_>) -> Outcome {
     let modules = u.modules;
     let pc = cur[RIP].unwrap_or(0);
     let sp = cur[RSP].unwrap_or(0);
@@ -409,11 +416,12 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
     // 1) At a function's first instruction or in a PLT stub nothing has
     // been pushed yet: the return address is at [rsp]. Also used for frame 0 when pc
     // is outside every module (a call through a bad function pointer).
-    let at_entry = module.is_some_and(|idx| {
-        let e = modules.entry(idx);
-        let in_plt = modules.image(idx).is_some_and(|img| img.in_plt(pc.wrapping_sub(e.record.load_bias)));
-        in_plt || (exact && modules.symbol_start(pc) == Some(pc))
-    });
+    let at_entry = !resumed
+        && module.is_some_and(|idx| {
+            let e = modules.entry(idx);
+            let in_plt = modules.image(idx).is_some_and(|img| img.in_plt(pc.wrapping_sub(e.record.load_bias)));
+            in_plt || (exact && modules.symbol_start(pc) == Some(pc))
+        });
     if (at_entry || (first && module.is_none()))
         && let Some(ret) = memory.read_u64(sp)
         && looks_like_return(ret, modules, memory)
@@ -428,7 +436,11 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
     // 2) A function known (from its first bytes) not to set up a frame pointer: a
     // leaf written in assembly, usually. Where it faulted nothing is pushed in the
     // common case, so try [rsp] before trusting an rbp that belongs to the caller.
-    let prologue = module.map_or(Prologue::Unknown, |_| prologue_of(pc, modules));
+    let prologue = match module {
+        _ if resumed => Prologue::FramePointer,
+        None => Prologue::Unknown,
+        Some(_) => prologue_of(if exact { pc } else { pc.wrapping_sub(1) }, modules),
+    };
     if prologue == Prologue::Frameless
         && let Some(ret) = memory.read_u64(sp).filter(|r| looks_like_return(*r, modules, memory))
     {
@@ -444,13 +456,13 @@ fn step(cur: &Regs, exact: bool, first: bool, memory: &dyn Memory, u: &Unwinder<
         && rbp - sp < (64 << 20)
         && rbp % 8 == 0
         && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8)))
-        && looks_like_return(ret, modules, memory)
+        && let Some(resumes) = chain_return(ret, rbp, next_rbp, modules, memory)
     {
         let mut regs: Regs = [None; N_REGS];
         regs[RBP] = Some(next_rbp);
         regs[RSP] = Some(rbp.wrapping_add(16));
         regs[RIP] = Some(ret);
-        return Outcome::Caller(Step::new(regs, Trust::FramePointer));
+        return Outcome::Caller(Step { resumed: resumes, ..Step::new(regs, Trust::FramePointer) });
     }
 
     // 4) Stack scan: the first word above sp that is a plausible return address.
@@ -534,13 +546,21 @@ fn go_step(cur: &Regs, first: bool, go: &crate::symbols::GoFrame, memory: &dyn M
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Prologue {
     Unknown,
-    /// Starts with `push %rbp; mov %rsp,%rbp` (after an optional `endbr64`).
+    /// Sets up a frame pointer (`push %rbp; mov %rsp,%rbp`) before the pc.
     FramePointer,
-    /// Starts with something else: it does not keep a frame pointer.
+    /// Does not, up to the pc: it keeps no frame pointer of its own there.
     Frameless,
 }
 
-/// Classifies the function containing `pc` by its first instructions (from the file).
+/// How far into a function the frame-pointer setup is looked for.
+const PROLOGUE_SEARCH: u64 = 4096;
+
+/// Classifies the function containing `pc` by its code (from the file) between its
+/// first instruction and `pc`: whether `push %rbp; mov %rsp,%rbp` comes first (after
+/// an optional `endbr64`) or anywhere before the pc. Code that sets its frame up after
+/// a fast path is common where there is no CFI: V8's builtins
+/// (`Builtins_InterpreterEntryTrampoline` pushes rbp 110 bytes in) and hand-written
+/// assembly. Only a function with no such sequence before the pc is frameless.
 fn prologue_of(pc: u64, modules: &ModuleSet) -> Prologue {
     let Some(start) = modules.symbol_start(pc) else { return Prologue::Unknown };
     let mut code = [0u8; 8];
@@ -548,8 +568,21 @@ fn prologue_of(pc: u64, modules: &ModuleSet) -> Prologue {
         return Prologue::Unknown;
     }
     let body = if code[..4] == [0xf3, 0x0f, 0x1e, 0xfa] { &code[4..] } else { &code[..] };
-    if body[..4] == [0x55, 0x48, 0x89, 0xe5] { Prologue::FramePointer } else { Prologue::Frameless }
+    if body[..4] == FRAME_SETUP {
+        return Prologue::FramePointer;
+    }
+    let len = pc.saturating_sub(start).min(PROLOGUE_SEARCH) as usize;
+    let mut text = vec![0u8; len];
+    let n = modules.read_code(start, &mut text);
+    if text[..n].windows(FRAME_SETUP.len()).any(|w| w == FRAME_SETUP) {
+        Prologue::FramePointer
+    } else {
+        Prologue::Frameless
+    }
 }
+
+/// `push %rbp; mov %rsp,%rbp`.
+const FRAME_SETUP: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
 
 fn keep_callee_saved(cur: &Regs) -> Regs {
     let mut regs: Regs = [None; N_REGS];
@@ -571,6 +604,34 @@ fn looks_like_return(addr: u64, modules: &ModuleSet, memory: &dyn Memory) -> boo
     } else {
         true
     }
+}
+
+/// Whether a frame-pointer chain's return address `ret` (at `rbp + 8`, the caller's
+/// frame pointer `next_rbp` at `rbp`) is believable: Some(false) for a return after a
+/// call, Some(true) for a frame that resumes at a function's first instruction, None
+/// when it is neither.
+///
+/// A return after a call in a module's code is always taken. Two more are taken only
+/// when the chain goes on up the stack (the caller's frame pointer above this one's,
+/// or 0 at the chain's end): a return after a call into JIT code (anonymous executable
+/// memory: V8, a JVM, .NET), which no module vouches for; and a return to a function's
+/// very first instruction in a module, after no call — V8 sends a frame whose code
+/// changed tier back through an entry builtin so (`Builtins_InterpreterEnterAtNextBytecode`
+/// is the saved return address of the function it re-enters), and that frame goes on
+/// by its frame pointer.
+fn chain_return(ret: u64, rbp: u64, next_rbp: u64, modules: &ModuleSet, memory: &dyn Memory) -> Option<bool> {
+    if looks_like_return(ret, modules, memory) {
+        return Some(false);
+    }
+    if !(next_rbp == 0 || (next_rbp > rbp && next_rbp - rbp < (64 << 20))) {
+        return None;
+    }
+    let mut before = [0u8; 8];
+    if modules.is_jit(ret) && memory.read_exact(ret.wrapping_sub(8), &mut before) && heuristics::ends_with_call(&before)
+    {
+        return Some(false);
+    }
+    (modules.is_code(ret) && modules.symbol_start(ret) == Some(ret)).then_some(true)
 }
 
 /// Folklore: at `__restore_rt`, %rsp points at the `ucontext_t` the kernel saved

@@ -1,0 +1,229 @@
+//! Mixed native and JIT stacks: Node.js (Debian's `nodejs`, which `make deps`
+//! installs), whose JavaScript runs as code V8 generates in anonymous executable
+//! memory, with no CFI and no module. bt walks it by its frame pointers (V8 links
+//! every frame) and names it from the perf map Node writes with `--perf-basic-prof`
+//! (`/tmp/perf-PID.map`). The oracle is Node's own report: `process.abort()` prints the
+//! JavaScript stack before it aborts. gdb prints `??` frames of garbage from the first
+//! JIT frame on, so it is no oracle here.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NODE: &str = "/usr/bin/node";
+
+/// JavaScript that aborts three calls deep, after `hot` and `leaf` ran often enough
+/// to be compiled.
+const ABORT_JS: &str = r#"
+function leaf(n) { if (n > 1e5) process.abort(); return n; }
+function hot(n) { let s = 0; for (let i = 0; i < n; i++) s = (s + leaf(i)) | 0; return s; }
+function top() { for (let k = 0; k < 100; k++) hot(1000); hot(2e5); }
+top();
+"#;
+
+/// JavaScript that spins for ever in small-integer arithmetic (nothing allocated, so
+/// no collector runs): the main thread is almost always in optimized code.
+const SPIN_JS: &str = r#"
+function inner(n) { let s = 0; for (let i = 0; i < 1e6; i++) s = (s + i * n) | 0; return s; }
+function middle(n) { return inner(n) + 1; }
+function outer() { for (;;) { middle(3); } }
+outer();
+"#;
+
+fn need_node() {
+    assert!(Path::new(NODE).exists(), "{NODE} is missing: `make deps` installs Debian's nodejs");
+}
+
+/// The perf map Node writes for `pid`; removed when dropped (it lives in /tmp).
+struct PerfMap(PathBuf);
+
+impl PerfMap {
+    fn of(pid: u32) -> PerfMap {
+        PerfMap(PathBuf::from(format!("/tmp/perf-{pid}.map")))
+    }
+}
+
+impl Drop for PerfMap {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The function a V8 perf-map name stands for: `JS:*hot /x.js:2:13` → `hot` (the
+/// character after `JS:` is the tier: `~` interpreted, `^` baseline, `*` optimized;
+/// an anonymous function has no name before the blank).
+fn v8_function(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("JS:")?;
+    let rest = rest.strip_prefix(['~', '^', '*', '+', '-']).unwrap_or(rest);
+    Some(rest.split_once(' ').map_or(rest, |(f, _)| f))
+}
+
+/// The functions of Node's "JavaScript stack trace" (`N: name (place)`, or
+/// `N: place` for an anonymous function, which gives "").
+fn node_js_stack(stderr: &str) -> Vec<String> {
+    let mut lines = stderr.lines().skip_while(|l| !l.contains("JavaScript stack trace")).skip(1);
+    let mut out = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.trim();
+        if line.is_empty() {
+            if out.is_empty() {
+                continue;
+            }
+            break;
+        }
+        let Some((_, what)) = line.split_once(": ") else { break };
+        out.push(match what.rsplit_once(" (") {
+            Some((name, _)) => name.to_string(),
+            None => String::new(),
+        });
+    }
+    out
+}
+
+fn frames_of(thread: &Value) -> Vec<(String, String, String)> {
+    thread["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+            (s("function"), s("module"), s("trust"))
+        })
+        .collect()
+}
+
+fn faulted_thread(snap: &Value) -> &Value {
+    snap["threads"].as_array().expect("threads").iter().find(|t| t["faulted"] == true).expect("a faulted thread")
+}
+
+/// The walk went through the JIT frames down to the process's entry: Node's
+/// `node::Start`, then libc's start code and `_start`.
+fn assert_reaches_entry(frames: &[(String, String, String)], what: &str) {
+    let names: Vec<&str> = frames.iter().map(|f| f.0.as_str()).collect();
+    assert!(names.contains(&"node::Start(int, char**)"), "{what}: no node::Start in {names:#?}");
+    assert_eq!(names.last().copied(), Some("_start"), "{what}: the walk did not reach _start: {names:#?}");
+}
+
+#[test]
+fn a_core_of_node_shows_its_javascript_frames_as_node_reports_them() {
+    need_node();
+    let dir = scratch_dir("jit-core");
+    let core_dir = scratch_dir("bt-cores-jit");
+    let script = dir.join("abort.js");
+    fs::write(&script, ABORT_JS).unwrap();
+    let (out, pid) = {
+        let _guard = CorePatternGuard::set(&core_dir);
+        let mut cmd = Command::new(NODE);
+        cmd.args(["--perf-basic-prof", "--interpreted-frames-native-stack"])
+            .arg(&script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        allow_core_dumps(&mut cmd);
+        let child = cmd.spawn().expect("starting node");
+        let pid = child.id();
+        (child.wait_with_output().expect("waiting for node"), pid)
+    };
+    let map = PerfMap::of(pid);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "node did not abort: {:?}\n{stderr}", out.status);
+    let core = core_dir.join(format!("core.{pid}"));
+    assert!(core.exists(), "no core at {}", core.display());
+    let expected = node_js_stack(&stderr);
+    assert!(expected.len() >= 4 && expected[..3] == ["leaf", "hot", "top"], "Node's own stack: {expected:?}\n{stderr}");
+
+    let snap = bt_json(&[
+        "ptrace",
+        "--no-variables",
+        "--jit-map",
+        map.0.to_str().unwrap(),
+        "--core",
+        core.to_str().unwrap(),
+        NODE,
+    ]);
+    let frames = frames_of(faulted_thread(&snap));
+    // Node's JavaScript frames, in bt: JIT code named from the perf map, and frames of
+    // V8's interpreter builtins (a function that was running interpreted when its
+    // code changed tier re-enters through `Builtins_InterpreterEnterAtNextBytecode`;
+    // which function it runs is in V8's frame, and bt does not read it: any name).
+    let js: Vec<Option<&str>> = frames
+        .iter()
+        .filter(|f| f.1 == "[jit]" || f.0.starts_with("Builtins_Interpret"))
+        .map(|f| if f.1 == "[jit]" { Some(v8_function(&f.0).unwrap_or(&f.0)) } else { None })
+        .collect();
+    // Node prints at most its stack-trace limit (10) frames; bt has them all.
+    assert!(js.len() >= expected.len(), "bt's JavaScript frames {js:?}, Node's {expected:?}");
+    for (b, n) in js.iter().zip(&expected) {
+        assert!(b.is_none_or(|b| b == n), "bt's JavaScript frames {js:?} against Node's {expected:?}");
+    }
+    // Which functions run from their own named trampoline and which from V8's shared
+    // one depends on when V8's background compiler finished: most are named.
+    let named = js[..expected.len()].iter().filter(|b| b.is_some()).count();
+    assert!(named * 2 > expected.len(), "most frames named: {js:?}");
+    // The JavaScript is entered from node::Abort's caller chain: native frames above
+    // it, then V8's entry and Node's start below it.
+    let first_js = frames.iter().position(|f| f.1 == "[jit]").unwrap();
+    assert!(frames[..first_js].iter().any(|f| f.0.starts_with("node::Abort")), "{frames:#?}");
+    assert_reaches_entry(&frames, "core");
+
+    // Without the perf map the frames are the same, in `[jit]` with no name.
+    let snap = bt_json(&["ptrace", "--no-variables", "--core", core.to_str().unwrap(), NODE]);
+    let bare = frames_of(faulted_thread(&snap));
+    assert_eq!(bare.len(), frames.len(), "{bare:#?}");
+    assert!(bare.iter().filter(|f| f.1 == "[jit]").all(|f| f.0.is_empty()), "{bare:#?}");
+    assert_reaches_entry(&bare, "core without the perf map");
+    let _ = fs::remove_file(&core);
+}
+
+#[test]
+fn a_live_node_process_in_optimized_code_is_walked_and_named() {
+    need_node();
+    let dir = scratch_dir("jit-live");
+    let script = dir.join("spin.js");
+    fs::write(&script, SPIN_JS).unwrap();
+    let mut child = Command::new(NODE)
+        .arg("--perf-basic-prof")
+        .arg(&script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting node");
+    let pid = child.id();
+    let map = PerfMap::of(pid);
+    // Optimized: the perf map names `inner` compiled by TurboFan (`JS:*`).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fs::read_to_string(&map.0).unwrap_or_default().contains("JS:*inner") {
+        assert!(Instant::now() < deadline, "node never optimized inner()");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Caught at a random instruction: in optimized `inner` (or `outer`, into which
+    // V8 may inline the others) nearly always; tried a few times.
+    let mut seen = Vec::new();
+    let named = (0..5).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        let snap = bt_json(&["ptrace", "--no-variables", "--thread", &pid.to_string(), &pid.to_string()]);
+        let thread = &snap["threads"][0];
+        let frames = frames_of(thread);
+        assert_reaches_entry(&frames, "live");
+        let top = frames[0].clone();
+        seen.push(top.clone());
+        top.1 == "[jit]" && ["inner", "middle", "outer"].contains(&v8_function(&top.0).unwrap_or(""))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(named, "the main thread was never shown in named JIT code: {seen:#?}");
+}
+
+#[test]
+fn perf_map_lines_name_functions_the_v8_way() {
+    assert_eq!(v8_function("JS:*hot /x.js:2:13"), Some("hot"));
+    assert_eq!(v8_function("JS:~ /x.js:1:1"), Some(""));
+    assert_eq!(v8_function("Builtin:ArrayMap"), None);
+    let stderr = "----- JavaScript stack trace -----\n\n1: leaf (/t/a.js:2:41)\n2: /t/a.js:5:1\n3: Module.load (node:internal/x:1:2)\n\n\nmore";
+    assert_eq!(node_js_stack(stderr), ["leaf", "", "Module.load"]);
+}
