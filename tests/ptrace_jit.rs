@@ -40,6 +40,17 @@ fn need_node() {
     assert!(Path::new(NODE).exists(), "{NODE} is missing: `make deps` installs Debian's nodejs");
 }
 
+/// A child killed when dropped, also when an assertion fails first: a node left
+/// spinning would take a core from every test after it.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The perf map Node writes for `pid`; removed when dropped (it lives in /tmp).
 struct PerfMap(PathBuf);
 
@@ -186,14 +197,16 @@ fn a_live_node_process_in_optimized_code_is_walked_and_named() {
     let dir = scratch_dir("jit-live");
     let script = dir.join("spin.js");
     fs::write(&script, SPIN_JS).unwrap();
-    let mut child = Command::new(NODE)
-        .arg("--perf-basic-prof")
-        .arg(&script)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting node");
-    let pid = child.id();
+    let child = Killed(
+        Command::new(NODE)
+            .arg("--perf-basic-prof")
+            .arg(&script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting node"),
+    );
+    let pid = child.0.id();
     let map = PerfMap::of(pid);
     // Optimized: the perf map names `inner` compiled by TurboFan (`JS:*`).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -214,8 +227,7 @@ fn a_live_node_process_in_optimized_code_is_walked_and_named() {
         seen.push(top.clone());
         top.1 == "[jit]" && ["inner", "middle", "outer"].contains(&v8_function(&top.0).unwrap_or(""))
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(named, "the main thread was never shown in named JIT code: {seen:#?}");
 }
 

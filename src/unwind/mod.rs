@@ -372,7 +372,9 @@ fn step(cur: &Regs, exact: bool, resumed: bool, first: bool, memory: &dyn Memory
     let sp = cur[RSP].unwrap_or(0);
     let module = modules.find(pc);
 
-    if let Some(idx) = module {
+    // A resumed frame (see `chain_return`) is not where a call left it: what CFI says
+    // at its pc describes a function just called, not the frame it re-enters.
+    if let Some(idx) = module.filter(|_| !resumed) {
         // Signal trampoline, recognised by its bytes (from the module file, or memory).
         let mut code = [0u8; sigframe::RESTORE_RT.len()];
         let have = modules.read_code(pc, &mut code) == code.len() || memory.read_exact(pc, &mut code);
@@ -433,8 +435,8 @@ fn step(cur: &Regs, exact: bool, resumed: bool, first: bool, memory: &dyn Memory
         return Outcome::Caller(Step { carried: CALLEE_SAVED_MASK, ..Step::new(regs, trust) });
     }
 
-    // 2) A function known (from its first bytes) not to set up a frame pointer: a
-    // leaf written in assembly, usually. Where it faulted nothing is pushed in the
+    // 2) A function known (from its code up to the pc) not to set up a frame pointer:
+    // a leaf written in assembly, usually. Where it faulted nothing is pushed in the
     // common case, so try [rsp] before trusting an rbp that belongs to the caller.
     let prologue = match module {
         _ if resumed => Prologue::FramePointer,
