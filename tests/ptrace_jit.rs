@@ -131,8 +131,10 @@ fn a_core_of_node_shows_its_javascript_frames_as_node_reports_them() {
     let (out, pid) = {
         let _guard = CorePatternGuard::set(&core_dir);
         let mut cmd = Command::new(NODE);
+        // From the scratch directory: node writes its V8 log (isolate-*.log) where it runs.
         cmd.args(["--perf-basic-prof", "--interpreted-frames-native-stack"])
             .arg(&script)
+            .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         allow_core_dumps(&mut cmd);
@@ -201,6 +203,7 @@ fn a_live_node_process_in_optimized_code_is_walked_and_named() {
         Command::new(NODE)
             .arg("--perf-basic-prof")
             .arg(&script)
+            .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

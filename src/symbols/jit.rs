@@ -13,6 +13,9 @@ use std::path::Path;
 
 /// The most of a perf map that is read: a long-running JVM's can grow without end.
 pub(crate) const MAX_PERF_MAP_BYTES: u64 = 64 << 20;
+/// The most names kept (a big JVM's map has a few hundred thousand), and the longest.
+const MAX_NAMES: usize = 1 << 20;
+const MAX_NAME_BYTES: usize = 1024;
 
 #[derive(Default)]
 pub(crate) struct Jit {
@@ -44,10 +47,20 @@ impl Jit {
             // The last line may be cut in the middle.
             lines.next_back();
         }
+        let mut kept = 0;
         for line in lines {
-            if let Some((start, size, name)) = parse_line(line) {
-                jit.insert(start, start.saturating_add(size), name);
+            // Only code in JIT memory needs a name from here (a module's has symbols).
+            let Some((start, size, name)) = parse_line(line) else { continue };
+            let end = start.saturating_add(size);
+            if !jit.overlaps_jit(start, end) {
+                continue;
             }
+            if kept == MAX_NAMES {
+                let note = format!("perf map {}: only its first {MAX_NAMES} names in JIT memory kept", path.display());
+                return (jit, Some(note));
+            }
+            kept += 1;
+            jit.insert(start, end, truncated(name, MAX_NAME_BYTES));
         }
         let note =
             cut.then(|| format!("perf map {}: only its first {} MiB read", path.display(), MAX_PERF_MAP_BYTES >> 20));
@@ -59,6 +72,12 @@ impl Jit {
         let i = self.ranges.partition_point(|r| r.0 <= addr);
         let (start, end) = *self.ranges.get(i.checked_sub(1)?)?;
         (addr < end).then_some(start)
+    }
+
+    /// Whether [start, end) meets an anonymous executable mapping.
+    fn overlaps_jit(&self, start: u64, end: u64) -> bool {
+        let i = self.ranges.partition_point(|r| r.0 < end);
+        i > 0 && self.ranges[i - 1].1 > start
     }
 
     /// The perf map's name for the code at `addr`, with the code's start.
@@ -87,6 +106,15 @@ impl Jit {
 fn is_jit_mapping(m: &Mapping) -> bool {
     m.perms.as_bytes().get(2) == Some(&b'x')
         && (m.path.is_empty() || m.path.starts_with("[anon") || m.path.starts_with("/memfd:"))
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncated(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
 }
 
 /// `START SIZE NAME` (hex, an optional `0x`); the name may hold blanks.
@@ -118,6 +146,8 @@ mod tests {
         )
         .unwrap();
         let maps = [map(0x1000, 0x5000, "r-xp", ""), map(0x6000, 0x7000, "r-xp", "/usr/lib/libc.so.6")];
+        let long = format!("6000 10 in-libc\n4800 10 {}\n", "é".repeat(2000));
+        std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + long.as_str()).unwrap();
         let (jit, note) = Jit::new(&maps, Some(&path));
         assert_eq!(note, None);
         assert_eq!(jit.name(0x1090), Some(("JS:*new /a.js:2:1", 0x1080)));
@@ -128,6 +158,10 @@ mod tests {
         assert_eq!(jit.name(0x2000), None);
         assert_eq!(jit.name(0x3000), None);
         assert_eq!(jit.mapping_of(0x4fff), Some(0x1000));
+        // Code of a module is not named from the map; a long name is cut whole.
+        assert_eq!(jit.name(0x6000), None);
+        let (long, _) = jit.name(0x4800).unwrap();
+        assert!(long.len() <= MAX_NAME_BYTES && long.len() >= MAX_NAME_BYTES - 1 && long.starts_with('é'));
         assert_eq!(jit.mapping_of(0x5000), None);
         assert_eq!(jit.mapping_of(0x6100), None);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -93,16 +93,15 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError
 
 /// The perf map a live process's JIT runtime writes (`/tmp/perf-PID.map`, in the
 /// process's own mount namespace), when there is one and it is the process's: `/tmp` is
-/// anyone's, so a file another user owns is not believed (as `perf` refuses it).
+/// anyone's, so a file another user owns is not believed (as `perf` refuses it). Its
+/// sticky bit keeps anyone but that owner from replacing the file once checked.
 fn perf_map_of(pid: i32) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
     // A process in a container names the file by its pid there (the last of NSpid).
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let ns_pid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|p| p.parse::<i32>().ok())
+    let ns_pid = capture::procfs::parse_status(&status, &["NSpid"])
+        .first()
+        .and_then(|(_, v)| v.split(' ').next_back()?.parse::<i32>().ok())
         .unwrap_or(pid);
     let path = std::path::PathBuf::from(format!("/proc/{pid}/root/tmp/perf-{ns_pid}.map"));
     let owner = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();

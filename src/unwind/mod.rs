@@ -565,18 +565,15 @@ const PROLOGUE_SEARCH: u64 = 4096;
 /// assembly. Only a function with no such sequence before the pc is frameless.
 fn prologue_of(pc: u64, modules: &ModuleSet) -> Prologue {
     let Some(start) = modules.symbol_start(pc) else { return Prologue::Unknown };
-    let mut code = [0u8; 8];
-    if modules.read_code(start, &mut code) < 8 {
+    let before_pc = pc.saturating_sub(start).min(PROLOGUE_SEARCH) as usize;
+    let mut code = vec![0u8; before_pc.max(8)];
+    let n = modules.read_code(start, &mut code);
+    if n < 8 {
         return Prologue::Unknown;
     }
     let body = if code[..4] == [0xf3, 0x0f, 0x1e, 0xfa] { &code[4..] } else { &code[..] };
-    if body[..4] == FRAME_SETUP {
-        return Prologue::FramePointer;
-    }
-    let len = pc.saturating_sub(start).min(PROLOGUE_SEARCH) as usize;
-    let mut text = vec![0u8; len];
-    let n = modules.read_code(start, &mut text);
-    if text[..n].windows(FRAME_SETUP.len()).any(|w| w == FRAME_SETUP) {
+    let sets_up = |c: &[u8]| c.windows(FRAME_SETUP.len()).any(|w| w == FRAME_SETUP);
+    if body[..4] == FRAME_SETUP || sets_up(&code[..n.min(before_pc)]) {
         Prologue::FramePointer
     } else {
         Prologue::Frameless
