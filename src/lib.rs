@@ -16,6 +16,7 @@ pub mod server;
 pub mod snapshot;
 pub mod store;
 pub mod symbols;
+pub mod thp;
 pub mod trace;
 pub mod units;
 pub mod unwind;

@@ -97,7 +97,8 @@ pub fn run(name: &str, raw: &[String]) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let mut opts = TraceOptions::default();
+    // One trace and exit: a big one may have its heap in huge pages (crate::thp).
+    let mut opts = TraceOptions { huge_pages_from: Some(crate::thp::MANY_THREADS), ..TraceOptions::default() };
     opts.walk.max_frames = args.max_frames.max(1);
     opts.threads = args.thread.clone();
     opts.fault_thread = args.fault_thread;

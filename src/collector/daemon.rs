@@ -191,8 +191,8 @@ fn defaults_command(cmd: &str, exe: &str) -> Vec<(String, String)> {
     let Some(prog) = words.next() else { return vec![] };
     let mut command = std::process::Command::new(prog);
     command.args(words).arg(exe).stdin(std::process::Stdio::null());
-    // bt's allocator turns transparent huge pages off for bt (mimalloc's `no_thp`
-    // sets PR_SET_THP_DISABLE, which children inherit): the command gets them back.
+    // bt turns transparent huge pages off for itself (PR_SET_THP_DISABLE, see
+    // crate::thp), which children inherit: the command gets them back.
     // SAFETY: prctl is async-signal-safe and touches only the child's own flag.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, || {
@@ -519,11 +519,11 @@ pub fn purge(sp: &Spool, cfg: &Config) {
 
 #[cfg(test)]
 mod tests {
-    /// bt's allocator sets PR_SET_THP_DISABLE on bt, which children inherit; the
+    /// bt sets PR_SET_THP_DISABLE on itself (crate::thp), which children inherit; the
     /// defaults command runs with it cleared (fails without the `pre_exec`).
     #[test]
     fn the_defaults_command_gets_transparent_huge_pages_back() {
-        // SAFETY: sets this test process's own flag, as mimalloc does in bt.
+        // SAFETY: sets this test process's own flag, as bt's main does.
         assert_eq!(unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) }, 0);
         let script = std::env::temp_dir().join(format!("bt-thp-{}.sh", std::process::id()));
         std::fs::write(&script, "awk '/^THP_enabled/ { print \"thp=\" $2 }' /proc/self/status\n").unwrap();

@@ -30,6 +30,10 @@ pub struct TraceOptions {
     pub variables: VariableCapture,
     /// Classifiers, annotations and user modules (see [`crate::analysis`]).
     pub analysis: AnalysisOptions,
+    /// Back bt's heap with transparent huge pages when at least this many threads get
+    /// their variables ([`crate::thp`]): for a one-shot process only, the flag being
+    /// the whole process's.
+    pub huge_pages_from: Option<usize>,
 }
 
 /// Which threads get their variables captured.
@@ -270,6 +274,10 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     }
     // Faulting thread first, then by tid, so output is stable.
     threads.sort_by_key(|t| (!t.faulted, t.tid));
+    if opts.huge_pages_from.is_some_and(|n| threads.iter().filter(|t| want_vars(t)).count() >= n) {
+        let on = crate::thp::allow(true);
+        log::debug!("transparent huge pages for the heap: {}", if on { "on" } else { "refused" });
+    }
 
     // While a held live target is stopped: what needs its memory. Unwinding reads
     // the stack copies; variables evaluate their locations and read what rendering
