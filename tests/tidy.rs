@@ -29,7 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("query", &["snapshot", "store", "units"]),
     // The collector runs the tracer as a child process and talks to the store over
     // HTTP: it names neither.
-    ("collector", &["snapshot", "units"]),
+    ("collector", &["snapshot", "units", "thp"]),
     // hydra reads snapshots only through `snapshot` (loading is the command's job).
     ("viewer", &["snapshot"]),
     (

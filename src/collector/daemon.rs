@@ -191,12 +191,12 @@ fn defaults_command(cmd: &str, exe: &str) -> Vec<(String, String)> {
     let Some(prog) = words.next() else { return vec![] };
     let mut command = std::process::Command::new(prog);
     command.args(words).arg(exe).stdin(std::process::Stdio::null());
-    // bt turns transparent huge pages off for itself (PR_SET_THP_DISABLE, see
-    // crate::thp), which children inherit: the command gets them back.
-    // SAFETY: prctl is async-signal-safe and touches only the child's own flag.
+    // bt turns transparent huge pages off for itself (crate::thp), which children
+    // inherit: the command gets them back.
+    // SAFETY: thp::allow is one prctl (async-signal-safe) on the child's own flag.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+            crate::thp::allow(true);
             Ok(())
         });
     }
