@@ -16,7 +16,7 @@ TOOLS   := gdb:gdb eu-stack:elfutils g++:g++ gcc:gcc tmux:tmux file:file \
            redis-server:redis-server memcached:memcached lua5.4:lua5.4 tclsh:tcl vim.tiny:vim-tiny \
            nano:nano gawk:gawk sotruss:libc-devtools rsync:rsync /usr/sbin/nginx:nginx-light less:less top:procps \
            rg:ripgrep cmake:cmake llvm-dwp:llvm musl-gcc:musl-tools \
-           dbus-daemon:dbus sqlite3:sqlite3 xz:xz-utils zstd:zstd \
+           dbus-daemon:dbus sqlite3:sqlite3 xz:xz-utils zstd:zstd /usr/lib/jvm/java-17-openjdk-amd64/bin/javac:openjdk-17-jdk-headless \
            /usr/lib/x86_64-linux-gnu/libgc.so.1:libgc1 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2:libjemalloc2 \
            /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4:libtcmalloc-minimal4 /usr/lib/x86_64-linux-gnu/libmimalloc.so.2:libmimalloc2.0 \
            /usr/bin/python3.11-dbg:python3.11-dbg /usr/share/doc/libc6-dbg/copyright:libc6-dbg go:golang-go dlv:delve \

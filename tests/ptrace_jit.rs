@@ -5,6 +5,12 @@
 //! (`/tmp/perf-PID.map`). The oracle is Node's own report: `process.abort()` prints the
 //! JavaScript stack before it aborts. gdb prints `??` frames of garbage from the first
 //! JIT frame on, so it is no oracle here.
+//!
+//! And a JVM (Debian's OpenJDK 17) crashing in its own native code under Java frames,
+//! interpreted ones, whose return addresses follow the interpreter's dispatch jumps
+//! rather than calls. The oracle is the JVM's own crash report (`hs_err_pid*.log`),
+//! whose "Native frames" list walks the same stack with the VM's knowledge of its
+//! frames.
 
 mod common;
 
@@ -17,6 +23,25 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NODE: &str = "/usr/bin/node";
+const JAVA: &str = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java";
+
+/// Java that writes through a null address with `Unsafe`, five Java calls deep (four
+/// of `poke`, then `main`), from the source launcher (which runs `main` by reflection,
+/// so the stack holds Java frames, VM frames, then Java frames again).
+const CRASH_JAVA: &str = r#"
+import java.lang.reflect.Field;
+public class Crash {
+    static void poke(sun.misc.Unsafe u, int depth) {
+        if (depth > 0) { poke(u, depth - 1); return; }
+        u.putLong(0L, 42L);
+    }
+    public static void main(String[] args) throws Exception {
+        Field f = sun.misc.Unsafe.class.getDeclaredField("theUnsafe");
+        f.setAccessible(true);
+        poke((sun.misc.Unsafe) f.get(null), 3);
+    }
+}
+"#;
 
 /// JavaScript that aborts three calls deep, after `hot` and `leaf` ran often enough
 /// to be compiled.
@@ -241,4 +266,89 @@ fn perf_map_lines_name_functions_the_v8_way() {
     assert_eq!(v8_function("Builtin:ArrayMap"), None);
     let stderr = "----- JavaScript stack trace -----\n\n1: leaf (/t/a.js:2:41)\n2: /t/a.js:5:1\n3: Module.load (node:internal/x:1:2)\n\n\nmore";
     assert_eq!(node_js_stack(stderr), ["leaf", "", "Module.load"]);
+}
+
+/// The JVM's own walk of the crashing thread, from its crash report's "Native frames:"
+/// list: `("libjvm.so", offset)` for a frame of a module (`V`/`C` lines, `[libjvm.so+0x…]`),
+/// `("[jit]", 0)` for a Java frame or a stub (`j`, `J`, `v` lines).
+fn hs_err_frames(report: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for line in report.lines().skip_while(|l| !l.starts_with("Native frames:")).skip(1) {
+        let Some(kind) = line.chars().next() else { break };
+        match kind {
+            'V' | 'C' => {
+                let inner = line.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(i, _)| i);
+                let (module, off) = inner.and_then(|i| i.split_once("+0x")).expect("[module+0xoffset]");
+                out.push((module.to_string(), u64::from_str_radix(off, 16).expect("hex offset")));
+            }
+            'j' | 'J' | 'v' => out.push(("[jit]".to_string(), 0)),
+            _ => break,
+        }
+    }
+    out
+}
+
+#[test]
+fn a_jvm_crash_is_walked_through_its_java_frames_as_the_jvm_reports_them() {
+    assert!(Path::new(JAVA).exists(), "{JAVA} is missing: `make deps` installs Debian's openjdk-17-jdk-headless");
+    let dir = scratch_dir("jit-jvm");
+    let core_dir = scratch_dir("bt-cores-jvm");
+    let source = dir.join("Crash.java");
+    fs::write(&source, CRASH_JAVA).unwrap();
+    let report = dir.join("hs_err.log");
+    let _ = fs::remove_file(&report);
+    let (status, pid) = {
+        let _guard = CorePatternGuard::set(&core_dir);
+        let mut cmd = Command::new(JAVA);
+        cmd.args(["-Xmx64m", "-XX:-UsePerfData", "-Xint"])
+            .arg(format!("-XX:ErrorFile={}", report.display()))
+            .args(["--source", "17"])
+            .arg(&source)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        allow_core_dumps(&mut cmd);
+        let mut child = cmd.spawn().expect("starting java");
+        let pid = child.id();
+        (child.wait().expect("waiting for java"), pid)
+    };
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "the JVM did not abort: {status:?}");
+    let core = core_dir.join(format!("core.{pid}"));
+    assert!(core.exists(), "no core at {}", core.display());
+    let report = fs::read_to_string(&report).expect("the JVM's crash report");
+    let jvm = hs_err_frames(&report);
+    // The report's list: Unsafe_PutLong, the Java frames, the call stub, the VM's
+    // reflection, more Java frames, the launcher.
+    assert!(jvm.len() >= 20 && jvm[0].0 == "libjvm.so", "the JVM's frames: {jvm:?}\n{report}");
+    assert!(jvm.iter().filter(|f| f.0 == "[jit]").count() >= 10, "Java frames in the report: {jvm:?}");
+
+    let snap = bt_json(&["ptrace", "--no-variables", "--core", core.to_str().unwrap(), JAVA]);
+    let thread = faulted_thread(&snap);
+    let frames = thread["frames"].as_array().expect("frames");
+    // bt's walk from the frame that faulted (the one the signal interrupted, after the
+    // JVM's handler and the signal trampoline).
+    let restore = frames.iter().position(|f| f["function"] == "__restore_rt").expect("the signal frame");
+    let walked: Vec<(String, u64)> = frames[restore + 1..]
+        .iter()
+        .map(|f| {
+            let module = f["module"].as_str().unwrap_or("");
+            let base = module.rsplit('/').next().unwrap_or(module).to_string();
+            let off = if base == "[jit]" { 0 } else { f["module_offset"].as_u64().unwrap_or(0) };
+            (base, off)
+        })
+        .collect();
+    assert!(
+        walked.len() > jvm.len() && walked[..jvm.len()] == jvm[..],
+        "bt's frames from the fault on differ from the JVM's report:\nbt:  {walked:?}\njvm: {jvm:?}"
+    );
+    // The JVM's list ends at the launcher's thread function; bt goes on to the entry,
+    // and no frame of the walk is a guess.
+    let last = frames.last().map(|f| f["function"].as_str().unwrap_or(""));
+    assert_eq!(last, Some("clone3"), "the walk did not reach the thread's entry: {:#?}", frames_of(thread));
+    assert!(frames.iter().all(|f| f["trust"] != "scan"), "a scanned frame: {:#?}", frames_of(thread));
+    // bt's analysis: the fault under the JVM's handler, not its abort.
+    let out = bt(&["ptrace", "--no-variables", "--core", core.to_str().unwrap(), JAVA]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("invalid write at 0x0 in Unsafe_PutLong"), "{text}");
+    let _ = fs::remove_file(&core);
 }

@@ -14,8 +14,9 @@
 //! Python with its Debian debug package (`python3.11-dbg`) and libc with `libc6-dbg`,
 //! the others with only their symbol tables; the interpreter's own debug build
 //! (`python3.11-dbg`), SQLite, jq, xz and zstd caught computing; and Chromium, whose
-//! stacks gdb loses (frame pointers, almost no CFI: see `GDB_LOSES_WALK`), where bt
-//! must match gdb as far as gdb is right and walk every thread to its entry.
+//! stacks gdb loses (frame pointers, almost no CFI: see `GDB_LOSES_WALK`), and a JVM,
+//! whose Java frames gdb loses too (JIT code), where bt must match gdb as far as gdb is
+//! right and walk every thread to its entry.
 //! `make deps` installs them all; a missing one fails its test (the deps are part of
 //! `make test`).
 
@@ -75,6 +76,52 @@ const PROGRAMS: &[Program] = &[
         script: None,
         tty: false,
         modules: &[],
+        data_files: &[],
+        busy: false,
+    },
+    Program {
+        name: "java",
+        package: "openjdk-17-jdk-headless",
+        // HotSpot: a JIT whose interpreter keeps frame pointers but returns through
+        // dispatch jumps, not calls (see GDB_LOSES_WALK), ~20 threads of the VM's own.
+        // The source launcher compiles the script in memory (javac's classes, JIT
+        // compiled code in the process); the script says when its threads wait.
+        argv: &[
+            "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+            "-Xmx64m",
+            "-XX:-UsePerfData",
+            "--source",
+            "17",
+            "{script}",
+            "{dir}/ready",
+        ],
+        min_tasks: 12,
+        signal: libc::SIGABRT,
+        script: Some(
+            "import java.util.concurrent.*;\n\
+             import java.util.concurrent.locks.LockSupport;\n\
+             public class Waits {\n\
+               static final Object LOCK = new Object();\n\
+               static void deep(int n) throws Exception {\n\
+                 if (n > 0) { deep(n - 1); return; }\n\
+                 Thread.sleep(600_000);\n\
+               }\n\
+               public static void main(String[] args) throws Exception {\n\
+                 BlockingQueue<Integer> q = new ArrayBlockingQueue<>(1);\n\
+                 Thread[] ts = {\n\
+                   new Thread(() -> { try { deep(6); } catch (Exception e) {} }, \"sleeper\"),\n\
+                   new Thread(() -> { synchronized (LOCK) { try { LOCK.wait(); } catch (Exception e) {} } }, \"waiter\"),\n\
+                   new Thread(() -> LockSupport.park(), \"parked\"),\n\
+                   new Thread(() -> { try { q.take(); } catch (Exception e) {} }, \"taker\"),\n\
+                 };\n\
+                 for (Thread t : ts) t.start();\n\
+                 java.nio.file.Files.createFile(java.nio.file.Path.of(args[0]));\n\
+                 ts[0].join();\n\
+               }\n\
+             }\n",
+        ),
+        tty: false,
+        modules: &["/libjvm.so"],
         data_files: &[],
         busy: false,
     },
@@ -447,15 +494,29 @@ const PROGRAMS: &[Program] = &[
     busy("jq-busy", "jq", &["/usr/bin/jq", "-n", "[range(100000000)] | map(tostring) | length"], None),
 ];
 
-/// Programs built with frame pointers and almost no CFI (Chromium: 0.4 MB of
-/// `.eh_frame` for 225 MB of code), where gdb cannot unwind out of a frame of the
-/// program itself: its prologue analysis reads stack words as return addresses, and
-/// it prints a run of `??` frames (`0x6474756853724324 in ?? ()`) instead of the
-/// thread's callers. There, gdb's frames are compared up to and including its first
-/// frame in the executable; bt's frames past that point are its own (they count
-/// neither for nor against the bar), and every thread's walk must reach the thread's
-/// or the process's entry without one guessed (scanned) frame.
-const GDB_LOSES_WALK: &[&str] = &["chromium"];
+/// Programs whose stacks gdb loses, and where its walk stops being right:
+///
+/// - [`Cut::Exe`]: built with frame pointers and almost no CFI (Chromium: 0.4 MB of
+///   `.eh_frame` for 225 MB of code), gdb cannot unwind out of a frame of the program
+///   itself: its prologue analysis reads stack words as return addresses, and it prints
+///   a run of `??` frames (`0x6474756853724324 in ?? ()`) instead of the thread's callers.
+/// - [`Cut::Jit`]: a JVM, whose Java frames are JIT code that no module describes; gdb
+///   stops at the first (`?? ()` then `0x0000000000000000 in ?? ()`).
+///
+/// There, gdb's frames are compared up to and including the first such frame; bt's
+/// frames past that point are its own (they count neither for nor against the bar),
+/// and every thread's walk must reach the thread's or the process's entry without one
+/// guessed (scanned) frame.
+const GDB_LOSES_WALK: &[(&str, Cut)] = &[("chromium", Cut::Exe), ("java", Cut::Jit)];
+
+/// Where gdb's walk of a [`GDB_LOSES_WALK`] program is cut.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// After its first frame in the program's executable.
+    Exe,
+    /// After its first frame in JIT code (anonymous executable memory).
+    Jit,
+}
 
 /// Where a walk ends that reached its thread's or the process's entry.
 const ENTRIES: &[&str] = &["clone3", "clone", "__clone", "start_thread", "_start", "__libc_start_main"];
@@ -587,12 +648,18 @@ fn tally_thread(g: &GdbThread, b: &BtThread, t: &mut Tally, beyond: bool) {
     }
 }
 
-/// gdb's frames of `g` up to and including its first frame in `exe` (see
-/// [`GDB_LOSES_WALK`]); frames with no pc printed (frame 0, inlined ones) never cut.
-fn cut_at_exe(g: &GdbThread, exe: &Path, maps: &serde_json::Value) -> GdbThread {
-    let in_exe = |pc: u64| {
+/// gdb's frames of `g` up to and including its first frame where `cut` says its walk
+/// stops being right (see [`GDB_LOSES_WALK`]); frames with no pc printed (frame 0,
+/// inlined ones) never cut.
+fn cut_walk(g: &GdbThread, cut: Cut, exe: &Path, maps: &serde_json::Value) -> GdbThread {
+    let cuts_at = |pc: u64| {
         maps.as_array().into_iter().flatten().any(|m| {
-            m["path"].as_str() == exe.to_str()
+            let path = m["path"].as_str().unwrap_or("");
+            let mapped = match cut {
+                Cut::Exe => path == exe.to_str().unwrap_or("?"),
+                Cut::Jit => path.is_empty() || path.starts_with("[anon") || path.starts_with("/memfd:"),
+            };
+            mapped
                 && m["perms"].as_str().is_some_and(|p| p.contains('x'))
                 && (m["start"].as_u64().unwrap_or(0)..m["end"].as_u64().unwrap_or(0)).contains(&pc)
         })
@@ -602,10 +669,32 @@ fn cut_at_exe(g: &GdbThread, exe: &Path, maps: &serde_json::Value) -> GdbThread 
         u64::from_str_radix(word.strip_prefix("0x")?, 16).ok()
     };
     let mut cut = g.clone();
-    if let Some(k) = g.frames.iter().position(|f| pc(&f.raw).is_some_and(in_exe)) {
+    if let Some(k) = g.frames.iter().position(|f| pc(&f.raw).is_some_and(cuts_at)) {
         cut.frames.truncate(k + 1);
     }
     cut
+}
+
+/// Whether `pc` is in the function at the ELF entry point of `exe` (`_start`, within
+/// its first 64 bytes), which a stripped executable leaves unnamed: the end of the
+/// process's main thread.
+fn at_exe_entry(pc: u64, exe: &Path, maps: &serde_json::Value) -> bool {
+    let Ok(header) = fs::read(exe).map(|b| b[..64.min(b.len())].to_vec()) else { return false };
+    if header.len() < 32 {
+        return false;
+    }
+    let pie = u16::from_le_bytes([header[16], header[17]]) == 3;
+    let entry = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
+    let base = maps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["path"].as_str() == exe.to_str())
+        .filter_map(|m| m["start"].as_u64())
+        .min()
+        .unwrap_or(0);
+    let entry = if pie { base + entry } else { entry };
+    (entry..entry + 64).contains(&pc)
 }
 
 /// Starts the program in `dir` (its script written there, a pseudo-terminal for an
@@ -787,19 +876,23 @@ fn compare(p: &Program, name: &str, exe: &Path, gdb: &GdbReport, snap: &serde_js
     }
     let mut t = Tally::default();
     let mut problems = vec![];
-    let loses = GDB_LOSES_WALK.contains(&name);
+    let loses = GDB_LOSES_WALK.iter().find(|(n, _)| *n == name).map(|(_, cut)| *cut);
     for g in &gdb.threads {
         let Some(b) = bt.iter().find(|b| b.tid == g.tid) else {
             problems.push(format!("thread {} is missing in bt", g.tid));
             continue;
         };
-        if !loses {
+        let Some(cut) = loses else {
             tally_thread(g, b, &mut t, false);
             continue;
-        }
-        tally_thread(&cut_at_exe(g, exe, &snap["maps"]), b, &mut t, true);
-        let last = b.frames.last().and_then(|f| f.function.as_deref());
-        if !last.is_some_and(|f| ENTRIES.contains(&f)) {
+        };
+        tally_thread(&cut_walk(g, cut, exe, &snap["maps"]), b, &mut t, true);
+        let last = b.frames.last();
+        let at_entry = last.is_some_and(|f| {
+            f.function.as_deref().is_some_and(|f| ENTRIES.contains(&f)) || at_exe_entry(f.pc, exe, &snap["maps"])
+        });
+        if !at_entry {
+            let last = last.map(|f| (f.function.clone(), f.module.clone(), format!("{:#x}", f.pc)));
             problems.push(format!("thread {}: bt's walk ends at {last:?}, not at an entry", b.tid));
         }
         if let Some(k) = b.frames.iter().position(|f| f.trust == "scan") {
@@ -909,6 +1002,7 @@ programs! {
     gawk_busy => "gawk-busy",
     cmake => "cmake",
     chromium => "chromium",
+    java => "java",
     dbus_daemon => "dbus-daemon",
     python3_dbg => "python3-dbg",
     xz_busy => "xz-busy",

@@ -618,6 +618,11 @@ fn looks_like_return(addr: u64, modules: &ModuleSet, memory: &dyn Memory) -> boo
 /// changed tier back through an entry builtin so (`Builtins_InterpreterEnterAtNextBytecode`
 /// is the saved return address of the function it re-enters), and that frame goes on
 /// by its frame pointer.
+///
+/// A return into JIT code after no call is taken too when the chain above it is
+/// vouched for (see [`jit_chain_vouched`]): a JVM's interpreter pushes its own return
+/// address and jumps to the method it invokes, so an interpreted Java frame's return
+/// address follows a dispatch `jmp`, not a call.
 fn chain_return(ret: u64, rbp: u64, next_rbp: u64, modules: &ModuleSet, memory: &dyn Memory) -> Option<bool> {
     if looks_like_return(ret, modules, memory) {
         return Some(false);
@@ -625,12 +630,44 @@ fn chain_return(ret: u64, rbp: u64, next_rbp: u64, modules: &ModuleSet, memory: 
     if !(next_rbp == 0 || (next_rbp > rbp && next_rbp - rbp < (64 << 20))) {
         return None;
     }
-    let mut before = [0u8; 8];
-    if modules.is_jit(ret) && memory.read_exact(ret.wrapping_sub(8), &mut before) && heuristics::ends_with_call(&before)
-    {
+    if modules.is_jit(ret) && (jit_after_call(ret, memory) || jit_chain_vouched(next_rbp, modules, memory)) {
         return Some(false);
     }
     (modules.is_code(ret) && modules.symbol_start(ret) == Some(ret)).then_some(true)
+}
+
+/// Whether `ret`, in JIT code, follows a call instruction.
+fn jit_after_call(ret: u64, memory: &dyn Memory) -> bool {
+    let mut before = [0u8; 8];
+    memory.read_exact(ret.wrapping_sub(8), &mut before) && heuristics::ends_with_call(&before)
+}
+
+/// How many links of a frame-pointer chain through JIT code are followed to vouch
+/// for its start (a run of interpreted frames; deeper runs go on by the next lookahead).
+const JIT_LOOKAHEAD: usize = 16;
+
+/// Whether the frame-pointer chain from `rbp` (a JIT frame's caller's frame pointer)
+/// climbs, link by link, through JIT return addresses to a return after a call (in a
+/// module's code or in JIT code) within [`JIT_LOOKAHEAD`] links: a chain of stack
+/// words that happen to point into JIT code does not, nor one that ends in JIT code
+/// (a runtime's JIT code is entered from its own, through a call).
+fn jit_chain_vouched(mut rbp: u64, modules: &ModuleSet, memory: &dyn Memory) -> bool {
+    for _ in 0..JIT_LOOKAHEAD {
+        if rbp == 0 {
+            return false;
+        }
+        let (Some(next), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8))) else {
+            return false;
+        };
+        if looks_like_return(ret, modules, memory) || (modules.is_jit(ret) && jit_after_call(ret, memory)) {
+            return true;
+        }
+        if !modules.is_jit(ret) || !(next == 0 || (next > rbp && next - rbp < (64 << 20))) {
+            return false;
+        }
+        rbp = next;
+    }
+    false
 }
 
 /// Folklore: at `__restore_rt`, %rsp points at the `ucontext_t` the kernel saved

@@ -711,9 +711,6 @@ pub fn same_function(gdb: &str, bt: &str) -> bool {
     // glibc's internal aliases: gdb names a function by the alias its DWARF or symbol
     // table gives first (`__GI_raise` / `raise`, `__GI___qsort_r` / `__qsort_r`).
     let gi_alias = full_name(gdb).strip_prefix("__GI_") == Some(&full_name(bt));
-    if loose {
-        eprintln!("LOOSE {gdb:?} {bt:?} params_only={params_only} gi={gi_alias}");
-    }
     loose && (params_only || gi_alias)
 }
 
