@@ -32,7 +32,7 @@ FEATURES ?= --features tls
 BENCH_STORE_OBJECTS ?= 1000000
 BENCH_OUT      ?= $(abspath $(CARGO_TARGET_DIR))/bench
 
-.PHONY: sdk fuzz bench-scale bench-console bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
+.PHONY: bench-deps sdk fuzz bench-scale bench-console bench-hydra bench-coresnap bench-variables bench-store all bt install deps test bench bench-build demo examples clean FORCE
 
 all: bt
 
@@ -46,14 +46,25 @@ install: bt
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bt
 	for a in $(APPLETS); do ln -sf bt $(DESTDIR)$(PREFIX)/bin/$$a; done
 
-# Installs what the tests need and the machine lacks (apt-get update once).
-deps:
-	@missing=""; for t in $(TOOLS); do \
+# Installs what the machine lacks of a list of command-or-path:debian-package (apt-get
+# update once).
+define install_missing
+	@missing=""; for t in $(1); do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || test -e $${t%%:*} || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+# What the tests need.
+deps:
+	$(call install_missing,$(TOOLS))
+
+# Peers only the benchmarks run (make test does not install them).
+BENCH_TOOLS := lldb:lldb
+bench-deps: deps
+	$(call install_missing,$(BENCH_TOOLS))
 
 # The clients the tests run for real, from the registries (pinned): the crash-reporting
 # SDKs (backtracepython in a venv, @backtrace/node and backtrace-node with npm),
@@ -97,7 +108,7 @@ demo: deps bt examples
 	BT=$(BIN) OUT=$(EXAMPLES_OUT) examples/demo.sh
 
 # Benchmarks (not tests): generators are rebuilt from scratch every time.
-bench: deps bt
+bench: bench-deps bt
 	BT=$(BIN) OUT=$(BENCH_OUT) BENCH_DWARF_MB=$(BENCH_DWARF_MB) BENCH_DWARF_UNITS=$(BENCH_DWARF_UNITS) BENCH_RUNS=$(BENCH_RUNS) python3 bench/bench.py
 	$(MAKE) bench-variables bench-store bench-coresnap bench-hydra bench-console
 

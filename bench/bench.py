@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: bt ptrace against gdb, eu-stack and eu-stack -i -s on two workloads,
+"""`make bench`: bt ptrace against gdb, lldb, eu-stack and eu-stack -i -s on two workloads,
 live and core, measured in the same run: median wall time and peak RSS.
 
 Workloads (rebuilt from scratch every run, into $OUT):
@@ -9,7 +9,7 @@ Workloads (rebuilt from scratch every run, into $OUT):
 
 Environment: BT (bt binary), OUT (scratch dir), BENCH_DWARF_MB (1200),
 BENCH_DWARF_UNITS (1: compile units per library; more units = smaller CUs), BENCH_RUNS (5),
-BENCH_GDB_RUNS (3; gdb takes most of the time), BENCH_ONLY (threads|dwarf),
+BENCH_GDB_RUNS (3, for gdb and lldb, which take most of the time), BENCH_ONLY (threads|dwarf),
 BENCH_REUSE=1 (development only: keep an existing build instead of rebuilding).
 Needs root: cores are written through a temporary core_pattern, restored on exit.
 """
@@ -180,7 +180,8 @@ def measure(cmd, pid=None):
         wall = time.time() - t0
         fields = tf.read().split()
         rss_mb = int(fields[-1]) / 1024 if fields else float("nan")
-        frames = sum(1 for line in open(of.name, errors="replace") if re.match(r"\s*#\d+|\d+\s+0x[0-9a-f]+ in ", line))
+        frames = sum(1 for line in open(of.name, errors="replace")
+                     if re.match(r"\s*#\d+|\d+\s+0x[0-9a-f]+ in |\s*\*?\s*frame #\d+", line))
         ok = r.returncode == 0
         err = "" if ok else r.stderr.decode(errors="replace").strip().splitlines()[-1:]
     if pid is not None:
@@ -204,6 +205,11 @@ TOOLS = [
                     lambda core, exe: ["env", "BT_NO_CACHE=1", BT, "ptrace", "--no-variables", "--core", core, exe]),
     ("gdb", lambda pid: ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt", "-p", str(pid)],
             lambda core, exe: ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "thread apply all bt", exe, core]),
+    # lldb's like-for-like command; it detaches before it quits. (Debian's lldb 14 prints a
+    # Python traceback at start, its scripting module misplaced; the backtrace is whole.)
+    ("lldb", lambda pid: ["lldb", "--batch", "--no-lldbinit", "-p", str(pid), "-o", "thread backtrace all",
+                          "-o", "process detach"],
+             lambda core, exe: ["lldb", "--batch", "--no-lldbinit", exe, "-c", core, "-o", "thread backtrace all"]),
     ("eu-stack", lambda pid: ["eu-stack", "-p", str(pid)],
                  lambda core, exe: ["eu-stack", "--core", core, "-e", exe]),
     ("eu-stack -i -s", lambda pid: ["eu-stack", "-i", "-s", "-p", str(pid)],
@@ -215,7 +221,7 @@ def bench_one(workload, mode, argv_for, pid=None):
     rows = []
     for name, live, core in TOOLS:
         cmd = live(pid) if mode == "live" else core(*argv_for)
-        n = GDB_RUNS if name == "gdb" else RUNS
+        n = GDB_RUNS if name in ("gdb", "lldb") else RUNS
         results = [measure(cmd, pid if mode == "live" else None) for _ in range(n)]
         ok = all(r[3] for r in results)
         row = {
@@ -257,6 +263,9 @@ def goals(rows, big_name):
         if bt:
             g, e = get(big_name, mode, "gdb"), get(big_name, mode, "eu-stack -i -s")
             checks.append((f"{big_name} {mode}: bt >= 100x faster than gdb", bt["ok"] and g["wall"] / bt["wall"] >= 100))
+            ll = get(big_name, mode, "lldb")
+            checks.append((f"{big_name} {mode}: bt >= 100x faster than lldb",
+                           bt["ok"] and ll is not None and ll["ok"] and ll["wall"] / bt["wall"] >= 100))
             checks.append((f"{big_name} {mode}: bt >= 10x faster than eu-stack -i -s", bt["ok"] and e["wall"] / bt["wall"] >= 10))
             checks.append((f"{big_name} {mode}: bt peak RSS < 200 MB", bt["ok"] and bt["rss_mb"] < 200))
             nc = get(big_name, mode, "bt no-cache")
@@ -267,6 +276,9 @@ def goals(rows, big_name):
         if bt:
             e = get("threads1000", mode, "eu-stack")
             checks.append((f"threads1000 {mode}: bt >= 3x faster than eu-stack", bt["ok"] and e["wall"] / bt["wall"] >= 3))
+            ll = get("threads1000", mode, "lldb")
+            checks.append((f"threads1000 {mode}: bt >= 10x faster than lldb",
+                           bt["ok"] and ll is not None and ll["ok"] and ll["wall"] / bt["wall"] >= 10))
     return "\n".join(f"  [{'PASS' if ok else 'FAIL'}] {what}" for what, ok in checks)
 
 
@@ -316,7 +328,7 @@ def main():
         rows += bench_one(name, "core", (core, exe))
     print()
     print(f"bt bench — {time.strftime('%Y-%m-%d %H:%M:%S')}, {os.cpu_count()} CPUs; "
-          f"median of {RUNS} runs ({GDB_RUNS} for gdb); wall time and peak RSS from /usr/bin/time")
+          f"median of {RUNS} runs ({GDB_RUNS} for gdb and lldb); wall time and peak RSS from /usr/bin/time")
     for i in info:
         print("  " + i)
     print()

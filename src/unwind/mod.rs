@@ -491,6 +491,9 @@ fn step(cur: &Regs, exact: bool, resumed: bool, first: bool, memory: &dyn Memory
             modules.entry(idx).record.path
         ),
         None if n == 0 => format!("walk stopped: stack at {sp:#x} is unreadable"),
+        None if modules.is_jit(pc) => {
+            format!("walk stopped: no frame pointer or return address found above JIT code at pc {pc:#x}")
+        }
         None => format!("walk stopped: pc {pc:#x} is not in any module"),
     })
 }
