@@ -162,6 +162,9 @@ fn walk_with(
     let mut resumed = false;
     // Registers of `cur` the walk follows but a frame does not report (Step::guessed).
     let mut guessed = 0u32;
+    // The frame pointers of a chain through JIT code already vouched for (see
+    // `jit_chain_vouched`): its links are not looked ahead from again.
+    let mut vouched = JitVouched::default();
 
     loop {
         let sp = cur[RSP].unwrap_or(0);
@@ -172,7 +175,7 @@ fn walk_with(
             ));
             break;
         }
-        let step = match step(&cur, exact, resumed, frames.len() == 1, memory, u) {
+        let step = match step(&cur, exact, resumed, frames.len() == 1, memory, u, &mut vouched) {
             Outcome::Caller(s) => s,
             Outcome::End => break,
             Outcome::Stuck(msg) => {
@@ -366,7 +369,15 @@ fn tail_chains(
 }
 
 /// One unwind step from the frame whose registers are `cur`.
-fn step(cur: &Regs, exact: bool, resumed: bool, first: bool, memory: &dyn Memory, u: &Unwinder<'_>) -> Outcome {
+fn step(
+    cur: &Regs,
+    exact: bool,
+    resumed: bool,
+    first: bool,
+    memory: &dyn Memory,
+    u: &Unwinder<'_>,
+    vouched: &mut JitVouched,
+) -> Outcome {
     let modules = u.modules;
     let pc = cur[RIP].unwrap_or(0);
     let sp = cur[RSP].unwrap_or(0);
@@ -458,7 +469,7 @@ fn step(cur: &Regs, exact: bool, resumed: bool, first: bool, memory: &dyn Memory
         && rbp - sp < (64 << 20)
         && rbp % 8 == 0
         && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8)))
-        && let Some(resumes) = chain_return(ret, rbp, next_rbp, modules, memory)
+        && let Some(resumes) = chain_return(ret, rbp, next_rbp, modules, memory, vouched)
     {
         let mut regs: Regs = [None; N_REGS];
         regs[RBP] = Some(next_rbp);
@@ -626,17 +637,42 @@ fn looks_like_return(addr: u64, modules: &ModuleSet, memory: &dyn Memory) -> boo
 /// vouched for (see [`jit_chain_vouched`]): a JVM's interpreter pushes its own return
 /// address and jumps to the method it invokes, so an interpreted Java frame's return
 /// address follows a dispatch `jmp`, not a call.
-fn chain_return(ret: u64, rbp: u64, next_rbp: u64, modules: &ModuleSet, memory: &dyn Memory) -> Option<bool> {
+fn chain_return(
+    ret: u64,
+    rbp: u64,
+    next_rbp: u64,
+    modules: &ModuleSet,
+    memory: &dyn Memory,
+    vouched: &mut JitVouched,
+) -> Option<bool> {
     if looks_like_return(ret, modules, memory) {
         return Some(false);
     }
     if !(next_rbp == 0 || (next_rbp > rbp && next_rbp - rbp < (64 << 20))) {
         return None;
     }
-    if modules.is_jit(ret) && (jit_after_call(ret, memory) || jit_chain_vouched(next_rbp, modules, memory)) {
+    if modules.is_jit(ret)
+        && (jit_after_call(ret, memory) || vouched.covers(next_rbp) || {
+            vouched.0 = jit_chain_vouched(next_rbp, modules, memory).map(|top| (next_rbp, top));
+            vouched.0.is_some()
+        })
+    {
         return Some(false);
     }
     (modules.is_code(ret) && modules.symbol_start(ret) == Some(ret)).then_some(true)
+}
+
+/// The frame pointers, lowest and highest, of the links of a chain through JIT code
+/// that [`jit_chain_vouched`] followed to a return after a call: the walk meets them
+/// next, and takes them without looking ahead again (a run of interpreted frames costs
+/// one lookahead, not one per frame).
+#[derive(Default)]
+struct JitVouched(Option<(u64, u64)>);
+
+impl JitVouched {
+    fn covers(&self, rbp: u64) -> bool {
+        self.0.is_some_and(|(lo, hi)| (lo..=hi).contains(&rbp))
+    }
 }
 
 /// Whether `ret`, in JIT code, follows a call instruction.
@@ -646,31 +682,33 @@ fn jit_after_call(ret: u64, memory: &dyn Memory) -> bool {
 }
 
 /// How many links of a frame-pointer chain through JIT code are followed to vouch
-/// for its start (a run of interpreted frames; deeper runs go on by the next lookahead).
-const JIT_LOOKAHEAD: usize = 16;
+/// for its start: the longest run of interpreted frames walked (a deeper one ends in
+/// a scan).
+const JIT_LOOKAHEAD: usize = 4096;
 
 /// Whether the frame-pointer chain from `rbp` (a JIT frame's caller's frame pointer)
 /// climbs, link by link, through JIT return addresses to a return after a call (in a
 /// module's code or in JIT code) within [`JIT_LOOKAHEAD`] links: a chain of stack
 /// words that happen to point into JIT code does not, nor one that ends in JIT code
-/// (a runtime's JIT code is entered from its own, through a call).
-fn jit_chain_vouched(mut rbp: u64, modules: &ModuleSet, memory: &dyn Memory) -> bool {
+/// (a runtime's JIT code is entered from its own, through a call). Some(the frame
+/// pointer of the link where the call was found) when it does.
+fn jit_chain_vouched(mut rbp: u64, modules: &ModuleSet, memory: &dyn Memory) -> Option<u64> {
     for _ in 0..JIT_LOOKAHEAD {
         if rbp == 0 {
-            return false;
+            return None;
         }
         let (Some(next), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8))) else {
-            return false;
+            return None;
         };
         if looks_like_return(ret, modules, memory) || (modules.is_jit(ret) && jit_after_call(ret, memory)) {
-            return true;
+            return Some(rbp);
         }
         if !modules.is_jit(ret) || !(next == 0 || (next > rbp && next - rbp < (64 << 20))) {
-            return false;
+            return None;
         }
         rbp = next;
     }
-    false
+    None
 }
 
 /// Folklore: at `__restore_rt`, %rsp points at the `ucontext_t` the kernel saved
