@@ -679,8 +679,9 @@ fn cut_walk(g: &GdbThread, cut: Cut, exe: &Path, maps: &serde_json::Value) -> Gd
 /// its first 64 bytes), which a stripped executable leaves unnamed: the end of the
 /// process's main thread.
 fn at_exe_entry(pc: u64, exe: &Path, maps: &serde_json::Value) -> bool {
-    let Ok(header) = fs::read(exe).map(|b| b[..64.min(b.len())].to_vec()) else { return false };
-    if header.len() < 32 {
+    use std::io::Read;
+    let mut header = [0u8; 32];
+    if fs::File::open(exe).and_then(|mut f| f.read_exact(&mut header)).is_err() {
         return false;
     }
     let pie = u16::from_le_bytes([header[16], header[17]]) == 3;

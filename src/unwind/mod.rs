@@ -651,12 +651,7 @@ fn chain_return(
     if !(next_rbp == 0 || (next_rbp > rbp && next_rbp - rbp < (64 << 20))) {
         return None;
     }
-    if modules.is_jit(ret)
-        && (jit_after_call(ret, memory) || vouched.covers(next_rbp) || {
-            vouched.0 = jit_chain_vouched(next_rbp, modules, memory).map(|top| (next_rbp, top));
-            vouched.0.is_some()
-        })
-    {
+    if modules.is_jit(ret) && (jit_after_call(ret, memory) || vouched.vouch(next_rbp, modules, memory)) {
         return Some(false);
     }
     (modules.is_code(ret) && modules.symbol_start(ret) == Some(ret)).then_some(true)
@@ -665,13 +660,19 @@ fn chain_return(
 /// The frame pointers, lowest and highest, of the links of a chain through JIT code
 /// that [`jit_chain_vouched`] followed to a return after a call: the walk meets them
 /// next, and takes them without looking ahead again (a run of interpreted frames costs
-/// one lookahead, not one per frame).
+/// one lookahead, not one per frame). The walk follows the very links the lookahead
+/// did, so a frame pointer in that range is one of them.
 #[derive(Default)]
 struct JitVouched(Option<(u64, u64)>);
 
 impl JitVouched {
-    fn covers(&self, rbp: u64) -> bool {
-        self.0.is_some_and(|(lo, hi)| (lo..=hi).contains(&rbp))
+    /// Whether the chain from `rbp` is vouched for: one already followed, or found so now.
+    fn vouch(&mut self, rbp: u64, modules: &ModuleSet, memory: &dyn Memory) -> bool {
+        if self.0.is_some_and(|(lo, hi)| (lo..=hi).contains(&rbp)) {
+            return true;
+        }
+        self.0 = jit_chain_vouched(rbp, modules, memory).map(|top| (rbp, top));
+        self.0.is_some()
     }
 }
 
