@@ -44,6 +44,24 @@ public class Crash {
 }
 "#;
 
+/// Java that parks its threads in steady waits: `main` asleep 7 calls deep, one
+/// thread waiting on a monitor, one parked inside a lambda.
+const SLEEPY_JAVA: &str = r#"
+public class Sleepy {
+    static void deep(int n) throws Exception {
+        if (n == 0) { Thread.sleep(600000); return; }
+        deep(n - 1);
+    }
+    public static void main(String[] args) throws Exception {
+        Thread w = new Thread(() -> { synchronized (Sleepy.class) { try { Sleepy.class.wait(); } catch (Exception e) {} } }, "waiter");
+        w.start();
+        Thread p = new Thread(() -> java.util.concurrent.locks.LockSupport.park(), "parker");
+        p.start();
+        deep(6);
+    }
+}
+"#;
+
 /// JavaScript that aborts three calls deep, after `hot` and `leaf` ran often enough
 /// to be compiled.
 const ABORT_JS: &str = r#"
@@ -273,6 +291,13 @@ fn perf_map_lines_name_functions_the_v8_way() {
 /// list: `("libjvm.so", offset)` for a frame of a module (`V`/`C` lines, `[libjvm.so+0x…]`),
 /// `("[jit]", 0)` for a Java frame or a stub (`j`, `J`, `v` lines).
 fn hs_err_frames(report: &str) -> Vec<(String, u64)> {
+    hs_err_named(report).into_iter().map(|(m, o, _)| (m, o)).collect()
+}
+
+/// As [`hs_err_frames`], with the name the report gives a Java frame or a stub:
+/// `Crash.poke(Lsun/misc/Unsafe;I)V` (its `+bci` and module version left out),
+/// `StubRoutines::call_stub` (its `~` left out).
+fn hs_err_named(report: &str) -> Vec<(String, u64, Option<String>)> {
     let mut out = Vec::new();
     for line in report.lines().skip_while(|l| !l.starts_with("Native frames:")).skip(1) {
         let Some(kind) = line.chars().next() else { break };
@@ -280,9 +305,13 @@ fn hs_err_frames(report: &str) -> Vec<(String, u64)> {
             'V' | 'C' => {
                 let inner = line.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(i, _)| i);
                 let (module, off) = inner.and_then(|i| i.split_once("+0x")).expect("[module+0xoffset]");
-                out.push((module.to_string(), u64::from_str_radix(off, 16).expect("hex offset")));
+                out.push((module.to_string(), u64::from_str_radix(off, 16).expect("hex offset"), None));
             }
-            'j' | 'J' | 'v' => out.push(("[jit]".to_string(), 0)),
+            'j' | 'J' | 'v' => {
+                let what = line[1..].trim().split(' ').next().unwrap_or("");
+                let name = what.rsplit_once('+').map_or(what, |(n, _)| n).trim_start_matches('~');
+                out.push(("[jit]".to_string(), 0, Some(name.to_string())));
+            }
             _ => break,
         }
     }
@@ -342,6 +371,44 @@ fn a_jvm_crash_is_walked_through_its_java_frames_as_the_jvm_reports_them() {
         walked.len() > jvm.len() && walked[..jvm.len()] == jvm[..],
         "bt's frames from the fault on differ from the JVM's report:\nbt:  {walked:?}\njvm: {jvm:?}"
     );
+    // Each Java frame and stub named as the report names it, read from the JVM's
+    // metadata (gdb says `??`); lines from the source: the frame that called
+    // `putLong`, the 40 recursive calls, and `main`'s call.
+    let named = hs_err_named(&report);
+    let bt_names: Vec<Option<&str>> = frames[restore + 1..restore + 1 + named.len()]
+        .iter()
+        .map(|f| if f["module"] == "[jit]" { f["function"].as_str() } else { None })
+        .collect();
+    let jvm_names: Vec<Option<&str>> = named.iter().map(|(_, _, n)| n.as_deref()).collect();
+    assert_eq!(bt_names, jvm_names, "Java frames named otherwise than the JVM names them");
+    let line_of = |text: &str| CRASH_JAVA.lines().position(|l| l.contains(text)).map(|i| i as u64 + 1);
+    let poke_lines: Vec<(Option<u64>, &str)> = frames
+        .iter()
+        .filter(|f| f["function"].as_str().is_some_and(|n| n.starts_with("Crash.")))
+        .map(|f| (f["line"].as_u64(), f["file"].as_str().unwrap_or("")))
+        .collect();
+    let mut want = vec![(line_of("u.putLong"), "Crash.java")];
+    want.extend(std::iter::repeat_n((line_of("poke(u, depth - 1)"), "Crash.java"), 40));
+    want.push((line_of("poke((sun.misc.Unsafe)"), "Crash.java"));
+    assert_eq!(poke_lines, want, "the source lines of Crash's frames");
+    // Grouped by the application's Java code that led into the VM: the VM's function,
+    // the JDK's methods, then the first method of the program's own.
+    let input = serde_json::json!({"label": "jvm", "classifiers": [], "frames": frames});
+    let lines = dir.join("crash.jsonl");
+    fs::write(&lines, format!("{input}\n")).unwrap();
+    let out = bt(&["rules", "fingerprint", lines.to_str().unwrap()]);
+    assert!(out.status.success(), "bt rules fingerprint: {}", String::from_utf8_lossy(&out.stderr));
+    let fp: Value = serde_json::from_slice(&out.stdout).expect("a fingerprint as JSON");
+    assert_eq!(
+        fp["signature"],
+        serde_json::json!([
+            "Unsafe_PutLong",
+            "jdk.internal.misc.Unsafe.putLong",
+            "sun.misc.Unsafe.putLong",
+            "Crash.poke"
+        ]),
+        "{fp}"
+    );
     // The JVM's list ends at the launcher's thread function; bt goes on to the entry,
     // and no frame of the walk is a guess.
     let last = frames.last().map(|f| f["function"].as_str().unwrap_or(""));
@@ -352,4 +419,98 @@ fn a_jvm_crash_is_walked_through_its_java_frames_as_the_jvm_reports_them() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("invalid write at 0x0 in Unsafe_PutLong"), "{text}");
     let _ = fs::remove_file(&core);
+}
+
+/// One thread's Java frames as `jstack` prints them: (native thread id, name, frames of
+/// (`Class.method`, file, line)), from lines `"name" #1 … nid=0x1c3b …` and
+/// `\tat Sleepy.deep(Sleepy.java:4)` / `(java.base@17/Native Method)`.
+type JavaStack = (i64, String, Vec<(String, Option<String>, Option<u64>)>);
+
+fn jstack(pid: u32) -> Vec<JavaStack> {
+    let jstack = Path::new(JAVA).with_file_name("jstack");
+    let out = Command::new(&jstack).arg(pid.to_string()).output().expect("running jstack");
+    assert!(out.status.success(), "jstack failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut threads: Vec<JavaStack> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(rest) = line.strip_prefix('"') {
+            let name = rest.split('"').next().unwrap_or("").to_string();
+            let nid = line.split(" nid=0x").nth(1).and_then(|r| r.split(' ').next());
+            let tid = nid.and_then(|n| i64::from_str_radix(n, 16).ok()).unwrap_or(-1);
+            threads.push((tid, name, Vec::new()));
+        } else if let Some(frame) = line.trim_start().strip_prefix("at ")
+            && let Some(t) = threads.last_mut()
+        {
+            let (method, place) = frame.split_once('(').expect("at METHOD(PLACE)");
+            let place = place.trim_end_matches(')');
+            let place = place.rsplit_once('/').map_or(place, |(_, p)| p);
+            let (file, line) = match place.split_once(':') {
+                Some((f, l)) => (Some(f.to_string()), l.parse().ok()),
+                None if place == "Native Method" || place == "Unknown Source" => (None, None),
+                None => (Some(place.to_string()), None),
+            };
+            t.2.push((method.to_string(), file, line));
+        }
+    }
+    threads.retain(|t| !t.2.is_empty());
+    threads
+}
+
+#[test]
+fn a_live_jvm_names_its_java_frames_as_jstack_does() {
+    assert!(Path::new(JAVA).exists(), "{JAVA} is missing: `make deps` installs Debian's openjdk-17-jdk-headless");
+    let dir = scratch_dir("jit-jvm-live");
+    let source = dir.join("Sleepy.java");
+    fs::write(&source, SLEEPY_JAVA).unwrap();
+    // Interpreted only: compiled (C1/C2) frames keep no frame pointer by default.
+    let child = Killed(
+        Command::new(JAVA)
+            .args(["-Xmx64m", "-XX:-UsePerfData", "-Xint", "--source", "17"])
+            .arg(&source)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting java"),
+    );
+    let pid = child.0.id();
+    // The JVM's own account, taken until two in a row agree (its threads have reached
+    // their waits), with bt's walk between them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (java, snap) = loop {
+        assert!(Instant::now() < deadline, "the JVM's threads never settled");
+        std::thread::sleep(Duration::from_millis(300));
+        let before = jstack(pid);
+        let snap = bt_json(&["ptrace", "--no-variables", &pid.to_string()]);
+        let sleeping = before.iter().any(|t| t.1 == "main" && t.2.iter().filter(|f| f.0 == "Sleepy.deep").count() == 7);
+        if sleeping && jstack(pid) == before {
+            break (before, snap);
+        }
+    };
+    let threads = snap["threads"].as_array().expect("threads");
+    let mut compared = 0;
+    for (tid, name, frames) in &java {
+        let t = threads.iter().find(|t| t["tid"].as_i64() == Some(*tid)).unwrap_or_else(|| panic!("no thread {tid}"));
+        let bt_frames: Vec<(String, Option<String>, Option<u64>)> = t["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .filter(|f| f["module"] == "[jit]" && f["function"] != "StubRoutines::call_stub")
+            .map(|f| {
+                let function = f["function"].as_str().unwrap_or("??");
+                let method = function.split('(').next().unwrap_or(function).to_string();
+                (method, f["file"].as_str().map(str::to_string), f["line"].as_u64())
+            })
+            .collect();
+        // A native method: jstack says `Native Method` where bt gives the class's
+        // source file (without a line, as the JVM has none for it).
+        let bt_frames: Vec<_> = bt_frames
+            .into_iter()
+            .zip(frames.iter().map(|f| f.1.is_none()).chain(std::iter::repeat(false)))
+            .map(|((m, file, line), native)| (m, file.filter(|_| !(native && line.is_none())), line))
+            .collect();
+        assert_eq!(&bt_frames, frames, "thread {tid} {name:?}: bt's Java frames, then jstack's");
+        compared += frames.len();
+    }
+    assert!(java.len() >= 6 && compared >= 20, "too little compared: {java:?}");
+    drop(child);
 }

@@ -503,7 +503,9 @@ const PROGRAMS: &[Program] = &[
 /// - [`Cut::Jit`]: a JVM, whose Java frames are JIT code that no module describes; gdb
 ///   stops at the first (`?? ()` then `0x0000000000000000 in ?? ()`).
 ///
-/// There, gdb's frames are compared up to and including the first such frame; bt's
+/// There, gdb's frames are compared up to and including the first such frame (up to
+/// and not including it for a JVM: gdb calls a Java frame `??`, bt names it from the
+/// JVM's metadata, as `tests/ptrace_jit.rs` checks against the JVM's own report); bt's
 /// frames past that point are its own (they count neither for nor against the bar),
 /// and every thread's walk must reach the thread's or the process's entry without one
 /// guessed (scanned) frame.
@@ -514,7 +516,7 @@ const GDB_LOSES_WALK: &[(&str, Cut)] = &[("chromium", Cut::Exe), ("java", Cut::J
 enum Cut {
     /// After its first frame in the program's executable.
     Exe,
-    /// After its first frame in JIT code (anonymous executable memory).
+    /// Before its first frame in JIT code (anonymous executable memory).
     Jit,
 }
 
@@ -648,9 +650,9 @@ fn tally_thread(g: &GdbThread, b: &BtThread, t: &mut Tally, beyond: bool) {
     }
 }
 
-/// gdb's frames of `g` up to and including its first frame where `cut` says its walk
-/// stops being right (see [`GDB_LOSES_WALK`]); frames with no pc printed (frame 0,
-/// inlined ones) never cut.
+/// gdb's frames of `g` up to its first frame where `cut` says its walk stops being
+/// right (see [`GDB_LOSES_WALK`]); frames with no pc printed (frame 0, inlined ones)
+/// never cut.
 fn cut_walk(g: &GdbThread, cut: Cut, exe: &Path, maps: &serde_json::Value) -> GdbThread {
     let cuts_at = |pc: u64| {
         maps.as_array().into_iter().flatten().any(|m| {
@@ -668,11 +670,14 @@ fn cut_walk(g: &GdbThread, cut: Cut, exe: &Path, maps: &serde_json::Value) -> Gd
         let word = raw.split_whitespace().nth(1)?;
         u64::from_str_radix(word.strip_prefix("0x")?, 16).ok()
     };
-    let mut cut = g.clone();
+    let mut kept = g.clone();
     if let Some(k) = g.frames.iter().position(|f| pc(&f.raw).is_some_and(cuts_at)) {
-        cut.frames.truncate(k + 1);
+        kept.frames.truncate(match cut {
+            Cut::Exe => k + 1,
+            Cut::Jit => k,
+        });
     }
-    cut
+    kept
 }
 
 /// Whether `pc` is in the function at the ELF entry point of `exe` (`_start`, within

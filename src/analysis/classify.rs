@@ -443,7 +443,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
     if let Some(i) = find_frame(t, |n| n == "__stack_chk_fail" || n == "__stack_chk_fail_local") {
         f.classify(names::STACK_SMASH);
         let victim = t.frames.get(i + 1).and_then(|fr| fr.function.clone()).unwrap_or_else(|| "??".into());
-        let msg = messages::abort_msg(snap, reader);
+        let msg = messages::abort_msg(reader);
         f.annotate(
             Scope::Frame(t.tid, (i + 1) as u32),
             Severity::Error,
@@ -459,7 +459,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
             .map(base_name)
             .find(|n| n.ends_with("_chk") && n != "__chk_fail")
             .unwrap_or_else(|| "a fortified call".into());
-        let msg = messages::abort_msg(snap, reader);
+        let msg = messages::abort_msg(reader);
         f.annotate(
             Scope::Frame(t.tid, i as u32),
             Severity::Error,
@@ -472,7 +472,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         return;
     }
     if let Some(i) = find_frame(t, |n| n == "malloc_printerr") {
-        let msg = messages::abort_msg(snap, reader).unwrap_or_default();
+        let msg = messages::abort_msg(reader).unwrap_or_default();
         // "double free or corruption (…)" is ambiguous: the chunk decides. Without
         // it, (out) — a chunk outside the arena — is taken as corruption.
         let (double, evidence) = if msg.contains("double free or corruption") {
@@ -501,10 +501,10 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         ["__assert_fail", "__assert_perror_fail", "__assert_fail_base"].iter().any(|a| messages::is_assert_fn(n, a))
     }) {
         f.classify(names::ASSERT);
-        let mut msg = messages::abort_msg(snap, reader);
+        let mut msg = messages::abort_msg(reader);
         let text = match &msg {
             Some(m) => format!("assertion failed: {m}"),
-            None => match messages::assert_args(snap, t, reader).or_else(|| messages::assert_base_args(t, reader)) {
+            None => match messages::assert_args(t, reader).or_else(|| messages::assert_base_args(t, reader)) {
                 Some(args) => {
                     let m = args.text();
                     let text = format!("assertion failed: {m} (from {}'s arguments)", args.from);
@@ -539,7 +539,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         let ty = messages::exception_type(t, reader);
         let thrower = find_frame(t, |n| n == "__cxa_throw" || n == "__cxa_rethrow" || n == "std::rethrow_exception");
         let at = thrower.map(|k| k + 1).unwrap_or(i) as u32;
-        let what = messages::exception_what(snap, t, reader);
+        let what = messages::exception_what(t, reader);
         let mut text = match &ty {
             Some(ty) => format!("uncaught C++ exception of type {ty}"),
             None => "uncaught C++ exception (type not recoverable)".to_string(),
@@ -601,7 +601,7 @@ fn runtime_abort(snap: &Snapshot, t: &Thread, sig: &crate::snapshot::Signal, rea
         let caller = aborted.and_then(|i| {
             t.frames[i..].iter().enumerate().find(|(_, fr)| !is_abort_fn(&base_name(fr))).map(|(k, fr)| (i + k, fr))
         });
-        let msg = messages::abort_msg(snap, reader);
+        let msg = messages::abort_msg(reader);
         let text = match (&caller, &msg) {
             (Some((_, fr)), _) => {
                 format!("abort() called from {}{}", fr.function.as_deref().unwrap_or("??"), quoted(&msg))

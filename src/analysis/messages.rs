@@ -6,32 +6,12 @@
 
 use super::facts::base_name;
 use super::{Reader, calls};
-use crate::snapshot::{Snapshot, Thread};
-use object::{Object, ObjectSymbol};
+use crate::snapshot::Thread;
 
 /// Longest message read from the target.
 const MAX_MESSAGE: usize = 4096;
 /// Most stack bytes scanned for a runtime structure.
 const MAX_SCAN: u64 = 64 * 1024;
-
-/// The runtime address of a symbol of the module whose file name starts with
-/// `module_prefix` (dynamic symbols first, then the symbol table).
-pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, name: &str) -> Option<u64> {
-    for m in &snap.modules {
-        let file = m.path.rsplit('/').next().unwrap_or(&m.path);
-        if !file.starts_with(module_prefix) {
-            continue;
-        }
-        let Some(img) = reader.modules().find(m.start).and_then(|idx| reader.modules().image(idx)) else { continue };
-        let Ok(elf) = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes) else { continue };
-        let hit =
-            elf.dynamic_symbols().chain(elf.symbols()).find(|s| s.name().is_ok_and(|n| n == name) && s.address() != 0);
-        if let Some(s) = hit {
-            return Some(s.address().wrapping_add(m.load_bias));
-        }
-    }
-    None
-}
 
 /// glibc's last words: the text `__libc_message` and `__assert_fail` store in
 /// `__abort_msg` before calling abort().
@@ -44,10 +24,12 @@ pub fn symbol_address(snap: &Snapshot, reader: &Reader, module_prefix: &str, nam
 ///
 /// A static executable carries its own copy of glibc: `__abort_msg` is then in the
 /// executable's symbol table and .bss, and is looked up there when no libc has it.
-pub fn abort_msg(snap: &Snapshot, reader: &Reader) -> Option<String> {
-    let var = symbol_address(snap, reader, "libc.so", "__abort_msg")
-        .or_else(|| symbol_address(snap, reader, "libc-", "__abort_msg"))
-        .or_else(|| symbol_address(snap, reader, "", "__abort_msg"))?;
+pub fn abort_msg(reader: &Reader) -> Option<String> {
+    let var = reader
+        .modules()
+        .module_symbol("libc.so", "__abort_msg")
+        .or_else(|| reader.modules().module_symbol("libc-", "__abort_msg"))
+        .or_else(|| reader.modules().module_symbol("", "__abort_msg"))?;
     if !reader.in_memory(var) {
         return None;
     }
@@ -112,7 +94,7 @@ const EXCEPTION_TYPE_BEFORE_OBJECT: u64 = 112;
 /// string is a pointer to the characters, preceded by the COW string's
 /// `{length, capacity, refcount}`. Everything read is checked (magic, type,
 /// length ≤ capacity, NUL at the end, printable); any doubt and nothing is said.
-pub fn exception_what(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<String> {
+pub fn exception_what(t: &Thread, reader: &Reader) -> Option<String> {
     let objects = throw_candidates(t, reader).into_iter().filter_map(|v| {
         if v < 0x10000 || !v.is_multiple_of(8) {
             return None;
@@ -127,7 +109,7 @@ pub fn exception_what(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<St
     });
     for obj in objects {
         let Some(ti) = reader.u64(obj.wrapping_sub(EXCEPTION_TYPE_BEFORE_OBJECT)) else { continue };
-        if !derives_from_std_error(snap, reader, ti) {
+        if !derives_from_std_error(reader, ti) {
             return None;
         }
         let chars = reader.u64(obj + 8)?;
@@ -144,10 +126,12 @@ pub fn exception_what(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<St
 /// True when the `type_info` at `ti` is `std::logic_error`, `std::runtime_error` or
 /// a class singly derived from one (`__si_class_type_info` chains: the base's
 /// `type_info*` follows the name).
-fn derives_from_std_error(snap: &Snapshot, reader: &Reader, ti: u64) -> bool {
+fn derives_from_std_error(reader: &Reader, ti: u64) -> bool {
     const SI_VTABLE: &str = "_ZTVN10__cxxabiv120__si_class_type_infoE";
-    let si = symbol_address(snap, reader, "libstdc++", SI_VTABLE)
-        .or_else(|| symbol_address(snap, reader, "", SI_VTABLE))
+    let si = reader
+        .modules()
+        .module_symbol("libstdc++", SI_VTABLE)
+        .or_else(|| reader.modules().module_symbol("", SI_VTABLE))
         .map(|v| v + 16);
     let mut ti = ti;
     for _ in 0..16 {
@@ -357,14 +341,16 @@ impl AssertArgs {
 /// from its entry to the frame's pc (straight-line code only; any branch and we give
 /// up) and follow the register-to-register copies. Only a register proven to hold an
 /// argument at the pc is read, and only when the unwinder recovered it.
-pub fn assert_args(snap: &Snapshot, t: &Thread, reader: &Reader) -> Option<AssertArgs> {
+pub fn assert_args(t: &Thread, reader: &Reader) -> Option<AssertArgs> {
     let i = t.frames.iter().position(|f| !f.inlined && base_name(f) == "__assert_fail")?;
     let frame = &t.frames[i];
     // Names from DWARF come without a symbol offset: ask libc's symbol table then.
     let entry = match frame.function_offset {
         Some(off) => frame.pc.checked_sub(off)?,
-        None => symbol_address(snap, reader, "libc.so", "__assert_fail")
-            .or_else(|| symbol_address(snap, reader, "libc-", "__assert_fail"))?,
+        None => reader
+            .modules()
+            .module_symbol("libc.so", "__assert_fail")
+            .or_else(|| reader.modules().module_symbol("libc-", "__assert_fail"))?,
     };
     if entry > frame.pc || frame.pc - entry > MAX_PROLOGUE {
         return None;

@@ -33,6 +33,7 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     ("20-cxx.rules", include_str!("../../rules/20-cxx.rules")),
     ("30-rust.rules", include_str!("../../rules/30-rust.rules")),
     ("40-go.rules", include_str!("../../rules/40-go.rules")),
+    ("45-jvm.rules", include_str!("../../rules/45-jvm.rules")),
     ("50-eventloop.rules", include_str!("../../rules/50-eventloop.rules")),
     ("90-signature.rules", include_str!("../../rules/90-signature.rules")),
 ];

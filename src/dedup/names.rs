@@ -8,6 +8,8 @@ pub enum Lang {
     Cxx,
     Rust,
     Go,
+    /// A Java method (a JVM's frame, named `pkg.Class.method(descriptor)`).
+    Java,
     /// No symbol and no file: nothing to go on.
     Unknown,
 }
@@ -20,6 +22,7 @@ impl Lang {
             Lang::Cxx => "c++",
             Lang::Rust => "rust",
             Lang::Go => "go",
+            Lang::Java => "java",
             Lang::Unknown => "unknown",
         }
     }
@@ -30,6 +33,7 @@ impl Lang {
             "c++" | "cxx" | "cpp" => Lang::Cxx,
             "rust" => Lang::Rust,
             "go" => Lang::Go,
+            "java" => Lang::Java,
             "unknown" => Lang::Unknown,
             _ => return None,
         })
@@ -54,6 +58,7 @@ pub fn guess_lang(function: Option<&str>, file: Option<&str>) -> Lang {
     if let Some(file) = file {
         match ext_of(file) {
             "rs" => return Lang::Rust,
+            "java" => return Lang::Java,
             "go" | "s" if file.ends_with(".go") => return Lang::Go,
             "cc" | "cpp" | "cxx" | "c++" | "hpp" | "hh" | "hxx" | "tcc" | "ipp" => return Lang::Cxx,
             "c" => return Lang::C,
@@ -65,6 +70,9 @@ pub fn guess_lang(function: Option<&str>, file: Option<&str>) -> Lang {
         }
     }
     let Some(f) = function else { return Lang::Unknown };
+    if is_java_method(f) {
+        return Lang::Java;
+    }
     let rust_shape =
         f.contains("{{closure}}") || f.contains("{closure#") || f.contains("{impl#") || f.contains("{shim:");
     if has_rust_hash(f)
@@ -90,6 +98,17 @@ pub fn guess_lang(function: Option<&str>, file: Option<&str>) -> Lang {
         return Lang::Cxx;
     }
     Lang::C
+}
+
+/// `Sleepy$$Lambda$220/0x….run()V`, `a.B.m(I[Ljava/lang/String;)Ljava/lang/Object;`: a
+/// Java method with its descriptor, which ends in a return type where a C++ name ends
+/// in `)` or a qualifier, and has no blank.
+fn is_java_method(f: &str) -> bool {
+    let Some((head, ret)) = f.rsplit_once(')') else { return false };
+    let ret = ret.trim_start_matches('[');
+    let returns = matches!(ret, "V" | "Z" | "B" | "C" | "S" | "I" | "J" | "F" | "D")
+        || (ret.starts_with('L') && ret.ends_with(';') && !ret.contains(' '));
+    returns && !f.contains(' ') && head.contains('(') && head.split('(').next().is_some_and(|n| n.contains('.'))
 }
 
 /// Removes every balanced `open … close` group from `name`, except those that are
@@ -183,6 +202,12 @@ mod tests {
             (Some("alloc::boxed::{impl#33}::call<()>"), None, Lang::Rust),
             (Some("anything"), Some("/rustc/abc/library/core/src/option.rs"), Lang::Rust),
             (Some("std::vector<int>::at"), Some("/usr/include/c++/12/bits/stl_vector.h"), Lang::Cxx),
+            (Some("Crash.poke(Lsun/misc/Unsafe;I)V"), Some("Crash.java"), Lang::Java),
+            (Some("Sleepy$$Lambda$220/0x00007f6eac14c208.run()V"), None, Lang::Java),
+            (Some("java.lang.Object.toString()Ljava/lang/String;"), None, Lang::Java),
+            (Some("a.B.m([I)[[J"), None, Lang::Java),
+            (Some("Config::load(std::string const&)"), None, Lang::Cxx),
+            (Some("f(int)"), None, Lang::Cxx),
             (None, None, Lang::Unknown),
         ];
         for (f, file, want) in cases {

@@ -27,6 +27,28 @@ impl ModuleSet {
         })
     }
 
+    /// The runtime address of the symbol `name` of the first module whose file name
+    /// starts with `module_prefix` and defines it (dynamic symbols first, then the
+    /// symbol table): a library's exported data, such as glibc's `__abort_msg` or
+    /// HotSpot's `gHotSpotVMStructs`.
+    pub fn module_symbol(&self, module_prefix: &str, name: &str) -> Option<u64> {
+        use object::{Object, ObjectSymbol};
+        (0..self.len()).find_map(|idx| {
+            let record = &self.entries[idx].record;
+            let file = record.path.rsplit('/').next().unwrap_or(&record.path);
+            if !file.starts_with(module_prefix) {
+                return None;
+            }
+            let img = self.image(idx)?;
+            let elf = object::read::elf::ElfFile64::<object::LittleEndian>::parse(&*img.bytes).ok()?;
+            let hit = elf
+                .dynamic_symbols()
+                .chain(elf.symbols())
+                .find(|s| s.name().is_ok_and(|n| n == name) && s.address() != 0)?;
+            Some(hit.address().wrapping_add(record.load_bias))
+        })
+    }
+
     /// For each struct type named in `names`: member name → byte offset (the first
     /// definition in the executable's DWARF), e.g. `runtime.g` → `goid`, `sched` ….
     /// One pass over the DWARF for all of them.

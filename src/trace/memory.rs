@@ -23,6 +23,17 @@ impl Memory for Layered<'_> {
     }
 }
 
+/// The modules' files as memory: what a core leaves out (read-only file-backed
+/// mappings, such as a library's `.rodata`), under the target's own memory in a
+/// [`Layered`].
+pub(crate) struct ModuleFiles<'a>(pub &'a crate::symbols::ModuleSet);
+
+impl Memory for ModuleFiles<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        self.0.read_code(addr, buf)
+    }
+}
+
 /// A `Memory` that remembers which ranges were read successfully.
 pub(crate) struct Recorder<'a> {
     inner: &'a dyn Memory,

@@ -5,6 +5,7 @@
 
 pub mod foreign;
 mod golang;
+mod hotspot;
 mod memory;
 
 use crate::analysis::{self, AnalysisOptions};
@@ -85,7 +86,8 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError
     let mut live = opts.live.clone();
     // Variables read heap objects the stack copies do not hold: keep the threads
     // stopped until they are read (build releases them before its slow tail).
-    live.hold = opts.variables.mode != VariableMode::None || !opts.variables.globals.is_empty();
+    // A JVM's Java frames are named from its metadata, which the copies do not hold either.
+    live.hold = opts.variables.mode != VariableMode::None || !opts.variables.globals.is_empty() || runs_jvm(pid);
     let kernel = if live.kernel_stacks { capture::procfs::kernel_stacks(pid) } else { Vec::new() };
     let cap = capture::live::capture(pid, &live)?;
     let mut snap = build(cap, &TraceOptions { symbols: sym, ..opts.clone() });
@@ -93,6 +95,11 @@ pub fn trace_pid(pid: i32, opts: &TraceOptions) -> Result<Snapshot, CaptureError
         snap.set_kernel_stacks(&kernel);
     }
     Ok(snap)
+}
+
+/// Whether the process has HotSpot (`libjvm.so`) loaded.
+fn runs_jvm(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/maps")).is_ok_and(|m| m.windows(10).any(|w| w == b"/libjvm.so"))
 }
 
 /// The perf map a live process's JIT runtime writes (`/tmp/perf-PID.map`, in the
@@ -306,6 +313,12 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     };
     let stopped = spread(threads.iter().collect(), stopped_one);
     timing.mark("unwind, variables");
+    // A JVM: the Java method of each interpreted frame, read while the memory is
+    // consistent (metadata the stack copies do not hold).
+    let java = {
+        let raw: Vec<_> = threads.iter().zip(&stopped).map(|(t, (raw, _, _))| (&t.registers, raw.as_slice())).collect();
+        hotspot::name_frames(&modules, memory.as_ref(), &raw)
+    };
     // A Go program: its goroutines, read while the memory is consistent.
     let mut go = golang::is_go(&modules).then(|| {
         // Goroutines' variables: a held live target's are rendered after it runs
@@ -415,6 +428,10 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     let mut out_threads = Vec::with_capacity(results.len());
     for (t, p) in results {
         out_threads.push(t);
+        problems.extend(p);
+    }
+    if let Some((names, p)) = java {
+        hotspot::apply(&mut out_threads, &names);
         problems.extend(p);
     }
     type_table.resolve(&modules);
