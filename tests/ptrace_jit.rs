@@ -62,6 +62,27 @@ public class Sleepy {
 }
 "#;
 
+/// Java whose `main` runs hot enough to be compiled (on-stack replacement, with
+/// `outer` and maybe `work` inlined into it), then sleeps under them: the native
+/// `Thread.sleep` called through its compiled wrapper.
+const HOT_JAVA: &str = r#"
+public class Hot {
+    static long work(long n, long ms) throws Exception {
+        long s = 0;
+        for (long i = 0; i < n; i++) s += (i ^ (s >>> 3));
+        Thread.sleep(ms);
+        return s;
+    }
+    static long outer(long n, long ms) throws Exception { return work(n, ms) + 1; }
+    public static void main(String[] args) throws Exception {
+        long t = 0;
+        for (int k = 0; k < 100000; k++) t += outer(k % 500, 0);
+        System.out.println(t);
+        outer(1, 600000);
+    }
+}
+"#;
+
 /// JavaScript that aborts three calls deep, after `hot` and `leaf` ran often enough
 /// to be compiled.
 const ABORT_JS: &str = r#"
@@ -457,14 +478,64 @@ fn jstack(pid: u32) -> Vec<JavaStack> {
 
 #[test]
 fn a_live_jvm_names_its_java_frames_as_jstack_does() {
+    // Interpreted only: every Java frame is the interpreter's.
+    let settled = |t: &JavaStack| t.1 == "main" && t.2.iter().filter(|f| f.0 == "Sleepy.deep").count() == 7;
+    live_jvm_as_jstack("Sleepy", SLEEPY_JAVA, &["-Xint"], &settled, 6, 20);
+}
+
+#[test]
+fn a_live_jvm_in_compiled_code_is_walked_and_named_as_jstack_does() {
+    // Compiled (C1/C2) frames keep no frame pointer: bt walks them by the frame sizes
+    // in the JVM's code cache and names the methods compiled code inlined, with their
+    // lines, from the nmethod's scopes. `main` is compiled while it loops (on-stack
+    // replacement), with `outer` inlined into it.
+    let settled = |t: &JavaStack| {
+        t.1 == "main"
+            && t.2.iter().map(|f| f.0.as_str()).take(4).eq([
+                "java.lang.Thread.sleep",
+                "Hot.work",
+                "Hot.outer",
+                "Hot.main",
+            ])
+    };
+    // Compiled in the foreground: the loop is compiled before it ends, every run.
+    let snap = live_jvm_as_jstack("Hot", HOT_JAVA, &["-XX:-BackgroundCompilation"], &settled, 4, 10);
+    // Compiled code was met: a method inlined into another, or a frame reached by a
+    // compiled frame's size (trust `cfi` above a Java frame).
+    let has_main = |t: &&Value| {
+        t["frames"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["function"].as_str().is_some_and(|n| n.starts_with("Hot.main("))))
+    };
+    let main = snap["threads"].as_array().and_then(|t| t.iter().find(has_main)).expect("the thread running Hot.main");
+    let frames = main["frames"].as_array().expect("frames");
+    let compiled = frames.windows(2).any(|w| {
+        w[0]["module"] == "[jit]" && (w[0]["inlined"] == true || (w[1]["inlined"] == false && w[1]["trust"] == "cfi"))
+    });
+    assert!(compiled, "no compiled Java frame met: {:#?}", frames_of(main));
+}
+
+/// Runs `source` (class `class`) on the JVM with `flags`, waits until `settled` holds
+/// for a thread of two `jstack` accounts in a row, with bt's walk between them, and
+/// compares bt's Java frames of every thread with jstack's: methods, files, lines. At
+/// least `threads` threads and `frames` frames compared.
+fn live_jvm_as_jstack(
+    class: &str,
+    source_text: &str,
+    flags: &[&str],
+    settled: &dyn Fn(&JavaStack) -> bool,
+    threads_min: usize,
+    frames_min: usize,
+) -> Value {
     assert!(Path::new(JAVA).exists(), "{JAVA} is missing: `make deps` installs Debian's openjdk-17-jdk-headless");
-    let dir = scratch_dir("jit-jvm-live");
-    let source = dir.join("Sleepy.java");
-    fs::write(&source, SLEEPY_JAVA).unwrap();
-    // Interpreted only: compiled (C1/C2) frames keep no frame pointer by default.
+    let dir = scratch_dir(&format!("jit-jvm-live-{class}"));
+    let source = dir.join(format!("{class}.java"));
+    fs::write(&source, source_text).unwrap();
     let child = Killed(
         Command::new(JAVA)
-            .args(["-Xmx64m", "-XX:-UsePerfData", "-Xint", "--source", "17"])
+            .args(["-Xmx64m", "-XX:-UsePerfData"])
+            .args(flags)
+            .args(["--source", "17"])
             .arg(&source)
             .current_dir(&dir)
             .stdout(Stdio::null())
@@ -473,16 +544,13 @@ fn a_live_jvm_names_its_java_frames_as_jstack_does() {
             .expect("starting java"),
     );
     let pid = child.0.id();
-    // The JVM's own account, taken until two in a row agree (its threads have reached
-    // their waits), with bt's walk between them.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (java, snap) = loop {
         assert!(Instant::now() < deadline, "the JVM's threads never settled");
         std::thread::sleep(Duration::from_millis(300));
         let before = jstack(pid);
         let snap = bt_json(&["ptrace", "--no-variables", &pid.to_string()]);
-        let sleeping = before.iter().any(|t| t.1 == "main" && t.2.iter().filter(|f| f.0 == "Sleepy.deep").count() == 7);
-        if sleeping && jstack(pid) == before {
+        if before.iter().any(settled) && jstack(pid) == before {
             break (before, snap);
         }
     };
@@ -511,6 +579,7 @@ fn a_live_jvm_names_its_java_frames_as_jstack_does() {
         assert_eq!(&bt_frames, frames, "thread {tid} {name:?}: bt's Java frames, then jstack's");
         compared += frames.len();
     }
-    assert!(java.len() >= 6 && compared >= 20, "too little compared: {java:?}");
+    assert!(java.len() >= threads_min && compared >= frames_min, "too little compared: {java:?}");
     drop(child);
+    snap
 }

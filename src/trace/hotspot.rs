@@ -1,7 +1,14 @@
-//! HotSpot (OpenJDK's JVM): the Java method each interpreted frame runs, with its
-//! source file and line, as the JVM's own crash report (`hs_err_pid*.log`) and `jstack`
-//! name them. gdb shows such a frame as `?? ()`; a perf map, when the JVM writes one,
-//! says only `Interpreter`.
+//! HotSpot (OpenJDK's JVM): the Java method each frame runs, with its source file and
+//! line, as the JVM's own crash report (`hs_err_pid*.log`) and `jstack` name them, and
+//! the size of each compiled frame, which keeps no frame pointer, for the unwinder. gdb
+//! shows such a frame as `?? ()`; a perf map, when the JVM writes one, says only
+//! `Interpreter` for an interpreted one.
+//!
+//! Compiled code lives in the code cache: heaps of blocks, found by pc through each
+//! heap's segment map, each block a code blob (an nmethod for a compiled method or a
+//! native method's wrapper, else a stub) with its frame size. An nmethod's `PcDesc`
+//! at a return address leads to its scopes: the methods inlined there, innermost
+//! first, each with its bytecode index.
 //!
 //! The JVM describes its own structures for debuggers (its Serviceability Agent reads
 //! cores the same way): `libjvm.so` exports `gHotSpotVMStructs` (type, field, offset),
@@ -53,6 +60,60 @@ pub(crate) struct Vm {
     interpreter: (u64, u64),
     /// Where Java code returns to the VM's call stub (`StubRoutines::call_stub`).
     call_stub_return: Option<u64>,
+    /// The slot of an interpreted frame that holds its caller's sp, in words.
+    frame_sender_sp: i64,
+    /// The code cache's heaps, and where in a code blob its fields are.
+    heaps: Vec<CodeHeap>,
+    blob: BlobLayout,
+}
+
+/// One heap of the code cache: its memory, cut in segments of 2^`log2_segment` bytes,
+/// and its segment map (per segment, how many segments back its block starts; 0 at a
+/// block's first, 0xFF where free).
+#[derive(Debug, Clone)]
+struct CodeHeap {
+    low: u64,
+    high: u64,
+    segmap: u64,
+    log2_segment: u32,
+}
+
+/// Offsets in a code blob (`CodeBlob`, and `CompiledMethod` for an nmethod's method).
+#[derive(Debug, Clone)]
+struct BlobLayout {
+    /// The block header before the blob (`HeapBlock`): its size, and its used flag.
+    header_size: u64,
+    header_used: u64,
+    name: u64,
+    frame_size: u64,
+    frame_complete: u64,
+    code_begin: u64,
+    code_end: u64,
+    method: u64,
+    /// An nmethod's tables: where its `PcDesc`s start and end (from its header), its
+    /// metadata (the methods its scopes name), and its scopes' data (an address).
+    scopes_pcs: u64,
+    dependencies: u64,
+    metadata: u64,
+    scopes_data: u64,
+    pc_desc_size: u64,
+    pc_desc_pc: u64,
+    pc_desc_scope: u64,
+    /// What a scope's stored bytecode index is offset by (`InvocationEntryBci`).
+    entry_bci: i64,
+}
+
+/// A code blob found by pc: an nmethod's method, or the blob's own name.
+struct Blob {
+    name: String,
+    /// Words, with the return address and the saved rbp.
+    frame_size: u64,
+    /// From `code_begin`: where its prologue is done.
+    frame_complete: u64,
+    code_begin: u64,
+    method: Option<u64>,
+    /// The blob's own address (an nmethod's header, from which its tables are found).
+    at: u64,
 }
 
 /// A Java frame's method, as the JVM's crash report names it.
@@ -64,68 +125,138 @@ pub(crate) struct JavaFrame {
     pub line: Option<u32>,
 }
 
-/// Java frames by thread (in the order of `raw`) and by (pc, sp) of the frame.
-pub(crate) type Names = Vec<HashMap<(u64, u64), JavaFrame>>;
+/// Java frames by thread (in the order of `raw`) and by (pc, sp) of the physical
+/// frame: innermost first, the methods compiled code inlined there, then its own.
+pub(crate) type Names = Vec<HashMap<(u64, u64), Vec<JavaFrame>>>;
 
-/// The method of every interpreted frame among `raw` (each thread's registers and
-/// walked frames), when the process runs HotSpot. None: no `libjvm.so`. A JVM whose
-/// tables cannot be read costs one problem, and its frames keep the names they had.
-pub(crate) fn name_frames(
-    modules: &ModuleSet,
-    memory: &dyn Memory,
-    raw: &[(&Registers, &[Frame])],
-) -> Option<(Names, Vec<Problem>)> {
-    let tables = modules.module_symbol("libjvm.so", "gHotSpotVMStructs")?;
-    let mem = super::memory::Layered(memory, &super::memory::ModuleFiles(modules));
-    let vm = match Vm::read(modules, &mem, tables) {
-        Ok(vm) => vm,
-        Err(e) => {
-            let p = Problem::new(Scope::Snapshot, format!("HotSpot's description of itself: {e}; Java frames unnamed"));
-            return Some((Vec::new(), vec![p]));
-        }
-    };
-    let names = raw
-        .iter()
-        .map(|(regs, frames)| {
-            let mut out = HashMap::new();
-            for (k, f) in frames.iter().enumerate() {
-                if !modules.is_jit(f.pc) {
-                    continue;
-                }
-                if Some(f.pc) == vm.call_stub_return {
-                    let stub = JavaFrame { function: "StubRoutines::call_stub".into(), file: None, line: None };
-                    out.insert((f.pc, f.sp), stub);
-                    continue;
-                }
-                // An exact pc (the frame that stopped) is in its code; a return address
-                // may be just past it.
-                let probe = if k == 0 || f.signal_frame { f.pc } else { f.pc.wrapping_sub(1) };
-                if !(vm.interpreter.0..vm.interpreter.1).contains(&probe) {
-                    continue;
-                }
-                let fp = if k == 0 { Some(regs.rbp) } else { f.registers.iter().find(|r| r.0 == 6).map(|r| r.1) };
-                if let Some(j) = fp.and_then(|fp| vm.frame(&mem, fp)) {
-                    out.insert((f.pc, f.sp), j);
-                }
+/// A process's HotSpot: its description of itself, and the modules to read its
+/// names from (a core leaves `libjvm.so`'s read-only data out).
+pub(crate) struct HotSpot<'m> {
+    vm: Vm,
+    modules: &'m ModuleSet,
+}
+
+impl<'m> HotSpot<'m> {
+    /// The JVM of the process, when it runs one (None: no `libjvm.so`). A JVM whose
+    /// tables cannot be read is the problem returned: its frames keep what they had.
+    pub(crate) fn find(modules: &'m ModuleSet, memory: &dyn Memory) -> Option<Result<HotSpot<'m>, Problem>> {
+        let tables = modules.module_symbol("libjvm.so", "gHotSpotVMStructs")?;
+        let mem = super::memory::Layered(memory, &super::memory::ModuleFiles(modules));
+        Some(match Vm::read(modules, &mem, tables) {
+            Ok(vm) => Ok(HotSpot { vm, modules }),
+            Err(e) => {
+                Err(Problem::new(Scope::Snapshot, format!("HotSpot's description of itself: {e}; Java frames unnamed")))
             }
-            out
         })
-        .collect();
-    Some((names, Vec::new()))
+    }
+
+    /// The name of every JIT frame among `raw` (each thread's registers and walked
+    /// frames) that the JVM describes: an interpreted frame's method, file and line; a
+    /// compiled one's method; a stub's name.
+    pub(crate) fn name_frames(&self, memory: &dyn Memory, raw: &[(&Registers, &[Frame])]) -> Names {
+        let mem = super::memory::Layered(memory, &super::memory::ModuleFiles(self.modules));
+        let vm = &self.vm;
+        raw.iter()
+            .map(|(regs, frames)| {
+                let mut out = HashMap::new();
+                for (k, f) in frames.iter().enumerate() {
+                    if !self.modules.is_jit(f.pc) {
+                        continue;
+                    }
+                    let exact = k == 0 || f.signal_frame;
+                    let named = if Some(f.pc) == vm.call_stub_return {
+                        Some(vec![JavaFrame { function: "StubRoutines::call_stub".into(), file: None, line: None }])
+                    } else if vm.interpreted(f.pc, exact) {
+                        let fp =
+                            if k == 0 { Some(regs.rbp) } else { f.registers.iter().find(|r| r.0 == 6).map(|r| r.1) };
+                        fp.and_then(|fp| vm.frame(&mem, fp)).map(|j| vec![j])
+                    } else {
+                        vm.blob(&mem, if exact { f.pc } else { f.pc.wrapping_sub(1) }).and_then(|b| match b.method {
+                            // Its scopes at the pc, or at least its own method.
+                            Some(m) => vm
+                                .compiled(&mem, &b, f.pc, exact)
+                                .filter(|v| !v.is_empty())
+                                .or_else(|| vm.method(&mem, m, None).map(|j| vec![j])),
+                            None => Some(vec![JavaFrame { function: b.name, file: None, line: None }]),
+                        })
+                    };
+                    if let Some(j) = named {
+                        out.insert((f.pc, f.sp), j);
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+}
+
+impl crate::unwind::JitFrames for HotSpot<'_> {
+    fn frame_size(&self, pc: u64, exact: bool, memory: &dyn Memory) -> Option<u64> {
+        let vm = &self.vm;
+        if vm.interpreted(pc, exact) || Some(pc) == vm.call_stub_return {
+            return None;
+        }
+        let mem = super::memory::Layered(memory, &super::memory::ModuleFiles(self.modules));
+        let probe = if exact { pc } else { pc.wrapping_sub(1) };
+        let b = vm.blob(&mem, probe);
+        let b = b?;
+        // The interpreter's and the stubs' frames are linked by rbp; a frame still in
+        // its prologue has not its full size yet.
+        if b.frame_size == 0 || b.name.starts_with("StubRoutines") || b.name == "Interpreter" {
+            return None;
+        }
+        if exact && probe - b.code_begin < b.frame_complete {
+            return None;
+        }
+        Some(b.frame_size * 8)
+    }
+
+    fn sender_sp(&self, pc: u64, exact: bool, fp: u64, memory: &dyn Memory) -> Option<u64> {
+        if !self.vm.interpreted(pc, exact) {
+            return None;
+        }
+        memory.read_u64(fp.checked_add_signed(self.vm.frame_sender_sp.checked_mul(8)?)?)
+    }
 }
 
 /// Applies `names` to the symbolized frames of each thread (a Java frame's pc and sp
 /// are those of the walked frame: JIT code has no inlined frames).
 pub(crate) fn apply(threads: &mut [crate::snapshot::Thread], names: &Names) {
     for (t, names) in threads.iter_mut().zip(names) {
-        for f in t.frames.iter_mut() {
-            if let Some(j) = names.get(&(f.pc, f.sp)) {
-                f.function = Some(j.function.clone());
-                f.function_offset = None;
-                f.file = j.file.clone();
-                f.line = j.line;
+        if names.is_empty() {
+            continue;
+        }
+        let mut frames = Vec::with_capacity(t.frames.len());
+        for mut f in std::mem::take(&mut t.frames) {
+            let Some(java) = names.get(&(f.pc, f.sp)) else {
+                frames.push(f);
+                continue;
+            };
+            let last = java.len().saturating_sub(1);
+            for (i, j) in java.iter().enumerate() {
+                let mut named = if i == last {
+                    std::mem::take(&mut f)
+                } else {
+                    // An inlined method: the physical frame's place, no registers.
+                    Frame {
+                        pc: f.pc,
+                        sp: f.sp,
+                        module: f.module.clone(),
+                        module_offset: f.module_offset,
+                        trust: f.trust,
+                        signal_frame: f.signal_frame,
+                        inlined: true,
+                        ..Default::default()
+                    }
+                };
+                named.function = Some(j.function.clone());
+                named.function_offset = None;
+                named.file = j.file.clone();
+                named.line = j.line;
+                frames.push(named);
             }
         }
+        t.frames = frames;
     }
 }
 
@@ -171,10 +302,29 @@ impl Vm {
             ("Symbol", "_body"),
             ("StubQueue", "_stub_buffer"),
             ("StubQueue", "_buffer_limit"),
+            ("CodeHeap", "_memory"),
+            ("CodeHeap", "_segmap"),
+            ("CodeHeap", "_log2_segment_size"),
+            ("VirtualSpace", "_low"),
+            ("VirtualSpace", "_high"),
+            ("GrowableArrayBase", "_len"),
+            ("HeapBlock::Header", "_used"),
+            ("CodeBlob", "_name"),
+            ("CodeBlob", "_frame_size"),
+            ("CodeBlob", "_frame_complete_offset"),
+            ("CodeBlob", "_code_begin"),
+            ("CodeBlob", "_code_end"),
+            ("CompiledMethod", "_method"),
+            ("CompiledMethod", "_scopes_data_begin"),
+            ("nmethod", "_scopes_pcs_offset"),
+            ("nmethod", "_dependencies_offset"),
+            ("nmethod", "_metadata_offset"),
+            ("PcDesc", "_pc_offset"),
+            ("PcDesc", "_scope_decode_offset"),
         ];
         // Static fields: (type, field) → the variable's address.
         const STATICS: &[(&str, &str)] =
-            &[("AbstractInterpreter", "_code"), ("StubRoutines", "_call_stub_return_address")];
+            &[("AbstractInterpreter", "_code"), ("StubRoutines", "_call_stub_return_address"), ("CodeCache", "_heaps")];
         let mut fields: HashMap<(String, String), u64> = HashMap::new();
         let mut statics: HashMap<(String, String), u64> = HashMap::new();
         entries(mem, &structs, s_type, |e, type_name| {
@@ -205,7 +355,7 @@ impl Vm {
         let (t_type, t_size) = (sym("gHotSpotVMTypeEntryTypeNameOffset")?, sym("gHotSpotVMTypeEntrySizeOffset")?);
         let mut sizes: HashMap<String, u64> = HashMap::new();
         entries(mem, &types, t_type, |e, type_name| {
-            if matches!(type_name, "ConstMethod" | "ConstantPool") {
+            if matches!(type_name, "ConstMethod" | "ConstantPool" | "HeapBlock" | "GrowableArrayBase" | "PcDesc") {
                 sizes.insert(type_name.to_string(), mem.read_u64(e + t_size)?);
             }
             Some(())
@@ -218,7 +368,13 @@ impl Vm {
             (sym("gHotSpotVMIntConstantEntryNameOffset")?, sym("gHotSpotVMIntConstantEntryValueOffset")?);
         let mut consts: HashMap<String, i32> = HashMap::new();
         entries(mem, &ints, i_name, |e, name| {
-            if matches!(name, "frame::interpreter_frame_last_sp_offset" | "ConstMethod::_has_linenumber_table") {
+            if matches!(
+                name,
+                "frame::interpreter_frame_last_sp_offset"
+                    | "frame::interpreter_frame_sender_sp_offset"
+                    | "ConstMethod::_has_linenumber_table"
+                    | "InvocationEntryBci"
+            ) {
                 consts.insert(name.to_string(), read_u32(mem, e + i_value)? as i32);
             }
             Some(())
@@ -247,10 +403,62 @@ impl Vm {
         }
         let call_stub_return =
             static_value("StubRoutines", "_call_stub_return_address").ok().filter(|a| modules.is_jit(*a));
+        let blob = BlobLayout {
+            header_size: size("HeapBlock")?,
+            header_used: field("HeapBlock::Header", "_used")?,
+            name: field("CodeBlob", "_name")?,
+            frame_size: field("CodeBlob", "_frame_size")?,
+            frame_complete: field("CodeBlob", "_frame_complete_offset")?,
+            code_begin: field("CodeBlob", "_code_begin")?,
+            code_end: field("CodeBlob", "_code_end")?,
+            method: field("CompiledMethod", "_method")?,
+            scopes_pcs: field("nmethod", "_scopes_pcs_offset")?,
+            dependencies: field("nmethod", "_dependencies_offset")?,
+            metadata: field("nmethod", "_metadata_offset")?,
+            scopes_data: field("CompiledMethod", "_scopes_data_begin")?,
+            pc_desc_size: size("PcDesc")?,
+            pc_desc_pc: field("PcDesc", "_pc_offset")?,
+            pc_desc_scope: field("PcDesc", "_scope_decode_offset")?,
+            entry_bci: i64::from(constant("InvocationEntryBci")?),
+        };
+        // CodeCache::_heaps: a GrowableArray<CodeHeap*> (its length, then the pointer
+        // to its elements right after the base's fields).
+        let heaps = {
+            let array = aligned(static_value("CodeCache", "_heaps")?).ok_or("the code cache has no heaps")?;
+            let len =
+                read_u32(mem, array + field("GrowableArrayBase", "_len")?).ok_or("CodeCache::_heaps unreadable")?;
+            let data = mem.read_u64(array + size("GrowableArrayBase")?).ok_or("CodeCache::_heaps unreadable")?;
+            let (memory, segmap, log2) = (
+                field("CodeHeap", "_memory")?,
+                field("CodeHeap", "_segmap")?,
+                field("CodeHeap", "_log2_segment_size")?,
+            );
+            let (vs_low, vs_high) = (field("VirtualSpace", "_low")?, field("VirtualSpace", "_high")?);
+            let mut heaps = Vec::new();
+            for i in 0..u64::from(len.min(16)) {
+                let Some(h) = mem.read_u64(data + i * 8).and_then(aligned) else { continue };
+                let (Some(low), Some(high), Some(map), Some(l2)) = (
+                    mem.read_u64(h + memory + vs_low),
+                    mem.read_u64(h + memory + vs_high),
+                    mem.read_u64(h + segmap + vs_low),
+                    read_u32(mem, h + log2),
+                ) else {
+                    continue;
+                };
+                if low < high && (4..=16).contains(&l2) && modules.is_jit(low) {
+                    heaps.push(CodeHeap { low, high, segmap: map, log2_segment: l2 });
+                }
+            }
+            heaps
+        };
 
+        let sender_sp = i64::from(constant("frame::interpreter_frame_sender_sp_offset")?);
         Ok(Vm {
             interpreter,
             call_stub_return,
+            frame_sender_sp: sender_sp,
+            heaps,
+            blob,
             method_const_method: field("Method", "_constMethod")?,
             const_method_constants: field("ConstMethod", "_constants")?,
             const_method_flags: field("ConstMethod", "_flags")?,
@@ -277,6 +485,13 @@ impl Vm {
     pub(crate) fn frame(&self, mem: &dyn Memory, fp: u64) -> Option<JavaFrame> {
         let slot = |words: i64| fp.checked_add_signed(words.checked_mul(8)?);
         let method = aligned(mem.read_u64(slot(self.frame_method)?)?)?;
+        let bcp = slot(self.frame_bcp).and_then(|s| mem.read_u64(s));
+        self.method(mem, method, bcp)
+    }
+
+    /// The name, file, and (for a bytecode pointer) line of the `Method` at `method`,
+    /// after the checks the module's comment describes.
+    fn method(&self, mem: &dyn Memory, method: u64, bcp: Option<u64>) -> Option<JavaFrame> {
         let cm = aligned(mem.read_u64(method + self.method_const_method)?)?;
         let pool = aligned(mem.read_u64(cm + self.const_method_constants)?)?;
         let holder = aligned(mem.read_u64(pool + self.pool_holder)?)?;
@@ -301,7 +516,7 @@ impl Vm {
                 .then(|| self.symbol(mem, aligned(mem.read_u64(pool + self.pool_size + index * 8)?)?))
                 .flatten()
         };
-        let line = self.line(mem, cm, slot(self.frame_bcp).and_then(|s| mem.read_u64(s)));
+        let line = bcp.and_then(|bcp| self.line(mem, cm, Bci::Pointer(bcp)));
         Some(JavaFrame { function: format!("{}.{name}{descriptor}", external_name(&class)), file, line })
     }
 
@@ -310,14 +525,18 @@ impl Vm {
     /// deltas (bytecode index, line), one byte when they fit 5 and 3 bits, else 0xFF
     /// and two signed UNSIGNED5 numbers; a 0 byte ends it. The line of the last entry
     /// at or before the bytecode, as the JVM picks it.
-    fn line(&self, mem: &dyn Memory, cm: u64, bcp: Option<u64>) -> Option<u32> {
+    fn line(&self, mem: &dyn Memory, cm: u64, at: Bci) -> Option<u32> {
         let flags = read_u16(mem, cm + self.const_method_flags)?;
         if flags & self.has_line_table == 0 {
             return None;
         }
         let code = cm + self.const_method_size;
         let code_size = u64::from(read_u16(mem, cm + self.const_method_code_size)?);
-        let bci = bcp?.checked_sub(code).filter(|b| *b < code_size)?;
+        let bci = match at {
+            Bci::Pointer(bcp) => bcp.checked_sub(code)?,
+            Bci::Index(i) => i,
+        };
+        let bci = Some(bci).filter(|b| *b < code_size)?;
         let mut table = Stream { mem, at: code + code_size };
         let (mut b, mut l, mut best) = (0i64, 0i64, None);
         for _ in 0..MAX_LINE_PAIRS {
@@ -340,6 +559,104 @@ impl Vm {
             }
         }
         best.and_then(|(_, l)| u32::try_from(l).ok())
+    }
+
+    /// The Java frames of compiled code at `pc` in the nmethod `b`, innermost first: the
+    /// method inlined deepest, then each caller it was inlined into, then the nmethod's
+    /// own method, each with its line. From the nmethod's `PcDesc` at the pc (a call's
+    /// return address has one; an exact pc, the next one after it), whose scope is a
+    /// chain in the scopes' data: per scope, its sender's offset, the index of its
+    /// method in the nmethod's metadata, and its bytecode index (UNSIGNED5 numbers).
+    fn compiled(&self, mem: &dyn Memory, b: &Blob, pc: u64, exact: bool) -> Option<Vec<JavaFrame>> {
+        let l = &self.blob;
+        let header_int = |off: u64| read_u32(mem, b.at + off).map(u64::from);
+        let (pcs, end) = (b.at + header_int(l.scopes_pcs)?, b.at + header_int(l.dependencies)?);
+        let metadata = b.at + header_int(l.metadata)?;
+        let data = mem.read_u64(b.at + l.scopes_data)?;
+        let off = pc.checked_sub(b.code_begin)?;
+        if l.pc_desc_size == 0 || end <= pcs || (end - pcs) / l.pc_desc_size > 1 << 20 {
+            return None;
+        }
+        let mut scope = None;
+        let mut next: Option<(u64, u64)> = None;
+        for i in 0..(end - pcs) / l.pc_desc_size {
+            let d = pcs + i * l.pc_desc_size;
+            let at = u64::from(read_u32(mem, d + l.pc_desc_pc)?);
+            let decode = u64::from(read_u32(mem, d + l.pc_desc_scope)?);
+            if at == off {
+                scope = Some(decode);
+                break;
+            }
+            if exact && at > off && next.is_none_or(|(a, _)| at < a) {
+                next = Some((at, decode));
+            }
+        }
+        let mut decode = scope.or(next.map(|n| n.1)).filter(|d| *d != 0)?;
+        let mut out = Vec::new();
+        for _ in 0..64 {
+            let mut stream = Stream { mem, at: data + decode };
+            let sender = u64::from(stream.unsigned()?);
+            let index = u64::from(stream.unsigned()?);
+            let bci = i64::from(stream.unsigned()?) + l.entry_bci;
+            let method = aligned(mem.read_u64(metadata + index.checked_sub(1)? * 8)?)?;
+            let mut frame = self.method(mem, method, None)?;
+            if let Ok(bci) = u64::try_from(bci) {
+                let cm = mem.read_u64(method + self.method_const_method)?;
+                frame.line = self.line(mem, cm, Bci::Index(bci));
+            }
+            out.push(frame);
+            if sender == 0 {
+                return Some(out);
+            }
+            decode = sender;
+        }
+        Some(out)
+    }
+
+    /// The code blob holding `pc`, from the code cache's segment map.
+    fn blob(&self, mem: &dyn Memory, pc: u64) -> Option<Blob> {
+        let heap = self.heaps.iter().find(|h| (h.low..h.high).contains(&pc))?;
+        let mut seg = (pc - heap.low) >> heap.log2_segment;
+        let byte = |i: u64| -> Option<u8> {
+            let mut b = [0u8; 1];
+            mem.read_exact(heap.segmap + i, &mut b).then_some(b[0])
+        };
+        // At most 254 segments back per step, and a block is never larger than its heap.
+        for _ in 0..(1 << 20) {
+            match byte(seg)? {
+                0 => break,
+                0xFF => return None,
+                n => seg = seg.checked_sub(u64::from(n))?,
+            }
+        }
+        let block = heap.low + (seg << heap.log2_segment);
+        let mut used = [0u8; 1];
+        if !mem.read_exact(block + self.blob.header_used, &mut used) || used[0] == 0 {
+            return None;
+        }
+        let b = block + self.blob.header_size;
+        let (begin, end) = (mem.read_u64(b + self.blob.code_begin)?, mem.read_u64(b + self.blob.code_end)?);
+        if !(begin..end).contains(&pc) {
+            return None;
+        }
+        let name = cstring(mem, mem.read_u64(b + self.blob.name)?)?;
+        // Compiled Java code, and the wrapper compiled for a native method.
+        let nmethod = name == "nmethod" || name == "native nmethod";
+        let method = if nmethod { mem.read_u64(b + self.blob.method).and_then(aligned) } else { None };
+        Some(Blob {
+            name,
+            frame_size: u64::from(read_u32(mem, b + self.blob.frame_size)?),
+            frame_complete: u64::from(read_u32(mem, b + self.blob.frame_complete)?),
+            code_begin: begin,
+            method,
+            at: b,
+        })
+    }
+
+    /// Whether `pc` (a frame's, `exact`, or a return address) is in the interpreter.
+    fn interpreted(&self, pc: u64, exact: bool) -> bool {
+        let probe = if exact { pc } else { pc.wrapping_sub(1) };
+        (self.interpreter.0..self.interpreter.1).contains(&probe)
     }
 
     /// A `Symbol`'s text (modified UTF-8, read as UTF-8; Java names are).
@@ -422,7 +739,14 @@ fn is_java_name(s: &str) -> bool {
     !s.is_empty() && !s.chars().any(|c| c.is_control() || matches!(c, ';' | '[' | '(' | ')'))
 }
 
-/// A cursor in the line number table.
+/// Where in a method's bytecodes: a frame's bytecode pointer, or an index.
+#[derive(Clone, Copy)]
+enum Bci {
+    Pointer(u64),
+    Index(u64),
+}
+
+/// A cursor in a compressed table (line numbers, an nmethod's scopes).
 struct Stream<'a> {
     mem: &'a dyn Memory,
     at: u64,
@@ -436,9 +760,9 @@ impl Stream<'_> {
         Some(b[0])
     }
 
-    /// An UNSIGNED5 number (1 to 5 bytes: a byte below 192 ends it, each further byte
-    /// weighs 64 times the one before), sign-folded (zigzag) as HotSpot writes it.
-    fn signed(&mut self) -> Option<i64> {
+    /// An UNSIGNED5 number: 1 to 5 bytes, a byte below 192 ends it, each further byte
+    /// weighs 64 times the one before.
+    fn unsigned(&mut self) -> Option<u32> {
         const L: u32 = 192;
         let mut sum = u32::from(self.byte()?);
         if sum >= L {
@@ -452,6 +776,12 @@ impl Stream<'_> {
                 shift += 6;
             }
         }
+        Some(sum)
+    }
+
+    /// An UNSIGNED5 number sign-folded (zigzag), as HotSpot writes a signed one.
+    fn signed(&mut self) -> Option<i64> {
+        let sum = self.unsigned()?;
         Some(i64::from((sum >> 1) as i32 ^ -((sum & 1) as i32)))
     }
 }

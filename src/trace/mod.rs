@@ -289,7 +289,19 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     // While a held live target is stopped: what needs its memory. Unwinding reads
     // the stack copies; variables evaluate their locations and read what rendering
     // them needs (heap objects behind pointers) through the recorder.
-    let unwinder = unwind::Unwinder::new(&modules);
+    // A JVM describes its frames (compiled code keeps no frame pointer).
+    let hotspot = match hotspot::HotSpot::find(&modules, memory.as_ref()) {
+        Some(Ok(h)) => Some(h),
+        Some(Err(p)) => {
+            problems.push(p);
+            None
+        }
+        None => None,
+    };
+    let unwinder = match &hotspot {
+        Some(h) => unwind::Unwinder::new(&modules).with_jit(h),
+        None => unwind::Unwinder::new(&modules),
+    };
     // Each thread's share of what pointed-to objects may render (every thread counts,
     // as when the snapshot's variables are rendered again).
     let follow = values::follow_share(threads.len());
@@ -313,12 +325,12 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
     };
     let stopped = spread(threads.iter().collect(), stopped_one);
     timing.mark("unwind, variables");
-    // A JVM: the Java method of each interpreted frame, read while the memory is
-    // consistent (metadata the stack copies do not hold).
-    let java = {
+    // A JVM: the Java method of each frame, read while the memory is consistent
+    // (metadata the stack copies do not hold).
+    let java = hotspot.as_ref().map(|h| {
         let raw: Vec<_> = threads.iter().zip(&stopped).map(|(t, (raw, _, _))| (&t.registers, raw.as_slice())).collect();
-        hotspot::name_frames(&modules, memory.as_ref(), &raw)
-    };
+        h.name_frames(memory.as_ref(), &raw)
+    });
     // A Go program: its goroutines, read while the memory is consistent.
     let mut go = golang::is_go(&modules).then(|| {
         // Goroutines' variables: a held live target's are rendered after it runs
@@ -430,9 +442,8 @@ pub fn build(cap: Capture, opts: &TraceOptions) -> Snapshot {
         out_threads.push(t);
         problems.extend(p);
     }
-    if let Some((names, p)) = java {
+    if let Some(names) = java {
         hotspot::apply(&mut out_threads, &names);
-        problems.extend(p);
     }
     type_table.resolve(&modules);
     let (types, symbols) = type_table.finish();

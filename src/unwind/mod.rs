@@ -102,6 +102,18 @@ fn frame_registers(regs: &Regs, guessed: u32) -> Vec<(u16, u64)> {
     out
 }
 
+/// What a JIT runtime knows of its own frames (a JVM's code cache), for the frames no
+/// module describes. `exact`: `pc` is where the frame stopped, not a return address.
+pub trait JitFrames: Sync {
+    /// The size in bytes of the frame of compiled code at `pc`, once its prologue has
+    /// run: its return address is at sp + size - 8, the caller's rbp at sp + size - 16.
+    fn frame_size(&self, pc: u64, exact: bool, memory: &dyn Memory) -> Option<u64>;
+    /// For an interpreted frame at `pc` whose frame pointer is `fp`: its caller's sp,
+    /// as the frame recorded it (an adapter from compiled code may have grown the
+    /// stack between the two).
+    fn sender_sp(&self, pc: u64, exact: bool, fp: u64, memory: &dyn Memory) -> Option<u64>;
+}
+
 /// The unwinder of one module set: it owns its per-module caches (CFI rules,
 /// decompressed `.debug_frame`), so the symbolizer knows nothing of unwinding.
 /// `Sync`: the threads of one trace share it.
@@ -111,6 +123,8 @@ pub struct Unwinder<'m> {
     /// The tail-call chain found between a caller's return address and its callee's
     /// pc (usually none), by those two pcs: the threads of a pool share their frames.
     tails: ShardedCache<(u64, u64), std::sync::Arc<[u64]>>,
+    /// A JIT runtime's account of its frames, when the trace found one.
+    jit: Option<&'m dyn JitFrames>,
 }
 
 impl<'m> Unwinder<'m> {
@@ -119,7 +133,14 @@ impl<'m> Unwinder<'m> {
             modules,
             caches: (0..modules.len()).map(|_| cfi::ModuleCache::default()).collect(),
             tails: Default::default(),
+            jit: None,
         }
+    }
+
+    /// Frames of JIT code are unwound with what the runtime says of them.
+    pub fn with_jit(mut self, jit: &'m dyn JitFrames) -> Unwinder<'m> {
+        self.jit = Some(jit);
+        self
     }
 
     pub(crate) fn cache(&self, idx: usize) -> Option<&cfi::ModuleCache> {
@@ -420,6 +441,23 @@ fn step(
         }
     }
 
+    // JIT code its runtime describes: a compiled frame of known size.
+    if module.is_none()
+        && let Some(size) = u.jit.and_then(|j| j.frame_size(pc, exact, memory))
+        && size >= 16
+    {
+        let cfa = sp.wrapping_add(size);
+        if let (Some(ret), Some(bp)) = (memory.read_u64(cfa - 8), memory.read_u64(cfa - 16))
+            && (looks_like_return(ret, modules, memory) || (modules.is_jit(ret) && jit_after_call(ret, memory)))
+        {
+            let mut regs: Regs = [None; N_REGS];
+            regs[RBP] = Some(bp);
+            regs[RSP] = Some(cfa);
+            regs[RIP] = Some(ret);
+            return Outcome::Caller(Step::new(regs, Trust::Cfi));
+        }
+    }
+
     // No usable CFI. The function the process started at (musl's `_start`, which
     // has none) was called by nothing: what a scan would find above it is debris.
     if modules.in_entry_function(if exact { pc } else { pc.wrapping_sub(1) }) {
@@ -473,7 +511,10 @@ fn step(
     {
         let mut regs: Regs = [None; N_REGS];
         regs[RBP] = Some(next_rbp);
-        regs[RSP] = Some(rbp.wrapping_add(16));
+        // An interpreted frame knows its caller's sp (a compiled caller's frame size
+        // counts from there).
+        let sender = u.jit.filter(|_| module.is_none()).and_then(|j| j.sender_sp(pc, exact, rbp, memory));
+        regs[RSP] = Some(sender.filter(|s| *s >= rbp.wrapping_add(16)).unwrap_or(rbp.wrapping_add(16)));
         regs[RIP] = Some(ret);
         return Outcome::Caller(Step { resumed: resumes, ..Step::new(regs, Trust::FramePointer) });
     }
