@@ -62,21 +62,45 @@ public class Sleepy {
 }
 "#;
 
+/// Java whose `poke` and `main` run hot enough to be compiled, then write through a
+/// null address with `Unsafe` from compiled `poke`, 4 calls deep.
+const CRASH_HOT_JAVA: &str = r#"
+import java.lang.reflect.Field;
+public class CrashHot {
+    static long poke(sun.misc.Unsafe u, long addr, int depth) {
+        if (depth > 0) return poke(u, addr, depth - 1) + 1;
+        u.putLong(addr, 42L);
+        return 0;
+    }
+    public static void main(String[] args) throws Exception {
+        Field f = sun.misc.Unsafe.class.getDeclaredField("theUnsafe");
+        f.setAccessible(true);
+        sun.misc.Unsafe u = (sun.misc.Unsafe) f.get(null);
+        long mem = u.allocateMemory(8);
+        long t = 0;
+        for (int i = 0; i < 100000; i++) t += poke(u, mem, 3);
+        System.out.println(t);
+        poke(u, 0L, 3);
+    }
+}
+"#;
+
 /// Java whose `main` runs hot enough to be compiled (on-stack replacement, with
 /// `outer` and maybe `work` inlined into it), then sleeps under them: the native
-/// `Thread.sleep` called through its compiled wrapper.
+/// `Thread.sleep` called through its compiled wrapper (called in the loop too, so the
+/// compilers do not leave that path to the interpreter).
 const HOT_JAVA: &str = r#"
 public class Hot {
     static long work(long n, long ms) throws Exception {
         long s = 0;
         for (long i = 0; i < n; i++) s += (i ^ (s >>> 3));
-        Thread.sleep(ms);
+        if (ms > 0) Thread.sleep(ms);
         return s;
     }
     static long outer(long n, long ms) throws Exception { return work(n, ms) + 1; }
     public static void main(String[] args) throws Exception {
         long t = 0;
-        for (int k = 0; k < 100000; k++) t += outer(k % 500, 0);
+        for (int k = 0; k < 100000; k++) t += outer(k % 500, k % 1000 == 999 ? 1 : 0);
         System.out.println(t);
         outer(1, 600000);
     }
@@ -309,15 +333,10 @@ fn perf_map_lines_name_functions_the_v8_way() {
 }
 
 /// The JVM's own walk of the crashing thread, from its crash report's "Native frames:"
-/// list: `("libjvm.so", offset)` for a frame of a module (`V`/`C` lines, `[libjvm.so+0x…]`),
-/// `("[jit]", 0)` for a Java frame or a stub (`j`, `J`, `v` lines).
-fn hs_err_frames(report: &str) -> Vec<(String, u64)> {
-    hs_err_named(report).into_iter().map(|(m, o, _)| (m, o)).collect()
-}
-
-/// As [`hs_err_frames`], with the name the report gives a Java frame or a stub:
-/// `Crash.poke(Lsun/misc/Unsafe;I)V` (its `+bci` and module version left out),
-/// `StubRoutines::call_stub` (its `~` left out).
+/// list: `("libjvm.so", offset, None)` for a frame of a module (`V`/`C` lines,
+/// `[libjvm.so+0x…]`), `("[jit]", 0, name)` for a Java frame or a stub (`j`, `J`, `v`
+/// lines), with the name the report gives it: `Crash.poke(Lsun/misc/Unsafe;I)V` (its
+/// `+bci` and module version left out), `StubRoutines::call_stub` (its `~` left out).
 fn hs_err_named(report: &str) -> Vec<(String, u64, Option<String>)> {
     let mut out = Vec::new();
     for line in report.lines().skip_while(|l| !l.starts_with("Native frames:")).skip(1) {
@@ -329,7 +348,9 @@ fn hs_err_named(report: &str) -> Vec<(String, u64, Option<String>)> {
                 out.push((module.to_string(), u64::from_str_radix(off, 16).expect("hex offset"), None));
             }
             'j' | 'J' | 'v' => {
-                let what = line[1..].trim().split(' ').next().unwrap_or("");
+                // `j  Crash.poke(…)V+8 …`, `J 1353 c1 Crash.poke(…)J (25 bytes) @ …`,
+                // `v  ~StubRoutines::call_stub`.
+                let what = line[1..].split(' ').find(|t| t.contains('(') || t.starts_with('~')).unwrap_or("");
                 let name = what.rsplit_once('+').map_or(what, |(n, _)| n).trim_start_matches('~');
                 out.push(("[jit]".to_string(), 0, Some(name.to_string())));
             }
@@ -341,67 +362,11 @@ fn hs_err_named(report: &str) -> Vec<(String, u64, Option<String>)> {
 
 #[test]
 fn a_jvm_crash_is_walked_through_its_java_frames_as_the_jvm_reports_them() {
-    assert!(Path::new(JAVA).exists(), "{JAVA} is missing: `make deps` installs Debian's openjdk-17-jdk-headless");
-    let dir = scratch_dir("jit-jvm");
-    let core_dir = scratch_dir("bt-cores-jvm");
-    let source = dir.join("Crash.java");
-    fs::write(&source, CRASH_JAVA).unwrap();
-    let report = dir.join("hs_err.log");
-    let _ = fs::remove_file(&report);
-    let (status, pid) = {
-        let _guard = CorePatternGuard::set(&core_dir);
-        let mut cmd = Command::new(JAVA);
-        cmd.args(["-Xmx64m", "-XX:-UsePerfData", "-Xint"])
-            .arg(format!("-XX:ErrorFile={}", report.display()))
-            .args(["--source", "17"])
-            .arg(&source)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        allow_core_dumps(&mut cmd);
-        let mut child = cmd.spawn().expect("starting java");
-        let pid = child.id();
-        (child.wait().expect("waiting for java"), pid)
-    };
-    assert_eq!(status.signal(), Some(libc::SIGABRT), "the JVM did not abort: {status:?}");
-    let core = core_dir.join(format!("core.{pid}"));
-    assert!(core.exists(), "no core at {}", core.display());
-    let report = fs::read_to_string(&report).expect("the JVM's crash report");
-    let jvm = hs_err_frames(&report);
-    // The report's list: Unsafe_PutLong, the Java frames, the call stub, the VM's
-    // reflection, more Java frames, the launcher.
-    assert!(jvm.len() >= 20 && jvm[0].0 == "libjvm.so", "the JVM's frames: {jvm:?}\n{report}");
-    assert!(jvm.iter().filter(|f| f.0 == "[jit]").count() >= 50, "Java frames in the report: {jvm:?}");
-
-    let snap = bt_json(&["ptrace", "--no-variables", "--core", core.to_str().unwrap(), JAVA]);
+    let (dir, core, snap) = jvm_crash_as_reported("Crash", CRASH_JAVA, &["-Xint"], 50);
     let thread = faulted_thread(&snap);
     let frames = thread["frames"].as_array().expect("frames");
-    // bt's walk from the frame that faulted (the one the signal interrupted, after the
-    // JVM's handler and the signal trampoline).
-    let restore = frames.iter().position(|f| f["function"] == "__restore_rt").expect("the signal frame");
-    let walked: Vec<(String, u64)> = frames[restore + 1..]
-        .iter()
-        .map(|f| {
-            let module = f["module"].as_str().unwrap_or("");
-            let base = module.rsplit('/').next().unwrap_or(module).to_string();
-            let off = if base == "[jit]" { 0 } else { f["module_offset"].as_u64().unwrap_or(0) };
-            (base, off)
-        })
-        .collect();
-    assert!(
-        walked.len() > jvm.len() && walked[..jvm.len()] == jvm[..],
-        "bt's frames from the fault on differ from the JVM's report:\nbt:  {walked:?}\njvm: {jvm:?}"
-    );
-    // Each Java frame and stub named as the report names it, read from the JVM's
-    // metadata (gdb says `??`); lines from the source: the frame that called
-    // `putLong`, the 40 recursive calls, and `main`'s call.
-    let named = hs_err_named(&report);
-    let bt_names: Vec<Option<&str>> = frames[restore + 1..restore + 1 + named.len()]
-        .iter()
-        .map(|f| if f["module"] == "[jit]" { f["function"].as_str() } else { None })
-        .collect();
-    let jvm_names: Vec<Option<&str>> = named.iter().map(|(_, _, n)| n.as_deref()).collect();
-    assert_eq!(bt_names, jvm_names, "Java frames named otherwise than the JVM names them");
+    // Lines from the source: the frame that called `putLong`, the 40 recursive calls,
+    // and `main`'s call.
     let line_of = |text: &str| CRASH_JAVA.lines().position(|l| l.contains(text)).map(|i| i as u64 + 1);
     let poke_lines: Vec<(Option<u64>, &str)> = frames
         .iter()
@@ -430,16 +395,110 @@ fn a_jvm_crash_is_walked_through_its_java_frames_as_the_jvm_reports_them() {
         ]),
         "{fp}"
     );
-    // The JVM's list ends at the launcher's thread function; bt goes on to the entry,
-    // and no frame of the walk is a guess.
-    let last = frames.last().map(|f| f["function"].as_str().unwrap_or(""));
-    assert_eq!(last, Some("clone3"), "the walk did not reach the thread's entry: {:#?}", frames_of(thread));
-    assert!(frames.iter().all(|f| f["trust"] != "scan"), "a scanned frame: {:#?}", frames_of(thread));
     // bt's analysis: the fault under the JVM's handler, not its abort.
     let out = bt(&["ptrace", "--no-variables", "--core", core.to_str().unwrap(), JAVA]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("invalid write at 0x0 in Unsafe_PutLong"), "{text}");
     let _ = fs::remove_file(&core);
+}
+
+#[test]
+fn a_jvm_crash_in_compiled_code_is_walked_and_named_as_the_jvm_reports_it() {
+    // Compiled in the foreground: `poke` and the loop of `main` are compiled before
+    // the bad write, which faults in compiled code (no frame pointer kept).
+    let (_, core, snap) = jvm_crash_as_reported("CrashHot", CRASH_HOT_JAVA, &["-XX:-BackgroundCompilation"], 3);
+    let thread = faulted_thread(&snap);
+    let frames = thread["frames"].as_array().expect("frames");
+    let restore = frames.iter().position(|f| f["function"] == "__restore_rt").expect("the signal frame");
+    let top = &frames[restore + 1];
+    assert!(
+        top["module"] == "[jit]" && top["function"].as_str().is_some_and(|f| f.starts_with("CrashHot.poke(")),
+        "the fault is not in compiled poke: {:#?}",
+        frames_of(thread)
+    );
+    let _ = fs::remove_file(&core);
+}
+
+/// Runs `source` (class `class`) on the JVM with `flags` until it crashes, and checks
+/// bt's walk of its core against the JVM's own report ("Native frames:" in
+/// `hs_err_pid*.log`): from the frame that faulted on, bt's physical frames must be the
+/// report's entry for entry (module and offset for the VM's and C frames, `[jit]` for
+/// Java frames and stubs, each named as the report names it, with at least
+/// `java_frames` of them), then go on to the thread's entry without a guessed frame.
+/// Returns the scratch directory, the core and bt's snapshot.
+fn jvm_crash_as_reported(
+    class: &str,
+    source_text: &str,
+    flags: &[&str],
+    java_frames: usize,
+) -> (PathBuf, PathBuf, Value) {
+    assert!(Path::new(JAVA).exists(), "{JAVA} is missing: `make deps` installs Debian's openjdk-17-jdk-headless");
+    let dir = scratch_dir(&format!("jit-jvm-{class}"));
+    let core_dir = scratch_dir(&format!("bt-cores-jvm-{class}"));
+    let source = dir.join(format!("{class}.java"));
+    fs::write(&source, source_text).unwrap();
+    let report = dir.join("hs_err.log");
+    let _ = fs::remove_file(&report);
+    let (status, pid) = {
+        let _guard = CorePatternGuard::set(&core_dir);
+        let mut cmd = Command::new(JAVA);
+        cmd.args(["-Xmx64m", "-XX:-UsePerfData"])
+            .args(flags)
+            .arg(format!("-XX:ErrorFile={}", report.display()))
+            .args(["--source", "17"])
+            .arg(&source)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        allow_core_dumps(&mut cmd);
+        let mut child = cmd.spawn().expect("starting java");
+        let pid = child.id();
+        (child.wait().expect("waiting for java"), pid)
+    };
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "the JVM did not abort: {status:?}");
+    let core = core_dir.join(format!("core.{pid}"));
+    assert!(core.exists(), "no core at {}", core.display());
+    let report = fs::read_to_string(&report).expect("the JVM's crash report");
+    let named = hs_err_named(&report);
+    let jvm: Vec<(String, u64)> = named.iter().map(|(m, o, _)| (m.clone(), *o)).collect();
+    assert!(jvm.len() >= 10, "the JVM's frames: {jvm:?}\n{report}");
+    assert!(jvm.iter().filter(|f| f.0 == "[jit]").count() >= java_frames, "Java frames in the report: {jvm:?}");
+
+    let snap = bt_json(&["ptrace", "--no-variables", "--core", core.to_str().unwrap(), JAVA]);
+    let thread = faulted_thread(&snap);
+    let frames = thread["frames"].as_array().expect("frames");
+    // bt's walk from the frame that faulted (the one the signal interrupted, after the
+    // JVM's handler and the signal trampoline), one entry per physical frame: the
+    // report does not list the methods compiled code inlined.
+    let restore = frames.iter().position(|f| f["function"] == "__restore_rt").expect("the signal frame");
+    let physical: Vec<&Value> = frames[restore + 1..].iter().filter(|f| f["inlined"] != true).collect();
+    let walked: Vec<(String, u64)> = physical
+        .iter()
+        .map(|f| {
+            let module = f["module"].as_str().unwrap_or("");
+            let base = module.rsplit('/').next().unwrap_or(module).to_string();
+            let off = if base == "[jit]" { 0 } else { f["module_offset"].as_u64().unwrap_or(0) };
+            (base, off)
+        })
+        .collect();
+    assert!(
+        walked.len() > jvm.len() && walked[..jvm.len()] == jvm[..],
+        "bt's frames from the fault on differ from the JVM's report:\nbt:  {walked:?}\njvm: {jvm:?}"
+    );
+    // Each Java frame and stub named as the report names it, read from the JVM's
+    // metadata (gdb says `??`).
+    let bt_names: Vec<Option<&str>> = physical[..named.len()]
+        .iter()
+        .map(|f| if f["module"] == "[jit]" { f["function"].as_str() } else { None })
+        .collect();
+    let jvm_names: Vec<Option<&str>> = named.iter().map(|(_, _, n)| n.as_deref()).collect();
+    assert_eq!(bt_names, jvm_names, "Java frames named otherwise than the JVM names them");
+    // The JVM's list ends at the launcher's thread function; bt goes on to the entry,
+    // and no frame of the walk is a guess.
+    let last = frames.last().map(|f| f["function"].as_str().unwrap_or(""));
+    assert_eq!(last, Some("clone3"), "the walk did not reach the thread's entry: {:#?}", frames_of(thread));
+    assert!(frames.iter().all(|f| f["trust"] != "scan"), "a scanned frame: {:#?}", frames_of(thread));
+    (dir, core, snap)
 }
 
 /// One thread's Java frames as `jstack` prints them: (native thread id, name, frames of
@@ -489,14 +548,14 @@ fn a_live_jvm_in_compiled_code_is_walked_and_named_as_jstack_does() {
     // in the JVM's code cache and names the methods compiled code inlined, with their
     // lines, from the nmethod's scopes. `main` is compiled while it loops (on-stack
     // replacement), with `outer` inlined into it.
+    // Settled in the last call, not in a `sleep(0)` of the loop (where a safepoint,
+    // and so jstack, finds it most of the time while it runs).
+    let last_call = HOT_JAVA.lines().position(|l| l.contains("outer(1, 600000)")).map(|i| i as u64 + 1);
     let settled = |t: &JavaStack| {
+        let methods = ["java.lang.Thread.sleep", "Hot.work", "Hot.outer", "Hot.main"];
         t.1 == "main"
-            && t.2.iter().map(|f| f.0.as_str()).take(4).eq([
-                "java.lang.Thread.sleep",
-                "Hot.work",
-                "Hot.outer",
-                "Hot.main",
-            ])
+            && t.2.iter().map(|f| f.0.as_str()).take(4).eq(methods)
+            && t.2.get(3).is_some_and(|f| f.2 == last_call)
     };
     // Compiled in the foreground: the loop is compiled before it ends, every run.
     let snap = live_jvm_as_jstack("Hot", HOT_JAVA, &["-XX:-BackgroundCompilation"], &settled, 4, 10);
@@ -544,7 +603,7 @@ fn live_jvm_as_jstack(
             .expect("starting java"),
     );
     let pid = child.0.id();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (java, snap) = loop {
         assert!(Instant::now() < deadline, "the JVM's threads never settled");
         std::thread::sleep(Duration::from_millis(300));

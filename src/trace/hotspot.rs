@@ -34,6 +34,10 @@ const MAX_ENTRIES: usize = 100_000;
 const MAX_SYMBOL: usize = 65_535;
 /// Longest line number table decoded, in pairs.
 const MAX_LINE_PAIRS: usize = 65_536;
+/// Most `PcDesc`s of one nmethod searched, and most hops back in a segment map: a
+/// corrupt table costs this many reads, not millions.
+const MAX_PC_DESCS: u64 = 65_536;
+const MAX_HOPS: usize = 65_536;
 
 /// The offsets this reader needs, from the JVM's tables.
 #[derive(Debug, Clone)]
@@ -574,7 +578,7 @@ impl Vm {
         let metadata = b.at + header_int(l.metadata)?;
         let data = mem.read_u64(b.at + l.scopes_data)?;
         let off = pc.checked_sub(b.code_begin)?;
-        if l.pc_desc_size == 0 || end <= pcs || (end - pcs) / l.pc_desc_size > 1 << 20 {
+        if l.pc_desc_size == 0 || end <= pcs || (end - pcs) / l.pc_desc_size > MAX_PC_DESCS {
             return None;
         }
         let mut scope = None;
@@ -621,12 +625,17 @@ impl Vm {
             let mut b = [0u8; 1];
             mem.read_exact(heap.segmap + i, &mut b).then_some(b[0])
         };
-        // At most 254 segments back per step, and a block is never larger than its heap.
-        for _ in 0..(1 << 20) {
+        // At most 254 segments back per hop, to the block's first (0).
+        let mut hops = 0;
+        loop {
             match byte(seg)? {
                 0 => break,
                 0xFF => return None,
                 n => seg = seg.checked_sub(u64::from(n))?,
+            }
+            hops += 1;
+            if hops == MAX_HOPS {
+                return None;
             }
         }
         let block = heap.low + (seg << heap.log2_segment);
@@ -795,8 +804,10 @@ mod tests {
 
     impl Memory for Bytes {
         fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
-            let Some(off) = addr.checked_sub(self.0).map(|o| o as usize) else { return 0 };
-            let n = buf.len().min(self.1.len().saturating_sub(off));
+            let Some(off) = addr.checked_sub(self.0).map(|o| o as usize).filter(|o| *o < self.1.len()) else {
+                return 0;
+            };
+            let n = buf.len().min(self.1.len() - off);
             buf[..n].copy_from_slice(&self.1[off..off + n]);
             n
         }
@@ -821,6 +832,89 @@ mod tests {
         assert_eq!(aligned(0), None);
         assert_eq!(aligned(0x1004), None);
         assert_eq!(aligned(0x1008), Some(0x1008));
+    }
+
+    /// A VM of made-up offsets with one code heap of 64 segments of 16 bytes at 0x10000
+    /// whose map is at 0x20000.
+    fn vm() -> Vm {
+        let blob = BlobLayout {
+            header_size: 16,
+            header_used: 8,
+            name: 0,
+            frame_size: 8,
+            frame_complete: 12,
+            code_begin: 16,
+            code_end: 24,
+            method: 32,
+            scopes_pcs: 40,
+            dependencies: 44,
+            metadata: 48,
+            scopes_data: 56,
+            pc_desc_size: 16,
+            pc_desc_pc: 0,
+            pc_desc_scope: 4,
+            entry_bci: -1,
+        };
+        Vm {
+            method_const_method: 8,
+            const_method_constants: 8,
+            const_method_flags: 28,
+            const_method_code_size: 32,
+            const_method_name_index: 34,
+            const_method_signature_index: 36,
+            const_method_size: 48,
+            has_line_table: 1,
+            pool_holder: 24,
+            pool_length: 60,
+            pool_source_file: 54,
+            pool_size: 72,
+            klass_name: 24,
+            symbol_length: 4,
+            symbol_body: 6,
+            frame_method: -3,
+            frame_bcp: -8,
+            interpreter: (0, 0),
+            call_stub_return: None,
+            frame_sender_sp: -1,
+            heaps: vec![CodeHeap { low: 0x10000, high: 0x10400, segmap: 0x20000, log2_segment: 4 }],
+            blob,
+        }
+    }
+
+    /// Memory at two places: the heap and its segment map.
+    struct Two(Bytes, Bytes);
+
+    impl Memory for Two {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+            self.0.read(addr, buf).max(self.1.read(addr, buf))
+        }
+    }
+
+    #[test]
+    fn a_blob_is_found_by_its_segment_map_and_a_corrupt_map_finds_none() {
+        // A used block at segment 2 spanning 4 segments: the map reads 0, 1, 2, 3 there.
+        let mut heap = vec![0u8; 0x400];
+        heap[0x20 + 8] = 1; // used
+        let blob = 0x10000 + 0x20 + 16;
+        let put = |heap: &mut Vec<u8>, at: u64, v: &[u8]| {
+            let o = (at - 0x10000) as usize;
+            heap[o..o + v.len()].copy_from_slice(v);
+        };
+        put(&mut heap, blob + 8, &12u32.to_le_bytes()); // frame size, words
+        put(&mut heap, blob + 12, &4u32.to_le_bytes()); // frame complete
+        put(&mut heap, blob + 16, &(blob + 16).to_le_bytes()); // code begin
+        put(&mut heap, blob + 24, &(0x10000u64 + 0x60).to_le_bytes()); // code end
+        put(&mut heap, blob, &0x10380u64.to_le_bytes()); // name
+        put(&mut heap, 0x10380, b"RuntimeStub\0");
+        let mut map = vec![0xFFu8; 64];
+        map[2..6].copy_from_slice(&[0, 1, 2, 3]);
+        let mem = Two(Bytes(0x10000, heap.clone()), Bytes(0x20000, map));
+        let b = vm().blob(&mem, 0x10000 + 0x50).expect("the blob");
+        assert_eq!((b.name.as_str(), b.frame_size, b.method), ("RuntimeStub", 12, None));
+        assert!(vm().blob(&mem, 0x10000 + 0x100).is_none(), "a free segment");
+        // Every byte 1: hops back to the heap's start and below, never a block.
+        let mem = Two(Bytes(0x10000, heap), Bytes(0x20000, vec![1u8; 64]));
+        assert!(vm().blob(&mem, 0x10000 + 0x3f0).is_none());
     }
 
     #[test]
