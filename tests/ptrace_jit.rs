@@ -107,6 +107,27 @@ public class Hot {
 }
 "#;
 
+/// Java that compiles a recursion, then parks 300 threads in it at depths 10 to 39
+/// and `main` at depth 25.
+const MANY_JAVA: &str = r#"
+public class Many {
+    static long deep(int n, long ms) throws Exception {
+        if (n == 0) { if (ms > 0) Thread.sleep(ms); return 1; }
+        return deep(n - 1, ms) + n;
+    }
+    public static void main(String[] args) throws Exception {
+        long t = 0;
+        for (int k = 0; k < 200000; k++) t += deep(20, k % 5000 == 4999 ? 1 : 0);
+        System.out.println(t);
+        for (int i = 0; i < 300; i++) {
+            final int d = 10 + i % 30;
+            new Thread(() -> { try { deep(d, 600000); } catch (Exception e) {} }).start();
+        }
+        deep(25, 600000);
+    }
+}
+"#;
+
 /// JavaScript that aborts three calls deep, after `hot` and `leaf` ran often enough
 /// to be compiled.
 const ABORT_JS: &str = r#"
@@ -572,6 +593,15 @@ fn a_live_jvm_in_compiled_code_is_walked_and_named_as_jstack_does() {
         w[0]["module"] == "[jit]" && (w[0]["inlined"] == true || (w[1]["inlined"] == false && w[1]["trust"] == "cfi"))
     });
     assert!(compiled, "no compiled Java frame met: {:#?}", frames_of(main));
+}
+
+#[test]
+fn a_live_jvm_of_many_threads_mixing_compiled_and_interpreted_frames_matches_jstack() {
+    // 300 threads started after `deep` was compiled, each asleep 10 to 39 calls deep:
+    // compiled frames (with recursion inlined), interpreted ones called from them
+    // (whose caller's rbp held data, not a frame pointer), and the reverse.
+    let settled = |t: &JavaStack| t.1 == "main" && t.2.iter().filter(|f| f.0 == "Many.deep").count() == 26;
+    live_jvm_as_jstack("Many", MANY_JAVA, &["-XX:-BackgroundCompilation"], &settled, 300, 6000);
 }
 
 /// Runs `source` (class `class`) on the JVM with `flags`, waits until `settled` holds

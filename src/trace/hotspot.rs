@@ -156,10 +156,13 @@ impl<'m> HotSpot<'m> {
 
     /// The name of every JIT frame among `raw` (each thread's registers and walked
     /// frames) that the JVM describes: an interpreted frame's method, file and line; a
-    /// compiled one's method; a stub's name.
+    /// compiled one's methods (those inlined into it first) and lines; a stub's name.
     pub(crate) fn name_frames(&self, memory: &dyn Memory, raw: &[(&Registers, &[Frame])]) -> Names {
         let mem = super::memory::Layered(memory, &super::memory::ModuleFiles(self.modules));
         let vm = &self.vm;
+        // Compiled code by pc: a JVM's threads stop at the same call sites, and an
+        // nmethod's tables are read once for each.
+        let mut compiled: HashMap<(u64, bool), Option<Vec<JavaFrame>>> = HashMap::new();
         raw.iter()
             .map(|(regs, frames)| {
                 let mut out = HashMap::new();
@@ -175,14 +178,19 @@ impl<'m> HotSpot<'m> {
                             if k == 0 { Some(regs.rbp) } else { f.registers.iter().find(|r| r.0 == 6).map(|r| r.1) };
                         fp.and_then(|fp| vm.frame(&mem, fp)).map(|j| vec![j])
                     } else {
-                        vm.blob(&mem, if exact { f.pc } else { f.pc.wrapping_sub(1) }).and_then(|b| match b.method {
-                            // Its scopes at the pc, or at least its own method.
-                            Some(m) => vm
-                                .compiled(&mem, &b, f.pc, exact)
-                                .filter(|v| !v.is_empty())
-                                .or_else(|| vm.method(&mem, m, None).map(|j| vec![j])),
-                            None => Some(vec![JavaFrame { function: b.name, file: None, line: None }]),
-                        })
+                        let blob = || {
+                            vm.blob(&mem, if exact { f.pc } else { f.pc.wrapping_sub(1) }).and_then(|b| {
+                                match b.method {
+                                    // Its scopes at the pc, or at least its own method.
+                                    Some(m) => vm
+                                        .compiled(&mem, &b, f.pc, exact)
+                                        .filter(|v| !v.is_empty())
+                                        .or_else(|| vm.method(&mem, m, None).map(|j| vec![j])),
+                                    None => Some(vec![JavaFrame { function: b.name, file: None, line: None }]),
+                                }
+                            })
+                        };
+                        compiled.entry((f.pc, exact)).or_insert_with(blob).clone()
                     };
                     if let Some(j) = named {
                         out.insert((f.pc, f.sp), j);
@@ -213,6 +221,15 @@ impl crate::unwind::JitFrames for HotSpot<'_> {
             return None;
         }
         Some(b.frame_size * 8)
+    }
+
+    fn knows_code(&self, addr: u64, memory: &dyn Memory) -> bool {
+        let vm = &self.vm;
+        if vm.interpreted(addr, false) || Some(addr) == vm.call_stub_return {
+            return true;
+        }
+        let mem = super::memory::Layered(memory, &super::memory::ModuleFiles(self.modules));
+        vm.blob(&mem, addr.wrapping_sub(1)).is_some()
     }
 
     fn sender_sp(&self, pc: u64, exact: bool, fp: u64, memory: &dyn Memory) -> Option<u64> {
@@ -581,12 +598,19 @@ impl Vm {
         if l.pc_desc_size == 0 || end <= pcs || (end - pcs) / l.pc_desc_size > MAX_PC_DESCS {
             return None;
         }
+        // The whole table in one read (at most 65,536 entries of a few words).
+        let mut table = vec![0u8; (end - pcs) as usize];
+        let have = mem.read(pcs, &mut table) as u64;
+        let field = |d: u64, at: u64| -> Option<u64> {
+            let b = table.get((d + at) as usize..(d + at + 4) as usize)?;
+            Some(u64::from(u32::from_le_bytes(b.try_into().ok()?)))
+        };
         let mut scope = None;
         let mut next: Option<(u64, u64)> = None;
-        for i in 0..(end - pcs) / l.pc_desc_size {
-            let d = pcs + i * l.pc_desc_size;
-            let at = u64::from(read_u32(mem, d + l.pc_desc_pc)?);
-            let decode = u64::from(read_u32(mem, d + l.pc_desc_scope)?);
+        for i in 0..have / l.pc_desc_size {
+            let d = i * l.pc_desc_size;
+            let at = field(d, l.pc_desc_pc)?;
+            let decode = field(d, l.pc_desc_scope)?;
             if at == off {
                 scope = Some(decode);
                 break;

@@ -112,6 +112,9 @@ pub trait JitFrames: Sync {
     /// as the frame recorded it (an adapter from compiled code may have grown the
     /// stack between the two).
     fn sender_sp(&self, pc: u64, exact: bool, fp: u64, memory: &dyn Memory) -> Option<u64>;
+    /// Whether `addr` is in code the runtime knows (where a compiled frame may return
+    /// to after no call: a JVM's interpreter pushes its return address and jumps).
+    fn knows_code(&self, addr: u64, memory: &dyn Memory) -> bool;
 }
 
 /// The unwinder of one module set: it owns its per-module caches (CFI rules,
@@ -448,7 +451,9 @@ fn step(
     {
         let cfa = sp.wrapping_add(size);
         if let (Some(ret), Some(bp)) = (memory.read_u64(cfa - 8), memory.read_u64(cfa - 16))
-            && (looks_like_return(ret, modules, memory) || (modules.is_jit(ret) && jit_after_call(ret, memory)))
+            && (looks_like_return(ret, modules, memory)
+                || (modules.is_jit(ret)
+                    && (jit_after_call(ret, memory) || u.jit.is_some_and(|j| j.knows_code(ret, memory)))))
         {
             let mut regs: Regs = [None; N_REGS];
             regs[RBP] = Some(bp);
@@ -507,16 +512,27 @@ fn step(
         && rbp - sp < (64 << 20)
         && rbp % 8 == 0
         && let (Some(next_rbp), Some(ret)) = (memory.read_u64(rbp), memory.read_u64(rbp.wrapping_add(8)))
-        && let Some(resumes) = chain_return(ret, rbp, next_rbp, modules, memory, vouched)
     {
-        let mut regs: Regs = [None; N_REGS];
-        regs[RBP] = Some(next_rbp);
-        // An interpreted frame knows its caller's sp (a compiled caller's frame size
-        // counts from there).
+        // A frame its runtime says is interpreted knows its caller's sp (a compiled
+        // caller's frame size counts from there), and returns where the runtime's code
+        // is: no chain above it needs to vouch. A compiled caller keeps no frame
+        // pointer (rbp may hold any value there, and the frame's saved rbp with it):
+        // its own frame size walks it on; any other caller needs a frame pointer above.
         let sender = u.jit.filter(|_| module.is_none()).and_then(|j| j.sender_sp(pc, exact, rbp, memory));
-        regs[RSP] = Some(sender.filter(|s| *s >= rbp.wrapping_add(16)).unwrap_or(rbp.wrapping_add(16)));
-        regs[RIP] = Some(ret);
-        return Outcome::Caller(Step { resumed: resumes, ..Step::new(regs, Trust::FramePointer) });
+        let known = sender.is_some()
+            && modules.is_jit(ret)
+            && u.jit.is_some_and(|j| {
+                j.knows_code(ret, memory)
+                    && (next_rbp == 0 || next_rbp > rbp || j.frame_size(ret, false, memory).is_some())
+            });
+        let resumes = if known { Some(false) } else { chain_return(ret, rbp, next_rbp, modules, memory, vouched) };
+        if let Some(resumes) = resumes {
+            let mut regs: Regs = [None; N_REGS];
+            regs[RBP] = Some(next_rbp);
+            regs[RSP] = Some(sender.filter(|s| *s >= rbp.wrapping_add(16)).unwrap_or(rbp.wrapping_add(16)));
+            regs[RIP] = Some(ret);
+            return Outcome::Caller(Step { resumed: resumes, ..Step::new(regs, Trust::FramePointer) });
+        }
     }
 
     // 4) Stack scan: the first word above sp that is a plausible return address.
