@@ -247,6 +247,23 @@ pub struct Frame {
     pub variables: Vec<Variable>,
 }
 
+impl Frame {
+    /// A frame of a function inlined at this physical frame's place: its pc, sp,
+    /// module and trust, no registers and no names.
+    pub fn inlined_here(&self) -> Frame {
+        Frame {
+            pc: self.pc,
+            sp: self.sp,
+            module: self.module.clone(),
+            module_offset: self.module_offset,
+            trust: self.trust,
+            signal_frame: self.signal_frame,
+            inlined: true,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Module {
     /// Path of the file as mapped (or `[vdso]`).

@@ -460,20 +460,7 @@ impl ModuleSet {
         }
         out.reserve(n);
         for (i, sf) in res.frames.iter().take(n).enumerate() {
-            let mut f = if i + 1 == n {
-                std::mem::take(&mut frame)
-            } else {
-                Frame {
-                    pc: frame.pc,
-                    sp: frame.sp,
-                    module: frame.module.clone(),
-                    module_offset: frame.module_offset,
-                    trust: frame.trust,
-                    signal_frame: frame.signal_frame,
-                    inlined: true,
-                    ..Default::default()
-                }
-            };
+            let mut f = if i + 1 == n { std::mem::take(&mut frame) } else { frame.inlined_here() };
             f.function =
                 sf.function.clone().or_else(|| res.symbol.as_ref().filter(|_| i + 1 == n).map(|s| s.0.clone()));
             f.file = sf.file.clone();

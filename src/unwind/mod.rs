@@ -529,7 +529,8 @@ fn step(
         if let Some(resumes) = resumes {
             let mut regs: Regs = [None; N_REGS];
             regs[RBP] = Some(next_rbp);
-            regs[RSP] = Some(sender.filter(|s| *s >= rbp.wrapping_add(16)).unwrap_or(rbp.wrapping_add(16)));
+            let near = |s: &u64| *s >= rbp.wrapping_add(16) && *s - rbp < (64 << 20);
+            regs[RSP] = Some(sender.filter(near).unwrap_or(rbp.wrapping_add(16)));
             regs[RIP] = Some(ret);
             return Outcome::Caller(Step { resumed: resumes, ..Step::new(regs, Trust::FramePointer) });
         }
